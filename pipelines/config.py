@@ -1,0 +1,166 @@
+"""Settings: `tally.toml` (or built-in defaults) plus secrets from the environment.
+
+Example `tally.toml`::
+
+    data_dir = "data"
+    reporting_currency = "EUR"
+
+    [bitstamp]
+    base_url = "https://www.bitstamp.net"
+    markets = ["BTC-EUR", "BTC-USD", "ETH-EUR", "EUR-USD"]
+    intervals = ["1h", "1d"]
+
+    [bitvavo]
+    base_url = "https://api.bitvavo.com/v2"
+    markets = ["BTC-EUR", "ETH-EUR"]
+    intervals = ["1h", "1d"]
+
+Secrets come from `BITSTAMP_API_KEY`, `BITSTAMP_API_SECRET`, `BITVAVO_API_KEY` and
+`BITVAVO_API_SECRET`; a config file may also carry `api_key`/`api_secret` (the sandbox's own
+throw-away keys are written that way), and the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.credentials import Credentials
+
+DEFAULT_CONFIG_FILE = Path("tally.toml")
+EXCHANGES = ("bitstamp", "bitvavo")
+
+
+class ConfigError(ValueError):
+    """The configuration file or environment is invalid."""
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    name: str
+    base_url: str
+    markets: tuple[str, ...]
+    intervals: tuple[str, ...]
+    credentials: Credentials | None = None
+    # Bitstamp pacing: requests per window and per second (ignored for Bitvavo, which is paced
+    # from its own rate-limit headers).
+    requests_per_window: int = 8000
+    window_seconds: float = 600.0
+    max_requests_per_second: float = 400.0
+    # Bitvavo: Bitvavo-Access-Window in ms.
+    access_window_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    reporting_currency: str = "EUR"
+    exchanges: Mapping[str, ExchangeSettings] = field(default_factory=dict)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.data_dir / ".prefect"
+
+    def exchange(self, name: str) -> ExchangeSettings:
+        try:
+            return self.exchanges[name]
+        except KeyError:
+            raise ConfigError(f"exchange {name!r} is not configured") from None
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "bitstamp": {
+        "base_url": "https://www.bitstamp.net",
+        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD"],
+        "intervals": ["1h", "1d"],
+    },
+    "bitvavo": {
+        "base_url": "https://api.bitvavo.com/v2",
+        "markets": ["BTC-EUR", "ETH-EUR", "SOL-EUR"],
+        "intervals": ["1h", "1d"],
+    },
+}
+
+
+def load_settings(
+    config_file: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    data_dir: Path | str | None = None,
+) -> Settings:
+    """Read `config_file` (default `./tally.toml` if present) and the environment."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    path = Path(config_file) if config_file is not None else DEFAULT_CONFIG_FILE
+    if path.exists():
+        with path.open("rb") as handle:
+            try:
+                raw = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    elif config_file is not None:
+        raise ConfigError(f"config file {path} does not exist")
+
+    base_dir = path.resolve().parent if path.exists() else Path.cwd()
+    chosen_dir = Path(data_dir) if data_dir is not None else Path(raw.get("data_dir", "data"))
+    if not chosen_dir.is_absolute():
+        chosen_dir = base_dir / chosen_dir if data_dir is None else Path.cwd() / chosen_dir
+
+    exchanges = {name: _exchange_settings(name, raw.get(name, {}), environ) for name in EXCHANGES}
+    return Settings(
+        data_dir=chosen_dir.resolve(),
+        reporting_currency=str(raw.get("reporting_currency", "EUR")).upper(),
+        exchanges=exchanges,
+    )
+
+
+def _exchange_settings(
+    name: str, section: Mapping[str, Any], environ: Mapping[str, str]
+) -> ExchangeSettings:
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[{name}] must be a table")
+    merged = {**DEFAULTS[name], **section}
+    key = environ.get(f"{name.upper()}_API_KEY") or merged.pop("api_key", None)
+    secret = environ.get(f"{name.upper()}_API_SECRET") or merged.pop("api_secret", None)
+    merged.pop("api_key", None)
+    merged.pop("api_secret", None)
+    credentials = Credentials.from_strings(str(key), str(secret)) if key and secret else None
+    known = {
+        "base_url",
+        "markets",
+        "intervals",
+        "requests_per_window",
+        "window_seconds",
+        "max_requests_per_second",
+        "access_window_ms",
+    }
+    unknown = set(merged) - known
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown settings: {', '.join(sorted(unknown))}")
+    return ExchangeSettings(
+        name=name,
+        base_url=str(merged["base_url"]).rstrip("/"),
+        markets=tuple(str(m).upper() for m in merged["markets"]),
+        intervals=tuple(str(i) for i in merged["intervals"]),
+        credentials=credentials,
+        requests_per_window=int(merged.get("requests_per_window", 8000)),
+        window_seconds=float(merged.get("window_seconds", 600)),
+        max_requests_per_second=float(merged.get("max_requests_per_second", 400)),
+        access_window_ms=int(merged.get("access_window_ms", 10_000)),
+    )
