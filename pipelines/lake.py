@@ -1,0 +1,263 @@
+"""The Parquet lake: where landed rows live, and the only record of what has landed.
+
+Layout (Hive-style, one directory per dataset)::
+
+    <root>/<dataset>/<part>=<value>/.../<stem>.parquet
+
+A *window* (a time range or id range that a flow fetched completely) is written once, as one file
+per partition named by the window (`stem`), so re-landing the same window replaces its file and
+leaves one copy of every row. Small mutable datasets (deposits whose status changes, snapshots) are
+*merged*: the partition's single file is rewritten with old ∪ new rows, deduplicated on the
+dataset's key, the newer row winning.
+
+Every write goes to a hidden temp file in the target directory, is fsynced, then renamed over the
+target: a reader (DuckDB, polars, a crash-restarted sync) sees either the old file or the new one,
+never half of one. Temp names start with "." and end in ".tmp", so `*.parquet` globs never match
+them; stale ones left by a killed process are removed by `Lake.sweep_temp_files`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+MONEY = pl.Decimal(38, 18)
+TIMESTAMP = pl.Datetime("us", "UTC")
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._+\-]+$")
+
+
+class LakeError(Exception):
+    """A frame cannot be landed as it is (missing columns, lossy decimals, bad partition value)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A lake dataset: its columns (polars types), key, and Hive partition columns."""
+
+    name: str
+    schema: Mapping[str, pl.DataType]
+    key: tuple[str, ...]
+    partition_by: tuple[str, ...] = ()
+    sort_by: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        missing = [c for c in (*self.key, *self.partition_by) if c not in self.schema]
+        if missing:
+            raise LakeError(f"dataset {self.name}: key/partition columns not in schema: {missing}")
+
+    @property
+    def file_columns(self) -> list[str]:
+        """Columns stored inside the files (partition columns live in the path)."""
+        return [c for c in self.schema if c not in self.partition_by]
+
+
+@dataclass(frozen=True)
+class LandResult:
+    dataset: str
+    files: tuple[Path, ...]
+    rows: int
+
+
+class Lake:
+    """A lake rooted at `root` (created on first write)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def dataset_dir(self, dataset: Dataset) -> Path:
+        return self.root / dataset.name
+
+    def partition_dir(self, dataset: Dataset, values: Mapping[str, Any]) -> Path:
+        path = self.dataset_dir(dataset)
+        for column in dataset.partition_by:
+            if column not in values:
+                raise LakeError(f"dataset {dataset.name}: partition value {column!r} missing")
+            path = path / f"{column}={_partition_text(dataset, column, values[column])}"
+        return path
+
+    def glob(self, dataset: Dataset) -> str:
+        """An absolute glob of every file of the dataset (for DuckDB views)."""
+        depth = "/".join("*" for _ in dataset.partition_by)
+        return (
+            str(self.dataset_dir(dataset) / depth / "*.parquet")
+            if depth
+            else str(self.dataset_dir(dataset) / "*.parquet")
+        )
+
+    def files(self, dataset: Dataset, **partition: Any) -> list[Path]:
+        """Landed files, optionally narrowed to a partition prefix (in `partition_by` order)."""
+        base = self.dataset_dir(dataset)
+        for column in dataset.partition_by:
+            if column not in partition:
+                break
+            base = base / f"{column}={_partition_text(dataset, column, partition[column])}"
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("."))
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def land(self, dataset: Dataset, frame: pl.DataFrame, *, stem: str) -> LandResult:
+        """Write `frame` as the window `stem`: one file per partition, replacing earlier copies.
+
+        Rows repeated inside the window are deduplicated on the key, the last one winning.
+        """
+        _check_stem(stem)
+        typed = self._conform(dataset, frame)
+        written = [
+            self._write_file(self.partition_dir(dataset, values) / f"{stem}.parquet", part)
+            for values, part in self._split(dataset, typed)
+        ]
+        return LandResult(dataset.name, tuple(written), typed.height)
+
+    def merge(self, dataset: Dataset, frame: pl.DataFrame, *, stem: str = "data") -> LandResult:
+        """Upsert `frame` into the partition file `stem`: old ∪ new, deduplicated, new wins."""
+        _check_stem(stem)
+        typed = self._conform(dataset, frame)
+        written = []
+        rows = 0
+        for values, part in self._split(dataset, typed):
+            target = self.partition_dir(dataset, values) / f"{stem}.parquet"
+            if target.exists():
+                old = pl.read_parquet(target).select(dataset.file_columns)
+                old = old.cast({c: t for c, t in dataset.schema.items() if c in old.columns})
+                part = _dedupe(dataset, pl.concat([old, part], how="vertical"))
+            written.append(self._write_file(target, part))
+            rows += part.height
+        return LandResult(dataset.name, tuple(written), rows)
+
+    def _conform(self, dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
+        missing = [c for c in dataset.schema if c not in frame.columns]
+        if missing:
+            raise LakeError(f"dataset {dataset.name}: frame lacks columns {missing}")
+        extra = [c for c in frame.columns if c not in dataset.schema]
+        if extra:
+            raise LakeError(f"dataset {dataset.name}: frame has undeclared columns {extra}")
+        for column, dtype in dataset.schema.items():
+            if dtype == MONEY and frame.schema[column] != MONEY:
+                _check_exact_money(dataset, column, frame[column])
+        typed = frame.select([pl.col(c).cast(t, strict=True) for c, t in dataset.schema.items()])
+        nulls = [c for c in dataset.key if typed[c].null_count()]
+        if nulls:
+            raise LakeError(f"dataset {dataset.name}: key columns with nulls: {nulls}")
+        return _dedupe(dataset, typed)
+
+    def _split(
+        self, dataset: Dataset, frame: pl.DataFrame
+    ) -> Iterable[tuple[dict[str, Any], pl.DataFrame]]:
+        if not dataset.partition_by:
+            yield {}, frame.select(dataset.file_columns)
+            return
+        for keys, part in frame.group_by(list(dataset.partition_by), maintain_order=True):
+            values = dict(zip(dataset.partition_by, keys, strict=True))
+            yield values, part.select(dataset.file_columns)
+
+    def _write_file(self, target: Path, frame: pl.DataFrame) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp")
+        try:
+            with temp.open("wb") as handle:
+                frame.write_parquet(handle, compression="zstd", statistics=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+        return target
+
+    def sweep_temp_files(self) -> int:
+        """Remove temp files a killed writer left behind; returns how many."""
+        if not self.root.is_dir():
+            return 0
+        stale = list(self.root.rglob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def scan(self, dataset: Dataset, **partition: Any) -> pl.LazyFrame:
+        """All landed rows of the dataset (or of a partition prefix), typed as declared."""
+        files = self.files(dataset, **partition)
+        if not files:
+            return pl.LazyFrame(schema=dict(dataset.schema))
+        frames = []
+        for path in files:
+            values = _partition_values(path.relative_to(self.dataset_dir(dataset)))
+            frames.append(
+                pl.scan_parquet(path).with_columns(
+                    pl.lit(values[c]).cast(dataset.schema[c]).alias(c) for c in dataset.partition_by
+                )
+            )
+        return pl.concat(frames, how="diagonal_relaxed").select(
+            pl.col(c).cast(t) for c, t in dataset.schema.items()
+        )
+
+    def stems(self, dataset: Dataset, **partition: Any) -> set[str]:
+        """The windows landed in a partition (file stems)."""
+        return {p.stem for p in self.files(dataset, **partition)}
+
+    def max_of(self, dataset: Dataset, column: str, **partition: Any) -> Any:
+        """The largest value of `column` landed (None when nothing is)."""
+        return self.scan(dataset, **partition).select(pl.col(column).max()).collect().item()
+
+
+def _dedupe(dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
+    # Inside one partition the partition columns are constant and absent from the frame.
+    key = [c for c in dataset.key if c in frame.columns]
+    deduped = frame.unique(subset=key, keep="last", maintain_order=True)
+    order = list(dataset.sort_by or dataset.key)
+    order = [c for c in order if c in deduped.columns]
+    return deduped.sort(order) if order else deduped
+
+
+def _check_exact_money(dataset: Dataset, column: str, series: pl.Series) -> None:
+    """Refuse a value that DECIMAL(38,18) would round or overflow (polars would do it silently)."""
+    if series.dtype == pl.Null:
+        return
+    where = f"dataset {dataset.name}: column {column}"
+    if not isinstance(series.dtype, pl.Decimal):
+        raise LakeError(f"{where}: expected Decimal values, got {series.dtype}")
+    try:
+        narrowed = series.cast(MONEY, strict=True)
+    except pl.exceptions.InvalidOperationError:
+        raise LakeError(f"{where}: a value exceeds DECIMAL(38,18)") from None
+    if (series.dtype.scale or 0) > MONEY.scale:
+        lost = (narrowed.cast(series.dtype) != series).fill_null(False)
+        if lost.any():
+            row = int(lost.arg_max() or 0)
+            raise LakeError(f"{where} row {row}: {series[row]} has more than 18 decimal places")
+
+
+def _partition_text(dataset: Dataset, column: str, value: Any) -> str:
+    text = str(value)
+    if not _SAFE_VALUE.match(text):
+        raise LakeError(f"dataset {dataset.name}: unsafe partition value {column}={text!r}")
+    return text
+
+
+def _partition_values(relative: Path) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in relative.parts[:-1])
+
+
+def _check_stem(stem: str) -> None:
+    if not _SAFE_VALUE.match(stem) or stem.startswith("."):
+        raise LakeError(f"unsafe file stem {stem!r}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
