@@ -1,0 +1,299 @@
+"""Bitstamp API v2, read-only: signing, endpoints and paging rules.
+
+Only the endpoints tally reads exist here; there is no code path for orders, cancels,
+withdrawals, addresses or keys. Parsing lives in `bitstamp_parse`; this module decides what to
+ask for and how to walk the pages (EXCHANGES.md):
+
+- OHLC: when `end` is given `start` is ignored and the last `limit` candles with open time
+  ≤ `end` come back, oldest first, sometimes one short: walk backwards by `end` only.
+- user_transactions: `since_id` (inclusive) ascending with limit 1000; advance past the page's
+  largest id; a page with fewer than 1000 rows is the last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipelines.credentials import Credentials
+from pipelines.exchanges import bitstamp_parse as parse
+from pipelines.exchanges.paging import Page, PagingLoopError
+from pipelines.exchanges.records import (
+    BalanceSnapshot,
+    Candle,
+    FeeSchedule,
+    FxRate,
+    LedgerEntry,
+    MarketInfo,
+    OtherEvent,
+    PublicTrade,
+    Transfer,
+    WithdrawalFee,
+)
+from pipelines.http import (
+    DEFAULT_RETRY,
+    HttpClient,
+    Limiter,
+    RequestBudget,
+    RetryPolicy,
+    SignInput,
+    shared_limiter,
+)
+
+EXCHANGE = "bitstamp"
+OHLC_LIMIT = 1000
+LEDGER_PAGE = 1000
+CRYPTO_PAGE = 1000
+PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
+STEPS: Mapping[str, int] = {interval: step for step, interval in parse.STEP_INTERVALS.items()}
+
+
+def pair_symbol(market: str) -> str:
+    """`BTC-EUR` → `btceur` (Bitstamp's URL spelling)."""
+    return market.replace("-", "").lower()
+
+
+def string_to_sign(key: str, request: SignInput, nonce: str, timestamp_ms: str) -> str:
+    """The documented message: no separators, content type only when the body is non-empty."""
+    return (
+        f"BITSTAMP {key}{request.method}{request.host}{request.path}{request.query}"
+        f"{request.content_type}{nonce}{timestamp_ms}v2{request.body}"
+    )
+
+
+class BitstampSigner:
+    """Signs each attempt with a fresh lower-case UUID4 nonce and the current time in ms."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_nonce: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._credentials = credentials
+        self._clock = clock
+        self._new_nonce = new_nonce
+
+    def __call__(self, request: SignInput) -> dict[str, str]:
+        key = self._credentials.key.reveal()
+        nonce = self._new_nonce()
+        timestamp = str(int(self._clock() * 1000))
+        message = string_to_sign(key, request, nonce, timestamp)
+        signature = hmac.new(
+            self._credentials.secret.reveal().encode(), message.encode(), hashlib.sha256
+        ).hexdigest()
+        return {
+            "X-Auth": f"BITSTAMP {key}",
+            "X-Auth-Signature": signature,
+            "X-Auth-Nonce": nonce,
+            "X-Auth-Timestamp": timestamp,
+            "X-Auth-Version": "v2",
+        }
+
+    def __repr__(self) -> str:
+        return "BitstampSigner(<credentials hidden>)"
+
+
+@dataclass(frozen=True)
+class BitstampPacing:
+    requests_per_window: int = 8000
+    window_seconds: float = 600.0
+    max_requests_per_second: float = 400.0
+
+
+class BitstampClient:
+    """Read-only Bitstamp client. `base_url` is e.g. `https://www.bitstamp.net`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        *,
+        account: str = "main",
+        pacing: BitstampPacing = BitstampPacing(),
+        limiter: Limiter | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self._credentials = credentials
+        self._clock = clock
+        key_id = credentials.key_id if credentials else "public"
+        self.limiter = limiter or shared_limiter(
+            EXCHANGE,
+            key_id,
+            lambda: RequestBudget(
+                pacing.requests_per_window,
+                pacing.window_seconds,
+                pacing.max_requests_per_second,
+            ),
+        )
+        self.http = HttpClient(
+            EXCHANGE, base_url.rstrip("/"), limiter=self.limiter, retry=retry, timeout=timeout
+        )
+        self._signer = BitstampSigner(credentials, clock=clock) if credentials else None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> BitstampClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BitstampClient(account={self.account!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _get(self, path: str, endpoint: str, params: Mapping[str, object] | None = None) -> Any:
+        return self.http.request("GET", path, endpoint=endpoint, params=params)
+
+    def _post(self, path: str, endpoint: str, form: Mapping[str, object] | None = None) -> Any:
+        if self._signer is None:
+            raise PermissionError(f"bitstamp {endpoint}: no API credentials configured")
+        return self.http.request("POST", path, endpoint=endpoint, form=form, signer=self._signer)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # -- public market data --------------------------------------------------------------------
+
+    def ohlc(
+        self, market: str, interval: str, *, end: datetime, limit: int = OHLC_LIMIT
+    ) -> Page[Candle]:
+        """One OHLC page: the last `limit` closed candles whose open time is ≤ `end`."""
+        step = _step(interval)
+        params = {
+            "step": step,
+            "limit": limit,
+            "end": int(end.timestamp()),
+            "exclude_current_candle": "true",
+        }
+        reply = self._get(f"/api/v2/ohlc/{pair_symbol(market)}/", "ohlc", params)
+        candles = parse.parse_ohlc(reply.data, step=step, market=market)
+        return Page(candles, "ohlc", params, reply.fetched_at)
+
+    def ohlc_window(
+        self, market: str, interval: str, start: datetime, end: datetime
+    ) -> Iterator[Page[Candle]]:
+        """Every candle with open time in [start, end), walking backwards by `end`.
+
+        Pages come newest-window first; each is filtered to the window. Stops at `start` or when
+        the exchange has nothing older (before the market's listing).
+        """
+        step = timedelta(seconds=_step(interval))
+        cursor = end - step  # `end` is inclusive on open time; the window's end is exclusive
+        while cursor >= start:
+            page = self.ohlc(market, interval, end=cursor)
+            inside = [c for c in page.records if start <= c.open_time <= cursor]
+            yield Page(inside, page.endpoint, page.params, page.fetched_at, len(page.records))
+            if not page.records:
+                return
+            oldest = min(c.open_time for c in page.records)
+            if oldest > cursor:
+                raise PagingLoopError(
+                    EXCHANGE, "ohlc", f"page older than {cursor} starts at {oldest}"
+                )
+            cursor = oldest - step
+
+    def public_trades(self, market: str, *, window: str = "day") -> Page[PublicTrade]:
+        """The rolling window of recent trades (no history exists beyond it)."""
+        if window not in PUBLIC_TRADE_WINDOWS:
+            raise ValueError(
+                f"bitstamp transactions: window must be one of {list(PUBLIC_TRADE_WINDOWS)}"
+            )
+        params = {"time": window}
+        reply = self._get(f"/api/v2/transactions/{pair_symbol(market)}/", "transactions", params)
+        trades = parse.parse_transactions(reply.data, market=market)
+        return Page(trades, "transactions", params, reply.fetched_at)
+
+    def markets(self) -> list[MarketInfo]:
+        return parse.parse_markets(self._get("/api/v2/markets/", "markets").data)
+
+    def eur_usd(self) -> FxRate:
+        reply = self._get("/api/v2/eur_usd/", "eur_usd")
+        return parse.parse_eur_usd(reply.data, taken_at=reply.fetched_at)
+
+    # -- account -------------------------------------------------------------------------------
+
+    def user_transactions(self, *, since_id: int, limit: int = LEDGER_PAGE) -> Page[LedgerEntry]:
+        """One ascending ledger page starting at id `since_id` (inclusive)."""
+        form = {"since_id": since_id, "limit": limit, "sort": "asc"}
+        reply = self._post("/api/v2/user_transactions/", "user_transactions", form)
+        entries = parse.parse_user_transactions(reply.data, account=self.account)
+        return Page(entries, "user_transactions", form, reply.fetched_at)
+
+    def ledger_since(self, since_id: int = 1) -> Iterator[Page[LedgerEntry]]:
+        """Every ledger row with id ≥ `since_id`, one page at a time, oldest first."""
+        cursor = since_id
+        while True:
+            page = self.user_transactions(since_id=cursor)
+            yield page
+            if len(page.records) < LEDGER_PAGE:
+                return
+            top = max(entry.entry_id for entry in page.records)
+            if top < cursor:
+                raise PagingLoopError(
+                    EXCHANGE, "user_transactions", f"since_id {cursor} returned max id {top}"
+                )
+            cursor = top + 1
+
+    def crypto_transactions(
+        self, *, offset: int = 0, limit: int = CRYPTO_PAGE
+    ) -> Page[Transfer | OtherEvent]:
+        form = {"offset": offset, "limit": limit}
+        reply = self._post("/api/v2/crypto-transactions/", "crypto_transactions", form)
+        rows = parse.parse_crypto_transactions(reply.data, account=self.account)
+        # The limit applies to each list (deposits, withdrawals) separately.
+        return Page(rows, "crypto_transactions", form, reply.fetched_at, _longest_list(reply.data))
+
+    def all_crypto_transactions(self) -> Iterator[Page[Transfer | OtherEvent]]:
+        """Every crypto deposit and withdrawal, by offset (the endpoint has no cursor)."""
+        offset = 0
+        while True:
+            page = self.crypto_transactions(offset=offset)
+            yield page
+            if page.received < CRYPTO_PAGE:
+                return
+            offset += CRYPTO_PAGE
+
+    def balances(self) -> list[BalanceSnapshot]:
+        reply = self._post("/api/v2/account_balances/", "account_balances")
+        return parse.parse_account_balances(
+            reply.data, account=self.account, taken_at=reply.fetched_at
+        )
+
+    def trading_fees(self) -> list[FeeSchedule]:
+        reply = self._post("/api/v2/fees/trading/", "fees_trading")
+        return parse.parse_trading_fees(reply.data, account=self.account, taken_at=reply.fetched_at)
+
+    def withdrawal_fees(self) -> list[WithdrawalFee]:
+        reply = self._post("/api/v2/fees/withdrawal/", "fees_withdrawal")
+        return parse.parse_withdrawal_fees(
+            reply.data, account=self.account, taken_at=reply.fetched_at
+        )
+
+
+def _step(interval: str) -> int:
+    try:
+        return STEPS[interval]
+    except KeyError:
+        raise ValueError(
+            f"bitstamp ohlc: no step for interval {interval!r}; one of {list(STEPS)}"
+        ) from None
+
+
+def _longest_list(data: Any) -> int:
+    if not isinstance(data, Mapping):
+        return 0
+    return max((len(v) for v in data.values() if isinstance(v, list)), default=0)

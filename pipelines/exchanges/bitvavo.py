@@ -1,0 +1,414 @@
+"""Bitvavo API v2, read-only: signing, endpoints and paging rules.
+
+Only the endpoints tally reads exist here; there is no code path for orders, cancels,
+withdrawals or keys. Parsing lives in `bitvavo_parse`. Paging (EXCHANGES.md):
+
+- candles are end-anchored and newest first: ask for [start, cursor), move the cursor to the
+  oldest candle returned; a page shorter than `limit` reaches `start`. Gaps mean no trades.
+- trades (public and account) page backwards with an *inclusive* `end` equal to the oldest
+  timestamp already seen (never minus 1: trades share milliseconds) and are deduplicated on id;
+  one request spans at most 24 h.
+- account/history is page-numbered; `toDate` is pinned for the whole walk so that new items do
+  not shift the pages under us.
+
+Every request is signed, public ones too, so that the weight budget is the key's (1000/min)
+rather than the IP's, and a 304 (timestamp outside the access window) resynchronises the clock
+with `GET /time` and retries once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from pipelines.credentials import Credentials
+from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.paging import Page, PagingLoopError
+from pipelines.exchanges.records import (
+    AssetInfo,
+    BalanceSnapshot,
+    BitvavoHistoryItem,
+    Candle,
+    FeeSchedule,
+    Fill,
+    MarketInfo,
+    PublicTrade,
+    Transfer,
+)
+from pipelines.http import (
+    DEFAULT_RETRY,
+    ClockSkewError,
+    HttpClient,
+    Limiter,
+    Reply,
+    RetryPolicy,
+    SignInput,
+    WeightBudget,
+    shared_limiter,
+)
+
+EXCHANGE = "bitvavo"
+CANDLE_LIMIT = 1440
+TRADE_LIMIT = 1000
+TRANSFER_LIMIT = 1000
+HISTORY_PAGE = 100
+MAX_TRADE_SPAN = timedelta(hours=24)
+INTERVALS = ("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+
+# Weights per endpoint (EXCHANGES.md).
+WEIGHTS: Mapping[str, int] = {
+    "time": 1,
+    "markets": 1,
+    "assets": 1,
+    "candles": 1,
+    "public_trades": 5,
+    "trades": 5,
+    "account_history": 1,
+    "deposit_history": 5,
+    "withdrawal_history": 5,
+    "balance": 5,
+    "account_fees": 1,
+}
+
+R = TypeVar("R")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def signature(secret: str, timestamp_ms: str, method: str, path_with_query: str, body: str) -> str:
+    """hex HMAC-SHA256 of `timestamp + METHOD + path_with_query + body` (path includes `/v2`)."""
+    message = f"{timestamp_ms}{method}{path_with_query}{body}"
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+class BitvavoSigner:
+    """Signs each attempt; `offset_ms` corrects our clock to the exchange's."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        access_window_ms: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 100 <= access_window_ms <= 60_000:
+            raise ValueError("Bitvavo access window must be 100–60000 ms")
+        self._credentials = credentials
+        self._window = str(access_window_ms)
+        self._clock = clock
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000) + self.offset_ms
+
+    def __call__(self, request: SignInput) -> dict[str, str]:
+        timestamp = str(self.now_ms())
+        return {
+            "Bitvavo-Access-Key": self._credentials.key.reveal(),
+            "Bitvavo-Access-Timestamp": timestamp,
+            "Bitvavo-Access-Signature": signature(
+                self._credentials.secret.reveal(),
+                timestamp,
+                request.method,
+                request.path + request.query,
+                request.body,
+            ),
+            "Bitvavo-Access-Window": self._window,
+        }
+
+    def __repr__(self) -> str:
+        return "BitvavoSigner(<credentials hidden>)"
+
+
+class BitvavoClient:
+    """Read-only Bitvavo client. `base_url` is e.g. `https://api.bitvavo.com/v2`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        *,
+        account: str = "main",
+        access_window_ms: int = 10_000,
+        limiter: Limiter | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self._clock = clock
+        key_id = credentials.key_id if credentials else "public"
+        self.limiter = limiter or shared_limiter(EXCHANGE, key_id, WeightBudget)
+        self.http = HttpClient(
+            EXCHANGE, base_url.rstrip("/"), limiter=self.limiter, retry=retry, timeout=timeout
+        )
+        self._signer = (
+            BitvavoSigner(credentials, access_window_ms=access_window_ms, clock=clock)
+            if credentials
+            else None
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> BitvavoClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BitvavoClient(account={self.account!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _get(self, path: str, endpoint: str, params: Mapping[str, object] | None = None) -> Reply:
+        try:
+            return self._send(path, endpoint, params)
+        except ClockSkewError:
+            if self._signer is None:
+                raise
+            self.sync_clock()
+            return self._send(path, endpoint, params)
+
+    def _send(self, path: str, endpoint: str, params: Mapping[str, object] | None) -> Reply:
+        return self.http.request(
+            "GET",
+            path,
+            endpoint=endpoint,
+            params=params,
+            weight=WEIGHTS[endpoint],
+            signer=self._signer,
+        )
+
+    def _private(
+        self, path: str, endpoint: str, params: Mapping[str, object] | None = None
+    ) -> Reply:
+        if self._signer is None:
+            raise PermissionError(f"bitvavo {endpoint}: no API credentials configured")
+        return self._get(path, endpoint, params)
+
+    def sync_clock(self) -> int:
+        """Set the signer's offset from `GET /time`; returns the offset in ms."""
+        before = self._clock()
+        reply = self._send("/time", "time", None)
+        after = self._clock()
+        server_ms = int(parse.parse_time(reply.data).timestamp() * 1000)
+        if self._signer is not None:
+            self._signer.offset_ms = server_ms - int((before + after) / 2 * 1000)
+            return self._signer.offset_ms
+        return 0
+
+    # -- public market data --------------------------------------------------------------------
+
+    def time(self) -> datetime:
+        return parse.parse_time(self._get("/time", "time").data)
+
+    def markets(self) -> list[MarketInfo]:
+        return parse.parse_markets(self._get("/markets", "markets").data)
+
+    def assets(self) -> list[AssetInfo]:
+        return parse.parse_assets(self._get("/assets", "assets").data)
+
+    def candles(
+        self,
+        market: str,
+        interval: str,
+        *,
+        start: datetime,
+        end: datetime,
+        limit: int = CANDLE_LIMIT,
+    ) -> Page[Candle]:
+        """One page: up to `limit` newest candles with open time in [start, end)."""
+        if interval not in INTERVALS:
+            raise ValueError(f"bitvavo candles: interval must be one of {INTERVALS}")
+        params = {"interval": interval, "limit": limit, "start": _ms(start), "end": _ms(end)}
+        reply = self._get(f"/{market}/candles", "candles", params)
+        candles = parse.parse_candles(reply.data, market=market, interval=interval)
+        return Page(candles, "candles", params, reply.fetched_at)
+
+    def candles_window(
+        self, market: str, interval: str, start: datetime, end: datetime
+    ) -> Iterator[Page[Candle]]:
+        """Every candle with open time in [start, end), newest page first."""
+        cursor = end
+        while cursor > start:
+            page = self.candles(market, interval, start=start, end=cursor)
+            inside = [c for c in page.records if start <= c.open_time < cursor]
+            yield Page(inside, page.endpoint, page.params, page.fetched_at, page.received)
+            if page.received < CANDLE_LIMIT or not page.records:
+                return
+            oldest = min(c.open_time for c in page.records)
+            if oldest >= cursor:
+                raise PagingLoopError(EXCHANGE, "candles", f"cursor {cursor} did not move")
+            cursor = oldest
+
+    def public_trades(
+        self, market: str, *, start: datetime, end: datetime, limit: int = TRADE_LIMIT
+    ) -> Page[PublicTrade]:
+        """One page: up to `limit` newest trades with timestamp in [start, end] (inclusive)."""
+        params = {"limit": limit, "start": _ms(start), "end": _ms(end)}
+        reply = self._get(f"/{market}/trades", "public_trades", params)
+        return Page(
+            parse.parse_public_trades(reply.data, market=market),
+            "public_trades",
+            params,
+            reply.fetched_at,
+        )
+
+    def public_trades_window(
+        self, market: str, start: datetime, end: datetime
+    ) -> Iterator[Page[PublicTrade]]:
+        """Every public trade with timestamp in [start, end) (at most 24 h), each once."""
+        return _walk_trades(
+            lambda s, e: self.public_trades(market, start=s, end=e),
+            start,
+            end,
+            key=lambda t: t.trade_id,
+            moment=lambda t: t.traded_at,
+            endpoint="public_trades",
+        )
+
+    # -- account -------------------------------------------------------------------------------
+
+    def trades(
+        self, market: str, *, start: datetime, end: datetime, limit: int = TRADE_LIMIT
+    ) -> Page[Fill]:
+        """One page of the account's fills in `market` with timestamp in [start, end]."""
+        params = {"market": market, "limit": limit, "start": _ms(start), "end": _ms(end)}
+        reply = self._private("/trades", "trades", params)
+        return Page(
+            parse.parse_trades(reply.data, account=self.account), "trades", params, reply.fetched_at
+        )
+
+    def trades_window(self, market: str, start: datetime, end: datetime) -> Iterator[Page[Fill]]:
+        """Every fill of the account in `market` with timestamp in [start, end) (≤ 24 h), once."""
+        return _walk_trades(
+            lambda s, e: self.trades(market, start=s, end=e),
+            start,
+            end,
+            key=lambda f: f.fill_id,
+            moment=lambda f: f.executed_at,
+            endpoint="trades",
+        )
+
+    def account_history(
+        self,
+        *,
+        from_date: datetime,
+        to_date: datetime,
+        page: int = 1,
+        max_items: int = HISTORY_PAGE,
+    ) -> tuple[Page[BitvavoHistoryItem], int]:
+        """One page of /account/history and the total number of pages."""
+        params = {
+            "fromDate": _ms(from_date),
+            "toDate": _ms(to_date),
+            "page": page,
+            "maxItems": max_items,
+        }
+        reply = self._private("/account/history", "account_history", params)
+        parsed = parse.parse_account_history(reply.data, account=self.account)
+        return Page(parsed.items, "account_history", params, reply.fetched_at), parsed.total_pages
+
+    def account_history_window(
+        self, start: datetime, end: datetime
+    ) -> Iterator[Page[BitvavoHistoryItem]]:
+        """Every history item in [start, end): the walk pins `toDate` so pages cannot shift."""
+        number, total = 1, 1
+        while number <= total:
+            page, total = self.account_history(from_date=start, to_date=end, page=number)
+            yield page
+            number += 1
+
+    def deposit_history(self, *, start: datetime, end: datetime) -> Iterator[Page[Transfer]]:
+        """Every deposit with timestamp in [start, end), paging backwards by `end`."""
+        return self._transfers(
+            "/depositHistory", "deposit_history", parse.parse_deposit_history, start, end
+        )
+
+    def withdrawal_history(self, *, start: datetime, end: datetime) -> Iterator[Page[Transfer]]:
+        """Every withdrawal with timestamp in [start, end), paging backwards by `end`."""
+        return self._transfers(
+            "/withdrawalHistory", "withdrawal_history", parse.parse_withdrawal_history, start, end
+        )
+
+    def _transfers(
+        self,
+        path: str,
+        endpoint: str,
+        parser: Callable[..., list[Transfer]],
+        start: datetime,
+        end: datetime,
+    ) -> Iterator[Page[Transfer]]:
+        def fetch(s: datetime, e: datetime) -> Page[Transfer]:
+            params = {"limit": TRANSFER_LIMIT, "start": _ms(s), "end": _ms(e)}
+            reply = self._private(path, endpoint, params)
+            return Page(
+                parser(reply.data, account=self.account), endpoint, params, reply.fetched_at
+            )
+
+        return _walk_trades(
+            fetch,
+            start,
+            end,
+            key=lambda t: t.transfer_id,
+            moment=lambda t: t.executed_at,
+            endpoint=endpoint,
+            limit=TRANSFER_LIMIT,
+            max_span=None,
+        )
+
+    def balance(self) -> list[BalanceSnapshot]:
+        reply = self._private("/balance", "balance")
+        return parse.parse_balance(reply.data, account=self.account, taken_at=reply.fetched_at)
+
+    def fees(self, market: str) -> FeeSchedule:
+        reply = self._private("/account/fees", "account_fees", {"market": market})
+        return parse.parse_account_fees(
+            reply.data, account=self.account, market=market, taken_at=reply.fetched_at
+        )
+
+
+def _walk_trades(
+    fetch: Callable[[datetime, datetime], Page[R]],
+    start: datetime,
+    end: datetime,
+    *,
+    key: Callable[[R], str],
+    moment: Callable[[R], datetime],
+    endpoint: str,
+    limit: int = TRADE_LIMIT,
+    max_span: timedelta | None = MAX_TRADE_SPAN,
+) -> Iterator[Page[R]]:
+    """Walk [start, end) backwards with an inclusive `end`, yielding each row once.
+
+    The next page ends at the oldest timestamp already seen, *inclusive*: rows sharing that
+    millisecond come back again and are dropped by id, so none of them is skipped.
+    """
+    if max_span is not None and end - start > max_span:
+        raise ValueError(f"bitvavo {endpoint}: one window spans at most {max_span}")
+    seen: set[str] = set()
+    cursor = end - timedelta(milliseconds=1)  # the window's end is exclusive
+    while cursor >= start:
+        page = fetch(start, cursor)
+        fresh = [r for r in page.records if key(r) not in seen and start <= moment(r) <= cursor]
+        seen.update(key(r) for r in fresh)
+        yield Page(fresh, page.endpoint, page.params, page.fetched_at, page.received)
+        if page.received < limit or not page.records:
+            return
+        oldest = min(moment(r) for r in page.records)
+        if oldest == cursor and not fresh:
+            raise PagingLoopError(
+                "bitvavo", endpoint, f"more than {limit} rows share the millisecond {cursor}"
+            )
+        cursor = oldest
+
+
+def _ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass UTC-aware times")
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
