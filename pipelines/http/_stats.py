@@ -1,0 +1,106 @@
+"""Per-endpoint counters for run summaries."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ExchangeError
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    requests: int = 0
+    retries: int = 0
+    weight: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+
+class HttpStats:
+    """Thread-safe counters for run summaries: requests sent, retries, weight, errors by kind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, Any]] = {}
+
+    def _entry(self, endpoint: str) -> dict[str, Any]:
+        entry = self._counts.get(endpoint)
+        if entry is None:
+            entry = {"requests": 0, "retries": 0, "weight": 0, "errors": {}}
+            self._counts[endpoint] = entry
+        return entry
+
+    def record_request(self, endpoint: str, weight: int) -> None:
+        with self._lock:
+            entry = self._entry(endpoint)
+            entry["requests"] += 1
+            entry["weight"] += weight
+
+    def record_retry(self, endpoint: str) -> None:
+        with self._lock:
+            self._entry(endpoint)["retries"] += 1
+
+    def record_error(self, endpoint: str, error: ExchangeError) -> None:
+        with self._lock:
+            errors = self._entry(endpoint)["errors"]
+            kind = type(error).__name__
+            errors[kind] = errors.get(kind, 0) + 1
+
+    def by_endpoint(self) -> dict[str, EndpointStats]:
+        with self._lock:
+            return {
+                name: EndpointStats(
+                    requests=entry["requests"],
+                    retries=entry["retries"],
+                    weight=entry["weight"],
+                    errors=dict(entry["errors"]),
+                )
+                for name, entry in self._counts.items()
+            }
+
+    def _total(self, key: str) -> int:
+        with self._lock:
+            return sum(entry[key] for entry in self._counts.values())
+
+    @property
+    def requests(self) -> int:
+        return self._total("requests")
+
+    @property
+    def retries(self) -> int:
+        return self._total("retries")
+
+    @property
+    def weight(self) -> int:
+        return self._total("weight")
+
+    @property
+    def errors(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for entry in self.by_endpoint().values():
+            for kind, count in entry.errors.items():
+                totals[kind] = totals.get(kind, 0) + count
+        return totals
+
+    def as_dict(self) -> dict[str, Any]:
+        endpoints = self.by_endpoint()
+        return {
+            "requests": sum(e.requests for e in endpoints.values()),
+            "retries": sum(e.retries for e in endpoints.values()),
+            "weight": sum(e.weight for e in endpoints.values()),
+            "errors": self.errors,
+            "endpoints": {
+                name: {
+                    "requests": e.requests,
+                    "retries": e.retries,
+                    "weight": e.weight,
+                    "errors": dict(e.errors),
+                }
+                for name, e in endpoints.items()
+            },
+        }
+
+    def __repr__(self) -> str:
+        return f"HttpStats(requests={self.requests}, retries={self.retries}, weight={self.weight})"
