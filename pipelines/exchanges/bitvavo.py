@@ -39,6 +39,7 @@ from pipelines.exchanges.records import (
     PublicTrade,
     Transfer,
 )
+from pipelines.exchanges.values import INTERVAL_SECONDS
 from pipelines.http import (
     DEFAULT_RETRY,
     ClockSkewError,
@@ -233,18 +234,25 @@ class BitvavoClient:
     def candles_window(
         self, market: str, interval: str, start: datetime, end: datetime
     ) -> Iterator[Page[Candle]]:
-        """Every candle with open time in [start, end), newest page first."""
+        """Every candle with open time in [start, end), newest page first.
+
+        Whether `limit` counts rows or intervals is not documented, and hours without trades have
+        no candle: a full page moves the cursor to its oldest candle, a short one moves it back
+        by `limit` intervals. Both readings then see every candle exactly once.
+        """
+        span = timedelta(seconds=INTERVAL_SECONDS[interval]) * CANDLE_LIMIT
         cursor = end
         while cursor > start:
             page = self.candles(market, interval, start=start, end=cursor)
             inside = [c for c in page.records if start <= c.open_time < cursor]
             yield Page(inside, page.endpoint, page.params, page.fetched_at, page.received)
-            if page.received < CANDLE_LIMIT or not page.records:
-                return
-            oldest = min(c.open_time for c in page.records)
-            if oldest >= cursor:
-                raise PagingLoopError(EXCHANGE, "candles", f"cursor {cursor} did not move")
-            cursor = oldest
+            if page.received >= CANDLE_LIMIT and page.records:
+                oldest = min(c.open_time for c in page.records)
+                if oldest >= cursor:
+                    raise PagingLoopError(EXCHANGE, "candles", f"cursor {cursor} did not move")
+                cursor = oldest
+            else:
+                cursor -= span
 
     def public_trades(
         self, market: str, *, start: datetime, end: datetime, limit: int = TRADE_LIMIT
@@ -285,7 +293,10 @@ class BitvavoClient:
         )
 
     def trades_window(self, market: str, start: datetime, end: datetime) -> Iterator[Page[Fill]]:
-        """Every fill of the account in `market` with timestamp in [start, end) (≤ 24 h), once."""
+        """Every fill of the account in `market` with timestamp in [start, end), once.
+
+        The 24 h cap on one request concerns public trades; account trades page over any span.
+        """
         return _walk_trades(
             lambda s, e: self.trades(market, start=s, end=e),
             start,
@@ -293,6 +304,7 @@ class BitvavoClient:
             key=lambda f: f.fill_id,
             moment=lambda f: f.executed_at,
             endpoint="trades",
+            max_span=None,
         )
 
     def account_history(

@@ -1,0 +1,202 @@
+"""The `tally` command.
+
+Subcommands register themselves in `build_parser()` with `set_defaults(run=...)`; each `run`
+takes the parsed namespace and returns the exit code. Heavy imports happen inside the
+subcommand, so `tally --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tally",
+        description="A complete, exact history of Bitstamp and Bitvavo accounts and markets.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_sandbox(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+# --- tally sandbox --------------------------------------------------------------------------
+
+
+def _add_sandbox(commands: Any) -> None:
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the Bitstamp and Bitvavo emulators on loopback until stopped",
+        description=(
+            "Serve the Bitstamp and Bitvavo emulators on free 127.0.0.1 ports until SIGINT or "
+            "SIGTERM. Prints one JSON object with each exchange's base_url, key and secret."
+        ),
+    )
+    sandbox.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
+    sandbox.add_argument("--days", type=int, default=90, help="days of history (default 90)")
+    sandbox.add_argument(
+        "--now",
+        type=_parse_now,
+        default=None,
+        metavar="ISO",
+        help="freeze the world's clock at this UTC time (e.g. 2024-03-31T00:00:00Z)",
+    )
+    sandbox.add_argument(
+        "--faults", type=float, default=0.0, metavar="RATE", help="fault rate in [0, 1]"
+    )
+    sandbox.add_argument(
+        "--fault-kinds",
+        default=None,
+        metavar="KINDS",
+        help="comma-separated fault kinds (default: all but malformed_row; 'all' for every kind)",
+    )
+    sandbox.add_argument(
+        "--slow-seconds", type=float, default=2.0, help="delay of a 'slow' fault (default 2)"
+    )
+    sandbox.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply every rate-limit budget and window by X (default 1)",
+    )
+    sandbox.add_argument(
+        "--no-quirks", action="store_true", help="switch the exchanges' documented quirks off"
+    )
+    sandbox.add_argument("--bitstamp-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument("--bitvavo-port", type=int, default=0, help="default: a free port")
+    sandbox.add_argument("--info", type=Path, metavar="FILE", help="also write the JSON here")
+    sandbox.add_argument(
+        "--write-config",
+        type=Path,
+        metavar="FILE",
+        help="write a tally.toml that points at the running sandbox",
+    )
+    sandbox.set_defaults(run=_run_sandbox)
+
+
+def _parse_now(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from pipelines.sandbox.server import start_sandbox
+
+    stop = threading.Event()
+    try:
+        sandbox = start_sandbox(
+            seed=args.seed,
+            days=args.days,
+            now_ms=args.now,
+            faults=args.faults,
+            rate_scale=args.rate_scale,
+            quirks=not args.no_quirks,
+            fault_kinds=args.fault_kinds,
+            slow_seconds=args.slow_seconds,
+            bitstamp_port=args.bitstamp_port,
+            bitvavo_port=args.bitvavo_port,
+        )
+    except (ValueError, OSError) as error:  # bad option values, port in use
+        print(f"tally sandbox: {error}", file=sys.stderr)
+        return 2
+    previous = _on_signals(stop)
+    try:
+        info = sandbox.info()
+        text = json.dumps(info)
+        if args.write_config is not None:
+            _write_text(args.write_config, sandbox_config(sandbox))
+        if args.info is not None:
+            _write_text(args.info, text + "\n")
+        print(text, flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        _restore_signals(previous)
+        sandbox.stop()
+    print("sandbox stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def sandbox_config(sandbox: Any) -> str:
+    """A tally.toml pointing at a running sandbox: its URLs, keys, markets and pacing."""
+    scale = sandbox.rate_limits.bitstamp_window_ms / 600_000
+    lines = [
+        "# Written by `tally sandbox`: points tally at the loopback emulators.",
+        'data_dir = "data"',
+        "",
+    ]
+    for name, endpoint in (("bitstamp", sandbox.bitstamp), ("bitvavo", sandbox.bitvavo)):
+        markets = sorted(
+            f"{market.base}-{market.quote}"
+            for (exchange, _), market in sandbox.world.markets.items()
+            if exchange == name
+        )
+        lines += [
+            f"[{name}]",
+            f"base_url = {json.dumps(endpoint.base_url)}",
+            f"api_key = {json.dumps(endpoint.key)}",
+            f"api_secret = {json.dumps(endpoint.secret)}",
+            f"markets = {json.dumps(markets)}",
+        ]
+        if name == "bitstamp" and scale != 1.0:
+            # stay under the scaled server budget the way the default stays under the real one
+            lines += [
+                f"requests_per_window = {max(1, int(8000 * scale))}",
+                f"window_seconds = {sandbox.rate_limits.bitstamp_window_ms / 1000!r}",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+_Handler = Any  # signal handler as returned by signal.getsignal
+
+
+def _on_signals(stop: threading.Event) -> dict[int, _Handler]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handler)
+    return previous
+
+
+def _restore_signals(previous: dict[int, _Handler]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

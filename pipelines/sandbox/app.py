@@ -1,0 +1,136 @@
+"""The request pipeline both emulators share: route → rate limit → fault → auth → handler.
+
+Each exchange subclasses `ExchangeApp` and fills in its routes, its limiter, its verifier and
+its error bodies; the order of the steps (and the stats kept on the way) lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipelines.sandbox.faults import Fault, FaultConfig, FaultPlan, malform_rows
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, match
+from pipelines.sandbox.stats import ServerStats
+
+log = logging.getLogger(__name__)
+
+IMMEDIATE_FAULTS = frozenset({"rate_limited", "server_error", "error_body"})
+STATS_PATH = "/_sandbox/stats"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the HTTP layer must do: send `reply` (after `delay` s), possibly cut; None = reset."""
+
+    reply: Reply | None
+    delay: float = 0.0
+    truncate: str | None = None  # "early_close" | "short_body"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The limiter's verdict: a refusal reply (or None) and the headers every reply carries."""
+
+    refusal: Reply | None
+    headers: dict[str, str]
+
+
+class ExchangeApp(ABC):
+    """One exchange's emulator behind one HTTP server."""
+
+    exchange: str
+    routes: tuple[Route, ...]
+
+    def __init__(self, faults: FaultConfig) -> None:
+        self.stats = ServerStats(self.exchange)
+        self.fault_plan = FaultPlan(faults, self.exchange)
+
+    # --- hooks ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def admit(self, request: Request, route: Route | None) -> Admission: ...
+
+    @abstractmethod
+    def authenticate(self, request: Request, route: Route) -> Reply | None: ...
+
+    @abstractmethod
+    def fault_reply(self, fault: Fault) -> Reply: ...
+
+    @abstractmethod
+    def not_found(self, request: Request) -> Reply: ...
+
+    @abstractmethod
+    def method_not_allowed(self, request: Request) -> Reply: ...
+
+    @abstractmethod
+    def internal_error(self) -> Reply: ...
+
+    # --- pipeline ------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Outcome:
+        if request.path == STATS_PATH and request.method == "GET":
+            return Outcome(Reply(200, self.stats.snapshot()))
+        found = match(self.routes, request.method, request.path)
+        route = found.route
+        name = route.name if route else "(unknown)"
+        self.stats.request(name, route.weight if route else 1)
+
+        admission = self.admit(request, route)
+        outcome = self._respond(request, route, found.path_params, found.path_known, admission)
+        if outcome.reply is not None:
+            for key, value in admission.headers.items():
+                outcome.reply.headers.setdefault(key, value)
+            self.stats.response(outcome.reply.status)
+        return outcome
+
+    def _respond(
+        self,
+        request: Request,
+        route: Route | None,
+        path_params: Mapping[str, str],
+        path_known: bool,
+        admission: Admission,
+    ) -> Outcome:
+        if admission.refusal is not None:
+            return Outcome(admission.refusal)
+        if route is None:
+            return Outcome(
+                self.method_not_allowed(request) if path_known else self.not_found(request)
+            )
+        fault = self.fault_plan.draw() if route.faultable else None
+        if fault is not None and fault.kind in IMMEDIATE_FAULTS:
+            self.stats.fault(fault.kind)
+            return Outcome(self.fault_reply(fault))
+        if fault is not None and fault.kind == "reset":
+            self.stats.fault("reset")
+            return Outcome(None)
+        failure = self.authenticate(request, route)
+        if failure is not None:
+            return Outcome(failure)
+        try:
+            reply = route.handler(request, path_params)
+        except ApiError as error:
+            reply = error.reply
+        except Exception:
+            log.exception("%s sandbox: handler for %s failed", self.exchange, route.name)
+            reply = self.internal_error()
+        return self._late_fault(reply, fault)
+
+    def _late_fault(self, reply: Reply, fault: Fault | None) -> Outcome:
+        if fault is None:
+            return Outcome(reply)
+        if fault.kind == "slow":
+            self.stats.fault("slow")
+            return Outcome(reply, delay=self.fault_plan.config.slow_seconds)
+        if fault.kind == "truncated":
+            self.stats.fault("truncated")
+            return Outcome(reply, truncate=("early_close", "short_body")[fault.variant % 2])
+        if fault.kind == "malformed_row" and reply.status == 200 and reply.rows_path is not None:
+            broken = malform_rows(reply.payload, reply.rows_path, fault.variant)
+            if broken is not None:
+                self.stats.fault("malformed_row")
+                reply.payload = broken[0]
+        return Outcome(reply)

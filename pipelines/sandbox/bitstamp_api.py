@@ -1,0 +1,550 @@
+"""The Bitstamp API v2 emulator: public market data and the private account, over a `World`.
+
+Paths, parameters, row shapes, paging rules, quirks and error bodies follow EXCHANGES.md
+§Bitstamp. Quirks (when on): the daily OHLC series holds one day twice (first a stale noon
+snapshot, then the real candle: "last wins" recovers the truth), and a `limit=1000` OHLC page
+whose `end` falls on a UTC day boundary comes back with 999 rows (its oldest row left out, which
+the next page by `end` still returns).
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pipelines.sandbox.app import Admission, ExchangeApp
+from pipelines.sandbox.auth import BitstampVerifier, Clock, KeyPair
+from pipelines.sandbox.faults import Fault, FaultConfig
+from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
+from pipelines.sandbox.reference import asset_name
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
+from pipelines.sandbox.tape import Bar, MarketLike, filled_bars, trades_until
+from pipelines.sandbox.wire import fixed
+
+EXCHANGE = "bitstamp"
+OHLC_STEPS = (60, 180, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 259200)
+OHLC_MAX_LIMIT = 1000
+TRANSACTION_WINDOWS_S = {"minute": 60, "hour": 3600, "day": 86400}
+LEDGER_DEFAULT_LIMIT = 100
+LEDGER_MAX_LIMIT = 1000
+LEDGER_MAX_OFFSET = 200_000
+SINCE_TIMESTAMP_REACH_MS = 30 * 86_400_000
+DAY_MS = 86_400_000
+MAINTENANCE = "Bitstamp.net is under scheduled maintenance. We'll be back soon."
+RATE_LIMIT_BODY = {"status": "error", "reason": "Rate limit exceeded", "response_code": "400.002"}
+_P = r"(?P<pair>[a-z0-9]+)"
+_C = r"(?P<currency>[a-z0-9]+)"
+
+
+def error(reason: str, response_code: str, status: int = 400) -> Reply:
+    return Reply(status, {"status": "error", "reason": reason, "response_code": response_code})
+
+
+def _html(status: int, title: str) -> Reply:
+    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
+    return Reply(status, page.encode(), content_type="text/html")
+
+
+class BitstampApp(ExchangeApp):
+    exchange = EXCHANGE
+
+    def __init__(
+        self,
+        world: Any,
+        keys: KeyPair,
+        *,
+        limits: RateLimits,
+        faults: FaultConfig,
+        quirks: bool = True,
+        seed: int = 1,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(faults)
+        self.world = world
+        self.keys = keys
+        self.quirks = quirks
+        self.seed = seed
+        self.limiter = RequestLimiter(limits, clock)
+        self.verifier = BitstampVerifier(keys, clock)
+        self._ledger_cache: tuple[int, int, list[tuple[int, dict[str, Any]]]] | None = None
+        self._ledger_lock = threading.Lock()
+        api = "/api/v2"
+        self.routes: tuple[Route, ...] = (
+            route("ohlc/{pair}", "GET", rf"{api}/ohlc/{_P}/", self._ohlc),
+            route("transactions/{pair}", "GET", rf"{api}/transactions/{_P}/", self._transactions),
+            route("markets", "GET", rf"{api}/markets/", self._markets),
+            route("trading-pairs-info", "GET", rf"{api}/trading-pairs-info/", self._pairs_info),
+            route("eur_usd", "GET", rf"{api}/eur_usd/", self._eur_usd),
+            route(
+                "user_transactions",
+                "POST",
+                rf"{api}/user_transactions/",
+                self._user_transactions,
+                private=True,
+            ),
+            route(
+                "user_transactions/{pair}",
+                "POST",
+                rf"{api}/user_transactions/{_P}/",
+                self._user_transactions,
+                private=True,
+            ),
+            route(
+                "crypto-transactions",
+                "POST",
+                rf"{api}/crypto-transactions/",
+                self._crypto_transactions,
+                private=True,
+            ),
+            route(
+                "account_balances",
+                "POST",
+                rf"{api}/account_balances/",
+                self._balances,
+                private=True,
+            ),
+            route(
+                "account_balances/{currency}",
+                "POST",
+                rf"{api}/account_balances/{_C}/",
+                self._balances,
+                private=True,
+            ),
+            route(
+                "fees/trading", "POST", rf"{api}/fees/trading/", self._trading_fees, private=True
+            ),
+            route(
+                "fees/trading/{pair}",
+                "POST",
+                rf"{api}/fees/trading/{_P}/",
+                self._trading_fees,
+                private=True,
+            ),
+            route(
+                "fees/withdrawal",
+                "POST",
+                rf"{api}/fees/withdrawal/",
+                self._withdrawal_fees,
+                private=True,
+            ),
+            route(
+                "fees/withdrawal/{currency}",
+                "POST",
+                rf"{api}/fees/withdrawal/{_C}/",
+                self._withdrawal_fees,
+                private=True,
+            ),
+        )
+
+    # --- pipeline hooks ------------------------------------------------------------------
+
+    def admit(self, request: Request, route: Route | None) -> Admission:
+        if self.limiter.charge(self._identity(request, route)):
+            return Admission(None, {})
+        self.stats.rate_limited(ban_started=False)
+        return Admission(Reply(429, dict(RATE_LIMIT_BODY)), {})
+
+    def _identity(self, request: Request, route: Route | None) -> str:
+        x_auth = request.headers.get("X-Auth") or ""
+        if route is not None and route.private and x_auth == f"BITSTAMP {self.keys.key}":
+            return "key"
+        return f"ip:{request.client_ip}"
+
+    def authenticate(self, request: Request, route: Route) -> Reply | None:
+        if not route.private:
+            return None
+        failure = self.verifier.verify(
+            method=request.method,
+            host=request.host,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            body=request.body,
+        )
+        if failure is None:
+            return None
+        self.stats.auth_failure(failure.code)
+        return Reply(failure.status, dict(failure.body))
+
+    def fault_reply(self, fault: Fault) -> Reply:
+        if fault.kind == "rate_limited":
+            return Reply(429, dict(RATE_LIMIT_BODY))
+        if fault.kind == "server_error":
+            pick = fault.variant % 3
+            if pick == 0:
+                return Reply(503, {"error": MAINTENANCE})
+            if pick == 1:
+                return _html(502, "Bad Gateway")
+            return error("Internal server error", "500.000", 500)
+        # error_body: an error with HTTP 200, as Bitstamp sometimes sends
+        if fault.variant % 2 == 0:
+            return Reply(200, {"error": MAINTENANCE})
+        return Reply(200, dict(RATE_LIMIT_BODY))
+
+    def not_found(self, request: Request) -> Reply:
+        return error("Not found", "404.001", 404)
+
+    def method_not_allowed(self, request: Request) -> Reply:
+        return error(f"Method {request.method} not allowed", "405.001", 405)
+
+    def internal_error(self) -> Reply:
+        return error("Internal server error", "500.000", 500)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _market(self, pair: str) -> MarketLike:
+        market = self.world.markets.get((EXCHANGE, pair))
+        if market is None:
+            raise ApiError(error("Currency pair not found", "404.002", 404))
+        return market
+
+    def _bitstamp_markets(self) -> list[MarketLike]:
+        found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
+        return sorted(found, key=lambda m: m.symbol)
+
+    @staticmethod
+    def _int(
+        fields: Mapping[str, str],
+        name: str,
+        *,
+        default: int | None,
+        low: int,
+        high: int,
+        code: str,
+        reason: str,
+    ) -> int | None:
+        text = fields.get(name)
+        if text is None:
+            return default
+        value = parse_int(text)
+        if value is None or not low <= value <= high:
+            raise ApiError(error(reason, code))
+        return value
+
+    # --- public endpoints ----------------------------------------------------------------
+
+    def _ohlc(self, request: Request, path: Mapping[str, str]) -> Reply:
+        market = self._market(path["pair"])
+        params = request.params
+        if "step" not in params:
+            raise ApiError(error("Missing step parameter", "400.001"))
+        step = parse_int(params["step"])
+        if step not in OHLC_STEPS:
+            raise ApiError(error("Invalid step parameter", "400.001"))
+        if "limit" not in params:
+            raise ApiError(error("Missing limit parameter", "400.011"))
+        limit = self._int(
+            params,
+            "limit",
+            default=None,
+            low=1,
+            high=OHLC_MAX_LIMIT,
+            code="400.011",
+            reason="Invalid limit",
+        )
+        assert limit is not None and step is not None
+        big = 2**40
+        start = self._int(
+            params, "start", default=None, low=0, high=big, code="400.001", reason="Invalid start"
+        )
+        end = self._int(
+            params, "end", default=None, low=0, high=big, code="400.001", reason="Invalid end"
+        )
+        exclude_text = params.get("exclude_current_candle", "false").lower()
+        if exclude_text not in ("true", "false"):
+            raise ApiError(error("Invalid exclude_current_candle parameter", "400.001"))
+
+        now = self.world.now_ms()
+        step_ms = step * 1000
+        current_open = now // step_ms * step_ms
+        last_open = current_open - step_ms if exclude_text == "true" else current_open
+        if end is not None:  # end wins over start, and is inclusive on the open time
+            anchor = min(end * 1000 // step_ms * step_ms, last_open)
+            first = anchor - (limit - 1) * step_ms
+        elif start is not None:
+            first = -(-start * 1000 // step_ms) * step_ms
+            anchor = min(first + (limit - 1) * step_ms, last_open)
+        else:
+            anchor = last_open
+            first = anchor - (limit - 1) * step_ms
+        first = max(first, market.genesis_ms // step_ms * step_ms)
+        bars = filled_bars(market, step_ms, first, anchor, now)
+        if self.quirks:
+            if step == 86400:
+                bars = self._with_duplicate_day(market, bars, now)[-limit:]
+            day_aligned_end = end is not None and end % 86400 == 0
+            if limit == OHLC_MAX_LIMIT and day_aligned_end and len(bars) == OHLC_MAX_LIMIT:
+                bars = bars[1:]  # the short page: its OLDEST row is left for the next page
+        rows = [self._ohlc_row(market, bar) for bar in bars]
+        pair = f"{market.base}/{market.quote}"
+        return Reply(200, {"data": {"pair": pair, "ohlc": rows}}, rows_path=("data", "ohlc"))
+
+    @staticmethod
+    def _ohlc_row(market: MarketLike, bar: Bar) -> dict[str, str]:
+        p, a = market.price_decimals, market.amount_decimals
+        return {
+            "timestamp": str(bar.open_ms // 1000),
+            "open": fixed(bar.open, p),
+            "high": fixed(bar.high, p),
+            "low": fixed(bar.low, p),
+            "close": fixed(bar.close, p),
+            "volume": fixed(bar.volume, a),
+        }
+
+    def duplicate_day_ms(self, market: MarketLike, now_ms: int) -> int | None:
+        """The day (open ms) the daily series serves twice, or None if the market is too young."""
+        first_day = market.genesis_ms // DAY_MS * DAY_MS + DAY_MS
+        last_day = now_ms // DAY_MS * DAY_MS - 2 * DAY_MS
+        days = (last_day - first_day) // DAY_MS + 1
+        if days < 1:
+            return None
+        digest = hashlib.sha256(f"{self.seed}/{market.symbol}/duplicate-day".encode()).digest()
+        return first_day + int.from_bytes(digest[:8], "big") % days * DAY_MS
+
+    def _with_duplicate_day(self, market: MarketLike, bars: list[Bar], now: int) -> list[Bar]:
+        day = self.duplicate_day_ms(market, now)
+        index = next((i for i, bar in enumerate(bars) if bar.open_ms == day), None)
+        if day is None or index is None:
+            return bars
+        real = bars[index]
+        halves = market.candles(43200, day, day + 43200)
+        stale = Bar.of(halves[0]) if halves else Bar.flat(day, real.open)
+        stale = Bar(day, stale.open, stale.high, stale.low, stale.close, stale.volume, 0)
+        if (stale.open, stale.high, stale.low, stale.close, stale.volume) == (
+            real.open,
+            real.high,
+            real.low,
+            real.close,
+            real.volume,
+        ):
+            stale = Bar(day, real.open, real.high, real.low, real.open, Decimal(0), 0)
+        return [*bars[:index], stale, *bars[index:]]
+
+    def _transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
+        market = self._market(path["pair"])
+        window = request.params.get("time", "hour")
+        if window not in TRANSACTION_WINDOWS_S:
+            raise ApiError(error("Invalid time parameter", "400.001"))
+        now = self.world.now_ms()
+        start = now - TRANSACTION_WINDOWS_S[window] * 1000
+        trades = trades_until(market, start, now + 1, now)
+        trades.sort(key=lambda t: t.seq, reverse=True)
+        p, a = market.price_decimals, market.amount_decimals
+        rows = [
+            {
+                "date": str(t.ts_ms // 1000),
+                "tid": str(t.seq),
+                "price": fixed(t.price, p),
+                "type": "0" if t.side == "buy" else "1",
+                "amount": fixed(t.amount, a),
+            }
+            for t in trades
+        ]
+        return Reply(200, rows, rows_path=())
+
+    def _markets(self, request: Request, path: Mapping[str, str]) -> Reply:
+        rows = [
+            {
+                "name": f"{m.base}/{m.quote}",
+                "market_symbol": m.symbol,
+                "base_currency": m.base,
+                "base_decimals": m.amount_decimals,
+                "counter_currency": m.quote,
+                "counter_decimals": m.price_decimals,
+                "minimum_order_value": "10",
+                "trading": "Enabled",
+                "instant_order_counter_decimals": 2,
+                "instant_and_market_orders": "Enabled",
+                "description": f"{asset_name(m.base)} / {asset_name(m.quote)}",
+                "market_type": "SPOT",
+            }
+            for m in self._bitstamp_markets()
+        ]
+        return Reply(200, rows, rows_path=())
+
+    def _pairs_info(self, request: Request, path: Mapping[str, str]) -> Reply:
+        rows = [
+            {
+                "base_decimals": m.amount_decimals,
+                "counter_decimals": m.price_decimals,
+                "description": f"{asset_name(m.base)} / {asset_name(m.quote)}",
+                "minimum_order": f"20.0 {m.quote}",
+                "name": f"{m.base}/{m.quote}",
+                "trading": "Enabled",
+                "url_symbol": m.symbol,
+            }
+            for m in self._bitstamp_markets()
+        ]
+        return Reply(200, rows, rows_path=())
+
+    def _eur_usd(self, request: Request, path: Mapping[str, str]) -> Reply:
+        mid = Decimal("1.0850")
+        market = self.world.markets.get((EXCHANGE, "eurusd"))
+        if market is not None:
+            now = self.world.now_ms()
+            recent = trades_until(market, max(market.genesis_ms, now - 7 * DAY_MS), now + 1, now)
+            if recent:
+                mid = recent[-1].price
+        q = Decimal("0.0001")
+        buy = (mid * Decimal("1.0015")).quantize(q)
+        sell = (mid * Decimal("0.9985")).quantize(q)
+        return Reply(200, {"buy": fixed(buy, 4), "sell": fixed(sell, 4)})
+
+    # --- private endpoints ---------------------------------------------------------------
+
+    def _ledger(self) -> list[tuple[int, dict[str, Any]]]:
+        """(executed ms, row) for every user_transactions row, ascending id (cached)."""
+        rows = self.world.bitstamp.user_transactions
+        with self._ledger_lock:
+            cached = self._ledger_cache
+            if cached is not None and cached[0] == id(rows) and cached[1] == len(rows):
+                return cached[2]
+            timed = [(_ledger_ms(row["datetime"]), row) for row in rows]
+            self._ledger_cache = (id(rows), len(rows), timed)
+            return timed
+
+    def _user_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
+        form = request.form
+        offset = self._int(
+            form,
+            "offset",
+            default=0,
+            low=0,
+            high=LEDGER_MAX_OFFSET,
+            code="400.010",
+            reason="Invalid offset",
+        )
+        limit = self._int(
+            form,
+            "limit",
+            default=LEDGER_DEFAULT_LIMIT,
+            low=1,
+            high=LEDGER_MAX_LIMIT,
+            code="400.011",
+            reason="Invalid limit",
+        )
+        sort = form.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            raise ApiError(error("Invalid sort parameter", "400.012"))
+        big = 2**40
+        since_ts = self._int(
+            form,
+            "since_timestamp",
+            default=None,
+            low=0,
+            high=big,
+            code="400.013",
+            reason="Invalid since_timestamp",
+        )
+        until_ts = self._int(
+            form,
+            "until_timestamp",
+            default=None,
+            low=0,
+            high=big,
+            code="400.013",
+            reason="Invalid until_timestamp",
+        )
+        since_id = self._int(
+            form,
+            "since_id",
+            default=None,
+            low=0,
+            high=2**63,
+            code="400.001",
+            reason="Invalid since_id",
+        )
+        assert offset is not None and limit is not None
+
+        now = self.world.now_ms()
+        rows = [(ms, row) for ms, row in self._ledger() if ms <= now]
+        pair = path.get("pair")
+        if pair is not None:
+            market = self._market(pair)
+            price_key = f"{market.base}_{market.quote}".lower()
+            rows = [(ms, r) for ms, r in rows if str(r.get("type")) == "2" and price_key in r]
+        if since_id is not None:
+            rows = [(ms, r) for ms, r in rows if int(r["id"]) >= since_id]
+            limit = LEDGER_MAX_LIMIT  # since_id forces the page size
+        if since_ts is not None:
+            lower = max(since_ts * 1000, now - SINCE_TIMESTAMP_REACH_MS)
+            rows = [(ms, r) for ms, r in rows if ms >= lower]
+        if until_ts is not None:
+            rows = [(ms, r) for ms, r in rows if ms <= until_ts * 1000]
+        if sort == "desc":
+            rows = rows[::-1]
+        page = [row for _, row in rows[offset : offset + limit]]
+        return Reply(200, page, rows_path=())
+
+    def _crypto_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
+        form = request.form
+        offset = self._int(
+            form,
+            "offset",
+            default=0,
+            low=0,
+            high=LEDGER_MAX_OFFSET,
+            code="400.010",
+            reason="Invalid offset",
+        )
+        limit = self._int(
+            form,
+            "limit",
+            default=LEDGER_DEFAULT_LIMIT,
+            low=1,
+            high=LEDGER_MAX_LIMIT,
+            code="400.011",
+            reason="Invalid limit",
+        )
+        assert offset is not None and limit is not None
+        now_s = self.world.now_ms() // 1000
+        source = self.world.bitstamp.crypto_transactions
+        payload: dict[str, Any] = {}
+        for key in ("deposits", "withdrawals", "ripple_iou_transactions"):
+            items: Sequence[dict[str, Any]] = source.get(key, [])
+            visible = [item for item in items if int(item["datetime"]) <= now_s]
+            visible.sort(key=lambda item: int(item["datetime"]), reverse=True)
+            payload[key] = visible[offset : offset + limit]
+        return Reply(200, payload, rows_path=("deposits",))
+
+    def _balances(self, request: Request, path: Mapping[str, str]) -> Reply:
+        rows = list(self.world.bitstamp.balances(self.world.now_ms()))
+        currency = path.get("currency")
+        if currency is None:
+            return Reply(200, rows, rows_path=())
+        for row in rows:
+            if str(row.get("currency", "")).lower() == currency:
+                return Reply(200, row)
+        raise ApiError(error("Currency not found", "404.003", 404))
+
+    def _trading_fees(self, request: Request, path: Mapping[str, str]) -> Reply:
+        rows = list(self.world.bitstamp.trading_fees)
+        pair = path.get("pair")
+        if pair is None:
+            return Reply(200, rows, rows_path=())
+        for row in rows:
+            if pair in (row.get("market"), row.get("currency_pair")):
+                return Reply(200, row)
+        raise ApiError(error("Currency pair not found", "404.002", 404))
+
+    def _withdrawal_fees(self, request: Request, path: Mapping[str, str]) -> Reply:
+        rows = list(self.world.bitstamp.withdrawal_fees)
+        currency = path.get("currency")
+        if currency is None:
+            return Reply(200, rows, rows_path=())
+        for row in rows:
+            if str(row.get("currency", "")).lower() == currency:
+                return Reply(200, row)
+        raise ApiError(error("Currency not found", "404.003", 404))
+
+
+def _ledger_ms(text: str) -> int:
+    """`"YYYY-MM-DD HH:MM:SS[.ffffff]"` (naive UTC) → epoch ms."""
+    moment = datetime.fromisoformat(text)
+    return calendar.timegm(moment.timetuple()) * 1000 + moment.microsecond // 1000

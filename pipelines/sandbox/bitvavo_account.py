@@ -1,0 +1,258 @@
+"""The simulated Bitvavo account as its API shows it at a given `now_ms`.
+
+What depends on `now_ms`:
+- a fill is listed once executed; its `fee`/`feeCurrency` are absent and `settled` is false until
+  `BITVAVO_SETTLE_MS` after execution, and the fee is charged to the balance at that moment;
+- a withdrawal's `status` walks through its stages and its `txId` shows from "sending" on;
+- `/account/history` lists a fill once it is settled.
+
+Conventions (EXCHANGES.md leaves them open; the sandbox picks one and sticks to it):
+- a withdrawal's `amount` EXCLUDES its `fee`: the balance drops by `amount + fee`, and the other
+  side receives exactly `amount`;
+- `/account/history` lists every balance change: order-book fills (with `transactionId` = the
+  fill id of `/v2/trades`, so the two can be matched), app ("Price Guarantee") trades that
+  `/v2/trades` never lists, staking rewards, deposits and withdrawals. For every item the balance
+  changes by `-sentAmount` (sentCurrency), `+receivedAmount`, `-feesAmount` (feesCurrency; a
+  negative fee is a rebate). For a fill `sentAmount`/`receivedAmount` are `amount` and
+  `amount × price` (fee separate), exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pipelines.sandbox.account_script import (
+    BITVAVO_REBATE_MARKETS,
+    BITVAVO_TIERS,
+    CENT,
+    Volume,
+    tier_for,
+)
+from pipelines.sandbox.events import (
+    ZERO,
+    BitvavoFill,
+    BitvavoItem,
+    BitvavoLedger,
+    BitvavoTransfer,
+    fixed,
+    iso_ms,
+    new_uuid,
+    plain,
+)
+from pipelines.sandbox.market import market_key
+from pipelines.sandbox.prices import rng_for
+
+
+class BitvavoAccount:
+    """contracts.md §C: trades, history, deposits, withdrawals, balance, fees."""
+
+    def __init__(
+        self, ledger: BitvavoLedger, *, seed: int, volumes: list[Volume], now_ms: int
+    ) -> None:
+        self.fills: tuple[BitvavoFill, ...] = tuple(ledger.fills)
+        self.transfers: tuple[BitvavoTransfer, ...] = tuple(ledger.transfers)
+        self.items: tuple[BitvavoItem, ...] = tuple(ledger.items)
+        self.reservations = tuple(ledger.reservations)
+        self.markets_traded: tuple[str, ...] = tuple(sorted({f.market for f in self.fills}))
+        symbols = {f.base for f in self.fills} | {f.quote for f in self.fills}
+        symbols |= {t.symbol for t in self.transfers}
+        for item in self.items:
+            symbols |= {leg[0] for leg in (item.sent, item.received, item.fee) if leg}
+        self.symbols: tuple[str, ...] = tuple(sorted(symbols, key=lambda s: (s != "EUR", s)))
+        rng = rng_for(market_key(seed, "bitvavo", "render"))
+        self._transfer_ids = {id(t): new_uuid(rng) for t in self.transfers}
+        self._fees_at = now_ms
+        self._volumes = volumes
+
+    # --- /v2/trades ----------------------------------------------------------------------------
+
+    def trades(self, market: str, now_ms: int) -> list[dict[str, Any]]:
+        """Fills of `market` executed by `now_ms`, newest first."""
+        rows = [
+            self._fill(f, now_ms) for f in self.fills if f.market == market and f.ts_ms <= now_ms
+        ]
+        rows.reverse()
+        return rows
+
+    @staticmethod
+    def _fill(fill: BitvavoFill, now_ms: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": fill.fill_id, "orderId": fill.order_id}
+        if fill.client_order_id is not None:
+            row["clientOrderId"] = fill.client_order_id
+        row |= {
+            "timestamp": fill.ts_ms,
+            "market": fill.market,
+            "side": fill.side,
+            "amount": plain(fill.amount),
+            "price": plain(fill.price),
+            "taker": fill.taker,
+        }
+        settled = now_ms >= fill.settle_ms
+        if settled:
+            row["fee"] = plain(fill.fee)
+            row["feeCurrency"] = fill.quote
+        row["settled"] = settled
+        return row
+
+    # --- /v2/account/history -------------------------------------------------------------------
+
+    def history(self, now_ms: int) -> list[dict[str, Any]]:
+        """Every balance change known at `now_ms` (settled fills only), newest first."""
+        dated: list[tuple[int, int, dict[str, Any]]] = []
+        for n, fill in enumerate(self.fills):
+            if fill.settle_ms <= now_ms:
+                dated.append((fill.ts_ms, n, self._fill_item(fill)))
+        for n, item in enumerate(self.items):
+            if item.ts_ms <= now_ms:
+                dated.append((item.ts_ms, n, self._app_item(item)))
+        for n, transfer in enumerate(self.transfers):
+            if transfer.ts_ms <= now_ms:
+                dated.append((transfer.ts_ms, n, self._transfer_item(transfer)))
+        dated.sort(key=lambda d: (d[0], d[1]), reverse=True)
+        return [d[2] for d in dated]
+
+    @staticmethod
+    def _fill_item(fill: BitvavoFill) -> dict[str, Any]:
+        value = plain(fill.quote_amount)
+        sent, received = (
+            ((fill.quote, value), (fill.base, plain(fill.amount)))
+            if fill.side == "buy"
+            else ((fill.base, plain(fill.amount)), (fill.quote, value))
+        )
+        return {
+            "transactionId": fill.fill_id,
+            "executedAt": iso_ms(fill.ts_ms),
+            "type": fill.side,
+            "priceCurrency": fill.quote,
+            "priceAmount": plain(fill.price),
+            "sentCurrency": sent[0],
+            "sentAmount": sent[1],
+            "receivedCurrency": received[0],
+            "receivedAmount": received[1],
+            "feesCurrency": fill.quote,
+            "feesAmount": plain(fill.fee),
+        }
+
+    @staticmethod
+    def _app_item(item: BitvavoItem) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "transactionId": item.transaction_id,
+            "executedAt": iso_ms(item.ts_ms),
+            "type": item.type,
+        }
+        for name, leg in (
+            ("price", item.price),
+            ("sent", item.sent),
+            ("received", item.received),
+            ("fees", item.fee),
+        ):
+            if leg is not None:
+                row[f"{name}Currency"] = leg[0]
+                row[f"{name}Amount"] = plain(leg[1])
+        return row
+
+    def _transfer_item(self, transfer: BitvavoTransfer) -> dict[str, Any]:
+        leg = "received" if transfer.kind == "deposit" else "sent"
+        return {
+            "transactionId": self._transfer_ids[id(transfer)],
+            "executedAt": iso_ms(transfer.ts_ms),
+            "type": transfer.kind,
+            f"{leg}Currency": transfer.symbol,
+            f"{leg}Amount": plain(transfer.amount),
+            "feesCurrency": transfer.symbol,
+            "feesAmount": plain(transfer.fee),
+            "address": transfer.address,
+        }
+
+    # --- deposits and withdrawals ------------------------------------------------------------
+
+    def deposits(self, now_ms: int) -> list[dict[str, Any]]:
+        return self._transfers("deposit", now_ms)
+
+    def withdrawals(self, now_ms: int) -> list[dict[str, Any]]:
+        return self._transfers("withdrawal", now_ms)
+
+    def _transfers(self, kind: str, now_ms: int) -> list[dict[str, Any]]:
+        rows = [
+            self._transfer_row(t, now_ms)
+            for t in self.transfers
+            if t.kind == kind and t.ts_ms <= now_ms
+        ]
+        rows.reverse()
+        return rows
+
+    @staticmethod
+    def _transfer_row(transfer: BitvavoTransfer, now_ms: int) -> dict[str, Any]:
+        age = now_ms - transfer.ts_ms
+        status = transfer.stages[0][1]
+        for after, name in transfer.stages:
+            if age >= after:
+                status = name
+        row: dict[str, Any] = {
+            "timestamp": transfer.ts_ms,
+            "symbol": transfer.symbol,
+            "amount": plain(transfer.amount),
+            "fee": plain(transfer.fee),
+            "status": status,
+        }
+        if transfer.crypto is not None and age >= transfer.txid_from_ms:
+            row["txId"] = transfer.txid_padding + transfer.crypto.txid + transfer.txid_padding
+        row["address"] = transfer.address
+        return row
+
+    # --- balance and fees ----------------------------------------------------------------------
+
+    def totals(self, now_ms: int) -> dict[str, Decimal]:
+        """Exact replay of everything known at `now_ms` (fees from their settlement on)."""
+        total = dict.fromkeys(self.symbols, ZERO)
+        for fill in self.fills:
+            if fill.ts_ms > now_ms:
+                continue
+            value = fill.quote_amount
+            if fill.side == "buy":
+                total[fill.quote] -= value
+                total[fill.base] += fill.amount
+            else:
+                total[fill.quote] += value
+                total[fill.base] -= fill.amount
+            if fill.settle_ms <= now_ms:
+                total[fill.quote] -= fill.fee
+        for transfer in self.transfers:
+            if transfer.ts_ms <= now_ms:
+                sign = 1 if transfer.kind == "deposit" else -1
+                total[transfer.symbol] += sign * transfer.amount - transfer.fee
+        for item in self.items:
+            if item.ts_ms <= now_ms:
+                for leg, sign in ((item.sent, -1), (item.received, 1), (item.fee, -1)):
+                    if leg is not None:
+                        total[leg[0]] += sign * leg[1]
+        return total
+
+    def balance(self, now_ms: int) -> list[dict[str, Any]]:
+        """`/v2/balance` rows: `available` + `inOrder` = the exact replay total."""
+        total = self.totals(now_ms)
+        held: dict[str, Decimal] = {}
+        for r in self.reservations:
+            if r.ts_ms <= now_ms:
+                held[r.currency] = held.get(r.currency, ZERO) + r.amount
+        return [
+            {
+                "symbol": symbol,
+                "available": plain(total[symbol] - held.get(symbol, ZERO)),
+                "inOrder": plain(held.get(symbol, ZERO)),
+            }
+            for symbol in self.symbols
+        ]
+
+    def fees(self, market: str) -> dict[str, str]:
+        """`/v2/account/fees?market=…` as of the world's creation: fractions, rebate negative."""
+        index, volume = tier_for(BITVAVO_TIERS, self._volumes, self._fees_at)
+        _, taker, maker = BITVAVO_TIERS[index]
+        maker = BITVAVO_REBATE_MARKETS.get(market, maker)
+        return {
+            "tier": str(index),
+            "volume": fixed(volume.quantize(CENT), 2),
+            "taker": fixed(taker, 4),
+            "maker": fixed(maker, 4),
+        }

@@ -1,0 +1,524 @@
+"""The Bitvavo API v2 emulator: public market data and the private account, over a `World`.
+
+Paths, parameters, row shapes, weights, paging rules and error bodies follow EXCHANGES.md
+§Bitvavo. Unknown query parameters are refused with errorCode 204. Quirks (when on): a candles
+request whose `start` and `end` are both aligned on the interval and exactly `limit` intervals
+apart also returns the candle that opens at `end` (limit + 1 rows), and `/markets` sends its
+integer fields as strings.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pipelines.sandbox.app import Admission, ExchangeApp
+from pipelines.sandbox.auth import BitvavoVerifier, Clock, KeyPair
+from pipelines.sandbox.faults import Fault, FaultConfig
+from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
+from pipelines.sandbox.reference import FIAT, asset_name
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
+from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
+from pipelines.sandbox.wire import number_text
+
+EXCHANGE = "bitvavo"
+INTERVALS_S = {
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+}
+CANDLES_MAX_LIMIT = 1440
+TRADES_DEFAULT_LIMIT = 500
+TRADES_MAX_LIMIT = 1000
+TRADES_MAX_SPAN_MS = 86_400_000
+HISTORY_MAX_ITEMS = 100
+TRANSFERS_DEFAULT_LIMIT = 500
+TRANSFERS_MAX_LIMIT = 1000
+BAN_TEXT = (
+    "Your IP or API key has been banned for not respecting the rate limit. "
+    "The ban expires at {until}."
+)
+RATE_LIMIT_TEXT = (
+    "You have been rate limited. Please observe the Bitvavo-Ratelimit-Remaining header."
+)
+_M = r"(?P<market>[A-Za-z0-9]+-[A-Za-z0-9]+)"
+
+
+def error(code: int, text: str, status: int = 400) -> Reply:
+    return Reply(status, {"errorCode": code, "error": text})
+
+
+def _html(status: int, title: str) -> Reply:
+    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
+    return Reply(status, page.encode(), content_type="text/html")
+
+
+def plain(value: Decimal) -> str:
+    """Bitvavo's number text: no trailing zeros, no exponent (`Decimal("10147.00")` → "10147")."""
+    text = number_text(value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class BitvavoApp(ExchangeApp):
+    exchange = EXCHANGE
+
+    def __init__(
+        self,
+        world: Any,
+        keys: KeyPair,
+        *,
+        limits: RateLimits,
+        faults: FaultConfig,
+        quirks: bool = True,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(faults)
+        self.world = world
+        self.keys = keys
+        self.quirks = quirks
+        self.clock = clock
+        self.limiter = WeightLimiter(limits, clock)
+        self.verifier = BitvavoVerifier(keys, clock)
+        v2 = "/v2"
+        self.routes: tuple[Route, ...] = (
+            route("time", "GET", rf"{v2}/time", self._time, faultable=False),
+            route("markets", "GET", rf"{v2}/markets", self._markets),
+            route("assets", "GET", rf"{v2}/assets", self._assets),
+            route("account/history", "GET", rf"{v2}/account/history", self._history, private=True),
+            route("account/fees", "GET", rf"{v2}/account/fees", self._fees, private=True),
+            route("account", "GET", rf"{v2}/account", self._account, private=True),
+            route("trades", "GET", rf"{v2}/trades", self._account_trades, weight=5, private=True),
+            route(
+                "depositHistory",
+                "GET",
+                rf"{v2}/depositHistory",
+                self._deposits,
+                weight=5,
+                private=True,
+            ),
+            route(
+                "withdrawalHistory",
+                "GET",
+                rf"{v2}/withdrawalHistory",
+                self._withdrawals,
+                weight=5,
+                private=True,
+            ),
+            route("balance", "GET", rf"{v2}/balance", self._balance, weight=5, private=True),
+            route("{market}/candles", "GET", rf"{v2}/{_M}/candles", self._candles),
+            route("{market}/trades", "GET", rf"{v2}/{_M}/trades", self._public_trades, weight=5),
+        )
+
+    # --- pipeline hooks ------------------------------------------------------------------
+
+    def admit(self, request: Request, route: Route | None) -> Admission:
+        key = self.verifier.presented_key(request.headers)
+        authenticated = self.verifier.is_known_key(key)
+        identity = "key" if authenticated else f"ip:{request.client_ip}"
+        decision = self.limiter.charge(
+            identity, route.weight if route else 1, authenticated=authenticated
+        )
+        headers = decision.headers()
+        if decision.outcome == "ok":
+            return Admission(None, headers)
+        if decision.outcome == "exceeded":
+            self.stats.rate_limited(ban_started=True)
+            return Admission(error(110, RATE_LIMIT_TEXT, 429), headers)
+        self.stats.banned_request()
+        return Admission(error(105, BAN_TEXT.format(until=decision.ban_until_ms), 403), headers)
+
+    def authenticate(self, request: Request, route: Route) -> Reply | None:
+        failure = self.verifier.verify(
+            method=request.method,
+            target=request.target,
+            headers=request.headers,
+            body=request.body,
+            required=route.private,
+        )
+        if failure is None:
+            return None
+        self.stats.auth_failure(failure.code)
+        return Reply(failure.status, dict(failure.body))
+
+    def fault_reply(self, fault: Fault) -> Reply:
+        if fault.kind == "rate_limited":
+            return error(110, RATE_LIMIT_TEXT, 429)
+        if fault.kind == "server_error":
+            pick = fault.variant % 3
+            if pick == 0:
+                return error(101, "Unknown error. Operation may or may not have succeeded.", 500)
+            if pick == 1:
+                return _html(502, "Bad Gateway")
+            return _html(503, "Service Temporarily Unavailable")
+        pick = fault.variant % 3  # error_body
+        if pick == 0:
+            return error(
+                107, "The matching engine is overloaded. Please wait 500ms and resubmit.", 503
+            )
+        if pick == 1:
+            return error(108, "The matching engine could not process your request in time.", 500)
+        return error(
+            109,
+            "The matching engine did not respond in time. Operation may or may not have succeeded.",
+            504,
+        )
+
+    def not_found(self, request: Request) -> Reply:
+        return error(404, "Not found.", 404)
+
+    def method_not_allowed(self, request: Request) -> Reply:
+        return error(405, f"Method {request.method} is not allowed for this endpoint.", 405)
+
+    def internal_error(self) -> Reply:
+        return error(101, "Unknown error. Operation may or may not have succeeded.", 500)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _params(request: Request, allowed: Collection[str]) -> dict[str, str]:
+        params = request.params
+        for name in params:
+            if name not in allowed:
+                raise ApiError(error(204, f"{name} parameter is not supported."))
+        return params
+
+    @staticmethod
+    def _int(
+        params: Mapping[str, str], name: str, default: int | None, low: int, high: int
+    ) -> int | None:
+        text = params.get(name)
+        if text is None:
+            return default
+        value = parse_int(text)
+        if value is None or not low <= value <= high:
+            raise ApiError(error(205, f"{name} parameter is invalid."))
+        return value
+
+    def _market(self, symbol: str) -> MarketLike:
+        market = self.world.markets.get((EXCHANGE, symbol))
+        if market is None:
+            raise ApiError(error(205, "market parameter is invalid."))
+        return market
+
+    def _bitvavo_markets(self) -> list[MarketLike]:
+        found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
+        return sorted(found, key=lambda m: m.symbol)
+
+    def _now(self) -> int:
+        return int(self.world.now_ms())
+
+    # --- public endpoints ----------------------------------------------------------------
+
+    def _time(self, request: Request, path: Mapping[str, str]) -> Reply:
+        self._params(request, ())
+        now_ns = time.time_ns() if self.clock is time.time else int(self.clock() * 1e9)
+        return Reply(200, {"time": now_ns // 1_000_000, "timeNs": now_ns})
+
+    def _markets(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(request, ("market",))
+        wanted = params.get("market")
+        rows = [self._market_row(m) for m in self._bitvavo_markets()]
+        if wanted is None:
+            return Reply(200, rows, rows_path=())
+        for row in rows:
+            if row["market"] == wanted:
+                return Reply(200, row)
+        raise ApiError(error(205, "market parameter is invalid."))
+
+    def _market_row(self, market: MarketLike) -> dict[str, Any]:
+        def integer(value: int) -> int | str:
+            return str(value) if self.quirks else value
+
+        tick = Decimal(1).scaleb(-market.price_decimals)
+        return {
+            "market": market.symbol,
+            "status": "trading",
+            "base": market.base,
+            "quote": market.quote,
+            "pricePrecision": integer(5),
+            "minOrderInBaseAsset": "0.0001",
+            "minOrderInQuoteAsset": "5",
+            "maxOrderInBaseAsset": "1000000000",
+            "maxOrderInQuoteAsset": "1000000000",
+            "quantityDecimals": integer(market.amount_decimals),
+            "notionalDecimals": integer(2),
+            "tickSize": number_text(tick),
+            "maxOpenOrders": 100,
+            "feeCategory": "A",
+            "orderTypes": [
+                "market",
+                "limit",
+                "stopLoss",
+                "stopLossLimit",
+                "takeProfit",
+                "takeProfitLimit",
+            ],
+        }
+
+    def _assets(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(request, ("symbol",))
+        symbols: set[str] = set()
+        for market in self._bitvavo_markets():
+            symbols.update((market.base, market.quote))
+        rows = [self._asset_row(symbol) for symbol in sorted(symbols)]
+        wanted = params.get("symbol")
+        if wanted is None:
+            return Reply(200, rows, rows_path=())
+        for row in rows:
+            if row["symbol"] == wanted:
+                return Reply(200, row)
+        raise ApiError(error(205, "symbol parameter is invalid."))
+
+    @staticmethod
+    def _asset_row(symbol: str) -> dict[str, Any]:
+        fiat = symbol in FIAT
+        return {
+            "symbol": symbol,
+            "name": asset_name(symbol),
+            "decimals": 2 if fiat else 8,
+            "depositFee": "0",
+            "depositConfirmations": 0 if fiat else 10,
+            "depositStatus": "OK",
+            "withdrawalFee": "0" if fiat else "0.0001",
+            "withdrawalMinAmount": "0" if fiat else "0.001",
+            "withdrawalStatus": "OK",
+            "networks": ["SEPA"] if fiat else ["Mainnet"],
+            "message": "",
+        }
+
+    def _candles(self, request: Request, path: Mapping[str, str]) -> Reply:
+        market = self._market(path["market"])
+        params = self._params(request, ("interval", "limit", "start", "end"))
+        interval_text = params.get("interval")
+        if interval_text is None:
+            raise ApiError(error(203, "interval parameter is required."))
+        if interval_text not in INTERVALS_S:
+            raise ApiError(error(205, "interval parameter is invalid."))
+        limit = self._int(params, "limit", CANDLES_MAX_LIMIT, 1, CANDLES_MAX_LIMIT)
+        start = self._int(params, "start", None, 0, 2**53)
+        end = self._int(params, "end", None, 0, 2**53)
+        assert limit is not None
+        if start is not None and end is not None and end < start:
+            raise ApiError(error(205, "end parameter is invalid."))
+        now = self._now()
+        interval_ms = INTERVALS_S[interval_text] * 1000
+        upper = now + 1 if end is None else min(end, now + 1)
+        lower = 0 if start is None else start
+        if (
+            self.quirks
+            and start is not None
+            and end is not None
+            and start % interval_ms == 0
+            and end % interval_ms == 0
+            and end - start == limit * interval_ms
+        ):
+            # the one case where the candle opening at `end` comes back too: limit + 1 rows
+            upper = min(end + 1, now + 1)
+            keep = limit + 1
+        else:
+            keep = limit
+        # the newest `keep` intervals before `upper` (a gap is a missing row, not a later one)
+        newest_open = (upper - 1) // interval_ms * interval_ms
+        genesis_open = market.genesis_ms // interval_ms * interval_ms
+        lower = max(lower, newest_open - (keep - 1) * interval_ms, genesis_open)
+        bars = traded_bars(market, interval_ms, lower, upper, now)[-keep:]
+        rows = [
+            [
+                bar.open_ms,
+                plain(bar.open),
+                plain(bar.high),
+                plain(bar.low),
+                plain(bar.close),
+                plain(bar.volume),
+            ]
+            for bar in reversed(bars)
+        ]
+        return Reply(200, rows, rows_path=())
+
+    def _public_trades(self, request: Request, path: Mapping[str, str]) -> Reply:
+        market = self._market(path["market"])
+        params = self._params(request, ("limit", "start", "end", "tradeIdFrom", "tradeIdTo"))
+        limit = self._int(params, "limit", TRADES_DEFAULT_LIMIT, 1, TRADES_MAX_LIMIT)
+        start = self._int(params, "start", None, 0, 2**53)
+        end = self._int(params, "end", None, 0, 2**53)
+        assert limit is not None
+        now = self._now()
+        upper = now if end is None else min(end, now)
+        lower = upper - TRADES_MAX_SPAN_MS if start is None else start
+        if end is not None and start is not None and end < start:
+            raise ApiError(error(205, "end parameter is invalid."))
+        if upper - lower > TRADES_MAX_SPAN_MS:
+            raise ApiError(error(205, "end parameter is invalid: end - start exceeds 24 hours."))
+        id_from, id_to = params.get("tradeIdFrom"), params.get("tradeIdTo")
+        if id_from is None and id_to is None:
+            newest = latest_trades_until(market, lower, upper + 1, now, limit)  # end inclusive
+            chosen = [(t, market.trade_uuid(t)) for t in newest]
+        else:
+            trades = trades_until(market, lower, upper + 1, now)
+            ids = [market.trade_uuid(t) for t in trades]
+            first, last = _id_bounds(ids, id_from, id_to)
+            chosen = list(zip(trades[first:last], ids[first:last], strict=True))
+            chosen.reverse()
+        rows = [
+            {
+                "id": trade_id,
+                "timestamp": t.ts_ms,
+                "amount": plain(t.amount),
+                "price": plain(t.price),
+                "side": t.side,
+            }
+            for t, trade_id in chosen[:limit]
+        ]
+        return Reply(200, rows, rows_path=())
+
+    # --- private endpoints ---------------------------------------------------------------
+
+    def _account_trades(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(
+            request, ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo")
+        )
+        market = params.get("market")
+        if market is None:
+            raise ApiError(error(203, "market parameter is required."))
+        account = self.world.bitvavo
+        if (EXCHANGE, market) not in self.world.markets and market not in account.markets_traded:
+            raise ApiError(error(205, "market parameter is invalid."))
+        limit = self._int(params, "limit", TRADES_DEFAULT_LIMIT, 1, TRADES_MAX_LIMIT)
+        start = self._int(params, "start", None, 0, 2**53)
+        end = self._int(params, "end", None, 0, 2**53)
+        assert limit is not None
+        now = self._now()
+        rows = [
+            row
+            for row in account.trades(market, now)
+            if (start is None or int(row["timestamp"]) >= start)
+            and (end is None or int(row["timestamp"]) <= end)
+        ]
+        ascending = rows[::-1]
+        ids = [str(row["id"]) for row in ascending]
+        first, last = _id_bounds(ids, params.get("tradeIdFrom"), params.get("tradeIdTo"))
+        page = ascending[first:last][::-1][:limit]
+        return Reply(200, page, rows_path=())
+
+    def _history(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(request, ("fromDate", "toDate", "page", "maxItems", "type"))
+        page = self._int(params, "page", 1, 1, 2**31)
+        max_items = self._int(params, "maxItems", HISTORY_MAX_ITEMS, 1, HISTORY_MAX_ITEMS)
+        from_ms = self._int(params, "fromDate", None, 0, 2**53)
+        to_ms = self._int(params, "toDate", None, 0, 2**53)
+        assert page is not None and max_items is not None
+        kind = params.get("type")
+        timed = [
+            (_iso_ms(item["executedAt"]), item) for item in self.world.bitvavo.history(self._now())
+        ]
+        timed = [
+            (ms, item)
+            for ms, item in timed
+            if (from_ms is None or ms >= from_ms)
+            and (to_ms is None or ms <= to_ms)
+            and (kind is None or item.get("type") == kind)
+        ]
+        timed.sort(key=lambda pair: pair[0], reverse=True)  # newest first, stable
+        total_pages = -(-len(timed) // max_items)
+        chunk = timed[(page - 1) * max_items : page * max_items]
+        payload = {
+            "items": [item for _, item in chunk],
+            "currentPage": page,
+            "totalPages": total_pages,
+            "maxItems": max_items,
+        }
+        return Reply(200, payload, rows_path=("items",))
+
+    def _transfers(self, request: Request, rows: list[dict[str, Any]]) -> Reply:
+        params = self._params(request, ("symbol", "limit", "start", "end"))
+        limit = self._int(params, "limit", TRANSFERS_DEFAULT_LIMIT, 1, TRANSFERS_MAX_LIMIT)
+        start = self._int(params, "start", None, 0, 2**53)
+        end = self._int(params, "end", None, 0, 2**53)
+        symbol = params.get("symbol")
+        assert limit is not None
+        chosen = [
+            row
+            for row in rows
+            if (symbol is None or row.get("symbol") == symbol)
+            and (start is None or int(row["timestamp"]) >= start)
+            and (end is None or int(row["timestamp"]) <= end)
+        ]
+        chosen.sort(key=lambda row: int(row["timestamp"]), reverse=True)
+        return Reply(200, chosen[:limit], rows_path=())
+
+    def _deposits(self, request: Request, path: Mapping[str, str]) -> Reply:
+        return self._transfers(request, list(self.world.bitvavo.deposits(self._now())))
+
+    def _withdrawals(self, request: Request, path: Mapping[str, str]) -> Reply:
+        return self._transfers(request, list(self.world.bitvavo.withdrawals(self._now())))
+
+    def _balance(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(request, ("symbol",))
+        rows = list(self.world.bitvavo.balance(self._now()))
+        symbol = params.get("symbol")
+        if symbol is not None:
+            rows = [row for row in rows if row.get("symbol") == symbol]
+        return Reply(200, rows, rows_path=())
+
+    def _fees(self, request: Request, path: Mapping[str, str]) -> Reply:
+        params = self._params(request, ("market", "quote"))
+        account = self.world.bitvavo
+        market = params.get("market")
+        if market is None:
+            traded = tuple(account.markets_traded) or tuple(
+                m.symbol for m in self._bitvavo_markets()
+            )
+            market = traded[0]
+        elif (EXCHANGE, market) not in self.world.markets and market not in account.markets_traded:
+            raise ApiError(error(205, "market parameter is invalid."))
+        return Reply(200, account.fees(market))
+
+    def _account(self, request: Request, path: Mapping[str, str]) -> Reply:
+        self._params(request, ())
+        account = self.world.bitvavo
+        traded = tuple(account.markets_traded) or tuple(m.symbol for m in self._bitvavo_markets())
+        fees = dict(account.fees(traded[0]))
+        return Reply(
+            200,
+            {
+                "fees": fees,
+                "capabilities": [
+                    "buy",
+                    "sell",
+                    "depositCrypto",
+                    "depositFiat",
+                    "withdrawCrypto",
+                    "withdrawFiat",
+                ],
+            },
+        )
+
+
+def _id_bounds(ids: list[str], id_from: str | None, id_to: str | None) -> tuple[int, int]:
+    """Slice bounds of ascending `ids` from `id_from` to `id_to` (inclusive); unknown → empty."""
+    first, last = 0, len(ids)
+    if id_from is not None:
+        first = ids.index(id_from) if id_from in ids else len(ids)
+    if id_to is not None:
+        last = ids.index(id_to) + 1 if id_to in ids else 0
+    return first, max(first, last)
+
+
+def _iso_ms(text: str) -> int:
+    """`"2021-01-01T00:00:00.000Z"` → epoch ms."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000

@@ -1,0 +1,94 @@
+"""The markets of the simulated world and the price paths that tie them together.
+
+Bitvavo's BTC-EUR and ETH-EUR follow the packaged real closes; Bitstamp's btceur/etheur are the
+same paths a small spread away; the USD pairs are the EUR price times the EUR-USD rate; SOL-EUR
+and EUR-USD are plain random walks around plausible levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pipelines.sandbox.market import Market, MarketSpec, market_key
+from pipelines.sandbox.prices import Path, SpreadPath, SumPath, WalkPath
+
+BITSTAMP = "bitstamp"
+BITVAVO = "bitvavo"
+
+
+def _spec(
+    exchange: str,
+    symbol: str,
+    pair: str,
+    decimals: tuple[int, int],
+    hourly_vol: float,
+    trades_per_minute: float,
+    active: tuple[float, float],
+    empty_hour: tuple[float, float],
+    size: tuple[float, float],
+) -> MarketSpec:
+    base, quote = pair.split("/")
+    return MarketSpec(
+        exchange, symbol, base, quote, decimals[0], decimals[1], hourly_vol, trades_per_minute,
+        active[0], active[1], empty_hour[0], empty_hour[1], size[0], size[1],
+    )  # fmt: skip
+
+
+# decimals = (price, amount); active / empty_hour = (06-24 UTC, 00-06 UTC); size = (mean, min)
+SPECS: tuple[MarketSpec, ...] = (
+    _spec(BITSTAMP, "btcusd", "BTC/USD", (0, 8), 0.006, 4.0, (0.99, 0.95), (0, 0), (0.05, 1e-5)),
+    _spec(BITSTAMP, "btceur", "BTC/EUR", (0, 8), 0.006, 2.5, (0.96, 0.85), (0, 0), (0.04, 1e-5)),
+    _spec(BITSTAMP, "ethusd", "ETH/USD", (1, 8), 0.008, 2.0, (0.93, 0.8), (0, 0), (0.6, 1e-4)),
+    _spec(BITSTAMP, "etheur", "ETH/EUR", (1, 8), 0.008, 1.5, (0.85, 0.65), (0, 1e-3), (0.5, 1e-4)),
+    _spec(BITSTAMP, "eurusd", "EUR/USD", (5, 5), 8e-4, 1.2, (0.35, 0.12), (0.01, 0.05), (800, 1)),
+    _spec(BITVAVO, "BTC-EUR", "BTC/EUR", (0, 8), 0.006, 3.0, (0.95, 0.8), (0, 1e-3), (0.03, 1e-5)),
+    _spec(
+        BITVAVO, "ETH-EUR", "ETH/EUR", (1, 8), 0.008, 2.0, (0.88, 0.6), (5e-4, 3e-3), (0.4, 1e-4)
+    ),
+    _spec(BITVAVO, "SOL-EUR", "SOL/EUR", (2, 8), 0.011, 1.4, (0.6, 0.3), (3e-3, 0.02), (8, 1e-3)),
+)
+
+
+def build_paths(seed: int) -> dict[tuple[str, str], Path]:
+    """The hourly log-price path of every market, wired together."""
+
+    def key(name: str) -> int:
+        return market_key(seed, "path", name)
+
+    btc_eur = WalkPath(
+        key("BTC-EUR"), level=60_000, hourly_vol=0.006, noise=0.0012, anchors="btc_eur"
+    )
+    eth_eur = WalkPath(
+        key("ETH-EUR"), level=2_500, hourly_vol=0.008, noise=0.0012, anchors="eth_eur"
+    )
+    sol_eur = WalkPath(key("SOL-EUR"), level=140, hourly_vol=0.011, reversion=0.7, noise=0.001)
+    eur_usd = WalkPath(
+        key("EUR-USD"),
+        level=1.085,
+        hourly_vol=0.0005,
+        reversion=0.3,
+        noise=0.0002,
+        clamp=(math.log(1.05), math.log(1.12)),
+    )
+    bs_btc_eur = SpreadPath(key("bitstamp-btceur"), btc_eur, 0.0004)
+    bs_eth_eur = SpreadPath(key("bitstamp-etheur"), eth_eur, 0.0005)
+    return {
+        (BITSTAMP, "btcusd"): SumPath(key("bitstamp-btcusd"), bs_btc_eur, eur_usd, 0.0002),
+        (BITSTAMP, "btceur"): bs_btc_eur,
+        (BITSTAMP, "ethusd"): SumPath(key("bitstamp-ethusd"), bs_eth_eur, eur_usd, 0.0002),
+        (BITSTAMP, "etheur"): bs_eth_eur,
+        (BITSTAMP, "eurusd"): eur_usd,
+        (BITVAVO, "BTC-EUR"): btc_eur,
+        (BITVAVO, "ETH-EUR"): eth_eur,
+        (BITVAVO, "SOL-EUR"): sol_eur,
+    }
+
+
+def build_markets(seed: int, genesis_ms: int) -> dict[tuple[str, str], Market]:
+    paths = build_paths(seed)
+    return {
+        (spec.exchange, spec.symbol): Market(
+            spec, paths[(spec.exchange, spec.symbol)], seed=seed, genesis_ms=genesis_ms
+        )
+        for spec in SPECS
+    }

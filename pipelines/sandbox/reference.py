@@ -1,0 +1,25 @@
+"""Static reference data both emulators describe their markets and assets with."""
+
+from __future__ import annotations
+
+ASSET_NAMES = {
+    "BTC": "Bitcoin",
+    "ETH": "Ether",
+    "SOL": "Solana",
+    "XRP": "XRP",
+    "LTC": "Litecoin",
+    "ADA": "Cardano",
+    "DOT": "Polkadot",
+    "LINK": "Chainlink",
+    "USDT": "Tether",
+    "USDC": "USD Coin",
+    "EUR": "Euro",
+    "USD": "U.S. dollar",
+    "GBP": "British Pound",
+}
+
+FIAT = frozenset({"EUR", "USD", "GBP"})
+
+
+def asset_name(symbol: str) -> str:
+    return ASSET_NAMES.get(symbol.upper(), symbol.upper())

@@ -1,0 +1,296 @@
+"""Serve both emulators on loopback: `start_sandbox(...) -> Sandbox`.
+
+Each exchange gets its own `ThreadingHTTPServer` (HTTP/1.1 keep-alive, exact Content-Length,
+daemon handler threads) on a free port of 127.0.0.1, with the real paths: Bitstamp under
+`/api/v2/...`, Bitvavo under `/v2/...`; both also answer `GET /_sandbox/stats`.
+
+    with start_sandbox(seed=1, days=90, now_ms=...) as sandbox:
+        requests.get(f"{sandbox.bitvavo.base_url}/time")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from pipelines.sandbox.app import ExchangeApp, Outcome
+from pipelines.sandbox.auth import derive_keys
+from pipelines.sandbox.bitstamp_api import BitstampApp
+from pipelines.sandbox.bitvavo_api import BitvavoApp
+from pipelines.sandbox.faults import DEFAULT_SLOW_SECONDS, FaultConfig, parse_kinds
+from pipelines.sandbox.ratelimit import RateLimits
+from pipelines.sandbox.routing import Request
+from pipelines.sandbox.wire import dumps
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+IDLE_CONNECTION_TIMEOUT_S = 120.0
+JOIN_TIMEOUT_S = 5.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tally-sandbox"
+    sys_version = ""
+    timeout = IDLE_CONNECTION_TIMEOUT_S
+    server: ExchangeServer
+
+    def setup(self) -> None:
+        super().setup()
+        # one small response = one segment: no Nagle / delayed-ACK stall on keep-alive
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.server.app.exchange, format % args)
+
+    def _serve(self) -> None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.send_error(411, "Length Required")  # like the real front ends
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_error(400, "Bad Content-Length")
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        request = Request(
+            method=self.command,
+            target=self.path,
+            host=self.headers.get("Host", ""),
+            headers=self.headers,  # type: ignore[arg-type]
+            body=body.decode("utf-8", "replace"),
+            client_ip=self.client_address[0],
+        )
+        try:
+            outcome = self.server.app.handle(request)
+        except Exception:
+            log.exception("%s sandbox: request failed", self.server.app.exchange)
+            outcome = Outcome(self.server.app.internal_error())
+        self._send(outcome)
+
+    def _send(self, outcome: Outcome) -> None:
+        reply = outcome.reply
+        if reply is None:
+            self._reset()
+            return
+        if outcome.delay > 0:
+            self.server.stopping.wait(outcome.delay)
+        payload = reply.payload if isinstance(reply.payload, bytes) else dumps(reply.payload)
+        if outcome.truncate == "short_body":
+            payload = payload[: len(payload) // 2]
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if outcome.truncate == "early_close":
+            self.wfile.write(payload[: len(payload) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(payload)
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST and no response at all."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+
+class ExchangeServer(ThreadingHTTPServer):
+    """One exchange's HTTP server; tracks live connections so that `stop` can end them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: ExchangeApp) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+        self.stopping = threading.Event()
+        self._live: dict[socket.socket, threading.Thread] = {}
+        self._live_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._live_lock:
+            self._live[request] = threading.current_thread()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._live_lock:
+                self._live.pop(request, None)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.app.exchange}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self.shutdown()
+        self.server_close()
+        with self._live_lock:
+            live = list(self._live.items())
+        for sock, _ in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for _, thread in live:
+            thread.join(JOIN_TIMEOUT_S)
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT_S)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeEndpoint:
+    """How a client reaches one emulated exchange."""
+
+    name: str
+    base_url: str  # Bitstamp "http://127.0.0.1:PORT", Bitvavo "http://127.0.0.1:PORT/v2"
+    key: str
+    secret: str
+    root_url: str  # "http://127.0.0.1:PORT"
+
+    @property
+    def stats_url(self) -> str:
+        return f"{self.root_url}/_sandbox/stats"
+
+    def info(self) -> dict[str, str]:
+        return {"base_url": self.base_url, "key": self.key, "secret": self.secret}
+
+
+class Sandbox:
+    """Both emulators, running. A context manager; `stop()` shuts both down and joins threads."""
+
+    def __init__(
+        self,
+        world: Any,
+        servers: dict[str, ExchangeServer],
+        endpoints: dict[str, ExchangeEndpoint],
+        *,
+        rate_limits: RateLimits,
+        faults: FaultConfig,
+    ) -> None:
+        self.world = world
+        self.rate_limits = rate_limits
+        self.faults = faults
+        self._servers = servers
+        self.bitstamp = endpoints["bitstamp"]
+        self.bitvavo = endpoints["bitvavo"]
+        self._stopped = False
+
+    def app(self, exchange: str) -> ExchangeApp:
+        return self._servers[exchange].app
+
+    def info(self) -> dict[str, dict[str, str]]:
+        """`{"bitstamp": {"base_url", "key", "secret"}, "bitvavo": {...}}`."""
+        return {"bitstamp": self.bitstamp.info(), "bitvavo": self.bitvavo.info()}
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for server in self._servers.values():
+            server.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_sandbox(
+    seed: int = 1,
+    days: int = 90,
+    now_ms: int | None = None,
+    faults: float = 0.0,
+    rate_scale: float = 1.0,
+    quirks: bool = True,
+    *,
+    fault_kinds: str | tuple[str, ...] | list[str] | None = None,
+    slow_seconds: float = DEFAULT_SLOW_SECONDS,
+    bitstamp_port: int = 0,
+    bitvavo_port: int = 0,
+    world: Any | None = None,
+) -> Sandbox:
+    """Build the world of `seed` and serve both exchanges on free loopback ports.
+
+    `now_ms` freezes the world's clock (None: wall clock); `faults` is the fault rate in [0, 1]
+    over `fault_kinds` (default every kind but `malformed_row`; see `faults.py`), `slow_seconds`
+    the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
+    `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
+    already built `World` (then seed/days/now_ms/quirks only label the servers' own choices).
+    """
+    limits = RateLimits.scaled(rate_scale)  # validate the options before building the world
+    fault_config = FaultConfig(
+        rate=faults, kinds=parse_kinds(fault_kinds), slow_seconds=slow_seconds, seed=seed
+    )
+    if world is None:
+        from pipelines.sandbox.world import World
+
+        world = World(seed=seed, days=days, now_ms=now_ms, quirks=quirks)
+    bitstamp_keys = derive_keys(seed, "bitstamp")
+    bitvavo_keys = derive_keys(seed, "bitvavo")
+    apps: dict[str, tuple[ExchangeApp, int]] = {
+        "bitstamp": (
+            BitstampApp(
+                world,
+                bitstamp_keys,
+                limits=limits,
+                faults=fault_config,
+                quirks=quirks,
+                seed=seed,
+            ),
+            bitstamp_port,
+        ),
+        "bitvavo": (
+            BitvavoApp(world, bitvavo_keys, limits=limits, faults=fault_config, quirks=quirks),
+            bitvavo_port,
+        ),
+    }
+    servers: dict[str, ExchangeServer] = {}
+    try:
+        for name, (app, port) in apps.items():
+            servers[name] = ExchangeServer((LOOPBACK, port), app)
+    except OSError:
+        for server in servers.values():
+            server.server_close()
+        raise
+    for server in servers.values():
+        server.start()
+    endpoints = {}
+    for name, keys in (("bitstamp", bitstamp_keys), ("bitvavo", bitvavo_keys)):
+        root = f"http://{LOOPBACK}:{servers[name].port}"
+        base = root if name == "bitstamp" else f"{root}/v2"
+        endpoints[name] = ExchangeEndpoint(name, base, keys.key, keys.secret, root)
+    return Sandbox(world, servers, endpoints, rate_limits=limits, faults=fault_config)

@@ -1,0 +1,81 @@
+"""JSON on the wire, as the exchanges write it.
+
+`dumps` turns a value into compact JSON bytes (no spaces, like both real APIs) where a
+`Decimal` becomes a bare JSON number written with its exact digits (`Decimal("0.00000010")` →
+`0.00000010`, never `1.0E-7` and never through float) and a `str` stays a JSON string. So a
+world that wants a number on the wire hands over a Decimal or an int, and one that wants a quoted
+amount hands over a str. The output depends only on the value: same value, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+_encode_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def number_text(value: Decimal) -> str:
+    """The exact positional digits of a finite Decimal (`format(d, "f")`)."""
+    if not value.is_finite():
+        raise ValueError(f"cannot put {value} on the wire")
+    return format(value, "f")
+
+
+def fixed(value: Decimal, places: int) -> str:
+    """`value` as a string with at least `places` decimals, padding zeros, never rounding."""
+    text = number_text(value)
+    if places <= 0:
+        return text
+    whole, _dot, frac = text.partition(".")
+    if len(frac) >= places:
+        return text
+    return f"{whole}.{frac.ljust(places, '0')}"
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes; see the module docstring for the number rules."""
+    parts: list[str] = []
+    _write(value, parts)
+    return "".join(parts).encode("ascii")
+
+
+def _write(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_str(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, Decimal):
+        out.append(number_text(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be str, not {type(key).__name__}")
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_encode_str(key))
+            out.append(":")
+            _write(item, out)
+        out.append("}")
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    elif isinstance(value, float):
+        raise TypeError("floats never go on the wire: use Decimal")
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")

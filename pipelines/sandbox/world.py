@@ -1,0 +1,70 @@
+"""The simulated world both emulators serve: markets and the two accounts, from one seed.
+
+`World(seed=…, days=…, now_ms=…)` is deterministic: the same seed and `now_ms` give identical
+markets and ledgers. Without `now_ms` the clock is the wall clock: the accounts are generated
+once for `[creation - days, creation]`, while the tape keeps producing trades as time passes.
+
+The tape starts at `genesis_ms`, a UTC midnight at least `GENESIS_MARGIN_DAYS` before the
+account window, so every fill has market data around it. A few old Bitstamp rows (2020–2021)
+lie before genesis on purpose: they show the ledger's int-`type` era.
+
+`quirks` switches the ledgers' real-API oddities on (default) or off. The Bitstamp OHLC quirks (a
+duplicated daily candle, 999 rows for limit 1000) belong to the server, which reads `quirks`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pipelines.sandbox.accounts import BitstampAccount, BitvavoAccount, build_accounts
+from pipelines.sandbox.catalog import build_markets
+from pipelines.sandbox.market import DAY_MS, Market
+
+GENESIS_MARGIN_DAYS = 30
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class World:
+    """Markets (`markets[(exchange, symbol)]`) and accounts (`bitstamp`, `bitvavo`)."""
+
+    def __init__(
+        self, *, seed: int = 1, days: int = 90, now_ms: int | None = None, quirks: bool = True
+    ) -> None:
+        if days < 1:
+            raise ValueError("days must be >= 1")
+        self.seed = seed
+        self.days = days
+        self.quirks = quirks
+        self._frozen_ms = now_ms
+        self.created_ms = now_ms if now_ms is not None else wall_clock_ms()
+        self.history_start_ms = self.created_ms - days * DAY_MS
+        self.genesis_ms = (self.history_start_ms - GENESIS_MARGIN_DAYS * DAY_MS) // DAY_MS * DAY_MS
+        self.markets: dict[tuple[str, str], Market] = build_markets(seed, self.genesis_ms)
+        self._warm()
+        accounts = build_accounts(
+            seed=seed,
+            now_ms=self.created_ms,
+            days=days,
+            genesis_ms=self.genesis_ms,
+            quirks=quirks,
+            markets=self.markets,
+        )
+        self.bitstamp: BitstampAccount = accounts[0]
+        self.bitvavo: BitvavoAccount = accounts[1]
+
+    def now_ms(self) -> int:
+        """The world's clock: frozen when `now_ms` was given, else the wall clock."""
+        return self._frozen_ms if self._frozen_ms is not None else wall_clock_ms()
+
+    def market(self, exchange: str, symbol: str) -> Market:
+        return self.markets[(exchange, symbol)]
+
+    def _warm(self) -> None:
+        """Generate every hour and day from genesis to now once, so daily pages are instant."""
+        first, last = self.genesis_ms // DAY_MS, self.created_ms // DAY_MS + 1
+        for market in self.markets.values():
+            for day in range(first, last + 1):
+                market.day_row(day)
