@@ -226,3 +226,22 @@ ALL: Mapping[str, RecordDataset] = {
         WITHDRAWAL_FEES,
     )
 }
+
+
+GAPS = Dataset(
+    "gaps",
+    {
+        "exchange": pl.String(),
+        "stream": pl.String(),
+        "market": pl.String(),
+        "gap_start": TIMESTAMP,
+        "gap_end": TIMESTAMP,
+        "reason": pl.String(),
+        "detected_at": TIMESTAMP,
+    },
+    key=("exchange", "stream", "market", "gap_start"),
+    partition_by=("exchange",),
+    sort_by=("stream", "market", "gap_start"),
+)
+"""Ranges a stream knows it can never fill (Bitstamp public trades older than the rolling
+window), with the reason. A window that failed is not a gap: it stays missing and is retried."""

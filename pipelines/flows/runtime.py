@@ -1,0 +1,95 @@
+"""What every ingestion task needs: settings, the lake, and one client per exchange.
+
+Streams are plain functions of a `Runtime` (testable without Prefect); the Prefect flows in
+`pipelines.flows.sync` only wrap them. Clients share one limiter per exchange and key, process
+wide (`pipelines.http.shared_limiter`), so concurrent tasks pace together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pipelines.config import Settings
+from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
+from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.http import DEFAULT_RETRY, RetryPolicy
+from pipelines.lake import Lake
+
+ACCOUNT = "main"
+
+
+@dataclass
+class Runtime:
+    """Settings, lake and clients for one sync process."""
+
+    settings: Settings
+    retry: RetryPolicy = DEFAULT_RETRY
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _clients: dict[str, object] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.settings.lake_dir)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def bitstamp(self) -> BitstampClient:
+        with self._lock:
+            if "bitstamp" not in self._clients:
+                config = self.settings.exchange("bitstamp")
+                self._clients["bitstamp"] = BitstampClient(
+                    config.base_url,
+                    config.credentials,
+                    account=ACCOUNT,
+                    pacing=BitstampPacing(
+                        config.requests_per_window,
+                        config.window_seconds,
+                        config.max_requests_per_second,
+                    ),
+                    retry=self.retry,
+                )
+            client = self._clients["bitstamp"]
+        assert isinstance(client, BitstampClient)
+        return client
+
+    def bitvavo(self) -> BitvavoClient:
+        with self._lock:
+            if "bitvavo" not in self._clients:
+                config = self.settings.exchange("bitvavo")
+                self._clients["bitvavo"] = BitvavoClient(
+                    config.base_url,
+                    config.credentials,
+                    account=ACCOUNT,
+                    access_window_ms=config.access_window_ms,
+                    retry=self.retry,
+                )
+            client = self._clients["bitvavo"]
+        assert isinstance(client, BitvavoClient)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()  # type: ignore[attr-defined]
+            self._clients.clear()
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The small summary a task returns (never data frames)."""
+
+    stream: str  # e.g. "candles bitvavo BTC-EUR 1m"
+    exchange: str
+    rows: dict[str, int] = field(default_factory=dict)  # rows landed per dataset
+    windows: int = 0  # windows (files) landed
+    requests: int = 0
+    weight: int = 0
+    retries: int = 0
+    gaps: tuple[str, ...] = ()  # human-readable descriptions of gaps found
+    first: datetime | None = None  # range of what the stream holds after the run
+    last: datetime | None = None
