@@ -25,8 +25,90 @@ def build_parser() -> argparse.ArgumentParser:
         description="A complete, exact history of Bitstamp and Bitvavo accounts and markets.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(commands)
+    _add_sync(commands)
+    _add_status(commands)
     _add_sandbox(commands)
     return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="settings file (default ./tally.toml if present, else built-in defaults)",
+    )
+
+
+# --- tally sync / status / demo -------------------------------------------------------------
+
+
+def _add_sync(commands: Any) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="fetch everything new from the configured exchanges into the lake",
+        description="Run the ingestion flows against the configured exchanges.",
+    )
+    _config_option(sync)
+    sync.add_argument(
+        "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
+    )
+    sync.add_argument(
+        "--what",
+        choices=("candles", "trades", "account", "all"),
+        default="all",
+        help="which streams (default all)",
+    )
+    sync.set_defaults(run=_run_sync)
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from pipelines.flows.prefect_env import prepare_prefect
+
+    settings = load_settings(args.config)
+    prepare_prefect(settings.data_dir)
+    from pipelines.flows.sync import config_path, sync_flow
+
+    what = None if args.what == "all" else [args.what]
+    sync_flow(config_path(args.config), args.exchange, what)
+    return 0
+
+
+def _add_status(commands: Any) -> None:
+    status = commands.add_parser("status", help="per stream: rows, time range, last fetch, gaps")
+    _config_option(status)
+    status.set_defaults(run=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from pipelines.lake import Lake
+    from pipelines.status import format_status, stream_status
+
+    print(format_status(stream_status(Lake(load_settings(args.config).lake_dir))))
+    return 0
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="sync the built-in sandbox exchanges end to end into ./data",
+        description=(
+            "Start the sandbox on free loopback ports, sync both simulated accounts and their "
+            "markets, and print what landed."
+        ),
+    )
+    demo.add_argument("--data", type=Path, default=Path("data"), help="data directory")
+    demo.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args.data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,8 +226,11 @@ def sandbox_config(sandbox: Any) -> str:
     lines = [
         "# Written by `tally sandbox`: points tally at the loopback emulators.",
         'data_dir = "data"',
-        "",
     ]
+    if sandbox.world.frozen:
+        frozen = datetime.fromtimestamp(sandbox.world.now_ms() / 1000, UTC)
+        lines.append(f'now = "{frozen.isoformat().replace("+00:00", "Z")}"  # the world\'s clock')
+    lines.append("")
     for name, endpoint in (("bitstamp", sandbox.bitstamp), ("bitvavo", sandbox.bitvavo)):
         markets = sorted(
             f"{market.base}-{market.quote}"

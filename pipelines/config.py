@@ -15,6 +15,9 @@ Example `tally.toml`::
     markets = ["BTC-EUR", "ETH-EUR"]
     intervals = ["1h", "1d"]
 
+`now = "2024-03-31T00:00:00Z"` (optional) makes every sync treat that moment as the present:
+for a sandbox whose clock is frozen (`tally sandbox --now …` writes it).
+
 Secrets come from `BITSTAMP_API_KEY`, `BITSTAMP_API_SECRET`, `BITVAVO_API_KEY` and
 `BITVAVO_API_SECRET`; a config file may also carry `api_key`/`api_secret` (the sandbox's own
 throw-away keys are written that way), and the environment wins over the file.
@@ -26,6 +29,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +64,8 @@ class Settings:
     data_dir: Path
     reporting_currency: str = "EUR"
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=dict)
+    now: datetime | None = None  # a frozen present (sandbox); None: the wall clock
+    public_trades_days: int = 1  # how far back a first Bitvavo public-trades sync reaches
 
     @property
     def lake_dir(self) -> Path:
@@ -127,7 +133,24 @@ def load_settings(
         data_dir=chosen_dir.resolve(),
         reporting_currency=str(raw.get("reporting_currency", "EUR")).upper(),
         exchanges=exchanges,
+        now=_frozen_now(raw.get("now")),
+        public_trades_days=int(raw.get("public_trades_days", 1)),
     )
+
+
+def _frozen_now(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"now = {value!r} is not an ISO time") from None
+    if moment.tzinfo is None:
+        raise ConfigError("now must carry a time zone (e.g. 2024-03-31T00:00:00Z)")
+    return moment.astimezone(UTC)
 
 
 def _exchange_settings(

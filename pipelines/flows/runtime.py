@@ -36,7 +36,7 @@ class Runtime:
         return Lake(self.settings.lake_dir)
 
     def now(self) -> datetime:
-        return self.clock()
+        return self.settings.now or self.clock()
 
     def bitstamp(self) -> BitstampClient:
         with self._lock:

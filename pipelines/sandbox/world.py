@@ -55,6 +55,11 @@ class World:
         self.bitstamp: BitstampAccount = accounts[0]
         self.bitvavo: BitvavoAccount = accounts[1]
 
+    @property
+    def frozen(self) -> bool:
+        """True when the clock stands still at `now_ms()`."""
+        return self._frozen_ms is not None
+
     def now_ms(self) -> int:
         """The world's clock: frozen when `now_ms` was given, else the wall clock."""
         return self._frozen_ms if self._frozen_ms is not None else wall_clock_ms()

@@ -1,0 +1,236 @@
+"""Prefect flows: thin glue that plans streams and maps tasks over them.
+
+Tasks take only plain parameters (a config file path, names, times) — never secrets, which the
+task process reads from its environment or config file — and return small `StreamResult`
+dictionaries, never data. A task is retried by Prefect only for a retryable exchange error
+(the HTTP layer has already retried it with back-off); a fatal error fails it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, as_completed
+
+from pipelines.config import load_settings
+from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
+from pipelines.flows.plan import Window, chunks, floor_time
+from pipelines.flows.runtime import Runtime
+from pipelines.http import RetryableError
+
+WHAT = ("candles", "trades", "account")
+_RUNTIMES_LOCK = threading.Lock()
+
+
+@cache
+def _runtime_for(config: str | None) -> Runtime:
+    return Runtime(load_settings(config))
+
+
+def runtime(config: str | None) -> Runtime:
+    """One runtime (and so one client and limiter per exchange) per config, per process."""
+    with _RUNTIMES_LOCK:
+        return _runtime_for(config)
+
+
+def _only_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    return isinstance(getattr(state, "data", None), RetryableError)
+
+
+_TASK_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [5, 30],
+    "retry_condition_fn": _only_retryable,
+    "persist_result": False,
+}
+
+
+@task(task_run_name="candles {exchange} {market} {interval}", **_TASK_OPTIONS)
+def candles_task(
+    config: str | None, exchange: str, market: str, interval: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    from pipelines.flows.candles import sync_candles
+
+    result = sync_candles(runtime(config), exchange, market, interval, Window(start, end))
+    return dataclasses.asdict(result)
+
+
+@task(task_run_name="public trades {exchange} {market}", **_TASK_OPTIONS)
+def public_trades_task(
+    config: str | None, exchange: str, market: str, since: datetime | None
+) -> dict[str, Any]:
+    from pipelines.flows.public_trades import sync_public_trades
+
+    return dataclasses.asdict(sync_public_trades(runtime(config), exchange, market, since=since))
+
+
+@task(task_run_name="account {exchange}", **_TASK_OPTIONS)
+def account_task(config: str | None, exchange: str) -> list[dict[str, Any]]:
+    if exchange == "bitstamp":
+        from pipelines.flows.bitstamp_account import sync_bitstamp_account as sync
+    else:
+        from pipelines.flows.bitvavo_account import sync_bitvavo_account as sync
+    return [dataclasses.asdict(result) for result in sync(runtime(config))]
+
+
+def _selected(exchanges: Sequence[str] | None, rt: Runtime) -> list[str]:
+    names = list(exchanges) if exchanges else list(rt.settings.exchanges)
+    unknown = set(names) - set(rt.settings.exchanges)
+    if unknown:
+        raise ValueError(f"unknown exchange(s): {', '.join(sorted(unknown))}")
+    return names
+
+
+def account_start(rt: Runtime, exchange: str) -> datetime | None:
+    """The earliest moment the lake knows of the account on `exchange` (None: nothing landed)."""
+    lake = rt.lake
+    starts = []
+    for dataset, column in (
+        (FILLS.dataset, "executed_at"),
+        (TRANSFERS.dataset, "executed_at"),
+        (OTHER_EVENTS.dataset, "executed_at"),
+    ):
+        frame = lake.scan(dataset).filter(_col("exchange") == exchange)
+        starts.append(frame.select(_col(column).min()).collect().item())
+    source = BITSTAMP_LEDGER if exchange == "bitstamp" else BITVAVO_HISTORY
+    starts.append(lake.scan(source.dataset).select(_col("executed_at").min()).collect().item())
+    known = [s for s in starts if s is not None]
+    return min(known) if known else None
+
+
+def _col(name: str) -> Any:
+    import polars as pl
+
+    return pl.col(name)
+
+
+def _progress(futures: Iterable[PrefectFuture[Any]], label: str) -> list[Any]:
+    """Wait for `futures`, logging progress (done/total, rows, ETA) as each one finishes."""
+    logger = get_run_logger()
+    pending = list(futures)
+    total, began, rows, results = len(pending), time.monotonic(), 0, []
+    for done, future in enumerate(as_completed(pending), start=1):
+        outcome = future.result()
+        for result in outcome if isinstance(outcome, list) else [outcome]:
+            results.append(result)
+            rows += sum(result["rows"].values())
+        elapsed = time.monotonic() - began
+        eta = elapsed / done * (total - done)
+        logger.info(f"{label}: {done}/{total} tasks, {rows} rows landed, ETA {eta:.0f} s")
+    return results
+
+
+@flow(name="sync", log_prints=True)
+def sync_flow(
+    config: str | None = None,
+    exchanges: list[str] | None = None,
+    what: list[str] | None = None,
+    candles_since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Everything new: account history first (it says where history starts), then the candles
+    that value it and the configured markets' public trades."""
+    rt = runtime(config)
+    chosen = set(what or WHAT)
+    if not chosen <= set(WHAT):
+        raise ValueError(f"what must be among {WHAT}")
+    names = _selected(exchanges, rt)
+    results: list[dict[str, Any]] = []
+    if "account" in chosen:
+        results += _progress([account_task.submit(config, name) for name in names], "account")
+    now = rt.now()
+    futures = []
+    for name in names:
+        settings = rt.settings.exchange(name)
+        if "candles" in chosen:
+            start = candles_since or account_start(rt, name) or now - timedelta(days=30)
+            start = floor_time(start, timedelta(days=1))
+            futures += [
+                candles_task.submit(config, name, market, interval, start, now)
+                for market in settings.markets
+                for interval in settings.intervals
+            ]
+        if "trades" in chosen:
+            since = now - timedelta(days=rt.settings.public_trades_days)
+            futures += [
+                public_trades_task.submit(config, name, market, since)
+                for market in settings.markets
+            ]
+    results += _progress(futures, "market data")
+    print(summary_table(results))
+    return results
+
+
+@flow(name="market-data", log_prints=True)
+def market_data_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+    """Hourly: public trades (Bitstamp's only exist inside a rolling window) and fresh candles."""
+    return sync_flow(config, exchanges, ["trades", "candles"])
+
+
+@flow(name="candles", log_prints=True)
+def candles_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+    """Daily: candles of every configured market and interval since the account began."""
+    return sync_flow(config, exchanges, ["candles"])
+
+
+@flow(name="account", log_prints=True)
+def account_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+    """Daily: both accounts' ledgers, fills, transfers, balances and fees."""
+    return sync_flow(config, exchanges, ["account"])
+
+
+@flow(name="backfill", log_prints=True)
+def backfill_flow(
+    exchange: str,
+    market: str,
+    interval: str,
+    start: datetime,
+    end: datetime | None = None,
+    config: str | None = None,
+) -> list[dict[str, Any]]:
+    """Candles of one market and interval over [start, end), one task per year."""
+    rt = runtime(config)
+    span = Window(start, min(end or rt.now(), rt.now()))
+    futures = [
+        candles_task.submit(
+            config, exchange, market, interval, max(year.start, span.start), min(year.end, span.end)
+        )
+        for year in chunks(span, "year")
+    ]
+    results = _progress(futures, f"backfill {exchange} {market} {interval}")
+    print(summary_table(results))
+    return results
+
+
+def summary_table(results: Sequence[dict[str, Any]]) -> str:
+    """The run summary: per stream, rows landed per dataset, requests, weight, retries, gaps."""
+    header = ("stream", "rows", "windows", "requests", "weight", "retries", "gaps")
+    rows = [header]
+    totals = [0, 0, 0, 0, 0, 0]
+    for result in sorted(results, key=lambda r: r["stream"]):
+        landed = ", ".join(f"{k} {v}" for k, v in sorted(result["rows"].items()) if v) or "-"
+        numbers = [
+            sum(result["rows"].values()),
+            result["windows"],
+            result["requests"],
+            result["weight"],
+            result["retries"],
+            len(result["gaps"]),
+        ]
+        totals = [a + b for a, b in zip(totals, numbers, strict=True)]
+        rows.append((result["stream"], landed, *map(str, numbers[1:])))
+    rows.append(("total", str(totals[0]), *map(str, totals[1:])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def config_path(path: Path | str | None) -> str | None:
+    """Tasks get an absolute config path, so a worker in another directory reads the same file."""
+    return str(Path(path).resolve()) if path is not None else None

@@ -1,0 +1,93 @@
+"""`tally status`: per stream, what the lake holds — rows, time range, last fetch, gaps.
+
+Everything is read from the lake's files (DuckDB over the Parquet globs); there is no other state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from pipelines.datasets import (
+    BALANCE_SNAPSHOTS,
+    BITSTAMP_LEDGER,
+    BITVAVO_HISTORY,
+    CANDLES,
+    FILLS,
+    GAPS,
+    OTHER_EVENTS,
+    PUBLIC_TRADES,
+    TRANSFERS,
+)
+from pipelines.lake import Dataset, Lake
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    stream: str
+    rows: int
+    first: datetime | None
+    last: datetime | None
+    last_fetch: datetime | None
+    gaps: int
+
+
+# (dataset, label expression, time column) — the label names the stream a row belongs to.
+_STREAMS: tuple[tuple[Dataset, str, str], ...] = (
+    (CANDLES.dataset, "'candles ' || exchange || ' ' || market || ' ' || interval", "open_time"),
+    (PUBLIC_TRADES.dataset, "'public_trades ' || exchange || ' ' || market", "traded_at"),
+    (FILLS.dataset, "'fills ' || exchange || ' ' || source", "executed_at"),
+    (TRANSFERS.dataset, "'transfers ' || exchange || ' ' || source", "executed_at"),
+    (OTHER_EVENTS.dataset, "'other_events ' || exchange || ' ' || source", "executed_at"),
+    (BITSTAMP_LEDGER.dataset, "'ledger bitstamp'", "executed_at"),
+    (BITVAVO_HISTORY.dataset, "'history bitvavo'", "executed_at"),
+    (BALANCE_SNAPSHOTS.dataset, "'balances ' || exchange", "taken_at"),
+)
+
+
+def stream_status(lake: Lake) -> list[StreamStatus]:
+    con = duckdb.connect()
+    gaps = _gap_counts(con, lake)
+    statuses = []
+    for dataset, label, time_column in _STREAMS:
+        if not lake.files(dataset):
+            continue
+        rows = con.sql(
+            f"select {label} as stream, count(*), min({time_column}), max({time_column}), "
+            f"max(fetched_at) from read_parquet('{lake.glob(dataset)}', hive_partitioning=true, "
+            "union_by_name=true) group by all order by 1"
+        ).fetchall()
+        statuses += [
+            StreamStatus(stream, count, first, last, fetched, gaps.get(stream, 0))
+            for stream, count, first, last, fetched in rows
+        ]
+    return statuses
+
+
+def _gap_counts(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
+    if not lake.files(GAPS):
+        return {}
+    rows = con.sql(
+        f"select stream || ' ' || exchange || ' ' || market, count(*) from "
+        f"read_parquet('{lake.glob(GAPS)}', hive_partitioning=true, union_by_name=true) "
+        "group by all"
+    ).fetchall()
+    return {str(stream): int(count) for stream, count in rows}
+
+
+def format_status(statuses: list[StreamStatus]) -> str:
+    if not statuses:
+        return "The lake is empty: run `tally sync` (or `tally demo`)."
+    header = ("stream", "rows", "first", "last", "last fetch", "gaps")
+    table = [header] + [
+        (s.stream, str(s.rows), _time(s.first), _time(s.last), _time(s.last_fetch), str(s.gaps))
+        for s in statuses
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table)
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
