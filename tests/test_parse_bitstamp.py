@@ -575,3 +575,20 @@ def test_records_are_hashable_and_copyable(samples_dir: Path) -> None:
     records = bs.classify_entries(ledger(samples_dir))
     assert len(set(records)) == len(records)
     assert copy.deepcopy(records) == records
+
+
+@pytest.mark.parametrize("missing", ["order_id", "fee"])
+def test_trade_row_without_order_id_or_fee_is_malformed(missing: str) -> None:
+    row = {
+        "id": 7,
+        "datetime": "2024-01-02 03:04:05",
+        "type": "2",
+        "fee": "0.10",
+        "order_id": 123,
+        "eur": "-100.00",
+        "btc": "0.002",
+        "btc_eur": Decimal("50000"),
+    }
+    del row[missing]
+    with pytest.raises(RowParseError, match=f"row 0.*{missing}"):
+        bs.parse_user_transactions([row], account="main")

@@ -286,8 +286,8 @@ def _type_code(row: RowReader) -> str:
 
 
 def _ledger_fee(row: RowReader) -> Decimal | None:
-    value = row.get("fee")
-    if value is None or value == "None":  # Bitstamp writes a missing fee as the string "None"
+    value = row.require("fee")  # always sent; a row without it is malformed
+    if value == "None":  # Bitstamp writes an absent fee as the string "None"
         return None
     return row.convert("fee", value, to_decimal)
 
@@ -310,7 +310,10 @@ def _ledger_entry(row: RowReader, account: str, source: str) -> LedgerEntry:
     type_code = _type_code(row)
     kind = LEDGER_KINDS.get(type_code, "unknown")
     fee = _ledger_fee(row)
-    order_id = row.optional_identifier("order_id")
+    # Every market trade belongs to an order; a trade row without one is malformed.
+    order_id = (
+        row.identifier("order_id") if kind == "trade" else row.optional_identifier("order_id")
+    )
 
     currency_keys = [k for k in row.data if k not in _LEDGER_FIXED_KEYS and "_" not in k]
     movements = []

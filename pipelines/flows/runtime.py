@@ -8,14 +8,14 @@ wide (`pipelines.http.shared_limiter`), so concurrent tasks pace together.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipelines.config import Settings
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
 from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.http import DEFAULT_RETRY, RetryPolicy
+from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy
 from pipelines.lake import Lake
 
 ACCOUNT = "main"
@@ -28,6 +28,8 @@ class Runtime:
     settings: Settings
     retry: RetryPolicy = DEFAULT_RETRY
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Explicit limiters by exchange name (tests, benchmarks); absent: the process-wide one.
+    limiters: Mapping[str, Limiter] = field(default_factory=dict)
     _clients: dict[str, object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -51,6 +53,7 @@ class Runtime:
                         config.window_seconds,
                         config.max_requests_per_second,
                     ),
+                    limiter=self.limiters.get("bitstamp"),
                     retry=self.retry,
                 )
             client = self._clients["bitstamp"]
@@ -66,6 +69,7 @@ class Runtime:
                     config.credentials,
                     account=ACCOUNT,
                     access_window_ms=config.access_window_ms,
+                    limiter=self.limiters.get("bitvavo"),
                     retry=self.retry,
                 )
             client = self._clients["bitvavo"]
