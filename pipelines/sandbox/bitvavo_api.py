@@ -23,7 +23,7 @@ from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
 from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
-from pipelines.sandbox.wire import number_text
+from pipelines.sandbox.wire import Raw, number_text
 
 EXCHANGE = "bitvavo"
 INTERVALS_S = {
@@ -336,18 +336,12 @@ class BitvavoApp(ExchangeApp):
         genesis_open = market.genesis_ms // interval_ms * interval_ms
         lower = max(lower, newest_open - (keep - 1) * interval_ms, genesis_open)
         bars = traded_bars(market, interval_ms, lower, upper, now)[-keep:]
-        rows = [
-            [
-                bar.open_ms,
-                plain(bar.open),
-                plain(bar.high),
-                plain(bar.low),
-                plain(bar.close),
-                plain(bar.volume),
-            ]
+        rows = ",".join(
+            f'[{bar.open_ms},"{plain(bar.open)}","{plain(bar.high)}","{plain(bar.low)}",'
+            f'"{plain(bar.close)}","{plain(bar.volume)}"]'
             for bar in reversed(bars)
-        ]
-        return Reply(200, rows, rows_path=())
+        )
+        return Reply(200, Raw(f"[{rows}]"), rows_path=())
 
     def _public_trades(self, request: Request, path: Mapping[str, str]) -> Reply:
         market = self._market(path["market"])

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pipelines.sandbox.wire import Raw
+
 FAULT_KINDS = (
     "rate_limited",
     "server_error",
@@ -120,6 +122,7 @@ def malform_rows(payload: Any, rows_path: tuple[str, ...], variant: int) -> tupl
     None when there is no row to break. The original payload (possibly the world's own objects)
     is never mutated: containers along the path are copied.
     """
+    payload = _plain(payload, rows_path)
     rows = payload
     for key in rows_path:
         if not isinstance(rows, dict) or key not in rows:
@@ -133,6 +136,18 @@ def malform_rows(payload: Any, rows_path: tuple[str, ...], variant: int) -> tupl
     new_rows = list(rows)
     new_rows[index] = broken
     return _replace(payload, rows_path, new_rows), how
+
+
+def _plain(value: Any, path: tuple[str, ...]) -> Any:
+    """`value` with every `Raw` on `path` (and the rows at its end) decoded, copying as needed."""
+    if isinstance(value, Raw):
+        value = value.decoded()
+    if not path or not isinstance(value, dict) or path[0] not in value:
+        return value
+    inner = _plain(value[path[0]], path[1:])
+    if inner is value[path[0]]:
+        return value
+    return {**value, path[0]: inner}
 
 
 def _break_row(row: Any, how: str, variant: int) -> Any:

@@ -118,7 +118,7 @@ def latest_trades_until(
 
 def traded_bars(
     market: MarketLike, interval_ms: int, start_ms: int, end_ms: int, now_ms: int
-) -> list[Bar]:
+) -> list[CandleLike]:
     """Bars that hold trades, with open time in `[start_ms, end_ms)`, as known at `now_ms`.
 
     Closed bars come from the market's own aggregates; the bar holding `now_ms` is aggregated
@@ -128,11 +128,10 @@ def traded_bars(
     if end_ms <= start_ms:
         return []
     current_open = now_ms // interval_ms * interval_ms
-    bars: list[Bar] = []
+    bars: list[CandleLike] = []
     closed_end = min(end_ms, current_open)
     if closed_end > start_ms:
-        interval_s = interval_ms // 1000
-        bars = [Bar.of(c) for c in market.candles(interval_s, start_ms, closed_end)]
+        bars = list(market.candles(interval_ms // 1000, start_ms, closed_end))
     if start_ms <= current_open < end_ms:
         live = trades_until(market, current_open, current_open + interval_ms, now_ms)
         if live:
@@ -160,7 +159,7 @@ def close_before(market: MarketLike, t_ms: int) -> Decimal | None:
 
 def filled_bars(
     market: MarketLike, interval_ms: int, first_open_ms: int, last_open_ms: int, now_ms: int
-) -> list[Bar]:
+) -> list[CandleLike]:
     """Every bar from `first_open_ms` to `last_open_ms` (both aligned, inclusive), Bitstamp-style.
 
     An interval without trades gets a flat zero-volume bar at the previous close; intervals
@@ -169,9 +168,11 @@ def filled_bars(
     if last_open_ms < first_open_ms:
         return []
     bars = traded_bars(market, interval_ms, first_open_ms, last_open_ms + interval_ms, now_ms)
+    if len(bars) == (last_open_ms - first_open_ms) // interval_ms + 1:
+        return bars  # no interval without trades
     by_open = {bar.open_ms: bar for bar in bars}
     previous = None if first_open_ms in by_open else close_before(market, first_open_ms)
-    out: list[Bar] = []
+    out: list[CandleLike] = []
     for open_ms in range(first_open_ms, last_open_ms + 1, interval_ms):
         bar = by_open.get(open_ms)
         if bar is not None:
