@@ -106,16 +106,33 @@ class Lake:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def land(self, dataset: Dataset, frame: pl.DataFrame, *, stem: str) -> LandResult:
+    def land(
+        self,
+        dataset: Dataset,
+        frame: pl.DataFrame,
+        *,
+        stem: str,
+        partition: Mapping[str, Any] | None = None,
+    ) -> LandResult:
         """Write `frame` as the window `stem`: one file per partition, replacing earlier copies.
 
-        Rows repeated inside the window are deduplicated on the key, the last one winning.
+        Rows repeated inside the window are deduplicated on the key, the last one winning. With
+        `partition` given, every row must belong to it, and an empty frame still lands: an empty
+        file says "fetched, nothing there", which a missing file must never be mistaken for.
         """
         _check_stem(stem)
         typed = self._conform(dataset, frame)
+        parts = list(self._split(dataset, typed))
+        if partition is not None:
+            wanted = {c: str(partition[c]) for c in dataset.partition_by}
+            strays = [v for v, _ in parts if {c: str(x) for c, x in v.items()} != wanted]
+            if strays:
+                raise LakeError(f"dataset {dataset.name}: rows outside partition {wanted}")
+            if not parts:
+                parts = [(dict(partition), typed.select(dataset.file_columns))]
         written = [
             self._write_file(self.partition_dir(dataset, values) / f"{stem}.parquet", part)
-            for values, part in self._split(dataset, typed)
+            for values, part in parts
         ]
         return LandResult(dataset.name, tuple(written), typed.height)
 

@@ -83,8 +83,6 @@ def make_runtime(
         settings = dataclasses.replace(
             settings, exchanges={**settings.exchanges, "bitvavo": bitvavo}
         )
-    if clock is not None:
-        settings = dataclasses.replace(settings, now=None)  # the test moves the clock itself
     return Runtime(
         settings,
         retry=FAST_RETRY,

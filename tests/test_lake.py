@@ -162,3 +162,14 @@ def test_killed_writer_never_leaves_a_readable_partial_file(tmp_path: Path) -> N
         lake.sweep_temp_files()
         assert not list(tmp_path.rglob("*.tmp"))
     assert lake.files(CANDLES), "the writer landed nothing: the test proved nothing"
+
+
+def test_an_empty_window_lands_as_an_empty_file(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    partition = {"exchange": "bitvavo", "market": "BTC-EUR"}
+    result = lake.land(CANDLES, candle_frame([]), stem="w0", partition=partition)
+    assert result.files == (tmp_path / "candles/exchange=bitvavo/market=BTC-EUR/w0.parquet",)
+    assert lake.stems(CANDLES, **partition) == {"w0"}
+    assert lake.scan(CANDLES).collect().height == 0
+    with pytest.raises(LakeError, match="outside partition"):
+        lake.land(CANDLES, candle_frame(["1"], market="ETH-EUR"), stem="w1", partition=partition)

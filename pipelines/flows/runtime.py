@@ -27,7 +27,8 @@ class Runtime:
 
     settings: Settings
     retry: RetryPolicy = DEFAULT_RETRY
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The present: an explicit clock wins, then the config's frozen `now`, then the wall clock.
+    clock: Callable[[], datetime] | None = None
     # Explicit limiters by exchange name (tests, benchmarks); absent: the process-wide one.
     limiters: Mapping[str, Limiter] = field(default_factory=dict)
     _clients: dict[str, object] = field(default_factory=dict, repr=False)
@@ -38,7 +39,9 @@ class Runtime:
         return Lake(self.settings.lake_dir)
 
     def now(self) -> datetime:
-        return self.settings.now or self.clock()
+        if self.clock is not None:
+            return self.clock()
+        return self.settings.now or datetime.now(UTC)
 
     def bitstamp(self) -> BitstampClient:
         with self._lock:

@@ -12,6 +12,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -20,25 +21,26 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 
-from pipelines.config import load_settings
+from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
 
 WHAT = ("candles", "trades", "account")
-_RUNTIMES_LOCK = threading.Lock()
+_SETTINGS_LOCK = threading.Lock()
 
 
 @cache
-def _runtime_for(config: str | None) -> Runtime:
-    return Runtime(load_settings(config))
+def _settings_for(config: str | None) -> Settings:
+    return load_settings(config)
 
 
 def runtime(config: str | None) -> Runtime:
-    """One runtime (and so one client and limiter per exchange) per config, per process."""
-    with _RUNTIMES_LOCK:
-        return _runtime_for(config)
+    """A runtime with clients of its own, so that a task's request counts are its own; the
+    limiter behind them is still the one per exchange and key shared by the whole process."""
+    with _SETTINGS_LOCK:
+        return Runtime(_settings_for(config))
 
 
 def _only_retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -59,8 +61,8 @@ def candles_task(
 ) -> dict[str, Any]:
     from pipelines.flows.candles import sync_candles
 
-    result = sync_candles(runtime(config), exchange, market, interval, Window(start, end))
-    return dataclasses.asdict(result)
+    with closing(runtime(config)) as rt:
+        return dataclasses.asdict(sync_candles(rt, exchange, market, interval, Window(start, end)))
 
 
 @task(task_run_name="public trades {exchange} {market}", **_TASK_OPTIONS)
@@ -69,7 +71,8 @@ def public_trades_task(
 ) -> dict[str, Any]:
     from pipelines.flows.public_trades import sync_public_trades
 
-    return dataclasses.asdict(sync_public_trades(runtime(config), exchange, market, since=since))
+    with closing(runtime(config)) as rt:
+        return dataclasses.asdict(sync_public_trades(rt, exchange, market, since=since))
 
 
 @task(task_run_name="account {exchange}", **_TASK_OPTIONS)
@@ -78,7 +81,8 @@ def account_task(config: str | None, exchange: str) -> list[dict[str, Any]]:
         from pipelines.flows.bitstamp_account import sync_bitstamp_account as sync
     else:
         from pipelines.flows.bitvavo_account import sync_bitvavo_account as sync
-    return [dataclasses.asdict(result) for result in sync(runtime(config))]
+    with closing(runtime(config)) as rt:
+        return [dataclasses.asdict(result) for result in sync(rt)]
 
 
 def _selected(exchanges: Sequence[str] | None, rt: Runtime) -> list[str]:

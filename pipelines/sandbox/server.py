@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +140,12 @@ class ExchangeServer(ThreadingHTTPServer):
         finally:
             with self._live_lock:
                 self._live.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that drops its connection (killed, timed out) is routine, not a server bug.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def start(self) -> None:
         self._thread = threading.Thread(

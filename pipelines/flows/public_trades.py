@@ -1,0 +1,254 @@
+"""The public-trades stream of one market: every trade, once, in one file per UTC day.
+
+    sync_public_trades(rt, "bitvavo", "BTC-EUR", since=datetime(2024, 1, 1, tzinfo=UTC))
+    sync_public_trades(rt, "bitstamp", "BTC-EUR", since=None)
+
+**Bitvavo** has the full history: the span from `since` (else from the earliest landed window,
+else the last 24 h) to the last whole minute at least 60 s old is cut into UTC days and planned
+with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked with the inclusive
+`end` rule and deduplicated on the trade id by the client. A day in progress has a stem ending
+at the last final minute; the next sync fetches only what follows.
+
+**Bitstamp** serves only a rolling window (`time=minute|hour|day`, the last 60 s / 1 h / 24 h);
+`since` is ignored because history cannot be backfilled. Each sync reads the shortest window
+that reaches back to the stream's *reach* — the later of the last landed trade and the end of
+the landed coverage (stems) — with a 15 s margin, or `day` when nothing is landed or the reach
+is older. Rows are merged into per-UTC-day files (deduplicated on `tid`); a day file's stem is
+the envelope `[first covered moment, last covered moment)` (whole seconds) of the polls that
+wrote it within that day, e.g. `20240330T000000-20240331T000000` for a whole day, so coverage
+reads the same way as for the other streams. When even the window read starts after the reach
+(reach < now − window), trades may have been lost: a row is recorded in `gaps` (gap_start = the
+last landed trade, or the coverage end when no trade is landed; gap_end = the oldest trade
+returned, or the window start when none came back) *before* the trades land, so that a crash
+cannot hide it. Coverage is the stems minus the recorded gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.datasets import GAPS, PUBLIC_TRADES
+from pipelines.exchanges.bitstamp import PUBLIC_TRADE_WINDOWS
+from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
+from pipelines.exchanges.records import PublicTrade
+from pipelines.flows.chunks import (
+    SETTLE,
+    HttpMark,
+    combine,
+    drop_replaced,
+    drop_superseded,
+    held_range,
+    land_plan,
+    land_window,
+    landed_windows,
+    partition_files,
+    read_files,
+    sweep_partition,
+)
+from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
+from pipelines.flows.runtime import Runtime, StreamResult
+from pipelines.lake import Lake
+
+STREAM = "public_trades"
+REACH_MARGIN = timedelta(seconds=15)
+"""A Bitstamp window is chosen only if it reaches this far beyond the stream's reach (request
+latency, clock differences)."""
+
+
+def sync_public_trades(
+    rt: Runtime, exchange: str, market: str, *, since: datetime | None
+) -> StreamResult:
+    """Land the public trades of `market` not yet landed (see the module docstring)."""
+    if exchange == "bitvavo":
+        return _sync_bitvavo(rt, market, since)
+    if exchange == "bitstamp":
+        return _sync_bitstamp(rt, market)
+    raise ValueError(f"unknown exchange {exchange!r}")
+
+
+def _result(
+    rt: Runtime,
+    exchange: str,
+    market: str,
+    rows: int,
+    windows: int,
+    used: HttpMark,
+    gaps: tuple[str, ...] = (),
+) -> StreamResult:
+    first, last = held_range(
+        rt.lake, PUBLIC_TRADES.dataset, "traded_at", {"exchange": exchange, "market": market}
+    )
+    return StreamResult(
+        stream=f"{STREAM} {exchange} {market}",
+        exchange=exchange,
+        rows={PUBLIC_TRADES.dataset.name: rows},
+        windows=windows,
+        requests=used.requests,
+        weight=used.weight,
+        retries=used.retries,
+        gaps=gaps,
+        first=first,
+        last=last,
+    )
+
+
+# -- Bitvavo: full history, day chunks -----------------------------------------------------------
+
+
+def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamResult:
+    client = rt.bitvavo()
+    lake, dataset = rt.lake, PUBLIC_TRADES.dataset
+    partition = {"exchange": "bitvavo", "market": market}
+    mark = HttpMark.of(client.http)
+    sweep_partition(lake, dataset, partition)
+    drop_superseded(lake, dataset, partition, "day")
+
+    end = final_cutoff(rt.now(), "1m", SETTLE)
+    files = partition_files(lake, dataset, partition)
+    windows = landed_windows(files)
+    if since is not None:
+        start = since
+    elif windows:
+        start = windows[0].start
+    else:
+        start = end - MAX_TRADE_SPAN
+    fetched = landed = 0
+    if start < end:
+        for plan in plan_chunks(Window(start, end), "day", files):
+            pages = client.public_trades_window(market, plan.missing.start, plan.missing.end)
+            fetched += land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
+            landed += 1
+    return _result(rt, "bitvavo", market, fetched, landed, mark.since(client.http))
+
+
+# -- Bitstamp: rolling window, merged into day files, gaps recorded ------------------------------
+
+
+def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
+    client = rt.bitstamp()
+    lake, dataset = rt.lake, PUBLIC_TRADES.dataset
+    partition = {"exchange": "bitstamp", "market": market}
+    mark = HttpMark.of(client.http)
+    sweep_partition(lake, dataset, partition)
+    drop_superseded(lake, dataset, partition, "day")
+
+    now = rt.now()
+    files = partition_files(lake, dataset, partition)
+    windows = landed_windows(files)
+    _, last_trade = held_range(lake, dataset, "traded_at", partition)
+    reach = max(
+        [moment for moment in (last_trade, windows[-1].end if windows else None) if moment],
+        default=None,
+    )
+    window = choose_window(now, reach)
+    page = client.public_trades(market, window=window)
+    window_start = now - timedelta(seconds=PUBLIC_TRADE_WINDOWS[window])
+
+    gaps: tuple[str, ...] = ()
+    if reach is not None and reach < window_start:
+        oldest = min((t.traded_at for t in page.records), default=window_start)
+        gap_start = last_trade if last_trade is not None else reach
+        gaps = (record_gap(lake, market, window, gap_start, oldest, detected_at=now),)
+
+    covered = Window(_ceil_second(window_start), _floor_second(now))
+    fresh = PUBLIC_TRADES.frame(page.records, fetched_at=page.fetched_at)
+    rows = landed = 0
+    for day in _days(covered, page.records):
+        new, wrote = _merge_day(lake, day, covered, fresh, files, partition)
+        rows += new
+        landed += wrote
+    return _result(rt, "bitstamp", market, rows, landed, mark.since(client.http), gaps)
+
+
+def choose_window(now: datetime, reach: datetime | None) -> str:
+    """The shortest rolling window that reaches back to `reach` (with a margin), else "day"."""
+    if reach is not None:
+        for name, seconds in PUBLIC_TRADE_WINDOWS.items():
+            if reach >= now - timedelta(seconds=seconds) + REACH_MARGIN:
+                return name
+    return "day"
+
+
+def record_gap(
+    lake: Lake,
+    market: str,
+    window: str,
+    gap_start: datetime,
+    gap_end: datetime,
+    *,
+    detected_at: datetime,
+) -> str:
+    """Upsert one Bitstamp public-trades gap (this stream's own file: no concurrent writer)."""
+    reason = f"bitstamp rolling window ({window}) no longer reaches the last landed trade"
+    frame = pl.DataFrame(
+        {
+            "exchange": ["bitstamp"],
+            "stream": [STREAM],
+            "market": [market],
+            "gap_start": [gap_start],
+            "gap_end": [gap_end],
+            "reason": [reason],
+            "detected_at": [detected_at],
+        },
+        schema=dict(GAPS.schema),
+    )
+    lake.merge(GAPS, frame, stem=f"{STREAM}-{market}")
+    return f"bitstamp {STREAM} {market}: [{gap_start.isoformat()}, {gap_end.isoformat()}]: {reason}"
+
+
+def _days(covered: Window, trades: Sequence[PublicTrade]) -> list[Window]:
+    """The UTC days the poll covered or returned trades in, oldest first."""
+    days = {chunk_of(covered.start, "day")}
+    if covered.end > covered.start:
+        days.add(chunk_of(covered.end - timedelta(microseconds=1), "day"))
+    days.update(chunk_of(t.traded_at, "day") for t in trades)
+    return sorted(days)
+
+
+def _merge_day(
+    lake: Lake,
+    day: Window,
+    covered: Window,
+    fresh: pl.DataFrame,
+    files: Mapping[str, Path],
+    partition: Mapping[str, str],
+) -> tuple[int, int]:
+    """Merge the poll's trades of `day` into the day's file; returns (new rows, files landed)."""
+    dataset = PUBLIC_TRADES.dataset
+    mine = {
+        stem: path
+        for stem, path in files.items()
+        if (w := Window.from_stem(stem)) is not None and chunk_of(w.start, "day") == day
+    }
+    todays = fresh.filter((pl.col("traded_at") >= day.start) & (pl.col("traded_at") < day.end))
+    extent = [w for w in map(Window.from_stem, mine) if w is not None]
+    if covered.start < day.end and covered.end > day.start:
+        extent.append(Window(max(covered.start, day.start), min(covered.end, day.end)))
+    if todays.height:
+        times = todays["traded_at"]
+        extent.append(Window(_floor_second(times.min()), min(_ceil_second(times.max()), day.end)))
+    target = Window(min(w.start for w in extent), max(w.end for w in extent))
+
+    old = read_files(dataset, mine.values(), partition)
+    known = set().union(*(set(frame["trade_id"]) for frame in old))
+    new = len(set(todays["trade_id"]) - known)
+    if new == 0 and set(mine) == {target.stem}:
+        return 0, 0
+    land_window(
+        lake, dataset, combine(dataset, old, [todays]), stem=target.stem, partition=partition
+    )
+    drop_replaced(mine, mine, keep=target.stem)
+    return new, 1
+
+
+def _floor_second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    floored = moment.replace(microsecond=0)
+    return floored if floored == moment else floored + timedelta(seconds=1)

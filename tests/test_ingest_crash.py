@@ -1,0 +1,197 @@
+"""Crash safety of the market-data backfill: SIGKILL a sync process at random moments, restart
+it, let it finish: the lake equals an uninterrupted run's, and no half-written file is ever
+visible. The sandbox runs in the test process and outlives every kill."""
+
+from __future__ import annotations
+
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from pipelines.cli import sandbox_config
+from pipelines.config import load_settings
+from pipelines.datasets import CANDLES, PUBLIC_TRADES
+from pipelines.flows.candles import sync_candles
+from pipelines.flows.plan import Window
+from pipelines.flows.public_trades import sync_public_trades
+from pipelines.flows.runtime import Runtime
+from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
+from pipelines.lake import Lake
+from pipelines.sandbox.server import start_sandbox
+from pipelines.sandbox.world import World
+
+SEED = 13
+NOW = datetime(2024, 3, 31, tzinfo=UTC)
+TWO_MONTHS = Window(datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
+MARKET = "BTC-EUR"
+FAST_RETRY = RetryPolicy(
+    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
+)
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+KILLS = 4
+# Each kill comes this share of an uninterrupted run's duration after the process is ready (and
+# within 0.3–2 s): the kills fall at different stages, and together cannot let the run finish.
+KILL_AFTER = (0.10, 0.22)
+KILL_BOUNDS_S = (0.3, 2.0)
+READY = "ready"
+
+
+def backfill(rt: Runtime) -> None:
+    """Four day chunks of Bitvavo trades, then two months of 1m candles on both exchanges."""
+    sync_public_trades(rt, "bitvavo", MARKET, since=NOW - timedelta(days=4))
+    for exchange in ("bitstamp", "bitvavo"):
+        sync_candles(rt, exchange, MARKET, "1m", TWO_MONTHS)
+
+
+def runtime(config: Path, data_dir: Path, limiters: dict[str, Limiter] | None = None) -> Runtime:
+    settings = load_settings(config, data_dir=data_dir)
+    return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters or {})
+
+
+def main(config: str, data_dir: str) -> None:
+    """The sync process: `python -c '...main(config, data_dir)'`."""
+    rt = runtime(Path(config), Path(data_dir))
+    print(READY, flush=True)
+    backfill(rt)
+    print("done", flush=True)
+
+
+def start_sync(config: Path, data_dir: Path) -> subprocess.Popen[str]:
+    code = (
+        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); "
+        "import test_ingest_crash; test_ingest_crash.main(sys.argv[1], sys.argv[2])"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(config), str(data_dir)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def wait_ready(process: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    assert process.stdout is not None
+    readable, _, _ = select.select([process.stdout], [], [], timeout)
+    assert readable, "the sync process did not start"
+    assert process.stdout.readline().strip() == READY
+
+
+def parquet_files(lake: Lake) -> list[Path]:
+    return sorted(lake.root.rglob("*.parquet")) if lake.root.is_dir() else []
+
+
+def assert_every_file_opens(lake: Lake) -> None:
+    for path in parquet_files(lake):
+        columns = pl.read_parquet(path).columns
+        dataset = CANDLES if "candles" in path.parts else PUBLIC_TRADES
+        assert columns == dataset.dataset.file_columns, path
+
+
+def frames(lake: Lake) -> dict[str, pl.DataFrame]:
+    return {
+        source.dataset.name: lake.scan(source.dataset)
+        .collect()
+        .drop("fetched_at")
+        .sort(list(source.dataset.key))
+        for source in (CANDLES, PUBLIC_TRADES)
+    }
+
+
+def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> None:
+    world = World(seed=SEED, days=30, now_ms=int(NOW.timestamp() * 1000))
+    rng = random.Random(SEED)
+    with start_sandbox(seed=SEED, world=world) as sandbox:
+        config = tmp_path / "tally.toml"
+        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+
+        whole = runtime(
+            config,
+            tmp_path / "whole",
+            {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        )
+        started = time.monotonic()
+        backfill(whole)
+        duration = time.monotonic() - started
+
+        crashed = Lake(tmp_path / "crashed" / "lake")
+        files_at_kill = []
+        for _ in range(KILLS):
+            process = start_sync(config, tmp_path / "crashed")
+            try:
+                wait_ready(process)
+                delay = rng.uniform(*KILL_AFTER) * duration
+                time.sleep(min(max(delay, KILL_BOUNDS_S[0]), KILL_BOUNDS_S[1]))
+            finally:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+            if process.returncode == 0:
+                break  # finished first (a much faster run than the measured one): no kill
+            assert process.returncode == -signal.SIGKILL
+            assert_every_file_opens(crashed)
+            files_at_kill.append(len(parquet_files(crashed)))
+
+        final = start_sync(config, tmp_path / "crashed")
+        out, _ = final.communicate(timeout=60)
+        assert final.returncode == 0 and out.split() == [READY, "done"]
+
+    assert len(files_at_kill) >= KILLS - 1, f"too few kills: {files_at_kill}"
+    assert files_at_kill[-1] > 0, f"no kill came after a chunk had landed: {files_at_kill}"
+    assert_every_file_opens(crashed)
+    assert not list(crashed.root.rglob("*.tmp")), "a stale temp file survived the final run"
+    relative = {p.relative_to(crashed.root) for p in parquet_files(crashed)}
+    assert relative == {p.relative_to(whole.lake.root) for p in parquet_files(whole.lake)}
+    expected = frames(whole.lake)
+    for name, frame in frames(crashed).items():
+        assert frame.height > 0
+        assert_frame_equal(frame, expected[name])
+
+
+def test_an_overlap_left_between_landing_and_unlinking_is_folded_in(tmp_path: Path) -> None:
+    """The crash window no kill can hit reliably: the new chunk file landed, the file it
+    replaced is still there. The next run, even with nothing new to fetch, removes it."""
+    now = [NOW - timedelta(hours=2)]
+    world = World(seed=SEED, days=3, now_ms=int(NOW.timestamp() * 1000))
+    span = Window(NOW - timedelta(days=2), NOW + timedelta(days=1))
+    with start_sandbox(seed=SEED, world=world) as sandbox:
+        config = tmp_path / "tally.toml"
+        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        settings = load_settings(config, data_dir=tmp_path)
+        rt = Runtime(
+            settings,
+            retry=FAST_RETRY,
+            clock=lambda: now[0],
+            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        )
+        for exchange, sync in (
+            ("bitvavo", lambda: sync_candles(rt, "bitvavo", MARKET, "1m", span)),
+            ("bitstamp", lambda: sync_public_trades(rt, "bitstamp", MARKET, since=None)),
+        ):
+            now[0] = NOW - timedelta(hours=2)
+            sync()
+            older = max(p for p in parquet_files(rt.lake) if exchange in str(p))  # newest day
+            kept = older.read_bytes()
+            now[0] = NOW
+            sync()
+            older.write_bytes(kept)  # as if the run died before unlinking it
+            overlapping = pl.read_parquet(older).height
+            dataset = CANDLES if exchange == "bitvavo" else PUBLIC_TRADES
+            partition = {"exchange": exchange, "market": MARKET}
+            rows = rt.lake.scan(dataset.dataset, **partition).collect()
+            key = [k for k in dataset.dataset.key if k not in partition]
+            assert rows.height - rows.unique(key).height == overlapping > 0
+
+            result = sync()
+            rows = rt.lake.scan(dataset.dataset, **partition).collect()
+            assert rows.unique(key).height == rows.height
+            assert not older.exists()
+            assert sum(result.rows.values()) == 0
