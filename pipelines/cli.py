@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -69,11 +70,13 @@ def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.flows.prefect_env import prepare_prefect
 
     settings = load_settings(args.config)
+    # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     prepare_prefect(settings.data_dir)
-    from pipelines.flows.sync import config_path, sync_flow
+    from pipelines.flows.sync import config_path, summary_table, sync_flow
 
     what = None if args.what == "all" else [args.what]
-    sync_flow(config_path(args.config), args.exchange, what)
+    print(summary_table(sync_flow(config_path(args.config), args.exchange, what)))
     return 0
 
 

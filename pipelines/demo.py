@@ -36,14 +36,15 @@ def run_demo(data_dir: Path) -> int:
         config.write_text(text)
         settings = load_settings(config)
         prepare_prefect(settings.data_dir)
-        from pipelines.flows.sync import sync_flow
+        from pipelines.flows.sync import summary_table, sync_flow
 
         print("Syncing both accounts, their candles and public trades (Prefect flow)…")
-        sync_flow(str(config))
+        results = sync_flow(str(config))
+        print(summary_table(results))
     from pipelines.lake import Lake
     from pipelines.status import format_status, stream_status
 
-    print()
+    print("\nWhat the lake holds now:")
     print(format_status(stream_status(Lake(settings.lake_dir))))
     print(f"\nLake: {settings.lake_dir}   ({time.monotonic() - began:.0f} s)")
     sys.stdout.flush()
