@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipelines.credentials import Credentials
@@ -125,7 +125,6 @@ class BitstampClient:
     ) -> None:
         self.account = account
         self._credentials = credentials
-        self._clock = clock
         key_id = credentials.key_id if credentials else "public"
         self.limiter = limiter or shared_limiter(
             EXCHANGE,
@@ -162,9 +161,6 @@ class BitstampClient:
         if self._signer is None:
             raise PermissionError(f"bitstamp {endpoint}: no API credentials configured")
         return self.http.request("POST", path, endpoint=endpoint, form=form, signer=self._signer)
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock(), UTC)
 
     # -- public market data --------------------------------------------------------------------
 
