@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_sync(commands)
     _add_status(commands)
+    _add_warehouse(commands)
+    _add_sql(commands)
     _add_sandbox(commands)
     return parser
 
@@ -101,7 +103,8 @@ def _add_demo(commands: Any) -> None:
         help="sync the built-in sandbox exchanges end to end into ./data",
         description=(
             "Start the sandbox on free loopback ports, sync both simulated accounts and their "
-            "markets, and print what landed."
+            "markets, print what landed, build the warehouse and print the reconciliation of "
+            "every reported balance; exit 1 if any balance does not reconcile."
         ),
     )
     demo.add_argument("--data", type=Path, default=Path("data"), help="data directory")
@@ -112,6 +115,78 @@ def _run_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
     return run_demo(args.data)
+
+
+# --- tally warehouse / sql ------------------------------------------------------------------
+
+
+def _add_warehouse(commands: Any) -> None:
+    warehouse = commands.add_parser(
+        "warehouse",
+        help="(re)build data/warehouse.duckdb: the DuckDB views over the lake",
+        description=(
+            "Rebuild the warehouse catalog (views over the lake's Parquet files, absolute "
+            "paths) and print each view with its row count."
+        ),
+    )
+    _config_option(warehouse)
+    warehouse.set_defaults(run=_run_warehouse)
+
+
+def _run_warehouse(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from warehouse.build import build, view_row_counts
+    from warehouse.connect import connect
+
+    settings = load_settings(args.config)
+    result = build(settings)
+    with connect(settings.data_dir) as connection:
+        counts = view_row_counts(connection, result.views)
+    width = max(len(name) for name, _ in counts) if counts else 0
+    for name, rows in counts:
+        print(f"{name.ljust(width)}  {rows:>10}")
+    print(f"Warehouse: {result.path}   ({result.seconds:.1f} s)")
+    return 0
+
+
+def _add_sql(commands: Any) -> None:
+    sql = commands.add_parser(
+        "sql",
+        help="run a query against the warehouse (read-only)",
+        description="Run one SQL query on data/warehouse.duckdb, opened read-only.",
+    )
+    _config_option(sql)
+    sql.add_argument("query", help='the query, e.g. "select * from reconcile_balances"')
+    sql.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="default table"
+    )
+    sql.set_defaults(run=_run_sql)
+
+
+def _run_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from pipelines.config import load_settings
+    from warehouse.connect import WarehouseMissingError, connect
+    from warehouse.output import format_rows
+
+    settings = load_settings(args.config)
+    try:
+        connection = connect(settings.data_dir)
+    except WarehouseMissingError as error:
+        print(f"tally sql: {error}", file=sys.stderr)
+        return 2
+    with connection:
+        try:
+            result = connection.execute(args.query)
+            columns = [d[0] for d in result.description or ()]
+            rows = result.fetchall() if columns else []
+        except duckdb.Error as error:
+            print(f"tally sql: {error}", file=sys.stderr)
+            return 1
+    if columns:
+        print(format_rows(columns, rows, args.format))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

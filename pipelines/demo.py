@@ -1,4 +1,5 @@
-"""`tally demo`: the whole pipeline on the built-in sandbox, end to end, into ./data."""
+"""`tally demo`: the whole pipeline on the built-in sandbox, end to end, into ./data: sync,
+warehouse, reconciliation (the exit code says whether every reported balance reconciles)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
 
 # A frozen present for the simulated exchanges, so that every demo lands the same history:
 # 400 days of accounts cover the whole of 2024 (the last full year, for tax exports).
@@ -47,5 +52,28 @@ def run_demo(data_dir: Path) -> int:
     print("\nWhat the lake holds now:")
     print(format_status(stream_status(Lake(settings.lake_dir))))
     print(f"\nLake: {settings.lake_dir}   ({time.monotonic() - began:.0f} s)")
+    reconciled = _reconcile(settings)
     sys.stdout.flush()
-    return 0
+    return 0 if reconciled else 1
+
+
+def _reconcile(settings: Settings) -> bool:
+    """Build the warehouse and print the reconciliation; True when every balance agrees."""
+    from warehouse.build import build
+    from warehouse.connect import connect
+    from warehouse.reconcile import format_verdicts, reconciliation
+
+    result = build(settings)
+    with connect(settings.data_dir) as connection:
+        verdicts = reconciliation(connection)
+    print(f"\nWarehouse: {result.path}   ({result.seconds:.1f} s)")
+    print("\nReported balances against the replayed ledger:")
+    print(format_verdicts(verdicts))
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        print(f"\n{len(failed)} balance(s) do not reconcile.")
+    elif not verdicts:
+        print("\nNothing reconciled.")
+    else:
+        print(f"\nAll {len(verdicts)} balances reconcile exactly.")
+    return bool(verdicts) and not failed

@@ -1,0 +1,86 @@
+"""Build the DuckDB catalog: `data/warehouse.duckdb`, the views of `warehouse/sql/` over the lake.
+
+    result = build(load_settings())
+
+The catalog holds views only (no data): it is rebuilt whole on every build, into a temporary file
+beside the target that is renamed over it once complete, so a reader sees the old catalog or the
+new one, never half of one, and a crashed build leaves the old one in place. Lake paths in the
+views are absolute: the file opens from any directory, in Python or in the `duckdb` shell.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.lake import Lake
+from warehouse.sources import ViewFile, render, view_files
+
+
+class WarehouseBuildError(Exception):
+    """A view could not be created; names the view file."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    views: tuple[str, ...]
+    seconds: float
+
+
+def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
+    """(Re)create `settings.warehouse_path` from the view files (default: the packaged ones)."""
+    began = time.monotonic()
+    target = settings.warehouse_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lake = Lake(settings.lake_dir)
+    files = view_files(sql_dir)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        connection = duckdb.connect(str(temporary))
+        try:
+            for view in files:
+                _create_view(connection, view, lake)
+            connection.execute("checkpoint")
+        finally:
+            connection.close()
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+        Path(f"{temporary}.wal").unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+    return BuildResult(target, tuple(v.name for v in files), time.monotonic() - began)
+
+
+def _create_view(connection: duckdb.DuckDBPyConnection, view: ViewFile, lake: Lake) -> None:
+    statement = f"create view {view.name} as\n{render(view.text, lake)}"
+    try:
+        connection.execute(statement)
+    except duckdb.Error as error:
+        raise WarehouseBuildError(f"view {view.order:03d}_{view.name}.sql: {error}") from error
+
+
+def view_row_counts(
+    connection: duckdb.DuckDBPyConnection, views: Sequence[str]
+) -> list[tuple[str, int]]:
+    """(view, rows) for each of `views`, in that order."""
+    counts = []
+    for name in views:
+        result = connection.execute(f'select count(*) from "{name}"').fetchone()
+        counts.append((name, int(result[0]) if result else 0))
+    return counts
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

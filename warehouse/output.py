@@ -1,0 +1,103 @@
+"""Query results as text: an aligned table, CSV, or JSON (`tally sql --format …`).
+
+Decimals are written exactly as DuckDB returned them (never through a float): plain digits in the
+table and CSV, bare JSON numbers in JSON. Times are ISO 8601.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+FORMATS = ("table", "csv", "json")
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    if fmt == "table":
+        return format_table(columns, rows)
+    if fmt == "csv":
+        return format_csv(columns, rows)
+    if fmt == "json":
+        return format_json(columns, rows)
+    raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest value, numbers right-aligned, NULL for a missing value."""
+    cells = [[_text(v, null="NULL") for v in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    numeric = [
+        bool(rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+        for i in range(len(columns))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if right else v.ljust(w)
+            for v, w, right in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(columns), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    out.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
+    return "\n".join(out)
+
+
+def format_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """RFC 4180 CSV with a header row; NULL is an empty field."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_text(v, null="") for v in row])
+    return buffer.getvalue().rstrip("\n")
+
+
+def format_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A JSON array with one object per row."""
+    objects = [
+        "{"
+        + ", ".join(f"{json.dumps(c)}: {_json(v)}" for c, v in zip(columns, row, strict=True))
+        + "}"
+        for row in rows
+    ]
+    if not objects:
+        return "[]"
+    return "[\n  " + ",\n  ".join(objects) + "\n]"
+
+
+def _text(value: Any, *, null: str) -> str:
+    if value is None:
+        return null
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else json.dumps(str(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json(v) for v in value) + "]"
+    if isinstance(value, timedelta):
+        return json.dumps(str(value))
+    return json.dumps(_text(value, null=""))

@@ -1,0 +1,321 @@
+-- coverage: per stream, what the lake holds and every gap in it, with its reason.
+-- One row per gap; a stream without gaps has one row whose gap columns are null.
+-- Gaps are (a) ranges a stream recorded as lost for good (the gaps dataset: Bitstamp public
+-- trades older than the rolling window), (b) holes between the landed windows of a
+-- candles/public-trades partition (read from the file stems: not fetched yet, or a window
+-- that failed), and (c) Bitstamp candles missing inside landed data (Bitstamp fills hours
+-- without trades, so a missing candle is missing data). Hours without a Bitvavo candle are
+-- hours without trades: not gaps.
+with candle_files as (
+    select file, 'candles' as dataset
+    from glob('{lake}/candles/*/*/*/*.parquet')
+),
+
+trade_files as (
+    select file, 'public_trades' as dataset
+    from glob('{lake}/public_trades/*/*/*.parquet')
+),
+
+window_files as (
+    select
+        dataset,
+        regexp_extract(file, '/exchange=([^/]+)/', 1) as exchange,
+        regexp_extract(file, '/market=([^/]+)/', 1) as market,
+        nullif(regexp_extract(file, '/interval=([^/]+)/', 1), '') as interval,
+        regexp_extract(file, '/(\d{8}T\d{6})-(\d{8}T\d{6})\.parquet$', 1) as start_text,
+        regexp_extract(file, '/(\d{8}T\d{6})-(\d{8}T\d{6})\.parquet$', 2) as end_text
+    from (select * from candle_files union all select * from trade_files)
+),
+
+windows as (
+    select
+        dataset,
+        exchange,
+        market,
+        interval,
+        strptime(start_text || '+0000', '%Y%m%dT%H%M%S%z') as window_start,
+        strptime(end_text || '+0000', '%Y%m%dT%H%M%S%z') as window_end
+    from window_files
+    where start_text <> ''
+),
+
+covered as (
+    select
+        dataset,
+        exchange,
+        market,
+        interval,
+        count(*) as windows,
+        min(window_start) as covered_from,
+        max(window_end) as covered_to
+    from windows
+    group by dataset, exchange, market, interval
+),
+
+window_holes as (
+    select
+        dataset,
+        exchange,
+        market,
+        interval,
+        covered_until as gap_start,
+        window_start as gap_end,
+        'no landed window covers this range (not fetched yet, or its window failed)' as reason
+    from (
+        select
+            *,
+            max(window_end) over (
+                partition by dataset, exchange, market, interval
+                order by window_start, window_end
+                rows between unbounded preceding and 1 preceding
+            ) as covered_until
+        from windows
+    )
+    where covered_until < window_start
+),
+
+recorded_source as (
+    select *
+    from read_parquet(
+        '{lake}/gaps/*/*.parquet',
+        hive_partitioning=true, union_by_name=true, filename=true
+    )
+),
+
+recorded_gaps as (
+    select
+        stream as dataset,
+        exchange::varchar as exchange,
+        market,
+        null::varchar as interval,
+        gap_start,
+        gap_end,
+        reason
+    from recorded_source
+    qualify row_number() over (
+        partition by exchange, stream, market, gap_start
+        order by detected_at desc, filename desc
+    ) = 1
+),
+
+bitstamp_candle_holes as (
+    select
+        'candles' as dataset,
+        exchange,
+        market,
+        interval,
+        close_time as gap_start,
+        next_open_time as gap_end,
+        'bitstamp candles missing inside landed data (bitstamp fills hours without trades)'
+            as reason
+    from (
+        select
+            *,
+            lead(open_time) over (
+                partition by exchange, market, interval order by open_time
+            ) as next_open_time
+        from candles
+        where exchange = 'bitstamp'
+    )
+    where next_open_time > close_time
+),
+
+gaps as (
+    select * from recorded_gaps
+    union all
+    select * from window_holes as hole
+    where not exists (
+        select 1 from recorded_gaps as recorded
+        where recorded.dataset = hole.dataset
+            and recorded.exchange = hole.exchange
+            and recorded.market = hole.market
+            and recorded.gap_start < hole.gap_end
+            and hole.gap_start < recorded.gap_end
+    )
+    union all
+    select * from bitstamp_candle_holes as hole
+    where not exists (
+        select 1 from window_holes as window_hole
+        where window_hole.dataset = hole.dataset
+            and window_hole.exchange = hole.exchange
+            and window_hole.market = hole.market
+            and window_hole.interval = hole.interval
+            and window_hole.gap_start < hole.gap_end
+            and hole.gap_start < window_hole.gap_end
+    )
+),
+
+candle_streams as (
+    select
+        'candles' as dataset,
+        exchange,
+        market,
+        interval,
+        null::varchar as source,
+        count(*) as rows,
+        min(open_time) as first_at,
+        max(open_time) as last_at,
+        max(fetched_at) as last_fetched_at
+    from candles
+    group by exchange, market, interval
+),
+
+trade_streams as (
+    select
+        'public_trades' as dataset,
+        exchange,
+        market,
+        null::varchar as interval,
+        null::varchar as source,
+        count(*) as rows,
+        min(traded_at) as first_at,
+        max(traded_at) as last_at,
+        max(fetched_at) as last_fetched_at
+    from public_trades
+    group by exchange, market
+),
+
+fill_rows as (
+    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
+    from read_parquet('{lake}/fills/*/*/*.parquet', hive_partitioning=true, union_by_name=true)
+),
+
+transfer_rows as (
+    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
+    from read_parquet(
+        '{lake}/transfers/*/*/*.parquet', hive_partitioning=true, union_by_name=true
+    )
+),
+
+event_rows as (
+    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
+    from read_parquet(
+        '{lake}/other_events/*/*/*.parquet', hive_partitioning=true, union_by_name=true
+    )
+),
+
+ledger_rows as (
+    select 'bitstamp' as exchange, source, executed_at as moment, fetched_at
+    from read_parquet(
+        '{lake}/bitstamp_ledger/*/*.parquet', hive_partitioning=true, union_by_name=true
+    )
+),
+
+history_rows as (
+    select 'bitvavo' as exchange, source, executed_at as moment, fetched_at
+    from read_parquet(
+        '{lake}/bitvavo_history/*/*.parquet', hive_partitioning=true, union_by_name=true
+    )
+),
+
+snapshot_rows as (
+    select exchange::varchar as exchange, 'balance' as source, taken_at as moment, fetched_at
+    from read_parquet(
+        '{lake}/balance_snapshots/*/*/*.parquet', hive_partitioning=true, union_by_name=true
+    )
+),
+
+account_rows as (
+    select 'fills' as dataset, * from fill_rows
+    union all
+    select 'transfers' as dataset, * from transfer_rows
+    union all
+    select 'other_events' as dataset, * from event_rows
+    union all
+    select 'bitstamp_ledger' as dataset, * from ledger_rows
+    union all
+    select 'bitvavo_history' as dataset, * from history_rows
+    union all
+    select 'balance_snapshots' as dataset, * from snapshot_rows
+),
+
+account_streams as (
+    select
+        dataset,
+        exchange,
+        null::varchar as market,
+        null::varchar as interval,
+        source,
+        count(*) as rows,
+        min(moment) as first_at,
+        max(moment) as last_at,
+        max(fetched_at) as last_fetched_at
+    from account_rows
+    group by dataset, exchange, source
+),
+
+landed_streams as (
+    select * from candle_streams
+    union all
+    select * from trade_streams
+    union all
+    select * from account_streams
+),
+
+-- a partition whose windows are all empty (fetched, nothing there), or a stream that has only
+-- recorded a gap, is a stream too
+bare_streams as (
+    select dataset, exchange, market, interval from covered
+    union
+    select dataset, exchange, market, interval from recorded_gaps
+),
+
+streams as (
+    select * from landed_streams
+    union all
+    select
+        bare_streams.dataset,
+        bare_streams.exchange,
+        bare_streams.market,
+        bare_streams.interval,
+        null::varchar as source,
+        0 as rows,
+        null::timestamptz as first_at,
+        null::timestamptz as last_at,
+        null::timestamptz as last_fetched_at
+    from bare_streams
+    where not exists (
+        select 1 from landed_streams
+        where landed_streams.dataset = bare_streams.dataset
+            and landed_streams.exchange = bare_streams.exchange
+            and landed_streams.market is not distinct from bare_streams.market
+            and landed_streams.interval is not distinct from bare_streams.interval
+    )
+),
+
+final as (
+    select
+        concat_ws(
+            ' ', streams.dataset, streams.exchange, streams.market, streams.interval,
+            streams.source
+        ) as stream,
+        streams.dataset,
+        streams.exchange,
+        streams.market,
+        streams.interval,
+        streams.source,
+        streams.rows,
+        streams.first_at,
+        streams.last_at,
+        covered.windows,
+        covered.covered_from,
+        covered.covered_to,
+        streams.last_fetched_at,
+        gaps.gap_start,
+        gaps.gap_end,
+        gaps.reason as gap_reason
+    from streams
+    left join covered
+        on covered.dataset = streams.dataset
+        and covered.exchange = streams.exchange
+        and covered.market = streams.market
+        and covered.interval is not distinct from streams.interval
+    left join gaps
+        on gaps.dataset = streams.dataset
+        and gaps.exchange = streams.exchange
+        and gaps.market is not distinct from streams.market
+        and (gaps.interval is null or gaps.interval = streams.interval)
+    order by stream, gaps.gap_start
+)
+
+select * from final

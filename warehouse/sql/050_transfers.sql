@@ -1,0 +1,188 @@
+-- transfers: every deposit and withdrawal of both accounts, once, with what is known of it.
+-- The balance-moving listing is primary: Bitstamp user_transactions rows, Bitvavo
+-- depositHistory / withdrawalHistory rows. The other listing of the same transfer (Bitstamp
+-- crypto-transactions: txid, address; Bitvavo account/history: its transaction id) is matched to
+-- it on account, kind, asset and amount (Bitstamp withdrawals: on chain = amount - fee) within
+-- one hour, nearest first, one to one. A Bitvavo account/history transfer without a match still
+-- moved the balance and is kept as its own row; an unmatched Bitstamp crypto-transactions row is
+-- kept for inspection but does not move the balance (in_ledger false: the ledger is complete).
+-- amount is unsigned as the exchange reports it (Bitstamp withdrawals include the fee, Bitvavo
+-- withdrawals exclude it); balance_change is the signed effect on the balance of asset.
+with source as (
+    select *
+    from read_parquet(
+        '{lake}/transfers/*/*/*.parquet',
+        hive_partitioning=true, union_by_name=true, filename=true
+    )
+),
+
+renamed as (
+    select
+        source.exchange::varchar as exchange,
+        source.account::varchar as account,
+        source.transfer_id,
+        source.kind,
+        source.asset,
+        source.amount,
+        source.fee,
+        source.fee_asset,
+        source.address,
+        source.txid,
+        source.network,
+        source.status,
+        source.executed_at,
+        source.source,
+        source.fetched_at,
+        source.filename
+    from source
+),
+
+deduplicated as (
+    select *
+    from renamed
+    qualify row_number() over (
+        partition by exchange, account, source, transfer_id
+        order by fetched_at desc, filename desc
+    ) = 1
+),
+
+primary_rows as (
+    select *
+    from deduplicated
+    where (exchange = 'bitstamp' and source <> 'crypto-transactions')
+        or (exchange = 'bitvavo' and source in ('depositHistory', 'withdrawalHistory'))
+),
+
+secondary_rows as (
+    select *
+    from deduplicated
+    where (exchange = 'bitstamp' and source = 'crypto-transactions')
+        or (exchange = 'bitvavo' and source = 'account/history')
+),
+
+candidates as (
+    select
+        primary_rows.exchange,
+        primary_rows.account,
+        primary_rows.source as primary_source,
+        primary_rows.transfer_id as primary_id,
+        secondary_rows.source as secondary_source,
+        secondary_rows.transfer_id as secondary_id,
+        abs(epoch_ms(secondary_rows.executed_at) - epoch_ms(primary_rows.executed_at))
+            as ms_apart
+    from primary_rows
+    inner join secondary_rows
+        on secondary_rows.exchange = primary_rows.exchange
+        and secondary_rows.account = primary_rows.account
+        and secondary_rows.kind = primary_rows.kind
+        and secondary_rows.asset = primary_rows.asset
+        and (
+            secondary_rows.amount = primary_rows.amount
+            or (
+                primary_rows.exchange = 'bitstamp'
+                and secondary_rows.amount = primary_rows.amount - coalesce(primary_rows.fee, 0)
+            )
+        )
+        and secondary_rows.executed_at
+        between primary_rows.executed_at - interval 1 hour
+        and primary_rows.executed_at + interval 1 hour
+),
+
+matches as (
+    select *
+    from candidates
+    qualify row_number() over (
+        partition by exchange, account, primary_source, primary_id
+        order by ms_apart, secondary_id
+    ) = 1
+    and row_number() over (
+        partition by exchange, account, secondary_source, secondary_id
+        order by ms_apart, primary_id
+    ) = 1
+),
+
+matched_primaries as (
+    select
+        primary_rows.exchange,
+        primary_rows.account,
+        primary_rows.transfer_id,
+        primary_rows.kind,
+        primary_rows.asset,
+        primary_rows.amount,
+        primary_rows.fee,
+        primary_rows.fee_asset,
+        coalesce(primary_rows.address, secondary_rows.address) as address,
+        coalesce(primary_rows.txid, secondary_rows.txid) as txid,
+        coalesce(primary_rows.network, secondary_rows.network) as network,
+        primary_rows.status,
+        primary_rows.executed_at,
+        primary_rows.source,
+        matches.secondary_id as matched_id,
+        matches.secondary_source as matched_source,
+        true as in_ledger
+    from primary_rows
+    left join matches
+        on matches.exchange = primary_rows.exchange
+        and matches.account = primary_rows.account
+        and matches.primary_source = primary_rows.source
+        and matches.primary_id = primary_rows.transfer_id
+    left join secondary_rows
+        on secondary_rows.exchange = matches.exchange
+        and secondary_rows.account = matches.account
+        and secondary_rows.source = matches.secondary_source
+        and secondary_rows.transfer_id = matches.secondary_id
+),
+
+unmatched_secondaries as (
+    select
+        exchange,
+        account,
+        transfer_id,
+        kind,
+        asset,
+        amount,
+        fee,
+        fee_asset,
+        address,
+        txid,
+        network,
+        status,
+        executed_at,
+        source,
+        null::varchar as matched_id,
+        null::varchar as matched_source,
+        exchange = 'bitvavo' as in_ledger
+    from secondary_rows
+    where not exists (
+        select 1 from matches
+        where matches.exchange = secondary_rows.exchange
+            and matches.account = secondary_rows.account
+            and matches.secondary_source = secondary_rows.source
+            and matches.secondary_id = secondary_rows.transfer_id
+    )
+),
+
+final as (
+    select
+        * exclude (own_fee),
+        case
+            when not in_ledger then null
+            when kind = 'deposit' then amount - own_fee
+            when exchange = 'bitstamp' then -amount
+            else -(amount + own_fee)
+        end as balance_change
+    from (
+        select
+            *,
+            -- a fee in another asset moves that asset's balance, not this one's
+            case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end
+                as own_fee
+        from (
+            select * from matched_primaries
+            union all
+            select * from unmatched_secondaries
+        )
+    )
+)
+
+select * from final
