@@ -79,6 +79,10 @@ def _run_sync(args: argparse.Namespace) -> int:
 
     what = None if args.what == "all" else [args.what]
     print(summary_table(sync_flow(config_path(args.config), args.exchange, what)))
+    from warehouse.build import build
+
+    # The views are rebuilt after every sync, so that a dataset's first files are seen.
+    print(f"warehouse rebuilt: {build(settings).path}")
     return 0
 
 

@@ -19,6 +19,8 @@ def prepare_prefect(data_dir: Path) -> None:
     Values already in the environment win, so a user's own Prefect server or profile is used
     when they have one.
     """
-    os.environ.setdefault("PREFECT_HOME", str(data_dir / ".prefect"))
+    home = data_dir / ".prefect"
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home, but not the parents
+    os.environ.setdefault("PREFECT_HOME", str(home))
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
