@@ -399,8 +399,8 @@ class BitstampApp(ExchangeApp):
             self._ledger_cache = (id(rows), len(rows), timed)
             return timed
 
-    def _user_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
-        form = request.form
+    def _offset_limit(self, form: Mapping[str, str]) -> tuple[int, int]:
+        """The ledger endpoints' `offset` (≤ 200,000) and `limit` (≤ 1000, default 100)."""
         offset = self._int(
             form,
             "offset",
@@ -419,6 +419,11 @@ class BitstampApp(ExchangeApp):
             code="400.011",
             reason="Invalid limit",
         )
+        return offset, limit
+
+    def _user_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
+        form = request.form
+        offset, limit = self._offset_limit(form)
         sort = form.get("sort", "desc")
         if sort not in ("asc", "desc"):
             raise ApiError(error("Invalid sort parameter", "400.012"))
@@ -474,24 +479,7 @@ class BitstampApp(ExchangeApp):
 
     def _crypto_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
         form = request.form
-        offset = self._int(
-            form,
-            "offset",
-            default=0,
-            low=0,
-            high=LEDGER_MAX_OFFSET,
-            code="400.010",
-            reason="Invalid offset",
-        )
-        limit = self._int(
-            form,
-            "limit",
-            default=LEDGER_DEFAULT_LIMIT,
-            low=1,
-            high=LEDGER_MAX_LIMIT,
-            code="400.011",
-            reason="Invalid limit",
-        )
+        offset, limit = self._offset_limit(form)
         assert offset is not None and limit is not None
         now_s = self.world.now_ms() // 1000
         source = self.world.bitstamp.crypto_transactions
