@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 
@@ -102,18 +103,12 @@ def account_start(rt: Runtime, exchange: str) -> datetime | None:
         (TRANSFERS.dataset, "executed_at"),
         (OTHER_EVENTS.dataset, "executed_at"),
     ):
-        frame = lake.scan(dataset).filter(_col("exchange") == exchange)
-        starts.append(frame.select(_col(column).min()).collect().item())
+        frame = lake.scan(dataset).filter(pl.col("exchange") == exchange)
+        starts.append(frame.select(pl.col(column).min()).collect().item())
     source = BITSTAMP_LEDGER if exchange == "bitstamp" else BITVAVO_HISTORY
-    starts.append(lake.scan(source.dataset).select(_col("executed_at").min()).collect().item())
+    starts.append(lake.scan(source.dataset).select(pl.col("executed_at").min()).collect().item())
     known = [s for s in starts if s is not None]
     return min(known) if known else None
-
-
-def _col(name: str) -> Any:
-    import polars as pl
-
-    return pl.col(name)
 
 
 def _progress(futures: Iterable[PrefectFuture[Any]], label: str) -> list[Any]:
