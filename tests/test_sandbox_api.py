@@ -214,7 +214,7 @@ def test_ohlc_full_walk_by_end_covers_genesis_to_now(sandbox: Sandbox, bitstamp:
     genesis_s = bitstamp_market(sandbox).genesis_ms // 1000
     seen: dict[str, dict[str, str]] = {}
     end = NOW_MS // 1000
-    for _ in range(10):
+    for _ in range(60):  # the tape reaches back to 2020: about 36 pages of hours
         page = ohlc(bitstamp, step=3600, limit=1000, end=end, exclude_current_candle="true")
         if not page:
             break

@@ -287,8 +287,9 @@ class BitstampApp(ExchangeApp):
 
     def duplicate_day_ms(self, market: MarketLike, now_ms: int) -> int | None:
         """The day (open ms) the daily series serves twice, or None if the market is too young."""
-        first_day = market.genesis_ms // DAY_MS * DAY_MS + DAY_MS
         last_day = now_ms // DAY_MS * DAY_MS - 2 * DAY_MS
+        # A recent day, so that a sync of the account window meets the quirk.
+        first_day = max(market.genesis_ms // DAY_MS * DAY_MS + DAY_MS, last_day - 59 * DAY_MS)
         days = (last_day - first_day) // DAY_MS + 1
         if days < 1:
             return None

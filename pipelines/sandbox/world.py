@@ -4,9 +4,11 @@
 markets and ledgers. Without `now_ms` the clock is the wall clock: the accounts are generated
 once for `[creation - days, creation]`, while the tape keeps producing trades as time passes.
 
-The tape starts at `genesis_ms`, a UTC midnight at least `GENESIS_MARGIN_DAYS` before the
-account window, so every fill has market data around it. A few old Bitstamp rows (2020–2021)
-lie before genesis on purpose: they show the ledger's int-`type` era.
+The account window's market data starts at `genesis_ms`, a UTC midnight at least
+`GENESIS_MARGIN_DAYS` before the account window (warmed at start-up). A few old Bitstamp rows
+(2020–2021) lie before genesis on purpose: they show the ledger's int-`type` era. The tape itself
+starts earlier, at `tape_start_ms`, so that those rows can be valued from candles as on the real
+exchange; that older stretch is generated only when asked for.
 
 `quirks` switches the ledgers' real-API oddities on (default) or off. The Bitstamp OHLC quirks (a
 duplicated daily candle, 999 rows for limit 1000) belong to the server, which reads `quirks`.
@@ -21,6 +23,7 @@ from pipelines.sandbox.catalog import build_markets
 from pipelines.sandbox.market import DAY_MS, Market
 
 GENESIS_MARGIN_DAYS = 30
+OLD_ROWS_TAPE_START_MS = 1_580_515_200_000  # 2020-02-01T00:00Z, a month before the first old row
 
 
 def wall_clock_ms() -> int:
@@ -42,7 +45,8 @@ class World:
         self.created_ms = now_ms if now_ms is not None else wall_clock_ms()
         self.history_start_ms = self.created_ms - days * DAY_MS
         self.genesis_ms = (self.history_start_ms - GENESIS_MARGIN_DAYS * DAY_MS) // DAY_MS * DAY_MS
-        self.markets: dict[tuple[str, str], Market] = build_markets(seed, self.genesis_ms)
+        self.tape_start_ms = min(self.genesis_ms, OLD_ROWS_TAPE_START_MS)
+        self.markets: dict[tuple[str, str], Market] = build_markets(seed, self.tape_start_ms)
         self._warm()
         accounts = build_accounts(
             seed=seed,
