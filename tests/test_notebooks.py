@@ -1,0 +1,408 @@
+"""The notebooks, executed headless against a demo lake, and the helper they read it with.
+
+The demo lake is built once per session (`pipelines.demo.run_demo`, in a child process so that
+Prefect's settings and its temporary server stay out of this one). Each notebook runs once in a
+`python3` kernel of this interpreter, its `DATA_DIR` injected after the cell tagged `parameters`;
+a cell appended to the in-memory copy prints the `RESULTS` it computed, which the tests compare
+with queries of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import nbformat
+import polars as pl
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+
+from warehouse.connect import connect
+from warehouse.notebook import DATA_DIR_VARIABLE, Warehouse, default_data_dir, frame, readable
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+KERNEL = "python3"
+# Figures each notebook draws on the demo lake (market: 2 price/volume, spread, coverage timeline,
+# monthly candle coverage; reconciliation: balances, holdings, fees, fee rates, transfers).
+FIGURES = {"market.ipynb": 5, "reconciliation.ipynb": 5}
+
+REPORT = """
+import json as _json, sys as _sys
+print(_json.dumps({"prefix": _sys.prefix, "results": RESULTS}, default=str))
+"""
+
+BUILD_DEMO = """
+import sys
+from pathlib import Path
+from pipelines.demo import run_demo
+sys.exit(run_demo(Path(sys.argv[1])))
+"""
+
+
+class Run:
+    """One executed notebook: its cells with outputs, and what it reported."""
+
+    def __init__(self, notebook: nbformat.NotebookNode, report: dict[str, Any]) -> None:
+        self.notebook = notebook
+        self.prefix: str = report["prefix"]
+        self.results: dict[str, Any] = report["results"]
+
+    def images(self) -> int:
+        return sum(
+            "image/png" in output.get("data", {})
+            for cell in self.notebook.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+        )
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("notebook-demo") / "data"
+    # the child keeps Prefect's home in the data directory, whatever this environment says
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_DEMO, str(data)],
+        cwd=data.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # The exit code also judges later steps of the demo (exports…): what the notebooks need is
+    # the warehouse; the tests below judge the reconciliation themselves.
+    output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert (data / "warehouse.duckdb").is_file(), f"exit {done.returncode}, no warehouse:\n{output}"
+    return data
+
+
+@pytest.fixture(scope="session")
+def warehouse(demo_data: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with connect(demo_data) as connection:
+        yield connection
+
+
+def execute(name: str, data_dir: Path) -> Run:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    parameters = _parameter_cell(notebook)
+    injected = nbformat.v4.new_code_cell(f"DATA_DIR = {str(data_dir)!r}")
+    injected.metadata["tags"] = ["injected-parameters"]
+    notebook.cells.insert(notebook.cells.index(parameters) + 1, injected)
+    notebook.cells.append(nbformat.v4.new_code_cell(REPORT))
+    client = NotebookClient(
+        notebook,
+        kernel_name=KERNEL,
+        timeout=180,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},  # run where a person opens it
+    )
+    client.execute()
+    printed = "".join(
+        output.get("text", "")
+        for output in notebook.cells[-1].outputs
+        if output.output_type == "stream"
+    )
+    return Run(notebook, json.loads(printed))
+
+
+@pytest.fixture(scope="session")
+def market(demo_data: Path) -> Run:
+    return execute("market.ipynb", demo_data)
+
+
+@pytest.fixture(scope="session")
+def reconciliation(demo_data: Path) -> Run:
+    return execute("reconciliation.ipynb", demo_data)
+
+
+def _parameter_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell is tagged `parameters`"
+    return tagged[0]
+
+
+def _rows(connection: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    return connection.execute(sql).fetchall()
+
+
+# --- the notebooks as committed -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_notebook_is_saved_clean_with_one_parameters_cell(name: str) -> None:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata["kernelspec"]["name"] == KERNEL
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    parameters = _parameter_cell(notebook)
+    assert parameters is code[0], "the parameters come first"
+    assert "DATA_DIR = None" in parameters.source
+
+
+def test_python3_kernel_is_this_interpreter() -> None:
+    spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    # jupyter_client runs a spec whose argv starts with "python" with sys.executable
+    assert spec.argv[0] in {"python", sys.executable}, spec.argv
+
+
+# --- market.ipynb -----------------------------------------------------------------------------
+
+
+def test_market_runs_in_this_venv_and_draws_its_figures(market: Run) -> None:
+    assert Path(market.prefix).resolve() == Path(sys.prefix).resolve()
+    assert market.results["figures"] == market.images()
+    assert market.images() >= FIGURES["market.ipynb"]
+
+
+def test_market_lists_the_markets_of_each_exchange(
+    market: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    expected = dict(
+        _rows(
+            warehouse,
+            "select exchange, list(distinct market order by market) from candles group by all",
+        )
+    )
+    assert market.results["markets"] == expected
+    assert market.results["shared_markets"] == sorted(
+        set(expected["bitstamp"]) & set(expected["bitvavo"])
+    )
+    assert "BTC-EUR" in market.results["shared_markets"]  # the demo syncs it on both
+
+
+def test_market_spread_statistics_match_an_independent_query(
+    market: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    rows = _rows(
+        warehouse,
+        """
+        select
+            s.market,
+            count(*),
+            count(*) filter (where v.close > s.close),
+            count(*) filter (where v.close < s.close),
+            sum(v.close - s.close),
+            sum(abs(v.close - s.close)),
+            min(v.close - s.close),
+            max(v.close - s.close),
+            avg((v.close - s.close)::double / s.close::double) * 10000,
+            avg(abs((v.close - s.close)::double / s.close::double)) * 10000
+        from candles as s
+        inner join candles as v
+            on v.market = s.market and v.interval = s.interval and v.open_time = s.open_time
+        where s.exchange = 'bitstamp' and v.exchange = 'bitvavo' and s.interval = '1h'
+            and s.volume > 0 and v.volume > 0
+        group by s.market
+        """,
+    )
+    spread = market.results["spread"]
+    assert sorted(spread) == sorted(row[0] for row in rows)
+    for name, hours, higher, lower, total, total_abs, low, high, mean, mean_abs in rows:
+        got = spread[name]
+        assert hours > 1000, name
+        assert (got["hours"], got["bitvavo_higher"], got["bitstamp_higher"]) == (
+            hours,
+            higher,
+            lower,
+        )
+        assert Decimal(got["spread_sum"]) == total
+        assert Decimal(got["spread_abs_sum"]) == total_abs
+        assert (Decimal(got["spread_min"]), Decimal(got["spread_max"])) == (low, high)
+        assert got["mean_bps"] == pytest.approx(mean, rel=1e-9, abs=1e-12)
+        assert got["mean_abs_bps"] == pytest.approx(mean_abs, rel=1e-9)
+        assert got["mean_abs_bps"] > 0
+
+
+def test_market_volumes_and_coverage_match_the_views(
+    market: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    volume: dict[str, dict[str, Decimal]] = {}
+    for exchange, name, total in _rows(
+        warehouse,
+        "select exchange, market, sum(volume) from candles where interval = '1d' group by all",
+    ):
+        volume.setdefault(exchange, {})[name] = total
+    got = {
+        exchange: {name: Decimal(text) for name, text in markets.items()}
+        for exchange, markets in market.results["volume"].items()
+    }
+    assert got == volume
+
+    [(streams, gaps)] = _rows(
+        warehouse,
+        """
+        select count(distinct stream), count(gap_start)
+        from coverage
+        where dataset in ('candles', 'public_trades')
+        """,
+    )
+    assert (market.results["streams"], market.results["gaps"]) == (streams, gaps)
+    assert streams > 0
+    hours = dict(
+        _rows(
+            warehouse,
+            "select exchange || ' ' || market, count(*) from candles where interval = '1h' "
+            "group by all",
+        )
+    )
+    assert market.results["candle_hours"] == hours
+
+
+# --- reconciliation.ipynb ---------------------------------------------------------------------
+
+
+def test_reconciliation_runs_in_this_venv_and_draws_its_figures(reconciliation: Run) -> None:
+    assert Path(reconciliation.prefix).resolve() == Path(sys.prefix).resolve()
+    assert reconciliation.results["figures"] == reconciliation.images()
+    assert reconciliation.images() >= FIGURES["reconciliation.ipynb"]
+
+
+def test_reconciliation_finds_every_balance_reconciled(
+    reconciliation: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    [(balances, mismatches, ledger_rows)] = _rows(
+        warehouse,
+        """
+        select count(*), count(*) filter (where status <> 'ok'),
+            (select count(*) from balances_computed)
+        from reconcile_balances
+        """,
+    )
+    results = reconciliation.results
+    assert results["mismatches"] == 0 == mismatches
+    assert results["mismatched"] == []
+    assert results["balances"] == balances > 0
+    assert results["ledger_rows"] == ledger_rows
+
+
+def test_reconciliation_fees_total_the_fees_view(
+    reconciliation: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    [(total, legs, unvalued)] = _rows(
+        warehouse, "select sum(value), sum(fees), sum(unvalued) from fees"
+    )
+    results = reconciliation.results
+    assert Decimal(results["fees_eur"]) == total
+    assert total > 0
+    assert (results["fee_legs"], results["fees_unvalued"]) == (legs, unvalued)
+
+
+def test_reconciliation_fill_checks_and_transfers_match_the_views(
+    reconciliation: Run, warehouse: duckdb.DuckDBPyConnection
+) -> None:
+    results = reconciliation.results
+    checks = {
+        f"{exchange} {check}": fills
+        for exchange, check, fills in _rows(
+            warehouse, "select exchange, fee_check, count(*) from fill_checks group by all"
+        )
+    }
+    assert results["fee_checks"] == checks
+    [(fills, problems)] = _rows(
+        warehouse, "select count(*), count(*) filter (where status <> 'ok') from fill_checks"
+    )
+    assert (results["fills_checked"], results["fill_problems"]) == (fills, problems)
+
+    [(matched, unmatched, longest)] = _rows(
+        warehouse,
+        """
+        select count(*) filter (where status = 'matched'),
+            count(*) filter (where status <> 'matched'),
+            max(in_transit)
+        from internal_transfers
+        """,
+    )
+    assert results["transfers_matched"] == matched > 0
+    assert results["transfers_unmatched"] == unmatched
+    assert results["max_in_transit_seconds"] == longest.total_seconds()
+
+
+# --- warehouse/notebook.py --------------------------------------------------------------------
+
+
+def test_warehouse_frames_keep_decimals_and_durations_and_are_read_only(demo_data: Path) -> None:
+    with Warehouse(demo_data) as wh:
+        transfers = wh.frame(
+            "select withdrawn, in_transit from internal_transfers where status = ?", ["matched"]
+        )
+        assert transfers.schema["withdrawn"] == pl.Decimal(38, 18)
+        assert transfers.schema["in_transit"] == pl.Duration("us")
+        with connect(demo_data) as connection:
+            expected = connection.execute(
+                "select withdrawn, in_transit from internal_transfers where status = 'matched'"
+            ).fetchall()
+        assert sorted(transfers.rows()) == sorted(expected)
+        assert "reconcile_balances" in wh.views()
+        assert wh.value("select count(*) from fees") == len(frame("from fees", data_dir=demo_data))
+        with pytest.raises(duckdb.Error):
+            wh.frame("create table scribble as select 1 as x")
+    with pytest.raises(RuntimeError):
+        wh.frame("select 1")
+
+
+def test_intervals_with_months_and_nulls_become_durations(demo_data: Path) -> None:
+    with Warehouse(demo_data) as wh:
+        got = wh.frame(
+            "select * from (values (interval '1 month 2 days 3 microseconds'), (null),"
+            " (- interval 90 minutes)) as t(i)"
+        )
+    # a month counts 30 days, as DuckDB's own epoch() does
+    assert got["i"].to_list() == [
+        timedelta(days=32, microseconds=3),
+        None,
+        timedelta(minutes=-90),
+    ]
+
+
+def test_readable_writes_decimals_as_their_shortest_exact_text() -> None:
+    table = pl.DataFrame(
+        {
+            "amount": [Decimal("100"), Decimal("0.026766300"), Decimal("-138.5"), None],
+            "name": ["a", "b", "c", "d"],
+        },
+        schema={"amount": pl.Decimal(38, 18), "name": pl.String},
+    )
+    assert readable(table)["amount"].to_list() == ["100", "0.0267663", "-138.5", None]
+    assert readable(table)["name"].to_list() == table["name"].to_list()
+
+
+def test_default_data_dir_resolution(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    environ: dict[str, str] = {}
+    # a notebook opened in notebooks/ reads the project's ./data
+    assert default_data_dir(project / "notebooks", environ=environ) == project / "data"
+    # a tally.toml says where the data lives (relative to itself)
+    (project / "tally.toml").write_text('data_dir = "elsewhere/lake-data"\n')
+    assert (
+        default_data_dir(project / "notebooks", environ=environ)
+        == project / "elsewhere" / "lake-data"
+    )
+    # the environment wins over both
+    chosen = tmp_path / "chosen"
+    assert default_data_dir(project, environ={DATA_DIR_VARIABLE: str(chosen)}) == chosen
+    # a built warehouse in data/ marks the project too
+    loose = tmp_path / "loose"
+    (loose / "data").mkdir(parents=True)
+    (loose / "data" / "warehouse.duckdb").write_text("")
+    (loose / "analysis" / "deeper").mkdir(parents=True)
+    assert default_data_dir(loose / "analysis" / "deeper", environ=environ) == loose / "data"
+
+
+def test_default_data_dir_falls_back_to_the_starting_directory(tmp_path: Path) -> None:
+    markers = ("tally.toml", "pyproject.toml", "data/warehouse.duckdb")
+    if any((parent / marker).exists() for parent in tmp_path.parents for marker in markers):
+        pytest.skip("a directory above the temporary directory looks like a project")
+    assert default_data_dir(tmp_path, environ={}) == tmp_path / "data"

@@ -1,0 +1,105 @@
+"""Valuation in the reporting currency from the warehouse's `prices` view.
+
+The price of an asset at a moment is the latest `priced_at` at or before it (an hourly close),
+provided its observation is no older than `max_staleness` (default 7 days) at that moment:
+a stale or absent price is missing, never 0. The reporting currency itself is worth 1.
+Only EUR is available: the `prices` view values in EUR.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+
+from warehouse.costbasis.exact import EXACT, tidy
+from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
+
+WAREHOUSE_CURRENCIES = ("EUR",)
+DEFAULT_MAX_STALENESS = timedelta(days=7)
+
+
+def check_currency(currency: str) -> None:
+    if currency not in WAREHOUSE_CURRENCIES:
+        raise UnsupportedCurrencyError(
+            f"reporting in {currency} is not available yet: the warehouse values in "
+            f"{', '.join(WAREHOUSE_CURRENCIES)} only (view `prices`)"
+        )
+
+
+@dataclass
+class Series:
+    priced_at: list[datetime] = field(default_factory=list)
+    price: list[Decimal] = field(default_factory=list)
+    observed_at: list[datetime] = field(default_factory=list)
+
+
+class PriceBook:
+    """Prices by asset; `value` records every (asset, time) it could not value in `missing`."""
+
+    def __init__(
+        self,
+        currency: str,
+        rows: Iterable[tuple[str, datetime, Decimal, datetime]] = (),
+        *,
+        max_staleness: timedelta = DEFAULT_MAX_STALENESS,
+    ) -> None:
+        """rows: (asset, priced_at, price, observed_at), any order."""
+        self.currency = currency
+        self.max_staleness = max_staleness
+        self.missing: set[tuple[str, datetime]] = set()
+        self._series: dict[str, Series] = {}
+        for asset, priced_at, price, observed_at in sorted(rows, key=lambda r: (r[0], r[1])):
+            series = self._series.setdefault(asset, Series())
+            series.priced_at.append(priced_at)
+            series.price.append(tidy(price))
+            series.observed_at.append(observed_at)
+
+    @classmethod
+    def load(
+        cls,
+        connection: duckdb.DuckDBPyConnection,
+        currency: str,
+        *,
+        max_staleness: timedelta = DEFAULT_MAX_STALENESS,
+    ) -> PriceBook:
+        check_currency(currency)
+        rows = connection.execute(
+            "select asset, priced_at, price, observed_at from prices where currency = ? "
+            "order by asset, priced_at",
+            [currency],
+        ).fetchall()
+        return cls(currency, rows, max_staleness=max_staleness)
+
+    def price(self, asset: str, at: datetime) -> Decimal | None:
+        if asset == self.currency:
+            return Decimal(1)
+        series = self._series.get(asset)
+        if series is None:
+            return None
+        index = bisect.bisect_right(series.priced_at, at) - 1
+        if index < 0 or at - series.observed_at[index] > self.max_staleness:
+            return None
+        return series.price[index]
+
+    def value(
+        self, asset: str, quantity: Decimal, at: datetime, *, record: bool = True
+    ) -> Decimal | None:
+        """quantity × price at `at`, exact; None (and noted in `missing`) without a price."""
+        price = self.price(asset, at)
+        if price is None:
+            if record:
+                self.note_missing(asset, at)
+            return None
+        return tidy(EXACT.multiply(quantity, price))
+
+    def note_missing(self, asset: str, at: datetime) -> None:
+        self.missing.add((asset, at.astimezone(UTC)))
+
+    def raise_if_missing(self) -> None:
+        if self.missing:
+            raise MissingPriceError(self.missing, self.currency)
