@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_warehouse(commands)
     _add_sql(commands)
+    _add_export(commands)
     _add_sandbox(commands)
     return parser
 
@@ -191,6 +192,104 @@ def _run_sql(args: argparse.Namespace) -> int:
     if columns:
         print(format_rows(columns, rows, args.format))
     return 0
+
+
+# --- tally export ---------------------------------------------------------------------------
+
+
+def _add_export(commands: Any) -> None:
+    # only the option lists (standard library only): `tally --help` stays fast
+    from warehouse.exports.options import CURRENCIES, FORMATS, LOT_MODES, METHODS
+
+    export = commands.add_parser(
+        "export",
+        help="write tax and accounting exports (ledger, gains, Koinly, BittyTax…)",
+        description=(
+            "Write an export of the warehouse into data/exports (or --out), with a sidecar "
+            "<name>.json stating its currency, method and period. FORMAT: ledger (every balance "
+            "movement, valued), gains (disposal schedule), income (rewards), holdings (balances "
+            "and values on a day), koinly, cointracking, bittytax, or all. Without --year the "
+            "whole history. Exits 1 if an export needs a price the warehouse does not have "
+            "(listing every asset and time)."
+        ),
+    )
+    _config_option(export)
+    export.add_argument(
+        "format", choices=(*FORMATS, "all"), metavar="FORMAT", help=", ".join((*FORMATS, "all"))
+    )
+    export.add_argument(
+        "--year", type=int, default=None, help="a (tax) year; uk: 2024 is 6 Apr 2024 - 5 Apr 2025"
+    )
+    export.add_argument(
+        "--method",
+        choices=METHODS,
+        default="fifo",
+        help="cost-basis method and calendar (default fifo)",
+    )
+    export.add_argument("--lots", choices=LOT_MODES, default="pooled", help="default pooled")
+    export.add_argument("--currency", choices=CURRENCIES, default="EUR", help="default EUR")
+    export.add_argument(
+        "--timezone",
+        default=None,
+        metavar="TZ",
+        help="days in this zone (default: UTC; uk: Europe/London)",
+    )
+    export.add_argument(
+        "--date",
+        type=_parse_day,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="holdings: the day valued (default: the first day of --year)",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a directory (default data/exports), or a .csv file for a one-file format",
+    )
+    export.set_defaults(run=_run_export)
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r}") from None
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from warehouse.connect import WarehouseMissingError, connect
+    from warehouse.exports.options import FORMATS, ExportOptionError, ExportOptions
+    from warehouse.exports.run import format_failures, format_written, run_exports
+
+    settings = load_settings(args.config)
+    formats = list(FORMATS) if args.format == "all" else [args.format]
+    try:
+        options = ExportOptions(
+            year=args.year,
+            method=args.method,
+            lots=args.lots,
+            currency=args.currency,
+            timezone=args.timezone,
+            on=args.date,
+        )
+        connection = connect(settings.data_dir)
+    except (ExportOptionError, WarehouseMissingError) as error:
+        print(f"tally export: {error}", file=sys.stderr)
+        return 2
+    with connection:
+        try:
+            report = run_exports(connection, formats, options, args.out or settings.exports_dir)
+        except ExportOptionError as error:
+            print(f"tally export: {error}", file=sys.stderr)
+            return 2
+    if report.written:
+        print(format_written(report))
+    if report.failed:
+        print(format_failures(report), file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """`tally demo`: the whole pipeline on the built-in sandbox, end to end, into ./data: sync,
-warehouse, reconciliation (the exit code says whether every reported balance reconciles)."""
+warehouse, reconciliation, and every export of the last full year into data/exports (the exit
+code says whether every reported balance reconciles and every export could be written)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def run_demo(data_dir: Path) -> int:
     print(format_status(stream_status(Lake(settings.lake_dir))))
     print(f"\nLake: {settings.lake_dir}   ({time.monotonic() - began:.0f} s)")
     reconciled = _reconcile(settings)
+    exported = export_year(settings, DEMO_NOW.year - 1)
     sys.stdout.flush()
-    return 0 if reconciled else 1
+    return 0 if reconciled and exported else 1
 
 
 def _reconcile(settings: Settings) -> bool:
@@ -77,3 +79,23 @@ def _reconcile(settings: Settings) -> bool:
     else:
         print(f"\nAll {len(verdicts)} balances reconcile exactly.")
     return bool(verdicts) and not failed
+
+
+def export_year(settings: Settings, year: int) -> bool:
+    """Write every export of `year` (EUR, fifo) into data/exports and print the files; a
+    format that needs a price the warehouse lacks is listed with every missing (asset, time).
+    True when every format was written."""
+    from warehouse.connect import connect
+    from warehouse.exports.options import FORMATS, ExportOptions
+    from warehouse.exports.run import format_failures, format_written, run_exports
+
+    options = ExportOptions(year=year)
+    with connect(settings.data_dir) as connection:
+        report = run_exports(connection, FORMATS, options, settings.exports_dir)
+    print(f"\nExports of {year} ({options.currency}, method {options.method}):")
+    if report.written:
+        print(format_written(report))
+    if report.failed:
+        print(format_failures(report))
+        print(f"\n{len(report.failed)} export(s) could not be written: a price is missing.")
+    return report.ok

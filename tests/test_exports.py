@@ -1,0 +1,684 @@
+"""The exports over a lake synced from the demo's sandbox world (seed, 400 days to 2025-01-15):
+every format's columns, sidecar and byte-identical reruns; the ledger, Koinly and CoinTracking
+files tie out to the `ledger` view account by account; own transfers carry one TxHash on both
+accounts; --year filters in each method's calendar (uk: Europe/London days, 6 April); gains,
+income and holdings agree with the views; BittyTax 0.6.0, run as its own program with no price
+source and no network, accepts the BittyTax file, passes its integrity check and finds the same
+UK gain as the engine; a missing price is listed and nothing that needed it is written.
+
+The sandbox's oldest Bitstamp rows (2020-2021) lie years before the account window. A lake
+whose candles cover only the window ("raw") cannot value the 2021 withdrawal to an outside wallet;
+the "priced" lake also has Bitstamp BTC-EUR candles from the account's first row, as `tally sync`
+fetches them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+
+from pipelines.cli import main, sandbox_config
+from pipelines.config import Settings, load_settings
+from pipelines.datasets import BITSTAMP_LEDGER
+from pipelines.demo import DEMO_DAYS, DEMO_NOW, DEMO_SEED, export_year
+from pipelines.flows.bitstamp_account import sync_bitstamp_account
+from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.candles import sync_candles
+from pipelines.flows.plan import Window
+from pipelines.flows.runtime import Runtime
+from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
+from pipelines.sandbox.server import start_sandbox
+from pipelines.sandbox.world import World
+from warehouse.build import build
+from warehouse.connect import connect
+from warehouse.costbasis import compute, events_from_warehouse
+from warehouse.exports.options import ExportOptions
+from warehouse.exports.run import export
+
+NOW = DEMO_NOW
+DAYS = DEMO_DAYS
+YEAR = NOW.year - 1  # the last full year: 2024
+FAST_RETRY = RetryPolicy(
+    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
+)
+BITTYTAX = Path(sys.executable).parent / "bittytax"
+FIAT = {"EUR", "USD"}
+STALENESS = timedelta(days=7)  # the engine's: an older price is missing
+
+COLUMNS = {
+    "ledger": "time,day,exchange,account,asset,amount,kind,event_kind,event_type,market,"
+    "reference,source,leg,price,value,currency",
+    "gains": "date,asset,quantity,proceeds,cost,fees,gain,match_type,lots,holding_days,taxable,"
+    "exempt,wallet,reference,note,currency",
+    "income": "date,asset,quantity,value,kind,wallet,reference,currency",
+    "holdings": "date,wallet,asset,quantity,price,value,currency",
+    "koinly": "Date,Sent Amount,Sent Currency,Received Amount,Received Currency,Fee Amount,"
+    "Fee Currency,Net Worth Amount,Net Worth Currency,Label,Description,TxHash",
+    "cointracking": "Type,Buy Amount,Buy Currency,Sell Amount,Sell Currency,Fee,Fee Currency,"
+    "Exchange,Trade-Group,Comment,Date",
+    "bittytax": "Type,Buy Quantity,Buy Asset,Buy Value,Sell Quantity,Sell Asset,Sell Value,"
+    "Fee Quantity,Fee Asset,Fee Value,Wallet,Timestamp,Note",
+}
+ALL = tuple(COLUMNS)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def query(settings: Settings, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with connect(settings.data_dir) as connection:
+        result = connection.execute(sql, list(params))
+        names = [d[0] for d in result.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def read(path: Path) -> tuple[str, list[dict[str, str]]]:
+    text = path.read_text(encoding="utf-8")
+    header = text.split("\n", 1)[0]
+    return header, list(csv.DictReader(io.StringIO(text)))
+
+
+def only(directory: Path, pattern: str) -> Path:
+    found = sorted(directory.glob(pattern))
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def number(text: str) -> Decimal:
+    return Decimal(text) if text else Decimal(0)
+
+
+def start_of(year: int) -> datetime:
+    return datetime(year, 1, 1, tzinfo=UTC)
+
+
+def run_export(settings: Settings, directory: Path, formats: tuple[str, ...], **options: Any):
+    with connect(settings.data_dir) as connection:
+        return export(connection, formats, ExportOptions(**options), directory)
+
+
+class Prices:
+    """The `prices` view read once: the newest hourly price at or before a moment, no staler
+    than 7 days (the rule the engine documents), looked up here independently of the exports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.series: dict[str, list[tuple[datetime, Decimal, datetime]]] = defaultdict(list)
+        for row in query(
+            settings, "select asset, priced_at, price, observed_at from prices order by all"
+        ):
+            self.series[row["asset"]].append((row["priced_at"], row["price"], row["observed_at"]))
+
+    def at(self, asset: str, moment: datetime) -> Decimal | None:
+        if asset == "EUR":
+            return Decimal(1)
+        series = self.series.get(asset, [])
+        index = bisect_right(series, (moment, Decimal("Infinity"), moment)) - 1
+        if index < 0 or moment - series[index][2] > STALENESS:
+            return None
+        return series[index][1]
+
+
+def ledger_sums(
+    settings: Settings, start: datetime, end: datetime
+) -> dict[tuple[str, str], Decimal]:
+    return {
+        (r["wallet"], r["asset"]): r["total"]
+        for r in query(
+            settings,
+            "select exchange || '/' || account as wallet, asset, sum(amount) as total "
+            "from ledger where executed_at >= ? and executed_at < ? group by all",
+            start,
+            end,
+        )
+    }
+
+
+def nonzero(sums: dict[Any, Decimal]) -> dict[Any, Decimal]:
+    return {key: value for key, value in sums.items() if value != 0}
+
+
+# --- the synced lakes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(seed=DEMO_SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
+
+
+@dataclass(frozen=True)
+class Lakes:
+    raw: Settings  # 1h candles for the account window only: the 2020-2021 rows have no price
+    priced: Settings  # and Bitstamp BTC-EUR 1h from the account's first row, as `tally sync` does
+
+
+@pytest.fixture(scope="module")
+def lakes(world: World, tmp_path_factory: pytest.TempPathFactory) -> Lakes:
+    """Both accounts and every market's 1h candles of the account window, synced at the demo's
+    frozen now (a copy of that is `raw`); then the candles of the one market that values the
+    old rows (BTC-EUR) back to the account's first row."""
+    directory = tmp_path_factory.mktemp("priced")
+    with start_sandbox(seed=DEMO_SEED, world=world) as sandbox:
+        config = directory / "tally.toml"
+        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        settings = load_settings(config)
+        rt = Runtime(
+            settings,
+            retry=FAST_RETRY,
+            clock=lambda: NOW,
+            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        )
+        try:
+            sync_bitstamp_account(rt)
+            sync_bitvavo_account(rt)
+            for exchange in ("bitstamp", "bitvavo"):
+                for market in settings.exchange(exchange).markets:
+                    span = Window(NOW - timedelta(days=DAYS), NOW)
+                    sync_candles(rt, exchange, market, "1h", span)
+            raw = Settings(data_dir=tmp_path_factory.mktemp("raw"))
+            shutil.copytree(settings.lake_dir, raw.lake_dir)
+            first = rt.lake.scan(BITSTAMP_LEDGER.dataset).select(pl.col("executed_at").min())
+            start = first.collect().item().replace(hour=0, minute=0, second=0, microsecond=0)
+            sync_candles(rt, "bitstamp", "BTC-EUR", "1h", Window(start, NOW))
+        finally:
+            rt.close()
+    build(settings)
+    build(raw)
+    for each in (settings, raw):
+        (each.data_dir / "export.toml").write_text(f'data_dir = "{each.data_dir}"\n')
+    return Lakes(raw=raw, priced=settings)
+
+
+@pytest.fixture(scope="module")
+def raw(lakes: Lakes) -> Settings:
+    return lakes.raw
+
+
+@pytest.fixture(scope="module")
+def priced(lakes: Lakes) -> Settings:
+    return lakes.priced
+
+
+def unpriced_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Token movements older than the first price of their asset."""
+    return query(
+        settings,
+        "select distinct asset, kind, executed_at from ledger "
+        "where asset not in ('EUR', 'USD') and executed_at < "
+        "(select min(priced_at) from prices where prices.asset = ledger.asset) "
+        "order by executed_at",
+    )
+
+
+@pytest.fixture(scope="module")
+def prices(priced: Settings) -> Prices:
+    return Prices(priced)
+
+
+@pytest.fixture(scope="module")
+def fifo(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fifo")
+    run_export(priced, directory, ALL, year=YEAR)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def whole(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole history (no --year)."""
+    directory = tmp_path_factory.mktemp("whole")
+    run_export(priced, directory, ("ledger", "gains", "koinly", "bittytax"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def uk(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("uk")
+    run_export(priced, directory, ("gains", "ledger", "bittytax"), year=YEAR, method="uk")
+    return directory
+
+
+# --- every format ------------------------------------------------------------------------------
+
+
+def test_every_format_has_its_exact_columns_and_a_sidecar(fifo: Path) -> None:
+    for name, columns in COLUMNS.items():
+        sidecar = json.loads(only(fifo, f"{name}-*.json").read_text(encoding="utf-8"))
+        assert sidecar["format"] == name
+        assert sidecar["currency"] == "EUR"
+        assert sidecar["method"] == "fifo"
+        assert sidecar["period"]["label"] == str(YEAR)
+        assert sidecar["period"]["timezone"] == "UTC"
+        expected_files = 2 if name == "koinly" else 1
+        assert len(sidecar["files"]) == expected_files
+        for described in sidecar["files"]:
+            path = fifo / described["name"]
+            header, rows = read(path)
+            assert header == columns, name
+            assert described["rows"] == len(rows) > 0
+            assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_second_export_of_the_same_lake_is_byte_identical(
+    priced: Settings, fifo: Path, tmp_path: Path
+) -> None:
+    run_export(priced, tmp_path, ALL, year=YEAR)
+    first = {p.name: p.read_bytes() for p in fifo.iterdir()}
+    second = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(first) == sorted(second)
+    assert len(first) == 15  # 7 sidecars, 8 CSV files (koinly: one per account)
+    for name, data in first.items():
+        assert second[name] == data, name
+
+
+# --- ledger, Koinly, CoinTracking tie out to the ledger view -----------------------------------
+
+
+def test_the_ledger_export_is_every_movement_of_the_year_valued(
+    priced: Settings, prices: Prices, fifo: Path
+) -> None:
+    _, rows = read(only(fifo, "ledger-*.csv"))
+    view = query(
+        priced,
+        "select count(*) as n from ledger where executed_at >= ? and executed_at < ?",
+        start_of(YEAR),
+        start_of(YEAR + 1),
+    )[0]["n"]
+    assert len(rows) == view
+    sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        assert row["time"].startswith(str(YEAR)) and row["currency"] == "EUR"
+        sums[(f"{row['exchange']}/{row['account']}", row["asset"])] += Decimal(row["amount"])
+    assert nonzero(sums) == nonzero(ledger_sums(priced, start_of(YEAR), start_of(YEAR + 1)))
+    # values: amount × the price read straight from `prices`
+    for row in rows:
+        at = datetime.strptime(row["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        price = prices.at(row["asset"], at)
+        assert price is not None
+        assert Decimal(row["price"]) == price
+        assert Decimal(row["value"]) == Decimal(row["amount"]) * price
+    sidecar = json.loads(only(fifo, "ledger-*.json").read_text(encoding="utf-8"))
+    closing = nonzero(ledger_sums(priced, start_of(2000), start_of(YEAR + 1)))
+    stated = {
+        (wallet, asset): Decimal(b["closing"])
+        for wallet, assets in sidecar["totals"]["balances"].items()
+        for asset, b in assets.items()
+    }
+    assert nonzero(stated) == closing
+
+
+def test_koinly_files_tie_out_to_each_accounts_ledger(priced: Settings, fifo: Path) -> None:
+    expected = nonzero(ledger_sums(priced, start_of(YEAR), start_of(YEAR + 1)))
+    rewards = Counter(
+        r["wallet"]
+        for r in query(
+            priced,
+            "select exchange || '/' || account as wallet from ledger where kind = 'reward' "
+            "and executed_at >= ? and executed_at < ?",
+            start_of(YEAR),
+            start_of(YEAR + 1),
+        )
+    )
+    files = sorted(fifo.glob("koinly-*.csv"))
+    assert [p.name.split("-")[1:3] for p in files] == [["bitstamp", "main"], ["bitvavo", "main"]]
+    found: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for path in files:
+        wallet = "/".join(path.name.split("-")[1:3])
+        _, rows = read(path)
+        for row in rows:
+            assert re.fullmatch(rf"{YEAR}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row["Date"])
+            assert row["Label"] in {
+                "",
+                "reward",
+                "add to pool",
+                "remove from pool",
+                "cost",
+                "fee refund",
+            }
+            found[(wallet, row["Received Currency"])] += number(row["Received Amount"])
+            found[(wallet, row["Sent Currency"])] -= number(row["Sent Amount"])
+            found[(wallet, row["Fee Currency"])] -= number(row["Fee Amount"])
+            if row["Net Worth Amount"]:
+                assert row["Net Worth Currency"] == "EUR"
+        assert sum(row["Label"] == "reward" for row in rows) == rewards[wallet] > 0
+    assert nonzero(found) == expected
+
+
+def test_own_transfers_carry_one_txhash_on_both_accounts(priced: Settings, fifo: Path) -> None:
+    pairs = query(
+        priced,
+        "select * from internal_transfers where status = 'matched' "
+        "and withdrawn_at >= ? and deposited_at < ?",
+        start_of(YEAR),
+        start_of(YEAR + 1),
+    )
+    assert len(pairs) >= 2
+    files = {
+        "/".join(p.name.split("-")[1:3]): read(p)[1] for p in sorted(fifo.glob("koinly-*.csv"))
+    }
+    for pair in pairs:
+        assert pair["txid"]
+        sent_from = f"{pair['withdrawal_exchange']}/{pair['withdrawal_account']}"
+        sent = [r for r in files[sent_from] if r["TxHash"] == pair["txid"]]
+        assert [(Decimal(r["Sent Amount"]), r["Sent Currency"], r["Label"]) for r in sent] == [
+            (pair["sent"], pair["asset"], "")
+        ]
+        assert Decimal(sent[0]["Fee Amount"]) == pair["withdrawal_fee"]
+        received_in = f"{pair['deposit_exchange']}/{pair['deposit_account']}"
+        got = [r for r in files[received_in] if r["TxHash"] == pair["txid"]]
+        assert [
+            (Decimal(r["Received Amount"]), r["Received Currency"], r["Label"]) for r in got
+        ] == [(pair["deposited"], pair["asset"], "")]
+
+
+def test_cointracking_ties_out_to_each_accounts_ledger(priced: Settings, fifo: Path) -> None:
+    types = {
+        "Trade",
+        "Deposit",
+        "Withdrawal",
+        "Staking",
+        "Reward / Bonus",
+        "Airdrop",
+        "Other Fee",
+        "Income (non taxable)",
+    }
+    _, rows = read(only(fifo, "cointracking-*.csv"))
+    found: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in rows:
+        assert row["Type"] in types
+        assert re.fullmatch(rf"{YEAR}-\d\d-\d\d \d\d:\d\d:\d\d", row["Date"])
+        found[(row["Exchange"], row["Buy Currency"])] += number(row["Buy Amount"])
+        found[(row["Exchange"], row["Sell Currency"])] -= number(row["Sell Amount"])
+        found[(row["Exchange"], row["Fee Currency"])] -= number(row["Fee"])
+    assert nonzero(found) == nonzero(ledger_sums(priced, start_of(YEAR), start_of(YEAR + 1)))
+    assert {row["Type"] for row in rows} >= {"Trade", "Deposit", "Withdrawal", "Staking"}
+
+
+# --- periods -----------------------------------------------------------------------------------
+
+
+def test_year_keeps_exactly_the_years_rows(fifo: Path, whole: Path) -> None:
+    for pattern, day_of in (
+        ("ledger-*.csv", lambda r: r["time"][:10]),
+        ("gains-*.csv", lambda r: r["date"]),
+    ):
+        _, year_rows = read(only(fifo, pattern))
+        _, all_rows = read(only(whole, pattern))
+        inside = [r for r in all_rows if day_of(r).startswith(str(YEAR))]
+        assert year_rows == inside and len(all_rows) > len(inside) > 0, pattern
+    for path in sorted(fifo.glob("koinly-*-*-*.csv")):
+        _, year_rows = read(path)
+        _, all_rows = read(only(whole, path.name.replace(f"-{YEAR}-", "-all-")))
+        assert year_rows == [r for r in all_rows if r["Date"].startswith(str(YEAR))]
+    # BittyTax needs the history before the year: everything up to its end
+    _, year_rows = read(only(fifo, "bittytax-*.csv"))
+    _, all_rows = read(only(whole, "bittytax-*.csv"))
+    assert year_rows == [r for r in all_rows if r["Timestamp"] < str(YEAR + 1)]
+    assert year_rows[0]["Timestamp"] < str(YEAR) < year_rows[-1]["Timestamp"] < str(YEAR + 1)
+
+
+def test_uk_counts_london_days_and_the_tax_year(priced: Settings, uk: Path) -> None:
+    sidecar = json.loads(only(uk, "gains-*.json").read_text(encoding="utf-8"))
+    assert sidecar["period"]["label"] == f"{YEAR}-{(YEAR + 1) % 100}"
+    assert sidecar["period"]["timezone"] == "Europe/London"
+    assert list(sidecar["totals"]["years"]) == [f"{YEAR}-{(YEAR + 1) % 100}"]
+    _, rows = read(only(uk, "gains-*.csv"))
+    assert {r["match_type"] for r in rows} <= {"same-day", "bed-and-breakfast", "section-104"}
+    times = {
+        (r["wallet"], r["reference"]): r["executed_at"]
+        for r in query(
+            priced,
+            "select exchange || '/' || account as wallet, reference, min(executed_at) as "
+            "executed_at from ledger group by all",
+        )
+    }
+    london = ZoneInfo("Europe/London")
+    for row in rows:
+        day = date.fromisoformat(row["date"])
+        assert date(YEAR, 4, 6) <= day <= date(YEAR + 1, 4, 5)
+        at = times.get((row["wallet"], row["reference"]))
+        if at is not None:
+            assert at.astimezone(london).date() == day, row
+    # the ledger's day is the London day too: 23:xx UTC in summer is the next day there
+    _, ledger = read(only(uk, "ledger-*.csv"))
+    for row in ledger:
+        at = datetime.strptime(row["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert row["day"] == at.astimezone(london).date().isoformat()
+    assert any(row["day"] != row["time"][:10] for row in ledger)
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def test_gains_add_up_and_are_the_engines_disposals_of_the_year(
+    priced: Settings, fifo: Path
+) -> None:
+    _, rows = read(only(fifo, "gains-*.csv"))
+    for row in rows:
+        gain = Decimal(row["proceeds"]) - Decimal(row["cost"]) - Decimal(row["fees"])
+        assert Decimal(row["gain"]) == gain == Decimal(row["taxable"]) + Decimal(row["exempt"])
+        assert row["match_type"] == "fifo" and row["currency"] == "EUR"
+    with connect(priced.data_dir) as connection:
+        result = compute(events_from_warehouse(connection), method="fifo")
+    engine = [g for g in result.gains if g.date.year == YEAR]
+    assert len(rows) == len(engine) > 100
+    sidecar = json.loads(only(fifo, "gains-*.json").read_text(encoding="utf-8"))
+    totals = sidecar["totals"]["years"][str(YEAR)]
+    for field in ("proceeds", "cost", "fees", "gain"):
+        assert Decimal(totals[field]) == sum((Decimal(r[field]) for r in rows), Decimal(0))
+        assert Decimal(totals[field]) == sum((getattr(g, field) for g in engine), Decimal(0))
+    assert totals["disposals"] == len(rows)
+
+
+def test_income_is_every_reward_of_the_year_valued_on_receipt(
+    priced: Settings, prices: Prices, fifo: Path
+) -> None:
+    rewards = query(
+        priced,
+        "select exchange || '/' || account as wallet, asset, amount, executed_at, reference "
+        "from ledger where kind = 'reward' and executed_at >= ? and executed_at < ?",
+        start_of(YEAR),
+        start_of(YEAR + 1),
+    )
+    _, rows = read(only(fifo, "income-*.csv"))
+    assert len(rows) == len(rewards) > 50
+    by_reference = {(r["wallet"], r["reference"]): r for r in rewards}
+    for row in rows:
+        reward = by_reference[(row["wallet"], row["reference"])]
+        assert Decimal(row["quantity"]) == reward["amount"]
+        price = prices.at(reward["asset"], reward["executed_at"])
+        assert price is not None
+        assert Decimal(row["value"]) == reward["amount"] * price
+    sidecar = json.loads(only(fifo, "income-*.json").read_text(encoding="utf-8"))
+    total = sum((Decimal(r["value"]) for r in rows), Decimal(0))
+    assert Decimal(sidecar["totals"]["years"][str(YEAR)]["value"]) == total
+
+
+def test_holdings_are_the_balances_at_new_year_valued(
+    priced: Settings, prices: Prices, fifo: Path
+) -> None:
+    new_year = start_of(YEAR)
+    balances = query(
+        priced,
+        "select exchange || '/' || account as wallet, asset, sum(amount) as quantity from ledger "
+        "where executed_at <= ? and kind <> 'staking' group by all having sum(amount) <> 0",
+        new_year,
+    )
+    _, rows = read(only(fifo, "holdings-*.csv"))
+    assert {r["date"] for r in rows} == {f"{YEAR}-01-01"}
+    assert {(r["wallet"], r["asset"]): Decimal(r["quantity"]) for r in rows} == {
+        (b["wallet"], b["asset"]): b["quantity"] for b in balances
+    }
+    for row in rows:
+        price = prices.at(row["asset"], new_year)
+        assert price is not None
+        assert Decimal(row["value"]) == Decimal(row["quantity"]) * price
+    sidecar = json.loads(only(fifo, "holdings-*.json").read_text(encoding="utf-8"))
+    assert Decimal(sidecar["totals"]["value"]) == sum((Decimal(r["value"]) for r in rows), 0)
+
+
+# --- BittyTax ----------------------------------------------------------------------------------
+
+
+def test_every_bittytax_record_carries_the_values_bittytax_would_look_up(fifo: Path) -> None:
+    _, rows = read(only(fifo, "bittytax-*.csv"))
+    acquisitions = {"Trade", "Staking", "Referral", "Airdrop", "Income", "Gift-Received"}
+    for row in rows:
+        if row["Type"] in acquisitions:
+            assert row["Buy Value"], row
+        if row["Type"] in {"Trade", "Spend"}:
+            assert row["Sell Value"], row
+        if row["Fee Quantity"]:
+            assert row["Fee Value"], row
+        for side in ("Buy", "Sell", "Fee"):
+            if row[f"{side} Asset"] == "EUR":
+                assert row[f"{side} Value"] == row[f"{side} Quantity"], row
+
+
+@pytest.fixture(scope="module")
+def bittytax_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOME whose BittyTax config values in EUR and names no price source at all."""
+    home = tmp_path_factory.mktemp("bittytax-home")
+    (home / ".bittytax").mkdir()
+    (home / ".bittytax" / "bittytax.conf").write_text(
+        "local_currency: 'EUR'\n"
+        "fiat_list: ['EUR', 'USD', 'GBP']\n"
+        "data_source_select: {}\n"
+        "data_source_fiat: []\n"
+        "data_source_crypto: []\n",
+        encoding="utf-8",
+    )
+    return home
+
+
+def run_bittytax(home: Path, path: Path, tax_year: int) -> subprocess.CompletedProcess[str]:
+    """BittyTax as its own program: no network namespace where the machine allows one, and a
+    dead proxy for every request either way, so a price lookup fails at once (never hangs)."""
+    env = {
+        "HOME": str(home),
+        "PATH": os.environ.get("PATH", ""),
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "NO_COLOR": "1",
+    }
+    command = [str(BITTYTAX), str(path), "--nopdf", "-ty", str(tax_year)]
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        command = [unshare, "-n", *command]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def bittytax_amount(output: str, label: str) -> Decimal:
+    match = re.search(rf"{re.escape(label)}\s+\*?€(-?[\d,]+\.\d\d)", output)
+    assert match, label
+    return Decimal(match.group(1).replace(",", ""))
+
+
+def test_bittytax_accepts_the_export_and_finds_the_engines_uk_gain(
+    priced: Settings, uk: Path, bittytax_home: Path
+) -> None:
+    path = only(uk, "bittytax-*.csv")
+    _, rows = read(path)
+    done = run_bittytax(bittytax_home, path, YEAR + 1)  # BittyTax names 2024/25 "2025"
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert f"import successful (success={len(rows)}, failure=0)" in output
+    assert "integrity check: passed" in output
+    assert f"calculating tax year {YEAR}/{(YEAR + 1) % 100}" in output
+    assert "WARNING" not in output and "ERROR" not in output, output[-3000:]
+    assert "not available" not in output
+    # its pools and audit end where the ledger does: every wallet's token balance
+    balances = nonzero(ledger_sums(priced, start_of(2000), NOW + timedelta(days=1)))
+    for (wallet, asset), quantity in balances.items():
+        if asset not in FIAT:
+            line = rf"^{re.escape(wallet)}\s+{asset}\s+{re.escape(f'{quantity.normalize():,f}')}$"
+            assert re.search(line, output, re.M), (wallet, asset, quantity)
+    # an independent UK computation over the same records: the same net gain, to rounding
+    # (BittyTax rounds each of several hundred disposals to the cent)
+    net = bittytax_amount(output, "Gains in the year, before losses:") - bittytax_amount(
+        output, "Losses in the year:"
+    )
+    engine = json.loads(only(uk, "gains-*.json").read_text(encoding="utf-8"))
+    gain = Decimal(engine["totals"]["years"][f"{YEAR}-{(YEAR + 1) % 100}"]["gain"])
+    assert abs(net - gain) <= 1, (net, gain)
+
+
+# --- failures, the CLI and the demo --------------------------------------------------------------
+
+
+def test_a_missing_price_is_listed_and_nothing_that_needed_it_is_written(
+    raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = raw.data_dir / "export.toml"
+    out = tmp_path / "out"
+    code = main(["export", "all", "--year", str(YEAR), "--config", str(config), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    missing = [r for r in unpriced_rows(raw) if r["kind"] in ("withdrawal", "withdrawal_fee")]
+    assert missing
+    for row in missing:
+        assert f"{row['asset']} at {row['executed_at'].astimezone(UTC).isoformat()}" in captured.err
+    for name in ("gains", "income", "bittytax"):
+        assert f"{name}: NOT WRITTEN" in captured.err
+        assert not list(out.glob(f"{name}-*"))
+    for name in ("ledger", "holdings", "koinly", "cointracking"):
+        assert list(out.glob(f"{name}-*.json")), name
+        assert str(only(out, f"{name}-*.json")) in captured.out
+
+
+def test_tally_export_options(
+    priced: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(priced.data_dir / "export.toml")
+    target = tmp_path / "my-gains.csv"
+    args = ["export", "gains", "--year", str(YEAR), "--method", "de", "--config", config]
+    assert main([*args, "--out", str(target)]) == 0
+    header, rows = read(target)
+    assert header == COLUMNS["gains"] and rows
+    sidecar = json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))
+    assert (sidecar["method"], sidecar["files"][0]["name"]) == ("de", target.name)
+    capsys.readouterr()
+    assert main([*args, "--currency", "GBP", "--out", str(tmp_path / "gbp")]) == 1
+    assert "GBP" in capsys.readouterr().err
+    assert not (tmp_path / "gbp").exists()
+    assert main([*args, "--timezone", "Mars/Olympus", "--out", str(tmp_path / "tz")]) == 2
+    assert "Mars/Olympus" in capsys.readouterr().err
+    holdings = ["export", "holdings", "--date", f"{YEAR}-07-01", "--config", config]
+    assert main([*holdings, "--out", str(tmp_path)]) == 0
+    assert {r["date"] for r in read(only(tmp_path, "holdings-*.csv"))[1]} == {f"{YEAR}-07-01"}
+
+
+def test_the_demo_writes_every_export_of_the_last_full_year(
+    priced: Settings, raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    shutil.copy(priced.warehouse_path, settings.warehouse_path)
+    assert export_year(settings, YEAR) is True
+    printed = capsys.readouterr().out
+    written = sorted(settings.exports_dir.iterdir())
+    assert len(written) == 15
+    for path in written:
+        assert str(path) in printed
+    shutil.copy(raw.warehouse_path, settings.warehouse_path)
+    assert export_year(settings, YEAR) is False
+    printed = capsys.readouterr().out
+    assert "gains: NOT WRITTEN" in printed and "bittytax: NOT WRITTEN" in printed
+    for row in unpriced_rows(raw):
+        if row["kind"] == "withdrawal":
+            assert f"{row['asset']} at {row['executed_at'].astimezone(UTC).isoformat()}" in printed

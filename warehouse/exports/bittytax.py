@@ -1,0 +1,227 @@
+"""BittyTax transaction records, every value filled in, so that BittyTax looks up no price.
+
+Columns (BittyTax's own): Type, Buy Quantity, Buy Asset, Buy Value, Sell Quantity, Sell Asset,
+Sell Value, Fee Quantity, Fee Asset, Fee Value, Wallet, Timestamp, Note. Values are in the
+reporting currency: BittyTax values in its `local_currency` (GBP unless its config says
+otherwise), so set `local_currency` to the export's currency in ~/.bittytax/bittytax.conf, and
+keep EUR and USD in its `fiat_list`. Timestamps are UTC, ISO 8601.
+
+The file holds the whole history up to the end of the period, not the period alone: BittyTax
+builds its pools from every earlier acquisition and checks them against the wallets' balances.
+The mapping follows the cost-basis engine's reading of the ledger: trades are Trade (both sides
+valued at the trade's value); own transfers a Withdrawal and a Deposit (their fees, which
+BittyTax treats as disposals, as the engine does); rewards Staking / Referral / Airdrop /
+Income at their value on receipt; coins moved into the exchange's staking a Withdrawal from the
+account and a Deposit into "<account> staking" (and back: no disposal); a token withdrawn to
+outside (no own deposit matched it) is a Spend at market value and its network fee another; a
+token deposited from outside, or credited by any other ledger kind, is Gift-Received (an
+acquisition at market value, not income), any other debit of a token a Spend; a fee charged on
+its own is a Spend, a rebate on its own Fee-Rebate. Fiat moves as Deposit / Withdrawal. Each
+record's Note says which ledger row it came from.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from warehouse.costbasis.model import is_fiat
+from warehouse.exports.context import Context
+from warehouse.exports.text import iso_utc, plain
+from warehouse.exports.transactions import Movement, Transaction
+from warehouse.exports.valuation import fee_value, transaction_value
+from warehouse.exports.writer import Export, Table
+
+COLUMNS = (
+    "Type",
+    "Buy Quantity",
+    "Buy Asset",
+    "Buy Value",
+    "Sell Quantity",
+    "Sell Asset",
+    "Sell Value",
+    "Fee Quantity",
+    "Fee Asset",
+    "Fee Value",
+    "Wallet",
+    "Timestamp",
+    "Note",
+)
+
+REWARD_TYPES = {
+    "staking_reward": "Staking",
+    "referral_reward": "Referral",
+    "distribution": "Airdrop",
+}
+
+Side = tuple[Movement, Decimal | None] | None
+
+
+class _Rows:
+    """Collects records; values come from `prices`, missing ones are remembered there."""
+
+    def __init__(self, context: Context) -> None:
+        self.prices = context.prices
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(
+        self,
+        kind: str,
+        tx: Transaction,
+        *,
+        buy: Side = None,
+        sell: Side = None,
+        fee: Side = None,
+        wallet: str | None = None,
+        note: str = "",
+    ) -> None:
+        self.rows.append(
+            (
+                kind,
+                *_side(buy),
+                *_side(sell),
+                *_side(fee),
+                wallet or tx.wallet,
+                iso_utc(tx.at),
+                note or tx.describe(),
+            )
+        )
+
+    def value(self, tx: Transaction, movement: Movement) -> Decimal:
+        return self.prices.require(movement.asset, tx.at, movement.quantity)
+
+    def optional(self, tx: Transaction, movement: Movement) -> Decimal | None:
+        return self.prices.value(movement.asset, tx.at, movement.quantity)
+
+    def fee(self, tx: Transaction, fee: Movement) -> Side:
+        value = fee_value(tx, fee, self.prices)
+        if value is None:
+            value = self.value(tx, fee)
+        return (fee, value)
+
+
+def build(context: Context) -> Export:
+    rows = _Rows(context)
+    for tx in context.transactions(history=True):
+        _records(tx, rows)
+    context.prices.check()
+    label, currency = context.period.label, context.options.currency
+    end = context.period.describe()["last_day"]
+    return Export(
+        format="bittytax",
+        stem=f"bittytax-{label}-{currency}",
+        tables=(Table(f"bittytax-{label}-{currency}.csv", COLUMNS, tuple(rows.rows)),),
+        notes=(
+            f"Values are in {currency}: set `local_currency: '{currency}'` in "
+            "~/.bittytax/bittytax.conf (BittyTax's default is GBP) and keep EUR and USD in "
+            "its fiat_list; every value is filled in, so BittyTax needs no price source.",
+            "The file holds the whole history up to "
+            + (f"{end} (the end of the period)" if end else "the last movement")
+            + ": BittyTax needs every earlier acquisition for its pools.",
+            "BittyTax's tax years are UK tax years, named by the year they end in "
+            "(`bittytax FILE -ty 2025` is 2024/25).",
+            "A token withdrawn to outside (no own deposit matched it) is a Spend at market "
+            "value, as in the gains export; one deposited from outside is Gift-Received.",
+        ),
+    )
+
+
+def _records(tx: Transaction, rows: _Rows) -> None:
+    fees = list(tx.fees)
+    if tx.category in ("trade", "conversion") and len(tx.sent) == 1 and len(tx.received) == 1:
+        worth = transaction_value(tx, rows.prices)
+        if worth is None:
+            worth = rows.value(tx, tx.received[0])
+        fee = rows.fee(tx, fees.pop(0)) if fees else None
+        rows.add("Trade", tx, buy=(tx.received[0], worth), sell=(tx.sent[0], worth), fee=fee)
+        for extra in fees:
+            rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (fee)")
+        return
+    if _outside(tx):
+        # as the engine: the token's disposal at market value, and its network fee another
+        for movement in tx.sent:
+            note = f"{_transfer_note(tx)}: withdrawn to outside, disposed of at market value"
+            rows.add("Spend", tx, sell=(movement, rows.value(tx, movement)), note=note)
+        for extra in fees:
+            rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (network fee)")
+        return
+    for movement in tx.received:
+        _credit(tx, movement, rows, rows.fee(tx, fees.pop(0)) if fees else None)
+    for movement in tx.sent:
+        _debit(tx, movement, rows, rows.fee(tx, fees.pop(0)) if fees else None)
+    for extra in fees:
+        rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (fee)")
+
+
+def _credit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None:
+    if tx.category == "reward":
+        kind = REWARD_TYPES.get(tx.event_kind, "Income")
+        rows.add(kind, tx, buy=(movement, rows.value(tx, movement)), fee=fee)
+    elif tx.category == "fee_rebate":
+        rows.add("Fee-Rebate", tx, buy=(movement, rows.value(tx, movement)), fee=fee)
+    elif tx.category == "staking":
+        staking = f"{tx.wallet} staking"
+        rows.add("Withdrawal", tx, sell=(movement, None), wallet=staking)
+        rows.add("Deposit", tx, buy=(movement, None), fee=fee, note=f"{tx.describe()} (unstaked)")
+    elif tx.category == "deposit" and (
+        is_fiat(movement.asset) or (tx.transfer is not None and tx.transfer.own)
+    ):
+        rows.add(
+            "Deposit",
+            tx,
+            buy=(movement, rows.optional(tx, movement)),
+            fee=fee,
+            note=_transfer_note(tx),
+        )
+    elif is_fiat(movement.asset):
+        rows.add("Deposit", tx, buy=(movement, rows.optional(tx, movement)), fee=fee)
+    else:
+        note = f"{_transfer_note(tx)}: acquired at market value (nothing here knows its cost)"
+        rows.add("Gift-Received", tx, buy=(movement, rows.value(tx, movement)), fee=fee, note=note)
+
+
+def _debit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None:
+    if tx.category == "staking":
+        staking = f"{tx.wallet} staking"
+        rows.add("Withdrawal", tx, sell=(movement, None), fee=fee, note=f"{tx.describe()} (staked)")
+        rows.add("Deposit", tx, buy=(movement, None), wallet=staking)
+    elif tx.category == "withdrawal":
+        rows.add(
+            "Withdrawal",
+            tx,
+            sell=(movement, rows.optional(tx, movement)),
+            fee=fee,
+            note=_transfer_note(tx),
+        )
+    elif is_fiat(movement.asset):
+        rows.add("Withdrawal", tx, sell=(movement, rows.optional(tx, movement)), fee=fee)
+    else:
+        rows.add("Spend", tx, sell=(movement, rows.value(tx, movement)), fee=fee)
+
+
+def _outside(tx: Transaction) -> bool:
+    """A withdrawal of a token that no own deposit matched."""
+    own = tx.transfer is not None and tx.transfer.own
+    return (
+        tx.category == "withdrawal"
+        and not own
+        and bool(tx.sent)
+        and not any(is_fiat(m.asset) for m in tx.sent)
+    )
+
+
+def _transfer_note(tx: Transaction) -> str:
+    note = tx.describe()
+    if tx.transfer is not None:
+        if tx.transfer.own:
+            direction = "to" if tx.category == "withdrawal" else "from"
+            note += f"; own transfer {direction} {tx.transfer.counterpart}"
+        if tx.transfer.txid:
+            note += f"; txid {tx.transfer.txid}"
+    return note
+
+
+def _side(side: Side) -> tuple[str, str, str]:
+    if side is None:
+        return ("", "", "")
+    movement, value = side
+    return (plain(movement.quantity), movement.asset, plain(value) if value is not None else "")
