@@ -682,3 +682,18 @@ def test_the_demo_writes_every_export_of_the_last_full_year(
     for row in unpriced_rows(raw):
         if row["kind"] == "withdrawal":
             assert f"{row['asset']} at {row['executed_at'].astimezone(UTC).isoformat()}" in printed
+
+
+def test_yearly_totals_in_the_sidecar_are_exact_sums_of_the_rows(fifo: Path) -> None:
+    """Python's default 28 significant digits would round these totals; they must not."""
+    from decimal import localcontext
+
+    csv_path = only(fifo, "gains-*.csv")
+    _, rows = read(csv_path)
+    sidecar = json.loads(csv_path.with_suffix(".json").read_text())
+    with localcontext() as exact:
+        exact.prec = 200
+        for field in ("proceeds", "cost", "fees", "gain"):
+            expected = sum((number(row[field]) for row in rows), Decimal(0))
+            assert number(sidecar["totals"]["years"][str(YEAR)][field]) == expected, field
+    assert len(str(expected).replace("-", "").replace(".", "")) > 20  # long enough to matter

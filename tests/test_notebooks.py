@@ -9,13 +9,14 @@ with queries of their own.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import timedelta
-from decimal import Decimal
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,20 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
+from pipelines.demo import DEMO_NOW
 from warehouse.connect import connect
+from warehouse.costbasis import FIAT_CURRENCIES, compute, events_from_warehouse, holdings
 from warehouse.notebook import DATA_DIR_VARIABLE, Warehouse, default_data_dir, frame, readable
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"
 # Figures each notebook draws on the demo lake (market: 2 price/volume, spread, coverage timeline,
-# monthly candle coverage; reconciliation: balances, holdings, fees, fee rates, transfers).
-FIGURES = {"market.ipynb": 5, "reconciliation.ipynb": 5}
+# monthly candle coverage; reconciliation: balances, holdings, fees, fee rates, transfers;
+# tax_year: gains by month, open lots, income by month, holdings on 1 January).
+FIGURES = {"market.ipynb": 5, "reconciliation.ipynb": 5, "tax_year.ipynb": 4}
+# The demo's last full year: tax_year.ipynb's default YEAR (and the year the demo exports).
+DEMO_YEAR = DEMO_NOW.year - 1
 
 REPORT = """
 import json as _json, sys as _sys
@@ -123,6 +129,11 @@ def market(demo_data: Path) -> Run:
 @pytest.fixture(scope="session")
 def reconciliation(demo_data: Path) -> Run:
     return execute("reconciliation.ipynb", demo_data)
+
+
+@pytest.fixture(scope="session")
+def tax_year(demo_data: Path) -> Run:
+    return execute("tax_year.ipynb", demo_data)
 
 
 def _parameter_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -326,6 +337,75 @@ def test_reconciliation_fill_checks_and_transfers_match_the_views(
     assert results["transfers_matched"] == matched > 0
     assert results["transfers_unmatched"] == unmatched
     assert results["max_in_transit_seconds"] == longest.total_seconds()
+
+
+# --- tax_year.ipynb ---------------------------------------------------------------------------
+
+
+def _exact_sum(values: Iterable[Decimal]) -> Decimal:
+    with localcontext() as context:
+        context.prec = 200  # the default 28 digits would round these sums
+        return sum(values, Decimal(0))
+
+
+def test_tax_year_runs_in_this_venv_and_draws_its_figures(tax_year: Run) -> None:
+    assert Path(tax_year.prefix).resolve() == Path(sys.prefix).resolve()
+    assert tax_year.results["figures"] == tax_year.images()
+    assert tax_year.images() >= FIGURES["tax_year.ipynb"] >= 3
+
+
+def test_tax_year_is_the_engines_year(tax_year: Run, warehouse: duckdb.DuckDBPyConnection) -> None:
+    """Default year, fifo, pooled: gains, income and new-year holdings as the engine has them."""
+    result = compute(events_from_warehouse(warehouse), method="fifo", lots="pooled")
+    gains = [g for g in result.gains if g.date.year == DEMO_YEAR]
+    income = [i for i in result.income if i.date.year == DEMO_YEAR]
+    held = holdings(warehouse, date(DEMO_YEAR, 1, 1), "EUR")
+    got = tax_year.results
+    assert (got["year"], got["method"], got["lots"]) == (DEMO_YEAR, "fifo", "pooled")
+    assert got["disposals"] == len(gains) > 100
+    assert Decimal(got["total_gain"]) == _exact_sum(g.gain for g in gains)
+    assert got["total_gain"] == format(Decimal(got["total_gain"]), "f")  # plain digits, exact
+    by_asset: dict[str, list[Decimal]] = {}
+    for g in gains:
+        by_asset.setdefault(g.asset, []).append(g.gain)
+    assert {asset: Decimal(text) for asset, text in got["gain_by_asset"].items()} == {
+        asset: _exact_sum(values) for asset, values in by_asset.items()
+    }
+    assert got["rewards"] == len(income) > 50
+    assert Decimal(got["income_value"]) == _exact_sum(i.value for i in income) > 0
+    assert got["holdings_day"] == f"{DEMO_YEAR}-01-01"
+    assert Decimal(got["holdings_value"]) == _exact_sum(h.value for h in held) > 0
+    # the lots open at the year's end hold exactly the ledger's token balances then
+    year_end = datetime(DEMO_YEAR + 1, 1, 1, tzinfo=UTC)
+    balances = {
+        asset: quantity
+        for asset, quantity in warehouse.execute(
+            "select asset, sum(amount) from ledger where executed_at < ? and kind <> 'staking' "
+            "and asset <> '?' group by all having sum(amount) <> 0",
+            [year_end],
+        ).fetchall()
+        if asset not in FIAT_CURRENCIES
+    }
+    lots = {asset: Decimal(lot["quantity"]) for asset, lot in got["open_lots"].items()}
+    assert lots == balances
+    assert balances
+
+
+def test_tax_year_shows_what_tally_export_wrote(tax_year: Run, demo_data: Path) -> None:
+    """The demo ran `tally export` for the same year, method and lots: the same numbers."""
+
+    def column(pattern: str, name: str) -> list[Decimal]:
+        [path] = (demo_data / "exports").glob(pattern)
+        with path.open(newline="", encoding="utf-8") as file:
+            return [Decimal(row[name]) for row in csv.DictReader(file)]
+
+    got = tax_year.results
+    gains = column(f"gains-{DEMO_YEAR}-fifo-EUR.csv", "gain")
+    assert got["disposals"] == len(gains)
+    assert Decimal(got["total_gain"]) == _exact_sum(gains)
+    assert Decimal(got["income_value"]) == _exact_sum(column(f"income-{DEMO_YEAR}-*.csv", "value"))
+    held = column(f"holdings-{DEMO_YEAR}-01-01-EUR.csv", "value")
+    assert Decimal(got["holdings_value"]) == _exact_sum(held)
 
 
 # --- warehouse/notebook.py --------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import localcontext
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from warehouse.costbasis.exact import EXACT
 from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
 from warehouse.exports import (
     bittytax,
@@ -83,7 +85,10 @@ def run_exports(
     report = Report()
     for name in formats:
         try:
-            built = BUILDERS[name](context)
+            # Totals in sidecars sum many DECIMAL(38,18) values: Python's default 28 significant
+            # digits would round them, the engine's exact context does not.
+            with localcontext(EXACT):
+                built = BUILDERS[name](context)
             report.written.append(write_export(built, out, common, file=file))
         except (MissingPriceError, UnsupportedCurrencyError) as error:
             if stop:
