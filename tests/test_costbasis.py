@@ -651,9 +651,9 @@ def test_foreign_quotes_and_crypto_for_crypto_are_valued_through_prices() -> Non
     assert not prices.missing
 
 
-def test_only_eur_reporting_is_available_against_the_warehouse() -> None:
-    with pytest.raises(UnsupportedCurrencyError, match="USD is not available yet"):
-        events_from_warehouse(tiny_warehouse([]), currency="USD")
+def test_gbp_reporting_is_refused_with_its_reason() -> None:
+    with pytest.raises(UnsupportedCurrencyError, match="GBP is not available yet: no GBP market"):
+        events_from_warehouse(tiny_warehouse([]), currency="GBP")
 
 
 # --- nl: 1 January ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The price of an asset at a moment is the latest `priced_at` at or before it (an hourly close),
 provided its observation is no older than `max_staleness` (default 7 days) at that moment:
 a stale or absent price is missing, never 0. The reporting currency itself is worth 1.
-Only EUR is available: the `prices` view values in EUR.
+The `prices` view values in EUR and in USD; GBP is not available (no GBP market is landed).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import duckdb
 from warehouse.costbasis.exact import EXACT, tidy
 from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
 
-WAREHOUSE_CURRENCIES = ("EUR",)
+WAREHOUSE_CURRENCIES = ("EUR", "USD")
 DEFAULT_MAX_STALENESS = timedelta(days=7)
 
 
 def check_currency(currency: str) -> None:
     if currency not in WAREHOUSE_CURRENCIES:
         raise UnsupportedCurrencyError(
-            f"reporting in {currency} is not available yet: the warehouse values in "
-            f"{', '.join(WAREHOUSE_CURRENCIES)} only (view `prices`)"
+            f"reporting in {currency} is not available yet: no {currency} market is landed, "
+            f"so the warehouse values in {', '.join(WAREHOUSE_CURRENCIES)} only (view `prices`)"
         )
 
 

@@ -1,12 +1,21 @@
--- prices: an hourly valuation series per asset in the reporting currency (EUR), from landed
--- 1h candles. priced_at is the end of each hour from the asset's first observation to the end
--- of the landed candles; price is the close of the freshest observation at or before it (an
--- hour with trades; Bitstamp's zero-volume filler candles are not observations):
+-- prices: an hourly valuation series per asset in each reporting currency (`currency` 'EUR' or
+-- 'USD'), from landed 1h candles. priced_at is the end of each hour from the asset's first
+-- observation to the end of the landed candles; price is the close of the freshest observation
+-- at or before it (an hour with trades; Bitstamp's zero-volume filler candles are not
+-- observations). The reporting currency itself is not listed: it is worth 1 (the engine's
+-- PriceBook says so). GBP has no series: no GBP market is landed.
+-- EUR, in this order on equal freshness:
 --   1. ASSET-EUR on Bitvavo, 2. ASSET-EUR on Bitstamp, 3. ASSET-USD on Bitstamp divided by
 --   Bitstamp EUR-USD (USD itself: 1 / EUR-USD); the freshest wins, then that order.
--- staleness = priced_at - observed_at (for a USD route: of the older of the two closes).
--- Exact arithmetic: a quotient is computed on integers (closes to 12 decimals) and rounded
--- half up to 18 decimals; no value passes through a float.
+-- USD, in this order on equal freshness:
+--   1. ASSET-USD on Bitstamp (a direct USD candle; EUR itself: the EUR-USD close),
+--   2. the cross rate price_eur(ASSET, hour) / price_eur(USD, hour), i.e. the hour's EUR price
+--      times the EUR-USD close at or before that hour (price_eur(USD) is 1 / that close: its
+--      rounded value is never divided by, so the cross rate is rounded once);
+--   the freshest wins, then that order (a direct candle of the same hour beats the cross rate).
+-- staleness = priced_at - observed_at (for a derived price: of the older of its two inputs).
+-- Exact arithmetic: a quotient or product is computed on integers (closes to 12 decimals,
+-- EUR prices to 18) and rounded half up to 18 decimals; no value passes through a float.
 with hourly as (
     select
         exchange,
@@ -83,19 +92,49 @@ usd as (
     from eur_rates
 ),
 
+usd_direct as (
+    select
+        base as asset,
+        close_time as as_of,
+        close_time as observed_at,
+        close as price,
+        exchange || ' ' || market || ' 1h' as source,
+        1 as priority
+    from observed
+    where exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD')
+),
+
+eur_in_usd as (
+    select
+        'EUR' as asset,
+        close_time as as_of,
+        close_time as observed_at,
+        rate as price,
+        'bitstamp EUR-USD 1h' as source,
+        1 as priority
+    from eur_rates
+),
+
 observations as (
-    select asset, as_of, observed_at, price::decimal(38, 18) as price, source, priority
+    select 'EUR' as currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source,
+        priority
     from direct
     union all
-    select asset, as_of, observed_at, price, source, priority from via_usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority from via_usd
     union all
-    select asset, as_of, observed_at, price, source, priority from usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority from usd
+    union all
+    select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    from usd_direct
+    union all
+    select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    from eur_in_usd
 ),
 
 series as (
-    select asset, source, priority, min(as_of) as first_observed_at
+    select currency, asset, source, priority, min(as_of) as first_observed_at
     from observations
-    group by asset, source, priority
+    group by currency, asset, source, priority
 ),
 
 landed_until as (
@@ -104,6 +143,7 @@ landed_until as (
 
 hours as (
     select
+        currency,
         asset,
         to_timestamp(unnest(range(
             epoch_ms(min(first_observed_at)) // 1000,
@@ -111,23 +151,26 @@ hours as (
             3600
         ))) as priced_at
     from series
-    group by asset
+    group by currency, asset
 ),
 
 candidates as (
     select
+        hours.currency,
         hours.asset,
         hours.priced_at,
         series.source,
         series.priority
     from hours
     inner join series
-        on series.asset = hours.asset
+        on series.currency = hours.currency
+        and series.asset = hours.asset
         and series.first_observed_at <= hours.priced_at
 ),
 
 priced as (
     select
+        candidates.currency,
         candidates.asset,
         candidates.priced_at,
         observations.price,
@@ -136,9 +179,57 @@ priced as (
         observations.observed_at
     from candidates
     asof inner join observations
-        on observations.asset = candidates.asset
+        on observations.currency = candidates.currency
+        and observations.asset = candidates.asset
         and observations.source = candidates.source
         and candidates.priced_at >= observations.as_of
+),
+
+eur_final as (
+    select asset, priced_at, price, source, observed_at
+    from priced
+    where currency = 'EUR'
+    qualify row_number() over (
+        partition by asset, priced_at order by observed_at desc, priority
+    ) = 1
+),
+
+-- price_eur(asset) / price_eur(USD) = price_eur(asset) * EUR-USD: the EUR price in units of
+-- 1e-18 (split at the point: the whole number times 1e18 would overflow DECIMAL(38, 18)) times
+-- the rate in units of 1e-12, rounded half up from 30 to 18 decimals
+cross_usd as (
+    select
+        eur_final.asset,
+        eur_final.priced_at,
+        (
+            (
+                (
+                    trunc(eur_final.price)::hugeint * 1000000000000000000
+                    + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
+                ) * eur_rates.rate_units
+                + 500000000000
+            ) // 1000000000000
+        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
+        eur_final.source || ' * bitstamp EUR-USD 1h' as source,
+        2 as priority,
+        least(eur_final.observed_at, eur_rates.close_time) as observed_at
+    from eur_final
+    asof inner join eur_rates on eur_final.priced_at >= eur_rates.close_time
+    where eur_final.asset <> 'USD'
+),
+
+usd_final as (
+    select asset, priced_at, price, source, observed_at
+    from (
+        select asset, priced_at, price, source, priority, observed_at
+        from priced
+        where currency = 'USD'
+        union all
+        select asset, priced_at, price, source, priority, observed_at from cross_usd
+    )
+    qualify row_number() over (
+        partition by asset, priced_at order by observed_at desc, priority
+    ) = 1
 ),
 
 final as (
@@ -150,10 +241,17 @@ final as (
         source,
         observed_at,
         priced_at - observed_at as staleness
-    from priced
-    qualify row_number() over (
-        partition by asset, priced_at order by observed_at desc, priority
-    ) = 1
+    from eur_final
+    union all
+    select
+        asset,
+        'USD' as currency,
+        priced_at,
+        price,
+        source,
+        observed_at,
+        priced_at - observed_at as staleness
+    from usd_final
 )
 
 select * from final

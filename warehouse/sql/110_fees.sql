@@ -42,6 +42,7 @@ priced as (
     from fee_legs
     asof left join prices
         on prices.asset = fee_legs.asset
+        and prices.currency = 'EUR'
         and fee_legs.executed_at >= prices.priced_at
 ),
 

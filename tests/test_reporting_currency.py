@@ -1,0 +1,324 @@
+"""USD as a reporting currency, over a lake synced from the sandbox: the `prices` view's USD
+series (exact decimals, a direct USD candle before the cross rate through EUR-USD), the engine's
+trade values in USD (a USD-quoted fill is worth its quote amount, a EUR-quoted one its quote
+times the EUR-USD close), a gains export in USD, and GBP still refused with its reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipelines.cli import sandbox_config
+from pipelines.config import Settings, load_settings
+from pipelines.datasets import CANDLES
+from pipelines.exchanges.records import Candle
+from pipelines.flows.bitstamp_account import sync_bitstamp_account
+from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.candles import sync_candles
+from pipelines.flows.plan import Window
+from pipelines.flows.runtime import Runtime
+from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
+from pipelines.lake import Lake
+from pipelines.sandbox.server import start_sandbox
+from pipelines.sandbox.world import World
+from warehouse.build import build
+from warehouse.connect import connect
+from warehouse.costbasis import UnsupportedCurrencyError
+from warehouse.costbasis.events import events_from_warehouse
+from warehouse.costbasis.model import Event
+from warehouse.costbasis.prices import PriceBook
+from warehouse.exports.options import ExportOptions
+from warehouse.exports.run import export, run_exports
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+DAYS = 30
+SEED = 11
+FAST_RETRY = RetryPolicy(
+    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
+)
+TINY = Decimal("1e-18")
+
+
+def executed_at(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(entry["datetime"])).replace(tzinfo=UTC)
+
+
+def amount(entry: dict[str, Any], key: str) -> Decimal:
+    return Decimal(str(entry.get(key) or 0))
+
+
+def round18(value: Decimal) -> Decimal:
+    with localcontext() as context:
+        context.prec = 80
+        return value.quantize(TINY, rounding=ROUND_HALF_UP)
+
+
+# --- the synced lake ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
+
+
+@pytest.fixture(scope="module")
+def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Both accounts and every market's 1h candles of the last DAYS, plus Bitstamp BTC-USD and
+    EUR-USD around each older Bitstamp row (so that the whole history has a USD price)."""
+    directory = tmp_path_factory.mktemp("usd")
+    start = NOW - timedelta(days=DAYS)
+    old_days = sorted(
+        {
+            executed_at(e).replace(hour=0, minute=0, second=0, microsecond=0)
+            for e in world.bitstamp.user_transactions
+            if executed_at(e) < start
+        }
+    )
+    with start_sandbox(seed=SEED, world=world) as sandbox:
+        config = directory / "tally.toml"
+        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        settings = load_settings(config)
+        rt = Runtime(
+            settings,
+            retry=FAST_RETRY,
+            clock=lambda: NOW,
+            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        )
+        try:
+            sync_bitstamp_account(rt)
+            sync_bitvavo_account(rt)
+            for exchange in ("bitstamp", "bitvavo"):
+                for market in settings.exchange(exchange).markets:
+                    sync_candles(rt, exchange, market, "1h", Window(start, NOW))
+            for day in old_days:
+                for market in ("BTC-USD", "EUR-USD"):
+                    span = Window(day - timedelta(days=1), day + timedelta(days=1))
+                    sync_candles(rt, "bitstamp", market, "1h", span)
+        finally:
+            rt.close()
+    build(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def connection(synced: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    with connect(synced.data_dir) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def usd_events(connection: duckdb.DuckDBPyConnection) -> dict[str, list[Event]]:
+    """The engine's trade events in USD by reference."""
+    by_reference: dict[str, list[Event]] = {}
+    for event in events_from_warehouse(connection, currency="USD"):
+        if event.category == "trade":
+            by_reference.setdefault(event.reference, []).append(event)
+    return by_reference
+
+
+def eur_usd_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
+    """The close of the newest traded Bitstamp EUR-USD hour ending at or before `at`."""
+    row = connection.execute(
+        "select close from candles where exchange = 'bitstamp' and market = 'EUR-USD' "
+        "and interval = '1h' and volume > 0 and close_time <= ? order by close_time desc limit 1",
+        [at],
+    ).fetchone()
+    assert row is not None
+    return Decimal(row[0])
+
+
+def window_trades(world: World, pair: str) -> list[dict[str, Any]]:
+    """Bitstamp trade entries of `pair` (e.g. "btc_usd") inside the candle window."""
+    start = NOW - timedelta(days=DAYS)
+    return [
+        e
+        for e in world.bitstamp.user_transactions
+        if str(e["type"]) == "2" and pair in e and executed_at(e) >= start
+    ]
+
+
+# --- the view ------------------------------------------------------------------------------------
+
+
+def test_prices_has_no_floating_point_column(connection: duckdb.DuckDBPyConnection) -> None:
+    types = dict(
+        connection.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_name = 'prices'"
+        ).fetchall()
+    )
+    assert types["price"] == "DECIMAL(38,18)"
+    assert not [c for c, t in types.items() if t in ("DOUBLE", "FLOAT", "REAL")], types
+    currencies = connection.execute("select distinct currency from prices order by 1").fetchall()
+    assert currencies == [("EUR",), ("USD",)]
+
+
+def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = connection.execute(
+        "select currency, asset, priced_at, price, source, observed_at, staleness from prices"
+    ).fetchall()
+    usd = {(r[1], r[2]): r for r in rows if r[0] == "USD"}
+    eur = {(r[1], r[2]): r for r in rows if r[0] == "EUR"}
+    assert "USD" not in {asset for asset, _ in usd}, "the reporting currency is worth 1"
+    hour = NOW - timedelta(days=3)
+
+    # EUR itself: the EUR-USD close, exactly
+    assert usd[("EUR", hour)][3] == eur_usd_close(connection, hour)
+    assert usd[("EUR", hour)][4] == "bitstamp EUR-USD 1h"
+
+    # BTC in an hour with a traded BTC-USD candle: that close, no conversion
+    (btc_close, btc_volume) = connection.execute(
+        "select close, volume from candles where exchange = 'bitstamp' and market = 'BTC-USD' "
+        "and interval = '1h' and close_time = ?",
+        [hour],
+    ).fetchone()
+    assert btc_volume > 0
+    assert usd[("BTC", hour)][3:6] == (btc_close, "bitstamp BTC-USD 1h", hour)
+
+    # SOL (only SOL-EUR on Bitvavo): the EUR price times EUR-USD, rounded half up once
+    for at in (hour, hour + timedelta(hours=7), NOW - timedelta(days=20)):
+        _, _, _, price_eur, source_eur, observed_eur, _ = eur[("SOL", at)]
+        rate = eur_usd_close(connection, at)
+        _, _, _, price, source, observed, staleness = usd[("SOL", at)]
+        assert price == round18(price_eur * rate)
+        assert source == f"{source_eur} * bitstamp EUR-USD 1h"
+        rate_at = connection.execute(
+            "select max(close_time) from candles where market = 'EUR-USD' and volume > 0 "
+            "and close_time <= ?",
+            [at],
+        ).fetchone()[0]
+        assert observed == min(observed_eur, rate_at)
+        assert staleness == at - observed
+
+
+def test_a_cross_rate_needing_more_than_18_decimals_is_rounded_half_up(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    lake = Lake(settings.lake_dir)
+    h0 = datetime(2024, 3, 1, tzinfo=UTC)
+    closes = {
+        ("bitvavo", "SHIB-EUR"): ("0.0000212345678", "0.0000212345677"),
+        ("bitstamp", "EUR-USD"): ("1.084567891234", "1.084567891235"),
+    }
+    for (exchange, market), (first, second) in closes.items():
+        candles = [
+            Candle(exchange, market, "1h", h0 + timedelta(hours=i), p, p, p, p, Decimal(1))
+            for i, p in enumerate((Decimal(first), Decimal(second)))
+        ]
+        lake.land(
+            CANDLES.dataset,
+            CANDLES.frame(candles, fetched_at=h0 + timedelta(days=1)),
+            stem=Window(h0, h0 + timedelta(hours=2)).stem,
+            partition={"exchange": exchange, "market": market, "interval": "1h"},
+        )
+    build(settings)
+    with connect(settings.data_dir) as opened:
+        found = opened.execute(
+            "select priced_at, price from prices where currency = 'USD' and asset = 'SHIB' "
+            "order by 1"
+        ).fetchall()
+    expected = [
+        (h0 + timedelta(hours=i + 1), round18(Decimal(shib) * Decimal(rate)))
+        for i, (shib, rate) in enumerate(zip(*closes.values(), strict=True))
+    ]
+    assert found == expected
+    # 25 decimals each: the second one's 19th decimal is 7, so it rounds up, not down
+    products = [Decimal(s) * Decimal(r) for s, r in zip(*closes.values(), strict=True)]
+    assert expected[1][1] > products[1]
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def test_a_usd_quoted_fill_is_worth_its_quote_amount_in_usd(
+    world: World, usd_events: dict[str, list[Event]]
+) -> None:
+    fills = window_trades(world, "btc_usd")
+    assert len(fills) >= 2
+    for entry in fills:
+        quote, fee = abs(amount(entry, "usd")), amount(entry, "fee")
+        (event,) = usd_events[str(entry["id"])]
+        assert event.asset == "BTC" and event.quantity == abs(amount(entry, "btc"))
+        assert event.fees == fee
+        if amount(entry, "btc") > 0:  # a buy: cost = quote + fee
+            assert (event.kind, event.value) == ("acquire", quote + fee)
+        else:  # a sell: proceeds = quote, the fee allowable
+            assert (event.kind, event.value) == ("dispose", quote)
+
+
+def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_usd(
+    world: World, connection: duckdb.DuckDBPyConnection, usd_events: dict[str, list[Event]]
+) -> None:
+    fills = window_trades(world, "btc_eur")
+    assert fills
+    eur_book = PriceBook.load(connection, "EUR")
+    for entry in fills:
+        at = executed_at(entry)
+        rate = eur_usd_close(connection, at)
+        quote, fee = abs(amount(entry, "eur")), amount(entry, "fee")
+        (event,) = usd_events[str(entry["id"])]
+        worth = event.value - event.fees if event.kind == "acquire" else event.value
+        assert worth == quote * rate  # exact: no rounding on the way
+        assert event.fees == fee * rate
+        # the same as quote ÷ price_eur(USD), up to that price's own rounding to 18 decimals
+        usd_in_eur = eur_book.price("USD", at)
+        assert usd_in_eur == round18(1 / rate)
+        with localcontext() as context:
+            context.prec = 80
+            assert abs(worth - quote / usd_in_eur) <= quote * TINY
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+
+def test_gains_export_in_usd_says_usd_and_writes_exact_decimals(
+    connection: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    (written,) = export(connection, ["gains"], ExportOptions(currency="USD", year=2024), tmp_path)
+    table, sidecar = written.files
+    assert json.loads(sidecar.read_text())["currency"] == "USD"
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and written.rows == len(rows)
+    for row in rows:
+        assert row["currency"] == "USD"
+        for column in ("proceeds", "cost", "fees", "gain"):
+            assert "e" not in row[column].lower(), row[column]
+        proceeds, cost, fees, gain = (Decimal(row[c]) for c in ("proceeds", "cost", "fees", "gain"))
+        assert gain == proceeds - cost - fees
+    # a BTC-USD sale's proceeds are its dollars as the ledger has them
+    sold = {
+        (abs(Decimal(r["quantity"])), Decimal(r["proceeds"])) for r in rows if r["asset"] == "BTC"
+    }
+    ledger = connection.execute(
+        "select abs(sum(amount) filter (where asset = 'BTC')), "
+        "sum(amount) filter (where asset = 'USD' and kind = 'trade_quote') "
+        "from ledger where exchange = 'bitstamp' and market = 'BTC-USD' "
+        "and kind in ('trade_base', 'trade_quote') group by reference "
+        "having sum(amount) filter (where asset = 'BTC') < 0 and min(executed_at) >= ?",
+        [datetime(2024, 1, 1, tzinfo=UTC)],
+    ).fetchall()
+    assert ledger
+    for quantity, dollars in ledger:
+        assert (quantity, dollars) in sold
+
+
+def test_gbp_is_still_refused_with_its_reason(
+    connection: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    message = "GBP is not available yet: no GBP market is landed"
+    with pytest.raises(UnsupportedCurrencyError, match=message):
+        events_from_warehouse(connection, currency="GBP")
+    report = run_exports(connection, ["gains"], ExportOptions(currency="GBP"), tmp_path)
+    ((name, error),) = report.failed
+    assert name == "gains" and message in str(error)
+    assert not list(tmp_path.iterdir())
