@@ -93,7 +93,7 @@ class Settings:
 DEFAULTS: dict[str, dict[str, Any]] = {
     "bitstamp": {
         "base_url": "https://www.bitstamp.net",
-        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD"],
+        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "EUR-GBP"],
         "intervals": ["1h", "1d"],
     },
     "bitvavo": {

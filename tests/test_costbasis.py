@@ -652,8 +652,9 @@ def test_foreign_quotes_and_crypto_for_crypto_are_valued_through_prices() -> Non
 
 
 def test_gbp_reporting_is_refused_with_its_reason() -> None:
-    with pytest.raises(UnsupportedCurrencyError, match="GBP is not available yet: no GBP market"):
-        events_from_warehouse(tiny_warehouse([]), currency="GBP")
+    """Renamed in spirit: GBP is a warehouse currency now; an unknown one is refused."""
+    with pytest.raises(UnsupportedCurrencyError, match="CHF is not available yet: no CHF market"):
+        events_from_warehouse(tiny_warehouse([]), currency="CHF")
 
 
 # --- nl: 1 January ----------------------------------------------------------------------------

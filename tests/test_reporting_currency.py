@@ -1,7 +1,8 @@
-"""USD as a reporting currency, over a lake synced from the sandbox: the `prices` view's USD
-series (exact decimals, a direct USD candle before the cross rate through EUR-USD), the engine's
-trade values in USD (a USD-quoted fill is worth its quote amount, a EUR-quoted one its quote
-times the EUR-USD close), a gains export in USD, and GBP still refused with its reason."""
+"""USD and GBP as reporting currencies, over a lake synced from the sandbox: the `prices` view's
+USD series (exact decimals, a direct USD candle before the cross rate through EUR-USD) and GBP
+series (the EUR price times the EUR-GBP close), the engine's trade values in USD and GBP (a
+USD-quoted fill is worth its quote amount, a EUR-quoted one its quote times the EUR-USD or
+EUR-GBP close), gains exports in USD and GBP, and an unknown currency refused with its reason."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ from warehouse.costbasis import UnsupportedCurrencyError
 from warehouse.costbasis.events import events_from_warehouse
 from warehouse.costbasis.model import Event
 from warehouse.costbasis.prices import PriceBook
-from warehouse.exports.options import ExportOptions
-from warehouse.exports.run import export, run_exports
+from warehouse.exports.options import ExportOptionError, ExportOptions
+from warehouse.exports.run import export
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 DAYS = 30
@@ -71,8 +72,9 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Both accounts and every market's 1h candles of the last DAYS, plus Bitstamp BTC-USD and
-    EUR-USD around each older Bitstamp row (so that the whole history has a USD price)."""
+    """Both accounts and every market's 1h candles of the last DAYS (EUR-GBP among them: the
+    sandbox config lists the world's markets), plus Bitstamp BTC-USD, EUR-USD and EUR-GBP around
+    each older Bitstamp row (so that the whole history has a USD and a GBP price)."""
     directory = tmp_path_factory.mktemp("usd")
     start = NOW - timedelta(days=DAYS)
     old_days = sorted(
@@ -93,13 +95,14 @@ def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
             limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
         )
         try:
+            assert "EUR-GBP" in settings.exchange("bitstamp").markets
             sync_bitstamp_account(rt)
             sync_bitvavo_account(rt)
             for exchange in ("bitstamp", "bitvavo"):
                 for market in settings.exchange(exchange).markets:
                     sync_candles(rt, exchange, market, "1h", Window(start, NOW))
             for day in old_days:
-                for market in ("BTC-USD", "EUR-USD"):
+                for market in ("BTC-USD", "EUR-USD", "EUR-GBP"):
                     span = Window(day - timedelta(days=1), day + timedelta(days=1))
                     sync_candles(rt, "bitstamp", market, "1h", span)
         finally:
@@ -124,15 +127,23 @@ def usd_events(connection: duckdb.DuckDBPyConnection) -> dict[str, list[Event]]:
     return by_reference
 
 
-def eur_usd_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
-    """The close of the newest traded Bitstamp EUR-USD hour ending at or before `at`."""
+def rate_close(connection: duckdb.DuckDBPyConnection, market: str, at: datetime) -> Decimal:
+    """The close of the newest traded Bitstamp `market` hour ending at or before `at`."""
     row = connection.execute(
-        "select close from candles where exchange = 'bitstamp' and market = 'EUR-USD' "
+        "select close from candles where exchange = 'bitstamp' and market = ? "
         "and interval = '1h' and volume > 0 and close_time <= ? order by close_time desc limit 1",
-        [at],
+        [market, at],
     ).fetchone()
     assert row is not None
     return Decimal(row[0])
+
+
+def eur_usd_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
+    return rate_close(connection, "EUR-USD", at)
+
+
+def eur_gbp_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
+    return rate_close(connection, "EUR-GBP", at)
 
 
 def window_trades(world: World, pair: str) -> list[dict[str, Any]]:
@@ -158,7 +169,7 @@ def test_prices_has_no_floating_point_column(connection: duckdb.DuckDBPyConnecti
     assert types["price"] == "DECIMAL(38,18)"
     assert not [c for c, t in types.items() if t in ("DOUBLE", "FLOAT", "REAL")], types
     currencies = connection.execute("select distinct currency from prices order by 1").fetchall()
-    assert currencies == [("EUR",), ("USD",)]
+    assert currencies == [("EUR",), ("GBP",), ("USD",)]
 
 
 def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
@@ -199,6 +210,45 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
         ).fetchone()[0]
         assert observed == min(observed_eur, rate_at)
         assert staleness == at - observed
+
+
+def test_gbp_series_is_the_eur_price_times_eur_gbp(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    closes = connection.execute(
+        "select close from candles where exchange = 'bitstamp' and market = 'EUR-GBP' "
+        "and interval = '1h' and volume > 0"
+    ).fetchall()
+    assert len(closes) > 24 * DAYS // 2, "the sandbox serves EUR-GBP candles"
+    assert all(Decimal("0.83") <= c <= Decimal("0.90") for (c,) in closes)
+    rows = connection.execute(
+        "select currency, asset, priced_at, price, source, observed_at, staleness from prices"
+    ).fetchall()
+    gbp = {(r[1], r[2]): r for r in rows if r[0] == "GBP"}
+    eur = {(r[1], r[2]): r for r in rows if r[0] == "EUR"}
+    assert gbp and "GBP" not in {asset for asset, _ in gbp}, "the reporting currency is worth 1"
+    assert {"BTC", "ETH", "SOL", "USD", "EUR"} <= {asset for asset, _ in gbp}
+    for at in (
+        NOW - timedelta(days=3),
+        NOW - timedelta(days=3, hours=-7),
+        NOW - timedelta(days=20),
+    ):
+        # EUR itself: the EUR-GBP close, exactly
+        assert gbp[("EUR", at)][3] == eur_gbp_close(connection, at)
+        assert gbp[("EUR", at)][4] == "bitstamp EUR-GBP 1h"
+        rate = eur_gbp_close(connection, at)
+        rate_at = connection.execute(
+            "select max(close_time) from candles where market = 'EUR-GBP' and volume > 0 "
+            "and close_time <= ?",
+            [at],
+        ).fetchone()[0]
+        for asset in ("BTC", "SOL", "USD"):
+            _, _, _, price_eur, source_eur, observed_eur, _ = eur[(asset, at)]
+            _, _, _, price, source, observed, staleness = gbp[(asset, at)]
+            assert price == round18(price_eur * rate)
+            assert source == f"{source_eur} * bitstamp EUR-GBP 1h"
+            assert observed == min(observed_eur, rate_at)
+            assert staleness == at - observed
 
 
 def test_a_cross_rate_needing_more_than_18_decimals_is_rounded_half_up(tmp_path: Path) -> None:
@@ -277,6 +327,24 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_usd(
             assert abs(worth - quote / usd_in_eur) <= quote * TINY
 
 
+def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_gbp(
+    world: World, connection: duckdb.DuckDBPyConnection
+) -> None:
+    gbp_events: dict[str, list[Event]] = {}
+    for event in events_from_warehouse(connection, currency="GBP"):
+        if event.category == "trade":
+            gbp_events.setdefault(event.reference, []).append(event)
+    fills = window_trades(world, "btc_eur")
+    assert fills
+    for entry in fills:
+        rate = eur_gbp_close(connection, executed_at(entry))
+        quote, fee = abs(amount(entry, "eur")), amount(entry, "fee")
+        (event,) = gbp_events[str(entry["id"])]
+        worth = event.value - event.fees if event.kind == "acquire" else event.value
+        assert worth == quote * rate  # exact: no rounding on the way
+        assert event.fees == fee * rate
+
+
 # --- exports -------------------------------------------------------------------------------------
 
 
@@ -312,13 +380,26 @@ def test_gains_export_in_usd_says_usd_and_writes_exact_decimals(
         assert (quantity, dollars) in sold
 
 
-def test_gbp_is_still_refused_with_its_reason(
+def test_gains_export_in_gbp_says_gbp(
     connection: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    message = "GBP is not available yet: no GBP market is landed"
+    (written,) = export(connection, ["gains"], ExportOptions(currency="GBP", year=2024), tmp_path)
+    table, sidecar = written.files
+    assert json.loads(sidecar.read_text())["currency"] == "GBP"
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and written.rows == len(rows)
+    for row in rows:
+        assert row["currency"] == "GBP"
+        proceeds, cost, fees, gain = (Decimal(row[c]) for c in ("proceeds", "cost", "fees", "gain"))
+        assert gain == proceeds - cost - fees
+
+
+def test_an_unknown_currency_is_refused_with_its_reason(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
+    message = "CHF is not available yet: no CHF market is landed"
     with pytest.raises(UnsupportedCurrencyError, match=message):
-        events_from_warehouse(connection, currency="GBP")
-    report = run_exports(connection, ["gains"], ExportOptions(currency="GBP"), tmp_path)
-    ((name, error),) = report.failed
-    assert name == "gains" and message in str(error)
-    assert not list(tmp_path.iterdir())
+        events_from_warehouse(connection, currency="CHF")
+    with pytest.raises(ExportOptionError, match="unknown currency 'CHF'"):
+        ExportOptions(currency="CHF")

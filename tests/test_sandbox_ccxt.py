@@ -99,7 +99,14 @@ def bitvavo(sandbox: Sandbox) -> Bitvavo:
 
 def test_loading_markets_reads_only_reference_endpoints(sandbox: Sandbox) -> None:
     bitstamp, bitvavo = make_bitstamp(sandbox), make_bitvavo(sandbox)
-    assert set(bitstamp.load_markets()) == {"BTC/EUR", "BTC/USD", "ETH/EUR", "ETH/USD", "EUR/USD"}
+    assert set(bitstamp.load_markets()) == {
+        "BTC/EUR",
+        "BTC/USD",
+        "ETH/EUR",
+        "ETH/USD",
+        "EUR/USD",
+        "EUR/GBP",
+    }
     assert set(bitvavo.load_markets()) == {"BTC/EUR", "ETH/EUR", "SOL/EUR"}
     assert bitstamp.fetched == ["GET /api/v2/markets/"]
     assert sorted(bitvavo.fetched) == ["GET /v2/assets", "GET /v2/markets"]

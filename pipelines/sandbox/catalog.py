@@ -1,8 +1,8 @@
 """The markets of the simulated world and the price paths that tie them together.
 
 Bitvavo's BTC-EUR and ETH-EUR follow the packaged real closes; Bitstamp's btceur/etheur are the
-same paths a small spread away; the USD pairs are the EUR price times the EUR-USD rate; SOL-EUR
-and EUR-USD are plain random walks around plausible levels.
+same paths a small spread away; the USD pairs are the EUR price times the EUR-USD rate; SOL-EUR,
+EUR-USD and EUR-GBP are plain random walks around plausible levels.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ SPECS: tuple[MarketSpec, ...] = (
     _spec(BITSTAMP, "ethusd", "ETH/USD", (1, 8), 0.008, 2.0, (0.93, 0.8), (0, 0), (0.6, 1e-4)),
     _spec(BITSTAMP, "etheur", "ETH/EUR", (1, 8), 0.008, 1.5, (0.85, 0.65), (0, 1e-3), (0.5, 1e-4)),
     _spec(BITSTAMP, "eurusd", "EUR/USD", (5, 5), 8e-4, 1.2, (0.35, 0.12), (0.01, 0.05), (800, 1)),
+    _spec(BITSTAMP, "eurgbp", "EUR/GBP", (5, 5), 6e-4, 0.8, (0.3, 0.1), (0.01, 0.05), (600, 1)),
     _spec(BITVAVO, "BTC-EUR", "BTC/EUR", (0, 8), 0.006, 3.0, (0.95, 0.8), (0, 1e-3), (0.03, 1e-5)),
     _spec(
         BITVAVO, "ETH-EUR", "ETH/EUR", (1, 8), 0.008, 2.0, (0.88, 0.6), (5e-4, 3e-3), (0.4, 1e-4)
@@ -70,6 +71,14 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         noise=0.0002,
         clamp=(math.log(1.05), math.log(1.12)),
     )
+    eur_gbp = WalkPath(
+        key("EUR-GBP"),
+        level=0.855,
+        hourly_vol=0.0004,
+        reversion=0.3,
+        noise=0.0002,
+        clamp=(math.log(0.83), math.log(0.90)),
+    )
     bs_btc_eur = SpreadPath(key("bitstamp-btceur"), btc_eur, 0.0004)
     bs_eth_eur = SpreadPath(key("bitstamp-etheur"), eth_eur, 0.0005)
     return {
@@ -78,6 +87,7 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         (BITSTAMP, "ethusd"): SumPath(key("bitstamp-ethusd"), bs_eth_eur, eur_usd, 0.0002),
         (BITSTAMP, "etheur"): bs_eth_eur,
         (BITSTAMP, "eurusd"): eur_usd,
+        (BITSTAMP, "eurgbp"): eur_gbp,
         (BITVAVO, "BTC-EUR"): btc_eur,
         (BITVAVO, "ETH-EUR"): eth_eur,
         (BITVAVO, "SOL-EUR"): sol_eur,

@@ -3,7 +3,7 @@
 The price of an asset at a moment is the latest `priced_at` at or before it (an hourly close),
 provided its observation is no older than `max_staleness` (default 7 days) at that moment:
 a stale or absent price is missing, never 0. The reporting currency itself is worth 1.
-The `prices` view values in EUR and in USD; GBP is not available (no GBP market is landed).
+The `prices` view values in EUR, USD and GBP (GBP through the Bitstamp EUR-GBP close).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import duckdb
 from warehouse.costbasis.exact import EXACT, tidy
 from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
 
-WAREHOUSE_CURRENCIES = ("EUR", "USD")
+WAREHOUSE_CURRENCIES = ("EUR", "USD", "GBP")
 DEFAULT_MAX_STALENESS = timedelta(days=7)
 
 

@@ -20,7 +20,7 @@ from warehouse.costbasis.prices import PriceBook
 class Prices:
     def __init__(self, connection: duckdb.DuckDBPyConnection, currency: str) -> None:
         self.currency = currency
-        self._book = PriceBook.load(connection, currency)  # UnsupportedCurrencyError for GBP
+        self._book = PriceBook.load(connection, currency)  # raises for an unknown currency
 
     def price(self, asset: str, at: datetime) -> Decimal | None:
         """One unit of `asset` in the reporting currency at `at`, or None."""

@@ -1,9 +1,9 @@
--- prices: an hourly valuation series per asset in each reporting currency (`currency` 'EUR' or
--- 'USD'), from landed 1h candles. priced_at is the end of each hour from the asset's first
+-- prices: an hourly valuation series per asset in each reporting currency (`currency` 'EUR',
+-- 'USD' or 'GBP'), from landed 1h candles. priced_at is the end of each hour from the asset's first
 -- observation to the end of the landed candles; price is the close of the freshest observation
 -- at or before it (an hour with trades; Bitstamp's zero-volume filler candles are not
 -- observations). The reporting currency itself is not listed: it is worth 1 (the engine's
--- PriceBook says so). GBP has no series: no GBP market is landed.
+-- PriceBook says so).
 -- EUR, in this order on equal freshness:
 --   1. ASSET-EUR on Bitvavo, 2. ASSET-EUR on Bitstamp, 3. ASSET-USD on Bitstamp divided by
 --   Bitstamp EUR-USD (USD itself: 1 / EUR-USD); the freshest wins, then that order.
@@ -13,6 +13,9 @@
 --      times the EUR-USD close at or before that hour (price_eur(USD) is 1 / that close: its
 --      rounded value is never divided by, so the cross rate is rounded once);
 --   the freshest wins, then that order (a direct candle of the same hour beats the cross rate).
+-- GBP: EUR itself is the Bitstamp EUR-GBP close; every other asset (USD included) is its hour's
+--   EUR price times the EUR-GBP close at or before that hour, rounded once like the USD cross
+--   rate (no direct GBP candle is used).
 -- staleness = priced_at - observed_at (for a derived price: of the older of its two inputs).
 -- Exact arithmetic: a quotient or product is computed on integers (closes to 12 decimals,
 -- EUR prices to 18) and rounded half up to 18 decimals; no value passes through a float.
@@ -40,6 +43,15 @@ eur_rates as (
         (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units
     from observed
     where exchange = 'bitstamp' and market = 'EUR-USD' and close > 0
+),
+
+gbp_rates as (
+    select
+        close_time,
+        close as rate,
+        (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units
+    from observed
+    where exchange = 'bitstamp' and market = 'EUR-GBP' and close > 0
 ),
 
 direct as (
@@ -115,6 +127,17 @@ eur_in_usd as (
     from eur_rates
 ),
 
+eur_in_gbp as (
+    select
+        'EUR' as asset,
+        close_time as as_of,
+        close_time as observed_at,
+        rate as price,
+        'bitstamp EUR-GBP 1h' as source,
+        1 as priority
+    from gbp_rates
+),
+
 observations as (
     select 'EUR' as currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source,
         priority
@@ -129,6 +152,9 @@ observations as (
     union all
     select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
     from eur_in_usd
+    union all
+    select 'GBP', asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    from eur_in_gbp
 ),
 
 series as (
@@ -218,6 +244,42 @@ cross_usd as (
     where eur_final.asset <> 'USD'
 ),
 
+-- the same product with the EUR-GBP close: price_eur(asset) * EUR-GBP
+cross_gbp as (
+    select
+        eur_final.asset,
+        eur_final.priced_at,
+        (
+            (
+                (
+                    trunc(eur_final.price)::hugeint * 1000000000000000000
+                    + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
+                ) * gbp_rates.rate_units
+                + 500000000000
+            ) // 1000000000000
+        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
+        eur_final.source || ' * bitstamp EUR-GBP 1h' as source,
+        2 as priority,
+        least(eur_final.observed_at, gbp_rates.close_time) as observed_at
+    from eur_final
+    asof inner join gbp_rates on eur_final.priced_at >= gbp_rates.close_time
+    where eur_final.asset <> 'GBP'
+),
+
+gbp_final as (
+    select asset, priced_at, price, source, observed_at
+    from (
+        select asset, priced_at, price, source, priority, observed_at
+        from priced
+        where currency = 'GBP'
+        union all
+        select asset, priced_at, price, source, priority, observed_at from cross_gbp
+    )
+    qualify row_number() over (
+        partition by asset, priced_at order by observed_at desc, priority
+    ) = 1
+),
+
 usd_final as (
     select asset, priced_at, price, source, observed_at
     from (
@@ -252,6 +314,16 @@ final as (
         observed_at,
         priced_at - observed_at as staleness
     from usd_final
+    union all
+    select
+        asset,
+        'GBP' as currency,
+        priced_at,
+        price,
+        source,
+        observed_at,
+        priced_at - observed_at as staleness
+    from gbp_final
 )
 
 select * from final
