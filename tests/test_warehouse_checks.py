@@ -233,7 +233,8 @@ def lake_fills(settings: Settings) -> list[dict[str, Any]]:
 def price_lookup(settings: Settings) -> Callable[[str, datetime], Decimal | None]:
     """The newest hourly price at or before a moment (EUR: 1)."""
     series: dict[str, tuple[list[datetime], list[Decimal]]] = defaultdict(lambda: ([], []))
-    for row in rows(settings, "select asset, priced_at, price from prices order by priced_at"):
+    eur = "select asset, priced_at, price from prices where currency = 'EUR' order by priced_at"
+    for row in rows(settings, eur):
         series[row["asset"]][0].append(row["priced_at"])
         series[row["asset"]][1].append(row["price"])
 
