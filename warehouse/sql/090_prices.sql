@@ -36,22 +36,20 @@ observed as (
     select * from hourly where volume > 0
 ),
 
-eur_rates as (
+-- the price of one EUR in each other reporting currency: Bitstamp's EUR-USD and EUR-GBP closes
+fx_rates as (
     select
+        split_part(market, '-', 2) as currency,
+        market,
         close_time,
         close as rate,
         (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units
     from observed
-    where exchange = 'bitstamp' and market = 'EUR-USD' and close > 0
+    where exchange = 'bitstamp' and market in ('EUR-USD', 'EUR-GBP') and close > 0
 ),
 
-gbp_rates as (
-    select
-        close_time,
-        close as rate,
-        (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units
-    from observed
-    where exchange = 'bitstamp' and market = 'EUR-GBP' and close > 0
+eur_rates as (
+    select close_time, rate, rate_units from fx_rates where currency = 'USD'
 ),
 
 direct as (
@@ -116,26 +114,16 @@ usd_direct as (
     where exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD')
 ),
 
-eur_in_usd as (
+eur_in_fx as (
     select
+        currency,
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
         rate as price,
-        'bitstamp EUR-USD 1h' as source,
+        'bitstamp ' || market || ' 1h' as source,
         1 as priority
-    from eur_rates
-),
-
-eur_in_gbp as (
-    select
-        'EUR' as asset,
-        close_time as as_of,
-        close_time as observed_at,
-        rate as price,
-        'bitstamp EUR-GBP 1h' as source,
-        1 as priority
-    from gbp_rates
+    from fx_rates
 ),
 
 observations as (
@@ -150,11 +138,8 @@ observations as (
     select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
     from usd_direct
     union all
-    select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
-    from eur_in_usd
-    union all
-    select 'GBP', asset, as_of, observed_at, price::decimal(38, 18), source, priority
-    from eur_in_gbp
+    select currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    from eur_in_fx
 ),
 
 series as (
@@ -220,11 +205,12 @@ eur_final as (
     ) = 1
 ),
 
--- price_eur(asset) / price_eur(USD) = price_eur(asset) * EUR-USD: the EUR price in units of
--- 1e-18 (split at the point: the whole number times 1e18 would overflow DECIMAL(38, 18)) times
--- the rate in units of 1e-12, rounded half up from 30 to 18 decimals
-cross_usd as (
+-- price_eur(asset) * the EUR-USD (EUR-GBP) close, i.e. price_eur(asset) / price_eur(USD): the
+-- EUR price in units of 1e-18 (split at the point: the whole number times 1e18 would overflow
+-- DECIMAL(38, 18)) times the rate in units of 1e-12, rounded half up from 30 to 18 decimals
+cross_rates as (
     select
+        fx_rates.currency,
         eur_final.asset,
         eur_final.priced_at,
         (
@@ -232,65 +218,33 @@ cross_usd as (
                 (
                     trunc(eur_final.price)::hugeint * 1000000000000000000
                     + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
-                ) * eur_rates.rate_units
+                ) * fx_rates.rate_units
                 + 500000000000
             ) // 1000000000000
         )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
-        eur_final.source || ' * bitstamp EUR-USD 1h' as source,
+        eur_final.source || ' * bitstamp ' || fx_rates.market || ' 1h' as source,
         2 as priority,
-        least(eur_final.observed_at, eur_rates.close_time) as observed_at
+        least(eur_final.observed_at, fx_rates.close_time) as observed_at
     from eur_final
-    asof inner join eur_rates on eur_final.priced_at >= eur_rates.close_time
-    where eur_final.asset <> 'USD'
+    cross join (select distinct currency from fx_rates) as currencies
+    asof inner join fx_rates
+        on fx_rates.currency = currencies.currency
+        and eur_final.priced_at >= fx_rates.close_time
+    where eur_final.asset <> currencies.currency
 ),
 
--- the same product with the EUR-GBP close: price_eur(asset) * EUR-GBP
-cross_gbp as (
-    select
-        eur_final.asset,
-        eur_final.priced_at,
-        (
-            (
-                (
-                    trunc(eur_final.price)::hugeint * 1000000000000000000
-                    + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
-                ) * gbp_rates.rate_units
-                + 500000000000
-            ) // 1000000000000
-        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
-        eur_final.source || ' * bitstamp EUR-GBP 1h' as source,
-        2 as priority,
-        least(eur_final.observed_at, gbp_rates.close_time) as observed_at
-    from eur_final
-    asof inner join gbp_rates on eur_final.priced_at >= gbp_rates.close_time
-    where eur_final.asset <> 'GBP'
-),
-
-gbp_final as (
-    select asset, priced_at, price, source, observed_at
+-- USD and GBP: the fresher of a direct observation and the cross rate, the direct one on a tie
+fx_final as (
+    select currency, asset, priced_at, price, source, observed_at
     from (
-        select asset, priced_at, price, source, priority, observed_at
+        select currency, asset, priced_at, price, source, priority, observed_at
         from priced
-        where currency = 'GBP'
+        where currency <> 'EUR'
         union all
-        select asset, priced_at, price, source, priority, observed_at from cross_gbp
+        select currency, asset, priced_at, price, source, priority, observed_at from cross_rates
     )
     qualify row_number() over (
-        partition by asset, priced_at order by observed_at desc, priority
-    ) = 1
-),
-
-usd_final as (
-    select asset, priced_at, price, source, observed_at
-    from (
-        select asset, priced_at, price, source, priority, observed_at
-        from priced
-        where currency = 'USD'
-        union all
-        select asset, priced_at, price, source, priority, observed_at from cross_usd
-    )
-    qualify row_number() over (
-        partition by asset, priced_at order by observed_at desc, priority
+        partition by currency, asset, priced_at order by observed_at desc, priority
     ) = 1
 ),
 
@@ -307,23 +261,13 @@ final as (
     union all
     select
         asset,
-        'USD' as currency,
+        currency,
         priced_at,
         price,
         source,
         observed_at,
         priced_at - observed_at as staleness
-    from usd_final
-    union all
-    select
-        asset,
-        'GBP' as currency,
-        priced_at,
-        price,
-        source,
-        observed_at,
-        priced_at - observed_at as staleness
-    from gbp_final
+    from fx_final
 )
 
 select * from final
