@@ -341,6 +341,13 @@ def _add_sandbox(commands: Any) -> None:
     sandbox.add_argument(
         "--no-quirks", action="store_true", help="switch the exchanges' documented quirks off"
     )
+    sandbox.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="play one reality of an open API behaviour (repeatable; see sandbox/variants.py)",
+    )
     sandbox.add_argument("--bitstamp-port", type=int, default=0, help="default: a free port")
     sandbox.add_argument("--bitvavo-port", type=int, default=0, help="default: a free port")
     sandbox.add_argument("--info", type=Path, metavar="FILE", help="also write the JSON here")
@@ -365,10 +372,12 @@ def _parse_now(text: str) -> int:
 
 def _run_sandbox(args: argparse.Namespace) -> int:
     from pipelines.sandbox.server import start_sandbox
+    from pipelines.sandbox.variants import parse_variants
 
     stop = threading.Event()
     try:
         sandbox = start_sandbox(
+            variants=parse_variants(args.variant),
             seed=args.seed,
             days=args.days,
             now_ms=args.now,

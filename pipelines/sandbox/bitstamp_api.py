@@ -25,6 +25,7 @@ from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
 from pipelines.sandbox.reference import asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
 from pipelines.sandbox.tape import Bar, CandleLike, MarketLike, filled_bars, trades_until
+from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import Raw, fixed
 
 EXCHANGE = "bitstamp"
@@ -62,6 +63,7 @@ class BitstampApp(ExchangeApp):
         limits: RateLimits,
         faults: FaultConfig,
         quirks: bool = True,
+        variants: Variants | None = None,
         seed: int = 1,
         clock: Clock = time.time,
     ) -> None:
@@ -69,6 +71,7 @@ class BitstampApp(ExchangeApp):
         self.world = world
         self.keys = keys
         self.quirks = quirks
+        self.variants = variants or Variants()
         self.seed = seed
         self.limiter = RequestLimiter(limits, clock)
         self.verifier = BitstampVerifier(keys, clock)

@@ -23,6 +23,7 @@ from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
 from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
+from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import Raw, number_text
 
 EXCHANGE = "bitvavo"
@@ -84,12 +85,14 @@ class BitvavoApp(ExchangeApp):
         limits: RateLimits,
         faults: FaultConfig,
         quirks: bool = True,
+        variants: Variants | None = None,
         clock: Clock = time.time,
     ) -> None:
         super().__init__(faults)
         self.world = world
         self.keys = keys
         self.quirks = quirks
+        self.variants = variants or Variants()
         self.clock = clock
         self.limiter = WeightLimiter(limits, clock)
         self.verifier = BitvavoVerifier(keys, clock)

@@ -28,6 +28,7 @@ from pipelines.sandbox.bitvavo_api import BitvavoApp
 from pipelines.sandbox.faults import DEFAULT_SLOW_SECONDS, FaultConfig, parse_kinds
 from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.routing import Request
+from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import dumps
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,10 @@ class Sandbox:
         *,
         rate_limits: RateLimits,
         faults: FaultConfig,
+        variants: Variants,
     ) -> None:
         self.world = world
+        self.variants = variants
         self.rate_limits = rate_limits
         self.faults = faults
         self._servers = servers
@@ -249,6 +252,7 @@ def start_sandbox(
     bitstamp_port: int = 0,
     bitvavo_port: int = 0,
     world: Any | None = None,
+    variants: Variants | None = None,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
@@ -256,8 +260,10 @@ def start_sandbox(
     over `fault_kinds` (default every kind but `malformed_row`; see `faults.py`), `slow_seconds`
     the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
     `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
-    already built `World` (then seed/days/now_ms/quirks only label the servers' own choices).
+    already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
+    `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
     """
+    variants = variants or Variants()
     limits = RateLimits.scaled(rate_scale)  # validate the options before building the world
     fault_config = FaultConfig(
         rate=faults, kinds=parse_kinds(fault_kinds), slow_seconds=slow_seconds, seed=seed
@@ -277,11 +283,19 @@ def start_sandbox(
                 faults=fault_config,
                 quirks=quirks,
                 seed=seed,
+                variants=variants,
             ),
             bitstamp_port,
         ),
         "bitvavo": (
-            BitvavoApp(world, bitvavo_keys, limits=limits, faults=fault_config, quirks=quirks),
+            BitvavoApp(
+                world,
+                bitvavo_keys,
+                limits=limits,
+                faults=fault_config,
+                quirks=quirks,
+                variants=variants,
+            ),
             bitvavo_port,
         ),
     }
@@ -300,4 +314,6 @@ def start_sandbox(
         root = f"http://{LOOPBACK}:{servers[name].port}"
         base = root if name == "bitstamp" else f"{root}/v2"
         endpoints[name] = ExchangeEndpoint(name, base, keys.key, keys.secret, root)
-    return Sandbox(world, servers, endpoints, rate_limits=limits, faults=fault_config)
+    return Sandbox(
+        world, servers, endpoints, rate_limits=limits, faults=fault_config, variants=variants
+    )
