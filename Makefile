@@ -22,6 +22,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
