@@ -75,6 +75,7 @@ class BitstampApp(ExchangeApp):
         self.quirks = quirks
         self.variants = variants or Variants()
         self.seed = seed
+        self.clock = clock
         self.limiter = RequestLimiter(limits, clock)
         self.verifier = BitstampVerifier(keys, clock)
         self._ledger_cache: tuple[int, int, list[tuple[int, dict[str, Any]]]] | None = None
@@ -168,7 +169,7 @@ class BitstampApp(ExchangeApp):
             method=request.method,
             host=request.host,
             path=request.path,
-            query=request.query,
+            query=request.target.partition("?")[2],  # signed without its `?`
             headers=request.headers,
             body=request.body,
         )
