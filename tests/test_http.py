@@ -724,7 +724,7 @@ MORE_BITSTAMP_CASES = [
         {"status": "error", "reason": "No permission found", "code": "API0003"},
         PermissionDeniedError,
     ),
-    (200, {"status": "error", "reason": "Nonce expired", "code": "API0017"}, AuthenticationError),
+    (200, {"status": "error", "reason": "Nonce expired", "code": "API0017"}, ClockSkewError),
     (
         200,
         {"status": "error", "reason": "Content-Type on empty body", "code": "API0020"},

@@ -64,7 +64,7 @@ def test_bitstamp_string_to_sign_with_body_and_query() -> None:
         "POST"
         "127.0.0.1:8080"
         "/api/v2/user_transactions/"
-        "?x=1"
+        "x=1"  # the query is signed without its "?" (EXCHANGES.md, Bitstamp signed GET)
         "application/x-www-form-urlencoded"
         "NONCE"
         "17"

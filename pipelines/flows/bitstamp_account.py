@@ -20,8 +20,10 @@ Ledger (`bitstamp_ledger`)
     crash between the two writes) is derived again.
 
 Crypto transactions (`bitstamp_crypto_transactions`)
-    `crypto-transactions` (addresses, txids) has no cursor: every run reads it all and upserts
-    it into TRANSFERS (ripple IOU rows into OTHER_EVENTS), stem `crypto-transactions`, source
+    `crypto-transactions` (addresses, txids) has no cursor: every run reads it all, by offset,
+    until every list is exhausted whether `limit` applies to each list or to the lists together
+    (`BitstampClient.all_crypto_transactions`, each row once), and upserts it into TRANSFERS
+    (ripple IOU rows into OTHER_EVENTS), stem `crypto-transactions`, source
     "crypto-transactions". The warehouse matches them to ledger rows (±1 h and amount).
 
 Snapshots (`bitstamp_snapshots`)
@@ -46,7 +48,7 @@ from pipelines.datasets import (
     WITHDRAWAL_FEES,
     RecordDataset,
 )
-from pipelines.exchanges.bitstamp import EXCHANGE, LEDGER_PAGE
+from pipelines.exchanges.bitstamp import CRYPTO_PAGE, EXCHANGE, LEDGER_PAGE
 from pipelines.exchanges.bitstamp_parse import classify_entry
 from pipelines.exchanges.records import Fill, LedgerEntry, OtherEvent, Transfer
 from pipelines.flows.account_lake import (
@@ -215,12 +217,13 @@ def repair_ledger(lake: Lake, meter: Meter) -> None:
 # --- crypto transactions -----------------------------------------------------------------------
 
 
-def bitstamp_crypto_transactions(rt: Runtime) -> StreamResult:
-    """Read every crypto deposit and withdrawal (addresses, txids) and upsert them."""
+def bitstamp_crypto_transactions(rt: Runtime, *, limit: int = CRYPTO_PAGE) -> StreamResult:
+    """Read every crypto deposit and withdrawal (addresses, txids) and upsert them; `limit`
+    is the page size (the API's maximum unless a test pages in small steps)."""
     lake = rt.lake
     client = rt.bitstamp()
     meter = Meter(f"crypto_transactions {EXCHANGE}", EXCHANGE, client.http)
-    pages = list(client.all_crypto_transactions())
+    pages = list(client.all_crypto_transactions(limit=limit))
     transfers = [
         (row, page.fetched_at)
         for page in pages

@@ -16,7 +16,8 @@ Exceptions (defined in `_errors`)::
     │   └── MalformedResponseError    truncated or non-JSON body
     └── FatalError
         ├── AuthenticationError       Bitstamp API0xxx, Bitvavo 300-309
-        │   └── ClockSkewError        Bitvavo 304 (outside the access window)
+        │   └── ClockSkewError        Bitvavo 304, Bitstamp API0017 (outside the window);
+        │                             .server_time (the response's `Date`)
         ├── PermissionDeniedError     Bitstamp API0003 / "no permission", Bitvavo 307/310-312/317
         ├── InvalidRequestError       validation: other 4xx, Bitstamp 400.xxx, Bitvavo 102/2xx
         └── NotFoundError             unknown endpoint (HTTP 404, redirects)

@@ -106,6 +106,20 @@ def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
     return _until(when.timestamp(), now)
 
 
+def _date_header(headers: Mapping[str, str]) -> float | None:
+    """The HTTP `Date` header (the server's clock, whole seconds) as epoch seconds, or None."""
+    value = headers.get("date")
+    if value is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def _rate_limit_wait(
     headers: Mapping[str, str], now: float, reason: str, *, use_reset: bool
 ) -> float | None:
@@ -155,6 +169,7 @@ def _finish(
     now: float,
 ) -> ExchangeError:
     retry_after: float | None = None
+    server_time = _date_header(headers) if issubclass(cls, ClockSkewError) else None
     if cls is RateLimitedError:
         retry_after = _rate_limit_wait(headers, now, reason, use_reset=exchange == "bitvavo")
     elif issubclass(cls, RetryableError):
@@ -167,6 +182,7 @@ def _finish(
         status=status,
         reason=reason,
         retry_after=retry_after,
+        server_time=server_time,
     )
 
 
@@ -184,6 +200,8 @@ def _text_class(reason: str) -> type[ExchangeError] | None:
 
 
 def _bitstamp_code_class(code: str) -> type[ExchangeError] | None:
+    if code.upper() == "API0017":
+        return ClockSkewError  # X-Auth-Timestamp (or nonce) outside the accepted window
     if code.upper().startswith("API"):
         return PermissionDeniedError if code.upper() == "API0003" else AuthenticationError
     if code == "400.002" or code.startswith("429"):

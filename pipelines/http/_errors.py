@@ -102,7 +102,23 @@ class AuthenticationError(FatalError):
 
 
 class ClockSkewError(AuthenticationError):
+    """`server_time` is the exchange's clock (epoch seconds) from the response's HTTP `Date`
+    header, to measure our clock's offset by; None when the response had none."""
+
     summary = "request outside the access window (clock skew)"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exchange: str,
+        endpoint: str,
+        code: str | None = None,
+        status: int | None = None,
+        server_time: float | None = None,
+    ) -> None:
+        super().__init__(message, exchange=exchange, endpoint=endpoint, code=code, status=status)
+        self.server_time = server_time
 
 
 class PermissionDeniedError(FatalError):
@@ -126,6 +142,7 @@ def _make_error(
     status: int | None = None,
     reason: str = "",
     retry_after: float | None = None,
+    server_time: float | None = None,
 ) -> ExchangeError:
     parts = [f"code {code}"] if code else []
     if status is not None:
@@ -146,5 +163,14 @@ def _make_error(
             code=code,
             status=status,
             retry_after=retry_after,
+        )
+    if issubclass(cls, ClockSkewError):
+        return cls(
+            message,
+            exchange=exchange,
+            endpoint=endpoint,
+            code=code,
+            status=status,
+            server_time=server_time,
         )
     return cls(message, exchange=exchange, endpoint=endpoint, code=code, status=status)

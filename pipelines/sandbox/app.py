@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pipelines.sandbox.faults import Fault, FaultConfig, FaultPlan, malform_rows
@@ -43,6 +43,7 @@ class ExchangeApp(ABC):
 
     exchange: str
     routes: tuple[Route, ...]
+    clock: Callable[[], float]  # the server's own epoch seconds: auth, rate windows, `Date`
 
     def __init__(self, faults: FaultConfig) -> None:
         self.stats = ServerStats(self.exchange)

@@ -80,7 +80,8 @@ def bitstamp_string_to_sign(
 ) -> str:
     """`"BITSTAMP " + key + METHOD + host + path + query + content_type + nonce + ts + "v2" + body`.
 
-    `query` is "" or "?a=1…" as sent; `content_type` is "" when the body is empty.
+    `query` is the query string as sent WITHOUT its leading `?` ("" or "a=1&b=2"), as the
+    documented recipe signs it; `content_type` is "" when the body is empty.
     """
     return f"BITSTAMP {key}{method}{host}{path}{query}{content_type}{nonce}{timestamp}v2{body}"
 
@@ -122,7 +123,10 @@ class BitstampVerifier:
         headers: Mapping[str, str],
         body: str,
     ) -> AuthFailure | None:
-        """None when the request is authentic, else the failure to send back."""
+        """None when the request is authentic, else the failure to send back.
+
+        `query` is the query string without its `?` ("" when there is none).
+        """
         x_auth = headers.get("X-Auth")
         signature = headers.get("X-Auth-Signature")
         nonce = headers.get("X-Auth-Nonce")

@@ -36,6 +36,8 @@ LEDGER_DEFAULT_LIMIT = 100
 LEDGER_MAX_LIMIT = 1000
 LEDGER_MAX_OFFSET = 200_000
 SINCE_TIMESTAMP_REACH_MS = 30 * 86_400_000
+CRYPTO_LISTS = ("deposits", "withdrawals", "ripple_iou_transactions")
+CRYPTO_COMBINED = ("deposits", "withdrawals")  # the lists `combined` pages together
 DAY_MS = 86_400_000
 MAINTENANCE = "Bitstamp.net is under scheduled maintenance. We'll be back soon."
 RATE_LIMIT_BODY = {"status": "error", "reason": "Rate limit exceeded", "response_code": "400.002"}
@@ -73,6 +75,7 @@ class BitstampApp(ExchangeApp):
         self.quirks = quirks
         self.variants = variants or Variants()
         self.seed = seed
+        self.clock = clock
         self.limiter = RequestLimiter(limits, clock)
         self.verifier = BitstampVerifier(keys, clock)
         self._ledger_cache: tuple[int, int, list[tuple[int, dict[str, Any]]]] | None = None
@@ -166,7 +169,7 @@ class BitstampApp(ExchangeApp):
             method=request.method,
             host=request.host,
             path=request.path,
-            query=request.query,
+            query=request.target.partition("?")[2],  # signed without its `?`
             headers=request.headers,
             body=request.body,
         )
@@ -482,17 +485,27 @@ class BitstampApp(ExchangeApp):
         return Reply(200, page, rows_path=())
 
     def _crypto_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:
+        """Each list newest first; `limit`/`offset` (same bounds as the ledger's) slice each
+        list on its own (`per-list`), or deposits + withdrawals as one sequence, newest first,
+        split back into its two lists (`combined`, variant `bitstamp-crypto-limit`)."""
         form = request.form
         offset, limit = self._offset_limit(form)
         assert offset is not None and limit is not None
         now_s = self.world.now_ms() // 1000
         source = self.world.bitstamp.crypto_transactions
-        payload: dict[str, Any] = {}
-        for key in ("deposits", "withdrawals", "ripple_iou_transactions"):
+        visible: dict[str, list[dict[str, Any]]] = {}
+        for key in CRYPTO_LISTS:
             items: Sequence[dict[str, Any]] = source.get(key, [])
-            visible = [item for item in items if int(item["datetime"]) <= now_s]
-            visible.sort(key=lambda item: int(item["datetime"]), reverse=True)
-            payload[key] = visible[offset : offset + limit]
+            shown = [item for item in items if int(item["datetime"]) <= now_s]
+            shown.sort(key=lambda item: int(item["datetime"]), reverse=True)
+            visible[key] = shown
+        payload = {key: rows[offset : offset + limit] for key, rows in visible.items()}
+        if self.variants.bitstamp_crypto_limit == "combined":
+            merged = [(key, row) for key in CRYPTO_COMBINED for row in visible[key]]
+            merged.sort(key=lambda item: int(item[1]["datetime"]), reverse=True)  # stable
+            page = merged[offset : offset + limit]
+            for key in CRYPTO_COMBINED:
+                payload[key] = [row for owner, row in page if owner == key]
         return Reply(200, payload, rows_path=("deposits",))
 
     def _balances(self, request: Request, path: Mapping[str, str]) -> Reply:

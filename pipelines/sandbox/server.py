@@ -16,6 +16,8 @@ import socket
 import struct
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -54,6 +56,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # `Date` tells the server's own time (the one its signature checks use), as on the
+        # real exchanges, whose clock a client may measure from it.
+        moment = self.server.app.clock() if timestamp is None else timestamp
+        return super().date_time_string(moment)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.app.exchange, format % args)
@@ -253,6 +261,7 @@ def start_sandbox(
     bitvavo_port: int = 0,
     world: Any | None = None,
     variants: Variants | None = None,
+    bitstamp_clock_offset_s: float = 0.0,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
@@ -262,6 +271,8 @@ def start_sandbox(
     `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
     already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
     `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
+    `bitstamp_clock_offset_s` sets the Bitstamp server's clock that many seconds ahead of the
+    wall clock (negative: behind): its timestamp check, rate windows and `Date` header.
     """
     variants = variants or Variants()
     limits = RateLimits.scaled(rate_scale)  # validate the options before building the world
@@ -284,6 +295,7 @@ def start_sandbox(
                 quirks=quirks,
                 seed=seed,
                 variants=variants,
+                clock=_offset_clock(bitstamp_clock_offset_s),
             ),
             bitstamp_port,
         ),
@@ -317,3 +329,9 @@ def start_sandbox(
     return Sandbox(
         world, servers, endpoints, rate_limits=limits, faults=fault_config, variants=variants
     )
+
+
+def _offset_clock(offset_s: float) -> Callable[[], float]:
+    if not offset_s:
+        return time.time
+    return lambda: time.time() + offset_s
