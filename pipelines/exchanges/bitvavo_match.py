@@ -43,7 +43,7 @@ TOLERANCE = timedelta(seconds=60)
 and rounding differences, never two trades minutes apart."""
 
 MatchStatus = Literal["matched", "ambiguous"]
-_Group = tuple[Fill, ...]  # the fills one candidate stands for, by fill id
+_Group = tuple[Fill, ...]  # the fills one candidate stands for, oldest first
 
 
 @dataclass(frozen=True, slots=True)
