@@ -4,7 +4,8 @@ The lake is generated straight as polars frames (no record objects), typed by `p
 and landed with `pipelines.lake`, laid out as the flows lay it out: two years of Bitstamp ledger
 pages of 1000 rows (trades, funding deposits, crypto transfers) with their derived fills and
 transfers and the crypto-transactions listing; Bitvavo /v2/trades fills (one file per market),
-the account history listing each of them, deposit/withdrawal histories; coins moved between
+the account history listing each of them (and its matches, as the sync derives them),
+deposit/withdrawal histories; coins moved between
 the two accounts with matching txids; 1h candles for the EUR prices of every fee asset; fee
 schedules; and balance snapshots equal to each account's exact replay, so that every
 `reconcile_balances` row is 'ok' (checked). Then the catalog is built and each query timed
@@ -32,6 +33,7 @@ from pipelines.datasets import (
     BALANCE_SNAPSHOTS,
     BITSTAMP_LEDGER,
     BITVAVO_HISTORY,
+    BITVAVO_HISTORY_MATCHES,
     CANDLES,
     FEE_SCHEDULES,
     FILLS,
@@ -422,6 +424,21 @@ def bitvavo_history(fills: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def bitvavo_matches(fills: pl.DataFrame) -> pl.DataFrame:
+    """What the sync derives from that history: each item matched to its own fill."""
+    return fills.select(
+        "account",
+        pl.col("fill_id").alias("transaction_id"),
+        "executed_at",
+        "market",
+        "side",
+        "fill_id",
+        "order_id",
+        pl.lit("matched").alias("status"),
+        pl.lit("amounts+id").alias("signal"),
+    )
+
+
 def bitvavo_transfers() -> pl.DataFrame:
     """Funding deposits, the BTC received from Bitstamp and the ETH sent to it."""
     funding = pl.DataFrame(
@@ -592,6 +609,8 @@ def generate(lake: Lake, fills: int = FILL_COUNT) -> dict[str, int]:
         lake.land(FILLS.dataset, typed(FILLS.dataset, part), stem=f"trades-{market}")
     history = bitvavo_history(typed(FILLS.dataset, book))
     lake.land(BITVAVO_HISTORY.dataset, typed(BITVAVO_HISTORY.dataset, history), stem="history")
+    links = typed(BITVAVO_HISTORY_MATCHES.dataset, bitvavo_matches(typed(FILLS.dataset, book)))
+    lake.land(BITVAVO_HISTORY_MATCHES.dataset, links, stem="account-history")
     movements = bitvavo_transfers()
     for source in ("deposit", "withdrawal"):
         part = movements.filter(pl.col("source") == f"{source}History")

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.exchanges.bitvavo_match import HistoryMatch
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     BitvavoHistoryItem,
@@ -189,6 +190,14 @@ BITVAVO_HISTORY = _define(
     partition_by=("account",),
     sort_by=("executed_at", "transaction_id"),
 )
+BITVAVO_HISTORY_MATCHES = _define(
+    "bitvavo_history_matches",
+    HistoryMatch,
+    key=("account", "transaction_id", "fill_id"),
+    partition_by=("account",),
+    sort_by=("executed_at", "transaction_id", "fill_id"),
+)
+"""Derived: which `/account/history` buys/sells are which `/v2/trades` fills (`bitvavo_match`)."""
 BALANCE_SNAPSHOTS = _define(
     "balance_snapshots",
     BalanceSnapshot,
@@ -221,6 +230,7 @@ ALL: Mapping[str, RecordDataset] = {
         OTHER_EVENTS,
         BITSTAMP_LEDGER,
         BITVAVO_HISTORY,
+        BITVAVO_HISTORY_MATCHES,
         BALANCE_SNAPSHOTS,
         FEE_SCHEDULES,
         WITHDRAWAL_FEES,

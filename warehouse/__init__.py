@@ -16,7 +16,7 @@ The views (`sql/NNN_name.sql`, created in that order):
 - `fees`: every fee that moved a balance, per account, asset, market and month, in its own asset
   and in EUR at the time it was charged;
 - `fill_checks`: per fill, price × amount against the quote amount, the fee against the schedule
-  in force, duplicates and orphans.
+  in force, duplicates, orphans, and Bitvavo account/history items that fit it ambiguously.
 
 Modules: `sources` (view files, binding them to a lake), `build` (the atomic rebuild),
 `connect` (read-only connections), `output` (query results as text), `reconcile` (the verdict).

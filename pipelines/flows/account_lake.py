@@ -135,8 +135,13 @@ def upsert(
 
 
 def _changed(dataset: Dataset, new: pl.DataFrame, old: pl.DataFrame) -> pl.DataFrame:
-    """Rows of `new` whose (key, raw) no row of `old` has."""
-    on = [*dataset.key, "raw"]
+    """Rows of `new` whose (key, raw) no row of `old` has (every column but `fetched_at` for
+    a derived dataset without `raw`)."""
+    on = (
+        [*dataset.key, "raw"]
+        if "raw" in dataset.schema
+        else [c for c in dataset.schema if c != "fetched_at"]
+    )
     return new.join(old.select(on).unique(), on=on, how="anti", nulls_equal=True)
 
 

@@ -26,11 +26,14 @@ Deposits and withdrawals (`bitvavo_transfers`)
     and a withdrawal first listed without a txid is replaced by its row with the txid.
 
 Derived history (`derive_bitvavo_history`, local)
-    The landed history classified (`classify_history_item`) into FILLS (stem `account-history`:
-    the app trades only; items that are order-book fills listed by `/v2/trades` are left out, so
-    that every fill is in FILLS once), TRANSFERS and OTHER_EVENTS (stem `account-history`, unknown
-    types kept as kind "unknown"). Rebuilt whole from the lake on every run, after the fills:
-    it converges whatever crashed before.
+    The landed history classified (`classify_history_item`) into FILLS, TRANSFERS and
+    OTHER_EVENTS (stem `account-history`, unknown types kept as kind "unknown"). Its buys and
+    sells are matched to every landed `/v2/trades` fill by market, side, time and exact amounts
+    (`match_history`: per fill or per order, never by id alone): FILLS gets the app trades only,
+    so that every trade is in FILLS once, and BITVAVO_HISTORY_MATCHES (stem `account-history`)
+    the links of the others to their fills, ambiguous ones with their problem. Rebuilt whole
+    from the lake on every run, after the fills: a history item whose fills land on a later
+    sync is matched then, and whatever crashed before converges.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ import polars as pl
 from pipelines.datasets import (
     BALANCE_SNAPSHOTS,
     BITVAVO_HISTORY,
+    BITVAVO_HISTORY_MATCHES,
     FEE_SCHEDULES,
     FILLS,
     OTHER_EVENTS,
     TRANSFERS,
 )
 from pipelines.exchanges.bitvavo import EXCHANGE, BitvavoClient
+from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import classify_history_item
 from pipelines.exchanges.records import BitvavoHistoryItem, Fill, OtherEvent, Transfer
 from pipelines.flows.account_lake import (
@@ -279,37 +284,48 @@ def bitvavo_transfers(rt: Runtime, kind: TransferKind, *, epoch: datetime = EPOC
 
 
 def derive_bitvavo_history(rt: Runtime) -> StreamResult:
-    """Rebuild the `account-history` files of FILLS, TRANSFERS and OTHER_EVENTS (no request)."""
+    """Rebuild the `account-history` files of FILLS, TRANSFERS, OTHER_EVENTS and
+    BITVAVO_HISTORY_MATCHES from the landed history and fills (no request)."""
     lake = rt.lake
     meter = Meter(f"account_history derived {EXCHANGE}", EXCHANGE)
-    book = _order_book_fills(lake)
-    fills: list[tuple[Fill, datetime | None]] = []
+    trades: list[Fill] = []
     transfers: list[tuple[Transfer, datetime | None]] = []
     events: list[tuple[OtherEvent, datetime | None]] = []
+    fetched: dict[str, datetime | None] = {}
     items = landed_history(lake)
     for item, fetched_at in items:
+        fetched[item.transaction_id] = fetched_at
         row = classify_history_item(item)
         if isinstance(row, Fill):
-            if (row.market, row.fill_id) not in book:
-                fills.append((row, fetched_at))
+            trades.append(row)
         elif isinstance(row, Transfer):
             transfers.append((row, fetched_at))
         else:
             events.append((row, fetched_at))
-    for source, rows in ((FILLS, fills), (TRANSFERS, transfers), (OTHER_EVENTS, events)):
+    matching = match_history(trades, _order_book_fills(lake))
+    fills = [(fill, fetched[fill.fill_id]) for fill in matching.app_trades]
+    links = [(link, fetched[link.transaction_id]) for link in matching.links]
+    derived = (
+        (FILLS, fills, PARTITION),
+        (TRANSFERS, transfers, PARTITION),
+        (OTHER_EVENTS, events, PARTITION),
+        (BITVAVO_HISTORY_MATCHES, links, HISTORY_PARTITION),
+    )
+    for source, rows, partition in derived:
         frame = stamped_frame(source, rows)  # type: ignore[arg-type]
-        files, fresh = replace_stem(lake, source.dataset, frame, DERIVED_STEM, PARTITION)
+        files, fresh = replace_stem(lake, source.dataset, frame, DERIVED_STEM, partition)
         meter.landed(source.dataset, fresh, files)
     times = [item.executed_at for item, _ in items]
     return meter.result(first=min(times, default=None), last=max(times, default=None))
 
 
-def _order_book_fills(lake: Lake) -> set[tuple[str, str]]:
-    """(market, fill id) of every fill landed from `/v2/trades`."""
+def _order_book_fills(lake: Lake) -> list[Fill]:
+    """Every fill landed from `/v2/trades`, once (the newest fetch of each)."""
     frame = (
         lake.scan(FILLS.dataset, **PARTITION)
         .filter(pl.col("source") == "trades")
-        .select("market", "fill_id")
+        .sort("fetched_at")
+        .unique(subset=["market", "fill_id"], keep="last", maintain_order=True)
         .collect()
     )
-    return set(frame.iter_rows())
+    return [fill for fill, _ in records_from_frame(Fill, frame)]

@@ -4,22 +4,33 @@ What depends on `now_ms`:
 - a fill is listed once executed; its `fee`/`feeCurrency` are absent and `settled` is false until
   `BITVAVO_SETTLE_MS` after execution, and the fee is charged to the balance at that moment;
 - a withdrawal's `status` walks through its stages and its `txId` shows from "sending" on;
-- `/account/history` lists a fill once it is settled.
+- `/account/history` lists a fill once it is settled (an order, under `order`, once every fill
+  of it is settled).
 
 Conventions (EXCHANGES.md leaves them open; the sandbox picks one and sticks to it):
 - a withdrawal's `amount` EXCLUDES its `fee`: the balance drops by `amount + fee`, and the other
   side receives exactly `amount`;
-- `/account/history` lists every balance change: order-book fills (with `transactionId` = the
-  fill id of `/v2/trades`, so the two can be matched), app ("Price Guarantee") trades that
-  `/v2/trades` never lists, staking rewards, deposits and withdrawals. For every item the balance
-  changes by `-sentAmount` (sentCurrency), `+receivedAmount`, `-feesAmount` (feesCurrency; a
-  negative fee is a rebate). For a fill `sentAmount`/`receivedAmount` are `amount` and
-  `amount × price` (fee separate), exactly.
+- `/account/history` lists every balance change: order-book trades, app ("Price Guarantee")
+  trades that `/v2/trades` never lists, staking rewards, deposits and withdrawals. For every
+  item the balance changes by `-sentAmount` (sentCurrency), `+receivedAmount`, `-feesAmount`
+  (feesCurrency; a negative fee is a rebate). For a fill `sentAmount`/`receivedAmount` are
+  `amount` and `amount × price` (fee separate), exactly.
+
+How history shows order-book trades is the open point `bitvavo-history-ids` (variants.py):
+- `fill` (default): one item per fill, `transactionId` = the fill id of `/v2/trades`;
+- `own`: one item per fill with an id of its own (a UUID, not the fill id);
+- `order`: one item per order with an id of its own, summing the order's fills exactly (base
+  amount, `amount × price`, fees; the fees may sum to a rebate). `executedAt` is the last fill's
+  time; `priceAmount` is the amount-weighted price (quote sum / base sum) rounded half up to the
+  market's price decimals (those of its fills' prices). The item appears once every fill of the
+  order is settled.
+The ids of `own` and `order` are deterministic for a seed (their own random stream).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pipelines.sandbox.account_script import (
@@ -62,6 +73,13 @@ class BitvavoAccount:
         self.symbols: tuple[str, ...] = tuple(sorted(symbols, key=lambda s: (s != "EUR", s)))
         rng = rng_for(market_key(seed, "bitvavo", "render"))
         self._transfer_ids = {id(t): new_uuid(rng) for t in self.transfers}
+        orders: dict[str, list[BitvavoFill]] = {}
+        for fill in self.fills:
+            orders.setdefault(fill.order_id, []).append(fill)
+        self.orders: tuple[tuple[BitvavoFill, ...], ...] = tuple(map(tuple, orders.values()))
+        ids = rng_for(market_key(seed, "bitvavo", "history-ids"))
+        self._own_ids = {fill.fill_id: new_uuid(ids) for fill in self.fills}
+        self._order_ids = {order[0].order_id: new_uuid(ids) for order in self.orders}
         self._fees_at = now_ms
         self._volumes = volumes
 
@@ -97,12 +115,10 @@ class BitvavoAccount:
 
     # --- /v2/account/history -------------------------------------------------------------------
 
-    def history(self, now_ms: int) -> list[dict[str, Any]]:
-        """Every balance change known at `now_ms` (settled fills only), newest first."""
-        dated: list[tuple[int, int, dict[str, Any]]] = []
-        for n, fill in enumerate(self.fills):
-            if fill.settle_ms <= now_ms:
-                dated.append((fill.ts_ms, n, self._fill_item(fill)))
+    def history(self, now_ms: int, ids: str = "fill") -> list[dict[str, Any]]:
+        """Every balance change known at `now_ms` (settled trades only), newest first; `ids` is
+        the `bitvavo-history-ids` reality of the order-book trades (module docstring)."""
+        dated = [(ts, n, item) for ts, n, item, _ in self._book_items(now_ms, ids)]
         for n, item in enumerate(self.items):
             if item.ts_ms <= now_ms:
                 dated.append((item.ts_ms, n, self._app_item(item)))
@@ -112,27 +128,45 @@ class BitvavoAccount:
         dated.sort(key=lambda d: (d[0], d[1]), reverse=True)
         return [d[2] for d in dated]
 
+    def history_fills(self, now_ms: int, ids: str = "fill") -> dict[str, tuple[str, ...]]:
+        """The order-book items `history(now_ms, ids)` lists: transaction id → the ids of the
+        fills it stands for (the truth a test compares matches with)."""
+        return {item["transactionId"]: fills for _, _, item, fills in self._book_items(now_ms, ids)}
+
+    def _book_items(
+        self, now_ms: int, ids: str
+    ) -> list[tuple[int, int, dict[str, Any], tuple[str, ...]]]:
+        """(time, index, item, fill ids) of the order-book trades history lists at `now_ms`."""
+        found = []
+        if ids == "order":
+            for n, order in enumerate(self.orders):
+                if max(f.settle_ms for f in order) <= now_ms:
+                    item = self._order_item(order, self._order_ids[order[0].order_id])
+                    fill_ids = tuple(f.fill_id for f in order)
+                    found.append((max(f.ts_ms for f in order), n, item, fill_ids))
+        else:
+            for n, fill in enumerate(self.fills):
+                if fill.settle_ms <= now_ms:
+                    own = self._own_ids[fill.fill_id] if ids == "own" else fill.fill_id
+                    found.append((fill.ts_ms, n, self._fill_item(fill, own), (fill.fill_id,)))
+        return found
+
     @staticmethod
-    def _fill_item(fill: BitvavoFill) -> dict[str, Any]:
-        value = plain(fill.quote_amount)
-        sent, received = (
-            ((fill.quote, value), (fill.base, plain(fill.amount)))
-            if fill.side == "buy"
-            else ((fill.base, plain(fill.amount)), (fill.quote, value))
+    def _fill_item(fill: BitvavoFill, transaction_id: str) -> dict[str, Any]:
+        return _trade_item(
+            transaction_id, fill, fill.ts_ms, fill.price, fill.amount, fill.quote_amount, fill.fee
         )
-        return {
-            "transactionId": fill.fill_id,
-            "executedAt": iso_ms(fill.ts_ms),
-            "type": fill.side,
-            "priceCurrency": fill.quote,
-            "priceAmount": plain(fill.price),
-            "sentCurrency": sent[0],
-            "sentAmount": sent[1],
-            "receivedCurrency": received[0],
-            "receivedAmount": received[1],
-            "feesCurrency": fill.quote,
-            "feesAmount": plain(fill.fee),
-        }
+
+    @staticmethod
+    def _order_item(order: Sequence[BitvavoFill], transaction_id: str) -> dict[str, Any]:
+        """One item for the whole order: the sums of its fills, dated at its last fill."""
+        base = sum((f.amount for f in order), ZERO)
+        quote = sum((f.quote_amount for f in order), ZERO)
+        fee = sum((f.fee for f in order), ZERO)
+        quantum = Decimal(1).scaleb(order[0].price.as_tuple().exponent)  # type: ignore[arg-type]
+        price = (quote / base).quantize(quantum, ROUND_HALF_UP)
+        last = max(f.ts_ms for f in order)
+        return _trade_item(transaction_id, order[0], last, price, base, quote, fee)
 
     @staticmethod
     def _app_item(item: BitvavoItem) -> dict[str, Any]:
@@ -256,3 +290,33 @@ class BitvavoAccount:
             "taker": fixed(taker, 4),
             "maker": fixed(maker, 4),
         }
+
+
+def _trade_item(
+    transaction_id: str,
+    fill: BitvavoFill,
+    ts_ms: int,
+    price: Decimal,
+    base: Decimal,
+    quote: Decimal,
+    fee: Decimal,
+) -> dict[str, Any]:
+    """A history buy/sell of order-book trades in `fill`'s market and side."""
+    sent, received = (
+        ((fill.quote, plain(quote)), (fill.base, plain(base)))
+        if fill.side == "buy"
+        else ((fill.base, plain(base)), (fill.quote, plain(quote)))
+    )
+    return {
+        "transactionId": transaction_id,
+        "executedAt": iso_ms(ts_ms),
+        "type": fill.side,
+        "priceCurrency": fill.quote,
+        "priceAmount": plain(price),
+        "sentCurrency": sent[0],
+        "sentAmount": sent[1],
+        "receivedCurrency": received[0],
+        "receivedAmount": received[1],
+        "feesCurrency": fill.quote,
+        "feesAmount": plain(fee),
+    }

@@ -420,7 +420,10 @@ class BitvavoApp(ExchangeApp):
         assert page is not None and max_items is not None
         kind = params.get("type")
         timed = [
-            (_iso_ms(item["executedAt"]), item) for item in self.world.bitvavo.history(self._now())
+            (_iso_ms(item["executedAt"]), item)
+            for item in self.world.bitvavo.history(
+                self._now(), ids=self.variants.bitvavo_history_ids
+            )
         ]
         timed = [
             (ms, item)

@@ -1,8 +1,9 @@
 -- fills: every fill of both accounts in one shape, once. Amounts are unsigned (side says which
 -- way they moved); fee is in fee_asset, negative for a rebate, null while a Bitvavo fill is
 -- unsettled; source is the endpoint the row came from. Bitvavo app ("Price Guarantee") trades
--- come from account/history; an account/history row that is also an order-book fill from
--- /v2/trades (same fill id) is dropped in favour of the /v2/trades row.
+-- come from account/history: the sync lands there only the history trades that match no
+-- /v2/trades fills by market, side, time and amounts (bitvavo_history_matches holds the
+-- others). Should one fill id still come from both, the /v2/trades row is kept.
 with source as (
     select *
     from read_parquet(
@@ -44,27 +45,6 @@ deduplicated as (
     ) = 1
 ),
 
-order_book as (
-    select exchange, account, fill_id
-    from deduplicated
-    where exchange = 'bitvavo' and source = 'trades'
-),
-
-app_trades_only as (
-    select *
-    from deduplicated
-    where not (
-        exchange = 'bitvavo'
-        and source = 'account/history'
-        and exists (
-            select 1 from order_book
-            where order_book.exchange = deduplicated.exchange
-                and order_book.account = deduplicated.account
-                and order_book.fill_id = deduplicated.fill_id
-        )
-    )
-),
-
 final as (
     select
         exchange,
@@ -84,7 +64,7 @@ final as (
         executed_at,
         source,
         settled
-    from app_trades_only
+    from deduplicated
     -- one row per (exchange, account, market, fill_id), whatever the sources
     qualify row_number() over (
         partition by exchange, account, market, fill_id

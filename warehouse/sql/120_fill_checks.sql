@@ -1,6 +1,6 @@
--- fill_checks: every fill of `fills` checked four ways. status is 'ok' when no check failed,
+-- fill_checks: every fill of `fills` checked five ways. status is 'ok' when no check failed,
 -- else 'problem', and problems names the failed checks ('quote', 'fee', 'duplicate',
--- 'orphan'); a check that cannot be judged (null) is not a failure.
+-- 'orphan', 'history'); a check that cannot be judged (null) is not a failure.
 --
 -- 1. quote: computed_quote = base_amount × price (exact; rounded half up to 18 decimals only
 --    if the product needs more, computed_exact false); quote_difference = quote_amount -
@@ -34,9 +34,14 @@
 --    more than one is a duplicate (overlapping files, or one fill landed by two listings).
 -- 4. orphan: the row the fill's balance movement comes from is missing: a Bitstamp fill
 --    without its user_transactions row in bitstamp_ledger (the ledger, so the balances, lack
---    it), or a settled Bitvavo /v2/trades fill that account/history (which lists every balance
---    change) does not list (lost, or settled after the history was read: the next sync lists
---    it). App trades come from account/history; unsettled fills are not judged.
+--    it), or a settled Bitvavo /v2/trades fill that no landed account/history item (which lists
+--    every balance change) is matched to (lost, or listed after the history was read: the next
+--    sync lists it). Matches are by market, side, time and amounts, per fill or per order, not
+--    by id (bitvavo_history_matches, written by the sync). App trades come from
+--    account/history; unsettled fills, and fills only an ambiguous item fits, are not judged.
+-- 5. history: an account/history item fits this fill ambiguously (it fits several sets of
+--    fills equally, or only fills already matched to another item), or was matched to it by id
+--    alone; history_problem says which item and why, history_items lists the items matched.
 --
 -- Exact and fast arithmetic: a DECIMAL(38,18) product is DECIMAL(38,36) and overflows from
 -- 100, and rescaling or dividing 128-bit integers is slow. So each factor is read from its
@@ -107,6 +112,35 @@ history_source as (
 history_rows as (
     select distinct 'bitvavo' as exchange, account::varchar as account, transaction_id as id
     from history_source
+),
+
+match_source as (
+    select *
+    from read_parquet(
+        '{lake}/bitvavo_history_matches/*/*.parquet',
+        hive_partitioning=true, union_by_name=true
+    )
+),
+
+-- per order-book fill: the landed account/history items matched to it, and their problems
+history_links as (
+    select
+        history_rows.exchange,
+        history_rows.account,
+        match_source.market,
+        match_source.fill_id,
+        bool_or(match_source.status = 'matched') as history_matched,
+        string_agg(
+            distinct match_source.transaction_id, ', ' order by match_source.transaction_id
+        ) filter (where match_source.status = 'matched') as history_items,
+        string_agg(
+            distinct match_source.problem, '; ' order by match_source.problem
+        ) as history_problem
+    from match_source
+    inner join history_rows
+        on history_rows.account = match_source.account::varchar
+        and history_rows.id = match_source.transaction_id
+    group by all
 ),
 
 schedule_source as (
@@ -186,8 +220,13 @@ joined as (
         case
             when fills.exchange = 'bitstamp' then ledger_rows.id is null
             when fills.source = 'account/history' then false
-            when fills.exchange = 'bitvavo' and fills.settled then history_rows.id is null
+            when fills.exchange = 'bitvavo' and fills.settled then case
+                when history_links.history_matched then false
+                when history_links.fill_id is null then true
+            end
         end as orphan,
+        history_links.history_items,
+        history_links.history_problem,
         schedule_periods.taken_at as schedule_taken_at,
         schedule_periods.in_force as schedule_in_force,
         case fills.taker
@@ -215,10 +254,11 @@ joined as (
         on ledger_rows.exchange = fills.exchange
         and ledger_rows.account = fills.account
         and ledger_rows.id = fills.fill_id
-    left join history_rows
-        on history_rows.exchange = fills.exchange
-        and history_rows.account = fills.account
-        and history_rows.id = fills.fill_id
+    left join history_links
+        on history_links.exchange = fills.exchange
+        and history_links.account = fills.account
+        and history_links.market = fills.market
+        and history_links.fill_id = fills.fill_id
     asof left join schedule_periods
         on schedule_periods.exchange = fills.exchange
         and schedule_periods.account = fills.account
@@ -448,13 +488,16 @@ final as (
         landed_sources,
         coalesce(landed_copies, 0) > 1 as duplicate,
         orphan,
+        history_items,
+        history_problem,
         nullif(
             concat_ws(
                 ', ',
                 case when not quote_ok then 'quote' end,
                 case when fee_check = 'above_schedule' then 'fee' end,
                 case when duplicate then 'duplicate' end,
-                case when orphan then 'orphan' end
+                case when orphan then 'orphan' end,
+                case when history_problem is not null then 'history' end
             ),
             ''
         ) as problems,
