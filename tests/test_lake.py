@@ -140,6 +140,8 @@ WRITER = textwrap.dedent(
     while True:
         lake.land(CANDLES, candle_frame([str(i)] * 20000), stem=f"w{{i % 3}}")
         i += 1
+        if i == 1:
+            print("landed", flush=True)
     """
 )
 
@@ -151,7 +153,9 @@ def test_killed_writer_never_leaves_a_readable_partial_file(tmp_path: Path) -> N
             [sys.executable, "-c", script], stdout=subprocess.PIPE, env={**os.environ}
         )
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.3 + 0.2 * attempt)
+        # kill it somewhere in a later write, however slow the machine: one file is in by now
+        assert proc.stdout.readline().strip() == b"landed"
+        time.sleep(0.1 + 0.2 * attempt)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         lake = Lake(tmp_path)
