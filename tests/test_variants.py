@@ -106,6 +106,7 @@ def test_every_option_value_is_played_once() -> None:
         "bitstamp-ohlc-before-listing",
         "bitvavo-candles-settle",
         "bitstamp-perps",
+        "bitvavo-withdrawal-amount",
     }
     assert all(len(v.changed()) == 1 for v in every_variant())
 
@@ -170,3 +171,23 @@ def test_transfers_and_other_events_land_exactly_once(
     ledger_fills = lake(settings, FILLS, "bitstamp")
     trades = [r for r in world.bitstamp.user_transactions if str(r["type"]) == "2"]
     assert ledger_fills.height == len(trades)
+
+
+def test_a_bitvavo_withdrawal_fee_is_inside_its_amount_exactly_when_the_data_says_so(
+    synced: tuple[Variants, Settings],
+) -> None:
+    variants, settings = synced
+    withdrawals = rows(
+        settings,
+        "select fee_in_amount from transfers where exchange = 'bitvavo' and kind = 'withdrawal'",
+    )
+    assert withdrawals, "the world has no Bitvavo withdrawal"
+    inside = variants.bitvavo_withdrawal_amount == "gross"
+    assert {w["fee_in_amount"] for w in withdrawals} == {inside}
+    moved = rows(
+        settings,
+        "select * from internal_transfers where status = 'matched' "
+        "and withdrawal_exchange = 'bitvavo'",
+    )
+    assert moved, "no coins moved from Bitvavo to Bitstamp: the evidence is not exercised"
+    assert all(m["difference"] == 0 for m in moved), moved

@@ -9,7 +9,9 @@ What depends on `now_ms`:
 
 Conventions (EXCHANGES.md leaves them open; the sandbox picks one and sticks to it):
 - a withdrawal's `amount` EXCLUDES its `fee`: the balance drops by `amount + fee`, and the other
-  side receives exactly `amount`;
+  side receives exactly `amount` (under the variant `bitvavo-withdrawal-amount=gross` both
+  `withdrawalHistory` and `/account/history` show `amount + fee` instead, the fee inside: the
+  balance then drops by the amount shown, and the other side receives `amount − fee`);
 - `/account/history` lists every balance change: order-book trades, app ("Price Guarantee")
   trades that `/v2/trades` never lists, staking rewards, deposits and withdrawals. For every
   item the balance changes by `-sentAmount` (sentCurrency), `+receivedAmount`, `-feesAmount`
@@ -115,16 +117,19 @@ class BitvavoAccount:
 
     # --- /v2/account/history -------------------------------------------------------------------
 
-    def history(self, now_ms: int, ids: str = "fill") -> list[dict[str, Any]]:
+    def history(
+        self, now_ms: int, ids: str = "fill", *, fee_in_amount: bool = False
+    ) -> list[dict[str, Any]]:
         """Every balance change known at `now_ms` (settled trades only), newest first; `ids` is
-        the `bitvavo-history-ids` reality of the order-book trades (module docstring)."""
+        the `bitvavo-history-ids` reality of the order-book trades, `fee_in_amount` that of
+        `bitvavo-withdrawal-amount=gross` (module docstring)."""
         dated = [(ts, n, item) for ts, n, item, _ in self._book_items(now_ms, ids)]
         for n, item in enumerate(self.items):
             if item.ts_ms <= now_ms:
                 dated.append((item.ts_ms, n, self._app_item(item)))
         for n, transfer in enumerate(self.transfers):
             if transfer.ts_ms <= now_ms:
-                dated.append((transfer.ts_ms, n, self._transfer_item(transfer)))
+                dated.append((transfer.ts_ms, n, self._transfer_item(transfer, fee_in_amount)))
         dated.sort(key=lambda d: (d[0], d[1]), reverse=True)
         return [d[2] for d in dated]
 
@@ -186,14 +191,14 @@ class BitvavoAccount:
                 row[f"{name}Amount"] = plain(leg[1])
         return row
 
-    def _transfer_item(self, transfer: BitvavoTransfer) -> dict[str, Any]:
+    def _transfer_item(self, transfer: BitvavoTransfer, fee_in_amount: bool) -> dict[str, Any]:
         leg = "received" if transfer.kind == "deposit" else "sent"
         return {
             "transactionId": self._transfer_ids[id(transfer)],
             "executedAt": iso_ms(transfer.ts_ms),
             "type": transfer.kind,
             f"{leg}Currency": transfer.symbol,
-            f"{leg}Amount": plain(transfer.amount),
+            f"{leg}Amount": plain(_shown_amount(transfer, fee_in_amount)),
             "feesCurrency": transfer.symbol,
             "feesAmount": plain(transfer.fee),
             "address": transfer.address,
@@ -202,14 +207,14 @@ class BitvavoAccount:
     # --- deposits and withdrawals ------------------------------------------------------------
 
     def deposits(self, now_ms: int) -> list[dict[str, Any]]:
-        return self._transfers("deposit", now_ms)
+        return self._transfers("deposit", now_ms, fee_in_amount=False)
 
-    def withdrawals(self, now_ms: int) -> list[dict[str, Any]]:
-        return self._transfers("withdrawal", now_ms)
+    def withdrawals(self, now_ms: int, *, fee_in_amount: bool = False) -> list[dict[str, Any]]:
+        return self._transfers("withdrawal", now_ms, fee_in_amount=fee_in_amount)
 
-    def _transfers(self, kind: str, now_ms: int) -> list[dict[str, Any]]:
+    def _transfers(self, kind: str, now_ms: int, *, fee_in_amount: bool) -> list[dict[str, Any]]:
         rows = [
-            self._transfer_row(t, now_ms)
+            self._transfer_row(t, now_ms, fee_in_amount)
             for t in self.transfers
             if t.kind == kind and t.ts_ms <= now_ms
         ]
@@ -217,7 +222,9 @@ class BitvavoAccount:
         return rows
 
     @staticmethod
-    def _transfer_row(transfer: BitvavoTransfer, now_ms: int) -> dict[str, Any]:
+    def _transfer_row(
+        transfer: BitvavoTransfer, now_ms: int, fee_in_amount: bool
+    ) -> dict[str, Any]:
         age = now_ms - transfer.ts_ms
         status = transfer.stages[0][1]
         for after, name in transfer.stages:
@@ -226,7 +233,7 @@ class BitvavoAccount:
         row: dict[str, Any] = {
             "timestamp": transfer.ts_ms,
             "symbol": transfer.symbol,
-            "amount": plain(transfer.amount),
+            "amount": plain(_shown_amount(transfer, fee_in_amount)),
             "fee": plain(transfer.fee),
             "status": status,
         }
@@ -320,3 +327,11 @@ def _trade_item(
         "feesCurrency": fill.quote,
         "feesAmount": plain(fee),
     }
+
+
+def _shown_amount(transfer: BitvavoTransfer, fee_in_amount: bool) -> Decimal:
+    """A transfer's amount as the API shows it: a withdrawal's fee inside it only when
+    `fee_in_amount` (the `bitvavo-withdrawal-amount=gross` reality)."""
+    if fee_in_amount and transfer.kind == "withdrawal":
+        return transfer.amount + transfer.fee
+    return transfer.amount

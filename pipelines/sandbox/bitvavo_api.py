@@ -422,7 +422,9 @@ class BitvavoApp(ExchangeApp):
         timed = [
             (_iso_ms(item["executedAt"]), item)
             for item in self.world.bitvavo.history(
-                self._now(), ids=self.variants.bitvavo_history_ids
+                self._now(),
+                ids=self.variants.bitvavo_history_ids,
+                fee_in_amount=self.variants.bitvavo_withdrawal_amount == "gross",
             )
         ]
         timed = [
@@ -464,7 +466,9 @@ class BitvavoApp(ExchangeApp):
         return self._transfers(request, list(self.world.bitvavo.deposits(self._now())))
 
     def _withdrawals(self, request: Request, path: Mapping[str, str]) -> Reply:
-        return self._transfers(request, list(self.world.bitvavo.withdrawals(self._now())))
+        gross = self.variants.bitvavo_withdrawal_amount == "gross"
+        rows = self.world.bitvavo.withdrawals(self._now(), fee_in_amount=gross)
+        return self._transfers(request, list(rows))
 
     def _balance(self, request: Request, path: Mapping[str, str]) -> Reply:
         params = self._params(request, ("symbol",))

@@ -19,6 +19,8 @@ switches single points.
 - `bitvavo-candles-settle` = MINUTES (0): the candles of the last MINUTES come back incomplete
   on a first read (some missing, volumes still growing).
 - `bitstamp-perps` = off | on: `/markets/` and `/fees/trading/` also list perpetual markets.
+- `bitvavo-withdrawal-amount` = net | gross: a withdrawal's `amount` (withdrawalHistory, and
+  `sentAmount` in `/account/history`) excludes its fee, or includes it.
 
 The first value is the default.
 """
@@ -36,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bitvavo-trades-end": ("inclusive", "exclusive"),
     "bitstamp-ohlc-before-listing": ("empty", "first", "zero"),
     "bitstamp-perps": ("off", "on"),
+    "bitvavo-withdrawal-amount": ("net", "gross"),
 }
 MINUTES = ("bitvavo-candles-settle",)
 MAX_SETTLE_MINUTES = 24 * 60
@@ -52,6 +55,7 @@ class Variants:
     bitstamp_ohlc_before_listing: str = "empty"
     bitvavo_candles_settle: int = 0
     bitstamp_perps: str = "off"
+    bitvavo_withdrawal_amount: str = "net"
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():

@@ -6,8 +6,12 @@
 -- one hour, nearest first, one to one. A Bitvavo account/history transfer without a match still
 -- moved the balance and is kept as its own row; an unmatched Bitstamp crypto-transactions row is
 -- kept for inspection but does not move the balance (in_ledger false: the ledger is complete).
--- amount is unsigned as the exchange reports it (Bitstamp withdrawals include the fee, Bitvavo
--- withdrawals exclude it); balance_change is the signed effect on the balance of asset.
+-- amount is unsigned as the exchange reports it; fee_in_amount says whether a withdrawal's fee
+-- is inside its amount (Bitstamp: always, per the recorded ledger identity; Bitvavo: unproven,
+-- so decided from the account's own data: where the other account received a Bitvavo
+-- withdrawal with the same txid, amount − fee arriving means inside, amount arriving means
+-- outside; with no such evidence, outside, as the documentation's example suggests).
+-- balance_change is the signed effect on the balance of asset.
 with source as (
     select *
     from read_parquet(
@@ -162,27 +166,56 @@ unmatched_secondaries as (
     )
 ),
 
+bitvavo_withdrawal_evidence as (
+    -- what arrived on the other account with the same txid, per Bitvavo account
+    select
+        withdrawals.account,
+        count(*) filter (where deposits.amount = withdrawals.amount - withdrawals.fee)
+            as fee_inside,
+        count(*) filter (where deposits.amount = withdrawals.amount) as fee_outside
+    from matched_primaries as withdrawals
+    inner join matched_primaries as deposits
+        on lower(trim(deposits.txid)) = lower(trim(withdrawals.txid))
+        and deposits.asset = withdrawals.asset
+        and deposits.kind = 'deposit'
+        and deposits.exchange <> withdrawals.exchange
+    where withdrawals.exchange = 'bitvavo'
+        and withdrawals.kind = 'withdrawal'
+        and coalesce(withdrawals.fee, 0) <> 0
+        and coalesce(withdrawals.fee_asset, withdrawals.asset) = withdrawals.asset
+    group by withdrawals.account
+),
+
+all_rows as (
+    select
+        rows.*,
+        case
+            when rows.kind <> 'withdrawal' then null
+            when rows.exchange = 'bitstamp' then true
+            else coalesce(evidence.fee_inside > evidence.fee_outside, false)
+        end as fee_in_amount,
+        -- a fee in another asset moves that asset's balance, not this one's
+        case when coalesce(rows.fee_asset, rows.asset) = rows.asset then coalesce(rows.fee, 0)
+            else 0 end as own_fee
+    from (
+        select * from matched_primaries
+        union all
+        select * from unmatched_secondaries
+    ) as rows
+    left join bitvavo_withdrawal_evidence as evidence
+        on rows.exchange = 'bitvavo' and evidence.account = rows.account
+),
+
 final as (
     select
         * exclude (own_fee),
         case
             when not in_ledger then null
             when kind = 'deposit' then amount - own_fee
-            when exchange = 'bitstamp' then -amount
+            when fee_in_amount then -amount
             else -(amount + own_fee)
         end as balance_change
-    from (
-        select
-            *,
-            -- a fee in another asset moves that asset's balance, not this one's
-            case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end
-                as own_fee
-        from (
-            select * from matched_primaries
-            union all
-            select * from unmatched_secondaries
-        )
-    )
+    from all_rows
 )
 
 select * from final

@@ -11,8 +11,8 @@
 -- withdrawal_fee so that the two add up to the row's amount.
 -- A fee whose asset the source does not say is booked in asset '?' (it then cannot reconcile).
 -- Bitvavo: fills (both legs; the fee in its own asset once settled, a negative fee is a rebate),
--- transfers (deposit +amount - fee; withdrawal -(amount + fee): Bitvavo's amount excludes the
--- fee), and the other account/history events (rewards…) with their fee. A transfer listed by
+-- transfers (deposit +amount - fee; a withdrawal moves its balance_change from transfers, split
+-- into the on-chain leg and the fee, whether or not the fee was inside its amount), and the other account/history events (rewards…) with their fee. A transfer listed by
 -- both depositHistory/withdrawalHistory and account/history is counted once (see transfers).
 with kinds (source_kind, ledger_kind) as (
     values
@@ -194,7 +194,12 @@ bitvavo_transfer_legs as (
         exchange,
         account,
         asset,
-        case kind when 'deposit' then amount else -amount end as amount,
+        -- a withdrawal's on-chain leg: what left the balance, less a fee that is its own leg
+        case kind
+            when 'deposit' then amount
+            else balance_change
+                + case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end
+        end as amount,
         kind,
         executed_at,
         transfer_id as reference,
