@@ -59,7 +59,6 @@ ENDS = ("inclusive", "exclusive")
 EVERY = [
     Variants(bitvavo_trades_span=s, bitvavo_trades_end=e) for s, e in itertools.product(SPANS, ENDS)
 ]
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "exchange-samples"
 
 
 def ms(moment: datetime) -> int:
@@ -244,8 +243,8 @@ def test_public_trades_flow_lands_the_tape_once(
 # --- what is a span refusal, and the guards that stop a walk ----------------------------------
 
 
-def test_span_refusals_are_told_from_other_205s_in_recorded_bodies() -> None:
-    recorded = json.loads((SAMPLES / "recorded" / "bitvavo_errors.json").read_text())
+def test_span_refusals_are_told_from_other_205s_in_recorded_bodies(samples_dir: Path) -> None:
+    recorded = json.loads((samples_dir / "recorded" / "bitvavo_errors.json").read_text())
     verdicts = {}
     for entry in recorded:
         body = entry["body"]
