@@ -5,9 +5,11 @@ withdrawals or keys. Parsing lives in `bitvavo_parse`. Paging (EXCHANGES.md):
 
 - candles are end-anchored and newest first: ask for [start, cursor), move the cursor to the
   oldest candle returned; a page shorter than `limit` reaches `start`. Gaps mean no trades.
-- trades (public and account) page backwards with an *inclusive* `end` equal to the oldest
-  timestamp already seen (never minus 1: trades share milliseconds) and are deduplicated on id;
-  one request spans at most 24 h.
+- trades (public and account), deposits and withdrawals page backwards by `end` = the oldest
+  timestamp already seen + 1 ms, deduplicated on id: right whether `end` is inclusive or
+  exclusive, and trades crowded into one millisecond page on by `tradeIdTo` (`bitvavo_walk`).
+  A public trades request spans at most 24 h; account trades shrink their span when refused
+  with errorCode 205 and keep the accepted span for the rest of the run.
 - account/history is page-numbered; `toDate` is pinned for the whole walk so that new items do
   not shift the pages under us.
 
@@ -23,10 +25,10 @@ import hmac
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.bitvavo_walk import TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.exchanges.records import (
     AssetInfo,
@@ -44,6 +46,7 @@ from pipelines.http import (
     DEFAULT_RETRY,
     ClockSkewError,
     HttpClient,
+    InvalidRequestError,
     Limiter,
     Reply,
     RetryPolicy,
@@ -75,7 +78,6 @@ WEIGHTS: Mapping[str, int] = {
     "account_fees": 1,
 }
 
-R = TypeVar("R")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -151,6 +153,7 @@ class BitvavoClient:
             if credentials
             else None
         )
+        self.trade_span = TradeSpan(MAX_TRADE_SPAN)
 
     def close(self) -> None:
         self.http.close()
@@ -255,10 +258,17 @@ class BitvavoClient:
                 cursor -= span
 
     def public_trades(
-        self, market: str, *, start: datetime, end: datetime, limit: int = TRADE_LIMIT
+        self,
+        market: str,
+        *,
+        start: datetime,
+        end: datetime,
+        limit: int = TRADE_LIMIT,
+        trade_id_to: str | None = None,
     ) -> Page[PublicTrade]:
-        """One page: up to `limit` newest trades with timestamp in [start, end] (inclusive)."""
-        params = {"limit": limit, "start": _ms(start), "end": _ms(end)}
+        """One page: up to `limit` newest trades from `start` to `end` (whether `end` itself is
+        included is not settled), before `trade_id_to` when given."""
+        params = _trade_params(start, end, limit, trade_id_to)
         reply = self._get(f"/{market}/trades", "public_trades", params)
         return Page(
             parse.parse_public_trades(reply.data, market=market),
@@ -268,43 +278,80 @@ class BitvavoClient:
         )
 
     def public_trades_window(
-        self, market: str, start: datetime, end: datetime
+        self, market: str, start: datetime, end: datetime, *, limit: int = TRADE_LIMIT
     ) -> Iterator[Page[PublicTrade]]:
         """Every public trade with timestamp in [start, end) (at most 24 h), each once."""
-        return _walk_trades(
-            lambda s, e: self.public_trades(market, start=s, end=e),
+        if end - start > MAX_TRADE_SPAN:
+            raise ValueError(f"bitvavo public_trades: one window spans at most {MAX_TRADE_SPAN}")
+        return walk_backwards(
+            lambda s, e, id_to: self.public_trades(
+                market, start=s, end=e, limit=limit, trade_id_to=id_to
+            ),
             start,
             end,
-            key=lambda t: t.trade_id,
+            key=lambda t: (t.market, t.trade_id),
             moment=lambda t: t.traded_at,
+            trade_id=lambda t: t.trade_id,
+            exchange=EXCHANGE,
             endpoint="public_trades",
+            limit=limit,
         )
 
     # -- account -------------------------------------------------------------------------------
 
     def trades(
-        self, market: str, *, start: datetime, end: datetime, limit: int = TRADE_LIMIT
+        self,
+        market: str,
+        *,
+        start: datetime,
+        end: datetime,
+        limit: int = TRADE_LIMIT,
+        trade_id_to: str | None = None,
     ) -> Page[Fill]:
-        """One page of the account's fills in `market` with timestamp in [start, end]."""
-        params = {"market": market, "limit": limit, "start": _ms(start), "end": _ms(end)}
+        """One page of the account's fills in `market` from `start` to `end` (`end` itself
+        perhaps included), newest first, before `trade_id_to` when given."""
+        params = {"market": market, **_trade_params(start, end, limit, trade_id_to)}
         reply = self._private("/trades", "trades", params)
         return Page(
             parse.parse_trades(reply.data, account=self.account), "trades", params, reply.fetched_at
         )
 
-    def trades_window(self, market: str, start: datetime, end: datetime) -> Iterator[Page[Fill]]:
+    def trades_window(
+        self, market: str, start: datetime, end: datetime, *, limit: int = TRADE_LIMIT
+    ) -> Iterator[Page[Fill]]:
         """Every fill of the account in `market` with timestamp in [start, end), once.
 
-        The 24 h cap on one request concerns public trades; account trades page over any span.
+        Whether one request may span more than 24 h is not settled: the window is walked whole
+        until a request is refused with a 205 about its span, then in pieces of the span that
+        `trade_span` learns (kept for the rest of the run). Oldest piece first; each piece's
+        pages are read in full before they are yielded, so a refusal yields nothing twice.
         """
-        return _walk_trades(
-            lambda s, e: self.trades(market, start=s, end=e),
+        piece_start = start
+        while piece_start < end:
+            piece_end = self.trade_span.piece_end(piece_start, end)
+            try:
+                pages = list(self._fills_walk(market, piece_start, piece_end, limit))
+            except InvalidRequestError as error:
+                if not is_span_refusal(error):
+                    raise
+                self.trade_span.refused(piece_end - piece_start, error)
+                continue
+            yield from pages
+            piece_start = piece_end
+
+    def _fills_walk(
+        self, market: str, start: datetime, end: datetime, limit: int
+    ) -> Iterator[Page[Fill]]:
+        return walk_backwards(
+            lambda s, e, id_to: self.trades(market, start=s, end=e, limit=limit, trade_id_to=id_to),
             start,
             end,
-            key=lambda f: f.fill_id,
+            key=lambda f: (f.market, f.fill_id),
             moment=lambda f: f.executed_at,
+            trade_id=lambda f: f.fill_id,
+            exchange=EXCHANGE,
             endpoint="trades",
-            max_span=None,
+            limit=limit,
         )
 
     def account_history(
@@ -363,15 +410,15 @@ class BitvavoClient:
                 parser(reply.data, account=self.account), endpoint, params, reply.fetched_at
             )
 
-        return _walk_trades(
-            fetch,
+        return walk_backwards(
+            lambda s, e, _: fetch(s, e),
             start,
             end,
             key=lambda t: t.transfer_id,
             moment=lambda t: t.executed_at,
+            exchange=EXCHANGE,
             endpoint=endpoint,
             limit=TRANSFER_LIMIT,
-            max_span=None,
         )
 
     def balance(self) -> list[BalanceSnapshot]:
@@ -385,39 +432,13 @@ class BitvavoClient:
         )
 
 
-def _walk_trades(
-    fetch: Callable[[datetime, datetime], Page[R]],
-    start: datetime,
-    end: datetime,
-    *,
-    key: Callable[[R], str],
-    moment: Callable[[R], datetime],
-    endpoint: str,
-    limit: int = TRADE_LIMIT,
-    max_span: timedelta | None = MAX_TRADE_SPAN,
-) -> Iterator[Page[R]]:
-    """Walk [start, end) backwards with an inclusive `end`, yielding each row once.
-
-    The next page ends at the oldest timestamp already seen, *inclusive*: rows sharing that
-    millisecond come back again and are dropped by id, so none of them is skipped.
-    """
-    if max_span is not None and end - start > max_span:
-        raise ValueError(f"bitvavo {endpoint}: one window spans at most {max_span}")
-    seen: set[str] = set()
-    cursor = end - timedelta(milliseconds=1)  # the window's end is exclusive
-    while cursor >= start:
-        page = fetch(start, cursor)
-        fresh = [r for r in page.records if key(r) not in seen and start <= moment(r) <= cursor]
-        seen.update(key(r) for r in fresh)
-        yield Page(fresh, page.endpoint, page.params, page.fetched_at, page.received)
-        if page.received < limit or not page.records:
-            return
-        oldest = min(moment(r) for r in page.records)
-        if oldest == cursor and not fresh:
-            raise PagingLoopError(
-                "bitvavo", endpoint, f"more than {limit} rows share the millisecond {cursor}"
-            )
-        cursor = oldest
+def _trade_params(
+    start: datetime, end: datetime, limit: int, trade_id_to: str | None
+) -> dict[str, object]:
+    params: dict[str, object] = {"limit": limit, "start": _ms(start), "end": _ms(end)}
+    if trade_id_to is not None:
+        params["tradeIdTo"] = trade_id_to
+    return params
 
 
 def _ms(moment: datetime) -> int:

@@ -18,7 +18,8 @@ Fills (`bitvavo_trades`)
     those the history names (delisted ones too), and asset-EUR for every asset held. Per
     market, from the oldest unsettled fill (else the newest fill) − 1 day, or from the
     account's beginning when nothing is landed; upserted into FILLS stem `trades-{MARKET}`, so
-    that a fill read again once settled replaces its unsettled row.
+    that a fill read again once settled replaces its unsettled row. Should `/v2/trades` refuse
+    a window's span (errorCode 205), the client walks it in 24 h (or shorter) pieces.
 
 Deposits and withdrawals (`bitvavo_transfers`)
     Re-read from 30 days before the newest landed one (or from the beginning) and upserted into

@@ -5,9 +5,10 @@
 
 **Bitvavo** has the full history: the span from `since` (else from the earliest landed window,
 else the last 24 h) to the last whole minute at least 60 s old is cut into UTC days and planned
-with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked with the inclusive
-`end` rule and deduplicated on the trade id by the client. A day in progress has a stem ending
-at the last final minute; the next sync fetches only what follows.
+with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked by the client
+(`bitvavo_walk`: right whether `end` is inclusive or exclusive, deduplicated on the trade id).
+A day in progress has a stem ending at the last final minute; the next sync fetches only what
+follows.
 
 **Bitstamp** serves only a rolling window (`time=minute|hour|day`, the last 60 s / 1 h / 24 h);
 `since` is ignored because history cannot be backfilled. Each sync reads the shortest window

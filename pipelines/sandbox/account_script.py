@@ -10,8 +10,9 @@ Times are relative to the window `[now - days, now]` (S = its length):
 - 2–4.5 % S: first buys (Bitstamp btceur, etheur, btcusd; Bitvavo BTC-, ETH- and a maker SOL-EUR
   order, whose SOL-EUR maker fee is a rebate);
 - every day: 0–3 orders per exchange at business hours, 1–5 fills each on consecutive tape trades,
-  maker or taker, fee tier from the trailing 30-day volume; Bitvavo app ("Price Guarantee") buys
-  and sells every few days (only in account/history);
+  maker or taker, fee tier from the trailing 30-day volume (with quirks, the fills of a Bitvavo
+  taker order all carry its first fill's millisecond: one sweep); Bitvavo app ("Price
+  Guarantee") buys and sells every few days (only in account/history);
 - 10 % S on: Bitvavo staking rewards (ETH, SOL) every reward interval (7 days, shorter for
   short windows); 20 % S: Bitstamp sends half its ETH to staking (type 26), earns type-27 rewards
   every interval, and gets it back at 80 % S (type 25);
@@ -528,7 +529,11 @@ class AccountScript:
             return False
         order_id = new_uuid(self.rng)
         client_id = new_uuid(self.rng) if self.rng.random() < 0.3 else None
+        # quirk: a taker order sweeps its makers in one millisecond, so that its fills share a
+        # timestamp (and can straddle a `/v2/trades` page boundary)
+        sweep_ms = tape[0].ts_ms if self.quirks and not maker else None
         for trade, part, fee in zip(tape, parts, fees, strict=False):
+            ts_ms = trade.ts_ms if sweep_ms is None else sweep_ms
             value = part * trade.price
             charged = max(fee, ZERO)  # a rebate is only counted once credited (at settlement)
             if side == "buy":
@@ -543,17 +548,17 @@ class AccountScript:
                     new_uuid(self.rng),
                     order_id,
                     client_id,
-                    trade.ts_ms,
+                    ts_ms,
                     side,
                     part,
                     trade.price,
                     not maker,
                     fee,
-                    trade.ts_ms + BITVAVO_SETTLE_MS,
+                    ts_ms + BITVAVO_SETTLE_MS,
                 )
             )
-            self.bitvavo_volumes.append(Volume(trade.ts_ms, value))
-            self._saw(trade.ts_ms)
+            self.bitvavo_volumes.append(Volume(ts_ms, value))
+            self._saw(ts_ms)
         return True
 
     def _bv_affordable(

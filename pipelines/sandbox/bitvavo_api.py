@@ -5,6 +5,11 @@ Paths, parameters, row shapes, weights, paging rules and error bodies follow EXC
 request whose `start` and `end` are both aligned on the interval and exactly `limit` intervals
 apart also returns the candle that opens at `end` (limit + 1 rows), and `/markets` sends its
 integer fields as strings.
+
+Variants (`variants.py`): `bitvavo-trades-span=24h` makes account `/v2/trades` refuse a
+`start`–`end` span over 24 h with errorCode 205, as public trades always do;
+`bitvavo-trades-end=exclusive` makes public and account trades leave out the trades at exactly
+`end` (default: included).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ CANDLES_MAX_LIMIT = 1440
 TRADES_DEFAULT_LIMIT = 500
 TRADES_MAX_LIMIT = 1000
 TRADES_MAX_SPAN_MS = 86_400_000
+SPAN_TEXT = "end parameter is invalid: end - start exceeds 24 hours."
 HISTORY_MAX_ITEMS = 100
 TRANSFERS_DEFAULT_LIMIT = 500
 TRANSFERS_MAX_LIMIT = 1000
@@ -224,6 +230,10 @@ class BitvavoApp(ExchangeApp):
     def _now(self) -> int:
         return int(self.world.now_ms())
 
+    def _end_stop(self, end: int) -> int:
+        """The first millisecond a trades request with this `end` leaves out."""
+        return end if self.variants.bitvavo_trades_end == "exclusive" else end + 1
+
     # --- public endpoints ----------------------------------------------------------------
 
     def _time(self, request: Request, path: Mapping[str, str]) -> Reply:
@@ -359,13 +369,14 @@ class BitvavoApp(ExchangeApp):
         if end is not None and start is not None and end < start:
             raise ApiError(error(205, "end parameter is invalid."))
         if upper - lower > TRADES_MAX_SPAN_MS:
-            raise ApiError(error(205, "end parameter is invalid: end - start exceeds 24 hours."))
+            raise ApiError(error(205, SPAN_TEXT))
+        stop = upper + 1 if end is None or end > now else self._end_stop(end)
         id_from, id_to = params.get("tradeIdFrom"), params.get("tradeIdTo")
         if id_from is None and id_to is None:
-            newest = latest_trades_until(market, lower, upper + 1, now, limit)  # end inclusive
+            newest = latest_trades_until(market, lower, stop, now, limit)
             chosen = [(t, market.trade_uuid(t)) for t in newest]
         else:
-            trades = trades_until(market, lower, upper + 1, now)
+            trades = trades_until(market, lower, stop, now)
             ids = [market.trade_uuid(t) for t in trades]
             first, last = _id_bounds(ids, id_from, id_to)
             chosen = list(zip(trades[first:last], ids[first:last], strict=True))
@@ -399,11 +410,19 @@ class BitvavoApp(ExchangeApp):
         end = self._int(params, "end", None, 0, 2**53)
         assert limit is not None
         now = self._now()
+        if self.variants.bitvavo_trades_span == "24h":  # mirrors public trades
+            upper = now if end is None else min(end, now)
+            if end is not None and start is not None and end < start:
+                raise ApiError(error(205, "end parameter is invalid."))
+            start = upper - TRADES_MAX_SPAN_MS if start is None else start
+            if upper - start > TRADES_MAX_SPAN_MS:
+                raise ApiError(error(205, SPAN_TEXT))
+        stop = None if end is None else self._end_stop(end)
         rows = [
             row
             for row in account.trades(market, now)
             if (start is None or int(row["timestamp"]) >= start)
-            and (end is None or int(row["timestamp"]) <= end)
+            and (stop is None or int(row["timestamp"]) < stop)
         ]
         ascending = rows[::-1]
         ids = [str(row["id"]) for row in ascending]
