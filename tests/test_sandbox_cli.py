@@ -39,6 +39,8 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
         str(info_file),
         "--write-config",
         str(config_file),
+        "--variant",
+        "bitvavo-trades-end=exclusive",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
@@ -69,6 +71,14 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
         assert candles.status_code == 200
         assert loads(candles.text)[0][0] <= 1_711_843_200_000  # the frozen clock
 
+        # the variant is played: a trade at exactly `end` is left out
+        trades_url = f"{info['bitvavo']['base_url']}/BTC-EUR/trades"
+        newest = loads(requests.get(trades_url, params={"limit": 1}, timeout=10).text)[0]
+        before = loads(
+            requests.get(trades_url, params={"end": newest["timestamp"]}, timeout=10).text
+        )
+        assert before and all(t["timestamp"] < newest["timestamp"] for t in before)
+
         settings = load_settings(config_file, environ={})
         assert settings.data_dir == (tmp_path / "data").resolve()
         for name in ("bitstamp", "bitvavo"):
@@ -98,3 +108,7 @@ def test_tally_sandbox_rejects_bad_arguments(capsys: pytest.CaptureFixture[str])
     assert "not an ISO time" in capsys.readouterr().err
     assert main(["sandbox", "--days", "1", "--fault-kinds", "gremlins", "--faults", "0.1"]) == 2
     assert "unknown fault kinds" in capsys.readouterr().err
+    assert main(["sandbox", "--days", "1", "--variant", "bitvavo-history-ids=guess"]) == 2
+    assert "bitvavo-history-ids" in capsys.readouterr().err
+    assert main(["sandbox", "--days", "1", "--variant", "no-such-point=1"]) == 2
+    assert "unknown sandbox variant 'no-such-point'" in capsys.readouterr().err
