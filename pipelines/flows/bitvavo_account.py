@@ -88,7 +88,7 @@ HISTORY_REREAD = timedelta(days=2)
 TRADES_REREAD = timedelta(days=1)
 TRANSFERS_REREAD = timedelta(days=30)
 BEGINNING_MARGIN = timedelta(days=1)
-MARKET_REFUSED = "205"  # Bitvavo's errorCode for an invalid parameter, e.g. an unknown market
+MARKET_REFUSED = "205"  # Bitvavo's errorCode for an invalid parameter ("market parameter is…")
 FILLS_STREAM = "fills"
 
 TransferKind = Literal["deposit", "withdrawal"]
@@ -228,7 +228,7 @@ def bitvavo_trades(
             _market_fills(rt, client, meter, market, beginning, now)
         except InvalidRequestError as error:
             first = None
-            if error.code == MARKET_REFUSED:
+            if error.code == MARKET_REFUSED and "market parameter" in str(error):
                 listed = {m.market for m in client.markets()} if listed is None else listed
                 first = None if market in listed else first_traded(lake, market)
             if first is None:  # a listed market, or one the account never traded: a failure

@@ -60,7 +60,8 @@ class UnknownMarketError(ValueError):
 
 
 def market_type(info: MarketInfo) -> str:
-    """ "SPOT" or the listed type; a name with a suffix (`BTC-USD-PERP`) is never spot."""
+    """The market's type as listed ("SPOT", "PERPETUAL"); without one, a name with a suffix
+    (`BTC-USD-PERP`) is never spot."""
     sent = info.extra.get("market_type")
     if isinstance(sent, str) and sent:
         return sent.upper()
