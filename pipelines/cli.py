@@ -70,9 +70,20 @@ def _add_sync(commands: Any) -> None:
 
 def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
+    from pipelines.flows.markets import UnknownMarketError, check_configured_markets
     from pipelines.flows.prefect_env import prepare_prefect
+    from pipelines.http import ExchangeError
 
     settings = load_settings(args.config)
+    # Before Prefect starts: an unknown market fails at once and nothing is fetched.
+    try:
+        check_configured_markets(settings, args.exchange)
+    except UnknownMarketError as error:
+        print(f"tally sync: {error}".replace("\n", "\ntally sync: "), file=sys.stderr)
+        return 2
+    except ExchangeError as error:
+        print(f"tally sync: cannot read the market lists: {error}", file=sys.stderr)
+        return 1
     # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     prepare_prefect(settings.data_dir)

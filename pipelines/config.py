@@ -90,15 +90,17 @@ class Settings:
             raise ConfigError(f"exchange {name!r} is not configured") from None
 
 
+# Every default market exists on its exchange (tests/test_sandbox_markets.py checks them against
+# the recorded market lists): Bitstamp lists GBP/EUR as `gbpeur`, there is no `eurgbp`.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "bitstamp": {
         "base_url": "https://www.bitstamp.net",
-        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "EUR-GBP"],
+        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "GBP-EUR"],
         "intervals": ["1h", "1d"],
     },
     "bitvavo": {
         "base_url": "https://api.bitvavo.com/v2",
-        "markets": ["BTC-EUR", "ETH-EUR", "SOL-EUR"],
+        "markets": ["BTC-EUR", "ETH-EUR", "ADA-EUR"],
         "intervals": ["1h", "1d"],
     },
 }

@@ -57,10 +57,10 @@ def bitvavo(sandbox: Sandbox, **kwargs: object) -> BitvavoClient:
 
 def test_bitvavo_candles_window_is_exactly_the_tape(sandbox: Sandbox, world: World) -> None:
     start, end = NOW - timedelta(days=3), NOW - timedelta(days=1)
-    pages = list(bitvavo(sandbox).candles_window("SOL-EUR", "1m", start, end))
+    pages = list(bitvavo(sandbox).candles_window("ADA-EUR", "1m", start, end))
     got = [c for page in pages for c in page.records]
-    truth = world.market("bitvavo", "SOL-EUR").candles(60, ms(start), ms(end))
-    assert len(truth) < 2 * 1440, "SOL-EUR should have quiet minutes (gaps) in this window"
+    truth = world.market("bitvavo", "ADA-EUR").candles(60, ms(start), ms(end))
+    assert len(truth) < 2 * 1440, "ADA-EUR should have quiet minutes (gaps) in this window"
     assert sorted((ms(c.open_time), c.open, c.high, c.low, c.close, c.volume) for c in got) == [
         (t.open_ms, t.open, t.high, t.low, t.close, t.volume) for t in truth
     ]
@@ -165,7 +165,7 @@ def test_faults_change_nothing_that_lands(world: World) -> None:
         three_days = bs.ohlc_window("BTC-EUR", "1m", end - timedelta(days=3), end)
         candles = [c for p in three_days for c in p.records]
         ledger = [e.entry_id for p in bs.ledger_since(1) for e in p.records]
-        sol = [c for p in bv.candles_window("SOL-EUR", "1m", start, end) for c in p.records]
+        ada = [c for p in bv.candles_window("ADA-EUR", "1m", start, end) for c in p.records]
         injected = {
             name: sum(requests.get(side.stats_url, timeout=5).json()["faults"].values())
             for name, side in (("bitvavo", faulty.bitvavo), ("bitstamp", faulty.bitstamp))
@@ -173,8 +173,8 @@ def test_faults_change_nothing_that_lands(world: World) -> None:
     market = world.market("bitvavo", "BTC-EUR")
     assert trades == {market.trade_uuid(t) for t in market.trades(ms(start), ms(end))}
     assert len({c.open_time for c in candles}) == len(candles) == 3 * 1440
-    sol_truth = world.market("bitvavo", "SOL-EUR").candles(60, ms(start), ms(end))
-    assert sorted(ms(c.open_time) for c in sol) == [t.open_ms for t in sol_truth]
+    ada_truth = world.market("bitvavo", "ADA-EUR").candles(60, ms(start), ms(end))
+    assert sorted(ms(c.open_time) for c in ada) == [t.open_ms for t in ada_truth]
     assert ledger == [int(r["id"]) for r in world.bitstamp.user_transactions]
     assert injected["bitstamp"] > 0 and injected["bitvavo"] > 0, injected
     assert bv.http.stats.retries + bs.http.stats.retries > 0

@@ -659,7 +659,7 @@ def test_tally_export_options(
     sidecar = json.loads(target.with_suffix(".json").read_text(encoding="utf-8"))
     assert (sidecar["method"], sidecar["files"][0]["name"]) == ("de", target.name)
     capsys.readouterr()
-    # This lake landed no EUR-GBP candles: a GBP export names the missing prices, writes nothing.
+    # This lake landed no GBP-EUR candles: a GBP export names the missing prices, writes nothing.
     assert main([*args, "--currency", "GBP", "--out", str(tmp_path / "gbp")]) == 1
     assert "GBP" in capsys.readouterr().err
     assert not (tmp_path / "gbp").exists()

@@ -1,8 +1,10 @@
 """USD and GBP as reporting currencies, over a lake synced from the sandbox: the `prices` view's
 USD series (exact decimals, a direct USD candle before the cross rate through EUR-USD) and GBP
-series (the EUR price times the EUR-GBP close), the engine's trade values in USD and GBP (a
-USD-quoted fill is worth its quote amount, a EUR-quoted one its quote times the EUR-USD or
-EUR-GBP close), gains exports in USD and GBP, and an unknown currency refused with its reason."""
+series (Bitstamp has GBP-EUR, not EUR-GBP: the EUR price divided by the GBP-EUR close, EUR
+itself 1 / that close, each rounded half up once to 18 decimals), the engine's trade values in
+USD and GBP (a USD-quoted fill is worth its quote amount, a EUR-quoted one its quote times the
+EUR-USD close or times one EUR in GBP), gains exports in USD and GBP, and an unknown currency
+refused with its reason. Expected prices are computed here from the landed candles."""
 
 from __future__ import annotations
 
@@ -72,8 +74,8 @@ def world() -> World:
 
 @pytest.fixture(scope="module")
 def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Both accounts and every market's 1h candles of the last DAYS (EUR-GBP among them: the
-    sandbox config lists the world's markets), plus Bitstamp BTC-USD, EUR-USD and EUR-GBP around
+    """Both accounts and every market's 1h candles of the last DAYS (GBP-EUR among them: the
+    sandbox config lists the world's markets), plus Bitstamp BTC-USD, EUR-USD and GBP-EUR around
     each older Bitstamp row (so that the whole history has a USD and a GBP price)."""
     directory = tmp_path_factory.mktemp("usd")
     start = NOW - timedelta(days=DAYS)
@@ -95,14 +97,14 @@ def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
             limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
         )
         try:
-            assert "EUR-GBP" in settings.exchange("bitstamp").markets
+            assert "GBP-EUR" in settings.exchange("bitstamp").markets
             sync_bitstamp_account(rt)
             sync_bitvavo_account(rt)
             for exchange in ("bitstamp", "bitvavo"):
                 for market in settings.exchange(exchange).markets:
                     sync_candles(rt, exchange, market, "1h", Window(start, NOW))
             for day in old_days:
-                for market in ("BTC-USD", "EUR-USD", "EUR-GBP"):
+                for market in ("BTC-USD", "EUR-USD", "GBP-EUR"):
                     span = Window(day - timedelta(days=1), day + timedelta(days=1))
                     sync_candles(rt, "bitstamp", market, "1h", span)
         finally:
@@ -127,23 +129,37 @@ def usd_events(connection: duckdb.DuckDBPyConnection) -> dict[str, list[Event]]:
     return by_reference
 
 
-def rate_close(connection: duckdb.DuckDBPyConnection, market: str, at: datetime) -> Decimal:
-    """The close of the newest traded Bitstamp `market` hour ending at or before `at`."""
+def last_close(
+    connection: duckdb.DuckDBPyConnection, exchange: str, market: str, at: datetime
+) -> tuple[Decimal, datetime]:
+    """(close, close time) of the newest traded 1h candle of `market` ending at or before `at`."""
     row = connection.execute(
-        "select close from candles where exchange = 'bitstamp' and market = ? "
+        "select close, close_time from candles where exchange = ? and market = ? "
         "and interval = '1h' and volume > 0 and close_time <= ? order by close_time desc limit 1",
-        [market, at],
+        [exchange, market, at],
     ).fetchone()
     assert row is not None
-    return Decimal(row[0])
+    return Decimal(row[0]), row[1]
+
+
+def rate_close(connection: duckdb.DuckDBPyConnection, market: str, at: datetime) -> Decimal:
+    """The close of the newest traded Bitstamp `market` hour ending at or before `at`."""
+    return last_close(connection, "bitstamp", market, at)[0]
 
 
 def eur_usd_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
     return rate_close(connection, "EUR-USD", at)
 
 
-def eur_gbp_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
-    return rate_close(connection, "EUR-GBP", at)
+def gbp_eur_close(connection: duckdb.DuckDBPyConnection, at: datetime) -> Decimal:
+    return rate_close(connection, "GBP-EUR", at)
+
+
+def quotient18(dividend: Decimal, divisor: Decimal) -> Decimal:
+    """dividend / divisor rounded half up to 18 decimals (computed to 80 digits first)."""
+    with localcontext() as context:
+        context.prec = 80
+        return round18(dividend / divisor)
 
 
 def window_trades(world: World, pair: str) -> list[dict[str, Any]]:
@@ -196,13 +212,14 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
     assert btc_volume > 0
     assert usd[("BTC", hour)][3:6] == (btc_close, "bitstamp BTC-USD 1h", hour)
 
-    # SOL (only SOL-EUR on Bitvavo): the EUR price times EUR-USD, rounded half up once
+    # ADA (only ADA-EUR on Bitvavo): the EUR price times EUR-USD, rounded half up once
     for at in (hour, hour + timedelta(hours=7), NOW - timedelta(days=20)):
-        _, _, _, price_eur, source_eur, observed_eur, _ = eur[("SOL", at)]
+        price_eur, observed_eur = last_close(connection, "bitvavo", "ADA-EUR", at)
+        assert eur[("ADA", at)][3:6] == (price_eur, "bitvavo ADA-EUR 1h", observed_eur)
         rate = eur_usd_close(connection, at)
-        _, _, _, price, source, observed, staleness = usd[("SOL", at)]
+        _, _, _, price, source, observed, staleness = usd[("ADA", at)]
         assert price == round18(price_eur * rate)
-        assert source == f"{source_eur} * bitstamp EUR-USD 1h"
+        assert source == "bitvavo ADA-EUR 1h * bitstamp EUR-USD 1h"
         rate_at = connection.execute(
             "select max(close_time) from candles where market = 'EUR-USD' and volume > 0 "
             "and close_time <= ?",
@@ -212,43 +229,62 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
         assert staleness == at - observed
 
 
-def test_gbp_series_is_the_eur_price_times_eur_gbp(
+def test_gbp_series_divides_the_eur_price_by_gbp_eur(
     connection: duckdb.DuckDBPyConnection,
 ) -> None:
     closes = connection.execute(
-        "select close from candles where exchange = 'bitstamp' and market = 'EUR-GBP' "
+        "select close from candles where exchange = 'bitstamp' and market = 'GBP-EUR' "
         "and interval = '1h' and volume > 0"
     ).fetchall()
-    assert len(closes) > 24 * DAYS // 2, "the sandbox serves EUR-GBP candles"
-    assert all(Decimal("0.83") <= c <= Decimal("0.90") for (c,) in closes)
+    assert len(closes) > 24 * DAYS // 2, "the sandbox serves GBP-EUR candles"
+    assert all(Decimal("1.11") <= c <= Decimal("1.21") for (c,) in closes)
+    assert not connection.execute(
+        "select count(*) from candles where market = 'EUR-GBP'"
+    ).fetchone()[0], "Bitstamp has no EUR-GBP market"
     rows = connection.execute(
         "select currency, asset, priced_at, price, source, observed_at, staleness from prices"
     ).fetchall()
     gbp = {(r[1], r[2]): r for r in rows if r[0] == "GBP"}
     eur = {(r[1], r[2]): r for r in rows if r[0] == "EUR"}
     assert gbp and "GBP" not in {asset for asset, _ in gbp}, "the reporting currency is worth 1"
-    assert {"BTC", "ETH", "SOL", "USD", "EUR"} <= {asset for asset, _ in gbp}
+    assert {"BTC", "ETH", "ADA", "USD", "EUR"} <= {asset for asset, _ in gbp}
+    checked_btc = 0
     for at in (
         NOW - timedelta(days=3),
         NOW - timedelta(days=3, hours=-7),
         NOW - timedelta(days=20),
     ):
-        # EUR itself: the EUR-GBP close, exactly
-        assert gbp[("EUR", at)][3] == eur_gbp_close(connection, at)
-        assert gbp[("EUR", at)][4] == "bitstamp EUR-GBP 1h"
-        rate = eur_gbp_close(connection, at)
-        rate_at = connection.execute(
-            "select max(close_time) from candles where market = 'EUR-GBP' and volume > 0 "
-            "and close_time <= ?",
+        rate, rate_at = last_close(connection, "bitstamp", "GBP-EUR", at)
+        # GBP in EUR: the GBP-EUR close itself
+        assert eur[("GBP", at)][3:6] == (rate, "bitstamp GBP-EUR 1h", rate_at)
+        # EUR itself: 1 / the GBP-EUR close, rounded half up to 18 decimals
+        assert gbp[("EUR", at)][3:6] == (
+            quotient18(Decimal(1), rate),
+            "bitstamp GBP-EUR 1h (inverted)",
+            rate_at,
+        )
+        # every other asset: its EUR price (from the candles) / the GBP-EUR close, rounded once
+        usd_rate, usd_at = last_close(connection, "bitstamp", "EUR-USD", at)
+        ada, ada_at = last_close(connection, "bitvavo", "ADA-EUR", at)
+        expected = {
+            "ADA": (ada, "bitvavo ADA-EUR 1h", ada_at),
+            "USD": (quotient18(Decimal(1), usd_rate), "bitstamp EUR-USD 1h (inverted)", usd_at),
+        }
+        btc = connection.execute(
+            "select close from candles where exchange = 'bitvavo' and market = 'BTC-EUR' "
+            "and interval = '1h' and volume > 0 and close_time = ?",
             [at],
-        ).fetchone()[0]
-        for asset in ("BTC", "SOL", "USD"):
-            _, _, _, price_eur, source_eur, observed_eur, _ = eur[(asset, at)]
+        ).fetchone()
+        if btc is not None:  # traded this very hour on Bitvavo: the freshest, first-priority price
+            expected["BTC"] = (Decimal(btc[0]), "bitvavo BTC-EUR 1h", at)
+            checked_btc += 1
+        for asset, (price_eur, source_eur, observed_eur) in expected.items():
             _, _, _, price, source, observed, staleness = gbp[(asset, at)]
-            assert price == round18(price_eur * rate)
-            assert source == f"{source_eur} * bitstamp EUR-GBP 1h"
+            assert price == quotient18(price_eur, rate), asset
+            assert source == f"{source_eur} / bitstamp GBP-EUR 1h"
             assert observed == min(observed_eur, rate_at)
             assert staleness == at - observed
+    assert checked_btc >= 2, "BTC-EUR trades in most hours"
 
 
 def test_a_cross_rate_needing_more_than_18_decimals_is_rounded_half_up(tmp_path: Path) -> None:
@@ -327,7 +363,7 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_usd(
             assert abs(worth - quote / usd_in_eur) <= quote * TINY
 
 
-def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_gbp(
+def test_a_eur_quoted_fill_is_worth_its_quote_times_one_eur_in_gbp(
     world: World, connection: duckdb.DuckDBPyConnection
 ) -> None:
     gbp_events: dict[str, list[Event]] = {}
@@ -337,12 +373,12 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_gbp(
     fills = window_trades(world, "btc_eur")
     assert fills
     for entry in fills:
-        rate = eur_gbp_close(connection, executed_at(entry))
+        eur_in_gbp = quotient18(Decimal(1), gbp_eur_close(connection, executed_at(entry)))
         quote, fee = abs(amount(entry, "eur")), amount(entry, "fee")
         (event,) = gbp_events[str(entry["id"])]
         worth = event.value - event.fees if event.kind == "acquire" else event.value
-        assert worth == quote * rate  # exact: no rounding on the way
-        assert event.fees == fee * rate
+        assert worth == quote * eur_in_gbp  # exact: the 18-decimal rate, no further rounding
+        assert event.fees == fee * eur_in_gbp
 
 
 # --- exports -------------------------------------------------------------------------------------
@@ -392,7 +428,9 @@ def test_gains_export_in_gbp_says_gbp(
     for row in rows:
         assert row["currency"] == "GBP"
         proceeds, cost, fees, gain = (Decimal(row[c]) for c in ("proceeds", "cost", "fees", "gain"))
-        assert gain == proceeds - cost - fees
+        with localcontext() as context:  # values through 1 / GBP-EUR carry 30+ digits
+            context.prec = 80
+            assert gain == proceeds - cost - fees
 
 
 def test_an_unknown_currency_is_refused_with_its_reason(

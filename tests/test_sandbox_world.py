@@ -123,7 +123,7 @@ def test_wall_clock_world_keeps_time() -> None:
         ("bitstamp", "btcusd"),
         ("bitstamp", "eurusd"),
         ("bitvavo", "BTC-EUR"),
-        ("bitvavo", "SOL-EUR"),
+        ("bitvavo", "ADA-EUR"),
     ],
 )
 def test_candles_are_exact_aggregates_of_the_trades(world: World, key: tuple[str, str]) -> None:
@@ -152,7 +152,7 @@ def test_candles_are_exact_aggregates_of_the_trades(world: World, key: tuple[str
 
 
 def test_three_day_candles_aggregate_days(world: World) -> None:
-    market = world.markets[("bitvavo", "SOL-EUR")]
+    market = world.markets[("bitvavo", "ADA-EUR")]
     start = world.tape_start_ms - 3 * DAY_MS
     end = world.tape_start_ms + 9 * DAY_MS
     step = 3 * DAY_MS
@@ -228,11 +228,11 @@ def test_cross_rates_and_venues_agree(world: World) -> None:
 def test_bitvavo_has_quiet_minutes_and_hours(world: World) -> None:
     end = day_start(FROZEN_MS)
     start = world.genesis_ms
-    for symbol in ("BTC-EUR", "ETH-EUR", "SOL-EUR"):
+    for symbol in ("BTC-EUR", "ETH-EUR", "ADA-EUR"):
         market = world.markets[("bitvavo", symbol)]
         minutes = market.candles(60, end - DAY_MS, end)
         assert 0 < len(minutes) < 1440, symbol
-    hours = world.markets[("bitvavo", "SOL-EUR")].candles(3600, start, end)
+    hours = world.markets[("bitvavo", "ADA-EUR")].candles(3600, start, end)
     assert len(hours) < (end - start) // HOUR_MS
     late_night = [h for h in hours if (h.open_ms // HOUR_MS) % 24 < 6]
     daytime = [h for h in hours if (h.open_ms // HOUR_MS) % 24 >= 6]
@@ -457,7 +457,7 @@ def test_bitvavo_balance_is_an_exact_replay_and_never_negative(world: World) -> 
             assert balance[symbol] >= 0, symbol
     reported = reported_bitvavo(world, FROZEN_MS)
     assert {s: v for s, v in balance.items()} == {s: reported[s] for s in balance}
-    assert set(reported) >= {"EUR", "BTC", "ETH", "SOL"}
+    assert set(reported) >= {"EUR", "BTC", "ETH", "ADA"}
     assert any(Decimal(r["inOrder"]) > 0 for r in world.bitvavo.balance(FROZEN_MS))
 
 
@@ -494,11 +494,11 @@ def test_unsettled_fills_lack_fees_until_settled(world: World) -> None:
 def test_bitvavo_fills_orders_fees_and_rebates(world: World) -> None:
     bv = world.bitvavo
     fills = [f for m in bv.markets_traded for f in bv.trades(m, FROZEN_MS + HOUR_MS)]
-    assert set(bv.markets_traded) == {"BTC-EUR", "ETH-EUR", "SOL-EUR"}
+    assert set(bv.markets_traded) == {"ADA-EUR", "BTC-EUR", "ETH-EUR", "PHA-EUR"}
     assert {f["taker"] for f in fills} == {True, False}
     assert any(Decimal(f["fee"]) < 0 for f in fills)
     assert Counter(f["orderId"] for f in fills).most_common(1)[0][1] > 1
-    assert Decimal(bv.fees("SOL-EUR")["maker"]) < 0
+    assert Decimal(bv.fees("ADA-EUR")["maker"]) < 0
     assert {"tier", "volume", "taker", "maker"} == set(bv.fees("BTC-EUR"))
 
 
@@ -622,7 +622,7 @@ def test_quirks_off_gives_plain_shapes(plain_world: World) -> None:
 def test_market_surface(world: World) -> None:
     keys = set(world.markets)
     assert {("bitstamp", s) for s in ("btcusd", "btceur", "ethusd", "etheur", "eurusd")} | {
-        ("bitvavo", s) for s in ("BTC-EUR", "ETH-EUR", "SOL-EUR")
+        ("bitvavo", s) for s in ("BTC-EUR", "ETH-EUR", "ADA-EUR")
     } <= keys
     market: Market = world.markets[("bitstamp", "eurusd")]
     assert (market.symbol, market.base, market.quote) == ("eurusd", "EUR", "USD")

@@ -320,10 +320,10 @@ def test_a_missing_fee_is_found(synced: Settings, world: World, tmp_path: Path) 
     fill = next(
         f
         for f in world.bitvavo.fills
-        if f.market == "SOL-EUR" and f.fee > 0 and f.settle_ms <= NOW_MS
+        if f.market == "ADA-EUR" and f.fee > 0 and f.settle_ms <= NOW_MS
     )
     copy = lake_copy(synced, tmp_path)
-    path = copy.lake_dir / "fills" / "exchange=bitvavo" / "account=main" / "trades-SOL-EUR.parquet"
+    path = copy.lake_dir / "fills" / "exchange=bitvavo" / "account=main" / "trades-ADA-EUR.parquet"
     rewrite(
         path,
         lambda f: f.with_columns(

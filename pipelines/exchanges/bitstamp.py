@@ -70,8 +70,9 @@ STEPS: Mapping[str, int] = {interval: step for step, interval in parse.STEP_INTE
 
 
 def pair_symbol(market: str) -> str:
-    """`BTC-EUR` → `btceur` (Bitstamp's URL spelling)."""
-    return market.replace("-", "").lower()
+    """`BTC-EUR` → `btceur` (Bitstamp's URL spelling); `BTC-USD-PERP` → `btcusd-perp`."""
+    base, quote, *suffix = market.lower().split("-")
+    return "-".join([base + quote, *suffix])
 
 
 def string_to_sign(key: str, request: SignInput, nonce: str, timestamp_ms: str) -> str:

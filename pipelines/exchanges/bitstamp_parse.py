@@ -58,6 +58,7 @@ __all__ = [
     "classify_entries",
     "classify_entry",
     "dedupe_candles",
+    "market_suffix",
     "parse_account_balances",
     "parse_balance_legacy",
     "parse_crypto_transactions",
@@ -127,18 +128,35 @@ def _error(endpoint: str, index: int | None, reason: str) -> RowParseError:
 
 
 def bitstamp_market(symbol: str, symbols: Mapping[str, str] | None = None) -> str:
-    """``"btceur"`` → ``"BTC-EUR"``.
+    """``"btceur"`` → ``"BTC-EUR"``; ``"btcusd-perp"`` → ``"BTC-USD-PERP"``.
 
     With ``symbols`` (url symbol → market, from `parse_markets`) the map decides; without it the
-    symbol is split at the longest known quote currency suffix. ValueError when neither works.
+    symbol is split at the longest known quote currency suffix, and a ``-suffix`` (a perpetual's
+    ``-perp``) stays a suffix of the name, so that a perpetual is never named like its spot
+    market. ValueError when neither works.
     """
     if symbols is not None and symbol in symbols:
         return symbols[symbol]
-    lowered = symbol.lower()
+    head, dash, tail = symbol.lower().partition("-")
     for quote in BITSTAMP_QUOTES:
-        if lowered.endswith(quote) and len(lowered) > len(quote):
-            return market_name(lowered[: -len(quote)], quote)
+        if head.endswith(quote) and len(head) > len(quote):
+            spot = market_name(head[: -len(quote)], quote)
+            if not dash:
+                return spot
+            if tail and tail.isalnum():
+                return f"{spot}-{tail.upper()}"
     raise ValueError(f"cannot split Bitstamp symbol {symbol!r} into base and quote")
+
+
+def market_suffix(symbol: str, market_type: str | None) -> str:
+    """The part of a tally market name after BASE-QUOTE: "" for a spot market, "-PERP" for
+    ``btcusd-perp``; a non-spot market whose symbol has no suffix gets its ``market_type``."""
+    _, dash, tail = symbol.partition("-")
+    if dash and tail:
+        return f"-{tail.upper()}"
+    if market_type is None or market_type.upper() == "SPOT":
+        return ""
+    return f"-{market_type.upper()}"
 
 
 def _market_from_name(name: object) -> str:
@@ -229,7 +247,10 @@ def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
 
 def parse_markets(payload: Any) -> list[MarketInfo]:
     """``/api/v2/markets/`` (``market_symbol``, ``base_currency``…) or the older
-    ``/api/v2/trading-pairs-info/`` (``url_symbol``, ``name``) → markets."""
+    ``/api/v2/trading-pairs-info/`` (``url_symbol``, ``name``) → markets.
+
+    A market that is not spot keeps its own name: ``btcusd-perp`` (``market_type``
+    PERPETUAL) is ``BTC-USD-PERP``, never ``BTC-USD`` (see `market_suffix`)."""
     endpoint = "markets"
     markets = []
     for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
@@ -239,10 +260,9 @@ def parse_markets(payload: Any) -> list[MarketInfo]:
         name = row.text("name")
         if row.has("base_currency") or row.has("counter_currency"):
             base, quote = row.asset("base_currency"), row.asset("counter_currency")
-            market = market_name(base, quote)
         else:
-            market = row.convert("name", name, _market_from_name)
-            base, quote = market.split("-")
+            base, quote = row.convert("name", name, _market_from_name).split("-")[:2]
+        market = market_name(base, quote) + market_suffix(symbol, _market_type(row))
         markets.append(
             MarketInfo(
                 exchange=EXCHANGE,
@@ -258,6 +278,12 @@ def parse_markets(payload: Any) -> list[MarketInfo]:
             )
         )
     return markets
+
+
+def _market_type(row: RowReader) -> str | None:
+    """``market_type`` as sent (kept in ``extra`` too: it is read, not consumed)."""
+    value = row.data.get("market_type")
+    return value if isinstance(value, str) else None
 
 
 def parse_eur_usd(payload: Any, *, taken_at: datetime) -> FxRate:
@@ -683,19 +709,27 @@ def parse_trading_fees(
     taken_at: datetime,
     symbols: Mapping[str, str] | None = None,
 ) -> list[FeeSchedule]:
-    """``POST /api/v2/fees/trading/`` → fee schedules; Bitstamp's percent becomes a fraction."""
+    """``POST /api/v2/fees/trading/`` → fee schedules; Bitstamp's percent becomes a fraction.
+
+    The row's ``market`` (else ``currency_pair``) names it, through ``symbols`` (url symbol →
+    market, from `parse_markets`) when given: a perpetual keeps its own name (``btcusd-perp`` →
+    ``BTC-USD-PERP``). A ``currency_pair`` that differs from ``market`` is kept in ``extra``, and
+    a symbol that can be neither looked up nor split keeps Bitstamp's spelling as its market
+    name: one unknown row never stops a snapshot."""
     endpoint = "fees/trading"
     taken_at = ensure_utc(taken_at)
     schedules = []
     for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
         row = _row(endpoint, index, value)
         key = "market" if row.has("market") else "currency_pair"
-        row.mark("market", "currency_pair")
-        if row.data.get("market", row.data.get("currency_pair")) != row.data.get(
-            "currency_pair", row.data.get("market")
-        ):
-            raise row.error("'market' and 'currency_pair' disagree")
-        market = row.convert(key, row.text(key), lambda s: bitstamp_market(s, symbols))
+        symbol = row.text(key)
+        row.mark(key)
+        if row.data.get("currency_pair", symbol) == symbol:
+            row.mark("currency_pair")
+        try:
+            market = bitstamp_market(symbol, symbols)
+        except ValueError:
+            market = symbol
         fees = _row(endpoint, index, row.require("fees"))
         maker = percent_to_fraction(fees.decimal("maker"))
         taker = percent_to_fraction(fees.decimal("taker"))

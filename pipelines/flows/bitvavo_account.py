@@ -19,7 +19,11 @@ Fills (`bitvavo_trades`)
     market, from the oldest unsettled fill (else the newest fill) − 1 day, or from the
     account's beginning when nothing is landed; upserted into FILLS stem `trades-{MARKET}`, so
     that a fill read again once settled replaces its unsettled row. Should `/v2/trades` refuse
-    a window's span (errorCode 205), the client walks it in 24 h (or shorter) pieces.
+    a window's span (errorCode 205), the client walks it in 24 h (or shorter) pieces. A delisted
+    market is read like any other where `/v2/trades` still answers for it; where it refuses the
+    market (errorCode 205 for a market `/v2/markets` no longer lists) the refusal is recorded as
+    a gap of stream `fills` with its reason (`gaps`, `coverage`) and the other markets go on:
+    the market's trades are then kept from the history (derived below), never dropped.
 
 Deposits and withdrawals (`bitvavo_transfers`)
     Re-read from 30 days before the newest landed one (or from the beginning) and upserted into
@@ -72,7 +76,9 @@ from pipelines.flows.account_lake import (
     upsert_transfers,
     windows,
 )
+from pipelines.flows.gaps import record_gap
 from pipelines.flows.runtime import ACCOUNT, Runtime, StreamResult
+from pipelines.http import InvalidRequestError
 from pipelines.lake import Lake
 
 PARTITION = {"exchange": EXCHANGE, "account": ACCOUNT}
@@ -88,6 +94,8 @@ HISTORY_REREAD = timedelta(days=2)
 TRADES_REREAD = timedelta(days=1)
 TRANSFERS_REREAD = timedelta(days=30)
 BEGINNING_MARGIN = timedelta(days=1)
+MARKET_REFUSED = "205"  # Bitvavo's errorCode for an invalid parameter ("market parameter is…")
+FILLS_STREAM = "fills"
 
 TransferKind = Literal["deposit", "withdrawal"]
 
@@ -211,16 +219,28 @@ def bitvavo_trades(
 
     A market that fails does not hold the others back: they are read, then the first failure
     is raised (what landed stays landed; the next run resumes the failed market where it was).
+    A delisted market that `/v2/trades` refuses is not a failure: it is recorded as a gap.
     """
     lake, client, now = rt.lake, rt.bitvavo(), rt.now()
     meter = Meter(f"trades {EXCHANGE}", EXCHANGE, client.http)
+    listed: set[str] | None = None
     if markets is None:
-        markets, _ = traded_markets(rt, client)
+        markets, listed = traded_markets(rt, client)
     beginning = account_beginning(lake, epoch)
     failures: list[tuple[str, Exception]] = []
+    gaps: list[str] = []
     for market in markets:
         try:
             _market_fills(rt, client, meter, market, beginning, now)
+        except InvalidRequestError as error:
+            first = None
+            if error.code == MARKET_REFUSED and "market parameter" in str(error):
+                listed = {m.market for m in client.markets()} if listed is None else listed
+                first = None if market in listed else first_traded(lake, market)
+            if first is None:  # a listed market, or one the account never traded: a failure
+                failures.append((market, error))
+            else:
+                gaps.append(_refused_market_gap(lake, market, error, first, now))
         except Exception as error:  # re-raised below, after the other markets
             failures.append((market, error))
     if failures:
@@ -229,7 +249,39 @@ def bitvavo_trades(
             error.add_note(f"bitvavo trades also failed for {[m for m, _ in failures[1:]]}")
         raise error
     first, last = partition_range(lake, FILLS.dataset, PARTITION)
-    return meter.result(first=first, last=last)
+    return meter.result(first=first, last=last, gaps=gaps)
+
+
+def first_traded(lake: Lake, market: str) -> datetime | None:
+    """When the account first traded `market`, from the landed history and fills (None: never)."""
+    times = [
+        item.executed_at
+        for item, _ in landed_history(lake)
+        if isinstance(row := classify_history_item(item), Fill) and row.market == market
+    ]
+    first, _ = column_range(lake, FILLS.dataset, f"{TRADES_PREFIX}{market}", PARTITION)
+    return min([*times, *([first] if first is not None else [])], default=None)
+
+
+def _refused_market_gap(
+    lake: Lake, market: str, error: InvalidRequestError, first: datetime, now: datetime
+) -> str:
+    """Record that `/v2/trades` refuses the delisted `market` the account traded: from its first
+    trade to now its fills are not served (they are kept from `/account/history`)."""
+    reason = (
+        f"bitvavo /v2/trades refuses {market}, which /v2/markets no longer lists "
+        f"(errorCode {error.code}: {error}); its trades are kept from /account/history"
+    )
+    return record_gap(
+        lake,
+        exchange=EXCHANGE,
+        stream=FILLS_STREAM,
+        market=market,
+        gap_start=first,
+        gap_end=now,
+        reason=reason,
+        detected_at=now,
+    )
 
 
 def _market_fills(

@@ -11,12 +11,15 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pipelines.config import Settings
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy
-from pipelines.lake import Lake
+
+if TYPE_CHECKING:
+    from pipelines.lake import Lake
 
 ACCOUNT = "main"
 
@@ -36,6 +39,9 @@ class Runtime:
 
     @property
     def lake(self) -> Lake:
+        # imported here: asking an exchange alone (`tally sync`'s market check) needs no polars
+        from pipelines.lake import Lake
+
         return Lake(self.settings.lake_dir)
 
     def now(self) -> datetime:

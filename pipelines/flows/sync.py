@@ -24,6 +24,7 @@ from prefect.futures import PrefectFuture, as_completed
 
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
+from pipelines.flows.markets import check_configured_markets
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
@@ -141,6 +142,7 @@ def sync_flow(
     if not chosen <= set(WHAT):
         raise ValueError(f"what must be among {WHAT}")
     names = _selected(exchanges, rt)
+    check_configured_markets(rt.settings, names)  # before any task: a typo fetches nothing
     results: list[dict[str, Any]] = []
     if "account" in chosen:
         results += _progress([account_task.submit(config, name) for name in names], "account")

@@ -7,13 +7,16 @@ Times are relative to the window `[now - days, now]` (S = its length):
   and a buy after the switch to string types. They are priced from the path (`price_at`), since
   the tape starts later (genesis);
 - start of window: EUR deposits on both exchanges, a USD wire deposit (7.50 USD fee) on Bitstamp;
-- 2–4.5 % S: first buys (Bitstamp btceur, etheur, btcusd; Bitvavo BTC-, ETH- and a maker SOL-EUR
-  order, whose SOL-EUR maker fee is a rebate);
+- 2–4.5 % S: first buys (Bitstamp btceur, etheur, btcusd; Bitvavo BTC-, ETH- and a maker ADA-EUR
+  order, whose ADA-EUR maker fee is a rebate);
+- 4.6 % S: Bitvavo buys PHA-EUR and NEO-EUR, markets that are delisted by now, and sells them
+  again a few hours later (PHA-EUR through the order book: `/v2/trades` still lists its fills;
+  NEO-EUR only in `/account/history`: `/v2/trades` no longer answers for it);
 - every day: 0–3 orders per exchange at business hours, 1–5 fills each on consecutive tape trades,
   maker or taker, fee tier from the trailing 30-day volume (with quirks, the fills of a Bitvavo
   taker order all carry its first fill's millisecond: one sweep); Bitvavo app ("Price
   Guarantee") buys and sells every few days (only in account/history);
-- 10 % S on: Bitvavo staking rewards (ETH, SOL) every reward interval (7 days, shorter for
+- 10 % S on: Bitvavo staking rewards (ETH, ADA) every reward interval (7 days, shorter for
   short windows); 20 % S: Bitstamp sends half its ETH to staking (type 26), earns type-27 rewards
   every interval, and gets it back at 80 % S (type 25);
 - coins move between the accounts: 30 % S BTC Bitstamp → Bitvavo, 45 % S ETH Bitvavo → Bitstamp,
@@ -34,7 +37,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
@@ -81,14 +85,14 @@ BITSTAMP_TIERS = (
     (Decimal(100_000), Decimal("0.0020"), Decimal("0.0010")),
 )
 BITSTAMP_OLD_RATE = Decimal("0.0050")  # 2020's flat fee for small accounts
-# Bitvavo fee tiers on trailing 30-day EUR volume. SOL-EUR makers get a rebate at every tier.
+# Bitvavo fee tiers on trailing 30-day EUR volume. ADA-EUR makers get a rebate at every tier.
 BITVAVO_TIERS = (
     (Decimal(0), Decimal("0.0025"), Decimal("0.0015")),
     (Decimal(10_000), Decimal("0.0020"), Decimal("0.0010")),
     (Decimal(50_000), Decimal("0.0016"), Decimal("0.0006")),
     (Decimal(100_000), Decimal("0.0012"), Decimal("0.0003")),
 )
-BITVAVO_REBATE_MARKETS = {"SOL-EUR": Decimal("-0.0001")}
+BITVAVO_REBATE_MARKETS = {"ADA-EUR": Decimal("-0.0001")}
 BITVAVO_FEE_QUANTUM = Decimal("1e-13")
 APP_FEE_RATE = Decimal("0.0025")
 APP_SPREAD = Decimal("0.006")
@@ -97,10 +101,10 @@ BITSTAMP_WITHDRAWAL_FEES = {"BTC": Decimal("0.00015000"), "ETH": Decimal("0.0025
 BITVAVO_WITHDRAWAL_FEES = {
     "BTC": Decimal("0.00006"),
     "ETH": Decimal("0.0012"),
-    "SOL": Decimal("0.00064"),
+    "ADA": Decimal("1"),
     "EUR": ZERO,
 }
-NETWORKS = {"BTC": "bitcoin", "ETH": "ethereum", "SOL": "solana"}
+NETWORKS = {"BTC": "bitcoin", "ETH": "ethereum", "ADA": "cardano"}
 USD_WIRE_FEE = Decimal("7.50")
 
 CRYPTO_WITHDRAWAL_STAGES = (
@@ -171,6 +175,9 @@ class AccountScript:
         self.quirks = quirks
         self.markets = markets
         self.rng = rng_for(market_key(seed, "accounts", "script"))
+        # the delisted markets' trades draw from their own stream: the rest of the story is the
+        # same with or without them
+        self._delisted_rng = rng_for(market_key(seed, "accounts", "delisted"))
         self.bitstamp = BitstampLedger()
         self.bitvavo = BitvavoLedger()
         self.bitstamp_volumes: list[Volume] = []
@@ -183,7 +190,7 @@ class AccountScript:
         self._order_id = 0
         self.addresses = {
             ("bitstamp", asset): address(self.rng, asset) for asset in ("BTC", "ETH")
-        } | {("bitvavo", asset): address(self.rng, asset) for asset in ("BTC", "ETH", "SOL")}
+        } | {("bitvavo", asset): address(self.rng, asset) for asset in ("BTC", "ETH", "ADA")}
         self.bank_account = iban(self.rng)
         self._staked = ZERO
 
@@ -224,7 +231,9 @@ class AccountScript:
             (0.028, self._bs_order, "btcusd", "buy", Decimal(2000), False),
             (0.030, self._bv_order, "BTC-EUR", "buy", Decimal(3000), False),
             (0.035, self._bv_order, "ETH-EUR", "buy", Decimal(2000), False),
-            (0.040, self._bv_order, "SOL-EUR", "buy", Decimal(1500), True),
+            (0.040, self._bv_order, "ADA-EUR", "buy", Decimal(1500), True),
+            (0.046, self._bv_round_trip, "PHA-EUR", Decimal(600)),
+            (0.046, self._bv_history_round_trip, "NEO-EUR", Decimal(400)),
         ]
         for share, action, *args in first:
             self._at(self._frac(share) + 3 * HOUR, action, *args)
@@ -585,9 +594,61 @@ class AccountScript:
             if self._bv_order(start, "BTC-EUR", "buy", Decimal(250), False, fills=2):
                 return
 
+    @contextmanager
+    def _delisted_draws(self) -> Iterator[None]:
+        saved, self.rng = self.rng, self._delisted_rng
+        try:
+            yield
+        finally:
+            self.rng = saved
+
+    def _bv_round_trip(self, ts: int, symbol: str, budget: Decimal) -> None:
+        """A taker buy through the order book; its sale follows 4 h later."""
+        with self._delisted_draws():
+            bought = self._bv_order(ts, symbol, "buy", budget, False)
+        if bought:
+            self._at(ts + 4 * HOUR, self._bv_close_position, symbol, 0)
+
+    def _bv_close_position(self, ts: int, symbol: str, tries: int) -> None:
+        """Sell all of `symbol`'s base; where no trade fills it, try again an hour later."""
+        held = self._bv.get0(self.markets[("bitvavo", symbol)].base)
+        with self._delisted_draws():
+            sold = held == 0 or self._bv_order(ts, symbol, "sell", held, False)
+        if sold:
+            return
+        if tries >= 20:
+            raise AssertionError(f"script bug: the {symbol} position is never closed")
+        self._at(ts + HOUR, self._bv_close_position, symbol, tries + 1)
+
+    def _bv_history_round_trip(self, ts: int, symbol: str, budget: Decimal) -> None:
+        """A buy in a market whose `/v2/trades` no longer answers, so only `/account/history`
+        shows it: an item at the path's price with the taker fee in EUR. Sold 5 h later."""
+        market = self.markets[("bitvavo", symbol)]
+        quantum = Decimal(1).scaleb(-market.amount_decimals)
+        price = market.price_at(ts)
+        amount = (budget / price).quantize(quantum, ROUND_DOWN)
+        value = amount * price
+        fee = (value * BITVAVO_TIERS[0][1]).quantize(CENT, ROUND_UP)
+        if amount <= 0 or value + fee > self._bv.get0(market.quote):
+            return
+        legs = ((market.quote, value), (market.base, amount), (market.quote, fee))
+        item_id = new_uuid(self._delisted_rng)
+        self._bv_item(BitvavoItem(item_id, ts, "buy", *legs, (market.quote, price)))
+        self._at(ts + 5 * HOUR, self._bv_history_sell, symbol)
+
+    def _bv_history_sell(self, ts: int, symbol: str) -> None:
+        market = self.markets[("bitvavo", symbol)]
+        amount = self._bv.get0(market.base)
+        price = market.price_at(ts)
+        proceeds = amount * price
+        fee = (proceeds * BITVAVO_TIERS[0][1]).quantize(CENT, ROUND_UP)
+        legs = ((market.base, amount), (market.quote, proceeds), (market.quote, fee))
+        item_id = new_uuid(self._delisted_rng)
+        self._bv_item(BitvavoItem(item_id, ts, "sell", *legs, (market.quote, price)))
+
     def _app_trade(self, ts: int) -> None:
         rng = self.rng
-        symbol = ("BTC-EUR", "ETH-EUR", "SOL-EUR")[int(rng.random() * 3)]
+        symbol = ("BTC-EUR", "ETH-EUR", "ADA-EUR")[int(rng.random() * 3)]
         market = self.markets[("bitvavo", symbol)]
         base = market.base
         last = market.last_trade_before(ts)
@@ -640,7 +701,7 @@ class AccountScript:
 
     def _bv_staking(self, ts: int) -> None:
         interval = max(DAY, min(7 * DAY, self.span // 8))
-        for symbol, apr in (("ETH", Decimal("0.03")), ("SOL", Decimal("0.06"))):
+        for symbol, apr in (("ETH", Decimal("0.03")), ("ADA", Decimal("0.06"))):
             reward = (self._bv.get0(symbol) * apr * interval / (365 * DAY)).quantize(
                 Decimal("1e-8"), ROUND_DOWN
             )
@@ -665,7 +726,7 @@ class AccountScript:
             symbols = ("btceur", "btceur", "etheur", "btcusd", "ethusd", "etheur", "btceur")
             book = self._bs
         else:
-            symbols = ("BTC-EUR", "BTC-EUR", "ETH-EUR", "SOL-EUR", "ETH-EUR", "SOL-EUR", "BTC-EUR")
+            symbols = ("BTC-EUR", "BTC-EUR", "ETH-EUR", "ADA-EUR", "ETH-EUR", "ADA-EUR", "BTC-EUR")
             book = self._bv
         symbol = symbols[int(rng.random() * len(symbols))]
         market = self.markets[(exchange, symbol)]

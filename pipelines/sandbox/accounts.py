@@ -18,10 +18,18 @@ def build_accounts(
     genesis_ms: int,
     quirks: bool,
     markets: dict[tuple[str, str], Market],
+    delisted: dict[tuple[str, str], Market] | None = None,
 ) -> tuple[BitstampAccount, BitvavoAccount]:
-    """Run the script for `[now_ms - days, now_ms]` and dress both ledgers for the wire."""
+    """Run the script for `[now_ms - days, now_ms]` and dress both ledgers for the wire.
+
+    `delisted` markets are traded by the script but listed by neither account's fee schedule."""
     script = AccountScript(
-        seed=seed, now_ms=now_ms, days=days, genesis_ms=genesis_ms, quirks=quirks, markets=markets
+        seed=seed,
+        now_ms=now_ms,
+        days=days,
+        genesis_ms=genesis_ms,
+        quirks=quirks,
+        markets={**markets, **(delisted or {})},
     ).run()
     bitstamp_markets = tuple(symbol for exchange, symbol in markets if exchange == "bitstamp")
     bitstamp = BitstampAccount(

@@ -5,6 +5,9 @@ Paths, parameters, row shapes, paging rules, quirks and error bodies follow EXCH
 snapshot, then the real candle: "last wins" recovers the truth), and a `limit=1000` OHLC page
 whose `end` falls on a UTC day boundary comes back with 999 rows (its oldest row left out, which
 the next page by `end` still returns).
+
+Variant `bitstamp-perps=on`: `/markets/` and `/fees/trading/` also list the perpetual markets of
+`catalog.PERPETUALS` (`btcusd-perp`, `market_type` PERPETUAL); they have no other endpoint here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from pipelines.sandbox.app import Admission, ExchangeApp
 from pipelines.sandbox.auth import BitstampVerifier, Clock, KeyPair
+from pipelines.sandbox.catalog import PERPETUALS
 from pipelines.sandbox.faults import Fault, FaultConfig
 from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
 from pipelines.sandbox.reference import asset_name
@@ -41,7 +45,7 @@ CRYPTO_COMBINED = ("deposits", "withdrawals")  # the lists `combined` pages toge
 DAY_MS = 86_400_000
 MAINTENANCE = "Bitstamp.net is under scheduled maintenance. We'll be back soon."
 RATE_LIMIT_BODY = {"status": "error", "reason": "Rate limit exceeded", "response_code": "400.002"}
-_P = r"(?P<pair>[a-z0-9]+)"
+_P = r"(?P<pair>[a-z0-9]+(?:-[a-z0-9]+)?)"
 _C = r"(?P<currency>[a-z0-9]+)"
 
 
@@ -363,7 +367,11 @@ class BitstampApp(ExchangeApp):
             }
             for m in self._bitstamp_markets()
         ]
+        rows += [dict(row) for row in self._perpetuals()]
         return Reply(200, rows, rows_path=())
+
+    def _perpetuals(self) -> tuple[Mapping[str, Any], ...]:
+        return PERPETUALS if self.variants.bitstamp_perps == "on" else ()
 
     def _pairs_info(self, request: Request, path: Mapping[str, str]) -> Reply:
         rows = [
@@ -520,6 +528,10 @@ class BitstampApp(ExchangeApp):
 
     def _trading_fees(self, request: Request, path: Mapping[str, str]) -> Reply:
         rows = list(self.world.bitstamp.trading_fees)
+        for perp in self._perpetuals():
+            symbol = perp["market_symbol"]
+            fees = {"maker": "0.00000", "taker": "0.05000"}
+            rows.append({"currency_pair": symbol, "market": symbol, "fees": fees})
         pair = path.get("pair")
         if pair is None:
             return Reply(200, rows, rows_path=())

@@ -100,7 +100,8 @@ class BitvavoTransfer:
 
 @dataclass(frozen=True, slots=True)
 class BitvavoItem:
-    """An /account/history item that /v2/trades does not show: app trades and staking."""
+    """An /account/history item that /v2/trades does not show: app trades, staking, and trades
+    of a delisted market that /v2/trades no longer answers for."""
 
     transaction_id: str
     ts_ms: int
@@ -178,14 +179,13 @@ def hex_string(rng: random.Random, length: int) -> str:
 
 
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 def address(rng: random.Random, asset: str) -> str:
     if asset == "BTC":
         return "bc1q" + "".join(_BECH32[int(rng.random() * 32)] for _ in range(38))
-    if asset == "SOL":
-        return "".join(_BASE58[int(rng.random() * 58)] for _ in range(44))
+    if asset == "ADA":
+        return "addr1v" + "".join(_BECH32[int(rng.random() * 32)] for _ in range(44))
     return "0x" + hex_string(rng, 40)
 
 

@@ -10,6 +10,10 @@ The account window's market data starts at `genesis_ms`, a UTC midnight at least
 starts earlier, at `tape_start_ms`, so that those rows can be valued from candles as on the real
 exchange; that older stretch is generated only when asked for.
 
+`delisted` holds the markets the Bitvavo account traded and the exchange no longer lists
+(`catalog.DELISTED`): the account script trades on their tape, the emulators serve none of their
+market data (they are not in `markets`), and they are not warmed.
+
 `quirks` switches the ledgers' real-API oddities on (default) or off. The Bitstamp OHLC quirks (a
 duplicated daily candle, 999 rows for limit 1000) belong to the server, which reads `quirks`.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 import time
 
 from pipelines.sandbox.accounts import BitstampAccount, BitvavoAccount, build_accounts
-from pipelines.sandbox.catalog import build_markets
+from pipelines.sandbox.catalog import DELISTED, build_markets
 from pipelines.sandbox.market import DAY_MS, Market
 
 GENESIS_MARGIN_DAYS = 30
@@ -47,6 +51,9 @@ class World:
         self.genesis_ms = (self.history_start_ms - GENESIS_MARGIN_DAYS * DAY_MS) // DAY_MS * DAY_MS
         self.tape_start_ms = min(self.genesis_ms, OLD_ROWS_TAPE_START_MS)
         self.markets: dict[tuple[str, str], Market] = build_markets(seed, self.tape_start_ms)
+        self.delisted: dict[tuple[str, str], Market] = build_markets(
+            seed, self.tape_start_ms, DELISTED
+        )
         self._warm()
         accounts = build_accounts(
             seed=seed,
@@ -55,6 +62,7 @@ class World:
             genesis_ms=self.genesis_ms,
             quirks=quirks,
             markets=self.markets,
+            delisted=self.delisted,
         )
         self.bitstamp: BitstampAccount = accounts[0]
         self.bitvavo: BitvavoAccount = accounts[1]

@@ -3,7 +3,7 @@
 The price of an asset at a moment is the latest `priced_at` at or before it (an hourly close),
 provided its observation is no older than `max_staleness` (default 7 days) at that moment:
 a stale or absent price is missing, never 0. The reporting currency itself is worth 1.
-The `prices` view values in EUR, USD and GBP (GBP through the Bitstamp EUR-GBP close).
+The `prices` view values in EUR, USD and GBP (GBP through the Bitstamp GBP-EUR close, inverted).
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@
 --      times the EUR-USD close at or before that hour (price_eur(USD) is 1 / that close: its
 --      rounded value is never divided by, so the cross rate is rounded once);
 --   the freshest wins, then that order (a direct candle of the same hour beats the cross rate).
--- GBP: EUR itself is the Bitstamp EUR-GBP close; every other asset (USD included) is its hour's
---   EUR price times the EUR-GBP close at or before that hour, rounded once like the USD cross
---   rate (no direct GBP candle is used).
+-- GBP, from Bitstamp's GBP-EUR (Bitstamp has no EUR-GBP market): EUR itself is 1 / the GBP-EUR
+--   close; every other asset (USD included) is its hour's EUR price divided by the GBP-EUR close
+--   at or before that hour, one quotient rounded once (no direct GBP candle is used). GBP's own
+--   EUR price is the GBP-EUR close (an ASSET-EUR candle like any other).
 -- staleness = priced_at - observed_at (for a derived price: of the older of its two inputs).
 -- Exact arithmetic: a quotient or product is computed on integers (closes to 12 decimals,
--- EUR prices to 18) and rounded half up to 18 decimals; no value passes through a float.
+-- EUR prices to 18) and rounded half up to 18 decimals; no value passes through a float. So an
+-- inverted or divided GBP price is within 0.5e-18 of the exact quotient of its inputs.
 with hourly as (
     select
         exchange,
@@ -36,16 +38,21 @@ observed as (
     select * from hourly where volume > 0
 ),
 
--- the price of one EUR in each other reporting currency: Bitstamp's EUR-USD and EUR-GBP closes
+-- the price of one EUR in each other reporting currency: Bitstamp's EUR-USD close (EUR is the
+-- base: the rate is the close) and GBP-EUR close (EUR is the quote: the rate is 1 / the close),
+-- as the exact fraction rate_num / rate_den of integers (the close in units of 1e-12)
 fx_rates as (
     select
-        split_part(market, '-', 2) as currency,
+        case when base = 'EUR' then quote else base end as currency,
         market,
         close_time,
         close as rate,
-        (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units
+        (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units,
+        base <> 'EUR' as inverted,
+        case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
+        case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den
     from observed
-    where exchange = 'bitstamp' and market in ('EUR-USD', 'EUR-GBP') and close > 0
+    where exchange = 'bitstamp' and market in ('EUR-USD', 'GBP-EUR') and close > 0
 ),
 
 eur_rates as (
@@ -120,8 +127,14 @@ eur_in_fx as (
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
-        rate as price,
-        'bitstamp ' || market || ' 1h' as source,
+        case
+            when inverted then (
+                (2000000000000000000000000000000::hugeint + rate_units) // (2 * rate_units)
+            )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18)
+            else rate
+        end as price,
+        'bitstamp ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
+            as source,
         1 as priority
     from fx_rates
 ),
@@ -205,9 +218,10 @@ eur_final as (
     ) = 1
 ),
 
--- price_eur(asset) * the EUR-USD (EUR-GBP) close, i.e. price_eur(asset) / price_eur(USD): the
--- EUR price in units of 1e-18 (split at the point: the whole number times 1e18 would overflow
--- DECIMAL(38, 18)) times the rate in units of 1e-12, rounded half up from 30 to 18 decimals
+-- price_eur(asset) times one EUR in the currency: * the EUR-USD close (= / price_eur(USD)), or
+-- / the GBP-EUR close. The EUR price in units of 1e-18 (split at the point: the whole number
+-- times 1e18 would overflow DECIMAL(38, 18)) times rate_num / rate_den, rounded half up to 18
+-- decimals once: (2 * units * num + den) // (2 * den)
 cross_rates as (
     select
         fx_rates.currency,
@@ -215,14 +229,16 @@ cross_rates as (
         eur_final.priced_at,
         (
             (
-                (
+                2 * (
                     trunc(eur_final.price)::hugeint * 1000000000000000000
                     + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
-                ) * fx_rates.rate_units
-                + 500000000000
-            ) // 1000000000000
+                ) * fx_rates.rate_num
+                + fx_rates.rate_den
+            ) // (2 * fx_rates.rate_den)
         )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
-        eur_final.source || ' * bitstamp ' || fx_rates.market || ' 1h' as source,
+        eur_final.source
+            || case when fx_rates.inverted then ' / bitstamp ' else ' * bitstamp ' end
+            || fx_rates.market || ' 1h' as source,
         2 as priority,
         least(eur_final.observed_at, fx_rates.close_time) as observed_at
     from eur_final
