@@ -119,8 +119,11 @@ def test_account_fills_land_once_across_crowded_page_boundaries(
     markets = world.bitvavo.markets_traded
     assert all(f.ts_ms >= ms(ACCOUNT_START) for f in world.bitvavo.fills)
     by_id_pages = 0
-    for market in markets:
+    listed = [m for m in markets if ("bitvavo", m) in world.markets]
+    assert len(listed) >= 2
+    for market in listed:  # a delisted market was traded in one round trip only
         assert crowded_ms(world, market) > 2, f"{market}: no millisecond holds more than a page"
+    for market in markets:
         pages = list(bitvavo.trades_window(market, ACCOUNT_START, NOW, limit=2))
         got = [f.fill_id for page in pages for f in page.records]
         assert len(got) == len(set(got)), market
