@@ -253,6 +253,7 @@ def start_sandbox(
     bitvavo_port: int = 0,
     world: Any | None = None,
     variants: Variants | None = None,
+    rate_limits: RateLimits | None = None,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
@@ -261,10 +262,12 @@ def start_sandbox(
     the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
     `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
     already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
-    `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
+    `variants` picks the reality of each open API behaviour (see `variants.py`; default today's);
+    `rate_limits` sets every budget and window explicitly (then `rate_scale` is ignored).
     """
     variants = variants or Variants()
-    limits = RateLimits.scaled(rate_scale)  # validate the options before building the world
+    # validate the options before building the world
+    limits = rate_limits if rate_limits is not None else RateLimits.scaled(rate_scale)
     fault_config = FaultConfig(
         rate=faults, kinds=parse_kinds(fault_kinds), slow_seconds=slow_seconds, seed=seed
     )
