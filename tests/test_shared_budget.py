@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -168,6 +169,31 @@ def test_two_request_budgets_on_one_file_never_grant_more_than_the_window(tmp_pa
     assert {which for which, _ in grants[:capacity]} == {0, 1}
     # Not over-cautious: a slot (1/60 of the window) is all it may lose per window.
     assert times[-1] - T0 <= (len(times) / capacity - 1) * span * (1 + 1 / 60) + 1e-6
+
+
+def test_threads_on_two_budget_objects_share_one_budget(tmp_path: Path):
+    budgets = [
+        SharedRequestBudget(
+            tmp_path / "b.json", 200, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
+        )
+        for _ in range(2)
+    ]
+    granted = [0] * 8
+
+    def grab(slot: int) -> None:
+        try:
+            while True:
+                budgets[slot % 2].acquire()
+                granted[slot] += 1
+        except Exhausted:
+            return
+
+    threads = [threading.Thread(target=grab, args=(slot,)) for slot in range(len(granted))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(granted) == 200
 
 
 def test_the_per_second_limit_is_shared_too(tmp_path: Path):
