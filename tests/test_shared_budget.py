@@ -107,9 +107,10 @@ def test_the_budget_file_is_named_by_a_fingerprint_and_never_holds_the_key(tmp_p
     budget = SharedRequestBudget(path, 10, 10.0, 100, clock=FakeClock(), sleep=never_sleep)
     budget.acquire()
     budget.block_until(T0 + 1)
-    written = path.read_text(encoding="utf-8") + path.with_name(path.name + ".lock").read_text()
+    assert [item.name for item in tmp_path.iterdir()] == [path.name]
+    written = path.read_text(encoding="utf-8")
     assert key not in written and "secret" not in written
-    assert json.loads(path.read_text(encoding="utf-8"))["blocked_until"] == T0 + 1
+    assert json.loads(written)["blocked_until"] == T0 + 1
 
 
 def write_config(directory: Path, *extra: str) -> Path:
@@ -297,14 +298,16 @@ def test_a_holder_killed_with_the_lock_and_old_state_do_not_block(tmp_path: Path
     holder.start()
     try:
         assert held.wait(60)
-        lock = path.with_name(path.name + ".lock")
-        with open(lock, "a") as probe, pytest.raises(BlockingIOError):  # the child holds it
+        with open(path, "a") as probe, pytest.raises(BlockingIOError):  # the child holds it
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert holder.pid is not None
         os.kill(holder.pid, signal.SIGKILL)
     finally:
         holder.join(60)
     assert holder.exitcode == -signal.SIGKILL
+    with open(path, "a") as probe:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel: no wait
+        fcntl.flock(probe, fcntl.LOCK_UN)
 
     # What a crashed process left: a full window long ago, and a block that has expired.
     old = T0 - 3600
@@ -315,6 +318,18 @@ def test_a_holder_killed_with_the_lock_and_old_state_do_not_block(tmp_path: Path
     budget = SharedRequestBudget(path, 100, 60.0, 10, clock=clock, sleep=clock.sleep)
     budget.acquire()
     assert clock.sleeps == []
+
+
+def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: Path):
+    path = tmp_path / "b.json"
+    clock = FakeClock()
+    budget = SharedRequestBudget(path, 3, 60.0, 10, clock=clock, sleep=never_sleep)
+    for _ in range(3):
+        budget.acquire()
+    # The tail of a longer, older document after the newline, as if truncate never ran.
+    path.write_bytes(path.read_bytes() + b'"windows": {"60.0": {"slot": 1.0, "counts": {}}}}')
+    with pytest.raises(Exhausted):
+        SharedRequestBudget(path, 3, 60.0, 10, clock=clock, sleep=never_sleep).acquire()
 
 
 def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):

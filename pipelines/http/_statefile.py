@@ -1,12 +1,13 @@
 """`StateFile`: a small JSON document that the processes of one machine change in turn.
 
-The document is `<name>.json`; beside it `<name>.json.lock` is only ever `flock`-ed, never
-written (the document itself is replaced on every write, so it cannot carry the lock). The lock
-is held for one read-change-write of a few hundred bytes, never while a caller sleeps or sends
-a request. The kernel releases a `flock` when its holder dies, so a crashed process never blocks
-the others; what it left in the document is judged by the timestamps the callers keep in it.
-`flock` spans one machine: a directory on a network file system does not share a lock between
-hosts.
+The document is one line of JSON in a file that is `flock`-ed while it is read, changed and
+written back in place, never while a caller sleeps or sends a request. It is rewritten in
+place rather than replaced (a rename costs a journal flush per request on ext4), and only its
+first line counts, so that a writer killed before truncating leaves the old tail after the
+newline, not a broken document. The kernel releases a `flock` when its holder dies, so a
+crashed process never blocks the others; what it left in the document is judged by the
+timestamps the callers keep in it. `flock` spans one machine: a directory on a network file
+system does not share a lock between hosts.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class StateFile:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._mutex = threading.Lock()  # flock does not exclude threads sharing one descriptor
         self._fd: int | None = None
         self._fd_pid = -1
@@ -39,12 +39,12 @@ class StateFile:
     def __repr__(self) -> str:
         return f"StateFile({str(self.path)!r})"
 
-    def _lock_fd(self) -> int:
+    def _descriptor(self) -> int:
         if self._fd is None or self._fd_pid != os.getpid():
             # A child made by fork shares its parent's open file description, and with it the
             # parent's lock: open our own.
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._fd_pid = os.getpid()
         return self._fd
 
@@ -53,37 +53,33 @@ class StateFile:
         """Lock, read the document (empty when missing or unreadable), yield it, write it back
         if the block changed it, unlock. An exception in the block leaves the document as it was."""
         with self._mutex:
-            fd = self._lock_fd()
+            fd = self._descriptor()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                state = self._read()
+                state = self._read(fd)
                 before = json.dumps(state, sort_keys=True)
                 yield state
                 state["version"] = VERSION
-                if json.dumps(state, sort_keys=True) != before:
-                    self._write(state)
+                after = json.dumps(state, sort_keys=True)
+                if after != before:
+                    data = (after + "\n").encode()
+                    os.pwrite(fd, data, 0)
+                    os.ftruncate(fd, len(data))
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _read(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+    def _read(self, fd: int) -> dict[str, Any]:
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        if not data:
             return {}
         try:
-            state = json.loads(text)
+            state = json.loads(data.split(b"\n", 1)[0])
         except ValueError:
             state = None
         if not isinstance(state, dict) or state.get("version") != VERSION:
             logger.warning("%s is unreadable or of another version: starting afresh", self.path)
             return {}
         return state
-
-    def _write(self, state: dict[str, Any]) -> None:
-        # Replaced whole, so a process killed mid-write leaves the old document, never half one.
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
 
     def close(self) -> None:
         with self._mutex:
