@@ -249,21 +249,20 @@ def start_sandbox(
     *,
     fault_kinds: str | tuple[str, ...] | list[str] | None = None,
     slow_seconds: float = DEFAULT_SLOW_SECONDS,
+    rate_limits: RateLimits | None = None,
     bitstamp_port: int = 0,
     bitvavo_port: int = 0,
     world: Any | None = None,
     variants: Variants | None = None,
-    rate_limits: RateLimits | None = None,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
     `now_ms` freezes the world's clock (None: wall clock); `faults` is the fault rate in [0, 1]
     over `fault_kinds` (default every kind but `malformed_row`; see `faults.py`), `slow_seconds`
     the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
-    `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
+    `ratelimit.py`), unless `rate_limits` sets each explicitly; `quirks` switches the exchanges' documented quirks on. `world` reuses an
     already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
-    `variants` picks the reality of each open API behaviour (see `variants.py`; default today's);
-    `rate_limits` sets every budget and window explicitly (then `rate_scale` is ignored).
+    `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
     """
     variants = variants or Variants()
     # validate the options before building the world
