@@ -260,8 +260,9 @@ def start_sandbox(
     `now_ms` freezes the world's clock (None: wall clock); `faults` is the fault rate in [0, 1]
     over `fault_kinds` (default every kind but `malformed_row`; see `faults.py`), `slow_seconds`
     the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
-    `ratelimit.py`), unless `rate_limits` sets each explicitly; `quirks` switches the exchanges' documented quirks on. `world` reuses an
-    already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
+    `ratelimit.py`) unless `rate_limits` sets each one; `quirks` switches the exchanges'
+    documented quirks on. `world` reuses an already built `World` (then seed/days/now_ms/quirks
+    only label the servers' own choices);
     `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
     """
     variants = variants or Variants()
