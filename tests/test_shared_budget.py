@@ -437,7 +437,7 @@ def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
 LIMITS = RateLimits(bitstamp_budget=10, bitstamp_window_ms=6_000)
 SEED = 23
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
-INTERVAL, DAYS = "1d", 6 * 365  # a request per yearly chunk: 7
+INTERVAL, DAYS = "1d", 6 * 365  # pages of yearly chunks: about 8 requests per sync
 MARKETS = ("BTC-EUR", "BTC-USD")  # one each: one writer per lake partition
 
 
