@@ -423,7 +423,8 @@ def _run_sandbox(args: argparse.Namespace) -> int:
 
 def sandbox_config(sandbox: Any) -> str:
     """A tally.toml pointing at a running sandbox: its URLs, keys, markets and pacing."""
-    scale = sandbox.rate_limits.bitstamp_window_ms / 600_000
+    limits = sandbox.rate_limits
+    scaled = (limits.bitstamp_budget, limits.bitstamp_window_ms) != (10_000, 600_000)
     lines = [
         "# Written by `tally sandbox`: points tally at the loopback emulators.",
         'data_dir = "data"',
@@ -445,11 +446,12 @@ def sandbox_config(sandbox: Any) -> str:
             f"api_secret = {json.dumps(endpoint.secret)}",
             f"markets = {json.dumps(markets)}",
         ]
-        if name == "bitstamp" and scale != 1.0:
-            # stay under the scaled server budget the way the default stays under the real one
+        if name == "bitstamp" and scaled:
+            # stay under the scaled server budget the way the default (8,000 of 10,000) stays
+            # under the real one
             lines += [
-                f"requests_per_window = {max(1, int(8000 * scale))}",
-                f"window_seconds = {sandbox.rate_limits.bitstamp_window_ms / 1000!r}",
+                f"requests_per_window = {max(1, limits.bitstamp_budget * 4 // 5)}",
+                f"window_seconds = {limits.bitstamp_window_ms / 1000!r}",
             ]
         lines.append("")
     return "\n".join(lines)

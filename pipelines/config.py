@@ -15,6 +15,10 @@ Example `tally.toml`::
     markets = ["BTC-EUR", "ETH-EUR"]
     intervals = ["1h", "1d"]
 
+`rate_budget_dir = "…"` (optional, default `<data_dir>/.ratelimit`) is where every sync keeps
+the rate budget it shares with the other processes using the same key; point several data
+directories that use one key at one directory (on one machine) so that they share it too.
+
 `now = "2024-03-31T00:00:00Z"` (optional) makes every sync treat that moment as the present:
 for a sandbox whose clock is frozen (`tally sandbox --now …` writes it).
 
@@ -66,6 +70,7 @@ class Settings:
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=dict)
     now: datetime | None = None  # a frozen present (sandbox); None: the wall clock
     public_trades_days: int = 1  # how far back a first Bitvavo public-trades sync reaches
+    rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
 
     @property
     def lake_dir(self) -> Path:
@@ -82,6 +87,11 @@ class Settings:
     @property
     def prefect_home(self) -> Path:
         return self.data_dir / ".prefect"
+
+    @property
+    def budget_dir(self) -> Path:
+        """Where the rate budgets shared by processes using one key live."""
+        return self.rate_budget_dir or self.data_dir / ".ratelimit"
 
     def exchange(self, name: str) -> ExchangeSettings:
         try:
@@ -130,6 +140,10 @@ def load_settings(
     if not chosen_dir.is_absolute():
         chosen_dir = base_dir / chosen_dir if data_dir is None else Path.cwd() / chosen_dir
 
+    budget_dir: Path | None = None
+    if "rate_budget_dir" in raw:
+        budget_dir = (base_dir / str(raw["rate_budget_dir"])).resolve()
+
     exchanges = {name: _exchange_settings(name, raw.get(name, {}), environ) for name in EXCHANGES}
     return Settings(
         data_dir=chosen_dir.resolve(),
@@ -137,6 +151,7 @@ def load_settings(
         exchanges=exchanges,
         now=_frozen_now(raw.get("now")),
         public_trades_days=int(raw.get("public_trades_days", 1)),
+        rate_budget_dir=budget_dir,
     )
 
 

@@ -64,3 +64,10 @@ class Credentials:
         import hashlib
 
         return hashlib.sha256(self.key.reveal().encode()).hexdigest()[:8]
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of the key's SHA-256: names per-key files (the shared rate budget)."""
+        import hashlib
+
+        return hashlib.sha256(self.key.reveal().encode()).hexdigest()[:16]

@@ -1,8 +1,11 @@
 """What every ingestion task needs: settings, the lake, and one client per exchange.
 
 Streams are plain functions of a `Runtime` (testable without Prefect); the Prefect flows in
-`pipelines.flows.sync` only wrap them. Clients share one limiter per exchange and key, process
-wide (`pipelines.http.shared_limiter`), so concurrent tasks pace together.
+`pipelines.flows.sync` only wrap them. Clients share one limiter per exchange and key: one
+object per process (`pipelines.http.shared_limiter`) whose state lives in a file under
+`Settings.budget_dir` (`SharedRequestBudget`, `SharedWeightBudget`), so that concurrent tasks,
+and other processes using the same key and directory (`tally sync`, Prefect flow runs in a
+process worker), pace together.
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pipelines.config import Settings
+from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
 from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy
+from pipelines.http import (
+    DEFAULT_RETRY,
+    Limiter,
+    RetryPolicy,
+    SharedRequestBudget,
+    SharedWeightBudget,
+    budget_path,
+    shared_limiter,
+)
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
@@ -32,7 +43,8 @@ class Runtime:
     retry: RetryPolicy = DEFAULT_RETRY
     # The present: an explicit clock wins, then the config's frozen `now`, then the wall clock.
     clock: Callable[[], datetime] | None = None
-    # Explicit limiters by exchange name (tests, benchmarks); absent: the process-wide one.
+    # Explicit limiters by exchange name (tests, benchmarks); absent: the one shared through
+    # the budget directory (`shared_budget`).
     limiters: Mapping[str, Limiter] = field(default_factory=dict)
     _clients: dict[str, object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -62,7 +74,7 @@ class Runtime:
                         config.window_seconds,
                         config.max_requests_per_second,
                     ),
-                    limiter=self.limiters.get("bitstamp"),
+                    limiter=self._limiter(config),
                     retry=self.retry,
                 )
             client = self._clients["bitstamp"]
@@ -78,12 +90,38 @@ class Runtime:
                     config.credentials,
                     account=ACCOUNT,
                     access_window_ms=config.access_window_ms,
-                    limiter=self.limiters.get("bitvavo"),
+                    limiter=self._limiter(config),
                     retry=self.retry,
                 )
             client = self._clients["bitvavo"]
         assert isinstance(client, BitvavoClient)
         return client
+
+    def _limiter(self, config: ExchangeSettings) -> Limiter:
+        explicit = self.limiters.get(config.name)
+        return explicit if explicit is not None else self.shared_budget(config)
+
+    def shared_budget(self, config: ExchangeSettings) -> Limiter:
+        """The limiter of `config`'s exchange and key shared by every process using the same
+        budget directory (one object per process and file)."""
+        credentials = config.credentials
+        path = budget_path(
+            self.settings.budget_dir, config.name, credentials.fingerprint if credentials else None
+        )
+        if config.name == "bitstamp":
+            return shared_limiter(
+                config.name,
+                str(path),
+                lambda: SharedRequestBudget(
+                    path,
+                    config.requests_per_window,
+                    config.window_seconds,
+                    config.max_requests_per_second,
+                ),
+            )
+        if config.name == "bitvavo":
+            return shared_limiter(config.name, str(path), lambda: SharedWeightBudget(path))
+        raise ValueError(f"no rate budget for exchange {config.name!r}")
 
     def close(self) -> None:
         with self._lock:

@@ -26,8 +26,10 @@ Messages name the exchange, the endpoint and the exchange's error code. Nothing 
 or raises a header value or anything a signer returned.
 
 Modules: `_errors` (the hierarchy above), `_classify` (`classify_bitstamp`, `classify_bitvavo`),
-`_limiters` (`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_client`
-(`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`), `_stats` (`HttpStats`), `_common`.
+`_limiters` (`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
+(`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
+kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
+`_stats` (`HttpStats`), `_common`.
 Import from `pipelines.http`, not from the private modules.
 """
 
@@ -55,6 +57,7 @@ from ._errors import (
     TransportError,
 )
 from ._limiters import Limiter, RequestBudget, WeightBudget, shared_limiter
+from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
 from ._stats import EndpointStats, HttpStats
 
 __all__ = [
@@ -79,10 +82,13 @@ __all__ = [
     "RetryPolicy",
     "RetryableError",
     "ServerError",
+    "SharedRequestBudget",
+    "SharedWeightBudget",
     "SignInput",
     "Signer",
     "TransportError",
     "WeightBudget",
+    "budget_path",
     "classify_bitstamp",
     "classify_bitvavo",
     "shared_limiter",

@@ -257,6 +257,7 @@ def start_sandbox(
     *,
     fault_kinds: str | tuple[str, ...] | list[str] | None = None,
     slow_seconds: float = DEFAULT_SLOW_SECONDS,
+    rate_limits: RateLimits | None = None,
     bitstamp_port: int = 0,
     bitvavo_port: int = 0,
     world: Any | None = None,
@@ -268,14 +269,16 @@ def start_sandbox(
     `now_ms` freezes the world's clock (None: wall clock); `faults` is the fault rate in [0, 1]
     over `fault_kinds` (default every kind but `malformed_row`; see `faults.py`), `slow_seconds`
     the delay of a `slow` fault; `rate_scale` scales every rate-limit budget and window (see
-    `ratelimit.py`); `quirks` switches the exchanges' documented quirks on. `world` reuses an
-    already built `World` (then seed/days/now_ms/quirks only label the servers' own choices);
+    `ratelimit.py`) unless `rate_limits` sets each one; `quirks` switches the exchanges'
+    documented quirks on. `world` reuses an already built `World` (then seed/days/now_ms/quirks
+    only label the servers' own choices);
     `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
     `bitstamp_clock_offset_s` sets the Bitstamp server's clock that many seconds ahead of the
     wall clock (negative: behind): its timestamp check, rate windows and `Date` header.
     """
     variants = variants or Variants()
-    limits = RateLimits.scaled(rate_scale)  # validate the options before building the world
+    # validate the options before building the world
+    limits = rate_limits if rate_limits is not None else RateLimits.scaled(rate_scale)
     fault_config = FaultConfig(
         rate=faults, kinds=parse_kinds(fault_kinds), slow_seconds=slow_seconds, seed=seed
     )

@@ -1,0 +1,313 @@
+"""Rate budgets shared by every process of one machine that uses the same key: a `StateFile`.
+
+Two `tally sync` processes, or Prefect flow runs in a process worker, each have their own
+in-process limiter; with one key they would together spend twice its budget. The limiters here
+keep their bookkeeping in `<directory>/<exchange>-<key fingerprint>.json` instead (`budget_path`:
+16 hex digits of the key's SHA-256, never the key), under a lock held only for that
+bookkeeping, never while sleeping or during the HTTP call:
+
+- `SharedRequestBudget` (Bitstamp, no rate headers): the per-window and per-second limits of
+  `RequestBudget` as sliding windows over time slots (1/60 of a window each). A request counts
+  in its slot until the whole slot has left the window, so the budget errs on the safe side by at
+  most one slot. A 429's block holds for every process.
+- `SharedWeightBudget` (Bitvavo): `WeightBudget` whose header state (remaining, reset time, the
+  learnt clock skew, probing, last send, bans) and in-flight weight live in the file, so that a
+  second process does not spend weight the first already used or has in flight.
+
+Stale state: a crashed holder's lock is released by the kernel; slots that left the window are
+dropped; weight in flight is kept per process and dropped when that process is gone (same host)
+or after `stale_seconds`; a reset time in the past rolls over as `WeightBudget` does. Clock
+jumps: state stamped in the future (the clock went back) is pulled to the present, so no wait
+exceeds one window (or a ban's length); a jump forward can release a window early, within the
+margin the default pacing keeps below the exchanges' limits.
+
+Scope: one machine. Processes share a budget when they use the same directory (by default the
+data directory's `.ratelimit`; the `rate_budget_dir` setting lets several data directories that
+use one key share one). Across machines, a Prefect server backed by PostgreSQL could hold the
+budget instead with its global concurrency limits (a limit with slot decay, taken through
+`prefect.concurrency.sync.rate_limit` before each request); that is not wired in, so the default
+path needs no Prefect server.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._common import Clock, Sleep
+from ._limiters import Limiter, WeightBudget
+from ._statefile import StateFile
+
+SLOTS_PER_WINDOW = 60
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+MAX_BLOCK_SECONDS = 1800.0
+"""No block or ban read from the file lasts longer than this from now (a ban is at most 15 min)."""
+
+
+def budget_path(directory: Path | str, exchange: str, fingerprint: str | None) -> Path:
+    """`<directory>/<exchange>-<fingerprint>.json`, or `<exchange>-public.json` without a key.
+
+    `fingerprint` is `Credentials.fingerprint` (16 hex digits of the key's SHA-256); anything
+    else is refused, so that a key can never end up in a file name.
+    """
+    if fingerprint is None:
+        return Path(directory) / f"{exchange}-public.json"
+    if not _FINGERPRINT.fullmatch(fingerprint):
+        raise ValueError("budget_path takes a key fingerprint (16 hex digits), not a key")
+    return Path(directory) / f"{exchange}-{fingerprint}.json"
+
+
+class SharedRequestBudget(Limiter):
+    """Bitstamp: `RequestBudget`'s limits, shared through the file at `path`.
+
+    At most `requests_per_window` per sliding `window_seconds` and `max_requests_per_second`
+    per second (over `max(1, 1/rate)` seconds, as `RequestBudget`) for all processes together.
+    Processes with other window lengths on the same file see this one's requests, and it theirs,
+    from the moment both have written.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        requests_per_window: int = 8000,
+        window_seconds: float = 600.0,
+        max_requests_per_second: float = 400.0,
+        *,
+        clock: Clock = time.time,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if requests_per_window < 1 or window_seconds <= 0 or max_requests_per_second <= 0:
+            raise ValueError("SharedRequestBudget needs positive limits")
+        second = max(1.0, 1.0 / max_requests_per_second)
+        self._rules = (
+            (int(requests_per_window), float(window_seconds)),
+            (max(1, int(max_requests_per_second * second)), second),
+        )
+        self._file = StateFile(path)
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    def __repr__(self) -> str:
+        return f"SharedRequestBudget({str(self.path)!r})"
+
+    def acquire(self, weight: int = 1) -> None:
+        if weight < 1 or weight > min(capacity for capacity, _ in self._rules):
+            raise ValueError(f"request weight {weight} does not fit the budget")
+        while True:
+            with self._file.edit() as state:
+                now = self._clock()
+                windows = _windows(state, now)
+                for _, span in self._rules:
+                    windows.setdefault(repr(span), {"slot": span / SLOTS_PER_WINDOW, "counts": {}})
+                blocked = min(float(state.get("blocked_until", 0.0)), now + MAX_BLOCK_SECONDS)
+                wait = max(
+                    blocked - now,
+                    *(
+                        _wait_for(windows[repr(span)], capacity, span, weight, now)
+                        for capacity, span in self._rules
+                    ),
+                )
+                if wait <= 0:
+                    for window in windows.values():
+                        counts = window["counts"]
+                        slot = str(math.floor(now / window["slot"]))
+                        counts[slot] = counts.get(slot, 0) + weight
+                state["windows"] = windows
+            if wait <= 0:
+                return
+            self._sleep(wait)
+
+    def observe(self, headers: Mapping[str, str], weight: int) -> None:
+        return None
+
+    def block_until(self, epoch_seconds: float) -> None:
+        with self._file.edit() as state:
+            now = self._clock()
+            known = min(float(state.get("blocked_until", 0.0)), now + MAX_BLOCK_SECONDS)
+            state["blocked_until"] = max(known, float(epoch_seconds))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _windows(state: Mapping[str, Any], now: float) -> dict[str, dict[str, Any]]:
+    """The file's windows with the slots that left them dropped and future slots pulled to now."""
+    kept: dict[str, dict[str, Any]] = {}
+    for key, window in dict(state.get("windows", {})).items():
+        span, slot = float(key), float(window["slot"])
+        current = math.floor(now / slot)
+        counts: dict[str, int] = {}
+        for index, count in window["counts"].items():
+            position = min(int(index), current)  # the clock went back: count it as sent now
+            if (position + 1) * slot + span > now:
+                counts[str(position)] = counts.get(str(position), 0) + int(count)
+        if counts:
+            kept[key] = {"slot": slot, "counts": counts}
+    return kept
+
+
+def _wait_for(
+    window: Mapping[str, Any], capacity: int, span: float, weight: int, now: float
+) -> float:
+    """Seconds until `weight` more fits: until enough of the oldest slots have left the window."""
+    counts = {int(index): count for index, count in window["counts"].items()}
+    excess = sum(counts.values()) + weight - capacity
+    if excess <= 0:
+        return 0.0
+    freed = 0
+    for index in sorted(counts):
+        freed += counts[index]
+        if freed >= excess:
+            return (index + 1) * window["slot"] + span - now
+    return span  # unreachable while weight <= capacity
+
+
+_STATE_FIELDS = (
+    "_limit",
+    "_remaining",
+    "_reset_at",
+    "_observed_reset",
+    "_probing",
+    "_skew",
+    "_last_send",
+    "_blocked_until",
+)
+
+
+class SharedWeightBudget(WeightBudget):
+    """Bitvavo: `WeightBudget` (same options and pacing) whose state lives in the file at `path`.
+
+    Each object (one per process in practice) books its weight in flight under its own entry
+    with its host, process id and the time it last changed; an entry whose process is gone (on
+    this host) or that did not change for `stale_seconds` is dropped.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        stale_seconds: float = 120.0,
+        clock: Clock = time.time,
+        sleep: Sleep = time.sleep,
+        **options: Any,
+    ) -> None:
+        super().__init__(clock=clock, sleep=sleep, **options)
+        self._file = StateFile(path)
+        self._stale = float(stale_seconds)
+        self._host = socket.gethostname()
+        self._owners: dict[int, str] = {}
+
+    @property
+    def _owner(self) -> str:
+        """This object's entry in the file, in this process (a forked child gets its own)."""
+        return self._owners.setdefault(os.getpid(), uuid.uuid4().hex)
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    def __repr__(self) -> str:
+        return f"SharedWeightBudget({str(self.path)!r})"
+
+    @property
+    def remaining(self) -> int:
+        with self._shared():
+            return self._remaining
+
+    @contextmanager
+    def _shared(self) -> Iterator[float]:
+        """Run `WeightBudget`'s bookkeeping on the file's state (yields now), then store it."""
+        with self._file.edit() as state:
+            now = self._clock()
+            self._load(state, now)
+            in_flight = self._in_flight
+            yield now
+            self._store(state, self._in_flight - in_flight, now)
+
+    def _load(self, state: dict[str, Any], now: float) -> None:
+        for name in _STATE_FIELDS:
+            if name[1:] in state:
+                setattr(self, name, state[name[1:]])
+        # The clock went back (or the file is from another clock): nothing lies further ahead
+        # than a window past now, or a ban's length.
+        horizon = now + 2 * self._window
+        if self._reset_at is not None and self._reset_at > horizon:
+            self._reset_at = now + self._window
+        if self._observed_reset is not None and self._observed_reset > horizon:
+            self._observed_reset = None
+        if self._last_send is not None and self._last_send > now:
+            self._last_send = now
+        self._blocked_until = min(self._blocked_until, now + MAX_BLOCK_SECONDS)
+        flights = state.setdefault("in_flight", {})
+        for owner, entry in list(flights.items()):
+            if owner != self._owner and self._gone(entry, now):
+                # Its response will never be observed: assume the weight was spent.
+                self._remaining -= int(entry["weight"])
+                del flights[owner]
+        self._in_flight = sum(int(entry["weight"]) for entry in flights.values())
+
+    def _gone(self, entry: Mapping[str, Any], now: float) -> bool:
+        if now - float(entry["at"]) > self._stale:
+            return True
+        return entry["host"] == self._host and not _process_alive(int(entry["pid"]))
+
+    def _store(self, state: dict[str, Any], change: int, now: float) -> None:
+        for name in _STATE_FIELDS:
+            state[name[1:]] = getattr(self, name)
+        flights = state["in_flight"]
+        mine = flights.pop(self._owner, {"weight": 0, "at": now})
+        weight = max(0, int(mine["weight"]) + change)
+        if weight:
+            at = now if change else float(mine["at"])
+            flights[self._owner] = {
+                "host": self._host,
+                "pid": os.getpid(),
+                "weight": weight,
+                "at": at,
+            }
+
+    def acquire(self, weight: int = 1) -> None:
+        if weight < 1 or weight > self._limit:
+            raise ValueError(f"request weight {weight} does not fit the budget")
+        while True:
+            with self._shared() as now:
+                wait = self._wait(now, weight)
+                if wait <= 0:
+                    self._in_flight += weight
+                    self._last_send = now
+            if wait <= 0:
+                return
+            self._sleep(wait)
+
+    def observe(self, headers: Mapping[str, str], weight: int) -> None:
+        with self._shared():
+            super().observe(headers, weight)
+
+    def block_until(self, epoch_seconds: float) -> None:
+        with self._shared():
+            super().block_until(epoch_seconds)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True

@@ -1,0 +1,529 @@
+"""One rate budget per key across processes: `SharedRequestBudget`, `SharedWeightBudget`.
+
+Unit tests run on an injected clock (a `FakeClock`, or a frozen time in child processes); the
+last test runs two real sync processes with one key against a sandbox whose Bitstamp limit is
+scaled down, and reads what the sandbox served from `/_sandbox/stats`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fcntl
+import json
+import math
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pipelines.cli import sandbox_config
+from pipelines.config import load_settings
+from pipelines.credentials import Credentials
+from pipelines.flows.runtime import Runtime
+from pipelines.http import (
+    RequestBudget,
+    SharedRequestBudget,
+    SharedWeightBudget,
+    WeightBudget,
+    budget_path,
+)
+from pipelines.http._statefile import StateFile
+from pipelines.sandbox.ratelimit import RateLimits
+from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.world import World
+
+T0 = 1_700_000_000.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("shared_budget_worker.py")
+
+
+class Exhausted(Exception):
+    """Raised by a clock that does not move: the budget wanted to wait."""
+
+
+class FakeClock:
+    """Epoch seconds that move only when a limiter sleeps (then `on_sleep` runs, if set)."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[float], None] | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, "a limiter must never sleep 0 or less (it would spin)"
+        assert len(self.sleeps) < 100_000, "limiter is spinning"
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(seconds)
+
+
+def never_sleep(seconds: float) -> None:
+    raise Exhausted(seconds)
+
+
+def bitvavo_headers(remaining: int, reset_at: float, limit: int = 1000) -> dict[str, str]:
+    return {
+        "bitvavo-ratelimit-remaining": str(remaining),
+        "bitvavo-ratelimit-resetat": str(round(reset_at * 1000)),
+        "bitvavo-ratelimit-limit": str(limit),
+    }
+
+
+def most_in_any_window(times: list[float], span: float) -> int:
+    """The largest number of `times` inside any half-open interval (t - span, t]."""
+    ordered = sorted(times)
+    return max(
+        (index + 1 - bisect.bisect_right(ordered, moment - span))
+        for index, moment in enumerate(ordered)
+    )
+
+
+# ----------------------------------------------------------------------------- file and naming
+
+
+def test_the_budget_file_is_named_by_a_fingerprint_and_never_holds_the_key(tmp_path: Path):
+    key = "KEYkeyKEYkeyKEYkeyKEYkeyKEYkey12"
+    credentials = Credentials.from_strings(key, "secret")
+    path = budget_path(tmp_path, "bitstamp", credentials.fingerprint)
+    assert path.parent == tmp_path and path.name.startswith("bitstamp-")
+    assert len(path.stem.removeprefix("bitstamp-")) == 16 and key not in path.name
+    with pytest.raises(ValueError, match="fingerprint"):
+        budget_path(tmp_path, "bitstamp", key)  # a key is refused as a file name
+    assert budget_path(tmp_path, "bitvavo", None).name == "bitvavo-public.json"
+
+    budget = SharedRequestBudget(path, 10, 10.0, 100, clock=FakeClock(), sleep=never_sleep)
+    budget.acquire()
+    budget.block_until(T0 + 1)
+    assert [item.name for item in tmp_path.iterdir()] == [path.name]
+    written = path.read_text(encoding="utf-8")
+    assert key not in written and "secret" not in written
+    assert json.loads(written)["blocked_until"] == T0 + 1
+
+
+def write_config(directory: Path, *extra: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "tally.toml"
+    lines = [*extra, 'data_dir = "data"']
+    for name, url in (("bitstamp", "http://127.0.0.1:9"), ("bitvavo", "http://127.0.0.1:9/v2")):
+        lines += [f"[{name}]", f'base_url = "{url}"', 'api_key = "k-one"', 'api_secret = "s"']
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path):
+    fingerprint = Credentials.from_strings("k-one", "s").fingerprint
+    plain = Runtime(load_settings(write_config(tmp_path / "a")))
+    bitstamp, bitvavo = plain.bitstamp().limiter, plain.bitvavo().limiter
+    assert isinstance(bitstamp, SharedRequestBudget) and isinstance(bitvavo, SharedWeightBudget)
+    budgets = tmp_path / "a" / "data" / ".ratelimit"
+    assert bitstamp.path == budgets / f"bitstamp-{fingerprint}.json"
+    assert bitvavo.path == budgets / f"bitvavo-{fingerprint}.json"
+    assert Runtime(plain.settings).bitstamp().limiter is bitstamp  # one object per process
+
+    # Two data directories that use one key share a budget when they name one directory.
+    shared = [
+        Runtime(load_settings(write_config(tmp_path / name, 'rate_budget_dir = "../budgets"')))
+        for name in ("b", "c")
+    ]
+    paths = {rt.bitstamp().limiter.path for rt in shared}  # type: ignore[attr-defined]
+    assert paths == {tmp_path / "budgets" / f"bitstamp-{fingerprint}.json"}
+
+    explicit = RequestBudget()
+    chosen = Runtime(plain.settings, limiters={"bitstamp": explicit})
+    assert chosen.bitstamp().limiter is explicit  # tests and benchmarks keep their own
+
+
+# --------------------------------------------------------------------------- SharedRequestBudget
+
+
+def test_two_request_budgets_on_one_file_never_grant_more_than_the_window(tmp_path: Path):
+    clock = FakeClock()
+    capacity, span = 10, 10.0
+    budgets = [
+        SharedRequestBudget(
+            tmp_path / "b.json", capacity, span, 100, clock=clock, sleep=clock.sleep
+        )
+        for _ in range(2)
+    ]
+    grants: list[tuple[int, float]] = []
+    for turn in range(60):
+        which = turn % 2
+        budgets[which].acquire()
+        grants.append((which, clock()))
+    times = [moment for _, moment in grants]
+    assert most_in_any_window(times, span) == capacity  # and never more
+    # Shared: the first window holds `capacity` grants between both, not `capacity` each.
+    assert sum(1 for moment in times if moment < T0 + span) == capacity
+    assert {which for which, _ in grants[:capacity]} == {0, 1}
+    # Not over-cautious: a slot (1/60 of the window) is all it may lose per window.
+    assert times[-1] - T0 <= (len(times) / capacity - 1) * span * (1 + 1 / 60) + 1e-6
+
+
+def test_threads_on_two_budget_objects_share_one_budget(tmp_path: Path):
+    budgets = [
+        SharedRequestBudget(
+            tmp_path / "b.json", 200, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
+        )
+        for _ in range(2)
+    ]
+    granted = [0] * 8
+
+    def grab(slot: int) -> None:
+        try:
+            while True:
+                budgets[slot % 2].acquire()
+                granted[slot] += 1
+        except Exhausted:
+            return
+
+    threads = [threading.Thread(target=grab, args=(slot,)) for slot in range(len(granted))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(granted) == 200
+
+
+def test_the_per_second_limit_is_shared_too(tmp_path: Path):
+    clock = FakeClock()
+    budgets = [
+        SharedRequestBudget(tmp_path / "b.json", 8000, 600.0, 3, clock=clock, sleep=clock.sleep)
+        for _ in range(3)
+    ]
+    times = []
+    for turn in range(30):
+        budgets[turn % 3].acquire()
+        times.append(clock())
+    assert most_in_any_window(times, 1.0) == 3
+
+
+def test_a_block_by_one_process_holds_for_the_others(tmp_path: Path):
+    clock = FakeClock()
+    first, second = (
+        SharedRequestBudget(tmp_path / "b.json", 100, 60.0, 10, clock=clock, sleep=clock.sleep)
+        for _ in range(2)
+    )
+    first.block_until(T0 + 7.5)
+    second.acquire()
+    assert clock() >= T0 + 7.5 and clock.sleeps
+
+
+def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: int) -> None:
+    """Child process: a budget on `path` at a frozen time; acquire until it would wait."""
+    if kind == "request":
+        budget: Any = SharedRequestBudget(
+            path, 150, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
+        )
+    else:
+        budget = SharedWeightBudget(
+            path, reserve=0, pace_below=0.0, clock=lambda: T0, sleep=never_sleep
+        )
+    ready.wait()
+    granted = 0
+    try:
+        while True:
+            budget.acquire(1)
+            granted += 1
+    except Exhausted:
+        counts[slot] = granted
+
+
+def run_children(path: Path, kind: str, children: int = 2) -> list[int]:
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    counts = context.Array("i", [-1] * children)
+    processes = [
+        context.Process(target=grab_until_exhausted, args=(str(path), kind, ready, counts, slot))
+        for slot in range(children)
+    ]
+    for process in processes:
+        process.start()
+    ready.set()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    return list(counts)
+
+
+def test_two_processes_share_one_request_budget(tmp_path: Path):
+    counts = run_children(tmp_path / "b.json", "request")
+    assert min(counts) >= 0
+    assert sum(counts) == 150  # per-process budgets would have granted 150 each
+
+
+def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
+    path = tmp_path / "v.json"
+    clock = FakeClock()
+    seed = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    seed.acquire(1)
+    seed.observe(bitvavo_headers(120, T0 + 30), 1)  # the header says 120 weight are left
+    counts = run_children(path, "weight")
+    assert min(counts) >= 0
+    assert sum(counts) == 120  # weight in flight in one process is seen by the other
+    # They exited with their weight in flight: it is taken as spent, and no more of it blocks
+    # than until the window's reset.
+    after = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    assert after.remaining == 0
+    after.acquire(1)
+    assert T0 + 30 <= clock() <= T0 + 31
+
+
+# ----------------------------------------------------------------------------- stale and crashed
+
+
+def hold_the_lock_forever(path: str, held: Any) -> None:
+    with StateFile(path).edit():
+        held.set()
+        time.sleep(600)
+
+
+def test_a_holder_killed_with_the_lock_and_old_state_do_not_block(tmp_path: Path):
+    path = tmp_path / "b.json"
+    context = multiprocessing.get_context("fork")
+    held = context.Event()
+    holder = context.Process(target=hold_the_lock_forever, args=(str(path), held))
+    holder.start()
+    try:
+        assert held.wait(60)
+        with open(path, "a") as probe, pytest.raises(BlockingIOError):  # the child holds it
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert holder.pid is not None
+        os.kill(holder.pid, signal.SIGKILL)
+    finally:
+        holder.join(60)
+    assert holder.exitcode == -signal.SIGKILL
+    with open(path, "a") as probe:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel: no wait
+        fcntl.flock(probe, fcntl.LOCK_UN)
+
+    # What a crashed process left: a full window long ago, and a block that has expired.
+    old = T0 - 3600
+    with StateFile(path).edit() as state:
+        state["windows"] = {"60.0": {"slot": 1.0, "counts": {str(math.floor(old)): 100}}}
+        state["blocked_until"] = old + 30
+    clock = FakeClock()
+    budget = SharedRequestBudget(path, 100, 60.0, 10, clock=clock, sleep=clock.sleep)
+    budget.acquire()
+    assert clock.sleeps == []
+
+
+def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: Path):
+    path = tmp_path / "b.json"
+    clock = FakeClock()
+    budget = SharedRequestBudget(path, 3, 60.0, 10, clock=clock, sleep=never_sleep)
+    for _ in range(3):
+        budget.acquire()
+    # The tail of a longer, older document after the newline, as if truncate never ran.
+    path.write_bytes(path.read_bytes() + b'"windows": {"60.0": {"slot": 1.0, "counts": {}}}}')
+    with pytest.raises(Exhausted):
+        SharedRequestBudget(path, 3, 60.0, 10, clock=clock, sleep=never_sleep).acquire()
+
+
+def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
+    path = tmp_path / "v.json"
+    clock = FakeClock()
+    budget = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    budget.acquire(1)
+    budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
+    gone_pid = int(  # a process that has exited
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    host = budget._host
+    with StateFile(path).edit() as state:
+        state["in_flight"] = {
+            "gone": {"host": host, "pid": gone_pid, "weight": 40, "at": T0},
+            "hung": {"host": "elsewhere", "pid": 1, "weight": 30, "at": T0 - 121},
+            "alive": {"host": "elsewhere", "pid": 1, "weight": 20, "at": T0 - 10},
+        }
+    # 100 left; the gone (40) and hung (30) requests count as spent, the live one is in flight.
+    budget.acquire(10)
+    assert clock.sleeps == []
+    assert budget.remaining == 30
+    with pytest.raises(Exhausted):
+        SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep).acquire(
+            1
+        )
+
+
+def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Path):
+    path = tmp_path / "b.json"
+    future = T0 + 86_400
+    with StateFile(path).edit() as state:
+        state["windows"] = {"60.0": {"slot": 1.0, "counts": {str(math.floor(future)): 100}}}
+    clock = FakeClock()
+    SharedRequestBudget(path, 100, 60.0, 10, clock=clock, sleep=clock.sleep).acquire()
+    assert 60.0 < clock() - T0 <= 61.0  # the future slot counts as now: one window (+ a slot)
+
+    weights = tmp_path / "v.json"
+    with StateFile(weights).edit() as state:
+        state.update(reset_at=future, observed_reset=future, last_send=future, remaining=0)
+        state.update(blocked_until=future)
+    clock = FakeClock()
+    budget = SharedWeightBudget(weights, clock=clock, sleep=clock.sleep)
+    budget.acquire(1)
+    assert 0 < clock() - T0 <= 1800.0  # a ban read from the file lasts 30 minutes at most
+    budget.observe(bitvavo_headers(900, clock() + 60), 1)
+    assert budget.remaining == 900  # a fresh header is believed again
+
+
+# ------------------------------------------------------------------------------ SharedWeightBudget
+
+
+def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
+    clock = FakeClock()
+    first, second = (
+        SharedWeightBudget(
+            tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+        )
+        for _ in range(2)
+    )
+    first.acquire(1)  # the probe: alone until its response confirms the budget
+    clock.on_sleep = lambda _: first.observe(bitvavo_headers(20, T0 + 60), 1)
+    second.acquire(1)
+    assert len(clock.sleeps) == 1  # the second waited for the first's response
+    clock.on_sleep = None
+    assert second.remaining == 20
+    second.observe(bitvavo_headers(19, T0 + 60), 1)
+    first.acquire(5)
+    first.acquire(5)  # 10 of the 19 in flight in the first
+    second.acquire(5)
+    third = SharedWeightBudget(
+        tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+    )
+    with pytest.raises(Exhausted) as waited:
+        third.acquire(5)  # 19 - 10 - 5 = 4 left: not enough, so it waits for the reset
+    assert clock() + waited.value.args[0] >= T0 + 60
+
+    # A per-process budget (as before) would not have waited.
+    alone = WeightBudget(reserve=0, pace_below=0.0, clock=FakeClock(), sleep=never_sleep)
+    alone.acquire(1)
+    alone.observe(bitvavo_headers(19, T0 + 60), 1)
+    for _ in range(3):
+        alone.acquire(5)
+
+
+def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
+    clock = FakeClock()
+    first, second = (
+        SharedWeightBudget(tmp_path / "v.json", clock=clock, sleep=clock.sleep) for _ in range(2)
+    )
+    first.block_until(T0 + 90)
+    second.acquire(1)
+    assert clock() >= T0 + 90
+
+
+# ------------------------------------------------------------------------- two real sync processes
+
+# Bitstamp's window limit scaled down to 10 requests per 6 s (tally paces at 8): two syncs that
+# each need about 8 requests fit it only if they pace together. The per-second limit stays.
+LIMITS = RateLimits(bitstamp_budget=10, bitstamp_window_ms=6_000)
+SEED = 23
+NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
+INTERVAL, DAYS = "1d", 6 * 365  # pages of yearly chunks: about 8 requests per sync
+MARKETS = ("BTC-EUR", "BTC-USD")  # one each: one writer per lake partition
+
+
+@pytest.fixture(scope="module")
+def sandboxes() -> Iterator[tuple[Sandbox, Sandbox]]:
+    """Two sandboxes alike: the two shared syncs on one, the two per-process ones on the other."""
+    world = World(seed=SEED, days=10, now_ms=NOW_MS)
+    with (
+        start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as shared,
+        start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as control,
+    ):
+        yield shared, control
+
+
+def served(sandbox: Sandbox) -> dict[str, Any]:
+    return requests.get(sandbox.bitstamp.stats_url, timeout=5).json()
+
+
+def start_syncs(sandbox: Sandbox, root: Path, mode: str) -> list[subprocess.Popen[str]]:
+    """Two sync processes with one config (one key, one data directory), waiting to start."""
+    root.mkdir(parents=True)
+    config = root / "tally.toml"
+    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(config), mode, INTERVAL, str(DAYS), market],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        for market in MARKETS
+    ]
+
+
+def run_together(processes: list[subprocess.Popen[str]], window: float) -> list[dict[str, float]]:
+    """Start every process at the beginning of the sandboxes' next rate window; their reports."""
+    try:
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        start_at = (math.floor(time.time() / window) + 1) * window
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start_at!r}\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [process.returncode for process in processes] == [0] * len(processes)
+    return [json.loads(output.strip().splitlines()[-1]) for output in outputs]
+
+
+def refused(stats: dict[str, Any]) -> tuple[int, int]:
+    """(429 responses, rate-limit refusals: 400.002) a sandbox served."""
+    return stats["responses"].get("429", 0), stats["rate_limited"]
+
+
+def test_two_concurrent_syncs_with_one_key_get_no_429(
+    sandboxes: tuple[Sandbox, Sandbox], tmp_path: Path
+):
+    shared, control = sandboxes
+    processes = start_syncs(shared, tmp_path / "shared", "shared")
+    processes += start_syncs(control, tmp_path / "per-process", "process")
+    reports = run_together(processes, LIMITS.bitstamp_window_ms / 1000)
+    runs, control_runs = reports[:2], reports[2:]
+
+    stats = served(shared)
+    assert refused(stats) == (0, 0)  # no 429, no 400.002
+    assert all(run["requests"] > 0 and run["retries"] == 0 for run in runs)
+    total = sum(run["requests"] for run in runs)
+    assert stats["requests"] == total
+    # They overlapped in time and asked for more than one window allows, so unpaced together
+    # they would have been refused...
+    assert max(run["started"] for run in runs) < min(run["finished"] for run in runs)
+    assert total > LIMITS.bitstamp_budget
+    fingerprint = Credentials.from_strings(shared.bitstamp.key, "-").fingerprint
+    budgets = (tmp_path / "shared" / "data" / ".ratelimit").glob("bitstamp-*.json")
+    assert [path.name for path in budgets] == [f"bitstamp-{fingerprint}.json"]
+
+    # ...as the same two syncs with a budget per process (as before) were, on the other sandbox.
+    control_stats = served(control)
+    assert control_stats["responses"]["200"] == total  # the same syncs...
+    too_many, rate_limited = refused(control_stats)
+    assert too_many > 0 and rate_limited > 0  # ...refused, then retried
+    assert sum(run["retries"] for run in control_runs) == too_many
