@@ -2,7 +2,8 @@
 
 Bitvavo's BTC-EUR and ETH-EUR follow the packaged real closes; Bitstamp's btceur/etheur are the
 same paths a small spread away; the USD pairs are the EUR price times the EUR-USD rate; SOL-EUR,
-EUR-USD and EUR-GBP are plain random walks around plausible levels.
+EUR-USD and EUR-GBP are plain random walks around plausible levels. Bitstamp's ltceur, a walk too,
+is listed late (`LISTED_LATE`): inside the account window, so that a sync meets a pair's listing.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ SPECS: tuple[MarketSpec, ...] = (
         BITVAVO, "ETH-EUR", "ETH/EUR", (1, 8), 0.008, 2.0, (0.88, 0.6), (5e-4, 3e-3), (0.4, 1e-4)
     ),
     _spec(BITVAVO, "SOL-EUR", "SOL/EUR", (2, 8), 0.011, 1.4, (0.6, 0.3), (3e-3, 0.02), (8, 1e-3)),
+    _spec(BITSTAMP, "ltceur", "LTC/EUR", (2, 8), 0.01, 0.8, (0.5, 0.25), (0.01, 0.04), (3, 1e-3)),
 )
+LISTED_LATE = ((BITSTAMP, "ltceur"),)
+"""Markets listed after the account window starts (no account trades them; see `World`)."""
 
 
 def build_paths(seed: int) -> dict[tuple[str, str], Path]:
@@ -63,6 +67,7 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         key("ETH-EUR"), level=2_500, hourly_vol=0.008, noise=0.0012, anchors="eth_eur"
     )
     sol_eur = WalkPath(key("SOL-EUR"), level=140, hourly_vol=0.011, reversion=0.7, noise=0.001)
+    ltc_eur = WalkPath(key("LTC-EUR"), level=80, hourly_vol=0.01, reversion=0.7, noise=0.001)
     eur_usd = WalkPath(
         key("EUR-USD"),
         level=1.085,
@@ -91,6 +96,7 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         (BITVAVO, "BTC-EUR"): btc_eur,
         (BITVAVO, "ETH-EUR"): eth_eur,
         (BITVAVO, "SOL-EUR"): sol_eur,
+        (BITSTAMP, "ltceur"): ltc_eur,
     }
 
 
