@@ -9,8 +9,8 @@ listed; when a sync reads the oldest part of a Bitstamp stream (nothing older is
 - a zero-volume candle at the start is a listing's filler when the `QUIET_INTERVALS` intervals
   before it hold no trade either (one more page is read to see): the zero-volume run up to the
   first traded candle is then not stored. A listed pair that had not traded for that long (16 h
-  of minutes, 41 days of hours) right where a sync starts would be taken for one not yet listed;
-  its quiet stretch is then recorded as such, never silently lost;
+  of minutes, 41 days of hours) right where a sync starts would be taken for one not yet listed:
+  its quiet stretch would be recorded as before the listing, visibly, never silently dropped;
 - otherwise the first candle stored is the stream's start.
 
 When that start lies after the first interval asked for, the range between is recorded in
@@ -117,7 +117,7 @@ def record_listing(
     if path.exists():  # a sync that began earlier found the same start: keep the widest range
         held = pl.read_parquet(path).filter(pl.col("gap_end") == gap.end)
         if held.height:
-            start = min(start, held["gap_start"].min())  # type: ignore[type-var]
+            start = min(start, held["gap_start"].min())
     reason = REASON.format(start=gap.end.isoformat(), interval=interval)
     frame = pl.DataFrame(
         {

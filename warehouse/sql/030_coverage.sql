@@ -1,12 +1,12 @@
 -- coverage: per stream, what the lake holds and every gap in it, with its reason.
 -- One row per gap; a stream without gaps has one row whose gap columns are null.
 -- Gaps are (a) ranges a stream recorded in the gaps dataset with their reason (Bitstamp public
--- trades older than the rolling window, lost for good; the range before the listing where a
--- candle stream starts, its stream named 'candles <interval>'), (b) holes between the landed windows of a
--- candles/public-trades partition (read from the file stems: not fetched yet, or a window
--- that failed), and (c) Bitstamp candles missing inside landed data (Bitstamp fills hours
--- without trades, so a missing candle is missing data). Hours without a Bitvavo candle are
--- hours without trades: not gaps.
+-- trades older than the rolling window, lost for good; the range before a pair's listing where
+-- a candle stream starts, recorded as stream 'candles <interval>'), (b) holes between the
+-- landed windows of a candles/public-trades partition (read from the file stems: not fetched
+-- yet, or a window that failed), and (c) Bitstamp candles missing inside landed data
+-- (Bitstamp fills hours without trades, so a missing candle is missing data). Hours without a
+-- Bitvavo candle are hours without trades: not gaps.
 with candle_files as (
     select file, 'candles' as dataset
     from glob('{lake}/candles/*/*/*/*.parquet')
