@@ -22,6 +22,11 @@ directories that use one key at one directory (on one machine) so that they shar
 `now = "2024-03-31T00:00:00Z"` (optional) makes every sync treat that moment as the present:
 for a sandbox whose clock is frozen (`tally sandbox --now …` writes it).
 
+`candles_reread_minutes = 180` (the default) is how long after its close a candle may still
+change: every sync reads again the candles it read less than this long after they closed, and a
+candle is final once a read came at least this long after its close (Bitvavo's newest candles
+come back incomplete for a while; three hours is far more than the minute users report).
+
 Secrets come from `BITSTAMP_API_KEY`, `BITSTAMP_API_SECRET`, `BITVAVO_API_KEY` and
 `BITVAVO_API_SECRET`; a config file may also carry `api_key`/`api_secret` (the sandbox's own
 throw-away keys are written that way), and the environment wins over the file.
@@ -71,6 +76,7 @@ class Settings:
     now: datetime | None = None  # a frozen present (sandbox); None: the wall clock
     public_trades_days: int = 1  # how far back a first Bitvavo public-trades sync reaches
     rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
+    candles_reread_minutes: int = 180  # a candle read sooner after its close is read again
 
     @property
     def lake_dir(self) -> Path:
@@ -152,7 +158,14 @@ def load_settings(
         now=_frozen_now(raw.get("now")),
         public_trades_days=int(raw.get("public_trades_days", 1)),
         rate_budget_dir=budget_dir,
+        candles_reread_minutes=_minutes(raw.get("candles_reread_minutes", 180)),
     )
+
+
+def _minutes(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"candles_reread_minutes = {value!r}: whole minutes, 0 or more")
+    return value
 
 
 def _frozen_now(value: object) -> datetime | None:

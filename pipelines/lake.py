@@ -10,6 +10,10 @@ leaves one copy of every row. Small mutable datasets (deposits whose status chan
 *merged*: the partition's single file is rewritten with old ∪ new rows, deduplicated on the
 dataset's key, the newer row winning.
 
+A file may carry a few key-value notes in its Parquet footer (`metadata=`, read back with
+`Lake.notes`), written in the same atomic step as its rows: facts about the fetch that the rows
+alone cannot tell (when a candle window was read, so that its unsettled tail is read again).
+
 Every write goes to a hidden temp file in the target directory, is fsynced, then renamed over the
 target: a reader (DuckDB, polars, a crash-restarted sync) sees either the old file or the new one,
 never half of one. Temp names start with "." and end in ".tmp", so `*.parquet` globs never match
@@ -113,12 +117,14 @@ class Lake:
         *,
         stem: str,
         partition: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> LandResult:
         """Write `frame` as the window `stem`: one file per partition, replacing earlier copies.
 
         Rows repeated inside the window are deduplicated on the key, the last one winning. With
         `partition` given, every row must belong to it, and an empty frame still lands: an empty
         file says "fetched, nothing there", which a missing file must never be mistaken for.
+        `metadata` goes into each file's footer (see `notes`).
         """
         _check_stem(stem)
         typed = self._conform(dataset, frame)
@@ -131,7 +137,9 @@ class Lake:
             if not parts:
                 parts = [(dict(partition), typed.select(dataset.file_columns))]
         written = [
-            self._write_file(self.partition_dir(dataset, values) / f"{stem}.parquet", part)
+            self._write_file(
+                self.partition_dir(dataset, values) / f"{stem}.parquet", part, metadata
+            )
             for values, part in parts
         ]
         return LandResult(dataset.name, tuple(written), typed.height)
@@ -178,12 +186,19 @@ class Lake:
             values = dict(zip(dataset.partition_by, keys, strict=True))
             yield values, part.select(dataset.file_columns)
 
-    def _write_file(self, target: Path, frame: pl.DataFrame) -> Path:
+    def _write_file(
+        self, target: Path, frame: pl.DataFrame, metadata: Mapping[str, str] | None = None
+    ) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp")
         try:
             with temp.open("wb") as handle:
-                frame.write_parquet(handle, compression="zstd", statistics=True)
+                frame.write_parquet(
+                    handle,
+                    compression="zstd",
+                    statistics=True,
+                    metadata=dict(metadata) if metadata else None,
+                )
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, target)
@@ -219,6 +234,13 @@ class Lake:
         return pl.concat(frames, how="diagonal_relaxed").select(
             pl.col(c).cast(t) for c, t in dataset.schema.items()
         )
+
+    @staticmethod
+    def notes(path: Path) -> dict[str, str]:
+        """The key-value notes a landed file carries in its footer (`land(metadata=)`)."""
+        return {
+            k: v for k, v in pl.read_parquet_metadata(path).items() if not k.startswith("ARROW:")
+        }
 
     def stems(self, dataset: Dataset, **partition: Any) -> set[str]:
         """The windows landed in a partition (file stems)."""

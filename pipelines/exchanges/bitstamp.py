@@ -5,7 +5,8 @@ withdrawals, addresses or keys. Parsing lives in `bitstamp_parse`; this module d
 ask for and how to walk the pages (EXCHANGES.md):
 
 - OHLC: when `end` is given `start` is ignored and the last `limit` candles with open time
-  ≤ `end` come back, oldest first, sometimes one short: walk backwards by `end` only.
+  ≤ `end` come back, oldest first, sometimes one short: walk backwards by `end` only. Before a
+  pair's listing [open]: nothing, the first candles after it, or zero-volume fillers.
 - user_transactions: `since_id` (inclusive) ascending with limit 1000; advance past the page's
   largest id; a page with fewer than 1000 rows is the last.
 - crypto-transactions: by offset, right whether `limit`/`offset` apply to each list or to the
@@ -241,7 +242,12 @@ class BitstampClient:
         """Every candle with open time in [start, end), walking backwards by `end`.
 
         Pages come newest-window first; each is filtered to the window. Stops at `start` or when
-        the exchange has nothing older (before the market's listing).
+        the exchange has nothing at or before the cursor. Before a pair's listing that is an
+        empty page, or [open] a page of the first candles after the listing, all opening after
+        the requested `end`: those were seen already or lie past the window, so they are
+        dropped and the walk ends (a page without a row at or before `end` has nothing older).
+        Zero-volume fillers before a listing are rows like any other here; the candles flow
+        recognises them.
         """
         step = timedelta(seconds=_step(interval))
         cursor = end - step  # `end` is inclusive on open time; the window's end is exclusive
@@ -252,10 +258,8 @@ class BitstampClient:
             if not page.records:
                 return
             oldest = min(c.open_time for c in page.records)
-            if oldest > cursor:
-                raise PagingLoopError(
-                    EXCHANGE, "ohlc", f"page older than {cursor} starts at {oldest}"
-                )
+            if oldest > cursor:  # only candles after `end`: nothing older exists
+                return
             cursor = oldest - step
 
     def public_trades(self, market: str, *, window: str = "day") -> Page[PublicTrade]:

@@ -2,13 +2,20 @@
 
     sync_candles(rt, "bitvavo", "BTC-EUR", "1m", Window(start, end))
 
-The span is clipped to `final_cutoff(now, interval, 60 s)` (a candle that closed less than a
-minute ago may still change) and cut into calendar chunks (`chunk_unit`: months of sub-hour
-candles, years of the rest). For each chunk `plan_chunks` says what is missing given the
-partition's landed stems; the missing range is fetched (Bitstamp walking back by `end`, Bitvavo
-end-anchored), combined with the rows of the files it extends, deduplicated (last wins: Bitstamp
-sometimes serves two candles for one open time) and landed as one file whose stem is the range
-it covers, e.g. `20240301T000000-20240330T235900`. Only one chunk is held in memory at a time.
+The span is clipped to `final_cutoff(now, interval, 60 s)` (the open candle and one that closed
+less than a minute ago are never read) and cut into calendar chunks (`chunk_unit`: months of
+sub-hour candles, years of the rest). For each chunk `plan_chunks` says what is missing given
+the partition's landed stems; the missing range is fetched (Bitstamp walking back by `end`,
+Bitvavo end-anchored), combined with the rows of the files it extends, deduplicated (last wins:
+Bitstamp sometimes serves two candles for one open time) and landed as one file whose stem is the
+range it covers, e.g. `20240301T000000-20240330T235900`. Only one chunk is held in memory at a
+time.
+
+Candles are final only when settled (`settle.py`): each file notes when it was read, and a sync
+whose clock has moved on reads again from the oldest candle that was read less than
+`candles_reread_minutes` after its close, whatever span it was asked for (as long as the span
+reaches that candle), and lands what changed. Where a Bitstamp stream starts (a pair's listing,
+`listing.py`), fillers before it are not stored and the range before it is recorded in `gaps`.
 
 Hours without a Bitvavo candle are hours without trades, not gaps; Bitstamp fills them with
 zero-volume candles, which are kept as sent.
@@ -17,6 +24,7 @@ zero-volume candles, which are kept as sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.paging import Page
@@ -27,21 +35,28 @@ from pipelines.flows.chunks import (
     drop_superseded,
     held_range,
     land_plan,
+    landed_windows,
     partition_files,
     sweep_partition,
 )
-from pipelines.flows.plan import Window, chunk_unit, final_cutoff, plan_chunks
+from pipelines.flows.listing import QUIET_INTERVALS, ListingWatch, record_listing
+from pipelines.flows.plan import Window, chunk_unit, final_cutoff, interval_delta, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult
+from pipelines.flows.settle import read_note, unsettled_from
 from pipelines.http import HttpClient
 
 CandleWalk = Callable[[str, str, Window], Iterator[Page[Candle]]]
 """`(market, interval, window) → pages` of every candle with open time in the window."""
 
+FILLS_EMPTY_INTERVALS = {"bitstamp": True, "bitvavo": False}
+"""Whether the exchange sends a zero-volume candle for an interval without trades."""
+
 
 def sync_candles(
     rt: Runtime, exchange: str, market: str, interval: str, span: Window
 ) -> StreamResult:
-    """Land every closed candle of `market`/`interval` with open time in `span` not yet landed."""
+    """Land every closed candle of `market`/`interval` with open time in `span` not yet landed,
+    and read again the landed candles that had not settled when they were read."""
     http, walk = _walker(rt, exchange)
     partition = {"exchange": exchange, "market": market, "interval": interval}
     lake, dataset = rt.lake, CANDLES.dataset
@@ -49,17 +64,30 @@ def sync_candles(
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, chunk_unit(interval))
 
-    cutoff = final_cutoff(rt.now(), interval, SETTLE)
+    now = rt.now()
+    cutoff = final_cutoff(now, interval, SETTLE)
+    reread = timedelta(minutes=rt.settings.candles_reread_minutes)
+    stale = unsettled_from(lake, dataset, partition, interval, reread=reread, now=now)
+    window = _window(span, cutoff, stale)
+    if window is None or stale is None or stale >= window.end:
+        stale = None
+    watch = _watch(rt, exchange, market, interval, walk) if window is not None else None
+
     fetched = landed = 0
-    if span.start < min(span.end, cutoff):
-        final = Window(span.start, min(span.end, cutoff))
+    if window is not None:
         landed_stems = partition_files(lake, dataset, partition)
-        for plan in plan_chunks(final, chunk_unit(interval), landed_stems):
+        for plan in plan_chunks(window, chunk_unit(interval), landed_stems, stale_from=stale):
             # Oldest page first: within a page Bitstamp's later duplicate wins (`Lake.land`).
             pages = reversed(list(walk(market, interval, plan.missing)))
-            fetched += land_plan(lake, CANDLES, plan, pages, partition)
+            if watch is not None:
+                pages = watch.screen(plan.missing, pages)
+            fetched += land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
             landed += 1
 
+    gaps: tuple[str, ...] = ()
+    late = watch.late_start() if watch is not None else None
+    if late is not None:
+        gaps = (record_listing(lake, exchange, market, interval, late, detected_at=now),)
     first, last = held_range(lake, dataset, "open_time", partition)
     used = mark.since(http)
     return StreamResult(
@@ -70,8 +98,42 @@ def sync_candles(
         requests=used.requests,
         weight=used.weight,
         retries=used.retries,
+        gaps=gaps,
         first=first,
         last=last,
+    )
+
+
+def _window(span: Window, cutoff: datetime, stale: datetime | None) -> Window | None:
+    """What this sync plans: the span up to the cutoff, and from the oldest unsettled candle to
+    the cutoff when the span reaches it (a span that ends before it leaves it to a later one:
+    backfill tasks of earlier years run beside the task that holds the head)."""
+    end = min(span.end, cutoff)
+    if stale is not None and stale < end:
+        return Window(min(span.start, stale), cutoff)
+    return Window(span.start, end) if span.start < end else None
+
+
+def _watch(
+    rt: Runtime, exchange: str, market: str, interval: str, walk: CandleWalk
+) -> ListingWatch | None:
+    """A listing watch for an exchange that fills empty intervals (see `listing.py`)."""
+    if not FILLS_EMPTY_INTERVALS[exchange]:
+        return None
+    partition = {"exchange": exchange, "market": market, "interval": interval}
+    held_first, _ = held_range(rt.lake, CANDLES.dataset, "open_time", partition)
+    windows = landed_windows(partition_files(rt.lake, CANDLES.dataset, partition))
+    step = interval_delta(interval)
+
+    def traded_before(moment: datetime) -> bool:
+        before = Window(moment - QUIET_INTERVALS * step, moment)
+        return any(c.volume > 0 for page in walk(market, interval, before) for c in page.records)
+
+    return ListingWatch(
+        interval,
+        traded_before,
+        held_first,
+        covered_from=windows[0].start if windows else None,
     )
 
 

@@ -120,9 +120,10 @@ def land_window(
     *,
     stem: str,
     partition: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Land `frame` as the partition's window `stem`, writing an empty file for no rows."""
-    (path,) = lake.land(dataset, frame, stem=stem, partition=partition).files
+    (path,) = lake.land(dataset, frame, stem=stem, partition=partition, metadata=metadata).files
     return path
 
 
@@ -132,27 +133,45 @@ def land_plan(
     plan: ChunkPlan,
     pages: Iterable[Page[Any]],
     partition: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> int:
     """Carry out one `ChunkPlan`: walk the missing range, fold in the files it extends, land the
-    chunk as `plan.target`, then drop the replaced files. Returns the rows fetched (distinct keys).
+    chunk as `plan.target` (with `metadata` in its footer), then drop the replaced files.
 
-    Only this chunk's pages and files are held in memory.
+    Returns the rows landed: fetched keys that were not held, or held with other values (a
+    range read again lands only what changed). Only this chunk's pages and files are held in
+    memory.
     """
     dataset = source.dataset
     fresh = [source.frame(page.records, fetched_at=page.fetched_at) for page in pages]
     files = partition_files(lake, dataset, partition)
     old = read_files(dataset, (files[stem] for stem in plan.replaces if stem in files), partition)
     land_window(
-        lake, dataset, combine(dataset, old, fresh), stem=plan.target.stem, partition=partition
+        lake,
+        dataset,
+        combine(dataset, old, fresh),
+        stem=plan.target.stem,
+        partition=partition,
+        metadata=metadata,
     )
     drop_replaced(files, plan.replaces, keep=plan.target.stem)
-    return distinct_keys(dataset, fresh)
+    return changed_keys(dataset, old, fresh)
 
 
-def distinct_keys(dataset: Dataset, frames: Sequence[pl.DataFrame]) -> int:
-    if not frames:
+def changed_keys(
+    dataset: Dataset, old: Sequence[pl.DataFrame], fresh: Sequence[pl.DataFrame]
+) -> int:
+    """How many keys of `fresh` (last row per key winning) `old` lacks or holds otherwise."""
+    if not fresh:
         return 0
-    return pl.concat([f.select(dataset.key) for f in frames]).unique().height
+    columns = {name: dtype for name, dtype in dataset.schema.items() if name != "fetched_at"}
+    new = combine(dataset, (), fresh).unique(subset=list(dataset.key), keep="last")
+    new = new.select(list(columns)).cast(columns)
+    if not old:
+        return new.height
+    held = combine(dataset, old, ()).select(list(columns)).cast(columns)
+    return new.join(held, on=list(columns), how="anti", nulls_equal=True).height
 
 
 def drop_replaced(files: Mapping[str, Path], stems: Iterable[str], keep: str) -> None:

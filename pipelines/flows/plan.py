@@ -110,12 +110,21 @@ class ChunkPlan:
     replaces: tuple[str, ...]  # stems to remove once `target` has landed
 
 
-def plan_chunks(span: Window, unit: str, landed_stems: Iterable[str]) -> list[ChunkPlan]:
+def plan_chunks(
+    span: Window,
+    unit: str,
+    landed_stems: Iterable[str],
+    *,
+    stale_from: datetime | None = None,
+) -> list[ChunkPlan]:
     """For each chunk of `span`, what is still missing given the landed stems.
 
     Coverage is the run of landed windows, joined end to start, that contains the span's start
     within the chunk; the fetch resumes where that run ends, and the chunk's file is rewritten
     to cover the run plus what was fetched. Chunks covered up to the span's end need nothing.
+    With `stale_from`, what the landed windows hold from that moment on counts as not landed
+    (it must be read again): the fetch resumes there at the latest, and the rewritten file still
+    replaces the windows it overlaps.
     """
     landed = sorted(w for w in map(Window.from_stem, landed_stems) if w is not None)
     plans = []
@@ -125,8 +134,15 @@ def plan_chunks(span: Window, unit: str, landed_stems: Iterable[str]) -> list[Ch
         if end <= begin:
             continue
         inside = [w for w in landed if chunk.start <= w.start and w.end <= chunk.end]
+        settled = inside
+        if stale_from is not None:
+            settled = [
+                Window(w.start, min(w.end, stale_from)) for w in inside if w.start < stale_from
+            ]
+            # a window read again is rewritten whole, never left holding a part of what replaces it
+            end = max([end, *(w.end for w in inside if w.start < end and w.end > stale_from)])
         earliest, covered = begin, begin
-        for run in _runs(inside):
+        for run in _runs(settled):
             if run.start <= begin <= run.end:
                 earliest, covered = run.start, run.end
         if covered >= end:

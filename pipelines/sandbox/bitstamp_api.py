@@ -4,7 +4,8 @@ Paths, parameters, row shapes, paging rules, quirks and error bodies follow EXCH
 §Bitstamp. Quirks (when on): the daily OHLC series holds one day twice (first a stale noon
 snapshot, then the real candle: "last wins" recovers the truth), and a `limit=1000` OHLC page
 whose `end` falls on a UTC day boundary comes back with 999 rows (its oldest row left out, which
-the next page by `end` still returns).
+the next page by `end` still returns). A pair the world lists late (`listing.py`) shows nothing
+before its listing; an OHLC `end` before it returns what `bitstamp-ohlc-before-listing` says.
 
 Variant `bitstamp-perps=on`: `/markets/` and `/fees/trading/` also list the perpetual markets of
 `catalog.PERPETUALS` (`btcusd-perp`, `market_type` PERPETUAL); they have no other endpoint here.
@@ -25,6 +26,7 @@ from pipelines.sandbox.app import Admission, ExchangeApp
 from pipelines.sandbox.auth import BitstampVerifier, Clock, KeyPair
 from pipelines.sandbox.catalog import PERPETUALS
 from pipelines.sandbox.faults import Fault, FaultConfig
+from pipelines.sandbox.listing import first_price, listed
 from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
 from pipelines.sandbox.reference import asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
@@ -212,7 +214,7 @@ class BitstampApp(ExchangeApp):
         market = self.world.markets.get((EXCHANGE, pair))
         if market is None:
             raise ApiError(error("Currency pair not found", "404.002", 404))
-        return market
+        return listed(self.world, EXCHANGE, market)  # nothing before a late listing
 
     def _bitstamp_markets(self) -> list[MarketLike]:
         found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
@@ -283,8 +285,14 @@ class BitstampApp(ExchangeApp):
         else:
             anchor = last_open
             first = anchor - (limit - 1) * step_ms
-        first = max(first, market.genesis_ms // step_ms * step_ms)
-        bars = filled_bars(market, step_ms, first, anchor, now)
+        listed_open = market.genesis_ms // step_ms * step_ms
+        before_listing = self.variants.bitstamp_ohlc_before_listing
+        if before_listing == "first" and end is not None and anchor < listed_open:
+            # the first `limit` candles after the listing, though they open after `end`
+            first, anchor = listed_open, min(listed_open + (limit - 1) * step_ms, last_open)
+        bars = filled_bars(market, step_ms, max(first, listed_open), anchor, now)
+        if before_listing == "zero" and first < listed_open:
+            bars = [*self._fillers_before_listing(market, bars, first, anchor, step_ms, now), *bars]
         if self.quirks:
             if step == 86400:
                 bars = self._with_duplicate_day(market, bars, now)[-limit:]
@@ -294,6 +302,26 @@ class BitstampApp(ExchangeApp):
         pair = f"{market.base}/{market.quote}"
         payload = {"data": {"pair": pair, "ohlc": _ohlc_rows(market, bars)}}
         return Reply(200, payload, rows_path=("data", "ohlc"))
+
+    @staticmethod
+    def _fillers_before_listing(
+        market: MarketLike,
+        bars: Sequence[CandleLike],
+        first_open: int,
+        anchor: int,
+        step_ms: int,
+        now: int,
+    ) -> list[CandleLike]:
+        """`bitstamp-ohlc-before-listing=zero`: a zero-volume candle for every interval before
+        the first served one, flat at the market's first traded price (there is no earlier close
+        to carry; a filler priced at the first trade looks like a real quiet interval)."""
+        stop = min(bars[0].open_ms if bars else anchor + step_ms, anchor + step_ms)
+        if stop <= first_open:
+            return []
+        price = bars[0].open if bars else first_price(market, now)
+        if price is None:
+            return []
+        return [Bar.flat(t, price) for t in range(max(first_open, 0), stop, step_ms)]
 
     def duplicate_day_ms(self, market: MarketLike, now_ms: int) -> int | None:
         """The day (open ms) the daily series serves twice, or None if the market is too young."""

@@ -4,7 +4,8 @@ Paths, parameters, row shapes, weights, paging rules and error bodies follow EXC
 §Bitvavo. Unknown query parameters are refused with errorCode 204. Quirks (when on): a candles
 request whose `start` and `end` are both aligned on the interval and exactly `limit` intervals
 apart also returns the candle that opens at `end` (limit + 1 rows), and `/markets` sends its
-integer fields as strings.
+integer fields as strings. A market the world lists late has no candle before its listing (no
+empty candles); `bitvavo-candles-settle` serves the newest candles unsettled (`settle.py`).
 
 Variants (`variants.py`): `bitvavo-trades-span=24h` makes account `/v2/trades` refuse a
 `start`–`end` span over 24 h with errorCode 205, as public trades always do;
@@ -24,9 +25,11 @@ from typing import Any
 from pipelines.sandbox.app import Admission, ExchangeApp
 from pipelines.sandbox.auth import BitvavoVerifier, Clock, KeyPair
 from pipelines.sandbox.faults import Fault, FaultConfig
+from pipelines.sandbox.listing import listed
 from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
+from pipelines.sandbox.settle import unsettled
 from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import Raw, number_text
@@ -221,7 +224,7 @@ class BitvavoApp(ExchangeApp):
         market = self.world.markets.get((EXCHANGE, symbol))
         if market is None:
             raise ApiError(error(205, "market parameter is invalid."))
-        return market
+        return listed(self.world, EXCHANGE, market)  # nothing before a late listing
 
     def _bitvavo_markets(self) -> list[MarketLike]:
         found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
@@ -349,6 +352,17 @@ class BitvavoApp(ExchangeApp):
         genesis_open = market.genesis_ms // interval_ms * interval_ms
         lower = max(lower, newest_open - (keep - 1) * interval_ms, genesis_open)
         bars = traded_bars(market, interval_ms, lower, upper, now)[-keep:]
+        settle_minutes = self.variants.bitvavo_candles_settle
+        if settle_minutes:  # the newest candles not yet settled (variants.py)
+            bars = unsettled(
+                market,
+                interval_text,
+                interval_ms,
+                bars,
+                now_ms=now,
+                settle_ms=settle_minutes * 60_000,
+                seed=getattr(self.world, "seed", 0),
+            )
         rows = ",".join(
             f'[{bar.open_ms},"{plain(bar.open)}","{plain(bar.high)}","{plain(bar.low)}",'
             f'"{plain(bar.close)}","{plain(bar.volume)}"]'

@@ -11,6 +11,8 @@ fills are still served by `/v2/trades`; NEO-EUR's trades are only in `/account/h
 `/v2/trades` answers errorCode 205), so both realities of a delisted market are played at once.
 `PERPETUALS` are the rows Bitstamp's `/markets/` and `/fees/trading/` add for perpetual markets
 (variant `bitstamp-perps=on`), as ccxt documents them; they have no tape.
+Bitstamp's ltceur, a walk too, is listed late (`LISTED_LATE`): inside the account window, so
+that a sync meets a pair's listing.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ SPECS: tuple[MarketSpec, ...] = (
         BITVAVO, "ETH-EUR", "ETH/EUR", (1, 8), 0.008, 2.0, (0.88, 0.6), (5e-4, 3e-3), (0.4, 1e-4)
     ),
     _spec(BITVAVO, "ADA-EUR", "ADA/EUR", (5, 6), 0.011, 1.4, (0.6, 0.3), (3e-3, 0.02), (2500, 1)),
+    _spec(BITSTAMP, "ltceur", "LTC/EUR", (2, 8), 0.01, 0.8, (0.5, 0.25), (0.01, 0.04), (3, 1e-3)),
 )
 DELISTED: tuple[MarketSpec, ...] = (
     _spec(BITVAVO, "PHA-EUR", "PHA/EUR", (5, 8), 0.014, 0.8, (0.5, 0.2), (0.01, 0.04), (900, 1)),
@@ -84,6 +87,8 @@ PERPETUALS: tuple[dict[str, object], ...] = (
         "isin": "EZHKD4DNKHY3",
     },
 )
+LISTED_LATE = ((BITSTAMP, "ltceur"),)
+"""Markets listed after the account window starts (no account trades them; see `World`)."""
 
 
 def build_paths(seed: int) -> dict[tuple[str, str], Path]:
@@ -99,6 +104,7 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         key("ETH-EUR"), level=2_500, hourly_vol=0.008, noise=0.0012, anchors="eth_eur"
     )
     ada_eur = WalkPath(key("ADA-EUR"), level=0.45, hourly_vol=0.011, reversion=0.7, noise=0.001)
+    ltc_eur = WalkPath(key("LTC-EUR"), level=80, hourly_vol=0.01, reversion=0.7, noise=0.001)
     eur_usd = WalkPath(
         key("EUR-USD"),
         level=1.085,
@@ -133,6 +139,7 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
         (BITVAVO, "NEO-EUR"): WalkPath(
             key("NEO-EUR"), level=11.5, hourly_vol=0.012, reversion=0.7, noise=0.001
         ),
+        (BITSTAMP, "ltceur"): ltc_eur,
     }
 
 

@@ -14,6 +14,10 @@ exchange; that older stretch is generated only when asked for.
 (`catalog.DELISTED`): the account script trades on their tape, the emulators serve none of their
 market data (they are not in `markets`), and they are not warmed.
 
+`listings` holds the markets that the exchange lists late (`catalog.LISTED_LATE`), each at a UTC
+midnight about halfway through the account window: the emulators serve nothing of such a market
+before its listing (its tape before it is never shown), and no account trades it.
+
 `quirks` switches the ledgers' real-API oddities on (default) or off. The Bitstamp OHLC quirks (a
 duplicated daily candle, 999 rows for limit 1000) belong to the server, which reads `quirks`.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 import time
 
 from pipelines.sandbox.accounts import BitstampAccount, BitvavoAccount, build_accounts
-from pipelines.sandbox.catalog import DELISTED, build_markets
+from pipelines.sandbox.catalog import DELISTED, LISTED_LATE, build_markets
 from pipelines.sandbox.market import DAY_MS, Market
 
 GENESIS_MARGIN_DAYS = 30
@@ -32,6 +36,12 @@ OLD_ROWS_TAPE_START_MS = 1_580_515_200_000  # 2020-02-01T00:00Z, a month before 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def listing_ms(history_start_ms: int, days: int) -> int:
+    """A UTC midnight after the account window's start, about halfway through it."""
+    listed = (history_start_ms + days * DAY_MS // 2) // DAY_MS * DAY_MS
+    return listed if listed > history_start_ms else listed + DAY_MS
 
 
 class World:
@@ -54,6 +64,9 @@ class World:
         self.delisted: dict[tuple[str, str], Market] = build_markets(
             seed, self.tape_start_ms, DELISTED
         )
+        self.listings: dict[tuple[str, str], int] = {
+            key: listing_ms(self.history_start_ms, days) for key in LISTED_LATE
+        }
         self._warm()
         accounts = build_accounts(
             seed=seed,
@@ -78,6 +91,11 @@ class World:
 
     def market(self, exchange: str, symbol: str) -> Market:
         return self.markets[(exchange, symbol)]
+
+    def listed_ms(self, exchange: str, symbol: str) -> int:
+        """When the exchange listed the market: its listing, else the tape's start."""
+        market = self.markets[(exchange, symbol)]
+        return max(market.genesis_ms, self.listings.get((exchange, symbol), market.genesis_ms))
 
     def _warm(self) -> None:
         """Generate every hour and day from genesis to now once, so daily pages are instant."""

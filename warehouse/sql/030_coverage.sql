@@ -1,11 +1,12 @@
 -- coverage: per stream, what the lake holds and every gap in it, with its reason.
 -- One row per gap; a stream without gaps has one row whose gap columns are null.
--- Gaps are (a) ranges a stream recorded as lost for good (the gaps dataset: Bitstamp public
--- trades older than the rolling window), (b) holes between the landed windows of a
--- candles/public-trades partition (read from the file stems: not fetched yet, or a window
--- that failed), and (c) Bitstamp candles missing inside landed data (Bitstamp fills hours
--- without trades, so a missing candle is missing data). Hours without a Bitvavo candle are
--- hours without trades: not gaps.
+-- Gaps are (a) ranges a stream recorded in the gaps dataset with their reason (Bitstamp public
+-- trades older than the rolling window, lost for good; the range before a pair's listing where
+-- a candle stream starts, recorded as stream 'candles <interval>'), (b) holes between the
+-- landed windows of a candles/public-trades partition (read from the file stems: not fetched
+-- yet, or a window that failed), and (c) Bitstamp candles missing inside landed data
+-- (Bitstamp fills hours without trades, so a missing candle is missing data). Hours without a
+-- Bitvavo candle are hours without trades: not gaps.
 with candle_files as (
     select file, 'candles' as dataset
     from glob('{lake}/candles/*/*/*/*.parquet')
@@ -84,10 +85,10 @@ recorded_source as (
 
 recorded_gaps as (
     select
-        stream as dataset,
+        split_part(stream, ' ', 1) as dataset,
         exchange::varchar as exchange,
         market,
-        null::varchar as interval,
+        nullif(split_part(stream, ' ', 2), '') as interval,
         gap_start,
         gap_end,
         reason
@@ -129,6 +130,7 @@ gaps as (
         where recorded.dataset = hole.dataset
             and recorded.exchange = hole.exchange
             and recorded.market = hole.market
+            and (recorded.interval is null or recorded.interval = hole.interval)
             and recorded.gap_start < hole.gap_end
             and hole.gap_start < recorded.gap_end
     )

@@ -1,0 +1,135 @@
+"""Candles before a pair's listing: neither junk nor a paging error.
+
+What Bitstamp's OHLC returns for an `end` before a pair was listed is unproven (EXCHANGES.md,
+open points): nothing, the first candles after the listing (the client's walk drops those and
+ends, `BitstampClient.ohlc_window`), or zero-volume fillers. No API tells a pair's listing time,
+so tally reads the stream itself. Bitstamp fills every interval without trades once a pair is
+listed; when a sync reads the oldest part of a Bitstamp stream (nothing older is held):
+
+- a zero-volume candle at the start is a listing's filler when the `QUIET_INTERVALS` intervals
+  before it hold no trade either (one more page is read to see): the zero-volume run up to the
+  first traded candle is then not stored. A listed pair that had not traded for that long (16 h
+  of minutes, 41 days of hours) right where a sync starts would be taken for one not yet listed:
+  its quiet stretch would be recorded as before the listing, visibly, never silently dropped;
+- otherwise the first candle stored is the stream's start.
+
+When that start lies after the first interval asked for, the range between is recorded in
+`gaps` (stream `candles <interval>`) with the reason, and `coverage` shows it. Bitvavo sends no
+empty candles, so a late first candle there is a quiet stretch or the listing, not told apart:
+nothing is recorded for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from pipelines.datasets import GAPS
+from pipelines.exchanges.paging import Page
+from pipelines.exchanges.records import Candle
+from pipelines.flows.plan import Window, floor_time, interval_delta
+from pipelines.lake import Lake
+
+QUIET_INTERVALS = 1000  # one Bitstamp OHLC page
+REASON = (
+    "before the pair's listing: the exchange has no candle before {start}"
+    " (the first {interval} candle it has)"
+)
+
+
+@dataclass
+class ListingWatch:
+    """Finds the start of one stream while a sync reads its oldest candles (oldest plan first).
+
+    `traded_before(moment)` says whether the exchange has a traded candle in the
+    `QUIET_INTERVALS` intervals before `moment`. `held_first` is the oldest candle already held;
+    `covered_from` the start of the oldest landed window (it may hold no candle).
+    """
+
+    interval: str
+    traded_before: Callable[[datetime], bool]
+    held_first: datetime | None
+    covered_from: datetime | None = None
+    asked_from: datetime | None = None
+    start: datetime | None = None  # the stream's first stored candle, once found
+    done: bool = False
+    fillers: bool = False  # a zero-volume run before the listing is being dropped
+
+    def screen(self, missing: Window, pages: Iterable[Page[Candle]]) -> list[Page[Candle]]:
+        """`pages` of one plan without the fillers before the listing."""
+        pages = list(pages)
+        if self.done or (self.held_first is not None and self.held_first < missing.start):
+            self.done = True
+            return pages
+        if self.asked_from is None:
+            self.asked_from = min(missing.start, self.covered_from or missing.start)
+        candles = sorted((c for page in pages for c in page.records), key=lambda c: c.open_time)
+        if not candles:
+            return pages  # nothing here yet: the stream starts later
+        if candles[0].volume == 0 and not self.fillers:
+            self.fillers = not self.traded_before(candles[0].open_time)
+        if not self.fillers:
+            self.start, self.done = candles[0].open_time, True
+            return pages
+        traded = [c.open_time for c in candles if c.volume > 0]
+        first = traded[0] if traded else self.held_first
+        if first is not None:
+            self.start, self.done = first, True
+        return [
+            Page(
+                [c for c in page.records if first is not None and c.open_time >= first],
+                page.endpoint,
+                page.params,
+                page.fetched_at,
+                page.received,
+            )
+            for page in pages
+        ]
+
+    def late_start(self) -> Window | None:
+        """The range asked for before the stream's first candle, when there is one."""
+        if self.asked_from is None or self.start is None:
+            return None
+        step = interval_delta(self.interval)
+        first_open = floor_time(self.asked_from, step)
+        if first_open < self.asked_from:
+            first_open += step  # the first candle that opens inside the range asked for
+        return Window(self.asked_from, self.start) if self.start > first_open else None
+
+
+def record_listing(
+    lake: Lake,
+    exchange: str,
+    market: str,
+    interval: str,
+    gap: Window,
+    *,
+    detected_at: datetime,
+) -> str:
+    """Record (upsert) that the stream `candles <interval>` starts at `gap.end`."""
+    stream = f"candles {interval}"
+    stem = f"candles-{market}-{interval}"
+    start = gap.start
+    path = lake.partition_dir(GAPS, {"exchange": exchange}) / f"{stem}.parquet"
+    if path.exists():  # a sync that began earlier found the same start: keep the widest range
+        held = pl.read_parquet(path).filter(pl.col("gap_end") == gap.end)
+        if held.height:
+            start = min(start, held["gap_start"].min())
+    reason = REASON.format(start=gap.end.isoformat(), interval=interval)
+    frame = pl.DataFrame(
+        {
+            "exchange": [exchange],
+            "stream": [stream],
+            "market": [market],
+            "gap_start": [start],
+            "gap_end": [gap.end],
+            "reason": [reason],
+            "detected_at": [detected_at],
+        },
+        schema=dict(GAPS.schema),
+    )
+    lake.land(GAPS, frame, stem=stem, partition={"exchange": exchange})
+    return f"{exchange} {stream} {market}: [{start.isoformat()}, {gap.end.isoformat()}): {reason}"
