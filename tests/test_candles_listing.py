@@ -309,17 +309,17 @@ def test_bitvavo_serves_nothing_before_a_listing(tmp_path: Path) -> None:
     gap (a late first candle there cannot be told from quiet hours)."""
     small = World(seed=SEED, days=3, now_ms=ms(NOW))
     at = (ms(NOW) - 86_400_000) // 86_400_000 * 86_400_000
-    small.listings[("bitvavo", "SOL-EUR")] = at
+    small.listings[("bitvavo", "ADA-EUR")] = at
     span = Window(NOW - timedelta(days=3), NOW)
     with start_sandbox(seed=SEED, world=small) as sandbox:
-        url = f"{sandbox.bitvavo.base_url}/SOL-EUR/candles"
+        url = f"{sandbox.bitvavo.base_url}/ADA-EUR/candles"
         before = requests.get(url, {"interval": "1h", "end": at}, timeout=10).json()
         rt = runtime(sandbox, tmp_path)
-        result = sync_candles(rt, "bitvavo", "SOL-EUR", "1h", span)
+        result = sync_candles(rt, "bitvavo", "ADA-EUR", "1h", span)
         rt.close()
     assert before == []
     cutoff = final_cutoff(NOW, "1h", SETTLE)
-    tape = small.market("bitvavo", "SOL-EUR").candles(3600, at, ms(cutoff))
+    tape = small.market("bitvavo", "ADA-EUR").candles(3600, at, ms(cutoff))
     truth = [(c.open_ms, c.open, c.high, c.low, c.close, c.volume) for c in tape]
-    assert held(rt.lake, "1h", market="SOL-EUR", exchange="bitvavo") == truth
+    assert held(rt.lake, "1h", market="ADA-EUR", exchange="bitvavo") == truth
     assert result.requests <= 2 and result.gaps == ()
