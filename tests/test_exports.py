@@ -429,11 +429,13 @@ def test_year_keeps_exactly_the_years_rows(fifo: Path, whole: Path) -> None:
         _, year_rows = read(path)
         _, all_rows = read(only(whole, path.name.replace(f"-{YEAR}-", "-all-")))
         assert year_rows == [r for r in all_rows if r["Date"].startswith(str(YEAR))]
-    # BittyTax needs the history before the year: everything up to its end
+    # BittyTax needs the history before the year and the 30 days after it (bed and breakfast):
+    # 31 December + 30 days = 30 January, so everything before 31 January 00:00 London (GMT)
     _, year_rows = read(only(fifo, "bittytax-*.csv"))
     _, all_rows = read(only(whole, "bittytax-*.csv"))
-    assert year_rows == [r for r in all_rows if r["Timestamp"] < str(YEAR + 1)]
-    assert year_rows[0]["Timestamp"] < str(YEAR) < year_rows[-1]["Timestamp"] < str(YEAR + 1)
+    until = f"{YEAR + 1}-01-31T00:00:00"
+    assert year_rows == [r for r in all_rows if r["Timestamp"] < until]
+    assert year_rows[0]["Timestamp"] < str(YEAR) < str(YEAR + 1) < year_rows[-1]["Timestamp"]
 
 
 def test_uk_counts_london_days_and_the_tax_year(priced: Settings, uk: Path) -> None:
