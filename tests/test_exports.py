@@ -27,7 +27,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,6 +62,7 @@ FAST_RETRY = RetryPolicy(
 BITTYTAX = Path(sys.executable).parent / "bittytax"
 FIAT = {"EUR", "USD"}
 STALENESS = timedelta(days=7)  # the engine's: an older price is missing
+QUANTUM = Decimal("1e-18")
 
 COLUMNS = {
     "ledger": "time,day,exchange,account,asset,amount,kind,event_kind,event_type,market,"
@@ -309,13 +310,17 @@ def test_the_ledger_export_is_every_movement_of_the_year_valued(
         assert row["time"].startswith(str(YEAR)) and row["currency"] == "EUR"
         sums[(f"{row['exchange']}/{row['account']}", row["asset"])] += Decimal(row["amount"])
     assert nonzero(sums) == nonzero(ledger_sums(priced, start_of(YEAR), start_of(YEAR + 1)))
-    # values: amount × the price read straight from `prices`
+    # values: amount × the price read straight from `prices`, rounded half away from zero to
+    # 18 decimals as the export's docstring says
     for row in rows:
         at = datetime.strptime(row["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         price = prices.at(row["asset"], at)
         assert price is not None
         assert Decimal(row["price"]) == price
-        assert Decimal(row["value"]) == Decimal(row["amount"]) * price
+        with localcontext() as exact:
+            exact.prec = 200
+            value = (Decimal(row["amount"]) * price).quantize(QUANTUM, rounding=ROUND_HALF_UP)
+        assert Decimal(row["value"]) == value
     sidecar = json.loads(only(fifo, "ledger-*.json").read_text(encoding="utf-8"))
     closing = nonzero(ledger_sums(priced, start_of(2000), start_of(YEAR + 1)))
     stated = {
