@@ -12,8 +12,9 @@ gives each account's opening balance, movements and closing balance per asset fo
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
+from warehouse.costbasis.exact import EXACT
 from warehouse.exports.context import Context
 from warehouse.exports.text import day, iso_utc, plain
 from warehouse.exports.writer import Export, Table
@@ -36,6 +37,7 @@ COLUMNS = (
     "value",
     "currency",
 )
+QUANTUM = Decimal("1e-18")
 
 
 def build(context: Context) -> Export:
@@ -45,7 +47,7 @@ def build(context: Context) -> Export:
     change: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in context.ledger():
         price = prices.price(row.asset, row.executed_at)
-        value = prices.value(row.asset, row.executed_at, row.amount)
+        value = rounded(prices.value(row.asset, row.executed_at, row.amount))
         unvalued += value is None
         change[(row.wallet, row.asset)] += row.amount
         rows.append(
@@ -90,6 +92,13 @@ def build(context: Context) -> Export:
         ),
         totals={"balances": balances, "rows_without_value": unvalued},
     )
+
+
+def rounded(value: Decimal | None) -> Decimal | None:
+    """`value` rounded half away from zero to 18 decimals (ROUND_HALF_UP is away from zero)."""
+    if value is None:
+        return None
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_UP, context=EXACT)
 
 
 def _opening(context: Context) -> dict[tuple[str, str], Decimal]:
