@@ -11,8 +11,8 @@ from 1 after the header, as ranges "1-4,7").
   allowable costs (cost + fees, TCGA92 s.38), gains in the year before losses, losses in the
   year. A disposal is every disposal of one token on one day: HMRC treats them as a single
   disposal (TCGA92 s.105, CRYPTO22200 "same day rule", worked in CRYPTO22252), so the day's
-  matched parts are netted before the gain or loss is counted. (BittyTax's own report counts
-  each matched part as a disposal.) Losses are given as a positive amount, as the form asks.
+  matched parts are netted before the gain or loss is counted (BittyTax's own report counts
+  each matched part as a disposal). Losses are a positive amount, as BittyTax gives them too.
 - de, Anlage SO, private Veräußerungsgeschäfte (§ 23 EStG): the taxable gain (held one year or
   less, gains and losses netted), the exempt gain (held over one year), the year's Freigrenze
   (§ 23 Abs. 3 Satz 5 EStG: 600 EUR from 2008 to 2023, 1,000 EUR from 2024) and whether it
@@ -98,7 +98,7 @@ def build(context: Context) -> Export:
         figures, wanted = _nl(context), "EUR"
     else:
         figures, wanted = _terms(context), ""
-    warnings = []
+    warnings = [] if method == "nl" else list(context.result.warnings)
     if wanted and currency != wanted:
         warnings.append(f"the return for method {method} asks for {wanted}; these are {currency}")
     reason = gains.provisional(context)
@@ -111,7 +111,7 @@ def build(context: Context) -> Export:
         stem=stem,
         tables=(Table(f"{stem}.csv", COLUMNS, rows),),
         notes=(
-            f"What a {_FORMS[method]} asks for, for {period.label} (method {method}, lots "
+            f"What the {_FORMS[method]} asks for, for {period.label} (method {method}, lots "
             f"{options.lots}, days in {period.zone}).",
             "Each figure sums or counts rows of the file named in totals.figures.<figure>.file: "
             "rows are numbered from 1 after the header; 'derived' figures follow from the others.",
