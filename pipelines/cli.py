@@ -210,7 +210,7 @@ def _run_sql(args: argparse.Namespace) -> int:
 
 def _add_export(commands: Any) -> None:
     # only the option lists (standard library only): `tally --help` stays fast
-    from warehouse.exports.options import CURRENCIES, FORMATS, LOT_MODES, METHODS
+    from warehouse.exports.options import CURRENCIES, FORMATS, LOT_MODES, METHODS, REPORTS
 
     export = commands.add_parser(
         "export",
@@ -219,15 +219,16 @@ def _add_export(commands: Any) -> None:
             "Write an export of the warehouse into data/exports (or --out), with a sidecar "
             "<name>.json stating its currency, method and period. FORMAT: ledger (every balance "
             "movement, valued), gains (disposal schedule), income (rewards), holdings (balances "
-            "and values on a day), koinly, cointracking, bittytax, or all. Without --year the "
-            "whole history. Exits 1 if an export needs a price the warehouse does not have "
-            "(listing every asset and time)."
+            "and values at the start of a day), koinly, cointracking, bittytax, or all of "
+            "these; summary (needs --year) writes and shows the figures a return asks for "
+            "(uk: SA108, de: Anlage SO, nl: box 3, fifo/lifo/hifo: short and long term). "
+            "Without --year the whole history. Exits 1 if an export needs a price the warehouse "
+            "does not have (listing every asset and time)."
         ),
     )
     _config_option(export)
-    export.add_argument(
-        "format", choices=(*FORMATS, "all"), metavar="FORMAT", help=", ".join((*FORMATS, "all"))
-    )
+    choices = (*FORMATS, *REPORTS, "all")
+    export.add_argument("format", choices=choices, metavar="FORMAT", help=", ".join(choices))
     export.add_argument(
         "--year", type=int, default=None, help="a (tax) year; uk: 2024 is 6 Apr 2024 - 5 Apr 2025"
     )
@@ -237,13 +238,19 @@ def _add_export(commands: Any) -> None:
         default="fifo",
         help="cost-basis method and calendar (default fifo)",
     )
-    export.add_argument("--lots", choices=LOT_MODES, default="pooled", help="default pooled")
+    export.add_argument(
+        "--lots",
+        choices=LOT_MODES,
+        default=None,
+        help="default: per-account for de (BMF: per wallet), else pooled; uk pools always",
+    )
     export.add_argument("--currency", choices=CURRENCIES, default="EUR", help="default EUR")
     export.add_argument(
         "--timezone",
         default=None,
         metavar="TZ",
-        help="days in this zone (default: UTC; uk: Europe/London)",
+        help="days in this zone (default: UTC; uk: Europe/London, de: Europe/Berlin, "
+        "nl: Europe/Amsterdam)",
     )
     export.add_argument(
         "--date",

@@ -665,10 +665,11 @@ def test_nl_values_holdings_on_1_january_and_reports_no_gains() -> None:
         *fill("bitvavo", "b1", "2023-06-01 10:00", "buy", "0.5", "10000", "5"),
         ("bitvavo", "main", "EUR", "20000", "deposit", "2023-05-01 10:00", "e1", "deposit", None),
         ("bitstamp", "main", "ETH", "3", "deposit", "2023-07-01 10:00", "e2", "deposit", None),
-        # 2 ETH in staking on 1 January: still held
+        # 2 ETH in staking on 1 January: still held, on a row of their own
         ("bitstamp", "main", "ETH", "-2", "staking", "2023-08-01 00:00", "s1",
          "staking_debit", None),
-        # at 00:00 on 1 January exactly: counted; a second later: not
+        # at 00:00 on 1 January exactly: not counted (at the moment measured); a second later
+        # neither
         ("bitstamp", "main", "ETH", "0.5", "reward", "2024-01-01 00:00", "r1",
          "staking_reward", None),
         ("bitstamp", "main", "ETH", "0.25", "reward", "2024-01-01 00:00:01", "r2",
@@ -686,8 +687,10 @@ def test_nl_values_holdings_on_1_january_and_reports_no_gains() -> None:
     held = {(h.wallet, h.asset): (h.quantity, h.price, h.value) for h in holdings(
         connection, date(2024, 1, 1), "EUR")}  # fmt: skip
     assert held == {
-        # 3 deposited + 0.5 reward at 00:00 (staking not subtracted) = 3.5 × 2,000 = 7,000
-        (STAMP, "ETH"): (D("3.5"), D(2000), D(7000)),
+        # the account's ledger: 3 deposited - 2 into staking = 1 × 2,000 = 2,000
+        (STAMP, "ETH"): (D(1), D(2000), D(2000)),
+        # in staking: 2 × 2,000 = 4,000
+        (f"{STAMP} (staking)", "ETH"): (D(2), D(2000), D(4000)),
         # 0.5 × 38,000 = 19,000
         (VAVO, "BTC"): (D("0.5"), D(38000), D(19000)),
         # 20,000 - 10,000 - 5 = 9,995 at 1

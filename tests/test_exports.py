@@ -49,7 +49,7 @@ from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
 from warehouse.build import build
 from warehouse.connect import connect
-from warehouse.costbasis import compute, events_from_warehouse
+from warehouse.costbasis import compute, events_from_warehouse, holdings
 from warehouse.exports.options import ExportOptions
 from warehouse.exports.run import export
 
@@ -543,6 +543,197 @@ def test_holdings_are_the_balances_at_new_year_valued(
         assert Decimal(row["value"]) == Decimal(row["quantity"]) * price
     sidecar = json.loads(only(fifo, "holdings-*.json").read_text(encoding="utf-8"))
     assert Decimal(sidecar["totals"]["value"]) == sum((Decimal(r["value"]) for r in rows), 0)
+
+
+# --- tax summaries and holdings in each method's calendar ---------------------------------------
+
+LONG_TERM = "long-term: held over one year"
+# (method, year, formats): one export run each, so one load of the prices each
+SUMMARIES = (
+    ("uk", YEAR - 1, ("gains", "summary")),  # 2023-24: final
+    ("de", YEAR, ("gains", "summary")),
+    ("fifo", YEAR, ("gains", "summary")),
+    ("nl", YEAR, ("holdings", "ledger", "summary")),  # 1 January in Amsterdam
+    ("uk", YEAR, ("holdings", "ledger")),  # 6 April 2024 in London: ETH in staking
+)
+
+
+@pytest.fixture(scope="module")
+def summaries(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Per "method-year", the summary or holdings with the exports they are traced to."""
+    found = {}
+    for method, year, formats in SUMMARIES:
+        directory = tmp_path_factory.mktemp(f"summary-{method}-{year}")
+        run_export(priced, directory, formats, year=year, method=method)
+        found[f"{method}-{year}"] = directory
+    return found
+
+
+def numbered(text: str) -> list[int]:
+    """Data row numbers from the sidecar's ranges: "1-3,5" → [1, 2, 3, 5]."""
+    rows: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        rows += range(int(first), int(last or first) + 1)
+    return rows
+
+
+def test_summary_figures_are_sums_of_the_rows_the_sidecar_names(summaries: dict[str, Path]) -> None:
+    with localcontext() as exact:
+        exact.prec = 200
+        for method, directory in summaries.items():
+            if not list(directory.glob("summary-*.json")):
+                continue
+            sidecar = json.loads(only(directory, "summary-*.json").read_text(encoding="utf-8"))
+            traced = 0
+            for name, figure in sidecar["totals"]["figures"].items():
+                if not figure["file"]:
+                    continue
+                _, rows = read(directory / figure["file"])
+                picked = [rows[n - 1] for n in numbered(figure["rows"])]
+                column = figure["column"] or ""
+                if figure["unit"] == "count" and "," in column:  # distinct (date, asset)
+                    keys = [c.strip() for c in column.split(",")]
+                    assert figure["value"] == len({tuple(r[k] for k in keys) for r in picked})
+                elif figure["unit"] == "count":  # rows
+                    assert figure["value"] == len(picked), (method, name)
+                else:  # the sum of a column, of "cost + fees", or negated: "-gain"
+                    columns = [c.strip() for c in column.removeprefix("-").split("+")]
+                    total = sum((Decimal(r[c]) for r in picked for c in columns), Decimal(0))
+                    if column.startswith("-"):
+                        total = -total
+                    assert Decimal(figure["value"]) == total, (method, name)
+                traced += 1
+            assert traced >= 3, method
+
+
+def test_summaries_follow_each_returns_rule_over_the_gains_export(
+    summaries: dict[str, Path],
+) -> None:
+    """The figures replayed from the gains rows by the rule each return states."""
+
+    def load(method: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        directory = summaries[f"{method}-{YEAR - 1 if method == 'uk' else YEAR}"]
+        _, rows = read(only(directory, "gains-*.csv"))
+        sidecar = json.loads(only(directory, "summary-*.json").read_text(encoding="utf-8"))
+        return rows, {k: f["value"] for k, f in sidecar["totals"]["figures"].items()}
+
+    with localcontext() as exact:
+        exact.prec = 200
+        # uk (SA108): a token's disposals of one day are one disposal; its net gain counts as a
+        # gain or a loss (CRYPTO22252)
+        rows, got = load("uk")
+        net: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for row in rows:
+            net[(row["date"], row["asset"])] += Decimal(row["gain"])
+        assert got["number_of_disposals"] == len(net) > 50
+        assert Decimal(got["gains_before_losses"]) == sum(g for g in net.values() if g > 0)
+        assert Decimal(got["losses"]) == -sum(g for g in net.values() if g < 0) > 0
+        assert Decimal(got["disposal_proceeds"]) == sum(Decimal(r["proceeds"]) for r in rows)
+        assert Decimal(got["allowable_costs"]) == sum(
+            Decimal(r["cost"]) + Decimal(r["fees"]) for r in rows
+        )
+        assert got["provisional"] is False  # 2023-24: the data reach far past 5 May 2024
+        # de (Anlage SO): taxable and exempt parts, the 2024 Freigrenze of 1,000
+        rows, got = load("de")
+        taxable = sum(Decimal(r["taxable"]) for r in rows)
+        assert Decimal(got["taxable_gain"]) == taxable
+        assert Decimal(got["exempt_gain"]) == sum(Decimal(r["exempt"]) for r in rows)
+        assert got["freigrenze"] == "1000"
+        assert got["freigrenze_applies"] is (0 < taxable < 1000)
+        # fifo: rows noted long-term against the rest
+        rows, got = load("fifo")
+        long_rows = [r for r in rows if LONG_TERM in r["note"]]
+        short_rows = [r for r in rows if LONG_TERM not in r["note"]]
+        assert got["long_term_disposals"] == len(long_rows) > 0
+        assert got["short_term_disposals"] == len(short_rows) > 0
+        for term, part in (("long_term", long_rows), ("short_term", short_rows)):
+            assert Decimal(got[f"{term}_gain"]) == sum(Decimal(r["gain"]) for r in part)
+        for row in long_rows:  # every lot acquired more than a year before the sale (UTC days)
+            sold = date.fromisoformat(row["date"])
+            for lot in row["lots"].split("; "):
+                acquired = date.fromisoformat(lot[:10])
+                try:
+                    anniversary = acquired.replace(year=acquired.year + 1)
+                except ValueError:  # 29 February: the year ends on 28 February
+                    anniversary = date(acquired.year + 1, 2, 28)
+                assert sold > anniversary, row
+
+
+def test_holdings_are_the_ledger_exports_opening_balances_in_each_methods_calendar(
+    priced: Settings, summaries: dict[str, Path]
+) -> None:
+    staking: dict[str, dict[tuple[str, str], Decimal]] = {}
+    for method, year, zone in (("nl", YEAR, "Europe/Amsterdam"), ("uk", YEAR, "Europe/London")):
+        directory = summaries[f"{method}-{year}"]
+        _, rows = read(only(directory, "holdings-*.csv"))
+        first = date(year, 4, 6) if method == "uk" else date(year, 1, 1)
+        local = datetime.combine(first, datetime.min.time(), tzinfo=ZoneInfo(zone))
+        moment = local.astimezone(UTC)
+        assert {r["date"] for r in rows} == {first.isoformat()}
+        ledger = json.loads(only(directory, "ledger-*.json").read_text(encoding="utf-8"))
+        opening = {
+            (wallet, asset): Decimal(b["opening"])
+            for wallet, assets in ledger["totals"]["balances"].items()
+            for asset, b in assets.items()
+            if Decimal(b["opening"]) and asset != "?"
+        }
+        accounts = {(r["wallet"], r["asset"]): Decimal(r["quantity"]) for r in rows if "(" not in
+                    r["wallet"]}  # fmt: skip
+        assert accounts == opening, method
+        # and the ledger view itself, read independently: movements before the moment
+        assert accounts == nonzero(ledger_sums(priced, start_of(2000), moment)), method
+        staked = {
+            (f"{r['wallet']} (staking)", r["asset"]): -r["total"]
+            for r in query(
+                priced,
+                "select exchange || '/' || account as wallet, asset, sum(amount) as total "
+                "from ledger where kind = 'staking' and executed_at < ? group by all",
+                moment,
+            )
+            if r["total"]
+        }
+        assert {
+            (r["wallet"], r["asset"]): Decimal(r["quantity"])
+            for r in rows
+            if r["wallet"].endswith("(staking)")
+        } == staked, method
+        staking[method] = staked
+    # ETH was in Bitstamp's staking from 1 March to 27 October 2024: on 6 April, not on 1 January
+    assert staking["nl"] == {}
+    assert list(staking["uk"]) == [("bitstamp/main (staking)", "ETH")]
+    assert all(quantity > 0 for quantity in staking["uk"].values())
+    # nl: box 3 per asset is every holdings row of the asset, valued on 1 January
+    directory = summaries[f"nl-{YEAR}"]
+    _, rows = read(only(directory, "holdings-*.csv"))
+    summary = json.loads(only(directory, "summary-*.json").read_text(encoding="utf-8"))
+    values: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        values[row["asset"]] += Decimal(row["value"])
+    figures = summary["totals"]["figures"]
+    assert {asset: Decimal(figures[f"value_{asset}"]["value"]) for asset in values} == values
+    assert Decimal(figures["value_total"]["value"]) == sum(values.values())
+
+
+def test_coins_between_the_accounts_at_midnight_are_held_in_transit(priced: Settings) -> None:
+    """A demo transfer leaves at 00:00 UTC and lands about an hour later: at 00:00 in Cape Verde
+    (UTC-1) it is on its way, counted once, in neither account."""
+    [pair] = query(
+        priced,
+        "select * from internal_transfers where status = 'matched' and withdrawn_at = ?",
+        datetime(2024, 4, 10, tzinfo=UTC),
+    )
+    moment = datetime(2024, 4, 10, 1, tzinfo=UTC)
+    assert pair["withdrawn_at"] < moment <= pair["deposited_at"]
+    with connect(priced.data_dir) as connection:
+        held = holdings(connection, date(2024, 4, 10), zone="Atlantic/Cape_Verde")
+    route = f"{pair['withdrawal_exchange']}/{pair['withdrawal_account']} -> "
+    route += f"{pair['deposit_exchange']}/{pair['deposit_account']} (in transit)"
+    assert [(h.wallet, h.asset, h.quantity) for h in held if h.place == "in transit"] == [
+        (route, pair["asset"], pair["sent"])
+    ]
+    accounts = nonzero(ledger_sums(priced, start_of(2000), moment))
+    assert {(h.wallet, h.asset): h.quantity for h in held if h.place == "account"} == accounts
 
 
 # --- BittyTax ----------------------------------------------------------------------------------

@@ -2,15 +2,22 @@
 
 A lot held for more than one year is exempt: the period starts the day after the acquisition
 and ends on the same calendar day one year later (BGB §§ 187, 188; an acquisition on 29
-February ends on 28 February), so a disposal on a later day than that is exempt. Days are
-calendar days in the zone `compute` was given (pass "Europe/Berlin"). One Gain per disposal:
-its gain is split by lot into `taxable` (held one year or less) and `exempt`.
+February ends on 28 February), so a sale on the anniversary is taxable and one a day later
+exempt (`steps.held_over_a_year`). Days are calendar days in the zone `compute` was given
+(Europe/Berlin unless told otherwise). One Gain per disposal: its gain is split by lot into
+`taxable` (held one year or less) and `exempt`.
+
+Lots are identified first in, first out per wallet by default: the BMF letter of 10 May 2022
+on virtual currencies and other tokens (IV C 1 - S 2256/19/10003 :001, BStBl. I 2022, 668)
+admits FIFO and requires a "walletbezogene Betrachtung", the order applied to each wallet's
+own units. A move between the owner's wallets is no sale: it carries the source wallet's
+oldest lots, with their acquisition days, to the other wallet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, tzinfo
+from datetime import tzinfo
 from decimal import Decimal
 
 from warehouse.costbasis.exact import EXACT, Splitter
@@ -22,21 +29,11 @@ from warehouse.costbasis.steps import (
     Step,
     disposal_splitter,
     gain_part,
+    held_over_a_year,
     holding_days,
     local_day,
     no_acquisition,
 )
-
-
-def one_year_after(day: date) -> date:
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:  # 29 February
-        return date(day.year + 1, 2, 28)
-
-
-def held_over_a_year(acquired: date, disposed: date) -> bool:
-    return disposed > one_year_after(acquired)
 
 
 def run(steps: Sequence[Step], zone: tzinfo) -> Outcome:

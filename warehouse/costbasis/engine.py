@@ -6,6 +6,8 @@ order given. Fiat (`model.FIAT_CURRENCIES`) is a currency, not an asset: it neve
 and only its income is listed. With `lots="pooled"` every wallet shares one set of lots per
 asset (wallet "pooled") and moves change nothing; with `lots="per-account"` each wallet has
 its own and a move carries lots (FIFO, for uk the pool's average cost) to the other wallet.
+Without `lots`, de is per account (the BMF letter's "walletbezogene Betrachtung") and every
+other method pooled; without `timezone`, a method counts its own days (`METHOD_TIMEZONES`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from warehouse.costbasis.model import (
     Income,
     MissingPriceError,
     Result,
+    default_lots,
     is_fiat,
+    method_timezone,
 )
 from warehouse.costbasis.steps import Outcome, Step, local_day
 
@@ -35,20 +39,26 @@ _RANK = {"acquire": 0, "income": 0, "move": 1, "dispose": 2}
 
 
 def compute(
-    events: Sequence[Event], *, method: str, lots: str = POOLED, timezone: str = "UTC"
+    events: Sequence[Event],
+    *,
+    method: str,
+    lots: str | None = None,
+    timezone: str | None = None,
 ) -> Result:
     """Gains (by `method`), income and open lots of `events`.
 
-    method: "fifo", "lifo", "hifo", "uk" (HMRC matching on Europe/London days whatever
-    `timezone` says), "de" (FIFO, gains held over one year exempt: pass "Europe/Berlin"),
-    "nl" (no gains). `timezone` decides the calendar day of every Gain and Income.
+    method: "fifo", "lifo", "hifo" (a disposal's lots held over one year and those held one
+    year or less are separate Gains), "uk" (HMRC matching on Europe/London days whatever
+    `timezone` says), "de" (FIFO per wallet, gains held over one year exempt, Europe/Berlin days
+    by default), "nl" (no gains). `timezone` decides the calendar day of every Gain and Income.
     Raises MissingPriceError when an acquisition, disposal or income has no value.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+    lots = default_lots(method) if lots is None else lots
     if lots not in LOT_MODES:
         raise ValueError(f"unknown lots {lots!r}: one of {', '.join(LOT_MODES)}")
-    zone_name = UK_TIMEZONE if method == "uk" else timezone
+    zone_name = UK_TIMEZONE if method == "uk" else timezone or method_timezone(method)
     zone = ZoneInfo(zone_name)
     _check(events)
     pooled = lots == POOLED

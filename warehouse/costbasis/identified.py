@@ -19,9 +19,13 @@ from warehouse.costbasis.steps import (
     Step,
     disposal_splitter,
     gain_part,
+    held_over_a_year,
     holding_days,
+    local_day,
     no_acquisition,
 )
+
+LONG_TERM = "long-term: held over one year"
 
 Dispose = Callable[[Step, list[LotUse], Decimal], tuple[list[Gain], list[str]]]
 
@@ -66,24 +70,26 @@ def total_cost(uses: Sequence[LotUse]) -> Decimal:
 
 
 def run(steps: Sequence[Step], method: str, zone: tzinfo) -> Outcome:
-    """One Gain per disposal with every lot it used (plus a "no-acquisition" Gain for any part
-    no lot covered)."""
+    """Per disposal, one Gain for the lots held one year or less and one for the lots held over
+    one year (noted LONG_TERM), each with the lots it used (plus a "no-acquisition" Gain for
+    any part no lot covered): every Gain is wholly short or wholly long-term."""
 
     def dispose(step: Step, uses: list[LotUse], shortfall: Decimal) -> tuple[list[Gain], list[str]]:
         splitter = disposal_splitter(step)
         gains: list[Gain] = []
         warnings: list[str] = []
-        matched = EXACT.subtract(step.quantity, shortfall)
-        if matched != ZERO:
+        for long_term, part in _by_term(step, uses, zone):
+            quantity = sum((use.quantity for use in part), ZERO)
             gains.append(
                 gain_part(
                     step,
                     splitter,
-                    matched,
-                    total_cost(uses),
+                    quantity,
+                    total_cost(part),
                     method,
-                    uses,
-                    holding_days(step, uses, zone),
+                    part,
+                    holding_days(step, part, zone),
+                    note=LONG_TERM if long_term else "",
                 )
             )
         if shortfall != ZERO:
@@ -93,3 +99,13 @@ def run(steps: Sequence[Step], method: str, zone: tzinfo) -> Outcome:
         return gains, warnings
 
     return replay(steps, ORDERS[method], dispose)
+
+
+def _by_term(step: Step, uses: list[LotUse], zone: tzinfo) -> list[tuple[bool, list[LotUse]]]:
+    """The lots used, split into held over one year or not, in the order each term first
+    appears among them."""
+    parts: dict[bool, list[LotUse]] = {}
+    for use in uses:
+        long_term = held_over_a_year(local_day(use.acquired_at, zone), step.day)
+        parts.setdefault(long_term, []).append(use)
+    return list(parts.items())

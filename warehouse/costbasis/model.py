@@ -17,6 +17,11 @@ ZERO = Decimal(0)
 METHODS = ("fifo", "lifo", "hifo", "uk", "de", "nl")
 LOT_MODES = ("pooled", "per-account")
 POOLED = "pooled"
+PER_ACCOUNT = "per-account"
+
+# The calendar each method counts days in when no timezone is given: HMRC's UK days, German days
+# for the one-year period (§ 23 EStG), Dutch days for the 1 January of box 3; UTC otherwise.
+METHOD_TIMEZONES = {"uk": "Europe/London", "de": "Europe/Berlin", "nl": "Europe/Amsterdam"}
 
 EVENT_KINDS = ("acquire", "dispose", "move", "income")
 
@@ -29,6 +34,16 @@ FIAT_CURRENCIES = frozenset(
 
 def is_fiat(asset: str) -> bool:
     return asset.upper() in FIAT_CURRENCIES
+
+
+def method_timezone(method: str) -> str:
+    return METHOD_TIMEZONES.get(method, "UTC")
+
+
+def default_lots(method: str) -> str:
+    """de: per wallet, as the BMF letter of 10 May 2022 on virtual currencies requires
+    ("walletbezogene Betrachtung"); every other method pools a person's lots."""
+    return PER_ACCOUNT if method == "de" else POOLED
 
 
 @dataclass(frozen=True)
@@ -132,13 +147,19 @@ class Result:
 
 @dataclass(frozen=True)
 class Holding:
-    """A balance at a moment, valued in the reporting currency."""
+    """A balance at a moment, valued in the reporting currency.
+
+    `wallet` is "exchange/account" for what the account's ledger holds, "exchange/account
+    (staking)" for its coins in the exchange's staking, and "from -> to (in transit)" for coins
+    on their way between two of the owner's accounts (`place` says which: "account",
+    "staking", "in transit")."""
 
     wallet: str
     asset: str
     quantity: Decimal
     price: Decimal
     value: Decimal
+    place: str = "account"
 
 
 class MissingPriceError(Exception):

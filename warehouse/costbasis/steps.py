@@ -46,6 +46,23 @@ def local_day(at: datetime, zone: tzinfo) -> date:
     return at.astimezone(zone).date()
 
 
+def one_year_after(day: date) -> date:
+    """The last day of the year that starts the day after `day` (BGB §§ 187(1), 188(2): the
+    same calendar day a year later; from 29 February, 28 February)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return date(day.year + 1, 2, 28)
+
+
+def held_over_a_year(acquired: date, disposed: date) -> bool:
+    """Held more than one year: disposed of on a later day than `one_year_after(acquired)`.
+    A disposal on the anniversary itself is within the year. The same count serves § 23 EStG
+    (de) and the US long-term holding period (IRS Publication 544: counting starts the day
+    after the acquisition, the disposal day counts)."""
+    return disposed > one_year_after(acquired)
+
+
 def holding_days(step: Step, lots: Sequence[LotUse], zone: tzinfo) -> int | None:
     """Calendar days from the latest acquisition among `lots` to the disposal."""
     if not lots:

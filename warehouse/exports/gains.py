@@ -1,11 +1,18 @@
-"""The disposal schedule: one row per disposal (uk: per matched part), from the cost-basis engine
-run over the whole history with the chosen method, kept for the period's days.
+"""The disposal schedule: one row per disposal (uk: per matched part; fifo, lifo, hifo: per
+holding term), from the cost-basis engine run over the whole history with the chosen method,
+kept for the period's days.
 
-Columns: date (the method's calendar: uk counts Europe/London days), asset, quantity, proceeds,
-cost, fees, gain (= proceeds - cost - fees), match_type, lots (the lots used:
-'acquired-day quantity cost [reference]' joined by '; '), holding_days (shortest holding among
-the lots; empty where it does not apply), taxable, exempt, wallet, reference, note, currency.
-Yearly totals (the method's years: UK tax years for uk) are in the sidecar, never rows.
+Columns: date (the method's calendar: uk counts Europe/London days, de Europe/Berlin days),
+asset, quantity, proceeds, cost, fees, gain (= proceeds - cost - fees), match_type, lots (the
+lots used: 'acquired-day quantity cost [reference]' joined by '; ', the day in the same
+calendar as date), holding_days (shortest holding among the lots; empty where it does not
+apply), taxable, exempt, wallet, reference, note (fifo, lifo, hifo: "long-term: held over one
+year" on the rows whose lots were all held over a year), currency. Yearly totals (the method's
+years: UK tax years for uk) are in the sidecar, never rows.
+
+A UK tax year is provisional until the data reach the end of the 30 days after it: an
+acquisition then can still rematch a disposal of the year (30-day rule, CRYPTO22253). The data
+reach as far as the last movement in the ledger.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from warehouse.costbasis.model import Gain, LotUse
 from warehouse.exports.context import Context
@@ -41,28 +49,61 @@ COLUMNS = (
 AMOUNTS = ("proceeds", "cost", "fees", "gain", "taxable", "exempt")
 
 
+def name(context: Context) -> str:
+    """The file stem: gains-<period>-<method>-<currency>."""
+    options = context.options
+    return f"gains-{context.period.label}-{options.method}-{options.currency}"
+
+
+def schedule(context: Context) -> list[tuple[Gain, tuple[str, ...]]]:
+    """The period's gains with their CSV rows, in the file's order (row n is the n-th)."""
+    period, currency = context.period, context.options.currency
+    zone = ZoneInfo(period.zone)
+    pairs = [(g, _row(g, currency, zone)) for g in context.result.gains]
+    pairs = [(g, row) for g, row in pairs if period.contains_day(g.date)]
+    return sorted(pairs, key=lambda pair: _order(pair[1]))
+
+
+def provisional(context: Context) -> str:
+    """Why the period's uk figures may still change ("" when they cannot)."""
+    period = context.period
+    until = period.matching_end_at
+    if until is None:
+        return ""
+    last = context.last_movement()
+    if last is not None and last >= until:
+        return ""
+    reach = "no movement" if last is None else f"the last movement is at {last.isoformat()}"
+    return (
+        f"tax year {period.label} is provisional: acquisitions up to {until.isoformat()} can "
+        f"still rematch its disposals (30-day rule, CRYPTO22253) and {reach}"
+    )
+
+
 def build(context: Context) -> Export:
     result = context.result
-    period, currency = context.period, context.options.currency
-    gains = [g for g in result.gains if period.contains_day(g.date)]
-    rows = sorted(
-        (_row(g, currency) for g in gains),
-        key=lambda r: (r[0], r[1], r[12], r[13], r[7], r),
-    )
-    name = f"gains-{period.label}-{context.options.method}-{currency}"
+    period = context.period
+    pairs = schedule(context)
+    stem = name(context)
+    reason = provisional(context)
     return Export(
         format="gains",
-        stem=name,
-        tables=(Table(f"{name}.csv", COLUMNS, tuple(rows)),),
+        stem=stem,
+        tables=(Table(f"{stem}.csv", COLUMNS, tuple(row for _, row in pairs)),),
         notes=(
             f"Disposals by method {context.options.method} (lots: {context.options.lots}), "
-            f"computed over the whole history; date is the day in {period.zone}.",
+            f"computed over the whole history; date and the lots' days are days in "
+            f"{period.zone}.",
             "gain = proceeds - cost - fees = taxable + exempt.",
             "Yearly totals are under totals.years (the method's own years).",
         ),
-        totals={"years": _yearly(gains, period.year_label)},
-        warnings=tuple(result.warnings),
+        totals={"years": _yearly([g for g, _ in pairs], period.year_label)},
+        warnings=(*result.warnings, *([reason] if reason else [])),
     )
+
+
+def _order(row: tuple[str, ...]) -> tuple[object, ...]:
+    return (row[0], row[1], row[12], row[13], row[7], row)
 
 
 def _yearly(gains: list[Gain], label: Callable[[date], str]) -> dict[str, dict[str, object]]:
@@ -90,7 +131,7 @@ def _yearly(gains: list[Gain], label: Callable[[date], str]) -> dict[str, dict[s
     }
 
 
-def _row(g: Gain, currency: str) -> tuple[str, ...]:
+def _row(g: Gain, currency: str, zone: ZoneInfo) -> tuple[str, ...]:
     return (
         day(g.date),
         g.asset,
@@ -100,7 +141,7 @@ def _row(g: Gain, currency: str) -> tuple[str, ...]:
         plain(g.fees),
         plain(g.gain),
         g.match_type,
-        "; ".join(_lot(use) for use in g.lots),
+        "; ".join(_lot(use, zone) for use in g.lots),
         "" if g.holding_days is None else str(g.holding_days),
         plain(g.taxable),
         plain(g.exempt),
@@ -111,6 +152,6 @@ def _row(g: Gain, currency: str) -> tuple[str, ...]:
     )
 
 
-def _lot(use: LotUse) -> str:
-    acquired = use.acquired_at.date().isoformat()
+def _lot(use: LotUse, zone: ZoneInfo) -> str:
+    acquired = use.acquired_at.astimezone(zone).date().isoformat()
     return f"{acquired} {plain(use.quantity)} {plain(use.cost)} [{use.lot_reference}]"

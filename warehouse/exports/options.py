@@ -1,21 +1,29 @@
 """What an export was asked for, and the reporting period that follows from it.
 
 A method has its own calendar: "uk" counts Europe/London days and UK tax years (6 April to
-5 April; year 2024 is the tax year 2024/25), every other method counts calendar years in UTC
-unless a timezone is given. Without a year the period is the whole history.
+5 April; year 2024 is the tax year 2024/25), "de" Europe/Berlin days and "nl" Europe/Amsterdam
+days of calendar years, every other method calendar years in UTC, unless a timezone is given.
+Without a year the period is the whole history. Lots are per account for "de" (the BMF letter
+of 10 May 2022: "walletbezogene Betrachtung") and pooled otherwise, unless asked; "uk" refuses
+per-account lots: HMRC pools each type of token per person, whatever wallet holds it
+(Cryptoassets Manual CRYPTO22200, TCGA92/S104).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FORMATS = ("ledger", "gains", "income", "holdings", "koinly", "cointracking", "bittytax")
+REPORTS = ("summary",)  # built from the formats' rows, written only when asked for
 METHODS = ("fifo", "lifo", "hifo", "uk", "de", "nl")
 LOT_MODES = ("pooled", "per-account")
 CURRENCIES = ("EUR", "USD", "GBP")
 UK_TIMEZONE = "Europe/London"
+METHOD_TIMEZONES = {"uk": UK_TIMEZONE, "de": "Europe/Berlin", "nl": "Europe/Amsterdam"}
+# HMRC's 30-day rule matches a disposal with acquisitions of the 30 days after it.
+UK_MATCHING_DAYS = 30
 
 
 class ExportOptionError(ValueError):
@@ -26,16 +34,23 @@ class ExportOptionError(ValueError):
 class ExportOptions:
     year: int | None = None
     method: str = "fifo"
-    lots: str = "pooled"
+    lots: str | None = None  # None: the method's own (de: per-account, others pooled)
     currency: str = "EUR"
-    timezone: str | None = None  # None: the method's own (uk: Europe/London, others UTC)
+    timezone: str | None = None  # None: the method's own (METHOD_TIMEZONES, others UTC)
     on: date | None = None  # holdings: the day whose opening balances are valued
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ExportOptionError(f"unknown method {self.method!r}: one of {', '.join(METHODS)}")
+        if self.lots is None:
+            object.__setattr__(self, "lots", "per-account" if self.method == "de" else "pooled")
         if self.lots not in LOT_MODES:
             raise ExportOptionError(f"unknown lots {self.lots!r}: one of {', '.join(LOT_MODES)}")
+        if self.method == "uk" and self.lots == "per-account":
+            raise ExportOptionError(
+                "method uk cannot use --lots per-account: HMRC pools each type of token per "
+                "person, whatever wallet or exchange holds it (CRYPTO22200)"
+            )
         if self.currency not in CURRENCIES:
             raise ExportOptionError(
                 f"unknown currency {self.currency!r}: one of {', '.join(CURRENCIES)}"
@@ -52,7 +67,7 @@ class ExportOptions:
         """The timezone whose days the export counts."""
         if self.timezone:
             return self.timezone
-        return UK_TIMEZONE if self.method == "uk" else "UTC"
+        return METHOD_TIMEZONES.get(self.method, "UTC")
 
     @property
     def period(self) -> Period:
@@ -90,6 +105,14 @@ class Period:
     def instant(self, day: date) -> datetime:
         """The first moment of `day` in the period's zone."""
         return datetime.combine(day, time(0), tzinfo=ZoneInfo(self.zone))
+
+    @property
+    def matching_end_at(self) -> datetime | None:
+        """uk: the end of the 30 days after the period, whose acquisitions can still match
+        the period's disposals (CRYPTO22253); None for other calendars or the whole history."""
+        if not self.uk or self.end is None:
+            return None
+        return self.instant(self.end + timedelta(days=UK_MATCHING_DAYS))
 
     def contains_day(self, day: date) -> bool:
         return (self.first is None or day >= self.first) and (self.end is None or day < self.end)

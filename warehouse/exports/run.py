@@ -3,7 +3,9 @@ with its sidecar; `run_exports` does the same format by format, reporting a form
 be built (a missing price, a currency the warehouse cannot value in) without stopping the others.
 
 A format is built completely before any of its files is written, so a failure leaves no
-half-written export behind.
+half-written export behind. The sidecars of gains and summary say whether their figures are
+`provisional` (a UK tax year whose 30 days after its end the data do not reach yet), and the
+report carries what the screen must show: that reason, and a summary's figures.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from warehouse.exports import (
     income,
     koinly,
     ledger,
+    summary,
 )
 from warehouse.exports.context import Context
-from warehouse.exports.options import FORMATS, ExportOptionError, ExportOptions
+from warehouse.exports.options import FORMATS, REPORTS, ExportOptionError, ExportOptions
 from warehouse.exports.writer import Export, Written, write_export
 
 BUILDERS: dict[str, Callable[[Context], Export]] = {
@@ -39,13 +42,17 @@ BUILDERS: dict[str, Callable[[Context], Export]] = {
     "koinly": koinly.build,
     "cointracking": cointracking.build,
     "bittytax": bittytax.build,
+    "summary": summary.build,
 }
+# Formats whose figures a later acquisition can change (the uk 30-day rule).
+MATCHED = ("gains", "summary")
 
 
 @dataclass
 class Report:
     written: list[Written] = field(default_factory=list)
     failed: list[tuple[str, Exception]] = field(default_factory=list)
+    shown: dict[str, list[str]] = field(default_factory=dict)  # format: lines for the screen
 
     @property
     def ok(self) -> bool:
@@ -76,7 +83,8 @@ def run_exports(
     unsupported currency is recorded in the report (raised with `stop`) and the rest go on."""
     unknown = [f for f in formats if f not in BUILDERS]
     if unknown:
-        raise ExportOptionError(f"unknown format {unknown[0]!r}: one of {', '.join(FORMATS)}")
+        names = ", ".join((*FORMATS, *REPORTS))
+        raise ExportOptionError(f"unknown format {unknown[0]!r}: one of {names}")
     file = out if out.suffix.lower() == ".csv" else None
     if file is not None and len(formats) != 1:
         raise ExportOptionError(f"{len(formats)} formats cannot share one file: give a directory")
@@ -89,7 +97,19 @@ def run_exports(
             # digits would round them, the engine's exact context does not.
             with localcontext(EXACT):
                 built = BUILDERS[name](context)
-            report.written.append(write_export(built, out, common, file=file))
+            status: dict[str, Any] = {}
+            shown: list[str] = []
+            if name in MATCHED:
+                reason = gains.provisional(context)
+                status = {"provisional": bool(reason)}
+                if reason:
+                    status["provisional_reason"] = reason
+                    shown.append(f"PROVISIONAL: {reason}")
+            if name == "summary":
+                shown += summary.lines(built)
+            report.written.append(write_export(built, out, {**common, **status}, file=file))
+            if shown:
+                report.shown[name] = shown
         except (MissingPriceError, UnsupportedCurrencyError) as error:
             if stop:
                 raise
@@ -110,11 +130,13 @@ def describe(options: ExportOptions) -> dict[str, Any]:
 
 
 def format_written(report: Report) -> str:
-    """The files written: per format its rows, then each file on its own line."""
+    """The files written: per format its rows, then each file on its own line, then what the
+    screen must show (a provisional year, a summary's figures)."""
     lines = []
     for written in report.written:
         lines.append(f"{written.format}: {written.rows} rows")
         lines += [f"  {path}" for path in written.files]
+        lines += [f"  {line}" for line in report.shown.get(written.format, [])]
     return "\n".join(lines)
 
 
