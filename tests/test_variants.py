@@ -179,11 +179,18 @@ def test_a_bitvavo_withdrawal_fee_is_inside_its_amount_exactly_when_the_data_say
     variants, settings = synced
     withdrawals = rows(
         settings,
-        "select fee_in_amount from transfers where exchange = 'bitvavo' and kind = 'withdrawal'",
+        "select fee_in_amount, fee_basis from transfers "
+        "where exchange = 'bitvavo' and kind = 'withdrawal'",
     )
     assert withdrawals, "the world has no Bitvavo withdrawal"
-    inside = variants.bitvavo_withdrawal_amount == "gross"
+    inside = variants.bitvavo_withdrawal_amount in ("gross", "mixed")  # as withdrawalHistory
     assert {w["fee_in_amount"] for w in withdrawals} == {inside}
+    assert all(w["fee_basis"].startswith("txid evidence") for w in withdrawals), withdrawals
+    assert not rows(
+        settings,
+        "select * from transfers where exchange = 'bitvavo' and source = 'account/history' "
+        "and in_ledger",
+    ), "an account/history transfer was not matched to its deposit/withdrawal listing"
     moved = rows(
         settings,
         "select * from internal_transfers where status = 'matched' "

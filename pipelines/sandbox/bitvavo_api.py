@@ -499,7 +499,7 @@ class BitvavoApp(ExchangeApp):
         return self._transfers(request, list(self.world.bitvavo.deposits(self._now())))
 
     def _withdrawals(self, request: Request, path: Mapping[str, str]) -> Reply:
-        gross = self.variants.bitvavo_withdrawal_amount == "gross"
+        gross = self.variants.bitvavo_withdrawal_amount in ("gross", "mixed")
         rows = self.world.bitvavo.withdrawals(self._now(), fee_in_amount=gross)
         return self._transfers(request, list(rows))
 

@@ -19,8 +19,9 @@ switches single points.
 - `bitvavo-candles-settle` = MINUTES (0): the candles of the last MINUTES come back incomplete
   on a first read (some missing, volumes still growing).
 - `bitstamp-perps` = off | on: `/markets/` and `/fees/trading/` also list perpetual markets.
-- `bitvavo-withdrawal-amount` = net | gross: a withdrawal's `amount` (withdrawalHistory, and
-  `sentAmount` in `/account/history`) excludes its fee, or includes it.
+- `bitvavo-withdrawal-amount` = net | gross | mixed: a withdrawal's `amount` (withdrawalHistory,
+  and `sentAmount` in `/account/history`) excludes its fee, or includes it, or (`mixed`)
+  withdrawalHistory includes it while `/account/history` does not.
 
 The first value is the default.
 """
@@ -38,7 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bitvavo-trades-end": ("inclusive", "exclusive"),
     "bitstamp-ohlc-before-listing": ("empty", "first", "zero"),
     "bitstamp-perps": ("off", "on"),
-    "bitvavo-withdrawal-amount": ("net", "gross"),
+    "bitvavo-withdrawal-amount": ("net", "gross", "mixed"),
 }
 MINUTES = ("bitvavo-candles-settle",)
 MAX_SETTLE_MINUTES = 24 * 60

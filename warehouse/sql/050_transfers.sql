@@ -10,7 +10,9 @@
 -- is inside its amount (Bitstamp: always, per the recorded ledger identity; Bitvavo: unproven,
 -- so decided from the account's own data: where the other account received a Bitvavo
 -- withdrawal with the same txid, amount − fee arriving means inside, amount arriving means
--- outside; with no such evidence, outside, as the documentation's example suggests).
+-- outside; with no such evidence, outside, as the documentation's example suggests); fee_basis
+-- says which of these decided it. A Bitvavo account/history withdrawal is matched to its
+-- withdrawalHistory row whether or not the two agree on where the fee is.
 -- balance_change is the signed effect on the balance of asset.
 with source as (
     select *
@@ -73,7 +75,11 @@ candidates as (
         secondary_rows.source as secondary_source,
         secondary_rows.transfer_id as secondary_id,
         abs(epoch_ms(secondary_rows.executed_at) - epoch_ms(primary_rows.executed_at))
-            as ms_apart
+            as ms_apart,
+        -- an equal amount is the better match; the fee may sit inside one listing's amount
+        -- and outside the other's (Bitstamp always; Bitvavo's two listings are not proven to
+        -- agree on it)
+        (secondary_rows.amount <> primary_rows.amount)::integer as amount_apart
     from primary_rows
     inner join secondary_rows
         on secondary_rows.exchange = primary_rows.exchange
@@ -86,6 +92,14 @@ candidates as (
                 primary_rows.exchange = 'bitstamp'
                 and secondary_rows.amount = primary_rows.amount - coalesce(primary_rows.fee, 0)
             )
+            or (
+                primary_rows.exchange = 'bitvavo'
+                and primary_rows.kind = 'withdrawal'
+                and coalesce(primary_rows.fee, 0) <> 0
+                and secondary_rows.amount in (
+                    primary_rows.amount - primary_rows.fee, primary_rows.amount + primary_rows.fee
+                )
+            )
         )
         and secondary_rows.executed_at
         between primary_rows.executed_at - interval 1 hour
@@ -97,11 +111,11 @@ matches as (
     from candidates
     qualify row_number() over (
         partition by exchange, account, primary_source, primary_id
-        order by ms_apart, secondary_id
+        order by amount_apart, ms_apart, secondary_id
     ) = 1
     and row_number() over (
         partition by exchange, account, secondary_source, secondary_id
-        order by ms_apart, primary_id
+        order by amount_apart, ms_apart, primary_id
     ) = 1
 ),
 
@@ -194,6 +208,15 @@ all_rows as (
             when rows.exchange = 'bitstamp' then true
             else coalesce(evidence.fee_inside > evidence.fee_outside, false)
         end as fee_in_amount,
+        case
+            when rows.kind <> 'withdrawal' then null
+            when rows.exchange = 'bitstamp' then 'recorded ledger identity'
+            when coalesce(evidence.fee_inside + evidence.fee_outside, 0) = 0
+                then 'assumed: no withdrawal with a fee reached your other account'
+            else format(
+                'txid evidence: {} inside, {} outside', evidence.fee_inside, evidence.fee_outside
+            )
+        end as fee_basis,
         -- a fee in another asset moves that asset's balance, not this one's
         case when coalesce(rows.fee_asset, rows.asset) = rows.asset then coalesce(rows.fee, 0)
             else 0 end as own_fee

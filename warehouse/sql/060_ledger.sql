@@ -12,8 +12,9 @@
 -- A fee whose asset the source does not say is booked in asset '?' (it then cannot reconcile).
 -- Bitvavo: fills (both legs; the fee in its own asset once settled, a negative fee is a rebate),
 -- transfers (deposit +amount - fee; a withdrawal moves its balance_change from transfers, split
--- into the on-chain leg and the fee, whether or not the fee was inside its amount), and the other account/history events (rewards…) with their fee. A transfer listed by
--- both depositHistory/withdrawalHistory and account/history is counted once (see transfers).
+-- into the on-chain leg and the fee, whether or not the fee was inside its amount), and the
+-- other account/history events (rewards…) with their fee. A transfer listed by both
+-- depositHistory/withdrawalHistory and account/history is counted once (see transfers).
 with kinds (source_kind, ledger_kind) as (
     values
         ('staking_reward', 'reward'),
