@@ -7,7 +7,8 @@
 -- Amounts: withdrawn = what left the balance (fee included), sent = withdrawn minus the
 -- withdrawal's fee in that asset (whether the reported amount holds the fee is
 -- transfers.fee_in_amount: sent is the on-chain amount either way); deposited = the deposit's
--- amount as reported (before its own fee), received = what reached the balance. difference = deposited - sent.
+-- amount as reported (before its own fee), received = what reached the balance.
+-- difference = deposited - sent.
 -- Matching, one to one, each rule a pair both sides prefer (nearest in time first):
 --   1. 'txid': the same transaction id (trimmed, lower-case) and asset on two accounts;
 --   2. 'amount and time', only when one side has no txid: the same asset, deposited = sent,
