@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipelines.config import Settings
+from pipelines.exchanges import bitstamp_parse
 from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.runtime import Runtime
 
@@ -60,12 +61,15 @@ class UnknownMarketError(ValueError):
 
 
 def market_type(info: MarketInfo) -> str:
-    """The market's type as listed ("SPOT", "PERPETUAL"); without one, a name with a suffix
-    (`BTC-USD-PERP`) is never spot."""
+    """The market's type as listed ("SPOT", "PERPETUAL"); without one, the suffix its name got
+    from `bitstamp_parse.market_suffix` (`btcusd-perp` → "PERP"): a market with a suffix is
+    never spot. Only Bitstamp's symbols carry suffixes (Bitvavo's are BASE-QUOTE)."""
     sent = info.extra.get("market_type")
     if isinstance(sent, str) and sent:
         return sent.upper()
-    return "SPOT" if info.market.count("-") == 1 else info.market.split("-", 2)[2]
+    if info.exchange != bitstamp_parse.EXCHANGE:
+        return "SPOT"
+    return bitstamp_parse.market_suffix(info.symbol, None).removeprefix("-") or "SPOT"
 
 
 def market_problems(
