@@ -4,8 +4,9 @@
 public request each) and raises `UnknownMarketError` for every configured market that is not a
 listed spot market: one line each, naming the market, its exchange, the list it is missing from
 and the closest listed names (its inverse, e.g. `GBP-EUR` for `EUR-GBP`, then difflib's).
-`tally sync` runs it before Prefect starts, and the `sync` flow before it plans a task, so that
-a typo fails in a second and lands nothing.
+`tally sync` runs it before Prefect starts; a `sync` flow run started otherwise (a deployment,
+the demo) runs it with its own clients before it plans a task: once per run, so that a typo
+fails in a second and lands nothing.
 
 A perpetual market (Bitstamp `btcusd-perp`, `market_type` PERPETUAL) is a market of its own,
 named `BTC-USD-PERP` (never `BTC-USD`): it does not make `BTC-USD` known, and configuring it is
