@@ -65,7 +65,7 @@ class ListingWatch:
     start: datetime | None = None  # the stream's first stored candle, once found
     done: bool = False
     fillers: bool = False  # a zero-volume run before the listing is being dropped
-    fillers_until: datetime | None = None  # the end of the range read so far that held only it
+    fillers_until: datetime | None = None  # the end of the range read that held only fillers
 
     def screen(self, missing: Window, pages: Iterable[Page[Candle]]) -> list[Page[Candle]]:
         """`pages` of one plan without the fillers before the listing."""
