@@ -75,7 +75,8 @@ def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.http import ExchangeError
 
     settings = load_settings(args.config)
-    # Before Prefect starts: an unknown market fails at once and nothing is fetched.
+    # Before Prefect starts: an unknown market fails at once and nothing is fetched (the flow
+    # is told so and does not read the market lists again).
     try:
         check_configured_markets(settings, args.exchange)
     except UnknownMarketError as error:
@@ -90,7 +91,8 @@ def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.flows.sync import config_path, summary_table, sync_flow
 
     what = None if args.what == "all" else [args.what]
-    print(summary_table(sync_flow(config_path(args.config), args.exchange, what)))
+    results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+    print(summary_table(results))
     from warehouse.build import build
 
     # The views are rebuilt after every sync, so that a dataset's first files are seen.

@@ -245,7 +245,9 @@ class BitstampClient:
         the exchange has nothing at or before the cursor. Before a pair's listing that is an
         empty page, or [open] a page of the first candles after the listing, all opening after
         the requested `end`: those were seen already or lie past the window, so they are
-        dropped and the walk ends (a page without a row at or before `end` has nothing older).
+        dropped and the walk ends, once `_check_first_candle` has confirmed that the page's
+        oldest candle is the pair's first (a server that ignores or clamps `end` sends such
+        pages too, and nothing older may then be taken for "before the listing").
         Zero-volume fillers before a listing are rows like any other here; the candles flow
         recognises them.
         """
@@ -253,14 +255,39 @@ class BitstampClient:
         cursor = end - step  # `end` is inclusive on open time; the window's end is exclusive
         while cursor >= start:
             page = self.ohlc(market, interval, end=cursor)
+            oldest = min((c.open_time for c in page.records), default=None)
+            if oldest is not None and oldest > cursor:  # only candles after `end`
+                self._check_first_candle(market, interval, oldest, asked=cursor)
             inside = [c for c in page.records if start <= c.open_time <= cursor]
             yield Page(inside, page.endpoint, page.params, page.fetched_at, len(page.records))
-            if not page.records:
-                return
-            oldest = min(c.open_time for c in page.records)
-            if oldest > cursor:  # only candles after `end`: nothing older exists
+            if oldest is None or oldest > cursor:  # nothing at or before `end`, nor older
                 return
             cursor = oldest - step
+
+    def _check_first_candle(
+        self, market: str, interval: str, oldest: datetime, *, asked: datetime
+    ) -> None:
+        """Raise `PagingLoopError` unless `oldest` is the pair's first candle.
+
+        The page for `end` = `asked` held only candles opening after it, the oldest at `oldest`.
+        An exchange that honours `end` returns `oldest` as the newest candle for `end` =
+        `oldest`: then nothing opens at or before `asked`. Any other answer (the newest
+        candles again, or those at a clamped `end`) means `end` was not honoured.
+        """
+        probe = self.ohlc(market, interval, end=oldest, limit=1)
+        newest = max((c.open_time for c in probe.records), default=None)
+        if newest == oldest:
+            return
+        got = newest.isoformat() if newest is not None else "nothing"
+        raise PagingLoopError(
+            EXCHANGE,
+            "ohlc",
+            f"pair {pair_symbol(market)} step {_step(interval)}: end {int(asked.timestamp())}"
+            f" ({asked.isoformat()}) returned only candles after it, the oldest at"
+            f" {oldest.isoformat()}, yet end {int(oldest.timestamp())} returned {got} as the"
+            " newest: the server ignores or clamps `end`, so the candles before"
+            f" {oldest.isoformat()} cannot be read (this is not the pair's listing)",
+        )
 
     def public_trades(self, market: str, *, window: str = "day") -> Page[PublicTrade]:
         """The rolling window of recent trades (no history exists beyond it)."""

@@ -85,9 +85,9 @@ def sync_candles(
             landed += 1
 
     gaps: tuple[str, ...] = ()
-    late = watch.late_start() if watch is not None else None
-    if late is not None:
-        gaps = (record_listing(lake, exchange, market, interval, late, detected_at=now),)
+    found = watch.gap() if watch is not None else None
+    if found is not None:
+        gaps = (record_listing(lake, exchange, market, interval, *found, detected_at=now),)
     first, last = held_range(lake, dataset, "open_time", partition)
     used = mark.since(http)
     return StreamResult(

@@ -1,10 +1,11 @@
 """Candles before a pair's listing: neither junk nor a paging error.
 
 What Bitstamp's OHLC returns for an `end` before a pair was listed is unproven (EXCHANGES.md,
-open points): nothing, the first candles after the listing (the client's walk drops those and
-ends, `BitstampClient.ohlc_window`), or zero-volume fillers. No API tells a pair's listing time,
-so tally reads the stream itself. Bitstamp fills every interval without trades once a pair is
-listed; when a sync reads the oldest part of a Bitstamp stream (nothing older is held):
+open points): nothing, the first candles after the listing (the client's walk checks that
+`end` was honoured, drops those and ends: `BitstampClient.ohlc_window`), or zero-volume
+fillers. No API tells a pair's listing time, so tally reads the stream itself. Bitstamp fills
+every interval without trades once a pair is listed; when a sync reads the oldest part of a
+Bitstamp stream (nothing older is held):
 
 - a zero-volume candle at the start is a listing's filler when the `QUIET_INTERVALS` intervals
   before it hold no trade either (one more page is read to see): the zero-volume run up to the
@@ -14,9 +15,11 @@ listed; when a sync reads the oldest part of a Bitstamp stream (nothing older is
 - otherwise the first candle stored is the stream's start.
 
 When that start lies after the first interval asked for, the range between is recorded in
-`gaps` (stream `candles <interval>`) with the reason, and `coverage` shows it. Bitvavo sends no
-empty candles, so a late first candle there is a quiet stretch or the listing, not told apart:
-nothing is recorded for it.
+`gaps` (stream `candles <interval>`) with the reason, and `coverage` shows it. A sync that reads
+only fillers (no traded candle yet, nothing held) stores none of them and records the range it
+read as before the listing, so that a landed window never hides dropped rows; the sync that
+finds the start replaces that record. Bitvavo sends no empty candles, so a late first candle
+there is a quiet stretch or the listing, not told apart: nothing is recorded for it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import polars as pl
 from pipelines.datasets import GAPS
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
+from pipelines.flows.gaps import record_gap
 from pipelines.flows.plan import Window, floor_time, interval_delta
 from pipelines.lake import Lake
 
@@ -37,6 +41,10 @@ QUIET_INTERVALS = 1000  # one Bitstamp OHLC page
 REASON = (
     "before the pair's listing: the exchange has no candle before {start}"
     " (the first {interval} candle it has)"
+)
+FILLERS_ONLY = (
+    "before the pair's listing, as far as read: the exchange sent only zero-volume {interval}"
+    " fillers up to {end}, with no traded candle before them; they are not stored"
 )
 
 
@@ -57,6 +65,7 @@ class ListingWatch:
     start: datetime | None = None  # the stream's first stored candle, once found
     done: bool = False
     fillers: bool = False  # a zero-volume run before the listing is being dropped
+    fillers_until: datetime | None = None  # the end of the range read that held only fillers
 
     def screen(self, missing: Window, pages: Iterable[Page[Candle]]) -> list[Page[Candle]]:
         """`pages` of one plan without the fillers before the listing."""
@@ -78,6 +87,8 @@ class ListingWatch:
         first = traded[0] if traded else self.held_first
         if first is not None:
             self.start, self.done = first, True
+        else:  # every row is a filler: dropped, and recorded by `gap`
+            self.fillers_until = missing.end
         return [
             Page(
                 [c for c in page.records if first is not None and c.open_time >= first],
@@ -99,6 +110,18 @@ class ListingWatch:
             first_open += step  # the first candle that opens inside the range asked for
         return Window(self.asked_from, self.start) if self.start > first_open else None
 
+    def gap(self) -> tuple[Window, str] | None:
+        """What to record after the sync: the range before the stream's first candle
+        (`late_start`), or, with no traded candle found yet, the range whose fillers were
+        dropped; with the reason."""
+        late = self.late_start()
+        if late is not None:
+            return late, REASON.format(start=late.end.isoformat(), interval=self.interval)
+        if self.start is None and self.asked_from is not None and self.fillers_until is not None:
+            reason = FILLERS_ONLY.format(interval=self.interval, end=self.fillers_until.isoformat())
+            return Window(self.asked_from, self.fillers_until), reason
+        return None
+
 
 def record_listing(
     lake: Lake,
@@ -106,30 +129,28 @@ def record_listing(
     market: str,
     interval: str,
     gap: Window,
+    reason: str,
     *,
     detected_at: datetime,
 ) -> str:
-    """Record (upsert) that the stream `candles <interval>` starts at `gap.end`."""
-    stream = f"candles {interval}"
+    """Record that the stream `candles <interval>` has no candle in `gap` (its one gap: a newer
+    record replaces the older, keeping the older's start when it began earlier)."""
     stem = f"candles-{market}-{interval}"
     start = gap.start
     path = lake.partition_dir(GAPS, {"exchange": exchange}) / f"{stem}.parquet"
-    if path.exists():  # a sync that began earlier found the same start: keep the widest range
-        held = pl.read_parquet(path).filter(pl.col("gap_end") == gap.end)
+    if path.exists():  # what an earlier sync found empty before this end still is
+        held = pl.read_parquet(path).filter(pl.col("gap_end") <= gap.end)
         if held.height:
             start = min(start, held["gap_start"].min())
-    reason = REASON.format(start=gap.end.isoformat(), interval=interval)
-    frame = pl.DataFrame(
-        {
-            "exchange": [exchange],
-            "stream": [stream],
-            "market": [market],
-            "gap_start": [start],
-            "gap_end": [gap.end],
-            "reason": [reason],
-            "detected_at": [detected_at],
-        },
-        schema=dict(GAPS.schema),
+    return record_gap(
+        lake,
+        exchange=exchange,
+        stream=f"candles {interval}",
+        market=market,
+        gap_start=start,
+        gap_end=gap.end,
+        reason=reason,
+        detected_at=detected_at,
+        stem=stem,
+        replace=True,
     )
-    lake.land(GAPS, frame, stem=stem, partition={"exchange": exchange})
-    return f"{exchange} {stream} {market}: [{start.isoformat()}, {gap.end.isoformat()}): {reason}"

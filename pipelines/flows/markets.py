@@ -4,8 +4,9 @@
 public request each) and raises `UnknownMarketError` for every configured market that is not a
 listed spot market: one line each, naming the market, its exchange, the list it is missing from
 and the closest listed names (its inverse, e.g. `GBP-EUR` for `EUR-GBP`, then difflib's).
-`tally sync` runs it before Prefect starts, and the `sync` flow before it plans a task, so that
-a typo fails in a second and lands nothing.
+`tally sync` runs it before Prefect starts; a `sync` flow run started otherwise (a deployment,
+the demo) runs it with its own clients before it plans a task: once per run, so that a typo
+fails in a second and lands nothing.
 
 A perpetual market (Bitstamp `btcusd-perp`, `market_type` PERPETUAL) is a market of its own,
 named `BTC-USD-PERP` (never `BTC-USD`): it does not make `BTC-USD` known, and configuring it is
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipelines.config import Settings
+from pipelines.exchanges import bitstamp_parse
 from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.runtime import Runtime
 
@@ -60,12 +62,15 @@ class UnknownMarketError(ValueError):
 
 
 def market_type(info: MarketInfo) -> str:
-    """The market's type as listed ("SPOT", "PERPETUAL"); without one, a name with a suffix
-    (`BTC-USD-PERP`) is never spot."""
+    """The market's type as listed ("SPOT", "PERPETUAL"); without one, the suffix its name got
+    from `bitstamp_parse.market_suffix` (`btcusd-perp` → "PERP"): a market with a suffix is
+    never spot. Only Bitstamp's symbols carry suffixes (Bitvavo's are BASE-QUOTE)."""
     sent = info.extra.get("market_type")
     if isinstance(sent, str) and sent:
         return sent.upper()
-    return "SPOT" if info.market.count("-") == 1 else info.market.split("-", 2)[2]
+    if info.exchange != bitstamp_parse.EXCHANGE:
+        return "SPOT"
+    return bitstamp_parse.market_suffix(info.symbol, None).removeprefix("-") or "SPOT"
 
 
 def market_problems(

@@ -24,7 +24,7 @@ from prefect.futures import PrefectFuture, as_completed
 
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
-from pipelines.flows.markets import check_configured_markets
+from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
@@ -134,15 +134,24 @@ def sync_flow(
     exchanges: list[str] | None = None,
     what: list[str] | None = None,
     candles_since: datetime | None = None,
+    markets_checked: bool = False,
 ) -> list[dict[str, Any]]:
     """Everything new: account history first (it says where history starts), then the candles
-    that value it and the configured markets' public trades."""
+    that value it and the configured markets' public trades.
+
+    Before any task, the configured markets are compared with the exchanges' market lists
+    (`check_markets`, with this flow's own clients), unless `markets_checked` says the caller
+    has just done so (`tally sync` does, before Prefect starts): once per run either way."""
     rt = runtime(config)
     chosen = set(what or WHAT)
     if not chosen <= set(WHAT):
         raise ValueError(f"what must be among {WHAT}")
     names = _selected(exchanges, rt)
-    check_configured_markets(rt.settings, names)  # before any task: a typo fetches nothing
+    if not markets_checked:
+        try:
+            check_markets(rt, names)  # a typo fetches nothing
+        finally:
+            rt.close()  # the tasks have runtimes of their own
     results: list[dict[str, Any]] = []
     if "account" in chosen:
         results += _progress([account_task.submit(config, name) for name in names], "account")
