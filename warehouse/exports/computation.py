@@ -111,7 +111,7 @@ def _matched(gains: Sequence[Gain]) -> list[_Matched]:
     for gain in gains:
         rank = ORDER.index(gain.match_type)
         if gain.match_type == BED_AND_BREAKFAST:
-            # a part per acquisition day (the engine's one lot per day: s.105(1)(b))
+            # a part per acquisition day: its acquisitions are one (s.105(1)(a)), one lot
             for use in gain.lots:
                 key = (rank, use.acquired_at.timestamp())
                 parts.setdefault(key, _Matched(gain.match_type)).add(use.quantity, (use,))
