@@ -27,7 +27,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -254,7 +254,9 @@ def whole(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def uk(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("uk")
-    run_export(priced, directory, ("gains", "ledger", "bittytax"), year=YEAR, method="uk")
+    run_export(
+        priced, directory, ("gains", "ledger", "bittytax", "summary"), year=YEAR, method="uk"
+    )
     return directory
 
 
@@ -462,9 +464,13 @@ def test_uk_counts_london_days_and_the_tax_year(priced: Settings, uk: Path) -> N
     for row in rows:
         day = date.fromisoformat(row["date"])
         assert date(YEAR, 4, 6) <= day <= date(YEAR + 1, 4, 5)
-        at = times.get((row["wallet"], row["reference"]))
-        if at is not None:
-            assert at.astimezone(london).date() == day, row
+        # a row is a part of the token's day: every disposal of that day is on that London day
+        wallets = row["wallet"].split(", ")
+        for reference in row["reference"].split(", "):
+            found = [times[(w, reference)] for w in wallets if (w, reference) in times]
+            assert found, (reference, row)
+            for at in found:
+                assert at.astimezone(london).date() == day, row
     # the ledger's day is the London day too: 23:xx UTC in summer is the next day there
     _, ledger = read(only(uk, "ledger-*.csv"))
     for row in ledger:
@@ -812,14 +818,14 @@ def test_bittytax_accepts_the_export_and_finds_the_engines_uk_gain(
         if asset not in FIAT:
             line = rf"^{re.escape(wallet)}\s+{asset}\s+{re.escape(f'{quantity.normalize():,f}')}$"
             assert re.search(line, output, re.M), (wallet, asset, quantity)
-    # an independent UK computation over the same records: the same net gain, to rounding
-    # (BittyTax rounds each of several hundred disposals to the cent)
+    # an independent UK computation over the same records: the same net gain, to the penny
+    # (both state each part of a day's disposal in pence, rounded alike)
     net = bittytax_amount(output, "Gains in the year, before losses:") - bittytax_amount(
         output, "Losses in the year:"
     )
     engine = json.loads(only(uk, "gains-*.json").read_text(encoding="utf-8"))
     gain = Decimal(engine["totals"]["years"][f"{YEAR}-{(YEAR + 1) % 100}"]["gain"])
-    assert abs(net - gain) <= 1, (net, gain)
+    assert net == gain, (net, gain)
 
 
 # --- the receiving tools' own rules -------------------------------------------------------------
@@ -935,13 +941,20 @@ def tax_year_of(day: date) -> int:
     return day.year if day >= date(day.year, 4, 6) else day.year - 1
 
 
+@dataclass(frozen=True)
+class UkYear:
+    bittytax: Path  # the year's BittyTax file
+    gains: list[dict[str, str]]  # the year's rows of `tally export gains --method uk`
+    summary: dict[str, Any]  # the year's uk summary figures
+
+
 @pytest.fixture(scope="module")
 def uk_tax_years(
     priced: Settings, uk: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[int, tuple[Path, list[dict[str, str]]]]:
-    """Every demo UK tax year with a disposal: its BittyTax file and its rows of
-    `tally export gains --method uk` (the year's rows of the whole history's schedule; the
-    2024/25 files are the `uk` fixture's own --year export)."""
+) -> dict[int, UkYear]:
+    """Every demo UK tax year with a disposal: its BittyTax file, its rows of
+    `tally export gains --method uk` (the year's rows of the whole history's schedule) and its
+    summary (for 2024/25 the `uk` fixture's own --year export)."""
     directory = tmp_path_factory.mktemp("uk-years")
     run_export(priced, directory, ("gains",), method="uk")
     _, rows = read(only(directory, "gains-all-*.csv"))
@@ -952,30 +965,34 @@ def uk_tax_years(
     assert year_rows == by_year[YEAR]  # the --year export is the year's rows of the whole
     found = {}
     for year, gains in sorted(by_year.items()):
-        if year == YEAR:
-            found[year] = (only(uk, "bittytax-*.csv"), gains)
-            continue
-        run_export(priced, directory / str(year), ("bittytax",), year=year, method="uk")
-        found[year] = (only(directory / str(year), "bittytax-*.csv"), gains)
+        where = uk
+        if year != YEAR:
+            where = directory / str(year)
+            run_export(priced, where, ("bittytax", "summary"), year=year, method="uk")
+        sidecar = json.loads(only(where, "summary-*.json").read_text(encoding="utf-8"))
+        summary = {k: f["value"] for k, f in sidecar["totals"]["figures"].items()}
+        found[year] = UkYear(only(where, "bittytax-*.csv"), gains, summary)
     return found
 
 
-def test_bittytax_finds_tallys_uk_gain_on_every_disposal_day_of_every_demo_tax_year(
-    uk_tax_years: dict[int, tuple[Path, list[dict[str, str]]]], bittytax_home: Path
+def test_bittytax_states_tallys_uk_computation_of_every_disposal_day_of_every_demo_tax_year(
+    uk_tax_years: dict[int, UkYear], bittytax_home: Path
 ) -> None:
-    """BittyTax 0.6.0 on each year's UK file matches the same quantities by the same rule on
-    every day as tally, and finds the same gain per day to the penny: BittyTax states each
-    disposal it matched with its proceeds, cost and fees each rounded to the penny
-    (tax_event.py), so its day's gain differs from tally's exact one by at most 1.5 pennies per
-    row it shows. (How a day's gain splits into proceeds and costs can differ: a maker rebate
-    is a negative fee to the engine and part of the proceeds in the BittyTax file, which takes
-    no negative fee.)"""
+    """BittyTax 0.6.0 on each year's UK file states every part of every day's disposal as
+    `tally export gains --method uk` does: the same rule, acquisition day and quantity, the same
+    proceeds, cost, fees and gain, to the penny; so the same gain on every disposal day, exactly,
+    and the same SA108 totals as tally's uk summary. BittyTax treats a token's disposals of a day
+    as one (pool_same_day), splits it by quantity between the rules, and states each part with
+    its proceeds, cost (without incidental costs) and fees (incidental costs of acquisition and
+    disposal) each rounded half to even to the penny (tax_event.py: quantize(Decimal("0.00")),
+    Python's default rounding); tally's stated figures are its exact ones so rounded."""
     version = subprocess.run([str(BITTYTAX), "--version"], capture_output=True, text=True)
     assert "0.6.0" in version.stdout + version.stderr
     assert sorted(uk_tax_years) == [2020, 2023, 2024]  # the demo's years with disposals
+    penny = Decimal("0.01")
     bought_after_the_year = 0
-    for year, (path, gains) in uk_tax_years.items():
-        done = run_bittytax(bittytax_home, path, year + 1)
+    for year, found in uk_tax_years.items():
+        done = run_bittytax(bittytax_home, found.bittytax, year + 1)
         output = done.stdout + done.stderr
         assert done.returncode == 0, output[-3000:]
         assert f"calculating tax year {year}/{(year + 1) % 100:02d}" in output
@@ -984,31 +1001,58 @@ def test_bittytax_finds_tallys_uk_gain_on_every_disposal_day_of_every_demo_tax_y
         disposals = bittytax_disposals(output)
         stated = re.search(r"^Number of disposals:\s+(\d+)$", output, re.M)
         assert stated and int(stated.group(1)) == len(disposals) > 0  # every row was read
-        assert {g["match_type"] for g in gains} <= set(RULES.values())
-
-        ours: dict[tuple[date, str, str], Decimal] = defaultdict(Decimal)
-        theirs: dict[tuple[date, str, str], Decimal] = defaultdict(Decimal)
-        for g in gains:
-            ours[(date.fromisoformat(g["date"]), g["asset"], g["match_type"])] += number(
-                g["quantity"]
-            )
-        for d in disposals:
-            theirs[(d["day"], d["asset"], d["rule"])] += d["quantity"]
-            if d["bought"] is not None and tax_year_of(d["bought"]) > year:
-                bought_after_the_year += 1
-        assert theirs == ours, year
+        assert {g["match_type"] for g in found.gains} <= set(RULES.values())
 
         with localcontext() as exact:
             exact.prec = 200
+            ours: dict[tuple[date, str, str, date | None], tuple[Decimal, ...]] = {}
+            for g in found.gains:
+                figures = [Decimal(g[f]) for f in ("proceeds", "cost", "fees")]
+                exact_figures = [Decimal(g[f"exact_{f}"]) for f in ("proceeds", "cost", "fees")]
+                # stated: the exact figure rounded half to even to the penny
+                assert figures == [
+                    e.quantize(penny, rounding=ROUND_HALF_EVEN) for e in exact_figures
+                ], g
+                assert Decimal(g["gain"]) == figures[0] - figures[1] - figures[2], g
+                assert Decimal(g["exact_gain"]) == exact_figures[0] - sum(exact_figures[1:]), g
+                # a 30-day part is the day's match with one day's acquisitions: its lots' day
+                bought = None
+                if g["match_type"] == "bed-and-breakfast":
+                    bought = date.fromisoformat(g["lots"][:10])
+                    assert {lot[:10] for lot in g["lots"].split("; ")} == {g["lots"][:10]}
+                key = (date.fromisoformat(g["date"]), g["asset"], g["match_type"], bought)
+                assert key not in ours, key
+                ours[key] = (number(g["quantity"]), *figures, Decimal(g["gain"]))
+            theirs = {}
+            for d in disposals:
+                key = (d["day"], d["asset"], d["rule"], d["bought"])
+                assert key not in theirs, key
+                theirs[key] = tuple(d[f] for f in ("quantity", "proceeds", "cost", "fees", "gain"))
+                if d["bought"] is not None and tax_year_of(d["bought"]) > year:
+                    bought_after_the_year += 1
+            assert theirs == ours, year
+
             days: dict[date, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-            for g in gains:
+            for g in found.gains:
                 days[date.fromisoformat(g["date"])]["ours"] += Decimal(g["gain"])
             for d in disposals:
                 days[d["day"]]["theirs"] += d["gain"]
-                days[d["day"]]["rows"] += 1
             for day, t in sorted(days.items()):
-                # each of BittyTax's rows: three figures rounded, half a penny each at most
-                assert abs(t["theirs"] - t["ours"]) <= Decimal("0.015") * t["rows"], (day, t)
+                assert t["theirs"] == t["ours"], (day, t)  # to the penny, no tolerance
+
+            # SA108: tally's summary sums the same rows as BittyTax's report does
+            summary = found.summary
+            assert bittytax_amount(output, "Disposal proceeds:") == Decimal(
+                summary["disposal_proceeds"]
+            )
+            assert bittytax_amount(output, "Allowable costs (including the") == Decimal(
+                summary["allowable_costs"]
+            )
+            # BittyTax counts each part's gain or loss, tally nets a token's day (s.105): the
+            # totals differ, their difference does not
+            assert bittytax_amount(output, "Gains in the year, before losses:") - bittytax_amount(
+                output, "Losses in the year:"
+            ) == Decimal(summary["net_gain"])
     # a disposal matched with an acquisition after its tax year's end (the file reaches 30 days
     # past the year): the case a file cut at the year's end gets wrong
     assert bought_after_the_year > 0

@@ -347,16 +347,15 @@ def test_uk_summary_counts_a_tokens_day_as_one_disposal(tmp_path: Path) -> None:
     connection = warehouse(uk_ledger(), currency="GBP")
     found = run(connection, tmp_path, ["gains", "summary"], year=2024, method="uk", currency="GBP")
     rows, _ = found["gains"]
-    # 10 June: the day's sales are one disposal of 3 BTC (CRYPTO22252), matched first with the
-    # day's buy (1 BTC, 110), the rest with the pool (100 each):
-    #   s1 same day: 300 × 1/2 = 150 - 110 = 40; s1 pool: 150 - 100 = 50; s2 pool: 120 - 100 = 20
-    #   → net +110
+    # 10 June: the day's sales are one disposal of 3 BTC for 300 + 120 = 420 (CRYPTO22252), one
+    # computation whose consideration its parts share by quantity, matched first with the day's
+    # buy (1 BTC, 110), the rest with the pool (100 each):
+    #   same day: 420 × 1/3 = 140 - 110 = 30; pool: 420 - 140 = 280 - 200 = 80 → net +110
     # 1 July: s3 (2 BTC for 250, fee 5) matched with a2 (1 BTC, 200) and the pool:
     #   same day: 125 - 200 - 2.5 = -77.5; pool: 125 - 100 - 2.5 = 22.5 → net -55
     assert [(r["date"], r["reference"], r["match_type"], r["gain"]) for r in rows] == [
-        ("2024-06-10", "s1", "same-day", "40"),
-        ("2024-06-10", "s1", "section-104", "50"),
-        ("2024-06-10", "s2", "section-104", "20"),
+        ("2024-06-10", "s1, s2", "same-day", "30"),
+        ("2024-06-10", "s1, s2", "section-104", "80"),
         ("2024-07-01", "s3", "same-day", "-77.5"),
         ("2024-07-01", "s3", "section-104", "22.5"),
     ]
@@ -371,8 +370,8 @@ def test_uk_summary_counts_a_tokens_day_as_one_disposal(tmp_path: Path) -> None:
         "provisional": True,  # the data end on 1 July 2024, before 6 May 2025
     }
     numbers = rows_of(summary)
-    assert (numbers["gains_before_losses"], numbers["losses"]) == ("1-3", "4-5")
-    assert numbers["disposal_proceeds"] == "1-5"
+    assert (numbers["gains_before_losses"], numbers["losses"]) == ("1-2", "3-4")
+    assert numbers["disposal_proceeds"] == "1-4"
     assert summary["provisional"] is True
     assert any("provisional" in warning for warning in summary["warnings"])
 

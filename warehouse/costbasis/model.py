@@ -89,12 +89,16 @@ class Event:
 
 @dataclass(frozen=True)
 class LotUse:
-    """The part of one lot a disposal consumed."""
+    """The part of one lot a disposal consumed. `fees` is the part of `cost` that the
+    acquisition's incidental costs make up (uk tracks them through its pools, so that a
+    computation can state them apart from the acquisition cost itself; None where a method does
+    not track them)."""
 
     lot_reference: str
     acquired_at: datetime
     quantity: Decimal
     cost: Decimal
+    fees: Decimal | None = None
 
 
 @dataclass(frozen=True)

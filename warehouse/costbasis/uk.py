@@ -13,9 +13,11 @@ Per asset (and per wallet with per-account lots), on Europe/London calendar days
 A disposal yields one Gain per rule that matched part of it ("same-day",
 "bed-and-breakfast", "section-104"), and a "no-acquisition" Gain for any part nothing covers.
 Fees are allowable (in the events' values and fees); a fee paid in a token is its own
-disposal (made so by `events`). Per-account moves carry the pool's average cost to the other
-wallet's pool. The 30-day rule looks ahead: compute over events that run at least 30 days past
-the period reported.
+disposal (made so by `events`). The acquisitions' incidental costs (their fees; a rebate is
+none: it lowers the acquisition cost itself) are followed through the same day, the 30 days
+and the pool beside the costs they are part of: each LotUse says how much of its cost they
+are. Per-account moves carry the pool's average cost to the other wallet's pool. The 30-day
+rule looks ahead: compute over events that run at least 30 days past the period reported.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class DayAcquisition:
     first_at: datetime
     quantity: Decimal = ZERO
     cost: Decimal = ZERO
+    fees: Decimal = ZERO  # of cost: the incidental costs of acquisition
     references: list[str] = field(default_factory=list)
     pooled: bool = False
 
@@ -59,10 +62,11 @@ class DayAcquisition:
         return f"{self.references[0]} and {len(self.references) - 1} more"
 
     def take(self, quantity: Decimal) -> LotUse:
-        cost = self.cost if quantity == self.quantity else share(self.cost, quantity, self.quantity)
+        cost, fees = _part(self.cost, self.fees, quantity, self.quantity)
         self.quantity = EXACT.subtract(self.quantity, quantity)
         self.cost = EXACT.subtract(self.cost, cost)
-        return LotUse(self.reference, self.first_at, quantity, cost)
+        self.fees = EXACT.subtract(self.fees, fees)
+        return LotUse(self.reference, self.first_at, quantity, cost, fees)
 
 
 @dataclass
@@ -77,19 +81,31 @@ class Matching:
 class Pool:
     quantity: Decimal = ZERO
     cost: Decimal = ZERO
+    fees: Decimal = ZERO  # of cost: the incidental costs of acquisition
     since: datetime | None = None
 
-    def add(self, quantity: Decimal, cost: Decimal, at: datetime) -> None:
+    def add(self, quantity: Decimal, cost: Decimal, fees: Decimal, at: datetime) -> None:
         if self.since is None or self.quantity == ZERO:
             self.since = at
         self.quantity = EXACT.add(self.quantity, quantity)
         self.cost = EXACT.add(self.cost, cost)
+        self.fees = EXACT.add(self.fees, fees)
 
-    def take(self, quantity: Decimal) -> Decimal:
-        cost = self.cost if quantity == self.quantity else share(self.cost, quantity, self.quantity)
+    def take(self, quantity: Decimal) -> tuple[Decimal, Decimal]:
+        """The cost of `quantity` taken out, and how much of it is incidental costs."""
+        cost, fees = _part(self.cost, self.fees, quantity, self.quantity)
         self.quantity = EXACT.subtract(self.quantity, quantity)
         self.cost = EXACT.subtract(self.cost, cost)
-        return cost
+        self.fees = EXACT.subtract(self.fees, fees)
+        return cost, fees
+
+
+def _part(
+    cost: Decimal, fees: Decimal, quantity: Decimal, whole: Decimal
+) -> tuple[Decimal, Decimal]:
+    if quantity == whole:
+        return cost, fees
+    return share(cost, quantity, whole), share(fees, quantity, whole)
 
 
 Key = tuple[str, str]  # (wallet key, asset)
@@ -113,6 +129,7 @@ def _acquisitions(steps: Sequence[Step]) -> dict[Key, dict[date, DayAcquisition]
         acquisition = by_day.setdefault(step.day, DayAcquisition(first_at=event.at))
         acquisition.quantity = EXACT.add(acquisition.quantity, event.quantity)
         acquisition.cost = EXACT.add(acquisition.cost, event.value or ZERO)
+        acquisition.fees = EXACT.add(acquisition.fees, max(event.fees, ZERO))
         acquisition.references.append(event.reference)
     return {key: dict(sorted(by_day.items())) for key, by_day in days.items()}
 
@@ -171,7 +188,9 @@ def _replay(
         if acquisition is not None and not acquisition.pooled:
             acquisition.pooled = True
             if acquisition.quantity != ZERO:
-                pool.add(acquisition.quantity, acquisition.cost, acquisition.first_at)
+                pool.add(
+                    acquisition.quantity, acquisition.cost, acquisition.fees, acquisition.first_at
+                )
         return pool
 
     for step in steps:
@@ -185,11 +204,12 @@ def _replay(
             target = pool_in(step.to_key, step.asset, step.day)
             moved = min(event.quantity, source.quantity)
             if moved != ZERO:
-                target.add(moved, source.take(moved), source.since or event.at)
+                since = source.since or event.at
+                target.add(moved, *source.take(moved), since)
             shortfall = EXACT.subtract(event.quantity, moved)
             if shortfall != ZERO:
                 warnings.append(move_shortfall(step, shortfall))
-                target.add(shortfall, ZERO, event.at)
+                target.add(shortfall, ZERO, ZERO, event.at)
         else:
             pool = pool_in(step.key, step.asset, step.day)
             new_gains, new_warnings = _dispose(step, matchings[id(step)], pool)
@@ -220,8 +240,8 @@ def _dispose(step: Step, matching: Matching, pool: Pool) -> tuple[list[Gain], li
     from_pool = min(matching.remaining, pool.quantity)
     if from_pool != ZERO:
         since = pool.since or step.event.at
-        cost = pool.take(from_pool)
-        use = LotUse(POOL_REFERENCE, since, from_pool, cost)
+        cost, fees = pool.take(from_pool)
+        use = LotUse(POOL_REFERENCE, since, from_pool, cost, fees)
         gains.append(gain_part(step, splitter, from_pool, cost, "section-104", [use], None))
     shortfall = EXACT.subtract(matching.remaining, from_pool)
     if shortfall != ZERO:

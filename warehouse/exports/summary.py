@@ -13,6 +13,8 @@ from 1 after the header, as ranges "1-4,7").
   disposal (TCGA92 s.105, CRYPTO22200 "same day rule", worked in CRYPTO22252), so the day's
   matched parts are netted before the gain or loss is counted (BittyTax's own report counts
   each matched part as a disposal). Losses are a positive amount, as BittyTax gives them too.
+  The gains export states each part in pence (`computation`), so these are sums of pence:
+  disposal proceeds, allowable costs and gains less losses are the ones BittyTax reports.
 - de, Anlage SO, private Veräußerungsgeschäfte (§ 23 EStG): the taxable gain (held one year or
   less, gains and losses netted), the exempt gain (held over one year), the year's Freigrenze
   (§ 23 Abs. 3 Satz 5 EStG: 600 EUR from 2008 to 2023, 1,000 EUR from 2024) and whether it
