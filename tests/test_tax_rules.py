@@ -394,10 +394,11 @@ def test_uk_year_is_provisional_until_the_data_pass_its_30_days(
     config.write_text(f'data_dir = "{tmp_path}"\n', encoding="utf-8")
     out = tmp_path / "out"
     common = ["--method", "uk", "--year", "2024", "--currency", "GBP", "--config", str(config)]
-    for name in ("gains", "summary"):
+    for name in ("gains", "bittytax", "summary"):
         assert main(["export", name, *common, "--out", str(out)]) == 0
         printed = capsys.readouterr().out
-        sidecar = json.loads((out / f"{name}-2024-25-uk-GBP.json").read_text(encoding="utf-8"))
+        stem = "bittytax-2024-25-GBP" if name == "bittytax" else f"{name}-2024-25-uk-GBP"
+        sidecar = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))
         assert sidecar["provisional"] is provisional
         assert ("PROVISIONAL: tax year 2024-25" in printed) is provisional
     # the summary's figures are on screen too

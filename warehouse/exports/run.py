@@ -45,7 +45,7 @@ BUILDERS: dict[str, Callable[[Context], Export]] = {
     "summary": summary.build,
 }
 # Formats whose figures a later acquisition can change (the uk 30-day rule).
-MATCHED = ("gains", "summary")
+MATCHED = ("gains", "summary", "bittytax")  # their figures need the 30 days after a UK year
 
 
 @dataclass
