@@ -107,6 +107,7 @@ def test_every_option_value_is_played_once() -> None:
         "bitvavo-candles-settle",
         "bitstamp-perps",
         "bitvavo-withdrawal-amount",
+        "bitvavo-history-amounts",
     }
     assert all(len(v.changed()) == 1 for v in every_variant())
 

@@ -10,7 +10,8 @@ empty candles); `bitvavo-candles-settle` serves the newest candles unsettled (`s
 Variants (`variants.py`): `bitvavo-trades-span=24h` makes account `/v2/trades` refuse a
 `start`–`end` span over 24 h with errorCode 205, as public trades always do;
 `bitvavo-trades-end=exclusive` makes public and account trades leave out the trades at exactly
-`end` (default: included).
+`end` (default: included); `bitvavo-history-amounts` shows `/account/history`'s order-book
+amounts exactly, rounded or with the fee inside (`bitvavo_account.py`).
 """
 
 from __future__ import annotations
@@ -458,6 +459,7 @@ class BitvavoApp(ExchangeApp):
                 self._now(),
                 ids=self.variants.bitvavo_history_ids,
                 fee_in_amount=self.variants.bitvavo_withdrawal_amount == "gross",
+                amounts=self.variants.bitvavo_history_amounts,
             )
         ]
         timed = [
