@@ -18,9 +18,13 @@ through the crowded millisecond, never ends on its short page, and trusts none o
 rows: once a page by `tradeIdTo` comes back short or reaches an older millisecond, every row
 of the crowded millisecond is read, and the walk goes on by time from `end` = that millisecond
 (deduplicated on the key), so that rows a string-ordered `tradeIdTo` skipped are read too.
-What no walk could page is an error: a full page that brings no new row (`PagingLoopError`,
-e.g. `tradeIdTo` ignored), or a page by `tradeIdTo` that ends on a row newer than the one it
-names (`TradeIdToError`); the walk never loops and never ends early in silence.
+What no walk could page is an error: a full page that brings no new row, or a request asked
+twice (`PagingLoopError`, e.g. `tradeIdTo` ignored); a page by `tradeIdTo` that ends on a row
+newer than the one it names (`TradeIdToError`); and ids compared as strings while the pages list
+a millisecond's trades otherwise than by id (`TradeIdToError`), checked once per walk, when a
+page by `tradeIdTo` reads that way, with two ids that name no trade. That last check can only go
+by the order the pages show: paging by `tradeIdTo` alone, nothing could tell a trade whose id is
+greater than every id seen from one that does not exist.
 """
 
 from __future__ import annotations
