@@ -107,6 +107,8 @@ def test_every_option_value_is_played_once() -> None:
         "bitvavo-candles-settle",
         "bitstamp-perps",
         "bitvavo-withdrawal-amount",
+        "bitvavo-history-amounts",
+        "bitvavo-error-text",
     }
     assert all(len(v.changed()) == 1 for v in every_variant())
 

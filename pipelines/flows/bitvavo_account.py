@@ -21,9 +21,11 @@ Fills (`bitvavo_trades`)
     that a fill read again once settled replaces its unsettled row. Should `/v2/trades` refuse
     a window's span (errorCode 205), the client walks it in 24 h (or shorter) pieces. A delisted
     market is read like any other where `/v2/trades` still answers for it; where it refuses the
-    market (errorCode 205 for a market `/v2/markets` no longer lists) the refusal is recorded as
-    a gap of stream `fills` with its reason (`gaps`, `coverage`) and the other markets go on:
-    the market's trades are then kept from the history (derived below), never dropped.
+    market (any errorCode 205 but a span refusal, for a market `/v2/markets` no longer lists;
+    its text is not relied on: the docs and real logs word it differently) the refusal is
+    recorded as a gap of stream `fills` with its reason (`gaps`, `coverage`) and the other
+    markets go on: the market's trades are then kept from the history (derived below), never
+    dropped.
 
 Deposits and withdrawals (`bitvavo_transfers`)
     Re-read from 30 days before the newest landed one (or from the beginning) and upserted into
@@ -61,6 +63,7 @@ from pipelines.datasets import (
 from pipelines.exchanges.bitvavo import EXCHANGE, BitvavoClient
 from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import classify_history_item
+from pipelines.exchanges.bitvavo_walk import is_span_refusal
 from pipelines.exchanges.records import BitvavoHistoryItem, Fill, OtherEvent, Transfer
 from pipelines.flows.account_lake import (
     Meter,
@@ -94,7 +97,7 @@ HISTORY_REREAD = timedelta(days=2)
 TRADES_REREAD = timedelta(days=1)
 TRANSFERS_REREAD = timedelta(days=30)
 BEGINNING_MARGIN = timedelta(days=1)
-MARKET_REFUSED = "205"  # Bitvavo's errorCode for an invalid parameter ("market parameter is…")
+MARKET_REFUSED = "205"  # Bitvavo's errorCode for an invalid parameter, whatever its wording
 FILLS_STREAM = "fills"
 
 TransferKind = Literal["deposit", "withdrawal"]
@@ -234,7 +237,9 @@ def bitvavo_trades(
             _market_fills(rt, client, meter, market, beginning, now)
         except InvalidRequestError as error:
             first = None
-            if error.code == MARKET_REFUSED and "market parameter" in str(error):
+            # the 205's text is worded two ways ("market parameter is invalid.", "Invalid
+            # parameter: market"): any 205 but a span refusal, for an unlisted market
+            if error.code == MARKET_REFUSED and not is_span_refusal(error):
                 listed = {m.market for m in client.markets()} if listed is None else listed
                 first = None if market in listed else first_traded(lake, market)
             if first is None:  # a listed market, or one the account never traded: a failure

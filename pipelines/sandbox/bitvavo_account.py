@@ -27,6 +27,13 @@ How history shows order-book trades is the open point `bitvavo-history-ids` (var
   market's price decimals (those of its fills' prices). The item appears once every fill of the
   order is settled.
 The ids of `own` and `order` are deterministic for a seed (their own random stream).
+
+How history shows their amounts is the open point `bitvavo-history-amounts`: `exact` (default)
+as above; `rounded`: the quote amount (`sentAmount` of a buy, `receivedAmount` of a sell)
+rounded half up to the quote currency's decimals (`QUOTE_DECIMALS`); `fee`: the fee inside it
+(a buy's `sentAmount` is quote + fee, a sell's `receivedAmount` quote − fee; `feesAmount` still
+shows the fee). Either way the balance moves as the fills say: history is not the balance
+source of order-book trades.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ from pipelines.sandbox.events import (
 )
 from pipelines.sandbox.market import market_key
 from pipelines.sandbox.prices import rng_for
+
+QUOTE_DECIMALS = {"EUR": 2}  # Bitvavo `/v2/assets` decimals of the quote currencies
 
 
 class BitvavoAccount:
@@ -118,12 +127,18 @@ class BitvavoAccount:
     # --- /v2/account/history -------------------------------------------------------------------
 
     def history(
-        self, now_ms: int, ids: str = "fill", *, fee_in_amount: bool = False
+        self,
+        now_ms: int,
+        ids: str = "fill",
+        *,
+        fee_in_amount: bool = False,
+        amounts: str = "exact",
     ) -> list[dict[str, Any]]:
         """Every balance change known at `now_ms` (settled trades only), newest first; `ids` is
-        the `bitvavo-history-ids` reality of the order-book trades, `fee_in_amount` that of
+        the `bitvavo-history-ids` reality of the order-book trades, `amounts` their
+        `bitvavo-history-amounts` reality, `fee_in_amount` that of
         `bitvavo-withdrawal-amount=gross` (module docstring)."""
-        dated = [(ts, n, item) for ts, n, item, _ in self._book_items(now_ms, ids)]
+        dated = [(ts, n, item) for ts, n, item, _ in self._book_items(now_ms, ids, amounts)]
         for n, item in enumerate(self.items):
             if item.ts_ms <= now_ms:
                 dated.append((item.ts_ms, n, self._app_item(item)))
@@ -139,39 +154,45 @@ class BitvavoAccount:
         return {item["transactionId"]: fills for _, _, item, fills in self._book_items(now_ms, ids)}
 
     def _book_items(
-        self, now_ms: int, ids: str
+        self, now_ms: int, ids: str, amounts: str = "exact"
     ) -> list[tuple[int, int, dict[str, Any], tuple[str, ...]]]:
         """(time, index, item, fill ids) of the order-book trades history lists at `now_ms`."""
         found = []
         if ids == "order":
             for n, order in enumerate(self.orders):
                 if max(f.settle_ms for f in order) <= now_ms:
-                    item = self._order_item(order, self._order_ids[order[0].order_id])
+                    item = self._order_item(order, self._order_ids[order[0].order_id], amounts)
                     fill_ids = tuple(f.fill_id for f in order)
                     found.append((max(f.ts_ms for f in order), n, item, fill_ids))
         else:
             for n, fill in enumerate(self.fills):
                 if fill.settle_ms <= now_ms:
                     own = self._own_ids[fill.fill_id] if ids == "own" else fill.fill_id
-                    found.append((fill.ts_ms, n, self._fill_item(fill, own), (fill.fill_id,)))
+                    item = self._order_item((fill,), own, amounts)
+                    found.append((fill.ts_ms, n, item, (fill.fill_id,)))
         return found
 
     @staticmethod
-    def _fill_item(fill: BitvavoFill, transaction_id: str) -> dict[str, Any]:
-        return _trade_item(
-            transaction_id, fill, fill.ts_ms, fill.price, fill.amount, fill.quote_amount, fill.fee
-        )
-
-    @staticmethod
-    def _order_item(order: Sequence[BitvavoFill], transaction_id: str) -> dict[str, Any]:
-        """One item for the whole order: the sums of its fills, dated at its last fill."""
+    def _order_item(
+        order: Sequence[BitvavoFill], transaction_id: str, amounts: str
+    ) -> dict[str, Any]:
+        """One item for the whole order (or one fill): the sums of its fills, dated at its
+        last fill, its quote amount shown as `amounts` says (module docstring)."""
         base = sum((f.amount for f in order), ZERO)
         quote = sum((f.quote_amount for f in order), ZERO)
         fee = sum((f.fee for f in order), ZERO)
-        quantum = Decimal(1).scaleb(order[0].price.as_tuple().exponent)  # type: ignore[arg-type]
-        price = (quote / base).quantize(quantum, ROUND_HALF_UP)
+        price = order[0].price
+        if len(order) > 1:
+            quantum = Decimal(1).scaleb(price.as_tuple().exponent)  # type: ignore[arg-type]
+            price = (quote / base).quantize(quantum, ROUND_HALF_UP)
+        shown = quote
+        if amounts == "rounded":
+            quantum = Decimal(1).scaleb(-QUOTE_DECIMALS.get(order[0].quote, 8))
+            shown = quote.quantize(quantum, ROUND_HALF_UP)
+        elif amounts == "fee":
+            shown = quote + fee if order[0].side == "buy" else quote - fee
         last = max(f.ts_ms for f in order)
-        return _trade_item(transaction_id, order[0], last, price, base, quote, fee)
+        return _trade_item(transaction_id, order[0], last, price, base, shown, fee)
 
     @staticmethod
     def _app_item(item: BitvavoItem) -> dict[str, Any]:

@@ -10,19 +10,23 @@ empty candles); `bitvavo-candles-settle` serves the newest candles unsettled (`s
 Variants (`variants.py`): `bitvavo-trades-span=24h` makes account `/v2/trades` refuse a
 `start`–`end` span over 24 h with errorCode 205, as public trades always do;
 `bitvavo-trades-end=exclusive` makes public and account trades leave out the trades at exactly
-`end` (default: included).
+`end` (default: included); `bitvavo-history-amounts` shows `/account/history`'s order-book
+amounts exactly, rounded or with the fee inside (`bitvavo_account.py`);
+`bitvavo-error-text=documented` words every errorCode 205 as the errors page documents it
+("Invalid parameter: market") instead of as real logs show it ("market parameter is invalid.").
 """
 
 from __future__ import annotations
 
 import calendar
+import re
 import time
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pipelines.sandbox.app import Admission, ExchangeApp
+from pipelines.sandbox.app import Admission, ExchangeApp, Outcome
 from pipelines.sandbox.auth import BitvavoVerifier, Clock, KeyPair
 from pipelines.sandbox.faults import Fault, FaultConfig
 from pipelines.sandbox.listing import listed
@@ -64,6 +68,7 @@ RATE_LIMIT_TEXT = (
     "You have been rate limited. Please observe the Bitvavo-Ratelimit-Remaining header."
 )
 _M = r"(?P<market>[A-Za-z0-9]+-[A-Za-z0-9]+)"
+_PARAMETER_INVALID = re.compile(r"^(\w+) parameter is invalid\b")
 
 
 def error(code: int, text: str, status: int = 400) -> Reply:
@@ -136,6 +141,12 @@ class BitvavoApp(ExchangeApp):
         )
 
     # --- pipeline hooks ------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Outcome:
+        outcome = super().handle(request)
+        if self.variants.bitvavo_error_text == "documented" and outcome.reply is not None:
+            _documented_text(outcome.reply)
+        return outcome
 
     def admit(self, request: Request, route: Route | None) -> Admission:
         key = self.verifier.presented_key(request.headers)
@@ -458,6 +469,7 @@ class BitvavoApp(ExchangeApp):
                 self._now(),
                 ids=self.variants.bitvavo_history_ids,
                 fee_in_amount=self.variants.bitvavo_withdrawal_amount == "gross",
+                amounts=self.variants.bitvavo_history_amounts,
             )
         ]
         timed = [
@@ -543,6 +555,15 @@ class BitvavoApp(ExchangeApp):
                 ],
             },
         )
+
+
+def _documented_text(reply: Reply) -> None:
+    """Word an errorCode 205 as the errors page documents it: "Invalid parameter: market"."""
+    body = reply.payload
+    if isinstance(body, dict) and body.get("errorCode") == 205:
+        found = _PARAMETER_INVALID.match(str(body.get("error", "")))
+        if found is not None:
+            body["error"] = f"Invalid parameter: {found.group(1)}"
 
 
 def _id_bounds(ids: list[str], id_from: str | None, id_to: str | None) -> tuple[int, int]:

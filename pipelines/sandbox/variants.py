@@ -22,6 +22,13 @@ switches single points.
 - `bitvavo-withdrawal-amount` = net | gross | mixed: a withdrawal's `amount` (withdrawalHistory,
   and `sentAmount` in `/account/history`) excludes its fee, or includes it, or (`mixed`)
   withdrawalHistory includes it while `/account/history` does not.
+- `bitvavo-history-amounts` = exact | rounded | fee: an `/account/history` order-book buy/sell
+  shows its quote amount as the fills' amount × price exactly, rounded to the quote currency's
+  decimals (2 for EUR), or with the fee inside (a buy's `sentAmount` + fee, a sell's
+  `receivedAmount` − fee).
+- `bitvavo-error-text` = parameter | documented: an errorCode 205 names its parameter as real
+  logs show ("price parameter is invalid."), or as the errors page documents ("Invalid
+  parameter: price").
 
 The first value is the default.
 """
@@ -40,6 +47,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bitstamp-ohlc-before-listing": ("empty", "first", "zero"),
     "bitstamp-perps": ("off", "on"),
     "bitvavo-withdrawal-amount": ("net", "gross", "mixed"),
+    "bitvavo-history-amounts": ("exact", "rounded", "fee"),
+    "bitvavo-error-text": ("parameter", "documented"),
 }
 MINUTES = ("bitvavo-candles-settle",)
 MAX_SETTLE_MINUTES = 24 * 60
@@ -57,6 +66,8 @@ class Variants:
     bitvavo_candles_settle: int = 0
     bitstamp_perps: str = "off"
     bitvavo_withdrawal_amount: str = "net"
+    bitvavo_history_amounts: str = "exact"
+    bitvavo_error_text: str = "parameter"
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
