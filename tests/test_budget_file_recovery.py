@@ -49,11 +49,9 @@ class FakeClock:
         assert self.now < T0 + 3600, "a budget that waits this long is spinning"
 
 
-def request_budget(path: Path, clock: FakeClock, *, wait: bool = False) -> SharedRequestBudget:
-    """3 requests per minute (and 10 per second), as one process would have it."""
-    return SharedRequestBudget(
-        path, 3, WINDOW, 10, clock=clock, sleep=clock.sleep if wait else never_sleep
-    )
+def request_budget(path: Path, clock: FakeClock) -> SharedRequestBudget:
+    """3 requests per minute (and 10 per second), as one process would have it; never waits."""
+    return SharedRequestBudget(path, 3, WINDOW, 10, clock=clock, sleep=never_sleep)
 
 
 def documents(path: Path, clock: FakeClock, later: float) -> tuple[bytes, bytes]:
