@@ -2,7 +2,8 @@
 
 Unit tests run on an injected clock (a `FakeClock`, or a frozen time in child processes); the
 last test runs two real sync processes with one key against a sandbox whose Bitstamp limit is
-scaled down, and reads what the sandbox served from `/_sandbox/stats`.
+scaled down, let go together once each has sent one request, and reads what the sandbox served
+from `/_sandbox/stats` and counted in each of its rate windows.
 """
 
 from __future__ import annotations
@@ -435,6 +436,7 @@ def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
 # Bitstamp's window limit scaled down to 10 requests per 6 s (tally paces at 8): two syncs that
 # each need about 8 requests fit it only if they pace together. The per-second limit stays.
 LIMITS = RateLimits(bitstamp_budget=10, bitstamp_window_ms=6_000)
+PACING = LIMITS.bitstamp_budget * 4 // 5  # what `sandbox_config` sets: one process's budget
 SEED = 23
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
 INTERVAL, DAYS = "1d", 6 * 365  # pages of yearly chunks: about 8 requests per sync
@@ -442,29 +444,26 @@ MARKETS = ("BTC-EUR", "BTC-USD")  # one each: one writer per lake partition
 
 
 @pytest.fixture(scope="module")
-def sandboxes() -> Iterator[tuple[Sandbox, Sandbox]]:
-    """Two sandboxes alike: the two shared syncs on one, the two per-process ones on the other."""
+def sandbox() -> Iterator[Sandbox]:
     world = World(seed=SEED, days=10, now_ms=NOW_MS)
-    with (
-        start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as shared,
-        start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as control,
-    ):
-        yield shared, control
+    with start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as running:
+        yield running
 
 
 def served(sandbox: Sandbox) -> dict[str, Any]:
     return requests.get(sandbox.bitstamp.stats_url, timeout=5).json()
 
 
-def start_syncs(sandbox: Sandbox, root: Path, mode: str) -> list[subprocess.Popen[str]]:
-    """Two sync processes with one config (one key, one data directory), waiting to start."""
+def start_syncs(sandbox: Sandbox, root: Path) -> list[subprocess.Popen[str]]:
+    """Two sync processes with one config (one key, one data directory)."""
     root.mkdir(parents=True)
     config = root / "tally.toml"
     config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    assert f"requests_per_window = {PACING}" in config.read_text(encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(config), mode, INTERVAL, str(DAYS), market],
+            [sys.executable, str(WORKER), str(config), INTERVAL, str(DAYS), market],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -476,10 +475,11 @@ def start_syncs(sandbox: Sandbox, root: Path, mode: str) -> list[subprocess.Pope
 
 
 def run_together(processes: list[subprocess.Popen[str]], window: float) -> list[dict[str, float]]:
-    """Start every process at the beginning of the sandboxes' next rate window; their reports."""
+    """Hold every process at its second request until all are there, then let them all go at
+    the beginning of the sandbox's next rate window; their reports."""
     try:
         for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+            assert process.stdout is not None and process.stdout.readline().strip() == "waiting"
         start_at = (math.floor(time.time() / window) + 1) * window
         for process in processes:
             assert process.stdin is not None
@@ -499,31 +499,31 @@ def refused(stats: dict[str, Any]) -> tuple[int, int]:
     return stats["responses"].get("429", 0), stats["rate_limited"]
 
 
-def test_two_concurrent_syncs_with_one_key_get_no_429(
-    sandboxes: tuple[Sandbox, Sandbox], tmp_path: Path
-):
-    shared, control = sandboxes
-    processes = start_syncs(shared, tmp_path / "shared", "shared")
-    processes += start_syncs(control, tmp_path / "per-process", "process")
-    reports = run_together(processes, LIMITS.bitstamp_window_ms / 1000)
-    runs, control_runs = reports[:2], reports[2:]
+def test_two_concurrent_syncs_with_one_key_get_no_429(sandbox: Sandbox, tmp_path: Path):
+    root = tmp_path / "syncs"
+    runs = run_together(start_syncs(sandbox, root), LIMITS.bitstamp_window_ms / 1000)
 
-    stats = served(shared)
+    stats = served(sandbox)
     assert refused(stats) == (0, 0)  # no 429, no 400.002
     assert all(run["requests"] > 0 and run["retries"] == 0 for run in runs)
     total = sum(run["requests"] for run in runs)
     assert stats["requests"] == total
-    # They overlapped in time and asked for more than one window allows, so unpaced together
-    # they would have been refused...
-    assert max(run["started"] for run in runs) < min(run["finished"] for run in runs)
-    assert total > LIMITS.bitstamp_budget
-    fingerprint = Credentials.from_strings(shared.bitstamp.key, "-").fingerprint
-    budgets = (tmp_path / "shared" / "data" / ".ratelimit").glob("bitstamp-*.json")
+    fingerprint = Credentials.from_strings(sandbox.bitstamp.key, "-").fingerprint
+    budgets = (root / "data" / ".ratelimit").glob("bitstamp-*.json")
     assert [path.name for path in budgets] == [f"bitstamp-{fingerprint}.json"]
 
-    # ...as the same two syncs with a budget per process (as before) were, on the other sandbox.
-    control_stats = served(control)
-    assert control_stats["responses"]["200"] == total  # the same syncs...
-    too_many, rate_limited = refused(control_stats)
-    assert too_many > 0 and rate_limited > 0  # ...refused, then retried
-    assert sum(run["retries"] for run in control_runs) == too_many
+    # They overlapped: each had sent its first request before either sent its second...
+    assert max(run["first"] for run in runs) < min(run["last"] for run in runs)
+    # ...and together asked for more than one window allows, while each fits its own pacing:
+    # with a budget per process (as before) neither would have waited for anything, and the
+    # sandbox would have refused what went beyond its budget.
+    assert total > LIMITS.bitstamp_budget
+    assert all(run["requests"] <= PACING for run in runs)
+
+    # What the sandbox counted in each of its windows (refused requests included): never more
+    # than its budget, so the requests beyond it went in a later window.
+    windows = sandbox.app("bitstamp").limiter.windows()  # type: ignore[attr-defined]
+    assert list(windows) == ["ip:127.0.0.1"]  # public candles: counted per address
+    counts = list(windows["ip:127.0.0.1"].values())
+    assert sum(counts) == total
+    assert max(counts) <= LIMITS.bitstamp_budget

@@ -14,6 +14,9 @@ bookkeeping, never while sleeping or during the HTTP call:
   learnt clock skew, probing, last send, bans) and in-flight weight live in the file, so that a
   second process does not spend weight the first already used or has in flight.
 
+Unreadable state (a write torn by a crash, another version): the budget is taken as spent, so
+no process sends for one window (`StateFile` detects a torn write by a checksum).
+
 Stale state: a crashed holder's lock is released by the kernel; slots that left the window are
 dropped; weight in flight is kept per process and dropped when that process is gone (same host)
 or after `stale_seconds`; a reset time in the past rolls over as `WeightBudget` does. Clock
@@ -91,7 +94,7 @@ class SharedRequestBudget(Limiter):
             (int(requests_per_window), float(window_seconds)),
             (max(1, int(max_requests_per_second * second)), second),
         )
-        self._file = StateFile(path)
+        self._file = StateFile(path, recover=self._assume_spent)
         self._clock = clock
         self._sleep = sleep
 
@@ -101,6 +104,10 @@ class SharedRequestBudget(Limiter):
 
     def __repr__(self) -> str:
         return f"SharedRequestBudget({str(self.path)!r})"
+
+    def _assume_spent(self) -> dict[str, Any]:
+        """An unreadable file: its windows may be full, so nobody sends for the longest one."""
+        return {"blocked_until": self._clock() + max(span for _, span in self._rules)}
 
     def acquire(self, weight: int = 1) -> None:
         if weight < 1 or weight > min(capacity for capacity, _ in self._rules):
@@ -204,7 +211,7 @@ class SharedWeightBudget(WeightBudget):
         **options: Any,
     ) -> None:
         super().__init__(clock=clock, sleep=sleep, **options)
-        self._file = StateFile(path)
+        self._file = StateFile(path, recover=self._assume_spent)
         self._stale = float(stale_seconds)
         self._host = socket.gethostname()
         self._owners: dict[int, str] = {}
@@ -220,6 +227,11 @@ class SharedWeightBudget(WeightBudget):
 
     def __repr__(self) -> str:
         return f"SharedWeightBudget({str(self.path)!r})"
+
+    def _assume_spent(self) -> dict[str, Any]:
+        """An unreadable file: the window may be used up (and weight in flight), so nobody sends
+        for a window; then one request goes alone until a response tells the budget."""
+        return {"blocked_until": self._clock() + self._window, "probing": True}
 
     @property
     def remaining(self) -> int:

@@ -4,10 +4,17 @@ The document is one line of JSON in a file that is `flock`-ed while it is read, 
 written back in place, never while a caller sleeps or sends a request. It is rewritten in
 place rather than replaced (a rename costs a journal flush per request on ext4), and only its
 first line counts, so that a writer killed before truncating leaves the old tail after the
-newline, not a broken document. The kernel releases a `flock` when its holder dies, so a
-crashed process never blocks the others; what it left in the document is judged by the
-timestamps the callers keep in it. `flock` spans one machine: a directory on a network file
-system does not share a lock between hosts.
+newline, not a broken document. The line carries a CRC-32 of the rest of the document, which a
+write torn by a crash fails (a prefix of the new document over the old one, which may even
+parse). A document that cannot be read is replaced by what the caller's `recover` gives, not by
+an empty one: the rate budgets assume that their budget was just spent, as "starting afresh"
+would let the processes spend a whole budget again in a window that may be used up already.
+
+The kernel releases a `flock` when its holder dies, so a crashed process never blocks the
+others; what it left in the document is judged by the timestamps the callers keep in it. `flock`
+spans one machine: a directory on a network file system does not share a lock between hosts.
+A child made by fork gets a mutex of its own and drops the descriptor it inherited (which shares
+its parent's lock), whatever the parent's threads were doing at the fork.
 """
 
 from __future__ import annotations
@@ -17,24 +24,39 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import weakref
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__package__)
 
-VERSION = 1
+VERSION = 2
+"""2: with `checksum`. A document of another version is unreadable (and recovered from)."""
+CHECKSUM = "checksum"
+
+_OPEN: weakref.WeakSet[StateFile] = weakref.WeakSet()
 
 
 class StateFile:
-    """A JSON object at `path`, edited under an exclusive lock (threads and processes)."""
+    """A JSON object at `path`, edited under an exclusive lock (threads and processes).
 
-    def __init__(self, path: Path | str) -> None:
+    `recover` gives the document to start from when the file holds one that cannot be read
+    (torn, corrupt, of another version); a missing or empty file starts as `{}`.
+    """
+
+    def __init__(
+        self, path: Path | str, recover: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         self.path = Path(path)
+        self._recover = recover or dict
         self._mutex = threading.Lock()  # flock does not exclude threads sharing one descriptor
+        self._holder: int | None = None  # the thread inside `edit`
         self._fd: int | None = None
         self._fd_pid = -1
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         return f"StateFile({str(self.path)!r})"
@@ -50,39 +72,89 @@ class StateFile:
 
     @contextmanager
     def edit(self) -> Iterator[dict[str, Any]]:
-        """Lock, read the document (empty when missing or unreadable), yield it, write it back
-        if the block changed it, unlock. An exception in the block leaves the document as it was."""
+        """Lock, read the document, yield it, write it back if the block changed it, unlock.
+        An exception in the block leaves the document as it was."""
         with self._mutex:
-            fd = self._descriptor()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._holder = threading.get_ident()
             try:
-                state = self._read(fd)
-                before = json.dumps(state, sort_keys=True)
-                yield state
-                state["version"] = VERSION
-                after = json.dumps(state, sort_keys=True)
-                if after != before:
-                    data = (after + "\n").encode()
-                    os.pwrite(fd, data, 0)
-                    os.ftruncate(fd, len(data))
+                fd = self._descriptor()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    state, recovered = self._read(fd)
+                    before = None if recovered else json.dumps(state, sort_keys=True)
+                    yield state
+                    state.pop(CHECKSUM, None)
+                    state["version"] = VERSION
+                    after = json.dumps(state, sort_keys=True)
+                    if after != before:
+                        _write(fd, _line(state, after))
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._holder = None
 
-    def _read(self, fd: int) -> dict[str, Any]:
+    def _read(self, fd: int) -> tuple[dict[str, Any], bool]:
+        """The document, and whether it was recovered (then it must be written back)."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         if not data:
-            return {}
-        try:
-            state = json.loads(data.split(b"\n", 1)[0])
-        except ValueError:
-            state = None
-        if not isinstance(state, dict) or state.get("version") != VERSION:
-            logger.warning("%s is unreadable or of another version: starting afresh", self.path)
-            return {}
-        return state
+            return {}, False
+        state = _parse(data.split(b"\n", 1)[0])
+        if state is None:
+            logger.warning("%s is torn, corrupt or of another version: recovering", self.path)
+            return self._recover(), True
+        return state, False
 
     def close(self) -> None:
         with self._mutex:
             if self._fd is not None and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = None
+
+    def _after_fork_in_child(self) -> None:
+        if self._holder == threading.get_ident():
+            return  # forked inside `edit`: this very thread goes on with it
+        # The thread that may have held the mutex does not exist here: it would never be
+        # released. The inherited descriptor shares the parent's lock: were the parent killed
+        # while holding it, this copy would keep it held for as long as the child lives.
+        self._mutex = threading.Lock()
+        self._holder = None
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+
+
+def _line(state: dict[str, Any], body: str) -> bytes:
+    """`state` (already dumped as `body`) with the CRC-32 of `body`, as one line."""
+    checksum = f"{zlib.crc32(body.encode()):08x}"
+    return (json.dumps({**state, CHECKSUM: checksum}, sort_keys=True) + "\n").encode()
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """The document of a first line, or None when it is not one that `_line` wrote."""
+    try:
+        state = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(state, dict) or state.get("version") != VERSION:
+        return None
+    checksum = state.pop(CHECKSUM, None)
+    body = json.dumps(state, sort_keys=True).encode()
+    if checksum != f"{zlib.crc32(body):08x}":
+        return None
+    return state
+
+
+def _write(fd: int, data: bytes) -> None:
+    """`data` at the start of the file, which then ends after it."""
+    written = 0
+    while written < len(data):  # a short write (a full disk) would leave a torn line
+        written += os.pwrite(fd, data[written:], written)
+    os.ftruncate(fd, len(data))
+
+
+def _after_fork_in_child() -> None:
+    for state_file in list(_OPEN):
+        state_file._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

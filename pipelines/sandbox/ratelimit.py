@@ -31,6 +31,7 @@ BITSTAMP_BUDGET = 10_000
 BITSTAMP_WINDOW_MS = 600_000
 BITSTAMP_BURST = 400
 BITSTAMP_BURST_WINDOW_MS = 1_000
+WINDOWS_KEPT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,11 @@ class _CountState:
 
 
 class RequestLimiter:
-    """Bitstamp: request counts per aligned window (long budget and per-second burst)."""
+    """Bitstamp: request counts per aligned window (long budget and per-second burst).
+
+    `windows()` tells how many requests each identity sent in each long window (the last
+    `WINDOWS_KEPT` of them), refused ones included: what a test compares with the budget.
+    """
 
     def __init__(self, limits: RateLimits, clock: Clock = time.time) -> None:
         self._rules = (
@@ -146,7 +151,13 @@ class RequestLimiter:
         )
         self._clock = clock
         self._states: dict[str, _CountState] = {}
+        self._windows: dict[str, dict[int, int]] = {}
         self._lock = threading.Lock()
+
+    def windows(self) -> dict[str, dict[int, int]]:
+        """Requests per identity and long window (its start, epoch ms), refused ones included."""
+        with self._lock:
+            return {identity: dict(counts) for identity, counts in self._windows.items()}
 
     def charge(self, identity: str) -> bool:
         """Count one request; False when it exceeds a limit."""
@@ -161,4 +172,8 @@ class RequestLimiter:
                 state.counts[rule] += 1
                 if state.counts[rule] > budget:
                     allowed = False
+            counts = self._windows.setdefault(identity, {})
+            counts[state.starts[0]] = state.counts[0]
+            if len(counts) > WINDOWS_KEPT:
+                del counts[next(iter(counts))]
         return allowed
