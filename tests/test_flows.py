@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_markets_check import requests_by_endpoint, write_config
 
-from pipelines.cli import sandbox_config
+from pipelines.cli import main, sandbox_config
 from pipelines.config import load_settings
 from pipelines.datasets import CANDLES, FILLS, PUBLIC_TRADES
+from pipelines.flows.markets import UnknownMarketError
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.world import World
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -86,3 +89,63 @@ def test_sync_flow_lands_both_exchanges_and_is_idempotent(
         d.name: lake.scan(d).collect().height
         for d in (CANDLES.dataset, FILLS.dataset, PUBLIC_TRADES.dataset)
     } == counts
+
+
+# --- the configured markets: checked once per run, before any task ---------------------------
+# `tally sync` checks them before Prefect starts and its flow run does not read the market lists
+# again; a flow run started otherwise (a deployment, the demo) checks them itself, with its own
+# clients, before any task.
+
+
+@pytest.fixture(scope="module")
+def markets_sandbox() -> Iterator[Sandbox]:
+    now_ms = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
+    with start_sandbox(seed=31, world=World(seed=31, days=3, now_ms=now_ms)) as running:
+        yield running
+
+
+def served_since(sandbox: Sandbox, before: dict[str, int]) -> dict[str, int]:
+    """Requests served per endpoint since `before` was taken."""
+    return {
+        name: count - before.get(name, 0)
+        for name, count in requests_by_endpoint(sandbox).items()
+        if count != before.get(name, 0)
+    }
+
+
+def test_tally_sync_reads_each_market_list_once(
+    prefect_harness: None, markets_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")  # `tally sync` would set INFO
+    config = write_config(markets_sandbox, tmp_path, bitstamp=["BTC-EUR"])
+    before = requests_by_endpoint(markets_sandbox)
+    code = main(["sync", "--config", str(config), "--exchange", "bitstamp", "--what", "trades"])
+    assert code == 0
+    # the check before Prefect starts, then the one task: nothing read twice
+    assert served_since(markets_sandbox, before) == {
+        "bitstamp markets": 1,
+        "bitstamp transactions/{pair}": 1,
+    }
+    trades = Lake(load_settings(config).lake_dir).scan(PUBLIC_TRADES.dataset).collect()
+    assert trades.height > 0 and set(trades["market"]) == {"BTC-EUR"}
+
+
+def test_a_flow_run_started_directly_checks_the_markets_before_any_task(
+    prefect_harness: None, markets_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from pipelines.flows.sync import sync_flow
+
+    typo = write_config(markets_sandbox, tmp_path / "typo", bitstamp=["BTC-EUR", "BTC-XYZ"])
+    before = requests_by_endpoint(markets_sandbox)
+    with pytest.raises(UnknownMarketError, match="BTC-XYZ"):
+        sync_flow(str(typo), ["bitstamp"], ["trades"])
+    assert served_since(markets_sandbox, before) == {"bitstamp markets": 1}, "a task ran"
+
+    good = write_config(markets_sandbox, tmp_path / "good", bitstamp=["BTC-EUR"])
+    before = requests_by_endpoint(markets_sandbox)
+    results = sync_flow(str(good), ["bitstamp"], ["trades"])
+    assert [r["stream"] for r in results] == ["public_trades bitstamp BTC-EUR"]
+    assert served_since(markets_sandbox, before) == {
+        "bitstamp markets": 1,
+        "bitstamp transactions/{pair}": 1,
+    }
