@@ -11,7 +11,6 @@ from typing import Any
 from pipelines.exchanges import bitstamp_parse, bitvavo_parse
 from pipelines.flows.markets import market_problems, market_type
 
-
 # --- a market's type ------------------------------------------------------------------------
 
 
