@@ -21,15 +21,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.cli import sandbox_config
-from pipelines.config import Settings, load_settings
+from pipelines.config import Settings
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
 from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
 from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
@@ -41,9 +40,6 @@ NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 12
 SEED = 29
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 REALITIES = ("fill", "own", "order")
 
 
@@ -75,15 +71,8 @@ def synced(
     directory = tmp_path_factory.mktemp(f"history-{reality}")
     variants = Variants(bitvavo_history_ids=reality)
     with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
+        rt = sandbox_runtime(sandbox, directory, now=NOW)
+        settings = rt.settings
         try:
             sync_bitvavo_account(rt)
         finally:

@@ -15,16 +15,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.cli import sandbox_config
-from pipelines.config import Settings, load_settings
+from pipelines.config import Settings
 from pipelines.datasets import FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants, every_variant, parse_variants
 from pipelines.sandbox.world import World
@@ -35,9 +33,6 @@ NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 21
 SEED = 13
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 VARIANTS = [Variants(), *every_variant()]
 
 
@@ -50,15 +45,8 @@ def sync_variant(world: World, variants: Variants, directory: Path) -> Settings:
     """Both accounts and the account window's 1h candles, synced from a sandbox playing
     `variants`, then the warehouse built."""
     with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
+        rt = sandbox_runtime(sandbox, directory, now=NOW)
+        settings = rt.settings
         try:
             sync_bitstamp_account(rt)
             sync_bitvavo_account(rt)
