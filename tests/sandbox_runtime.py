@@ -1,13 +1,14 @@
-"""A runtime on a running sandbox, as the tests that sync one need it (one copy, not one per file).
+"""What the tests that sync a sandbox share (one copy, not one per file).
 
 `sandbox_runtime(sandbox, directory, now=...)` writes the config `tally sandbox --write-config`
 would write into `directory`, and returns a `Runtime` on it with fast retries, a frozen clock and
-limiters of its own (so that tests do not share a rate budget with each other).
+limiters of its own (so that tests do not share a rate budget with each other). `ClockedWorld`
+is a frozen world whose clock the test sets or moves.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipelines.cli import sandbox_config
@@ -15,6 +16,7 @@ from pipelines.config import load_settings
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
+from pipelines.sandbox.world import World
 
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
@@ -31,3 +33,28 @@ def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runt
         clock=lambda: now,
         limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
     )
+
+
+class ClockedWorld(World):
+    """A frozen world whose clock the test sets (`set`) or moves (`move`)."""
+
+    def __init__(self, *, seed: int, days: int, now: datetime) -> None:
+        self.clock_ms = _ms(now)
+        super().__init__(seed=seed, days=days, now_ms=_ms(now))
+
+    def now_ms(self) -> int:
+        return self.clock_ms
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
+
+    def set(self, moment: datetime) -> None:
+        self.clock_ms = _ms(moment)
+
+    def move(self, delta: timedelta) -> datetime:
+        self.clock_ms += int(delta.total_seconds() * 1000)
+        return self.now()
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

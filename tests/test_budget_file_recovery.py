@@ -20,33 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_limiters import FakeClock
+from test_shared_budget import Exhausted, never_sleep
 
 from pipelines.http import SharedRequestBudget, SharedWeightBudget
 from pipelines.http._statefile import StateFile
 
 T0 = 1_700_000_000.0
 WINDOW = 60.0
-
-
-class Exhausted(Exception):
-    """Raised by a sleep that refuses to wait: the budget wanted to wait `args[0]` seconds."""
-
-
-def never_sleep(seconds: float) -> None:
-    raise Exhausted(seconds)
-
-
-class FakeClock:
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0
-        self.now += seconds
-        assert self.now < T0 + 3600, "a budget that waits this long is spinning"
 
 
 def request_budget(path: Path, clock: FakeClock) -> SharedRequestBudget:

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
+from sandbox_runtime import FAST_RETRY, ClockedWorld
 
 from pipelines.cli import sandbox_config
 from pipelines.config import ConfigError, load_settings
@@ -28,7 +29,7 @@ from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff, floor_time, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.flows.settle import read_note, unsettled_from
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
+from pipelines.http import RequestBudget, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
@@ -43,30 +44,10 @@ T2 = T1 + timedelta(minutes=45)  # every candle unsettled at T1 has settled
 T3 = T2 + timedelta(hours=4)  # every candle read at T2 was read long enough after its close
 SPAN = Window(T1 - timedelta(hours=12), T1 + timedelta(days=1))
 INTERVALS = {"1m": 60, "5m": 300, "1h": 3600}
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-class ClockedWorld(World):
-    """A frozen world whose clock the test sets."""
-
-    def __init__(self, *, seed: int, days: int, now: datetime) -> None:
-        self.clock_ms = ms(now)
-        super().__init__(seed=seed, days=days, now_ms=ms(now))
-
-    def now_ms(self) -> int:
-        return self.clock_ms
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
-
-    def set(self, moment: datetime) -> None:
-        self.clock_ms = ms(moment)
 
 
 def runtime(sandbox: Sandbox, data_dir: Path, world: ClockedWorld) -> Runtime:

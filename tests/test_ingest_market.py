@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
+from sandbox_runtime import ClockedWorld
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -49,24 +50,6 @@ STEP_S = {"1m": 60, "1h": 3600, "1d": 86400}
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-class ClockedWorld(World):
-    """A frozen world whose clock the test moves."""
-
-    def __init__(self, *, seed: int, days: int, now: datetime) -> None:
-        self.clock_ms = ms(now)
-        super().__init__(seed=seed, days=days, now_ms=ms(now))
-
-    def now_ms(self) -> int:
-        return self.clock_ms
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
-
-    def move(self, delta: timedelta) -> datetime:
-        self.clock_ms += int(delta.total_seconds() * 1000)
-        return self.now()
 
 
 def make_runtime(

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from test_limiters import FakeClock
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -49,26 +50,6 @@ WORKER = Path(__file__).with_name("shared_budget_worker.py")
 
 class Exhausted(Exception):
     """Raised by a clock that does not move: the budget wanted to wait."""
-
-
-class FakeClock:
-    """Epoch seconds that move only when a limiter sleeps (then `on_sleep` runs, if set)."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[float], None] | None = None
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0, "a limiter must never sleep 0 or less (it would spin)"
-        assert len(self.sleeps) < 100_000, "limiter is spinning"
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(seconds)
 
 
 def never_sleep(seconds: float) -> None:
