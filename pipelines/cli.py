@@ -21,9 +21,16 @@ from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.exit_codes import EXIT_CODES_HELP
+
     parser = argparse.ArgumentParser(
         prog="tally",
         description="A complete, exact history of Bitstamp and Bitvavo accounts and markets.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an expected failure too"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(commands)
@@ -313,9 +320,21 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipelines.config import ConfigError
+    from pipelines.exit_codes import ExitCode, OperatorError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (OperatorError, ConfigError) as error:
+        if args.debug:
+            raise
+        lines = error.lines if isinstance(error, OperatorError) else str(error).splitlines()
+        code = error.exit_code if isinstance(error, OperatorError) else ExitCode.USAGE
+        for line in lines:
+            print(f"tally {args.command}: {line}", file=sys.stderr)
+        return int(code)
 
 
 # --- tally sandbox --------------------------------------------------------------------------
