@@ -361,14 +361,18 @@ class BitvavoClient:
         to_date: datetime,
         page: int = 1,
         max_items: int = HISTORY_PAGE,
+        kind: str | None = None,
     ) -> tuple[Page[BitvavoHistoryItem], int]:
-        """One page of /account/history and the total number of pages."""
-        params = {
+        """One page of /account/history and the total number of pages; `kind` asks for the
+        items of one `type` only ("buy", "withdrawal", …)."""
+        params: dict[str, object] = {
             "fromDate": _ms(from_date),
             "toDate": _ms(to_date),
             "page": page,
             "maxItems": max_items,
         }
+        if kind is not None:
+            params["type"] = kind
         reply = self._private("/account/history", "account_history", params)
         parsed = parse.parse_account_history(reply.data, account=self.account)
         return Page(parsed.items, "account_history", params, reply.fetched_at), parsed.total_pages
