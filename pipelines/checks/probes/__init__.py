@@ -1,0 +1,187 @@
+"""Probes of the API behaviours that the sandbox cannot prove (EXCHANGES.md, "Open points").
+
+The sandbox plays every reality of each open point (`tally sandbox --variant NAME=VALUE`,
+`pipelines/sandbox/variants.py`) and tally's clients handle them all; which one the real
+exchange plays only the exchange can tell. Each probe asks it with a few read-only requests, on
+the user's own account where the point needs one, through the runtime's clients (so through
+their shared rate budgets), and returns one `CheckRow`: check "probe: <variant>", subject the
+exchange, and status
+
+- ok: settled; the detail names the reality seen, what was seen, and how tally handles it;
+- skip: nothing on the account settles it (why), or it cannot be settled in a few requests;
+- warn: what was seen is none of the known realities (a finding: the detail says what);
+- fail: the probe could not run (the exchange refused or did not answer; the fix says what to do).
+
+Every detail ends with the requests (and Bitvavo weight) the probe sent.
+
+Requests (Bitvavo weight) per probe, every attempt counted (each module says how):
+
+| variant | how it is probed | requests (weight) |
+|---|---|---|
+| bitvavo-history-ids | newest history buys/sells matched to `/v2/trades` | 2–5 (2–17) |
+| bitvavo-history-amounts | the same sample, read once: quote amounts vs fills | shared |
+| bitvavo-trades-span | account trades over 91 days, then over 24 h | 1–2 (5–10) |
+| bitvavo-trades-end | public trades with `end` = a trade's own time | 1–2 (5–10) |
+| bitvavo-withdrawal-amount | withdrawalHistory vs history vs Bitstamp deposits | 1–2 (5–6) + 1 |
+| bitvavo-error-text | candles of a market that cannot exist | 1 (1) |
+| bitvavo-candles-settle | not probed: a few requests cannot bound a lag | 0 |
+| bitstamp-crypto-limit | crypto-transactions with limit 1, then 1000 | 1–2 |
+| bitstamp-ohlc-before-listing | daily OHLC with `end` in 2011, then at its candle | 1–2 |
+| bitstamp-perps | `/markets/` | 1 |
+
+At most 12 Bitvavo requests of weight 44 in all (of the key's 1000 a minute), and 6 Bitstamp
+requests (the withdrawal probe's one included).
+
+`run_probes(rt, exchanges)` runs those of the given exchanges, for `tally doctor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pipelines.checks import CheckRow
+from pipelines.checks.probes.bitstamp import (
+    probe_crypto_limit,
+    probe_ohlc_before_listing,
+    probe_perps,
+)
+from pipelines.checks.probes.bitvavo_candles import probe_candles_settle
+from pipelines.checks.probes.bitvavo_errors import probe_error_text
+from pipelines.checks.probes.bitvavo_history import (
+    HistorySample,
+    history_sample,
+    probe_history_amounts,
+    probe_history_ids,
+)
+from pipelines.checks.probes.bitvavo_trades import probe_trades_end, probe_trades_span
+from pipelines.checks.probes.bitvavo_withdrawals import probe_withdrawal_amount
+from pipelines.checks.probes.realities import HANDLING, MEANINGS
+from pipelines.checks.probes.rows import Spend, failed, has_key, unsettled
+from pipelines.flows.runtime import Runtime
+from pipelines.http import (
+    AuthenticationError,
+    ExchangeError,
+    PermissionDeniedError,
+    RetryableError,
+)
+
+__all__ = [
+    "HANDLING",
+    "MEANINGS",
+    "PROBES",
+    "HistorySample",
+    "Probe",
+    "history_sample",
+    "probe_candles_settle",
+    "probe_crypto_limit",
+    "probe_error_text",
+    "probe_history_amounts",
+    "probe_history_ids",
+    "probe_ohlc_before_listing",
+    "probe_perps",
+    "probe_trades_end",
+    "probe_trades_span",
+    "probe_withdrawal_amount",
+    "run_probes",
+]
+
+
+class _Run:
+    """One run of the probes: what they share (the history sample, read once)."""
+
+    def __init__(self, rt: Runtime, exchanges: frozenset[str]) -> None:
+        self.rt = rt
+        self.exchanges = exchanges
+        self._sample: HistorySample | None = None
+        self._error: Exception | None = None
+
+    def sample(self) -> HistorySample:
+        if self._error is not None:
+            raise self._error
+        if self._sample is None:
+            try:
+                self._sample = history_sample(self.rt)
+            except Exception as error:
+                self._error = error
+                raise
+        return self._sample
+
+
+@dataclass(frozen=True)
+class Probe:
+    variant: str
+    exchange: str
+    needs_key: bool  # reads the account: skipped without an API key
+    run: Callable[[_Run], CheckRow]
+
+
+PROBES: tuple[Probe, ...] = (
+    Probe("bitstamp-crypto-limit", "bitstamp", True, lambda r: probe_crypto_limit(r.rt)),
+    Probe(
+        "bitstamp-ohlc-before-listing", "bitstamp", False, lambda r: probe_ohlc_before_listing(r.rt)
+    ),
+    Probe("bitstamp-perps", "bitstamp", False, lambda r: probe_perps(r.rt)),
+    Probe("bitvavo-history-ids", "bitvavo", True, lambda r: probe_history_ids(r.rt, r.sample())),
+    Probe(
+        "bitvavo-history-amounts",
+        "bitvavo",
+        True,
+        lambda r: probe_history_amounts(r.rt, r.sample()),
+    ),
+    Probe("bitvavo-trades-span", "bitvavo", True, lambda r: probe_trades_span(r.rt)),
+    Probe("bitvavo-trades-end", "bitvavo", False, lambda r: probe_trades_end(r.rt)),
+    Probe(
+        "bitvavo-withdrawal-amount",
+        "bitvavo",
+        True,
+        lambda r: probe_withdrawal_amount(r.rt, other_account="bitstamp" in r.exchanges),
+    ),
+    Probe("bitvavo-error-text", "bitvavo", False, lambda r: probe_error_text(r.rt)),
+    Probe("bitvavo-candles-settle", "bitvavo", False, lambda r: probe_candles_settle(r.rt)),
+)
+
+
+def run_probes(rt: Runtime, exchanges: Iterable[str]) -> list[CheckRow]:
+    """One row per open point of each of `exchanges` ("bitstamp", "bitvavo"), in `PROBES`
+    order. A probe that raises gives a `fail` row; the others still run."""
+    wanted = frozenset(exchanges)
+    unknown = wanted - {probe.exchange for probe in PROBES}
+    if unknown:
+        raise ValueError(f"no probes for exchange(s) {sorted(unknown)}")
+    run = _Run(rt, wanted)
+    return [_guarded(probe, run) for probe in PROBES if probe.exchange in wanted]
+
+
+def _guarded(probe: Probe, run: _Run) -> CheckRow:
+    exchange, variant = probe.exchange, probe.variant
+    if probe.needs_key and not has_key(run.rt, exchange):
+        return unsettled(
+            exchange,
+            variant,
+            f"no API key for {exchange}, and the point shows only on the account",
+            Spend(),
+            f"set {exchange.upper()}_API_KEY and {exchange.upper()}_API_SECRET (a read-only key)",
+        )
+    spend = Spend()  # what a probe that raises had sent
+    try:
+        for name in run.exchanges:
+            spend.use(run.rt.bitstamp() if name == "bitstamp" else run.rt.bitvavo())
+        return probe.run(run)
+    except Exception as error:  # every probe gets its row, whatever another one raised
+        return failed(exchange, variant, f"{type(error).__name__}: {error}", spend, _fix(error))
+
+
+def _fix(error: Exception) -> str:
+    if isinstance(error, PermissionDeniedError):
+        return (
+            f"give the {error.exchange} API key read access to {error.endpoint} "
+            "(tally needs no more than reading)"
+        )
+    if isinstance(error, AuthenticationError):
+        return f"check the {error.exchange} API key and secret and the clock (see those rows)"
+    if isinstance(error, RetryableError):
+        return f"{error.exchange} did not answer in time: run tally doctor again later"
+    if isinstance(error, ExchangeError):
+        return f"check the {error.exchange} base_url and markets in tally.toml (see those rows)"
+    return "report this row to tally's maintainers"
