@@ -144,7 +144,9 @@ PROBES: tuple[Probe, ...] = (
 
 def run_probes(rt: Runtime, exchanges: Iterable[str]) -> list[CheckRow]:
     """One row per open point of each of `exchanges` ("bitstamp", "bitvavo"), in `PROBES`
-    order. A probe that raises gives a `fail` row; the others still run."""
+    order. A probe that raises gives a `fail` row; the others still run. Every request goes
+    through `rt`'s clients, so its retry policy applies: probe only exchanges that answered
+    the reachability check."""
     wanted = frozenset(exchanges)
     unknown = wanted - {probe.exchange for probe in PROBES}
     if unknown:
