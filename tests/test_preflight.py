@@ -26,6 +26,8 @@ from pipelines.checks.clock import ClockReading, clock_row
 from pipelines.cli import main, sandbox_config
 from pipelines.config import ExchangeSettings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER
+from pipelines.exit_codes import ExitCode, OperatorError
+from pipelines.http import PermissionDeniedError
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
@@ -259,29 +261,26 @@ def test_clocks_beyond_each_exchanges_tolerance_fail_one_line_each(
 
 
 def test_a_permission_refused_mid_sync_ends_it_in_one_line_with_exit_3(
-    prefect_harness: None,
-    world: World,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    prefect_harness: None, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The checks before work make one signed read (the balances); the key may make it but not
-    `crypto-transactions`, which the account sync reads after the ledger."""
+    `crypto-transactions`, which the account sync reads after the ledger. Run in-process with
+    `--debug`, so that the error `tally sync` would print as its one line is raised here."""
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")  # `tally sync` would set INFO
     with start_sandbox(
         seed=41, world=world, missing_permissions={"bitstamp": {"crypto-transactions"}}
     ) as lacking:
         config = write_config(lacking, tmp_path)
-        code = main(
-            ["sync", "--config", str(config), "--exchange", "bitstamp", "--what", "account"]
-        )
-    assert code == 3
-    last = lines(capsys.readouterr().err)[-1]
-    assert last == (
-        "tally sync: bitstamp: POST /api/v2/crypto-transactions/: permission denied "
+        args = ["sync", "--config", str(config), "--exchange", "bitstamp", "--what", "account"]
+        with pytest.raises(OperatorError) as raised:
+            main(["--debug", *args])
+    assert raised.value.exit_code == ExitCode.EXCHANGE
+    assert raised.value.lines == (
+        "bitstamp: POST /api/v2/crypto-transactions/: permission denied "
         "(code API0003, HTTP 403): No permission found; tick the permission for "
-        "POST /api/v2/crypto-transactions/ for this key (Bitstamp: Settings → API access)"
+        "POST /api/v2/crypto-transactions/ for this key (Bitstamp: Settings → API access)",
     )
+    assert isinstance(raised.value.__cause__, PermissionDeniedError), "--debug shows the cause"
     # the ledger, read before, stays landed: the next sync goes on from it
     ledger = Lake(load_settings(config).lake_dir).scan(BITSTAMP_LEDGER.dataset).collect()
     assert ledger.height == len(world.bitstamp.user_transactions)
