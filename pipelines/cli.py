@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(commands)
     _add_sync(commands)
+    _add_doctor(commands)
     _add_status(commands)
     _add_warehouse(commands)
     _add_sql(commands)
@@ -57,10 +58,18 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sync(commands: Any) -> None:
+    from pipelines.exit_codes import EXIT_CODES_HELP
+
     sync = commands.add_parser(
         "sync",
         help="fetch everything new from the configured exchanges into the lake",
-        description="Run the ingestion flows against the configured exchanges.",
+        description=(
+            "Run the ingestion flows against the configured exchanges. First, within seconds: "
+            "the keys for the account streams, each base URL, the clocks and the configured "
+            "markets (one line per problem, nothing fetched)."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_option(sync)
     sync.add_argument(
@@ -76,35 +85,77 @@ def _add_sync(commands: Any) -> None:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
+    from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
+    from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
-    from pipelines.flows.markets import UnknownMarketError, check_configured_markets
     from pipelines.flows.prefect_env import prepare_prefect
-    from pipelines.http import ExchangeError
 
     settings = load_settings(args.config)
-    # Before Prefect starts: an unknown market fails at once and nothing is fetched (the flow
-    # is told so and does not read the market lists again).
-    try:
-        check_configured_markets(settings, args.exchange)
-    except UnknownMarketError as error:
-        print(f"tally sync: {error}".replace("\n", "\ntally sync: "), file=sys.stderr)
-        return 2
-    except ExchangeError as error:
-        print(f"tally sync: cannot read the market lists: {error}", file=sys.stderr)
-        return 1
+    # Before Prefect starts: credentials, base URLs, clocks and markets, in seconds; a problem
+    # raises one line each and nothing is fetched (the flow is told the markets are checked).
+    for warning in run_preflight(settings, args.exchange, args.what):
+        print(f"tally sync: warning: {warning}", file=sys.stderr)
     # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     prepare_prefect(settings.data_dir)
     from pipelines.flows.sync import config_path, summary_table, sync_flow
 
     what = None if args.what == "all" else [args.what]
-    results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+    try:
+        results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+    except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network gone: one line, exit 3
+        raise sync_failure(error, settings) from error
     print(summary_table(results))
     from warehouse.build import build
 
     # The views are rebuilt after every sync, so that a dataset's first files are seen.
     print(f"warehouse rebuilt: {build(settings).path}")
     return 0
+
+
+def _add_doctor(commands: Any) -> None:
+    from pipelines.exit_codes import EXIT_CODES_HELP
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the setup: configuration, keys and permissions, clock, markets, warehouse",
+        description=(
+            "Run every check and print one row each (check, subject, status, detail) with its "
+            "fix: the configuration, each exchange's base URL, clock, key and secret, every "
+            "read permission the account sync needs (and a warning: a key's trade and withdraw "
+            "rights cannot be read without risk), the configured markets, and the warehouse's "
+            "freshness. Read-only: it never writes and never calls a trading endpoint."
+        ),
+        epilog=EXIT_CODES_HELP + "\n(doctor: 0 only when no row failed, else the worst row's)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_option(doctor)
+    doctor.add_argument(
+        "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the rows as JSON")
+    doctor.set_defaults(run=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from pipelines.checks.doctor import (
+        DoctorContext,
+        failed_configuration,
+        format_json,
+        format_table,
+        run_doctor,
+    )
+    from pipelines.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        report = failed_configuration(str(args.config or "tally.toml"), error)
+    else:
+        exchanges = tuple(dict.fromkeys(args.exchange or settings.exchanges))
+        report = run_doctor(DoctorContext(settings, exchanges, args.config))
+    print(format_json(report) if args.json else format_table(report))
+    return int(report.exit_code)
 
 
 def _add_status(commands: Any) -> None:

@@ -27,6 +27,7 @@ from pipelines.sandbox.auth import BitstampVerifier, Clock, KeyPair
 from pipelines.sandbox.catalog import PERPETUALS
 from pipelines.sandbox.faults import Fault, FaultConfig
 from pipelines.sandbox.listing import first_price, listed
+from pipelines.sandbox.permissions import bitstamp_refusal
 from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
 from pipelines.sandbox.reference import asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
@@ -74,10 +75,12 @@ class BitstampApp(ExchangeApp):
         variants: Variants | None = None,
         seed: int = 1,
         clock: Clock = time.time,
+        missing_permissions: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(faults)
         self.world = world
         self.keys = keys
+        self.missing_permissions = missing_permissions
         self.quirks = quirks
         self.variants = variants or Variants()
         self.seed = seed
@@ -179,6 +182,8 @@ class BitstampApp(ExchangeApp):
             headers=request.headers,
             body=request.body,
         )
+        if failure is None:
+            failure = bitstamp_refusal(route.name, self.missing_permissions)
         if failure is None:
             return None
         self.stats.auth_failure(failure.code)

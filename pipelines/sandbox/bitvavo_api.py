@@ -30,6 +30,7 @@ from pipelines.sandbox.app import Admission, ExchangeApp, Outcome
 from pipelines.sandbox.auth import BitvavoVerifier, Clock, KeyPair
 from pipelines.sandbox.faults import Fault, FaultConfig
 from pipelines.sandbox.listing import listed
+from pipelines.sandbox.permissions import bitvavo_refusal
 from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
@@ -101,10 +102,12 @@ class BitvavoApp(ExchangeApp):
         quirks: bool = True,
         variants: Variants | None = None,
         clock: Clock = time.time,
+        missing_permissions: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(faults)
         self.world = world
         self.keys = keys
+        self.missing_permissions = missing_permissions
         self.quirks = quirks
         self.variants = variants or Variants()
         self.clock = clock
@@ -172,6 +175,8 @@ class BitvavoApp(ExchangeApp):
             body=request.body,
             required=route.private,
         )
+        if failure is None and route.private:
+            failure = bitvavo_refusal(self.missing_permissions)
         if failure is None:
             return None
         self.stats.auth_failure(failure.code)

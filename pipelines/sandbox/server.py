@@ -17,7 +17,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -28,6 +28,7 @@ from pipelines.sandbox.auth import derive_keys
 from pipelines.sandbox.bitstamp_api import BitstampApp
 from pipelines.sandbox.bitvavo_api import BitvavoApp
 from pipelines.sandbox.faults import DEFAULT_SLOW_SECONDS, FaultConfig, parse_kinds
+from pipelines.sandbox.permissions import missing_permissions as missing_permissions_of
 from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.routing import Request
 from pipelines.sandbox.variants import Variants
@@ -263,6 +264,8 @@ def start_sandbox(
     world: Any | None = None,
     variants: Variants | None = None,
     bitstamp_clock_offset_s: float = 0.0,
+    bitvavo_clock_offset_s: float = 0.0,
+    missing_permissions: Mapping[str, Collection[str]] | None = None,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
@@ -274,10 +277,15 @@ def start_sandbox(
     only label the servers' own choices);
     `variants` picks the reality of each open API behaviour (see `variants.py`; default today's).
     `bitstamp_clock_offset_s` sets the Bitstamp server's clock that many seconds ahead of the
-    wall clock (negative: behind): its timestamp check, rate windows and `Date` header.
+    wall clock (negative: behind): its timestamp check, rate windows and `Date` header;
+    `bitvavo_clock_offset_s` likewise for Bitvavo (its access-window check, `GET /v2/time`,
+    rate windows and `Date` header). `missing_permissions` takes read permissions away from
+    the sandbox's keys, e.g. `{"bitstamp": {"crypto-transactions"}, "bitvavo": {"view"}}`
+    (see `permissions.py`).
     """
     variants = variants or Variants()
     # validate the options before building the world
+    lacking = missing_permissions_of(missing_permissions)
     limits = rate_limits if rate_limits is not None else RateLimits.scaled(rate_scale)
     fault_config = FaultConfig(
         rate=faults, kinds=parse_kinds(fault_kinds), slow_seconds=slow_seconds, seed=seed
@@ -299,6 +307,7 @@ def start_sandbox(
                 seed=seed,
                 variants=variants,
                 clock=_offset_clock(bitstamp_clock_offset_s),
+                missing_permissions=lacking["bitstamp"],
             ),
             bitstamp_port,
         ),
@@ -310,6 +319,8 @@ def start_sandbox(
                 faults=fault_config,
                 quirks=quirks,
                 variants=variants,
+                clock=_offset_clock(bitvavo_clock_offset_s),
+                missing_permissions=lacking["bitvavo"],
             ),
             bitvavo_port,
         ),

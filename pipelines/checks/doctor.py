@@ -1,0 +1,189 @@
+"""`tally doctor`: every check, one row each with its fix, and the exit code of the worst.
+
+The checks are the entries of `CHECKS`: a name, a function of the `DoctorContext` that returns
+`CheckRow`s, and the exit code a failed row of it stands for (3 exchange, credentials or
+network; 2 configuration; 1 data). A new check is one more entry; today's:
+
+- configuration: the file read (the effective values are another entry's, see below);
+- credentials: a key and secret configured for each exchange (local);
+- exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
+  and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
+- markets: every configured market a listed spot market;
+- warehouse: built after the newest lake file.
+
+Extension points, each an entry added to `CHECKS` by the part that owns it: the effective
+configuration (`ExitCode.USAGE`), the lake's integrity: unreadable files, stray temp files
+(`ExitCode.DATA`), and probes of the API behaviours the sandbox cannot prove
+(`ExitCode.EXCHANGE`; `DoctorContext.probes()` gives each exchange's reachability and clients
+are built from `ctx.settings`).
+
+The exchange checks run for both exchanges at once, within `DEADLINE_S`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipelines.checks import STATUSES, CheckRow
+from pipelines.checks.credentials import credentials_rows
+from pipelines.checks.probe import Deadline, ExchangeProbe, run_steps
+from pipelines.checks.warehouse import warehouse_rows
+from pipelines.config import DEFAULT_CONFIG_FILE, Settings
+from pipelines.exit_codes import ExitCode
+
+DEADLINE_S = 20.0
+
+
+@dataclass
+class DoctorContext:
+    """What the checks look at: the settings, the exchanges chosen, the config file read."""
+
+    settings: Settings
+    exchanges: tuple[str, ...]
+    config_file: Path | None = None  # None: ./tally.toml if present, else built-in defaults
+    _probes: list[ExchangeProbe] | None = field(default=None, repr=False)
+
+    def probes(self) -> list[ExchangeProbe]:
+        """Each exchange asked once (reachable, clock, credentials, permissions), concurrently;
+        the rows and the market lists stay on the probes for every check that reads them."""
+        if self._probes is None:
+            probes = [ExchangeProbe(self.settings, name) for name in self.exchanges]
+            try:
+                run_steps(probes, _ask_everything, Deadline(DEADLINE_S))
+            finally:
+                for probe in probes:
+                    probe.shutdown()
+            self._probes = probes
+        return self._probes
+
+
+def _ask_everything(probe: ExchangeProbe) -> None:
+    probe.reach()
+    probe.clock(signed=probe.config.credentials is not None)
+    probe.credentials(every_read=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorCheck:
+    """One entry of `CHECKS`: its rows, and the exit code a failed one stands for."""
+
+    name: str
+    rows: Callable[[DoctorContext], Iterable[CheckRow]]
+    failure: ExitCode  # what a failed row of this check exits with
+
+
+def configuration_rows(ctx: DoctorContext) -> list[CheckRow]:
+    path = ctx.config_file or DEFAULT_CONFIG_FILE
+    source = str(path) if path.exists() else "built-in defaults (no tally.toml)"
+    return [CheckRow("configuration", source, "ok", f"read; data in {ctx.settings.data_dir}")]
+
+
+def exchange_rows(ctx: DoctorContext) -> list[CheckRow]:
+    return [row for probe in ctx.probes() for row in probe.snapshot()]
+
+
+def market_rows(ctx: DoctorContext) -> list[CheckRow]:
+    rows = []
+    for probe in ctx.probes():
+        configured = probe.config.markets
+        if not configured:
+            rows.append(CheckRow("markets", probe.name, "skip", "no market configured"))
+        elif probe.listed is None:
+            rows.append(
+                CheckRow("markets", probe.name, "skip", "not checked: no market list came back")
+            )
+        elif problems := probe.market_problems():
+            rows += [
+                CheckRow(
+                    "markets",
+                    probe.name,
+                    "fail",
+                    problem.line().removeprefix(f"{probe.name}: "),
+                    f"correct or remove {problem.market} in markets under [{probe.name}] "
+                    "in tally.toml",
+                )
+                for problem in problems
+            ]
+        else:
+            rows.append(
+                CheckRow(
+                    "markets",
+                    probe.name,
+                    "ok",
+                    f"all {len(configured)} configured markets are listed: {', '.join(configured)}",
+                )
+            )
+    return rows
+
+
+CHECKS: tuple[DoctorCheck, ...] = (
+    DoctorCheck("configuration", configuration_rows, ExitCode.USAGE),
+    DoctorCheck(
+        "credentials", lambda ctx: credentials_rows(ctx.settings, ctx.exchanges), ExitCode.EXCHANGE
+    ),
+    DoctorCheck("exchanges", exchange_rows, ExitCode.EXCHANGE),
+    DoctorCheck("markets", market_rows, ExitCode.USAGE),
+    DoctorCheck("warehouse", lambda ctx: warehouse_rows(ctx.settings), ExitCode.DATA),
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every row, each with the exit code it stands for when it failed."""
+
+    rows: tuple[tuple[CheckRow, ExitCode], ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = [code for row, code in self.rows if row.failed]
+        return max(failed, default=ExitCode.OK)
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(row.status == status for row, _ in self.rows) for status in STATUSES}
+
+
+def run_doctor(ctx: DoctorContext, checks: Sequence[DoctorCheck] = CHECKS) -> Report:
+    return Report(tuple((row, check.failure) for check in checks for row in check.rows(ctx)))
+
+
+def failed_configuration(source: str, error: Exception) -> Report:
+    """The report when the configuration cannot even be read: one failed row, exit 2."""
+    row = CheckRow("configuration", source, "fail", str(error), "correct the file and run again")
+    return Report(((row, ExitCode.USAGE),))
+
+
+def format_table(report: Report) -> str:
+    """Columns check, subject, status, detail; a row's fix on the line below its detail."""
+    header = ("check", "subject", "status", "detail")
+    cells = [header] + [
+        (row.check, row.subject, row.status.upper() if row.failed else row.status, row.detail)
+        for row, _ in report.rows
+    ]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(3)]
+    indent = " " * (sum(widths) + 2 * len(widths))
+    lines = []
+    for index, cell in enumerate(cells):
+        lines.append(
+            "  ".join([*(c.ljust(w) for c, w in zip(cell, widths, strict=False)), cell[3]])
+        )
+        fix = report.rows[index - 1][0].fix if index else ""
+        if fix and report.rows[index - 1][0].status != "ok":
+            lines.append(f"{indent}fix: {fix}")
+    counts = report.counts()
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    lines.append(f"{summary}: exit {int(report.exit_code)}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_json(report: Report) -> str:
+    return json.dumps(
+        {
+            "ok": report.exit_code == ExitCode.OK,
+            "exit_code": int(report.exit_code),
+            "checks": [asdict(row) for row, _ in report.rows],
+        },
+        indent=2,
+    )

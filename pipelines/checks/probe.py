@@ -1,0 +1,321 @@
+"""Ask each exchange, concurrently and briefly, whether tally can work with it.
+
+An `ExchangeProbe` holds one exchange's clients (a 3 s timeout, at most one quick retry, rate
+limiters of their own: a handful of requests) and the rows found so far. Its steps:
+
+- `reach`: the market list (`GET /api/v2/markets/`, `GET /v2/markets`), which proves the base
+  URL answers and gives the listed markets; Bitstamp's `Date` header gives its clock.
+- `clock`: Bitvavo's `GET /v2/time`; Bitstamp's reading from `reach`.
+- `credentials`: the first of `ACCOUNT_READS` (the balances), signed: the key and secret are
+  accepted or not; for `tally doctor` then every other account read once, one row each, and
+  the warning about trade and withdraw rights.
+
+Public requests are sent unsigned (Bitvavo's client would sign them when a key is configured),
+so that a refused key shows in the credentials row and not as an unreachable market list.
+
+`run_steps` runs one step function per exchange in daemon threads and waits for them until a
+deadline: an exchange still busy then gets a failed row naming what it was waiting for, and its
+thread is left behind (the process exits without it). That bounds the checks of both exchanges
+together, whatever the network does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from pipelines.checks import CheckRow, Status
+from pipelines.checks.clock import ClockReading, clock_row, from_date_header, from_server_time
+from pipelines.checks.failures import env_names, explain
+from pipelines.checks.permissions import (
+    ACCOUNT_READS,
+    PUBLIC_READS,
+    ReadCall,
+    trade_withdraw_row,
+)
+from pipelines.config import ExchangeSettings, Settings
+from pipelines.exchanges import bitstamp_parse
+from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.records import MarketInfo
+from pipelines.flows.markets import MarketProblem, market_problems
+from pipelines.http import (
+    ExchangeError,
+    PermissionDeniedError,
+    RequestBudget,
+    RetryPolicy,
+    WeightBudget,
+)
+
+TIMEOUT_S = 3.0
+# One quick retry of a refused connection or a 5xx; none after a timeout (3 s + a wait > 3 s).
+RETRY = RetryPolicy(max_attempts=2, max_total_seconds=TIMEOUT_S, base_seconds=0.2)
+MARKET_LISTS = {name: reads["markets"] for name, reads in PUBLIC_READS.items()}
+
+
+@dataclass
+class ExchangeProbe:
+    """What one exchange answered so far. Steps append rows; `close` freezes them."""
+
+    settings: Settings
+    name: str
+    wall_clock: Callable[[], float] = time.time
+    rows: list[CheckRow] = field(default_factory=list)
+    listed: list[MarketInfo] | None = None
+    waiting_for: tuple[str, str] = ("reachable", "starting")
+    reachable: bool = False
+    key_accepted: bool = False
+    crashed: Exception | None = None  # a bug in a step, raised again in the main thread
+    _bitstamp_clock: ClockReading | None = None
+    _closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def config(self) -> ExchangeSettings:
+        return self.settings.exchange(self.name)
+
+    def add(self, check: str, status: Status, detail: str, fix: str = "") -> None:
+        self.add_row(CheckRow(check, self.name, status, detail, fix))
+
+    def add_row(self, row: CheckRow) -> None:
+        with self._lock:
+            if not self._closed:
+                self.rows.append(row)
+
+    def close(self, deadline_s: float) -> None:
+        """The deadline passed: record what was still awaited; later rows are dropped."""
+        check, what = self.waiting_for
+        self.add(
+            check,
+            "fail",
+            f"no answer within {deadline_s:g} s ({what} at {self.config.base_url})",
+            f"check the network connection and base_url under [{self.name}] in tally.toml",
+        )
+        with self._lock:
+            self._closed = True
+
+    def snapshot(self) -> list[CheckRow]:
+        with self._lock:
+            return list(self.rows)
+
+    def shutdown(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # --- clients -------------------------------------------------------------------------
+
+    def client(self, *, signed: bool) -> Any:
+        kind = "signed" if signed else "public"
+        if kind not in self._clients:
+            config = self.config
+            credentials = config.credentials if signed else None
+            if self.name == "bitstamp":
+                limiter = RequestBudget(
+                    config.requests_per_window,
+                    config.window_seconds,
+                    config.max_requests_per_second,
+                )
+                self._clients[kind] = BitstampClient(
+                    config.base_url,
+                    credentials,
+                    limiter=limiter,
+                    retry=RETRY,
+                    timeout=(TIMEOUT_S, TIMEOUT_S),
+                )
+            else:
+                self._clients[kind] = BitvavoClient(
+                    config.base_url,
+                    credentials,
+                    access_window_ms=config.access_window_ms,
+                    limiter=WeightBudget(),
+                    retry=RETRY,
+                    timeout=(TIMEOUT_S, TIMEOUT_S),
+                )
+        return self._clients[kind]
+
+    def present(self) -> datetime:
+        """The sync's present, for the time windows of probing reads: the configured frozen
+        `now`, else the wall clock (the clock check never uses the frozen one)."""
+        return self.settings.now or datetime.now(UTC)
+
+    def failed(self, error: ExchangeError) -> None:
+        explained = explain(error, self.config.base_url)
+        self.add(explained.check, "fail", explained.detail, explained.fix)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def reach(self) -> None:
+        """Read the market list: the base URL answers, and what it lists."""
+        self.waiting_for = ("reachable", MARKET_LISTS[self.name])
+        client = self.client(signed=False)
+        started = self.wall_clock()
+        try:
+            if self.name == "bitstamp":
+                # Bitstamp has no time endpoint: its clock comes from this response's `Date`.
+                reply = client.http.request("GET", "/api/v2/markets/", endpoint="markets")
+                self.listed = bitstamp_parse.parse_markets(reply.data)
+                date = _date_header(reply.headers)
+                if date is not None:
+                    self._bitstamp_clock = from_date_header(
+                        date,
+                        started,
+                        self.wall_clock(),
+                        f"Date header of {MARKET_LISTS[self.name]}",
+                    )
+            else:
+                self.listed = client.markets()
+        except ExchangeError as error:
+            self.failed(error)
+            return
+        took = self.wall_clock() - started
+        self.reachable = True
+        self.add(
+            "reachable",
+            "ok",
+            f"{self.config.base_url} answers ({MARKET_LISTS[self.name]} in {took:.2f} s)",
+        )
+
+    def market_problems(self) -> list[MarketProblem]:
+        if self.listed is None:
+            return []
+        return market_problems(self.name, self.config.markets, self.listed)
+
+    def clock(self, *, signed: bool) -> None:
+        """Measure the local clock's offset; `signed`: whether signed requests will follow."""
+        if not self.reachable:
+            return
+        frozen = self.settings.now
+        if self.name == "bitstamp":
+            reading = self._bitstamp_clock
+            if reading is None:
+                self.add("clock", "skip", "the market list came without a Date header")
+                return
+        else:
+            self.waiting_for = ("clock", "GET /v2/time")
+            client = self.client(signed=False)
+            before = self.wall_clock()
+            try:
+                server = client.time()
+            except ExchangeError as error:
+                self.failed(error)
+                return
+            reading = from_server_time(
+                server.timestamp(), before, self.wall_clock(), "GET /v2/time"
+            )
+        self.add_row(clock_row(self.config, reading, signed=signed, frozen_now=frozen))
+
+    def credentials(self, *, every_read: bool) -> None:
+        """One cheap signed read (the key and secret accepted?); `every_read`: then every other
+        account read too, one row each (doctor)."""
+        if self.config.credentials is None:
+            return  # told by `credentials_rows`, without a request
+        if not self.reachable:
+            self.add("credentials", "skip", "not checked: the exchange did not answer")
+            return
+        if any(row.check == "clock" and row.failed for row in self.snapshot()):
+            # every signed request would be refused first (and corrected, noisily): clock first
+            self.add("credentials", "skip", "not checked: the clock is off by more than allowed")
+            return
+        first, *others = ACCOUNT_READS[self.name]
+        outcome = self._read(first, check="credentials")
+        if outcome is None or isinstance(outcome, PermissionDeniedError):
+            self.key_accepted = True
+            self.add(
+                "credentials",
+                "ok",
+                f"key and secret accepted ({first.request}); {_source(self.name)}",
+            )
+        self._permission_row(first, outcome)
+        if not (every_read and self.key_accepted):
+            return
+        for read in others:
+            self._permission_row(read, self._read(read))
+        self.add_row(trade_withdraw_row(self.name))
+
+    def _read(self, read: ReadCall, check: str = "permission") -> ExchangeError | str | None:
+        """Make `read`: None when it answered, its error, or why it was skipped."""
+        market = self.config.markets[0] if self.config.markets else None
+        if read.needs_market and market is None:
+            return "no market is configured to ask with"
+        self.waiting_for = (check, read.request)
+        try:
+            read.call(self.client(signed=True), self.present(), market)
+        except ExchangeError as error:
+            return error
+        return None
+
+    def _permission_row(self, read: ReadCall, outcome: ExchangeError | str | None) -> None:
+        subject = f"{self.name} {read.endpoint}"
+        if outcome is None:
+            self.add_row(CheckRow("permission", subject, "ok", f"{read.request} answers"))
+        elif isinstance(outcome, str):
+            self.add_row(CheckRow("permission", subject, "skip", outcome))
+        elif isinstance(outcome, PermissionDeniedError):
+            explained = explain(outcome, self.config.base_url)
+            self.add_row(CheckRow("permission", subject, "fail", explained.detail, explained.fix))
+        else:
+            self.failed(outcome)
+
+
+def _date_header(headers: Any) -> float | None:
+    value = headers.get("Date")
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _source(exchange: str) -> str:
+    key_var, _ = env_names(exchange)
+    return f"from {key_var}" if os.environ.get(key_var) else "from tally.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """`seconds` from `started` (`time.monotonic` times): the checks' whole time budget."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.started + self.seconds - time.monotonic())
+
+
+def run_steps(
+    probes: Sequence[ExchangeProbe], step: Callable[[ExchangeProbe], None], deadline: Deadline
+) -> None:
+    """Run `step` on every probe at once and wait until each is done or the deadline passed;
+    a probe still busy then is closed with a failed row (its thread is left behind)."""
+
+    def guarded(probe: ExchangeProbe) -> None:
+        try:
+            step(probe)
+        except Exception as error:  # a bug: shown by the main thread, not lost in this one
+            probe.crashed = error
+
+    threads = []
+    for probe in probes:
+        thread = threading.Thread(
+            target=guarded, args=(probe,), daemon=True, name=f"tally-check-{probe.name}"
+        )
+        thread.start()
+        threads.append((probe, thread))
+    for probe, thread in threads:
+        thread.join(deadline.left)
+        if thread.is_alive():
+            probe.close(deadline.seconds)
+        elif probe.crashed is not None:
+            raise probe.crashed
