@@ -9,13 +9,10 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
   and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
 - markets: every configured market a listed spot market;
-- warehouse: built after the newest lake file.
-
-Extension points, each an entry added to `CHECKS` by the part that owns it: the effective
-configuration (`ExitCode.USAGE`), the lake's integrity: unreadable files, stray temp files
-(`ExitCode.DATA`), and probes of the API behaviours the sandbox cannot prove
-(`ExitCode.EXCHANGE`; `DoctorContext.probes()` gives each exchange's reachability and clients
-are built from `ctx.settings`).
+- warehouse: built after the newest lake file;
+- behaviours: which reality each exchange plays of the API behaviours no recording or document
+  settles (`pipelines/checks/probes`), asked of the exchanges that answered and accepted the key
+  (or have none configured: the public probes still run).
 
 The exchange checks run for both exchanges at once, within `DEADLINE_S`.
 """
@@ -29,7 +26,7 @@ from pathlib import Path
 
 from pipelines.checks import STATUSES, CheckRow
 from pipelines.checks.credentials import credentials_rows
-from pipelines.checks.probe import Deadline, ExchangeProbe, run_steps
+from pipelines.checks.probe import RETRY, Deadline, ExchangeProbe, run_steps
 from pipelines.checks.warehouse import warehouse_rows
 from pipelines.config import DEFAULT_CONFIG_FILE, Settings
 from pipelines.exit_codes import ExitCode
@@ -119,6 +116,35 @@ def market_rows(ctx: DoctorContext) -> list[CheckRow]:
     return rows
 
 
+def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
+    from contextlib import closing
+
+    from pipelines.checks.probes import run_probes
+    from pipelines.flows.runtime import Runtime
+
+    askable, rows = [], []
+    for probe in ctx.probes():
+        refused = [row for row in probe.snapshot() if row.check == "permission" and row.failed]
+        if probe.reachable and probe.config.credentials is None:
+            askable.append(probe.name)
+        elif probe.reachable and probe.key_accepted and not refused:
+            askable.append(probe.name)
+        else:
+            if not probe.reachable:
+                reason = "not reachable"
+            elif not probe.key_accepted:
+                reason = "its key was not accepted"
+            else:
+                reason = "its key lacks a read permission"
+            rows.append(
+                CheckRow("behaviours", probe.name, "skip", f"not probed: {reason} (see above)")
+            )
+    if askable:
+        with closing(Runtime(ctx.settings, retry=RETRY)) as rt:
+            rows = run_probes(rt, askable) + rows
+    return rows
+
+
 CHECKS: tuple[DoctorCheck, ...] = (
     DoctorCheck("configuration", configuration_rows, ExitCode.USAGE),
     DoctorCheck(
@@ -127,6 +153,7 @@ CHECKS: tuple[DoctorCheck, ...] = (
     DoctorCheck("exchanges", exchange_rows, ExitCode.EXCHANGE),
     DoctorCheck("markets", market_rows, ExitCode.USAGE),
     DoctorCheck("warehouse", lambda ctx: warehouse_rows(ctx.settings), ExitCode.DATA),
+    DoctorCheck("behaviours", behaviour_rows, ExitCode.EXCHANGE),
 )
 
 
