@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_warehouse(commands)
     _add_sql(commands)
     _add_export(commands)
+    _add_config(commands)
     _add_sandbox(commands)
     return parser
 
@@ -304,7 +305,12 @@ def _add_export(commands: Any) -> None:
         default=None,
         help="default: per-account for de (BMF: per wallet), else pooled; uk pools always",
     )
-    export.add_argument("--currency", choices=CURRENCIES, default="EUR", help="default EUR")
+    export.add_argument(
+        "--currency",
+        choices=CURRENCIES,
+        default=None,
+        help="default: reporting_currency of tally.toml (built in: EUR)",
+    )
     export.add_argument(
         "--timezone",
         default=None,
@@ -349,7 +355,7 @@ def _run_export(args: argparse.Namespace) -> int:
             year=args.year,
             method=args.method,
             lots=args.lots,
-            currency=args.currency,
+            currency=args.currency or settings.reporting_currency,
             timezone=args.timezone,
             on=args.date,
         )
@@ -368,6 +374,40 @@ def _run_export(args: argparse.Namespace) -> int:
     if report.failed:
         print(format_failures(report), file=sys.stderr)
     return 0 if report.ok else 1
+
+
+# --- tally config ---------------------------------------------------------------------------
+
+
+def _add_config(commands: Any) -> None:
+    config = commands.add_parser(
+        "config",
+        help="show the effective configuration, secrets masked",
+        description=(
+            "Check tally.toml and the environment and print every setting with its effective "
+            "value and where it came from (default, the file, the environment). A secret shows "
+            "only whether it is set, and an API key its id (a hash, not the key). Exits 2, one "
+            "line per problem, when the configuration is invalid."
+        ),
+    )
+    _config_option(config)
+    config.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    config.set_defaults(run=_run_config)
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from pipelines.config import describe_settings, format_settings, load_settings
+
+    settings = load_settings(args.config)
+    rows = describe_settings(settings)
+    file = None if settings.config_file is None else str(settings.config_file)
+    if args.json:
+        described = [row._asdict() for row in rows]
+        print(json.dumps({"file": file, "settings": described}, indent=2))
+        return 0
+    print(f"configuration: {file or 'no file, built-in defaults and the environment'}")
+    print(format_settings(rows))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

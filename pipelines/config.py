@@ -15,41 +15,58 @@ Example `tally.toml`::
     markets = ["BTC-EUR", "ETH-EUR"]
     intervals = ["1h", "1d"]
 
-`rate_budget_dir = "…"` (optional, default `<data_dir>/.ratelimit`) is where every sync keeps
-the rate budget it shares with the other processes using the same key; point several data
-directories that use one key at one directory (on one machine) so that they share it too.
+Every key, its type, default, meaning and allowed values is declared once, in
+`pipelines.config_schema` (the README's table lists them; `tally config` shows the effective
+values). `load_settings` reports every problem of a file at once as a `ConfigError` (exit 2), one
+line each naming the file, the key and what is allowed; an unknown key or section is refused
+with the nearest valid name.
 
-`now = "2024-03-31T00:00:00Z"` (optional) makes every sync treat that moment as the present:
-for a sandbox whose clock is frozen (`tally sandbox --now …` writes it).
-
-`candles_reread_minutes = 180` (the default) is how long after its close a candle may still
-change: every sync reads again the candles it read less than this long after they closed, and a
-candle is final once a read came at least this long after its close (Bitvavo's newest candles
-come back incomplete for a while; three hours is far more than the minute users report).
+`rate_budget_dir` is where every sync keeps the rate budget it shares with the other processes
+using the same key; point several data directories that use one key at one directory (on one
+machine) so that they share it too. `now` makes every sync treat that moment as the present: for
+a sandbox whose clock is frozen (`tally sandbox --now …` writes it). `candles_reread_minutes` is
+how long after its close a candle may still change: every sync reads again the candles it read
+less than this long after they closed (Bitvavo's newest candles come back incomplete for a
+while; three hours is far more than the minute users report).
 
 Secrets come from `BITSTAMP_API_KEY`, `BITSTAMP_API_SECRET`, `BITVAVO_API_KEY` and
 `BITVAVO_API_SECRET`; a config file may also carry `api_key`/`api_secret` (the sandbox's own
-throw-away keys are written that way), and the environment wins over the file.
+throw-away keys are written that way), and the environment wins over the file. Half a pair is an
+error naming the missing variable.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from pipelines.config_schema import (
+    SECRET_KEYS,
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    ConfigFile,
+    ValidationError,
+    key_name,
+    problem_lines,
+)
 from pipelines.credentials import Credentials
+from pipelines.exit_codes import OperatorError
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
-EXCHANGES = ("bitstamp", "bitvavo")
+EXCHANGES = tuple(SECTIONS)
+# The built-in values of every key (`ConfigFile`'s defaults): the one place they are written.
+_BUILT_IN = ConfigFile()
+
+DEFAULT_SOURCE = "default"
 
 
-class ConfigError(ValueError):
-    """The configuration file or environment is invalid."""
+class ConfigError(OperatorError, ValueError):
+    """The configuration file or environment is invalid: one line per problem (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -61,22 +78,26 @@ class ExchangeSettings:
     credentials: Credentials | None = None
     # Bitstamp pacing: requests per window and per second (ignored for Bitvavo, which is paced
     # from its own rate-limit headers).
-    requests_per_window: int = 8000
-    window_seconds: float = 600.0
-    max_requests_per_second: float = 400.0
+    requests_per_window: int = _BUILT_IN.bitstamp.requests_per_window
+    window_seconds: float = _BUILT_IN.bitstamp.window_seconds
+    max_requests_per_second: float = _BUILT_IN.bitstamp.max_requests_per_second
     # Bitvavo: Bitvavo-Access-Window in ms.
-    access_window_ms: int = 10_000
+    access_window_ms: int = _BUILT_IN.bitvavo.access_window_ms
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    reporting_currency: str = "EUR"
+    reporting_currency: str = _BUILT_IN.reporting_currency
     exchanges: Mapping[str, ExchangeSettings] = field(default_factory=dict)
     now: datetime | None = None  # a frozen present (sandbox); None: the wall clock
-    public_trades_days: int = 1  # how far back a first Bitvavo public-trades sync reaches
+    public_trades_days: int = _BUILT_IN.public_trades_days
     rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
-    candles_reread_minutes: int = 180  # a candle read sooner after its close is read again
+    candles_reread_minutes: int = _BUILT_IN.candles_reread_minutes
+    config_file: Path | None = None  # the file read, None: built-in defaults only
+    # where each value came from, by key (`data_dir`, `[bitvavo] api_key`): "file tally.toml",
+    # "environment BITVAVO_API_KEY", "argument"; a key not listed has its default
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def lake_dir(self) -> Path:
@@ -106,19 +127,9 @@ class Settings:
             raise ConfigError(f"exchange {name!r} is not configured") from None
 
 
-# Every default market exists on its exchange (tests/test_sandbox_markets.py checks them against
-# the recorded market lists): Bitstamp lists GBP/EUR as `gbpeur`, there is no `eurgbp`.
+# base_url, markets and intervals of each exchange (and its pacing), as built in.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "bitstamp": {
-        "base_url": "https://www.bitstamp.net",
-        "markets": ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "GBP-EUR"],
-        "intervals": ["1h", "1d"],
-    },
-    "bitvavo": {
-        "base_url": "https://api.bitvavo.com/v2",
-        "markets": ["BTC-EUR", "ETH-EUR", "ADA-EUR"],
-        "intervals": ["1h", "1d"],
-    },
+    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGES
 }
 
 
@@ -128,92 +139,189 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     data_dir: Path | str | None = None,
 ) -> Settings:
-    """Read `config_file` (default `./tally.toml` if present) and the environment."""
+    """Read `config_file` (default `./tally.toml` if present) and the environment.
+
+    Raises `ConfigError` with every problem of the file and of the key pairs at once.
+    """
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
     path = Path(config_file) if config_file is not None else DEFAULT_CONFIG_FILE
-    if path.exists():
-        with path.open("rb") as handle:
-            try:
-                raw = tomllib.load(handle)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: {exc}") from None
-    elif config_file is not None:
-        raise ConfigError(f"config file {path} does not exist")
+    raw = _read(path, required=config_file is not None)
+    found = path.is_file()
+    origin = f"file {path}"
+    problems: list[str] = []
+    parsed: ConfigFile | None = None
+    try:
+        parsed = ConfigFile.model_validate(raw)
+    except ValidationError as error:
+        problems.extend(problem_lines(str(path), error))
+    sources = {name: origin for name in TOP_LEVEL_KEYS if name in raw}
+    credentials: dict[str, Credentials | None] = {}
+    for name in EXCHANGES:
+        table = raw.get(name, {})
+        table = table if isinstance(table, Mapping) else {}
+        sources.update({key_name(name, key): origin for key in table if key not in SECRET_KEYS})
+        credentials[name], pair_problem = _credentials(name, table, environ, str(path), sources)
+        if pair_problem:
+            problems.append(pair_problem)
+    if problems or parsed is None:
+        raise ConfigError(*problems)
 
-    base_dir = path.resolve().parent if path.exists() else Path.cwd()
-    chosen_dir = Path(data_dir) if data_dir is not None else Path(raw.get("data_dir", "data"))
-    if not chosen_dir.is_absolute():
-        chosen_dir = base_dir / chosen_dir if data_dir is None else Path.cwd() / chosen_dir
-
-    budget_dir: Path | None = None
-    if "rate_budget_dir" in raw:
-        budget_dir = (base_dir / str(raw["rate_budget_dir"])).resolve()
-
-    exchanges = {name: _exchange_settings(name, raw.get(name, {}), environ) for name in EXCHANGES}
+    base_dir = path.resolve().parent if found else Path.cwd()
+    if data_dir is not None:
+        chosen_dir = Path(data_dir)
+        chosen_dir = chosen_dir if chosen_dir.is_absolute() else Path.cwd() / chosen_dir
+        sources["data_dir"] = "argument"
+    else:
+        chosen_dir = base_dir / parsed.data_dir
+    budget_dir = None
+    if parsed.rate_budget_dir is not None:
+        budget_dir = (base_dir / parsed.rate_budget_dir).resolve()
     return Settings(
         data_dir=chosen_dir.resolve(),
-        reporting_currency=str(raw.get("reporting_currency", "EUR")).upper(),
-        exchanges=exchanges,
-        now=_frozen_now(raw.get("now")),
-        public_trades_days=int(raw.get("public_trades_days", 1)),
+        reporting_currency=parsed.reporting_currency,
+        exchanges={name: _exchange_settings(name, parsed, credentials[name]) for name in EXCHANGES},
+        now=parsed.now,
+        public_trades_days=parsed.public_trades_days,
         rate_budget_dir=budget_dir,
-        candles_reread_minutes=_minutes(raw.get("candles_reread_minutes", 180)),
+        candles_reread_minutes=parsed.candles_reread_minutes,
+        config_file=path.resolve() if found else None,
+        sources=sources,
     )
 
 
-def _minutes(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"candles_reread_minutes = {value!r}: whole minutes, 0 or more")
-    return value
+def _read(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:  # its text ends "(at line L, column C)"
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
 
 
-def _frozen_now(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"now = {value!r} is not an ISO time") from None
-    if moment.tzinfo is None:
-        raise ConfigError("now must carry a time zone (e.g. 2024-03-31T00:00:00Z)")
-    return moment.astimezone(UTC)
+def _credentials(
+    exchange: str,
+    table: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file: str,
+    sources: dict[str, str],
+) -> tuple[Credentials | None, str | None]:
+    """The key pair of `exchange` (the environment wins over the file, half by half), or the
+    line saying which half is missing."""
+    found: dict[str, tuple[str, str]] = {}  # api_key/api_secret → (value, source)
+    for half in SECRET_KEYS:
+        variable = f"{exchange.upper()}_{half.upper()}"
+        in_file = table.get(half)
+        if environ.get(variable):
+            found[half] = (environ[variable], f"environment {variable}")
+        elif isinstance(in_file, str) and in_file:
+            found[half] = (in_file, f"file {file}")
+    for half, (_, source) in found.items():
+        sources[key_name(exchange, half)] = source
+    if not found or any(not isinstance(table.get(half, ""), str) for half in SECRET_KEYS):
+        return None, None  # none, or a half that is not text: told as a bad value
+    if len(found) == 2:
+        return Credentials.from_strings(found["api_key"][0], found["api_secret"][0]), None
+    [(present, (_, source))] = found.items()
+    [missing] = [half for half in SECRET_KEYS if half not in found]
+    variable = f"{exchange.upper()}_{missing.upper()}"
+    if source.startswith("file"):
+        return None, (
+            f"{file}: {key_name(exchange, present)} is set but {missing} is not: set the "
+            f"environment variable {variable} (or {missing} in [{exchange}])"
+        )
+    return None, (
+        f"environment: {exchange.upper()}_{present.upper()} is set but {variable} is not: set "
+        f"it too (or {missing} in [{exchange}] of {file})"
+    )
 
 
 def _exchange_settings(
-    name: str, section: Mapping[str, Any], environ: Mapping[str, str]
+    name: str, parsed: ConfigFile, credentials: Credentials | None
 ) -> ExchangeSettings:
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"[{name}] must be a table")
-    merged = {**DEFAULTS[name], **section}
-    key = environ.get(f"{name.upper()}_API_KEY") or merged.pop("api_key", None)
-    secret = environ.get(f"{name.upper()}_API_SECRET") or merged.pop("api_secret", None)
-    merged.pop("api_key", None)
-    merged.pop("api_secret", None)
-    credentials = Credentials.from_strings(str(key), str(secret)) if key and secret else None
-    known = {
-        "base_url",
-        "markets",
-        "intervals",
-        "requests_per_window",
-        "window_seconds",
-        "max_requests_per_second",
-        "access_window_ms",
+    section = getattr(parsed, name)
+    tuning = {
+        key: value
+        for key, value in section.model_dump().items()
+        if key not in ("base_url", "markets", "intervals", *SECRET_KEYS)
     }
-    unknown = set(merged) - known
-    if unknown:
-        raise ConfigError(f"[{name}] has unknown settings: {', '.join(sorted(unknown))}")
     return ExchangeSettings(
         name=name,
-        base_url=str(merged["base_url"]).rstrip("/"),
-        markets=tuple(str(m).upper() for m in merged["markets"]),
-        intervals=tuple(str(i) for i in merged["intervals"]),
+        base_url=section.base_url,
+        markets=tuple(section.markets),
+        intervals=tuple(section.intervals),
         credentials=credentials,
-        requests_per_window=int(merged.get("requests_per_window", 8000)),
-        window_seconds=float(merged.get("window_seconds", 600)),
-        max_requests_per_second=float(merged.get("max_requests_per_second", 400)),
-        access_window_ms=int(merged.get("access_window_ms", 10_000)),
+        **tuning,
+    )
+
+
+# --- what `tally config` (and `tally doctor`) show ---------------------------------------------
+
+
+class SettingRow(NamedTuple):
+    """One key's effective value and where it came from. `value` is plain JSON (text, numbers,
+    lists, None); a secret shows only whether it is set (and the key's non-secret id)."""
+
+    key: str
+    value: Any
+    source: str
+
+
+def describe_settings(settings: Settings) -> list[SettingRow]:
+    """Every key with its effective value and its source, secrets masked."""
+    rows = []
+    for name in TOP_LEVEL_KEYS:
+        value = settings.budget_dir if name == "rate_budget_dir" else getattr(settings, name)
+        rows.append(SettingRow(name, _plain(value), settings.sources.get(name, DEFAULT_SOURCE)))
+    for exchange in EXCHANGES:
+        if exchange not in settings.exchanges:
+            continue
+        current = settings.exchanges[exchange]
+        for name in SECTIONS[exchange].model_fields:
+            key = key_name(exchange, name)
+            source = settings.sources.get(key, DEFAULT_SOURCE)
+            if name in SECRET_KEYS:
+                value = _masked(exchange, current.credentials, name)
+            else:
+                value = _plain(getattr(current, name))
+            rows.append(SettingRow(key, value, source))
+    return rows
+
+
+def _masked(exchange: str, credentials: Credentials | None, half: str) -> str:
+    if credentials is None:
+        return f"not set ({exchange.upper()}_{half.upper()})"
+    return f"set, id {credentials.key_id}" if half == "api_key" else "set"
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def setting_text(value: Any) -> str:
+    """A `SettingRow` value as a table shows it."""
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    return str(value)
+
+
+def format_settings(rows: Sequence[SettingRow]) -> str:
+    """The rows as an aligned table: key, value, source."""
+    table = [("key", "value", "source"), *((r.key, setting_text(r.value), r.source) for r in rows)]
+    key_width = max(len(row[0]) for row in table)
+    value_width = max(len(row[1]) for row in table)
+    return "\n".join(
+        f"{k.ljust(key_width)}  {v.ljust(value_width)}  {s}".rstrip() for k, v, s in table
     )

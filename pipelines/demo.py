@@ -82,14 +82,14 @@ def _reconcile(settings: Settings) -> bool:
 
 
 def export_year(settings: Settings, year: int) -> bool:
-    """Write every export of `year` (EUR, fifo) into data/exports and print the files; a
-    format that needs a price the warehouse lacks is listed with every missing (asset, time).
-    True when every format was written."""
+    """Write every export of `year` (fifo, in `reporting_currency`: the demo's is EUR) into
+    data/exports and print the files; a format that needs a price the warehouse lacks is listed
+    with every missing (asset, time). True when every format was written."""
     from warehouse.connect import connect
     from warehouse.exports.options import FORMATS, ExportOptions
     from warehouse.exports.run import format_failures, format_written, run_exports
 
-    options = ExportOptions(year=year)
+    options = ExportOptions(year=year, currency=settings.reporting_currency)
     with connect(settings.data_dir) as connection:
         report = run_exports(connection, FORMATS, options, settings.exports_dir)
     print(f"\nExports of {year} ({options.currency}, method {options.method}):")

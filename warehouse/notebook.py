@@ -1,9 +1,10 @@
 """The warehouse from a notebook: read-only, SQL in, polars frames out.
 
-    from warehouse.notebook import Warehouse
+    from warehouse.notebook import Warehouse, reporting_currency
 
     wh = Warehouse(DATA_DIR)          # None: $TALLY_DATA_DIR, else the project's data directory
     wh.frame("select * from reconcile_balances where status <> 'ok'")
+    currency = CURRENCY or reporting_currency()   # None: tally.toml's reporting_currency
 
 Amounts stay exact: DuckDB's DECIMAL(38,18) arrives as polars `Decimal(38, 18)`; cast to
 `Float64` only to draw. An INTERVAL (`in_transit`, `staleness`) arrives as a polars
@@ -24,6 +25,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pipelines.currencies import DEFAULT_REPORTING_CURRENCY
 from warehouse.connect import WAREHOUSE_FILE, connect, warehouse_path
 
 DATA_DIR_VARIABLE = "TALLY_DATA_DIR"
@@ -49,18 +51,52 @@ def default_data_dir(
     environ = os.environ if environ is None else environ
     if environ.get(DATA_DIR_VARIABLE):
         return Path(environ[DATA_DIR_VARIABLE]).expanduser().resolve()
-    origin = Path.cwd() if start is None else Path(start)
-    origin = origin.resolve()
-    for directory in (origin, *origin.parents):
-        if (directory / CONFIG_FILE).is_file():
-            from pipelines.config import load_settings
+    origin = _origin(start)
+    config = find_config(origin)
+    if config is not None:
+        from pipelines.config import load_settings
 
-            return load_settings(directory / CONFIG_FILE, environ=environ).data_dir
-        if (directory / "data" / WAREHOUSE_FILE).is_file() or (
-            directory / "pyproject.toml"
-        ).is_file():
+        return load_settings(config, environ=environ).data_dir
+    for directory in (origin, *origin.parents):
+        if _is_project(directory):
             return directory / "data"
     return origin / "data"
+
+
+def reporting_currency(
+    start: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> str:
+    """What a notebook started in `start` values in unless told: the `reporting_currency` of the
+    `tally.toml` that `default_data_dir` reads, else the built-in default (EUR)."""
+    config = find_config(_origin(start))
+    if config is None:
+        return DEFAULT_REPORTING_CURRENCY
+    from pipelines.config import load_settings
+
+    environ = os.environ if environ is None else environ
+    return load_settings(config, environ=environ).reporting_currency
+
+
+def find_config(start: Path | str | None = None) -> Path | None:
+    """From `start` up, the first `tally.toml` met before a directory that marks a project (a
+    built warehouse in `data/`, a `pyproject.toml`); None when there is none."""
+    origin = _origin(start)
+    for directory in (origin, *origin.parents):
+        if (directory / CONFIG_FILE).is_file():
+            return directory / CONFIG_FILE
+        if _is_project(directory):
+            return None
+    return None
+
+
+def _origin(start: Path | str | None) -> Path:
+    return (Path.cwd() if start is None else Path(start)).resolve()
+
+
+def _is_project(directory: Path) -> bool:
+    return (directory / "data" / WAREHOUSE_FILE).is_file() or (
+        directory / "pyproject.toml"
+    ).is_file()
 
 
 class Warehouse:

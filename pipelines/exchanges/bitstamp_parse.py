@@ -31,6 +31,7 @@ from pipelines.exchanges.records import (
     dedupe_candles,
 )
 from pipelines.exchanges.values import (
+    BITSTAMP_INTERVALS,
     INTERVAL_SECONDS,
     RowParseError,
     RowReader,
@@ -76,10 +77,7 @@ __all__ = [
 EXCHANGE = "bitstamp"
 
 # OHLC `step` (seconds) → interval. Bitstamp has no 8h step.
-STEP_INTERVALS: Mapping[int, str] = {
-    INTERVAL_SECONDS[name]: name
-    for name in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "3d")
-}
+STEP_INTERVALS: Mapping[int, str] = {INTERVAL_SECONDS[name]: name for name in BITSTAMP_INTERVALS}
 
 # Quote currencies of Bitstamp's markets, used only to split a bare symbol ("btcusdt") when no
 # symbol map from the markets endpoint is at hand. Longest first, so "usdt" wins over "usd".

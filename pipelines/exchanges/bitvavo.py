@@ -41,7 +41,7 @@ from pipelines.exchanges.records import (
     PublicTrade,
     Transfer,
 )
-from pipelines.exchanges.values import INTERVAL_SECONDS
+from pipelines.exchanges.values import BITVAVO_INTERVALS, INTERVAL_SECONDS
 from pipelines.http import (
     DEFAULT_RETRY,
     ClockSkewError,
@@ -61,7 +61,7 @@ TRADE_LIMIT = 1000
 TRANSFER_LIMIT = 1000
 HISTORY_PAGE = 100
 MAX_TRADE_SPAN = timedelta(hours=24)
-INTERVALS = ("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+INTERVALS = BITVAVO_INTERVALS
 
 # Weights per endpoint (EXCHANGES.md).
 WEIGHTS: Mapping[str, int] = {

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
+
 FORMATS = ("ledger", "gains", "income", "holdings", "koinly", "cointracking", "bittytax")
 REPORTS = ("summary",)  # built from the formats' rows, written only when asked for
 METHODS = ("fifo", "lifo", "hifo", "uk", "de", "nl")
 LOT_MODES = ("pooled", "per-account")
-CURRENCIES = ("EUR", "USD", "GBP")
+CURRENCIES = REPORTING_CURRENCIES
 UK_TIMEZONE = "Europe/London"
 METHOD_TIMEZONES = {"uk": UK_TIMEZONE, "de": "Europe/Berlin", "nl": "Europe/Amsterdam"}
 # HMRC's 30-day rule matches a disposal with acquisitions of the 30 days after it.
@@ -35,7 +37,7 @@ class ExportOptions:
     year: int | None = None
     method: str = "fifo"
     lots: str | None = None  # None: the method's own (de: per-account, others pooled)
-    currency: str = "EUR"
+    currency: str = DEFAULT_REPORTING_CURRENCY
     timezone: str | None = None  # None: the method's own (METHOD_TIMEZONES, others UTC)
     on: date | None = None  # holdings: the day whose opening balances are valued
 

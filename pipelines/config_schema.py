@@ -1,0 +1,320 @@
+"""The keys of `tally.toml`, declared once: one pydantic model per table, each key with its type,
+default, meaning and the values it allows; and pydantic's complaints turned into one line per
+problem, naming the file, the key (`[bitvavo] intervals`) and what is allowed.
+
+The models are strict (no `"5"` for 5, no `true` for 1) and forbid unknown keys; an unknown key
+or section is told with the nearest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
+from pipelines.exchanges.values import BITSTAMP_INTERVALS, BITVAVO_INTERVALS
+
+MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?")  # BTC-EUR, BTC-USD-PERP
+SHOWN_CHARS = 60  # a value longer than this is cut in a message
+
+
+def key(default: Any, meaning: str, allowed: str, **constraints: Any) -> Any:
+    """A key of `tally.toml`: its default, what it does, and the values it takes (for messages,
+    `tally config` and the README)."""
+    return Field(
+        default, description=meaning, json_schema_extra={"allowed": allowed}, **constraints
+    )
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _one_of(allowed: Sequence[str]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"not one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _market(value: str) -> str:
+    if not MARKET.fullmatch(value):
+        raise ValueError("not BASE-QUOTE")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+        raise ValueError("not an http(s) URL")
+    return value.rstrip("/")
+
+
+def _distinct(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _aware_time(value: object) -> datetime | None:
+    """`now`: a TOML offset date-time or an ISO text with its zone, in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("not an ISO time") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("no time zone")
+    return value.astimezone(UTC)
+
+
+Currency = Annotated[str, BeforeValidator(_upper), _one_of(REPORTING_CURRENCIES)]
+Market = Annotated[str, BeforeValidator(_upper), AfterValidator(_market)]
+Markets = Annotated[list[Market], AfterValidator(_distinct)]
+Url = Annotated[str, AfterValidator(_http_url)]
+Moment = Annotated[Any, AfterValidator(_aware_time)]
+
+
+def _intervals(allowed: Sequence[str]) -> Any:
+    return Annotated[list[Annotated[str, _one_of(allowed)]], AfterValidator(_distinct)]
+
+
+BitstampIntervals = _intervals(BITSTAMP_INTERVALS)
+BitvavoIntervals = _intervals(BITVAVO_INTERVALS)
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _api_key(exchange: str, half: str) -> Any:
+    variable = f"{exchange.upper()}_API_{half.upper()}"
+    return key(
+        None,
+        f"the API {half} (the environment variable {variable} wins; better kept there)",
+        "text",
+    )
+
+
+_MARKETS_ALLOWED = "a market spelled BASE-QUOTE, e.g. BTC-EUR"
+_URL_ALLOWED = "an http:// or https:// URL"
+
+
+class BitstampSection(_Table):
+    """`[bitstamp]`"""
+
+    base_url: Url = key(
+        "https://www.bitstamp.net",
+        "where Bitstamp's API is",
+        f"{_URL_ALLOWED}, e.g. https://www.bitstamp.net",
+    )
+    # Every default market exists on its exchange (tests/test_sandbox_markets.py checks them
+    # against the recorded market lists): Bitstamp lists GBP/EUR as `gbpeur`, not `eurgbp`.
+    markets: Markets = key(
+        ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "GBP-EUR"],
+        "markets whose candles and public trades are synced (EUR-USD and GBP-EUR value USD "
+        "and GBP)",
+        _MARKETS_ALLOWED,
+    )
+    intervals: BitstampIntervals = key(
+        ["1h", "1d"],
+        "candle intervals synced for every market",
+        f"one of {', '.join(BITSTAMP_INTERVALS)}",
+    )
+    api_key: str | None = _api_key("bitstamp", "key")
+    api_secret: str | None = _api_key("bitstamp", "secret")
+    requests_per_window: int = key(
+        8000,
+        "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
+        "a whole number, 1 or more",
+        ge=1,
+    )
+    window_seconds: float = key(
+        600.0, "the window of requests_per_window, in seconds", "a number greater than 0", gt=0
+    )
+    max_requests_per_second: float = key(
+        400.0, "requests at most per second", "a number greater than 0", gt=0
+    )
+
+
+class BitvavoSection(_Table):
+    """`[bitvavo]` (paced from Bitvavo's own rate-limit headers: no pacing keys)"""
+
+    base_url: Url = key(
+        "https://api.bitvavo.com/v2",
+        "where Bitvavo's API is",
+        f"{_URL_ALLOWED}, e.g. https://api.bitvavo.com/v2",
+    )
+    markets: Markets = key(
+        ["BTC-EUR", "ETH-EUR", "ADA-EUR"],
+        "markets whose candles and public trades are synced (and fills read, besides the "
+        "markets the account traded)",
+        _MARKETS_ALLOWED,
+    )
+    intervals: BitvavoIntervals = key(
+        ["1h", "1d"],
+        "candle intervals synced for every market",
+        f"one of {', '.join(BITVAVO_INTERVALS)}",
+    )
+    api_key: str | None = _api_key("bitvavo", "key")
+    api_secret: str | None = _api_key("bitvavo", "secret")
+    access_window_ms: int = key(
+        10_000,
+        "how long a signed request stays valid (Bitvavo-Access-Window)",
+        "a whole number of milliseconds from 100 to 60000",
+        ge=100,
+        le=60_000,
+    )
+
+
+class ConfigFile(_Table):
+    """The top level of `tally.toml`."""
+
+    data_dir: str = key(
+        "data",
+        "the lake, warehouse.duckdb, exports and Prefect's state (relative to the file)",
+        "a directory as text",
+    )
+    reporting_currency: Currency = key(
+        DEFAULT_REPORTING_CURRENCY,
+        "what `tally export` and the notebooks value in unless told (--currency)",
+        f"one of {', '.join(REPORTING_CURRENCIES)}",
+    )
+    now: Moment = key(
+        None,
+        "a frozen present for every sync (a sandbox's clock); unset: the wall clock",
+        "a time with its zone, e.g. 2024-03-31T00:00:00Z",
+    )
+    public_trades_days: int = key(
+        1,
+        "how far back the first public-trades sync of a market reaches, in days (Bitstamp "
+        "keeps a day at most)",
+        "a whole number of days, 1 or more",
+        ge=1,
+    )
+    rate_budget_dir: str | None = key(
+        None,
+        "where syncs using one key share its rate budget (relative to the file); unset: "
+        "<data_dir>/.ratelimit",
+        "a directory as text",
+    )
+    candles_reread_minutes: int = key(
+        180,
+        "a candle read sooner than this after its close is read again (the newest candles "
+        "change for a while)",
+        "a whole number of minutes, 0 or more",
+        ge=0,
+    )
+    bitstamp: BitstampSection = key(
+        BitstampSection(), "the [bitstamp] section", "a table: the [bitstamp] section"
+    )
+    bitvavo: BitvavoSection = key(
+        BitvavoSection(), "the [bitvavo] section", "a table: the [bitvavo] section"
+    )
+
+
+SECTIONS: dict[str, type[_Table]] = {"bitstamp": BitstampSection, "bitvavo": BitvavoSection}
+TOP_LEVEL_KEYS: tuple[str, ...] = tuple(k for k in ConfigFile.model_fields if k not in SECTIONS)
+SECRET_KEYS = ("api_key", "api_secret")
+
+
+def allowed(section: str | None, name: str) -> str:
+    model = SECTIONS[section] if section else ConfigFile
+    extra = model.model_fields[name].json_schema_extra
+    assert isinstance(extra, dict)
+    return str(extra["allowed"])
+
+
+def meaning(section: str | None, name: str) -> str:
+    model = SECTIONS[section] if section else ConfigFile
+    return model.model_fields[name].description or ""
+
+
+def key_name(section: str | None, name: str) -> str:
+    """`data_dir`, `[bitvavo] intervals`."""
+    return f"[{section}] {name}" if section else name
+
+
+# --- what is wrong, one line each -------------------------------------------------------------
+
+
+def problem_lines(file: str, error: ValidationError) -> list[str]:
+    """One line per problem of `file` (in the order of the keys above), each naming the key and
+    what it allows."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        line = _problem(file, item["loc"], item["type"], item["input"])
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _problem(file: str, loc: tuple[int | str, ...], kind: str, value: object) -> str:
+    section: str | None = None
+    if len(loc) > 1 and loc[0] in SECTIONS:
+        section, loc = str(loc[0]), loc[1:]
+    name, rest = str(loc[0]), loc[1:]
+    if kind == "extra_forbidden":
+        return f"{file}: {unknown_key(section, name, value)}"
+    where, rule = key_name(section, name), allowed(section, name)
+    if rest and isinstance(rest[0], int):
+        return f"{file}: {where} has {shown(value)}: expected {rule}"
+    if kind == "list_type":
+        return f"{file}: {where} = {shown(value)}: expected a list, each {rule}"
+    return f"{file}: {where} = {shown(value)}: expected {rule}"
+
+
+def unknown_key(section: str | None, name: str, value: object) -> str:
+    """`unknown key 'reporting_curency' (did you mean 'reporting_currency'?)`"""
+    if section is None and isinstance(value, dict):
+        return f"unknown section [{name}] ({_nearest(name, list(SECTIONS), '[{}]')})"
+    where = "" if section is None else f" in [{section}]"
+    here = list((SECTIONS[section] if section else ConfigFile).model_fields)
+    return f"unknown key {name!r}{where} ({_elsewhere(section, name) or _nearest(name, here)})"
+
+
+def _elsewhere(section: str | None, name: str) -> str | None:
+    """Where a key that is not at home here belongs, if anywhere."""
+    if section is not None and name in TOP_LEVEL_KEYS:
+        return "a top-level key: put it above the first [section]"
+    owners = [s for s, model in SECTIONS.items() if s != section and name in model.model_fields]
+    if not owners:
+        return None
+    tables = " and ".join(f"[{s}]" for s in owners)
+    return f"a key of {tables} only" if section else f"a key of {tables}: put it in there"
+
+
+def _nearest(name: str, candidates: list[str], form: str = "{!r}") -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {form.format(close[0])}?"
+    return "known: " + ", ".join(form.format(c) for c in candidates)
+
+
+def shown(value: object) -> str:
+    """A value as TOML spells it, cut short when long."""
+    text = _toml(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{…} (a table)"
+    return repr(value)
