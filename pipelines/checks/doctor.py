@@ -4,7 +4,8 @@ The checks are the entries of `CHECKS`: a name, a function of the `DoctorContext
 `CheckRow`s, and the exit code a failed row of it stands for (3 exchange, credentials or
 network; 2 configuration; 1 data). A new check is one more entry; today's:
 
-- configuration: the file read (the effective values are another entry's, see below);
+- configuration: the file read, and every setting's effective value and source (secrets
+  masked, as `tally config` shows them);
 - credentials: a key and secret configured for each exchange (local);
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
   and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
@@ -28,7 +29,7 @@ from pipelines.checks import STATUSES, CheckRow
 from pipelines.checks.credentials import credentials_rows
 from pipelines.checks.probe import RETRY, Deadline, ExchangeProbe, run_steps
 from pipelines.checks.warehouse import warehouse_rows
-from pipelines.config import DEFAULT_CONFIG_FILE, Settings
+from pipelines.config import DEFAULT_CONFIG_FILE, Settings, describe_settings, setting_text
 from pipelines.exit_codes import ExitCode
 
 DEADLINE_S = 20.0
@@ -75,7 +76,13 @@ class DoctorCheck:
 def configuration_rows(ctx: DoctorContext) -> list[CheckRow]:
     path = ctx.config_file or DEFAULT_CONFIG_FILE
     source = str(path) if path.exists() else "built-in defaults (no tally.toml)"
-    return [CheckRow("configuration", source, "ok", f"read; data in {ctx.settings.data_dir}")]
+    rows = [CheckRow("configuration", source, "ok", f"read; data in {ctx.settings.data_dir}")]
+    # the effective values, secrets masked: the same rows as `tally config`
+    rows += [
+        CheckRow("setting", setting.key, "ok", f"{setting_text(setting.value)} ({setting.source})")
+        for setting in describe_settings(ctx.settings)
+    ]
+    return rows
 
 
 def exchange_rows(ctx: DoctorContext) -> list[CheckRow]:
@@ -125,9 +132,8 @@ def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
     askable, rows = [], []
     for probe in ctx.probes():
         refused = [row for row in probe.snapshot() if row.check == "permission" and row.failed]
-        if probe.reachable and probe.config.credentials is None:
-            askable.append(probe.name)
-        elif probe.reachable and probe.key_accepted and not refused:
+        key_usable = probe.config.credentials is None or (probe.key_accepted and not refused)
+        if probe.reachable and key_usable:
             askable.append(probe.name)
         else:
             if not probe.reachable:
