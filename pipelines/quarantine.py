@@ -6,8 +6,9 @@
 `quarantine_lake` checks every lake file (`lake_check`: placement, footer, columns, pages; a file
 verified before and unchanged since is skipped) and moves each unreadable one from
 `<data_dir>/lake/<path>` to `<data_dir>/quarantine/<path>`, with a note beside it
-(`<name>.parquet.json`: the original path, dataset, partition, the window or id range its name tells,
-what it held when last verified, size, sha256, when, the reader's error, and what happens next).
+(`<name>.parquet.json`: the original path, dataset, partition, the window or id range its name
+tells, what it held when last verified, size, sha256, when, the reader's error, and what happens
+next).
 The notes are the record; the lake dataset `quarantined_files` (one file, rewritten from the
 notes whenever they change) is their index, for the warehouse (`coverage` shows each hole with
 its reason) and for the streams (`holes`).

@@ -66,7 +66,7 @@ GARBAGE = (
     "candles/exchange=bitstamp/market=BTC-EUR/interval=1h/20231225T000000-20240101T000000.parquet"
 )
 PAGE = "public_trades/exchange=bitvavo/market=BTC-EUR/20240104T000000-20240105T000000.parquet"
-# WRONG_COLUMNS: the Bitstamp fills derived from the (one) ledger page, found in the lake
+# and the Bitstamp fills derived from the (one) ledger page get a file of other columns
 
 
 def run_sync(rt: Runtime) -> None:
