@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +99,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     # raises one line each and nothing is fetched (the flow is told the markets are checked).
     for warning in run_preflight(settings, args.exchange, args.what):
         print(f"tally sync: warning: {warning}", file=sys.stderr)
+    _quarantine(settings, "sync")
     # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     prepare_prefect(settings.data_dir)
@@ -168,10 +172,25 @@ def _add_status(commands: Any) -> None:
 def _run_status(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.lake import Lake
+    from pipelines.quarantine import format_quarantine, inspect_lake
     from pipelines.status import format_status, stream_status
 
-    print(format_status(stream_status(Lake(load_settings(args.config).lake_dir))))
+    settings = load_settings(args.config)
+    report = inspect_lake(settings)  # moves nothing: unreadable files are left out and listed
+    unreadable = {bad.path for bad in report.unreadable}
+    print(format_status(stream_status(Lake(settings.lake_dir), skip=unreadable)))
+    if held := format_quarantine(report):
+        print(held)
     return 0
+
+
+def _quarantine(settings: Settings, command: str) -> None:
+    """Before a writer reads the lake: move its unreadable files to the quarantine, one line
+    each on stderr."""
+    from pipelines.quarantine import moved_lines, quarantine_lake
+
+    for line in moved_lines(quarantine_lake(settings)):
+        print(f"tally {command}: {line}", file=sys.stderr)
 
 
 def _add_demo(commands: Any) -> None:
@@ -216,6 +235,7 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from warehouse.connect import connect
 
     settings = load_settings(args.config)
+    _quarantine(settings, "warehouse")
     result = build(settings)
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)

@@ -18,6 +18,10 @@ Every write goes to a hidden temp file in the target directory, is fsynced, then
 target: a reader (DuckDB, polars, a crash-restarted sync) sees either the old file or the new one,
 never half of one. Temp names start with "." and end in ".tmp", so `*.parquet` globs never match
 them; stale ones left by a killed process are removed by `Lake.sweep_temp_files`.
+
+A file that cannot be read (cut short, overwritten, not Parquet) raises `UnreadableFileError`,
+which names it: `tally sync` and `tally warehouse` move such files to the quarantine before they
+read the lake (`pipelines.quarantine`), so a reader meets one only if it broke during a run.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from pipelines.exit_codes import ExitCode, OperatorError
 
 MONEY = pl.Decimal(38, 18)
 TIMESTAMP = pl.Datetime("us", "UTC")
@@ -39,6 +46,37 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._+\-]+$")
 
 class LakeError(Exception):
     """A frame cannot be landed as it is (missing columns, lossy decimals, bad partition value)."""
+
+
+class UnreadableFileError(OperatorError):
+    """A landed file cannot be read (truncated, garbage, not Parquet); names the file."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, path: Path, error: BaseException | str) -> None:
+        self.path = path
+        self.reason = error if isinstance(error, str) else error_text(error)
+        super().__init__(
+            f"lake file {path} cannot be read: {self.reason}",
+            "run `tally warehouse` or `tally sync`: they move unreadable files to the quarantine, "
+            "and the next sync fetches what they held again",
+        )
+
+
+def error_text(error: BaseException) -> str:
+    """A reader's error as one line (polars prefixes its messages with the format's name)."""
+    text = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+    return text.removeprefix("parquet: ")
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn a reader's failure on the file `path` into an `UnreadableFileError` naming it."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
+        # polars panics on some broken pages (after printing the panic on stderr)
+        raise UnreadableFileError(path, error) from error
 
 
 @dataclass(frozen=True)
@@ -153,7 +191,8 @@ class Lake:
         for values, part in self._split(dataset, typed):
             target = self.partition_dir(dataset, values) / f"{stem}.parquet"
             if target.exists():
-                old = pl.read_parquet(target).select(dataset.file_columns)
+                with reading(target):
+                    old = pl.read_parquet(target).select(dataset.file_columns)
                 old = old.cast({c: t for c, t in dataset.schema.items() if c in old.columns})
                 part = _dedupe(dataset, pl.concat([old, part], how="vertical"))
             written.append(self._write_file(target, part))
@@ -225,6 +264,8 @@ class Lake:
             return pl.LazyFrame(schema=dict(dataset.schema))
         frames = []
         for path in files:
+            with reading(path):  # the footer only: a file cut short or overwritten fails here
+                pl.read_parquet_schema(path)
             values = _partition_values(path.relative_to(self.dataset_dir(dataset)))
             frames.append(
                 pl.scan_parquet(path).with_columns(
@@ -238,9 +279,9 @@ class Lake:
     @staticmethod
     def notes(path: Path) -> dict[str, str]:
         """The key-value notes a landed file carries in its footer (`land(metadata=)`)."""
-        return {
-            k: v for k, v in pl.read_parquet_metadata(path).items() if not k.startswith("ARROW:")
-        }
+        with reading(path):
+            stored = pl.read_parquet_metadata(path)
+        return {k: v for k, v in stored.items() if not k.startswith("ARROW:")}
 
     def stems(self, dataset: Dataset, **partition: Any) -> set[str]:
         """The windows landed in a partition (file stems)."""

@@ -1,12 +1,15 @@
 """`tally status`: per stream, what the lake holds — rows, time range, last fetch, gaps.
 
 Everything is read from the lake's files (DuckDB over the Parquet globs); there is no other state.
+Files that cannot be read (`skip`: `tally status` finds them without moving them) are left out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 
@@ -47,16 +50,17 @@ _STREAMS: tuple[tuple[Dataset, str, str], ...] = (
 )
 
 
-def stream_status(lake: Lake) -> list[StreamStatus]:
+def stream_status(lake: Lake, *, skip: Collection[Path] = ()) -> list[StreamStatus]:
     con = duckdb.connect()
-    gaps = _gap_counts(con, lake)
+    gaps = _gap_counts(con, lake, skip)
     statuses = []
     for dataset, label, time_column in _STREAMS:
-        if not lake.files(dataset):
+        source = _source(lake, dataset, skip)
+        if source is None:
             continue
         rows = con.sql(
             f"select {label} as stream, count(*), min({time_column}), max({time_column}), "
-            f"max(fetched_at) from read_parquet('{lake.glob(dataset)}', hive_partitioning=true, "
+            f"max(fetched_at) from read_parquet({source}, hive_partitioning=true, "
             "union_by_name=true) group by all order by 1"
         ).fetchall()
         statuses += [
@@ -66,12 +70,27 @@ def stream_status(lake: Lake) -> list[StreamStatus]:
     return statuses
 
 
-def _gap_counts(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
-    if not lake.files(GAPS):
+def _source(lake: Lake, dataset: Dataset, skip: Collection[Path]) -> str | None:
+    """What `read_parquet` reads: the dataset's glob, or its readable files when some are not
+    (None when there is nothing to read)."""
+    files = lake.files(dataset)
+    readable = [str(path) for path in files if path not in skip]
+    if not readable:
+        return None
+    if len(readable) == len(files):
+        return f"'{lake.glob(dataset)}'"
+    return "[" + ", ".join("'" + path.replace("'", "''") + "'" for path in readable) + "]"
+
+
+def _gap_counts(
+    con: duckdb.DuckDBPyConnection, lake: Lake, skip: Collection[Path]
+) -> dict[str, int]:
+    source = _source(lake, GAPS, skip)
+    if source is None:
         return {}
     rows = con.sql(
         f"select stream || ' ' || exchange || ' ' || market, count(*) from "
-        f"read_parquet('{lake.glob(GAPS)}', hive_partitioning=true, union_by_name=true) "
+        f"read_parquet({source}, hive_partitioning=true, union_by_name=true) "
         "group by all"
     ).fetchall()
     return {str(stream): int(count) for stream, count in rows}

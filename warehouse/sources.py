@@ -25,10 +25,12 @@ import polars as pl
 
 from pipelines.datasets import ALL, GAPS, MOVEMENTS
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake
+from pipelines.quarantine import QUARANTINED_FILES
 
 DATASETS: Mapping[str, Dataset] = {
     **{name: source.dataset for name, source in ALL.items()},
     GAPS.name: GAPS,
+    QUARANTINED_FILES.name: QUARANTINED_FILES,
 }
 _FILE = re.compile(r"^(\d{3})_([a-z][a-z0-9_]*)\.sql$")
 _READ = re.compile(

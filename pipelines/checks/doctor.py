@@ -10,6 +10,7 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
   and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
 - markets: every configured market a listed spot market;
+- lake: every lake file readable, and what the quarantine holds (`pipelines/quarantine.py`);
 - warehouse: built after the newest lake file;
 - behaviours: which reality each exchange plays of the API behaviours no recording or document
   settles (`pipelines/checks/probes`), asked of the exchanges that answered and accepted the key
@@ -123,6 +124,12 @@ def market_rows(ctx: DoctorContext) -> list[CheckRow]:
     return rows
 
 
+def lake_rows(settings: Settings) -> list[CheckRow]:
+    from pipelines.quarantine import check_rows
+
+    return check_rows(settings)
+
+
 def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
     from contextlib import closing
 
@@ -158,6 +165,7 @@ CHECKS: tuple[DoctorCheck, ...] = (
     ),
     DoctorCheck("exchanges", exchange_rows, ExitCode.EXCHANGE),
     DoctorCheck("markets", market_rows, ExitCode.USAGE),
+    DoctorCheck("lake", lambda ctx: lake_rows(ctx.settings), ExitCode.DATA),
     DoctorCheck("warehouse", lambda ctx: warehouse_rows(ctx.settings), ExitCode.DATA),
     DoctorCheck("behaviours", behaviour_rows, ExitCode.EXCHANGE),
 )

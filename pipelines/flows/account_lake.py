@@ -24,7 +24,7 @@ from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Movement
 from pipelines.flows.runtime import StreamResult
 from pipelines.http import HttpClient
-from pipelines.lake import Dataset, Lake
+from pipelines.lake import Dataset, Lake, reading
 
 R = TypeVar("R")
 
@@ -70,7 +70,8 @@ def read_stem(
     path = file_path(lake, dataset, stem, partition)
     if not path.exists():
         return None
-    stored = pl.read_parquet(path)
+    with reading(path):
+        stored = pl.read_parquet(path)
     return stored.select(
         (pl.lit(partition[name]) if name in dataset.partition_by else pl.col(name))
         .cast(dtype)
@@ -205,12 +206,13 @@ def column_range(
     path = file_path(lake, dataset, stem, partition)
     if not path.exists():
         return None, None
-    row = (
-        pl.scan_parquet(path)
-        .select(pl.col(column).min().alias("first"), pl.col(column).max().alias("last"))
-        .collect()
-        .row(0)
-    )
+    with reading(path):
+        row = (
+            pl.scan_parquet(path)
+            .select(pl.col(column).min().alias("first"), pl.col(column).max().alias("last"))
+            .collect()
+            .row(0)
+        )
     return row[0], row[1]
 
 

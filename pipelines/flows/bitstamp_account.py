@@ -12,7 +12,9 @@ Ledger (`bitstamp_ledger`)
     first id when it holds fewer rows (the newest rows as of the last run), so that the page
     read again, old rows plus new ones, replaces it and files stay one exchange page each
     instead of one small file per run. A page read again with nothing new writes nothing: a
-    run with nothing new makes one request and no write.
+    run with nothing new makes one request and no write. A ledger file in the quarantine (it
+    could not be read) is a hole behind the newest file: the walk starts at its first id instead,
+    reads the pages after it again (landed ones unchanged are skipped) and lands the hole's page.
 
     Every run first repairs locally, without a request: a file contained in a newer one (a
     crash between landing the replacement and deleting the replaced) is deleted; derived files
@@ -63,7 +65,8 @@ from pipelines.flows.account_lake import (
     upsert_transfers,
 )
 from pipelines.flows.runtime import ACCOUNT, Runtime, StreamResult
-from pipelines.lake import Lake
+from pipelines.lake import Lake, reading
+from pipelines.quarantine import holes
 
 LEDGER_PARTITION = {"account": ACCOUNT}
 PARTITION = {"exchange": EXCHANGE, "account": ACCOUNT}
@@ -102,6 +105,8 @@ def bitstamp_ledger(rt: Runtime) -> StreamResult:
     repair_ledger(lake, meter)
     stems = _ledger_stems(lake)
     since, known_max = _resume(lake, stems)
+    missing = [h.ids for h in holes(lake, BITSTAMP_LEDGER.dataset, **LEDGER_PARTITION) if h.ids]
+    since = min([since, *(first for first, _ in missing)])
     for page in client.ledger_since(since):
         if not page.records:
             break
@@ -109,11 +114,13 @@ def bitstamp_ledger(rt: Runtime) -> StreamResult:
         first, last = min(ids), max(ids)
         stem = ledger_stem(first, last)
         if stem in stems and _row_count(_ledger_path(lake, stem)) == len(ids):
-            continue  # the newest page read again: nothing new
+            continue  # the newest page (or one after a hole) read again: nothing new
         frame = BITSTAMP_LEDGER.frame(page.records, fetched_at=page.fetched_at)
         lake.land(BITSTAMP_LEDGER.dataset, frame, stem=stem)
-        meter.landed(BITSTAMP_LEDGER.dataset, sum(1 for i in ids if i > known_max), 1)
-        derive_ledger_file(lake, stem, meter, new_after=known_max)
+        # rows are new above the largest id landed, and all of them in a hole filled again
+        new_after = first - 1 if any(a <= last and first <= b for a, b in missing) else known_max
+        meter.landed(BITSTAMP_LEDGER.dataset, sum(1 for i in ids if i > new_after), 1)
+        derive_ledger_file(lake, stem, meter, new_after=new_after)
         for old, (old_first, old_last) in list(stems.items()):
             if old != stem and first <= old_first and old_last <= last:
                 drop_ledger_file(lake, old)
@@ -137,7 +144,8 @@ def _ledger_stems(lake: Lake) -> dict[str, tuple[int, int]]:
 
 
 def _row_count(path: Path) -> int:
-    return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    with reading(path):
+        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
 def _resume(lake: Lake, stems: dict[str, tuple[int, int]]) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 Run in the order of `sync_bitvavo_account`; each stream reads what it needs from the lake, so
 any of them can also run alone. Time-windowed walks go forward in chunks (`CHUNK`), each landed
-before the next is fetched, so that a crash never leaves a hole behind newer rows.
+before the next is fetched, so that a crash never leaves a hole behind newer rows. Each stream
+keeps one file per source: one moved to the quarantine (unreadable) is read again from the
+beginning, like a stream with nothing landed.
 
 History (`bitvavo_history`)
     `/account/history` is the only listing of app ("Price Guarantee") trades. It is read from
@@ -82,7 +84,8 @@ from pipelines.flows.account_lake import (
 from pipelines.flows.gaps import record_gap
 from pipelines.flows.runtime import ACCOUNT, Runtime, StreamResult
 from pipelines.http import InvalidRequestError
-from pipelines.lake import Lake
+from pipelines.lake import Lake, reading
+from pipelines.quarantine import holes
 
 PARTITION = {"exchange": EXCHANGE, "account": ACCOUNT}
 HISTORY_PARTITION = {"account": ACCOUNT}
@@ -157,8 +160,9 @@ def traded_markets(rt: Runtime, client: BitvavoClient) -> tuple[list[str], set[s
     """(markets to read fills of, markets listed now).
 
     The union of the configured markets, every market the landed history trades in or that
-    has landed fills (listed or not: a delisted market still has its fills), and asset-EUR for
-    each asset the newest balance snapshot holds, when that market is listed.
+    has landed fills (listed or not: a delisted market still has its fills) or a fills file in
+    the quarantine, and asset-EUR for each asset the newest balance snapshot holds, when that
+    market is listed.
     """
     lake = rt.lake
     listed = {m.market for m in client.markets()}
@@ -167,10 +171,10 @@ def traded_markets(rt: Runtime, client: BitvavoClient) -> tuple[list[str], set[s
         row = classify_history_item(item)
         if isinstance(row, Fill):
             markets.add(row.market)
+    stems = lake.stems(FILLS.dataset, **PARTITION)
+    stems |= {hole.stem for hole in holes(lake, FILLS.dataset, **PARTITION)}
     markets |= {
-        stem.removeprefix(TRADES_PREFIX)
-        for stem in lake.stems(FILLS.dataset, **PARTITION)
-        if stem.startswith(TRADES_PREFIX)
+        stem.removeprefix(TRADES_PREFIX) for stem in stems if stem.startswith(TRADES_PREFIX)
     }
     for asset in held_assets(lake):
         if asset != QUOTE and f"{asset}-{QUOTE}" in listed:
@@ -183,12 +187,13 @@ def held_assets(lake: Lake) -> set[str]:
     path = file_path(lake, BALANCE_SNAPSHOTS.dataset, "snapshots", PARTITION)
     if not path.exists():
         return set()
-    latest = (
-        pl.scan_parquet(path)
-        .filter(pl.col("taken_at") == pl.col("taken_at").max(), pl.col("total") != 0)
-        .select("asset")
-        .collect()
-    )
+    with reading(path):
+        latest = (
+            pl.scan_parquet(path)
+            .filter(pl.col("taken_at") == pl.col("taken_at").max(), pl.col("total") != 0)
+            .select("asset")
+            .collect()
+        )
     return set(latest.get_column("asset").to_list())
 
 

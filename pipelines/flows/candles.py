@@ -19,6 +19,9 @@ reaches that candle), and lands what changed. Where a Bitstamp stream starts (a 
 
 Hours without a Bitvavo candle are hours without trades, not gaps; Bitstamp fills them with
 zero-volume candles, which are kept as sent.
+
+A chunk file moved to the quarantine (unreadable) is a hole: its window is planned again first,
+whatever span the sync asked for (`pipelines.quarantine.holes`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pipelines.flows.plan import Window, chunk_unit, final_cutoff, interval_delt
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.flows.settle import read_note, unsettled_from
 from pipelines.http import HttpClient
+from pipelines.quarantine import holes
 
 CandleWalk = Callable[[str, str, Window], Iterator[Page[Candle]]]
 """`(market, interval, window) → pages` of every candle with open time in the window."""
@@ -71,12 +75,16 @@ def sync_candles(
     window = _window(span, cutoff, stale)
     if window is None or stale is None or stale >= window.end:
         stale = None
-    watch = _watch(rt, exchange, market, interval, walk) if window is not None else None
+    # quarantined windows first (oldest first, as the listing watch needs), then the span
+    spans = [(hole, None) for hole in _hole_windows(rt, partition, cutoff)]
+    if window is not None:
+        spans.append((window, stale))
+    watch = _watch(rt, exchange, market, interval, walk) if spans else None
 
     fetched = landed = 0
-    if window is not None:
+    for planned, stale_from in spans:
         landed_stems = partition_files(lake, dataset, partition)
-        for plan in plan_chunks(window, chunk_unit(interval), landed_stems, stale_from=stale):
+        for plan in plan_chunks(planned, chunk_unit(interval), landed_stems, stale_from=stale_from):
             # Oldest page first: within a page Bitstamp's later duplicate wins (`Lake.land`).
             pages = reversed(list(walk(market, interval, plan.missing)))
             if watch is not None:
@@ -102,6 +110,13 @@ def sync_candles(
         first=first,
         last=last,
     )
+
+
+def _hole_windows(rt: Runtime, partition: dict[str, str], cutoff: datetime) -> list[Window]:
+    """The windows of the partition's quarantined files, up to the cutoff, oldest first."""
+    found = holes(rt.lake, CANDLES.dataset, **partition)
+    windows = [Window(h.window[0], min(h.window[1], cutoff)) for h in found if h.window]
+    return sorted(w for w in windows if w.start < w.end)
 
 
 def _window(span: Window, cutoff: datetime, stale: datetime | None) -> Window | None:

@@ -25,7 +25,7 @@ from pipelines.datasets import RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.flows.plan import ChunkPlan, Window, chunk_of
 from pipelines.http import HttpClient
-from pipelines.lake import Dataset, Lake
+from pipelines.lake import Dataset, Lake, reading
 
 SETTLE = timedelta(seconds=60)
 """Candles and trades are final only this long after they closed (`plan.final_cutoff`)."""
@@ -83,7 +83,8 @@ def read_files(
     """Exactly these files (not the whole partition), typed as declared, partition columns set."""
     frames = []
     for path in paths:
-        stored = pl.read_parquet(path)
+        with reading(path):
+            stored = pl.read_parquet(path)
         frames.append(
             stored.select(
                 (
@@ -199,7 +200,8 @@ def held_range(
 
 def _extreme(files: Iterable[tuple[Window, Path]], column: str, which: str) -> datetime | None:
     for _, path in files:
-        series = pl.read_parquet(path, columns=[column])[column]
+        with reading(path):
+            series = pl.read_parquet(path, columns=[column])[column]
         value = _as_moment(series.min() if which == "min" else series.max())
         if value is not None:
             return value

@@ -35,7 +35,7 @@ from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.flows.gaps import record_gap
 from pipelines.flows.plan import Window, floor_time, interval_delta
-from pipelines.lake import Lake
+from pipelines.lake import Lake, reading
 
 QUIET_INTERVALS = 1000  # one Bitstamp OHLC page
 REASON = (
@@ -139,7 +139,8 @@ def record_listing(
     start = gap.start
     path = lake.partition_dir(GAPS, {"exchange": exchange}) / f"{stem}.parquet"
     if path.exists():  # what an earlier sync found empty before this end still is
-        held = pl.read_parquet(path).filter(pl.col("gap_end") <= gap.end)
+        with reading(path):
+            held = pl.read_parquet(path).filter(pl.col("gap_end") <= gap.end)
         if held.height:
             start = min(start, held["gap_start"].min())
     return record_gap(

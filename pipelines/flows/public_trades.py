@@ -8,7 +8,8 @@ else the last 24 h) to the last whole minute at least 60 s old is cut into UTC d
 with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked by the client
 (`bitvavo_walk`: right whether `end` is inclusive or exclusive, deduplicated on the trade id).
 A day in progress has a stem ending at the last final minute; the next sync fetches only what
-follows.
+follows. A day file moved to the quarantine (unreadable) is planned again first, whatever
+`since` says (`pipelines.quarantine.holes`).
 
 **Bitstamp** serves only a rolling window (`time=minute|hour|day`, the last 60 s / 1 h / 24 h);
 `since` is ignored because history cannot be backfilled. Each sync reads the shortest window
@@ -53,6 +54,7 @@ from pipelines.flows.chunks import (
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.lake import Lake
+from pipelines.quarantine import holes
 
 STREAM = "public_trades"
 REACH_MARGIN = timedelta(seconds=15)
@@ -117,9 +119,16 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
         start = windows[0].start
     else:
         start = end - MAX_TRADE_SPAN
-    fetched = landed = 0
+    spans = sorted(  # quarantined days first, then the span
+        Window(hole.window[0], min(hole.window[1], end))
+        for hole in holes(lake, dataset, **partition)
+        if hole.window and hole.window[0] < end
+    )
     if start < end:
-        for plan in plan_chunks(Window(start, end), "day", files):
+        spans.append(Window(start, end))
+    fetched = landed = 0
+    for span in spans:
+        for plan in plan_chunks(span, "day", partition_files(lake, dataset, partition)):
             pages = client.public_trades_window(market, plan.missing.start, plan.missing.end)
             fetched += land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
             landed += 1

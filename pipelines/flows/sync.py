@@ -28,6 +28,7 @@ from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
+from pipelines.quarantine import moved_lines, quarantine_lake
 
 WHAT = ("candles", "trades", "account")
 _SETTINGS_LOCK = threading.Lock()
@@ -141,12 +142,16 @@ def sync_flow(
 
     Before any task, the configured markets are compared with the exchanges' market lists
     (`check_markets`, with this flow's own clients), unless `markets_checked` says the caller
-    has just done so (`tally sync` does, before Prefect starts): once per run either way."""
+    has just done so (`tally sync` does, before Prefect starts): once per run either way.
+    Before the tasks and after them, unreadable lake files are moved to the quarantine
+    (`quarantine_lake`): the tasks then fetch what they held again, and the run after them
+    marks the holes the lake covers again as restored."""
     rt = runtime(config)
     chosen = set(what or WHAT)
     if not chosen <= set(WHAT):
         raise ValueError(f"what must be among {WHAT}")
     names = _selected(exchanges, rt)
+    _quarantine(rt.settings)
     if not markets_checked:
         try:
             check_markets(rt, names)  # a typo fetches nothing
@@ -174,8 +179,16 @@ def sync_flow(
                 for market in settings.markets
             ]
     results += _progress(futures, "market data")
+    _quarantine(rt.settings)
     print(summary_table(results))
     return results
+
+
+def _quarantine(settings: Settings) -> None:
+    """Move the lake's unreadable files to the quarantine, saying so (`tally sync` has done it
+    once before Prefect started: a file found here broke since)."""
+    for line in moved_lines(quarantine_lake(settings)):
+        get_run_logger().warning(line)
 
 
 @flow(name="market-data", log_prints=True)
@@ -207,6 +220,7 @@ def backfill_flow(
 ) -> list[dict[str, Any]]:
     """Candles of one market and interval over [start, end), one task per year."""
     rt = runtime(config)
+    _quarantine(rt.settings)
     span = Window(start, min(end or rt.now(), rt.now()))
     futures = [
         candles_task.submit(

@@ -7,6 +7,10 @@
 -- yet, or a window that failed), and (c) Bitstamp candles missing inside landed data
 -- (Bitstamp fills hours without trades, so a missing candle is missing data). Hours without a
 -- Bitvavo candle are hours without trades: not gaps.
+-- A file moved to the quarantine (it could not be read) is a row of its own, gap_status
+-- 'quarantined', with the window it covered (from its name, else the times of the rows it held
+-- when last verified), the reader's error and what happens next, until the lake covers it again;
+-- the holes it leaves between windows are not listed a second time. Other gaps are 'gap'.
 with candle_files as (
     select file, 'candles' as dataset
     from glob('{lake}/candles/*/*/*/*.parquet')
@@ -99,6 +103,12 @@ recorded_gaps as (
     ) = 1
 ),
 
+quarantined as (
+    select *
+    from read_parquet('{lake}/quarantined_files/*.parquet', union_by_name=true)
+    where restored_at is null
+),
+
 bitstamp_candle_holes as (
     select
         'candles' as dataset,
@@ -134,6 +144,15 @@ gaps as (
             and recorded.gap_start < hole.gap_end
             and hole.gap_start < recorded.gap_end
     )
+    and not exists (
+        select 1 from quarantined
+        where quarantined.dataset = hole.dataset
+            and quarantined.exchange = hole.exchange
+            and quarantined.market = hole.market
+            and quarantined.interval is not distinct from hole.interval
+            and quarantined.window_start < hole.gap_end
+            and hole.gap_start < quarantined.window_end
+    )
     union all
     select * from bitstamp_candle_holes as hole
     where not exists (
@@ -144,6 +163,15 @@ gaps as (
             and window_hole.interval = hole.interval
             and window_hole.gap_start < hole.gap_end
             and hole.gap_start < window_hole.gap_end
+    )
+    and not exists (
+        select 1 from quarantined
+        where quarantined.dataset = hole.dataset
+            and quarantined.exchange = hole.exchange
+            and quarantined.market = hole.market
+            and quarantined.interval = hole.interval
+            and quarantined.window_start < hole.gap_end
+            and hole.gap_start < quarantined.window_end
     )
 ),
 
@@ -305,7 +333,9 @@ final as (
         streams.last_fetched_at,
         gaps.gap_start,
         gaps.gap_end,
-        gaps.reason as gap_reason
+        gaps.reason as gap_reason,
+        case when gaps.gap_start is not null then 'gap' end as gap_status,
+        null::varchar as file
     from streams
     left join covered
         on covered.dataset = streams.dataset
@@ -317,7 +347,34 @@ final as (
         and gaps.exchange = streams.exchange
         and gaps.market is not distinct from streams.market
         and (gaps.interval is null or gaps.interval = streams.interval)
-    order by stream, gaps.gap_start
+),
+
+quarantined_rows as (
+    select
+        concat_ws(' ', dataset, exchange, market, interval) as stream,
+        dataset,
+        exchange,
+        market,
+        interval,
+        null::varchar as source,
+        null::bigint as rows,
+        null::timestamptz as first_at,
+        null::timestamptz as last_at,
+        null::bigint as windows,
+        null::timestamptz as covered_from,
+        null::timestamptz as covered_to,
+        null::timestamptz as last_fetched_at,
+        coalesce(window_start, first_at) as gap_start,
+        coalesce(window_end, last_at) as gap_end,
+        'quarantined: ' || reason
+            || coalesce('; it held ' || quarantined.rows || ' rows when last verified', '')
+            || '; ' || refetch as gap_reason,
+        'quarantined' as gap_status,
+        path as file
+    from quarantined
 )
 
 select * from final
+union all
+select * from quarantined_rows
+order by stream, gap_start
