@@ -82,6 +82,7 @@ def configuration_rows(ctx: DoctorContext) -> list[CheckRow]:
     rows += [
         CheckRow("setting", setting.key, "ok", f"{setting_text(setting.value)} ({setting.source})")
         for setting in describe_settings(ctx.settings)
+        if not setting.key.startswith("[") or setting.key[1:].split("]")[0] in ctx.exchanges
     ]
     return rows
 
