@@ -250,7 +250,12 @@ def _add_sql(commands: Any) -> None:
     sql = commands.add_parser(
         "sql",
         help="run a query against the warehouse (read-only)",
-        description="Run one SQL query on data/warehouse.duckdb, opened read-only.",
+        description=(
+            "Run SQL on data/warehouse.duckdb, read-only: SELECT (and DESCRIBE, SHOW, "
+            "SUMMARIZE, EXPLAIN, the PRAGMAs that read) over the views and the lake. COPY, "
+            "EXPORT, ATTACH, INSTALL, LOAD, SET, CREATE, INSERT… and files outside the lake are "
+            "refused (exit 2): use tally export, or the duckdb shell."
+        ),
     )
     _config_option(sql)
     sql.add_argument("query", help='the query, e.g. "select * from reconcile_balances"')
@@ -266,18 +271,21 @@ def _run_sql(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from warehouse.connect import WarehouseMissingError, connect
     from warehouse.output import format_rows
+    from warehouse.readonly import ReadOnlyError, read
 
     settings = load_settings(args.config)
     try:
-        connection = connect(settings.data_dir)
+        connection = connect(settings.data_dir, lake=settings.lake_dir)
     except WarehouseMissingError as error:
         print(f"tally sql: {error}", file=sys.stderr)
         return 2
     with connection:
         try:
-            result = connection.execute(args.query)
+            result = read(connection, args.query)  # a ReadOnlyError: exit 2, said by main
             columns = [d[0] for d in result.description or ()]
             rows = result.fetchall() if columns else []
+        except ReadOnlyError:
+            raise
         except duckdb.Error as error:
             print(f"tally sql: {error}", file=sys.stderr)
             return 1

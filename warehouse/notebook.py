@@ -10,6 +10,12 @@ Amounts stay exact: DuckDB's DECIMAL(38,18) arrives as polars `Decimal(38, 18)`;
 `Float64` only to draw. An INTERVAL (`in_transit`, `staleness`) arrives as a polars
 `Duration("us")` (polars cannot read Arrow's interval type). `readable(frame)` turns the decimals
 into their shortest exact text for tables a person reads.
+
+`frame` and `value` run only SQL that reads, as `tally sql` does (`warehouse.readonly`: a COPY,
+ATTACH, INSTALL, SET, CREATE… raises `ReadOnlyError`). `wh.connection` is the guarded DuckDB
+connection itself, for the exports and the cost-basis engine: its settings keep it from files
+outside the lake, other databases, extensions and setting changes, but only `frame` and `value`
+check statements. Nothing here stops Python itself from writing: this guards against accidents.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import pyarrow as pa
 
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY
 from warehouse.connect import WAREHOUSE_FILE, connect, warehouse_path
+from warehouse.readonly import read
 
 DATA_DIR_VARIABLE = "TALLY_DATA_DIR"
 CONFIG_FILE = "tally.toml"
@@ -115,7 +122,7 @@ class Warehouse:
 
     def frame(self, sql: str, params: Params = None) -> pl.DataFrame:
         """The query's rows as a polars frame (exact decimals, UTC datetimes, durations)."""
-        table = self.connection.execute(sql, params).to_arrow_table()
+        table = read(self.connection, sql, params).to_arrow_table()
         for index, field in enumerate(table.schema):
             if pa.types.is_interval(field.type):
                 table = table.set_column(
@@ -127,7 +134,7 @@ class Warehouse:
 
     def value(self, sql: str, params: Params = None) -> Any:
         """The single value of a one-row, one-column query (None when it returns no row)."""
-        row = self.connection.execute(sql, params).fetchone()
+        row = read(self.connection, sql, params).fetchone()
         return None if row is None else row[0]
 
     def views(self) -> list[str]:
