@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -53,6 +54,29 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        nargs="?",
+        const=math.inf,
+        default=None,
+        metavar="SECONDS",
+        help="if another tally writes the data directory, wait for it (at most SECONDS) "
+        "instead of exiting at once",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return seconds
+
+
 # --- tally sync / status / demo -------------------------------------------------------------
 
 
@@ -63,6 +87,7 @@ def _add_sync(commands: Any) -> None:
         description="Run the ingestion flows against the configured exchanges.",
     )
     _config_option(sync)
+    _wait_option(sync)
     sync.add_argument(
         "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
     )
@@ -72,7 +97,15 @@ def _add_sync(commands: Any) -> None:
         default="all",
         help="which streams (default all)",
     )
-    sync.set_defaults(run=_run_sync)
+    sync.set_defaults(run=_run_sync_locked)
+
+
+def _run_sync_locked(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from pipelines.datadir_lock import data_dir_lock
+
+    with data_dir_lock(load_settings(args.config).data_dir, command="sync", wait=args.wait):
+        return _run_sync(args)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
@@ -133,13 +166,16 @@ def _add_demo(commands: Any) -> None:
         ),
     )
     demo.add_argument("--data", type=Path, default=Path("data"), help="data directory")
+    _wait_option(demo)
     demo.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from pipelines.datadir_lock import data_dir_lock
     from pipelines.demo import run_demo
 
-    return run_demo(args.data)
+    with data_dir_lock(args.data.resolve(), command="demo", wait=args.wait):
+        return run_demo(args.data)
 
 
 # --- tally warehouse / sql ------------------------------------------------------------------
@@ -155,16 +191,19 @@ def _add_warehouse(commands: Any) -> None:
         ),
     )
     _config_option(warehouse)
+    _wait_option(warehouse)
     warehouse.set_defaults(run=_run_warehouse)
 
 
 def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
+    from pipelines.datadir_lock import data_dir_lock
     from warehouse.build import build, view_row_counts
     from warehouse.connect import connect
 
     settings = load_settings(args.config)
-    result = build(settings)
+    with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
+        result = build(settings)
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)
     width = max(len(name) for name, _ in counts) if counts else 0
