@@ -111,7 +111,7 @@ def _run_sync_locked(args: argparse.Namespace) -> int:
 def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.flows.markets import UnknownMarketError, check_configured_markets
-    from pipelines.flows.prefect_env import prepare_prefect
+    from pipelines.flows.prefect_server import prefect_server
     from pipelines.http import ExchangeError
 
     settings = load_settings(args.config)
@@ -127,11 +127,11 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 1
     # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    prepare_prefect(settings.data_dir)
-    from pipelines.flows.sync import config_path, summary_table, sync_flow
+    with prefect_server(settings.data_dir):
+        from pipelines.flows.sync import config_path, summary_table, sync_flow
 
-    what = None if args.what == "all" else [args.what]
-    results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+        what = None if args.what == "all" else [args.what]
+        results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
     print(summary_table(results))
     from warehouse.build import build
 
