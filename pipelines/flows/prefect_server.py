@@ -61,8 +61,8 @@ def _stderr(line: str) -> None:
 def prefect_server(data_dir: Path, *, notice: Callable[[str], None] = _stderr) -> Iterator[str]:
     """Prefect's API URL for the block (see the module's docstring).
 
-    Start it from the thread that runs the block (the main thread in `tally`): the server's
-    parent-death signal fires when the thread that started it exits.
+    The kernel kills the server when the thread that started it ends, so enter this from a
+    thread that lives until the block is done (in `tally`, the main thread).
     """
     prepare_prefect(data_dir)
     from prefect.settings import get_current_settings
