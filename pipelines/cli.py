@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -58,6 +59,29 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        nargs="?",
+        const=math.inf,
+        default=None,
+        metavar="SECONDS",
+        help="if another tally writes the data directory, wait for it (at most SECONDS) "
+        "instead of exiting at once",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return seconds
+
+
 # --- tally sync / status / demo -------------------------------------------------------------
 
 
@@ -76,6 +100,7 @@ def _add_sync(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_option(sync)
+    _wait_option(sync)
     sync.add_argument(
         "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
     )
@@ -85,14 +110,22 @@ def _add_sync(commands: Any) -> None:
         default="all",
         help="which streams (default all)",
     )
-    sync.set_defaults(run=_run_sync)
+    sync.set_defaults(run=_run_sync_locked)
+
+
+def _run_sync_locked(args: argparse.Namespace) -> int:
+    from pipelines.config import load_settings
+    from pipelines.datadir_lock import data_dir_lock
+
+    with data_dir_lock(load_settings(args.config).data_dir, command="sync", wait=args.wait):
+        return _run_sync(args)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
     from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
-    from pipelines.flows.prefect_env import prepare_prefect
+    from pipelines.flows.prefect_server import prefect_server
 
     settings = load_settings(args.config)
     # Before Prefect starts: credentials, base URLs, clocks and markets, in seconds; a problem
@@ -102,14 +135,14 @@ def _run_sync(args: argparse.Namespace) -> int:
     _quarantine(settings, "sync")
     # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    prepare_prefect(settings.data_dir)
-    from pipelines.flows.sync import config_path, summary_table, sync_flow
+    with prefect_server(settings.data_dir):
+        from pipelines.flows.sync import config_path, summary_table, sync_flow
 
-    what = None if args.what == "all" else [args.what]
-    try:
-        results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
-    except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network gone: one line, exit 3
-        raise sync_failure(error, settings) from error
+        what = None if args.what == "all" else [args.what]
+        try:
+            results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+        except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network gone: one line, exit 3
+            raise sync_failure(error, settings) from error
     print(summary_table(results))
     from warehouse.build import build
 
@@ -204,13 +237,16 @@ def _add_demo(commands: Any) -> None:
         ),
     )
     demo.add_argument("--data", type=Path, default=Path("data"), help="data directory")
+    _wait_option(demo)
     demo.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from pipelines.datadir_lock import data_dir_lock
     from pipelines.demo import run_demo
 
-    return run_demo(args.data)
+    with data_dir_lock(args.data.resolve(), command="demo", wait=args.wait):
+        return run_demo(args.data)
 
 
 # --- tally warehouse / sql ------------------------------------------------------------------
@@ -226,17 +262,20 @@ def _add_warehouse(commands: Any) -> None:
         ),
     )
     _config_option(warehouse)
+    _wait_option(warehouse)
     warehouse.set_defaults(run=_run_warehouse)
 
 
 def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
+    from pipelines.datadir_lock import data_dir_lock
     from warehouse.build import build, view_row_counts
     from warehouse.connect import connect
 
     settings = load_settings(args.config)
-    _quarantine(settings, "warehouse")
-    result = build(settings)
+    with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
+        _quarantine(settings, "warehouse")
+        result = build(settings)
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)
     width = max(len(name) for name, _ in counts) if counts else 0

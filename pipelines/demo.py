@@ -24,7 +24,7 @@ DEMO_SEED = 1
 def run_demo(data_dir: Path) -> int:
     from pipelines.cli import sandbox_config
     from pipelines.config import load_settings
-    from pipelines.flows.prefect_env import prepare_prefect
+    from pipelines.flows.prefect_server import prefect_server
     from pipelines.sandbox.server import start_sandbox
 
     data_dir = data_dir.resolve()
@@ -41,11 +41,11 @@ def run_demo(data_dir: Path) -> int:
         text = re.sub(r'^data_dir = ".*"$', 'data_dir = "."', sandbox_config(sandbox), flags=re.M)
         config.write_text(text)
         settings = load_settings(config)
-        prepare_prefect(settings.data_dir)
-        from pipelines.flows.sync import summary_table, sync_flow
+        with prefect_server(settings.data_dir):
+            from pipelines.flows.sync import summary_table, sync_flow
 
-        print("Syncing both accounts, their candles and public trades (Prefect flow)…")
-        results = sync_flow(str(config))
+            print("Syncing both accounts, their candles and public trades (Prefect flow)…")
+            results = sync_flow(str(config))
         print(summary_table(results))
     from pipelines.lake import Lake
     from pipelines.status import format_status, stream_status
