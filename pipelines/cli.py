@@ -72,6 +72,11 @@ def _add_sync(commands: Any) -> None:
         default="all",
         help="which streams (default all)",
     )
+    sync.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON document on stdout (progress stays on stderr)",
+    )
     sync.set_defaults(run=_run_sync)
 
 
@@ -92,18 +97,23 @@ def _run_sync(args: argparse.Namespace) -> int:
     except ExchangeError as error:
         print(f"tally sync: cannot read the market lists: {error}", file=sys.stderr)
         return 1
-    # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
+    # The flows' own progress lines (INFO) go to the Prefect UI and <data_dir>/logs/prefect.log.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     prepare_prefect(settings.data_dir)
     from pipelines.flows.sync import config_path, summary_table, sync_flow
+    from pipelines.progress.session import sync_progress
+    from pipelines.progress.summary import summary_json
 
     what = None if args.what == "all" else [args.what]
-    results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
-    print(summary_table(results))
+    with sync_progress():  # live on a terminal, else plain lines; both on stderr
+        results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
+    if not args.json:
+        print(summary_table(results), flush=True)
     from warehouse.build import build
 
     # The views are rebuilt after every sync, so that a dataset's first files are seen.
-    print(f"warehouse rebuilt: {build(settings).path}")
+    path = build(settings).path
+    print(summary_json(results, warehouse=path) if args.json else f"warehouse rebuilt: {path}")
     return 0
 
 
