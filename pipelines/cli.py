@@ -110,44 +110,53 @@ def _add_sync(commands: Any) -> None:
         default="all",
         help="which streams (default all)",
     )
-    sync.set_defaults(run=_run_sync_locked)
-
-
-def _run_sync_locked(args: argparse.Namespace) -> int:
-    from pipelines.config import load_settings
-    from pipelines.datadir_lock import data_dir_lock
-
-    with data_dir_lock(load_settings(args.config).data_dir, command="sync", wait=args.wait):
-        return _run_sync(args)
+    sync.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON document on stdout (progress stays on stderr)",
+    )
+    sync.set_defaults(run=_run_sync)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
     from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
+    from pipelines.datadir_lock import data_dir_lock, refuse_if_locked
     from pipelines.flows.prefect_server import prefect_server
 
     settings = load_settings(args.config)
+    if args.wait is None:
+        refuse_if_locked(settings.data_dir)  # a second writer hears it at once
     # Before Prefect starts: credentials, base URLs, clocks and markets, in seconds; a problem
-    # raises one line each and nothing is fetched (the flow is told the markets are checked).
+    # raises one line each and nothing is fetched or written (the flow is told the markets are
+    # checked).
     for warning in run_preflight(settings, args.exchange, args.what):
         print(f"tally sync: warning: {warning}", file=sys.stderr)
-    _quarantine(settings, "sync")
-    # A sync can be long: show the flows' progress lines (INFO) unless told otherwise.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    with prefect_server(settings.data_dir):
-        from pipelines.flows.sync import config_path, summary_table, sync_flow
+    with data_dir_lock(settings.data_dir, command="sync", wait=args.wait):
+        _quarantine(settings, "sync")
+        # The flows' own progress lines (INFO) go to the Prefect UI and
+        # <data_dir>/logs/prefect.log.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+        with prefect_server(settings.data_dir):
+            from pipelines.flows.sync import config_path, summary_table, sync_flow
+            from pipelines.progress.session import sync_progress
+            from pipelines.progress.summary import summary_json
 
-        what = None if args.what == "all" else [args.what]
-        try:
-            results = sync_flow(config_path(args.config), args.exchange, what, markets_checked=True)
-        except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network gone: one line, exit 3
-            raise sync_failure(error, settings) from error
-    print(summary_table(results))
-    from warehouse.build import build
+            what = None if args.what == "all" else [args.what]
+            config = config_path(args.config)
+            with sync_progress():  # live on a terminal, else plain lines; both on stderr
+                try:
+                    results = sync_flow(config, args.exchange, what, markets_checked=True)
+                except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network: one line
+                    raise sync_failure(error, settings) from error
+        if not args.json:
+            print(summary_table(results), flush=True)
+        from warehouse.build import build
 
-    # The views are rebuilt after every sync, so that a dataset's first files are seen.
-    print(f"warehouse rebuilt: {build(settings).path}")
+        # The views are rebuilt after every sync, so that a dataset's first files are seen.
+        path = build(settings).path
+    print(summary_json(results, warehouse=path) if args.json else f"warehouse rebuilt: {path}")
     return 0
 
 

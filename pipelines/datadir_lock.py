@@ -92,6 +92,25 @@ def read_holder(data_dir: Path) -> Holder | None:
         return None
 
 
+def refuse_if_locked(data_dir: Path) -> None:
+    """Raise `DataDirLockedError` now if another process holds `data_dir`'s lock; creates
+    nothing (a command that checks other things before it locks calls this first, so that a
+    second writer is told at once, and a first run that fails its checks leaves no directory).
+    """
+    try:
+        fd = os.open(lock_path(data_dir), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # no lock file: nobody holds it
+    try:
+        if not _try_lock(fd):
+            raise DataDirLockedError(
+                f"data directory {data_dir} is in use by {_who(data_dir, time.sleep)}; "
+                "pass --wait to wait for it"
+            )
+    finally:
+        os.close(fd)  # releases the lock if we took it
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

@@ -43,9 +43,13 @@ def run_demo(data_dir: Path) -> int:
         settings = load_settings(config)
         with prefect_server(settings.data_dir):
             from pipelines.flows.sync import summary_table, sync_flow
+            from pipelines.progress.session import sync_progress
 
-            print("Syncing both accounts, their candles and public trades (Prefect flow)…")
-            results = sync_flow(str(config))
+            print(
+                "Syncing both accounts, their candles and public trades (Prefect flow)…", flush=True
+            )
+            with sync_progress():  # on stderr: live on a terminal, else plain lines
+                results = sync_flow(str(config))
         print(summary_table(results))
     from pipelines.lake import Lake
     from pipelines.status import format_status, stream_status

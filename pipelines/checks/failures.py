@@ -135,8 +135,10 @@ def sync_failure(error: Exception, settings: Settings) -> OperatorError:
     if isinstance(error, ExchangeError):
         configured = settings.exchanges.get(error.exchange)
         explained = explain(error, configured.base_url if configured else "the exchange")
+        url = getattr(error, "url", None)
+        where = f" ({url})" if url and url not in explained.detail else ""
         return OperatorError(
-            sentence(f"{error.exchange}: {explained.detail}", explained.fix),
+            sentence(f"{error.exchange}: {explained.detail}{where}", explained.fix),
             exit_code=ExitCode.EXCHANGE,
         )
     if isinstance(error, RowParseError):

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from pipelines import progress
 from pipelines.datasets import TRANSFERS, RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Movement
-from pipelines.flows.runtime import StreamResult
+from pipelines.flows.runtime import StreamResult, finished
 from pipelines.http import HttpClient
 from pipelines.lake import Dataset, Lake, reading
 
@@ -231,6 +232,7 @@ class Meter:
 
     def __post_init__(self) -> None:
         self._start = self._mark()
+        progress.stream_started(self.stream, self.exchange)
 
     def _mark(self) -> tuple[int, int, int]:
         if self.http is None:
@@ -242,6 +244,7 @@ class Meter:
         if rows or files:
             self.rows[dataset.name] = self.rows.get(dataset.name, 0) + rows
             self.windows += files
+            progress.landed(dataset.name, rows)
 
     def result(
         self,
@@ -251,7 +254,7 @@ class Meter:
         gaps: Sequence[str] = (),
     ) -> StreamResult:
         end = self._mark()
-        return StreamResult(
+        result = StreamResult(
             stream=self.stream,
             exchange=self.exchange,
             rows=dict(self.rows),
@@ -263,3 +266,4 @@ class Meter:
             first=first,
             last=last,
         )
+        return finished(result)

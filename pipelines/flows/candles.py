@@ -29,12 +29,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
+from pipelines import progress
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.flows.chunks import (
     SETTLE,
     HttpMark,
+    done_share,
     drop_superseded,
     held_range,
     land_plan,
@@ -44,7 +46,7 @@ from pipelines.flows.chunks import (
 )
 from pipelines.flows.listing import QUIET_INTERVALS, ListingWatch, record_listing
 from pipelines.flows.plan import Window, chunk_unit, final_cutoff, interval_delta, plan_chunks
-from pipelines.flows.runtime import Runtime, StreamResult
+from pipelines.flows.runtime import Runtime, StreamResult, finished
 from pipelines.flows.settle import read_note, unsettled_from
 from pipelines.http import HttpClient
 from pipelines.quarantine import holes
@@ -61,6 +63,8 @@ def sync_candles(
 ) -> StreamResult:
     """Land every closed candle of `market`/`interval` with open time in `span` not yet landed,
     and read again the landed candles that had not settled when they were read."""
+    stream = f"candles {exchange} {market} {interval}"
+    progress.stream_started(stream, exchange)
     http, walk = _walker(rt, exchange)
     partition = {"exchange": exchange, "market": market, "interval": interval}
     lake, dataset = rt.lake, CANDLES.dataset
@@ -89,8 +93,10 @@ def sync_candles(
             pages = reversed(list(walk(market, interval, plan.missing)))
             if watch is not None:
                 pages = watch.screen(plan.missing, pages)
-            fetched += land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
+            rows = land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
+            fetched += rows
             landed += 1
+            progress.landed(dataset.name, rows, done=done_share(window, plan.missing.end))
 
     gaps: tuple[str, ...] = ()
     found = watch.gap() if watch is not None else None
@@ -98,8 +104,8 @@ def sync_candles(
         gaps = (record_listing(lake, exchange, market, interval, *found, detected_at=now),)
     first, last = held_range(lake, dataset, "open_time", partition)
     used = mark.since(http)
-    return StreamResult(
-        stream=f"candles {exchange} {market} {interval}",
+    result = StreamResult(
+        stream=stream,
         exchange=exchange,
         rows={dataset.name: fetched},
         windows=landed,
@@ -110,6 +116,7 @@ def sync_candles(
         first=first,
         last=last,
     )
+    return finished(result)
 
 
 def _hole_windows(rt: Runtime, partition: dict[str, str], cutoff: datetime) -> list[Window]:

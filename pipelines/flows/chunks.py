@@ -214,6 +214,14 @@ def _as_moment(value: object) -> datetime | None:
     return value
 
 
+def done_share(span: Window, moment: datetime) -> float:
+    """How much of `span` lies before `moment` (0..1), for the progress display's ETA."""
+    total = (span.end - span.start).total_seconds()
+    if total <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (moment - span.start).total_seconds() / total))
+
+
 @dataclass(frozen=True)
 class HttpMark:
     """Counters of a client's `HttpStats` at one moment; `since` gives the stream's delta."""

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines import progress
 from pipelines.datasets import GAPS, PUBLIC_TRADES
 from pipelines.exchanges.bitstamp import PUBLIC_TRADE_WINDOWS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
@@ -41,6 +42,7 @@ from pipelines.flows.chunks import (
     SETTLE,
     HttpMark,
     combine,
+    done_share,
     drop_replaced,
     drop_superseded,
     held_range,
@@ -52,7 +54,7 @@ from pipelines.flows.chunks import (
     sweep_partition,
 )
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
-from pipelines.flows.runtime import Runtime, StreamResult
+from pipelines.flows.runtime import Runtime, StreamResult, finished
 from pipelines.lake import Lake
 from pipelines.quarantine import holes
 
@@ -66,6 +68,7 @@ def sync_public_trades(
     rt: Runtime, exchange: str, market: str, *, since: datetime | None
 ) -> StreamResult:
     """Land the public trades of `market` not yet landed (see the module docstring)."""
+    progress.stream_started(f"{STREAM} {exchange} {market}", exchange)
     if exchange == "bitvavo":
         return _sync_bitvavo(rt, market, since)
     if exchange == "bitstamp":
@@ -85,7 +88,7 @@ def _result(
     first, last = held_range(
         rt.lake, PUBLIC_TRADES.dataset, "traded_at", {"exchange": exchange, "market": market}
     )
-    return StreamResult(
+    result = StreamResult(
         stream=f"{STREAM} {exchange} {market}",
         exchange=exchange,
         rows={PUBLIC_TRADES.dataset.name: rows},
@@ -97,6 +100,7 @@ def _result(
         first=first,
         last=last,
     )
+    return finished(result)
 
 
 # -- Bitvavo: full history, day chunks -----------------------------------------------------------
@@ -130,8 +134,12 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
     for span in spans:
         for plan in plan_chunks(span, "day", partition_files(lake, dataset, partition)):
             pages = client.public_trades_window(market, plan.missing.start, plan.missing.end)
-            fetched += land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
+            rows = land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
+            fetched += rows
             landed += 1
+            progress.landed(
+                dataset.name, rows, done=done_share(Window(start, end), plan.target.end)
+            )
     return _result(rt, "bitvavo", market, fetched, landed, mark.since(client.http))
 
 
@@ -171,6 +179,7 @@ def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
         new, wrote = _merge_day(lake, day, covered, fresh, files, partition)
         rows += new
         landed += wrote
+        progress.landed(dataset.name, new)
     return _result(rt, "bitstamp", market, rows, landed, mark.since(client.http), gaps)
 
 

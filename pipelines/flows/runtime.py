@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from pipelines import progress
 from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
 from pipelines.exchanges.bitvavo import BitvavoClient
@@ -144,3 +145,18 @@ class StreamResult:
     gaps: tuple[str, ...] = ()  # human-readable descriptions of gaps found
     first: datetime | None = None  # range of what the stream holds after the run
     last: datetime | None = None
+
+
+def finished(result: StreamResult) -> StreamResult:
+    """Tell the progress channel that the stream of `result` finished; returns `result`."""
+    progress.stream_finished(
+        result.stream,
+        result.exchange,
+        rows=result.rows,
+        windows=result.windows,
+        requests=result.requests,
+        weight=result.weight,
+        retries=result.retries,
+        gaps=len(result.gaps),
+    )
+    return result

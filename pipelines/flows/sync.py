@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -22,6 +22,7 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 
+from pipelines import progress
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.flows.markets import check_markets
@@ -58,13 +59,36 @@ _TASK_OPTIONS: dict[str, Any] = {
 }
 
 
+@contextmanager
+def _reported(stream: str) -> Iterator[None]:
+    """Tell the progress channel that the task's stream failed, and when Prefect retries it."""
+    try:
+        yield
+    except Exception as error:
+        progress.stream_failed(error, stream=stream, retry_in=_task_retry_in(error))
+        raise
+
+
+def _task_retry_in(error: BaseException) -> float | None:
+    """Seconds until Prefect runs the current task again after `error` (None: it will not)."""
+    if not isinstance(error, RetryableError):
+        return None
+    from prefect.runtime import task_run
+
+    runs = int(task_run.run_count)  # 1 during the first run
+    if not 1 <= runs <= _TASK_OPTIONS["retries"]:
+        return None
+    delays = _TASK_OPTIONS["retry_delay_seconds"]
+    return float(delays[min(runs - 1, len(delays) - 1)])
+
+
 @task(task_run_name="candles {exchange} {market} {interval}", **_TASK_OPTIONS)
 def candles_task(
     config: str | None, exchange: str, market: str, interval: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
     from pipelines.flows.candles import sync_candles
 
-    with closing(runtime(config)) as rt:
+    with _reported(f"candles {exchange} {market} {interval}"), closing(runtime(config)) as rt:
         return dataclasses.asdict(sync_candles(rt, exchange, market, interval, Window(start, end)))
 
 
@@ -72,9 +96,9 @@ def candles_task(
 def public_trades_task(
     config: str | None, exchange: str, market: str, since: datetime | None
 ) -> dict[str, Any]:
-    from pipelines.flows.public_trades import sync_public_trades
+    from pipelines.flows.public_trades import STREAM, sync_public_trades
 
-    with closing(runtime(config)) as rt:
+    with _reported(f"{STREAM} {exchange} {market}"), closing(runtime(config)) as rt:
         return dataclasses.asdict(sync_public_trades(rt, exchange, market, since=since))
 
 
@@ -84,7 +108,7 @@ def account_task(config: str | None, exchange: str) -> list[dict[str, Any]]:
         from pipelines.flows.bitstamp_account import sync_bitstamp_account as sync
     else:
         from pipelines.flows.bitvavo_account import sync_bitvavo_account as sync
-    with closing(runtime(config)) as rt:
+    with _reported(f"account {exchange}"), closing(runtime(config)) as rt:
         return [dataclasses.asdict(result) for result in sync(rt)]
 
 
@@ -118,8 +142,10 @@ def _progress(futures: Iterable[PrefectFuture[Any]], label: str) -> list[Any]:
     logger = get_run_logger()
     pending = list(futures)
     total, began, rows, results = len(pending), time.monotonic(), 0, []
+    progress.tasks_planned(label, total)
     for done, future in enumerate(as_completed(pending), start=1):
         outcome = future.result()
+        progress.task_done(label)
         for result in outcome if isinstance(outcome, list) else [outcome]:
             results.append(result)
             rows += sum(result["rows"].values())

@@ -8,7 +8,7 @@ reset time and ban expiry, bounded in attempts and time).
 
 Exceptions (defined in `_errors`)::
 
-    ExchangeError                     .exchange .endpoint .code .status
+    ExchangeError                     .exchange .endpoint .code .status .url
     ├── RetryableError                .retry_after (seconds, > 0, or None)
     │   ├── RateLimitedError          HTTP 429, Bitstamp 400.002, Bitvavo 103/104/105/110/112
     │   ├── ServerError               HTTP 5xx, Bitvavo 101/107-109/400/404, Bitstamp maintenance

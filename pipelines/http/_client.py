@@ -22,6 +22,8 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from pipelines import progress
+
 from ._classify import _CLASSIFIERS, NOT_JSON
 from ._common import Clock, Sleep
 from ._errors import (
@@ -243,6 +245,9 @@ class HttpClient:
             self.stats.record_retry(endpoint)
             if isinstance(error, RateLimitedError):
                 self.limiter.block_until(self._clock() + state.upcoming_sleep)
+            if error is not None:
+                attempt = state.attempt_number + 1
+                progress.retrying(attempt, self.retry.max_attempts, error, state.upcoming_sleep)
             logger.info(
                 "%s %s: %s; retry %d/%d in %.2fs",
                 self.exchange,
@@ -262,11 +267,16 @@ class HttpClient:
             reraise=True,
         )
         reply: Reply | None = None
-        for attempt in retrying:
-            with attempt:
-                reply = self._attempt(call, attempt.retry_state.attempt_number, queued)
+        with progress.request(self.exchange, endpoint, call.method, self._url(call)):
+            for attempt in retrying:
+                with attempt:
+                    reply = self._attempt(call, attempt.retry_state.attempt_number, queued)
         assert reply is not None
         return reply
+
+    def _url(self, call: _Call) -> str:
+        """The request's URL, exactly as sent (both exchanges sign in headers: no secret)."""
+        return f"{self._scheme}://{self._host}{call.path}{call.query}"
 
     def _backoff(self, state: tenacity.RetryCallState) -> float:
         policy = self.retry
@@ -286,6 +296,7 @@ class HttpClient:
         queued[0] += self._clock() - before
         response_headers: Mapping[str, str] = {}
         redact: list[str] = []
+        url = self._url(call)
         try:
             headers = {
                 "Host": self._host,
@@ -308,12 +319,12 @@ class HttpClient:
                 )
                 redact = _secret_values(auth)
                 headers.update(auth)
-            url = f"{self._scheme}://{self._host}{call.path}{call.query}"
             prepared = requests.Request(
                 call.method, url, headers=headers, data=call.body.encode() or None
             ).prepare()
             prepared.url = url  # exactly what was signed: no re-quoting
             self.stats.record_request(call.endpoint, call.weight)
+            progress.request_sent(call.weight, attempt)
             shown = call.path if call.signer else call.path + call.query
             logger.debug(
                 "%s %s %s (%s) attempt %d",
@@ -338,7 +349,7 @@ class HttpClient:
         if failure is not None:
             # Raised here, not inside `except`: the requests exception holds the signed
             # request's headers and must not stay reachable as __context__.
-            self._fail(call.endpoint, failure, redact)
+            self._fail(call.endpoint, failure, redact, url)
             raise failure
 
         now = self._clock()
@@ -363,7 +374,7 @@ class HttpClient:
         if error is not None:
             if isinstance(error, RateLimitedError) and error.retry_after is not None:
                 self.limiter.block_until(now + error.retry_after)
-            self._fail(call.endpoint, error, redact)
+            self._fail(call.endpoint, error, redact, url)
             raise error
         return Reply(
             data=data,
@@ -390,8 +401,9 @@ class HttpClient:
             return None
         return _make_error(cls, self.exchange, endpoint, reason=f"{reason} ({type(exc).__name__})")
 
-    def _fail(self, endpoint: str, error: ExchangeError, redact: list[str]) -> None:
+    def _fail(self, endpoint: str, error: ExchangeError, redact: list[str], url: str) -> None:
         error._redact(redact)
+        error.url = url
         self.stats.record_error(endpoint, error)
         level = logging.DEBUG if isinstance(error, RetryableError) else logging.INFO
         logger.log(level, "%s", error)

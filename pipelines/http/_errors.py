@@ -13,9 +13,10 @@ _MAX_REASON_CHARS: Final = 300
 
 
 class ExchangeError(Exception):
-    """A request to an exchange failed."""
+    """A request to an exchange failed; `url` is the request's URL (None until it was sent)."""
 
     summary = "request failed"
+    url: str | None = None
 
     def __init__(
         self,

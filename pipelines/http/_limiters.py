@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+from pipelines import progress
+
 from ._common import Clock, Sleep, _lower_headers, _number
 
 
@@ -83,21 +85,27 @@ class RequestBudget(Limiter):
     def acquire(self, weight: int = 1) -> None:
         if weight < 1 or weight > min(self._window[0], self._second[0]):
             raise ValueError(f"request weight {weight} does not fit the budget")
+        left = 0
         while True:
             with self._lock:
                 now = self._clock()
                 self._purge(now)
-                wait = max(
+                waits = (
                     self._blocked_until - now,
                     self._wait_for(self._sent, self._used[0], self._window, weight, now),
                     self._wait_for(self._sent_second, self._used[1], self._second, weight, now),
                 )
+                wait = max(waits)
                 if wait <= 0:
                     self._sent.append((now, weight))
                     self._sent_second.append((now, weight))
                     self._used[0] += weight
                     self._used[1] += weight
-                    return
+                    left = self._window[0] - self._used[0]
+            if wait <= 0:
+                report_requests_left(left, self._window)
+                return
+            report_request_wait(waits, self._window, self._second)
             self._sleep(wait)
 
     def observe(self, headers: Mapping[str, str], weight: int) -> None:
@@ -106,6 +114,33 @@ class RequestBudget(Limiter):
     def block_until(self, epoch_seconds: float) -> None:
         with self._lock:
             self._blocked_until = max(self._blocked_until, epoch_seconds)
+
+
+def report_requests_left(left: int, window: tuple[int, float]) -> None:
+    """Progress: the requests left in a Bitstamp budget's sliding window."""
+    progress.headroom("requests", max(0, left), window[0], window_seconds=window[1])
+
+
+def report_request_wait(
+    waits: tuple[float, float, float], window: tuple[int, float], second: tuple[int, float]
+) -> None:
+    """Progress: why a request budget waits (blocked, window used up, or the per-second cap)."""
+    if not progress.listening():
+        return
+    blocked, per_window, per_second = waits
+    wait = max(waits)
+    if blocked >= max(per_window, per_second):
+        progress.waiting(
+            progress.BAN, "the exchange refused this key (HTTP 429): nobody sends until then", wait
+        )
+    elif per_window >= per_second:
+        progress.waiting(
+            progress.PACING, f"rate budget: {window[0]} requests per {window[1]:g} s used up", wait
+        )
+    else:
+        progress.waiting(
+            progress.PACING, f"rate budget: {second[0]} requests per {second[1]:g} s", wait
+        )
 
 
 class WeightBudget(Limiter):
@@ -170,24 +205,28 @@ class WeightBudget(Limiter):
             self._reset_at = following if following > now else now + self._window
             self._probing = True
 
-    def _wait(self, now: float, weight: int) -> float:
+    def _pace(self, now: float, weight: int) -> tuple[float, str, str]:
+        """Seconds to wait before sending `weight` now (0: send), with the wait's kind and
+        reason for the progress display."""
         if now < self._blocked_until:
-            return self._blocked_until - now
+            return self._blocked_until - now, progress.BAN, "the key is banned or told to wait"
         self._roll(now)
         if self._probing and self._in_flight > 0:
-            return self._poll
+            return self._poll, progress.PACING, "one request at a time until the budget is known"
         reserve = min(self._reserve, max(0, self._limit - weight))
         available = self._remaining - self._in_flight - reserve
         to_reset = self._deadline() - now
         if available < weight:
-            return max(to_reset, self._poll)
+            reason = f"rate budget: {self._remaining} of {self._limit} weight left, until the reset"
+            return max(to_reset, self._poll), progress.PACING, reason
         if available < self._pace_below * self._limit and self._last_send is not None:
             # Spread what is left over the time to the reset rather than burst to zero: n more
             # requests of this weight get n + 1 equal gaps, so the last one is not at the reset.
             next_at = self._last_send + weight * to_reset / (available + weight)
             if now < next_at:
-                return next_at - now
-        return 0.0
+                reason = f"rate budget: spreading the last {available} weight to the reset"
+                return next_at - now, progress.PACING, reason
+        return 0.0, "", ""
 
     def acquire(self, weight: int = 1) -> None:
         if weight < 1 or weight > self._limit:
@@ -195,14 +234,22 @@ class WeightBudget(Limiter):
         while True:
             with self._lock:
                 now = self._clock()
-                wait = self._wait(now, weight)
+                wait, kind, reason = self._pace(now, weight)
                 if wait <= 0:
                     self._in_flight += weight
                     self._last_send = now
                     return
+            progress.waiting(kind, reason, wait)
             self._sleep(wait)
 
     def observe(self, headers: Mapping[str, str], weight: int) -> None:
+        self._observe(headers, weight)
+        if progress.listening():
+            with self._lock:
+                left, limit, reset_at = self._remaining, self._limit, self._reset_at
+            progress.headroom("weight", max(0, left), limit, reset_at=reset_at)
+
+    def _observe(self, headers: Mapping[str, str], weight: int) -> None:
         lower = _lower_headers(headers)
         remaining = _number(lower.get("bitvavo-ratelimit-remaining"))
         reset_ms = _number(lower.get("bitvavo-ratelimit-resetat"))

@@ -45,8 +45,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines import progress
+
 from ._common import Clock, Sleep
-from ._limiters import Limiter, WeightBudget
+from ._limiters import Limiter, WeightBudget, report_request_wait, report_requests_left
 from ._statefile import StateFile
 
 SLOTS_PER_WINDOW = 60
@@ -112,6 +114,7 @@ class SharedRequestBudget(Limiter):
     def acquire(self, weight: int = 1) -> None:
         if weight < 1 or weight > min(capacity for capacity, _ in self._rules):
             raise ValueError(f"request weight {weight} does not fit the budget")
+        left = 0
         while True:
             with self._file.edit() as state:
                 now = self._clock()
@@ -119,21 +122,23 @@ class SharedRequestBudget(Limiter):
                 for _, span in self._rules:
                     windows.setdefault(repr(span), {"slot": span / SLOTS_PER_WINDOW, "counts": {}})
                 blocked = min(float(state.get("blocked_until", 0.0)), now + MAX_BLOCK_SECONDS)
-                wait = max(
-                    blocked - now,
-                    *(
-                        _wait_for(windows[repr(span)], capacity, span, weight, now)
-                        for capacity, span in self._rules
-                    ),
+                per_window, per_second = (
+                    _wait_for(windows[repr(span)], capacity, span, weight, now)
+                    for capacity, span in self._rules
                 )
+                wait = max(blocked - now, per_window, per_second)
                 if wait <= 0:
                     for window in windows.values():
                         counts = window["counts"]
                         slot = str(math.floor(now / window["slot"]))
                         counts[slot] = counts.get(slot, 0) + weight
+                    capacity, span = self._rules[0]
+                    left = capacity - sum(windows[repr(span)]["counts"].values())
                 state["windows"] = windows
             if wait <= 0:
+                report_requests_left(left, self._rules[0])
                 return
+            report_request_wait((blocked - now, per_window, per_second), *self._rules)
             self._sleep(wait)
 
     def observe(self, headers: Mapping[str, str], weight: int) -> None:
@@ -295,12 +300,13 @@ class SharedWeightBudget(WeightBudget):
             raise ValueError(f"request weight {weight} does not fit the budget")
         while True:
             with self._shared() as now:
-                wait = self._wait(now, weight)
+                wait, kind, reason = self._pace(now, weight)
                 if wait <= 0:
                     self._in_flight += weight
                     self._last_send = now
             if wait <= 0:
                 return
+            progress.waiting(kind, reason, wait)
             self._sleep(wait)
 
     def observe(self, headers: Mapping[str, str], weight: int) -> None:
