@@ -123,6 +123,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock, refuse_if_locked
+    from pipelines.exit_codes import ExitCode
     from pipelines.flows.prefect_server import prefect_server
 
     settings = load_settings(args.config)
@@ -139,7 +140,7 @@ def _run_sync(args: argparse.Namespace) -> int:
         # <data_dir>/logs/prefect.log.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
         with prefect_server(settings.data_dir):
-            from pipelines.flows.sync import config_path, summary_table, sync_flow
+            from pipelines.flows.sync import config_path, lost_data, summary_table, sync_flow
             from pipelines.progress.session import sync_progress
             from pipelines.progress.summary import summary_json
 
@@ -157,7 +158,10 @@ def _run_sync(args: argparse.Namespace) -> int:
         # The views are rebuilt after every sync, so that a dataset's first files are seen.
         path = build(settings).path
     print(summary_json(results, warehouse=path) if args.json else f"warehouse rebuilt: {path}")
-    return 0
+    lost = lost_data(results)
+    for gap in lost:
+        print(f"tally sync: data lost: {gap} (see coverage)", file=sys.stderr)
+    return int(ExitCode.DATA) if lost else 0
 
 
 def _add_doctor(commands: Any) -> None:

@@ -9,6 +9,7 @@ fails the sync with a precise error and leaves the lake as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
 from pipelines.flows.public_trades import sync_public_trades
 from pipelines.flows.runtime import Runtime, StreamResult
+from pipelines.flows.sync import lost_data
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.bitstamp_api import BitstampApp
@@ -349,6 +351,9 @@ def test_bitstamp_rolling_window_is_chosen_by_reach_and_a_lost_stretch_is_a_gap(
         assert windows_asked() == ["minute"]
     assert first.gaps == () and again.gaps == ()
     assert len(with_gap.gaps) == 1
+    # `tally sync` exits 1 (a data problem) for exactly this gap: trades lost for good
+    runs = [dataclasses.asdict(result) for result in (first, no_gap, with_gap, again)]
+    assert lost_data(runs) == list(with_gap.gaps)
     gaps = rt.lake.scan(GAPS).collect()
     returned = market.trades(ms(much_later) - DAY_MS, ms(much_later) + 1)
     oldest_returned = datetime.fromtimestamp(returned[0].ts_ms // 1000, UTC)

@@ -274,10 +274,11 @@ def test_a_permission_refused_mid_sync_ends_it_in_one_line_with_exit_3(
         args = ["sync", "--config", str(config), "--exchange", "bitstamp", "--what", "account"]
         with pytest.raises(OperatorError) as raised:
             main(["--debug", *args])
+        url = f"{lacking.bitstamp.base_url}/api/v2/crypto-transactions/"
     assert raised.value.exit_code == ExitCode.EXCHANGE
     assert raised.value.lines == (
         "bitstamp: POST /api/v2/crypto-transactions/: permission denied "
-        "(code API0003, HTTP 403): No permission found; tick the permission for "
+        f"(code API0003, HTTP 403): No permission found ({url}); tick the permission for "
         "POST /api/v2/crypto-transactions/ for this key (Bitstamp: Settings → API access)",
     )
     assert isinstance(raised.value.__cause__, PermissionDeniedError), "--debug shows the cause"

@@ -27,6 +27,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
+from pipelines.flows.public_trades import STREAM as PUBLIC_TRADES_STREAM
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
 from pipelines.quarantine import moved_lines, quarantine_lake
@@ -257,6 +258,19 @@ def backfill_flow(
     results = _progress(futures, f"backfill {exchange} {market} {interval}")
     print(summary_table(results))
     return results
+
+
+def lost_data(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The gaps of this run that are data lost for good: public trades that Bitstamp's rolling
+    window no longer reaches (the poll came too late). The other gaps a run records are ranges
+    where the exchange has nothing to give (before a market's listing, a delisted market's
+    trades): they are in `coverage` with their reason but are not a problem of the run."""
+    return [
+        gap
+        for result in results
+        if result["stream"].startswith(PUBLIC_TRADES_STREAM)
+        for gap in result["gaps"]
+    ]
 
 
 def summary_table(results: Sequence[dict[str, Any]]) -> str:
