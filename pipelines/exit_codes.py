@@ -44,6 +44,6 @@ class OperatorError(Exception):
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
-  1  data problem (a balance that does not reconcile, a gap, a missing price)
+  1  data problem (a balance that does not reconcile, trades lost, a missing price)
   2  usage or configuration (bad option or tally.toml, unknown market, data directory locked)
   3  exchange, credentials or network (unreachable, keys refused, clock skew, rate limit)"""
