@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,10 +153,15 @@ def test_a_document_stays_readable_across_writes(tmp_path: Path):
 # ------------------------------------------------------------------------------------------ fork
 
 
-def mark_child(state_file: StateFile) -> None:
-    """In a child forked with `state_file` (whose mutex a parent's thread held at the fork)."""
-    with state_file.edit() as state:
-        state["child"] = True
+def mark_child(state_file: StateFile, failure: Path) -> None:
+    """In a child forked with `state_file` (whose mutex a parent's thread held at the fork);
+    what went wrong, if anything, is written to `failure` for the parent's assertion."""
+    try:
+        with state_file.edit() as state:
+            state["child"] = True
+    except BaseException:
+        failure.write_text(traceback.format_exc(), encoding="utf-8")
+        raise
 
 
 def test_a_child_forked_while_a_thread_edits_is_not_deadlocked(tmp_path: Path):
@@ -171,7 +177,10 @@ def test_a_child_forked_while_a_thread_edits_is_not_deadlocked(tmp_path: Path):
     holder = threading.Thread(target=hold)
     holder.start()
     assert inside.wait(60)
-    child = multiprocessing.get_context("fork").Process(target=mark_child, args=(state_file,))
+    failure = tmp_path / "child-failure.txt"
+    child = multiprocessing.get_context("fork").Process(
+        target=mark_child, args=(state_file, failure)
+    )
     try:
         child.start()  # the mutex and the file's lock are held by the thread right now
         release.set()
@@ -181,7 +190,7 @@ def test_a_child_forked_while_a_thread_edits_is_not_deadlocked(tmp_path: Path):
         if child.exitcode is None:
             child.kill()
             child.join()
-    assert child.exitcode == 0
+    assert child.exitcode == 0, failure.read_text() if failure.exists() else "no exception"
     with state_file.edit() as state:
         assert state["parent"] is True and state["child"] is True  # both edits, in turn
 
