@@ -114,7 +114,7 @@ def test_a_sandbox_config_passes_every_check_but_the_documented_warning(
         ("trade/withdraw", "bitstamp"): "warn",
         ("trade/withdraw", "bitvavo"): "warn",
         ("warehouse", str(tmp_path / "data" / "warehouse.duckdb")): "skip",  # nothing synced
-        # one read cannot bound how long a candle keeps changing (pipelines/checks/probes)
+        # one read cannot bound how long a candle keeps changing (pipelines/checks/behaviours)
         ("probe: bitvavo-candles-settle", "bitvavo"): "skip",
     }
     probed = {key[0].removeprefix("probe: ") for key in statuses if key[0].startswith("probe: ")}

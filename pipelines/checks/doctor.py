@@ -8,12 +8,12 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
   masked, as `tally config` shows them);
 - credentials: a key and secret configured for each exchange (local);
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
-  and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
+  and the warning that a key's trade/withdraw rights cannot be read (`exchange.py`);
 - markets: every configured market a listed spot market;
 - lake: every lake file readable, and what the quarantine holds (`pipelines/quarantine.py`);
 - warehouse: built after the newest lake file;
 - behaviours: which reality each exchange plays of the API behaviours no recording or document
-  settles (`pipelines/checks/probes`), asked of the exchanges that answered and accepted the key
+  settles (`pipelines/checks/behaviours`), asked of the exchanges that answered and accepted the key
   (or have none configured: the public probes still run).
 
 The exchange checks run for both exchanges at once, within `DEADLINE_S`.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pipelines.checks import STATUSES, CheckRow
 from pipelines.checks.credentials import credentials_rows
-from pipelines.checks.probe import RETRY, Deadline, ExchangeProbe, run_steps
+from pipelines.checks.exchange import RETRY, Deadline, ExchangeProbe, run_steps
 from pipelines.checks.warehouse import warehouse_rows
 from pipelines.config import DEFAULT_CONFIG_FILE, Settings, describe_settings, setting_text
 from pipelines.exit_codes import ExitCode
@@ -134,7 +134,7 @@ def lake_rows(settings: Settings) -> list[CheckRow]:
 def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
     from contextlib import closing
 
-    from pipelines.checks.probes import run_probes
+    from pipelines.checks.behaviours import run_probes
     from pipelines.flows.runtime import Runtime
 
     askable, rows = [], []

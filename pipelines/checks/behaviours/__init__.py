@@ -41,23 +41,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.bitstamp import (
+from pipelines.checks.behaviours.bitstamp import (
     probe_crypto_limit,
     probe_ohlc_before_listing,
     probe_perps,
 )
-from pipelines.checks.probes.bitvavo_candles import probe_candles_settle
-from pipelines.checks.probes.bitvavo_errors import probe_error_text
-from pipelines.checks.probes.bitvavo_history import (
+from pipelines.checks.behaviours.bitvavo_candles import probe_candles_settle
+from pipelines.checks.behaviours.bitvavo_errors import probe_error_text
+from pipelines.checks.behaviours.bitvavo_history import (
     HistorySample,
     history_sample,
     probe_history_amounts,
     probe_history_ids,
 )
-from pipelines.checks.probes.bitvavo_trades import probe_trades_end, probe_trades_span
-from pipelines.checks.probes.bitvavo_withdrawals import probe_withdrawal_amount
-from pipelines.checks.probes.realities import HANDLING, MEANINGS
-from pipelines.checks.probes.rows import Spend, failed, has_key, unsettled
+from pipelines.checks.behaviours.bitvavo_trades import probe_trades_end, probe_trades_span
+from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amount
+from pipelines.checks.behaviours.realities import HANDLING, MEANINGS
+from pipelines.checks.behaviours.rows import Spend, failed, has_key, unsettled
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     AuthenticationError,
