@@ -236,9 +236,9 @@ def test_the_warehouse_is_fresh_only_when_built_after_the_newest_lake_file(
     landed.parent.mkdir(parents=True)
     landed.write_bytes(b"PAR1")
     os.utime(landed, (1_700_000_000, 1_700_000_000))
-    assert status() == ("warn", "run tally warehouse")  # never built
+    assert status() == ("fail", "run tally warehouse")  # never built
     settings.warehouse_path.write_bytes(b"")
     os.utime(settings.warehouse_path, (1_700_000_100, 1_700_000_100))
     assert status() == ("ok", "")
     os.utime(landed, (1_700_000_200, 1_700_000_200))  # a sync landed a file since
-    assert status() == ("warn", "run tally warehouse")
+    assert status() == ("fail", "run tally warehouse")
