@@ -114,7 +114,7 @@ def test_a_sandbox_config_passes_every_check_but_the_documented_warning(
         ("trade/withdraw", "bitstamp"): "warn",
         ("trade/withdraw", "bitvavo"): "warn",
         ("warehouse", str(tmp_path / "data" / "warehouse.duckdb")): "skip",  # nothing synced
-        # one read cannot bound how long a candle keeps changing (pipelines/checks/probes)
+        # one read cannot bound how long a candle keeps changing (pipelines/checks/behaviours)
         ("probe: bitvavo-candles-settle", "bitvavo"): "skip",
     }
     probed = {key[0].removeprefix("probe: ") for key in statuses if key[0].startswith("probe: ")}
@@ -236,9 +236,9 @@ def test_the_warehouse_is_fresh_only_when_built_after_the_newest_lake_file(
     landed.parent.mkdir(parents=True)
     landed.write_bytes(b"PAR1")
     os.utime(landed, (1_700_000_000, 1_700_000_000))
-    assert status() == ("warn", "run tally warehouse")  # never built
+    assert status() == ("fail", "run tally warehouse")  # never built
     settings.warehouse_path.write_bytes(b"")
     os.utime(settings.warehouse_path, (1_700_000_100, 1_700_000_100))
     assert status() == ("ok", "")
     os.utime(landed, (1_700_000_200, 1_700_000_200))  # a sync landed a file since
-    assert status() == ("warn", "run tally warehouse")
+    assert status() == ("fail", "run tally warehouse")

@@ -1,7 +1,7 @@
 """Whether a key and secret are configured at all: a local check, no request sent.
 
 An account sync needs both halves for each exchange it reads; market data (candles, public
-trades) needs none. Whether the exchange accepts them is `probe.ExchangeProbe.credentials`.
+trades) needs none. Whether the exchange accepts them is `exchange.ExchangeProbe.credentials`.
 """
 
 from __future__ import annotations

@@ -8,32 +8,37 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
   masked, as `tally config` shows them);
 - credentials: a key and secret configured for each exchange (local);
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
-  and the warning that a key's trade/withdraw rights cannot be read (`probe.py`);
+  and the warning that a key's trade/withdraw rights cannot be read (`exchange.py`);
 - markets: every configured market a listed spot market;
 - lake: every lake file readable, and what the quarantine holds (`pipelines/quarantine.py`);
 - warehouse: built after the newest lake file;
 - behaviours: which reality each exchange plays of the API behaviours no recording or document
-  settles (`pipelines/checks/probes`), asked of the exchanges that answered and accepted the key
+  settles (`pipelines/checks/behaviours`), asked of the exchanges that answered and accepted the key
   (or have none configured: the public probes still run).
 
-The exchange checks run for both exchanges at once, within `DEADLINE_S`.
+The exchange checks run for both exchanges at once; they and the behaviour probes after them
+share one time budget, `DEADLINE_S` of asking the exchanges (the local checks between them do
+not count), and every request has a 3 s connect and read timeout: `tally doctor` ends within
+about `DEADLINE_S` plus the local checks, even when an exchange hangs after answering the first
+checks.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines.checks import STATUSES, CheckRow
 from pipelines.checks.credentials import credentials_rows
-from pipelines.checks.probe import RETRY, Deadline, ExchangeProbe, run_steps
+from pipelines.checks.exchange import RETRY, TIMEOUT_S, Deadline, ExchangeProbe, run_steps
 from pipelines.checks.warehouse import warehouse_rows
 from pipelines.config import DEFAULT_CONFIG_FILE, Settings, describe_settings, setting_text
 from pipelines.exit_codes import ExitCode
 
-DEADLINE_S = 20.0
+DEADLINE_S = 30.0  # seconds of asking the exchanges: the exchange checks and the probes
 
 
 @dataclass
@@ -43,20 +48,28 @@ class DoctorContext:
     settings: Settings
     exchanges: tuple[str, ...]
     config_file: Path | None = None  # None: ./tally.toml if present, else built-in defaults
+    deadline_s: float = DEADLINE_S  # the budget of asking the exchanges, shared by every check
     _probes: list[ExchangeProbe] | None = field(default=None, repr=False)
+    _spent_s: float = field(default=0.0, repr=False)  # of that budget, by the exchange checks
 
     def probes(self) -> list[ExchangeProbe]:
         """Each exchange asked once (reachable, clock, credentials, permissions), concurrently;
         the rows and the market lists stay on the probes for every check that reads them."""
         if self._probes is None:
             probes = [ExchangeProbe(self.settings, name) for name in self.exchanges]
+            started = time.monotonic()
             try:
-                run_steps(probes, _ask_everything, Deadline(DEADLINE_S))
+                run_steps(probes, _ask_everything, Deadline(self.deadline_s, started))
             finally:
+                self._spent_s = time.monotonic() - started
                 for probe in probes:
                     probe.shutdown()
             self._probes = probes
         return self._probes
+
+    def deadline_left(self) -> Deadline:
+        """What is left of the budget after the exchange checks, starting now."""
+        return Deadline(self.deadline_s, time.monotonic() - self._spent_s)
 
 
 def _ask_everything(probe: ExchangeProbe) -> None:
@@ -134,7 +147,7 @@ def lake_rows(settings: Settings) -> list[CheckRow]:
 def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
     from contextlib import closing
 
-    from pipelines.checks.probes import run_probes
+    from pipelines.checks.behaviours import run_probes
     from pipelines.flows.runtime import Runtime
 
     askable, rows = [], []
@@ -154,8 +167,9 @@ def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
                 CheckRow("behaviours", probe.name, "skip", f"not probed: {reason} (see above)")
             )
     if askable:
-        with closing(Runtime(ctx.settings, retry=RETRY)) as rt:
-            rows = run_probes(rt, askable) + rows
+        timeout = (TIMEOUT_S, TIMEOUT_S)
+        with closing(Runtime(ctx.settings, retry=RETRY, timeout=timeout)) as rt:
+            rows = run_probes(rt, askable, ctx.deadline_left()) + rows
     return rows
 
 

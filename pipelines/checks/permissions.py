@@ -109,15 +109,36 @@ def requests_by_endpoint(exchange: str) -> dict[str, str]:
     return {**PUBLIC_READS.get(exchange, {}), **private}
 
 
+# Why a key's trade and withdraw rights cannot be told, per exchange (searched again for
+# issue 12: neither exchange documents a read that returns a key's rights), and how to check.
+TRADE_WITHDRAW = {
+    "bitstamp": (
+        "Bitstamp's API v2 has no endpoint that lists a key's permissions: a permission shows "
+        "only when an endpoint that needs it is called (API0003 when it is missing)",
+        "Bitstamp → Settings → API access → this key: tick only the read permissions (the "
+        "permission rows above); leave every order (buy/sell, cancel) and withdrawal permission "
+        "unticked",
+    ),
+    "bitvavo": (
+        "Bitvavo's API has no endpoint that lists a key's rights (View, Trade, Withdraw): a "
+        "right shows only when an endpoint that needs it is called (errorCode 311 without "
+        "View); GET /v2/account lists `capabilities` (buy, sell, withdrawCrypto, …), but no "
+        "document says they are this key's rights rather than the account's",
+        "Bitvavo → Settings → API → this key: View on, Trade and Withdraw off",
+    ),
+}
+
+
 def trade_withdraw_row(exchange: str) -> CheckRow:
-    """The warning that a key's trade and withdraw rights cannot be read without risk."""
-    where = KEY_SETTINGS.get(exchange, "the exchange's API key settings")
+    """The warning that a key's trade and withdraw rights cannot be read without risk: why, per
+    exchange, and how to check them by hand."""
+    why, by_hand = TRADE_WITHDRAW[exchange]
     return CheckRow(
         "trade/withdraw",
         exchange,
         "warn",
-        "cannot tell whether this key may trade or withdraw: the exchange offers no read-only "
-        "way to read a key's permissions, and tally never calls a trading or withdrawal endpoint",
-        f"make sure the key's trade and withdraw permissions are off ({where}): "
-        "tally needs read permissions only",
+        f"cannot tell whether this key may trade or withdraw: there is no read-only way to "
+        f"ask. {why}; the only other test is to call a trading or withdrawal endpoint, which "
+        "tally never does",
+        f"check by hand: {by_hand}. tally needs read permissions only, never trade or withdraw",
     )

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from pipelines.checks import CheckRow
 from pipelines.checks.credentials import credentials_rows
+from pipelines.checks.exchange import Deadline, ExchangeProbe, run_steps
 from pipelines.checks.failures import sentence
-from pipelines.checks.probe import Deadline, ExchangeProbe, run_steps
 from pipelines.config import Settings
 from pipelines.exit_codes import ExitCode, OperatorError
 

@@ -1,8 +1,10 @@
 """Whether `data/warehouse.duckdb` was built after the newest file landed in the lake.
 
 The warehouse's views read the lake's files, but a dataset's first files (a new stream, a new
-exchange) only show once the catalog is rebuilt, and a stale build hides them. Compared by file
-modification times; no file is opened.
+exchange) only show once the catalog is rebuilt, and a stale build hides them: a warehouse
+older than the newest lake file (or none while the lake has files) fails, a data problem
+(`tally doctor` exits 1) fixed by `tally warehouse`. Compared by file modification times; no
+file is opened.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ FIX = "run tally warehouse"
 
 
 def warehouse_rows(settings: Settings) -> list[CheckRow]:
-    """One row: ok, warn (missing or older than the lake), or skip (nothing synced yet)."""
+    """One row: ok, fail (missing or older than the newest lake file), or skip (nothing synced
+    yet)."""
     path = settings.warehouse_path
     newest = _newest_lake_file(settings.lake_dir)
     if not path.exists():
         if newest is None:
             return [CheckRow("warehouse", str(path), "skip", "nothing synced yet: no lake files")]
-        return [CheckRow("warehouse", str(path), "warn", "not built yet", FIX)]
+        return [
+            CheckRow("warehouse", str(path), "fail", "not built yet, and the lake has files", FIX)
+        ]
     built = path.stat().st_mtime
     if newest is None:
         return [CheckRow("warehouse", str(path), "ok", f"built {_when(built)}; the lake is empty")]
@@ -33,8 +38,8 @@ def warehouse_rows(settings: Settings) -> list[CheckRow]:
             CheckRow(
                 "warehouse",
                 str(path),
-                "warn",
-                f"built {_when(built)}, before {lake_file} landed ({_when(landed)})",
+                "fail",
+                f"stale: built {_when(built)}, before {lake_file} landed ({_when(landed)})",
                 FIX,
             )
         ]

@@ -47,6 +47,7 @@ class Runtime:
     # Explicit limiters by exchange name (tests, benchmarks); absent: the one shared through
     # the budget directory (`shared_budget`).
     limiters: Mapping[str, Limiter] = field(default_factory=dict)
+    timeout: tuple[float, float] = (5.0, 30.0)  # the clients' (connect, read) seconds
     _clients: dict[str, object] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +78,7 @@ class Runtime:
                     ),
                     limiter=self._limiter(config),
                     retry=self.retry,
+                    timeout=self.timeout,
                 )
             client = self._clients["bitstamp"]
         assert isinstance(client, BitstampClient)
@@ -93,6 +95,7 @@ class Runtime:
                     access_window_ms=config.access_window_ms,
                     limiter=self._limiter(config),
                     retry=self.retry,
+                    timeout=self.timeout,
                 )
             client = self._clients["bitvavo"]
         assert isinstance(client, BitvavoClient)

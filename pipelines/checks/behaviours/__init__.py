@@ -32,32 +32,36 @@ Requests (Bitvavo weight) per probe, every attempt counted (each module says how
 At most 12 Bitvavo requests of weight 44 in all (of the key's 1000 a minute), and 6 Bitstamp
 requests (the withdrawal probe's one included).
 
-`run_probes(rt, exchanges)` runs those of the given exchanges, for `tally doctor`.
+`run_probes(rt, exchanges, deadline)` runs those of the given exchanges, for `tally doctor`;
+with a deadline, in a thread of their own: a probe still waiting when it passes fails (the
+exchange stopped answering) and those not started yet are skipped, so that doctor ends in time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.bitstamp import (
+from pipelines.checks.behaviours.bitstamp import (
     probe_crypto_limit,
     probe_ohlc_before_listing,
     probe_perps,
 )
-from pipelines.checks.probes.bitvavo_candles import probe_candles_settle
-from pipelines.checks.probes.bitvavo_errors import probe_error_text
-from pipelines.checks.probes.bitvavo_history import (
+from pipelines.checks.behaviours.bitvavo_candles import probe_candles_settle
+from pipelines.checks.behaviours.bitvavo_errors import probe_error_text
+from pipelines.checks.behaviours.bitvavo_history import (
     HistorySample,
     history_sample,
     probe_history_amounts,
     probe_history_ids,
 )
-from pipelines.checks.probes.bitvavo_trades import probe_trades_end, probe_trades_span
-from pipelines.checks.probes.bitvavo_withdrawals import probe_withdrawal_amount
-from pipelines.checks.probes.realities import HANDLING, MEANINGS
-from pipelines.checks.probes.rows import Spend, failed, has_key, unsettled
+from pipelines.checks.behaviours.bitvavo_trades import probe_trades_end, probe_trades_span
+from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amount
+from pipelines.checks.behaviours.realities import HANDLING, MEANINGS
+from pipelines.checks.behaviours.rows import Spend, check_name, failed, has_key, unsettled
+from pipelines.checks.exchange import Deadline
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     AuthenticationError,
@@ -142,17 +146,71 @@ PROBES: tuple[Probe, ...] = (
 )
 
 
-def run_probes(rt: Runtime, exchanges: Iterable[str]) -> list[CheckRow]:
+def run_probes(
+    rt: Runtime, exchanges: Iterable[str], deadline: Deadline | None = None
+) -> list[CheckRow]:
     """One row per open point of each of `exchanges` ("bitstamp", "bitvavo"), in `PROBES`
     order. A probe that raises gives a `fail` row; the others still run. Every request goes
-    through `rt`'s clients, so its retry policy applies: probe only exchanges that answered
-    the reachability check."""
+    through `rt`'s clients, so its retry policy and timeouts apply: probe only exchanges that
+    answered the reachability check. With `deadline`, the probes run in a daemon thread that is
+    left behind when the deadline passes (see `_within`)."""
     wanted = frozenset(exchanges)
     unknown = wanted - {probe.exchange for probe in PROBES}
     if unknown:
         raise ValueError(f"no probes for exchange(s) {sorted(unknown)}")
     run = _Run(rt, wanted)
-    return [_guarded(probe, run) for probe in PROBES if probe.exchange in wanted]
+    chosen = [probe for probe in PROBES if probe.exchange in wanted]
+    if deadline is None:
+        return [_guarded(probe, run) for probe in chosen]
+    return _within(deadline, chosen, run)
+
+
+def _within(deadline: Deadline, chosen: Sequence[Probe], run: _Run) -> list[CheckRow]:
+    """The rows of `chosen` finished before `deadline`; then a failed row for the probe still
+    waiting and a skipped one for each probe not started (a late row is dropped)."""
+    rows: list[CheckRow] = []
+    lock = threading.Lock()
+    closed = threading.Event()
+
+    def work() -> None:
+        for probe in chosen:
+            row = _guarded(probe, run)
+            with lock:
+                if closed.is_set():
+                    return
+                rows.append(row)
+
+    thread = threading.Thread(target=work, daemon=True, name="tally-behaviours")
+    thread.start()
+    thread.join(deadline.left)
+    with lock:
+        closed.set()
+        done = list(rows)
+    late = list(chosen[len(done) :])
+    if not late:
+        return done
+    waiting, *unstarted = late
+    budget = f"the doctor's {deadline.seconds:g} s for asking the exchanges"
+    done.append(
+        failed(
+            waiting.exchange,
+            waiting.variant,
+            f"no answer within {budget}: still waiting for {waiting.exchange}",
+            "(requests sent unknown)",
+            f"check the network connection and base_url under [{waiting.exchange}] in "
+            "tally.toml, then run tally doctor again",
+        )
+    )
+    done += [
+        CheckRow(
+            check_name(probe.variant),
+            probe.exchange,
+            "skip",
+            f"not probed: {budget} ran out (see probe: {waiting.variant})",
+        )
+        for probe in unstarted
+    ]
+    return done
 
 
 def _guarded(probe: Probe, run: _Run) -> CheckRow:

@@ -22,8 +22,8 @@ from decimal import Decimal
 from itertools import islice
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.realities import Evidence
-from pipelines.checks.probes.rows import Spend, decide, has_key, unsettled
+from pipelines.checks.behaviours.realities import Evidence
+from pipelines.checks.behaviours.rows import Spend, decide, has_key, unsettled
 from pipelines.exchanges.bitstamp import CRYPTO_PAGE
 from pipelines.exchanges.bitvavo import EXCHANGE
 from pipelines.exchanges.bitvavo_parse import classify_history_item

@@ -10,7 +10,7 @@ the number: it reads a candle again until a read comes `candles_reread_minutes` 
 from __future__ import annotations
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.rows import Spend, unsettled
+from pipelines.checks.behaviours.rows import Spend, unsettled
 from pipelines.exchanges.bitvavo import EXCHANGE
 from pipelines.flows.runtime import Runtime
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.realities import Evidence
-from pipelines.checks.probes.rows import Spend, decide, settled, unknown, unsettled
+from pipelines.checks.behaviours.realities import Evidence
+from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
 from pipelines.exchanges.bitstamp import CRYPTO_PAGE, EXCHANGE, pair_symbol
 from pipelines.exchanges.records import MarketInfo, OtherEvent, Transfer
 from pipelines.flows.runtime import Runtime

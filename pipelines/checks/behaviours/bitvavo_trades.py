@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.realities import Evidence
-from pipelines.checks.probes.rows import Spend, decide, settled, unknown, unsettled
+from pipelines.checks.behaviours.realities import Evidence
+from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
 from pipelines.exchanges.bitvavo import EXCHANGE, MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_walk import is_span_refusal
 from pipelines.flows.account_lake import CHUNK

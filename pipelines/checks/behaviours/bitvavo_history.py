@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.bitvavo_errors import reason
-from pipelines.checks.probes.realities import MEANINGS, Evidence
-from pipelines.checks.probes.rows import Spend, decide
+from pipelines.checks.behaviours.bitvavo_errors import reason
+from pipelines.checks.behaviours.realities import MEANINGS, Evidence
+from pipelines.checks.behaviours.rows import Spend, decide
 from pipelines.exchanges.bitvavo import EXCHANGE, TRADE_LIMIT, BitvavoClient
 from pipelines.exchanges.bitvavo_match import TOLERANCE, HistoryMatch, match_history, quote_unit
 from pipelines.exchanges.bitvavo_parse import classify_history_item

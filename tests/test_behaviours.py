@@ -1,4 +1,4 @@
-"""The probes of the open API points (`pipelines/checks/probes`), against sandboxes that play
+"""The probes of the open API points (`pipelines/checks/behaviours`), against sandboxes that play
 each reality.
 
 Three sandboxes over one small world play every value of every open point between them
@@ -25,7 +25,7 @@ import requests
 from sandbox_runtime import FAST_RETRY, ClockedWorld, sandbox_runtime
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes import (
+from pipelines.checks.behaviours import (
     MEANINGS,
     PROBES,
     HistorySample,
@@ -42,10 +42,10 @@ from pipelines.checks.probes import (
     probe_withdrawal_amount,
     run_probes,
 )
-from pipelines.checks.probes.bitstamp import market_kind
-from pipelines.checks.probes.bitvavo_errors import reason, wordings
-from pipelines.checks.probes.bitvavo_history import amounts_evidence, ids_evidence
-from pipelines.checks.probes.rows import decide
+from pipelines.checks.behaviours.bitstamp import market_kind
+from pipelines.checks.behaviours.bitvavo_errors import reason, wordings
+from pipelines.checks.behaviours.bitvavo_history import amounts_evidence, ids_evidence
+from pipelines.checks.behaviours.rows import decide
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
 from pipelines.exchanges.bitstamp_parse import parse_markets

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.realities import HANDLING, MEANINGS, Evidence
+from pipelines.checks.behaviours.realities import HANDLING, MEANINGS, Evidence
 from pipelines.config import ConfigError
 from pipelines.flows.runtime import Runtime
 from pipelines.http import HttpClient

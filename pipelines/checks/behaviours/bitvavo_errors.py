@@ -12,8 +12,8 @@ import re
 from datetime import timedelta
 
 from pipelines.checks import CheckRow
-from pipelines.checks.probes.realities import Evidence
-from pipelines.checks.probes.rows import Spend, decide
+from pipelines.checks.behaviours.realities import Evidence
+from pipelines.checks.behaviours.rows import Spend, decide
 from pipelines.exchanges.bitvavo import EXCHANGE
 from pipelines.flows.runtime import Runtime
 from pipelines.http import ExchangeError, InvalidRequestError, NotFoundError
