@@ -51,6 +51,7 @@ from pipelines.config_schema import (
     TOP_LEVEL_KEYS,
     ConfigFile,
     ValidationError,
+    api_text,
     key_name,
     problem_lines,
 )
@@ -222,8 +223,8 @@ def _credentials(
             found[half] = (in_file, f"file {file}")
     for half, (_, source) in found.items():
         sources[key_name(exchange, half)] = source
-    if not found or any(not isinstance(table.get(half, ""), str) for half in SECRET_KEYS):
-        return None, None  # none, or a half that is not text: told as a bad value
+    if not found or any(not api_text(table.get(half, "")) for half in SECRET_KEYS):
+        return None, None  # none, or a half that is not one word of text: told as a bad value
     if len(found) == 2:
         return Credentials.from_strings(found["api_key"][0], found["api_secret"][0]), None
     [(present, (_, source))] = found.items()
