@@ -119,7 +119,7 @@ def _add_sync(commands: Any) -> None:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
+    from pipelines.checks.failures import base_urls
     from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock, refuse_if_locked
@@ -146,11 +146,10 @@ def _run_sync(args: argparse.Namespace) -> int:
 
             what = None if args.what == "all" else [args.what]
             config = config_path(args.config)
-            with sync_progress():  # live on a terminal, else plain lines; both on stderr
-                try:
-                    results = sync_flow(config, args.exchange, what, markets_checked=True)
-                except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network: one line
-                    raise sync_failure(error, settings) from error
+            # live on a terminal, else plain lines, both on stderr; a refused key, a ban, the
+            # network: one line naming the stream, the URL and the fix (exit 3)
+            with sync_progress(base_urls=base_urls(settings)):
+                results = sync_flow(config, args.exchange, what, markets_checked=True)
         if not args.json:
             print(summary_table(results), flush=True)
         from warehouse.build import build

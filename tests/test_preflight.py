@@ -276,9 +276,10 @@ def test_a_permission_refused_mid_sync_ends_it_in_one_line_with_exit_3(
             main(["--debug", *args])
         url = f"{lacking.bitstamp.base_url}/api/v2/crypto-transactions/"
     assert raised.value.exit_code == ExitCode.EXCHANGE
+    # the stream, what happened, the request it failed on, the fix
     assert raised.value.lines == (
-        "bitstamp: POST /api/v2/crypto-transactions/: permission denied "
-        f"(code API0003, HTTP 403): No permission found ({url}); tick the permission for "
+        "crypto_transactions bitstamp: POST /api/v2/crypto-transactions/: permission denied "
+        f"(code API0003, HTTP 403): No permission found (POST {url}); tick the permission for "
         "POST /api/v2/crypto-transactions/ for this key (Bitstamp: Settings → API access)",
     )
     assert isinstance(raised.value.__cause__, PermissionDeniedError), "--debug shows the cause"
