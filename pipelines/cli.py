@@ -320,9 +320,19 @@ def _run_sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipelines.config import load_settings
+    from pipelines.exit_codes import ExitCode, OperatorError
     from warehouse.connect import WarehouseMissingError, connect
     from warehouse.output import format_rows
     from warehouse.readonly import ReadOnlyError, read
+
+    query_errors = (  # the query's own fault: its syntax, a name, a type, a value
+        duckdb.ParserException,
+        duckdb.CatalogException,
+        duckdb.BinderException,
+        duckdb.ConversionException,
+        duckdb.InvalidInputException,
+        duckdb.NotImplementedException,
+    )
 
     settings = load_settings(args.config)
     try:
@@ -337,12 +347,23 @@ def _run_sql(args: argparse.Namespace) -> int:
             rows = result.fetchall() if columns else []
         except ReadOnlyError:
             raise
-        except duckdb.Error as error:
-            print(f"tally sql: {error}", file=sys.stderr)
-            return 1
+        except duckdb.Error as error:  # one line; a query that does not run: exit 2
+            query = isinstance(error, query_errors)
+            code = ExitCode.USAGE if query else ExitCode.DATA
+            raise OperatorError(_one_line(error), exit_code=code) from error
     if columns:
         print(format_rows(columns, rows, args.format))
     return 0
+
+
+def _one_line(error: Exception) -> str:
+    """DuckDB's message in one line: without its `LINE 1: …` quote of the query and caret."""
+    kept = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith("LINE ") and set(line.strip()) != {"^"}
+    ]
+    return " ".join(kept)
 
 
 # --- tally export ---------------------------------------------------------------------------
