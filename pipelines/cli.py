@@ -511,21 +511,18 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.config import ConfigError
-    from pipelines.exit_codes import ExitCode, OperatorError
+    from pipelines.exit_codes import OperatorError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (OperatorError, ConfigError) as error:
+    except OperatorError as error:  # a ConfigError too
         if args.debug:
             raise
-        lines = error.lines if isinstance(error, OperatorError) else str(error).splitlines()
-        code = error.exit_code if isinstance(error, OperatorError) else ExitCode.USAGE
-        for line in lines:
+        for line in error.lines:
             print(f"tally {args.command}: {line}", file=sys.stderr)
-        return int(code)
+        return int(error.exit_code)
 
 
 # --- tally sandbox --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from pipelines.credentials import env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
 from pipelines.exchanges.values import BITSTAMP_INTERVALS, BITVAVO_INTERVALS
 
@@ -109,7 +110,7 @@ class _Table(BaseModel):
 
 
 def _api_key(exchange: str, half: str) -> Any:
-    variable = f"{exchange.upper()}_API_{half.upper()}"
+    variable = env_name(exchange, f"api_{half}")
     return key(
         None,
         f"the API {half} (the environment variable {variable} wins; better kept there)",

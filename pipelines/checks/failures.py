@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pipelines.checks.permissions import KEY_SETTINGS, requests_by_endpoint
 from pipelines.config import Settings
+from pipelines.credentials import env_names  # also for pipelines.checks.probe
 from pipelines.exchanges.bitvavo_walk import TradeIdToError
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.values import RowParseError
@@ -51,11 +52,6 @@ class Explained:
     check: str
     detail: str
     fix: str
-
-
-def env_names(exchange: str) -> tuple[str, str]:
-    """The environment variables of `exchange`'s key and secret."""
-    return f"{exchange.upper()}_API_KEY", f"{exchange.upper()}_API_SECRET"
 
 
 def credentials_hint(exchange: str, *, key: bool = True, secret: bool = True) -> str:
