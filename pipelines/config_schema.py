@@ -315,23 +315,19 @@ def _nearest(name: str, candidates: list[str], form: str = "{!r}") -> str:
     return "known: " + ", ".join(form.format(c) for c in candidates)
 
 
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (str, "text"),
+    (bool, "true or false"),  # before int: a bool is an int
+    ((int, float), "a number"),
+    ((list, tuple), "a list"),
+    (dict, "a table"),
+    ((datetime, date, time), "a date or time"),
+)
+
+
 def hidden(value: object) -> str:
     """What kind of value a secret key holds, and nothing of the value itself."""
-    kind = (
-        "text"
-        if isinstance(value, str)
-        else "a list"
-        if isinstance(value, list | tuple)
-        else "a table"
-        if isinstance(value, dict)
-        else "true or false"
-        if isinstance(value, bool)
-        else "a number"
-        if isinstance(value, int | float)
-        else "a date or time"
-        if isinstance(value, datetime | date | time)
-        else "a value"
-    )
+    kind = next((name for types, name in _KINDS if isinstance(value, types)), "a value")
     return f"({kind}, not shown)"
 
 
