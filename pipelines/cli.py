@@ -119,7 +119,7 @@ def _add_sync(commands: Any) -> None:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
+    from pipelines.checks.failures import base_urls
     from pipelines.checks.preflight import run_preflight
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock, refuse_if_locked
@@ -146,11 +146,10 @@ def _run_sync(args: argparse.Namespace) -> int:
 
             what = None if args.what == "all" else [args.what]
             config = config_path(args.config)
-            with sync_progress():  # live on a terminal, else plain lines; both on stderr
-                try:
-                    results = sync_flow(config, args.exchange, what, markets_checked=True)
-                except EXPECTED_SYNC_ERRORS as error:  # refused key, ban, network: one line
-                    raise sync_failure(error, settings) from error
+            # live on a terminal, else plain lines, both on stderr; a refused key, a ban, the
+            # network: one line naming the stream, the URL and the fix (exit 3)
+            with sync_progress(base_urls=base_urls(settings)):
+                results = sync_flow(config, args.exchange, what, markets_checked=True)
         if not args.json:
             print(summary_table(results), flush=True)
         from warehouse.build import build
@@ -321,9 +320,19 @@ def _run_sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from pipelines.config import load_settings
+    from pipelines.exit_codes import ExitCode, OperatorError
     from warehouse.connect import WarehouseMissingError, connect
     from warehouse.output import format_rows
     from warehouse.readonly import ReadOnlyError, read
+
+    query_errors = (  # the query's own fault: its syntax, a name, a type, a value
+        duckdb.ParserException,
+        duckdb.CatalogException,
+        duckdb.BinderException,
+        duckdb.ConversionException,
+        duckdb.InvalidInputException,
+        duckdb.NotImplementedException,
+    )
 
     settings = load_settings(args.config)
     try:
@@ -338,12 +347,23 @@ def _run_sql(args: argparse.Namespace) -> int:
             rows = result.fetchall() if columns else []
         except ReadOnlyError:
             raise
-        except duckdb.Error as error:
-            print(f"tally sql: {error}", file=sys.stderr)
-            return 1
+        except duckdb.Error as error:  # one line; a query that does not run: exit 2
+            query = isinstance(error, query_errors)
+            code = ExitCode.USAGE if query else ExitCode.DATA
+            raise OperatorError(_one_line(error), exit_code=code) from error
     if columns:
         print(format_rows(columns, rows, args.format))
     return 0
+
+
+def _one_line(error: Exception) -> str:
+    """DuckDB's message in one line: without its `LINE 1: …` quote of the query and caret."""
+    kept = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith("LINE ") and set(line.strip()) != {"^"}
+    ]
+    return " ".join(kept)
 
 
 # --- tally export ---------------------------------------------------------------------------
@@ -491,21 +511,18 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.config import ConfigError
-    from pipelines.exit_codes import ExitCode, OperatorError
+    from pipelines.exit_codes import OperatorError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (OperatorError, ConfigError) as error:
+    except OperatorError as error:  # a ConfigError too
         if args.debug:
             raise
-        lines = error.lines if isinstance(error, OperatorError) else str(error).splitlines()
-        code = error.exit_code if isinstance(error, OperatorError) else ExitCode.USAGE
-        for line in lines:
+        for line in error.lines:
             print(f"tally {args.command}: {line}", file=sys.stderr)
-        return int(code)
+        return int(error.exit_code)
 
 
 # --- tally sandbox --------------------------------------------------------------------------

@@ -51,10 +51,11 @@ from pipelines.config_schema import (
     TOP_LEVEL_KEYS,
     ConfigFile,
     ValidationError,
+    api_text,
     key_name,
     problem_lines,
 )
-from pipelines.credentials import Credentials
+from pipelines.credentials import Credentials, env_name
 from pipelines.exit_codes import OperatorError
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
@@ -214,7 +215,7 @@ def _credentials(
     line saying which half is missing."""
     found: dict[str, tuple[str, str]] = {}  # api_key/api_secret → (value, source)
     for half in SECRET_KEYS:
-        variable = f"{exchange.upper()}_{half.upper()}"
+        variable = env_name(exchange, half)
         in_file = table.get(half)
         if environ.get(variable):
             found[half] = (environ[variable], f"environment {variable}")
@@ -222,20 +223,20 @@ def _credentials(
             found[half] = (in_file, f"file {file}")
     for half, (_, source) in found.items():
         sources[key_name(exchange, half)] = source
-    if not found or any(not isinstance(table.get(half, ""), str) for half in SECRET_KEYS):
-        return None, None  # none, or a half that is not text: told as a bad value
+    if not found or any(not api_text(table.get(half, "")) for half in SECRET_KEYS):
+        return None, None  # none, or a half that is not one word of text: told as a bad value
     if len(found) == 2:
         return Credentials.from_strings(found["api_key"][0], found["api_secret"][0]), None
     [(present, (_, source))] = found.items()
     [missing] = [half for half in SECRET_KEYS if half not in found]
-    variable = f"{exchange.upper()}_{missing.upper()}"
+    variable = env_name(exchange, missing)
     if source.startswith("file"):
         return None, (
             f"{file}: {key_name(exchange, present)} is set but {missing} is not: set the "
             f"environment variable {variable} (or {missing} in [{exchange}])"
         )
     return None, (
-        f"environment: {exchange.upper()}_{present.upper()} is set but {variable} is not: set "
+        f"environment: {env_name(exchange, present)} is set but {variable} is not: set "
         f"it too (or {missing} in [{exchange}] of {file})"
     )
 
@@ -294,7 +295,7 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
 
 def _masked(exchange: str, credentials: Credentials | None, half: str) -> str:
     if credentials is None:
-        return f"not set ({exchange.upper()}_{half.upper()})"
+        return f"not set ({env_name(exchange, half)})"
     return f"set, id {credentials.key_id}" if half == "api_key" else "set"
 
 

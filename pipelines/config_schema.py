@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from pipelines.credentials import env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
 from pipelines.exchanges.values import BITSTAMP_INTERVALS, BITVAVO_INTERVALS
 
@@ -59,6 +60,17 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def api_text(value: object) -> bool:
+    """Whether `value` can be an API key or secret: text without spaces or line breaks."""
+    return isinstance(value, str) and all(c.isprintable() and not c.isspace() for c in value)
+
+
+def _one_word(value: str) -> str:
+    if not api_text(value):
+        raise ValueError("has spaces or line breaks")
+    return value
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -82,6 +94,7 @@ Market = Annotated[str, BeforeValidator(_upper), AfterValidator(_market)]
 Markets = Annotated[list[Market], AfterValidator(_distinct)]
 Url = Annotated[str, AfterValidator(_http_url)]
 Moment = Annotated[Any, AfterValidator(_aware_time)]
+ApiText = Annotated[str, AfterValidator(_one_word)]
 
 
 def _intervals(allowed: Sequence[str]) -> Any:
@@ -97,11 +110,11 @@ class _Table(BaseModel):
 
 
 def _api_key(exchange: str, half: str) -> Any:
-    variable = f"{exchange.upper()}_API_{half.upper()}"
+    variable = env_name(exchange, f"api_{half}")
     return key(
         None,
         f"the API {half} (the environment variable {variable} wins; better kept there)",
-        "text",
+        "text without spaces or line breaks, as the exchange shows it",
     )
 
 
@@ -130,8 +143,8 @@ class BitstampSection(_Table):
         "candle intervals synced for every market",
         f"one of {', '.join(BITSTAMP_INTERVALS)}",
     )
-    api_key: str | None = _api_key("bitstamp", "key")
-    api_secret: str | None = _api_key("bitstamp", "secret")
+    api_key: ApiText | None = _api_key("bitstamp", "key")
+    api_secret: ApiText | None = _api_key("bitstamp", "secret")
     requests_per_window: int = key(
         8000,
         "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
@@ -165,8 +178,8 @@ class BitvavoSection(_Table):
         "candle intervals synced for every market",
         f"one of {', '.join(BITVAVO_INTERVALS)}",
     )
-    api_key: str | None = _api_key("bitvavo", "key")
-    api_secret: str | None = _api_key("bitvavo", "secret")
+    api_key: ApiText | None = _api_key("bitvavo", "key")
+    api_secret: ApiText | None = _api_key("bitvavo", "secret")
     access_window_ms: int = key(
         10_000,
         "how long a signed request stays valid (Bitvavo-Access-Window)",
@@ -266,6 +279,8 @@ def _problem(file: str, loc: tuple[int | str, ...], kind: str, value: object) ->
     if kind == "extra_forbidden":
         return f"{file}: {unknown_key(section, name, value)}"
     where, rule = key_name(section, name), allowed(section, name)
+    if name in SECRET_KEYS:  # never a part of a key or secret, whatever its shape
+        return f"{file}: {where} = {hidden(value)}: expected {rule}"
     if rest and isinstance(rest[0], int):
         return f"{file}: {where} has {shown(value)}: expected {rule}"
     if kind == "list_type":
@@ -298,6 +313,22 @@ def _nearest(name: str, candidates: list[str], form: str = "{!r}") -> str:
     if close:
         return f"did you mean {form.format(close[0])}?"
     return "known: " + ", ".join(form.format(c) for c in candidates)
+
+
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (str, "text"),
+    (bool, "true or false"),  # before int: a bool is an int
+    ((int, float), "a number"),
+    ((list, tuple), "a list"),
+    (dict, "a table"),
+    ((datetime, date, time), "a date or time"),
+)
+
+
+def hidden(value: object) -> str:
+    """What kind of value a secret key holds, and nothing of the value itself."""
+    kind = next((name for types, name in _KINDS if isinstance(value, types)), "a value")
+    return f"({kind}, not shown)"
 
 
 def shown(value: object) -> str:

@@ -12,6 +12,17 @@ from dataclasses import dataclass
 MASK = "**********"
 
 
+def env_name(exchange: str, half: str) -> str:
+    """The environment variable of `exchange`'s `half` ("api_key", "api_secret"):
+    `BITVAVO_API_KEY`."""
+    return f"{exchange}_{half}".upper()
+
+
+def env_names(exchange: str) -> tuple[str, str]:
+    """The environment variables of `exchange`'s key and secret."""
+    return env_name(exchange, "api_key"), env_name(exchange, "api_secret")
+
+
 class Secret:
     """A string that never prints itself."""
 

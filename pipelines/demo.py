@@ -22,6 +22,7 @@ DEMO_SEED = 1
 
 
 def run_demo(data_dir: Path) -> int:
+    from pipelines.checks.failures import base_urls
     from pipelines.cli import sandbox_config
     from pipelines.config import load_settings
     from pipelines.flows.prefect_server import prefect_server
@@ -48,7 +49,8 @@ def run_demo(data_dir: Path) -> int:
             print(
                 "Syncing both accounts, their candles and public trades (Prefect flow)…", flush=True
             )
-            with sync_progress():  # on stderr: live on a terminal, else plain lines
+            # on stderr: live on a terminal, else plain lines; an error ends it as `tally sync`'s
+            with sync_progress(base_urls=base_urls(settings)):
                 results = sync_flow(str(config))
         print(summary_table(results))
     from pipelines.lake import Lake

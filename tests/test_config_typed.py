@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +19,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from cli_runner import clean_env as child_env
+from cli_runner import tally
 
 from pipelines.cli import main
 from pipelines.config import ConfigError, describe_settings, load_settings
@@ -45,28 +44,6 @@ def problems(path: Path, environ: dict[str, str] | None = None) -> tuple[str, ..
     with pytest.raises(ConfigError) as raised:
         load_settings(path, environ=environ or {})
     return raised.value.lines
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment without any key or Prefect setting, importing this worktree."""
-    kept = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "BITSTAMP_", "BITVAVO_", "TALLY_"))
-    }
-    return {**kept, "PYTHONPATH": str(REPO), **extra}
-
-
-def tally(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 # --- what is wrong, one line each ---------------------------------------------------------------

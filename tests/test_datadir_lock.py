@@ -406,7 +406,10 @@ def test_two_syncs_on_one_data_directory_one_waits_one_is_refused(
     reference = start_tally("sync", "--config", str(alone), cwd=tmp_path)
     wait_for_holder(data_dir, first)
 
+    began = time.monotonic()
     refused = tally("sync", "--config", str(config), cwd=tmp_path)
+    seconds = time.monotonic() - began  # "at once": within the 10 s for any refusal
+    assert seconds <= 10.0, f"the second sync was refused after {seconds:.1f} s"
     assert first.poll() is None, "the second sync did not fail while the first one ran"
     assert refused.returncode == 2
     assert refused.stdout == ""

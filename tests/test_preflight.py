@@ -9,18 +9,15 @@ for one endpoint) is one line and exit 3 as well.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
+from cli_runner import timed_tally as tally
 
 from pipelines.checks.clock import ClockReading, clock_row
 from pipelines.cli import main, sandbox_config
@@ -47,28 +44,6 @@ def world() -> World:
 def sandbox(world: World) -> Iterator[Sandbox]:
     with start_sandbox(seed=41, world=world) as running:
         yield running
-
-
-def tally(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run `tally ARGS` in `cwd` with no exchange keys and no Prefect home in its environment;
-    return the result and the seconds it took."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("BITSTAMP_", "BITVAVO_", "PREFECT_"))
-    }
-    env["PYTHONPATH"] = str(REPO)
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done, time.monotonic() - started
 
 
 def lines(text: str) -> list[str]:
@@ -276,9 +251,10 @@ def test_a_permission_refused_mid_sync_ends_it_in_one_line_with_exit_3(
             main(["--debug", *args])
         url = f"{lacking.bitstamp.base_url}/api/v2/crypto-transactions/"
     assert raised.value.exit_code == ExitCode.EXCHANGE
+    # the stream, what happened, the request it failed on, the fix
     assert raised.value.lines == (
-        "bitstamp: POST /api/v2/crypto-transactions/: permission denied "
-        f"(code API0003, HTTP 403): No permission found ({url}); tick the permission for "
+        "crypto_transactions bitstamp: POST /api/v2/crypto-transactions/: permission denied "
+        f"(code API0003, HTTP 403): No permission found (POST {url}); tick the permission for "
         "POST /api/v2/crypto-transactions/ for this key (Bitstamp: Settings → API access)",
     )
     assert isinstance(raised.value.__cause__, PermissionDeniedError), "--debug shows the cause"

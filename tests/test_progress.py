@@ -441,14 +441,23 @@ def test_an_exchange_error_leaves_as_one_line_per_failed_stream_with_its_url() -
         "bitvavo candles: server error (HTTP 502)", exchange="bitvavo", endpoint="candles"
     )
     error.url = URL
-    with pytest.raises(OperatorError) as raised, sync_progress(mode=NONE):
+    base = "http://127.0.0.1:4321/v2"
+    with (
+        pytest.raises(OperatorError) as raised,
+        sync_progress(mode=NONE, base_urls={"bitvavo": base}),
+    ):
         progress.stream_started("candles bitvavo BTC-EUR 1h", "bitvavo")
         with progress.request("bitvavo", "candles", "GET", URL):
             progress.request_sent(1, 1)
         progress.stream_failed(error)
         raise error
     assert raised.value.exit_code == ExitCode.EXCHANGE
-    assert raised.value.lines == (f"candles bitvavo BTC-EUR 1h: {error} (GET {URL})",)
+    # the stream, what happened, the request it failed on, the fix
+    assert raised.value.lines == (
+        f"candles bitvavo BTC-EUR 1h: {base} answers with errors: candles: server error "
+        f"(HTTP 502) (GET {URL}); try again later (the exchange's status page may say more); "
+        "check base_url under [bitvavo] in tally.toml",
+    )
     assert not progress.listening(), "the session unsubscribed"
 
 
@@ -459,7 +468,9 @@ def test_an_error_outside_any_stream_is_told_with_its_url() -> None:
     error.url = "http://127.0.0.1:4321/api/v2/markets/"
     with pytest.raises(OperatorError) as raised, sync_progress(mode=NONE):
         raise error
-    assert raised.value.lines == (f"{error} ({error.url})",)
+    (line,) = raised.value.lines
+    assert line.startswith("bitstamp: ") and "server error (HTTP 503)" in line
+    assert f"({error.url}); try again later" in line
 
 
 # --- Prefect's logging ---------------------------------------------------------------------------

@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from cli_runner import tally
 from sandbox_runtime import sandbox_runtime
 
 from pipelines.cli import main
@@ -78,18 +77,6 @@ def run_sync(rt: Runtime) -> None:
         sync_candles(rt, exchange, "BTC-EUR", "1h", CANDLE_SPAN)
     sync_public_trades(rt, "bitvavo", "BTC-EUR", since=TRADES_SINCE)
     quarantine_lake(rt.settings)
-
-
-def tally(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def rows_of(lake: Lake, name: str) -> pl.DataFrame:

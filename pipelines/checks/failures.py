@@ -5,15 +5,18 @@
 error itself, which names the endpoint and the exchange's error code) and a fix that names the
 environment variable, config key or exchange setting concerned. The checks before work and
 `tally doctor` build their rows from it; `sync_failure` makes the same sentence of an error that
-ends a sync, so that `tally sync` exits 3 with one line instead of a traceback.
+ends a sync (with the stream and the request it failed on), so that `tally sync` and `tally demo`
+exit 3 with one line instead of a traceback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipelines.checks.permissions import KEY_SETTINGS, requests_by_endpoint
 from pipelines.config import Settings
+from pipelines.credentials import env_names  # also for pipelines.checks.probe
 from pipelines.exchanges.bitvavo_walk import TradeIdToError
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.values import RowParseError
@@ -49,11 +52,6 @@ class Explained:
     check: str
     detail: str
     fix: str
-
-
-def env_names(exchange: str) -> tuple[str, str]:
-    """The environment variables of `exchange`'s key and secret."""
-    return f"{exchange.upper()}_API_KEY", f"{exchange.upper()}_API_SECRET"
 
 
 def credentials_hint(exchange: str, *, key: bool = True, secret: bool = True) -> str:
@@ -130,26 +128,44 @@ def _permission_fix(error: ExchangeError, call: str) -> str:
     return f"give the key the read permission for {call} ({where}), or contact the exchange"
 
 
-def sync_failure(error: Exception, settings: Settings) -> OperatorError:
-    """The one line, and exit code, of an expected error that ended a sync."""
+def sync_failure(
+    error: Exception,
+    base_urls: Mapping[str, str] | None = None,
+    *,
+    stream: str | None = None,
+    where: str | None = None,
+) -> OperatorError:
+    """The one line, and exit code, of an expected error that ended a sync: the stream when
+    known (else the exchange), what happened, the request it failed on (`where`, e.g.
+    "GET http://…", else the error's URL) and the fix. `base_urls` by exchange name the
+    configured base URLs a "does not answer" names.
+
+    `pipelines.progress.session.sync_progress` calls it for `tally sync` and `tally demo`.
+    """
     if isinstance(error, ExchangeError):
-        configured = settings.exchanges.get(error.exchange)
-        explained = explain(error, configured.base_url if configured else "the exchange")
-        url = getattr(error, "url", None)
-        where = f" ({url})" if url and url not in explained.detail else ""
+        base_url = (base_urls or {}).get(error.exchange, error.exchange)
+        explained = explain(error, base_url)
+        where = where or getattr(error, "url", None)
+        shown = f" ({where})" if where and where not in explained.detail else ""
         return OperatorError(
-            sentence(f"{error.exchange}: {explained.detail}{where}", explained.fix),
+            sentence(f"{stream or error.exchange}: {explained.detail}{shown}", explained.fix),
             exit_code=ExitCode.EXCHANGE,
         )
+    what = f"{stream}: {error}" if stream else str(error)
     if isinstance(error, RowParseError):
         return OperatorError(
-            sentence(str(error), "the exchange sent a row tally cannot read: report this line"),
+            sentence(what, "the exchange sent a row tally cannot read: report this line"),
             exit_code=ExitCode.DATA,
         )
     return OperatorError(
-        sentence(str(error), "the exchange's paging is not as documented: report this line"),
+        sentence(what, "the exchange's paging is not as documented: report this line"),
         exit_code=ExitCode.EXCHANGE,
     )
+
+
+def base_urls(settings: Settings) -> dict[str, str]:
+    """Each configured exchange's base URL, for `sync_failure`."""
+    return {name: exchange.base_url for name, exchange in settings.exchanges.items()}
 
 
 def sentence(what: str, fix: str) -> str:

@@ -8,8 +8,11 @@ On a terminal (the stream given, by default stderr, is a TTY and TERM is not "du
 only collects the `Board`. Progress goes to stderr, so that stdout carries only the summary (the
 table, or the JSON document of `--json`).
 
-An `ExchangeError` that ends the sync leaves as an `OperatorError` (exit code 3) with one line
-per failed stream: the stream, the error and the URL it failed on.
+An expected error that ends the sync (`pipelines.checks.failures.EXPECTED_SYNC_ERRORS`: an
+`ExchangeError`, a paging loop, a row that cannot be read) leaves as the `OperatorError` of
+`sync_failure` (exit 3, or 1 for a row): its first line names the stream, what happened, the
+request it failed on and the fix; then one line per other stream that failed for good (its
+error and URL). `tally sync` and `tally demo` both end this way.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Final, TextIO
 
-from pipelines.exit_codes import ExitCode, OperatorError
-from pipelines.http import ExchangeError
+from pipelines.checks.failures import EXPECTED_SYNC_ERRORS, sync_failure
+from pipelines.exit_codes import OperatorError
 from pipelines.progress import text
 from pipelines.progress.board import FAILED, Board
 from pipelines.progress.channel import CHANNEL, Channel
@@ -41,8 +44,11 @@ def sync_progress(
     mode: str = AUTO,
     channel: Channel = CHANNEL,
     clock: Callable[[], float] = time.time,
+    base_urls: Mapping[str, str] | None = None,
 ) -> Iterator[Board]:
-    """Render the progress events published inside the block on `out` (default stderr)."""
+    """Render the progress events published inside the block on `out` (default stderr); turn
+    an expected error that ends the block into its `OperatorError` (`base_urls`: the configured
+    base URL of each exchange, named when it does not answer)."""
     if mode not in MODES:
         raise ValueError(f"progress mode must be one of {MODES}, got {mode!r}")
     stream = out if out is not None else sys.stderr
@@ -65,8 +71,8 @@ def sync_progress(
         unsubscribe = channel.subscribe(board.handle)
     try:
         yield board
-    except ExchangeError as error:
-        raise OperatorError(*failure_lines(board, error), exit_code=ExitCode.EXCHANGE) from error
+    except EXPECTED_SYNC_ERRORS as error:
+        raise failure(board, error, base_urls) from error
     finally:
         unsubscribe()
         stop()
@@ -83,16 +89,25 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def failure_lines(board: Board, error: ExchangeError) -> list[str]:
-    """One line per stream that failed for good: its name, the error, and the URL."""
-    lines = []
-    for view in board.streams():
-        if view.state == FAILED and view.wait is None:  # a wait: Prefect retries it
+def failure(
+    board: Board, error: Exception, base_urls: Mapping[str, str] | None = None
+) -> OperatorError:
+    """`sync_failure` of `error`, with the stream it ended and the request it failed on, then
+    one line per other stream that failed for good: its name, its error and its URL."""
+    final = [v for v in board.streams() if v.state == FAILED and v.wait is None]  # a wait: retried
+    ended = next((v for v in final if v.error == str(error)), None)
+    first = sync_failure(
+        error,
+        base_urls,
+        stream=ended.name if ended else None,
+        where=(text.where(ended) or None) if ended else None,
+    )
+    others = []
+    for view in final:
+        if view is not ended:
             where = text.where(view)
-            lines.append(f"{view.name}: {view.error}" + (f" ({where})" if where else ""))
-    if not any(str(error) in line for line in lines):
-        lines.append(str(error) + (f" ({error.url})" if error.url else ""))
-    return lines
+            others.append(f"{view.name}: {view.error}" + (f" ({where})" if where else ""))
+    return OperatorError(*first.lines, *others, exit_code=first.exit_code)
 
 
 def _line_writer(stream: TextIO) -> Callable[[str], None]:
