@@ -47,6 +47,7 @@ EXIT_CODES: tuple[ExitCodeRow, ...] = (
             "an unreadable lake file met mid-run, or one that cannot be moved to "
             "`data/quarantine/` (a full disk, a read-only data directory)",
             "a row from the exchange that tally cannot read",
+            "`tally doctor`: a warehouse older than the lake, an unreadable lake file",
         ),
         ("a balance that does not reconcile", "trades lost", "a missing price"),
     ),

@@ -62,6 +62,7 @@ from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amo
 from pipelines.checks.behaviours.realities import HANDLING, MEANINGS
 from pipelines.checks.behaviours.rows import Spend, check_name, failed, has_key, unsettled
 from pipelines.checks.exchange import Deadline
+from pipelines.credentials import env_names
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     AuthenticationError,
@@ -221,7 +222,7 @@ def _guarded(probe: Probe, run: _Run) -> CheckRow:
             variant,
             f"no API key for {exchange}, and the point shows only on the account",
             Spend(),
-            f"set {exchange.upper()}_API_KEY and {exchange.upper()}_API_SECRET (a read-only key)",
+            "set {} and {} (a read-only key)".format(*env_names(exchange)),
         )
     spend = Spend()  # what a probe that raises had sent
     try:
