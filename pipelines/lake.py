@@ -136,15 +136,19 @@ class Lake:
         )
 
     def files(self, dataset: Dataset, **partition: Any) -> list[Path]:
-        """Landed files, optionally narrowed to a partition prefix (in `partition_by` order)."""
+        """Landed files, optionally narrowed to a partition prefix (in `partition_by` order).
+
+        Only files where the dataset keeps them (`<col>=<value>/…` in `partition_by` order, as
+        `glob` for DuckDB): a file put anywhere else is never read as part of the dataset."""
         base = self.dataset_dir(dataset)
-        for column in dataset.partition_by:
-            if column not in partition:
-                break
+        columns = list(dataset.partition_by)
+        while columns and columns[0] in partition:
+            column = columns.pop(0)
             base = base / f"{column}={_partition_text(dataset, column, partition[column])}"
         if not base.is_dir():
             return []
-        return sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("."))
+        pattern = "/".join([*(f"{column}=*" for column in columns), "*.parquet"])
+        return sorted(p for p in base.glob(pattern) if not p.name.startswith("."))
 
     # -- writing -------------------------------------------------------------------------------
 

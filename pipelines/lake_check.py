@@ -64,8 +64,9 @@ class LakeReadError(OperatorError):
 
     def __init__(self, path: Path, error: BaseException) -> None:
         self.path = path
+        text = error.strerror if isinstance(error, OSError) and error.strerror else None
         super().__init__(
-            f"cannot check lake file {path}: {error_text(error)}",
+            f"cannot read {path} to check the lake: {text or error_text(error)}",
             "this is the machine's problem, not the file's: nothing was moved; fix it (e.g. "
             "raise the open-files limit, free memory, check the disk) and run the command again",
         )
@@ -201,14 +202,22 @@ def _raise_if_environment(path: Path, error: BaseException) -> None:
 
 
 def _listing(lake: Lake, dataset: Dataset) -> list[str]:
-    """The dataset's files (what `Lake.files` lists) relative to the lake root, sorted: walked
-    with `os.walk`, several times faster than globbing `Path`s in a lake of many files."""
+    """Every Parquet file under the dataset's directory relative to the lake root, sorted: what
+    `Lake.files` lists and the files placed where it does not look (misplaced). Walked with
+    `os.walk`, several times faster than globbing `Path`s in a lake of many files."""
     top = lake.dataset_dir(dataset)
     found = []
-    for directory, _, names in os.walk(top):
+    for directory, _, names in os.walk(top, onerror=_walk_error):
         base = os.path.relpath(directory, lake.root).replace(os.sep, "/")
         found += [f"{base}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(".")]
     return sorted(found)
+
+
+def _walk_error(error: OSError) -> None:
+    """`os.walk` skips a directory it cannot list: a lake that looks empty is worse than a stop."""
+    if isinstance(error, FileNotFoundError):  # no such dataset yet, or removed meanwhile
+        return
+    raise LakeReadError(Path(error.filename or "."), error) from error
 
 
 def time_column(dataset: Dataset) -> str | None:
