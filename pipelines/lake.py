@@ -17,7 +17,8 @@ alone cannot tell (when a candle window was read, so that its unsettled tail is 
 Every write goes to a hidden temp file in the target directory, is fsynced, then renamed over the
 target: a reader (DuckDB, polars, a crash-restarted sync) sees either the old file or the new one,
 never half of one. Temp names start with "." and end in ".tmp", so `*.parquet` globs never match
-them; stale ones left by a killed process are removed by `Lake.sweep_temp_files`.
+them; stale ones left by a killed process are removed by the next writer that takes the
+data directory's lock (`pipelines.leftovers`).
 
 A file that cannot be read (cut short, overwritten, not Parquet) raises `UnreadableFileError`,
 which names it: `tally sync` and `tally warehouse` move such files to the quarantine before they
@@ -249,15 +250,6 @@ class Lake:
             temp.unlink(missing_ok=True)
         _fsync_dir(target.parent)
         return target
-
-    def sweep_temp_files(self) -> int:
-        """Remove temp files a killed writer left behind; returns how many."""
-        if not self.root.is_dir():
-            return 0
-        stale = list(self.root.rglob(".*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
 
     # -- reading -------------------------------------------------------------------------------
 

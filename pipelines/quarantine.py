@@ -49,9 +49,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.checks import CheckRow
 from pipelines.config import Settings
-from pipelines.datasets import ALL, GAPS
+from pipelines.datasets import ALL, GAPS, QUARANTINED_FILES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import TIMESTAMP, Dataset, Lake, UnreadableFileError
 from pipelines.lake_check import CACHE_NAME, BadFile, LakeCheck, check_lake
@@ -89,37 +88,6 @@ _WINDOW = re.compile(r"^(\d{8}T\d{6})-(\d{8}T\d{6})$")
 _IDS = re.compile(r"^(?P<prefix>.*?)ids-(?P<first>\d+)-(?P<last>\d+)$")
 _MARKET = re.compile(r"^[a-z_]+-(?P<market>[A-Z0-9]+-[A-Z0-9]+)$")  # e.g. trades-BTC-EUR
 _STAMP = "%Y%m%dT%H%M%S"
-
-QUARANTINED_FILES = Dataset(
-    "quarantined_files",
-    {
-        "path": pl.String(),  # relative to the lake
-        "quarantined_at": TIMESTAMP,
-        "dataset": pl.String(),
-        "partition": pl.String(),  # e.g. "exchange=bitstamp/account=main"
-        "stem": pl.String(),
-        "exchange": pl.String(),
-        "market": pl.String(),
-        "interval": pl.String(),
-        "window_start": TIMESTAMP,  # the window its name tells
-        "window_end": TIMESTAMP,
-        "first_id": pl.Int64(),  # the id range its name tells
-        "last_id": pl.Int64(),
-        "rows": pl.Int64(),  # what it held when last verified (null: never verified)
-        "first_at": TIMESTAMP,
-        "last_at": TIMESTAMP,
-        "size": pl.Int64(),
-        "sha256": pl.String(),
-        "reason": pl.String(),
-        "refetchable": pl.Boolean(),
-        "refetch": pl.String(),  # what happens next
-        "held_at": pl.String(),  # relative to the data directory
-        "restored_at": TIMESTAMP,
-    },
-    key=("path", "quarantined_at"),
-    sort_by=("quarantined_at", "path"),
-)
-"""The index of the quarantine notes (one row per file quarantined), read by the warehouse."""
 
 
 @dataclass(frozen=True)
@@ -513,69 +481,6 @@ def format_quarantine(report: QuarantineReport) -> str:
             for bad in report.unreadable
         ]
     return "\n".join(lines)
-
-
-def check_rows(settings: Settings) -> list[CheckRow]:
-    """`tally doctor`'s rows: "lake files" (every file readable?) and "quarantine" (what is held,
-    and what to do). Moves and writes nothing."""
-    report = inspect_lake(settings)
-    return [_files_row(report), _quarantine_row(report)]
-
-
-def _files_row(report: QuarantineReport) -> CheckRow:
-    files, bad = report.check.files, report.unreadable
-    if not bad:
-        return CheckRow("lake files", "", "ok", f"{files} files readable")
-    shown = "; ".join(f"{LAKE_DIR}/{b.relative} ({b.reason})" for b in bad[:3])
-    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-    if report.refused:
-        return CheckRow(
-            "lake files",
-            "",
-            "fail",
-            f"{len(bad)} of {files} unreadable, and not to be moved: {' '.join(report.refused)}",
-            "look at them: `tally sync` and `tally warehouse` stop (exit 1) until they are fixed "
-            f"or moved to {QUARANTINE_DIR}/ by hand",
-        )
-    return CheckRow(
-        "lake files",
-        "",
-        "fail",
-        f"{len(bad)} of {files} unreadable: {shown}{more}",
-        f"run `tally warehouse` or `tally sync`: they move them to {QUARANTINE_DIR}/, and the "
-        "next sync fetches what they held again",
-    )
-
-
-def _quarantine_row(report: QuarantineReport) -> CheckRow:
-    notes = report.notes
-    if not notes:
-        return CheckRow("quarantine", "", "ok", "nothing held")
-    waiting = [n for n in notes if n.waiting]
-    lost = [n for n in notes if n.lost]
-    restored = len(notes) - len(waiting) - len(lost)
-    detail = (
-        f"{len(notes)} file(s) held: {len(waiting)} waiting for the next sync, "
-        f"{len(lost)} that cannot be fetched again, {restored} restored"
-    )
-    if waiting:
-        return CheckRow("quarantine", "", "warn", detail, "run `tally sync` to fetch them again")
-    if lost:
-        kinds = ", ".join(sorted({n.dataset for n in lost}))
-        return CheckRow(
-            "quarantine",
-            "",
-            "warn",
-            f"{detail} ({kinds})",
-            f"nothing to fetch: keep or delete the files in {QUARANTINE_DIR}/ once looked at",
-        )
-    return CheckRow(
-        "quarantine",
-        "",
-        "ok",
-        detail,
-        f"the files in {QUARANTINE_DIR}/ are no longer needed and may be deleted",
-    )
 
 
 def _write_text(path: Path, text: str) -> None:
