@@ -255,3 +255,35 @@ GAPS = Dataset(
 )
 """Ranges a stream knows it can never fill (Bitstamp public trades older than the rolling
 window), with the reason. A window that failed is not a gap: it stays missing and is retried."""
+
+QUARANTINED_FILES = Dataset(
+    "quarantined_files",
+    {
+        "path": pl.String(),  # relative to the lake
+        "quarantined_at": TIMESTAMP,
+        "dataset": pl.String(),
+        "partition": pl.String(),  # e.g. "exchange=bitstamp/account=main"
+        "stem": pl.String(),
+        "exchange": pl.String(),
+        "market": pl.String(),
+        "interval": pl.String(),
+        "window_start": TIMESTAMP,  # the window its name tells
+        "window_end": TIMESTAMP,
+        "first_id": pl.Int64(),  # the id range its name tells
+        "last_id": pl.Int64(),
+        "rows": pl.Int64(),  # what it held when last verified (null: never verified)
+        "first_at": TIMESTAMP,
+        "last_at": TIMESTAMP,
+        "size": pl.Int64(),
+        "sha256": pl.String(),
+        "reason": pl.String(),
+        "refetchable": pl.Boolean(),
+        "refetch": pl.String(),  # what happens next
+        "held_at": pl.String(),  # relative to the data directory
+        "restored_at": TIMESTAMP,
+    },
+    key=("path", "quarantined_at"),
+    sort_by=("quarantined_at", "path"),
+)
+"""The index of the quarantine notes (one row per file quarantined; `pipelines.quarantine`
+writes it from the notes), read by the warehouse and by the streams for their holes."""

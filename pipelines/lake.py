@@ -17,7 +17,8 @@ alone cannot tell (when a candle window was read, so that its unsettled tail is 
 Every write goes to a hidden temp file in the target directory, is fsynced, then renamed over the
 target: a reader (DuckDB, polars, a crash-restarted sync) sees either the old file or the new one,
 never half of one. Temp names start with "." and end in ".tmp", so `*.parquet` globs never match
-them; stale ones left by a killed process are removed by `Lake.sweep_temp_files`.
+them; stale ones left by a killed process are removed by the next writer that takes the
+data directory's lock (`pipelines.leftovers`).
 
 A file that cannot be read (cut short, overwritten, not Parquet) raises `UnreadableFileError`,
 which names it: `tally sync` and `tally warehouse` move such files to the quarantine before they
@@ -136,15 +137,19 @@ class Lake:
         )
 
     def files(self, dataset: Dataset, **partition: Any) -> list[Path]:
-        """Landed files, optionally narrowed to a partition prefix (in `partition_by` order)."""
+        """Landed files, optionally narrowed to a partition prefix (in `partition_by` order).
+
+        Only files where the dataset keeps them (`<col>=<value>/…` in `partition_by` order, as
+        `glob` for DuckDB): a file put anywhere else is never read as part of the dataset."""
         base = self.dataset_dir(dataset)
-        for column in dataset.partition_by:
-            if column not in partition:
-                break
+        columns = list(dataset.partition_by)
+        while columns and columns[0] in partition:
+            column = columns.pop(0)
             base = base / f"{column}={_partition_text(dataset, column, partition[column])}"
         if not base.is_dir():
             return []
-        return sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("."))
+        pattern = "/".join([*(f"{column}=*" for column in columns), "*.parquet"])
+        return sorted(p for p in base.glob(pattern) if not p.name.startswith("."))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -245,15 +250,6 @@ class Lake:
             temp.unlink(missing_ok=True)
         _fsync_dir(target.parent)
         return target
-
-    def sweep_temp_files(self) -> int:
-        """Remove temp files a killed writer left behind; returns how many."""
-        if not self.root.is_dir():
-            return 0
-        stale = list(self.root.rglob(".*.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -2,11 +2,16 @@
 
 A file is unreadable when it is not where its dataset keeps files (`<dataset>/<col>=<value>/…`
 in the dataset's partition order), when its footer cannot be read (cut short, overwritten, not
-Parquet), when its columns are not its dataset's (a key column missing, a column of another
-type than the dataset declares), or when a data page cannot be decoded. Columns the file lacks
-beyond the key are allowed: a file landed before a field was added to its record has none.
+Parquet), when a data page cannot be decoded, or when its columns are not its dataset's (a key
+column missing, or a column whose values do not cast, strictly, to the type the dataset
+declares: a file of an older but compatible type, e.g. DECIMAL(38,0) where the dataset now
+declares DECIMAL(38,18), is read by `Lake.scan` and is good). Columns the file lacks beyond the
+key are allowed: a file landed before a field was added to its record has none.
 
 Files are read with pyarrow, which reports a broken file as an error (polars may panic on one).
+An error that is the environment's, not the file's (an `OSError` carrying an errno: too many
+open files, an I/O error, a permission; pyarrow running out of memory), is raised as
+`LakeReadError`: the scan stops and says so, and no file is called unreadable for it.
 A page whose bytes changed but still decode cannot be told from a good one: tally's files carry
 no page checksums.
 
@@ -33,11 +38,38 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.lake import TIMESTAMP, Dataset, Lake, error_text
+from pipelines.exit_codes import ExitCode, OperatorError
+from pipelines.lake import (
+    MONEY,
+    TIMESTAMP,
+    Dataset,
+    Lake,
+    LakeError,
+    _check_exact_money,
+    error_text,
+)
 
 CACHE_NAME = ".lake-verified.json"
 MISPLACED = "not where dataset"
 _CACHE_VERSION = 1
+Kind = str
+"""How a file failed: "placement", "footer", "page" or "columns"."""
+
+
+class LakeReadError(OperatorError):
+    """Reading a lake file failed for a reason of the environment, not of the file (too many
+    open files, an I/O error, no memory): nothing can be said of the file, nothing is moved."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        self.path = path
+        text = error.strerror if isinstance(error, OSError) and error.strerror else None
+        super().__init__(
+            f"cannot read {path} to check the lake: {text or error_text(error)}",
+            "this is the machine's problem, not the file's: nothing was moved; fix it (e.g. "
+            "raise the open-files limit, free memory, check the disk) and run the command again",
+        )
 
 
 @dataclass(frozen=True)
@@ -68,7 +100,17 @@ class BadFile:
     dataset: Dataset
     reason: str
     last_verified: Verified | None  # from before it broke, when it was ever checked
-    misplaced: bool = False  # not where its dataset keeps files: never read as part of it
+    kind: Kind = "footer"
+    version: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) when it was checked
+
+    @property
+    def misplaced(self) -> bool:
+        """Not where its dataset keeps files: never read as part of it."""
+        return self.kind == "placement"
+
+    def same_version(self, stat: os.stat_result) -> bool:
+        """Whether `stat` is of the version of the file that was checked."""
+        return self.version == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 @dataclass(frozen=True)
@@ -102,13 +144,13 @@ def check_lake(
                 kept[relative] = earlier
                 continue
             read_fully += 1
-            reason, verified = check_file(lake, dataset, path, stat)
-            if reason is None and verified is not None:
+            failure, verified = check_file(lake, dataset, path, stat)
+            if failure is None and verified is not None:
                 kept[relative] = verified
-            elif path.exists():
-                misplaced = reason is not None and reason.startswith(MISPLACED)
-                reason = reason or "unreadable"
-                bad.append(BadFile(path, relative, dataset, reason, earlier, misplaced))
+            elif failure is not None and path.exists():
+                kind, reason = failure
+                version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                bad.append(BadFile(path, relative, dataset, reason, earlier, kind, version))
     if save and cache is not None and kept != known:
         save_cache(cache, kept)
     return LakeCheck(files, read_fully, tuple(bad), time.monotonic() - began)
@@ -116,41 +158,66 @@ def check_lake(
 
 def check_file(
     lake: Lake, dataset: Dataset, path: Path, stat: os.stat_result
-) -> tuple[str | None, Verified | None]:
-    """(why the file cannot be read, None) or (None, what it holds)."""
+) -> tuple[tuple[Kind, str] | None, Verified | None]:
+    """((how, why) the file cannot be read, None) or (None, what it holds); raises
+    `LakeReadError` when the environment, not the file, fails the read."""
     misplaced = _placement(lake, dataset, path)
     if misplaced:
-        return misplaced, None
+        return ("placement", misplaced), None
     try:
         parquet = pq.ParquetFile(path)
         schema = pl.from_arrow(parquet.schema_arrow.empty_table()).schema  # type: ignore[union-attr]
     except (OSError, pa.ArrowException) as error:
-        return f"not a readable Parquet file: {error_text(error)}", None
-    wrong = _wrong_columns(dataset, schema)
-    if wrong:
-        return wrong, None
+        _raise_if_environment(path, error)
+        return ("footer", f"not a readable Parquet file: {error_text(error)}"), None
+    missing = _missing_key(dataset, schema)
+    if missing:
+        return ("columns", missing), None
     try:
         table = parquet.read()
     except (OSError, pa.ArrowException) as error:
-        return f"a data page cannot be decoded: {error_text(error)}", None
+        _raise_if_environment(path, error)
+        return ("page", f"a data page cannot be decoded: {error_text(error)}"), None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    wrong = _uncastable(dataset, frame)
+    if wrong:
+        return ("columns", wrong), None
     first = last = None
     column = time_column(dataset)
-    if column is not None and column in table.column_names and table.num_rows:
-        series = pl.from_arrow(table.column(column))
-        assert isinstance(series, pl.Series)
+    if column is not None and column in frame.columns and frame.height:
+        series = frame[column].cast(dataset.schema[column])
         first, last = _iso(series.min()), _iso(series.max())
-    return None, Verified(stat.st_size, stat.st_mtime_ns, stat.st_ino, table.num_rows, first, last)
+    return None, Verified(stat.st_size, stat.st_mtime_ns, stat.st_ino, frame.height, first, last)
+
+
+def _raise_if_environment(path: Path, error: BaseException) -> None:
+    """Raise `LakeReadError` for an error of the machine: an `OSError` with an errno (pyarrow
+    sets one for a failed system call: EMFILE, EIO, EACCES; a damaged file's errors carry none)
+    or pyarrow out of memory."""
+    if isinstance(error, pa.ArrowMemoryError) or (
+        isinstance(error, OSError) and error.errno is not None
+    ):
+        raise LakeReadError(path, error) from error
 
 
 def _listing(lake: Lake, dataset: Dataset) -> list[str]:
-    """The dataset's files (what `Lake.files` lists) relative to the lake root, sorted: walked
-    with `os.walk`, several times faster than globbing `Path`s in a lake of many files."""
+    """Every Parquet file under the dataset's directory relative to the lake root, sorted: what
+    `Lake.files` lists and the files placed where it does not look (misplaced). Walked with
+    `os.walk`, several times faster than globbing `Path`s in a lake of many files."""
     top = lake.dataset_dir(dataset)
     found = []
-    for directory, _, names in os.walk(top):
+    for directory, _, names in os.walk(top, onerror=_walk_error):
         base = os.path.relpath(directory, lake.root).replace(os.sep, "/")
         found += [f"{base}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(".")]
     return sorted(found)
+
+
+def _walk_error(error: OSError) -> None:
+    """`os.walk` skips a directory it cannot list: a lake that looks empty is worse than a stop."""
+    if isinstance(error, FileNotFoundError):  # no such dataset yet, or removed meanwhile
+        return
+    raise LakeReadError(Path(error.filename or "."), error) from error
 
 
 def time_column(dataset: Dataset) -> str | None:
@@ -170,18 +237,37 @@ def _placement(lake: Lake, dataset: Dataset, path: Path) -> str | None:
     return f"{MISPLACED} {dataset.name} keeps its files ({layout})"
 
 
-def _wrong_columns(dataset: Dataset, schema: Mapping[str, pl.DataType]) -> str | None:
+def _missing_key(dataset: Dataset, schema: Mapping[str, pl.DataType]) -> str | None:
     stored = set(dataset.file_columns)
     missing = [c for c in dataset.key if c in stored and c not in schema]
     if missing:
         return f"wrong columns for dataset {dataset.name}: no key column {', '.join(missing)}"
-    for name, dtype in schema.items():
+    return None
+
+
+def _uncastable(dataset: Dataset, frame: pl.DataFrame) -> str | None:
+    """Why a column of `frame` cannot be read as the type its dataset declares: its values do
+    not cast strictly (what `Lake.scan` casts, leniently), or a money column is not exact
+    decimals (the rule of `Lake.land`); None when every column can."""
+    stored = set(dataset.file_columns)
+    for name, dtype in frame.schema.items():
         declared = dataset.schema.get(name)
-        if name in stored and declared is not None and dtype != declared:
-            return (
-                f"wrong columns for dataset {dataset.name}: {name} is {dtype}, "
-                f"the dataset declares {declared}"
-            )
+        if name not in stored or declared is None or dtype == declared:
+            continue
+        wrong = (
+            f"wrong columns for dataset {dataset.name}: {name} is {dtype}, "
+            f"the dataset declares {declared}"
+        )
+        if declared == MONEY:
+            try:
+                _check_exact_money(dataset, name, frame[name])
+            except LakeError:
+                return wrong
+            continue
+        try:
+            frame[name].cast(declared, strict=True)
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+            return wrong
     return None
 
 

@@ -23,6 +23,13 @@ source. Snapshots (balances, fees), recorded gaps and Bitstamp public trades old
 window cannot be fetched again: their notes say so. Each run of `quarantine_lake` marks a note
 restored once the lake covers its file again (the same window, id range or file), and `coverage`
 stops showing it.
+
+What is never moved (`plan`): when `BREAKER` or more files of one dataset fail the same way (a
+change of tally, of its readers or of a dataset's layout looks like that, damage does not), and
+a file of a dataset that cannot be fetched again failing for its columns or its place (a schema
+reason, not damage). Then nothing at all is moved, and `quarantine_lake` raises an
+`OperatorError` (exit 1) saying why, one line each. A file is moved only if it is still the
+version that was checked (size, mtime, inode), and its note is written before it moves.
 """
 
 from __future__ import annotations
@@ -42,9 +49,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.checks import CheckRow
 from pipelines.config import Settings
-from pipelines.datasets import ALL, GAPS
+from pipelines.datasets import ALL, GAPS, QUARANTINED_FILES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import TIMESTAMP, Dataset, Lake, UnreadableFileError
 from pipelines.lake_check import CACHE_NAME, BadFile, LakeCheck, check_lake
@@ -55,6 +61,8 @@ INDEX_STEM = "index"
 CHECKED: tuple[Dataset, ...] = (*(source.dataset for source in ALL.values()), GAPS)
 """The datasets whose files are checked (the index below is rewritten from the notes instead)."""
 
+BREAKER = 3
+"""Files of one dataset failing the same way that stop the quarantine (see `plan`)."""
 REFETCH = "the next `tally sync` fetches it again"
 NOTHING_MISSING = "nothing is missing: tally never reads a file there"
 _LOST = {
@@ -80,37 +88,6 @@ _WINDOW = re.compile(r"^(\d{8}T\d{6})-(\d{8}T\d{6})$")
 _IDS = re.compile(r"^(?P<prefix>.*?)ids-(?P<first>\d+)-(?P<last>\d+)$")
 _MARKET = re.compile(r"^[a-z_]+-(?P<market>[A-Z0-9]+-[A-Z0-9]+)$")  # e.g. trades-BTC-EUR
 _STAMP = "%Y%m%dT%H%M%S"
-
-QUARANTINED_FILES = Dataset(
-    "quarantined_files",
-    {
-        "path": pl.String(),  # relative to the lake
-        "quarantined_at": TIMESTAMP,
-        "dataset": pl.String(),
-        "partition": pl.String(),  # e.g. "exchange=bitstamp/account=main"
-        "stem": pl.String(),
-        "exchange": pl.String(),
-        "market": pl.String(),
-        "interval": pl.String(),
-        "window_start": TIMESTAMP,  # the window its name tells
-        "window_end": TIMESTAMP,
-        "first_id": pl.Int64(),  # the id range its name tells
-        "last_id": pl.Int64(),
-        "rows": pl.Int64(),  # what it held when last verified (null: never verified)
-        "first_at": TIMESTAMP,
-        "last_at": TIMESTAMP,
-        "size": pl.Int64(),
-        "sha256": pl.String(),
-        "reason": pl.String(),
-        "refetchable": pl.Boolean(),
-        "refetch": pl.String(),  # what happens next
-        "held_at": pl.String(),  # relative to the data directory
-        "restored_at": TIMESTAMP,
-    },
-    key=("path", "quarantined_at"),
-    sort_by=("quarantined_at", "path"),
-)
-"""The index of the quarantine notes (one row per file quarantined), read by the warehouse."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +161,7 @@ class QuarantineReport:
     restored: tuple[Note, ...] = ()
     notes: tuple[Note, ...] = ()  # every file held, after this run
     unreadable: tuple[BadFile, ...] = ()  # found and not moved (an inspection moves nothing)
+    refused: tuple[str, ...] = ()  # why nothing will be moved, one line each (see `plan`)
 
 
 def quarantine_dir(settings: Settings) -> Path:
@@ -192,12 +170,18 @@ def quarantine_dir(settings: Settings) -> Path:
 
 def quarantine_lake(settings: Settings, *, now: datetime | None = None) -> QuarantineReport:
     """Move every unreadable lake file to the quarantine, mark the holes the lake covers again
-    as restored, and rewrite the index when the notes changed."""
+    as restored, and rewrite the index when the notes changed. Raises `OperatorError` (exit 1),
+    moving nothing, when `plan` refuses."""
     now = now or datetime.now(UTC)
     lake = Lake(settings.lake_dir)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=True)
+    refused = plan(check.bad)
+    if refused:
+        raise OperatorError(*refused, exit_code=ExitCode.DATA)
     try:
-        moved = tuple(_move(settings, lake, bad, now) for bad in check.bad)
+        moved = tuple(
+            note for bad in check.bad if (note := _move(settings, lake, bad, now)) is not None
+        )
     except OSError as error:  # a full disk, a read-only data directory
         raise OperatorError(
             f"cannot move an unreadable lake file to {quarantine_dir(settings)}: {error}",
@@ -220,7 +204,42 @@ def inspect_lake(settings: Settings) -> QuarantineReport:
     lake = Lake(settings.lake_dir)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=False)
     notes = tuple(note for _, note in held_notes(settings))
-    return QuarantineReport(check, notes=notes, unreadable=check.bad)
+    return QuarantineReport(check, notes=notes, unreadable=check.bad, refused=plan(check.bad))
+
+
+def plan(bad: Sequence[BadFile]) -> tuple[str, ...]:
+    """Why none of `bad` may be moved, one line each (empty: move them all).
+
+    - `BREAKER` or more files of one dataset failing the same way: a schema change, a new
+      version of a reader or of a dataset's layout fails every file alike, damage does not.
+    - A file of a dataset that cannot be fetched again (snapshots, gaps, Bitstamp public
+      trades) failing for its columns or its place: a schema reason, not damage.
+    """
+    lines = []
+    alike: dict[tuple[str, str, str], list[BadFile]] = {}
+    for file in bad:
+        alike.setdefault((file.dataset.name, file.kind, _same_way(file)), []).append(file)
+    for (dataset, _, _), files in alike.items():
+        if len(files) >= BREAKER:
+            lines.append(
+                f"{len(files)} files of {dataset} fail the same way ({files[0].reason}; e.g. "
+                f"{LAKE_DIR}/{files[0].relative}): that looks like a change of tally or of "
+                "its readers, not damage, so nothing was moved; if they are damaged, move them "
+                f"to {QUARANTINE_DIR}/ yourself"
+            )
+    for file in bad:
+        lost = _lost(file.dataset, _exchange(file))
+        if lost and file.kind in ("columns", "placement"):
+            lines.append(
+                f"{LAKE_DIR}/{file.relative}: {file.reason}; not moved, as {lost}: look at it, "
+                f"and move it to {QUARANTINE_DIR}/ yourself if it is damaged"
+            )
+    return tuple(lines)
+
+
+def _same_way(file: BadFile) -> str:
+    """The reason, without the file's own path (some readers name it)."""
+    return file.reason.replace(str(file.path), "<file>").replace(file.relative, "<file>")
 
 
 def held_notes(settings: Settings) -> list[tuple[Path, Note]]:
@@ -240,20 +259,37 @@ def held_notes(settings: Settings) -> list[tuple[Path, Note]]:
 # --- moving a file ---------------------------------------------------------------------------
 
 
-def _move(settings: Settings, lake: Lake, bad: BadFile, now: datetime) -> Note:
-    """Move `bad` to the quarantine (under a new name if one of the same path is held), then
-    write its note beside it."""
+def _move(settings: Settings, lake: Lake, bad: BadFile, now: datetime) -> Note | None:
+    """Write `bad`'s note in the quarantine, then move the file beside it (under a new name if
+    one of the same path is held). None, moving nothing, when the file is gone or is no longer
+    the version that was checked (a writer replaced it: the next run checks it again)."""
     held = quarantine_dir(settings) / bad.relative
     if held.exists():
         held = held.with_name(f"{held.stem}.{now.strftime(_STAMP)}{held.suffix}")
-    held.parent.mkdir(parents=True, exist_ok=True)
-    size = bad.path.stat().st_size
-    with bad.path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    note = describe(lake, bad, now=now, size=size, sha256=digest)
+    try:
+        with bad.path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if not bad.same_version(stat):
+                return None
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+    note = describe(lake, bad, now=now, size=stat.st_size, sha256=digest)
     note = dataclasses.replace(note, held_at=held.relative_to(settings.data_dir).as_posix())
-    shutil.move(bad.path, held)
-    _write_text(held.with_name(f"{held.name}.json"), note.to_json(bad.path))
+    held.parent.mkdir(parents=True, exist_ok=True)
+    note_path = held.with_name(f"{held.name}.json")
+    _write_text(note_path, note.to_json(bad.path))
+    try:
+        if not bad.same_version(os.stat(bad.path)):
+            note_path.unlink()
+            return None
+        shutil.move(bad.path, held)
+    except FileNotFoundError:
+        note_path.unlink(missing_ok=True)
+        return None
+    except OSError:
+        note_path.unlink(missing_ok=True)
+        raise
     return note
 
 
@@ -265,14 +301,14 @@ def describe(lake: Lake, bad: BadFile, *, now: datetime, size: int, sha256: str)
         part.split("=", 1) for part in relative.parts[1:-1] if "=" in part
     )  # the partition, as its directories name it
     stem = relative.stem
-    exchange = values.get("exchange") or _EXCHANGE_OF_DATASET.get(dataset.name)
+    exchange = _exchange(bad)
     market = values.get("market")
     if market is None and (named := _MARKET.match(stem)):
         market = named.group("market")
     window = _window(stem)
     ids = _ids(stem)
     verified = bad.last_verified
-    lost = _LOST.get(dataset.name) or _LOST_BY_EXCHANGE.get((dataset.name, exchange or ""))
+    lost = _lost(dataset, exchange)
     if bad.misplaced:
         lost = NOTHING_MISSING
     return Note(
@@ -299,6 +335,19 @@ def describe(lake: Lake, bad: BadFile, *, now: datetime, size: int, sha256: str)
         held_at="",
         restored_at=now if bad.misplaced else None,  # not a hole: nothing to fill
     )
+
+
+def _exchange(bad: BadFile) -> str | None:
+    """The exchange of a file, as its partition or its dataset tells."""
+    for part in Path(bad.relative).parts[1:-1]:
+        if part.startswith("exchange="):
+            return part.removeprefix("exchange=")
+    return _EXCHANGE_OF_DATASET.get(bad.dataset.name)
+
+
+def _lost(dataset: Dataset, exchange: str | None) -> str | None:
+    """Why what a file of `dataset` held cannot be fetched again (None: it can)."""
+    return _LOST.get(dataset.name) or _LOST_BY_EXCHANGE.get((dataset.name, exchange or ""))
 
 
 def _window(stem: str) -> tuple[datetime, datetime] | None:
@@ -420,7 +469,11 @@ def format_quarantine(report: QuarantineReport) -> str:
             else:
                 state = note.refetch
             lines.append(f"  {LAKE_DIR}/{note.path}  quarantined {when}: {note.reason}; {state}")
-    if report.unreadable:
+    if report.unreadable and report.refused:
+        lines.append(f"Unreadable, and not to be moved: {len(report.unreadable)} file(s)")
+        lines += [f"  {LAKE_DIR}/{bad.relative}: {bad.reason}" for bad in report.unreadable]
+        lines += [f"  {line}" for line in report.refused]
+    elif report.unreadable:
         lines.append(f"Unreadable, not moved yet: {len(report.unreadable)} file(s)")
         lines += [
             f"  {LAKE_DIR}/{bad.relative}: {bad.reason}; the next `tally sync` or "
@@ -428,60 +481,6 @@ def format_quarantine(report: QuarantineReport) -> str:
             for bad in report.unreadable
         ]
     return "\n".join(lines)
-
-
-def check_rows(settings: Settings) -> list[CheckRow]:
-    """`tally doctor`'s rows: "lake files" (every file readable?) and "quarantine" (what is held,
-    and what to do). Moves and writes nothing."""
-    report = inspect_lake(settings)
-    return [_files_row(report), _quarantine_row(report)]
-
-
-def _files_row(report: QuarantineReport) -> CheckRow:
-    files, bad = report.check.files, report.unreadable
-    if not bad:
-        return CheckRow("lake files", "", "ok", f"{files} files readable")
-    shown = "; ".join(f"{LAKE_DIR}/{b.relative} ({b.reason})" for b in bad[:3])
-    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-    return CheckRow(
-        "lake files",
-        "",
-        "fail",
-        f"{len(bad)} of {files} unreadable: {shown}{more}",
-        f"run `tally warehouse` or `tally sync`: they move them to {QUARANTINE_DIR}/, and the "
-        "next sync fetches what they held again",
-    )
-
-
-def _quarantine_row(report: QuarantineReport) -> CheckRow:
-    notes = report.notes
-    if not notes:
-        return CheckRow("quarantine", "", "ok", "nothing held")
-    waiting = [n for n in notes if n.waiting]
-    lost = [n for n in notes if n.lost]
-    restored = len(notes) - len(waiting) - len(lost)
-    detail = (
-        f"{len(notes)} file(s) held: {len(waiting)} waiting for the next sync, "
-        f"{len(lost)} that cannot be fetched again, {restored} restored"
-    )
-    if waiting:
-        return CheckRow("quarantine", "", "warn", detail, "run `tally sync` to fetch them again")
-    if lost:
-        kinds = ", ".join(sorted({n.dataset for n in lost}))
-        return CheckRow(
-            "quarantine",
-            "",
-            "warn",
-            f"{detail} ({kinds})",
-            f"nothing to fetch: keep or delete the files in {QUARANTINE_DIR}/ once looked at",
-        )
-    return CheckRow(
-        "quarantine",
-        "",
-        "ok",
-        detail,
-        f"the files in {QUARANTINE_DIR}/ are no longer needed and may be deleted",
-    )
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake, LakeError
+from pipelines.leftovers import sweep_temp_files
 
 CANDLES = Dataset(
     name="candles",
@@ -147,7 +148,7 @@ WRITER = textwrap.dedent(
 
 
 def test_killed_writer_never_leaves_a_readable_partial_file(tmp_path: Path) -> None:
-    script = WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path))
+    script = WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "lake"))
     for attempt in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-c", script], stdout=subprocess.PIPE, env={**os.environ}
@@ -158,12 +159,12 @@ def test_killed_writer_never_leaves_a_readable_partial_file(tmp_path: Path) -> N
         time.sleep(0.1 + 0.2 * attempt)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        lake = Lake(tmp_path)
+        lake = Lake(tmp_path / "lake")
         for path in lake.files(CANDLES):
             frame = pl.read_parquet(path)
             assert frame.height == 20000
             assert frame["close"].n_unique() == 1
-        lake.sweep_temp_files()
+        sweep_temp_files(tmp_path)
         assert not list(tmp_path.rglob("*.tmp"))
     assert lake.files(CANDLES), "the writer landed nothing: the test proved nothing"
 

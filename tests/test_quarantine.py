@@ -28,6 +28,7 @@ import pytest
 from cli_runner import tally
 from sandbox_runtime import sandbox_runtime
 
+from pipelines.checks.lake import check_rows
 from pipelines.cli import main
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import ALL, BITSTAMP_LEDGER, CANDLES, FILLS, GAPS, PUBLIC_TRADES
@@ -43,7 +44,6 @@ from pipelines.lake_check import CACHE_NAME, check_lake
 from pipelines.quarantine import (
     CHECKED,
     NOTHING_MISSING,
-    check_rows,
     held_notes,
     quarantine_lake,
 )
@@ -213,7 +213,7 @@ def test_tally_status_lists_unreadable_files_and_moves_nothing(
 
 def test_doctor_rows_report_the_lake_without_moving_anything(synced: Path, tmp_path: Path) -> None:
     damage = damaged_copy(synced, tmp_path / "d")
-    files, held = check_rows(damage.settings)
+    files, held, _ = check_rows(damage.settings)
     assert (files.check, files.status, held.check, held.status) == (
         "lake files",
         "fail",
@@ -225,7 +225,7 @@ def test_doctor_rows_report_the_lake_without_moving_anything(synced: Path, tmp_p
     assert not (damage.directory / "data" / "quarantine").exists()
 
     quarantine_lake(damage.settings)
-    files, held = check_rows(damage.settings)
+    files, held, _ = check_rows(damage.settings)
     assert (files.status, held.status) == ("ok", "warn")
     assert "4 file(s) held: 4 waiting for the next sync" in held.detail
     assert "tally sync" in held.fix
@@ -382,7 +382,7 @@ def test_after_the_sync_the_notes_say_restored_and_coverage_has_no_hole(
     assert len(notes) == 4 and all(n.restored_at is not None for n in notes)
     build(fixed.settings)
     assert query(fixed.settings, "select * from coverage where gap_status = 'quarantined'") == []
-    files, held = check_rows(fixed.settings)
+    files, held, _ = check_rows(fixed.settings)
     assert (files.status, held.status) == ("ok", "ok")
     assert "4 restored" in held.detail
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.datasets import ALL, GAPS, MOVEMENTS
+from pipelines.datasets import ALL, GAPS, MOVEMENTS, QUARANTINED_FILES
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake
-from pipelines.quarantine import QUARANTINED_FILES
 
 DATASETS: Mapping[str, Dataset] = {
     **{name: source.dataset for name, source in ALL.items()},

@@ -139,7 +139,7 @@ def market_rows(ctx: DoctorContext) -> list[CheckRow]:
 
 
 def lake_rows(settings: Settings) -> list[CheckRow]:
-    from pipelines.quarantine import check_rows
+    from pipelines.checks.lake import check_rows
 
     return check_rows(settings)
 
