@@ -10,7 +10,8 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
 - exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
   and the warning that a key's trade/withdraw rights cannot be read (`exchange.py`);
 - markets: every configured market a listed spot market;
-- lake: every lake file readable, and what the quarantine holds (`pipelines/quarantine.py`);
+- lake: every lake file readable, stray temp files, and what the quarantine holds
+  (`pipelines/checks/lake.py`);
 - warehouse: built after the newest lake file;
 - behaviours: which reality each exchange plays of the API behaviours no recording or document
   settles (`pipelines/checks/behaviours`), asked of the exchanges that answered and accepted the key
