@@ -506,6 +506,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in lines:
             print(f"tally {args.command}: {line}", file=sys.stderr)
         return int(code)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Ctrl-C reaches tally alone (the Prefect server has a session of its own): the blocks
+        # above have ended in order (running tasks finished, server stopped, lock released).
+        print(f"tally {args.command}: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
 
 
 # --- tally sandbox --------------------------------------------------------------------------

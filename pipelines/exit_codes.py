@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     DATA = 1
     USAGE = 2
     EXCHANGE = 3
+    INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 class OperatorError(Exception):
