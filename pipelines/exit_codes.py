@@ -5,9 +5,11 @@ Exit codes (also in the README and `tally --help`)::
     0  ok
     1  a data problem: a balance that does not reconcile, a gap, an export that lacks a price
     2  usage or configuration: a bad option, `tally.toml`, an unknown market, the data
-       directory locked by another run
+       directory locked by another run; this machine's setup: a data directory that cannot
+       be written, Prefect's temporary server that does not start
     3  an exchange, credentials or the network: unreachable, refused keys, clock skew,
        a rate limit exhausted
+  130  interrupted (Ctrl-C)
 
 An `OperatorError` is an expected failure: `tally` prints its lines (one per problem) after the
 command's name and exits with its code, without a traceback; `tally --debug …` shows one.

@@ -13,7 +13,12 @@ stopping it (so that no "failed to reach the server" noise follows a run).
 Its database is the data directory's (`<data_dir>/.prefect/prefect.db`, `prepare_prefect`), and
 the caller holds the directory's writer lock: a flow run that database still shows as running
 or pending was left by a killed tally, and is marked Crashed before the new run starts. A
-user's own server (or a database outside the data directory) is left alone.
+user's own server (or a database outside the data directory) is left alone: a user's own
+PREFECT_HOME without PREFECT_API_URL puts the database there, where other data directories'
+runs may be alive, so nothing is marked (their killed runs stay Running; the README says so).
+
+The server runs in a session of its own, so that a Ctrl-C on the terminal reaches tally alone:
+tally's blocks then end in order, the server last (`PR_SET_PDEATHSIG` still kills it with tally).
 """
 
 from __future__ import annotations
