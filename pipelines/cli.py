@@ -511,7 +511,7 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipelines.exit_codes import OperatorError
+    from pipelines.exit_codes import ExitCode, OperatorError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -523,6 +523,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in error.lines:
             print(f"tally {args.command}: {line}", file=sys.stderr)
         return int(error.exit_code)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Ctrl-C reaches tally alone (the Prefect server has a session of its own): the blocks
+        # above have ended in order (running tasks finished, server stopped, lock released).
+        print(f"tally {args.command}: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
 
 
 # --- tally sandbox --------------------------------------------------------------------------

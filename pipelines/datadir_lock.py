@@ -15,6 +15,15 @@ locked (only a lock file naming a process that no longer holds it); what it leav
 see `leftovers.py`) is swept by the next writer once it holds the lock, the only moment they
 are certainly stale. `flock` spans one machine: two hosts sharing the directory over a network
 file system are not kept apart.
+
+The lock is re-entrant within a process: `tally sync` holds it and runs `sync_flow`, which takes
+it too (as it must when a deployment runs it); the inner block then holds nothing new, and the
+lock is released when the last block of the process ends.
+
+`refuse_if_locked` peeks with a shared lock, so that two peeks never refuse each other; a
+writer that finds the lock taken without `wait` retries for `GRACE_SECONDS` before it refuses,
+so that a peek of that instant is not mistaken for a holder. A refusal names the holder the
+lock file names only while that process is alive (the file may be a killed run's).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +47,8 @@ from pipelines.exit_codes import ExitCode, OperatorError
 
 LOCK_FILE = ".lock"
 POLL_SECONDS = 0.2
+GRACE_SECONDS = 0.1  # how long a writer without `wait` retries (a peek holds the lock briefly)
+GRACE_STEP_SECONDS = 0.01
 
 
 class DataDirLockedError(OperatorError):
@@ -73,6 +85,18 @@ class Holder:
         except (ValueError, KeyError, TypeError):
             return None  # not written yet (the holder is between its flock and its write)
 
+    def alive(self) -> bool:
+        """Whether the process still runs (one on another host is taken to: it cannot be told)."""
+        if self.host != socket.gethostname():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # alive, another user's
+        return True
+
     def describe(self) -> str:
         """`pid 4242 (tally sync, since 2025-01-15 10:00:03 UTC)`, naming the host if not ours."""
         where = "" if self.host == socket.gethostname() else f" on {self.host}"
@@ -80,8 +104,33 @@ class Holder:
         return f"pid {self.pid}{where} ({self.command}, since {since})"
 
 
+@dataclass
+class _Held:
+    pid: int  # a forked child inherits the registry, not the right to the lock
+    fd: int
+    holder: Holder
+    depth: int = 1
+
+
+_HELD: dict[Path, _Held] = {}  # data directories this process holds, by resolved path
+_HELD_LOCK = threading.Lock()
+
+
+class DataDirUnwritableError(OperatorError):
+    """The data directory (or its lock file) cannot be created."""
+
+    exit_code = ExitCode.USAGE
+
+
 def lock_path(data_dir: Path) -> Path:
     return data_dir / LOCK_FILE
+
+
+def held_here(data_dir: Path) -> Holder | None:
+    """The holder of `data_dir`'s lock when it is this process, else None."""
+    with _HELD_LOCK:
+        held = _HELD.get(data_dir.resolve())
+        return held.holder if held is not None and held.pid == os.getpid() else None
 
 
 def read_holder(data_dir: Path) -> Holder | None:
@@ -97,21 +146,24 @@ def refuse_if_locked(data_dir: Path) -> None:
     nothing (a command that checks other things before it locks calls this first, so that a
     second writer is told at once, and a first run that fails its checks leaves no directory).
     """
+    if held_here(data_dir) is not None:
+        return
     try:
         fd = os.open(lock_path(data_dir), os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return  # no lock file: nobody holds it
+    except OSError as error:
+        raise _unwritable(data_dir, error) from error
     try:
-        if not _try_lock(fd):
-            raise DataDirLockedError(
-                f"data directory {data_dir} is in use by {_who(data_dir, time.sleep)}; "
-                "pass --wait to wait for it"
-            )
+        # Shared: another peek of the same instant is not refused; a writer retries (GRACE).
+        if not _try_lock(fd, fcntl.LOCK_SH):
+            raise _refusal(data_dir, time.sleep)
     finally:
         os.close(fd)  # releases the lock if we took it
 
 
-def _stderr(line: str) -> None:
+def stderr_line(line: str) -> None:
+    """Print `line` on stderr at once (the default `notice` of tally's long-running blocks)."""
     print(line, file=sys.stderr, flush=True)
 
 
@@ -121,7 +173,7 @@ def data_dir_lock(
     *,
     command: str,
     wait: float | None = None,
-    notice: Callable[[str], None] = _stderr,
+    notice: Callable[[str], None] = stderr_line,
     sweep: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -131,14 +183,32 @@ def data_dir_lock(
     `wait` None: fail at once (`DataDirLockedError`) when another process holds it; a number
     of seconds (`math.inf`: no limit): wait that long, saying so once through `notice`.
     Once held, stale temp files in the directory are swept (`sweep`; see `leftovers.py`).
+    When this process holds it already, the block runs inside that hold (nothing is taken,
+    written or swept). A directory that cannot be created raises `DataDirUnwritableError`.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if _enter_held(data_dir):
+        try:
+            yield _HELD[data_dir.resolve()].holder
+        finally:
+            _leave(data_dir)
+        return
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unwritable(data_dir, error) from error
     path = lock_path(data_dir)
     fd = _acquire(path, data_dir, wait, notice, clock, sleep)
     try:
         holder = Holder.me(command, datetime.now(UTC))
         os.ftruncate(fd, 0)  # a killed holder's line may still be there
         os.pwrite(fd, (holder.to_json() + "\n").encode(), 0)
+        with _HELD_LOCK:
+            _HELD[data_dir.resolve()] = _Held(os.getpid(), fd, holder)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        raise
+    try:
         if sweep:
             from pipelines.leftovers import sweep_temp_files
 
@@ -147,10 +217,46 @@ def data_dir_lock(
                 notice(f"removed {len(swept)} stale temp file(s) left by an interrupted run")
         yield holder
     finally:
+        _leave(data_dir)
+
+
+def _enter_held(data_dir: Path) -> bool:
+    """Count one more block in this process's hold of `data_dir`, if it has one."""
+    with _HELD_LOCK:
+        held = _HELD.get(data_dir.resolve())
+        if held is None or held.pid != os.getpid():
+            return False
+        held.depth += 1
+        return True
+
+
+def _leave(data_dir: Path) -> None:
+    """End one block of this process's hold; the last one releases the lock."""
+    key = data_dir.resolve()
+    with _HELD_LOCK:
+        held = _HELD[key]
+        held.depth -= 1
+        if held.depth:
+            return
+        del _HELD[key]
         # Removed while still held: a waiter that opened this file sees that it is gone once
         # it gets the lock, and opens the next one (`_open_locked`).
-        path.unlink(missing_ok=True)
-        os.close(fd)  # releases the lock
+        lock_path(data_dir).unlink(missing_ok=True)
+        os.close(held.fd)  # releases the lock
+
+
+def _unwritable(data_dir: Path, error: OSError) -> DataDirUnwritableError:
+    where = f" ({error.filename})" if error.filename and Path(error.filename) != data_dir else ""
+    return DataDirUnwritableError(
+        f"cannot write the data directory {data_dir}: {error.strerror or error}{where}"
+    )
+
+
+def _refusal(data_dir: Path, sleep: Callable[[float], None]) -> DataDirLockedError:
+    return DataDirLockedError(
+        f"data directory {data_dir} is in use by {_who(data_dir, sleep)}; "
+        "pass --wait to wait for it"
+    )
 
 
 def _acquire(
@@ -161,18 +267,20 @@ def _acquire(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> int:
-    fd = _open_locked(path)
+    fd = _open_locked(path, data_dir)
     if fd is not None:
         return fd
     if wait is None:
-        raise DataDirLockedError(
-            f"data directory {data_dir} is in use by {_who(data_dir, sleep)}; "
-            "pass --wait to wait for it"
-        )
+        grace_end = clock() + GRACE_SECONDS
+        while (left := grace_end - clock()) > 0:
+            sleep(min(GRACE_STEP_SECONDS, left))
+            if (fd := _open_locked(path, data_dir)) is not None:
+                return fd
+        raise _refusal(data_dir, sleep)
     limit = "" if math.isinf(wait) else f" (at most {wait:g} s)"
     notice(f"waiting for data directory {data_dir}{limit}: in use by {_who(data_dir, sleep)}")
     deadline = clock() + wait
-    while (fd := _open_locked(path)) is None:
+    while (fd := _open_locked(path, data_dir)) is None:
         left = deadline - clock()
         if left <= 0:
             raise DataDirLockedError(
@@ -183,12 +291,15 @@ def _acquire(
     return fd
 
 
-def _open_locked(path: Path) -> int | None:
+def _open_locked(path: Path, data_dir: Path) -> int | None:
     """A descriptor of `path` holding its lock, or None while another process holds it."""
     while True:
         # O_CLOEXEC (also Python's default): a child such as the Prefect server must not
         # inherit the descriptor, or the lock would outlive a killed tally in its child.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise _unwritable(data_dir, error) from error
         try:
             locked = _try_lock(fd)
             if locked and _is_current(fd, path):
@@ -209,9 +320,9 @@ def _is_current(fd: int, path: Path) -> bool:
         return False
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, kind: int = fcntl.LOCK_EX) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
     except OSError as error:
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
@@ -220,10 +331,11 @@ def _try_lock(fd: int) -> bool:
 
 
 def _who(data_dir: Path, sleep: Callable[[float], None]) -> str:
-    # A holder that has just taken the lock may not have written its line yet.
+    # A holder that has just taken the lock may not have written its line yet (the file is
+    # empty, or still names a killed holder, whose pid is never named).
     for _ in range(5):
         holder = read_holder(data_dir)
-        if holder is not None:
+        if holder is not None and holder.alive():
             return holder.describe()
         sleep(0.05)
     return "another tally process"

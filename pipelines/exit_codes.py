@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     DATA = 1
     USAGE = 2
     EXCHANGE = 3
+    INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 class ExitCodeRow(NamedTuple):
@@ -60,6 +61,8 @@ EXIT_CODES: tuple[ExitCodeRow, ...] = (
             "the data directory locked by another run",
             "a `tally sql` query that is refused or does not run (a syntax error, an unknown "
             "table)",
+            "this machine's setup: a data directory that cannot be written, Prefect's "
+            "temporary server that does not start",
         ),
         ("bad option, tally.toml or query", "unknown market", "data directory locked"),
     ),
@@ -73,6 +76,12 @@ EXIT_CODES: tuple[ExitCodeRow, ...] = (
             "a rate limit exhausted",
         ),
         ("unreachable", "keys refused", "clock skew", "rate limit"),
+    ),
+    ExitCodeRow(
+        ExitCode.INTERRUPTED,
+        "interrupted",
+        ("Ctrl-C (128 + SIGINT, as a shell reports it): running tasks finish, then tally stops",),
+        ("Ctrl-C",),
     ),
 )
 

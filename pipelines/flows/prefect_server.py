@@ -13,7 +13,12 @@ stopping it (so that no "failed to reach the server" noise follows a run).
 Its database is the data directory's (`<data_dir>/.prefect/prefect.db`, `prepare_prefect`), and
 the caller holds the directory's writer lock: a flow run that database still shows as running
 or pending was left by a killed tally, and is marked Crashed before the new run starts. A
-user's own server (or a database outside the data directory) is left alone.
+user's own server (or a database outside the data directory) is left alone: a user's own
+PREFECT_HOME without PREFECT_API_URL puts the database there, where other data directories'
+runs may be alive, so nothing is marked (their killed runs stay Running; the README says so).
+
+The server runs in a session of its own, so that a Ctrl-C on the terminal reaches tally alone:
+tally's blocks then end in order, the server last (`PR_SET_PDEATHSIG` still kills it with tally).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from pipelines.datadir_lock import stderr_line
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.flows.prefect_env import prepare_prefect
 
@@ -50,15 +56,14 @@ CRASHED_MESSAGE = (
 
 
 class PrefectServerError(OperatorError):
-    """The temporary Prefect server did not start."""
+    """The temporary Prefect server did not start: a problem of this machine's setup (Prefect's
+    settings, its database), so exit 2 like the other local problems (see `exit_codes`)."""
 
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    exit_code = ExitCode.USAGE
 
 
 @contextmanager
-def prefect_server(data_dir: Path, *, notice: Callable[[str], None] = _stderr) -> Iterator[str]:
+def prefect_server(data_dir: Path, *, notice: Callable[[str], None] = stderr_line) -> Iterator[str]:
     """Prefect's API URL for the block (see the module's docstring).
 
     The kernel kills the server when the thread that started it ends, so enter this from a
@@ -97,6 +102,9 @@ def _start() -> tuple[subprocess.Popen[bytes], str]:
             env={**os.environ, **SERVER_ENV},
             pass_fds=(listener.fileno(),),
             stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C on the terminal reaches tally alone, which lets
+            # Prefect's workers deliver and then stops the server (`_stop`).
+            start_new_session=True,
         )
     finally:
         listener.close()  # the child has its own copy
@@ -109,8 +117,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) ->
         if process.poll() is not None:
             raise PrefectServerError(
                 f"Prefect's temporary server exited with code {process.returncode} while "
-                "starting (see the lines above)",
-                exit_code=ExitCode.USAGE,
+                "starting (see the lines above)"
             )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -121,8 +128,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) ->
         time.sleep(0.1)
     raise PrefectServerError(
         f"Prefect's temporary server did not answer within {timeout:g} s "
-        "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)",
-        exit_code=ExitCode.USAGE,
+        "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)"
     )
 
 

@@ -9,14 +9,15 @@ dictionaries, never data. A task is retried by Prefect only for a retryable exch
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 from prefect import flow, get_run_logger, task
@@ -24,6 +25,7 @@ from prefect.futures import PrefectFuture, as_completed
 
 from pipelines import progress
 from pipelines.config import Settings, load_settings
+from pipelines.datadir_lock import data_dir_lock
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
@@ -33,7 +35,12 @@ from pipelines.http import RetryableError
 from pipelines.quarantine import moved_lines, quarantine_lake
 
 WHAT = ("candles", "trades", "account")
+# A flow run that finds another process writing the data directory (a `tally sync`, another
+# deployment's run) waits this long for it, then fails with one line: scheduled work has no one
+# to tell at once, and the next scheduled run comes anyway.
+LOCK_WAIT_SECONDS = 30 * 60
 _SETTINGS_LOCK = threading.Lock()
+_Flow = TypeVar("_Flow", bound=Callable[..., Any])
 
 
 @cache
@@ -46,6 +53,31 @@ def runtime(config: str | None) -> Runtime:
     limiter behind them is still the one per exchange and key shared by the whole process."""
     with _SETTINGS_LOCK:
         return Runtime(_settings_for(config))
+
+
+def writes_the_data_dir(name: str) -> Callable[[_Flow], _Flow]:
+    """The decorated flow holds its data directory's writer lock while it runs (`datadir_lock`):
+    re-entrant when this process holds it already (`tally sync`, `tally demo`), else waited for
+    at most `LOCK_WAIT_SECONDS`, saying so in the run's log. Its `config` parameter names the
+    settings, hence the directory."""
+
+    def decorate(function: _Flow) -> _Flow:
+        signature = inspect.signature(function)
+
+        @wraps(function)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            data_dir = _settings_for(bound.arguments["config"]).data_dir
+            notice = get_run_logger().warning
+            with data_dir_lock(
+                data_dir, command=f"flow {name}", wait=LOCK_WAIT_SECONDS, notice=notice
+            ):
+                return function(*args, **kwargs)
+
+        return locked  # type: ignore[return-value]
+
+    return decorate
 
 
 def _only_retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -157,6 +189,7 @@ def _progress(futures: Iterable[PrefectFuture[Any]], label: str) -> list[Any]:
 
 
 @flow(name="sync", log_prints=True)
+@writes_the_data_dir("sync")
 def sync_flow(
     config: str | None = None,
     exchanges: list[str] | None = None,
@@ -237,6 +270,7 @@ def account_flow(config: str | None = None, exchanges: list[str] | None = None) 
 
 
 @flow(name="backfill", log_prints=True)
+@writes_the_data_dir("backfill")
 def backfill_flow(
     exchange: str,
     market: str,
