@@ -29,7 +29,7 @@ def readme_table() -> list[str]:
 def test_the_readme_table_is_the_one_table() -> None:
     rows = readme_table()
     assert rows == readme_rows()
-    assert [int(re.match(r"\| (\d) \|", row)[1]) for row in rows] == [int(c) for c in ExitCode]
+    assert [int(re.match(r"\| (\d+) \|", row)[1]) for row in rows] == [int(c) for c in ExitCode]
 
 
 def test_help_and_docstring_name_every_code_with_its_meaning() -> None:
