@@ -14,13 +14,13 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import tally
 
 from pipelines.checks.warehouse import warehouse_rows
 from pipelines.cli import sandbox_config
@@ -60,21 +60,7 @@ def sandbox(world: World) -> Iterator[Sandbox]:
 
 
 def doctor(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("BITSTAMP_", "BITVAVO_", "PREFECT_"))
-    }
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "doctor", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return tally("doctor", *args, cwd=directory)
 
 
 def rows_of(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -10,10 +10,7 @@ budget, so that a probe still waiting when it runs out fails and those after it 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from cli_runner import timed_tally
 
 from pipelines.checks.behaviours import PROBES
 from pipelines.checks.doctor import DEADLINE_S, DoctorContext, run_doctor
@@ -160,23 +158,7 @@ def test_tally_doctor_times_out_a_hung_probe_request_in_seconds(
     )
     try:
         proxied_config(sandbox, proxy, tmp_path)
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("BITSTAMP_", "BITVAVO_", "PREFECT_"))
-        }
-        env["PYTHONPATH"] = str(REPO)
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "doctor", "--json"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        took = time.monotonic() - started
+        done, took = timed_tally("doctor", "--json", cwd=tmp_path)
     finally:
         proxy.stop()
 

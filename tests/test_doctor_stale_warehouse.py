@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from cli_runner import tally as run_tally
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -37,21 +37,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def tally(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("BITSTAMP_", "BITVAVO_", "PREFECT_"))
-    }
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_tally(*args, cwd=directory)
 
 
 def warehouse_row(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
