@@ -497,5 +497,7 @@ def test_tally_sql_prints_table_csv_and_json(
     assert len(lines) == len(expected) + 3  # header, rule, rows, count
     assert lines[-1] == f"({len(expected)} rows)"
 
-    assert main(["sql", "--config", str(config), "select * from no_such_view"]) == 1
+    assert (
+        main(["sql", "--config", str(config), "select * from no_such_view"]) == 2
+    )  # a query error
     assert "no_such_view" in capsys.readouterr().err
