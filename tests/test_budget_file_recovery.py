@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from forked import ends_with_exit
 from test_limiters import FakeClock
 from test_shared_budget import Exhausted, never_sleep
 
@@ -171,7 +172,9 @@ def test_a_child_forked_while_a_thread_edits_is_not_deadlocked(tmp_path: Path):
     holder = threading.Thread(target=hold)
     holder.start()
     assert inside.wait(60)
-    child = multiprocessing.get_context("fork").Process(target=mark_child, args=(state_file,))
+    child = multiprocessing.get_context("fork").Process(
+        target=ends_with_exit(mark_child), args=(state_file,)
+    )
     try:
         child.start()  # the mutex and the file's lock are held by the thread right now
         release.set()
