@@ -3,13 +3,56 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
+
+# Seconds each long test file takes in `make test` (2 workers, 2 cores; measured with
+# --durations). `--dist loadfile` hands whole files to the workers, and xdist's own order (most
+# tests first) would start these last, leaving one worker alone with them at the end: they go
+# first, the longest first, and the many short files fill in behind them. Order only: a file
+# missing here runs after these, in xdist's order; update a figure when a file grows a lot.
+LONG_FILES = {
+    "tests/test_notebooks.py": 156,
+    "tests/test_exports.py": 121,
+    "tests/test_prefect_deployment.py": 39,
+    "tests/test_flows.py": 39,
+    "tests/test_ingest_crash.py": 35,
+    "tests/test_ingest_market.py": 35,
+    "tests/test_variants.py": 29,
+    "tests/test_reporting_currency.py": 28,
+    "tests/test_ingest_memory.py": 28,
+    "tests/test_shared_budget.py": 11,
+    "tests/test_warehouse.py": 11,
+    "tests/test_clients_sandbox.py": 9,
+}
+
+
+class _LongestFirst(OrderedDict[str, Any]):
+    """xdist's queue of files to hand out (it pops the first): pops the longest instead."""
+
+    def popitem(self, last: bool = True) -> tuple[str, Any]:
+        scope = max(self, key=lambda name: LONG_FILES.get(name, 0))  # ties: the first
+        return scope, self.pop(scope)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` with the long files first (`LONG_FILES`); other modes as xdist has
+    them."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    scheduler = LoadFileScheduling(config, log)
+    scheduler.workqueue = _LongestFirst()
+    return scheduler
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,7 @@ ACCOUNT_START = NOW - timedelta(days=DAYS + 1)
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
 )
+RATE_SCALE = 100.0  # budgets and windows x100: the same rate, a budget no walk here exhausts
 SPANS = ("none", "24h")
 ENDS = ("inclusive", "exclusive")
 EVERY = [
@@ -76,11 +77,15 @@ def world() -> World:
 
 @pytest.fixture
 def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
-    """A fresh sandbox (and so a fresh rate budget) per call, all over the module's world."""
+    """A fresh sandbox (and so a fresh rate budget) per call, all over the module's world.
+
+    The budget is scaled up (`RATE_SCALE`): walks in pages of two rows spend more than half of
+    Bitvavo's real 1000 a minute, and the client would then pace them to the window's reset,
+    up to a minute of waiting that proves nothing here (test_clients_sandbox.py tests pacing)."""
     running: list[Sandbox] = []
 
     def start(variants: Variants) -> Sandbox:
-        sandbox = start_sandbox(seed=SEED, world=world, variants=variants)
+        sandbox = start_sandbox(seed=SEED, world=world, variants=variants, rate_scale=RATE_SCALE)
         running.append(sandbox.__enter__())
         return running[-1]
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from forked import ends_with_exit
 from test_limiters import FakeClock
 from test_shared_budget import Exhausted, never_sleep
 
@@ -179,7 +180,7 @@ def test_a_child_forked_while_a_thread_edits_is_not_deadlocked(tmp_path: Path):
     assert inside.wait(60)
     failure = tmp_path / "child-failure.txt"
     child = multiprocessing.get_context("fork").Process(
-        target=mark_child, args=(state_file, failure)
+        target=ends_with_exit(mark_child), args=(state_file, failure)
     )
     try:
         child.start()  # the mutex and the file's lock are held by the thread right now

@@ -14,6 +14,7 @@ fetches them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -281,12 +282,31 @@ def test_every_format_has_its_exact_columns_and_a_sidecar(fifo: Path) -> None:
             assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class DemoExport:
+    """What `tally demo`'s last step (`export_year`) wrote from a copy of the priced warehouse."""
+
+    ok: bool
+    directory: Path
+    printed: str
+
+
+@pytest.fixture(scope="module")
+def demo_export(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> DemoExport:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo-export"))
+    shutil.copy(priced.warehouse_path, settings.warehouse_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ok = export_year(settings, YEAR)
+    return DemoExport(ok, settings.exports_dir, printed.getvalue())
+
+
 def test_a_second_export_of_the_same_lake_is_byte_identical(
-    priced: Settings, fifo: Path, tmp_path: Path
+    fifo: Path, demo_export: DemoExport
 ) -> None:
-    run_export(priced, tmp_path, ALL, year=YEAR)
+    """The second export is the demo's: the same year and options through `export_year`."""
     first = {p.name: p.read_bytes() for p in fifo.iterdir()}
-    second = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    second = {p.name: p.read_bytes() for p in demo_export.directory.iterdir()}
     assert sorted(first) == sorted(second)
     assert len(first) == 15  # 7 sidecars, 8 CSV files (koinly: one per account)
     for name, data in first.items():
@@ -1105,16 +1125,14 @@ def test_tally_export_options(
 
 
 def test_the_demo_writes_every_export_of_the_last_full_year(
-    priced: Settings, raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_export: DemoExport, raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(data_dir=tmp_path)
-    shutil.copy(priced.warehouse_path, settings.warehouse_path)
-    assert export_year(settings, YEAR) is True
-    printed = capsys.readouterr().out
-    written = sorted(settings.exports_dir.iterdir())
+    assert demo_export.ok is True
+    written = sorted(demo_export.directory.iterdir())
     assert len(written) == 15
     for path in written:
-        assert str(path) in printed
+        assert str(path) in demo_export.printed
+    settings = Settings(data_dir=tmp_path)
     shutil.copy(raw.warehouse_path, settings.warehouse_path)
     assert export_year(settings, YEAR) is False
     printed = capsys.readouterr().out

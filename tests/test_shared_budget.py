@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import requests
+from forked import ends_with_exit
 from test_limiters import FakeClock
 
 from pipelines.cli import sandbox_config
@@ -228,7 +229,9 @@ def run_children(path: Path, kind: str, children: int = 2) -> list[int]:
     ready = context.Event()
     counts = context.Array("i", [-1] * children)
     processes = [
-        context.Process(target=grab_until_exhausted, args=(str(path), kind, ready, counts, slot))
+        context.Process(
+            target=ends_with_exit(grab_until_exhausted), args=(str(path), kind, ready, counts, slot)
+        )
         for slot in range(children)
     ]
     for process in processes:
