@@ -24,12 +24,14 @@ window cannot be fetched again: their notes say so. Each run of `quarantine_lake
 restored once the lake covers its file again (the same window, id range or file), and `coverage`
 stops showing it.
 
-What is never moved (`plan`): when `BREAKER` or more files of one dataset fail the same way (a
-change of tally, of its readers or of a dataset's layout looks like that, damage does not), and
-a file of a dataset that cannot be fetched again failing for its columns or its place (a schema
-reason, not damage). Then nothing at all is moved, and `quarantine_lake` raises an
-`OperatorError` (exit 1) saying why, one line each. A file is moved only if it is still the
-version that was checked (size, mtime, inode), and its note is written before it moves.
+What is left in place (`plan`): the files of a dataset of which `BREAKER` or more fail the same
+way (a change of tally, of its readers or of a dataset's layout looks like that, damage does
+not), and a file of a dataset that cannot be fetched again failing for its columns (a schema
+reason, not damage); the other files move, and the report says why each kept one stayed, one
+line each: a sync goes on (a reader that meets a kept file stops there naming it, exit 1), and
+`tally warehouse`, whose views would read them, stops (`strict`, exit 1). A file is moved only
+if it is still the version that was checked (size, mtime, inode), and its note is written before
+it moves.
 """
 
 from __future__ import annotations
@@ -168,19 +170,21 @@ def quarantine_dir(settings: Settings) -> Path:
     return settings.data_dir / QUARANTINE_DIR
 
 
-def quarantine_lake(settings: Settings, *, now: datetime | None = None) -> QuarantineReport:
-    """Move every unreadable lake file to the quarantine, mark the holes the lake covers again
-    as restored, and rewrite the index when the notes changed. Raises `OperatorError` (exit 1),
-    moving nothing, when `plan` refuses."""
+def quarantine_lake(
+    settings: Settings, *, now: datetime | None = None, strict: bool = False
+) -> QuarantineReport:
+    """Move every unreadable lake file that `plan` lets move to the quarantine, mark the holes
+    the lake covers again as restored, and rewrite the index when the notes changed. The files
+    `plan` keeps stay where they are, named in the report's `refused` lines; with `strict`
+    (`tally warehouse`, whose views would read them) those lines then raise an `OperatorError`
+    (exit 1), after the others have moved."""
     now = now or datetime.now(UTC)
     lake = Lake(settings.lake_dir)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=True)
-    refused = plan(check.bad)
-    if refused:
-        raise OperatorError(*refused, exit_code=ExitCode.DATA)
+    movable, refused = plan(check.bad)
     try:
         moved = tuple(
-            note for bad in check.bad if (note := _move(settings, lake, bad, now)) is not None
+            note for bad in movable if (note := _move(settings, lake, bad, now)) is not None
         )
     except OSError as error:  # a full disk, a read-only data directory
         raise OperatorError(
@@ -196,7 +200,10 @@ def quarantine_lake(settings: Settings, *, now: datetime | None = None) -> Quara
             restored.append(note)
     final = tuple(note for _, note in held_notes(settings))
     write_index(lake, final)
-    return QuarantineReport(check, moved, tuple(restored), final)
+    if refused and strict:
+        raise OperatorError(*refused, exit_code=ExitCode.DATA)
+    kept = tuple(bad for bad in check.bad if bad not in movable)
+    return QuarantineReport(check, moved, tuple(restored), final, unreadable=kept, refused=refused)
 
 
 def inspect_lake(settings: Settings) -> QuarantineReport:
@@ -204,37 +211,42 @@ def inspect_lake(settings: Settings) -> QuarantineReport:
     lake = Lake(settings.lake_dir)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=False)
     notes = tuple(note for _, note in held_notes(settings))
-    return QuarantineReport(check, notes=notes, unreadable=check.bad, refused=plan(check.bad))
+    return QuarantineReport(check, notes=notes, unreadable=check.bad, refused=plan(check.bad)[1])
 
 
-def plan(bad: Sequence[BadFile]) -> tuple[str, ...]:
-    """Why none of `bad` may be moved, one line each (empty: move them all).
+def plan(bad: Sequence[BadFile]) -> tuple[tuple[BadFile, ...], tuple[str, ...]]:
+    """Which of `bad` to move, and why the others stay where they are (one line each).
 
+    Kept in place:
     - `BREAKER` or more files of one dataset failing the same way: a schema change, a new
       version of a reader or of a dataset's layout fails every file alike, damage does not.
     - A file of a dataset that cannot be fetched again (snapshots, gaps, Bitstamp public
-      trades) failing for its columns or its place: a schema reason, not damage.
+      trades) failing for its columns: a schema reason, not damage.
+    A file out of place is always moved: no reader reads it, so moving it loses nothing.
     """
-    lines = []
+    lines, kept = [], set()
     alike: dict[tuple[str, str, str], list[BadFile]] = {}
     for file in bad:
-        alike.setdefault((file.dataset.name, file.kind, _same_way(file)), []).append(file)
+        if not file.misplaced:
+            alike.setdefault((file.dataset.name, file.kind, _same_way(file)), []).append(file)
     for (dataset, _, _), files in alike.items():
         if len(files) >= BREAKER:
+            kept.update(file.relative for file in files)
             lines.append(
                 f"{len(files)} files of {dataset} fail the same way ({files[0].reason}; e.g. "
                 f"{LAKE_DIR}/{files[0].relative}): that looks like a change of tally or of "
-                "its readers, not damage, so nothing was moved; if they are damaged, move them "
-                f"to {QUARANTINE_DIR}/ yourself"
+                "its readers, not damage, so they were left in place: look at them before "
+                "anything is moved (see README: When a file is damaged)"
             )
     for file in bad:
         lost = _lost(file.dataset, _exchange(file))
-        if lost and file.kind in ("columns", "placement"):
+        if lost and file.kind == "columns" and file.relative not in kept:
+            kept.add(file.relative)
             lines.append(
-                f"{LAKE_DIR}/{file.relative}: {file.reason}; not moved, as {lost}: look at it, "
-                f"and move it to {QUARANTINE_DIR}/ yourself if it is damaged"
+                f"{LAKE_DIR}/{file.relative}: {file.reason}; left in place, as {lost}: look "
+                f"at it, and move it to {QUARANTINE_DIR}/ yourself if it is damaged"
             )
-    return tuple(lines)
+    return tuple(file for file in bad if file.relative not in kept), tuple(lines)
 
 
 def _same_way(file: BadFile) -> str:
@@ -449,12 +461,13 @@ def write_index(lake: Lake, notes: Sequence[Note]) -> None:
 
 
 def moved_lines(report: QuarantineReport) -> list[str]:
-    """One line per file moved, for a writer's output."""
+    """One line per file moved, then one per reason a file was left in place, for a writer's
+    output."""
     return [
         f"quarantined {LAKE_DIR}/{note.path}: {note.reason} (moved to {note.held_at}; "
         f"{note.refetch})"
         for note in report.moved
-    ]
+    ] + [f"warning: {line}" for line in report.refused]
 
 
 def format_quarantine(report: QuarantineReport) -> str:
@@ -470,7 +483,10 @@ def format_quarantine(report: QuarantineReport) -> str:
                 state = note.refetch
             lines.append(f"  {LAKE_DIR}/{note.path}  quarantined {when}: {note.reason}; {state}")
     if report.unreadable and report.refused:
-        lines.append(f"Unreadable, and not to be moved: {len(report.unreadable)} file(s)")
+        lines.append(
+            f"Unreadable: {len(report.unreadable)} file(s); the next `tally sync` or `tally "
+            "warehouse` moves those not left in place below"
+        )
         lines += [f"  {LAKE_DIR}/{bad.relative}: {bad.reason}" for bad in report.unreadable]
         lines += [f"  {line}" for line in report.refused]
     elif report.unreadable:

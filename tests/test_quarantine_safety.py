@@ -25,7 +25,15 @@ from pipelines.datasets import BALANCE_SNAPSHOTS, CANDLES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Dataset, Lake
 from pipelines.lake_check import CACHE_NAME, check_lake
-from pipelines.quarantine import BREAKER, CHECKED, _move, held_notes, quarantine_lake
+from pipelines.quarantine import (
+    BREAKER,
+    CHECKED,
+    NOTHING_MISSING,
+    _move,
+    held_notes,
+    moved_lines,
+    quarantine_lake,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -199,14 +207,21 @@ def test_many_files_of_one_dataset_failing_alike_move_nothing(tmp_path: Path) ->
         drop_key(path)
     before = files_in(settings.data_dir)
     with pytest.raises(OperatorError) as caught:
-        quarantine_lake(settings)
+        quarantine_lake(settings, strict=True)  # `tally warehouse`: its views would read them
     (line,) = caught.value.lines
     assert caught.value.exit_code == ExitCode.DATA
     assert line.startswith(
         f"{BREAKER} files of candles fail the same way (wrong columns for dataset candles: "
         "no key column open_time; e.g. lake/candles/exchange=bitvavo/"
     )
-    assert "nothing was moved" in line
+    assert "left in place" in line
+    # a sync goes on: the same line as a warning, nothing moved
+    report = quarantine_lake(settings)
+    assert report.moved == () and report.refused == (line,)
+    assert moved_lines(report) == [f"warning: {line}"]
+    assert {bad.relative for bad in report.unreadable} == {
+        path.relative_to(lake.root).as_posix() for path in paths[:BREAKER]
+    }
     after = files_in(settings.data_dir)
     assert {k: v for k, v in after.items() if k != CACHE_NAME} == {
         k: v for k, v in before.items() if k != CACHE_NAME
@@ -257,15 +272,28 @@ def test_a_snapshot_file_of_other_columns_is_not_moved(tmp_path: Path) -> None:
     candle = land_candles(lake, "w1")
     candle.write_bytes(candle.read_bytes()[:100])  # damaged, and refetchable
     with pytest.raises(OperatorError) as caught:
-        quarantine_lake(settings)
+        quarantine_lake(settings, strict=True)
     (line,) = caught.value.lines
     relative = path.relative_to(lake.root).as_posix()
     assert line.startswith(
         f"lake/{relative}: wrong columns for dataset balance_snapshots: no key column asset; "
-        "not moved, as a snapshot is taken when read"
+        "left in place, as a snapshot is taken when read"
     )
-    assert path.exists() and candle.exists()  # nothing moved at all
-    assert not (settings.data_dir / "quarantine").exists()
+    # the snapshot stays; the damaged candle file, which can be fetched again, still moves
+    assert path.exists() and not candle.exists()
+    assert [note.dataset for _, note in held_notes(settings)] == ["candles"]
+
+
+def test_a_file_out_of_place_never_blocks_and_is_moved(tmp_path: Path) -> None:
+    """No reader reads a file out of place, so moving it loses nothing, whatever its dataset."""
+    settings = settings_in(tmp_path)
+    lake = Lake(settings.lake_dir)
+    path = land_balances(lake)
+    stray = lake.dataset_dir(BALANCE_SNAPSHOTS.dataset) / "stray.parquet"
+    stray.write_bytes(path.read_bytes())
+    (moved,) = quarantine_lake(settings, strict=True).moved
+    assert not stray.exists() and path.exists()
+    assert moved.refetch == NOTHING_MISSING
 
 
 def test_a_damaged_snapshot_file_is_moved_and_its_note_says_it_is_lost(tmp_path: Path) -> None:
