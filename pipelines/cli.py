@@ -152,10 +152,7 @@ def _run_sync(args: argparse.Namespace) -> int:
                 results = sync_flow(config, args.exchange, what, markets_checked=True)
         if not args.json:
             print(summary_table(results), flush=True)
-        from warehouse.build import build
-
-        # The views are rebuilt after every sync, so that a dataset's first files are seen.
-        path = build(settings).path
+        path = settings.warehouse_path  # rebuilt by the flow, after its streams
     print(summary_json(results, warehouse=path) if args.json else f"warehouse rebuilt: {path}")
     lost = lost_data(results)
     for gap in lost:
@@ -349,7 +346,9 @@ def _run_sql(args: argparse.Namespace) -> int:
         except ReadOnlyError:
             raise
         except duckdb.Error as error:  # one line; a query that does not run: exit 2
-            query = isinstance(error, query_errors)
+            # a damaged lake file also comes as invalid input: it names the file
+            damaged = "parquet" in str(error).lower() or str(settings.lake_dir) in str(error)
+            query = isinstance(error, query_errors) and not damaged
             code = ExitCode.USAGE if query else ExitCode.DATA
             raise OperatorError(_one_line(error), exit_code=code) from error
     if columns:

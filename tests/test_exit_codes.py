@@ -76,3 +76,18 @@ def test_a_query_that_runs_still_answers(built: Path) -> None:
     done = tally("sql", "select count(*) as n from fills", "--format", "csv", cwd=built)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["n", "0"]
+
+
+def test_a_damaged_lake_file_met_by_a_query_is_a_data_problem(tmp_path: Path) -> None:
+    """DuckDB reports a file that is not Parquet as invalid input, like a query's own bad value:
+    it names the file, and `tally sql` exits 1 (data), not 2."""
+    (tmp_path / "tally.toml").write_text('data_dir = "data"\n', encoding="utf-8")
+    assert tally("warehouse", cwd=tmp_path).returncode == 0
+    damaged = tmp_path / "data" / "lake" / "damaged.parquet"  # after: nothing moves it
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_bytes(b"not parquet at all")
+    done = tally("sql", f"select * from read_parquet('{damaged}')", cwd=tmp_path)
+    assert done.returncode == ExitCode.DATA == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert str(damaged) in line and "Traceback" not in done.stderr
+    assert "Invalid Input Error" in line  # the kind of error a query's own bad value is too

@@ -205,7 +205,8 @@ def sync_flow(
     has just done so (`tally sync` does, before Prefect starts): once per run either way.
     Before the tasks and after them, unreadable lake files are moved to the quarantine
     (`quarantine_lake`): the tasks then fetch what they held again, and the run after them
-    marks the holes the lake covers again as restored."""
+    marks the holes the lake covers again as restored. Last, the warehouse's catalog is
+    rebuilt (`_refresh_warehouse`)."""
     rt = runtime(config)
     chosen = set(what or WHAT)
     if not chosen <= set(WHAT):
@@ -240,8 +241,18 @@ def sync_flow(
             ]
     results += _progress(futures, "market data")
     _quarantine(rt.settings)
+    _refresh_warehouse(rt.settings)
     print(summary_table(results))
     return results
+
+
+def _refresh_warehouse(settings: Settings) -> None:
+    """Rebuild the warehouse's catalog after a run, so that a dataset's first files are seen
+    (its views read the lake's files as they are; a view is created once a dataset has files):
+    a scheduled run leaves it as fresh as `tally sync` does."""
+    from warehouse.build import build
+
+    get_run_logger().info(f"warehouse rebuilt: {build(settings).path}")
 
 
 def _quarantine(settings: Settings) -> None:
@@ -290,6 +301,7 @@ def backfill_flow(
         for year in chunks(span, "year")
     ]
     results = _progress(futures, f"backfill {exchange} {market} {interval}")
+    _refresh_warehouse(rt.settings)
     print(summary_table(results))
     return results
 
