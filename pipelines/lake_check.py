@@ -68,7 +68,8 @@ class LakeReadError(OperatorError):
         super().__init__(
             f"cannot read {path} to check the lake: {text or error_text(error)}",
             "this is the machine's problem, not the file's: nothing was moved; fix it (e.g. "
-            "raise the open-files limit, free memory, check the disk) and run the command again",
+            "raise the open-files limit, free memory, check the disk, or the file's owner and "
+            "permissions) and run the command again",
         )
 
 

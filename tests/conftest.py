@@ -55,10 +55,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     them."""
     if config.getvalue("dist") != "loadfile":
         return None
-    from xdist.scheduler import LoadFileScheduling
+    try:  # xdist's internals: if they change, its own order (slower, never wrong)
+        from xdist.scheduler import LoadFileScheduling
 
-    scheduler = LoadFileScheduling(config, log)
-    scheduler.workqueue = _LongestFirst()
+        scheduler = LoadFileScheduling(config, log)
+        if not isinstance(scheduler.workqueue, OrderedDict):
+            return None
+        scheduler.workqueue = _LongestFirst()
+    except Exception:
+        return None
     return scheduler
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pipelines.checks.permissions import KEY_SETTINGS, requests_by_endpoint
 from pipelines.config import Settings
-from pipelines.credentials import env_names  # also for pipelines.checks.probe
+from pipelines.credentials import env_names  # also for pipelines.checks.exchange
 from pipelines.exchanges.bitvavo_walk import TradeIdToError
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.values import RowParseError
