@@ -178,14 +178,21 @@ class BitvavoClient:
             self.sync_clock()
             return self._send(path, endpoint, params)
 
-    def _send(self, path: str, endpoint: str, params: Mapping[str, object] | None) -> Reply:
+    def _send(
+        self,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, object] | None,
+        *,
+        signed: bool = True,
+    ) -> Reply:
         return self.http.request(
             "GET",
             path,
             endpoint=endpoint,
             params=params,
             weight=WEIGHTS[endpoint],
-            signer=self._signer,
+            signer=self._signer if signed else None,
         )
 
     def _private(
@@ -196,9 +203,10 @@ class BitvavoClient:
         return self._get(path, endpoint, params)
 
     def sync_clock(self) -> int:
-        """Set the signer's offset from `GET /time`; returns the offset in ms."""
+        """Set the signer's offset from `GET /time`; returns the offset in ms. Asked unsigned:
+        with the clock outside the access window a signed request is itself refused (304)."""
         before = self._clock()
-        reply = self._send("/time", "time", None)
+        reply = self._send("/time", "time", None, signed=False)
         after = self._clock()
         server_ms = int(parse.parse_time(reply.data).timestamp() * 1000)
         if self._signer is not None:
