@@ -681,10 +681,9 @@ def sandbox_config(sandbox: Any) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    from pipelines.atomic import write_text
+
+    write_text(path, text)
 
 
 _Handler = Any  # signal handler as returned by signal.getsignal

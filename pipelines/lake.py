@@ -27,9 +27,7 @@ read the lake (`pipelines.quarantine`), so a reader meets one only if it broke d
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.atomic import write_with
 from pipelines.exit_codes import ExitCode, OperatorError
 
 MONEY = pl.Decimal(38, 18)
@@ -233,23 +232,15 @@ class Lake:
     def _write_file(
         self, target: Path, frame: pl.DataFrame, metadata: Mapping[str, str] | None = None
     ) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.stem}.{uuid.uuid4().hex}.tmp")
-        try:
-            with temp.open("wb") as handle:
-                frame.write_parquet(
-                    handle,
-                    compression="zstd",
-                    statistics=True,
-                    metadata=dict(metadata) if metadata else None,
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
-        return target
+        return write_with(
+            target,
+            lambda handle: frame.write_parquet(
+                handle,
+                compression="zstd",
+                statistics=True,
+                metadata=dict(metadata) if metadata else None,
+            ),
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -329,11 +320,3 @@ def _partition_values(relative: Path) -> dict[str, str]:
 def _check_stem(stem: str) -> None:
     if not _SAFE_VALUE.match(stem) or stem.startswith("."):
         raise LakeError(f"unsafe file stem {stem!r}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

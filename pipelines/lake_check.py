@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.atomic import write_text
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import (
     MONEY,
@@ -300,10 +300,4 @@ def save_cache(path: Path, entries: Mapping[str, Verified]) -> None:
             for name, v in sorted(entries.items())
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text(path, json.dumps(data, separators=(",", ":")))

@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.atomic import write_text
 from pipelines.config import Settings
 from pipelines.datasets import ALL, GAPS, QUARANTINED_FILES
 from pipelines.exit_codes import ExitCode, OperatorError
@@ -500,9 +500,4 @@ def format_quarantine(report: QuarantineReport) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text(path, text)

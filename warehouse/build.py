@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from pipelines.atomic import fsync_dir, temp_path
 from pipelines.config import Settings
 from pipelines.lake import Lake
 from warehouse.sources import ViewFile, render, view_files
@@ -42,7 +42,7 @@ def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
     target.parent.mkdir(parents=True, exist_ok=True)
     lake = Lake(settings.lake_dir)
     files = view_files(sql_dir)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    temporary = temp_path(target)
     try:
         connection = duckdb.connect(str(temporary))
         try:
@@ -55,7 +55,7 @@ def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
     finally:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.wal").unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return BuildResult(target, tuple(v.name for v in files), time.monotonic() - began)
 
 
@@ -76,11 +76,3 @@ def view_row_counts(
         result = connection.execute(f'select count(*) from "{name}"').fetchone()
         counts.append((name, int(result[0]) if result else 0))
     return counts
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines.atomic import write_text
+
 DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -121,10 +123,8 @@ def write_logging_config(data_dir: Path) -> Path:
     path = target.parent / "prefect-logging.yml"
     # JSON is YAML: Prefect reads it with yaml.safe_load
     text = json.dumps(logging_config(target), indent=2) + "\n"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-    return path
+    # the pid in the temp name tells the sweep (`leftovers.py`) whether its writer still runs
+    return write_text(path, text, tag=str(os.getpid()))
 
 
 def _own_logging_config() -> bool:

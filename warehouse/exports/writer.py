@@ -12,12 +12,12 @@ import csv
 import hashlib
 import io
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.atomic import write_bytes
 from warehouse.exports.options import ExportOptionError
 
 
@@ -93,6 +93,4 @@ def write_export(
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    write_bytes(path, data)
