@@ -149,7 +149,9 @@ def _run_sync(args: argparse.Namespace) -> int:
             # live on a terminal, else plain lines, both on stderr; a refused key, a ban, the
             # network: one line naming the stream, the URL and the fix (exit 3)
             with sync_progress(base_urls=base_urls(settings)):
-                results = sync_flow(config, args.exchange, what, markets_checked=True)
+                results = sync_flow(
+                    config, args.exchange, what, markets_checked=True, lake_checked=True
+                )
         if not args.json:
             print(summary_table(results), flush=True)
         path = settings.warehouse_path  # rebuilt by the flow, after its streams

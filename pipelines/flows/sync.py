@@ -196,6 +196,7 @@ def sync_flow(
     what: list[str] | None = None,
     candles_since: datetime | None = None,
     markets_checked: bool = False,
+    lake_checked: bool = False,
 ) -> list[dict[str, Any]]:
     """Everything new: account history first (it says where history starts), then the candles
     that value it and the configured markets' public trades.
@@ -204,15 +205,17 @@ def sync_flow(
     (`check_markets`, with this flow's own clients), unless `markets_checked` says the caller
     has just done so (`tally sync` does, before Prefect starts): once per run either way.
     Before the tasks and after them, unreadable lake files are moved to the quarantine
-    (`quarantine_lake`): the tasks then fetch what they held again, and the run after them
-    marks the holes the lake covers again as restored. Last, the warehouse's catalog is
+    (`quarantine_lake`; before them only unless `lake_checked` says the caller has just done
+    so, as `tally sync` does): the tasks then fetch what they held again, and the run after
+    them marks the holes the lake covers again as restored. Last, the warehouse's catalog is
     rebuilt (`_refresh_warehouse`)."""
     rt = runtime(config)
     chosen = set(what or WHAT)
     if not chosen <= set(WHAT):
         raise ValueError(f"what must be among {WHAT}")
     names = _selected(exchanges, rt)
-    _quarantine(rt.settings)
+    if not lake_checked:
+        _quarantine(rt.settings)
     if not markets_checked:
         try:
             check_markets(rt, names)  # a typo fetches nothing
