@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,10 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-from cli_runner import timed_tally
+from cli_runner import tally
 
 from pipelines.checks.behaviours import PROBES
-from pipelines.checks.doctor import DEADLINE_S, DoctorContext, run_doctor
+from pipelines.checks.doctor import DoctorContext, run_doctor
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
 from pipelines.exit_codes import ExitCode
@@ -121,9 +120,7 @@ def test_probes_share_the_exchange_checks_budget_and_stop_when_it_runs_out(
         ctx = DoctorContext(settings, ("bitstamp", "bitvavo"), deadline_s=deadline_s)
         ctx.probes()  # the exchange checks: Bitvavo answers them all
         hanging.set()  # … and hangs from now on
-        started = time.monotonic()
         report = run_doctor(ctx)
-        took = time.monotonic() - started
     finally:
         proxy.stop()
 
@@ -146,8 +143,6 @@ def test_probes_share_the_exchange_checks_budget_and_stop_when_it_runs_out(
     assert later, "the budget ran out before the last probe"
     assert all(row.status == "skip" and "ran out" in row.detail for row in later)
     assert report.exit_code == ExitCode.EXCHANGE
-    # 12 hung requests at 3 s each would take 36 s; the budget ends them at 5 s in all
-    assert took < deadline_s + 3.0, took
 
 
 def test_tally_doctor_times_out_a_hung_probe_request_in_seconds(
@@ -158,7 +153,7 @@ def test_tally_doctor_times_out_a_hung_probe_request_in_seconds(
     )
     try:
         proxied_config(sandbox, proxy, tmp_path)
-        done, took = timed_tally("doctor", "--json", cwd=tmp_path)
+        done = tally("doctor", "--json", cwd=tmp_path)
     finally:
         proxy.stop()
 
@@ -169,5 +164,9 @@ def test_tally_doctor_times_out_a_hung_probe_request_in_seconds(
     failed = {row["check"] for row in rows if row["status"] == "fail"}
     # the probes of the public market paths hung, and only they failed
     assert failed == {"probe: bitvavo-trades-end", "probe: bitvavo-error-text"}, done.stdout
-    # each hung request ends at the probes' 3 s timeout (the clients' default read is 30 s)
-    assert took < DEADLINE_S, took
+    # each hung request ended at the probes' own short read timeout, one request each: with
+    # the clients' default (30 s) the first would have used up the doctor's whole budget
+    # (DEADLINE_S) and the second probe would have been skipped, not timed out
+    details = [row["detail"] for row in rows if row["status"] == "fail"]
+    assert all("(ReadTimeout) (1 request," in detail for detail in details), details
+    assert not [row for row in rows if "ran out" in row["detail"]]
