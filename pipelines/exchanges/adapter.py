@@ -1,0 +1,23 @@
+"""The shape of an exchange: everything the rest of tally may know about one, in one object.
+
+An `Exchange` adapter is declared once per exchange (`bitstamp_adapter`, `bitvavo_adapter`) and
+found through `pipelines.exchanges.registry`. Modules outside `pipelines.exchanges` ask an
+adapter for what differs between exchanges (how to build a client, classify an error, pace
+requests, name a market, walk pages, which streams exist, what to check) instead of comparing
+an exchange's name. The sandbox stays independent and never imports this module.
+
+Each concern is a small declaration of its own, added as a field here; an adapter module fills
+them in, so that adding an exchange means writing one adapter and its client, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One exchange, as tally knows it."""
+
+    name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
+    title: str  # how people write it: "Bitstamp"

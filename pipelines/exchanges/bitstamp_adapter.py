@@ -1,0 +1,7 @@
+"""Bitstamp, declared: the adapter the registry hands out for `exchange = "bitstamp"`."""
+
+from __future__ import annotations
+
+from pipelines.exchanges.adapter import Exchange
+
+BITSTAMP = Exchange(name="bitstamp", title="Bitstamp")

@@ -1,0 +1,7 @@
+"""Bitvavo, declared: the adapter the registry hands out for `exchange = "bitvavo"`."""
+
+from __future__ import annotations
+
+from pipelines.exchanges.adapter import Exchange
+
+BITVAVO = Exchange(name="bitvavo", title="Bitvavo")

@@ -1,0 +1,36 @@
+"""Every exchange tally knows, by name: the one place that lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+
+EXCHANGES: Mapping[str, Exchange] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
+
+
+class UnknownExchangeError(KeyError):
+    """A name that no adapter declares."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no exchange is called {self.name!r} (known: {', '.join(EXCHANGES)})"
+
+
+def names() -> tuple[str, ...]:
+    """The exchanges' names, in the order tally lists them."""
+    return tuple(EXCHANGES)
+
+
+def get(name: str) -> Exchange:
+    """The adapter of exchange `name`; `UnknownExchangeError` if none is declared."""
+    try:
+        return EXCHANGES[name]
+    except KeyError:
+        raise UnknownExchangeError(name) from None
