@@ -22,7 +22,10 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 LAKE_DIR = "lake"  # `Settings.lake_dir` is `<data_dir>/lake`
 
 # off from the moment the database instance starts
-_START_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_START_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 # the path a view's read_parquet('…') or glob('…') reads, as DuckDB keeps the view's SQL
 _READS = re.compile(r"\b(?:read_parquet|glob)\(\s*'(?P<path>(?:[^']|'')*)'", re.I)
 _WILDCARD = re.compile(r"[*?\[{]")

@@ -184,7 +184,7 @@ class AccountScript:
         self.bitvavo_volumes: list[Volume] = []
         self._bs = _Balances()  # lower-case currencies
         self._bv = _Balances()  # upper-case symbols
-        self._queue: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._queue: list[tuple[int, int, Callable[..., object], tuple[Any, ...]]] = []
         self._counter = 0
         self._clock = 0
         self._order_id = 0
@@ -208,7 +208,7 @@ class AccountScript:
         self.bitvavo.items.sort(key=lambda i: i.ts_ms)
         return self
 
-    def _at(self, ts: int, action: Callable[..., None], *args: Any) -> None:
+    def _at(self, ts: int, action: Callable[..., object], *args: Any) -> None:
         self._counter += 1
         heapq.heappush(self._queue, (int(ts), self._counter, action, args))
 
@@ -225,7 +225,7 @@ class AccountScript:
         self._at(s + 25 * MINUTE + 41_000, self._bv_deposit_fiat, Decimal("15000"))
         self._at(s + 2 * HOUR + 5_000, self._bs_deposit, "usd", Decimal("10000.00"), USD_WIRE_FEE)
 
-        first = [
+        first: list[tuple[Any, ...]] = [
             (0.020, self._bs_order, "btceur", "buy", Decimal(3500), False),
             (0.025, self._bs_order, "etheur", "buy", Decimal(2500), False),
             (0.028, self._bs_order, "btcusd", "buy", Decimal(2000), False),
@@ -289,7 +289,7 @@ class AccountScript:
 
     def _plan_old_rows(self) -> None:
         """Rows from the int-`type` era, long before the tape starts (priced from the path)."""
-        old = [
+        old: list[tuple[str, Callable[..., object], tuple[Any, ...]]] = [
             ("2020-03-12 09:41:03", self._bs_deposit, ("eur", Decimal("2500.00"), ZERO)),
             ("2020-03-12 13:27:45", self._old_trade, ("buy", Decimal("1900"), 2)),
             ("2020-11-23 16:05:12", self._old_trade, ("sell", Decimal("0.4"), 1)),

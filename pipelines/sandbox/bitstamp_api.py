@@ -467,6 +467,7 @@ class BitstampApp(ExchangeApp):
             code="400.011",
             reason="Invalid limit",
         )
+        assert offset is not None and limit is not None  # both have a default
         return offset, limit
 
     def _user_transactions(self, request: Request, path: Mapping[str, str]) -> Reply:

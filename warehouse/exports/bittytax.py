@@ -180,11 +180,11 @@ def _records(tx: Transaction, rows: _Rows) -> None:
             rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (network fee)")
         return
     for movement in tx.received:
-        fee = fees.pop(0) if fees and _transfer_in(tx, movement) else None
-        _credit(tx, movement, rows, rows.fee(tx, fee) if fee else None)
+        paid = fees.pop(0) if fees and _transfer_in(tx, movement) else None
+        _credit(tx, movement, rows, rows.fee(tx, paid) if paid else None)
     for movement in tx.sent:
-        fee = fees.pop(0) if fees and _transfer_out(tx, movement) else None
-        _debit(tx, movement, rows, rows.fee(tx, fee) if fee else None)
+        paid = fees.pop(0) if fees and _transfer_out(tx, movement) else None
+        _debit(tx, movement, rows, rows.fee(tx, paid) if paid else None)
     for extra in fees:
         rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (fee)")
 
