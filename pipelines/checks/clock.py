@@ -13,7 +13,8 @@ requests are still signed, and checked by the exchange, on the wall clock.
 
 Bitvavo tells its time at `GET /v2/time` (milliseconds): the offset is taken against the middle
 of the request, give or take half its round trip. Bitstamp has no time endpoint: its HTTP `Date`
-header (whole seconds, truncated) is read from a public response, half a second added.
+header (whole seconds, truncated) is read from a public response, half a second added. Each
+exchange's adapter declares which it is and its tolerance (`ExchangeChecks`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipelines.checks import CheckRow
+from pipelines.checks import CheckRow, Status
 from pipelines.config import ExchangeSettings
+from pipelines.exchanges import registry
 
-BITSTAMP_TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
 NTP_FIX = "set the system clock right (turn on NTP time synchronisation)"
 
 
@@ -53,10 +54,7 @@ def from_date_header(date_s: float, before_s: float, after_s: float, source: str
 
 def tolerance_s(config: ExchangeSettings) -> tuple[float, str]:
     """How far off the local clock may be for `config`'s exchange, and the rule it comes from."""
-    if config.name == "bitvavo":
-        window = config.access_window_ms / 1000
-        return window, f"Bitvavo accepts a request within its {window:g} s access window"
-    return BITSTAMP_TOLERANCE_S, f"Bitstamp accepts a timestamp within {BITSTAMP_TOLERANCE_S:g} s"
+    return registry.get(config.name).checks.clock_tolerance(config)
 
 
 def clock_row(
@@ -78,7 +76,7 @@ def clock_row(
     if frozen_now is not None:
         detail += "; now is frozen in tally.toml, but requests are signed on the wall clock"
     if abs(offset) > limit:
-        status = "fail" if signed else "warn"
+        status: Status = "fail" if signed else "warn"
         if not signed:
             detail += "; no signed request will be sent"
         return CheckRow("clock", config.name, status, detail, NTP_FIX)

@@ -6,9 +6,12 @@ limiters of their own: a handful of requests) and the rows found so far. Its ste
 - `reach`: the market list (`GET /api/v2/markets/`, `GET /v2/markets`), which proves the base
   URL answers and gives the listed markets; Bitstamp's `Date` header gives its clock.
 - `clock`: Bitvavo's `GET /v2/time`; Bitstamp's reading from `reach`.
-- `credentials`: the first of `ACCOUNT_READS` (the balances), signed: the key and secret are
-  accepted or not; for `tally doctor` then every other account read once, one row each, and
-  the warning about trade and withdraw rights.
+- `credentials`: the first of the exchange's account reads (the balances), signed: the key and
+  secret are accepted or not; for `tally doctor` then every other account read once, one row
+  each, and the warning about trade and withdraw rights.
+
+What differs between exchanges (the requests, how the clock is read, how a client is built) is
+declared by each exchange's adapter (`ExchangeChecks`); this module is the same for every one.
 
 Public requests are sent unsigned (Bitvavo's client would sign them when a key is configured),
 so that a refused key shows in the credentials row and not as an unreachable market list.
@@ -27,36 +30,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pipelines.checks import CheckRow, Status
 from pipelines.checks.clock import ClockReading, clock_row, from_date_header, from_server_time
 from pipelines.checks.failures import env_names, explain
-from pipelines.checks.permissions import (
-    ACCOUNT_READS,
-    PUBLIC_READS,
-    ReadCall,
-    trade_withdraw_row,
-)
+from pipelines.checks.permissions import trade_withdraw_row
 from pipelines.config import ExchangeSettings, Settings
-from pipelines.exchanges import bitstamp_parse
-from pipelines.exchanges.bitstamp import BitstampClient
-from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges import registry
+from pipelines.exchanges.checks_facts import ExchangeChecks, ReadCall
 from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.markets import MarketProblem, market_problems
-from pipelines.http import (
-    ExchangeError,
-    PermissionDeniedError,
-    RequestBudget,
-    RetryPolicy,
-    WeightBudget,
-)
+from pipelines.http import ExchangeError, PermissionDeniedError, RetryPolicy
 
 TIMEOUT_S = 3.0
 # One quick retry of a refused connection or a 5xx; none after a timeout (3 s + a wait > 3 s).
 RETRY = RetryPolicy(max_attempts=2, max_total_seconds=TIMEOUT_S, base_seconds=0.2)
-MARKET_LISTS = {name: reads["markets"] for name, reads in PUBLIC_READS.items()}
 
 
 @dataclass
@@ -72,7 +61,7 @@ class ExchangeProbe:
     reachable: bool = False
     key_accepted: bool = False
     crashed: Exception | None = None  # a bug in a step, raised again in the main thread
-    _bitstamp_clock: ClockReading | None = None
+    _listed_clock: ClockReading | None = None  # read from the market list's `Date` header
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -80,6 +69,11 @@ class ExchangeProbe:
     @property
     def config(self) -> ExchangeSettings:
         return self.settings.exchange(self.name)
+
+    @property
+    def facts(self) -> ExchangeChecks:
+        """What this exchange's adapter declares for the checks."""
+        return registry.get(self.name).checks
 
     def add(self, check: str, status: Status, detail: str, fix: str = "") -> None:
         self.add_row(CheckRow(check, self.name, status, detail, fix))
@@ -116,28 +110,9 @@ class ExchangeProbe:
         if kind not in self._clients:
             config = self.config
             credentials = config.credentials if signed else None
-            if self.name == "bitstamp":
-                limiter = RequestBudget(
-                    config.requests_per_window,
-                    config.window_seconds,
-                    config.max_requests_per_second,
-                )
-                self._clients[kind] = BitstampClient(
-                    config.base_url,
-                    credentials,
-                    limiter=limiter,
-                    retry=RETRY,
-                    timeout=(TIMEOUT_S, TIMEOUT_S),
-                )
-            else:
-                self._clients[kind] = BitvavoClient(
-                    config.base_url,
-                    credentials,
-                    access_window_ms=config.access_window_ms,
-                    limiter=WeightBudget(),
-                    retry=RETRY,
-                    timeout=(TIMEOUT_S, TIMEOUT_S),
-                )
+            self._clients[kind] = self.facts.probe_client(
+                config, credentials, RETRY, (TIMEOUT_S, TIMEOUT_S)
+            )
         return self._clients[kind]
 
     def present(self) -> datetime:
@@ -153,34 +128,23 @@ class ExchangeProbe:
 
     def reach(self) -> None:
         """Read the market list: the base URL answers, and what it lists."""
-        self.waiting_for = ("reachable", MARKET_LISTS[self.name])
+        request = self.facts.markets_request
+        self.waiting_for = ("reachable", request)
         client = self.client(signed=False)
         started = self.wall_clock()
         try:
-            if self.name == "bitstamp":
-                # Bitstamp has no time endpoint: its clock comes from this response's `Date`.
-                reply = client.http.request("GET", "/api/v2/markets/", endpoint="markets")
-                self.listed = bitstamp_parse.parse_markets(reply.data)
-                date = _date_header(reply.headers)
-                if date is not None:
-                    self._bitstamp_clock = from_date_header(
-                        date,
-                        started,
-                        self.wall_clock(),
-                        f"Date header of {MARKET_LISTS[self.name]}",
-                    )
-            else:
-                self.listed = client.markets()
+            answer = self.facts.list_markets(client)
+            self.listed = answer.markets
+            if answer.date is not None:
+                self._listed_clock = from_date_header(
+                    answer.date, started, self.wall_clock(), f"Date header of {request}"
+                )
         except ExchangeError as error:
             self.failed(error)
             return
         took = self.wall_clock() - started
         self.reachable = True
-        self.add(
-            "reachable",
-            "ok",
-            f"{self.config.base_url} answers ({MARKET_LISTS[self.name]} in {took:.2f} s)",
-        )
+        self.add("reachable", "ok", f"{self.config.base_url} answers ({request} in {took:.2f} s)")
 
     def market_problems(self) -> list[MarketProblem]:
         if self.listed is None:
@@ -192,22 +156,23 @@ class ExchangeProbe:
         if not self.reachable:
             return
         frozen = self.settings.now
-        if self.name == "bitstamp":
-            reading = self._bitstamp_clock
+        endpoint = self.facts.time_endpoint
+        if endpoint is None:  # the clock came with the market list
+            reading = self._listed_clock
             if reading is None:
                 self.add("clock", "skip", "the market list came without a Date header")
                 return
         else:
-            self.waiting_for = ("clock", "GET /v2/time")
+            self.waiting_for = ("clock", endpoint.request)
             client = self.client(signed=False)
             before = self.wall_clock()
             try:
-                server = client.time()
+                server = endpoint.read(client)
             except ExchangeError as error:
                 self.failed(error)
                 return
             reading = from_server_time(
-                server.timestamp(), before, self.wall_clock(), "GET /v2/time"
+                server.timestamp(), before, self.wall_clock(), endpoint.request
             )
         self.add_row(clock_row(self.config, reading, signed=signed, frozen_now=frozen))
 
@@ -223,7 +188,7 @@ class ExchangeProbe:
             # every signed request would be refused first (and corrected, noisily): clock first
             self.add("credentials", "skip", "not checked: the clock is off by more than allowed")
             return
-        first, *others = ACCOUNT_READS[self.name]
+        first, *others = self.facts.account_reads
         outcome = self._read(first, check="credentials")
         if outcome is None or isinstance(outcome, PermissionDeniedError):
             self.key_accepted = True
@@ -262,19 +227,6 @@ class ExchangeProbe:
             self.add_row(CheckRow("permission", subject, "fail", explained.detail, explained.fix))
         else:
             self.failed(outcome)
-
-
-def _date_header(headers: Any) -> float | None:
-    value = headers.get("Date")
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _source(exchange: str) -> str:

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipelines.checks.permissions import KEY_SETTINGS, requests_by_endpoint
+from pipelines.checks.permissions import requests_by_endpoint
 from pipelines.config import Settings
 from pipelines.credentials import env_names  # also for pipelines.checks.exchange
 from pipelines.exchanges.bitvavo_walk import TradeIdToError
+from pipelines.exchanges.checks_facts import READ_PERMISSION_FIX
 from pipelines.exchanges.paging import PagingLoopError
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exchanges.values import RowParseError
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.http import (
@@ -118,14 +120,14 @@ def explain(error: ExchangeError, base_url: str) -> Explained:
 
 
 def _permission_fix(error: ExchangeError, call: str) -> str:
-    where = KEY_SETTINGS.get(error.exchange, "the exchange's API key settings")
+    adapter = EXCHANGES.get(error.exchange)
+    where = adapter.checks.key_settings if adapter else "the exchange's API key settings"
     if error.code in _IP_REFUSED:
         return f"allow this machine's IP address for the key ({where})"
     if error.code == _NO_VIEW:
         return f"turn on the key's View permission ({where})"
-    if error.exchange == "bitstamp":
-        return f"tick the permission for {call} for this key ({where})"
-    return f"give the key the read permission for {call} ({where}), or contact the exchange"
+    fix = adapter.checks.permission_fix if adapter else READ_PERMISSION_FIX
+    return fix.format(call=call, where=where)
 
 
 def sync_failure(

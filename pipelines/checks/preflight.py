@@ -28,9 +28,6 @@ from pipelines.exit_codes import ExitCode, OperatorError
 
 DEADLINE_S = 7.0
 STREAMS = ("candles", "trades", "account")
-# Bitvavo's client signs every request when a key is configured (so that the key's budget is
-# used, not the IP's): its key matters for market data too.
-SIGNS_PUBLIC_REQUESTS = frozenset({"bitvavo"})
 
 
 class PreflightError(OperatorError):
@@ -60,8 +57,10 @@ def run_preflight(settings: Settings, exchanges: Sequence[str] | None, what: str
         _stop_on_problems(probes, account)
 
         def signed_checks(probe: ExchangeProbe) -> None:
+            # a client that signs public requests when a key is set (so that the key's budget
+            # is used, not the IP's) needs its key for market data too
             signs = account or (
-                probe.name in SIGNS_PUBLIC_REQUESTS and probe.config.credentials is not None
+                probe.facts.signs_public_requests and probe.config.credentials is not None
             )
             probe.clock(signed=signs)
             if signs:

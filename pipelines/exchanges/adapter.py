@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.exchanges.checks_facts import ExchangeChecks
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -21,3 +23,4 @@ class Exchange:
 
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
+    checks: ExchangeChecks  # what `pipelines.checks` asks of it

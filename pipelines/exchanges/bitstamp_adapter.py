@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pipelines.exchanges import bitstamp_checks
 from pipelines.exchanges.adapter import Exchange
 
-BITSTAMP = Exchange(name="bitstamp", title="Bitstamp")
+BITSTAMP = Exchange(
+    name="bitstamp",
+    title="Bitstamp",
+    checks=bitstamp_checks.CHECKS,
+)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pipelines.exchanges import bitvavo_checks
 from pipelines.exchanges.adapter import Exchange
 
-BITVAVO = Exchange(name="bitvavo", title="Bitvavo")
+BITVAVO = Exchange(
+    name="bitvavo",
+    title="Bitvavo",
+    checks=bitvavo_checks.CHECKS,
+)

@@ -32,6 +32,9 @@ Requests (Bitvavo weight) per probe, every attempt counted (each module says how
 At most 12 Bitvavo requests of weight 44 in all (of the key's 1000 a minute), and 6 Bitstamp
 requests (the withdrawal probe's one included).
 
+Each probe module declares its `PROBES` (`probe.Probe`: the variant, the exchange's adapter,
+whether it needs the key); `PROBES` here is theirs in the order above.
+
 `run_probes(rt, exchanges, deadline)` runs those of the given exchanges, for `tally doctor`;
 with a deadline, in a thread of their own: a probe still waiting when it passes fails (the
 exchange stopped answering) and those not started yet are skipped, so that doctor ends in time.
@@ -40,10 +43,17 @@ exchange stopped answering) and those not started yet are skipped, so that docto
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours import (
+    bitstamp,
+    bitvavo_candles,
+    bitvavo_errors,
+    bitvavo_history,
+    bitvavo_trades,
+    bitvavo_withdrawals,
+)
 from pipelines.checks.behaviours.bitstamp import (
     probe_crypto_limit,
     probe_ohlc_before_listing,
@@ -59,6 +69,7 @@ from pipelines.checks.behaviours.bitvavo_history import (
 )
 from pipelines.checks.behaviours.bitvavo_trades import probe_trades_end, probe_trades_span
 from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amount
+from pipelines.checks.behaviours.probe import Probe, ProbeRun, runtime_client
 from pipelines.checks.behaviours.realities import HANDLING, MEANINGS
 from pipelines.checks.behaviours.rows import Spend, check_name, failed, has_key, unsettled
 from pipelines.checks.exchange import Deadline
@@ -92,81 +103,36 @@ __all__ = [
 ]
 
 
-class _Run:
-    """One run of the probes: what they share (the history sample, read once)."""
-
-    def __init__(self, rt: Runtime, exchanges: frozenset[str]) -> None:
-        self.rt = rt
-        self.exchanges = exchanges
-        self._sample: HistorySample | None = None
-        self._error: Exception | None = None
-
-    def sample(self) -> HistorySample:
-        if self._error is not None:
-            raise self._error
-        if self._sample is None:
-            try:
-                self._sample = history_sample(self.rt)
-            except Exception as error:
-                self._error = error
-                raise
-        return self._sample
-
-
-@dataclass(frozen=True)
-class Probe:
-    variant: str
-    exchange: str
-    needs_key: bool  # reads the account: skipped without an API key
-    run: Callable[[_Run], CheckRow]
-
-
 PROBES: tuple[Probe, ...] = (
-    Probe("bitstamp-crypto-limit", "bitstamp", True, lambda r: probe_crypto_limit(r.rt)),
-    Probe(
-        "bitstamp-ohlc-before-listing", "bitstamp", False, lambda r: probe_ohlc_before_listing(r.rt)
-    ),
-    Probe("bitstamp-perps", "bitstamp", False, lambda r: probe_perps(r.rt)),
-    Probe("bitvavo-history-ids", "bitvavo", True, lambda r: probe_history_ids(r.rt, r.sample())),
-    Probe(
-        "bitvavo-history-amounts",
-        "bitvavo",
-        True,
-        lambda r: probe_history_amounts(r.rt, r.sample()),
-    ),
-    Probe("bitvavo-trades-span", "bitvavo", True, lambda r: probe_trades_span(r.rt)),
-    Probe("bitvavo-trades-end", "bitvavo", False, lambda r: probe_trades_end(r.rt)),
-    Probe(
-        "bitvavo-withdrawal-amount",
-        "bitvavo",
-        True,
-        lambda r: probe_withdrawal_amount(r.rt, other_account="bitstamp" in r.exchanges),
-    ),
-    Probe("bitvavo-error-text", "bitvavo", False, lambda r: probe_error_text(r.rt)),
-    Probe("bitvavo-candles-settle", "bitvavo", False, lambda r: probe_candles_settle(r.rt)),
+    *bitstamp.PROBES,
+    *bitvavo_history.PROBES,
+    *bitvavo_trades.PROBES,
+    *bitvavo_withdrawals.PROBES,
+    *bitvavo_errors.PROBES,
+    *bitvavo_candles.PROBES,
 )
 
 
 def run_probes(
     rt: Runtime, exchanges: Iterable[str], deadline: Deadline | None = None
 ) -> list[CheckRow]:
-    """One row per open point of each of `exchanges` ("bitstamp", "bitvavo"), in `PROBES`
-    order. A probe that raises gives a `fail` row; the others still run. Every request goes
-    through `rt`'s clients, so its retry policy and timeouts apply: probe only exchanges that
-    answered the reachability check. With `deadline`, the probes run in a daemon thread that is
+    """One row per open point of each of `exchanges` (by name), in `PROBES` order. A probe
+    that raises gives a `fail` row; the others still run. Every request goes through `rt`'s
+    clients, so its retry policy and timeouts apply: probe only exchanges that answered the
+    reachability check. With `deadline`, the probes run in a daemon thread that is
     left behind when the deadline passes (see `_within`)."""
     wanted = frozenset(exchanges)
     unknown = wanted - {probe.exchange for probe in PROBES}
     if unknown:
         raise ValueError(f"no probes for exchange(s) {sorted(unknown)}")
-    run = _Run(rt, wanted)
+    run = ProbeRun(rt, wanted)
     chosen = [probe for probe in PROBES if probe.exchange in wanted]
     if deadline is None:
         return [_guarded(probe, run) for probe in chosen]
     return _within(deadline, chosen, run)
 
 
-def _within(deadline: Deadline, chosen: Sequence[Probe], run: _Run) -> list[CheckRow]:
+def _within(deadline: Deadline, chosen: Sequence[Probe], run: ProbeRun) -> list[CheckRow]:
     """The rows of `chosen` finished before `deadline`; then a failed row for the probe still
     waiting and a skipped one for each probe not started (a late row is dropped)."""
     rows: list[CheckRow] = []
@@ -214,7 +180,7 @@ def _within(deadline: Deadline, chosen: Sequence[Probe], run: _Run) -> list[Chec
     return done
 
 
-def _guarded(probe: Probe, run: _Run) -> CheckRow:
+def _guarded(probe: Probe, run: ProbeRun) -> CheckRow:
     exchange, variant = probe.exchange, probe.variant
     if probe.needs_key and not has_key(run.rt, exchange):
         return unsettled(
@@ -227,7 +193,7 @@ def _guarded(probe: Probe, run: _Run) -> CheckRow:
     spend = Spend()  # what a probe that raises had sent
     try:
         for name in run.exchanges:
-            spend.use(run.rt.bitstamp() if name == "bitstamp" else run.rt.bitvavo())
+            spend.use(runtime_client(run.rt, name))
         return probe.run(run)
     except Exception as error:  # every probe gets its row, whatever another one raised
         return failed(exchange, variant, f"{type(error).__name__}: {error}", spend, _fix(error))

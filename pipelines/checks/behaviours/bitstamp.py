@@ -20,13 +20,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
-from pipelines.exchanges.bitstamp import CRYPTO_PAGE, EXCHANGE, pair_symbol
+from pipelines.exchanges.bitstamp import CRYPTO_PAGE, pair_symbol
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.records import MarketInfo, OtherEvent, Transfer
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError
 
+EXCHANGE = BITSTAMP.name
 CRYPTO = "bitstamp-crypto-limit"
 OHLC = "bitstamp-ohlc-before-listing"
 PERPS = "bitstamp-perps"
@@ -139,3 +142,10 @@ def _counts(lists: Counter[str]) -> str:
 def _market(rt: Runtime) -> str:
     markets = rt.settings.exchange(EXCHANGE).markets
     return markets[0] if markets else DEFAULT_MARKET
+
+
+PROBES = (
+    Probe(CRYPTO, BITSTAMP, True, lambda r: probe_crypto_limit(r.rt)),
+    Probe(OHLC, BITSTAMP, False, lambda r: probe_ohlc_before_listing(r.rt)),
+    Probe(PERPS, BITSTAMP, False, lambda r: probe_perps(r.rt)),
+)

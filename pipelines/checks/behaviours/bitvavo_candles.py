@@ -10,10 +10,12 @@ the number: it reads a candle again until a read comes `candles_reread_minutes` 
 from __future__ import annotations
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.rows import Spend, unsettled
-from pipelines.exchanges.bitvavo import EXCHANGE
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.flows.runtime import Runtime
 
+EXCHANGE = BITVAVO.name
 VARIANT = "bitvavo-candles-settle"
 
 
@@ -32,3 +34,6 @@ def probe_candles_settle(rt: Runtime) -> CheckRow:
         "none needed; raise candles_reread_minutes in tally.toml if landed candles ever "
         "disagree with a later read",
     )
+
+
+PROBES = (Probe(VARIANT, BITVAVO, False, lambda r: probe_candles_settle(r.rt)),)

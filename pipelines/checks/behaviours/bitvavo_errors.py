@@ -12,12 +12,14 @@ import re
 from datetime import timedelta
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide
-from pipelines.exchanges.bitvavo import EXCHANGE
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.flows.runtime import Runtime
 from pipelines.http import ExchangeError, InvalidRequestError, NotFoundError
 
+EXCHANGE = BITVAVO.name
 VARIANT = "bitvavo-error-text"
 UNKNOWN_MARKET = "TALLYPROBE-EUR"
 REFUSED = "205"
@@ -57,3 +59,6 @@ def reason(error: ExchangeError) -> str:
     205, HTTP 400): <text>")."""
     text = str(error)
     return text.partition("): ")[2] or text
+
+
+PROBES = (Probe(VARIANT, BITVAVO, False, lambda r: probe_error_text(r.rt)),)

@@ -27,15 +27,18 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.bitvavo_errors import reason
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import MEANINGS, Evidence
 from pipelines.checks.behaviours.rows import Spend, decide
-from pipelines.exchanges.bitvavo import EXCHANGE, TRADE_LIMIT, BitvavoClient
+from pipelines.exchanges.bitvavo import TRADE_LIMIT, BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_match import TOLERANCE, HistoryMatch, match_history, quote_unit
 from pipelines.exchanges.bitvavo_parse import classify_history_item
 from pipelines.exchanges.records import Fill
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError
 
+EXCHANGE = BITVAVO.name
 IDS = "bitvavo-history-ids"
 AMOUNTS = "bitvavo-history-amounts"
 HISTORY_FROM = datetime(2018, 1, 1, tzinfo=UTC)  # before Bitvavo's launch: the whole history
@@ -158,7 +161,9 @@ def _market_fills(
 
 def ids_evidence(sample: HistorySample) -> Evidence:
     evidence = Evidence()
-    fills_per_order = Counter((f.market, f.order_id) for f in sample.fills if f.order_id)
+    fills_per_order: Counter[tuple[str, str | None]] = Counter(
+        (f.market, f.order_id) for f in sample.fills if f.order_id
+    )
     for item, fills, signal in sample.matched():
         seen = _describe(item)
         if "id" in signal.split("+"):
@@ -264,3 +269,9 @@ def _describe(item: Fill) -> str:
         f"history {item.side} {item.fill_id} ({item.base_amount.normalize():f} {item.market} at "
         f"{item.executed_at.isoformat()})"
     )
+
+
+PROBES = (
+    Probe(IDS, BITVAVO, True, lambda r: probe_history_ids(r.rt, r.shared(history_sample))),
+    Probe(AMOUNTS, BITVAVO, True, lambda r: probe_history_amounts(r.rt, r.shared(history_sample))),
+)

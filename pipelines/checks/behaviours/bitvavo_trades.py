@@ -16,14 +16,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
-from pipelines.exchanges.bitvavo import EXCHANGE, MAX_TRADE_SPAN
+from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_walk import is_span_refusal
 from pipelines.flows.account_lake import CHUNK
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError
 
+EXCHANGE = BITVAVO.name
 SPAN = "bitvavo-trades-span"
 END = "bitvavo-trades-end"
 RECENT = timedelta(hours=12)
@@ -105,3 +108,9 @@ def _market(rt: Runtime) -> str:
 def _ms(moment: datetime) -> str:
     milliseconds = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     return f"{milliseconds} ({moment.isoformat()})"
+
+
+PROBES = (
+    Probe(SPAN, BITVAVO, True, lambda r: probe_trades_span(r.rt)),
+    Probe(END, BITVAVO, False, lambda r: probe_trades_end(r.rt)),
+)

@@ -22,14 +22,17 @@ from decimal import Decimal
 from itertools import islice
 
 from pipelines.checks import CheckRow
+from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, has_key, unsettled
 from pipelines.exchanges.bitstamp import CRYPTO_PAGE
-from pipelines.exchanges.bitvavo import EXCHANGE
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_parse import classify_history_item
 from pipelines.exchanges.records import Transfer
 from pipelines.flows.runtime import Runtime
 
+EXCHANGE = BITVAVO.name
 VARIANT = "bitvavo-withdrawal-amount"
 HISTORY_FROM = datetime(2018, 1, 1, tzinfo=UTC)  # before Bitvavo's launch: every withdrawal
 NEAR = timedelta(hours=1)
@@ -53,7 +56,7 @@ def probe_withdrawal_amount(rt: Runtime, *, other_account: bool = True) -> Check
     page, _ = client.account_history(from_date=HISTORY_FROM, to_date=now, kind="withdrawal")
     listed = [t for i in page.records if isinstance(t := classify_history_item(i), Transfer)]
     arrived: dict[str, Transfer] = {}
-    if other_account and has_key(rt, "bitstamp"):
+    if other_account and has_key(rt, BITSTAMP.name):
         bitstamp = spend.use(rt.bitstamp())
         crypto = bitstamp.crypto_transactions(offset=0, limit=CRYPTO_PAGE)
         for row in crypto.records:
@@ -119,3 +122,13 @@ def _describe(withdrawal: Transfer) -> str:
         f"the withdrawal of {withdrawal.amount.normalize():f} {withdrawal.asset} (fee "
         f"{(withdrawal.fee or Decimal(0)).normalize():f}) at {withdrawal.executed_at.isoformat()}"
     )
+
+
+PROBES = (
+    Probe(
+        VARIANT,
+        BITVAVO,
+        True,
+        lambda r: probe_withdrawal_amount(r.rt, other_account=BITSTAMP.name in r.exchanges),
+    ),
+)

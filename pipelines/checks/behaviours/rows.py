@@ -15,18 +15,17 @@ from typing import Protocol, TypeVar
 from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.realities import HANDLING, MEANINGS, Evidence
 from pipelines.config import ConfigError
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.flows.runtime import Runtime
 from pipelines.http import HttpClient
 
-WEIGHED = ("bitvavo",)  # exchanges whose budget is a weight, not a count of requests
 
-
-class _HasHttp(Protocol):
+class HasHttp(Protocol):
     @property
     def http(self) -> HttpClient: ...
 
 
-C = TypeVar("C", bound=_HasHttp)
+C = TypeVar("C", bound=HasHttp)
 
 
 class Spend:
@@ -55,7 +54,7 @@ class Spend:
         parts = []
         for name, (requests, weight) in counts.items():
             text = f"{requests} request{'' if requests == 1 else 's'}"
-            if name in WEIGHED:
+            if _weighed(name):
                 text += f", weight {weight}"
             parts.append(text if len(counts) == 1 else f"{name} {text}")
         spent = "; ".join(parts) or "no request"
@@ -63,6 +62,12 @@ class Spend:
 
     def __str__(self) -> str:
         return self.text()
+
+
+def _weighed(exchange: str) -> bool:
+    """Whether `exchange`'s budget is a weight, not a count of requests."""
+    adapter = EXCHANGES.get(exchange)
+    return adapter is not None and adapter.checks.weighed
 
 
 def has_key(rt: Runtime, exchange: str) -> bool:

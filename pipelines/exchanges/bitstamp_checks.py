@@ -1,0 +1,88 @@
+"""Bitstamp, as the checks ask it (`ExchangeChecks`, see `checks_facts`).
+
+Bitstamp grants a permission per call (a missing one answers `API0003`), so each account read
+is a permission of its own; it has no time endpoint, so its clock is read from the `Date` header
+of the market list (whole seconds).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
+
+if TYPE_CHECKING:
+    from pipelines.config import ExchangeSettings
+    from pipelines.credentials import Credentials
+    from pipelines.http import RetryPolicy
+
+TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
+MARKETS = "GET /api/v2/markets/"
+
+
+def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
+    return TOLERANCE_S, f"Bitstamp accepts a timestamp within {TOLERANCE_S:g} s"
+
+
+def _list_markets(client: Any) -> MarketList:
+    from pipelines.exchanges import bitstamp_parse
+
+    reply = client.http.request("GET", "/api/v2/markets/", endpoint="markets")
+    markets = bitstamp_parse.parse_markets(reply.data)
+    return MarketList(markets, date_header(reply.headers))
+
+
+def _probe_client(
+    config: ExchangeSettings,
+    credentials: Credentials | None,
+    retry: RetryPolicy,
+    timeout: tuple[float, float],
+) -> Any:
+    from pipelines.exchanges.bitstamp import BitstampClient
+    from pipelines.http import RequestBudget
+
+    limiter = RequestBudget(
+        config.requests_per_window, config.window_seconds, config.max_requests_per_second
+    )
+    return BitstampClient(
+        config.base_url, credentials, limiter=limiter, retry=retry, timeout=timeout
+    )
+
+
+CHECKS = ExchangeChecks(
+    key_settings="Bitstamp: Settings → API access",
+    markets_request=MARKETS,
+    list_markets=_list_markets,
+    clock_tolerance=_tolerance,
+    account_reads=(
+        ReadCall(
+            "account_balances", "POST /api/v2/account_balances/", lambda c, now, m: c.balances()
+        ),
+        ReadCall(
+            "user_transactions",
+            "POST /api/v2/user_transactions/",
+            lambda c, now, m: c.user_transactions(since_id=1, limit=1),
+        ),
+        ReadCall(
+            "crypto_transactions",
+            "POST /api/v2/crypto-transactions/",
+            lambda c, now, m: c.crypto_transactions(offset=0, limit=1),
+        ),
+        ReadCall("fees_trading", "POST /api/v2/fees/trading/", lambda c, now, m: c.trading_fees()),
+        ReadCall(
+            "fees_withdrawal",
+            "POST /api/v2/fees/withdrawal/",
+            lambda c, now, m: c.withdrawal_fees(),
+        ),
+    ),
+    # Searched again for issue 12: Bitstamp documents no read that returns a key's rights.
+    trade_withdraw=(
+        "Bitstamp's API v2 has no endpoint that lists a key's permissions: a permission shows "
+        "only when an endpoint that needs it is called (API0003 when it is missing)",
+        "Bitstamp → Settings → API access → this key: tick only the read permissions (the "
+        "permission rows above); leave every order (buy/sell, cancel) and withdrawal permission "
+        "unticked",
+    ),
+    probe_client=_probe_client,
+    permission_fix="tick the permission for {call} for this key ({where})",
+)

@@ -1,0 +1,111 @@
+"""What the checks ask of an exchange, declared once per exchange (`ExchangeChecks`).
+
+`pipelines.checks` (the checks before a sync, `tally doctor`, the behaviour probes) is written
+once for every exchange; what differs between exchanges is declared here, as data and small
+callables, and filled in by `bitstamp_checks` and `bitvavo_checks`: where a key's permissions
+are changed, which request lists the markets and which tells the time, how the clock is read
+and how far off it may be, whether public requests are signed, whether the rate budget is a
+weight, the signed reads an account sync makes (each with the cheapest request that proves the
+key may make it), why a key's trade and withdraw rights cannot be read, and how a refused read
+permission is put right.
+
+Clients are passed as `Any`: the checks only hand them back to the callables declared with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.config import ExchangeSettings
+    from pipelines.credentials import Credentials
+    from pipelines.exchanges.records import MarketInfo
+    from pipelines.http import RetryPolicy
+
+PROBE_SPAN = timedelta(hours=1)  # the time window of a probing read: small, any answer will do
+READ_PERMISSION_FIX = (
+    "give the key the read permission for {call} ({where}), or contact the exchange"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCall:
+    """One signed endpoint: its label (the client's endpoint name), the request a person
+    recognises, and how to make it cheaply with a client, given the present and a market."""
+
+    endpoint: str
+    request: str
+    call: Callable[[Any, datetime, str | None], object]
+    needs_market: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarketList:
+    """What the market list answered: the markets, and its HTTP `Date` header (epoch seconds,
+    truncated to the second) when the exchange's clock is read from it."""
+
+    markets: list[MarketInfo]
+    date: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeEndpoint:
+    """A request that tells the exchange's exact time, and how a public client makes it."""
+
+    request: str  # "GET /v2/time"
+    read: Callable[[Any], datetime]
+
+
+ProbeClient = Callable[
+    ["ExchangeSettings", "Credentials | None", "RetryPolicy", tuple[float, float]], Any
+]
+"""A client for the checks: (settings, credentials or None for a public one, retry, timeout)."""
+
+
+@dataclass(frozen=True)
+class ExchangeChecks:
+    """Everything `pipelines.checks` needs to know of one exchange."""
+
+    key_settings: str  # where a person changes a key's permissions: "Bitvavo: Settings → API"
+    markets_request: str  # the request that lists the markets: "GET /v2/markets"
+    list_markets: Callable[[Any], MarketList]  # make it with a public client
+    # How far off the local clock may be for these settings, and the rule it comes from.
+    clock_tolerance: Callable[[ExchangeSettings], tuple[float, str]]
+    # Every signed read of the account sync; the first is the cheap one made before a sync.
+    account_reads: tuple[ReadCall, ...]
+    # Why a key's trade/withdraw rights cannot be read, and how to check them by hand.
+    trade_withdraw: tuple[str, str]
+    probe_client: ProbeClient  # TODO(lead): the adapter's client factory, once it lands
+    # None: the clock is read from the market list's `Date` header.
+    time_endpoint: TimeEndpoint | None = None
+    # Whether the client signs public requests when a key is configured (so that a key's
+    # budget is used, not the IP's): its key matters for market data too.
+    signs_public_requests: bool = False
+    weighed: bool = False  # whether the budget is a weight, not a count of requests
+    permission_fix: str = READ_PERMISSION_FIX  # formatted with `call` and `where`
+
+    @property
+    def public_reads(self) -> Mapping[str, str]:
+        """Endpoint label → request, of the public reads the checks make."""
+        reads = {"markets": self.markets_request}
+        if self.time_endpoint is not None:
+            reads["time"] = self.time_endpoint.request
+        return reads
+
+
+def date_header(headers: Mapping[str, str]) -> float | None:
+    """An HTTP `Date` header as epoch seconds; None when absent or unreadable."""
+    value = headers.get("Date")
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
