@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.http import Classifier
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -21,3 +23,4 @@ class Exchange:
 
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
+    classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)

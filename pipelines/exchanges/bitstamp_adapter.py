@@ -3,5 +3,10 @@
 from __future__ import annotations
 
 from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 
-BITSTAMP = Exchange(name="bitstamp", title="Bitstamp")
+BITSTAMP = Exchange(
+    name="bitstamp",
+    title="Bitstamp",
+    classify=classify_bitstamp,
+)

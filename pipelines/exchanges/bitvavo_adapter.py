@@ -3,5 +3,10 @@
 from __future__ import annotations
 
 from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 
-BITVAVO = Exchange(name="bitvavo", title="Bitvavo")
+BITVAVO = Exchange(
+    name="bitvavo",
+    title="Bitvavo",
+    classify=classify_bitvavo,
+)

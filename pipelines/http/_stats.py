@@ -1,4 +1,10 @@
-"""Per-endpoint counters for run summaries."""
+"""Request metering: what a client sent, per endpoint, and `Usage` deltas for one stream or probe.
+
+`HttpStats` is the one meter: the client records every attempt it sends (with its weight),
+every retry and every error; a stream or a probe takes `usage()` when it starts and subtracts
+it from `usage()` when it ends, so that several streams sharing one client each get their own
+share.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ExchangeError
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Requests sent (every attempt, retries included), their weight, and the retries."""
+
+    requests: int = 0
+    weight: int = 0
+    retries: int = 0
+
+    def __sub__(self, earlier: Usage) -> Usage:
+        return Usage(
+            self.requests - earlier.requests,
+            self.weight - earlier.weight,
+            self.retries - earlier.retries,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,16 @@ class HttpStats:
                 )
                 for name, entry in self._counts.items()
             }
+
+    def usage(self) -> Usage:
+        """The totals so far, read at one moment (subtract an earlier one for a delta)."""
+        with self._lock:
+            counts = self._counts.values()
+            return Usage(
+                requests=sum(entry["requests"] for entry in counts),
+                weight=sum(entry["weight"] for entry in counts),
+                retries=sum(entry["retries"] for entry in counts),
+            )
 
     def _total(self, key: str) -> int:
         with self._lock:
