@@ -14,21 +14,18 @@ from collections.abc import Mapping
 from typing import Final
 
 from pipelines.http import (
-    NOT_JSON,
     AuthenticationError,
     ClockSkewError,
+    ErrorDocument,
+    ErrorRules,
     ExchangeError,
     InvalidRequestError,
-    MalformedResponseError,
     PermissionDeniedError,
     RateLimitedError,
     ServerError,
-    class_for_body,
     class_for_status,
     class_for_text,
-    classified,
     flatten_reason,
-    response_context,
 )
 
 EXCHANGE: Final = "bitstamp"
@@ -52,37 +49,22 @@ def _code_class(code: str) -> type[ExchangeError] | None:
     return None
 
 
-def classify_bitstamp(
-    status: int,
-    data: object,
-    *,
-    endpoint: str,
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> ExchangeError | None:
-    """The error a Bitstamp response stands for, or None when it is a success (a `Classifier`).
+def _read_error(status: int, data: object) -> ErrorDocument | None:
+    """The error a Bitstamp error document says (`{"status":"error",…}` or `{"error":…}`, with
+    any HTTP status, 200 too), or None when the body is none."""
+    if not (isinstance(data, Mapping) and (data.get("status") == "error" or data.get("error"))):
+        return None
+    raw_code = data.get("code") or data.get("response_code")
+    code = str(raw_code) if raw_code not in (None, "") else None
+    reason = flatten_reason(data.get("reason")) or flatten_reason(data.get("error"))
+    cls = _code_class(code) if code else None
+    if cls is None and (status == 429 or status >= 500):
+        cls = class_for_status(status)
+    cls = cls or class_for_text(reason) or class_for_status(status) or InvalidRequestError
+    return cls, code, reason
 
-    `data` is the parsed JSON body or `NOT_JSON`. Bitstamp errors arrive with HTTP 200 too, as
-    `{"status":"error","reason":…,"code"|"response_code":…}` or `{"error":…}`.
-    """
-    hdrs, now = response_context(headers, now)
-    if isinstance(data, Mapping) and (data.get("status") == "error" or data.get("error")):
-        raw_code = data.get("code") or data.get("response_code")
-        code = str(raw_code) if raw_code not in (None, "") else None
-        reason = flatten_reason(data.get("reason")) or flatten_reason(data.get("error"))
-        cls = _code_class(code) if code else None
-        if cls is None and (status == 429 or status >= 500):
-            cls = class_for_status(status)
-        cls = cls or class_for_text(reason) or class_for_status(status) or InvalidRequestError
-        if cls is MalformedResponseError:
-            cls = InvalidRequestError
-    else:
-        code = None
-        found = class_for_body(status, data)
-        if found is None:
-            return None
-        cls = found
-        reason = "body is not valid JSON" if data is NOT_JSON else flatten_reason(data)
-    return classified(
-        cls, EXCHANGE, endpoint, code=code, status=status, reason=reason, headers=hdrs, now=now
-    )
+
+classify_bitstamp: Final = ErrorRules(EXCHANGE, _read_error, plain_reason=flatten_reason)
+"""The error a Bitstamp response stands for, or None when it is a success (a `Classifier`:
+`classify_bitstamp(status, data, endpoint=…, headers=…, now=…)`, `data` the parsed JSON body or
+`NOT_JSON`)."""

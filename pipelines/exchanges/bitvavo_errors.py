@@ -14,23 +14,20 @@ from functools import partial
 from typing import Final
 
 from pipelines.http import (
-    NOT_JSON,
     AuthenticationError,
     ClockSkewError,
+    ErrorDocument,
+    ErrorRules,
     ExchangeError,
     InvalidRequestError,
-    MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
     ServerError,
-    class_for_body,
     class_for_status,
     class_for_text,
-    classified,
     flatten_reason,
     rate_limit_wait,
-    response_context,
     to_number,
 )
 
@@ -63,48 +60,30 @@ def _code_class(code: int, status: int, reason: str) -> type[ExchangeError] | No
     return None
 
 
-def classify_bitvavo(
-    status: int,
-    data: object,
-    *,
-    endpoint: str,
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> ExchangeError | None:
-    """The error a Bitvavo response stands for, or None when it is a success (a `Classifier`).
+def _read_error(status: int, data: object) -> ErrorDocument | None:
+    """The error a Bitvavo error document (`{"errorCode": int, "error": str}`) says, or None
+    when the body is none."""
+    if not (isinstance(data, Mapping) and "errorCode" in data):
+        return None
+    reason = flatten_reason(data.get("error"))
+    number = to_number(data.get("errorCode"))
+    code_int = int(number) if number is not None else None
+    code = str(code_int) if code_int is not None else str(data.get("errorCode"))
+    cls = _code_class(code_int, status, reason) if code_int is not None else None
+    cls = cls or class_for_status(status) or class_for_text(reason) or InvalidRequestError
+    return cls, code, reason
 
-    `data` is the parsed JSON body or `NOT_JSON`. Errors are `{"errorCode": int, "error": str}`.
-    """
-    hdrs, now = response_context(headers, now)
-    if isinstance(data, Mapping) and "errorCode" in data:
-        reason = flatten_reason(data.get("error"))
-        number = to_number(data.get("errorCode"))
-        code_int = int(number) if number is not None else None
-        code: str | None = str(code_int) if code_int is not None else str(data.get("errorCode"))
-        cls = _code_class(code_int, status, reason) if code_int is not None else None
-        cls = cls or class_for_status(status) or class_for_text(reason) or InvalidRequestError
-        if cls is MalformedResponseError:
-            cls = InvalidRequestError
-    else:
-        code = None
-        found = class_for_body(status, data)
-        if found is None:
-            return None
-        cls = found
-        if data is NOT_JSON:
-            reason = "body is not valid JSON"
-        elif isinstance(data, Mapping) and "error" in data:
-            reason = flatten_reason(data.get("error"))
-        else:
-            reason = ""
-    return classified(
-        cls,
-        EXCHANGE,
-        endpoint,
-        code=code,
-        status=status,
-        reason=reason,
-        headers=hdrs,
-        now=now,
-        rate_wait=_rate_limit_wait,
-    )
+
+def _plain_reason(data: object) -> str:
+    """The reason of an error that is no error document: its "error" field, if it has one."""
+    if isinstance(data, Mapping) and "error" in data:
+        return flatten_reason(data.get("error"))
+    return ""
+
+
+classify_bitvavo: Final = ErrorRules(
+    EXCHANGE, _read_error, plain_reason=_plain_reason, rate_wait=_rate_limit_wait
+)
+"""The error a Bitvavo response stands for, or None when it is a success (a `Classifier`:
+`classify_bitvavo(status, data, endpoint=…, headers=…, now=…)`, `data` the parsed JSON body or
+`NOT_JSON`)."""

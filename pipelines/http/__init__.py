@@ -28,8 +28,8 @@ Exceptions (defined in `_errors`; the codes are the exchanges' classifiers' exam
 Messages name the exchange, the endpoint and the exchange's error code. Nothing here ever logs
 or raises a header value or anything a signer returned.
 
-Modules: `_errors` (the hierarchy above), `_classify` (`Classifier` and the pieces classifiers
-share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
+Modules: `_errors` (the hierarchy above), `_classify` (`Classifier`, `ErrorRules` and the pieces
+classifiers share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
 (`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
 kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
@@ -43,15 +43,14 @@ from ._classify import EPOCH_MARGIN_SECONDS as EPOCH_MARGIN_SECONDS
 from ._classify import (
     NOT_JSON,
     Classifier,
+    ErrorDocument,
+    ErrorRules,
     RateLimitWait,
-    class_for_body,
     class_for_status,
     class_for_text,
-    classified,
     date_header,
     flatten_reason,
     rate_limit_wait,
-    response_context,
     retry_after_header,
 )
 from ._client import DEFAULT_RETRY, USER_AGENT, HttpClient, Reply, RetryPolicy, Signer, SignInput
@@ -86,6 +85,8 @@ __all__ = [
     "Classifier",
     "ClockSkewError",
     "EndpointStats",
+    "ErrorDocument",
+    "ErrorRules",
     "ExchangeError",
     "FatalError",
     "HttpClient",
@@ -110,15 +111,12 @@ __all__ = [
     "Usage",
     "WeightBudget",
     "budget_path",
-    "class_for_body",
     "class_for_status",
     "class_for_text",
-    "classified",
     "date_header",
     "flatten_reason",
     "lower_headers",
     "rate_limit_wait",
-    "response_context",
     "retry_after_header",
     "shared_limiter",
     "to_number",

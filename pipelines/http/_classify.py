@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
@@ -68,6 +69,9 @@ class Classifier(Protocol):
 
 RateLimitWait = Callable[[Mapping[str, str], float, str], float | None]
 """(lower-cased headers, now, reason) → seconds until a rate-limited key may send, or None."""
+
+ErrorDocument = tuple[type[ExchangeError], str | None, str]
+"""What an exchange's error body says: the error's class, the exchange's code, the reason."""
 
 _BAN_EXPIRY = re.compile(r"expires at\s*(\d{10,16})", re.IGNORECASE)
 
@@ -194,7 +198,7 @@ def class_for_status(status: int) -> type[ExchangeError] | None:
     return MalformedResponseError
 
 
-def class_for_body(status: int, data: object) -> type[ExchangeError] | None:
+def _class_for_body(status: int, data: object) -> type[ExchangeError] | None:
     """The error of a response whose body is no error document: by status, else a body that is
     not JSON is malformed; None for a success."""
     cls = class_for_status(status)
@@ -217,7 +221,7 @@ def class_for_text(reason: str) -> type[ExchangeError] | None:
     return None
 
 
-def classified(
+def _classified(
     cls: type[ExchangeError],
     exchange: str,
     endpoint: str,
@@ -249,8 +253,51 @@ def classified(
     )
 
 
-def response_context(
-    headers: Mapping[str, str] | None, now: float | None
-) -> tuple[dict[str, str], float]:
-    """A classifier's headers lower-cased, and `now` (the present when None)."""
-    return lower_headers(headers), time.time() if now is None else now
+@dataclass(frozen=True)
+class ErrorRules:
+    """A `Classifier` made of one exchange's rules; the rest is the same for every exchange.
+
+    `read_error` reads the exchange's error document (`ErrorDocument`), or gives None when the
+    body is none: then the status decides, a body that is not JSON is malformed, and
+    `plain_reason` words the error from the body. `rate_wait` finds how long a rate-limited key
+    waits. Every error is named `exchange`.
+    """
+
+    exchange: str
+    read_error: Callable[[int, object], ErrorDocument | None]
+    plain_reason: Callable[[object], str]
+    rate_wait: RateLimitWait = rate_limit_wait
+
+    def __call__(
+        self,
+        status: int,
+        data: object,
+        *,
+        endpoint: str,
+        headers: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> ExchangeError | None:
+        hdrs = lower_headers(headers)
+        now = time.time() if now is None else now
+        document = self.read_error(status, data)
+        if document is not None:
+            cls, code, reason = document
+            if cls is MalformedResponseError:
+                cls = InvalidRequestError
+        else:
+            found = _class_for_body(status, data)
+            if found is None:
+                return None
+            cls, code = found, None
+            reason = "body is not valid JSON" if data is NOT_JSON else self.plain_reason(data)
+        return _classified(
+            cls,
+            self.exchange,
+            endpoint,
+            code=code,
+            status=status,
+            reason=reason,
+            headers=hdrs,
+            now=now,
+            rate_wait=self.rate_wait,
+        )

@@ -148,7 +148,7 @@ class _Call:
     content_type: str
     weight: int
     signer: Signer | None
-    url: str  # exactly as sent (both exchanges sign in headers: no secret in it)
+    url: str  # exactly as sent (signers sign in headers: no secret in it)
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Request metering: what a client sent, per endpoint, and `Usage` deltas for one stream or probe.
 
 `HttpStats` is the one meter: the client records every attempt it sends (with its weight),
-every retry and every error; a stream or a probe takes `usage()` when it starts and subtracts
-it from `usage()` when it ends, so that several streams sharing one client each get their own
-share.
+every retry and every error. What a stream or a probe cost is `usage()` when it ends less
+`usage()` when it started: what the client sent in between.
 """
 
 from __future__ import annotations
@@ -92,21 +91,17 @@ class HttpStats:
                 retries=sum(entry["retries"] for entry in counts),
             )
 
-    def _total(self, key: str) -> int:
-        with self._lock:
-            return sum(entry[key] for entry in self._counts.values())
-
     @property
     def requests(self) -> int:
-        return self._total("requests")
+        return self.usage().requests
 
     @property
     def retries(self) -> int:
-        return self._total("retries")
+        return self.usage().retries
 
     @property
     def weight(self) -> int:
-        return self._total("weight")
+        return self.usage().weight
 
     @property
     def errors(self) -> dict[str, int]:
