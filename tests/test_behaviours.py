@@ -49,6 +49,7 @@ from pipelines.checks.behaviours.rows import decide
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
 from pipelines.exchanges.bitstamp_parse import parse_markets
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import (
     classify_history_item,
@@ -57,7 +58,7 @@ from pipelines.exchanges.bitvavo_parse import (
 )
 from pipelines.exchanges.records import Fill
 from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, WeightBudget, classify_bitvavo
+from pipelines.http import RequestBudget, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import CHOICES, MINUTES, Variants
 from pipelines.sandbox.world import World

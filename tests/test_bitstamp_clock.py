@@ -31,6 +31,7 @@ from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
+from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
@@ -40,7 +41,6 @@ from pipelines.http import (
     RequestBudget,
     RetryPolicy,
     SignInput,
-    classify_bitstamp,
 )
 from pipelines.sandbox.auth import BitstampVerifier, KeyPair
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -182,7 +182,11 @@ def test_signed_get_with_a_query_verifies_on_the_wire(httpserver: HTTPServer) ->
     httpserver.expect_request(PATH, method="GET").respond_with_handler(handler)
     signer = BitstampSigner(Credentials.from_strings(KEY, SECRET))
     with HttpClient(
-        "bitstamp", httpserver.url_for("/"), limiter=RequestBudget(), retry=FAST_RETRY
+        "bitstamp",
+        httpserver.url_for("/"),
+        classify=classify_bitstamp,
+        limiter=RequestBudget(),
+        retry=FAST_RETRY,
     ) as http:
         reply = http.request(
             "GET",

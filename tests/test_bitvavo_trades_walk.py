@@ -28,6 +28,7 @@ from pipelines.config import load_settings
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.flows.bitvavo_account import bitvavo_trades
@@ -39,7 +40,6 @@ from pipelines.http import (
     RequestBudget,
     RetryPolicy,
     WeightBudget,
-    classify_bitvavo,
 )
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox

@@ -1,4 +1,5 @@
-"""HttpClient against real local HTTP servers, and the error classification of both exchanges."""
+"""HttpClient against real local HTTP servers (each exchange's classifier from its adapter), and
+the error classification of both exchanges."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipelines.credentials import Credentials
+from pipelines.exchanges.bitstamp_errors import classify_bitstamp
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.registry import get as adapter
 from pipelines.http import (
     NOT_JSON,
     AuthenticationError,
@@ -42,8 +46,7 @@ from pipelines.http import (
     ServerError,
     SignInput,
     TransportError,
-    classify_bitstamp,
-    classify_bitvavo,
+    Usage,
 )
 
 T0 = 1_700_000_000.0
@@ -91,7 +94,14 @@ def make_client(
     clock = clock or FakeClock()
     budget = RecordingBudget(clock)
     client = HttpClient(
-        exchange, base_url, limiter=budget, retry=retry, clock=clock, sleep=clock.sleep, **kwargs
+        exchange,
+        base_url,
+        classify=adapter(exchange).classify,
+        limiter=budget,
+        retry=retry,
+        clock=clock,
+        sleep=clock.sleep,
+        **kwargs,
     )
     return client, clock, budget
 
@@ -616,6 +626,23 @@ def test_stats_per_endpoint(httpserver: HTTPServer) -> None:
     summary = client.stats.as_dict()
     assert (summary["requests"], summary["retries"], summary["weight"]) == (4, 1, 16)
     assert summary["errors"] == {"ServerError": 1, "InvalidRequestError": 1}
+
+
+def test_usage_readings_give_one_stream_its_share(httpserver: HTTPServer) -> None:
+    """`HttpStats.usage()` is the one meter streams and probes read: a reading at one moment,
+    and what a stream used is its end reading less its start reading."""
+    httpserver.expect_oneshot_request("/v2/trades").respond_with_data("", status=502)
+    httpserver.expect_request("/v2/trades").respond_with_json([])
+    client, _, _ = make_client("bitvavo", httpserver.url_for("/v2"))
+    client.request("GET", "/trades", endpoint="trades", weight=5)  # another stream's share
+    start = client.stats.usage()
+    assert start == Usage(requests=2, weight=10, retries=1)
+    client.request("GET", "/trades", endpoint="trades", weight=5)
+    client.request("GET", "/trades", endpoint="trades", weight=5)
+    assert client.stats.usage() - start == Usage(requests=2, weight=10, retries=0)
+    assert client.stats.usage() == Usage(
+        client.stats.requests, client.stats.weight, client.stats.retries
+    )
 
 
 def test_exceptions_survive_pickling() -> None:

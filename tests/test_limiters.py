@@ -314,6 +314,7 @@ def test_weight_budget_real_threads_against_real_server() -> None:
     from pytest_httpserver import HTTPServer
     from werkzeug import Request, Response
 
+    from pipelines.exchanges.bitvavo_errors import classify_bitvavo
     from pipelines.http import HttpClient, RetryPolicy
 
     limit, window = 60, 0.5
@@ -353,6 +354,7 @@ def test_weight_budget_real_threads_against_real_server() -> None:
         client = HttpClient(
             "bitvavo",
             server.url_for("/v2"),
+            classify=classify_bitvavo,
             limiter=budget,
             retry=RetryPolicy(max_attempts=1),
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.exchanges.checks_facts import ExchangeChecks
+from pipelines.http import Classifier
 
 
 @dataclass(frozen=True)
@@ -24,3 +25,4 @@ class Exchange:
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
     checks: ExchangeChecks  # what `pipelines.checks` asks of it
+    classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)

@@ -31,6 +31,7 @@ from typing import Any
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitstamp_parse as parse
+from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -167,7 +168,12 @@ class BitstampClient:
             ),
         )
         self.http = HttpClient(
-            EXCHANGE, base_url.rstrip("/"), limiter=self.limiter, retry=retry, timeout=timeout
+            EXCHANGE,
+            base_url.rstrip("/"),
+            classify=classify_bitstamp,
+            limiter=self.limiter,
+            retry=retry,
+            timeout=timeout,
         )
         self._signer = (
             BitstampSigner(credentials, clock=clock, new_nonce=new_nonce) if credentials else None

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.exchanges.records import (
@@ -146,7 +147,12 @@ class BitvavoClient:
         key_id = credentials.key_id if credentials else "public"
         self.limiter = limiter or shared_limiter(EXCHANGE, key_id, WeightBudget)
         self.http = HttpClient(
-            EXCHANGE, base_url.rstrip("/"), limiter=self.limiter, retry=retry, timeout=timeout
+            EXCHANGE,
+            base_url.rstrip("/"),
+            classify=classify_bitvavo,
+            limiter=self.limiter,
+            retry=retry,
+            timeout=timeout,
         )
         self._signer = (
             BitvavoSigner(credentials, access_window_ms=access_window_ms, clock=clock)

@@ -24,7 +24,7 @@ from pipelines.datasets import TRANSFERS, RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Movement
 from pipelines.flows.runtime import StreamResult, finished
-from pipelines.http import HttpClient
+from pipelines.http import HttpClient, Usage
 from pipelines.lake import Dataset, Lake, reading
 
 R = TypeVar("R")
@@ -219,7 +219,7 @@ def column_range(
 
 @dataclasses.dataclass
 class Meter:
-    """Counts what one stream did: requests/weight/retries as deltas of the client's stats;
+    """Counts what one stream did: requests/weight/retries as its share of the client's `Usage`;
     per dataset the rows that are new or changed in the lake (a row read again unchanged is
     not counted), and the files written."""
 
@@ -228,17 +228,14 @@ class Meter:
     http: HttpClient | None = None
     rows: dict[str, int] = dataclasses.field(default_factory=dict)
     windows: int = 0
-    _start: tuple[int, int, int] = dataclasses.field(default=(0, 0, 0), init=False, repr=False)
+    _start: Usage = dataclasses.field(default=Usage(), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._start = self._mark()
+        self._start = self._usage()
         progress.stream_started(self.stream, self.exchange)
 
-    def _mark(self) -> tuple[int, int, int]:
-        if self.http is None:
-            return (0, 0, 0)
-        stats = self.http.stats
-        return (stats.requests, stats.weight, stats.retries)
+    def _usage(self) -> Usage:
+        return Usage() if self.http is None else self.http.stats.usage()
 
     def landed(self, dataset: Dataset, rows: int, files: int) -> None:
         if rows or files:
@@ -253,15 +250,15 @@ class Meter:
         last: datetime | None = None,
         gaps: Sequence[str] = (),
     ) -> StreamResult:
-        end = self._mark()
+        used = self._usage() - self._start
         result = StreamResult(
             stream=self.stream,
             exchange=self.exchange,
             rows=dict(self.rows),
             windows=self.windows,
-            requests=end[0] - self._start[0],
-            weight=end[1] - self._start[1],
-            retries=end[2] - self._start[2],
+            requests=used.requests,
+            weight=used.weight,
+            retries=used.retries,
             gaps=tuple(gaps),
             first=first,
             last=last,

@@ -35,7 +35,6 @@ from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.flows.chunks import (
     SETTLE,
-    HttpMark,
     done_share,
     drop_superseded,
     held_range,
@@ -68,7 +67,7 @@ def sync_candles(
     http, walk = _walker(rt, exchange)
     partition = {"exchange": exchange, "market": market, "interval": interval}
     lake, dataset = rt.lake, CANDLES.dataset
-    mark = HttpMark.of(http)
+    mark = http.stats.usage()
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, chunk_unit(interval))
 
@@ -103,7 +102,7 @@ def sync_candles(
     if found is not None:
         gaps = (record_listing(lake, exchange, market, interval, *found, detected_at=now),)
     first, last = held_range(lake, dataset, "open_time", partition)
-    used = mark.since(http)
+    used = http.stats.usage() - mark
     result = StreamResult(
         stream=stream,
         exchange=exchange,

@@ -14,7 +14,6 @@ the same stream must not run at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import polars as pl
 from pipelines.datasets import RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.flows.plan import ChunkPlan, Window, chunk_of
-from pipelines.http import HttpClient
 from pipelines.lake import Dataset, Lake, reading
 
 SETTLE = timedelta(seconds=60)
@@ -220,23 +218,3 @@ def done_share(span: Window, moment: datetime) -> float:
     if total <= 0:
         return 1.0
     return min(1.0, max(0.0, (moment - span.start).total_seconds() / total))
-
-
-@dataclass(frozen=True)
-class HttpMark:
-    """Counters of a client's `HttpStats` at one moment; `since` gives the stream's delta."""
-
-    requests: int
-    weight: int
-    retries: int
-
-    @classmethod
-    def of(cls, http: HttpClient) -> HttpMark:
-        stats = http.stats
-        return cls(stats.requests, stats.weight, stats.retries)
-
-    def since(self, http: HttpClient) -> HttpMark:
-        now = HttpMark.of(http)
-        return HttpMark(
-            now.requests - self.requests, now.weight - self.weight, now.retries - self.retries
-        )

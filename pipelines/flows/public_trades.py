@@ -40,7 +40,6 @@ from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
 from pipelines.exchanges.records import PublicTrade
 from pipelines.flows.chunks import (
     SETTLE,
-    HttpMark,
     combine,
     done_share,
     drop_replaced,
@@ -55,6 +54,7 @@ from pipelines.flows.chunks import (
 )
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult, finished
+from pipelines.http import Usage
 from pipelines.lake import Lake
 from pipelines.quarantine import holes
 
@@ -82,7 +82,7 @@ def _result(
     market: str,
     rows: int,
     windows: int,
-    used: HttpMark,
+    used: Usage,
     gaps: tuple[str, ...] = (),
 ) -> StreamResult:
     first, last = held_range(
@@ -110,7 +110,7 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
     client = rt.bitvavo()
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
     partition = {"exchange": "bitvavo", "market": market}
-    mark = HttpMark.of(client.http)
+    mark = client.http.stats.usage()
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, "day")
 
@@ -140,7 +140,7 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
             progress.landed(
                 dataset.name, rows, done=done_share(Window(start, end), plan.target.end)
             )
-    return _result(rt, "bitvavo", market, fetched, landed, mark.since(client.http))
+    return _result(rt, "bitvavo", market, fetched, landed, client.http.stats.usage() - mark)
 
 
 # -- Bitstamp: rolling window, merged into day files, gaps recorded ------------------------------
@@ -150,7 +150,7 @@ def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
     client = rt.bitstamp()
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
     partition = {"exchange": "bitstamp", "market": market}
-    mark = HttpMark.of(client.http)
+    mark = client.http.stats.usage()
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, "day")
 
@@ -180,7 +180,8 @@ def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
         rows += new
         landed += wrote
         progress.landed(dataset.name, new)
-    return _result(rt, "bitstamp", market, rows, landed, mark.since(client.http), gaps)
+    used = client.http.stats.usage() - mark
+    return _result(rt, "bitstamp", market, rows, landed, used, gaps)
 
 
 def choose_window(now: datetime, reach: datetime | None) -> str:

@@ -1,12 +1,15 @@
-"""HTTP for the exchange clients: one session, error classification, retries, rate limiting.
+"""HTTP for the exchange clients: one session, retries, rate limiting, request metering.
 
-`HttpClient.request` builds the URL itself, asks the signer for auth headers on every attempt
-(with the exact method, host, path, query, content type and body that are then sent), paces
-through a `Limiter`, classifies every failure from status AND body, and retries only what is
-worth retrying (tenacity: exponential back-off with jitter, honouring Retry-After, Bitvavo's
-reset time and ban expiry, bounded in attempts and time).
+This package knows no exchange: each client hands its `HttpClient` a label (the exchange's
+name, for messages), a `Classifier` (its error rules, `pipelines.exchanges.*_errors`) and a
+`Limiter` (its rate budget). `HttpClient.request` builds the URL itself, asks the signer for
+auth headers on every attempt (with the exact method, host, path, query, content type and body
+that are then sent), paces through the limiter, has every response classified from status AND
+body, and retries only what is worth retrying (tenacity: exponential back-off with jitter,
+honouring Retry-After and the waits a classifier read from the response, bounded in attempts
+and time). `HttpStats` meters what was sent; `Usage` is its reading at one moment.
 
-Exceptions (defined in `_errors`)::
+Exceptions (defined in `_errors`; the codes are the exchanges' classifiers' examples)::
 
     ExchangeError                     .exchange .endpoint .code .status .url
     ├── RetryableError                .retry_after (seconds, > 0, or None)
@@ -25,23 +28,37 @@ Exceptions (defined in `_errors`)::
 Messages name the exchange, the endpoint and the exchange's error code. Nothing here ever logs
 or raises a header value or anything a signer returned.
 
-Modules: `_errors` (the hierarchy above), `_classify` (`classify_bitstamp`, `classify_bitvavo`),
-`_limiters` (`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
+Modules: `_errors` (the hierarchy above), `_classify` (`Classifier`, `ErrorRules` and the pieces
+classifiers share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
+(`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
 kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
-`_stats` (`HttpStats`), `_common`.
+`_stats` (`HttpStats`, `Usage`), `_common`.
 Import from `pipelines.http`, not from the private modules.
 """
 
 from __future__ import annotations
 
 from ._classify import EPOCH_MARGIN_SECONDS as EPOCH_MARGIN_SECONDS
-from ._classify import NOT_JSON, classify_bitstamp, classify_bitvavo
+from ._classify import (
+    NOT_JSON,
+    Classifier,
+    ErrorDocument,
+    ErrorRules,
+    RateLimitWait,
+    class_for_status,
+    class_for_text,
+    date_header,
+    flatten_reason,
+    rate_limit_wait,
+    retry_after_header,
+)
 from ._client import DEFAULT_RETRY, USER_AGENT, HttpClient, Reply, RetryPolicy, Signer, SignInput
 from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
 from ._client import logger as logger
 from ._common import Clock as Clock
 from ._common import Sleep as Sleep
+from ._common import lower_headers, to_number
 from ._errors import (
     AuthenticationError,
     ClockSkewError,
@@ -58,15 +75,18 @@ from ._errors import (
 )
 from ._limiters import Limiter, RequestBudget, WeightBudget, shared_limiter
 from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
-from ._stats import EndpointStats, HttpStats
+from ._stats import EndpointStats, HttpStats, Usage
 
 __all__ = [
     "DEFAULT_RETRY",
     "NOT_JSON",
     "USER_AGENT",
     "AuthenticationError",
+    "Classifier",
     "ClockSkewError",
     "EndpointStats",
+    "ErrorDocument",
+    "ErrorRules",
     "ExchangeError",
     "FatalError",
     "HttpClient",
@@ -76,6 +96,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateLimitWait",
     "RateLimitedError",
     "Reply",
     "RequestBudget",
@@ -87,9 +108,16 @@ __all__ = [
     "SignInput",
     "Signer",
     "TransportError",
+    "Usage",
     "WeightBudget",
     "budget_path",
-    "classify_bitstamp",
-    "classify_bitvavo",
+    "class_for_status",
+    "class_for_text",
+    "date_header",
+    "flatten_reason",
+    "lower_headers",
+    "rate_limit_wait",
+    "retry_after_header",
     "shared_limiter",
+    "to_number",
 ]

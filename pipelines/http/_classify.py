@@ -1,15 +1,23 @@
-"""Error classification: one function per exchange, from status AND body."""
+"""What error classifiers share: the `Classifier` protocol and the pieces each exchange's
+classifier (in `pipelines.exchanges`) is built from.
+
+A classifier tells, from a response's status AND body, which `ExchangeError` it stands for, or
+None for a success. What is the same everywhere lives here: the class an HTTP status or a
+reason's wording stands for, reasons flattened to one line, and the waits a response asks for
+(Retry-After, a ban's expiry in the reason, epoch-millisecond headers), each from `now`.
+"""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Final, Protocol
 
-from ._common import _lower_headers, _number
+from ._common import lower_headers, to_number
 from ._errors import (
     AuthenticationError,
     ClockSkewError,
@@ -38,6 +46,32 @@ class _NotJson:
 
 NOT_JSON: Final = _NotJson()
 """Stands for a response body that is not valid JSON (truncated, HTML, empty)."""
+
+
+class Classifier(Protocol):
+    """Tells which error a response stands for, or None when it is a success.
+
+    `data` is the parsed JSON body (floats as Decimal) or `NOT_JSON`; `headers` are the
+    response's (any case); `now` (epoch seconds, default the time of the call) is what waits
+    the response asks for are measured from.
+    """
+
+    def __call__(
+        self,
+        status: int,
+        data: object,
+        *,
+        endpoint: str,
+        headers: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> ExchangeError | None: ...
+
+
+RateLimitWait = Callable[[Mapping[str, str], float, str], float | None]
+"""(lower-cased headers, now, reason) → seconds until a rate-limited key may send, or None."""
+
+ErrorDocument = tuple[type[ExchangeError], str | None, str]
+"""What an exchange's error body says: the error's class, the exchange's code, the reason."""
 
 _BAN_EXPIRY = re.compile(r"expires at\s*(\d{10,16})", re.IGNORECASE)
 
@@ -69,8 +103,8 @@ _PERMISSION_TEXT = (
 )
 
 
-def _flatten_reason(value: object) -> str:
-    """Bitstamp reasons are a string, a list, or {"field": [messages]} (incl. "__all__")."""
+def flatten_reason(value: object) -> str:
+    """A reason as one text: a string, a list, or {"field": [messages]} (incl. "__all__")."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -78,11 +112,11 @@ def _flatten_reason(value: object) -> str:
     if isinstance(value, Mapping):
         pieces = []
         for key, item in value.items():
-            text = _flatten_reason(item)
+            text = flatten_reason(item)
             pieces.append(text if key == "__all__" else f"{key}: {text}")
         return "; ".join(piece for piece in pieces if piece)
     if isinstance(value, list | tuple):
-        return "; ".join(_flatten_reason(item) for item in value)
+        return "; ".join(flatten_reason(item) for item in value)
     return str(value)
 
 
@@ -90,27 +124,7 @@ def _until(epoch_seconds: float, now: float) -> float:
     return max(0.0, epoch_seconds - now) + EPOCH_MARGIN_SECONDS
 
 
-def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return max(seconds, 0.0)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return _until(when.timestamp(), now)
-
-
-def _date_header(headers: Mapping[str, str]) -> float | None:
-    """The HTTP `Date` header (the server's clock, whole seconds) as epoch seconds, or None."""
-    value = headers.get("date")
-    if value is None:
-        return None
+def _http_date(value: str) -> float | None:
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -120,26 +134,53 @@ def _date_header(headers: Mapping[str, str]) -> float | None:
     return when.timestamp()
 
 
-def _rate_limit_wait(
-    headers: Mapping[str, str], now: float, reason: str, *, use_reset: bool
+def retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the `retry-after` header (seconds or an HTTP date) asks for; lower-case keys."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = to_number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
+    when = _http_date(value)
+    return None if when is None else _until(when, now)
+
+
+def date_header(headers: Mapping[str, str]) -> float | None:
+    """The HTTP `Date` header (the server's clock, whole seconds) as epoch seconds, or None;
+    lower-case keys."""
+    value = headers.get("date")
+    return None if value is None else _http_date(value)
+
+
+def rate_limit_wait(
+    headers: Mapping[str, str],
+    now: float,
+    reason: str,
+    *,
+    allow_at: str | None = None,
+    reset_at: str | None = None,
 ) -> float | None:
-    """Seconds until a rate-limited key may send again, from the best hint available."""
+    """Seconds until a rate-limited key may send again, from the best hint available: a ban's
+    expiry in the reason ("expires at <epoch ms>"), the `allow_at` header (epoch ms), the
+    Retry-After header, then the `reset_at` header (epoch ms); lower-case keys."""
     match = _BAN_EXPIRY.search(reason)
     if match:
         return _until(int(match.group(1)) / 1000, now)
-    allow_at = _number(headers.get("bitvavo-ratelimit-allowat"))
-    if allow_at is not None:
-        return _until(allow_at / 1000, now)
-    retry_after = _retry_after_header(headers, now)
+    allowed = to_number(headers.get(allow_at)) if allow_at else None
+    if allowed is not None:
+        return _until(allowed / 1000, now)
+    retry_after = retry_after_header(headers, now)
     if retry_after is not None:
         return retry_after
-    reset_at = _number(headers.get("bitvavo-ratelimit-resetat"))
-    if use_reset and reset_at is not None:
-        return _until(reset_at / 1000, now)
+    reset = to_number(headers.get(reset_at)) if reset_at else None
+    if reset is not None:
+        return _until(reset / 1000, now)
     return None
 
 
-def _by_status(status: int) -> type[ExchangeError] | None:
+def class_for_status(status: int) -> type[ExchangeError] | None:
+    """The error an HTTP status stands for on its own (None: 2xx)."""
     if 200 <= status < 300:
         return None
     if status == 429:
@@ -157,36 +198,17 @@ def _by_status(status: int) -> type[ExchangeError] | None:
     return MalformedResponseError
 
 
-def _finish(
-    cls: type[ExchangeError],
-    exchange: str,
-    endpoint: str,
-    *,
-    code: str | None,
-    status: int,
-    reason: str,
-    headers: dict[str, str],
-    now: float,
-) -> ExchangeError:
-    retry_after: float | None = None
-    server_time = _date_header(headers) if issubclass(cls, ClockSkewError) else None
-    if cls is RateLimitedError:
-        retry_after = _rate_limit_wait(headers, now, reason, use_reset=exchange == "bitvavo")
-    elif issubclass(cls, RetryableError):
-        retry_after = _retry_after_header(headers, now)
-    return _make_error(
-        cls,
-        exchange,
-        endpoint,
-        code=code,
-        status=status,
-        reason=reason,
-        retry_after=retry_after,
-        server_time=server_time,
-    )
+def _class_for_body(status: int, data: object) -> type[ExchangeError] | None:
+    """The error of a response whose body is no error document: by status, else a body that is
+    not JSON is malformed; None for a success."""
+    cls = class_for_status(status)
+    if cls is None and data is NOT_JSON:
+        return MalformedResponseError
+    return cls
 
 
-def _text_class(reason: str) -> type[ExchangeError] | None:
+def class_for_text(reason: str) -> type[ExchangeError] | None:
+    """The error a reason's wording stands for (rate limit, permission, auth, server), or None."""
     text = reason.lower()
     for needles, cls in (
         (_RATE_TEXT, RateLimitedError),
@@ -199,136 +221,83 @@ def _text_class(reason: str) -> type[ExchangeError] | None:
     return None
 
 
-def _bitstamp_code_class(code: str) -> type[ExchangeError] | None:
-    if code.upper() == "API0017":
-        return ClockSkewError  # X-Auth-Timestamp (or nonce) outside the accepted window
-    if code.upper().startswith("API"):
-        return PermissionDeniedError if code.upper() == "API0003" else AuthenticationError
-    if code == "400.002" or code.startswith("429"):
-        return RateLimitedError
-    if code.startswith("5"):
-        return ServerError
-    if code.startswith("401"):
-        return AuthenticationError
-    if code.startswith("403"):
-        return PermissionDeniedError
-    if code[:1] == "4":
-        return InvalidRequestError  # 400.010-400.013 offset/limit/sort/since_timestamp, …
-    return None
-
-
-def classify_bitstamp(
-    status: int,
-    data: object,
-    *,
+def _classified(
+    cls: type[ExchangeError],
+    exchange: str,
     endpoint: str,
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> ExchangeError | None:
-    """The error a Bitstamp response stands for, or None when it is a success.
+    *,
+    code: str | None,
+    status: int,
+    reason: str,
+    headers: Mapping[str, str],
+    now: float,
+    rate_wait: RateLimitWait = rate_limit_wait,
+) -> ExchangeError:
+    """The error of class `cls`, with the wait the response asks for (`rate_wait` when rate
+    limited, else Retry-After) and, for clock skew, the server's time; lower-case headers."""
+    retry_after: float | None = None
+    server_time = date_header(headers) if issubclass(cls, ClockSkewError) else None
+    if cls is RateLimitedError:
+        retry_after = rate_wait(headers, now, reason)
+    elif issubclass(cls, RetryableError):
+        retry_after = retry_after_header(headers, now)
+    return _make_error(
+        cls,
+        exchange,
+        endpoint,
+        code=code,
+        status=status,
+        reason=reason,
+        retry_after=retry_after,
+        server_time=server_time,
+    )
 
-    `data` is the parsed JSON body or `NOT_JSON`. Bitstamp errors arrive with HTTP 200 too, as
-    `{"status":"error","reason":…,"code"|"response_code":…}` or `{"error":…}`.
+
+@dataclass(frozen=True)
+class ErrorRules:
+    """A `Classifier` made of one exchange's rules; the rest is the same for every exchange.
+
+    `read_error` reads the exchange's error document (`ErrorDocument`), or gives None when the
+    body is none: then the status decides, a body that is not JSON is malformed, and
+    `plain_reason` words the error from the body. `rate_wait` finds how long a rate-limited key
+    waits. Every error is named `exchange`.
     """
-    hdrs = _lower_headers(headers)
-    now = time.time() if now is None else now
-    if isinstance(data, Mapping) and (data.get("status") == "error" or data.get("error")):
-        raw_code = data.get("code") or data.get("response_code")
-        code = str(raw_code) if raw_code not in (None, "") else None
-        reason = _flatten_reason(data.get("reason")) or _flatten_reason(data.get("error"))
-        cls = _bitstamp_code_class(code) if code else None
-        if cls is None and (status == 429 or status >= 500):
-            cls = _by_status(status)
-        cls = cls or _text_class(reason) or _by_status(status) or InvalidRequestError
-        if cls is MalformedResponseError:
-            cls = InvalidRequestError
-        return _finish(
+
+    exchange: str
+    read_error: Callable[[int, object], ErrorDocument | None]
+    plain_reason: Callable[[object], str]
+    rate_wait: RateLimitWait = rate_limit_wait
+
+    def __call__(
+        self,
+        status: int,
+        data: object,
+        *,
+        endpoint: str,
+        headers: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> ExchangeError | None:
+        hdrs = lower_headers(headers)
+        now = time.time() if now is None else now
+        document = self.read_error(status, data)
+        if document is not None:
+            cls, code, reason = document
+            if cls is MalformedResponseError:
+                cls = InvalidRequestError
+        else:
+            found = _class_for_body(status, data)
+            if found is None:
+                return None
+            cls, code = found, None
+            reason = "body is not valid JSON" if data is NOT_JSON else self.plain_reason(data)
+        return _classified(
             cls,
-            "bitstamp",
+            self.exchange,
             endpoint,
             code=code,
             status=status,
             reason=reason,
             headers=hdrs,
             now=now,
+            rate_wait=self.rate_wait,
         )
-    cls = _by_status(status)
-    if cls is None and data is NOT_JSON:
-        cls = MalformedResponseError
-    if cls is None:
-        return None
-    reason = "body is not valid JSON" if data is NOT_JSON else _flatten_reason(data)
-    return _finish(
-        cls, "bitstamp", endpoint, code=None, status=status, reason=reason, headers=hdrs, now=now
-    )
-
-
-_BITVAVO_RATE = frozenset({103, 104, 105, 110, 112})
-_BITVAVO_SERVER = frozenset({101, 107, 108, 109, 400, 404})
-_BITVAVO_PERMISSION = frozenset({307, 310, 311, 312, 317, 402, 403})
-
-
-def _bitvavo_code_class(code: int, status: int, reason: str) -> type[ExchangeError] | None:
-    if code == 110 and (status == 404 or "invalid endpoint" in reason.lower()):
-        return NotFoundError  # 110 means "invalid endpoint" on the errors page, a limit elsewhere
-    if code in _BITVAVO_RATE:
-        return RateLimitedError
-    if code in _BITVAVO_SERVER:
-        return ServerError
-    if code == 304:
-        return ClockSkewError
-    if code in _BITVAVO_PERMISSION:
-        return PermissionDeniedError
-    if 300 <= code < 320:
-        return AuthenticationError
-    if code == 102 or 200 <= code < 300 or 400 < code < 500:
-        return InvalidRequestError
-    return None
-
-
-def classify_bitvavo(
-    status: int,
-    data: object,
-    *,
-    endpoint: str,
-    headers: Mapping[str, str] | None = None,
-    now: float | None = None,
-) -> ExchangeError | None:
-    """The error a Bitvavo response stands for, or None when it is a success.
-
-    `data` is the parsed JSON body or `NOT_JSON`. Errors are `{"errorCode": int, "error": str}`.
-    """
-    hdrs = _lower_headers(headers)
-    now = time.time() if now is None else now
-    if isinstance(data, Mapping) and "errorCode" in data:
-        reason = _flatten_reason(data.get("error"))
-        number = _number(data.get("errorCode"))
-        code_int = int(number) if number is not None else None
-        code = str(code_int) if code_int is not None else str(data.get("errorCode"))
-        cls = _bitvavo_code_class(code_int, status, reason) if code_int is not None else None
-        cls = cls or _by_status(status) or _text_class(reason) or InvalidRequestError
-        if cls is MalformedResponseError:
-            cls = InvalidRequestError
-        return _finish(
-            cls, "bitvavo", endpoint, code=code, status=status, reason=reason, headers=hdrs, now=now
-        )
-    cls = _by_status(status)
-    if cls is None and data is NOT_JSON:
-        cls = MalformedResponseError
-    if cls is None:
-        return None
-    if data is NOT_JSON:
-        reason = "body is not valid JSON"
-    elif isinstance(data, Mapping) and "error" in data:
-        reason = _flatten_reason(data.get("error"))
-    else:
-        reason = ""
-    return _finish(
-        cls, "bitvavo", endpoint, code=None, status=status, reason=reason, headers=hdrs, now=now
-    )
-
-
-_CLASSIFIERS: Final[dict[str, Callable[..., ExchangeError | None]]] = {
-    "bitstamp": classify_bitstamp,
-    "bitvavo": classify_bitvavo,
-}

@@ -1,7 +1,15 @@
 """`HttpClient` and what it takes and gives: `SignInput`/`Signer`, `Reply`, `RetryPolicy`.
 
-Retry wiring (tenacity stop/wait/before_sleep), URL and body encoding, signing per attempt,
-redaction of signer output from errors and logs.
+The send path, one small step each (the way httpx splits its own)::
+
+    request                  encode the URL and body once: a `_Call`
+    └── _send                the progress display's request context
+        └── _send_handling_retries    tenacity: which errors retry, back-off, bounds
+            └── _send_attempt         pace (limiter), sign, send, tell the limiter
+                ├── _send_single_request   the wire: a response, or a transport failure
+                └── _handle_response       decode, classify, Reply or raise
+
+Signer output is redacted from every error and log line.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -24,7 +33,7 @@ from requests.structures import CaseInsensitiveDict
 
 from pipelines import progress
 
-from ._classify import _CLASSIFIERS, NOT_JSON
+from ._classify import NOT_JSON, Classifier
 from ._common import Clock, Sleep
 from ._errors import (
     ExchangeError,
@@ -129,6 +138,8 @@ def _secret_values(auth: Mapping[str, str]) -> list[str]:
 
 @dataclass(frozen=True)
 class _Call:
+    """One request, encoded once and sent as often as the retry policy allows."""
+
     method: str
     endpoint: str
     path: str
@@ -137,21 +148,39 @@ class _Call:
     content_type: str
     weight: int
     signer: Signer | None
+    url: str  # exactly as sent (signers sign in headers: no secret in it)
+
+
+@dataclass
+class _Spent:
+    """What a request's retrying is bounded by: seconds since `started`, less `queued`."""
+
+    started: float
+    queued: float = 0.0  # seconds spent waiting in the limiter (not charged to the policy)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    response: requests.Response
+    at: float  # the client's clock when it was sent
 
 
 class HttpClient:
     """Sends one exchange's requests: signed per attempt, paced, classified, retried.
 
-    `exchange` is "bitstamp" or "bitvavo" (it picks the error classifier). `path` given to
-    `request` is appended to base_url's path. `clock` (epoch seconds) and `sleep` are the seams
-    tests use to observe waits without waiting.
+    `label` names the exchange in errors, logs and the progress display (`exchange`);
+    `classify` tells which responses are errors (the exchange's `Classifier`); `limiter` paces
+    every attempt. `path` given to `request` is appended to base_url's path. `clock` (epoch
+    seconds) and `sleep` are the seams tests use to observe waits without waiting. `stats`
+    meters every attempt sent.
     """
 
     def __init__(
         self,
-        exchange: str,
+        label: str,
         base_url: str,
         *,
+        classify: Classifier,
         limiter: Limiter,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: tuple[float, float] = (5.0, 30.0),
@@ -161,13 +190,11 @@ class HttpClient:
         sleep: Sleep = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if exchange not in _CLASSIFIERS:
-            raise ValueError(f"unknown exchange {exchange!r}")
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self.exchange = exchange
-        self._classify = _CLASSIFIERS[exchange]
+        self.exchange = label
+        self._classify = classify
         self._scheme = parts.scheme
         default_port = 443 if parts.scheme == "https" else 80
         host = parts.hostname
@@ -221,62 +248,65 @@ class HttpClient:
             raise ValueError(f"path must start with '/', got {path!r}")
         query = _encode(params)
         body = _encode(form)
+        quoted = quote(self._base_path + path, safe="/:@-._~!$&'()*+,;=")
+        query = f"?{query}" if query else ""
         call = _Call(
             method=method.upper(),
             endpoint=endpoint,
-            path=quote(self._base_path + path, safe="/:@-._~!$&'()*+,;="),
-            query=f"?{query}" if query else "",
+            path=quoted,
+            query=query,
             body=body,
             content_type=FORM_CONTENT_TYPE if body else "",
             weight=weight,
             signer=signer,
+            url=f"{self._scheme}://{self._host}{quoted}{query}",
         )
-        started = self._clock()
-        queued = [0.0]  # seconds spent waiting in the limiter (not charged to the policy)
+        return self._send(call)
 
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= self.retry.max_attempts:
-                return True
-            spent = self._clock() - started - queued[0]
-            return spent + state.upcoming_sleep > self.retry.max_total_seconds
+    def _send(self, call: _Call) -> Reply:
+        spent = _Spent(started=self._clock())
+        with progress.request(self.exchange, call.endpoint, call.method, call.url):
+            return self._send_handling_retries(call, spent)
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            self.stats.record_retry(endpoint)
-            if isinstance(error, RateLimitedError):
-                self.limiter.block_until(self._clock() + state.upcoming_sleep)
-            if error is not None:
-                attempt = state.attempt_number + 1
-                progress.retrying(attempt, self.retry.max_attempts, error, state.upcoming_sleep)
-            logger.info(
-                "%s %s: %s; retry %d/%d in %.2fs",
-                self.exchange,
-                endpoint,
-                type(error).__name__,
-                state.attempt_number + 1,
-                self.retry.max_attempts,
-                state.upcoming_sleep,
-            )
-
+    def _send_handling_retries(self, call: _Call, spent: _Spent) -> Reply:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(RetryableError),
             wait=self._backoff,
-            stop=stop,
+            stop=partial(self._should_stop, spent),
             sleep=self._sleep,
-            before_sleep=before_sleep,
+            before_sleep=partial(self._before_retry, call.endpoint),
             reraise=True,
         )
         reply: Reply | None = None
-        with progress.request(self.exchange, endpoint, call.method, self._url(call)):
-            for attempt in retrying:
-                with attempt:
-                    reply = self._attempt(call, attempt.retry_state.attempt_number, queued)
+        for attempt in retrying:
+            with attempt:
+                reply = self._send_attempt(call, attempt.retry_state.attempt_number, spent)
         assert reply is not None
         return reply
 
-    def _url(self, call: _Call) -> str:
-        """The request's URL, exactly as sent (both exchanges sign in headers: no secret)."""
-        return f"{self._scheme}://{self._host}{call.path}{call.query}"
+    def _should_stop(self, spent: _Spent, state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= self.retry.max_attempts:
+            return True
+        used = self._clock() - spent.started - spent.queued
+        return used + state.upcoming_sleep > self.retry.max_total_seconds
+
+    def _before_retry(self, endpoint: str, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.stats.record_retry(endpoint)
+        if isinstance(error, RateLimitedError):
+            self.limiter.block_until(self._clock() + state.upcoming_sleep)
+        if error is not None:
+            attempt = state.attempt_number + 1
+            progress.retrying(attempt, self.retry.max_attempts, error, state.upcoming_sleep)
+        logger.info(
+            "%s %s: %s; retry %d/%d in %.2fs",
+            self.exchange,
+            endpoint,
+            type(error).__name__,
+            state.attempt_number + 1,
+            self.retry.max_attempts,
+            state.upcoming_sleep,
+        )
 
     def _backoff(self, state: tenacity.RetryCallState) -> float:
         policy = self.retry
@@ -290,39 +320,15 @@ class HttpClient:
         # "Equal jitter": half the step for sure, the other half random; never 0.
         return max(policy.min_seconds, ceiling / 2 + self._rng.uniform(0, ceiling / 2))
 
-    def _attempt(self, call: _Call, attempt: int, queued: list[float]) -> Reply:
+    def _send_attempt(self, call: _Call, attempt: int, spent: _Spent) -> Reply:
+        """One attempt: wait for the budget, sign, send, and tell the limiter what came back
+        (no headers when nothing did)."""
         before = self._clock()
         self.limiter.acquire(call.weight)
-        queued[0] += self._clock() - before
+        spent.queued += self._clock() - before
         response_headers: Mapping[str, str] = {}
-        redact: list[str] = []
-        url = self._url(call)
         try:
-            headers = {
-                "Host": self._host,
-                "User-Agent": self._user_agent,
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-            }
-            if call.content_type:
-                headers["Content-Type"] = call.content_type
-            if call.signer is not None:
-                auth = call.signer(
-                    SignInput(
-                        method=call.method,
-                        host=self._host,
-                        path=call.path,
-                        query=call.query,
-                        content_type=call.content_type,
-                        body=call.body,
-                    )
-                )
-                redact = _secret_values(auth)
-                headers.update(auth)
-            prepared = requests.Request(
-                call.method, url, headers=headers, data=call.body.encode() or None
-            ).prepare()
-            prepared.url = url  # exactly what was signed: no re-quoting
+            prepared, redact = self._build_request(call)
             self.stats.record_request(call.endpoint, call.weight)
             progress.request_sent(call.weight, attempt)
             shown = call.path if call.signer else call.path + call.query
@@ -334,24 +340,65 @@ class HttpClient:
                 call.endpoint,
                 attempt,
             )
-            sent_at = self._clock()
-            failure: ExchangeError | None = None
-            try:
-                response = self._session.send(prepared, timeout=self.timeout, allow_redirects=False)
-            except requests.exceptions.RequestException as exc:
-                failure = self._transport_error(call.endpoint, exc)
-                if failure is None:
-                    raise
-            else:
-                response_headers = response.headers
+            outcome = self._send_single_request(call, prepared)
+            if isinstance(outcome, _Sent):
+                response_headers = outcome.response.headers
         finally:
             self.limiter.observe(response_headers, call.weight)
-        if failure is not None:
-            # Raised here, not inside `except`: the requests exception holds the signed
-            # request's headers and must not stay reachable as __context__.
-            self._fail(call.endpoint, failure, redact, url)
-            raise failure
+        if isinstance(outcome, ExchangeError):
+            self._fail(call, outcome, redact)
+            raise outcome
+        return self._handle_response(call, outcome, redact)
 
+    def _build_request(self, call: _Call) -> tuple[requests.PreparedRequest, list[str]]:
+        """The request of this attempt, signed afresh, and the signer's values to redact."""
+        headers = {
+            "Host": self._host,
+            "User-Agent": self._user_agent,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        if call.content_type:
+            headers["Content-Type"] = call.content_type
+        redact: list[str] = []
+        if call.signer is not None:
+            auth = call.signer(
+                SignInput(
+                    method=call.method,
+                    host=self._host,
+                    path=call.path,
+                    query=call.query,
+                    content_type=call.content_type,
+                    body=call.body,
+                )
+            )
+            redact = _secret_values(auth)
+            headers.update(auth)
+        prepared = requests.Request(
+            call.method, call.url, headers=headers, data=call.body.encode() or None
+        ).prepare()
+        prepared.url = call.url  # exactly what was signed: no re-quoting
+        return prepared, redact
+
+    def _send_single_request(
+        self, call: _Call, prepared: requests.PreparedRequest
+    ) -> _Sent | ExchangeError:
+        """The wire: the response, or the transport failure that stands for it (returned, not
+        raised: the requests exception holds the signed request's headers and must not stay
+        reachable as the failure's __context__)."""
+        sent_at = self._clock()
+        try:
+            response = self._session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except requests.exceptions.RequestException as exc:
+            failure = _transport_failure(self.exchange, call.endpoint, exc)
+            if failure is None:
+                raise
+            return failure
+        return _Sent(response, sent_at)
+
+    def _handle_response(self, call: _Call, sent: _Sent, redact: list[str]) -> Reply:
+        """Decode the body, classify status and body; the reply, or the error raised."""
+        response = sent.response
         now = self._clock()
         logger.debug(
             "%s %s %s -> %d in %.3fs",
@@ -359,51 +406,56 @@ class HttpClient:
             call.method,
             call.endpoint,
             response.status_code,
-            now - sent_at,
+            now - sent.at,
         )
-        try:
-            text = response.content.decode("utf-8")
-        except UnicodeDecodeError:
-            text = response.content.decode("utf-8", errors="replace")
-            data: object = NOT_JSON
-        else:
-            data = _parse_json(text)
+        text, data = _decode(response.content)
         error = self._classify(
             response.status_code, data, endpoint=call.endpoint, headers=response.headers, now=now
         )
         if error is not None:
             if isinstance(error, RateLimitedError) and error.retry_after is not None:
                 self.limiter.block_until(now + error.retry_after)
-            self._fail(call.endpoint, error, redact, url)
+            self._fail(call, error, redact)
             raise error
         return Reply(
             data=data,
             text=text,
             status=response.status_code,
             headers=CaseInsensitiveDict(response.headers),
-            url=url,
+            url=call.url,
             fetched_at=datetime.fromtimestamp(now, UTC),
         )
 
-    def _transport_error(
-        self, endpoint: str, exc: requests.exceptions.RequestException
-    ) -> ExchangeError | None:
-        if isinstance(
-            exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
-        ):
-            cls: type[ExchangeError] = MalformedResponseError
-            reason = "body truncated or undecodable"
-        elif isinstance(exc, requests.Timeout):
-            cls, reason = TransportError, "timed out"
-        elif isinstance(exc, requests.ConnectionError):
-            cls, reason = TransportError, "connection failed"
-        else:
-            return None
-        return _make_error(cls, self.exchange, endpoint, reason=f"{reason} ({type(exc).__name__})")
-
-    def _fail(self, endpoint: str, error: ExchangeError, redact: list[str], url: str) -> None:
+    def _fail(self, call: _Call, error: ExchangeError, redact: list[str]) -> None:
         error._redact(redact)
-        error.url = url
-        self.stats.record_error(endpoint, error)
+        error.url = call.url
+        self.stats.record_error(call.endpoint, error)
         level = logging.DEBUG if isinstance(error, RetryableError) else logging.INFO
         logger.log(level, "%s", error)
+
+
+def _decode(content: bytes) -> tuple[str, object]:
+    """The body as text, and its JSON (floats as Decimal) or `NOT_JSON`."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return content.decode("utf-8", errors="replace"), NOT_JSON
+    return text, _parse_json(text)
+
+
+def _transport_failure(
+    label: str, endpoint: str, exc: requests.exceptions.RequestException
+) -> ExchangeError | None:
+    """The error a transport exception stands for; None for one that is no transport failure."""
+    if isinstance(
+        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    ):
+        cls: type[ExchangeError] = MalformedResponseError
+        reason = "body truncated or undecodable"
+    elif isinstance(exc, requests.Timeout):
+        cls, reason = TransportError, "timed out"
+    elif isinstance(exc, requests.ConnectionError):
+        cls, reason = TransportError, "connection failed"
+    else:
+        return None
+    return _make_error(cls, label, endpoint, reason=f"{reason} ({type(exc).__name__})")

@@ -8,11 +8,13 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
-def _lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers as a plain dict with lower-case names."""
     return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
 
 
-def _number(value: object) -> float | None:
+def to_number(value: object) -> float | None:
+    """A header's number (surrounding blanks allowed), or None when it is absent or not one."""
     try:
         return float(str(value).strip())
     except (TypeError, ValueError):

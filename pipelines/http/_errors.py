@@ -61,19 +61,7 @@ class RetryableError(ExchangeError):
     """Worth trying again later; `retry_after` is the wait the exchange asked for, if any."""
 
     summary = "temporary failure"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        exchange: str,
-        endpoint: str,
-        code: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, exchange=exchange, endpoint=endpoint, code=code, status=status)
-        self.retry_after = retry_after
+    retry_after: float | None = None
 
 
 class RateLimitedError(RetryableError):
@@ -107,19 +95,7 @@ class ClockSkewError(AuthenticationError):
     header, to measure our clock's offset by; None when the response had none."""
 
     summary = "request outside the access window (clock skew)"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        exchange: str,
-        endpoint: str,
-        code: str | None = None,
-        status: int | None = None,
-        server_time: float | None = None,
-    ) -> None:
-        super().__init__(message, exchange=exchange, endpoint=endpoint, code=code, status=status)
-        self.server_time = server_time
+    server_time: float | None = None
 
 
 class PermissionDeniedError(FatalError):
@@ -156,22 +132,9 @@ def _make_error(
         if len(reason) > _MAX_REASON_CHARS:
             reason = reason[: _MAX_REASON_CHARS - 1] + "…"
         message += f": {reason}"
-    if issubclass(cls, RetryableError):
-        return cls(
-            message,
-            exchange=exchange,
-            endpoint=endpoint,
-            code=code,
-            status=status,
-            retry_after=retry_after,
-        )
-    if issubclass(cls, ClockSkewError):
-        return cls(
-            message,
-            exchange=exchange,
-            endpoint=endpoint,
-            code=code,
-            status=status,
-            server_time=server_time,
-        )
-    return cls(message, exchange=exchange, endpoint=endpoint, code=code, status=status)
+    error = cls(message, exchange=exchange, endpoint=endpoint, code=code, status=status)
+    if isinstance(error, RetryableError):
+        error.retry_after = retry_after
+    if isinstance(error, ClockSkewError):
+        error.server_time = server_time
+    return error

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from pipelines import progress
 
-from ._common import Clock, Sleep, _lower_headers, _number
+from ._common import Clock, Sleep, lower_headers, to_number
 
 
 @runtime_checkable
@@ -31,6 +31,30 @@ class Limiter(Protocol):
         ...
 
 
+Rule = tuple[int, float]
+"""(capacity, seconds): at most `capacity` requests in any `seconds` long sliding window."""
+
+
+def request_rules(
+    owner: str, requests_per_window: int, window_seconds: float, max_requests_per_second: float
+) -> tuple[Rule, Rule]:
+    """A request budget's two windows, checked: the long one, and the per-second cap spread
+    over max(1, 1/rate) seconds (so that a rate below 1/s still allows one request)."""
+    if requests_per_window < 1 or window_seconds <= 0 or max_requests_per_second <= 0:
+        raise ValueError(f"{owner} needs positive limits")
+    second = max(1.0, 1.0 / max_requests_per_second)
+    return (
+        (int(requests_per_window), float(window_seconds)),
+        (max(1, int(max_requests_per_second * second)), second),
+    )
+
+
+def check_weight(weight: int, capacity: int) -> None:
+    """Refuse a request that no window of `capacity` could ever hold."""
+    if weight < 1 or weight > capacity:
+        raise ValueError(f"request weight {weight} does not fit the budget")
+
+
 class RequestBudget(Limiter):
     """Bitstamp: at most N requests per sliding window and M per second, thread-safe.
 
@@ -47,11 +71,9 @@ class RequestBudget(Limiter):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
     ) -> None:
-        if requests_per_window < 1 or window_seconds <= 0 or max_requests_per_second <= 0:
-            raise ValueError("RequestBudget needs positive limits")
-        self._window = (int(requests_per_window), float(window_seconds))
-        second_window = max(1.0, 1.0 / max_requests_per_second)
-        self._second = (max(1, int(max_requests_per_second * second_window)), second_window)
+        self._window, self._second = request_rules(
+            "RequestBudget", requests_per_window, window_seconds, max_requests_per_second
+        )
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -83,8 +105,7 @@ class RequestBudget(Limiter):
                 self._used[index] -= sent.popleft()[1]
 
     def acquire(self, weight: int = 1) -> None:
-        if weight < 1 or weight > min(self._window[0], self._second[0]):
-            raise ValueError(f"request weight {weight} does not fit the budget")
+        check_weight(weight, min(self._window[0], self._second[0]))
         left = 0
         while True:
             with self._lock:
@@ -141,6 +162,15 @@ def report_request_wait(
         progress.waiting(
             progress.PACING, f"rate budget: {second[0]} requests per {second[1]:g} s", wait
         )
+
+
+WEIGHT_HEADERS = (
+    "bitvavo-ratelimit-remaining",
+    "bitvavo-ratelimit-resetat",
+    "bitvavo-ratelimit-limit",
+)
+"""What `WeightBudget` reads from every response: weight left, the window's reset (epoch ms),
+the window's limit (lower-case names; the only exchange-specific text in this package)."""
 
 
 class WeightBudget(Limiter):
@@ -229,8 +259,7 @@ class WeightBudget(Limiter):
         return 0.0, "", ""
 
     def acquire(self, weight: int = 1) -> None:
-        if weight < 1 or weight > self._limit:
-            raise ValueError(f"request weight {weight} does not fit the budget")
+        check_weight(weight, self._limit)
         while True:
             with self._lock:
                 now = self._clock()
@@ -250,10 +279,8 @@ class WeightBudget(Limiter):
             progress.headroom("weight", max(0, left), limit, reset_at=reset_at)
 
     def _observe(self, headers: Mapping[str, str], weight: int) -> None:
-        lower = _lower_headers(headers)
-        remaining = _number(lower.get("bitvavo-ratelimit-remaining"))
-        reset_ms = _number(lower.get("bitvavo-ratelimit-resetat"))
-        limit = _number(lower.get("bitvavo-ratelimit-limit"))
+        lower = lower_headers(headers)
+        remaining, reset_ms, limit = (to_number(lower.get(name)) for name in WEIGHT_HEADERS)
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - weight)

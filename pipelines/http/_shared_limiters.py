@@ -48,7 +48,14 @@ from typing import Any
 from pipelines import progress
 
 from ._common import Clock, Sleep
-from ._limiters import Limiter, WeightBudget, report_request_wait, report_requests_left
+from ._limiters import (
+    Limiter,
+    WeightBudget,
+    check_weight,
+    report_request_wait,
+    report_requests_left,
+    request_rules,
+)
 from ._statefile import StateFile
 
 SLOTS_PER_WINDOW = 60
@@ -89,12 +96,8 @@ class SharedRequestBudget(Limiter):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
     ) -> None:
-        if requests_per_window < 1 or window_seconds <= 0 or max_requests_per_second <= 0:
-            raise ValueError("SharedRequestBudget needs positive limits")
-        second = max(1.0, 1.0 / max_requests_per_second)
-        self._rules = (
-            (int(requests_per_window), float(window_seconds)),
-            (max(1, int(max_requests_per_second * second)), second),
+        self._rules = request_rules(
+            "SharedRequestBudget", requests_per_window, window_seconds, max_requests_per_second
         )
         self._file = StateFile(path, recover=self._assume_spent)
         self._clock = clock
@@ -112,8 +115,7 @@ class SharedRequestBudget(Limiter):
         return {"blocked_until": self._clock() + max(span for _, span in self._rules)}
 
     def acquire(self, weight: int = 1) -> None:
-        if weight < 1 or weight > min(capacity for capacity, _ in self._rules):
-            raise ValueError(f"request weight {weight} does not fit the budget")
+        check_weight(weight, min(capacity for capacity, _ in self._rules))
         left = 0
         while True:
             with self._file.edit() as state:
@@ -296,8 +298,7 @@ class SharedWeightBudget(WeightBudget):
             }
 
     def acquire(self, weight: int = 1) -> None:
-        if weight < 1 or weight > self._limit:
-            raise ValueError(f"request weight {weight} does not fit the budget")
+        check_weight(weight, self._limit)
         while True:
             with self._shared() as now:
                 wait, kind, reason = self._pace(now, weight)

@@ -1,4 +1,9 @@
-"""Per-endpoint counters for run summaries."""
+"""Request metering: what a client sent, per endpoint, and `Usage` deltas for one stream or probe.
+
+`HttpStats` is the one meter: the client records every attempt it sends (with its weight),
+every retry and every error. What a stream or a probe cost is `usage()` when it ends less
+`usage()` when it started: what the client sent in between.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ExchangeError
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Requests sent (every attempt, retries included), their weight, and the retries."""
+
+    requests: int = 0
+    weight: int = 0
+    retries: int = 0
+
+    def __sub__(self, earlier: Usage) -> Usage:
+        return Usage(
+            self.requests - earlier.requests,
+            self.weight - earlier.weight,
+            self.retries - earlier.retries,
+        )
 
 
 @dataclass(frozen=True)
@@ -60,21 +81,27 @@ class HttpStats:
                 for name, entry in self._counts.items()
             }
 
-    def _total(self, key: str) -> int:
+    def usage(self) -> Usage:
+        """The totals so far, read at one moment (subtract an earlier one for a delta)."""
         with self._lock:
-            return sum(entry[key] for entry in self._counts.values())
+            counts = self._counts.values()
+            return Usage(
+                requests=sum(entry["requests"] for entry in counts),
+                weight=sum(entry["weight"] for entry in counts),
+                retries=sum(entry["retries"] for entry in counts),
+            )
 
     @property
     def requests(self) -> int:
-        return self._total("requests")
+        return self.usage().requests
 
     @property
     def retries(self) -> int:
-        return self._total("retries")
+        return self.usage().retries
 
     @property
     def weight(self) -> int:
-        return self._total("weight")
+        return self.usage().weight
 
     @property
     def errors(self) -> dict[str, int]:

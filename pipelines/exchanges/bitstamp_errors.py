@@ -1,0 +1,70 @@
+"""Bitstamp's errors, classified from status AND body (EXCHANGES.md "Errors").
+
+Bodies come in four shapes, with HTTP 200 too: `{"status":"error","reason":…,"code":…}`,
+`{"status":"error","reason":{"__all__":[…]}}`, `{…,"response_code":"400.021"}` and
+`{"error":…}` (maintenance). `API0xxx` codes are about the key and the signature (`API0017`: the
+timestamp or nonce is outside the accepted window), `400.002` is the rate limit and
+`400.010`–`400.013` malformed offset/limit/sort/since_timestamp. Bitstamp sends no rate-limit
+headers: a rate limit waits for Retry-After (or a ban's expiry in the reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from pipelines.http import (
+    AuthenticationError,
+    ClockSkewError,
+    ErrorDocument,
+    ErrorRules,
+    ExchangeError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
+    class_for_status,
+    class_for_text,
+    flatten_reason,
+)
+
+EXCHANGE: Final = "bitstamp"
+
+
+def _code_class(code: str) -> type[ExchangeError] | None:
+    if code.upper() == "API0017":
+        return ClockSkewError  # X-Auth-Timestamp (or nonce) outside the accepted window
+    if code.upper().startswith("API"):
+        return PermissionDeniedError if code.upper() == "API0003" else AuthenticationError
+    if code == "400.002" or code.startswith("429"):
+        return RateLimitedError
+    if code.startswith("5"):
+        return ServerError
+    if code.startswith("401"):
+        return AuthenticationError
+    if code.startswith("403"):
+        return PermissionDeniedError
+    if code[:1] == "4":
+        return InvalidRequestError  # 400.010-400.013 offset/limit/sort/since_timestamp, …
+    return None
+
+
+def _read_error(status: int, data: object) -> ErrorDocument | None:
+    """The error a Bitstamp error document says (`{"status":"error",…}` or `{"error":…}`, with
+    any HTTP status, 200 too), or None when the body is none."""
+    if not (isinstance(data, Mapping) and (data.get("status") == "error" or data.get("error"))):
+        return None
+    raw_code = data.get("code") or data.get("response_code")
+    code = str(raw_code) if raw_code not in (None, "") else None
+    reason = flatten_reason(data.get("reason")) or flatten_reason(data.get("error"))
+    cls = _code_class(code) if code else None
+    if cls is None and (status == 429 or status >= 500):
+        cls = class_for_status(status)
+    cls = cls or class_for_text(reason) or class_for_status(status) or InvalidRequestError
+    return cls, code, reason
+
+
+classify_bitstamp: Final = ErrorRules(EXCHANGE, _read_error, plain_reason=flatten_reason)
+"""The error a Bitstamp response stands for, or None when it is a success (a `Classifier`:
+`classify_bitstamp(status, data, endpoint=…, headers=…, now=…)`, `data` the parsed JSON body or
+`NOT_JSON`)."""

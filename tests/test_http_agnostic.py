@@ -1,0 +1,98 @@
+"""`pipelines.http` knows no exchange: it imports nothing of `pipelines.exchanges`, and no code of
+it names an exchange (its docstrings and comments may)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import token
+import tokenize
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HTTP = REPO / "pipelines" / "http"
+NAMES = ("bitstamp", "bitvavo")
+
+STATEMENT_START = (token.NEWLINE, token.INDENT, token.DEDENT)
+FSTRING_MIDDLE = getattr(token, "FSTRING_MIDDLE", -1)  # f-strings are tokens of their own
+
+WEIGHT_HEADERS = {
+    "bitvavo-ratelimit-remaining",
+    "bitvavo-ratelimit-resetat",
+    "bitvavo-ratelimit-limit",
+}
+"""The one exception: the response headers `WeightBudget` paces by (`WEIGHT_HEADERS`), kept
+where they are so that `WeightBudget()` keeps its signature."""
+
+
+def _modules_after_import(module: str) -> list[str]:
+    script = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    return json.loads(done.stdout)
+
+
+def test_importing_pipelines_http_imports_no_exchange_module() -> None:
+    loaded = _modules_after_import("pipelines.http")
+    assert "pipelines.http._client" in loaded  # the import really happened
+    assert [name for name in loaded if name.startswith("pipelines.exchanges")] == []
+
+
+def test_the_check_sees_an_exchange_module_when_one_is_imported() -> None:
+    """The same check fails where it should: an adapter does pull `pipelines.exchanges` in."""
+    loaded = _modules_after_import("pipelines.exchanges.bitstamp_adapter")
+    assert "pipelines.exchanges.bitstamp_errors" in loaded
+
+
+def _code_strings(source: str) -> list[str]:
+    """The string literals of `source` that are code: not docstrings (a string that is a whole
+    statement); comments are no strings at all."""
+    found: list[str] = []
+    previous = token.NEWLINE
+    for item in tokenize.generate_tokens(io.StringIO(source).readline):
+        code = item.type == token.STRING and previous not in STATEMENT_START
+        if code or item.type == FSTRING_MIDDLE:
+            found.append(item.string)
+        if item.type not in (token.COMMENT, token.NL):
+            previous = item.type
+    return found
+
+
+def _named(literal: str) -> bool:
+    return any(name in literal.lower() for name in NAMES)
+
+
+def test_no_code_in_pipelines_http_names_an_exchange() -> None:
+    files = sorted(HTTP.glob("*.py"))
+    assert len(files) >= 8
+    named = {
+        f"{path.name}: {literal}"
+        for path in files
+        for literal in _code_strings(path.read_text())
+        if _named(literal) and literal.strip("\"'") not in WEIGHT_HEADERS
+    }
+    assert named == set()
+
+
+@pytest.mark.parametrize(
+    ("source", "hits"),
+    [
+        ('"""Bitstamp docs."""\nx = 1  # bitvavo\n', 0),
+        ('x = "bitvavo"\n', 1),
+        ('def f(e):\n    """Doc bitstamp."""\n    return e == "bitstamp"\n', 1),
+        ("f(\n    'BITSTAMP',\n)\n", 1),
+        ('path = f"{d}/bitvavo-{k}.json"\n', 1),
+    ],
+)
+def test_the_scan_finds_names_in_code_only(source: str, hits: int) -> None:
+    assert len([literal for literal in _code_strings(source) if _named(literal)]) == hits
