@@ -53,6 +53,7 @@ __all__ = [
     "OTHER_EVENTS",
     "PUBLIC_TRADES",
     "QUARANTINED_FILES",
+    "RECORDS",
     "TRANSFERS",
     "WITHDRAWAL_FEES",
     "RecordDataset",
@@ -153,31 +154,33 @@ def record_schema(record: type, *, with_fetched_at: bool = True) -> dict[str, pl
     return schema
 
 
-CANDLES = RecordDataset(defined.CANDLES, Candle)
-PUBLIC_TRADES = RecordDataset(defined.PUBLIC_TRADES, PublicTrade)
-FILLS = RecordDataset(defined.FILLS, Fill)
-TRANSFERS = RecordDataset(defined.TRANSFERS, Transfer)
-OTHER_EVENTS = RecordDataset(defined.OTHER_EVENTS, OtherEvent)
-BITSTAMP_LEDGER = RecordDataset(defined.BITSTAMP_LEDGER, LedgerEntry)
-BITVAVO_HISTORY = RecordDataset(defined.BITVAVO_HISTORY, BitvavoHistoryItem)
-BITVAVO_HISTORY_MATCHES = RecordDataset(defined.BITVAVO_HISTORY_MATCHES, HistoryMatch)
-BALANCE_SNAPSHOTS = RecordDataset(defined.BALANCE_SNAPSHOTS, BalanceSnapshot)
-FEE_SCHEDULES = RecordDataset(defined.FEE_SCHEDULES, FeeSchedule)
-WITHDRAWAL_FEES = RecordDataset(defined.WITHDRAWAL_FEES, WithdrawalFee)
+RECORDS: Mapping[str, type] = {
+    "candles": Candle,
+    "public_trades": PublicTrade,
+    "fills": Fill,
+    "transfers": Transfer,
+    "other_events": OtherEvent,
+    "bitstamp_ledger": LedgerEntry,
+    "bitvavo_history": BitvavoHistoryItem,
+    "bitvavo_history_matches": HistoryMatch,
+    "balance_snapshots": BalanceSnapshot,
+    "fee_schedules": FeeSchedule,
+    "withdrawal_fees": WithdrawalFee,
+}
+"""The record class that feeds each dataset of `pipelines.lake_datasets.ALL`."""
 
 ALL: Mapping[str, RecordDataset] = {
-    d.dataset.name: d
-    for d in (
-        CANDLES,
-        PUBLIC_TRADES,
-        FILLS,
-        TRANSFERS,
-        OTHER_EVENTS,
-        BITSTAMP_LEDGER,
-        BITVAVO_HISTORY,
-        BITVAVO_HISTORY_MATCHES,
-        BALANCE_SNAPSHOTS,
-        FEE_SCHEDULES,
-        WITHDRAWAL_FEES,
-    )
+    name: RecordDataset(dataset, RECORDS[name]) for name, dataset in defined.ALL.items()
 }
+
+CANDLES = ALL["candles"]
+PUBLIC_TRADES = ALL["public_trades"]
+FILLS = ALL["fills"]
+TRANSFERS = ALL["transfers"]
+OTHER_EVENTS = ALL["other_events"]
+BITSTAMP_LEDGER = ALL["bitstamp_ledger"]
+BITVAVO_HISTORY = ALL["bitvavo_history"]
+BITVAVO_HISTORY_MATCHES = ALL["bitvavo_history_matches"]
+BALANCE_SNAPSHOTS = ALL["balance_snapshots"]
+FEE_SCHEDULES = ALL["fee_schedules"]
+WITHDRAWAL_FEES = ALL["withdrawal_fees"]
