@@ -26,16 +26,16 @@ HEADERS = ("bitvavo-ratelimit-remaining", "bitvavo-ratelimit-resetat", "bitvavo-
 
 @pytest.fixture()
 def clock() -> FakeClock:
-    """The servers' clock, started at the wall clock's time (the clients sign with the real one,
-    which the servers check)."""
-    return FakeClock(time.time())
+    """The servers' clock. It starts at the wall clock's time: the clients sign with the real
+    one, which the servers check."""
+    return FakeClock()
 
 
 @pytest.fixture()
 def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
-    with start_sandbox(
-        now_ms=NOW_MS, rate_scale=SCALE, world=shared_world(), clock=clock
-    ) as running:
+    world = shared_world()  # built before the clock is set (once per session, and slow)
+    clock.set(time.time())
+    with start_sandbox(now_ms=NOW_MS, rate_scale=SCALE, world=world, clock=clock) as running:
         yield running
 
 
