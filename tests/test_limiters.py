@@ -115,8 +115,8 @@ def test_request_budget_real_threads() -> None:
     read = threading.local()  # each thread's last reading: the time its send was counted at
 
     def reading() -> float:
-        read.at = clock()
-        return float(read.at)
+        now = read.at = clock()
+        return now
 
     budget = RequestBudget(1000, 600.0, 20, clock=reading, sleep=clock.sleep)
     stamps: list[float] = []
