@@ -1,9 +1,11 @@
-"""The lake's datasets: which record lands where, under which key, and how records become frames.
+"""The lake's datasets as the ingestion side fills them: each dataset bound to its record class.
 
-Each dataset's columns are derived from its record class, so a field added to a record lands
-without touching this module: Decimal → DECIMAL(38,18), datetime → UTC timestamp, `extra` → the
-unknown fields as JSON text, `raw` → the row exactly as the exchange sent it, `movements` → a list
-of (asset, amount) structs. Every row also carries `fetched_at`, the time its response arrived.
+The definitions (name, columns, key, layout) live in `pipelines.lake_datasets`, which imports no
+exchange code so that the warehouse can read them; here each is bound to the record class that
+feeds it, and records become frames typed as the dataset declares. `record_schema` derives the
+columns a record class produces (Decimal → DECIMAL(38,18), datetime → UTC timestamp, `extra` →
+JSON text, `movements` → (asset, amount) structs, plus `fetched_at`): a test holds it equal to
+the written-out definitions.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
+from pipelines import lake_datasets as defined
 from pipelines.exchanges.bitvavo_match import HistoryMatch
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -34,10 +37,32 @@ from pipelines.exchanges.records import (
 )
 from pipelines.exchanges.values import encode_json
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
+from pipelines.lake_datasets import GAPS, MOVEMENTS, QUARANTINED_FILES
+
+__all__ = [
+    "ALL",
+    "BALANCE_SNAPSHOTS",
+    "BITSTAMP_LEDGER",
+    "BITVAVO_HISTORY",
+    "BITVAVO_HISTORY_MATCHES",
+    "CANDLES",
+    "FEE_SCHEDULES",
+    "FILLS",
+    "GAPS",
+    "MOVEMENTS",
+    "OTHER_EVENTS",
+    "PUBLIC_TRADES",
+    "QUARANTINED_FILES",
+    "RECORDS",
+    "TRANSFERS",
+    "WITHDRAWAL_FEES",
+    "RecordDataset",
+    "fits_money",
+    "record_schema",
+]
 
 _QUANTUM = Decimal(1).scaleb(-18)
 _MONEY_LIMIT = Decimal(10) ** 20
-MOVEMENTS = pl.List(pl.Struct({"asset": pl.String, "amount": MONEY}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +146,7 @@ def _dtype(hint: Any) -> pl.DataType:
 
 
 def record_schema(record: type, *, with_fetched_at: bool = True) -> dict[str, pl.DataType]:
+    """The columns `RecordDataset.frame` makes of `record`'s fields, in their order."""
     hints = typing.get_type_hints(record)
     schema = {f.name: _dtype(hints[f.name]) for f in dataclasses.fields(record)}
     if with_fetched_at and "fetched_at" not in schema:
@@ -128,162 +154,33 @@ def record_schema(record: type, *, with_fetched_at: bool = True) -> dict[str, pl
     return schema
 
 
-def _define(
-    name: str,
-    record: type,
-    key: Sequence[str],
-    partition_by: Sequence[str],
-    sort_by: Sequence[str] = (),
-) -> RecordDataset:
-    return RecordDataset(
-        Dataset(name, record_schema(record), tuple(key), tuple(partition_by), tuple(sort_by)),
-        record,
-    )
-
-
-CANDLES = _define(
-    "candles",
-    Candle,
-    key=("exchange", "market", "interval", "open_time"),
-    partition_by=("exchange", "market", "interval"),
-    sort_by=("open_time",),
-)
-PUBLIC_TRADES = _define(
-    "public_trades",
-    PublicTrade,
-    key=("exchange", "market", "trade_id"),
-    partition_by=("exchange", "market"),
-    sort_by=("traded_at", "trade_id"),
-)
-FILLS = _define(
-    "fills",
-    Fill,
-    key=("exchange", "account", "source", "market", "fill_id"),
-    partition_by=("exchange", "account"),
-    sort_by=("executed_at", "fill_id"),
-)
-TRANSFERS = _define(
-    "transfers",
-    Transfer,
-    key=("exchange", "account", "source", "transfer_id"),
-    partition_by=("exchange", "account"),
-    sort_by=("executed_at", "transfer_id"),
-)
-OTHER_EVENTS = _define(
-    "other_events",
-    OtherEvent,
-    key=("exchange", "account", "source", "event_id"),
-    partition_by=("exchange", "account"),
-    sort_by=("executed_at", "event_id"),
-)
-BITSTAMP_LEDGER = _define(
-    "bitstamp_ledger",
-    LedgerEntry,
-    key=("account", "entry_id"),
-    partition_by=("account",),
-    sort_by=("entry_id",),
-)
-BITVAVO_HISTORY = _define(
-    "bitvavo_history",
-    BitvavoHistoryItem,
-    key=("account", "transaction_id"),
-    partition_by=("account",),
-    sort_by=("executed_at", "transaction_id"),
-)
-BITVAVO_HISTORY_MATCHES = _define(
-    "bitvavo_history_matches",
-    HistoryMatch,
-    key=("account", "transaction_id", "fill_id"),
-    partition_by=("account",),
-    sort_by=("executed_at", "transaction_id", "fill_id"),
-)
-"""Derived: which `/account/history` buys/sells are which `/v2/trades` fills (`bitvavo_match`)."""
-BALANCE_SNAPSHOTS = _define(
-    "balance_snapshots",
-    BalanceSnapshot,
-    key=("exchange", "account", "asset", "taken_at"),
-    partition_by=("exchange", "account"),
-    sort_by=("taken_at", "asset"),
-)
-FEE_SCHEDULES = _define(
-    "fee_schedules",
-    FeeSchedule,
-    key=("exchange", "account", "market", "taken_at"),
-    partition_by=("exchange", "account"),
-    sort_by=("taken_at",),
-)
-WITHDRAWAL_FEES = _define(
-    "withdrawal_fees",
-    WithdrawalFee,
-    key=("exchange", "asset", "network", "taken_at"),
-    partition_by=("exchange",),
-    sort_by=("taken_at", "asset"),
-)
+RECORDS: Mapping[str, type] = {
+    "candles": Candle,
+    "public_trades": PublicTrade,
+    "fills": Fill,
+    "transfers": Transfer,
+    "other_events": OtherEvent,
+    "bitstamp_ledger": LedgerEntry,
+    "bitvavo_history": BitvavoHistoryItem,
+    "bitvavo_history_matches": HistoryMatch,
+    "balance_snapshots": BalanceSnapshot,
+    "fee_schedules": FeeSchedule,
+    "withdrawal_fees": WithdrawalFee,
+}
+"""The record class that feeds each dataset of `pipelines.lake_datasets.ALL`."""
 
 ALL: Mapping[str, RecordDataset] = {
-    d.dataset.name: d
-    for d in (
-        CANDLES,
-        PUBLIC_TRADES,
-        FILLS,
-        TRANSFERS,
-        OTHER_EVENTS,
-        BITSTAMP_LEDGER,
-        BITVAVO_HISTORY,
-        BITVAVO_HISTORY_MATCHES,
-        BALANCE_SNAPSHOTS,
-        FEE_SCHEDULES,
-        WITHDRAWAL_FEES,
-    )
+    name: RecordDataset(dataset, RECORDS[name]) for name, dataset in defined.ALL.items()
 }
 
-
-GAPS = Dataset(
-    "gaps",
-    {
-        "exchange": pl.String(),
-        "stream": pl.String(),
-        "market": pl.String(),
-        "gap_start": TIMESTAMP,
-        "gap_end": TIMESTAMP,
-        "reason": pl.String(),
-        "detected_at": TIMESTAMP,
-    },
-    key=("exchange", "stream", "market", "gap_start"),
-    partition_by=("exchange",),
-    sort_by=("stream", "market", "gap_start"),
-)
-"""Ranges a stream knows it can never fill (Bitstamp public trades older than the rolling
-window), with the reason. A window that failed is not a gap: it stays missing and is retried."""
-
-QUARANTINED_FILES = Dataset(
-    "quarantined_files",
-    {
-        "path": pl.String(),  # relative to the lake
-        "quarantined_at": TIMESTAMP,
-        "dataset": pl.String(),
-        "partition": pl.String(),  # e.g. "exchange=bitstamp/account=main"
-        "stem": pl.String(),
-        "exchange": pl.String(),
-        "market": pl.String(),
-        "interval": pl.String(),
-        "window_start": TIMESTAMP,  # the window its name tells
-        "window_end": TIMESTAMP,
-        "first_id": pl.Int64(),  # the id range its name tells
-        "last_id": pl.Int64(),
-        "rows": pl.Int64(),  # what it held when last verified (null: never verified)
-        "first_at": TIMESTAMP,
-        "last_at": TIMESTAMP,
-        "size": pl.Int64(),
-        "sha256": pl.String(),
-        "reason": pl.String(),
-        "refetchable": pl.Boolean(),
-        "refetch": pl.String(),  # what happens next
-        "held_at": pl.String(),  # relative to the data directory
-        "restored_at": TIMESTAMP,
-    },
-    key=("path", "quarantined_at"),
-    sort_by=("quarantined_at", "path"),
-)
-"""The index of the quarantine notes (one row per file quarantined; `pipelines.quarantine`
-writes it from the notes), read by the warehouse and by the streams for their holes."""
+CANDLES = ALL["candles"]
+PUBLIC_TRADES = ALL["public_trades"]
+FILLS = ALL["fills"]
+TRANSFERS = ALL["transfers"]
+OTHER_EVENTS = ALL["other_events"]
+BITSTAMP_LEDGER = ALL["bitstamp_ledger"]
+BITVAVO_HISTORY = ALL["bitvavo_history"]
+BITVAVO_HISTORY_MATCHES = ALL["bitvavo_history_matches"]
+BALANCE_SNAPSHOTS = ALL["balance_snapshots"]
+FEE_SCHEDULES = ALL["fee_schedules"]
+WITHDRAWAL_FEES = ALL["withdrawal_fees"]

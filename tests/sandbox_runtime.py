@@ -8,8 +8,10 @@ is a frozen world whose clock the test sets or moves.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from fakeclock import FakeClock
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -36,25 +38,22 @@ def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runt
 
 
 class ClockedWorld(World):
-    """A frozen world whose clock the test sets (`set`) or moves (`move`)."""
+    """A frozen world whose clock (a `FakeClock`, `clock`) the test sets (`set`) or moves
+    (`move`); a runtime may read the same clock (`clock=world.clock.utc`)."""
 
     def __init__(self, *, seed: int, days: int, now: datetime) -> None:
-        self.clock_ms = _ms(now)
-        super().__init__(seed=seed, days=days, now_ms=_ms(now))
+        self.clock = FakeClock(now)
+        super().__init__(seed=seed, days=days, now_ms=self.clock.ms())
 
     def now_ms(self) -> int:
-        return self.clock_ms
+        return self.clock.ms()
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock_ms / 1000, UTC)
+        return self.clock.utc()
 
     def set(self, moment: datetime) -> None:
-        self.clock_ms = _ms(moment)
+        self.clock.set(moment)
 
     def move(self, delta: timedelta) -> datetime:
-        self.clock_ms += int(delta.total_seconds() * 1000)
+        self.clock.advance(delta)
         return self.now()
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)

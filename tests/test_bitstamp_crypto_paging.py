@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 from pytest_httpserver import HTTPServer
+from sandbox_runtime import ClockedWorld
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
 
@@ -56,33 +57,25 @@ FAST_RETRY = RetryPolicy(
 )
 
 
-class MovableWorld(World):
-    """A world whose clock the test sets (the accounts are generated up to NOW)."""
-
-    clock_ms: int | None = None
-
-    def now_ms(self) -> int:
-        return self.clock_ms if self.clock_ms is not None else super().now_ms()
-
-
 @pytest.fixture(scope="module")
-def world() -> MovableWorld:
-    return MovableWorld(seed=SEED, days=DAYS, now_ms=NOW_MS)
+def world() -> ClockedWorld:
+    """A world whose clock the test sets (the accounts are generated up to NOW)."""
+    return ClockedWorld(seed=SEED, days=DAYS, now=NOW)
 
 
 @pytest.fixture(scope="module", params=READINGS)
-def sandbox(request: pytest.FixtureRequest, world: MovableWorld) -> Iterator[Sandbox]:
+def sandbox(request: pytest.FixtureRequest, world: ClockedWorld) -> Iterator[Sandbox]:
     variants = Variants(bitstamp_crypto_limit=request.param)
     with start_sandbox(seed=SEED, world=world, variants=variants, rate_scale=100.0) as running:
         yield running
 
 
 @pytest.fixture()
-def now(world: MovableWorld) -> Iterator[MovableWorld]:
+def now(world: ClockedWorld) -> Iterator[ClockedWorld]:
     """The world at NOW, put back after a test that moves its clock."""
-    world.clock_ms = None
+    world.set(NOW)
     yield world
-    world.clock_ms = None
+    world.set(NOW)
 
 
 def truth(world: World, until_ms: int = NOW_MS) -> dict[str, list[dict[str, Any]]]:
@@ -124,7 +117,7 @@ def client_for(sandbox: Sandbox) -> BitstampClient:
 # --- the sandbox plays each reading -----------------------------------------------------------
 
 
-def test_the_world_needs_several_small_pages(world: MovableWorld) -> None:
+def test_the_world_needs_several_small_pages(world: ClockedWorld) -> None:
     """A precondition of the tests below: small pages meet both lists on one page."""
     lists = truth(world)
     assert all(len(rows) >= 2 for rows in lists.values()), lists
@@ -140,7 +133,7 @@ def test_the_world_needs_several_small_pages(world: MovableWorld) -> None:
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 1000])
-def test_sandbox_pages_as_its_reading_says(sandbox: Sandbox, now: MovableWorld, limit: int) -> None:
+def test_sandbox_pages_as_its_reading_says(sandbox: Sandbox, now: ClockedWorld, limit: int) -> None:
     signed = SignedRequests(
         sandbox.bitstamp.base_url, sandbox.bitstamp.key, sandbox.bitstamp.secret
     )
@@ -171,7 +164,7 @@ def test_sandbox_pages_as_its_reading_says(sandbox: Sandbox, now: MovableWorld, 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 4, 5, 6, 1000])
 def test_walk_reads_every_row_once_under_both_readings(
-    sandbox: Sandbox, now: MovableWorld, limit: int
+    sandbox: Sandbox, now: ClockedWorld, limit: int
 ) -> None:
     lists = truth(now)
     total = sum(len(rows) for rows in lists.values())
@@ -193,18 +186,18 @@ def test_walk_reads_every_row_once_under_both_readings(
 
 
 def test_a_new_transaction_during_the_walk_is_not_read_twice(
-    sandbox: Sandbox, now: MovableWorld
+    sandbox: Sandbox, now: ClockedWorld
 ) -> None:
     """A row arriving between two pages shifts the newest-first lists: the next page repeats
     the previous page's last row, which the walk drops."""
     newest = max(int(r["datetime"]) for rows in truth(now).values() for r in rows)
     before = newest * 1000 - 1
-    now.clock_ms = before
+    now.clock.set(before / 1000)
     limit = 2
     with client_for(sandbox) as client:
         walk = client.all_crypto_transactions(limit=limit)
         first = next(walk)
-        now.clock_ms = NOW_MS  # the newest transaction appears
+        now.set(NOW)  # the newest transaction appears
         pages = [first, *walk]
     read = Counter(as_read(record) for page in pages for record in page.records)
     assert read == as_sent(truth(now, before))
@@ -245,7 +238,7 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
 
 
 def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
-    sandbox: Sandbox, now: MovableWorld, tmp_path: Path
+    sandbox: Sandbox, now: ClockedWorld, tmp_path: Path
 ) -> None:
     config = tmp_path / "tally.toml"
     config.write_text(sandbox_config(sandbox), encoding="utf-8")

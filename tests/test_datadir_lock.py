@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
 
 from pipelines.cli import build_parser, sandbox_config
@@ -128,13 +129,7 @@ def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path: Path) -> None
 
 
 def test_waiting_says_on_whom_once_and_gives_up_after_its_time(tmp_path: Path) -> None:
-    now = [100.0]
-    naps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        naps.append(seconds)
-        now[0] += seconds
-
+    clock = FakeClock()
     notices: list[str] = []
     with holder(tmp_path, "demo") as other, pytest.raises(DataDirLockedError) as raised:
         take(
@@ -142,8 +137,8 @@ def test_waiting_says_on_whom_once_and_gives_up_after_its_time(tmp_path: Path) -
             command="sync",
             wait=5,
             notice=notices.append,
-            clock=lambda: now[0],
-            sleep=sleep,
+            clock=clock.monotonic,
+            sleep=clock.sleep,
         )
     (notice,) = notices
     assert re.fullmatch(
@@ -156,7 +151,8 @@ def test_waiting_says_on_whom_once_and_gives_up_after_its_time(tmp_path: Path) -
         r"after waiting 5 s",
         raised.value.lines[0],
     )
-    assert sum(naps) == pytest.approx(5) and len(naps) > 1  # polled, not one long sleep
+    # polled, not one long sleep
+    assert sum(clock.sleeps) == pytest.approx(5) and len(clock.sleeps) > 1
 
 
 def test_waiting_takes_the_lock_once_the_holder_is_done(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fakeclock import FakeClock
 
 from pipelines.cli import main
 from pipelines.datadir_lock import (
@@ -126,20 +127,17 @@ def test_two_peeks_of_the_same_instant_do_not_refuse_each_other(tmp_path: Path) 
 
 def test_a_writer_refused_after_the_grace_never_names_a_dead_holder(tmp_path: Path) -> None:
     dead = stale_lock_file(tmp_path)
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
+    clock = FakeClock()
 
     # A live holder that has locked the file but not yet written its line over the dead one's.
     with flocked(tmp_path, fcntl.LOCK_EX):
         with pytest.raises(DataDirLockedError) as writer:
             data_dir_lock(
-                tmp_path, command="warehouse", clock=lambda: now[0], sleep=sleep
+                tmp_path, command="warehouse", clock=clock.monotonic, sleep=clock.sleep
             ).__enter__()
         with pytest.raises(DataDirLockedError) as peek:
             refuse_if_locked(tmp_path)
-    assert now[0] >= GRACE_SECONDS  # retried before refusing
+    assert sum(clock.sleeps) >= GRACE_SECONDS  # retried before refusing
     for refused in (writer.value, peek.value):
         (line,) = refused.lines
         assert f"pid {dead.pid}" not in line

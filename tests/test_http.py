@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from fakeclock import T0, FakeClock
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -49,23 +50,7 @@ from pipelines.http import (
     Usage,
 )
 
-T0 = 1_700_000_000.0
 FAST = RetryPolicy(max_attempts=5, max_total_seconds=60, base_seconds=0.01, min_seconds=0.01)
-
-
-class FakeClock:
-    """Epoch clock moved only by sleeping: waits are recorded, never actually waited."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class RecordingBudget(RequestBudget):

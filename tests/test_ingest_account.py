@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from sandbox_runtime import ClockedWorld
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -299,17 +300,8 @@ def test_second_run_adds_nothing_and_reads_the_ledger_once(
     assert results["trades bitvavo"].weight == 5 * len(traded) + 1
 
 
-class MovableWorld(World):
-    """A world whose clock the test sets (the accounts are generated up to NOW)."""
-
-    clock_ms: int | None = None
-
-    def now_ms(self) -> int:
-        return self.clock_ms if self.clock_ms is not None else super().now_ms()
-
-
 def test_settlement_txids_and_statuses_replace_rows(tmp_path: Path) -> None:
-    world = MovableWorld(seed=7, days=DAYS, now_ms=NOW_MS)
+    world = ClockedWorld(seed=7, days=DAYS, now=NOW)
     crypto_out = next(
         t for t in world.bitvavo.transfers if t.kind == "withdrawal" and t.crypto is not None
     )
@@ -317,12 +309,10 @@ def test_settlement_txids_and_statuses_replace_rows(tmp_path: Path) -> None:
     # approved); then half an hour later (all settled, all completed)
     clocks = [crypto_out.ts_ms + 5 * 60_000, NOW_MS, NOW_MS + 30 * 60_000]
     with start_sandbox(seed=21, world=world) as sandbox:
-        rt = make_runtime(
-            sandbox, tmp_path, clock=lambda: datetime.fromtimestamp(world.now_ms() / 1000, UTC)
-        )
+        rt = make_runtime(sandbox, tmp_path, clock=world.clock.utc)
         seen_unsettled = seen_pending = False
         for clock in clocks:
-            world.clock_ms = clock
+            world.clock.set(clock / 1000)
             sync_all(rt)
             book = table(rt, FILLS, **BV).filter(pl.col("source") == "trades")
             for market in world.bitvavo.markets_traded:

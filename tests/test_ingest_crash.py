@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
 
 from pipelines.cli import sandbox_config
@@ -159,7 +160,7 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
 def test_an_overlap_left_between_landing_and_unlinking_is_folded_in(tmp_path: Path) -> None:
     """The crash window no kill can hit reliably: the new chunk file landed, the file it
     replaced is still there. The next run, even with nothing new to fetch, removes it."""
-    now = [NOW - timedelta(hours=2)]
+    clock = FakeClock(NOW - timedelta(hours=2))
     world = World(seed=SEED, days=3, now_ms=int(NOW.timestamp() * 1000))
     span = Window(NOW - timedelta(days=2), NOW + timedelta(days=1))
     with start_sandbox(seed=SEED, world=world) as sandbox:
@@ -169,18 +170,18 @@ def test_an_overlap_left_between_landing_and_unlinking_is_folded_in(tmp_path: Pa
         rt = Runtime(
             settings,
             retry=FAST_RETRY,
-            clock=lambda: now[0],
+            clock=clock.utc,
             limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
         )
         for exchange, sync in (
             ("bitvavo", lambda: sync_candles(rt, "bitvavo", MARKET, "1m", span)),
             ("bitstamp", lambda: sync_public_trades(rt, "bitstamp", MARKET, since=None)),
         ):
-            now[0] = NOW - timedelta(hours=2)
+            clock.set(NOW - timedelta(hours=2))
             sync()
             older = max(p for p in parquet_files(rt.lake) if exchange in str(p))  # newest day
             kept = older.read_bytes()
-            now[0] = NOW
+            clock.set(NOW)
             sync()
             older.write_bytes(kept)  # as if the run died before unlinking it
             overlapping = pl.read_parquet(older).height

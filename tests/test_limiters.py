@@ -4,37 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from fakeclock import T0, FakeClock
 
 from pipelines.http import Limiter, RequestBudget, WeightBudget, shared_limiter
-
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """Epoch-seconds clock that only moves when something sleeps on it (or `advance`)."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[float], None] | None = None
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0, "a limiter must never sleep 0 or less (it would spin)"
-        assert len(self.sleeps) < 100_000, "limiter is spinning"
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def bitvavo_headers(remaining: int, reset_at: float, limit: int = 1000) -> dict[str, str]:
@@ -135,7 +109,16 @@ def test_request_budget_rejects_impossible_weight() -> None:
 
 
 def test_request_budget_real_threads() -> None:
-    budget = RequestBudget(1000, 600.0, 20)  # 20/s with real time and real sleeping
+    """Four threads share one budget of 20 per second: on the clock the budget reads, no second
+    holds more than 20 sends."""
+    clock = FakeClock()
+    read = threading.local()  # each thread's last reading: the time its send was counted at
+
+    def reading() -> float:
+        now = read.at = clock()
+        return now
+
+    budget = RequestBudget(1000, 600.0, 20, clock=reading, sleep=clock.sleep)
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -143,20 +126,19 @@ def test_request_budget_real_threads() -> None:
         for _ in range(8):
             budget.acquire()
             with lock:
-                stamps.append(time.monotonic())
+                stamps.append(read.at)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
-    start = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
     assert len(stamps) == 32
     stamps.sort()
-    # no 1-second span holds more than 20 sends (small slack for clock granularity)
+    # no 1-second span holds more than 20 sends
     for index, at in enumerate(stamps):
-        assert sum(1 for other in stamps[index:] if other < at + 0.99) <= 20
-    assert stamps[-1] - start >= 0.99  # 32 sends at 20/s cannot finish within a second
+        assert sum(1 for other in stamps[index:] if other < at + 1.0) <= 20
+    assert stamps[-1] - T0 >= 1.0  # 32 sends at 20/s cannot finish within a second
 
 
 # --------------------------------------------------------------------------------- WeightBudget
@@ -321,10 +303,12 @@ def test_weight_budget_real_threads_against_real_server() -> None:
     state = {"end": 0.0, "used": 0, "violations": 0, "served": 0, "low": limit}
     lock = threading.Lock()
 
+    clock = FakeClock(real_pause=0.001)  # the server's and the client's: waits take no time
+
     def handler(request: Request) -> Response:
         weight = int(request.args.get("w", "1"))
         with lock:
-            now = time.time()
+            now = clock()
             end = (math.floor(now / window) + 1) * window
             if end != state["end"]:
                 state["end"], state["used"] = end, 0
@@ -335,7 +319,7 @@ def test_weight_budget_real_threads_against_real_server() -> None:
                 state["used"] += weight
                 state["served"] += weight
                 status, body = 200, "[]"
-            remaining = limit - state["used"]
+            remaining = limit - int(state["used"])
             state["low"] = min(state["low"], remaining)
         return Response(
             body,
@@ -349,7 +333,12 @@ def test_weight_budget_real_threads_against_real_server() -> None:
     server.start()
     try:
         budget = WeightBudget(
-            window_seconds=window, reserve=10, margin_seconds=0.03, poll_seconds=0.005
+            window_seconds=window,
+            reserve=10,
+            margin_seconds=0.03,
+            poll_seconds=0.005,
+            clock=clock,
+            sleep=clock.sleep,
         )
         client = HttpClient(
             "bitvavo",
@@ -357,6 +346,8 @@ def test_weight_budget_real_threads_against_real_server() -> None:
             classify=classify_bitvavo,
             limiter=budget,
             retry=RetryPolicy(max_attempts=1),
+            clock=clock,
+            sleep=clock.sleep,
         )
         errors: list[BaseException] = []
 
@@ -375,7 +366,7 @@ def test_weight_budget_real_threads_against_real_server() -> None:
         client.close()
     finally:
         server.stop()
-    assert errors == []
+    assert errors == [], errors
     assert state["violations"] == 0
     assert state["served"] == 4 * 9 * 5
     assert client.stats.requests == 36

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fakeclock import T0, FakeClock
 from sandbox_runtime import sandbox_runtime
-from test_limiters import FakeClock, bitvavo_headers
+from test_limiters import bitvavo_headers
 
 from pipelines import progress
 from pipelines.exit_codes import ExitCode, OperatorError
@@ -53,7 +54,6 @@ from pipelines.progress.summary import summary_document
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 
-T0 = 1_700_000_000.0
 URL = "http://127.0.0.1:4321/v2/BTC-EUR/candles?interval=1h&limit=1440"
 
 
@@ -219,8 +219,8 @@ def started(at: float, stream: str, exchange: str = "bitvavo") -> StreamStarted:
 
 
 def test_the_board_follows_a_stream_through_waits_retries_and_its_end() -> None:
-    now = [T0]
-    board = Board(lambda: now[0])
+    clock = FakeClock(T0)
+    board = Board(clock)
     s = "candles bitvavo BTC-EUR 1h"
     board.handle(started(T0, s))
     board.handle(RequestSent(T0 + 1, s, "bitvavo", "candles", "GET", URL, 1, 1))
@@ -228,12 +228,12 @@ def test_the_board_follows_a_stream_through_waits_retries_and_its_end() -> None:
     board.handle(
         Retrying(T0 + 3, s, "bitvavo", "candles", "GET", URL, 2, 8, "ServerError", "boom", 4.0)
     )
-    now[0] = T0 + 4
+    clock.set(T0 + 4)
     (view,) = board.streams()
     assert (view.state, view.total_rows, view.requests, view.retries) == (RUNNING, 100, 1, 1)
-    wait = view.waiting(now[0])
+    wait = view.waiting(clock())
     assert wait is not None and (wait.kind, wait.until) == (BACKOFF, T0 + 7)
-    assert view.eta(now[0]) == pytest.approx(4 * 0.75 / 0.25)
+    assert view.eta(clock()) == pytest.approx(4 * 0.75 / 0.25)
     # a wait longer than any estimate is the least the run still takes
     assert board.summary().eta == pytest.approx(max(3.0, 12.0))
     board.handle(RequestSent(T0 + 7, s, "bitvavo", "candles", "GET", URL, 1, 2))
@@ -279,14 +279,14 @@ class Lines:
         return taken
 
 
-def plain(now: list[float]) -> tuple[PlainRenderer, Lines]:
+def plain(clock: FakeClock) -> tuple[PlainRenderer, Lines]:
     lines = Lines()
-    return PlainRenderer(lines, Board(lambda: now[0])), lines
+    return PlainRenderer(lines, Board(clock)), lines
 
 
 def test_plain_lines_tell_long_waits_once_with_reason_url_and_seconds() -> None:
-    now = [T0]
-    renderer, lines = plain(now)
+    clock = FakeClock(T0)
+    renderer, lines = plain(clock)
     renderer(started(T0, "trades bitvavo"))
     renderer(Waiting(T0 + 1, "trades bitvavo", PACING, "spreading the budget", 0.5, "bitvavo", URL))
     assert lines.take() == [], "a short wait is not worth a line"
@@ -305,8 +305,8 @@ def test_plain_lines_tell_long_waits_once_with_reason_url_and_seconds() -> None:
 
 
 def test_plain_retry_lines_are_throttled_and_count_those_not_shown() -> None:
-    now = [T0]
-    renderer, lines = plain(now)
+    clock = FakeClock(T0)
+    renderer, lines = plain(clock)
     renderer(started(T0, "s", "bitstamp"))
 
     def retry(at: float, wait: float, attempt: int = 2) -> None:
@@ -334,8 +334,8 @@ def test_plain_retry_lines_are_throttled_and_count_those_not_shown() -> None:
 
 
 def test_plain_lines_for_a_finished_and_a_failed_stream() -> None:
-    now = [T0]
-    renderer, lines = plain(now)
+    clock = FakeClock(T0)
+    renderer, lines = plain(clock)
     renderer(started(T0, "ledger bitstamp", "bitstamp"))
     renderer(
         StreamFinished(
@@ -359,12 +359,12 @@ def test_plain_lines_for_a_finished_and_a_failed_stream() -> None:
 
 
 def test_the_heartbeat_says_what_still_runs_at_most_every_ten_seconds() -> None:
-    now = [T0]
-    renderer, lines = plain(now)
-    now[0] = T0 + 9
+    clock = FakeClock(T0)
+    renderer, lines = plain(clock)
+    clock.set(T0 + 9)
     renderer.tick()
     assert lines.take() == []
-    now[0] = T0 + 10
+    clock.set(T0 + 10)
     renderer.tick()
     (starting,) = lines.take()
     assert "no stream has started yet" in starting
@@ -375,15 +375,15 @@ def test_the_heartbeat_says_what_still_runs_at_most_every_ten_seconds() -> None:
     renderer(
         Waiting(T0 + 12, "candles bitstamp BTC-EUR 1h", PACING, "budget", 1.5, "bitstamp", URL)
     )
-    now[0] = T0 + 12.5
+    clock.set(T0 + 12.5)
     renderer.tick()
     assert lines.take() == [], "the last line is only 2.5 s old"
-    now[0] = T0 + 20
+    clock.set(T0 + 20)
     renderer.tick()
     (beat,) = lines.take()
     assert beat.startswith("[00:20] running") and "candles bitstamp BTC-EUR 1h" in beat
     assert "1 request" in beat and f"GET {URL}" in beat  # the wait is over: where it is
-    now[0] = T0 + 25
+    clock.set(T0 + 25)
     renderer.tick()
     assert lines.take() == []
 

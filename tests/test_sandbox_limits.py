@@ -1,4 +1,5 @@
-"""Rate limits over HTTP, on budgets shrunk with rate_scale (no minute-long waits).
+"""Rate limits over HTTP, on budgets shrunk with rate_scale, on a fake clock the servers read
+(a window starts, a ban ends, when the test moves it).
 
 rate_scale=0.02: Bitvavo 20 weight per 1.2 s window (ban: end of window + 1.2 s; unauthenticated
 ban 18 s); Bitstamp 200 requests per 12 s and 8 per 20 ms.
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fakeclock import FakeClock
 from test_sandbox_helpers import NOW_MS, clients, loads, shared_world
 
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -23,20 +25,31 @@ HEADERS = ("bitvavo-ratelimit-remaining", "bitvavo-ratelimit-resetat", "bitvavo-
 
 
 @pytest.fixture()
-def sandbox() -> Iterator[Sandbox]:
-    with start_sandbox(now_ms=NOW_MS, rate_scale=SCALE, world=shared_world()) as running:
+def clock() -> FakeClock:
+    """The servers' clock. It starts at the wall clock's time: the clients sign with the real
+    one, which the servers check."""
+    return FakeClock()
+
+
+@pytest.fixture()
+def sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    world = shared_world()  # built before the clock is set (once per session, and slow)
+    clock.set(time.time())
+    with start_sandbox(now_ms=NOW_MS, rate_scale=SCALE, world=world, clock=clock) as running:
         yield running
 
 
-def wait_for_fresh_window() -> None:
-    """Sleep to just after a window boundary, so a short burst stays inside one window."""
-    now_ms = time.time() * 1000
-    time.sleep((WINDOW_MS - now_ms % WINDOW_MS) / 1000 + 0.01)
+def fresh_window(clock: FakeClock) -> None:
+    """Move to just after a window boundary, so that a burst stays inside one window."""
+    now_ms = clock() * 1000
+    clock.advance((WINDOW_MS - now_ms % WINDOW_MS) / 1000 + 0.01)
 
 
-def test_every_bitvavo_response_carries_the_headers_and_counts_down_by_weight(sandbox: Sandbox):
+def test_every_bitvavo_response_carries_the_headers_and_counts_down_by_weight(
+    sandbox: Sandbox, clock: FakeClock
+):
     _, bitvavo = clients(sandbox)
-    wait_for_fresh_window()
+    fresh_window(clock)
     seen = []
     for path, params, weight in (
         ("/time", {}, 1),
@@ -56,16 +69,16 @@ def test_every_bitvavo_response_carries_the_headers_and_counts_down_by_weight(sa
             )
         )
     (first_remaining, reset_at, first_weight) = seen[0]
-    assert reset_at % WINDOW_MS == 0 and reset_at > time.time() * 1000 - WINDOW_MS
-    if all(r == reset_at for _, r, _ in seen):  # all in one window (nearly always)
-        assert first_remaining == BUDGET - first_weight
-        for (before, _, _), (after, _, weight) in itertools.pairwise(seen):
-            assert before - after == weight
+    assert reset_at % WINDOW_MS == 0 and reset_at > clock() * 1000 - WINDOW_MS
+    assert all(r == reset_at for _, r, _ in seen)  # all in one window: the clock stood still
+    assert first_remaining == BUDGET - first_weight
+    for (before, _, _), (after, _, weight) in itertools.pairwise(seen):
+        assert before - after == weight
 
 
-def test_bitvavo_exceeding_gets_429_then_a_ban_with_its_expiry(sandbox: Sandbox):
+def test_bitvavo_exceeding_gets_429_then_a_ban_with_its_expiry(sandbox: Sandbox, clock: FakeClock):
     _, bitvavo = clients(sandbox)
-    wait_for_fresh_window()
+    fresh_window(clock)
     statuses = []
     response = None
     for _ in range(100):
@@ -84,20 +97,22 @@ def test_bitvavo_exceeding_gets_429_then_a_ban_with_its_expiry(sandbox: Sandbox)
     assert match, body["error"]
     expires = int(match.group(1))
     assert expires % WINDOW_MS == 0  # end of the window plus one more window
-    assert WINDOW_MS <= expires - time.time() * 1000 <= 2 * WINDOW_MS + 50
+    assert WINDOW_MS <= expires - clock() * 1000 <= 2 * WINDOW_MS + 50
     assert banned.headers["bitvavo-ratelimit-remaining"] == "0"
     assert int(banned.headers["bitvavo-ratelimit-resetat"]) == expires
     # an unauthenticated call is counted per IP, which has its own budget and is not banned
     assert bitvavo.public("/markets").status_code == 200
-    time.sleep(max(0.0, expires / 1000 - time.time()) + 0.05)
+    clock.set(expires / 1000 - 0.001)
+    assert bitvavo.get("/time").status_code == 403  # not yet
+    clock.set(expires / 1000 + 0.05)
     assert bitvavo.get("/time").status_code == 200  # the ban is over
     stats = loads(bitvavo.session.get(sandbox.bitvavo.stats_url).text)
     assert stats["rate_limited"] == 1 and stats["bans"] == 1 and stats["banned_requests"] >= 1
 
 
-def test_bitvavo_unauthenticated_ban_is_per_ip_and_long(sandbox: Sandbox):
+def test_bitvavo_unauthenticated_ban_is_per_ip_and_long(sandbox: Sandbox, clock: FakeClock):
     _, bitvavo = clients(sandbox)
-    wait_for_fresh_window()
+    fresh_window(clock)
     codes = []
     for _ in range(100):
         response = bitvavo.public("/BTC-EUR/trades", {"limit": 1})
@@ -108,7 +123,7 @@ def test_bitvavo_unauthenticated_ban_is_per_ip_and_long(sandbox: Sandbox):
     banned = bitvavo.public("/markets")
     assert banned.status_code == 403
     expires = int(re.search(r"expires at (\d+)", loads(banned.text)["error"]).group(1))
-    assert 900 * SCALE * 1000 - 500 <= expires - time.time() * 1000 <= 900 * SCALE * 1000
+    assert 900 * SCALE * 1000 - 500 <= expires - clock() * 1000 <= 900 * SCALE * 1000
     assert bitvavo.get("/time").status_code == 200  # the key's own budget is untouched
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 import requests
+from fakeclock import T0, FakeClock
 from forked import ends_with_exit
-from test_limiters import FakeClock
 
 from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
@@ -44,7 +44,6 @@ from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 
-T0 = 1_700_000_000.0
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("shared_budget_worker.py")
 

@@ -5,7 +5,6 @@ Bitstamp ledger replays to zero, and the catalog opens in the `duckdb` shell."""
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import json
@@ -47,7 +46,6 @@ SEED = 7
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
 )
-WAREHOUSE = Path(__file__).resolve().parents[1] / "warehouse"
 DUCKDB_SHELL = Path(sys.executable).parent / "duckdb"
 
 
@@ -433,18 +431,6 @@ def test_build_replaces_the_catalog_whole(synced: Settings) -> None:
     leftovers = [p.name for p in synced.data_dir.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
     assert all(v["status"] == "ok" for v in verdicts(synced).values())
-
-
-def test_warehouse_imports_nothing_from_the_exchange_clients() -> None:
-    for path in WAREHOUSE.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            assert not any(n.startswith("pipelines.exchanges") for n in names), path.name
 
 
 # --- the command line ----------------------------------------------------------------------------

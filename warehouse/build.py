@@ -15,13 +15,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from pipelines.atomic import fsync_dir, temp_path
-from pipelines.config import Settings
 from pipelines.lake import Lake
 from warehouse.sources import ViewFile, render, view_files
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
 
 
 class WarehouseBuildError(Exception):

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.datasets import ALL, GAPS, MOVEMENTS, QUARANTINED_FILES
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake
+from pipelines.lake_datasets import ALL, GAPS, MOVEMENTS, QUARANTINED_FILES
 
 DATASETS: Mapping[str, Dataset] = {
-    **{name: source.dataset for name, source in ALL.items()},
+    **ALL,
     GAPS.name: GAPS,
     QUARANTINED_FILES.name: QUARANTINED_FILES,
 }

@@ -266,6 +266,7 @@ def start_sandbox(
     bitstamp_clock_offset_s: float = 0.0,
     bitvavo_clock_offset_s: float = 0.0,
     missing_permissions: Mapping[str, Collection[str]] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Sandbox:
     """Build the world of `seed` and serve both exchanges on free loopback ports.
 
@@ -281,7 +282,8 @@ def start_sandbox(
     `bitvavo_clock_offset_s` likewise for Bitvavo (its access-window check, `GET /v2/time`,
     rate windows and `Date` header). `missing_permissions` takes read permissions away from
     the sandbox's keys, e.g. `{"bitstamp": {"crypto-transactions"}, "bitvavo": {"view"}}`
-    (see `permissions.py`).
+    (see `permissions.py`). `clock` is the wall clock the servers' clocks follow (a test's
+    fake one).
     """
     variants = variants or Variants()
     # validate the options before building the world
@@ -306,7 +308,7 @@ def start_sandbox(
                 quirks=quirks,
                 seed=seed,
                 variants=variants,
-                clock=_offset_clock(bitstamp_clock_offset_s),
+                clock=_offset_clock(clock, bitstamp_clock_offset_s),
                 missing_permissions=lacking["bitstamp"],
             ),
             bitstamp_port,
@@ -319,7 +321,7 @@ def start_sandbox(
                 faults=fault_config,
                 quirks=quirks,
                 variants=variants,
-                clock=_offset_clock(bitvavo_clock_offset_s),
+                clock=_offset_clock(clock, bitvavo_clock_offset_s),
                 missing_permissions=lacking["bitvavo"],
             ),
             bitvavo_port,
@@ -345,7 +347,7 @@ def start_sandbox(
     )
 
 
-def _offset_clock(offset_s: float) -> Callable[[], float]:
+def _offset_clock(clock: Callable[[], float], offset_s: float) -> Callable[[], float]:
     if not offset_s:
-        return time.time
-    return lambda: time.time() + offset_s
+        return clock
+    return lambda: clock() + offset_s
