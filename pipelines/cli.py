@@ -607,8 +607,11 @@ def _parse_now(text: str) -> int:
 
 
 def _run_sandbox(args: argparse.Namespace) -> int:
+    from pipelines.atomic import write_text
+    from pipelines.config_file import write_config
     from pipelines.sandbox.server import start_sandbox
     from pipelines.sandbox.variants import parse_variants
+    from pipelines.sandbox_config import SANDBOX_COMMENT, sandbox_document
 
     stop = threading.Event()
     try:
@@ -633,9 +636,9 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         info = sandbox.info()
         text = json.dumps(info)
         if args.write_config is not None:
-            _write_text(args.write_config, sandbox_config(sandbox))
+            write_config(args.write_config, sandbox_document(sandbox), comment=SANDBOX_COMMENT)
         if args.info is not None:
-            _write_text(args.info, text + "\n")
+            write_text(args.info, text + "\n")
         print(text, flush=True)
         while not stop.wait(0.5):
             pass
@@ -644,48 +647,6 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         sandbox.stop()
     print("sandbox stopped", file=sys.stderr, flush=True)
     return 0
-
-
-def sandbox_config(sandbox: Any) -> str:
-    """A tally.toml pointing at a running sandbox: its URLs, keys, markets and pacing."""
-    limits = sandbox.rate_limits
-    scaled = (limits.bitstamp_budget, limits.bitstamp_window_ms) != (10_000, 600_000)
-    lines = [
-        "# Written by `tally sandbox`: points tally at the loopback emulators.",
-        'data_dir = "data"',
-    ]
-    if sandbox.world.frozen:
-        frozen = datetime.fromtimestamp(sandbox.world.now_ms() / 1000, UTC)
-        lines.append(f'now = "{frozen.isoformat().replace("+00:00", "Z")}"  # the world\'s clock')
-    lines.append("")
-    for name, endpoint in (("bitstamp", sandbox.bitstamp), ("bitvavo", sandbox.bitvavo)):
-        markets = sorted(
-            f"{market.base}-{market.quote}"
-            for (exchange, _), market in sandbox.world.markets.items()
-            if exchange == name
-        )
-        lines += [
-            f"[{name}]",
-            f"base_url = {json.dumps(endpoint.base_url)}",
-            f"api_key = {json.dumps(endpoint.key)}",
-            f"api_secret = {json.dumps(endpoint.secret)}",
-            f"markets = {json.dumps(markets)}",
-        ]
-        if name == "bitstamp" and scaled:
-            # stay under the scaled server budget the way the default (8,000 of 10,000) stays
-            # under the real one
-            lines += [
-                f"requests_per_window = {max(1, limits.bitstamp_budget * 4 // 5)}",
-                f"window_seconds = {limits.bitstamp_window_ms / 1000!r}",
-            ]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    from pipelines.atomic import write_text
-
-    write_text(path, text)
 
 
 _Handler = Any  # signal handler as returned by signal.getsignal
@@ -698,7 +659,7 @@ def _on_signals(stop: threading.Event) -> dict[int, _Handler]:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {}
+    previous: dict[int, _Handler] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.getsignal(signum)
         signal.signal(signum, handler)

@@ -4,7 +4,6 @@ code says whether every reported balance reconciles and every export could be wr
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,10 +22,11 @@ DEMO_SEED = 1
 
 def run_demo(data_dir: Path) -> int:
     from pipelines.checks.failures import base_urls
-    from pipelines.cli import sandbox_config
     from pipelines.config import load_settings
+    from pipelines.config_file import write_config
     from pipelines.flows.prefect_server import prefect_server
     from pipelines.sandbox.server import start_sandbox
+    from pipelines.sandbox_config import SANDBOX_COMMENT, sandbox_document
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -38,9 +38,10 @@ def run_demo(data_dir: Path) -> int:
         seed=DEMO_SEED, days=DEMO_DAYS, now_ms=int(DEMO_NOW.timestamp() * 1000)
     ) as sandbox:
         config = data_dir / "sandbox.toml"
+        document = sandbox_document(sandbox)
         # The config sits in the data directory, so its data_dir is that directory itself.
-        text = re.sub(r'^data_dir = ".*"$', 'data_dir = "."', sandbox_config(sandbox), flags=re.M)
-        config.write_text(text)
+        document["data_dir"] = "."
+        write_config(config, document, comment=SANDBOX_COMMENT)
         settings = load_settings(config)
         with prefect_server(settings.data_dir):
             from pipelines.flows.sync import summary_table, sync_flow

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from fakeclock import FakeClock
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
@@ -28,7 +29,7 @@ FAST_RETRY = RetryPolicy(
 def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runtime:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     return Runtime(
         load_settings(config),
         retry=FAST_RETRY,

@@ -46,8 +46,8 @@ from pipelines.checks.behaviours.bitstamp import market_kind
 from pipelines.checks.behaviours.bitvavo_errors import reason, wordings
 from pipelines.checks.behaviours.bitvavo_history import amounts_evidence, ids_evidence
 from pipelines.checks.behaviours.rows import decide
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.exchanges.bitstamp_parse import parse_markets
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_match import match_history
@@ -62,6 +62,7 @@ from pipelines.http import RequestBudget, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import CHOICES, MINUTES, Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)
 SEED = 29
@@ -345,12 +346,11 @@ def test_an_account_with_nothing_to_settle_skips_and_says_why(tmp_path: Path) ->
 
 def test_without_keys_the_account_probes_skip_and_ask_nothing(world: World, tmp_path: Path) -> None:
     with start_sandbox(seed=SEED, world=world) as sandbox:
-        text = sandbox_config(sandbox)
+        document = sandbox_document(sandbox)
+        for section in ("bitstamp", "bitvavo"):
+            del document[section]["api_key"], document[section]["api_secret"]
         config = tmp_path / "tally.toml"
-        config.write_text(
-            "\n".join(line for line in text.splitlines() if not line.startswith("api_")),
-            encoding="utf-8",
-        )
+        write_config(config, document)
         rt = runtime(config)
         before = served(sandbox)
         try:
@@ -387,10 +387,11 @@ def test_a_wrong_secret_fails_that_exchanges_account_probes_only(
 ) -> None:
     with start_sandbox(seed=SEED, world=world) as sandbox:
         secret = sandbox.bitvavo.secret
-        text = sandbox_config(sandbox).replace(secret, secret[::-1])
-        assert text != sandbox_config(sandbox)
+        document = sandbox_document(sandbox)
+        document["bitvavo"]["api_secret"] = secret[::-1]
+        assert document != sandbox_document(sandbox)
         config = tmp_path / "tally.toml"
-        config.write_text(text, encoding="utf-8")
+        write_config(config, document)
         rt = runtime(config)
         try:
             rows = {

@@ -27,8 +27,8 @@ from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
 from werkzeug import Request, Response
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
@@ -46,6 +46,7 @@ from pipelines.sandbox.auth import BitstampVerifier, KeyPair
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.wire import dumps
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -321,7 +322,7 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
         seed=5, world=world, rate_scale=100.0, bitstamp_clock_offset_s=SKEW_S
     ) as skewed:
         config = tmp_path / "tally.toml"
-        config.write_text(sandbox_config(skewed), encoding="utf-8")
+        write_config(config, sandbox_document(skewed))
         rt = Runtime(
             load_settings(config),
             retry=FAST_RETRY,

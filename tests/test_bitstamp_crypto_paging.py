@@ -24,8 +24,8 @@ from sandbox_runtime import ClockedWorld
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
 from pipelines.exchanges.bitstamp import BitstampClient
@@ -42,6 +42,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -241,7 +242,7 @@ def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
     sandbox: Sandbox, now: ClockedWorld, tmp_path: Path
 ) -> None:
     config = tmp_path / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     rt = Runtime(
         settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitstamp": RequestBudget()}

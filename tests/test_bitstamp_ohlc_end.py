@@ -22,6 +22,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipelines.config import load_settings
+from pipelines.config_file import config_document, write_config
 from pipelines.datasets import CANDLES, GAPS
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.flows.candles import sync_candles
@@ -78,12 +79,12 @@ def ohlc_server(httpserver: HTTPServer, first_open: int, anchor: Anchor) -> None
 
 def runtime(httpserver: HTTPServer, data_dir: Path) -> Runtime:
     config = data_dir / "tally.toml"
-    loopback = json.dumps(httpserver.url_for("/").rstrip("/"))
-    config.write_text(
-        f'[bitstamp]\nbase_url = {loopback}\nmarkets = ["BTC-EUR"]\n\n'
-        f"[bitvavo]\nbase_url = {loopback}\nmarkets = []\n",
-        encoding="utf-8",
+    loopback = httpserver.url_for("/").rstrip("/")
+    document = config_document(
+        bitstamp={"base_url": loopback, "markets": ["BTC-EUR"]},
+        bitvavo={"base_url": loopback, "markets": []},
     )
+    write_config(config, document)
     settings = load_settings(config, environ={}, data_dir=data_dir / "data")
     limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
     return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters)

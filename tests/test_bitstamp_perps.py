@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import FEE_SCHEDULES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges.bitstamp import pair_symbol
@@ -27,6 +27,7 @@ from pipelines.http import RequestBudget, RetryPolicy
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 12, tzinfo=UTC)
 TAKEN_AT = datetime(2024, 4, 1, tzinfo=UTC)
@@ -46,7 +47,7 @@ def sandbox(world: World) -> Iterator[Sandbox]:
 
 def runtime(sandbox: Sandbox, directory: Path) -> Runtime:
     config = directory / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     return Runtime(
         load_settings(config),
         retry=FAST_RETRY,

@@ -23,8 +23,8 @@ import polars as pl
 import pytest
 import requests
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
@@ -45,6 +45,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 SEED = 13
 DAYS = 14
@@ -163,7 +164,7 @@ def test_span_limited_sync_lands_every_fill_in_a_bounded_number_of_requests(
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_span="24h"))
     config = tmp_path / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     rt = Runtime(
         settings,
@@ -225,7 +226,7 @@ def test_public_trades_flow_lands_the_tape_once(
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_end=end))
     config = tmp_path / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     rt = Runtime(
         settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}

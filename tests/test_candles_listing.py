@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 import requests
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
@@ -30,6 +30,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -76,7 +77,7 @@ def spans(world: World) -> dict[str, Window]:
 def runtime(sandbox: Sandbox, data_dir: Path) -> Runtime:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
     limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
     return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters)

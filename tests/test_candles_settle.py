@@ -21,8 +21,8 @@ import requests
 from polars.testing import assert_frame_equal
 from sandbox_runtime import FAST_RETRY, ClockedWorld
 
-from pipelines.cli import sandbox_config
 from pipelines.config import ConfigError, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.records import Candle
 from pipelines.flows.candles import sync_candles
@@ -34,6 +34,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 SEED = 23
 MARKET = "BTC-EUR"
@@ -53,7 +54,7 @@ def ms(moment: datetime) -> int:
 def runtime(sandbox: Sandbox, data_dir: Path, world: ClockedWorld) -> Runtime:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
     limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
     return Runtime(settings, retry=FAST_RETRY, clock=world.now, limiters=limiters)
@@ -355,7 +356,7 @@ def test_the_reread_window_is_configured_in_minutes(tmp_path: Path) -> None:
     assert load_settings(config, environ={}).candles_reread_minutes == 180
     config.write_text("candles_reread_minutes = 45\n", encoding="utf-8")
     assert load_settings(config, environ={}).candles_reread_minutes == 45
-    for bad in ("-1", '"3h"', "1.5", "true"):
-        config.write_text(f"candles_reread_minutes = {bad}\n", encoding="utf-8")
+    for bad in (-1, "3h", 1.5, True):
+        write_config(config, {"candles_reread_minutes": bad})
         with pytest.raises(ConfigError, match="candles_reread_minutes"):
             load_settings(config, environ={})

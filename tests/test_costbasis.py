@@ -15,8 +15,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.candles import sync_candles
@@ -25,6 +25,7 @@ from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import (
@@ -721,7 +722,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     world = World(seed=11, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
     with start_sandbox(seed=11, world=world) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings,

@@ -26,7 +26,8 @@ import pytest
 from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
 
-from pipelines.cli import build_parser, sandbox_config
+from pipelines import config_file
+from pipelines.cli import build_parser
 from pipelines.config import Settings
 from pipelines.datadir_lock import DataDirLockedError, data_dir_lock, lock_path, read_holder
 from pipelines.datasets import ALL
@@ -34,6 +35,7 @@ from pipelines.exit_codes import ExitCode
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -52,7 +54,7 @@ with data_dir_lock(Path(sys.argv[1]), command=sys.argv[2]):
     print("held", flush=True)
     sys.stdin.readline()
 """
-MARKETS = 'markets = ["BTC-EUR"]\nintervals = ["1d"]'
+MARKETS = {"markets": ["BTC-EUR"], "intervals": ["1d"]}
 SINCE = r"since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 
 
@@ -345,11 +347,11 @@ def sandbox() -> Iterator[Sandbox]:
 
 def write_config(sandbox: Sandbox, path: Path, data_dir: str) -> Path:
     """The sandbox's config with `data_dir`, one market per exchange and daily candles."""
-    text = sandbox_config(sandbox).replace('data_dir = "data"', f'data_dir = "{data_dir}"')
-    text, markets = re.subn(r"(?m)^markets = .*$", MARKETS, text)
-    assert markets == 2 and f'data_dir = "{data_dir}"' in text
-    path.write_text(text, encoding="utf-8")
-    return path
+    document = sandbox_document(sandbox)
+    document["data_dir"] = data_dir
+    for section in ("bitstamp", "bitvavo"):
+        document[section].update(MARKETS)
+    return config_file.write_config(path, document)
 
 
 def start_tally(*args: str, cwd: Path) -> subprocess.Popen[str]:

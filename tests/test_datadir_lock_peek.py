@@ -20,6 +20,7 @@ import pytest
 from fakeclock import FakeClock
 
 from pipelines.cli import main
+from pipelines.config_file import write_config
 from pipelines.datadir_lock import (
     GRACE_SECONDS,
     DataDirLockedError,
@@ -161,7 +162,7 @@ def test_an_unwritable_data_directory_is_one_line_naming_it_and_the_os_error(
     with pytest.raises(DataDirUnwritableError):
         refuse_if_locked(data_dir)
 
-    (tmp_path / "tally.toml").write_text(f'data_dir = "{data_dir}"\n')
+    write_config(tmp_path / "tally.toml", {"data_dir": str(data_dir)})
     code = main(["warehouse", "--config", str(tmp_path / "tally.toml")])
     err = capsys.readouterr().err
     assert code == 2

@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
@@ -28,6 +28,7 @@ from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 12, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -76,7 +77,7 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
     assert "NEO-EUR" not in listed and "PHA-EUR" not in listed
     assert not [f for f in world.bitvavo.fills if f.market == "NEO-EUR"], "NEO-EUR is history-only"
     config = tmp_path / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     rt = Runtime(
         load_settings(config),
         retry=FAST_RETRY,

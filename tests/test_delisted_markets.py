@@ -14,14 +14,15 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import FILLS, GAPS
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -51,7 +52,7 @@ def synced(
     """The Bitvavo account synced twice (the second run finds the refusal again)."""
     directory = tmp_path_factory.mktemp("delisted")
     config = directory / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     rt = Runtime(
         load_settings(config),
         retry=FAST_RETRY,

@@ -24,11 +24,12 @@ from cli_runner import tally
 
 from pipelines.checks.behaviours import PROBES
 from pipelines.checks.doctor import DoctorContext, run_doctor
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.exit_codes import ExitCode
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
@@ -98,11 +99,10 @@ def sandbox() -> Iterator[Sandbox]:
 
 def proxied_config(sandbox: Sandbox, proxy: HangingProxy, directory: Path) -> Path:
     upstream = sandbox.bitvavo.base_url
-    text = sandbox_config(sandbox)
-    assert f'base_url = "{upstream}"' in text
-    config = directory / "tally.toml"
-    config.write_text(text.replace(upstream, proxy.base_url), encoding="utf-8")
-    return config
+    document = sandbox_document(sandbox)
+    assert document["bitvavo"]["base_url"] == upstream
+    document["bitvavo"]["base_url"] = proxy.base_url
+    return write_config(directory / "tally.toml", document)
 
 
 def origin(base_url: str) -> str:

@@ -19,12 +19,13 @@ import polars as pl
 import pytest
 from cli_runner import tally as run_tally
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import GAPS
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
@@ -57,7 +58,7 @@ def land_gaps(lake: Lake, stem: str) -> Path:
 def test_a_warehouse_older_than_the_lake_fails_with_exit_1_until_rebuilt(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    (tmp_path / "tally.toml").write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(tmp_path / "tally.toml", sandbox_document(sandbox))
     settings = load_settings(tmp_path / "tally.toml")
     lake = Lake(settings.lake_dir)
     land_gaps(lake, "first")

@@ -36,8 +36,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from pipelines.cli import main, sandbox_config
+from pipelines.cli import main
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER
 from pipelines.demo import DEMO_DAYS, DEMO_NOW, DEMO_SEED, export_year
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
@@ -48,6 +49,7 @@ from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import compute, events_from_warehouse, holdings
@@ -181,7 +183,7 @@ def lakes(world: World, tmp_path_factory: pytest.TempPathFactory) -> Lakes:
     directory = tmp_path_factory.mktemp("priced")
     with start_sandbox(seed=DEMO_SEED, world=world) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings,
@@ -206,7 +208,7 @@ def lakes(world: World, tmp_path_factory: pytest.TempPathFactory) -> Lakes:
     build(settings)
     build(raw)
     for each in (settings, raw):
-        (each.data_dir / "export.toml").write_text(f'data_dir = "{each.data_dir}"\n')
+        write_config(each.data_dir / "export.toml", {"data_dir": str(each.data_dir)})
     return Lakes(raw=raw, priced=settings)
 
 

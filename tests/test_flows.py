@@ -12,13 +12,15 @@ import pytest
 import yaml
 from test_markets_check import requests_by_endpoint, write_config
 
-from pipelines.cli import main, sandbox_config
+from pipelines import config_file
+from pipelines.cli import main
 from pipelines.config import load_settings
 from pipelines.datasets import CANDLES, FILLS, PUBLIC_TRADES
 from pipelines.flows.markets import UnknownMarketError
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -67,13 +69,11 @@ def test_sync_flow_lands_both_exchanges_and_is_idempotent(
     from pipelines.flows.sync import sync_flow
 
     config = tmp_path / "tally.toml"
-    text = sandbox_config(sandbox).replace('data_dir = "data"', 'data_dir = "lakehouse"')
+    document = sandbox_document(sandbox)
+    document["data_dir"] = "lakehouse"
     # Two Bitstamp markets are enough here; the sandbox config lists all of them.
-    narrowed, replaced = re.subn(
-        r"(\[bitstamp\][^\[]*?)markets = \[[^\]]*\]", r'\1markets = ["BTC-EUR", "EUR-USD"]', text
-    )
-    assert replaced == 1
-    config.write_text(narrowed)
+    document["bitstamp"]["markets"] = ["BTC-EUR", "EUR-USD"]
+    config_file.write_config(config, document)
     first = sync_flow(str(config))
     lake = Lake(load_settings(config).lake_dir)
     counts = {

@@ -24,8 +24,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
@@ -36,6 +36,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -77,7 +78,7 @@ def synced(
     variants = Variants(bitvavo_history_amounts=amounts, bitvavo_history_ids=ids)
     with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}

@@ -17,8 +17,8 @@ import pytest
 import requests
 from sandbox_runtime import ClockedWorld
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import (
     BALANCE_SNAPSHOTS,
     BITSTAMP_LEDGER,
@@ -45,6 +45,7 @@ from pipelines.http import InvalidRequestError, RequestBudget, RetryPolicy, Weig
 from pipelines.sandbox.catalog import DELISTED
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -79,7 +80,7 @@ def make_runtime(
     """A runtime on the sandbox with its data under `directory`, as `tally sandbox` configures."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     if bitvavo_markets is not None:
         bitvavo = dataclasses.replace(settings.exchange("bitvavo"), markets=bitvavo_markets)

@@ -17,8 +17,8 @@ import polars as pl
 from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, PUBLIC_TRADES
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
@@ -28,6 +28,7 @@ from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 SEED = 13
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -113,7 +114,7 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
     rng = random.Random(SEED)
     with start_sandbox(seed=SEED, world=world) as sandbox:
         config = tmp_path / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
 
         whole = runtime(
             config,
@@ -165,7 +166,7 @@ def test_an_overlap_left_between_landing_and_unlinking_is_folded_in(tmp_path: Pa
     span = Window(NOW - timedelta(days=2), NOW + timedelta(days=1))
     with start_sandbox(seed=SEED, world=world) as sandbox:
         config = tmp_path / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config, data_dir=tmp_path)
         rt = Runtime(
             settings,

@@ -21,8 +21,8 @@ import requests
 from polars.testing import assert_frame_equal
 from sandbox_runtime import ClockedWorld
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.candles import sync_candles
@@ -35,6 +35,7 @@ from pipelines.lake import Lake
 from pipelines.sandbox.bitstamp_api import BitstampApp
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 SEED = 11
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -60,7 +61,7 @@ def make_runtime(
     """Settings from the sandbox's own config, our clock, fresh limiters (no shared state)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
     chosen: dict[str, Limiter] = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
     return Runtime(settings, retry=FAST_RETRY, clock=clock, limiters={**chosen, **limiters})

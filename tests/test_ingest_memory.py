@@ -24,11 +24,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
 # Spans [start, end). Both contain a whole 31-day month, the largest chunk either one holds, so
@@ -122,7 +123,7 @@ def run_backfill(sandbox: Sandbox, root: Path, span: Span) -> Backfill:
     """Backfill `span` in a fresh child process, with its own data dir under `root`."""
     root.mkdir(parents=True)
     config = root / "tally.toml"  # data_dir "data" is relative to the config's directory
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    write_config(config, sandbox_document(sandbox))
     out = root / "result.json"
     arguments = [str(config), span[0].isoformat(), span[1].isoformat(), str(out)]
     started = time.perf_counter()

@@ -17,11 +17,12 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.cli import sandbox_config
+from pipelines.config_file import write_config
 from pipelines.exit_codes import ExitCode
 from pipelines.flows.prefect_env import log_file
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 FOREIGN = ("PREFECT_", "BITSTAMP_", "BITVAVO_")
@@ -37,7 +38,7 @@ def children(pid: int) -> set[int]:
 def test_ctrl_c_ends_tally_sync_in_one_line_after_stopping_its_server(tmp_path: Path) -> None:
     now_ms = int(datetime(2024, 3, 31, tzinfo=UTC).timestamp() * 1000)
     with start_sandbox(seed=7, world=World(seed=7, days=10, now_ms=now_ms)) as sandbox:
-        (tmp_path / "tally.toml").write_text(sandbox_config(sandbox))
+        write_config(tmp_path / "tally.toml", sandbox_document(sandbox))
         env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
         env["PYTHONPATH"] = str(REPO)
         tally = subprocess.Popen(

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import Settings
+from pipelines.config_file import write_config
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -130,8 +131,10 @@ def test_a_killed_sync_leaves_no_process_and_the_next_one_cleans_up(
 ) -> None:
     config = tmp_path / "tally.toml"
     # daily candles only: the run is long enough to be killed while it runs, and no longer
-    text = sandbox_config(sandbox).replace("markets = [", 'intervals = ["1d"]\nmarkets = [')
-    config.write_text(text, encoding="utf-8")
+    document = sandbox_document(sandbox)
+    for section in ("bitstamp", "bitvavo"):
+        document[section]["intervals"] = ["1d"]
+    write_config(config, document)
     settings = Settings(data_dir=tmp_path / "data")
     command = [sys.executable, "-m", "pipelines.cli", "sync", "--config", str(config)]
 

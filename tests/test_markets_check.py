@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipelines.cli import sandbox_config
+from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.flows.markets import UnknownMarketError, check_markets, market_problems
 from pipelines.flows.runtime import Runtime
@@ -26,6 +26,7 @@ from pipelines.http import RetryPolicy
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
@@ -51,16 +52,10 @@ def perps_sandbox(world: World) -> Iterator[Sandbox]:
 
 def write_config(sandbox: Sandbox, directory: Path, **markets: list[str]) -> Path:
     """The sandbox's tally.toml with the given exchanges' markets replaced."""
-    text = sandbox_config(sandbox)
+    document = sandbox_document(sandbox)
     for exchange, names in markets.items():
-        section = text.index(f"[{exchange}]")
-        line = text.index("markets = ", section)
-        end = text.index("\n", line)
-        text = text[:line] + "markets = " + repr(names).replace("'", '"') + text[end:]
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "tally.toml"
-    config.write_text(text, encoding="utf-8")
-    return config
+        document[exchange]["markets"] = names
+    return config_file.write_config(directory / "tally.toml", document)
 
 
 def runtime(config: Path) -> closing[Runtime]:

@@ -27,11 +27,12 @@ from typing import IO, Any
 import pytest
 import requests
 
-from pipelines.cli import sandbox_config
 from pipelines.config import load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox_config import sandbox_document
 
 pytestmark = pytest.mark.slow
 
@@ -237,9 +238,10 @@ def test_account_deployment_runs_on_a_process_worker_and_lands_the_sandbox(
 ) -> None:
     data_dir = tmp_path / "data"
     config = tmp_path / "tally.toml"
-    text = sandbox_config(sandbox)
-    assert 'data_dir = "data"' in text
-    config.write_text(text.replace('data_dir = "data"', f"data_dir = {json.dumps(str(data_dir))}"))
+    document = sandbox_document(sandbox)
+    assert document["data_dir"] == "data"
+    document["data_dir"] = str(data_dir)
+    write_config(config, document)
 
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"

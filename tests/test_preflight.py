@@ -14,13 +14,15 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from cli_runner import timed_tally as tally
 
+from pipelines import config_file
 from pipelines.checks.clock import ClockReading, clock_row
-from pipelines.cli import main, sandbox_config
+from pipelines.cli import main
 from pipelines.config import ExchangeSettings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER
 from pipelines.exit_codes import ExitCode, OperatorError
@@ -28,6 +30,7 @@ from pipelines.http import PermissionDeniedError
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
@@ -64,18 +67,16 @@ def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
-def write_config(
-    sandbox: Sandbox, directory: Path, *, replace: dict[str, str] | None = None
-) -> Path:
-    """The sandbox's tally.toml, each `replace` key (a whole line) swapped for its value."""
-    text = sandbox_config(sandbox)
-    for old, new in (replace or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "tally.toml"
-    config.write_text(text, encoding="utf-8")
-    return config
+def write_config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -> Path:
+    """The sandbox's tally.toml, with each section's keys in `changes` set to their value
+    (None: left out)."""
+    document = sandbox_document(sandbox)
+    for section, values in changes.items():
+        for key, value in values.items():
+            assert key in document[section], key
+            document[section][key] = value
+        document[section] = {k: v for k, v in document[section].items() if v is not None}
+    return config_file.write_config(directory / "tally.toml", document)
 
 
 def assert_nothing_started(directory: Path) -> None:
@@ -103,10 +104,7 @@ def test_sync_in_an_empty_directory_without_keys_says_which_variables_to_set(
 def test_an_account_sync_without_one_exchanges_keys_names_only_its_variables(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    text = sandbox_config(sandbox)
-    start = text.index('api_key = "', text.index("[bitstamp]"))
-    end = text.index("\n", text.index("api_secret", start))
-    write_config(sandbox, tmp_path, replace={text[start:end]: ""})
+    write_config(sandbox, tmp_path, bitstamp={"api_key": None, "api_secret": None})
     done, _ = tally("sync", "--exchange", "bitstamp", "--what", "account", cwd=tmp_path)
     assert done.returncode == 3, done
     (line,) = lines(done.stderr)
@@ -142,11 +140,10 @@ def test_unreachable_base_urls_fail_within_ten_seconds_one_line_each(
         "bitstamp": f"http://127.0.0.1:{silent_port if silent == 'bitstamp' else closed_port}",
         "bitvavo": f"http://127.0.0.1:{silent_port if silent == 'bitvavo' else closed_port}/v2",
     }
-    config = "".join(
-        f'[{name}]\nbase_url = "{url}"\napi_key = "k"\napi_secret = "s"\n'
-        for name, url in urls.items()
+    config = config_file.config_document(
+        **{name: {"base_url": url, "api_key": "k", "api_secret": "s"} for name, url in urls.items()}
     )
-    (tmp_path / "tally.toml").write_text(config, encoding="utf-8")
+    config_file.write_config(tmp_path / "tally.toml", config)
     done, seconds = tally("sync", cwd=tmp_path)
     assert done.returncode == 3, done
     assert seconds <= CONTRACT_S
@@ -166,10 +163,7 @@ def test_unreachable_base_urls_fail_within_ten_seconds_one_line_each(
 def test_an_unknown_bitstamp_market_fetches_nothing_but_the_market_lists(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    markets = next(
-        line for line in sandbox_config(sandbox).splitlines() if line.startswith('markets = ["BTC')
-    )
-    write_config(sandbox, tmp_path, replace={markets: 'markets = ["BTC-EUR", "EUR-GBP"]'})
+    write_config(sandbox, tmp_path, bitstamp={"markets": ["BTC-EUR", "EUR-GBP"]})
     before = served(sandbox)
     done, seconds = tally("sync", cwd=tmp_path)
     assert done.returncode == 2, done
@@ -184,8 +178,7 @@ def test_an_unknown_bitstamp_market_fetches_nothing_but_the_market_lists(
 def test_a_refused_secret_fails_the_sync_naming_the_variable_to_check(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    secret = f'api_secret = "{sandbox.bitvavo.secret}"'
-    write_config(sandbox, tmp_path, replace={secret: f'api_secret = "{"0" * 128}"'})
+    write_config(sandbox, tmp_path, bitvavo={"api_secret": "0" * 128})
     before = served(sandbox)
     done, seconds = tally("sync", cwd=tmp_path)
     assert done.returncode == 3, done

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import sandbox_config
+from pipelines.config_file import write_config
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 pytestmark = pytest.mark.slow
 
@@ -62,16 +63,10 @@ def clean(world: World) -> Iterator[Sandbox]:
 
 def small_config(sandbox: Sandbox, directory: Path) -> Path:
     """The sandbox's tally.toml, trimmed to BTC-EUR with daily candles on both exchanges."""
-    text = re.sub(
-        r"^markets = .*$",
-        'markets = ["BTC-EUR"]\nintervals = ["1d"]',
-        sandbox_config(sandbox),
-        flags=re.M,
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "tally.toml"
-    config.write_text(text, encoding="utf-8")
-    return config
+    document = sandbox_document(sandbox)
+    for section in ("bitstamp", "bitvavo"):
+        document[section].update(markets=["BTC-EUR"], intervals=["1d"])
+    return write_config(directory / "tally.toml", document)
 
 
 def environment() -> dict[str, str]:

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BALANCE_SNAPSHOTS, CANDLES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Dataset, Lake
@@ -245,7 +246,7 @@ def test_tally_warehouse_stops_with_one_line_when_the_breaker_trips(tmp_path: Pa
     lake = Lake(settings.lake_dir)
     for i in range(BREAKER):
         drop_key(land_candles(lake, f"w{i}"))
-    (tmp_path / "tally.toml").write_text(f'data_dir = "{settings.data_dir}"\n')
+    write_config(tmp_path / "tally.toml", {"data_dir": str(settings.data_dir)})
     run = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "warehouse"],
         cwd=tmp_path,

@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.records import Candle
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
@@ -32,6 +32,7 @@ from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import UnsupportedCurrencyError
@@ -88,7 +89,7 @@ def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
     with start_sandbox(seed=SEED, world=world) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings,

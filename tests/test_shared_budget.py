@@ -28,7 +28,7 @@ import requests
 from fakeclock import T0, FakeClock
 from forked import ends_with_exit
 
-from pipelines.cli import sandbox_config
+from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.credentials import Credentials
 from pipelines.flows.runtime import Runtime
@@ -43,6 +43,7 @@ from pipelines.http._statefile import StateFile
 from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("shared_budget_worker.py")
@@ -95,14 +96,13 @@ def test_the_budget_file_is_named_by_a_fingerprint_and_never_holds_the_key(tmp_p
     assert json.loads(written)["blocked_until"] == T0 + 1
 
 
-def write_config(directory: Path, *extra: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "tally.toml"
-    lines = [*extra, 'data_dir = "data"']
-    for name, url in (("bitstamp", "http://127.0.0.1:9"), ("bitvavo", "http://127.0.0.1:9/v2")):
-        lines += [f"[{name}]", f'base_url = "{url}"', 'api_key = "k-one"', 'api_secret = "s"']
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return config
+def write_config(directory: Path, **extra: Any) -> Path:
+    urls = {"bitstamp": "http://127.0.0.1:9", "bitvavo": "http://127.0.0.1:9/v2"}
+    keys = {
+        name: {"base_url": url, "api_key": "k-one", "api_secret": "s"} for name, url in urls.items()
+    }
+    document = config_file.config_document(**extra, data_dir="data", **keys)
+    return config_file.write_config(directory / "tally.toml", document)
 
 
 def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path):
@@ -117,7 +117,7 @@ def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path
 
     # Two data directories that use one key share a budget when they name one directory.
     shared = [
-        Runtime(load_settings(write_config(tmp_path / name, 'rate_budget_dir = "../budgets"')))
+        Runtime(load_settings(write_config(tmp_path / name, rate_budget_dir="../budgets")))
         for name in ("b", "c")
     ]
     paths = {rt.bitstamp().limiter.path for rt in shared}  # type: ignore[attr-defined]
@@ -441,7 +441,7 @@ def start_syncs(sandbox: Sandbox, root: Path) -> list[subprocess.Popen[str]]:
     """Two sync processes with one config (one key, one data directory)."""
     root.mkdir(parents=True)
     config = root / "tally.toml"
-    config.write_text(sandbox_config(sandbox), encoding="utf-8")
+    config_file.write_config(config, sandbox_document(sandbox))
     assert f"requests_per_window = {PACING}" in config.read_text(encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return [

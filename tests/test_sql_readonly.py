@@ -24,6 +24,7 @@ import duckdb
 import pytest
 
 from pipelines.config import Settings
+from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, FILLS
 from pipelines.exchanges.records import Candle, Fill
 from pipelines.flows.plan import Window
@@ -189,7 +190,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
     build(settings)
     (settings.data_dir / "tally.toml").write_text("# read by nothing: a file to not read\n")
-    (root / "tally.toml").write_text(f"data_dir = {json.dumps(str(settings.data_dir))}\n")
+    write_config(root / "tally.toml", {"data_dir": str(settings.data_dir)})
     return settings
 
 
@@ -340,7 +341,7 @@ def test_a_copied_catalog_still_reads_the_lake_it_was_built_over(
     copy = Settings(data_dir=tmp_path / "copy")
     copy.data_dir.mkdir()
     shutil.copy(settings.warehouse_path, copy.warehouse_path)
-    (tmp_path / "tally.toml").write_text(f"data_dir = {json.dumps(str(copy.data_dir))}\n")
+    write_config(tmp_path / "tally.toml", {"data_dir": str(copy.data_dir)})
     glob = Lake(settings.lake_dir).glob(FILLS.dataset)
 
     both = f"select count(*) from fills union all select count(*) from read_parquet('{glob}')"

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from cli_runner import timed_tally
 
-from pipelines.cli import sandbox_config
+from pipelines.config_file import config_text, write_config
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
 CONTRACT_S = 10.0  # the issue's bound for every check before work
@@ -43,13 +45,13 @@ def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
-def config(sandbox: Sandbox, directory: Path, old: str, new: str) -> Path:
-    """The sandbox's own tally.toml (good URLs and keys) with the line `old` made `new`."""
-    text = sandbox_config(sandbox)
-    assert old in text, old
-    path = directory / "tally.toml"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return path
+def config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -> Path:
+    """The sandbox's own tally.toml (good URLs and keys) with each section's keys in
+    `changes` set to their value."""
+    document = sandbox_document(sandbox)
+    for section, values in changes.items():
+        document[section].update(values)
+    return write_config(directory / "tally.toml", document)
 
 
 def sync(sandbox: Sandbox, directory: Path) -> tuple[str, dict[str, int]]:
@@ -65,7 +67,11 @@ def sync(sandbox: Sandbox, directory: Path) -> tuple[str, dict[str, int]]:
 
 
 def test_a_toml_syntax_error_fetches_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
-    path = config(sandbox, tmp_path, 'data_dir = "data"', 'data_dir = "data')
+    document = sandbox_document(sandbox)
+    del document["data_dir"]
+    path = tmp_path / "tally.toml"
+    # not TOML: line 2 opens a string it never closes; the rest is the sandbox's own config
+    path.write_text('# tally.toml\ndata_dir = "data\n' + config_text(document), encoding="utf-8")
     line, requested = sync(sandbox, tmp_path)
     assert line.startswith(f"tally sync: {path.name}: not valid TOML: ")  # ./tally.toml
     assert "line 2" in line  # the unterminated string, after the comment line
@@ -74,7 +80,7 @@ def test_a_toml_syntax_error_fetches_nothing(sandbox: Sandbox, tmp_path: Path) -
 
 
 def test_a_bad_value_fetches_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
-    path = config(sandbox, tmp_path, "[bitvavo]", '[bitvavo]\nintervals = ["7h"]')
+    path = config(sandbox, tmp_path, bitvavo={"intervals": ["7h"]})
     line, requested = sync(sandbox, tmp_path)
     assert line.startswith(f'tally sync: {path.name}: [bitvavo] intervals has "7h": expected')
     assert requested == {}
@@ -84,12 +90,7 @@ def test_a_bad_value_fetches_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
 def test_an_unknown_bitvavo_market_reads_only_the_market_lists(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    markets = next(
-        line
-        for line in sandbox_config(sandbox).split("[bitvavo]")[1].splitlines()
-        if line.startswith("markets = ")
-    )
-    config(sandbox, tmp_path, markets, 'markets = ["BTC-EUR", "BTC-XYZ"]')
+    config(sandbox, tmp_path, bitvavo={"markets": ["BTC-EUR", "BTC-XYZ"]})
     line, requested = sync(sandbox, tmp_path)
     assert line.startswith("tally sync: bitvavo: configured market BTC-XYZ is not listed")
     assert requested == {"bitstamp markets": 1, "bitvavo markets": 1}

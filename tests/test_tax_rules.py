@@ -23,6 +23,7 @@ import duckdb
 import pytest
 
 from pipelines.cli import main
+from pipelines.config_file import write_config
 from warehouse.costbasis import Event, compute, holdings
 from warehouse.exports.options import ExportOptionError, ExportOptions
 from warehouse.exports.run import export
@@ -324,7 +325,7 @@ def test_uk_refuses_per_account_lots(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert ExportOptions(method="uk").lots == "pooled"
     assert ExportOptions(method="de").lots == "per-account"
     config = tmp_path / "tally.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n', encoding="utf-8")
+    write_config(config, {"data_dir": str(tmp_path)})
     args = ["export", "gains", "--method", "uk", "--lots", "per-account", "--config", str(config)]
     assert main(args) == 2
     assert "CRYPTO22200" in capsys.readouterr().err
@@ -391,7 +392,7 @@ def test_uk_year_is_provisional_until_the_data_pass_its_30_days(
     ledger = [*uk_ledger(), leg(STAMP, "GBP", "1", "deposit", last, "late", "deposit")]
     warehouse(ledger, currency="GBP", path=tmp_path / "warehouse.duckdb").close()
     config = tmp_path / "tally.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n', encoding="utf-8")
+    write_config(config, {"data_dir": str(tmp_path)})
     out = tmp_path / "out"
     common = ["--method", "uk", "--year", "2024", "--currency", "GBP", "--config", str(config)]
     for name in ("gains", "bittytax", "summary"):

@@ -22,8 +22,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.cli import main, sandbox_config
+from pipelines.cli import main
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER
 from pipelines.exchanges.bitstamp_parse import parse_user_transactions
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
@@ -36,6 +37,7 @@ from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -80,7 +82,7 @@ def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     directory = tmp_path_factory.mktemp("warehouse")
     with start_sandbox(seed=SEED, world=world) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings,
@@ -439,7 +441,7 @@ def test_build_replaces_the_catalog_whole(synced: Settings) -> None:
 @pytest.fixture()
 def config(synced: Settings, tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "tally.toml"
-    path.write_text(f"data_dir = {json.dumps(str(synced.data_dir))}\n")
+    write_config(path, {"data_dir": str(synced.data_dir)})
     yield path
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipelines.cli import sandbox_config
 from pipelines.config import Settings, load_settings
+from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER, FEE_SCHEDULES, FILLS
 from pipelines.exchanges.bitstamp_parse import classify_entry, parse_user_transactions
 from pipelines.exchanges.records import FeeSchedule, Fill
@@ -33,6 +33,7 @@ from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
+from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -85,7 +86,7 @@ def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     directory = tmp_path_factory.mktemp("checks")
     with start_sandbox(seed=SEED, world=world) as sandbox:
         config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
+        write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
             settings,
