@@ -73,9 +73,8 @@ class ExchangeApp(ABC):
     clock: Callable[[], float]  # the server's own epoch seconds: auth, rate windows, `Date`
 
     def __init__(self, setup: AppSetup) -> None:
-        self.world = setup.world
-        self.keys = setup.keys
-        self.missing_permissions = setup.missing_permissions
+        self.setup = setup
+        self.world = setup.world  # the choices the handlers read most, by their own names
         self.quirks = setup.quirks
         self.variants = setup.variants
         self.clock = setup.clock

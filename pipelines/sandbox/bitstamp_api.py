@@ -26,20 +26,11 @@ from pipelines.sandbox.auth import BitstampVerifier
 from pipelines.sandbox.catalog import PERPETUALS
 from pipelines.sandbox.faults import Fault
 from pipelines.sandbox.listing import first_price
+from pipelines.sandbox.params import all_or_one, bounded_int, parse_int
 from pipelines.sandbox.permissions import bitstamp_refusal
 from pipelines.sandbox.ratelimit import RequestLimiter
 from pipelines.sandbox.reference import asset_name
-from pipelines.sandbox.routing import (
-    ApiError,
-    Reply,
-    Request,
-    Route,
-    all_or_one,
-    bounded_int,
-    html_page,
-    parse_int,
-    route,
-)
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, html_page, route
 from pipelines.sandbox.tape import Bar, CandleLike, MarketLike, filled_bars, trades_until
 from pipelines.sandbox.wire import Raw, fixed
 
@@ -69,7 +60,6 @@ class BitstampApp(ExchangeApp):
 
     def __init__(self, setup: AppSetup) -> None:
         super().__init__(setup)
-        self.seed = setup.seed
         self.limiter = RequestLimiter(setup.limits, setup.clock)
         self.verifier = BitstampVerifier(setup.keys, setup.clock)
         self._ledger_cache: tuple[int, int, list[tuple[int, dict[str, Any]]]] | None = None
@@ -152,7 +142,7 @@ class BitstampApp(ExchangeApp):
 
     def _identity(self, request: Request, route: Route | None) -> str:
         x_auth = request.headers.get("X-Auth") or ""
-        if route is not None and route.private and x_auth == f"BITSTAMP {self.keys.key}":
+        if route is not None and route.private and x_auth == f"BITSTAMP {self.setup.keys.key}":
             return "key"
         return f"ip:{request.client_ip}"
 
@@ -168,7 +158,7 @@ class BitstampApp(ExchangeApp):
             body=request.body,
         )
         if failure is None:
-            failure = bitstamp_refusal(route.name, self.missing_permissions)
+            failure = bitstamp_refusal(route.name, self.setup.missing_permissions)
         return self.refused(failure)
 
     def fault_reply(self, fault: Fault) -> Reply:
@@ -305,7 +295,9 @@ class BitstampApp(ExchangeApp):
         days = (last_day - first_day) // DAY_MS + 1
         if days < 1:
             return None
-        digest = hashlib.sha256(f"{self.seed}/{market.symbol}/duplicate-day".encode()).digest()
+        digest = hashlib.sha256(
+            f"{self.setup.seed}/{market.symbol}/duplicate-day".encode()
+        ).digest()
         return first_day + int.from_bytes(digest[:8], "big") % days * DAY_MS
 
     def _with_duplicate_day(

@@ -29,19 +29,11 @@ from typing import Any
 from pipelines.sandbox.app import Admission, AppSetup, ExchangeApp, Outcome
 from pipelines.sandbox.auth import BitvavoVerifier
 from pipelines.sandbox.faults import Fault
+from pipelines.sandbox.params import all_or_one, bounded_int
 from pipelines.sandbox.permissions import bitvavo_refusal
 from pipelines.sandbox.ratelimit import WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
-from pipelines.sandbox.routing import (
-    ApiError,
-    Reply,
-    Request,
-    Route,
-    all_or_one,
-    bounded_int,
-    html_page,
-    route,
-)
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, html_page, route
 from pipelines.sandbox.settle import unsettled
 from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
 from pipelines.sandbox.wire import Raw, number_text
@@ -161,7 +153,7 @@ class BitvavoApp(ExchangeApp):
             required=route.private,
         )
         if failure is None and route.private:
-            failure = bitvavo_refusal(self.missing_permissions)
+            failure = bitvavo_refusal(self.setup.missing_permissions)
         return self.refused(failure)
 
     def fault_reply(self, fault: Fault) -> Reply:
