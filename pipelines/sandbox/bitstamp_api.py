@@ -295,9 +295,8 @@ class BitstampApp(ExchangeApp):
         days = (last_day - first_day) // DAY_MS + 1
         if days < 1:
             return None
-        digest = hashlib.sha256(
-            f"{self.setup.seed}/{market.symbol}/duplicate-day".encode()
-        ).digest()
+        label = f"{self.setup.seed}/{market.symbol}/duplicate-day"
+        digest = hashlib.sha256(label.encode()).digest()
         return first_day + int.from_bytes(digest[:8], "big") % days * DAY_MS
 
     def _with_duplicate_day(

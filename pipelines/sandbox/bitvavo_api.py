@@ -231,10 +231,8 @@ class BitvavoApp(ExchangeApp):
 
     def _known_market(self, symbol: str) -> bool:
         """Listed here, or traded by the account (a delisted market's fills are still served)."""
-        return (
-            EXCHANGE,
-            symbol,
-        ) in self.world.markets or symbol in self.world.bitvavo.markets_traded
+        listed_here = (EXCHANGE, symbol) in self.world.markets
+        return listed_here or symbol in self.world.bitvavo.markets_traded
 
     def _now(self) -> int:
         return int(self.world.now_ms())
