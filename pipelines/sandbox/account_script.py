@@ -152,6 +152,28 @@ class _Balances(dict[str, Decimal]):
             raise AssertionError(f"script bug: {key} would go negative ({value})")
         self[key] = value
 
+    def order_qty(
+        self,
+        side: str,
+        size: Decimal | None,
+        base: str,
+        quote: str,
+        price: Decimal,
+        quantum: Decimal,
+        *,
+        unsized: Decimal | None = None,
+    ) -> Decimal:
+        """What an order may fill, on `quantum`: a buy of `size` quote at `price` spends at most
+        97 % of the quote held; a sell of `size` base at most what is held (`unsized` of it,
+        else all of it, when no size is given)."""
+        if side == "buy":
+            budget = min(size or ZERO, self.get0(quote) * Decimal("0.97"))
+            return (budget / price).quantize(quantum, ROUND_DOWN)
+        held = self.get0(base)
+        if size is not None:
+            return min(size, held).quantize(quantum, ROUND_DOWN)
+        return (held if unsized is None else held * unsized).quantize(quantum, ROUND_DOWN)
+
 
 class AccountScript:
     """Runs the story once and leaves `bitstamp` / `bitvavo` ledgers and fee volumes behind."""
@@ -168,6 +190,7 @@ class AccountScript:
     ) -> None:
         if days < 1:
             raise ValueError("days must be >= 1")
+        self.seed = seed
         self.now = now_ms
         self.start = now_ms - days * DAY
         self.span = days * DAY
@@ -399,12 +422,7 @@ class AccountScript:
             return
         rate = self._bs_rate(tape[0].ts_ms, maker)
         quantum = Decimal(1).scaleb(-market.amount_decimals)
-        if side == "buy":
-            budget = min(size or ZERO, self._bs.get0(quote) * Decimal("0.97"))
-            qty = (budget / tape[0].price).quantize(quantum, ROUND_DOWN)
-        else:
-            held = self._bs.get0(base)
-            qty = min(size if size is not None else held, held).quantize(quantum, ROUND_DOWN)
+        qty = self._bs.order_qty(side, size, base, quote, tape[0].price, quantum)
         for _ in range(8):
             fills = self._bs_fills(tape, qty, quantum, rate)
             if fills and self._bs_affordable(fills, base, quote, side):
@@ -514,13 +532,9 @@ class AccountScript:
             return False
         rate = self._bv_rate(tape[0].ts_ms, symbol, maker)
         quantum = Decimal(1).scaleb(-market.amount_decimals)
-        if side == "buy":
-            budget = min(size or ZERO, self._bv.get0(quote) * Decimal("0.97"))
-            qty = (budget / tape[0].price).quantize(quantum, ROUND_DOWN)
-        else:
-            held = self._bv.get0(base)
-            wanted = held * Decimal("0.3") if size is None else min(size, held)
-            qty = wanted.quantize(quantum, ROUND_DOWN)
+        qty = self._bv.order_qty(
+            side, size, base, quote, tape[0].price, quantum, unsized=Decimal("0.3")
+        )
         for _ in range(8):
             parts = self._parts(qty, len(tape), quantum)
             fees = [

@@ -1,19 +1,27 @@
 """The request pipeline both emulators share: route → rate limit → fault → auth → handler.
 
 Each exchange subclasses `ExchangeApp` and fills in its routes, its limiter, its verifier and
-its error bodies; the order of the steps (and the stats kept on the way) lives here once.
+its error bodies; the order of the steps (and the stats kept on the way) lives here once, and
+so do what both are built from (`AppSetup`) and the lookups both make (their own markets).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from pipelines.sandbox.auth import AuthFailure, Clock, KeyPair
 from pipelines.sandbox.faults import Fault, FaultConfig, FaultPlan, malform_rows
+from pipelines.sandbox.listing import listed
+from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, match
 from pipelines.sandbox.stats import ServerStats
+from pipelines.sandbox.tape import MarketLike
+from pipelines.sandbox.variants import Variants
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,25 @@ class Admission:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class AppSetup:
+    """What one emulator is built from: the world it serves, its keys and the server's choices.
+
+    `clock` is the server's own epoch seconds (auth, rate windows, `Date`); `seed` labels the
+    server's own draws (Bitstamp's duplicated day).
+    """
+
+    world: Any
+    keys: KeyPair
+    limits: RateLimits
+    faults: FaultConfig
+    quirks: bool = True
+    variants: Variants = field(default_factory=Variants)
+    seed: int = 1
+    clock: Clock = time.time
+    missing_permissions: frozenset[str] = frozenset()
+
+
 class ExchangeApp(ABC):
     """One exchange's emulator behind one HTTP server."""
 
@@ -45,9 +72,14 @@ class ExchangeApp(ABC):
     routes: tuple[Route, ...]
     clock: Callable[[], float]  # the server's own epoch seconds: auth, rate windows, `Date`
 
-    def __init__(self, faults: FaultConfig) -> None:
+    def __init__(self, setup: AppSetup) -> None:
+        self.setup = setup
+        self.world = setup.world  # the choices the handlers read most, by their own names
+        self.quirks = setup.quirks
+        self.variants = setup.variants
+        self.clock = setup.clock
         self.stats = ServerStats(self.exchange)
-        self.fault_plan = FaultPlan(faults, self.exchange)
+        self.fault_plan = FaultPlan(setup.faults, self.exchange)
 
     # --- hooks ---------------------------------------------------------------------------
 
@@ -68,6 +100,28 @@ class ExchangeApp(ABC):
 
     @abstractmethod
     def internal_error(self) -> Reply: ...
+
+    # --- shared steps --------------------------------------------------------------------
+
+    def refused(self, failure: AuthFailure | None) -> Reply | None:
+        """The reply to a failed authentication (counted in the stats), None when it passed."""
+        if failure is None:
+            return None
+        self.stats.auth_failure(failure.code)
+        return Reply(failure.status, dict(failure.body))
+
+    def own_markets(self) -> list[MarketLike]:
+        """This exchange's markets in the world, by symbol."""
+        found = [m for (ex, _), m in self.world.markets.items() if ex == self.exchange]
+        return sorted(found, key=lambda m: m.symbol)
+
+    def listed_market(self, symbol: str, unknown: Callable[[], Reply]) -> MarketLike:
+        """The market `symbol` as served (nothing before a late listing); an unknown symbol
+        raises `ApiError(unknown())`."""
+        market = self.world.markets.get((self.exchange, symbol))
+        if market is None:
+            raise ApiError(unknown())
+        return listed(self.world, self.exchange, market)
 
     # --- pipeline ------------------------------------------------------------------------
 

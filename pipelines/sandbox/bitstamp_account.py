@@ -42,6 +42,7 @@ from pipelines.sandbox.events import (
     BitstampEntry,
     BitstampLedger,
     fixed,
+    reserved_at,
     utc,
 )
 from pipelines.sandbox.market import market_key
@@ -114,17 +115,10 @@ class BitstampAccount:
         i = bisect_right(self._times, at_ms)
         return dict(self._running[i - 1]) if i else dict.fromkeys(self.currencies, ZERO)
 
-    def reserved_at(self, at_ms: int) -> dict[str, Decimal]:
-        out: dict[str, Decimal] = {}
-        for r in self.reservations:
-            if r.ts_ms <= at_ms:
-                out[r.currency] = out.get(r.currency, ZERO) + r.amount
-        return out
-
     def balances(self, at_ms: int) -> list[dict[str, Any]]:
         """`/account_balances/` rows: every held currency plus a few never held (all zero)."""
         totals = self.balance_at(at_ms)
-        reserved = self.reserved_at(at_ms)
+        reserved = reserved_at(self.reservations, at_ms)
         rows = []
         for currency in (*self.currencies, *ZERO_BALANCE_CURRENCIES):
             total = totals.get(currency, ZERO)

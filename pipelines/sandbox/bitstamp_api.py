@@ -16,23 +16,22 @@ from __future__ import annotations
 import calendar
 import hashlib
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pipelines.sandbox.app import Admission, ExchangeApp
-from pipelines.sandbox.auth import BitstampVerifier, Clock, KeyPair
+from pipelines.sandbox.app import Admission, AppSetup, ExchangeApp
+from pipelines.sandbox.auth import BitstampVerifier
 from pipelines.sandbox.catalog import PERPETUALS
-from pipelines.sandbox.faults import Fault, FaultConfig
-from pipelines.sandbox.listing import first_price, listed
+from pipelines.sandbox.faults import Fault
+from pipelines.sandbox.listing import first_price
+from pipelines.sandbox.params import all_or_one, bounded_int, parse_int
 from pipelines.sandbox.permissions import bitstamp_refusal
-from pipelines.sandbox.ratelimit import RateLimits, RequestLimiter
+from pipelines.sandbox.ratelimit import RequestLimiter
 from pipelines.sandbox.reference import asset_name
-from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, html_page, route
 from pipelines.sandbox.tape import Bar, CandleLike, MarketLike, filled_bars, trades_until
-from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import Raw, fixed
 
 EXCHANGE = "bitstamp"
@@ -56,37 +55,13 @@ def error(reason: str, response_code: str, status: int = 400) -> Reply:
     return Reply(status, {"status": "error", "reason": reason, "response_code": response_code})
 
 
-def _html(status: int, title: str) -> Reply:
-    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
-    return Reply(status, page.encode(), content_type="text/html")
-
-
 class BitstampApp(ExchangeApp):
     exchange = EXCHANGE
 
-    def __init__(
-        self,
-        world: Any,
-        keys: KeyPair,
-        *,
-        limits: RateLimits,
-        faults: FaultConfig,
-        quirks: bool = True,
-        variants: Variants | None = None,
-        seed: int = 1,
-        clock: Clock = time.time,
-        missing_permissions: frozenset[str] = frozenset(),
-    ) -> None:
-        super().__init__(faults)
-        self.world = world
-        self.keys = keys
-        self.missing_permissions = missing_permissions
-        self.quirks = quirks
-        self.variants = variants or Variants()
-        self.seed = seed
-        self.clock = clock
-        self.limiter = RequestLimiter(limits, clock)
-        self.verifier = BitstampVerifier(keys, clock)
+    def __init__(self, setup: AppSetup) -> None:
+        super().__init__(setup)
+        self.limiter = RequestLimiter(setup.limits, setup.clock)
+        self.verifier = BitstampVerifier(setup.keys, setup.clock)
         self._ledger_cache: tuple[int, int, list[tuple[int, dict[str, Any]]]] | None = None
         self._ledger_lock = threading.Lock()
         api = "/api/v2"
@@ -167,7 +142,7 @@ class BitstampApp(ExchangeApp):
 
     def _identity(self, request: Request, route: Route | None) -> str:
         x_auth = request.headers.get("X-Auth") or ""
-        if route is not None and route.private and x_auth == f"BITSTAMP {self.keys.key}":
+        if route is not None and route.private and x_auth == f"BITSTAMP {self.setup.keys.key}":
             return "key"
         return f"ip:{request.client_ip}"
 
@@ -183,11 +158,8 @@ class BitstampApp(ExchangeApp):
             body=request.body,
         )
         if failure is None:
-            failure = bitstamp_refusal(route.name, self.missing_permissions)
-        if failure is None:
-            return None
-        self.stats.auth_failure(failure.code)
-        return Reply(failure.status, dict(failure.body))
+            failure = bitstamp_refusal(route.name, self.setup.missing_permissions)
+        return self.refused(failure)
 
     def fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "rate_limited":
@@ -197,7 +169,7 @@ class BitstampApp(ExchangeApp):
             if pick == 0:
                 return Reply(503, {"error": MAINTENANCE})
             if pick == 1:
-                return _html(502, "Bad Gateway")
+                return html_page(502, "Bad Gateway")
             return error("Internal server error", "500.000", 500)
         # error_body: an error with HTTP 200, as Bitstamp sometimes sends
         if fault.variant % 2 == 0:
@@ -216,14 +188,7 @@ class BitstampApp(ExchangeApp):
     # --- helpers -------------------------------------------------------------------------
 
     def _market(self, pair: str) -> MarketLike:
-        market = self.world.markets.get((EXCHANGE, pair))
-        if market is None:
-            raise ApiError(error("Currency pair not found", "404.002", 404))
-        return listed(self.world, EXCHANGE, market)  # nothing before a late listing
-
-    def _bitstamp_markets(self) -> list[MarketLike]:
-        found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
-        return sorted(found, key=lambda m: m.symbol)
+        return self.listed_market(pair, _unknown_pair)
 
     @staticmethod
     def _int(
@@ -236,13 +201,7 @@ class BitstampApp(ExchangeApp):
         code: str,
         reason: str,
     ) -> int | None:
-        text = fields.get(name)
-        if text is None:
-            return default
-        value = parse_int(text)
-        if value is None or not low <= value <= high:
-            raise ApiError(error(reason, code))
-        return value
+        return bounded_int(fields, name, default, low, high, lambda: error(reason, code))
 
     # --- public endpoints ----------------------------------------------------------------
 
@@ -336,7 +295,8 @@ class BitstampApp(ExchangeApp):
         days = (last_day - first_day) // DAY_MS + 1
         if days < 1:
             return None
-        digest = hashlib.sha256(f"{self.seed}/{market.symbol}/duplicate-day".encode()).digest()
+        label = f"{self.setup.seed}/{market.symbol}/duplicate-day"
+        digest = hashlib.sha256(label.encode()).digest()
         return first_day + int.from_bytes(digest[:8], "big") % days * DAY_MS
 
     def _with_duplicate_day(
@@ -398,7 +358,7 @@ class BitstampApp(ExchangeApp):
                 "description": f"{asset_name(m.base)} / {asset_name(m.quote)}",
                 "market_type": "SPOT",
             }
-            for m in self._bitstamp_markets()
+            for m in self.own_markets()
         ]
         rows += [dict(row) for row in self._perpetuals()]
         return Reply(200, rows, rows_path=())
@@ -417,7 +377,7 @@ class BitstampApp(ExchangeApp):
                 "trading": "Enabled",
                 "url_symbol": m.symbol,
             }
-            for m in self._bitstamp_markets()
+            for m in self.own_markets()
         ]
         return Reply(200, rows, rows_path=())
 
@@ -476,24 +436,17 @@ class BitstampApp(ExchangeApp):
         sort = form.get("sort", "desc")
         if sort not in ("asc", "desc"):
             raise ApiError(error("Invalid sort parameter", "400.012"))
-        big = 2**40
-        since_ts = self._int(
-            form,
-            "since_timestamp",
-            default=None,
-            low=0,
-            high=big,
-            code="400.013",
-            reason="Invalid since_timestamp",
-        )
-        until_ts = self._int(
-            form,
-            "until_timestamp",
-            default=None,
-            low=0,
-            high=big,
-            code="400.013",
-            reason="Invalid until_timestamp",
+        since_ts, until_ts = (
+            self._int(
+                form,
+                name,
+                default=None,
+                low=0,
+                high=2**40,
+                code="400.013",
+                reason=f"Invalid {name}",
+            )
+            for name in ("since_timestamp", "until_timestamp")
         )
         since_id = self._int(
             form,
@@ -552,13 +505,7 @@ class BitstampApp(ExchangeApp):
 
     def _balances(self, request: Request, path: Mapping[str, str]) -> Reply:
         rows = list(self.world.bitstamp.balances(self.world.now_ms()))
-        currency = path.get("currency")
-        if currency is None:
-            return Reply(200, rows, rows_path=())
-        for row in rows:
-            if str(row.get("currency", "")).lower() == currency:
-                return Reply(200, row)
-        raise ApiError(error("Currency not found", "404.003", 404))
+        return all_or_one(rows, path.get("currency"), _is_currency, _unknown_currency)
 
     def _trading_fees(self, request: Request, path: Mapping[str, str]) -> Reply:
         rows = list(self.world.bitstamp.trading_fees)
@@ -566,23 +513,27 @@ class BitstampApp(ExchangeApp):
             symbol = perp["market_symbol"]
             fees = {"maker": "0.00000", "taker": "0.05000"}
             rows.append({"currency_pair": symbol, "market": symbol, "fees": fees})
-        pair = path.get("pair")
-        if pair is None:
-            return Reply(200, rows, rows_path=())
-        for row in rows:
-            if pair in (row.get("market"), row.get("currency_pair")):
-                return Reply(200, row)
-        raise ApiError(error("Currency pair not found", "404.002", 404))
+        return all_or_one(rows, path.get("pair"), _is_pair, _unknown_pair)
 
     def _withdrawal_fees(self, request: Request, path: Mapping[str, str]) -> Reply:
         rows = list(self.world.bitstamp.withdrawal_fees)
-        currency = path.get("currency")
-        if currency is None:
-            return Reply(200, rows, rows_path=())
-        for row in rows:
-            if str(row.get("currency", "")).lower() == currency:
-                return Reply(200, row)
-        raise ApiError(error("Currency not found", "404.003", 404))
+        return all_or_one(rows, path.get("currency"), _is_currency, _unknown_currency)
+
+
+def _unknown_pair() -> Reply:
+    return error("Currency pair not found", "404.002", 404)
+
+
+def _unknown_currency() -> Reply:
+    return error("Currency not found", "404.003", 404)
+
+
+def _is_pair(row: Mapping[str, Any], pair: str) -> bool:
+    return pair in (row.get("market"), row.get("currency_pair"))
+
+
+def _is_currency(row: Mapping[str, Any], currency: str) -> bool:
+    return str(row.get("currency", "")).lower() == currency
 
 
 def _ohlc_rows(market: MarketLike, bars: list[CandleLike]) -> Raw:

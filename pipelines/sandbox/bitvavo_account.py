@@ -59,6 +59,7 @@ from pipelines.sandbox.events import (
     iso_ms,
     new_uuid,
     plain,
+    reserved_at,
 )
 from pipelines.sandbox.market import market_key
 from pipelines.sandbox.prices import rng_for
@@ -294,10 +295,7 @@ class BitvavoAccount:
     def balance(self, now_ms: int) -> list[dict[str, Any]]:
         """`/v2/balance` rows: `available` + `inOrder` = the exact replay total."""
         total = self.totals(now_ms)
-        held: dict[str, Decimal] = {}
-        for r in self.reservations:
-            if r.ts_ms <= now_ms:
-                held[r.currency] = held.get(r.currency, ZERO) + r.amount
+        held = reserved_at(self.reservations, now_ms)
         return [
             {
                 "symbol": symbol,

@@ -21,22 +21,21 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pipelines.sandbox.app import Admission, ExchangeApp, Outcome
-from pipelines.sandbox.auth import BitvavoVerifier, Clock, KeyPair
-from pipelines.sandbox.faults import Fault, FaultConfig
-from pipelines.sandbox.listing import listed
+from pipelines.sandbox.app import Admission, AppSetup, ExchangeApp, Outcome
+from pipelines.sandbox.auth import BitvavoVerifier
+from pipelines.sandbox.faults import Fault
+from pipelines.sandbox.params import all_or_one, bounded_int
 from pipelines.sandbox.permissions import bitvavo_refusal
-from pipelines.sandbox.ratelimit import RateLimits, WeightLimiter
+from pipelines.sandbox.ratelimit import WeightLimiter
 from pipelines.sandbox.reference import FIAT, asset_name
-from pipelines.sandbox.routing import ApiError, Reply, Request, Route, parse_int, route
+from pipelines.sandbox.routing import ApiError, Reply, Request, Route, html_page, route
 from pipelines.sandbox.settle import unsettled
 from pipelines.sandbox.tape import MarketLike, latest_trades_until, traded_bars, trades_until
-from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.wire import Raw, number_text
 
 EXCHANGE = "bitvavo"
@@ -76,11 +75,6 @@ def error(code: int, text: str, status: int = 400) -> Reply:
     return Reply(status, {"errorCode": code, "error": text})
 
 
-def _html(status: int, title: str) -> Reply:
-    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
-    return Reply(status, page.encode(), content_type="text/html")
-
-
 def plain(value: Decimal) -> str:
     """Bitvavo's number text: no trailing zeros, no exponent (`Decimal("10147.00")` → "10147")."""
     text = number_text(value)
@@ -92,27 +86,10 @@ def plain(value: Decimal) -> str:
 class BitvavoApp(ExchangeApp):
     exchange = EXCHANGE
 
-    def __init__(
-        self,
-        world: Any,
-        keys: KeyPair,
-        *,
-        limits: RateLimits,
-        faults: FaultConfig,
-        quirks: bool = True,
-        variants: Variants | None = None,
-        clock: Clock = time.time,
-        missing_permissions: frozenset[str] = frozenset(),
-    ) -> None:
-        super().__init__(faults)
-        self.world = world
-        self.keys = keys
-        self.missing_permissions = missing_permissions
-        self.quirks = quirks
-        self.variants = variants or Variants()
-        self.clock = clock
-        self.limiter = WeightLimiter(limits, clock)
-        self.verifier = BitvavoVerifier(keys, clock)
+    def __init__(self, setup: AppSetup) -> None:
+        super().__init__(setup)
+        self.limiter = WeightLimiter(setup.limits, setup.clock)
+        self.verifier = BitvavoVerifier(setup.keys, setup.clock)
         v2 = "/v2"
         self.routes: tuple[Route, ...] = (
             route("time", "GET", rf"{v2}/time", self._time, faultable=False),
@@ -176,11 +153,8 @@ class BitvavoApp(ExchangeApp):
             required=route.private,
         )
         if failure is None and route.private:
-            failure = bitvavo_refusal(self.missing_permissions)
-        if failure is None:
-            return None
-        self.stats.auth_failure(failure.code)
-        return Reply(failure.status, dict(failure.body))
+            failure = bitvavo_refusal(self.setup.missing_permissions)
+        return self.refused(failure)
 
     def fault_reply(self, fault: Fault) -> Reply:
         if fault.kind == "rate_limited":
@@ -190,8 +164,8 @@ class BitvavoApp(ExchangeApp):
             if pick == 0:
                 return error(101, "Unknown error. Operation may or may not have succeeded.", 500)
             if pick == 1:
-                return _html(502, "Bad Gateway")
-            return _html(503, "Service Temporarily Unavailable")
+                return html_page(502, "Bad Gateway")
+            return html_page(503, "Service Temporarily Unavailable")
         pick = fault.variant % 3  # error_body
         if pick == 0:
             return error(
@@ -228,23 +202,37 @@ class BitvavoApp(ExchangeApp):
     def _int(
         params: Mapping[str, str], name: str, default: int | None, low: int, high: int
     ) -> int | None:
-        text = params.get(name)
-        if text is None:
-            return default
-        value = parse_int(text)
-        if value is None or not low <= value <= high:
-            raise ApiError(error(205, f"{name} parameter is invalid."))
-        return value
+        return bounded_int(params, name, default, low, high, lambda: _invalid(name))
+
+    def _limit_start_end(
+        self, params: Mapping[str, str], default_limit: int, max_limit: int
+    ) -> tuple[int, int | None, int | None]:
+        """`limit` (1 to `max_limit`), `start` and `end` (epoch ms), checked in that order."""
+        limit = self._int(params, "limit", default_limit, 1, max_limit)
+        start = self._int(params, "start", None, 0, 2**53)
+        end = self._int(params, "end", None, 0, 2**53)
+        assert limit is not None
+        return limit, start, end
+
+    @staticmethod
+    def _trades_span(start: int | None, end: int | None, now: int) -> tuple[int, int]:
+        """The `[lower, upper]` ms a trades request covers: `end` (or now) back to `start` (or
+        24 h before); an `end` before `start`, or a span over 24 h, is refused."""
+        upper = now if end is None else min(end, now)
+        if end is not None and start is not None and end < start:
+            raise ApiError(_invalid("end"))
+        lower = upper - TRADES_MAX_SPAN_MS if start is None else start
+        if upper - lower > TRADES_MAX_SPAN_MS:
+            raise ApiError(error(205, SPAN_TEXT))
+        return lower, upper
 
     def _market(self, symbol: str) -> MarketLike:
-        market = self.world.markets.get((EXCHANGE, symbol))
-        if market is None:
-            raise ApiError(error(205, "market parameter is invalid."))
-        return listed(self.world, EXCHANGE, market)  # nothing before a late listing
+        return self.listed_market(symbol, lambda: _invalid("market"))
 
-    def _bitvavo_markets(self) -> list[MarketLike]:
-        found = [m for (ex, _), m in self.world.markets.items() if ex == EXCHANGE]
-        return sorted(found, key=lambda m: m.symbol)
+    def _known_market(self, symbol: str) -> bool:
+        """Listed here, or traded by the account (a delisted market's fills are still served)."""
+        listed_here = (EXCHANGE, symbol) in self.world.markets
+        return listed_here or symbol in self.world.bitvavo.markets_traded
 
     def _now(self) -> int:
         return int(self.world.now_ms())
@@ -262,14 +250,10 @@ class BitvavoApp(ExchangeApp):
 
     def _markets(self, request: Request, path: Mapping[str, str]) -> Reply:
         params = self._params(request, ("market",))
-        wanted = params.get("market")
-        rows = [self._market_row(m) for m in self._bitvavo_markets()]
-        if wanted is None:
-            return Reply(200, rows, rows_path=())
-        for row in rows:
-            if row["market"] == wanted:
-                return Reply(200, row)
-        raise ApiError(error(205, "market parameter is invalid."))
+        rows = [self._market_row(m) for m in self.own_markets()]
+        return all_or_one(
+            rows, params.get("market"), _field_is("market"), lambda: _invalid("market")
+        )
 
     def _market_row(self, market: MarketLike) -> dict[str, Any]:
         def integer(value: int) -> int | str:
@@ -304,16 +288,12 @@ class BitvavoApp(ExchangeApp):
     def _assets(self, request: Request, path: Mapping[str, str]) -> Reply:
         params = self._params(request, ("symbol",))
         symbols: set[str] = set()
-        for market in self._bitvavo_markets():
+        for market in self.own_markets():
             symbols.update((market.base, market.quote))
         rows = [self._asset_row(symbol) for symbol in sorted(symbols)]
-        wanted = params.get("symbol")
-        if wanted is None:
-            return Reply(200, rows, rows_path=())
-        for row in rows:
-            if row["symbol"] == wanted:
-                return Reply(200, row)
-        raise ApiError(error(205, "symbol parameter is invalid."))
+        return all_or_one(
+            rows, params.get("symbol"), _field_is("symbol"), lambda: _invalid("symbol")
+        )
 
     @staticmethod
     def _asset_row(symbol: str) -> dict[str, Any]:
@@ -339,13 +319,10 @@ class BitvavoApp(ExchangeApp):
         if interval_text is None:
             raise ApiError(error(203, "interval parameter is required."))
         if interval_text not in INTERVALS_S:
-            raise ApiError(error(205, "interval parameter is invalid."))
-        limit = self._int(params, "limit", CANDLES_MAX_LIMIT, 1, CANDLES_MAX_LIMIT)
-        start = self._int(params, "start", None, 0, 2**53)
-        end = self._int(params, "end", None, 0, 2**53)
-        assert limit is not None
+            raise ApiError(_invalid("interval"))
+        limit, start, end = self._limit_start_end(params, CANDLES_MAX_LIMIT, CANDLES_MAX_LIMIT)
         if start is not None and end is not None and end < start:
-            raise ApiError(error(205, "end parameter is invalid."))
+            raise ApiError(_invalid("end"))
         now = self._now()
         interval_ms = INTERVALS_S[interval_text] * 1000
         upper = now + 1 if end is None else min(end, now + 1)
@@ -389,17 +366,9 @@ class BitvavoApp(ExchangeApp):
     def _public_trades(self, request: Request, path: Mapping[str, str]) -> Reply:
         market = self._market(path["market"])
         params = self._params(request, ("limit", "start", "end", "tradeIdFrom", "tradeIdTo"))
-        limit = self._int(params, "limit", TRADES_DEFAULT_LIMIT, 1, TRADES_MAX_LIMIT)
-        start = self._int(params, "start", None, 0, 2**53)
-        end = self._int(params, "end", None, 0, 2**53)
-        assert limit is not None
+        limit, start, end = self._limit_start_end(params, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
         now = self._now()
-        upper = now if end is None else min(end, now)
-        lower = upper - TRADES_MAX_SPAN_MS if start is None else start
-        if end is not None and start is not None and end < start:
-            raise ApiError(error(205, "end parameter is invalid."))
-        if upper - lower > TRADES_MAX_SPAN_MS:
-            raise ApiError(error(205, SPAN_TEXT))
+        lower, upper = self._trades_span(start, end, now)
         stop = upper + 1 if end is None or end > now else self._end_stop(end)
         id_from, id_to = params.get("tradeIdFrom"), params.get("tradeIdTo")
         if id_from is None and id_to is None:
@@ -433,20 +402,12 @@ class BitvavoApp(ExchangeApp):
         if market is None:
             raise ApiError(error(203, "market parameter is required."))
         account = self.world.bitvavo
-        if (EXCHANGE, market) not in self.world.markets and market not in account.markets_traded:
-            raise ApiError(error(205, "market parameter is invalid."))
-        limit = self._int(params, "limit", TRADES_DEFAULT_LIMIT, 1, TRADES_MAX_LIMIT)
-        start = self._int(params, "start", None, 0, 2**53)
-        end = self._int(params, "end", None, 0, 2**53)
-        assert limit is not None
+        if not self._known_market(market):
+            raise ApiError(_invalid("market"))
+        limit, start, end = self._limit_start_end(params, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
         now = self._now()
         if self.variants.bitvavo_trades_span == "24h":  # mirrors public trades
-            upper = now if end is None else min(end, now)
-            if end is not None and start is not None and end < start:
-                raise ApiError(error(205, "end parameter is invalid."))
-            start = upper - TRADES_MAX_SPAN_MS if start is None else start
-            if upper - start > TRADES_MAX_SPAN_MS:
-                raise ApiError(error(205, SPAN_TEXT))
+            start, _ = self._trades_span(start, end, now)
         stop = None if end is None else self._end_stop(end)
         rows = [
             row
@@ -497,11 +458,10 @@ class BitvavoApp(ExchangeApp):
 
     def _transfers(self, request: Request, rows: list[dict[str, Any]]) -> Reply:
         params = self._params(request, ("symbol", "limit", "start", "end"))
-        limit = self._int(params, "limit", TRANSFERS_DEFAULT_LIMIT, 1, TRANSFERS_MAX_LIMIT)
-        start = self._int(params, "start", None, 0, 2**53)
-        end = self._int(params, "end", None, 0, 2**53)
+        limit, start, end = self._limit_start_end(
+            params, TRANSFERS_DEFAULT_LIMIT, TRANSFERS_MAX_LIMIT
+        )
         symbol = params.get("symbol")
-        assert limit is not None
         chosen = [
             row
             for row in rows
@@ -533,18 +493,16 @@ class BitvavoApp(ExchangeApp):
         account = self.world.bitvavo
         market = params.get("market")
         if market is None:
-            traded = tuple(account.markets_traded) or tuple(
-                m.symbol for m in self._bitvavo_markets()
-            )
+            traded = tuple(account.markets_traded) or tuple(m.symbol for m in self.own_markets())
             market = traded[0]
-        elif (EXCHANGE, market) not in self.world.markets and market not in account.markets_traded:
-            raise ApiError(error(205, "market parameter is invalid."))
+        elif not self._known_market(market):
+            raise ApiError(_invalid("market"))
         return Reply(200, account.fees(market))
 
     def _account(self, request: Request, path: Mapping[str, str]) -> Reply:
         self._params(request, ())
         account = self.world.bitvavo
-        traded = tuple(account.markets_traded) or tuple(m.symbol for m in self._bitvavo_markets())
+        traded = tuple(account.markets_traded) or tuple(m.symbol for m in self.own_markets())
         fees = dict(account.fees(traded[0]))
         return Reply(
             200,
@@ -560,6 +518,17 @@ class BitvavoApp(ExchangeApp):
                 ],
             },
         )
+
+
+def _invalid(name: str) -> Reply:
+    return error(205, f"{name} parameter is invalid.")
+
+
+def _field_is(name: str) -> Callable[[dict[str, Any], str], bool]:
+    def matches(row: dict[str, Any], wanted: str) -> bool:
+        return bool(row[name] == wanted)
+
+    return matches
 
 
 def _documented_text(reply: Reply) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import string
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -119,6 +120,15 @@ class Reservation:
     ts_ms: int
     currency: str
     amount: Decimal
+
+
+def reserved_at(reservations: Iterable[Reservation], at_ms: int) -> dict[str, Decimal]:
+    """Per currency, what the orders open at `at_ms` hold."""
+    out: dict[str, Decimal] = {}
+    for r in reservations:
+        if r.ts_ms <= at_ms:
+            out[r.currency] = out.get(r.currency, ZERO) + r.amount
+    return out
 
 
 @dataclass

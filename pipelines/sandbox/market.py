@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.sandbox.prices import Path, normal, rng_for
+from pipelines.sandbox.tape import Bar
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -65,17 +66,6 @@ class TapeTrade:
     price: Decimal
     amount: Decimal
     side: str  # taker side: "buy" | "sell"
-
-
-@dataclass(frozen=True, slots=True)
-class TapeCandle:
-    open_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trades: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +198,7 @@ class Market:
         found = self.latest_trades(t_ms, 1)
         return found[0] if found else None
 
-    def candles(self, interval_s: int, start_ms: int, end_ms: int) -> list[TapeCandle]:
+    def candles(self, interval_s: int, start_ms: int, end_ms: int) -> list[Bar]:
         """Candles with open time in `[start_ms, end_ms)` that hold trades, ascending.
 
         `interval_s` is any multiple of 60; buckets are aligned to the Unix epoch. Each candle is
@@ -265,9 +255,9 @@ class Market:
             value = self._prices[ticks] = Decimal(ticks).scaleb(-self.price_decimals)
         return value
 
-    def _candle(self, row: Row) -> TapeCandle:
+    def _candle(self, row: Row) -> Bar:
         price = self._price
-        return TapeCandle(
+        return Bar(
             row[0],
             price(row[1]),
             price(row[2]),

@@ -116,11 +116,7 @@ def match(routes: tuple[Route, ...], method: str, path: str) -> Match:
     return Match(None, {}, path_known)
 
 
-def parse_int(text: str | None) -> int | None:
-    """A plain base-10 integer (optional leading minus), else None."""
-    if text is None:
-        return None
-    body = text[1:] if text.startswith("-") else text
-    if not body.isdigit() or not body.isascii():
-        return None
-    return int(text)
+def html_page(status: int, title: str) -> Reply:
+    """The bare HTML error page a load balancer answers with."""
+    page = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1></body></html>"
+    return Reply(status, page.encode(), content_type="text/html")

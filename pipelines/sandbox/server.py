@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from pipelines.sandbox.app import ExchangeApp, Outcome
+from pipelines.sandbox.app import AppSetup, ExchangeApp, Outcome
 from pipelines.sandbox.auth import derive_keys
 from pipelines.sandbox.bitstamp_api import BitstampApp
 from pipelines.sandbox.bitvavo_api import BitvavoApp
@@ -296,37 +296,24 @@ def start_sandbox(
         from pipelines.sandbox.world import World
 
         world = World(seed=seed, days=days, now_ms=now_ms, quirks=quirks)
-    bitstamp_keys = derive_keys(seed, "bitstamp")
-    bitvavo_keys = derive_keys(seed, "bitvavo")
-    apps: dict[str, tuple[ExchangeApp, int]] = {
-        "bitstamp": (
-            BitstampApp(
-                world,
-                bitstamp_keys,
-                limits=limits,
-                faults=fault_config,
-                quirks=quirks,
-                seed=seed,
-                variants=variants,
-                clock=_offset_clock(clock, bitstamp_clock_offset_s),
-                missing_permissions=lacking["bitstamp"],
-            ),
-            bitstamp_port,
-        ),
-        "bitvavo": (
-            BitvavoApp(
-                world,
-                bitvavo_keys,
-                limits=limits,
-                faults=fault_config,
-                quirks=quirks,
-                variants=variants,
-                clock=_offset_clock(clock, bitvavo_clock_offset_s),
-                missing_permissions=lacking["bitvavo"],
-            ),
-            bitvavo_port,
-        ),
-    }
+    keys = {name: derive_keys(seed, name) for name in ("bitstamp", "bitvavo")}
+    apps: dict[str, tuple[ExchangeApp, int]] = {}
+    for name, app_type, clock_offset_s, port in (
+        ("bitstamp", BitstampApp, bitstamp_clock_offset_s, bitstamp_port),
+        ("bitvavo", BitvavoApp, bitvavo_clock_offset_s, bitvavo_port),
+    ):
+        setup = AppSetup(
+            world,
+            keys[name],
+            limits,
+            fault_config,
+            quirks=quirks,
+            variants=variants,
+            seed=seed,
+            clock=_offset_clock(clock, clock_offset_s),
+            missing_permissions=lacking[name],
+        )
+        apps[name] = (app_type(setup), port)
     servers: dict[str, ExchangeServer] = {}
     try:
         for name, (app, port) in apps.items():
@@ -338,10 +325,10 @@ def start_sandbox(
     for server in servers.values():
         server.start()
     endpoints = {}
-    for name, keys in (("bitstamp", bitstamp_keys), ("bitvavo", bitvavo_keys)):
+    for name, pair in keys.items():
         root = f"http://{LOOPBACK}:{servers[name].port}"
         base = root if name == "bitstamp" else f"{root}/v2"
-        endpoints[name] = ExchangeEndpoint(name, base, keys.key, keys.secret, root)
+        endpoints[name] = ExchangeEndpoint(name, base, pair.key, pair.secret, root)
     return Sandbox(
         world, servers, endpoints, rate_limits=limits, faults=fault_config, variants=variants
     )

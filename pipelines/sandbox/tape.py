@@ -62,6 +62,8 @@ class MarketLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Bar:
+    """One candle: the world's own (`Market.candles`) and every bar the server builds."""
+
     open_ms: int
     open: Decimal
     high: Decimal

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 
+from pipelines.sandbox.account_script import AccountScript
 from pipelines.sandbox.accounts import BitstampAccount, BitvavoAccount, build_accounts
 from pipelines.sandbox.catalog import DELISTED, LISTED_LATE, build_markets
 from pipelines.sandbox.market import DAY_MS, Market
@@ -68,15 +69,15 @@ class World:
             key: listing_ms(self.history_start_ms, days) for key in LISTED_LATE
         }
         self._warm()
-        accounts = build_accounts(
+        script = AccountScript(
             seed=seed,
             now_ms=self.created_ms,
             days=days,
             genesis_ms=self.genesis_ms,
             quirks=quirks,
-            markets=self.markets,
-            delisted=self.delisted,
-        )
+            markets={**self.markets, **self.delisted},
+        ).run()
+        accounts = build_accounts(script, self.markets)
         self.bitstamp: BitstampAccount = accounts[0]
         self.bitvavo: BitvavoAccount = accounts[1]
 
