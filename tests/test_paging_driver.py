@@ -13,10 +13,10 @@ paginators (recorded at a1411c0 on this world).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -26,7 +26,7 @@ from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, PagingLoopError, walk
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import ExchangeEndpoint, Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
@@ -145,29 +145,55 @@ def test_a_paginator_is_copied_per_run_and_starts_afresh() -> None:
 
 # --- every client paginator against the sandbox ----------------------------------------------
 
+GENESIS = datetime(2024, 1, 1, tzinfo=UTC)  # where the world's account starts
+GENESIS_MS = int(GENESIS.timestamp() * 1000)
+DAYS = (NOW - timedelta(days=3), NOW - timedelta(days=1))  # two days of 1m candles
+BTC_1M, ADA_1M = ("BTC-EUR", "1m"), ("ADA-EUR", "1m")
+OTHER_READINGS = Variants(
+    bitstamp_crypto_limit="combined",  # limit/offset over the lists together
+    bitstamp_ohlc_before_listing="first",  # the pair's first candles for an `end` before it
+    bitvavo_trades_span="24h",  # account trades refused over more than 24 h
+)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One world, served with today's default readings and with `OTHER_READINGS`."""
+
+    default: Sandbox
+    other: Sandbox
+
 
 @pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=7, days=60, now_ms=NOW_MS)
+def served() -> Iterator[Served]:
+    world = World(seed=7, days=60, now_ms=NOW_MS)
+    assert world.genesis_ms == GENESIS_MS
+    with (
+        start_sandbox(seed=7, now_ms=NOW_MS, world=world) as default,
+        start_sandbox(seed=7, now_ms=NOW_MS, world=world, variants=OTHER_READINGS) as other,
+    ):
+        yield Served(default, other)
 
 
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=7, now_ms=NOW_MS, world=world) as running:
-        yield running
+C = TypeVar("C", BitstampClient, BitvavoClient)
 
 
-@pytest.fixture(scope="module")
-def other_readings(world: World) -> Iterator[Sandbox]:
-    """Crypto-transactions paged over the lists together; the pair's first candles before a
-    listing; account trades refused over 24 h."""
-    variants = Variants(
-        bitstamp_crypto_limit="combined",
-        bitstamp_ohlc_before_listing="first",
-        bitvavo_trades_span="24h",
-    )
-    with start_sandbox(seed=7, now_ms=NOW_MS, world=world, variants=variants) as running:
-        yield running
+def walked(
+    side: ExchangeEndpoint, client: C, walk_of: Callable[[C], Iterable[Page[Any]]]
+) -> tuple[list[Page[Any]], dict[str, int]]:
+    """The pages of one walk, and the requests per endpoint the sandbox counted meanwhile."""
+    before = counted(side.stats_url)
+    with client:
+        pages = list(walk_of(client))
+    after = counted(side.stats_url)
+    return pages, {
+        name: n - before.get(name, 0) for name, n in after.items() if n > before.get(name, 0)
+    }
+
+
+def counted(stats_url: str) -> dict[str, int]:
+    endpoints = requests.get(stats_url, timeout=5).json()["endpoints"]
+    return {name: entry["requests"] for name, entry in endpoints.items()}
 
 
 def bitstamp(sandbox: Sandbox) -> BitstampClient:
@@ -182,33 +208,13 @@ def bitvavo(sandbox: Sandbox) -> BitvavoClient:
     return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
 
 
-def counted(stats_url: str) -> dict[str, int]:
-    endpoints = requests.get(stats_url, timeout=5).json()["endpoints"]
-    return {name: entry["requests"] for name, entry in endpoints.items()}
-
-
-class Sent:
-    """The sandbox's request counts per endpoint from now on."""
-
-    def __init__(self, stats_url: str) -> None:
-        self.url = stats_url
-        self.before = counted(stats_url)
-
-    def since(self) -> dict[str, int]:
-        after = counted(self.url)
-        return {k: n - self.before.get(k, 0) for k, n in after.items() if n > self.before.get(k, 0)}
-
-
 def asked(pages: Sequence[Page[Any]], *names: str) -> list[tuple[str, ...]]:
     return [tuple(str(page.params[name]) for name in names) for page in pages]
 
 
-def test_bitstamp_ohlc_walks_back_by_end_as_before(sandbox: Sandbox) -> None:
-    sent = Sent(sandbox.bitstamp.stats_url)
-    with bitstamp(sandbox) as client:
-        pages = list(
-            client.ohlc_window("BTC-EUR", "1m", NOW - timedelta(days=3), NOW - timedelta(days=1))
-        )
+def test_bitstamp_ohlc_walks_back_by_end_as_before(served: Served) -> None:
+    side = served.default.bitstamp
+    pages, sent = walked(side, bitstamp(served.default), lambda c: c.ohlc_window(*BTC_1M, *DAYS))
     assert asked(pages, "end", "limit", "step") == [
         ("1711756740", "1000", "60"),
         ("1711696740", "1000", "60"),
@@ -219,28 +225,29 @@ def test_bitstamp_ohlc_walks_back_by_end_as_before(sandbox: Sandbox) -> None:
         (1000, 1000),
         (880, 1000),
     ]
-    assert sent.since() == {"ohlc/{pair}": 3}
+    assert sent == {"ohlc/{pair}": 3}
 
 
-def test_bitstamp_ohlc_probes_once_at_a_listing_as_before(other_readings: Sandbox) -> None:
-    sent = Sent(other_readings.bitstamp.stats_url)
-    with bitstamp(other_readings) as client:
-        pages = list(client.ohlc_window("LTC-EUR", "1h", NOW - timedelta(days=60), NOW))
+def test_bitstamp_ohlc_probes_once_at_a_listing_as_before(served: Served) -> None:
+    side = served.other.bitstamp
+    start = NOW - timedelta(days=60)
+    pages, sent = walked(
+        side, bitstamp(served.other), lambda c: c.ohlc_window("LTC-EUR", "1h", start, NOW)
+    )
     # ltceur is listed at 2024-03-01 00:00 (1709251200): the second page, asked for an `end`
     # an hour before, holds only the first candles after it; one probe with `limit` 1 at the
     # oldest of them confirms the listing, then that page (nothing inside it) ends the walk
     assert asked(pages, "end", "limit") == [("1711839600", "1000"), ("1709247600", "1000")]
     assert [(len(p.records), p.received) for p in pages] == [(720, 720), (0, 720)]
-    assert sent.since() == {"ohlc/{pair}": 3}
+    assert sent == {"ohlc/{pair}": 3}
 
 
-def test_bitstamp_ledger_pages_by_since_id_as_before(sandbox: Sandbox) -> None:
-    sent = Sent(sandbox.bitstamp.stats_url)
-    with bitstamp(sandbox) as client:
-        pages = list(client.ledger_since(1))
+def test_bitstamp_ledger_pages_by_since_id_as_before(served: Served) -> None:
+    side = served.default.bitstamp
+    pages, sent = walked(side, bitstamp(served.default), lambda c: c.ledger_since(1))
     assert asked(pages, "since_id", "limit", "sort") == [("1", "1000", "asc")]
     assert [len(p.records) for p in pages] == [284]  # a short page is the last
-    assert sent.since() == {"user_transactions": 1}
+    assert sent == {"user_transactions": 1}
 
 
 @pytest.mark.parametrize(
@@ -248,38 +255,36 @@ def test_bitstamp_ledger_pages_by_since_id_as_before(sandbox: Sandbox) -> None:
     [("per-list", [2, 2, 1, 0]), ("combined", [1, 1, 1, 1, 1, 0])],
 )
 def test_bitstamp_crypto_transactions_page_by_offset_as_before(
-    request: pytest.FixtureRequest, reading: str, received: list[int]
+    served: Served, reading: str, received: list[int]
 ) -> None:
-    server: Sandbox = request.getfixturevalue(
-        "sandbox" if reading == "per-list" else "other_readings"
+    server = served.default if reading == "per-list" else served.other
+    pages, sent = walked(
+        server.bitstamp, bitstamp(server), lambda c: c.all_crypto_transactions(limit=1)
     )
-    sent = Sent(server.bitstamp.stats_url)
-    with bitstamp(server) as client:
-        pages = list(client.all_crypto_transactions(limit=1))
     assert asked(pages, "offset", "limit") == [(str(n), "1") for n in range(len(received))]
     assert [p.received for p in pages] == received
-    assert sent.since() == {"crypto-transactions": len(received)}
+    assert sent == {"crypto-transactions": len(received)}
 
 
-def test_bitvavo_candles_walk_end_anchored_as_before(sandbox: Sandbox) -> None:
-    sent = Sent(sandbox.bitvavo.stats_url)
-    with bitvavo(sandbox) as client:
-        pages = list(
-            client.candles_window("ADA-EUR", "1m", NOW - timedelta(days=3), NOW - timedelta(days=1))
-        )
+def test_bitvavo_candles_walk_end_anchored_as_before(served: Served) -> None:
+    side = served.default.bitvavo
+    pages, sent = walked(side, bitvavo(served.default), lambda c: c.candles_window(*ADA_1M, *DAYS))
     assert asked(pages, "start", "end", "limit") == [
         ("1711584000000", "1711756800000", "1440"),
         ("1711584000000", "1711670400000", "1440"),  # short page: back by 1440 minutes
     ]
     assert [(len(p.records), p.received) for p in pages] == [(769, 769), (732, 733)]
-    assert sent.since() == {"{market}/candles": 2}
+    assert sent == {"{market}/candles": 2}
 
 
-def test_bitvavo_public_trades_walk_back_by_end_as_before(sandbox: Sandbox) -> None:
-    sent = Sent(sandbox.bitvavo.stats_url)
+def test_bitvavo_public_trades_walk_back_by_end_as_before(served: Served) -> None:
+    side = served.default.bitvavo
     start, end = NOW - timedelta(minutes=20), NOW - timedelta(minutes=10)
-    with bitvavo(sandbox) as client:
-        pages = list(client.public_trades_window("BTC-EUR", start, end, limit=2))
+    pages, sent = walked(
+        side,
+        bitvavo(served.default),
+        lambda c: c.public_trades_window("BTC-EUR", start, end, limit=2),
+    )
     ends = [
         "1711842600000",
         "1711842483299",
@@ -294,43 +299,43 @@ def test_bitvavo_public_trades_walk_back_by_end_as_before(sandbox: Sandbox) -> N
     ]
     assert asked(pages, "start", "end", "limit") == [("1711842000000", e, "2") for e in ends]
     assert [p.received for p in pages] == [2] * 9 + [1]
-    assert sent.since() == {"{market}/trades": 10}
+    assert sent == {"{market}/trades": 10}
 
 
-def test_bitvavo_account_trades_halve_their_span_as_before(
-    other_readings: Sandbox, world: World
-) -> None:
-    genesis = datetime.fromtimestamp(world.genesis_ms / 1000, UTC)
-    sent = Sent(other_readings.bitvavo.stats_url)
-    with bitvavo(other_readings) as client:
-        pages = list(client.trades_window("BTC-EUR", genesis, NOW))
-    days = (NOW - genesis).days
+def test_bitvavo_account_trades_halve_their_span_as_before(served: Served) -> None:
+    side = served.other.bitvavo
+    pages, sent = walked(
+        side, bitvavo(served.other), lambda c: c.trades_window("BTC-EUR", GENESIS, NOW)
+    )
+    days = (NOW - GENESIS).days
     # the whole window refused (errorCode 205), then one request per 24 h piece, oldest first
     assert asked(pages, "start", "end") == [
-        (str(world.genesis_ms + k * 86_400_000), str(world.genesis_ms + (k + 1) * 86_400_000))
+        (str(GENESIS_MS + k * 86_400_000), str(GENESIS_MS + (k + 1) * 86_400_000))
         for k in range(days)
     ]
-    assert sent.since() == {"trades": days + 1}
+    assert sent == {"trades": days + 1}
 
 
-def test_bitvavo_history_pages_by_number_as_before(sandbox: Sandbox, world: World) -> None:
-    genesis = datetime.fromtimestamp(world.genesis_ms / 1000, UTC)
-    sent = Sent(sandbox.bitvavo.stats_url)
-    with bitvavo(sandbox) as client:
-        pages = list(client.account_history_window(genesis, NOW))
+def test_bitvavo_history_pages_by_number_as_before(served: Served) -> None:
+    side = served.default.bitvavo
+    pages, sent = walked(
+        side, bitvavo(served.default), lambda c: c.account_history_window(GENESIS, NOW)
+    )
     assert asked(pages, "page", "toDate") == [(str(n), str(NOW_MS)) for n in (1, 2, 3)]
     assert [len(p.records) for p in pages] == [100, 100, 86]
-    assert sent.since() == {"account/history": 3}
+    assert sent == {"account/history": 3}
 
 
-def test_bitvavo_transfers_walk_back_by_end_as_before(sandbox: Sandbox, world: World) -> None:
-    genesis = datetime.fromtimestamp(world.genesis_ms / 1000, UTC)
-    sent = Sent(sandbox.bitvavo.stats_url)
-    with bitvavo(sandbox) as client:
-        deposits = list(client.deposit_history(start=genesis, end=NOW))
-        withdrawals = list(client.withdrawal_history(start=genesis, end=NOW))
-    for pages in (deposits, withdrawals):
-        assert asked(pages, "start", "end", "limit") == [
-            (str(world.genesis_ms), str(NOW_MS), "1000")
-        ]
-    assert sent.since() == {"depositHistory": 1, "withdrawalHistory": 1}
+def test_bitvavo_transfers_walk_back_by_end_as_before(served: Served) -> None:
+    side = served.default.bitvavo
+
+    def both(client: BitvavoClient) -> Iterator[Page[Any]]:
+        yield from client.deposit_history(start=GENESIS, end=NOW)
+        yield from client.withdrawal_history(start=GENESIS, end=NOW)
+
+    pages, sent = walked(side, bitvavo(served.default), both)
+    assert [(p.endpoint, *asked([p], "start", "end", "limit")[0]) for p in pages] == [
+        ("deposit_history", str(GENESIS_MS), str(NOW_MS), "1000"),
+        ("withdrawal_history", str(GENESIS_MS), str(NOW_MS), "1000"),
+    ]
+    assert sent == {"depositHistory": 1, "withdrawalHistory": 1}

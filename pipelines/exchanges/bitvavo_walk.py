@@ -110,7 +110,8 @@ def walk_backwards(
         moment=moment,
         limit=limit,
         trade_id=trade_id,
-        names=(exchange, endpoint),
+        exchange=exchange,
+        endpoint=endpoint,
     )
     return walk(ask, paginator, exchange=exchange, endpoint=endpoint)
 
@@ -118,8 +119,9 @@ def walk_backwards(
 class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     """The backwards walk of the module docstring, as a paginator (`walk_backwards` drives it).
 
-    Probes (`_check_id_order`'s two requests) answer whether `tradeIdTo` compares ids as
-    strings; their pages are never yielded.
+    Two probes, requests with ids that name no trade (`HIGHEST_ID`, `LOWEST_ID`), answer once
+    per walk whether `tradeIdTo` compares ids as strings (`_probe_answered`); their pages are
+    never yielded, and a refusal of one is an answer, not an error.
     """
 
     def __init__(
@@ -131,11 +133,12 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         moment: Callable[[R], datetime],
         limit: int,
         trade_id: Callable[[R], str] | None,
-        names: tuple[str, str],
+        exchange: str,
+        endpoint: str,
     ) -> None:
         self.start, self.end, self.limit = start, end, limit
         self.key, self.moment, self.trade_id = key, moment, trade_id
-        self.exchange, self.endpoint = names
+        self.exchange, self.endpoint = exchange, endpoint
 
     def init_request(self) -> TradeQuery | None:
         if self.trade_id is not None and self.limit < 2:
