@@ -26,13 +26,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitstamp_parse as parse
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
-from pipelines.exchanges.paging import Page, PagingLoopError
+from pipelines.exchanges.bitstamp_walk import CryptoOffsets, LedgerSinceId, OhlcBackwards
+from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     Candle,
@@ -245,54 +246,17 @@ class BitstampClient:
     def ohlc_window(
         self, market: str, interval: str, start: datetime, end: datetime
     ) -> Iterator[Page[Candle]]:
-        """Every candle with open time in [start, end), walking backwards by `end`.
-
-        Pages come newest-window first; each is filtered to the window. Stops at `start` or when
-        the exchange has nothing at or before the cursor. Before a pair's listing that is an
-        empty page, or [open] a page of the first candles after the listing, all opening after
-        the requested `end`: those were seen already or lie past the window, so they are
-        dropped and the walk ends, once `_check_first_candle` has confirmed that the page's
-        oldest candle is the pair's first (a server that ignores or clamps `end` sends such
-        pages too, and nothing older may then be taken for "before the listing").
-        Zero-volume fillers before a listing are rows like any other here; the candles flow
-        recognises them.
-        """
-        step = timedelta(seconds=_step(interval))
-        cursor = end - step  # `end` is inclusive on open time; the window's end is exclusive
-        while cursor >= start:
-            page = self.ohlc(market, interval, end=cursor)
-            oldest = min((c.open_time for c in page.records), default=None)
-            if oldest is not None and oldest > cursor:  # only candles after `end`
-                self._check_first_candle(market, interval, oldest, asked=cursor)
-            inside = [c for c in page.records if start <= c.open_time <= cursor]
-            yield Page(inside, page.endpoint, page.params, page.fetched_at, len(page.records))
-            if oldest is None or oldest > cursor:  # nothing at or before `end`, nor older
-                return
-            cursor = oldest - step
-
-    def _check_first_candle(
-        self, market: str, interval: str, oldest: datetime, *, asked: datetime
-    ) -> None:
-        """Raise `PagingLoopError` unless `oldest` is the pair's first candle.
-
-        The page for `end` = `asked` held only candles opening after it, the oldest at `oldest`.
-        An exchange that honours `end` returns `oldest` as the newest candle for `end` =
-        `oldest`: then nothing opens at or before `asked`. Any other answer (the newest
-        candles again, or those at a clamped `end`) means `end` was not honoured.
-        """
-        probe = self.ohlc(market, interval, end=oldest, limit=1)
-        newest = max((c.open_time for c in probe.records), default=None)
-        if newest == oldest:
-            return
-        got = newest.isoformat() if newest is not None else "nothing"
-        raise PagingLoopError(
-            EXCHANGE,
-            "ohlc",
-            f"pair {pair_symbol(market)} step {_step(interval)}: end {int(asked.timestamp())}"
-            f" ({asked.isoformat()}) returned only candles after it, the oldest at"
-            f" {oldest.isoformat()}, yet end {int(oldest.timestamp())} returned {got} as the"
-            " newest: the server ignores or clamps `end`, so the candles before"
-            f" {oldest.isoformat()} cannot be read (this is not the pair's listing)",
+        """Every candle with open time in [start, end), walking backwards by `end`
+        (`OhlcBackwards`: newest window first, each page filtered to the window; a page of only
+        candles after the asked `end` ends the walk once a probe shows it starts at the pair's
+        first candle). Zero-volume fillers before a listing are rows like any other here; the
+        candles flow recognises them."""
+        step = _step(interval)
+        yield from walk(
+            lambda asked: self.ohlc(market, interval, end=asked.end, limit=asked.limit),
+            OhlcBackwards(pair_symbol(market), step, start, end, OHLC_LIMIT),
+            exchange=EXCHANGE,
+            endpoint="ohlc",
         )
 
     def public_trades(self, market: str, *, window: str = "day") -> Page[PublicTrade]:
@@ -324,18 +288,12 @@ class BitstampClient:
 
     def ledger_since(self, since_id: int = 1) -> Iterator[Page[LedgerEntry]]:
         """Every ledger row with id ≥ `since_id`, one page at a time, oldest first."""
-        cursor = since_id
-        while True:
-            page = self.user_transactions(since_id=cursor)
-            yield page
-            if len(page.records) < LEDGER_PAGE:
-                return
-            top = max(entry.entry_id for entry in page.records)
-            if top < cursor:
-                raise PagingLoopError(
-                    EXCHANGE, "user_transactions", f"since_id {cursor} returned max id {top}"
-                )
-            cursor = top + 1
+        yield from walk(
+            lambda cursor: self.user_transactions(since_id=cursor),
+            LedgerSinceId(since_id, LEDGER_PAGE),
+            exchange=EXCHANGE,
+            endpoint="user_transactions",
+        )
 
     def crypto_transactions(
         self, *, offset: int = 0, limit: int = CRYPTO_PAGE
@@ -349,41 +307,14 @@ class BitstampClient:
     def all_crypto_transactions(
         self, *, limit: int = CRYPTO_PAGE
     ) -> Iterator[Page[Transfer | OtherEvent]]:
-        """Every crypto deposit, withdrawal and ripple IOU row, each once, by offset.
-
-        Whether `limit`/`offset` slice each list (deposits, withdrawals, …) on its own or
-        several lists together as one newest-first sequence is not settled (EXCHANGES.md, open
-        points). This walk is right either way, for any grouping of the lists: the offset moves
-        on by `limit`, and the walk ends at the first page whose lists hold fewer than `limit`
-        rows together. Why: every group of lists is one sequence sliced at
-        [offset, offset + limit), so moving every group on by `limit` skips and repeats
-        nothing; a page with fewer than `limit` rows in all has fewer than `limit` in each group,
-        so every group is exhausted; a page with `limit` or more rows in all goes on, which
-        costs per-list paging at most one request that comes back empty.
-
-        A row identical to one of an earlier page (a new transaction shifted the newest-first
-        lists between two requests) is dropped. A full page that holds no row the earlier
-        pages did not (the same page again: the server ignores `offset`) is a
-        `PagingLoopError` naming the offset, never an endless walk.
-        """
-        seen: set[tuple[str, str]] = set()
-        offset = 0
-        while True:
-            page = self.crypto_transactions(offset=offset, limit=limit)
-            keys = [(row.kind, row.raw) for row in page.records]
-            fresh = [row for row, key in zip(page.records, keys, strict=True) if key not in seen]
-            if page.received >= limit and not fresh:
-                raise PagingLoopError(
-                    EXCHANGE,
-                    "crypto_transactions",
-                    f"offset {offset} (limit {limit}) returned only rows of earlier pages: "
-                    "the server seems to ignore `offset`",
-                )
-            seen.update(keys)
-            yield Page(fresh, page.endpoint, page.params, page.fetched_at, page.received)
-            if page.received < limit:
-                return
-            offset += limit
+        """Every crypto deposit, withdrawal and ripple IOU row, each once, by offset, whether
+        `limit`/`offset` apply to each list or to the lists together (`CryptoOffsets`)."""
+        yield from walk(
+            lambda offset: self.crypto_transactions(offset=offset, limit=limit),
+            CryptoOffsets(limit),
+            exchange=EXCHANGE,
+            endpoint="crypto_transactions",
+        )
 
     def balances(self) -> list[BalanceSnapshot]:
         reply = self._post("/api/v2/account_balances/", "account_balances")

@@ -29,8 +29,14 @@ from datetime import UTC, datetime, timedelta
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
-from pipelines.exchanges.bitvavo_walk import TradeSpan, is_span_refusal, walk_backwards
-from pipelines.exchanges.paging import Page, PagingLoopError
+from pipelines.exchanges.bitvavo_walk import (
+    CandlesBackwards,
+    HistoryPages,
+    TradeSpan,
+    is_span_refusal,
+    walk_backwards,
+)
+from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     AssetInfo,
     BalanceSnapshot,
@@ -251,25 +257,15 @@ class BitvavoClient:
     def candles_window(
         self, market: str, interval: str, start: datetime, end: datetime
     ) -> Iterator[Page[Candle]]:
-        """Every candle with open time in [start, end), newest page first.
-
-        Whether `limit` counts rows or intervals is not documented, and hours without trades have
-        no candle: a full page moves the cursor to its oldest candle, a short one moves it back
-        by `limit` intervals. Both readings then see every candle exactly once.
-        """
-        span = timedelta(seconds=INTERVAL_SECONDS[interval]) * CANDLE_LIMIT
-        cursor = end
-        while cursor > start:
-            page = self.candles(market, interval, start=start, end=cursor)
-            inside = [c for c in page.records if start <= c.open_time < cursor]
-            yield Page(inside, page.endpoint, page.params, page.fetched_at, page.received)
-            if page.received >= CANDLE_LIMIT and page.records:
-                oldest = min(c.open_time for c in page.records)
-                if oldest >= cursor:
-                    raise PagingLoopError(EXCHANGE, "candles", f"cursor {cursor} did not move")
-                cursor = oldest
-            else:
-                cursor -= span
+        """Every candle with open time in [start, end), newest page first (`CandlesBackwards`:
+        right whether `limit` counts rows or intervals)."""
+        step = timedelta(seconds=INTERVAL_SECONDS[interval])
+        yield from walk(
+            lambda cursor: self.candles(market, interval, start=start, end=cursor),
+            CandlesBackwards(start, end, interval=step, limit=CANDLE_LIMIT),
+            exchange=EXCHANGE,
+            endpoint="candles",
+        )
 
     def public_trades(
         self,
@@ -395,11 +391,12 @@ class BitvavoClient:
         self, start: datetime, end: datetime
     ) -> Iterator[Page[BitvavoHistoryItem]]:
         """Every history item in [start, end): the walk pins `toDate` so pages cannot shift."""
-        number, total = 1, 1
-        while number <= total:
-            page, total = self.account_history(from_date=start, to_date=end, page=number)
-            yield page
-            number += 1
+        yield from walk(
+            lambda number: self.account_history(from_date=start, to_date=end, page=number),
+            HistoryPages(),
+            exchange=EXCHANGE,
+            endpoint="account_history",
+        )
 
     def deposit_history(self, *, start: datetime, end: datetime) -> Iterator[Page[Transfer]]:
         """Every deposit with timestamp in [start, end), paging backwards by `end`."""

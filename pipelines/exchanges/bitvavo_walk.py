@@ -25,6 +25,9 @@ a millisecond's trades otherwise than by id (`TradeIdToError`), checked once per
 page by `tradeIdTo` reads that way, with two ids that name no trade. That last check can only go
 by the order the pages show: paging by `tradeIdTo` alone, nothing could tell a trade whose id is
 greater than every id seen from one that does not exist.
+
+The walk is the paginator `Backwards`, driven by `paging.walk`; candles (`CandlesBackwards`) and
+`/account/history` (`HistoryPages`) are paginators here too.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TypeVar
 
-from pipelines.exchanges.paging import Page, PagingLoopError
+from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
+from pipelines.exchanges.records import BitvavoHistoryItem, Candle
 from pipelines.http import InvalidRequestError, NotFoundError
 
 R = TypeVar("R")
@@ -62,6 +67,16 @@ class TradeIdToError(RuntimeError):
         self.endpoint = endpoint
 
 
+@dataclass(frozen=True)
+class TradeQuery:
+    """One request of a backwards walk: rows up to `end`, before `trade_id_to` when given. A
+    probe asks how `tradeIdTo` compares ids; a refusal of it is an answer (None)."""
+
+    end: datetime
+    trade_id_to: str | None = None
+    probe: bool = False
+
+
 def walk_backwards(
     fetch: Fetch[R],
     start: datetime,
@@ -79,123 +94,216 @@ def walk_backwards(
     `trade_id` gives the id to send as `tradeIdTo`; None for an endpoint without one (then a
     page's worth of rows in one millisecond is a `PagingLoopError`).
     """
-    if trade_id is not None and limit < 2:
-        raise ValueError(f"{exchange} {endpoint}: paging by tradeIdTo needs a limit of 2 or more")
-    seen: set[Hashable] = set()
-    per_ms: Counter[datetime] = Counter()
-    asked: set[tuple[datetime, str | None]] = set()
-    inclusive = False  # a page held a row at exactly its `end`
-    end_read = True  # every row at exactly `request_end` is read (or outside the window)
-    request_end, anchor = end, None  # anchor: the row whose id goes as tradeIdTo
-    ties: list[bool] = []  # per two rows of one millisecond on a page by time: id-descending?
-    checked = False  # whether tradeIdTo compares ids as strings is checked
-    if end <= start:
-        return
-    while True:
-        id_to = None if anchor is None or trade_id is None else trade_id(anchor)
-        if (request_end, id_to) in asked:
-            how = f"tradeIdTo {id_to}" if id_to is not None else f"end {request_end.isoformat()}"
-            raise PagingLoopError(exchange, endpoint, f"the walk would ask again for {how}")
-        asked.add((request_end, id_to))
-        page = fetch(start, request_end, id_to)
-        rows = page.records
-        new = [row for row in rows if key(row) not in seen]
-        seen.update(key(row) for row in new)
-        per_ms.update(moment(row) for row in new)
-        inside = [row for row in new if start <= moment(row) < end]
-        yield Page(inside, page.endpoint, page.params, page.fetched_at, page.received)
 
-        if anchor is not None and id_to is not None:  # paged through a crowded millisecond
-            assert trade_id is not None
-            crowded = moment(anchor)
-            full = bool(rows) and page.received >= limit
-            within = full and min(moment(row) for row in rows) >= crowded
-            last = rows[-1] if rows else anchor
-            if within and moment(last) > crowded:
-                detail = (
-                    f"the page before tradeIdTo {id_to} ends on a newer trade "
-                    f"({trade_id(last)} at {moment(last).isoformat()})"
-                )
-                raise TradeIdToError(exchange, endpoint, detail)
-            if within and not new and trade_id(last) == id_to:
-                detail = f"a full page at tradeIdTo {id_to} brought no new row"
-                raise PagingLoopError(exchange, endpoint, detail)
-            if not checked and all(trade_id(row) <= id_to for row in rows):
-                checked = True  # the page reads as if ids were compared as strings: are they?
-                _check_id_order(
-                    fetch, start, request_end, ties, moment, trade_id, exchange, endpoint
-                )
-            if within:
-                anchor = last  # rows read before (ids compared as strings) are no loop
-                request_end = _id_end(crowded, inclusive)
-                continue
-            # every row of the crowded millisecond is read: on by time, below it
-            anchor = None
-            if crowded <= start:
-                return
-            request_end, end_read = (crowded - ONE_MS, False) if inclusive else (crowded, True)
-            continue
+    def ask(query: TradeQuery) -> Page[R] | None:
+        if not query.probe:
+            return fetch(start, query.end, query.trade_id_to)
+        try:
+            return fetch(start, query.end, query.trade_id_to)
+        except (InvalidRequestError, NotFoundError):  # an id that names no trade, refused
+            return None
 
+    paginator = Backwards(
+        start,
+        end,
+        key=key,
+        moment=moment,
+        limit=limit,
+        trade_id=trade_id,
+        exchange=exchange,
+        endpoint=endpoint,
+    )
+    return walk(ask, paginator, exchange=exchange, endpoint=endpoint)
+
+
+class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
+    """The backwards walk of the module docstring, as a paginator (`walk_backwards` drives it).
+
+    Two probes, requests with ids that name no trade (`HIGHEST_ID`, `LOWEST_ID`), answer once
+    per walk whether `tradeIdTo` compares ids as strings (`_probe_answered`); their pages are
+    never yielded, and a refusal of one is an answer, not an error.
+    """
+
+    def __init__(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        key: Callable[[R], Hashable],
+        moment: Callable[[R], datetime],
+        limit: int,
+        trade_id: Callable[[R], str] | None,
+        exchange: str,
+        endpoint: str,
+    ) -> None:
+        self.start, self.end, self.limit = start, end, limit
+        self.key, self.moment, self.trade_id = key, moment, trade_id
+        self.exchange, self.endpoint = exchange, endpoint
+
+    def init_request(self) -> TradeQuery | None:
+        if self.trade_id is not None and self.limit < 2:
+            raise ValueError(
+                f"{self.exchange} {self.endpoint}: paging by tradeIdTo needs a limit of 2 or more"
+            )
+        self._seen: set[Hashable] = set()
+        self._per_ms: Counter[datetime] = Counter()
+        self._inclusive = False  # a page held a row at exactly its `end`
+        self._end_read = True  # every row at exactly `request_end` is read (or outside)
+        self._request_end = self.end
+        self._anchor: R | None = None  # the row whose id goes as tradeIdTo
+        self._ties: list[bool] = []  # per two rows of one ms on a page by time: id-descending?
+        self._checked = False  # whether tradeIdTo compares ids as strings is checked
+        self._id_to: str | None = None  # the last request's tradeIdTo
+        self._page: Page[R] | None = None  # the last page
+        self._new: list[R] = []  # its rows not seen before
+        self._probing: list[Page[R]] | None = None  # the probes' pages, while probing
+        self._after_probe: tuple[datetime, bool, R] | None = None  # (crowded, within, last)
+        if self.end <= self.start:
+            return None
+        return self._request()
+
+    def describe(self, request: TradeQuery) -> str:
+        if request.trade_id_to is not None:
+            return f"tradeIdTo {request.trade_id_to}"
+        return f"end {request.end.isoformat()}"
+
+    def _request(self) -> TradeQuery:
+        anchor, trade_id = self._anchor, self.trade_id
+        self._id_to = None if anchor is None or trade_id is None else trade_id(anchor)
+        return TradeQuery(self._request_end, self._id_to)
+
+    def update_state(self, response: Page[R] | None) -> Page[R] | None:
+        if self._probing is not None:
+            self._probe_answered(response)
+            return None
+        assert response is not None
+        key, moment = self.key, self.moment
+        new = [row for row in response.records if key(row) not in self._seen]
+        self._seen.update(key(row) for row in new)
+        self._per_ms.update(moment(row) for row in new)
+        self._page, self._new = response, new
+        inside = [row for row in new if self.start <= moment(row) < self.end]
+        return Page(
+            inside, response.endpoint, response.params, response.fetched_at, response.received
+        )
+
+    def next_request(self) -> TradeQuery | None:
+        if self._probing is not None:
+            if len(self._probing) == 1:  # the highest id selected trades: ask the lowest
+                return TradeQuery(self._request_end, LOWEST_ID, probe=True)
+            self._probing = None
+        if self._after_probe is not None:
+            crowded, within, last = self._after_probe
+            self._after_probe = None
+            return self._after_crowded(crowded, within, last)
+        if self._anchor is not None and self._id_to is not None:
+            return self._next_in_crowd(self._anchor, self._id_to)
+        return self._next_by_time()
+
+    def _next_in_crowd(self, anchor: R, id_to: str) -> TradeQuery | None:
+        """After a page by `tradeIdTo` through the crowded millisecond of `anchor`."""
+        assert self.trade_id is not None and self._page is not None
+        moment, trade_id = self.moment, self.trade_id
+        rows, page = self._page.records, self._page
+        crowded = moment(anchor)
+        full = bool(rows) and page.received >= self.limit
+        within = full and min(moment(row) for row in rows) >= crowded
+        last = rows[-1] if rows else anchor
+        if within and moment(last) > crowded:
+            detail = (
+                f"the page before tradeIdTo {id_to} ends on a newer trade "
+                f"({trade_id(last)} at {moment(last).isoformat()})"
+            )
+            raise TradeIdToError(self.exchange, self.endpoint, detail)
+        if within and not self._new and trade_id(last) == id_to:
+            raise NoProgress(f"a full page at tradeIdTo {id_to} brought no new row")
+        if not self._checked and all(trade_id(row) <= id_to for row in rows):
+            self._checked = True  # the page reads as if ids were compared as strings: are they?
+            self._probing, self._after_probe = [], (crowded, within, last)
+            return TradeQuery(self._request_end, HIGHEST_ID, probe=True)
+        return self._after_crowded(crowded, within, last)
+
+    def _after_crowded(self, crowded: datetime, within: bool, last: R) -> TradeQuery | None:
+        if within:
+            self._anchor = last  # rows read before (ids compared as strings) are no loop
+            self._request_end = _id_end(crowded, self._inclusive)
+            return self._request()
+        # every row of the crowded millisecond is read: on by time, below it
+        self._anchor = None
+        if crowded <= self.start:
+            return None
+        if self._inclusive:
+            self._request_end, self._end_read = crowded - ONE_MS, False
+        else:
+            self._request_end, self._end_read = crowded, True
+        return self._request()
+
+    def _next_by_time(self) -> TradeQuery | None:
+        """After a page by time."""
+        assert self._page is not None
+        moment, trade_id, limit = self.moment, self.trade_id, self.limit
+        rows, page = self._page.records, self._page
         if trade_id is not None:
-            ties += _tie_order(rows, moment, trade_id)
-        at_end = any(moment(row) == request_end for row in rows)
-        inclusive = inclusive or at_end
+            self._ties += _tie_order(rows, moment, trade_id)
+        at_end = any(moment(row) == self._request_end for row in rows)
+        self._inclusive = self._inclusive or at_end
         if page.received < limit or not rows:
-            return
+            return None
         oldest = min(moment(row) for row in rows)
-        if oldest < start:  # the exchange ignored `start`: the page reached below it
-            return
-        if new:
-            request_end, end_read = oldest + ONE_MS, True
-            crowded = per_ms[oldest] + per_ms[oldest + ONE_MS] >= limit
+        if oldest < self.start:  # the exchange ignored `start`: the page reached below it
+            return None
+        if self._new:
+            self._request_end, self._end_read = oldest + ONE_MS, True
+            crowded = self._per_ms[oldest] + self._per_ms[oldest + ONE_MS] >= limit
             if crowded and trade_id is not None:
-                anchor = rows[-1]
-                request_end = _id_end(moment(anchor), inclusive)
-            continue
-        if at_end and end_read:  # read inclusively, and every row at `end` is read: step back
-            request_end, end_read = request_end - ONE_MS, False
-            if request_end < start:
-                return
-            continue
+                self._anchor = rows[-1]
+                self._request_end = _id_end(moment(self._anchor), self._inclusive)
+            return self._request()
+        if at_end and self._end_read:  # read inclusively, every row at `end` read: step back
+            self._request_end, self._end_read = self._request_end - ONE_MS, False
+            if self._request_end < self.start:
+                return None
+            return self._request()
         if trade_id is None:
-            detail = f"a full page at end {request_end.isoformat()} brought no new row"
-            raise PagingLoopError(exchange, endpoint, detail)
-        anchor = rows[-1]  # more rows in one millisecond than a page holds
-        request_end = _id_end(moment(anchor), inclusive)
+            end = self._request_end.isoformat()
+            raise NoProgress(f"a full page at end {end} brought no new row")
+        self._anchor = rows[-1]  # more rows in one millisecond than a page holds
+        self._request_end = _id_end(moment(self._anchor), self._inclusive)
+        return self._request()
+
+    def _probe_answered(self, response: Page[R] | None) -> None:
+        """Raise `TradeIdToError` when `tradeIdTo` compares ids as strings while the exchange
+        lists a millisecond's trades in another order than by id (descending): no walk could
+        then read every trade of a crowded millisecond, nor tell that it missed one. Ids that
+        name no trade tell it: read as a string bound, the highest selects trades and the
+        lowest none; looked up, they are refused or select nothing (or are ignored: then both
+        select the same)."""
+        assert self._probing is not None and self.trade_id is not None
+        if response is None:  # refused
+            self._probing = None
+            return
+        if not self._probing:  # the highest id's page
+            if response.records:
+                self._probing.append(response)  # it selects trades: ask the lowest id
+            else:
+                self._probing = None
+            return
+        if response.records:  # the lowest id selects trades too
+            self._probing = None
+            return
+        highest = self._probing[0]
+        self._probing = None
+        ties = self._ties + _tie_order(highest.records, self.moment, self.trade_id)
+        if not ties or not all(ties):
+            detail = (
+                "tradeIdTo compares trade ids as strings, but the trades of one millisecond "
+                "are not listed by id"
+            )
+            raise TradeIdToError(self.exchange, self.endpoint, detail)
 
 
 HIGHEST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 LOWEST_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def _check_id_order(
-    fetch: Fetch[R],
-    start: datetime,
-    end: datetime,
-    ties: list[bool],
-    moment: Callable[[R], datetime],
-    trade_id: Callable[[R], str],
-    exchange: str,
-    endpoint: str,
-) -> None:
-    """Raise `TradeIdToError` when `tradeIdTo` compares ids as strings while the exchange lists
-    a millisecond's trades in another order than by id (descending): no walk could then read
-    every trade of a crowded millisecond, nor tell that it missed one. Ids that name no trade
-    tell it: read as a string bound, the highest selects trades and the lowest none; looked up,
-    they are refused or select nothing (or are ignored: then both select the same)."""
-    try:
-        highest = fetch(start, end, HIGHEST_ID)
-        if not highest.records or fetch(start, end, LOWEST_ID).records:
-            return
-    except (InvalidRequestError, NotFoundError):  # an id that names no trade, refused
-        return
-    ties = ties + _tie_order(highest.records, moment, trade_id)
-    if not ties or not all(ties):
-        detail = (
-            "tradeIdTo compares trade ids as strings, but the trades of one millisecond are "
-            "not listed by id"
-        )
-        raise TradeIdToError(exchange, endpoint, detail)
 
 
 def _tie_order(
@@ -210,6 +318,69 @@ def _id_end(crowded: datetime, inclusive: bool) -> datetime:
     where the reading of `end` is known, so that a string-ordered `tradeIdTo` sends no newer
     row already read."""
     return crowded if inclusive else crowded + ONE_MS
+
+
+# --- candles and account history ------------------------------------------------------------
+
+
+class CandlesBackwards(Paginator[datetime, Page[Candle], Candle]):
+    """Every candle with open time in [start, end), newest page first: ask for [start, cursor)
+    (the exchange is end-anchored).
+
+    Whether `limit` counts rows or intervals is not documented, and hours without trades have
+    no candle: a full page moves the cursor to its oldest candle, a short one moves it back by
+    `limit` intervals. Both readings then see every candle exactly once. A full page whose
+    oldest candle does not lie before the cursor is `NoProgress`.
+    """
+
+    def __init__(self, start: datetime, end: datetime, *, interval: timedelta, limit: int) -> None:
+        self.start, self.end, self.interval, self.limit = start, end, interval, limit
+
+    def init_request(self) -> datetime | None:
+        self._cursor = self.end
+        self._page: Page[Candle] | None = None
+        return self._cursor if self._cursor > self.start else None
+
+    def update_state(self, response: Page[Candle]) -> Page[Candle]:
+        self._page = response
+        inside = [c for c in response.records if self.start <= c.open_time < self._cursor]
+        return Page(
+            inside, response.endpoint, response.params, response.fetched_at, response.received
+        )
+
+    def next_request(self) -> datetime | None:
+        page = self._page
+        assert page is not None
+        if page.received >= self.limit and page.records:
+            oldest = min(c.open_time for c in page.records)
+            if oldest >= self._cursor:
+                raise NoProgress(f"cursor {self._cursor} did not move")
+            self._cursor = oldest
+        else:
+            self._cursor -= self.interval * self.limit
+        return self._cursor if self._cursor > self.start else None
+
+
+class HistoryPages(Paginator[int, tuple[Page[BitvavoHistoryItem], int], BitvavoHistoryItem]):
+    """`/account/history` page by page number, 1 to the total the last response names (the
+    caller pins `toDate` for the whole walk so that new items cannot shift the pages)."""
+
+    def init_request(self) -> int:
+        self._number, self._total = 1, 1
+        return self._number
+
+    def update_state(
+        self, response: tuple[Page[BitvavoHistoryItem], int]
+    ) -> Page[BitvavoHistoryItem]:
+        page, self._total = response
+        return page
+
+    def next_request(self) -> int | None:
+        self._number += 1
+        return self._number if self._number <= self._total else None
+
+    def describe(self, request: int) -> str:
+        return f"page {request}"
 
 
 # --- account trades: the span one request may cover -----------------------------------------
