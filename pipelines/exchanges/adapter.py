@@ -13,6 +13,9 @@ them in, so that adding an exchange means writing one adapter and its client, no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pipelines.exchanges.ingestion import Ingestion
 
 
 @dataclass(frozen=True)
@@ -21,3 +24,4 @@ class Exchange:
 
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
+    ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.bitvavo_adapter import MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_walk import TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.exchanges.records import (
@@ -60,7 +61,6 @@ CANDLE_LIMIT = 1440
 TRADE_LIMIT = 1000
 TRANSFER_LIMIT = 1000
 HISTORY_PAGE = 100
-MAX_TRADE_SPAN = timedelta(hours=24)
 INTERVALS = BITVAVO_INTERVALS
 
 # Weights per endpoint (EXCHANGES.md).
