@@ -76,8 +76,9 @@ class ConfigError(OperatorError, ValueError):
 @dataclass(frozen=True, init=False)
 class ExchangeSettings:
     """One exchange's section: the keys every exchange has, and `options`, the keys of its own
-    (declared by its adapter, `Exchange.ingestion.config`; validated by `load_settings`), which
-    also read as attributes: `settings.access_window_ms`. An option not given has its default."""
+    (declared by its adapter, `Exchange.ingestion.config`; validated by `load_settings`), given
+    as a mapping or by name and read as attributes too: `settings.access_window_ms`. An option
+    not given has its default."""
 
     name: str
     base_url: str
@@ -93,11 +94,13 @@ class ExchangeSettings:
         markets: tuple[str, ...],
         intervals: tuple[str, ...],
         credentials: Credentials | None = None,
-        **options: Any,
+        options: Mapping[str, Any] | None = None,
+        **given: Any,
     ) -> None:
         adapter = EXCHANGE_ADAPTERS.get(name)
         declared = adapter.ingestion.config.options if adapter is not None else ()
-        values = {option.name: option.default for option in declared} | options
+        values = {option.name: option.default for option in declared} | dict(options or {})
+        values |= given
         for field_name, value in (
             ("name", name),
             ("base_url", base_url),

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.ingestion import (
+    CANDLES,
+    PUBLIC_TRADES,
     Candles,
     ConfigSection,
+    Connection,
     Ingestion,
     Ledger,
     Option,
@@ -19,35 +22,26 @@ from pipelines.exchanges.values import BITSTAMP_INTERVALS
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.credentials import Credentials
     from pipelines.exchanges.bitstamp import BitstampClient
-    from pipelines.http import Limiter, RetryPolicy
+    from pipelines.http import Limiter
 
 PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 """`GET /api/v2/transactions/{pair}/?time=…`: the rolling windows served, in seconds."""
 
 
-def _client(
-    config: ExchangeSettings,
-    *,
-    credentials: Credentials | None,
-    account: str,
-    limiter: Limiter,
-    retry: RetryPolicy,
-    timeout: tuple[float, float],
-) -> BitstampClient:
+def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
     from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
 
     return BitstampClient(
         config.base_url,
-        credentials,
-        account=account,
+        how.credentials,
+        account=how.account,
         pacing=BitstampPacing(
             config.requests_per_window, config.window_seconds, config.max_requests_per_second
         ),
-        limiter=limiter,
-        retry=retry,
-        timeout=timeout,
+        limiter=how.limiter,
+        retry=how.retry,
+        timeout=how.timeout,
     )
 
 
@@ -128,22 +122,8 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         "only what is still inside that window",
     ),
     streams=(
-        Stream(
-            "candles",
-            "candles",
-            ("exchange", "market", "interval", "open_time"),
-            "open_time",
-            "market",
-            needs_keys=False,
-        ),
-        Stream(
-            "public_trades",
-            "public_trades",
-            ("exchange", "market", "trade_id"),
-            "traded_at",
-            "market",
-            needs_keys=False,
-        ),
+        CANDLES,
+        PUBLIC_TRADES,
         Stream(
             "bitstamp_ledger",
             "bitstamp_ledger",

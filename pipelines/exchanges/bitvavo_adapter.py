@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.ingestion import (
+    CANDLES,
+    PUBLIC_TRADES,
     Candles,
     ConfigSection,
+    Connection,
     HistoryTrades,
     Ingestion,
     Ledger,
@@ -21,33 +24,24 @@ from pipelines.exchanges.values import BITVAVO_INTERVALS
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.credentials import Credentials
     from pipelines.exchanges.bitvavo import BitvavoClient
-    from pipelines.http import Limiter, RetryPolicy
+    from pipelines.http import Limiter
 
 MAX_TRADE_SPAN = timedelta(hours=24)
 """`GET /v2/{market}/trades`: the longest `end − start` recent docs allow (open: walked within)."""
 
 
-def _client(
-    config: ExchangeSettings,
-    *,
-    credentials: Credentials | None,
-    account: str,
-    limiter: Limiter,
-    retry: RetryPolicy,
-    timeout: tuple[float, float],
-) -> BitvavoClient:
+def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
     from pipelines.exchanges.bitvavo import BitvavoClient
 
     return BitvavoClient(
         config.base_url,
-        credentials,
-        account=account,
+        how.credentials,
+        account=how.account,
         access_window_ms=config.access_window_ms,
-        limiter=limiter,
-        retry=retry,
-        timeout=timeout,
+        limiter=how.limiter,
+        retry=how.retry,
+        timeout=how.timeout,
     )
 
 
@@ -96,22 +90,8 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         first_span=MAX_TRADE_SPAN,
     ),
     streams=(
-        Stream(
-            "candles",
-            "candles",
-            ("exchange", "market", "interval", "open_time"),
-            "open_time",
-            "market",
-            needs_keys=False,
-        ),
-        Stream(
-            "public_trades",
-            "public_trades",
-            ("exchange", "market", "trade_id"),
-            "traded_at",
-            "market",
-            needs_keys=False,
-        ),
+        CANDLES,
+        PUBLIC_TRADES,
         Stream(
             "bitvavo_history",
             "bitvavo_history",

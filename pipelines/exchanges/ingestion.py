@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from pipelines.http import Limiter, RetryPolicy
 
 ClientT = TypeVar("ClientT")
-ClientT_co = TypeVar("ClientT_co", covariant=True)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -65,20 +64,19 @@ class ConfigSection:
 # --- clients and budgets ----------------------------------------------------------------------
 
 
-class ClientFactory(Protocol[ClientT_co]):
-    """A client of the exchange for the settings of its section."""
+@dataclass(frozen=True)
+class Connection:
+    """What a client is made with besides its exchange's settings."""
 
-    def __call__(
-        self,
-        config: ExchangeSettings,
-        *,
-        credentials: Credentials | None,
-        account: str,
-        limiter: Limiter,
-        retry: RetryPolicy,
-        timeout: tuple[float, float],
-    ) -> ClientT_co: ...
+    credentials: Credentials | None
+    account: str
+    limiter: Limiter
+    retry: RetryPolicy
+    timeout: tuple[float, float]  # (connect, read) seconds
 
+
+ClientFactory = Callable[["ExchangeSettings", Connection], ClientT]
+"""`(settings, connection) → a client of the exchange`."""
 
 BudgetFactory = Callable[["ExchangeSettings", Path], "Limiter"]
 """`(settings, budget file) → the limiter every process using that file shares`."""
@@ -130,6 +128,25 @@ class Stream:
     scope: Literal["market", "account"]
     needs_keys: bool  # whether it sends signed requests (an API key pair)
     also: tuple[str, ...] = ()  # the other datasets it lands (rows derived from it, snapshots)
+
+
+CANDLES = Stream(
+    "candles",
+    "candles",
+    ("exchange", "market", "interval", "open_time"),
+    "open_time",
+    "market",
+    False,
+)
+PUBLIC_TRADES = Stream(
+    "public_trades",
+    "public_trades",
+    ("exchange", "market", "trade_id"),
+    "traded_at",
+    "market",
+    False,
+)
+"""The market-data streams every exchange offers (walked by `candles` and `public_trades`)."""
 
 
 @dataclass(frozen=True)

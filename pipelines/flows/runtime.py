@@ -25,6 +25,7 @@ from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.registry import get
 from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, budget_path
 
@@ -66,14 +67,10 @@ class Runtime:
         with self._lock:
             if name not in self._clients:
                 config = self.settings.exchange(name)
-                self._clients[name] = get(name).ingestion.client(
-                    config,
-                    credentials=config.credentials,
-                    account=ACCOUNT,
-                    limiter=self._limiter(config),
-                    retry=self.retry,
-                    timeout=self.timeout,
+                how = Connection(
+                    config.credentials, ACCOUNT, self._limiter(config), self.retry, self.timeout
                 )
+                self._clients[name] = get(name).ingestion.client(config, how)
             return self._clients[name]
 
     def bitstamp(self) -> BitstampClient:
