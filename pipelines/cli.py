@@ -86,6 +86,7 @@ def _seconds(text: str) -> float:
 
 
 def _add_sync(commands: Any) -> None:
+    from pipelines.exchanges.registry import names as exchange_names
     from pipelines.exit_codes import EXIT_CODES_HELP
 
     sync = commands.add_parser(
@@ -102,7 +103,7 @@ def _add_sync(commands: Any) -> None:
     _config_option(sync)
     _wait_option(sync)
     sync.add_argument(
-        "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
+        "--exchange", choices=exchange_names(), action="append", help="only this exchange"
     )
     sync.add_argument(
         "--what",
@@ -163,6 +164,7 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 
 def _add_doctor(commands: Any) -> None:
+    from pipelines.exchanges.registry import names as exchange_names
     from pipelines.exit_codes import EXIT_CODES_HELP
 
     doctor = commands.add_parser(
@@ -180,7 +182,7 @@ def _add_doctor(commands: Any) -> None:
     )
     _config_option(doctor)
     doctor.add_argument(
-        "--exchange", choices=("bitstamp", "bitvavo"), action="append", help="only this exchange"
+        "--exchange", choices=exchange_names(), action="append", help="only this exchange"
     )
     doctor.add_argument("--json", action="store_true", help="print the rows as JSON")
     doctor.set_defaults(run=_run_doctor)

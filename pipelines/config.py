@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from pipelines.config_schema import (
@@ -50,12 +51,14 @@ from pipelines.config_schema import (
     SECTIONS,
     TOP_LEVEL_KEYS,
     ConfigFile,
+    TopLevel,
     ValidationError,
     api_text,
     key_name,
     problem_lines,
 )
 from pipelines.credentials import Credentials, env_name
+from pipelines.exchanges.registry import EXCHANGES as EXCHANGE_ADAPTERS
 from pipelines.exit_codes import OperatorError
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
@@ -70,20 +73,50 @@ class ConfigError(OperatorError, ValueError):
     """The configuration file or environment is invalid: one line per problem (exit 2)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ExchangeSettings:
+    """One exchange's section: the keys every exchange has, and `options`, the keys of its own
+    (declared by its adapter, `Exchange.ingestion.config`; validated by `load_settings`), given
+    as a mapping or by name and read as attributes too: `settings.access_window_ms`. An option
+    not given has its default."""
+
     name: str
     base_url: str
     markets: tuple[str, ...]
     intervals: tuple[str, ...]
-    credentials: Credentials | None = None
-    # Bitstamp pacing: requests per window and per second (ignored for Bitvavo, which is paced
-    # from its own rate-limit headers).
-    requests_per_window: int = _BUILT_IN.bitstamp.requests_per_window
-    window_seconds: float = _BUILT_IN.bitstamp.window_seconds
-    max_requests_per_second: float = _BUILT_IN.bitstamp.max_requests_per_second
-    # Bitvavo: Bitvavo-Access-Window in ms.
-    access_window_ms: int = _BUILT_IN.bitvavo.access_window_ms
+    credentials: Credentials | None
+    options: Mapping[str, Any]
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        markets: tuple[str, ...],
+        intervals: tuple[str, ...],
+        credentials: Credentials | None = None,
+        options: Mapping[str, Any] | None = None,
+        **given: Any,
+    ) -> None:
+        adapter = EXCHANGE_ADAPTERS.get(name)
+        declared = adapter.ingestion.config.options if adapter is not None else ()
+        values = {option.name: option.default for option in declared} | dict(options or {})
+        values |= given
+        for field_name, value in (
+            ("name", name),
+            ("base_url", base_url),
+            ("markets", markets),
+            ("intervals", intervals),
+            ("credentials", credentials),
+            ("options", MappingProxyType(values)),
+        ):
+            object.__setattr__(self, field_name, value)
+
+    def __getattr__(self, option: str) -> Any:
+        # only asked for what is not a field: an option of the exchange's own
+        options = self.__dict__.get("options", {})
+        if option in options:
+            return options[option]
+        raise AttributeError(f"[{self.__dict__.get('name')}] has no key {option!r}")
 
 
 @dataclass(frozen=True)
@@ -150,7 +183,7 @@ def load_settings(
     found = path.is_file()
     origin = f"file {path}"
     problems: list[str] = []
-    parsed: ConfigFile | None = None
+    parsed: TopLevel | None = None
     try:
         parsed = ConfigFile.model_validate(raw)
     except ValidationError as error:
@@ -242,7 +275,7 @@ def _credentials(
 
 
 def _exchange_settings(
-    name: str, parsed: ConfigFile, credentials: Credentials | None
+    name: str, parsed: TopLevel, credentials: Credentials | None
 ) -> ExchangeSettings:
     section = getattr(parsed, name)
     tuning = {
@@ -251,11 +284,11 @@ def _exchange_settings(
         if key not in ("base_url", "markets", "intervals", *SECRET_KEYS)
     }
     return ExchangeSettings(
-        name=name,
-        base_url=section.base_url,
-        markets=tuple(section.markets),
-        intervals=tuple(section.intervals),
-        credentials=credentials,
+        name,
+        section.base_url,
+        tuple(section.markets),
+        tuple(section.intervals),
+        credentials,
         **tuning,
     )
 

@@ -1,6 +1,7 @@
 """The keys of `tally.toml`, declared once: one pydantic model per table, each key with its type,
-default, meaning and the values it allows; and pydantic's complaints turned into one line per
-problem, naming the file, the key (`[bitvavo] intervals`) and what is allowed.
+default, meaning and the values it allows (each exchange's `[name]` table built from what its
+adapter declares, `Exchange.ingestion.config`); and pydantic's complaints turned into one line
+per problem, naming the file, the key (`[bitvavo] intervals`) and what is allowed.
 
 The models are strict (no `"5"` for 5, no `true` for 1) and forbid unknown keys; an unknown key
 or section is told with the nearest valid name.
@@ -16,11 +17,20 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
 
 from pipelines.credentials import env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
-from pipelines.exchanges.values import BITSTAMP_INTERVALS, BITVAVO_INTERVALS
+from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.registry import EXCHANGES
 
 MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?")  # BTC-EUR, BTC-USD-PERP
 SHOWN_CHARS = 60  # a value longer than this is cut in a message
@@ -101,10 +111,6 @@ def _intervals(allowed: Sequence[str]) -> Any:
     return Annotated[list[Annotated[str, _one_of(allowed)]], AfterValidator(_distinct)]
 
 
-BitstampIntervals = _intervals(BITSTAMP_INTERVALS)
-BitvavoIntervals = _intervals(BITVAVO_INTERVALS)
-
-
 class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -122,75 +128,46 @@ _MARKETS_ALLOWED = "a market spelled BASE-QUOTE, e.g. BTC-EUR"
 _URL_ALLOWED = "an http:// or https:// URL"
 
 
-class BitstampSection(_Table):
-    """`[bitstamp]`"""
-
-    base_url: Url = key(
-        "https://www.bitstamp.net",
-        "where Bitstamp's API is",
-        f"{_URL_ALLOWED}, e.g. https://www.bitstamp.net",
+def _section(exchange: Exchange) -> type[_Table]:
+    """The model of `[name]`: the keys every section has, then the exchange's own options."""
+    spec = exchange.ingestion.config
+    fields: dict[str, Any] = {
+        "base_url": (
+            Url,
+            key(
+                spec.base_url,
+                f"where {exchange.title}'s API is",
+                f"{_URL_ALLOWED}, e.g. {spec.base_url}",
+            ),
+        ),
+        "markets": (Markets, key(list(spec.markets), spec.markets_meaning, _MARKETS_ALLOWED)),
+        "intervals": (
+            _intervals(spec.intervals),
+            key(
+                list(spec.default_intervals),
+                "candle intervals synced for every market",
+                f"one of {', '.join(spec.intervals)}",
+            ),
+        ),
+        "api_key": (ApiText | None, _api_key(exchange.name, "key")),
+        "api_secret": (ApiText | None, _api_key(exchange.name, "secret")),
+    }
+    for option in spec.options:
+        fields[option.name] = (
+            option.type,
+            key(option.default, option.meaning, option.allowed, **option.bounds),
+        )
+    model: type[_Table] = create_model(
+        f"{exchange.title}Section", __base__=_Table, __doc__=f"`[{exchange.name}]`", **fields
     )
-    # Every default market exists on its exchange (tests/test_sandbox_markets.py checks them
-    # against the recorded market lists): Bitstamp lists GBP/EUR as `gbpeur`, not `eurgbp`.
-    markets: Markets = key(
-        ["BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "GBP-EUR"],
-        "markets whose candles and public trades are synced (EUR-USD and GBP-EUR value USD "
-        "and GBP)",
-        _MARKETS_ALLOWED,
-    )
-    intervals: BitstampIntervals = key(
-        ["1h", "1d"],
-        "candle intervals synced for every market",
-        f"one of {', '.join(BITSTAMP_INTERVALS)}",
-    )
-    api_key: ApiText | None = _api_key("bitstamp", "key")
-    api_secret: ApiText | None = _api_key("bitstamp", "secret")
-    requests_per_window: int = key(
-        8000,
-        "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
-        "a whole number, 1 or more",
-        ge=1,
-    )
-    window_seconds: float = key(
-        600.0, "the window of requests_per_window, in seconds", "a number greater than 0", gt=0
-    )
-    max_requests_per_second: float = key(
-        400.0, "requests at most per second", "a number greater than 0", gt=0
-    )
+    return model
 
 
-class BitvavoSection(_Table):
-    """`[bitvavo]` (paced from Bitvavo's own rate-limit headers: no pacing keys)"""
-
-    base_url: Url = key(
-        "https://api.bitvavo.com/v2",
-        "where Bitvavo's API is",
-        f"{_URL_ALLOWED}, e.g. https://api.bitvavo.com/v2",
-    )
-    markets: Markets = key(
-        ["BTC-EUR", "ETH-EUR", "ADA-EUR"],
-        "markets whose candles and public trades are synced (and fills read, besides the "
-        "markets the account traded)",
-        _MARKETS_ALLOWED,
-    )
-    intervals: BitvavoIntervals = key(
-        ["1h", "1d"],
-        "candle intervals synced for every market",
-        f"one of {', '.join(BITVAVO_INTERVALS)}",
-    )
-    api_key: ApiText | None = _api_key("bitvavo", "key")
-    api_secret: ApiText | None = _api_key("bitvavo", "secret")
-    access_window_ms: int = key(
-        10_000,
-        "how long a signed request stays valid (Bitvavo-Access-Window)",
-        "a whole number of milliseconds from 100 to 60000",
-        ge=100,
-        le=60_000,
-    )
+SECTIONS: dict[str, type[_Table]] = {name: _section(e) for name, e in EXCHANGES.items()}
 
 
-class ConfigFile(_Table):
-    """The top level of `tally.toml`."""
+class TopLevel(_Table):
+    """The top-level keys of `tally.toml` (`ConfigFile` adds the sections)."""
 
     data_dir: str = key(
         "data",
@@ -227,15 +204,18 @@ class ConfigFile(_Table):
         "a whole number of minutes, 0 or more",
         ge=0,
     )
-    bitstamp: BitstampSection = key(
-        BitstampSection(), "the [bitstamp] section", "a table: the [bitstamp] section"
-    )
-    bitvavo: BitvavoSection = key(
-        BitvavoSection(), "the [bitvavo] section", "a table: the [bitvavo] section"
-    )
 
 
-SECTIONS: dict[str, type[_Table]] = {"bitstamp": BitstampSection, "bitvavo": BitvavoSection}
+_SECTION_KEYS: dict[str, Any] = {
+    name: (model, key(model(), f"the [{name}] section", f"a table: the [{name}] section"))
+    for name, model in SECTIONS.items()
+}
+ConfigFile: type[TopLevel] = create_model(
+    "ConfigFile",
+    __base__=TopLevel,
+    __doc__="The whole of `tally.toml`: the top-level keys and one section per exchange.",
+    **_SECTION_KEYS,
+)
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple(k for k in ConfigFile.model_fields if k not in SECTIONS)
 SECRET_KEYS = ("api_key", "api_secret")
 

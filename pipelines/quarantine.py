@@ -52,7 +52,9 @@ import polars as pl
 
 from pipelines.atomic import write_text
 from pipelines.config import Settings
-from pipelines.datasets import ALL, GAPS, QUARANTINED_FILES
+from pipelines.datasets import ALL, GAPS, PUBLIC_TRADES, QUARANTINED_FILES
+from pipelines.exchanges.ingestion import RollingTrades
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import TIMESTAMP, Dataset, Lake, UnreadableFileError
 from pipelines.lake_check import CACHE_NAME, BadFile, LakeCheck, check_lake
@@ -77,15 +79,14 @@ _LOST = {
     "gaps": "the gaps recorded in this file are lost (a stream records a gap again when it "
     "meets it again)",
 }
-_LOST_BY_EXCHANGE = {
-    ("public_trades", "bitstamp"): "Bitstamp serves public trades of the last 24 h only: the "
-    "next sync fetches again only what is still inside that window",
-}
 _EXCHANGE_OF_DATASET = {
-    "bitstamp_ledger": "bitstamp",
-    "bitvavo_history": "bitvavo",
-    "bitvavo_history_matches": "bitvavo",
+    dataset: exchange.name
+    for exchange in EXCHANGES.values()
+    for stream in exchange.ingestion.streams
+    for dataset in (stream.dataset, *stream.also)
+    if "exchange" not in ALL[dataset].dataset.schema
 }
+"""The datasets of one exchange's own (no `exchange` column: the dataset names it)."""
 _WINDOW = re.compile(r"^(\d{8}T\d{6})-(\d{8}T\d{6})$")
 _IDS = re.compile(r"^(?P<prefix>.*?)ids-(?P<first>\d+)-(?P<last>\d+)$")
 _MARKET = re.compile(r"^[a-z_]+-(?P<market>[A-Z0-9]+-[A-Z0-9]+)$")  # e.g. trades-BTC-EUR
@@ -359,7 +360,13 @@ def _exchange(bad: BadFile) -> str | None:
 
 def _lost(dataset: Dataset, exchange: str | None) -> str | None:
     """Why what a file of `dataset` held cannot be fetched again (None: it can)."""
-    return _LOST.get(dataset.name) or _LOST_BY_EXCHANGE.get((dataset.name, exchange or ""))
+    if dataset.name in _LOST:
+        return _LOST[dataset.name]
+    adapter = EXCHANGES.get(exchange or "")
+    served = adapter.ingestion.public_trades if adapter is not None else None
+    if dataset.name == PUBLIC_TRADES.dataset.name and isinstance(served, RollingTrades):
+        return served.lost  # a rolling window: what fell out of it is gone
+    return None
 
 
 def _window(stem: str) -> tuple[datetime, datetime] | None:

@@ -14,9 +14,8 @@ from pathlib import Path
 import duckdb
 
 from pipelines.datasets import (
+    ALL,
     BALANCE_SNAPSHOTS,
-    BITSTAMP_LEDGER,
-    BITVAVO_HISTORY,
     CANDLES,
     FILLS,
     GAPS,
@@ -24,6 +23,7 @@ from pipelines.datasets import (
     PUBLIC_TRADES,
     TRANSFERS,
 )
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.lake import Dataset, Lake
 
 
@@ -37,15 +37,22 @@ class StreamStatus:
     gaps: int
 
 
-# (dataset, label expression, time column) — the label names the stream a row belongs to.
+# (dataset, label expression, time column) — the label names the stream a row belongs to; each
+# exchange's raw ledger as its adapter names it (`ledger bitstamp`, `history bitvavo`).
 _STREAMS: tuple[tuple[Dataset, str, str], ...] = (
     (CANDLES.dataset, "'candles ' || exchange || ' ' || market || ' ' || interval", "open_time"),
     (PUBLIC_TRADES.dataset, "'public_trades ' || exchange || ' ' || market", "traded_at"),
     (FILLS.dataset, "'fills ' || exchange || ' ' || source", "executed_at"),
     (TRANSFERS.dataset, "'transfers ' || exchange || ' ' || source", "executed_at"),
     (OTHER_EVENTS.dataset, "'other_events ' || exchange || ' ' || source", "executed_at"),
-    (BITSTAMP_LEDGER.dataset, "'ledger bitstamp'", "executed_at"),
-    (BITVAVO_HISTORY.dataset, "'history bitvavo'", "executed_at"),
+    *(
+        (
+            ALL[e.ingestion.ledger.dataset].dataset,
+            f"'{e.ingestion.ledger.label} {e.name}'",
+            "executed_at",
+        )
+        for e in EXCHANGES.values()
+    ),
     (BALANCE_SNAPSHOTS.dataset, "'balances ' || exchange", "taken_at"),
 )
 

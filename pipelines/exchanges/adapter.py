@@ -13,8 +13,10 @@ them in, so that adding an exchange means writing one adapter and its client, no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.exchanges.checks_facts import ExchangeChecks
+from pipelines.exchanges.ingestion import Ingestion
 from pipelines.http import Classifier
 
 
@@ -26,3 +28,4 @@ class Exchange:
     title: str  # how people write it: "Bitstamp"
     checks: ExchangeChecks  # what `pipelines.checks` asks of it
     classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)
+    ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)

@@ -31,6 +31,7 @@ from typing import Any
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitstamp_parse as parse
+from pipelines.exchanges.bitstamp_adapter import PUBLIC_TRADE_WINDOWS
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.bitstamp_walk import CryptoOffsets, LedgerSinceId, OhlcBackwards
 from pipelines.exchanges.paging import Page, walk
@@ -68,7 +69,6 @@ LEDGER_PAGE = 1000
 CRYPTO_PAGE = 1000
 NONCE_REJECTED = "API0004"  # invalid or reused nonce
 CLOCK_REJECTED = "API0017"  # X-Auth-Timestamp outside the accepted window
-PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
 STEPS: Mapping[str, int] = {interval: step for step, interval in parse.STEP_INTERVALS.items()}
 
 

@@ -2,13 +2,165 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from pipelines.exchanges import bitstamp_checks
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
+from pipelines.exchanges.ingestion import (
+    CANDLES,
+    PUBLIC_TRADES,
+    Candles,
+    ConfigSection,
+    Connection,
+    Ingestion,
+    Ledger,
+    Option,
+    RollingTrades,
+    Stream,
+)
+from pipelines.exchanges.values import BITSTAMP_INTERVALS
+
+if TYPE_CHECKING:
+    from pipelines.config import ExchangeSettings
+    from pipelines.exchanges.bitstamp import BitstampClient
+    from pipelines.http import Limiter
+
+PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
+"""`GET /api/v2/transactions/{pair}/?time=…`: the rolling windows served, in seconds."""
+
+
+def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
+    from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
+
+    return BitstampClient(
+        config.base_url,
+        how.credentials,
+        account=how.account,
+        pacing=BitstampPacing(
+            config.requests_per_window, config.window_seconds, config.max_requests_per_second
+        ),
+        limiter=how.limiter,
+        retry=how.retry,
+        timeout=how.timeout,
+    )
+
+
+def _budget(config: ExchangeSettings, path: Path) -> Limiter:
+    """Bitstamp sends no rate headers: processes count their requests in the shared file."""
+    from pipelines.http import SharedRequestBudget, shared_limiter
+
+    return shared_limiter(
+        config.name,
+        str(path),
+        lambda: SharedRequestBudget(
+            path, config.requests_per_window, config.window_seconds, config.max_requests_per_second
+        ),
+    )
+
+
+def _symbol_kind(symbol: str) -> str:
+    """`btcusd-perp` → "PERP": a symbol with a suffix is never a spot market."""
+    from pipelines.exchanges.bitstamp_parse import market_suffix
+
+    return market_suffix(symbol, None).removeprefix("-") or "SPOT"
+
+
+_CONFIG = ConfigSection(
+    base_url="https://www.bitstamp.net",
+    # Every default market exists on its exchange (tests/test_sandbox_markets.py checks them
+    # against the recorded market lists): Bitstamp lists GBP/EUR as `gbpeur`, not `eurgbp`.
+    markets=("BTC-EUR", "BTC-USD", "ETH-EUR", "ETH-USD", "EUR-USD", "GBP-EUR"),
+    markets_meaning="markets whose candles and public trades are synced (EUR-USD and GBP-EUR "
+    "value USD and GBP)",
+    intervals=BITSTAMP_INTERVALS,
+    default_intervals=("1h", "1d"),
+    options=(
+        Option(
+            "requests_per_window",
+            int,
+            8000,
+            "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
+            "a whole number, 1 or more",
+            {"ge": 1},
+        ),
+        Option(
+            "window_seconds",
+            float,
+            600.0,
+            "the window of requests_per_window, in seconds",
+            "a number greater than 0",
+            {"gt": 0},
+        ),
+        Option(
+            "max_requests_per_second",
+            float,
+            400.0,
+            "requests at most per second",
+            "a number greater than 0",
+            {"gt": 0},
+        ),
+    ),
+)
+
+_ACCOUNT = ("exchange", "account", "source")
+INGESTION: Ingestion[BitstampClient] = Ingestion(
+    config=_CONFIG,
+    client=_client,
+    budget=_budget,
+    market_list="GET /api/v2/markets/",
+    symbol_kind=_symbol_kind,
+    candles=Candles(
+        walk=lambda client, market, interval, start, end: client.ohlc_window(
+            market, interval, start, end
+        ),
+        fills_empty_intervals=True,
+    ),
+    public_trades=RollingTrades(
+        poll=lambda client, market, window: client.public_trades(market, window=window),
+        windows=PUBLIC_TRADE_WINDOWS,
+        lost="Bitstamp serves public trades of the last 24 h only: the next sync fetches again "
+        "only what is still inside that window",
+    ),
+    streams=(
+        CANDLES,
+        PUBLIC_TRADES,
+        Stream(
+            "bitstamp_ledger",
+            "bitstamp_ledger",
+            ("account", "entry_id"),
+            "entry_id",
+            "account",
+            needs_keys=True,
+            also=("fills", "transfers", "other_events"),
+        ),
+        Stream(
+            "bitstamp_crypto_transactions",
+            "transfers",
+            (*_ACCOUNT, "transfer_id"),
+            None,
+            "account",
+            needs_keys=True,
+            also=("other_events",),
+        ),
+        Stream(
+            "bitstamp_snapshots",
+            "balance_snapshots",
+            ("exchange", "account", "asset", "taken_at"),
+            None,
+            "account",
+            needs_keys=True,
+            also=("fee_schedules", "withdrawal_fees"),
+        ),
+    ),
+    ledger=Ledger("bitstamp_ledger", "ledger"),
+)
 
 BITSTAMP = Exchange(
     name="bitstamp",
     title="Bitstamp",
     checks=bitstamp_checks.CHECKS,
     classify=classify_bitstamp,
+    ingestion=INGESTION,
 )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.bitvavo_adapter import MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import (
     CandlesBackwards,
@@ -67,7 +68,6 @@ CANDLE_LIMIT = 1440
 TRADE_LIMIT = 1000
 TRANSFER_LIMIT = 1000
 HISTORY_PAGE = 100
-MAX_TRADE_SPAN = timedelta(hours=24)
 INTERVALS = BITVAVO_INTERVALS
 
 # Weights per endpoint (EXCHANGES.md).

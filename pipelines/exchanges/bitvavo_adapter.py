@@ -2,13 +2,156 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from pipelines.exchanges import bitvavo_checks
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.ingestion import (
+    CANDLES,
+    PUBLIC_TRADES,
+    Candles,
+    ConfigSection,
+    Connection,
+    HistoryTrades,
+    Ingestion,
+    Ledger,
+    Option,
+    Stream,
+    spot,
+)
+from pipelines.exchanges.values import BITVAVO_INTERVALS
+
+if TYPE_CHECKING:
+    from pipelines.config import ExchangeSettings
+    from pipelines.exchanges.bitvavo import BitvavoClient
+    from pipelines.http import Limiter
+
+MAX_TRADE_SPAN = timedelta(hours=24)
+"""`GET /v2/{market}/trades`: the longest `end − start` recent docs allow (open: walked within)."""
+
+
+def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
+    from pipelines.exchanges.bitvavo import BitvavoClient
+
+    return BitvavoClient(
+        config.base_url,
+        how.credentials,
+        account=how.account,
+        access_window_ms=config.access_window_ms,
+        limiter=how.limiter,
+        retry=how.retry,
+        timeout=how.timeout,
+    )
+
+
+def _budget(config: ExchangeSettings, path: Path) -> Limiter:
+    """Bitvavo tells the weight left in every response: processes share what it said last."""
+    from pipelines.http import SharedWeightBudget, shared_limiter
+
+    return shared_limiter(config.name, str(path), lambda: SharedWeightBudget(path))
+
+
+_CONFIG = ConfigSection(
+    base_url="https://api.bitvavo.com/v2",
+    markets=("BTC-EUR", "ETH-EUR", "ADA-EUR"),
+    markets_meaning="markets whose candles and public trades are synced (and fills read, "
+    "besides the markets the account traded)",
+    intervals=BITVAVO_INTERVALS,
+    default_intervals=("1h", "1d"),
+    # paced from Bitvavo's own rate-limit headers: no pacing keys
+    options=(
+        Option(
+            "access_window_ms",
+            int,
+            10_000,
+            "how long a signed request stays valid (Bitvavo-Access-Window)",
+            "a whole number of milliseconds from 100 to 60000",
+            {"ge": 100, "le": 60_000},
+        ),
+    ),
+)
+
+_ACCOUNT = ("exchange", "account", "source")
+INGESTION: Ingestion[BitvavoClient] = Ingestion(
+    config=_CONFIG,
+    client=_client,
+    budget=_budget,
+    market_list="GET /v2/markets",
+    symbol_kind=spot,
+    candles=Candles(
+        walk=lambda client, market, interval, start, end: client.candles_window(
+            market, interval, start, end
+        ),
+        fills_empty_intervals=False,
+    ),
+    public_trades=HistoryTrades(
+        walk=lambda client, market, start, end: client.public_trades_window(market, start, end),
+        first_span=MAX_TRADE_SPAN,
+    ),
+    streams=(
+        CANDLES,
+        PUBLIC_TRADES,
+        Stream(
+            "bitvavo_history",
+            "bitvavo_history",
+            ("account", "transaction_id"),
+            "executed_at",
+            "account",
+            needs_keys=True,
+        ),
+        Stream(
+            "bitvavo_snapshots",
+            "balance_snapshots",
+            ("exchange", "account", "asset", "taken_at"),
+            None,
+            "account",
+            needs_keys=True,
+            also=("fee_schedules",),
+        ),
+        Stream(
+            "bitvavo_trades",
+            "fills",
+            (*_ACCOUNT, "market", "fill_id"),
+            "executed_at",
+            "account",
+            needs_keys=True,
+        ),
+        Stream(
+            "bitvavo_deposits",
+            "transfers",
+            (*_ACCOUNT, "transfer_id"),
+            "executed_at",
+            "account",
+            needs_keys=True,
+        ),
+        Stream(
+            "bitvavo_withdrawals",
+            "transfers",
+            (*_ACCOUNT, "transfer_id"),
+            "executed_at",
+            "account",
+            needs_keys=True,
+        ),
+        Stream(  # local: the landed history classified and matched to the landed fills
+            "bitvavo_history_derived",
+            "bitvavo_history_matches",
+            ("account", "transaction_id", "fill_id"),
+            None,
+            "account",
+            needs_keys=False,
+            also=("fills", "transfers", "other_events"),
+        ),
+    ),
+    ledger=Ledger("bitvavo_history", "history"),
+)
 
 BITVAVO = Exchange(
     name="bitvavo",
     title="Bitvavo",
     checks=bitvavo_checks.CHECKS,
     classify=classify_bitvavo,
+    ingestion=INGESTION,
 )

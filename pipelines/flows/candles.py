@@ -33,6 +33,7 @@ from pipelines import progress
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
+from pipelines.exchanges.registry import get
 from pipelines.flows.chunks import (
     SETTLE,
     done_share,
@@ -52,9 +53,6 @@ from pipelines.quarantine import holes
 
 CandleWalk = Callable[[str, str, Window], Iterator[Page[Candle]]]
 """`(market, interval, window) → pages` of every candle with open time in the window."""
-
-FILLS_EMPTY_INTERVALS = {"bitstamp": True, "bitvavo": False}
-"""Whether the exchange sends a zero-volume candle for an interval without trades."""
 
 
 def sync_candles(
@@ -139,7 +137,7 @@ def _watch(
     rt: Runtime, exchange: str, market: str, interval: str, walk: CandleWalk
 ) -> ListingWatch | None:
     """A listing watch for an exchange that fills empty intervals (see `listing.py`)."""
-    if not FILLS_EMPTY_INTERVALS[exchange]:
+    if not get(exchange).ingestion.candles.fills_empty_intervals:
         return None
     partition = {"exchange": exchange, "market": market, "interval": interval}
     held_first, _ = held_range(rt.lake, CANDLES.dataset, "open_time", partition)
@@ -160,18 +158,10 @@ def _watch(
 
 def _walker(rt: Runtime, exchange: str) -> tuple[HttpClient, CandleWalk]:
     """The exchange client's HTTP layer (for its stats) and its candle walk."""
-    if exchange == "bitstamp":
-        bitstamp = rt.bitstamp()
+    candles = get(exchange).ingestion.candles
+    client = rt.client(exchange)
 
-        def bitstamp_walk(market: str, interval: str, window: Window) -> Iterator[Page[Candle]]:
-            return bitstamp.ohlc_window(market, interval, window.start, window.end)
+    def walk(market: str, interval: str, window: Window) -> Iterator[Page[Candle]]:
+        return candles.walk(client, market, interval, window.start, window.end)
 
-        return bitstamp.http, bitstamp_walk
-    if exchange == "bitvavo":
-        bitvavo = rt.bitvavo()
-
-        def bitvavo_walk(market: str, interval: str, window: Window) -> Iterator[Page[Candle]]:
-            return bitvavo.candles_window(market, interval, window.start, window.end)
-
-        return bitvavo.http, bitvavo_walk
-    raise ValueError(f"unknown exchange {exchange!r}")
+    return client.http, walk

@@ -1,9 +1,10 @@
 """Configured markets checked against each exchange's market list before anything is fetched.
 
-`check_markets` reads Bitstamp's `GET /api/v2/markets/` and Bitvavo's `GET /v2/markets` (one
-public request each) and raises `UnknownMarketError` for every configured market that is not a
-listed spot market: one line each, naming the market, its exchange, the list it is missing from
-and the closest listed names (its inverse, e.g. `GBP-EUR` for `EUR-GBP`, then difflib's).
+`check_markets` reads each exchange's market list (its adapter's `market_list`: Bitstamp's
+`GET /api/v2/markets/`, Bitvavo's `GET /v2/markets`; one public request each) and raises
+`UnknownMarketError` for every configured market that is not a listed spot market: one line
+each, naming the market, its exchange, the list it is missing from and the closest listed names
+(its inverse, e.g. `GBP-EUR` for `EUR-GBP`, then difflib's).
 `tally sync` runs it before Prefect starts; a `sync` flow run started otherwise (a deployment,
 the demo) runs it with its own clients before it plans a task: once per run, so that a typo
 fails in a second and lands nothing.
@@ -16,17 +17,16 @@ refused too, since tally syncs the market data of spot markets only.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
 from pipelines.config import Settings
-from pipelines.exchanges import bitstamp_parse
 from pipelines.exchanges.records import MarketInfo
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.flows.runtime import Runtime
 
-MARKET_LISTS = {"bitstamp": "GET /api/v2/markets/", "bitvavo": "GET /v2/markets"}
 CLOSE_MATCHES = 3
 CLOSE_CUTOFF = 0.5
 
@@ -42,7 +42,9 @@ class MarketProblem:
 
     def line(self) -> str:
         if self.listed_as is None:
-            what = f"is not listed by {MARKET_LISTS.get(self.exchange, 'its market list')}"
+            adapter = EXCHANGES.get(self.exchange)
+            listing = adapter.ingestion.market_list if adapter else "its market list"
+            what = f"is not listed by {listing}"
         else:
             what = f"is a {self.listed_as} market, not a spot market: tally syncs spot markets only"
         matches = ", ".join(self.close) if self.close else "none"
@@ -62,15 +64,15 @@ class UnknownMarketError(ValueError):
 
 
 def market_type(info: MarketInfo) -> str:
-    """The market's type as listed ("SPOT", "PERPETUAL"); without one, the suffix its name got
-    from `bitstamp_parse.market_suffix` (`btcusd-perp` → "PERP"): a market with a suffix is
-    never spot. Only Bitstamp's symbols carry suffixes (Bitvavo's are BASE-QUOTE)."""
+    """The market's type as listed ("SPOT", "PERPETUAL"); without one, the type its symbol's
+    spelling implies (the adapter's `symbol_kind`: Bitstamp's `btcusd-perp` → "PERP"): a market
+    with a suffix is never spot. Only Bitstamp's symbols carry suffixes (Bitvavo's are
+    BASE-QUOTE)."""
     sent = info.extra.get("market_type")
     if isinstance(sent, str) and sent:
         return sent.upper()
-    if info.exchange != bitstamp_parse.EXCHANGE:
-        return "SPOT"
-    return bitstamp_parse.market_suffix(info.symbol, None).removeprefix("-") or "SPOT"
+    adapter = EXCHANGES.get(info.exchange)
+    return adapter.ingestion.symbol_kind(info.symbol) if adapter else "SPOT"
 
 
 def market_problems(
@@ -101,15 +103,12 @@ def close_matches(market: str, names: Sequence[str]) -> tuple[str, ...]:
 def check_markets(rt: Runtime, exchanges: Sequence[str] | None = None) -> None:
     """Raise `UnknownMarketError` unless every configured market of `exchanges` (default all
     configured exchanges) is a listed spot market. Exchanges without markets ask nothing."""
-    clients: dict[str, Callable[[], MarketLister]] = {
-        "bitstamp": rt.bitstamp,
-        "bitvavo": rt.bitvavo,
-    }
     problems: list[MarketProblem] = []
     for name in exchanges or list(rt.settings.exchanges):
         configured = rt.settings.exchange(name).markets
         if configured:
-            problems += market_problems(name, configured, clients[name]().markets())
+            lister: MarketLister = rt.client(name)
+            problems += market_problems(name, configured, lister.markets())
     if problems:
         raise UnknownMarketError(problems)
 

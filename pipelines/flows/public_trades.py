@@ -3,6 +3,10 @@
     sync_public_trades(rt, "bitvavo", "BTC-EUR", since=datetime(2024, 1, 1, tzinfo=UTC))
     sync_public_trades(rt, "bitstamp", "BTC-EUR", since=None)
 
+How an exchange serves public trades is declared by its adapter
+(`Exchange.ingestion.public_trades`): a full history walked by window (`HistoryTrades`) or a
+rolling window polled (`RollingTrades`).
+
 **Bitvavo** has the full history: the span from `since` (else from the earliest landed window,
 else the last 24 h) to the last whole minute at least 60 s old is cut into UTC days and planned
 with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked by the client
@@ -30,14 +34,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from pipelines import progress
-from pipelines.datasets import GAPS, PUBLIC_TRADES
-from pipelines.exchanges.bitstamp import PUBLIC_TRADE_WINDOWS
-from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
+from pipelines.datasets import PUBLIC_TRADES
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.ingestion import HistoryTrades, RollingTrades
 from pipelines.exchanges.records import PublicTrade
+from pipelines.exchanges.registry import get
 from pipelines.flows.chunks import (
     SETTLE,
     combine,
@@ -52,6 +58,7 @@ from pipelines.flows.chunks import (
     read_files,
     sweep_partition,
 )
+from pipelines.flows.gaps import record_gap as record_any_gap
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult, finished
 from pipelines.http import Usage
@@ -69,11 +76,10 @@ def sync_public_trades(
 ) -> StreamResult:
     """Land the public trades of `market` not yet landed (see the module docstring)."""
     progress.stream_started(f"{STREAM} {exchange} {market}", exchange)
-    if exchange == "bitvavo":
-        return _sync_bitvavo(rt, market, since)
-    if exchange == "bitstamp":
-        return _sync_bitstamp(rt, market)
-    raise ValueError(f"unknown exchange {exchange!r}")
+    served = get(exchange).ingestion.public_trades
+    if isinstance(served, HistoryTrades):
+        return _sync_history(rt, exchange, served, market, since)
+    return _sync_rolling(rt, exchange, served, market)
 
 
 def _result(
@@ -103,13 +109,19 @@ def _result(
     return finished(result)
 
 
-# -- Bitvavo: full history, day chunks -----------------------------------------------------------
+# -- full history (Bitvavo): day chunks ----------------------------------------------------------
 
 
-def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamResult:
-    client = rt.bitvavo()
+def _sync_history(
+    rt: Runtime,
+    exchange: str,
+    served: HistoryTrades[Any],
+    market: str,
+    since: datetime | None,
+) -> StreamResult:
+    client = rt.client(exchange)
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
-    partition = {"exchange": "bitvavo", "market": market}
+    partition = {"exchange": exchange, "market": market}
     mark = client.http.stats.usage()
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, "day")
@@ -122,7 +134,7 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
     elif windows:
         start = windows[0].start
     else:
-        start = end - MAX_TRADE_SPAN
+        start = end - served.first_span
     spans = sorted(  # quarantined days first, then the span
         Window(hole.window[0], min(hole.window[1], end))
         for hole in holes(lake, dataset, **partition)
@@ -133,23 +145,25 @@ def _sync_bitvavo(rt: Runtime, market: str, since: datetime | None) -> StreamRes
     fetched = landed = 0
     for span in spans:
         for plan in plan_chunks(span, "day", partition_files(lake, dataset, partition)):
-            pages = client.public_trades_window(market, plan.missing.start, plan.missing.end)
+            pages = served.walk(client, market, plan.missing.start, plan.missing.end)
             rows = land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
             fetched += rows
             landed += 1
             progress.landed(
                 dataset.name, rows, done=done_share(Window(start, end), plan.target.end)
             )
-    return _result(rt, "bitvavo", market, fetched, landed, client.http.stats.usage() - mark)
+    return _result(rt, exchange, market, fetched, landed, client.http.stats.usage() - mark)
 
 
-# -- Bitstamp: rolling window, merged into day files, gaps recorded ------------------------------
+# -- rolling window (Bitstamp): merged into day files, gaps recorded -----------------------------
 
 
-def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
-    client = rt.bitstamp()
+def _sync_rolling(
+    rt: Runtime, exchange: str, served: RollingTrades[Any], market: str
+) -> StreamResult:
+    client = rt.client(exchange)
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
-    partition = {"exchange": "bitstamp", "market": market}
+    partition = {"exchange": exchange, "market": market}
     mark = client.http.stats.usage()
     sweep_partition(lake, dataset, partition)
     drop_superseded(lake, dataset, partition, "day")
@@ -162,15 +176,17 @@ def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
         [moment for moment in (last_trade, windows[-1].end if windows else None) if moment],
         default=None,
     )
-    window = choose_window(now, reach)
-    page = client.public_trades(market, window=window)
-    window_start = now - timedelta(seconds=PUBLIC_TRADE_WINDOWS[window])
+    window = choose_window(now, reach, served.windows)
+    page = served.poll(client, market, window)
+    window_start = now - timedelta(seconds=served.windows[window])
 
     gaps: tuple[str, ...] = ()
     if reach is not None and reach < window_start:
         oldest = min((t.traded_at for t in page.records), default=window_start)
         gap_start = last_trade if last_trade is not None else reach
-        gaps = (record_gap(lake, market, window, gap_start, oldest, detected_at=now),)
+        gaps = (
+            record_gap(lake, market, window, gap_start, oldest, detected_at=now, exchange=exchange),
+        )
 
     covered = Window(_ceil_second(window_start), _floor_second(now))
     fresh = PUBLIC_TRADES.frame(page.records, fetched_at=page.fetched_at)
@@ -181,16 +197,17 @@ def _sync_bitstamp(rt: Runtime, market: str) -> StreamResult:
         landed += wrote
         progress.landed(dataset.name, new)
     used = client.http.stats.usage() - mark
-    return _result(rt, "bitstamp", market, rows, landed, used, gaps)
+    return _result(rt, exchange, market, rows, landed, used, gaps)
 
 
-def choose_window(now: datetime, reach: datetime | None) -> str:
-    """The shortest rolling window that reaches back to `reach` (with a margin), else "day"."""
+def choose_window(now: datetime, reach: datetime | None, windows: Mapping[str, int]) -> str:
+    """The shortest rolling window that reaches back to `reach` (with a margin), else the
+    longest ("day")."""
     if reach is not None:
-        for name, seconds in PUBLIC_TRADE_WINDOWS.items():
+        for name, seconds in windows.items():
             if reach >= now - timedelta(seconds=seconds) + REACH_MARGIN:
                 return name
-    return "day"
+    return max(windows, key=lambda name: windows[name])
 
 
 def record_gap(
@@ -201,23 +218,20 @@ def record_gap(
     gap_end: datetime,
     *,
     detected_at: datetime,
+    exchange: str = BITSTAMP.name,  # the exchange with a rolling window, for earlier callers
 ) -> str:
-    """Upsert one Bitstamp public-trades gap (this stream's own file: no concurrent writer)."""
-    reason = f"bitstamp rolling window ({window}) no longer reaches the last landed trade"
-    frame = pl.DataFrame(
-        {
-            "exchange": ["bitstamp"],
-            "stream": [STREAM],
-            "market": [market],
-            "gap_start": [gap_start],
-            "gap_end": [gap_end],
-            "reason": [reason],
-            "detected_at": [detected_at],
-        },
-        schema=dict(GAPS.schema),
+    """Upsert one public-trades gap of a rolling window (this stream's own file: no concurrent
+    writer)."""
+    return record_any_gap(
+        lake,
+        exchange=exchange,
+        stream=STREAM,
+        market=market,
+        gap_start=gap_start,
+        gap_end=gap_end,
+        reason=f"{exchange} rolling window ({window}) no longer reaches the last landed trade",
+        detected_at=detected_at,
     )
-    lake.merge(GAPS, frame, stem=f"{STREAM}-{market}")
-    return f"bitstamp {STREAM} {market}: [{gap_start.isoformat()}, {gap_end.isoformat()}]: {reason}"
 
 
 def _days(covered: Window, trades: Sequence[PublicTrade]) -> list[Window]:

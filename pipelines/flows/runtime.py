@@ -1,5 +1,8 @@
 """What every ingestion task needs: settings, the lake, and one client per exchange.
 
+Clients are made by each exchange's adapter (`Exchange.ingestion.client`, found through
+`pipelines.exchanges.registry`); `bitstamp()` and `bitvavo()` are typed shorthands of `client`.
+
 Streams are plain functions of a `Runtime` (testable without Prefect); the Prefect flows in
 `pipelines.flows.sync` only wrap them. Clients share one limiter per exchange and key: one
 object per process (`pipelines.http.shared_limiter`) whose state lives in a file under
@@ -14,21 +17,17 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines import progress
 from pipelines.config import ExchangeSettings, Settings
-from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
+from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.http import (
-    DEFAULT_RETRY,
-    Limiter,
-    RetryPolicy,
-    SharedRequestBudget,
-    SharedWeightBudget,
-    budget_path,
-    shared_limiter,
-)
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.ingestion import Connection
+from pipelines.exchanges.registry import get
+from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, budget_path
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
@@ -48,7 +47,7 @@ class Runtime:
     # the budget directory (`shared_budget`).
     limiters: Mapping[str, Limiter] = field(default_factory=dict)
     timeout: tuple[float, float] = (5.0, 30.0)  # the clients' (connect, read) seconds
-    _clients: dict[str, object] = field(default_factory=dict, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -63,41 +62,24 @@ class Runtime:
             return self.clock()
         return self.settings.now or datetime.now(UTC)
 
-    def bitstamp(self) -> BitstampClient:
+    def client(self, name: str) -> Any:
+        """The client of exchange `name` (made by its adapter on first use, then kept)."""
         with self._lock:
-            if "bitstamp" not in self._clients:
-                config = self.settings.exchange("bitstamp")
-                self._clients["bitstamp"] = BitstampClient(
-                    config.base_url,
-                    config.credentials,
-                    account=ACCOUNT,
-                    pacing=BitstampPacing(
-                        config.requests_per_window,
-                        config.window_seconds,
-                        config.max_requests_per_second,
-                    ),
-                    limiter=self._limiter(config),
-                    retry=self.retry,
-                    timeout=self.timeout,
+            if name not in self._clients:
+                config = self.settings.exchange(name)
+                how = Connection(
+                    config.credentials, ACCOUNT, self._limiter(config), self.retry, self.timeout
                 )
-            client = self._clients["bitstamp"]
+                self._clients[name] = get(name).ingestion.client(config, how)
+            return self._clients[name]
+
+    def bitstamp(self) -> BitstampClient:
+        client = self.client(BITSTAMP.name)
         assert isinstance(client, BitstampClient)
         return client
 
     def bitvavo(self) -> BitvavoClient:
-        with self._lock:
-            if "bitvavo" not in self._clients:
-                config = self.settings.exchange("bitvavo")
-                self._clients["bitvavo"] = BitvavoClient(
-                    config.base_url,
-                    config.credentials,
-                    account=ACCOUNT,
-                    access_window_ms=config.access_window_ms,
-                    limiter=self._limiter(config),
-                    retry=self.retry,
-                    timeout=self.timeout,
-                )
-            client = self._clients["bitvavo"]
+        client = self.client(BITVAVO.name)
         assert isinstance(client, BitvavoClient)
         return client
 
@@ -107,30 +89,17 @@ class Runtime:
 
     def shared_budget(self, config: ExchangeSettings) -> Limiter:
         """The limiter of `config`'s exchange and key shared by every process using the same
-        budget directory (one object per process and file)."""
+        budget directory (one object per process and file), as its adapter makes it."""
         credentials = config.credentials
         path = budget_path(
             self.settings.budget_dir, config.name, credentials.fingerprint if credentials else None
         )
-        if config.name == "bitstamp":
-            return shared_limiter(
-                config.name,
-                str(path),
-                lambda: SharedRequestBudget(
-                    path,
-                    config.requests_per_window,
-                    config.window_seconds,
-                    config.max_requests_per_second,
-                ),
-            )
-        if config.name == "bitvavo":
-            return shared_limiter(config.name, str(path), lambda: SharedWeightBudget(path))
-        raise ValueError(f"no rate budget for exchange {config.name!r}")
+        return get(config.name).ingestion.budget(config, path)
 
     def close(self) -> None:
         with self._lock:
             for client in self._clients.values():
-                client.close()  # type: ignore[attr-defined]
+                client.close()
             self._clients.clear()
 
 

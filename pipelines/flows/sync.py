@@ -26,7 +26,8 @@ from prefect.futures import PrefectFuture, as_completed
 from pipelines import progress
 from pipelines.config import Settings, load_settings
 from pipelines.datadir_lock import data_dir_lock
-from pipelines.datasets import BITSTAMP_LEDGER, BITVAVO_HISTORY, FILLS, OTHER_EVENTS, TRANSFERS
+from pipelines.datasets import ALL, FILLS, OTHER_EVENTS, TRANSFERS
+from pipelines.exchanges.registry import get
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.public_trades import STREAM as PUBLIC_TRADES_STREAM
@@ -137,12 +138,10 @@ def public_trades_task(
 
 @task(task_run_name="account {exchange}", **_TASK_OPTIONS)
 def account_task(config: str | None, exchange: str) -> list[dict[str, Any]]:
-    if exchange == "bitstamp":
-        from pipelines.flows.bitstamp_account import sync_bitstamp_account as sync
-    else:
-        from pipelines.flows.bitvavo_account import sync_bitvavo_account as sync
+    from pipelines.flows.account_streams import sync_account
+
     with _reported(f"account {exchange}"), closing(runtime(config)) as rt:
-        return [dataclasses.asdict(result) for result in sync(rt)]
+        return [dataclasses.asdict(result) for result in sync_account(rt, exchange)]
 
 
 def _selected(exchanges: Sequence[str] | None, rt: Runtime) -> list[str]:
@@ -164,8 +163,8 @@ def account_start(rt: Runtime, exchange: str) -> datetime | None:
     ):
         frame = lake.scan(dataset).filter(pl.col("exchange") == exchange)
         starts.append(frame.select(pl.col(column).min()).collect().item())
-    source = BITSTAMP_LEDGER if exchange == "bitstamp" else BITVAVO_HISTORY
-    starts.append(lake.scan(source.dataset).select(pl.col("executed_at").min()).collect().item())
+    ledger = ALL[get(exchange).ingestion.ledger.dataset].dataset
+    starts.append(lake.scan(ledger).select(pl.col("executed_at").min()).collect().item())
     known = [s for s in starts if s is not None]
     return min(known) if known else None
 

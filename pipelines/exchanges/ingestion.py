@@ -1,0 +1,182 @@
+"""How tally syncs from one exchange, declared: `Exchange.ingestion`.
+
+One `Ingestion` per adapter says everything the configuration, the runtime, the flows, status
+and the quarantine need to know of an exchange, as data and small functions, in the manner of
+the Singer SDK's streams (declared by attributes: name, key, replication key) and of its
+`config_jsonschema` (a tap's settings declared as a list of typed properties):
+
+- `config`: its `[name]` section of tally.toml (`pipelines.config_schema` builds the model);
+- `client`, `budget`: how a client and the rate budget shared by processes are made;
+- `market_list`, `symbol_kind`: where its markets are listed and what a listed symbol is;
+- `candles`, `public_trades`: the walks the market-data flows drive, and their rules;
+- `streams`, `ledger`: the streams it offers, and which dataset holds its raw ledger.
+
+Nothing here imports a client, pydantic or polars: the registry stays cheap to import
+(`tally --help` lists the exchanges). Client classes are imported inside the factories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from pipelines.config import ExchangeSettings
+    from pipelines.credentials import Credentials
+    from pipelines.exchanges.paging import Page
+    from pipelines.exchanges.records import Candle, PublicTrade
+    from pipelines.http import Limiter, RetryPolicy
+
+ClientT = TypeVar("ClientT")
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """A key of the exchange's own in its section (beside the keys every section has)."""
+
+    name: str
+    type: type  # int, float, str or bool: validated strictly
+    default: Any
+    meaning: str
+    allowed: str  # what the messages and `tally config` say it takes
+    bounds: Mapping[str, float] = field(default_factory=dict)  # pydantic's ge, gt, le, lt
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """The exchange's `[name]` section: the defaults of the keys every section has (`base_url`,
+    `markets`, `intervals`, `api_key`, `api_secret`) and the options of its own."""
+
+    base_url: str
+    markets: tuple[str, ...]
+    markets_meaning: str
+    intervals: tuple[str, ...]  # the candle intervals the exchange serves
+    default_intervals: tuple[str, ...]
+    options: tuple[Option, ...] = ()
+
+
+# --- clients and budgets ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What a client is made with besides its exchange's settings."""
+
+    credentials: Credentials | None
+    account: str
+    limiter: Limiter
+    retry: RetryPolicy
+    timeout: tuple[float, float]  # (connect, read) seconds
+
+
+ClientFactory = Callable[["ExchangeSettings", Connection], ClientT]
+"""`(settings, connection) → a client of the exchange`."""
+
+BudgetFactory = Callable[["ExchangeSettings", Path], "Limiter"]
+"""`(settings, budget file) → the limiter every process using that file shares`."""
+
+
+# --- market data ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candles(Generic[ClientT]):
+    """The candle walk and the exchange's rule for intervals without trades."""
+
+    walk: Callable[[ClientT, str, str, datetime, datetime], Iterator[Page[Candle]]]
+    """`(client, market, interval, start, end) → pages` of every candle opened in [start, end)."""
+    fills_empty_intervals: bool  # a zero-volume candle for an interval without trades
+
+
+@dataclass(frozen=True)
+class HistoryTrades(Generic[ClientT]):
+    """Public trades with their full history, walked one window at a time."""
+
+    walk: Callable[[ClientT, str, datetime, datetime], Iterator[Page[PublicTrade]]]
+    """`(client, market, start, end) → pages` of every trade in the window (at most a day)."""
+    first_span: timedelta  # how far back a first sync reaches when not told
+
+
+@dataclass(frozen=True)
+class RollingTrades(Generic[ClientT]):
+    """Public trades of a rolling window only: polled, never backfilled; gaps are recorded."""
+
+    poll: Callable[[ClientT, str, str], Page[PublicTrade]]
+    """`(client, market, window name) → the trades of that window`."""
+    windows: Mapping[str, int]  # window name → seconds, shortest first
+    lost: str  # what a quarantined file of them costs (the quarantine's note)
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream the exchange offers. Account streams are run by `pipelines.flows`, found by
+    `name` in its stream table; market streams by the `candles`/`public_trades` walks."""
+
+    name: str
+    dataset: str  # the lake dataset its rows land in
+    key: tuple[str, ...]  # that dataset's key
+    cursor: str | None  # the replication key a sync resumes from; None: read whole each run
+    scope: Literal["market", "account"]
+    needs_keys: bool  # whether it sends signed requests (an API key pair)
+    also: tuple[str, ...] = ()  # the other datasets it lands (rows derived from it, snapshots)
+
+
+CANDLES = Stream(
+    "candles",
+    "candles",
+    ("exchange", "market", "interval", "open_time"),
+    "open_time",
+    "market",
+    False,
+)
+PUBLIC_TRADES = Stream(
+    "public_trades",
+    "public_trades",
+    ("exchange", "market", "trade_id"),
+    "traded_at",
+    "market",
+    False,
+)
+"""The market-data streams every exchange offers (walked by `candles` and `public_trades`)."""
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The dataset holding the account's ledger as the exchange sends it: its earliest row is
+    where the account begins, and `tally status` shows it as `{label} {exchange}`."""
+
+    dataset: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Ingestion(Generic[ClientT]):
+    """Everything tally's ingestion needs to know of one exchange (see the module docstring)."""
+
+    config: ConfigSection
+    client: ClientFactory[ClientT]
+    budget: BudgetFactory
+    market_list: str  # the request that lists the markets ("GET /v2/markets")
+    symbol_kind: Callable[[str], str]  # the market type a listed symbol's spelling implies
+    candles: Candles[ClientT]
+    public_trades: HistoryTrades[ClientT] | RollingTrades[ClientT]
+    streams: tuple[Stream, ...]
+    ledger: Ledger
+
+    def account_streams(self) -> tuple[Stream, ...]:
+        """The account streams, in the order a sync runs them."""
+        return tuple(stream for stream in self.streams if stream.scope == "account")
+
+
+def spot(symbol: str) -> str:
+    """`symbol_kind` of an exchange whose symbols carry no market type."""
+    return "SPOT"
