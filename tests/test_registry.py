@@ -5,7 +5,6 @@ declared stream, the declared walks fetch from the sandbox over real HTTP, and n
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import io
 import re
@@ -40,8 +39,6 @@ BY_NAME = [pytest.param(adapter, id=adapter.name) for adapter in ADAPTERS]
 # Where an exchange's name may appear in code: its adapters and clients, and the sandbox (the
 # other side of the wire, which imports nothing of tally's).
 ALLOWED = ("pipelines/exchanges/", "pipelines/sandbox/")
-# TODO(lead): remove at merge: engineers "checks", "http" and "config-writer" clear these.
-NOT_YET_CLEARED = ("pipelines/checks/", "pipelines/http/", "pipelines/cli.py::sandbox_config")
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -246,20 +243,6 @@ def _code_strings(path: Path) -> Iterator[tuple[int, str]]:
             previous = token.type
 
 
-def _not_yet_cleared(relative: str, line: int, root: Path) -> bool:
-    for entry in NOT_YET_CLEARED:
-        where, _, function = entry.partition("::")
-        if not function and relative.startswith(where):
-            return True
-        if function and relative == where:
-            tree = ast.parse((root / relative).read_text("utf-8"))
-            functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
-            for node in functions:
-                if node.name == function and node.lineno <= line <= (node.end_lineno or 0):
-                    return True
-    return False
-
-
 def _names_an_exchange(path: Path, root: Path = REPO) -> list[str]:
     """Each string literal of `path`'s code that is an exchange's name: `"bitstamp"`."""
     literal = re.compile(rf"[rRuU]?(['\"]{{1,3}})({'|'.join(names())})\1")
@@ -267,7 +250,7 @@ def _names_an_exchange(path: Path, root: Path = REPO) -> list[str]:
     return [
         f"{relative}:{line}: {text}"
         for line, text in _code_strings(path)
-        if literal.fullmatch(text) and not _not_yet_cleared(relative, line, root)
+        if literal.fullmatch(text)
     ]
 
 
