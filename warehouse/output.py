@@ -14,6 +14,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pipelines import tables
+
 FORMATS = ("table", "csv", "json")
 
 
@@ -29,21 +31,14 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns padded to their widest value, numbers right-aligned, NULL for a missing value."""
-    cells = [[_text(v, null="NULL") for v in row] for row in rows]
-    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+    cells = [list(columns), *([_text(v, null="NULL") for v in row] for row in rows)]
+    numeric = {
+        i
         for i in range(len(columns))
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if right else v.ljust(w)
-            for v, w, right in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    out = [line(columns), "  ".join("-" * w for w in widths)]
-    out += [line(row) for row in cells]
+        if rows and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+    }
+    header, *lines = tables.render(cells, right=numeric, strip=True)
+    out = [header, tables.rule(tables.widths(cells)), *lines]
     out.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
     return "\n".join(out)
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import duckdb
 
+from pipelines.tables import render
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -51,16 +53,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
         )
         for v in verdicts
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    right = {3, 4, 5}
-    lines = [
-        "  ".join(
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in table
-    ]
-    return "\n".join(lines)
+    return "\n".join(render(table, right={3, 4, 5}, strip=True))
 
 
 def _plain(value: Decimal) -> str:
