@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.exact_json import encode_json
 from pipelines.exchanges.bitvavo_match import HistoryMatch
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -32,7 +33,6 @@ from pipelines.exchanges.records import (
     Transfer,
     WithdrawalFee,
 )
-from pipelines.exchanges.values import encode_json
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
 
 _QUANTUM = Decimal(1).scaleb(-18)
