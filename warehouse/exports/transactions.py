@@ -100,6 +100,18 @@ class Transaction:
         market = f" {self.market}" if self.market else ""
         return f"{self.exchange} {what}{market}: {self.source} {self.reference}"
 
+    def transfer_note(self) -> str:
+        """`describe()` and what `internal_transfers` knows: "…; own transfer to bitvavo/main;
+        txid abc"."""
+        note = self.describe()
+        if self.transfer is not None:
+            if self.transfer.own:
+                direction = "to" if self.category == "withdrawal" else "from"
+                note += f"; own transfer {direction} {self.transfer.counterpart}"
+            if self.transfer.txid:
+                note += f"; txid {self.transfer.txid}"
+        return note
+
 
 def own_transfers(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], Transfer]:
     """(exchange, account, transfer id) -> Transfer, for every balance-moving transfer."""
