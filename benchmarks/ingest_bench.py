@@ -22,6 +22,7 @@ from pathlib import Path
 from pipelines.config_file import write_config
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox_config import sandbox_document
+from pipelines.tables import render
 
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
 
@@ -110,10 +111,9 @@ def main() -> None:
                 )
             )
             print("  ".join(table[-1]), flush=True)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print()
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for line in render(table):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import requests
 
 from pipelines.sandbox.server import start_sandbox
+from pipelines.tables import render
 
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
 ROUNDS = 30
@@ -74,10 +75,12 @@ def main() -> None:
         rows.append(_row("Bitvavo candles 1m limit=1440 (cold)", cold))
         rows.append(_row("Bitvavo candles 1m limit=1440 (warm)", warm))
 
-    width = max(len(row[0]) for row in rows)
-    print(f"{'benchmark':<{width}}  {'n':>3}  {'median ms':>10}  {'p90 ms':>9}  {'min ms':>9}")
-    for name, n, median, p90, low in rows:
-        print(f"{name:<{width}}  {n:>3}  {median:>10.1f}  {p90:>9.1f}  {low:>9.1f}")
+    header = ("benchmark", "n", "median ms", "p90 ms", "min ms")
+    table = [header, *((name, str(n), *(f"{ms:.1f}" for ms in times)) for name, n, *times in rows)]
+    width = max(len(row[0]) for row in rows)  # the header's name may stick out
+    fixed = {0: width, 1: 3, 2: 10, 3: 9, 4: 9}
+    for line in render(table, right={1, 2, 3, 4}, fixed=fixed):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from pipelines.datasets import (
 )
 from pipelines.flows.plan import Window
 from pipelines.lake import MONEY, Dataset, Lake
+from pipelines.tables import render
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -725,10 +726,9 @@ def main() -> None:
                     )
                 )
                 print("  ".join(table[-1]), flush=True)
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     print()
-    for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for line in render(table):
+        print(line)
 
 
 if __name__ == "__main__":

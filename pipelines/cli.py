@@ -283,6 +283,7 @@ def _add_warehouse(commands: Any) -> None:
 def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock
+    from pipelines.tables import render
     from warehouse.build import build, view_row_counts
     from warehouse.connect import connect
 
@@ -292,9 +293,8 @@ def _run_warehouse(args: argparse.Namespace) -> int:
         result = build(settings)
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)
-    width = max(len(name) for name, _ in counts) if counts else 0
-    for name, rows in counts:
-        print(f"{name.ljust(width)}  {rows:>10}")
+    for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):
+        print(line)
     print(f"Warehouse: {result.path}   ({result.seconds:.1f} s)")
     return 0
 

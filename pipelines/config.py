@@ -60,6 +60,7 @@ from pipelines.config_schema import (
 from pipelines.credentials import Credentials, env_name
 from pipelines.exchanges.registry import EXCHANGES as EXCHANGE_ADAPTERS
 from pipelines.exit_codes import OperatorError
+from pipelines.tables import render
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
 EXCHANGES = tuple(SECTIONS)
@@ -354,8 +355,4 @@ def setting_text(value: Any) -> str:
 def format_settings(rows: Sequence[SettingRow]) -> str:
     """The rows as an aligned table: key, value, source."""
     table = [("key", "value", "source"), *((r.key, setting_text(r.value), r.source) for r in rows)]
-    key_width = max(len(row[0]) for row in table)
-    value_width = max(len(row[1]) for row in table)
-    return "\n".join(
-        f"{k.ljust(key_width)}  {v.ljust(value_width)}  {s}".rstrip() for k, v, s in table
-    )
+    return "\n".join(render(table, strip=True))

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from pipelines import lake_datasets as defined
+from pipelines.exact_json import encode_json
 from pipelines.exchanges.bitvavo_match import HistoryMatch
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -35,7 +36,6 @@ from pipelines.exchanges.records import (
     Transfer,
     WithdrawalFee,
 )
-from pipelines.exchanges.values import encode_json
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
 from pipelines.lake_datasets import GAPS, MOVEMENTS, QUARANTINED_FILES
 

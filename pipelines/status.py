@@ -25,6 +25,7 @@ from pipelines.datasets import (
 )
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.lake import Dataset, Lake
+from pipelines.tables import render
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ def format_status(statuses: list[StreamStatus]) -> str:
         (s.stream, str(s.rows), _time(s.first), _time(s.last), _time(s.last_fetch), str(s.gaps))
         for s in statuses
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table)
+    return "\n".join(render(table))
 
 
 def _time(moment: datetime | None) -> str:

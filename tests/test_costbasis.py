@@ -392,11 +392,14 @@ def tiny_warehouse(
     connection.execute(
         "create table ledger (exchange varchar, account varchar, asset varchar, "
         "amount decimal(38, 18), kind varchar, executed_at timestamptz, reference varchar, "
-        "event_kind varchar, market varchar, sequence bigint, leg integer)"
+        "source varchar, event_kind varchar, event_type varchar, market varchar, "
+        "sequence bigint, leg integer)"
     )
     for leg, row in enumerate(ledger):
         connection.execute(
-            "insert into ledger values (?, ?, ?, ?::decimal(38, 18), ?, ?, ?, ?, ?, null, ?)",
+            "insert into ledger (exchange, account, asset, amount, kind, executed_at, reference, "
+            "event_kind, market, sequence, leg) "
+            "values (?, ?, ?, ?::decimal(38, 18), ?, ?, ?, ?, ?, null, ?)",
             [*row[:5], at(row[5]), *row[6:], leg],
         )
     connection.execute(

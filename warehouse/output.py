@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
+
+from pipelines import tables
+from pipelines.exact_json import READABLE, encode
 
 FORMATS = ("table", "csv", "json")
 
@@ -29,21 +32,14 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns padded to their widest value, numbers right-aligned, NULL for a missing value."""
-    cells = [[_text(v, null="NULL") for v in row] for row in rows]
-    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+    cells = [list(columns), *([_text(v, null="NULL") for v in row] for row in rows)]
+    numeric = {
+        i
         for i in range(len(columns))
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if right else v.ljust(w)
-            for v, w, right in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    out = [line(columns), "  ".join("-" * w for w in widths)]
-    out += [line(row) for row in cells]
+        if rows and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+    }
+    header, *lines = tables.render(cells, right=numeric, strip=True)
+    out = [header, tables.rule(tables.widths(cells)), *lines]
     out.append(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
     return "\n".join(out)
 
@@ -62,7 +58,9 @@ def format_json(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A JSON array with one object per row."""
     objects = [
         "{"
-        + ", ".join(f"{json.dumps(c)}: {_json(v)}" for c, v in zip(columns, row, strict=True))
+        + ", ".join(
+            f"{json.dumps(c)}: {encode(v, READABLE)}" for c, v in zip(columns, row, strict=True)
+        )
         + "}"
         for row in rows
     ]
@@ -81,23 +79,3 @@ def _text(value: Any, *, null: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _json(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else json.dumps(str(value))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_json(v) for v in value) + "]"
-    if isinstance(value, timedelta):
-        return json.dumps(str(value))
-    return json.dumps(_text(value, null=""))

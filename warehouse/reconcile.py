@@ -1,38 +1,13 @@
-"""The reconciliation verdict: `reconcile_balances` read back as records, and printed."""
+"""The reconciliation verdict printed: the rows of `reconcile_balances` as a table."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
-import duckdb
+from pipelines.tables import render
+from warehouse.rows import Verdict, reconciliation
 
-
-@dataclass(frozen=True)
-class Verdict:
-    exchange: str
-    account: str
-    asset: str
-    reported: Decimal
-    computed: Decimal
-    difference: Decimal
-    status: str
-    diverged_after: str | None
-    diverged_after_at: datetime | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def reconciliation(connection: duckdb.DuckDBPyConnection) -> list[Verdict]:
-    rows = connection.execute(
-        "select exchange, account, asset, reported, computed, difference, status, "
-        "diverged_after, diverged_after_at from reconcile_balances "
-        "order by exchange, account, asset"
-    ).fetchall()
-    return [Verdict(*row) for row in rows]
+__all__ = ["Verdict", "format_verdicts", "reconciliation"]
 
 
 def format_verdicts(verdicts: list[Verdict]) -> str:
@@ -51,16 +26,7 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
         )
         for v in verdicts
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    right = {3, 4, 5}
-    lines = [
-        "  ".join(
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in table
-    ]
-    return "\n".join(lines)
+    return "\n".join(render(table, right={3, 4, 5}, strip=True))
 
 
 def _plain(value: Decimal) -> str:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines import tables
 from pipelines.checks import STATUSES, CheckRow
 from pipelines.checks.credentials import credentials_rows
 from pipelines.checks.exchange import RETRY, TIMEOUT_S, Deadline, ExchangeProbe, run_steps
@@ -219,13 +220,10 @@ def format_table(report: Report) -> str:
         (row.check, row.subject, row.status.upper() if row.failed else row.status, row.detail)
         for row, _ in report.rows
     ]
-    widths = [max(len(cell[i]) for cell in cells) for i in range(3)]
-    indent = " " * (sum(widths) + 2 * len(widths))
+    indent = " " * tables.offset(tables.widths(cells), 3)
     lines = []
-    for index, cell in enumerate(cells):
-        lines.append(
-            "  ".join([*(c.ljust(w) for c, w in zip(cell, widths, strict=False)), cell[3]])
-        )
+    for index, line in enumerate(tables.render(cells, pad_last=False)):
+        lines.append(line)
         fix = report.rows[index - 1][0].fix if index else ""
         if fix and report.rows[index - 1][0].status != "ok":
             lines.append(f"{indent}fix: {fix}")

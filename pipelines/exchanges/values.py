@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pipelines.exact_json import encode_json
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Candle intervals in the common notation, with their length in seconds.
@@ -207,67 +209,6 @@ def clean_txid(value: str | None) -> str | None:
     if value is None:
         return None
     return "".join(value.split()) or None
-
-
-# --- raw JSON --------------------------------------------------------------------------------
-
-
-def decimal_text(value: Decimal) -> str:
-    """JSON number text that decodes (with parse_float=Decimal) to the very same Decimal.
-
-    Fixed-point whenever the exponent allows (``11170.21000000``, ``0.00000001``: ``str()`` would
-    write ``1E-8``), scientific only for positive exponents, which only scientific input produces.
-    """
-    if not value.is_finite():
-        raise ValueError(f"cannot encode {value!r} as JSON")
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent > 0:
-        return str(value)
-    return format(value, "f")
-
-
-def _string_text(value: str) -> str:
-    out = ['"']
-    for char in value:
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char < " ":
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-def encode_json(value: Any) -> str:
-    """Compact JSON text of a decoded value, Decimal numbers re-emitted as their exact text."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return _string_text(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, Mapping):
-        items = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be strings, got {type(key).__name__}")
-            items.append(f"{_string_text(key)}:{encode_json(item)}")
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(encode_json(item) for item in value) + "]"
-    if isinstance(value, float):
-        raise TypeError("float in a payload: decode JSON with parse_float=Decimal")
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 # --- rows ------------------------------------------------------------------------------------

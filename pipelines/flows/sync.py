@@ -34,6 +34,7 @@ from pipelines.flows.public_trades import STREAM as PUBLIC_TRADES_STREAM
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
 from pipelines.quarantine import moved_lines, quarantine_lake
+from pipelines.tables import render
 
 WHAT = ("candles", "trades", "account")
 # A flow run that finds another process writing the data directory (a `tally sync`, another
@@ -324,7 +325,7 @@ def lost_data(results: Sequence[dict[str, Any]]) -> list[str]:
 def summary_table(results: Sequence[dict[str, Any]]) -> str:
     """The run summary: per stream, rows landed per dataset, requests, weight, retries, gaps."""
     header = ("stream", "rows", "windows", "requests", "weight", "retries", "gaps")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     totals = [0, 0, 0, 0, 0, 0]
     for result in sorted(results, key=lambda r: r["stream"]):
         landed = ", ".join(f"{k} {v}" for k, v in sorted(result["rows"].items()) if v) or "-"
@@ -339,8 +340,7 @@ def summary_table(results: Sequence[dict[str, Any]]) -> str:
         totals = [a + b for a, b in zip(totals, numbers, strict=True)]
         rows.append((result["stream"], landed, *map(str, numbers[1:])))
     rows.append(("total", str(totals[0]), *map(str, totals[1:])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(render(rows))
 
 
 def config_path(path: Path | str | None) -> str | None:

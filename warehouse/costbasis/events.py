@@ -34,7 +34,7 @@ they arrive) acquired at its market value at `since`, with a warning saying so.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -44,29 +44,13 @@ from warehouse.costbasis.exact import EXACT, tidy
 from warehouse.costbasis.holdings import holdings
 from warehouse.costbasis.model import ZERO, Event, is_fiat
 from warehouse.costbasis.prices import DEFAULT_MAX_STALENESS, PriceBook
+from warehouse.rows import LedgerRow, ledger_rows
 
 __all__ = ["TradeLegs", "events_from_warehouse", "holdings", "trade_events"]
 
 TRADE_LEGS = ("trade_base", "trade_quote", "fee")
 TRANSFER_KINDS = ("deposit", "deposit_fee", "withdrawal", "withdrawal_fee")
 UNKNOWN_ASSET = "?"
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    exchange: str
-    account: str
-    asset: str
-    amount: Decimal
-    kind: str
-    executed_at: datetime
-    reference: str
-    event_kind: str | None
-    market: str | None
-
-    @property
-    def wallet(self) -> str:
-        return f"{self.exchange}/{self.account}"
 
 
 @dataclass(frozen=True)
@@ -461,34 +445,13 @@ def _opening(
 
 
 def _ledger(connection: duckdb.DuckDBPyConnection) -> list[LedgerRow]:
-    rows = connection.execute(
-        "select exchange, account, asset, amount, kind, executed_at, reference, event_kind, "
-        "market from ledger "
-        "order by executed_at, exchange, account, sequence nulls last, reference, leg, asset"
-    ).fetchall()
+    rows = ledger_rows(
+        connection,
+        order_by="executed_at, exchange, account, sequence nulls last, reference, leg, asset",
+    )
     return [
-        LedgerRow(
-            exchange=exchange,
-            account=account,
-            asset=asset,
-            amount=tidy(amount),
-            kind=kind,
-            executed_at=executed_at.astimezone(UTC),
-            reference=str(reference),
-            event_kind=event_kind,
-            market=market,
-        )
-        for (
-            exchange,
-            account,
-            asset,
-            amount,
-            kind,
-            executed_at,
-            reference,
-            event_kind,
-            market,
-        ) in rows
+        replace(row, amount=tidy(row.amount), executed_at=row.executed_at.astimezone(UTC))
+        for row in rows
     ]
 
 

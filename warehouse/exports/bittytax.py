@@ -174,7 +174,7 @@ def _records(tx: Transaction, rows: _Rows) -> None:
     if _outside(tx):
         # as the engine: the token's disposal at market value, and its network fee another
         for movement in tx.sent:
-            note = f"{_transfer_note(tx)}: withdrawn to outside, disposed of at market value"
+            note = f"{tx.transfer_note()}: withdrawn to outside, disposed of at market value"
             rows.add("Spend", tx, sell=(movement, rows.value(tx, movement)), note=note)
         for extra in fees:
             rows.add("Spend", tx, sell=rows.fee(tx, extra), note=f"{tx.describe()} (network fee)")
@@ -220,12 +220,12 @@ def _credit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None
             tx,
             buy=(movement, rows.optional(tx, movement)),
             fee=fee,
-            note=_transfer_note(tx),
+            note=tx.transfer_note(),
         )
     elif is_fiat(movement.asset):
         rows.add("Deposit", tx, buy=(movement, rows.optional(tx, movement)), fee=fee)
     else:
-        note = f"{_transfer_note(tx)}: acquired at market value (nothing here knows its cost)"
+        note = f"{tx.transfer_note()}: acquired at market value (nothing here knows its cost)"
         rows.add("Gift-Received", tx, buy=(movement, rows.value(tx, movement)), note=note)
 
 
@@ -240,7 +240,7 @@ def _debit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None:
             tx,
             sell=(movement, rows.optional(tx, movement)),
             fee=fee,
-            note=_transfer_note(tx),
+            note=tx.transfer_note(),
         )
     elif is_fiat(movement.asset):
         rows.add("Withdrawal", tx, sell=(movement, rows.optional(tx, movement)), fee=fee)
@@ -257,17 +257,6 @@ def _outside(tx: Transaction) -> bool:
         and bool(tx.sent)
         and not any(is_fiat(m.asset) for m in tx.sent)
     )
-
-
-def _transfer_note(tx: Transaction) -> str:
-    note = tx.describe()
-    if tx.transfer is not None:
-        if tx.transfer.own:
-            direction = "to" if tx.category == "withdrawal" else "from"
-            note += f"; own transfer {direction} {tx.transfer.counterpart}"
-        if tx.transfer.txid:
-            note += f"; txid {tx.transfer.txid}"
-    return note
 
 
 def _side(side: Side) -> tuple[str, str, str]:

@@ -126,13 +126,7 @@ def _with_fee_in(received: Movement, fees: list[Movement]) -> tuple[Movement, Mo
 
 
 def _rows(tx: Transaction) -> list[tuple[str, ...]]:
-    comment = tx.describe()
-    if tx.transfer is not None:
-        if tx.transfer.own:
-            direction = "to" if tx.category == "withdrawal" else "from"
-            comment += f"; own transfer {direction} {tx.transfer.counterpart}"
-        if tx.transfer.txid:
-            comment += f"; txid {tx.transfer.txid}"
+    comment = tx.transfer_note()
     date = seconds_utc(tx.at)
     return [
         (

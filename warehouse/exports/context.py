@@ -12,13 +12,13 @@ from warehouse.costbasis.model import Result
 from warehouse.exports.options import ExportOptions, Period
 from warehouse.exports.pricing import Prices
 from warehouse.exports.transactions import (
-    LedgerRow,
     Transaction,
     Transfer,
     ledger_rows,
     own_transfers,
     transactions,
 )
+from warehouse.rows import LedgerRow
 
 
 class Context:

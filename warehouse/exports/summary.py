@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from pipelines.tables import render
 from warehouse.costbasis.exact import EXACT
 from warehouse.costbasis.identified import LONG_TERM
 from warehouse.costbasis.model import ZERO, Gain, Holding, is_fiat
@@ -126,12 +127,11 @@ def build(context: Context) -> Export:
 def lines(export: Export) -> list[str]:
     """The figures as lines for the screen."""
     [table] = export.tables
-    width = max((len(row[0]) for row in table.rows), default=0)
     shown = []
     for name, value, unit, *_ in table.rows:
         suffix = "" if unit in ("count", "yes/no") else f" {unit}"
-        shown.append(f"{name:<{width}}  {value}{suffix}")
-    return shown
+        shown.append((name, f"{value}{suffix}"))
+    return render(shown, pad_last=False)
 
 
 def freigrenze(year: int) -> Decimal | None:

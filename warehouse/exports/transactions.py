@@ -22,33 +22,12 @@ from decimal import Decimal
 
 import duckdb
 
+from warehouse.rows import LedgerRow
+from warehouse.rows import ledger_rows as read_ledger
+
 ZERO = Decimal(0)
 TRADE_KINDS = frozenset({"trade_base", "trade_quote"})
 FEE_KINDS = frozenset({"fee", "deposit_fee", "withdrawal_fee"})
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    exchange: str
-    account: str
-    asset: str
-    amount: Decimal
-    kind: str
-    executed_at: datetime
-    reference: str
-    source: str
-    event_kind: str
-    event_type: str
-    market: str | None
-    sequence: int | None
-    leg: int
-
-    @property
-    def wallet(self) -> str:
-        return f"{self.exchange}/{self.account}"
-
-
-LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 
 
 def ledger_rows(
@@ -64,44 +43,11 @@ def ledger_rows(
     if end is not None:
         clauses.append("executed_at < ?")
         params.append(end)
-    where = f"where {' and '.join(clauses)}" if clauses else ""
-    rows = connection.execute(
-        f"select {', '.join(LEDGER_COLUMNS)} from ledger {where} "
-        "order by executed_at, exchange, account, reference, source, leg, asset, kind, amount",
-        params,
-    ).fetchall()
-    return [_ledger_row(*row) for row in rows]
-
-
-def _ledger_row(
-    exchange: str,
-    account: str,
-    asset: str,
-    amount: Decimal,
-    kind: str,
-    executed_at: datetime,
-    reference: object,
-    source: str | None,
-    event_kind: str | None,
-    event_type: str | None,
-    market: str | None,
-    sequence: int | None,
-    leg: int,
-) -> LedgerRow:
-    return LedgerRow(
-        exchange=exchange,
-        account=account,
-        asset=asset,
-        amount=Decimal(amount),
-        kind=kind,
-        executed_at=executed_at,
-        reference=str(reference),
-        source=source or "",
-        event_kind=event_kind or "",
-        event_type=event_type or "",
-        market=market,
-        sequence=sequence,
-        leg=leg,
+    return read_ledger(
+        connection,
+        where=" and ".join(clauses),
+        params=params,
+        order_by="executed_at, exchange, account, reference, source, leg, asset, kind, amount",
     )
 
 
@@ -154,6 +100,18 @@ class Transaction:
         market = f" {self.market}" if self.market else ""
         return f"{self.exchange} {what}{market}: {self.source} {self.reference}"
 
+    def transfer_note(self) -> str:
+        """`describe()` and what `internal_transfers` knows: "…; own transfer to bitvavo/main;
+        txid abc"."""
+        note = self.describe()
+        if self.transfer is not None:
+            if self.transfer.own:
+                direction = "to" if self.category == "withdrawal" else "from"
+                note += f"; own transfer {direction} {self.transfer.counterpart}"
+            if self.transfer.txid:
+                note += f"; txid {self.transfer.txid}"
+        return note
+
 
 def own_transfers(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], Transfer]:
     """(exchange, account, transfer id) -> Transfer, for every balance-moving transfer."""
@@ -176,10 +134,12 @@ def own_transfers(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str,
 def transactions(
     rows: Iterable[LedgerRow], transfers: dict[tuple[str, str, str], Transfer] | None = None
 ) -> list[Transaction]:
-    """Group ledger rows into transactions, sorted by time then identity."""
+    """Group ledger rows into transactions, sorted by time then identity (a NULL source or
+    event kind is the empty text)."""
     groups: dict[tuple[str, str, str, str, str], list[LedgerRow]] = defaultdict(list)
     for row in rows:
-        groups[(row.exchange, row.account, row.source, row.reference, row.event_kind)].append(row)
+        key = (row.exchange, row.account, row.source or "", row.reference, row.event_kind or "")
+        groups[key].append(row)
     result = [_transaction(group, transfers or {}) for group in groups.values()]
     return sorted(result, key=lambda t: t.sort_key)
 
@@ -213,10 +173,10 @@ def _transaction(
         account=first.account,
         at=first.executed_at,
         reference=first.reference,
-        source=first.source,
+        source=first.source or "",
         category=category,
-        event_kind=first.event_kind,
-        event_type=first.event_type,
+        event_kind=first.event_kind or "",
+        event_type=first.event_type or "",
         market=next((r.market for r in rows if r.market), None),
         sent=_movements({a: -q for a, q in flows.items() if q < 0}),
         received=_movements({a: q for a, q in flows.items() if q > 0}),
