@@ -38,9 +38,12 @@ from pipelines.checks.failures import env_names, explain
 from pipelines.checks.permissions import trade_withdraw_row
 from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges import registry
+from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.checks_facts import ExchangeChecks, ReadCall
+from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.markets import MarketProblem, market_problems
+from pipelines.flows.runtime import ACCOUNT
 from pipelines.http import ExchangeError, PermissionDeniedError, RetryPolicy
 
 TIMEOUT_S = 3.0
@@ -71,9 +74,13 @@ class ExchangeProbe:
         return self.settings.exchange(self.name)
 
     @property
+    def adapter(self) -> Exchange:
+        return registry.get(self.name)
+
+    @property
     def facts(self) -> ExchangeChecks:
         """What this exchange's adapter declares for the checks."""
-        return registry.get(self.name).checks
+        return self.adapter.checks
 
     def add(self, check: str, status: Status, detail: str, fix: str = "") -> None:
         self.add_row(CheckRow(check, self.name, status, detail, fix))
@@ -110,9 +117,14 @@ class ExchangeProbe:
         if kind not in self._clients:
             config = self.config
             credentials = config.credentials if signed else None
-            self._clients[kind] = self.facts.probe_client(
-                config, credentials, RETRY, (TIMEOUT_S, TIMEOUT_S)
+            connection = Connection(
+                credentials,
+                ACCOUNT,
+                self.facts.probe_budget(config),
+                RETRY,
+                (TIMEOUT_S, TIMEOUT_S),
             )
+            self._clients[kind] = self.adapter.ingestion.client(config, connection)
         return self._clients[kind]
 
     def present(self) -> datetime:

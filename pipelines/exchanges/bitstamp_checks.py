@@ -13,8 +13,7 @@ from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCal
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.credentials import Credentials
-    from pipelines.http import RetryPolicy
+    from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
 MARKETS = "GET /api/v2/markets/"
@@ -32,20 +31,11 @@ def _list_markets(client: Any) -> MarketList:
     return MarketList(markets, date_header(reply.headers))
 
 
-def _probe_client(
-    config: ExchangeSettings,
-    credentials: Credentials | None,
-    retry: RetryPolicy,
-    timeout: tuple[float, float],
-) -> Any:
-    from pipelines.exchanges.bitstamp import BitstampClient
+def _probe_budget(config: ExchangeSettings) -> Limiter:
     from pipelines.http import RequestBudget
 
-    limiter = RequestBudget(
+    return RequestBudget(
         config.requests_per_window, config.window_seconds, config.max_requests_per_second
-    )
-    return BitstampClient(
-        config.base_url, credentials, limiter=limiter, retry=retry, timeout=timeout
     )
 
 
@@ -83,6 +73,6 @@ CHECKS = ExchangeChecks(
         "permission rows above); leave every order (buy/sell, cancel) and withdrawal permission "
         "unticked",
     ),
-    probe_client=_probe_client,
+    probe_budget=_probe_budget,
     permission_fix="tick the permission for {call} for this key ({where})",
 )

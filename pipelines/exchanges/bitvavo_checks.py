@@ -20,8 +20,7 @@ from pipelines.exchanges.checks_facts import (
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.credentials import Credentials
-    from pipelines.http import RetryPolicy
+    from pipelines.http import Limiter
 
 
 def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
@@ -33,23 +32,10 @@ def _list_markets(client: Any) -> MarketList:
     return MarketList(client.markets())
 
 
-def _probe_client(
-    config: ExchangeSettings,
-    credentials: Credentials | None,
-    retry: RetryPolicy,
-    timeout: tuple[float, float],
-) -> Any:
-    from pipelines.exchanges.bitvavo import BitvavoClient
+def _probe_budget(config: ExchangeSettings) -> Limiter:
     from pipelines.http import WeightBudget
 
-    return BitvavoClient(
-        config.base_url,
-        credentials,
-        access_window_ms=config.access_window_ms,
-        limiter=WeightBudget(),
-        retry=retry,
-        timeout=timeout,
-    )
+    return WeightBudget()
 
 
 def _first(pages: Iterator[object]) -> object:
@@ -98,7 +84,7 @@ CHECKS = ExchangeChecks(
         "document says they are this key's rights rather than the account's",
         "Bitvavo → Settings → API → this key: View on, Trade and Withdraw off",
     ),
-    probe_client=_probe_client,
+    probe_budget=_probe_budget,
     time_endpoint=TimeEndpoint("GET /v2/time", lambda c: c.time()),
     signs_public_requests=True,
     weighed=True,

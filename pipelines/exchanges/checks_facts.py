@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.credentials import Credentials
     from pipelines.exchanges.records import MarketInfo
-    from pipelines.http import RetryPolicy
+    from pipelines.http import Limiter
 
 PROBE_SPAN = timedelta(hours=1)  # the time window of a probing read: small, any answer will do
 READ_PERMISSION_FIX = (
@@ -60,10 +59,9 @@ class TimeEndpoint:
     read: Callable[[Any], datetime]
 
 
-ProbeClient = Callable[
-    ["ExchangeSettings", "Credentials | None", "RetryPolicy", tuple[float, float]], Any
-]
-"""A client for the checks: (settings, credentials or None for a public one, retry, timeout)."""
+ProbeBudget = Callable[["ExchangeSettings"], "Limiter"]
+"""The checks' own limiter for a client made by the adapter's client factory: a check paces
+itself in its process and leaves the syncs' shared budget file alone."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class ExchangeChecks:
     account_reads: tuple[ReadCall, ...]
     # Why a key's trade/withdraw rights cannot be read, and how to check them by hand.
     trade_withdraw: tuple[str, str]
-    probe_client: ProbeClient  # TODO(lead): the adapter's client factory, once it lands
+    probe_budget: ProbeBudget  # the limiter of the checks' clients (`ProbeBudget`)
     # None: the clock is read from the market list's `Date` header.
     time_endpoint: TimeEndpoint | None = None
     # Whether the client signs public requests when a key is configured (so that a key's

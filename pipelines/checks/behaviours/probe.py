@@ -6,30 +6,21 @@ Each probe module declares its `PROBES`, naming its exchange by the adapter obje
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.rows import HasHttp
 from pipelines.exchanges.adapter import Exchange
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.flows.runtime import Runtime
 
 T = TypeVar("T")
 
-# TODO(lead): `rt.client(name)` once `Runtime.client` lands (engineer "adapters"); until then
-# the runtime's typed accessor of each adapter's client.
-_RUNTIME_CLIENTS: Mapping[str, Callable[[Runtime], HasHttp]] = {
-    BITSTAMP.name: Runtime.bitstamp,
-    BITVAVO.name: Runtime.bitvavo,
-}
-
 
 def runtime_client(rt: Runtime, exchange: str) -> HasHttp:
     """`exchange`'s client in `rt`."""
-    return _RUNTIME_CLIENTS[exchange](rt)
+    return cast(HasHttp, rt.client(exchange))
 
 
 class ProbeRun:
