@@ -3,22 +3,17 @@ it names an exchange (its docstrings and comments may)."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import token
-import tokenize
 from pathlib import Path
 
 import pytest
+from code_scan import code_strings
 
 REPO = Path(__file__).resolve().parents[1]
 HTTP = REPO / "pipelines" / "http"
 NAMES = ("bitstamp", "bitvavo")
-
-STATEMENT_START = (token.NEWLINE, token.INDENT, token.DEDENT)
-FSTRING_MIDDLE = getattr(token, "FSTRING_MIDDLE", -1)  # f-strings are tokens of their own
 
 WEIGHT_HEADERS = {
     "bitvavo-ratelimit-remaining",
@@ -54,20 +49,6 @@ def test_the_check_sees_an_exchange_module_when_one_is_imported() -> None:
     assert "pipelines.exchanges.bitstamp_errors" in loaded
 
 
-def _code_strings(source: str) -> list[str]:
-    """The string literals of `source` that are code: not docstrings (a string that is a whole
-    statement); comments are no strings at all."""
-    found: list[str] = []
-    previous = token.NEWLINE
-    for item in tokenize.generate_tokens(io.StringIO(source).readline):
-        code = item.type == token.STRING and previous not in STATEMENT_START
-        if code or item.type == FSTRING_MIDDLE:
-            found.append(item.string)
-        if item.type not in (token.COMMENT, token.NL):
-            previous = item.type
-    return found
-
-
 def _named(literal: str) -> bool:
     return any(name in literal.lower() for name in NAMES)
 
@@ -78,7 +59,7 @@ def test_no_code_in_pipelines_http_names_an_exchange() -> None:
     named = {
         f"{path.name}: {literal}"
         for path in files
-        for literal in _code_strings(path.read_text())
+        for _, literal in code_strings(path.read_text())
         if _named(literal) and literal.strip("\"'") not in WEIGHT_HEADERS
     }
     assert named == set()
@@ -95,4 +76,4 @@ def test_no_code_in_pipelines_http_names_an_exchange() -> None:
     ],
 )
 def test_the_scan_finds_names_in_code_only(source: str, hits: int) -> None:
-    assert len([literal for literal in _code_strings(source) if _named(literal)]) == hits
+    assert len([literal for _, literal in code_strings(source) if _named(literal)]) == hits

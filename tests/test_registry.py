@@ -6,15 +6,14 @@ declared stream, the declared walks fetch from the sandbox over real HTTP, and n
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
-import tokenize
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from code_scan import body, code_strings
 from sandbox_runtime import sandbox_runtime
 
 from pipelines.cli import build_parser
@@ -222,35 +221,14 @@ def test_the_declared_client_and_budget_are_made_from_the_settings(
 # --- nothing else names an exchange -------------------------------------------------------------
 
 
-_STATEMENT_START = (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT)
-
-
-def _code_strings(path: Path) -> Iterator[tuple[int, str]]:
-    """The string literals of a module's code (docstrings left out), with their line."""
-    tokens = tokenize.generate_tokens(io.StringIO(path.read_text("utf-8")).readline)
-    previous = tokenize.NEWLINE
-    for token in tokens:
-        if token.type == tokenize.STRING:  # an f-string too (one token before Python 3.12)
-            docstring = previous in (
-                tokenize.NEWLINE,
-                tokenize.NL,
-                tokenize.INDENT,
-                tokenize.DEDENT,
-            )
-            if not docstring:
-                yield token.start[0], token.string
-        if token.type not in (tokenize.COMMENT, tokenize.NL):
-            previous = token.type
-
-
 def _names_an_exchange(path: Path, root: Path = REPO) -> list[str]:
-    """Each string literal of `path`'s code that is an exchange's name: `"bitstamp"`."""
-    literal = re.compile(rf"[rRuU]?(['\"]{{1,3}})({'|'.join(names())})\1")
+    """Each string literal of `path`'s code whose text is an exchange's name, in any case:
+    `"bitstamp"`, `f'Bitvavo'`."""
     relative = path.relative_to(root).as_posix()
     return [
         f"{relative}:{line}: {text}"
-        for line, text in _code_strings(path)
-        if literal.fullmatch(text)
+        for line, text in code_strings(path.read_text("utf-8"))
+        if body(text).strip().lower() in names()
     ]
 
 
@@ -276,10 +254,22 @@ def test_the_name_check_sees_code_and_skips_docstrings_and_comments(tmp_path: Pa
         "}\n",
         encoding="utf-8",
     )
-    strings = [text for _, text in _code_strings(module)]
+    strings = [text for _, text in code_strings(module.read_text())]
     assert strings == ['"bitstamp"', "'bitvavo'", 'f"{x} bitvavo"', '"bitstamp"']
     assert _names_an_exchange(module, tmp_path) == [
         'module.py:6: "bitstamp"',
         "module.py:6: 'bitvavo'",
         'module.py:9: "bitstamp"',
+    ]
+
+
+def test_the_name_check_ignores_case_and_names_that_only_contain_one(tmp_path: Path) -> None:
+    module = tmp_path / "module.py"
+    module.write_text(
+        "def f(x):\n    return f'Bitvavo', 'bitstamp-perps', \"Bitstamp: Settings\", r'BITSTAMP'\n",
+        encoding="utf-8",
+    )
+    assert _names_an_exchange(module, tmp_path) == [
+        "module.py:2: f'Bitvavo'",
+        "module.py:2: r'BITSTAMP'",
     ]
