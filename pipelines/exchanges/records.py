@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Side = Literal["buy", "sell"]
 TransferKind = Literal["deposit", "withdrawal"]
@@ -197,6 +197,34 @@ class BitvavoHistoryItem:
     source: str
     extra: Mapping[str, Any] = _extra()
     raw: str = ""
+
+
+class Carried(TypedDict):
+    """The fields a `Fill`, `Transfer` or `OtherEvent` takes over from the ledger entry or
+    history item it is classified from (see `carried`)."""
+
+    exchange: str
+    account: str
+    executed_at: datetime
+    source: str
+    extra: Mapping[str, Any]
+    raw: str
+
+
+def carried(
+    exchange: str,
+    entry: LedgerEntry | BitvavoHistoryItem,
+    extra: Mapping[str, Any] | None = None,
+) -> Carried:
+    """What a record classified from ``entry`` keeps of it; ``extra`` replaces the entry's."""
+    return Carried(
+        exchange=exchange,
+        account=entry.account,
+        executed_at=entry.executed_at,
+        source=entry.source,
+        extra=entry.extra if extra is None else extra,
+        raw=entry.raw,
+    )
 
 
 @dataclass(frozen=True, slots=True)
