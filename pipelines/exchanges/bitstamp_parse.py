@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -30,6 +30,7 @@ from pipelines.exchanges.records import (
     WithdrawalFee,
     carried,
     dedupe_candles,
+    entry_transfer,
 )
 from pipelines.exchanges.rows import MarketFields, Rows
 from pipelines.exchanges.values import (
@@ -322,37 +323,8 @@ def _ledger_entry(row: RowReader, account: str, source: str) -> LedgerEntry:
         amount = row.convert(key, row.require(key), to_decimal)
         if amount != 0:
             movements.append(Movement(row.convert(key, key, normalize_asset), amount))
-
-    pair: str | None = None
-    price: Decimal | None = None
-    base = quote = None
-    pair_key = _pair_key(row, set(currency_keys))
-    if pair_key is not None:
-        value = row.convert(pair_key, row.require(pair_key), to_decimal)
-        if value != 0:
-            base, quote = (part.upper() for part in pair_key.split("_"))
-            pair, price = market_name(base, quote), value
-
-    side: Side | None = None
-    fee_asset = None
-    if kind == "trade":
-        if pair is None or base is None or quote is None:
-            raise row.error("trade row without a non-zero <base>_<quote> price")
-        amounts = {m.asset: m.amount for m in movements}
-        stray = sorted(set(amounts) - {base, quote})
-        if stray:
-            raise row.error(f"trade row moves currencies outside its pair: {stray}")
-        base_amount = amounts.get(base, Decimal(0))
-        quote_amount = amounts.get(quote, Decimal(0))
-        if base_amount == 0:
-            raise row.error(f"trade row with a zero {base.lower()} amount")
-        if quote_amount != 0 and (quote_amount > 0) == (base_amount > 0):
-            raise row.error("trade row whose base and quote amounts have the same sign")
-        side = "buy" if base_amount > 0 else "sell"
-        fee_asset = quote
-    elif len(movements) == 1:
-        fee_asset = movements[0].asset
-
+    priced = _priced_pair(row, set(currency_keys))
+    side, fee_asset = _side_and_fee_asset(row, kind, movements, priced)
     return LedgerEntry(
         account=account,
         entry_id=entry_id,
@@ -362,13 +334,54 @@ def _ledger_entry(row: RowReader, account: str, source: str) -> LedgerEntry:
         movements=tuple(movements),
         fee=fee,
         fee_asset=fee_asset,
-        pair=pair,
-        price=price,
+        pair=None if priced is None else market_name(priced.base, priced.quote),
+        price=None if priced is None else priced.price,
         order_id=order_id,
         side=side,
         source=source,
         **row.kept(),
     )
+
+
+class _Priced(NamedTuple):
+    base: str
+    quote: str
+    price: Decimal
+
+
+def _priced_pair(row: RowReader, currencies: set[str]) -> _Priced | None:
+    """The row's non-zero ``<base>_<quote>`` price, if it has one."""
+    pair_key = _pair_key(row, currencies)
+    if pair_key is None:
+        return None
+    value = row.convert(pair_key, row.require(pair_key), to_decimal)
+    if value == 0:
+        return None
+    base, quote = (part.upper() for part in pair_key.split("_"))
+    return _Priced(base, quote, value)
+
+
+def _side_and_fee_asset(
+    row: RowReader, kind: str, movements: list[Movement], priced: _Priced | None
+) -> tuple[Side | None, str | None]:
+    """A trade's side and fee asset (its quote), checked against its movements; another row's
+    fee is in the one currency it moves, if it moves one."""
+    if kind != "trade":
+        return None, movements[0].asset if len(movements) == 1 else None
+    if priced is None:
+        raise row.error("trade row without a non-zero <base>_<quote> price")
+    base, quote = priced.base, priced.quote
+    amounts = {m.asset: m.amount for m in movements}
+    stray = sorted(set(amounts) - {base, quote})
+    if stray:
+        raise row.error(f"trade row moves currencies outside its pair: {stray}")
+    base_amount = amounts.get(base, Decimal(0))
+    quote_amount = amounts.get(quote, Decimal(0))
+    if base_amount == 0:
+        raise row.error(f"trade row with a zero {base.lower()} amount")
+    if quote_amount != 0 and (quote_amount > 0) == (base_amount > 0):
+        raise row.error("trade row whose base and quote amounts have the same sign")
+    return ("buy" if base_amount > 0 else "sell"), quote
 
 
 def parse_user_transactions(
@@ -406,18 +419,13 @@ def classify_entry(entry: LedgerEntry) -> Fill | Transfer | OtherEvent:
     if entry.kind in ("deposit", "withdrawal") and len(entry.movements) == 1:
         movement = entry.movements[0]
         if (movement.amount > 0) == (entry.kind == "deposit"):
-            return Transfer(
-                **carried(EXCHANGE, entry),
+            return entry_transfer(
+                EXCHANGE,
+                entry,
+                "deposit" if entry.kind == "deposit" else "withdrawal",
+                movement,
                 transfer_id=str(entry.entry_id),
-                kind="deposit" if entry.kind == "deposit" else "withdrawal",
-                asset=movement.asset,
-                amount=abs(movement.amount),
-                fee=entry.fee,
-                fee_asset=entry.fee_asset,
-                address=None,
-                txid=None,
-                network=None,
-                status=None,
+                fee=(entry.fee, entry.fee_asset),
             )
     return OtherEvent(
         **carried(EXCHANGE, entry),

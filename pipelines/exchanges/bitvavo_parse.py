@@ -30,6 +30,7 @@ from pipelines.exchanges.records import (
     TransferKind,
     WithdrawalFee,
     carried,
+    entry_transfer,
 )
 from pipelines.exchanges.rows import MarketFields, Rows
 from pipelines.exchanges.values import (
@@ -506,18 +507,15 @@ def _history_transfer(item: BitvavoHistoryItem) -> Transfer | None:
         kind, asset, amount = "withdrawal", item.sent_currency, item.sent_amount
     if asset is None or amount is None:
         return None
-    return Transfer(
-        **carried(EXCHANGE, item, extra=dict(item.extra)),
+    return entry_transfer(
+        EXCHANGE,
+        item,
+        kind,
+        Movement(asset, amount),
         transfer_id=item.transaction_id,
-        kind=kind,
-        asset=asset,
-        amount=abs(amount),
-        fee=item.fees_amount,
-        fee_asset=item.fees_currency,
+        fee=(item.fees_amount, item.fees_currency),
         address=item.address,
-        txid=None,
-        network=None,
-        status=None,
+        extra=dict(item.extra),
     )
 
 

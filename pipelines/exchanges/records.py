@@ -227,6 +227,34 @@ def carried(
     )
 
 
+def entry_transfer(
+    exchange: str,
+    entry: LedgerEntry | BitvavoHistoryItem,
+    kind: TransferKind,
+    moved: Movement,
+    *,
+    transfer_id: str,
+    fee: tuple[Decimal | None, str | None],
+    address: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Transfer:
+    """A deposit or withdrawal classified from a ledger entry or history item, ``fee`` its
+    (amount, asset); a ledger names no txid, network or status."""
+    return Transfer(
+        **carried(exchange, entry, extra),
+        transfer_id=transfer_id,
+        kind=kind,
+        asset=moved.asset,
+        amount=abs(moved.amount),
+        fee=fee[0],
+        fee_asset=fee[1],
+        address=address,
+        txid=None,
+        network=None,
+        status=None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BitvavoHistoryPage:
     items: tuple[BitvavoHistoryItem, ...]
