@@ -13,58 +13,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from pipelines.http import (
-    AuthenticationError,
-    ClockSkewError,
-    ErrorDocument,
-    ErrorRules,
-    ExchangeError,
-    InvalidRequestError,
-    PermissionDeniedError,
-    RateLimitedError,
-    ServerError,
-    class_for_status,
-    class_for_text,
-    flatten_reason,
-)
+from pipelines import http
 
 EXCHANGE: Final = "bitstamp"
 
 
-def _code_class(code: str) -> type[ExchangeError] | None:
+def _code_class(code: str) -> type[http.ExchangeError] | None:
     if code.upper() == "API0017":
-        return ClockSkewError  # X-Auth-Timestamp (or nonce) outside the accepted window
+        return http.ClockSkewError  # X-Auth-Timestamp (or nonce) outside the accepted window
     if code.upper().startswith("API"):
-        return PermissionDeniedError if code.upper() == "API0003" else AuthenticationError
+        return http.PermissionDeniedError if code.upper() == "API0003" else http.AuthenticationError
     if code == "400.002" or code.startswith("429"):
-        return RateLimitedError
+        return http.RateLimitedError
     if code.startswith("5"):
-        return ServerError
+        return http.ServerError
     if code.startswith("401"):
-        return AuthenticationError
+        return http.AuthenticationError
     if code.startswith("403"):
-        return PermissionDeniedError
+        return http.PermissionDeniedError
     if code[:1] == "4":
-        return InvalidRequestError  # 400.010-400.013 offset/limit/sort/since_timestamp, …
+        return http.InvalidRequestError  # 400.010-400.013 offset/limit/sort/since_timestamp, …
     return None
 
 
-def _read_error(status: int, data: object) -> ErrorDocument | None:
+def _read_error(status: int, data: object) -> http.ErrorDocument | None:
     """The error a Bitstamp error document says (`{"status":"error",…}` or `{"error":…}`, with
     any HTTP status, 200 too), or None when the body is none."""
     if not (isinstance(data, Mapping) and (data.get("status") == "error" or data.get("error"))):
         return None
     raw_code = data.get("code") or data.get("response_code")
     code = str(raw_code) if raw_code not in (None, "") else None
-    reason = flatten_reason(data.get("reason")) or flatten_reason(data.get("error"))
+    reason = http.flatten_reason(data.get("reason")) or http.flatten_reason(data.get("error"))
     cls = _code_class(code) if code else None
     if cls is None and (status == 429 or status >= 500):
-        cls = class_for_status(status)
-    cls = cls or class_for_text(reason) or class_for_status(status) or InvalidRequestError
+        cls = http.class_for_status(status)
+    cls = http.class_or_invalid(cls, http.class_for_text(reason), http.class_for_status(status))
     return cls, code, reason
 
 
-classify_bitstamp: Final = ErrorRules(EXCHANGE, _read_error, plain_reason=flatten_reason)
-"""The error a Bitstamp response stands for, or None when it is a success (a `Classifier`:
-`classify_bitstamp(status, data, endpoint=…, headers=…, now=…)`, `data` the parsed JSON body or
-`NOT_JSON`)."""
+classify_bitstamp: Final = http.ErrorRules(EXCHANGE, _read_error, plain_reason=http.flatten_reason)

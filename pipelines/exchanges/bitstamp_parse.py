@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -28,8 +28,11 @@ from pipelines.exchanges.records import (
     Transfer,
     TransferKind,
     WithdrawalFee,
+    carried,
     dedupe_candles,
+    entry_transfer,
 )
+from pipelines.exchanges.rows import MarketFields, Rows
 from pipelines.exchanges.values import (
     BITSTAMP_INTERVALS,
     INTERVAL_SECONDS,
@@ -45,7 +48,6 @@ from pipelines.exchanges.values import (
     normalize_asset,
     parse_bitstamp_datetime,
     percent_to_fraction,
-    rows_of,
     to_decimal,
 )
 
@@ -75,6 +77,7 @@ __all__ = [
 ]
 
 EXCHANGE = "bitstamp"
+_ROWS = Rows(EXCHANGE)
 
 # OHLC `step` (seconds) → interval. Bitstamp has no 8h step.
 STEP_INTERVALS: Mapping[int, str] = {INTERVAL_SECONDS[name]: name for name in BITSTAMP_INTERVALS}
@@ -103,6 +106,8 @@ LEDGER_KINDS: Mapping[str, str] = {
     "61": "derivatives",
 }
 
+_MARKET_FIELDS = MarketFields("trading", "base_decimals", "counter_decimals")
+
 _LEDGER_FIXED_KEYS = frozenset({"id", "datetime", "type", "fee", "order_id"})
 _PAIR_KEY = re.compile(r"([a-z0-9]+)_([a-z0-9]+)\Z")
 
@@ -115,14 +120,6 @@ _LEGACY_WITHDRAWAL_STATUS: Mapping[str, str] = {
     "3": "cancelled",
     "4": "failed",
 }
-
-
-def _row(endpoint: str, index: int | None, value: object) -> RowReader:
-    return RowReader(EXCHANGE, endpoint, index, value)
-
-
-def _error(endpoint: str, index: int | None, reason: str) -> RowParseError:
-    return RowParseError(EXCHANGE, endpoint, index, reason)
 
 
 def bitstamp_market(symbol: str, symbols: Mapping[str, str] | None = None) -> str:
@@ -176,38 +173,34 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Ca
     if step not in STEP_INTERVALS:
         raise ValueError(f"unknown Bitstamp OHLC step {step!r}")
     interval = STEP_INTERVALS[step]
-    envelope = _row(endpoint, None, payload)
-    data = _row(endpoint, None, envelope.require("data"))
+    envelope = _ROWS.reader(endpoint, None, payload)
+    data = _ROWS.reader(endpoint, None, envelope.require("data"))
     pair = data.get("pair")
     if pair is not None:
         found = data.convert("pair", pair, _market_from_name)
         if market is not None and market != found:
-            raise _error(endpoint, None, f"pair {found} does not match requested {market}")
+            raise data.error(f"pair {found} does not match requested {market}")
         market = found
     if market is None:
-        raise _error(endpoint, None, "no pair in the body and no market given")
+        raise data.error("no pair in the body and no market given")
     rows = data.require("ohlc")
     if not isinstance(rows, list):
-        raise _error(endpoint, None, f"'ohlc' is {describe(rows)}, expected a JSON array")
-    candles = []
-    for index, value in enumerate(rows):
-        row = _row(endpoint, index, value)
-        candles.append(
-            Candle(
-                exchange=EXCHANGE,
-                market=market,
-                interval=interval,
-                open_time=row.convert("timestamp", row.require("timestamp"), from_epoch_seconds),
-                open=row.decimal("open"),
-                high=row.decimal("high"),
-                low=row.decimal("low"),
-                close=row.decimal("close"),
-                volume=row.decimal("volume"),
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+        raise data.error(f"'ohlc' is {describe(rows)}, expected a JSON array")
+    return [
+        Candle(
+            exchange=EXCHANGE,
+            market=market,
+            interval=interval,
+            open_time=row.convert("timestamp", row.require("timestamp"), from_epoch_seconds),
+            open=row.decimal("open"),
+            high=row.decimal("high"),
+            low=row.decimal("low"),
+            close=row.decimal("close"),
+            volume=row.decimal("volume"),
+            **row.kept(),
         )
-    return candles
+        for row in _ROWS.each(endpoint, rows)
+    ]
 
 
 _TAKER_SIDES: Mapping[str, Side] = {"0": "buy", "1": "sell"}
@@ -217,8 +210,7 @@ def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
     """``GET /api/v2/transactions/{pair}/`` → public trades (newest first, as sent)."""
     endpoint = "transactions"
     trades = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         side = _TAKER_SIDES.get(str(row.require("type")))
         if side is None:
             raise row.error(f"field 'type': expected 0 or 1, got {describe(row.data['type'])}")
@@ -236,8 +228,7 @@ def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
                 price=row.decimal("price"),
                 amount=row.decimal("amount"),
                 side=side,
-                extra=row.extra(),
-                raw=row.raw(),
+                **row.kept(),
             )
         )
     return trades
@@ -251,8 +242,7 @@ def parse_markets(payload: Any) -> list[MarketInfo]:
     PERPETUAL) is ``BTC-USD-PERP``, never ``BTC-USD`` (see `market_suffix`)."""
     endpoint = "markets"
     markets = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         symbol_key = "market_symbol" if row.has("market_symbol") else "url_symbol"
         symbol = row.text(symbol_key)
         name = row.text("name")
@@ -262,18 +252,7 @@ def parse_markets(payload: Any) -> list[MarketInfo]:
             base, quote = row.convert("name", name, _market_from_name).split("-")[:2]
         market = market_name(base, quote) + market_suffix(symbol, _market_type(row))
         markets.append(
-            MarketInfo(
-                exchange=EXCHANGE,
-                market=market,
-                symbol=symbol,
-                base_asset=base,
-                quote_asset=quote,
-                status=row.optional_text("trading"),
-                base_decimals=row.optional_integer("base_decimals"),
-                quote_decimals=row.optional_integer("counter_decimals"),
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+            _ROWS.market(row, _MARKET_FIELDS, symbol=symbol, market=market, base=base, quote=quote)
         )
     return markets
 
@@ -286,7 +265,7 @@ def _market_type(row: RowReader) -> str | None:
 
 def parse_eur_usd(payload: Any, *, taken_at: datetime) -> FxRate:
     """``GET /api/v2/eur_usd/`` → the current EUR/USD conversion rate."""
-    row = _row("eur_usd", None, payload)
+    row = _ROWS.reader("eur_usd", None, payload)
     return FxRate(
         exchange=EXCHANGE,
         base="EUR",
@@ -294,8 +273,7 @@ def parse_eur_usd(payload: Any, *, taken_at: datetime) -> FxRate:
         buy=row.decimal("buy"),
         sell=row.decimal("sell"),
         taken_at=ensure_utc(taken_at),
-        extra=row.extra(),
-        raw=row.raw(),
+        **row.kept(),
     )
 
 
@@ -345,37 +323,8 @@ def _ledger_entry(row: RowReader, account: str, source: str) -> LedgerEntry:
         amount = row.convert(key, row.require(key), to_decimal)
         if amount != 0:
             movements.append(Movement(row.convert(key, key, normalize_asset), amount))
-
-    pair: str | None = None
-    price: Decimal | None = None
-    base = quote = None
-    pair_key = _pair_key(row, set(currency_keys))
-    if pair_key is not None:
-        value = row.convert(pair_key, row.require(pair_key), to_decimal)
-        if value != 0:
-            base, quote = (part.upper() for part in pair_key.split("_"))
-            pair, price = market_name(base, quote), value
-
-    side: Side | None = None
-    fee_asset = None
-    if kind == "trade":
-        if pair is None or base is None or quote is None:
-            raise row.error("trade row without a non-zero <base>_<quote> price")
-        amounts = {m.asset: m.amount for m in movements}
-        stray = sorted(set(amounts) - {base, quote})
-        if stray:
-            raise row.error(f"trade row moves currencies outside its pair: {stray}")
-        base_amount = amounts.get(base, Decimal(0))
-        quote_amount = amounts.get(quote, Decimal(0))
-        if base_amount == 0:
-            raise row.error(f"trade row with a zero {base.lower()} amount")
-        if quote_amount != 0 and (quote_amount > 0) == (base_amount > 0):
-            raise row.error("trade row whose base and quote amounts have the same sign")
-        side = "buy" if base_amount > 0 else "sell"
-        fee_asset = quote
-    elif len(movements) == 1:
-        fee_asset = movements[0].asset
-
+    priced = _priced_pair(row, set(currency_keys))
+    side, fee_asset = _side_and_fee_asset(row, kind, movements, priced)
     return LedgerEntry(
         account=account,
         entry_id=entry_id,
@@ -385,14 +334,54 @@ def _ledger_entry(row: RowReader, account: str, source: str) -> LedgerEntry:
         movements=tuple(movements),
         fee=fee,
         fee_asset=fee_asset,
-        pair=pair,
-        price=price,
+        pair=None if priced is None else market_name(priced.base, priced.quote),
+        price=None if priced is None else priced.price,
         order_id=order_id,
         side=side,
         source=source,
-        extra=row.extra(),
-        raw=row.raw(),
+        **row.kept(),
     )
+
+
+class _Priced(NamedTuple):
+    base: str
+    quote: str
+    price: Decimal
+
+
+def _priced_pair(row: RowReader, currencies: set[str]) -> _Priced | None:
+    """The row's non-zero ``<base>_<quote>`` price, if it has one."""
+    pair_key = _pair_key(row, currencies)
+    if pair_key is None:
+        return None
+    value = row.convert(pair_key, row.require(pair_key), to_decimal)
+    if value == 0:
+        return None
+    base, quote = (part.upper() for part in pair_key.split("_"))
+    return _Priced(base, quote, value)
+
+
+def _side_and_fee_asset(
+    row: RowReader, kind: str, movements: list[Movement], priced: _Priced | None
+) -> tuple[Side | None, str | None]:
+    """A trade's side and fee asset (its quote), checked against its movements; another row's
+    fee is in the one currency it moves, if it moves one."""
+    if kind != "trade":
+        return None, movements[0].asset if len(movements) == 1 else None
+    if priced is None:
+        raise row.error("trade row without a non-zero <base>_<quote> price")
+    base, quote = priced.base, priced.quote
+    amounts = {m.asset: m.amount for m in movements}
+    stray = sorted(set(amounts) - {base, quote})
+    if stray:
+        raise row.error(f"trade row moves currencies outside its pair: {stray}")
+    base_amount = amounts.get(base, Decimal(0))
+    quote_amount = amounts.get(quote, Decimal(0))
+    if base_amount == 0:
+        raise row.error(f"trade row with a zero {base.lower()} amount")
+    if quote_amount != 0 and (quote_amount > 0) == (base_amount > 0):
+        raise row.error("trade row whose base and quote amounts have the same sign")
+    return ("buy" if base_amount > 0 else "sell"), quote
 
 
 def parse_user_transactions(
@@ -403,10 +392,7 @@ def parse_user_transactions(
     A key is a currency when it is not one of ``id, datetime, type, fee, order_id`` and has no
     underscore; the ``<base>_<quote>`` key holds the price. Currencies are never hard-coded.
     """
-    return [
-        _ledger_entry(_row(source, index, value), account, source)
-        for index, value in enumerate(rows_of(EXCHANGE, source, payload))
-    ]
+    return [_ledger_entry(row, account, source) for row in _ROWS.each(source, payload)]
 
 
 def classify_entry(entry: LedgerEntry) -> Fill | Transfer | OtherEvent:
@@ -415,8 +401,7 @@ def classify_entry(entry: LedgerEntry) -> Fill | Transfer | OtherEvent:
     if entry.kind == "trade" and entry.pair is not None and entry.price is not None:
         base, quote = entry.pair.split("-")
         return Fill(
-            exchange=EXCHANGE,
-            account=entry.account,
+            **carried(EXCHANGE, entry),
             market=entry.pair,
             base_asset=base,
             quote_asset=quote,
@@ -430,45 +415,26 @@ def classify_entry(entry: LedgerEntry) -> Fill | Transfer | OtherEvent:
             fee_asset=entry.fee_asset,
             taker=None,
             settled=True,
-            executed_at=entry.executed_at,
-            source=entry.source,
-            extra=entry.extra,
-            raw=entry.raw,
         )
     if entry.kind in ("deposit", "withdrawal") and len(entry.movements) == 1:
         movement = entry.movements[0]
         if (movement.amount > 0) == (entry.kind == "deposit"):
-            return Transfer(
-                exchange=EXCHANGE,
-                account=entry.account,
+            return entry_transfer(
+                EXCHANGE,
+                entry,
+                "deposit" if entry.kind == "deposit" else "withdrawal",
+                movement,
                 transfer_id=str(entry.entry_id),
-                kind="deposit" if entry.kind == "deposit" else "withdrawal",
-                asset=movement.asset,
-                amount=abs(movement.amount),
-                fee=entry.fee,
-                fee_asset=entry.fee_asset,
-                address=None,
-                txid=None,
-                network=None,
-                status=None,
-                executed_at=entry.executed_at,
-                source=entry.source,
-                extra=entry.extra,
-                raw=entry.raw,
+                fee=(entry.fee, entry.fee_asset),
             )
     return OtherEvent(
-        exchange=EXCHANGE,
-        account=entry.account,
+        **carried(EXCHANGE, entry),
         event_id=str(entry.entry_id),
         event_type=entry.type_code,
         kind=entry.kind,
         movements=entry.movements,
-        executed_at=entry.executed_at,
-        source=entry.source,
         fee=entry.fee,
         fee_asset=entry.fee_asset,
-        extra=entry.extra,
-        raw=entry.raw,
     )
 
 
@@ -517,23 +483,18 @@ def _crypto_transfer(row: RowReader, kind: TransferKind, account: str) -> Transf
         ident = txid
     else:
         ident = composite_id(asset, moment, row.data["amount"], address)
-    return Transfer(
-        exchange=EXCHANGE,
+    return _ROWS.transfer(
+        row,
+        asset,
+        row.optional_decimal("fee"),
         account=account,
         transfer_id=f"{kind}:{ident}",
         kind=kind,
-        asset=asset,
         amount=abs(amount),
-        fee=row.optional_decimal("fee"),
-        fee_asset=asset if row.get("fee") is not None else None,
         address=address,
         txid=txid,
-        network=row.optional_text("network"),
-        status=row.optional_text("status"),
         executed_at=executed_at,
         source="crypto-transactions",
-        extra=row.extra(),
-        raw=row.raw(),
     )
 
 
@@ -545,7 +506,7 @@ def parse_crypto_transactions(payload: Any, *, account: str) -> list[Transfer | 
     the API does not state, are kept as `OtherEvent` kind ``"ripple_iou"`` without movements.
     """
     endpoint = "crypto-transactions"
-    envelope = _row(endpoint, None, payload)
+    envelope = _ROWS.reader(endpoint, None, payload)
     results: list[Transfer | OtherEvent] = []
     sections: dict[str, TransferKind | None] = {
         "deposits": "deposit",
@@ -559,8 +520,7 @@ def parse_crypto_transactions(payload: Any, *, account: str) -> list[Transfer | 
         rows = envelope.data.get(section) or []
         if not isinstance(rows, list):
             raise envelope.error(f"{section!r} is {describe(rows)}, expected a JSON array")
-        for index, value in enumerate(rows):
-            row = _row(f"{endpoint} {section}", index, value)
+        for row in _ROWS.each(f"{endpoint} {section}", rows):
             if kind is not None:
                 results.append(_crypto_transfer(row, kind, account))
                 continue
@@ -592,12 +552,11 @@ def parse_withdrawal_requests(payload: Any, *, account: str) -> list[Transfer]:
     status codes 0–4 spelled out, unknown codes kept as sent)."""
     endpoint = "withdrawal-requests"
     transfers = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         type_code = row.optional_integer("type")
         if row.has("currency"):
             asset = row.asset("currency")
-        elif type_code in _LEGACY_WITHDRAWAL_ASSETS:
+        elif type_code is not None and type_code in _LEGACY_WITHDRAWAL_ASSETS:
             asset = _LEGACY_WITHDRAWAL_ASSETS[type_code]
         else:
             raise row.error(f"no currency and unknown withdrawal type {type_code!r}")
@@ -622,8 +581,7 @@ def parse_withdrawal_requests(payload: Any, *, account: str) -> list[Transfer]:
                 status=_LEGACY_WITHDRAWAL_STATUS.get(status_text or "", status_text),
                 executed_at=row.convert("datetime", row.require("datetime"), _any_datetime),
                 source=endpoint,
-                extra=row.extra(),
-                raw=row.raw(),
+                **row.kept(),
             )
         )
     return transfers
@@ -644,23 +602,19 @@ def parse_account_balances(
     """``POST /api/v2/account_balances/`` → one snapshot per currency."""
     endpoint = "account_balances"
     taken_at = ensure_utc(taken_at)
-    snapshots = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
-        snapshots.append(
-            BalanceSnapshot(
-                exchange=EXCHANGE,
-                account=account,
-                asset=row.asset("currency"),
-                total=row.decimal("total"),
-                available=row.decimal("available"),
-                reserved=row.decimal("reserved"),
-                taken_at=taken_at,
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+    return [
+        BalanceSnapshot(
+            exchange=EXCHANGE,
+            account=account,
+            asset=row.asset("currency"),
+            total=row.decimal("total"),
+            available=row.decimal("available"),
+            reserved=row.decimal("reserved"),
+            taken_at=taken_at,
+            **row.kept(),
         )
-    return snapshots
+        for row in _ROWS.each(endpoint, payload)
+    ]
 
 
 def parse_balance_legacy(
@@ -675,7 +629,7 @@ def parse_balance_legacy(
     """
     endpoint = "balance"
     taken_at = ensure_utc(taken_at)
-    envelope = _row(endpoint, None, payload)
+    envelope = _ROWS.reader(endpoint, None, payload)
     currencies = [key.removesuffix("_balance") for key in envelope.data if key.endswith("_balance")]
     claimed = {key for key in envelope.data for c in currencies if key.startswith(f"{c}_")}
     leftovers = {key: value for key, value in envelope.data.items() if key not in claimed}
@@ -683,7 +637,7 @@ def parse_balance_legacy(
     snapshots = []
     for index, currency in enumerate(currencies):
         fields = {k: v for k, v in envelope.data.items() if k.startswith(f"{currency}_")}
-        row = _row(endpoint, index, fields)
+        row = _ROWS.reader(endpoint, index, fields)
         snapshots.append(
             BalanceSnapshot(
                 exchange=EXCHANGE,
@@ -717,8 +671,7 @@ def parse_trading_fees(
     endpoint = "fees/trading"
     taken_at = ensure_utc(taken_at)
     schedules = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         key = "market" if row.has("market") else "currency_pair"
         symbol = row.text(key)
         row.mark(key)
@@ -728,7 +681,7 @@ def parse_trading_fees(
             market = bitstamp_market(symbol, symbols)
         except ValueError:
             market = symbol
-        fees = _row(endpoint, index, row.require("fees"))
+        fees = _ROWS.reader(endpoint, row.index, row.require("fees"))
         maker = percent_to_fraction(fees.decimal("maker"))
         taker = percent_to_fraction(fees.decimal("taker"))
         extra = row.extra()
@@ -753,19 +706,15 @@ def parse_withdrawal_fees(payload: Any, *, account: str, taken_at: datetime) -> 
     """``POST /api/v2/fees/withdrawal/`` → one fee per (currency, network)."""
     endpoint = "fees/withdrawal"
     taken_at = ensure_utc(taken_at)
-    fees = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
-        fees.append(
-            WithdrawalFee(
-                exchange=EXCHANGE,
-                asset=row.asset("currency"),
-                fee=row.decimal("fee"),
-                network=row.optional_text("network"),
-                taken_at=taken_at,
-                account=account,
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+    return [
+        WithdrawalFee(
+            exchange=EXCHANGE,
+            asset=row.asset("currency"),
+            fee=row.decimal("fee"),
+            network=row.optional_text("network"),
+            taken_at=taken_at,
+            account=account,
+            **row.kept(),
         )
-    return fees
+        for row in _ROWS.each(endpoint, payload)
+    ]

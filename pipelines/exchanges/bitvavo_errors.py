@@ -13,23 +13,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Final
 
-from pipelines.http import (
-    AuthenticationError,
-    ClockSkewError,
-    ErrorDocument,
-    ErrorRules,
-    ExchangeError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitedError,
-    ServerError,
-    class_for_status,
-    class_for_text,
-    flatten_reason,
-    rate_limit_wait,
-    to_number,
-)
+from pipelines import http
 
 EXCHANGE: Final = "bitvavo"
 
@@ -38,52 +22,50 @@ _SERVER = frozenset({101, 107, 108, 109, 400, 404})
 _PERMISSION = frozenset({307, 310, 311, 312, 317, 402, 403})
 
 _rate_limit_wait = partial(
-    rate_limit_wait, allow_at="bitvavo-ratelimit-allowat", reset_at="bitvavo-ratelimit-resetat"
+    http.rate_limit_wait, allow_at="bitvavo-ratelimit-allowat", reset_at="bitvavo-ratelimit-resetat"
 )
 
 
-def _code_class(code: int, status: int, reason: str) -> type[ExchangeError] | None:
+def _code_class(code: int, status: int, reason: str) -> type[http.ExchangeError] | None:
+    # 110 means "invalid endpoint" on the errors page, a limit elsewhere.
     if code == 110 and (status == 404 or "invalid endpoint" in reason.lower()):
-        return NotFoundError  # 110 means "invalid endpoint" on the errors page, a limit elsewhere
+        return http.NotFoundError
     if code in _RATE:
-        return RateLimitedError
+        return http.RateLimitedError
     if code in _SERVER:
-        return ServerError
+        return http.ServerError
     if code == 304:
-        return ClockSkewError
+        return http.ClockSkewError
     if code in _PERMISSION:
-        return PermissionDeniedError
+        return http.PermissionDeniedError
     if 300 <= code < 320:
-        return AuthenticationError
+        return http.AuthenticationError
     if code == 102 or 200 <= code < 300 or 400 < code < 500:
-        return InvalidRequestError
+        return http.InvalidRequestError
     return None
 
 
-def _read_error(status: int, data: object) -> ErrorDocument | None:
+def _read_error(status: int, data: object) -> http.ErrorDocument | None:
     """The error a Bitvavo error document (`{"errorCode": int, "error": str}`) says, or None
     when the body is none."""
     if not (isinstance(data, Mapping) and "errorCode" in data):
         return None
-    reason = flatten_reason(data.get("error"))
-    number = to_number(data.get("errorCode"))
+    reason = http.flatten_reason(data.get("error"))
+    number = http.to_number(data.get("errorCode"))
     code_int = int(number) if number is not None else None
     code = str(code_int) if code_int is not None else str(data.get("errorCode"))
     cls = _code_class(code_int, status, reason) if code_int is not None else None
-    cls = cls or class_for_status(status) or class_for_text(reason) or InvalidRequestError
+    cls = http.class_or_invalid(cls, http.class_for_status(status), http.class_for_text(reason))
     return cls, code, reason
 
 
 def _plain_reason(data: object) -> str:
     """The reason of an error that is no error document: its "error" field, if it has one."""
     if isinstance(data, Mapping) and "error" in data:
-        return flatten_reason(data.get("error"))
+        return http.flatten_reason(data.get("error"))
     return ""
 
 
-classify_bitvavo: Final = ErrorRules(
+classify_bitvavo: Final = http.ErrorRules(
     EXCHANGE, _read_error, plain_reason=_plain_reason, rate_wait=_rate_limit_wait
 )
-"""The error a Bitvavo response stands for, or None when it is a success (a `Classifier`:
-`classify_bitvavo(status, data, endpoint=…, headers=…, now=…)`, `data` the parsed JSON body or
-`NOT_JSON`)."""

@@ -29,7 +29,10 @@ from pipelines.exchanges.records import (
     Transfer,
     TransferKind,
     WithdrawalFee,
+    carried,
+    entry_transfer,
 )
+from pipelines.exchanges.rows import MarketFields, Rows
 from pipelines.exchanges.values import (
     RowParseError,
     RowReader,
@@ -69,6 +72,7 @@ __all__ = [
 ]
 
 EXCHANGE = "bitvavo"
+_ROWS = Rows(EXCHANGE)
 
 # /account/history `type` → OtherEvent kind (buy/sell/deposit/withdrawal become fills/transfers).
 HISTORY_KINDS: Mapping[str, str] = {
@@ -91,9 +95,7 @@ _FALLBACK_KINDS: Mapping[str, str] = {
 
 _SIDES = ("buy", "sell")
 
-
-def _row(endpoint: str, index: int | None, value: object) -> RowReader:
-    return RowReader(EXCHANGE, endpoint, index, value)
+_MARKET_FIELDS = MarketFields("status", "quantityDecimals", "notionalDecimals", "pricePrecision")
 
 
 def _side(row: RowReader) -> Side:
@@ -120,14 +122,12 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
     candles = []
     for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
         if not isinstance(value, list) or len(value) < 6:
-            raise RowParseError(
-                EXCHANGE, endpoint, index, f"expected a 6-element array, got {describe(value)}"
-            )
+            raise _ROWS.error(endpoint, index, f"expected a 6-element array, got {describe(value)}")
         try:
             open_time = from_epoch_ms(value[0])
             numbers = [to_decimal(item) for item in value[1:6]]
         except ValueError as exc:
-            raise RowParseError(EXCHANGE, endpoint, index, str(exc)) from None
+            raise _ROWS.error(endpoint, index, str(exc)) from None
         candles.append(
             Candle(
                 exchange=EXCHANGE,
@@ -150,31 +150,26 @@ def parse_public_trades(payload: Any, *, market: str) -> list[PublicTrade]:
     """``GET /v2/{market}/trades`` → public trades (ids are UUIDs, unique per market)."""
     endpoint = "market/trades"
     market = market_name(*split_market(market))
-    trades = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
-        trades.append(
-            PublicTrade(
-                exchange=EXCHANGE,
-                market=market,
-                trade_id=row.identifier("id"),
-                traded_at=row.convert("timestamp", row.require("timestamp"), from_epoch_ms),
-                price=row.decimal("price"),
-                amount=row.decimal("amount"),
-                side=_side(row),
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+    return [
+        PublicTrade(
+            exchange=EXCHANGE,
+            market=market,
+            trade_id=row.identifier("id"),
+            traded_at=row.convert("timestamp", row.require("timestamp"), from_epoch_ms),
+            price=row.decimal("price"),
+            amount=row.decimal("amount"),
+            side=_side(row),
+            **row.kept(),
         )
-    return trades
+        for row in _ROWS.each(endpoint, payload)
+    ]
 
 
 def parse_markets(payload: Any) -> list[MarketInfo]:
     """``GET /v2/markets`` → markets."""
     endpoint = "markets"
     markets = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         symbol = row.text("market")
         market, base, quote = _market(row)
         if row.has("base") and row.asset("base") != base:
@@ -182,19 +177,7 @@ def parse_markets(payload: Any) -> list[MarketInfo]:
         if row.has("quote") and row.asset("quote") != quote:
             raise row.error(f"'quote' {row.data['quote']!r} does not match market {symbol!r}")
         markets.append(
-            MarketInfo(
-                exchange=EXCHANGE,
-                market=market,
-                symbol=symbol,
-                base_asset=base,
-                quote_asset=quote,
-                status=row.optional_text("status"),
-                base_decimals=row.optional_integer("quantityDecimals"),
-                quote_decimals=row.optional_integer("notionalDecimals"),
-                price_precision=row.optional_integer("pricePrecision"),
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+            _ROWS.market(row, _MARKET_FIELDS, symbol=symbol, market=market, base=base, quote=quote)
         )
     return markets
 
@@ -203,8 +186,7 @@ def parse_assets(payload: Any) -> list[AssetInfo]:
     """``GET /v2/assets`` → assets with their withdrawal fee and networks."""
     endpoint = "assets"
     assets = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         networks = row.get("networks") or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             raise row.error(f"field 'networks': expected strings, got {describe(networks)}")
@@ -220,8 +202,7 @@ def parse_assets(payload: Any) -> list[AssetInfo]:
                 deposit_status=row.optional_text("depositStatus"),
                 withdrawal_status=row.optional_text("withdrawalStatus"),
                 networks=tuple(networks),
-                extra=row.extra(),
-                raw=row.raw(),
+                **row.kept(),
             )
         )
     return assets
@@ -248,7 +229,7 @@ def parse_asset_withdrawal_fees(
 
 def parse_time(payload: Any) -> datetime:
     """``GET /v2/time`` → the server's clock."""
-    row = _row("time", None, payload)
+    row = _ROWS.reader("time", None, payload)
     return row.convert("time", row.require("time"), from_epoch_ms)
 
 
@@ -281,8 +262,7 @@ def _fill(
         settled=settled if settled is not None else fee is not None,
         executed_at=row.convert("timestamp", row.require("timestamp"), from_epoch_ms),
         source=source,
-        extra=row.extra(),
-        raw=row.raw(),
+        **row.kept(),
     )
 
 
@@ -290,21 +270,17 @@ def parse_trades(payload: Any, *, account: str) -> list[Fill]:
     """``GET /v2/trades?market=…`` → the account's fills (not app trades: see
     `parse_account_history`). ``quote_amount`` is amount × price, exactly."""
     endpoint = "trades"
-    fills = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
-        market, _, _ = _market(row)
-        fills.append(
-            _fill(
-                row,
-                account=account,
-                source=endpoint,
-                market=market,
-                side=_side(row),
-                order_id=row.optional_identifier("orderId"),
-            )
+    return [
+        _fill(
+            row,
+            account=account,
+            source=endpoint,
+            market=_market(row)[0],
+            side=_side(row),
+            order_id=row.optional_identifier("orderId"),
         )
-    return fills
+        for row in _ROWS.each(endpoint, payload)
+    ]
 
 
 def parse_order_fills(payload: Any, *, account: str) -> list[Fill]:
@@ -312,16 +288,14 @@ def parse_order_fills(payload: Any, *, account: str) -> list[Fill]:
     their order. For reconciling fills against orders; the rest of each order is not kept."""
     endpoint = "orders"
     fills = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        order = _row(endpoint, index, value)
+    for order in _ROWS.each(endpoint, payload):
         market, _, _ = _market(order)
         side = _side(order)
         order_id = order.identifier("orderId")
         order_fills = order.require("fills")
         if not isinstance(order_fills, list):
             raise order.error(f"field 'fills': expected an array, got {describe(order_fills)}")
-        for fill_index, fill_value in enumerate(order_fills):
-            row = _row(f"{endpoint} fills of order {order_id}", fill_index, fill_value)
+        for row in _ROWS.each(f"{endpoint} fills of order {order_id}", order_fills):
             fills.append(
                 _fill(
                     row,
@@ -348,31 +322,24 @@ def _transfer_id(row: RowReader, txid: str | None) -> str:
 
 def _transfers(payload: Any, *, account: str, endpoint: str, kind: TransferKind) -> list[Transfer]:
     transfers = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         asset = row.asset("symbol")
         txid = clean_txid(row.optional_text("txId"))
         executed_at = row.convert("timestamp", row.require("timestamp"), from_epoch_ms)
         amount = row.decimal("amount")
-        fee = row.optional_decimal("fee")
         transfers.append(
-            Transfer(
-                exchange=EXCHANGE,
+            _ROWS.transfer(
+                row,
+                asset,
+                row.optional_decimal("fee"),
                 account=account,
                 transfer_id=_transfer_id(row, txid),
                 kind=kind,
-                asset=asset,
                 amount=amount,
-                fee=fee,
-                fee_asset=asset if fee is not None else None,
                 address=row.optional_text("address"),
                 txid=txid,
-                network=row.optional_text("network"),
-                status=row.optional_text("status"),
                 executed_at=executed_at,
                 source=endpoint,
-                extra=row.extra(),
-                raw=row.raw(),
             )
         )
     return transfers
@@ -395,8 +362,7 @@ def parse_balance(payload: Any, *, account: str, taken_at: datetime) -> list[Bal
     endpoint = "balance"
     taken_at = ensure_utc(taken_at)
     snapshots = []
-    for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
-        row = _row(endpoint, index, value)
+    for row in _ROWS.each(endpoint, payload):
         available = row.decimal("available")
         in_order = row.decimal("inOrder")
         snapshots.append(
@@ -408,8 +374,7 @@ def parse_balance(payload: Any, *, account: str, taken_at: datetime) -> list[Bal
                 available=available,
                 reserved=in_order,
                 taken_at=taken_at,
-                extra=row.extra(),
-                raw=row.raw(),
+                **row.kept(),
             )
         )
     return snapshots
@@ -430,8 +395,7 @@ def _fee_schedule(
         taken_at=ensure_utc(taken_at),
         tier=None if tier is None else str(tier),
         volume=row.optional_decimal("volume"),
-        extra=row.extra(),
-        raw=row.raw(),
+        **row.kept(),
     )
 
 
@@ -439,14 +403,14 @@ def parse_account_fees(
     payload: Any, *, account: str, market: str, taken_at: datetime
 ) -> FeeSchedule:
     """``GET /v2/account/fees?market=…`` → that market's fees (fractions, as sent)."""
-    row = _row("account/fees", None, payload)
+    row = _ROWS.reader("account/fees", None, payload)
     return _fee_schedule(row, account=account, market=market, taken_at=taken_at)
 
 
 def parse_account(payload: Any, *, account: str, taken_at: datetime) -> FeeSchedule:
     """``GET /v2/account`` → the account-wide fee rates (``market`` None)."""
-    envelope = _row("account", None, payload)
-    row = _row("account", None, envelope.require("fees"))
+    envelope = _ROWS.reader("account", None, payload)
+    row = _ROWS.reader("account", None, envelope.require("fees"))
     schedule = _fee_schedule(row, account=account, market=None, taken_at=taken_at)
     rest = envelope.extra()
     return replace(schedule, extra={**schedule.extra, **rest}) if rest else schedule
@@ -458,33 +422,30 @@ def parse_account(payload: Any, *, account: str, taken_at: datetime) -> FeeSched
 def parse_account_history(payload: Any, *, account: str) -> BitvavoHistoryPage:
     """``GET /v2/account/history`` → one page of items with its paging fields."""
     endpoint = "account/history"
-    envelope = _row(endpoint, None, payload)
+    envelope = _ROWS.reader(endpoint, None, payload)
     values = envelope.require("items")
     if not isinstance(values, list):
         raise envelope.error(f"field 'items': expected an array, got {describe(values)}")
-    items = []
-    for index, value in enumerate(values):
-        row = _row(endpoint, index, value)
-        items.append(
-            BitvavoHistoryItem(
-                account=account,
-                transaction_id=row.identifier("transactionId"),
-                type=row.text("type"),
-                executed_at=row.convert("executedAt", row.require("executedAt"), _history_time),
-                price_currency=row.optional_asset("priceCurrency"),
-                price_amount=row.optional_decimal("priceAmount"),
-                sent_currency=row.optional_asset("sentCurrency"),
-                sent_amount=row.optional_decimal("sentAmount"),
-                received_currency=row.optional_asset("receivedCurrency"),
-                received_amount=row.optional_decimal("receivedAmount"),
-                fees_currency=row.optional_asset("feesCurrency"),
-                fees_amount=row.optional_decimal("feesAmount"),
-                address=row.optional_text("address"),
-                source=endpoint,
-                extra=row.extra(),
-                raw=row.raw(),
-            )
+    items = [
+        BitvavoHistoryItem(
+            account=account,
+            transaction_id=row.identifier("transactionId"),
+            type=row.text("type"),
+            executed_at=row.convert("executedAt", row.require("executedAt"), _history_time),
+            price_currency=row.optional_asset("priceCurrency"),
+            price_amount=row.optional_decimal("priceAmount"),
+            sent_currency=row.optional_asset("sentCurrency"),
+            sent_amount=row.optional_decimal("sentAmount"),
+            received_currency=row.optional_asset("receivedCurrency"),
+            received_amount=row.optional_decimal("receivedAmount"),
+            fees_currency=row.optional_asset("feesCurrency"),
+            fees_amount=row.optional_decimal("feesAmount"),
+            address=row.optional_text("address"),
+            source=endpoint,
+            **row.kept(),
         )
+        for row in _ROWS.each(endpoint, values)
+    ]
     return BitvavoHistoryPage(
         items=tuple(items),
         current_page=envelope.integer("currentPage"),
@@ -521,8 +482,7 @@ def _history_fill(item: BitvavoHistoryItem) -> Fill | None:
     else:
         return None
     return Fill(
-        exchange=EXCHANGE,
-        account=item.account,
+        **carried(EXCHANGE, item, extra={"type": item.type, **item.extra}),
         market=market_name(base, quote),
         base_asset=base,
         quote_asset=quote,
@@ -536,10 +496,6 @@ def _history_fill(item: BitvavoHistoryItem) -> Fill | None:
         fee_asset=item.fees_currency,
         taker=None,
         settled=True,
-        executed_at=item.executed_at,
-        source=item.source,
-        extra={"type": item.type, **item.extra},
-        raw=item.raw,
     )
 
 
@@ -551,23 +507,15 @@ def _history_transfer(item: BitvavoHistoryItem) -> Transfer | None:
         kind, asset, amount = "withdrawal", item.sent_currency, item.sent_amount
     if asset is None or amount is None:
         return None
-    return Transfer(
-        exchange=EXCHANGE,
-        account=item.account,
+    return entry_transfer(
+        EXCHANGE,
+        item,
+        kind,
+        Movement(asset, amount),
         transfer_id=item.transaction_id,
-        kind=kind,
-        asset=asset,
-        amount=abs(amount),
-        fee=item.fees_amount,
-        fee_asset=item.fees_currency,
+        fee=(item.fees_amount, item.fees_currency),
         address=item.address,
-        txid=None,
-        network=None,
-        status=None,
-        executed_at=item.executed_at,
-        source=item.source,
         extra=dict(item.extra),
-        raw=item.raw,
     )
 
 
@@ -587,16 +535,11 @@ def classify_history_item(item: BitvavoHistoryItem) -> Fill | Transfer | OtherEv
     if item.received_currency is not None and item.received_amount:
         movements.append(Movement(item.received_currency, abs(item.received_amount)))
     return OtherEvent(
-        exchange=EXCHANGE,
-        account=item.account,
+        **carried(EXCHANGE, item, extra=dict(item.extra)),
         event_id=item.transaction_id,
         event_type=item.type,
         kind=HISTORY_KINDS.get(item.type) or _FALLBACK_KINDS.get(item.type, "unknown"),
         movements=tuple(movements),
-        executed_at=item.executed_at,
-        source=item.source,
         fee=item.fees_amount,
         fee_asset=item.fees_currency,
-        extra=dict(item.extra),
-        raw=item.raw,
     )

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Side = Literal["buy", "sell"]
 TransferKind = Literal["deposit", "withdrawal"]
@@ -197,6 +197,62 @@ class BitvavoHistoryItem:
     source: str
     extra: Mapping[str, Any] = _extra()
     raw: str = ""
+
+
+class Carried(TypedDict):
+    """The fields a `Fill`, `Transfer` or `OtherEvent` takes over from the ledger entry or
+    history item it is classified from (see `carried`)."""
+
+    exchange: str
+    account: str
+    executed_at: datetime
+    source: str
+    extra: Mapping[str, Any]
+    raw: str
+
+
+def carried(
+    exchange: str,
+    entry: LedgerEntry | BitvavoHistoryItem,
+    extra: Mapping[str, Any] | None = None,
+) -> Carried:
+    """What a record classified from ``entry`` keeps of it; ``extra`` replaces the entry's."""
+    return Carried(
+        exchange=exchange,
+        account=entry.account,
+        executed_at=entry.executed_at,
+        source=entry.source,
+        extra=entry.extra if extra is None else extra,
+        raw=entry.raw,
+    )
+
+
+def entry_transfer(
+    exchange: str,
+    entry: LedgerEntry | BitvavoHistoryItem,
+    kind: TransferKind,
+    moved: Movement,
+    *,
+    transfer_id: str,
+    fee: tuple[Decimal | None, str | None],
+    address: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Transfer:
+    """A deposit or withdrawal classified from a ledger entry or history item, ``fee`` its
+    (amount, asset); a ledger names no txid, network or status."""
+    return Transfer(
+        **carried(exchange, entry, extra),
+        transfer_id=transfer_id,
+        kind=kind,
+        asset=moved.asset,
+        amount=abs(moved.amount),
+        fee=fee[0],
+        fee_asset=fee[1],
+        address=address,
+        txid=None,
+        network=None,
+        status=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

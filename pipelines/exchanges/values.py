@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from pipelines.exact_json import encode_json
 
@@ -214,6 +214,13 @@ def clean_txid(value: str | None) -> str | None:
 # --- rows ------------------------------------------------------------------------------------
 
 
+class Kept(TypedDict):
+    """What every record keeps of its row: the fields it does not name, and the row's text."""
+
+    extra: dict[str, Any]
+    raw: str
+
+
 class RowReader:
     """Typed access to one JSON object of a response; every failure is a `RowParseError`.
 
@@ -311,6 +318,11 @@ class RowReader:
 
     def raw(self) -> str:
         return encode_json(self.data)
+
+    def kept(self) -> Kept:
+        """`extra` and `raw` for the record read from this row: unpack it last (``**row.kept()``),
+        after every field has been read, so that `extra` holds only what was not."""
+        return Kept(extra=self.extra(), raw=self.raw())
 
 
 def rows_of(exchange: str, endpoint: str, payload: object) -> list[Any]:

@@ -221,6 +221,12 @@ def class_for_text(reason: str) -> type[ExchangeError] | None:
     return None
 
 
+def class_or_invalid(*found: type[ExchangeError] | None) -> type[ExchangeError]:
+    """The first class found, else `InvalidRequestError`: an error document nothing classified
+    is a request the exchange refused."""
+    return next((cls for cls in found if cls is not None), InvalidRequestError)
+
+
 def _classified(
     cls: type[ExchangeError],
     exchange: str,
@@ -256,6 +262,9 @@ def _classified(
 @dataclass(frozen=True)
 class ErrorRules:
     """A `Classifier` made of one exchange's rules; the rest is the same for every exchange.
+
+    Called as ``classify(status, data, endpoint=…, headers=…, now=…)`` with `data` the parsed
+    JSON body or `NOT_JSON`, it gives the error the response stands for, or None for a success.
 
     `read_error` reads the exchange's error document (`ErrorDocument`), or gives None when the
     body is none: then the status decides, a body that is not JSON is malformed, and

@@ -4,14 +4,14 @@ and `shared_limiter` (one limiter per exchange key, process-wide)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Protocol, Unpack, runtime_checkable
 
 from pipelines import progress
 
-from ._common import Clock, Sleep, lower_headers, to_number
+from ._common import Timing, clock_and_sleep, lower_headers, to_number
 
 
 @runtime_checkable
@@ -67,15 +67,12 @@ class RequestBudget(Limiter):
         requests_per_window: int = 8000,
         window_seconds: float = 600.0,
         max_requests_per_second: float = 400.0,
-        *,
-        clock: Clock = time.time,
-        sleep: Sleep = time.sleep,
+        **timing: Unpack[Timing],
     ) -> None:
         self._window, self._second = request_rules(
             "RequestBudget", requests_per_window, window_seconds, max_requests_per_second
         )
-        self._clock = clock
-        self._sleep = sleep
+        self._clock, self._sleep = clock_and_sleep(timing)
         self._lock = threading.Lock()
         self._sent: deque[tuple[float, int]] = deque()
         self._sent_second: deque[tuple[float, int]] = deque()
@@ -193,8 +190,7 @@ class WeightBudget(Limiter):
         margin_seconds: float = 0.25,
         pace_below: float = 0.5,
         poll_seconds: float = 0.05,
-        clock: Clock = time.time,
-        sleep: Sleep = time.sleep,
+        **timing: Unpack[Timing],
     ) -> None:
         if limit < 1 or window_seconds <= 0 or reserve < 0 or margin_seconds < 0:
             raise ValueError("WeightBudget needs a positive limit and window")
@@ -204,8 +200,7 @@ class WeightBudget(Limiter):
         self._margin = float(margin_seconds)
         self._pace_below = float(pace_below)
         self._poll = float(poll_seconds)
-        self._clock = clock
-        self._sleep = sleep
+        self._clock, self._sleep = clock_and_sleep(timing)
         self._lock = threading.Lock()
         self._remaining = self._limit
         self._reset_at: float | None = None  # local estimate of the window's end
@@ -258,16 +253,22 @@ class WeightBudget(Limiter):
                 return next_at - now, progress.PACING, reason
         return 0.0, "", ""
 
+    @contextmanager
+    def _booking(self) -> Iterator[float]:
+        """Hold the bookkeeping while `acquire` books a request (yields now)."""
+        with self._lock:
+            yield self._clock()
+
     def acquire(self, weight: int = 1) -> None:
         check_weight(weight, self._limit)
         while True:
-            with self._lock:
-                now = self._clock()
+            with self._booking() as now:
                 wait, kind, reason = self._pace(now, weight)
                 if wait <= 0:
                     self._in_flight += weight
                     self._last_send = now
-                    return
+            if wait <= 0:
+                return
             progress.waiting(kind, reason, wait)
             self._sleep(wait)
 

@@ -38,16 +38,13 @@ import math
 import os
 import re
 import socket
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
-from pipelines import progress
-
-from ._common import Clock, Sleep
+from ._common import Timing, clock_and_sleep
 from ._limiters import (
     Limiter,
     WeightBudget,
@@ -77,7 +74,23 @@ def budget_path(directory: Path | str, exchange: str, fingerprint: str | None) -
     return Path(directory) / f"{exchange}-{fingerprint}.json"
 
 
-class SharedRequestBudget(Limiter):
+class _OnFile:
+    """A budget whose state lives in a `StateFile`."""
+
+    _file: StateFile
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class SharedRequestBudget(_OnFile, Limiter):
     """Bitstamp: `RequestBudget`'s limits, shared through the file at `path`.
 
     At most `requests_per_window` per sliding `window_seconds` and `max_requests_per_second`
@@ -92,23 +105,13 @@ class SharedRequestBudget(Limiter):
         requests_per_window: int = 8000,
         window_seconds: float = 600.0,
         max_requests_per_second: float = 400.0,
-        *,
-        clock: Clock = time.time,
-        sleep: Sleep = time.sleep,
+        **timing: Unpack[Timing],
     ) -> None:
         self._rules = request_rules(
             "SharedRequestBudget", requests_per_window, window_seconds, max_requests_per_second
         )
         self._file = StateFile(path, recover=self._assume_spent)
-        self._clock = clock
-        self._sleep = sleep
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
-
-    def __repr__(self) -> str:
-        return f"SharedRequestBudget({str(self.path)!r})"
+        self._clock, self._sleep = clock_and_sleep(timing)
 
     def _assume_spent(self) -> dict[str, Any]:
         """An unreadable file: its windows may be full, so nobody sends for the longest one."""
@@ -151,9 +154,6 @@ class SharedRequestBudget(Limiter):
             now = self._clock()
             known = min(float(state.get("blocked_until", 0.0)), now + MAX_BLOCK_SECONDS)
             state["blocked_until"] = max(known, float(epoch_seconds))
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def _windows(state: Mapping[str, Any], now: float) -> dict[str, dict[str, Any]]:
@@ -200,7 +200,7 @@ _STATE_FIELDS = (
 )
 
 
-class SharedWeightBudget(WeightBudget):
+class SharedWeightBudget(_OnFile, WeightBudget):
     """Bitvavo: `WeightBudget` (same options and pacing) whose state lives in the file at `path`.
 
     Each object (one per process in practice) books its weight in flight under its own entry
@@ -213,11 +213,9 @@ class SharedWeightBudget(WeightBudget):
         path: Path | str,
         *,
         stale_seconds: float = 120.0,
-        clock: Clock = time.time,
-        sleep: Sleep = time.sleep,
         **options: Any,
     ) -> None:
-        super().__init__(clock=clock, sleep=sleep, **options)
+        super().__init__(**options)
         self._file = StateFile(path, recover=self._assume_spent)
         self._stale = float(stale_seconds)
         self._host = socket.gethostname()
@@ -228,13 +226,6 @@ class SharedWeightBudget(WeightBudget):
         """This object's entry in the file, in this process (a forked child gets its own)."""
         return self._owners.setdefault(os.getpid(), uuid.uuid4().hex)
 
-    @property
-    def path(self) -> Path:
-        return self._file.path
-
-    def __repr__(self) -> str:
-        return f"SharedWeightBudget({str(self.path)!r})"
-
     def _assume_spent(self) -> dict[str, Any]:
         """An unreadable file: the window may be used up (and weight in flight), so nobody sends
         for a window; then one request goes alone until a response tells the budget."""
@@ -242,11 +233,11 @@ class SharedWeightBudget(WeightBudget):
 
     @property
     def remaining(self) -> int:
-        with self._shared():
+        with self._booking():
             return self._remaining
 
     @contextmanager
-    def _shared(self) -> Iterator[float]:
+    def _booking(self) -> Iterator[float]:
         """Run `WeightBudget`'s bookkeeping on the file's state (yields now), then store it."""
         with self._file.edit() as state:
             now = self._clock()
@@ -297,29 +288,13 @@ class SharedWeightBudget(WeightBudget):
                 "at": at,
             }
 
-    def acquire(self, weight: int = 1) -> None:
-        check_weight(weight, self._limit)
-        while True:
-            with self._shared() as now:
-                wait, kind, reason = self._pace(now, weight)
-                if wait <= 0:
-                    self._in_flight += weight
-                    self._last_send = now
-            if wait <= 0:
-                return
-            progress.waiting(kind, reason, wait)
-            self._sleep(wait)
-
     def observe(self, headers: Mapping[str, str], weight: int) -> None:
-        with self._shared():
+        with self._booking():
             super().observe(headers, weight)
 
     def block_until(self, epoch_seconds: float) -> None:
-        with self._shared():
+        with self._booking():
             super().block_until(epoch_seconds)
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def _process_alive(pid: int) -> bool:
