@@ -597,7 +597,7 @@ def parse_withdrawal_requests(payload: Any, *, account: str) -> list[Transfer]:
         type_code = row.optional_integer("type")
         if row.has("currency"):
             asset = row.asset("currency")
-        elif type_code in _LEGACY_WITHDRAWAL_ASSETS:
+        elif type_code is not None and type_code in _LEGACY_WITHDRAWAL_ASSETS:
             asset = _LEGACY_WITHDRAWAL_ASSETS[type_code]
         else:
             raise row.error(f"no currency and unknown withdrawal type {type_code!r}")

@@ -253,7 +253,7 @@ def bitstamp_crypto_transactions(rt: Runtime, *, limit: int = CRYPTO_PAGE) -> St
             lake, OTHER_EVENTS.dataset, stamped_frame(OTHER_EVENTS, events), stem, PARTITION
         )
         meter.landed(OTHER_EVENTS.dataset, merged, int(merged > 0))
-    times = [row.executed_at for row, _ in (*transfers, *events)]
+    times = [row.executed_at for row, _ in transfers] + [row.executed_at for row, _ in events]
     return meter.result(first=min(times, default=None), last=max(times, default=None))
 
 
@@ -268,7 +268,7 @@ def bitstamp_snapshots(rt: Runtime) -> StreamResult:
     balances = client.balances()
     trading = client.trading_fees()
     withdrawal = client.withdrawal_fees()
-    taken = [s.taken_at for s in (*balances, *trading, *withdrawal)]
+    taken = [s.taken_at for group in (balances, trading, withdrawal) for s in group]
     for source, records, partition in (
         (BALANCE_SNAPSHOTS, balances, PARTITION),
         (FEE_SCHEDULES, trading, PARTITION),
