@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.sandbox.prices import Path, normal, rng_for
-from pipelines.sandbox.tape import Bar
+from pipelines.sandbox.tape import Bar, TradeLike
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -230,7 +230,7 @@ class Market:
             rows = _group(rows, step)
         return [self._candle(row) for row in rows]
 
-    def trade_uuid(self, trade: TapeTrade) -> str:
+    def trade_uuid(self, trade: TradeLike) -> str:
         """The deterministic UUID (version 4 layout) Bitvavo would give this trade."""
         digest = hashlib.blake2b(
             self._uuid_key + trade.seq.to_bytes(8, "big"), digest_size=16, person=b"trade-id"
