@@ -36,6 +36,7 @@ Snapshots (`bitstamp_snapshots`)
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -167,7 +168,7 @@ def derive_ledger_file(lake: Lake, stem: str, meter: Meter, *, new_after: int = 
     frame = read_stem(lake, BITSTAMP_LEDGER.dataset, stem, LEDGER_PARTITION)
     if frame is None:
         return
-    by_kind: dict[str, list[tuple[Fill | Transfer | OtherEvent, object]]] = {
+    by_kind: dict[str, list[tuple[Fill | Transfer | OtherEvent, datetime | None]]] = {
         d.dataset.name: [] for d in DERIVED
     }
     fresh = dict.fromkeys(by_kind, 0)
@@ -178,7 +179,7 @@ def derive_ledger_file(lake: Lake, stem: str, meter: Meter, *, new_after: int = 
         fresh[name] += int(entry.entry_id > new_after)
     for source in DERIVED:
         name = source.dataset.name
-        derived = stamped_frame(source, by_kind[name])  # type: ignore[arg-type]
+        derived = stamped_frame(source, by_kind[name])
         written, _ = replace_stem(lake, source.dataset, derived, derived_stem(stem), PARTITION)
         meter.landed(source.dataset, fresh[name] if written else 0, written)
 

@@ -603,10 +603,12 @@ def _group(rows: list[Row], step: int) -> list[Row]:
         b = row[0] // step * step
         if b != current:
             if bucket:
-                out.append(_aggregate(current, bucket))  # type: ignore[arg-type]
+                assert current is not None  # set with the bucket's first row
+                out.append(_aggregate(current, bucket))
             bucket, current = [row], b
         else:
             bucket.append(row)
     if bucket:
-        out.append(_aggregate(current, bucket))  # type: ignore[arg-type]
+        assert current is not None
+        out.append(_aggregate(current, bucket))
     return out
