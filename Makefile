@@ -30,6 +30,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff format .
@@ -48,4 +49,4 @@ lock:
 		--no-header --no-annotate --quiet -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -51,7 +51,7 @@ def main() -> None:
 
         def bitvavo_page(end_ms: int) -> Callable[[], object]:
             def call() -> object:
-                params = {"interval": "1m", "limit": 1440, "end": end_ms}
+                params: dict[str, str | int] = {"interval": "1m", "limit": 1440, "end": end_ms}
                 response = session.get(vavo_url, params=params)
                 assert response.status_code == 200
                 return response

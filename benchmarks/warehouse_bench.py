@@ -21,11 +21,12 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from pipelines.config import Settings
@@ -667,7 +668,9 @@ def land_ledger_pages(
     ).partition_by("page", as_dict=True)
     for key, page in pages.partition_by("page", as_dict=True).items():
         ids = page.get_column("entry_id")
-        stem = f"ids-{ids.min():015d}-{ids.max():015d}"
+        first, last = ids.min(), ids.max()
+        assert isinstance(first, int) and isinstance(last, int)
+        stem = f"ids-{first:015d}-{last:015d}"
         lake.land(BITSTAMP_LEDGER.dataset, typed(BITSTAMP_LEDGER.dataset, page), stem=stem)
         for dataset, derived in ((FILLS.dataset, fills), (TRANSFERS.dataset, moved)):
             if key in derived:
@@ -677,9 +680,11 @@ def land_ledger_pages(
 # --- timing --------------------------------------------------------------------------------------
 
 
-def timed(run: Callable[[], list[tuple[object, ...]]]) -> tuple[float, list[tuple[object, ...]]]:
+def timed(
+    connection: duckdb.DuckDBPyConnection, query: str
+) -> tuple[float, list[tuple[object, ...]]]:
     started = time.perf_counter()
-    rows = run()
+    rows: list[tuple[object, ...]] = connection.execute(query).fetchall()
     return time.perf_counter() - started, rows
 
 
@@ -712,7 +717,7 @@ def main() -> None:
                 samples = []
                 rows: list[tuple[object, ...]] = []
                 for _ in range(RUNS):
-                    seconds, rows = timed(lambda q=query: connection.execute(q).fetchall())
+                    seconds, rows = timed(connection, query)
                     samples.append(seconds)
                 check(name, rows)
                 shown = str(rows[0][0]) if name == "ledger" else str(len(rows))

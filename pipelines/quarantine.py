@@ -225,7 +225,8 @@ def plan(bad: Sequence[BadFile]) -> tuple[tuple[BadFile, ...], tuple[str, ...]]:
       trades) failing for its columns: a schema reason, not damage.
     A file out of place is always moved: no reader reads it, so moving it loses nothing.
     """
-    lines, kept = [], set()
+    lines: list[str] = []
+    kept: set[str] = set()
     alike: dict[tuple[str, str, str], list[BadFile]] = {}
     for file in bad:
         if not file.misplaced:

@@ -41,6 +41,8 @@ MARKET, SYMBOL = "LTC-EUR", "ltceur"
 REALITIES = ("empty", "first", "zero")
 STEP_S = {"1m": 60, "1h": 3600, "1d": 86400}
 SETTLE = timedelta(seconds=60)
+# (open ms, open, high, low, close, volume)
+CandleRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
 )
@@ -85,7 +87,7 @@ def runtime(sandbox: Sandbox, data_dir: Path) -> Runtime:
 
 def held(
     lake: Lake, interval: str, market: str = MARKET, exchange: str = "bitstamp"
-) -> list[tuple[object, ...]]:
+) -> list[CandleRow]:
     frame = (
         lake.scan(CANDLES.dataset, exchange=exchange, market=market, interval=interval)
         .collect()
@@ -97,7 +99,7 @@ def held(
     ]
 
 
-def expected(world: World, interval: str, span: Window) -> list[tuple[object, ...]]:
+def expected(world: World, interval: str, span: Window) -> list[CandleRow]:
     """Bitstamp's series from the first trade after the listing: the tape's candles, and a flat
     zero-volume candle at the previous close for every interval without trades."""
     step = STEP_S[interval] * 1000
@@ -105,7 +107,7 @@ def expected(world: World, interval: str, span: Window) -> list[tuple[object, ..
     start = max(ms(span.start), ms(listed(world)))
     tape = world.market("bitstamp", SYMBOL).candles(STEP_S[interval], start, ms(cutoff))
     traded = {c.open_ms: (c.open_ms, c.open, c.high, c.low, c.close, c.volume) for c in tape}
-    out: list[tuple[object, ...]] = []
+    out: list[CandleRow] = []
     for open_ms in range(tape[0].open_ms, ms(cutoff), step):
         row = traded.get(open_ms)
         if row is None:
@@ -227,7 +229,7 @@ def test_the_stream_start_is_recorded_as_a_gap_with_its_reason(
     synced: Synced, world: World, interval: str
 ) -> None:
     span = spans(world)[interval]
-    first = moment(expected(world, interval, span)[0][0])  # type: ignore[arg-type]
+    first = moment(expected(world, interval, span)[0][0])
     gaps = synced.rt.lake.scan(GAPS).collect().filter(pl.col("stream") == f"candles {interval}")
     assert gaps.select("exchange", "market", "gap_start", "gap_end").to_dicts() == [
         {"exchange": "bitstamp", "market": MARKET, "gap_start": span.start, "gap_end": first}
@@ -316,7 +318,8 @@ def test_bitvavo_serves_nothing_before_a_listing(tmp_path: Path) -> None:
     span = Window(NOW - timedelta(days=3), NOW)
     with start_sandbox(seed=SEED, world=small) as sandbox:
         url = f"{sandbox.bitvavo.base_url}/ADA-EUR/candles"
-        before = requests.get(url, {"interval": "1h", "end": at}, timeout=10).json()
+        params: dict[str, str | int] = {"interval": "1h", "end": at}
+        before = requests.get(url, params, timeout=10).json()
         rt = runtime(sandbox, tmp_path)
         result = sync_candles(rt, "bitvavo", "ADA-EUR", "1h", span)
         rt.close()

@@ -82,7 +82,7 @@ def test_a_sync_of_fillers_only_records_them_then_the_listing_replaces_the_recor
     rt.close()
     truth = expected(world, "1h", across)
     assert held(rt.lake, "1h") == truth
-    first = moment(truth[0][0])  # type: ignore[arg-type]
+    first = moment(truth[0][0])
     assert gap_rows(rt.lake) == [("bitstamp", "candles 1h", MARKET, before.start, first)]
     (reason,) = reasons(rt.lake)
     assert "no candle before" in reason and "zero-volume" not in reason

@@ -211,7 +211,11 @@ def test_the_first_read_holds_unsettled_candles_and_the_settled_part_is_exact(
 def test_the_sandbox_serves_one_read_per_moment_and_the_settled_candle_later() -> None:
     world = ClockedWorld(seed=SEED, days=2, now=T1)
     variants = Variants(bitvavo_candles_settle=SETTLE_MINUTES)
-    params = {"interval": "1m", "limit": 90, "end": ms(floor_time(T1, timedelta(minutes=1)))}
+    params: dict[str, str | int] = {
+        "interval": "1m",
+        "limit": 90,
+        "end": ms(floor_time(T1, timedelta(minutes=1))),
+    }
     with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
         url = f"{sandbox.bitvavo.base_url}/{MARKET}/candles"
         first, second = (requests.get(url, params, timeout=10).json() for _ in range(2))

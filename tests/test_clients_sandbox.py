@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TypedDict, Unpack
 
 import pytest
 import requests
@@ -16,7 +17,7 @@ from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitstamp_parse import replay_balances
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.records import dedupe_candles
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
+from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 
@@ -42,14 +43,22 @@ def sandbox(world: World) -> Iterator[Sandbox]:
         yield running
 
 
-def bitstamp(sandbox: Sandbox, **kwargs: object) -> BitstampClient:
+class BitstampOptions(TypedDict, total=False):
+    timeout: tuple[float, float]
+
+
+class BitvavoOptions(BitstampOptions, total=False):
+    limiter: Limiter
+
+
+def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampClient:
     creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
     return BitstampClient(
         sandbox.bitstamp.base_url, creds, limiter=RequestBudget(), retry=FAST_RETRY, **kwargs
     )
 
 
-def bitvavo(sandbox: Sandbox, **kwargs: object) -> BitvavoClient:
+def bitvavo(sandbox: Sandbox, **kwargs: Unpack[BitvavoOptions]) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
     kwargs.setdefault("limiter", WeightBudget())
     return BitvavoClient(sandbox.bitvavo.base_url, creds, retry=FAST_RETRY, **kwargs)

@@ -748,7 +748,9 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Settings) -> None:
     with connect(synced.data_dir) as connection:
-        first_price = connection.execute("select min(priced_at) from prices").fetchone()[0]
+        first_row = connection.execute("select min(priced_at) from prices").fetchone()
+        assert first_row is not None
+        first_price = first_row[0]
         # the old rows (2020–2021, before any candle) cannot be valued: named, not zeroed
         with pytest.raises(MissingPriceError) as caught:
             events_from_warehouse(connection)
@@ -762,6 +764,7 @@ def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Setting
             "where asset not in ('EUR', 'USD') group by all"
         ).fetchall()
         rewards = connection.execute("select count(*) from ledger where kind = 'reward'").fetchone()
+        assert rewards is not None
     ledger = {(wallet, asset): amount for wallet, asset, amount in balances if amount != 0}
     pooled: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for (_, asset), amount in ledger.items():

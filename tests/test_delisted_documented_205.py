@@ -97,8 +97,7 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
     neo = fills.filter(pl.col("market") == "NEO-EUR")
     assert set(neo["source"].to_list()) == {"account/history"}
     assert neo.height == sum(
-        i.type in ("buy", "sell") and "NEO" in (i.sent[0], i.received[0])
-        for i in world.bitvavo.items
+        i.type in ("buy", "sell") and "NEO" in i.traded_assets for i in world.bitvavo.items
     )
     book = fills.filter(pl.col("source") == "trades")
     assert sorted(book["fill_id"].to_list()) == sorted(

@@ -76,7 +76,7 @@ def neo_items(world: World) -> list[Any]:
     return [
         item
         for item in world.bitvavo.items
-        if item.type in ("buy", "sell") and "NEO" in (item.sent[0], item.received[0])
+        if item.type in ("buy", "sell") and "NEO" in item.traded_assets
     ]
 
 

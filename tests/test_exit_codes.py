@@ -26,10 +26,17 @@ def readme_table() -> list[str]:
     return rows
 
 
+def code_of(row: str) -> int:
+    """The exit code a README table row starts with."""
+    found = re.match(r"\| (\d+) \|", row)
+    assert found is not None, row
+    return int(found[1])
+
+
 def test_the_readme_table_is_the_one_table() -> None:
     rows = readme_table()
     assert rows == readme_rows()
-    assert [int(re.match(r"\| (\d+) \|", row)[1]) for row in rows] == [int(c) for c in ExitCode]
+    assert [code_of(row) for row in rows] == [int(c) for c in ExitCode]
 
 
 def test_help_and_docstring_name_every_code_with_its_meaning() -> None:

@@ -67,7 +67,7 @@ OWN = Transfer(own=True, txid="abc", counterpart="bitvavo/main")
 OUTSIDE = Transfer(own=False, txid=None, counterpart=None)
 
 
-def ct(transaction: Transaction) -> list[tuple[str, str, str, str, str, str, str]]:
+def ct(transaction: Transaction) -> list[tuple[str, ...]]:
     """(Type, Buy Amount, Buy Currency, Sell Amount, Sell Currency, Fee, Fee Currency)."""
     return [row[:7] for row in cointracking._rows(transaction)]
 

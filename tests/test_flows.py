@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
 
 
-def _deployments() -> list[dict[str, object]]:
+def _deployments() -> list[dict[str, Any]]:
     return yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 import pytest
@@ -114,8 +114,7 @@ def test_every_trade_is_counted_once(synced: tuple[str, Settings], world: World)
     truth = {i.transaction_id: i for i in account.items if i.type in ("buy", "sell")}
     assert truth and set(app) == set(truth)
     for item_id, item in truth.items():
-        base = item.received if item.type == "buy" else item.sent
-        assert (app[item_id]["side"], app[item_id]["base_amount"]) == (item.type, base[1])
+        assert (app[item_id]["side"], app[item_id]["base_amount"]) == (item.type, item.base_amount)
     verdicts = rows(settings, "select * from reconcile_balances where exchange = 'bitvavo'")
     assert verdicts
     assert {(v["status"], v["difference"]) for v in verdicts} == {("ok", 0)}
@@ -161,6 +160,15 @@ MAIN = {"account": "main"}
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+class FillShape(TypedDict):
+    """The shape `fill_row` gives two fills that only their ids tell apart."""
+
+    at: datetime
+    amount: str
+    price: str
+    fee: str
 
 
 def fill_row(
@@ -244,7 +252,7 @@ def test_two_equal_fills_make_one_item_ambiguous_and_fill_checks_says_so(
     tmp_path: Path,
 ) -> None:
     lake = HandLake(tmp_path)
-    equal = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
+    equal: FillShape = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
     lake.sync(
         trades=[fill_row("fill-a", "order-a", **equal), fill_row("fill-b", "order-b", **equal)],
         history=[buy_item("item-x", T0, "0.01", "400", "1")],
@@ -265,7 +273,7 @@ def test_two_equal_fills_make_one_item_ambiguous_and_fill_checks_says_so(
 
 def test_two_equal_fills_listed_by_two_items_are_matched_together(tmp_path: Path) -> None:
     lake = HandLake(tmp_path)
-    equal = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
+    equal: FillShape = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
     lake.sync(
         trades=[fill_row("fill-a", "order-a", **equal), fill_row("fill-b", "order-b", **equal)],
         history=[

@@ -345,6 +345,7 @@ def test_bitstamp_rolling_window_is_chosen_by_reach_and_a_lost_stretch_is_a_gap(
         assert soon < half_hour
 
         last_landed = trades(rt.lake, "bitstamp")["traded_at"].max()
+        assert isinstance(last_landed, datetime)
         much_later = world.move(timedelta(days=1, hours=2))
         with_gap = sync_public_trades(rt, "bitstamp", MARKET, since=None)
         assert windows_asked() == ["day"]

@@ -20,8 +20,8 @@ from pipelines.leftovers import sweep_temp_files
 CANDLES = Dataset(
     name="candles",
     schema={
-        "exchange": pl.String,
-        "market": pl.String,
+        "exchange": pl.String(),
+        "market": pl.String(),
         "open_time": TIMESTAMP,
         "close": MONEY,
         "volume": MONEY,

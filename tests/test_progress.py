@@ -86,8 +86,13 @@ def recorder() -> Iterator[Recorder]:
 
 
 def test_nobody_listening_costs_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(progress.CHANNEL, "clock", lambda: calls.append(1) or T0)
+    calls: list[int] = []
+
+    def clock() -> float:
+        calls.append(1)
+        return T0
+
+    monkeypatch.setattr(progress.CHANNEL, "clock", clock)
     assert not progress.listening()
     progress.stream_started("candles bitvavo BTC-EUR 1h", "bitvavo")
     with progress.request("bitvavo", "candles", "GET", URL):
@@ -137,6 +142,7 @@ def test_events_carry_the_stream_and_the_request_of_their_own_thread(
         mine = [event for event in recorder.events if event.stream == stream]
         assert [type(event) for event in mine] == [StreamStarted, RequestSent, Waiting, PageLanded]
         sent, wait = mine[1], mine[2]
+        assert isinstance(sent, RequestSent) and isinstance(wait, Waiting)
         assert (sent.exchange, sent.url, sent.weight) == (exchange, url, 5)
         assert (wait.exchange, wait.url, wait.kind, wait.seconds) == (exchange, url, PACING, 2.5)
 

@@ -212,11 +212,13 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
     assert usd[("EUR", hour)][4] == "bitstamp EUR-USD 1h"
 
     # BTC in an hour with a traded BTC-USD candle: that close, no conversion
-    (btc_close, btc_volume) = connection.execute(
+    btc = connection.execute(
         "select close, volume from candles where exchange = 'bitstamp' and market = 'BTC-USD' "
         "and interval = '1h' and close_time = ?",
         [hour],
     ).fetchone()
+    assert btc is not None
+    (btc_close, btc_volume) = btc
     assert btc_volume > 0
     assert usd[("BTC", hour)][3:6] == (btc_close, "bitstamp BTC-USD 1h", hour)
 
@@ -228,11 +230,13 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
         _, _, _, price, source, observed, staleness = usd[("ADA", at)]
         assert price == round18(price_eur * rate)
         assert source == "bitvavo ADA-EUR 1h * bitstamp EUR-USD 1h"
-        rate_at = connection.execute(
+        newest_rate = connection.execute(
             "select max(close_time) from candles where market = 'EUR-USD' and volume > 0 "
             "and close_time <= ?",
             [at],
-        ).fetchone()[0]
+        ).fetchone()
+        assert newest_rate is not None
+        rate_at = newest_rate[0]
         assert observed == min(observed_eur, rate_at)
         assert staleness == at - observed
 
@@ -246,9 +250,9 @@ def test_gbp_series_divides_the_eur_price_by_gbp_eur(
     ).fetchall()
     assert len(closes) > 24 * DAYS // 2, "the sandbox serves GBP-EUR candles"
     assert all(Decimal("1.11") <= c <= Decimal("1.21") for (c,) in closes)
-    assert not connection.execute(
-        "select count(*) from candles where market = 'EUR-GBP'"
-    ).fetchone()[0], "Bitstamp has no EUR-GBP market"
+    eur_gbp = connection.execute("select count(*) from candles where market = 'EUR-GBP'").fetchone()
+    assert eur_gbp is not None
+    assert not eur_gbp[0], "Bitstamp has no EUR-GBP market"
     gbp = {(r[1], r[2]): r for r in prices_view if r[0] == "GBP"}
     eur = {(r[1], r[2]): r for r in prices_view if r[0] == "EUR"}
     assert gbp and "GBP" not in {asset for asset, _ in gbp}, "the reporting currency is worth 1"
@@ -357,6 +361,7 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_eur_usd(
         rate = eur_usd_close(connection, at)
         quote, fee = abs(amount(entry, "eur")), amount(entry, "fee")
         (event,) = usd_events[str(entry["id"])]
+        assert event.value is not None  # a trade has a value
         worth = event.value - event.fees if event.kind == "acquire" else event.value
         assert worth == quote * rate  # exact: no rounding on the way
         assert event.fees == fee * rate
@@ -381,6 +386,7 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_one_eur_in_gbp(
         eur_in_gbp = quotient18(Decimal(1), gbp_eur_close(connection, executed_at(entry)))
         quote, fee = abs(amount(entry, "eur")), amount(entry, "fee")
         (event,) = gbp_events[str(entry["id"])]
+        assert event.value is not None  # a trade has a value
         worth = event.value - event.fees if event.kind == "acquire" else event.value
         assert worth == quote * eur_in_gbp  # exact: the 18-decimal rate, no further rounding
         assert event.fees == fee * eur_in_gbp

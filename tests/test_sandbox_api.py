@@ -607,8 +607,8 @@ def test_same_seed_and_clock_give_byte_identical_bodies(sandbox: Sandbox):
             ]
             for path, fields in signed:
                 assert a_stamp.post(path, fields).content == b_stamp.post(path, fields).content
-            for path, params in (("/balance", {}), ("/depositHistory", {})):
-                assert a_vavo.get(path, params).content == b_vavo.get(path, params).content
+            for path in ("/balance", "/depositHistory"):
+                assert a_vavo.get(path, {}).content == b_vavo.get(path, {}).content
 
 
 def test_stats_count_requests_weight_and_statuses(sandbox: Sandbox, bitvavo: BitvavoClient):

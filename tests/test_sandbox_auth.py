@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TypedDict
 
 import pytest
 from test_sandbox_helpers import NOW_MS, BitstampClient, BitvavoClient, clients, loads, shared_world
@@ -138,8 +139,17 @@ def test_bitvavo_signed_request_passes(bitvavo: BitvavoClient):
     assert bitvavo.get("/balance", window=60_000).status_code == 200
 
 
+class Signing(TypedDict, total=False):
+    """What `BitvavoClient.get` may sign otherwise than it would."""
+
+    key: str
+    secret: str
+    timestamp_ms: int
+    window: int
+
+
 def test_bitvavo_rejections(bitvavo: BitvavoClient):
-    cases = [
+    cases: list[tuple[Signing, int]] = [
         ({"key": "abc"}, 301),
         ({"timestamp_ms": int(time.time())}, 302),  # seconds, not ms
         ({"window": 50}, 303),

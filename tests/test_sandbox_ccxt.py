@@ -42,7 +42,7 @@ class LoopbackOnly:
         return super().fetch(url, method, headers, body)  # type: ignore[misc]
 
 
-class Bitstamp(LoopbackOnly, ccxt.bitstamp):  # type: ignore[misc]
+class Bitstamp(LoopbackOnly, ccxt.bitstamp):
     """ccxt's Bitstamp signs `url.replace('https://', '')`; against plain http that would sign
     "http://host/path". So it is given https URLs to sign, and the request goes out over http:
     the string signed is still the documented host + path."""
@@ -55,7 +55,7 @@ class Bitstamp(LoopbackOnly, ccxt.bitstamp):  # type: ignore[misc]
         return request
 
 
-class Bitvavo(LoopbackOnly, ccxt.bitvavo):  # type: ignore[misc]
+class Bitvavo(LoopbackOnly, ccxt.bitvavo):
     pass
 
 

@@ -52,6 +52,7 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the sandbox did not start"
             time.sleep(0.05)
+        assert process.stdout is not None
         printed = json.loads(process.stdout.readline())
         info = json.loads(info_file.read_text())
         assert printed == info
@@ -63,10 +64,9 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
 
         markets = requests.get(f"{info['bitstamp']['base_url']}/api/v2/markets/", timeout=10)
         assert markets.status_code == 200 and loads(markets.text)
+        params: dict[str, str | int] = {"interval": "1d", "limit": 3}
         candles = requests.get(
-            f"{info['bitvavo']['base_url']}/BTC-EUR/candles",
-            params={"interval": "1d", "limit": 3},
-            timeout=10,
+            f"{info['bitvavo']['base_url']}/BTC-EUR/candles", params=params, timeout=10
         )
         assert candles.status_code == 200
         assert loads(candles.text)[0][0] <= 1_711_843_200_000  # the frozen clock

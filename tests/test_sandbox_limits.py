@@ -122,7 +122,9 @@ def test_bitvavo_unauthenticated_ban_is_per_ip_and_long(sandbox: Sandbox, clock:
     assert codes[-1] == 429
     banned = bitvavo.public("/markets")
     assert banned.status_code == 403
-    expires = int(re.search(r"expires at (\d+)", loads(banned.text)["error"]).group(1))
+    found = re.search(r"expires at (\d+)", loads(banned.text)["error"])
+    assert found is not None
+    expires = int(found.group(1))
     assert 900 * SCALE * 1000 - 500 <= expires - clock() * 1000 <= 900 * SCALE * 1000
     assert bitvavo.get("/time").status_code == 200  # the key's own budget is untouched
 

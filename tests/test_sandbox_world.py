@@ -78,8 +78,8 @@ def test_same_seed_and_now_give_identical_worlds(world: World, twin: World) -> N
     assert world.bitstamp.crypto_transactions == twin.bitstamp.crypto_transactions
     assert world.bitstamp.balances(FROZEN_MS) == twin.bitstamp.balances(FROZEN_MS)
     bv, bv2 = world.bitvavo, twin.bitvavo
-    for market in bv.markets_traded:
-        assert bv.trades(market, FROZEN_MS) == bv2.trades(market, FROZEN_MS)
+    for symbol in bv.markets_traded:
+        assert bv.trades(symbol, FROZEN_MS) == bv2.trades(symbol, FROZEN_MS)
     assert bv.history(FROZEN_MS) == bv2.history(FROZEN_MS)
     assert bv.deposits(FROZEN_MS) == bv2.deposits(FROZEN_MS)
     assert bv.withdrawals(FROZEN_MS) == bv2.withdrawals(FROZEN_MS)
@@ -288,6 +288,13 @@ def bitstamp_movements(row: dict[str, Any]) -> tuple[dict[str, Decimal], str | N
     return moves, pair
 
 
+def traded_pair(row: dict[str, Any]) -> str:
+    """The traded pair key of a trade row (`btc_eur`)."""
+    _, pair = bitstamp_movements(row)
+    assert pair is not None, row
+    return pair
+
+
 def replay_bitstamp(
     rows: list[dict[str, Any]],
 ) -> tuple[dict[str, Decimal], list[dict[str, Decimal]]]:
@@ -350,9 +357,9 @@ def test_bitstamp_ledger_shape(world: World) -> None:
     assert any(len(fills) > 1 for fills in by_order.values())
     # several fee rates: maker/taker and tiers
     rates = {
-        (
-            num(r["fee"]) / abs(bitstamp_movements(r)[0][bitstamp_movements(r)[1].split("_")[1]])
-        ).quantize(Decimal("0.0001"))
+        (num(r["fee"]) / abs(bitstamp_movements(r)[0][traded_pair(r).split("_")[1]])).quantize(
+            Decimal("0.0001")
+        )
         for r in rows
         if str(r["type"]) == "2" and r["datetime"] > "2022"
     }
@@ -588,7 +595,7 @@ def test_bitstamp_quirks_are_on_by_default(world: World) -> None:
     assert any(isinstance(z, str) for z in zeros)
     assert any(r["fee"] == "None" and str(r["type"]) != "2" for r in rows)
     trades = [r for r in rows if str(r["type"]) == "2"]
-    assert all(isinstance(r[bitstamp_movements(r)[1]], Decimal) for r in trades)
+    assert all(isinstance(r[traded_pair(r)], Decimal) for r in trades)
     assert all(r["btc_usd"] == "0.00" for r in rows if str(r["type"]) != "2")
     assert any("." in r["datetime"] for r in rows)
     assert any("." not in r["datetime"] for r in rows)

@@ -239,7 +239,7 @@ def run_children(path: Path, kind: str, children: int = 2) -> list[int]:
     for process in processes:
         process.join(60)
         assert process.exitcode == 0
-    return list(counts)
+    return counts[:]
 
 
 def test_two_processes_share_one_request_budget(tmp_path: Path):

@@ -138,7 +138,7 @@ def test_bitvavo_fills_land_exactly_once(synced: tuple[Variants, Settings], worl
     assert app_truth, "the world has no app trades"
     assert len(app) == len(app_truth)
     assert sorted(Decimal(f["base_amount"]) for f in app) == sorted(
-        Decimal(i.received[1] if i.type == "buy" else i.sent[1]) for i in app_truth
+        Decimal(i.base_amount) for i in app_truth
     )
 
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +27,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER
 from pipelines.exchanges.bitstamp_parse import parse_user_transactions
+from pipelines.exchanges.records import LedgerEntry
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.candles import sync_candles
@@ -342,6 +343,16 @@ def test_a_missing_fee_is_found(synced: Settings, world: World, tmp_path: Path) 
 # --- the recorded real ledger --------------------------------------------------------------------
 
 
+def total_fee(entries: Sequence[LedgerEntry], kind: str) -> Decimal:
+    """The fees of the `kind` entries, summed in order (each of them states its fee)."""
+    total = Decimal(0)
+    for entry in entries:
+        if entry.kind == kind:
+            assert entry.fee is not None, entry
+            total += entry.fee
+    return total
+
+
 def test_the_recorded_bitstamp_ledger_replays_to_zero(samples_dir: Path, tmp_path: Path) -> None:
     text = (samples_dir / "recorded" / "bitstamp_user_transactions.json").read_text()
     entries = parse_user_transactions(json.loads(text, parse_float=Decimal), account="main")
@@ -365,8 +376,8 @@ def test_the_recorded_bitstamp_ledger_replays_to_zero(samples_dir: Path, tmp_pat
         "select kind, sum(amount) as total from ledger where kind like '%fee' group by kind",
     )
     assert {r["kind"]: r["total"] for r in fees} == {
-        "fee": -sum((e.fee for e in entries if e.kind == "trade"), Decimal(0)),
-        "deposit_fee": -sum((e.fee for e in entries if e.kind == "deposit"), Decimal(0)),
+        "fee": -total_fee(entries, "trade"),
+        "deposit_fee": -total_fee(entries, "deposit"),
     }
     assert rows(settings, "select count(*) as n from reconcile_balances") == [{"n": 0}]
     assert rows(settings, "select count(*) as n from candles") == [{"n": 0}]

@@ -64,6 +64,20 @@ def rewrite(path: Path, change: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
     change(pl.read_parquet(path)).write_parquet(path)
 
 
+def quote_plus_one_euro(fill_id: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """A change that adds 1 EUR to the quote amount of the fill `fill_id`."""
+
+    def change(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.when(pl.col("fill_id") == fill_id)
+            .then(pl.col("quote_amount") + Decimal(1))
+            .otherwise(pl.col("quote_amount"))
+            .alias("quote_amount")
+        )
+
+    return change
+
+
 def decimals(text: str) -> int:
     return len(text.partition(".")[2])
 
@@ -333,7 +347,9 @@ def expected_fee_checks(world: World) -> dict[tuple[str, str], str]:
             continue
         fees = world.bitvavo.fees(fill.market)
         rate = Decimal(fees["taker" if fill.taker else "maker"])
-        unit = Decimal(1).scaleb(min(0, fill.fee.normalize().as_tuple().exponent))
+        exponent = fill.fee.normalize().as_tuple().exponent
+        assert isinstance(exponent, int), fill  # a fee is finite
+        unit = Decimal(1).scaleb(min(0, exponent))
         ok = fill.fee <= fill.quote_amount * rate + unit
         checks[("bitvavo", fill.fill_id)] = "ok" if ok else "above_later_schedule"
     for item in world.bitvavo.items:
@@ -383,15 +399,7 @@ def test_a_quote_off_by_one_euro_is_flagged(synced: Settings, tmp_path: Path) ->
         frame = pl.read_parquet(path)
         fill_id = frame.filter(pl.col("quote_asset") == "EUR")["fill_id"][0]
         planted.add(fill_id)
-        rewrite(
-            path,
-            lambda f, i=fill_id: f.with_columns(
-                pl.when(pl.col("fill_id") == i)
-                .then(pl.col("quote_amount") + Decimal(1))
-                .otherwise(pl.col("quote_amount"))
-                .alias("quote_amount")
-            ),
-        )
+        rewrite(path, quote_plus_one_euro(fill_id))
     build(copy)
     flagged = rows(copy, "select * from fill_checks where status <> 'ok'")
     assert {r["fill_id"] for r in flagged} == planted

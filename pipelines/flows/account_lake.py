@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
@@ -27,7 +27,10 @@ from pipelines.flows.runtime import StreamResult, finished
 from pipelines.http import HttpClient, Usage
 from pipelines.lake import Dataset, Lake, reading
 
-R = TypeVar("R")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
 
 CHUNK = timedelta(days=91)
 """Time-windowed account walks go forward in chunks this long, each landed before the next is
@@ -84,7 +87,7 @@ def read_stem(
 def records_from_frame(record: type[R], frame: pl.DataFrame) -> list[tuple[R, datetime | None]]:
     """Landed rows back into records (with each row's `fetched_at`): `extra` is decoded from its
     JSON text with exact Decimals, `movements` rebuilt; the rest are the stored values."""
-    names = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(record)]
     out: list[tuple[R, datetime | None]] = []
     for row in frame.iter_rows(named=True):
         values: dict[str, Any] = {}

@@ -36,6 +36,7 @@ Snapshots (`bitstamp_snapshots`)
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -167,7 +168,7 @@ def derive_ledger_file(lake: Lake, stem: str, meter: Meter, *, new_after: int = 
     frame = read_stem(lake, BITSTAMP_LEDGER.dataset, stem, LEDGER_PARTITION)
     if frame is None:
         return
-    by_kind: dict[str, list[tuple[Fill | Transfer | OtherEvent, object]]] = {
+    by_kind: dict[str, list[tuple[Fill | Transfer | OtherEvent, datetime | None]]] = {
         d.dataset.name: [] for d in DERIVED
     }
     fresh = dict.fromkeys(by_kind, 0)
@@ -178,7 +179,7 @@ def derive_ledger_file(lake: Lake, stem: str, meter: Meter, *, new_after: int = 
         fresh[name] += int(entry.entry_id > new_after)
     for source in DERIVED:
         name = source.dataset.name
-        derived = stamped_frame(source, by_kind[name])  # type: ignore[arg-type]
+        derived = stamped_frame(source, by_kind[name])
         written, _ = replace_stem(lake, source.dataset, derived, derived_stem(stem), PARTITION)
         meter.landed(source.dataset, fresh[name] if written else 0, written)
 
@@ -253,7 +254,7 @@ def bitstamp_crypto_transactions(rt: Runtime, *, limit: int = CRYPTO_PAGE) -> St
             lake, OTHER_EVENTS.dataset, stamped_frame(OTHER_EVENTS, events), stem, PARTITION
         )
         meter.landed(OTHER_EVENTS.dataset, merged, int(merged > 0))
-    times = [row.executed_at for row, _ in (*transfers, *events)]
+    times = [row.executed_at for row, _ in transfers] + [row.executed_at for row, _ in events]
     return meter.result(first=min(times, default=None), last=max(times, default=None))
 
 
@@ -268,7 +269,7 @@ def bitstamp_snapshots(rt: Runtime) -> StreamResult:
     balances = client.balances()
     trading = client.trading_fees()
     withdrawal = client.withdrawal_fees()
-    taken = [s.taken_at for s in (*balances, *trading, *withdrawal)]
+    taken = [s.taken_at for group in (balances, trading, withdrawal) for s in group]
     for source, records, partition in (
         (BALANCE_SNAPSHOTS, balances, PARTITION),
         (FEE_SCHEDULES, trading, PARTITION),

@@ -254,10 +254,10 @@ def bitvavo_trades(
         except Exception as error:  # re-raised below, after the other markets
             failures.append((market, error))
     if failures:
-        error = failures[0][1]
+        failure = failures[0][1]
         if len(failures) > 1:
-            error.add_note(f"bitvavo trades also failed for {[m for m, _ in failures[1:]]}")
-        raise error
+            failure.add_note(f"bitvavo trades also failed for {[m for m, _ in failures[1:]]}")
+        raise failure
     first, last = partition_range(lake, FILLS.dataset, PARTITION)
     return meter.result(first=first, last=last, gaps=gaps)
 
@@ -375,7 +375,7 @@ def derive_bitvavo_history(rt: Runtime) -> StreamResult:
         (BITVAVO_HISTORY_MATCHES, links, HISTORY_PARTITION),
     )
     for source, rows, partition in derived:
-        frame = stamped_frame(source, rows)  # type: ignore[arg-type]
+        frame = stamped_frame(source, rows)
         files, fresh = replace_stem(lake, source.dataset, frame, DERIVED_STEM, partition)
         meter.landed(source.dataset, fresh, files)
     times = [item.executed_at for item, _ in items]

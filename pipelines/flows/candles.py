@@ -26,7 +26,7 @@ whatever span the sync asked for (`pipelines.quarantine.holes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from pipelines import progress
@@ -77,7 +77,9 @@ def sync_candles(
     if window is None or stale is None or stale >= window.end:
         stale = None
     # quarantined windows first (oldest first, as the listing watch needs), then the span
-    spans = [(hole, None) for hole in _hole_windows(rt, partition, cutoff)]
+    spans: list[tuple[Window, datetime | None]] = [
+        (hole, None) for hole in _hole_windows(rt, partition, cutoff)
+    ]
     if window is not None:
         spans.append((window, stale))
     watch = _watch(rt, exchange, market, interval, walk) if spans else None
@@ -87,13 +89,15 @@ def sync_candles(
         landed_stems = partition_files(lake, dataset, partition)
         for plan in plan_chunks(planned, chunk_unit(interval), landed_stems, stale_from=stale_from):
             # Oldest page first: within a page Bitstamp's later duplicate wins (`Lake.land`).
-            pages = reversed(list(walk(market, interval, plan.missing)))
+            pages: Iterable[Page[Candle]] = reversed(list(walk(market, interval, plan.missing)))
             if watch is not None:
                 pages = watch.screen(plan.missing, pages)
             rows = land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
             fetched += rows
             landed += 1
-            progress.landed(dataset.name, rows, done=done_share(window, plan.missing.end))
+            # a span with nothing to plan (`window` None) still reads its holes again
+            share = done_share(window or planned, plan.missing.end)
+            progress.landed(dataset.name, rows, done=share)
 
     gaps: tuple[str, ...] = ()
     found = watch.gap() if watch is not None else None

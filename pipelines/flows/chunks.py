@@ -164,7 +164,7 @@ def changed_keys(
     """How many keys of `fresh` (last row per key winning) `old` lacks or holds otherwise."""
     if not fresh:
         return 0
-    columns = {name: dtype for name, dtype in dataset.schema.items() if name != "fetched_at"}
+    columns = pl.Schema({n: dtype for n, dtype in dataset.schema.items() if n != "fetched_at"})
     new = combine(dataset, (), fresh).unique(subset=list(dataset.key), keep="last")
     new = new.select(list(columns)).cast(columns)
     if not old:

@@ -142,7 +142,9 @@ def record_listing(
         with reading(path):
             held = pl.read_parquet(path).filter(pl.col("gap_end") <= gap.end)
         if held.height:
-            start = min(start, held["gap_start"].min())
+            held_start = held["gap_start"].min()
+            assert isinstance(held_start, datetime)
+            start = min(start, held_start)
     return record_gap(
         lake,
         exchange=exchange,

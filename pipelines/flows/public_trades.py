@@ -263,8 +263,9 @@ def _merge_day(
     if covered.start < day.end and covered.end > day.start:
         extent.append(Window(max(covered.start, day.start), min(covered.end, day.end)))
     if todays.height:
-        times = todays["traded_at"]
-        extent.append(Window(_floor_second(times.min()), min(_ceil_second(times.max()), day.end)))
+        first, last = todays["traded_at"].min(), todays["traded_at"].max()
+        assert isinstance(first, datetime) and isinstance(last, datetime)
+        extent.append(Window(_floor_second(first), min(_ceil_second(last), day.end)))
     target = Window(min(w.start for w in extent), max(w.end for w in extent))
 
     old = read_files(dataset, mine.values(), partition)

@@ -17,7 +17,7 @@ from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from functools import cache, wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import polars as pl
 from prefect import flow, get_run_logger, task
@@ -42,7 +42,8 @@ WHAT = ("candles", "trades", "account")
 # to tell at once, and the next scheduled run comes anyway.
 LOCK_WAIT_SECONDS = 30 * 60
 _SETTINGS_LOCK = threading.Lock()
-_Flow = TypeVar("_Flow", bound=Callable[..., Any])
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @cache
@@ -57,17 +58,17 @@ def runtime(config: str | None) -> Runtime:
         return Runtime(_settings_for(config))
 
 
-def writes_the_data_dir(name: str) -> Callable[[_Flow], _Flow]:
+def writes_the_data_dir(name: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
     """The decorated flow holds its data directory's writer lock while it runs (`datadir_lock`):
     re-entrant when this process holds it already (`tally sync`, `tally demo`), else waited for
     at most `LOCK_WAIT_SECONDS`, saying so in the run's log. Its `config` parameter names the
     settings, hence the directory."""
 
-    def decorate(function: _Flow) -> _Flow:
+    def decorate(function: Callable[_P, _T]) -> Callable[_P, _T]:
         signature = inspect.signature(function)
 
         @wraps(function)
-        def locked(*args: Any, **kwargs: Any) -> Any:
+        def locked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             data_dir = _settings_for(bound.arguments["config"]).data_dir
@@ -77,7 +78,7 @@ def writes_the_data_dir(name: str) -> Callable[[_Flow], _Flow]:
             ):
                 return function(*args, **kwargs)
 
-        return locked  # type: ignore[return-value]
+        return locked
 
     return decorate
 

@@ -15,9 +15,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 Clock = Callable[[], float]  # epoch seconds
+
+
+class HeaderLookup(Protocol):
+    """Request headers looked up by name, case-insensitively (`email.message.Message` in the
+    server, werkzeug's `Headers` in tests, a plain dict where case does not matter)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
 
 BITSTAMP_NONCE_TTL_S = 150.0
 BITSTAMP_TIMESTAMP_TOLERANCE_S = 150.0
@@ -120,7 +128,7 @@ class BitstampVerifier:
         host: str,
         path: str,
         query: str,
-        headers: Mapping[str, str],
+        headers: HeaderLookup,
         body: str,
     ) -> AuthFailure | None:
         """None when the request is authentic, else the failure to send back.
@@ -214,14 +222,14 @@ class BitvavoVerifier:
         self._clock = clock
 
     @staticmethod
-    def presented_key(headers: Mapping[str, str]) -> str | None:
+    def presented_key(headers: HeaderLookup) -> str | None:
         return headers.get("Bitvavo-Access-Key") or None
 
     def is_known_key(self, key: str | None) -> bool:
         return key is not None and hmac.compare_digest(key, self._keys.key)
 
     def verify(
-        self, *, method: str, target: str, headers: Mapping[str, str], body: str, required: bool
+        self, *, method: str, target: str, headers: HeaderLookup, body: str, required: bool
     ) -> AuthFailure | None:
         """None when the request may proceed.
 

@@ -184,7 +184,9 @@ class BitvavoAccount:
         fee = sum((f.fee for f in order), ZERO)
         price = order[0].price
         if len(order) > 1:
-            quantum = Decimal(1).scaleb(price.as_tuple().exponent)  # type: ignore[arg-type]
+            exponent = price.as_tuple().exponent
+            assert isinstance(exponent, int)  # a price is a finite number
+            quantum = Decimal(1).scaleb(exponent)
             price = (quote / base).quantize(quantum, ROUND_HALF_UP)
         shown = quote
         if amounts == "rounded":

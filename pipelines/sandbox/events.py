@@ -112,6 +112,23 @@ class BitvavoItem:
     fee: tuple[str, Decimal] | None
     price: tuple[str, Decimal] | None = None
 
+    @property
+    def traded_assets(self) -> tuple[str, str]:
+        """A buy's or sell's (sent, received) assets: a trade has both legs."""
+        sent, received = self._legs()
+        return sent[0], received[0]
+
+    @property
+    def base_amount(self) -> Decimal:
+        """A buy's or sell's base amount: what a buy received, what a sell sent."""
+        sent, received = self._legs()
+        return received[1] if self.type == "buy" else sent[1]
+
+    def _legs(self) -> tuple[tuple[str, Decimal], tuple[str, Decimal]]:
+        if self.sent is None or self.received is None:
+            raise ValueError(f"{self.type} item {self.transaction_id} is not a trade")
+        return self.sent, self.received
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.sandbox.prices import Path, normal, rng_for
-from pipelines.sandbox.tape import Bar
+from pipelines.sandbox.tape import Bar, TradeLike
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -230,7 +230,7 @@ class Market:
             rows = _group(rows, step)
         return [self._candle(row) for row in rows]
 
-    def trade_uuid(self, trade: TapeTrade) -> str:
+    def trade_uuid(self, trade: TradeLike) -> str:
         """The deterministic UUID (version 4 layout) Bitvavo would give this trade."""
         digest = hashlib.blake2b(
             self._uuid_key + trade.seq.to_bytes(8, "big"), digest_size=16, person=b"trade-id"
@@ -603,10 +603,12 @@ def _group(rows: list[Row], step: int) -> list[Row]:
         b = row[0] // step * step
         if b != current:
             if bucket:
-                out.append(_aggregate(current, bucket))  # type: ignore[arg-type]
+                assert current is not None  # set with the bucket's first row
+                out.append(_aggregate(current, bucket))
             bucket, current = [row], b
         else:
             bucket.append(row)
     if bucket:
-        out.append(_aggregate(current, bucket))  # type: ignore[arg-type]
+        assert current is not None
+        out.append(_aggregate(current, bucket))
     return out

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pipelines.sandbox.auth import HeaderLookup
+
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -20,7 +22,7 @@ class Request:
     method: str
     target: str  # request target exactly as received: path + "?" + query
     host: str  # the Host header as received
-    headers: Mapping[str, str]  # case-insensitive lookups (email.message.Message)
+    headers: HeaderLookup  # case-insensitive lookups (email.message.Message)
     body: str
     client_ip: str
 

@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             method=self.command,
             target=self.path,
             host=self.headers.get("Host", ""),
-            headers=self.headers,  # type: ignore[arg-type]
+            headers=self.headers,
             body=body.decode("utf-8", "replace"),
             client_ip=self.client_address[0],
         )
