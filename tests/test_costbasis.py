@@ -8,24 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pytest
+from synced_lake import Accounts, Candles, SyncedLakeFactory
 
-from pipelines.cli import sandbox_config
-from pipelines.config import Settings, load_settings
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
-from pipelines.sandbox.server import start_sandbox
-from pipelines.sandbox.world import World
-from warehouse.build import build
+from pipelines.config import Settings
 from warehouse.connect import connect
 from warehouse.costbasis import (
     Event,
@@ -708,38 +699,14 @@ def test_nl_values_holdings_on_1_january_and_reports_no_gains() -> None:
 # --- over a synced lake -------------------------------------------------------------------------
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
-DAYS = 45
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
+SEED = 7
+DAYS = 60  # test_warehouse_checks.py's world: the session syncs it once for both
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def synced(synced_lake: SyncedLakeFactory) -> Settings:
     """Both accounts and the 1h candles of every market, synced from the sandbox, built."""
-    directory = tmp_path_factory.mktemp("costbasis")
-    world = World(seed=11, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
-    with start_sandbox(seed=11, world=world) as sandbox:
-        config = directory / "tally.toml"
-        config.write_text(sandbox_config(sandbox), encoding="utf-8")
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    span = Window(NOW - timedelta(days=DAYS), NOW)
-                    sync_candles(rt, exchange, market, "1h", span)
-        finally:
-            rt.close()
-    build(settings)
-    return settings
+    return synced_lake(seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles())).settings
 
 
 def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Settings) -> None:
