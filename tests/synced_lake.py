@@ -36,6 +36,7 @@ from warehouse.build import build
 
 EXCHANGES = ("bitstamp", "bitvavo")
 CONFIG = "tally.toml"
+_WORLDS: dict[tuple[int, int, datetime], World] = {}
 
 
 class Step(Protocol):
@@ -151,7 +152,12 @@ class LakeSpec:
         return replace(self, what=self.what[:-1]) if len(self.what) > 1 else None
 
     def world(self) -> World:
-        return World(seed=self.seed, days=self.days, now_ms=int(self.now.timestamp() * 1000))
+        """The world of this spec, built once per process (a World is a pure function of seed,
+        days and now; test_variants served one World to every variant's sandbox before)."""
+        key = (self.seed, self.days, self.now)
+        if key not in _WORLDS:
+            _WORLDS[key] = World(seed=self.seed, days=self.days, now_ms=_ms(self.now))
+        return _WORLDS[key]
 
     def sandbox(self, world: World) -> Sandbox:
         return start_sandbox(seed=self.seed, world=world, variants=self.variants)
@@ -221,3 +227,7 @@ def sync_into(
     else:
         rt.settings.warehouse_path.unlink(missing_ok=True)  # a parent's, now out of date
     return SyncedLake(directory)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
