@@ -742,3 +742,23 @@ def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Setting
                 assert gain.gain == gain.proceeds - gain.cost - gain.fees
                 assert gain.taxable + gain.exempt == gain.gain
             assert len(result.income) == rewards[0]
+
+
+def test_prices_already_loaded_give_the_same_events_and_missing_prices(synced: Settings) -> None:
+    """`loaded=`: an export run reads the `prices` view once for its values and its cost basis;
+    the events and the missing prices are those of a book read for the events alone."""
+    with connect(synced.data_dir) as connection:
+        first_price = connection.execute("select min(priced_at) from prices").fetchone()[0]
+        book = PriceBook.load(connection, "EUR")
+        book.note_missing("XYZ", first_price)  # the loaded book's own: never the events'
+        alone = events_from_warehouse(connection, since=first_price)
+        assert alone
+        assert events_from_warehouse(connection, since=first_price, loaded=book) == alone
+        with pytest.raises(MissingPriceError) as read_alone:
+            events_from_warehouse(connection)
+        with pytest.raises(MissingPriceError) as given:
+            events_from_warehouse(connection, loaded=book)
+        assert given.value.missing == read_alone.value.missing
+        assert ("XYZ", first_price) not in given.value.missing
+        with pytest.raises(ValueError, match="prices in USD given for events in EUR"):
+            events_from_warehouse(connection, loaded=PriceBook.load(connection, "USD"))
