@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:  # imported when a test asks for a lake: collection stays light
-    from synced_lake import LakeSpec, Step, SyncedLake, SyncedLakeFactory
-
-    from pipelines.sandbox.server import Sandbox
-    from pipelines.sandbox.variants import Variants
-    from pipelines.sandbox.world import World
+    from synced_lake import SyncedLakeFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
@@ -106,63 +98,11 @@ def synced_lake(tmp_path_factory: pytest.TempPathFactory) -> SyncedLakeFactory:
     synced from that sandbox world (`synced_lake.py`), the same one for the same arguments in
     the whole session. Under xdist the workers share it: the first to ask syncs it, holding a
     file lock, while the others wait for it. Read it; copy it (`.copy(dir)`) to change it."""
+    from synced_lake import SyncedLakeFactory
+
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the controller's basetemp: one per session, every worker's
     root = shared / "synced-lakes"
     root.mkdir(exist_ok=True)
-
-    def factory(
-        *,
-        seed: int,
-        days: int,
-        now: datetime,
-        what: tuple[Step, ...],
-        variants: Variants | None = None,
-        warehouse: bool = True,
-    ) -> SyncedLake:
-        from synced_lake import LakeSpec
-
-        from pipelines.sandbox.variants import Variants
-
-        spec = LakeSpec(seed, days, now, what, variants or Variants(), warehouse)
-        with ExitStack() as stack:
-            running: dict[str, tuple[Sandbox, World]] = {}
-
-            def sandbox() -> tuple[Sandbox, World]:  # one per call, started only if needed
-                if not running:
-                    world = spec.world()
-                    running["sandbox"] = (stack.enter_context(spec.sandbox(world)), world)
-                return running["sandbox"]
-
-            return _synced(spec, root, sandbox)
-
-    return factory
-
-
-def _synced(spec: LakeSpec, root: Path, sandbox: Callable[[], tuple[Sandbox, World]]) -> SyncedLake:
-    from synced_lake import SyncedLake, sync_into
-
-    key = spec.key()
-    directory, done = root / key, root / f"{key}.done"
-    with _locked(root / f"{key}.lock"):  # a spec locks its parent's after its own: no cycle
-        if done.exists():
-            return SyncedLake(directory)
-        parent = spec.parent()
-        parent_lake = _synced(parent, root, sandbox) if parent is not None else None
-        if directory.exists():  # a sync that died half way
-            shutil.rmtree(directory)
-        running, world = sandbox()
-        lake = sync_into(spec, directory, parent=parent_lake, sandbox=running, world=world)
-        done.write_text(repr(spec), encoding="utf-8")
-        return lake
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return SyncedLakeFactory(root)

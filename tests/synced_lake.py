@@ -10,8 +10,11 @@ share the rest.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,8 +195,11 @@ class SyncedLake:
         return copied
 
 
-class SyncedLakeFactory(Protocol):
-    """The `synced_lake` fixture (conftest.py)."""
+class SyncedLakeFactory:
+    """The `synced_lake` fixture: lakes synced into `root`, each once (see conftest.py)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
     def __call__(
         self,
@@ -204,7 +210,43 @@ class SyncedLakeFactory(Protocol):
         what: tuple[Step, ...],
         variants: Variants | None = None,
         warehouse: bool = True,
-    ) -> SyncedLake: ...
+    ) -> SyncedLake:
+        spec = LakeSpec(seed, days, now, what, variants or Variants(), warehouse)
+        with ExitStack() as stack:
+            running: list[Sandbox] = []
+
+            def sandbox() -> Sandbox:  # one per call, started only if a lake is missing
+                if not running:
+                    running.append(stack.enter_context(spec.sandbox(spec.world())))
+                return running[0]
+
+            return self._synced(spec, sandbox)
+
+    def _synced(self, spec: LakeSpec, sandbox: Callable[[], Sandbox]) -> SyncedLake:
+        key = spec.key()
+        directory, done = self.root / key, self.root / f"{key}.done"
+        with _locked(self.root / f"{key}.lock"):  # a spec locks its parent's after its own
+            if done.exists():
+                return SyncedLake(directory)
+            parent = spec.parent()
+            parent_lake = self._synced(parent, sandbox) if parent is not None else None
+            if directory.exists():  # a sync that died half way
+                shutil.rmtree(directory)
+            lake = sync_into(
+                spec, directory, parent=parent_lake, sandbox=sandbox(), world=spec.world()
+            )
+            done.write_text(repr(spec), encoding="utf-8")
+            return lake
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sync_into(
