@@ -6,9 +6,12 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # imported when a test asks for a lake: collection stays light
+    from synced_lake import SyncedLakeFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
@@ -87,3 +90,19 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def synced_lake(tmp_path_factory: pytest.TempPathFactory) -> SyncedLakeFactory:
+    """`synced_lake(seed=, days=, now=, what=(steps…), variants=, warehouse=)`: a directory
+    synced from that sandbox world (`synced_lake.py`), the same one for the same arguments in
+    the whole session. Under xdist the workers share it: the first to ask syncs it, holding a
+    file lock, while the others wait for it. Read it; copy it (`.copy(dir)`) to change it."""
+    from synced_lake import SyncedLakeFactory
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the controller's basetemp: one per session, every worker's
+    root = shared / "synced-lakes"
+    root.mkdir(exist_ok=True)
+    return SyncedLakeFactory(root)

@@ -1,9 +1,9 @@
 """What the tests that sync a sandbox share (one copy, not one per file).
 
 `sandbox_runtime(sandbox, directory, now=...)` writes the config `tally sandbox --write-config`
-would write into `directory`, and returns a `Runtime` on it with fast retries, a frozen clock and
-limiters of its own (so that tests do not share a rate budget with each other). `ClockedWorld`
-is a frozen world whose clock the test sets or moves.
+would write into `directory` (`write_sandbox_config`), and returns a `Runtime` on it with fast
+retries, a frozen clock and limiters of its own (so that tests do not share a rate budget with
+each other). `ClockedWorld` is a frozen world whose clock the test sets or moves.
 """
 
 from __future__ import annotations
@@ -27,15 +27,20 @@ FAST_RETRY = RetryPolicy(
 
 
 def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runtime:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
     return Runtime(
-        load_settings(config),
+        load_settings(write_sandbox_config(sandbox, directory)),
         retry=FAST_RETRY,
         clock=lambda: now,
         limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
     )
+
+
+def write_sandbox_config(sandbox: Sandbox, directory: Path) -> Path:
+    """`directory`/tally.toml as `tally sandbox --write-config` writes it (data in ./data)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "tally.toml"
+    write_config(config, sandbox_document(sandbox))
+    return config
 
 
 class ClockedWorld(World):

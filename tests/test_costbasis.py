@@ -8,25 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pytest
+from synced_lake import Accounts, Candles, SyncedLakeFactory
 
-from pipelines.config import Settings, load_settings
-from pipelines.config_file import write_config
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
-from pipelines.sandbox.server import start_sandbox
-from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
+from pipelines.config import Settings
 from warehouse.connect import connect
 from warehouse.costbasis import (
     Event,
@@ -712,38 +702,14 @@ def test_nl_values_holdings_on_1_january_and_reports_no_gains() -> None:
 # --- over a synced lake -------------------------------------------------------------------------
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
-DAYS = 45
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
+SEED = 7
+DAYS = 60  # test_warehouse_checks.py's world: the session syncs it once for both
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def synced(synced_lake: SyncedLakeFactory) -> Settings:
     """Both accounts and the 1h candles of every market, synced from the sandbox, built."""
-    directory = tmp_path_factory.mktemp("costbasis")
-    world = World(seed=11, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
-    with start_sandbox(seed=11, world=world) as sandbox:
-        config = directory / "tally.toml"
-        write_config(config, sandbox_document(sandbox))
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    span = Window(NOW - timedelta(days=DAYS), NOW)
-                    sync_candles(rt, exchange, market, "1h", span)
-        finally:
-            rt.close()
-    build(settings)
-    return settings
+    return synced_lake(seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles())).settings
 
 
 def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Settings) -> None:
@@ -782,3 +748,25 @@ def test_the_synced_lake_replays_into_lots_that_equal_the_ledger(synced: Setting
                 assert gain.gain == gain.proceeds - gain.cost - gain.fees
                 assert gain.taxable + gain.exempt == gain.gain
             assert len(result.income) == rewards[0]
+
+
+def test_prices_already_loaded_give_the_same_events_and_missing_prices(synced: Settings) -> None:
+    """`loaded=`: an export run reads the `prices` view once for its values and its cost basis;
+    the events and the missing prices are those of a book read for the events alone."""
+    with connect(synced.data_dir) as connection:
+        row = connection.execute("select min(priced_at) from prices").fetchone()
+        assert row is not None
+        first_price = row[0]
+        book = PriceBook.load(connection, "EUR")
+        book.note_missing("XYZ", first_price)  # the loaded book's own: never the events'
+        alone = events_from_warehouse(connection, since=first_price)
+        assert alone
+        assert events_from_warehouse(connection, since=first_price, loaded=book) == alone
+        with pytest.raises(MissingPriceError) as read_alone:
+            events_from_warehouse(connection)
+        with pytest.raises(MissingPriceError) as given:
+            events_from_warehouse(connection, loaded=book)
+        assert given.value.missing == read_alone.value.missing
+        assert ("XYZ", first_price) not in given.value.missing
+        with pytest.raises(ValueError, match="prices in USD given for events in EUR"):
+            events_from_warehouse(connection, loaded=PriceBook.load(connection, "USD"))

@@ -33,24 +33,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import polars as pl
 import pytest
+from synced_lake import Accounts, Candles, CandlesFromFirstRow, SyncedLakeFactory
 
 from pipelines.cli import main
-from pipelines.config import Settings, load_settings
-from pipelines.config_file import write_config
-from pipelines.datasets import BITSTAMP_LEDGER
+from pipelines.config import Settings
 from pipelines.demo import DEMO_DAYS, DEMO_NOW, DEMO_SEED, export_year
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
-from pipelines.sandbox.server import start_sandbox
-from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import compute, events_from_warehouse, holdings
 from warehouse.exports.options import ExportOptions
@@ -59,9 +47,6 @@ from warehouse.exports.run import export
 NOW = DEMO_NOW
 DAYS = DEMO_DAYS
 YEAR = NOW.year - 1  # the last full year: 2024
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 BITTYTAX = Path(sys.executable).parent / "bittytax"
 FIAT = {"EUR", "USD"}
 STALENESS = timedelta(days=7)  # the engine's: an older price is missing
@@ -164,11 +149,6 @@ def nonzero(sums: dict[Any, Decimal]) -> dict[Any, Decimal]:
 # --- the synced lakes ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=DEMO_SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
-
-
 @dataclass(frozen=True)
 class Lakes:
     raw: Settings  # 1h candles for the account window only: the 2020-2021 rows have no price
@@ -176,40 +156,21 @@ class Lakes:
 
 
 @pytest.fixture(scope="module")
-def lakes(world: World, tmp_path_factory: pytest.TempPathFactory) -> Lakes:
+def lakes(synced_lake: SyncedLakeFactory, tmp_path_factory: pytest.TempPathFactory) -> Lakes:
     """Both accounts and every market's 1h candles of the account window, synced at the demo's
-    frozen now (a copy of that is `raw`); then the candles of the one market that values the
-    old rows (BTC-EUR) back to the account's first row."""
-    directory = tmp_path_factory.mktemp("priced")
-    with start_sandbox(seed=DEMO_SEED, world=world) as sandbox:
-        config = directory / "tally.toml"
-        write_config(config, sandbox_document(sandbox))
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    span = Window(NOW - timedelta(days=DAYS), NOW)
-                    sync_candles(rt, exchange, market, "1h", span)
-            raw = Settings(data_dir=tmp_path_factory.mktemp("raw"))
-            shutil.copytree(settings.lake_dir, raw.lake_dir)
-            first = rt.lake.scan(BITSTAMP_LEDGER.dataset).select(pl.col("executed_at").min())
-            start = first.collect().item().replace(hour=0, minute=0, second=0, microsecond=0)
-            sync_candles(rt, "bitstamp", "BTC-EUR", "1h", Window(start, NOW))
-        finally:
-            rt.close()
-    build(settings)
-    build(raw)
-    for each in (settings, raw):
-        write_config(each.data_dir / "export.toml", {"data_dir": str(each.data_dir)})
-    return Lakes(raw=raw, priced=settings)
+    frozen now (`raw`); then the candles of the one market that values the old rows (BTC-EUR)
+    back to the account's first row (`priced`). Copies of the shared lakes: an `export.toml`
+    is written beside each."""
+    window = (Accounts(), Candles())
+    first_row = CandlesFromFirstRow("bitstamp", "BTC-EUR")
+    found = []
+    for name, what in (("raw", window), ("priced", (*window, first_row))):
+        lake = synced_lake(seed=DEMO_SEED, days=DAYS, now=NOW, what=what)
+        settings = lake.copy(tmp_path_factory.mktemp(name) / "synced").settings
+        (settings.data_dir / "export.toml").write_text(f'data_dir = "{settings.data_dir}"\n')
+        found.append(settings)
+    raw, priced = found
+    return Lakes(raw=raw, priced=priced)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from cli_runner import tally
 from sandbox_runtime import sandbox_runtime
+from synced_lake import Accounts, Candles, Quarantine, SyncedLakeFactory, Trades
 
 from pipelines.checks.lake import check_rows
 from pipelines.cli import main
@@ -33,11 +34,8 @@ from pipelines.config import Settings, load_settings
 from pipelines.config_file import read_config, write_config
 from pipelines.datasets import ALL, BITSTAMP_LEDGER, CANDLES, FILLS, GAPS, PUBLIC_TRADES
 from pipelines.exit_codes import ExitCode
-from pipelines.flows.bitstamp_account import bitstamp_ledger, sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
+from pipelines.flows.bitstamp_account import bitstamp_ledger
 from pipelines.flows.plan import Window
-from pipelines.flows.public_trades import sync_public_trades
 from pipelines.flows.runtime import Runtime
 from pipelines.lake import Lake, UnreadableFileError
 from pipelines.lake_check import CACHE_NAME, check_lake
@@ -54,7 +52,7 @@ from warehouse.build import build
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 1, 6, tzinfo=UTC)
 CANDLE_SPAN = Window(datetime(2023, 12, 25, tzinfo=UTC), NOW)
-TRADES_SINCE = NOW - timedelta(hours=54)  # three UTC days of Bitvavo public trades
+TRADES_BACK = timedelta(hours=54)  # three UTC days of Bitvavo public trades
 FETCH_TIME = ("fetched_at", "taken_at")  # when a response came: differs between two syncs
 
 # the damaged files (relative to the lake)
@@ -68,15 +66,19 @@ PAGE = "public_trades/exchange=bitvavo/market=BTC-EUR/20240104T000000-20240105T0
 # and the Bitstamp fills derived from the (one) ledger page get a file of other columns
 
 
-def run_sync(rt: Runtime) -> None:
-    """What `sync_flow` runs, without Prefect."""
-    quarantine_lake(rt.settings)
-    sync_bitstamp_account(rt)
-    sync_bitvavo_account(rt)
-    for exchange in ("bitstamp", "bitvavo"):
-        sync_candles(rt, exchange, "BTC-EUR", "1h", CANDLE_SPAN)
-    sync_public_trades(rt, "bitvavo", "BTC-EUR", since=TRADES_SINCE)
-    quarantine_lake(rt.settings)
+# What `sync_flow` runs, without Prefect.
+SYNC = (
+    Quarantine(),
+    Accounts(),
+    Candles(markets=("BTC-EUR",), span=CANDLE_SPAN),
+    Trades(TRADES_BACK, exchanges=("bitvavo",), markets=("BTC-EUR",)),
+    Quarantine(),
+)
+
+
+def run_sync(rt: Runtime, world: World) -> None:
+    for step in SYNC:
+        step.run(rt, world)
 
 
 def rows_of(lake: Lake, name: str) -> pl.DataFrame:
@@ -110,11 +112,12 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="module")
-def synced(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory with a tally.toml on the sandbox and its synced data."""
-    directory = tmp_path_factory.mktemp("synced")
-    run_sync(sandbox_runtime(sandbox, directory, now=NOW))
-    return directory
+def synced(
+    synced_lake: SyncedLakeFactory, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A directory with a tally.toml on the sandbox and its synced data (no warehouse)."""
+    lake = synced_lake(seed=5, days=12, now=NOW, what=SYNC, warehouse=False)
+    return lake.copy(tmp_path_factory.mktemp("synced") / "synced", sandbox=sandbox).directory
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def healed(
     shutil.copytree(synced, base / "never")
     runtimes = tuple(sandbox_runtime(sandbox, base / name, now=NOW) for name in ("healed", "never"))
     for rt in runtimes:
-        run_sync(rt)
+        run_sync(rt, sandbox.world)
     return runtimes  # type: ignore[return-value]
 
 

@@ -18,21 +18,14 @@ from typing import Any
 
 import duckdb
 import pytest
+from synced_lake import Accounts, Candles, CandlesAroundOldRows, SyncedLakeFactory
 
-from pipelines.config import Settings, load_settings
-from pipelines.config_file import write_config
+from pipelines.config import Settings
 from pipelines.datasets import CANDLES
 from pipelines.exchanges.records import Candle
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import UnsupportedCurrencyError
@@ -43,11 +36,8 @@ from warehouse.exports.options import ExportOptionError, ExportOptions
 from warehouse.exports.run import export
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
-DAYS = 30
-SEED = 11
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
+DAYS = 60  # test_warehouse_checks.py's world: the session syncs its lake once for all three
+SEED = 7
 TINY = Decimal("1e-18")
 
 
@@ -74,43 +64,14 @@ def world() -> World:
 
 
 @pytest.fixture(scope="module")
-def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def synced(synced_lake: SyncedLakeFactory) -> Settings:
     """Both accounts and every market's 1h candles of the last DAYS (GBP-EUR among them: the
     sandbox config lists the world's markets), plus Bitstamp BTC-USD, EUR-USD and GBP-EUR around
     each older Bitstamp row (so that the whole history has a USD and a GBP price)."""
-    directory = tmp_path_factory.mktemp("usd")
-    start = NOW - timedelta(days=DAYS)
-    old_days = sorted(
-        {
-            executed_at(e).replace(hour=0, minute=0, second=0, microsecond=0)
-            for e in world.bitstamp.user_transactions
-            if executed_at(e) < start
-        }
-    )
-    with start_sandbox(seed=SEED, world=world) as sandbox:
-        config = directory / "tally.toml"
-        write_config(config, sandbox_document(sandbox))
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            assert "GBP-EUR" in settings.exchange("bitstamp").markets
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    sync_candles(rt, exchange, market, "1h", Window(start, NOW))
-            for day in old_days:
-                for market in ("BTC-USD", "EUR-USD", "GBP-EUR"):
-                    span = Window(day - timedelta(days=1), day + timedelta(days=1))
-                    sync_candles(rt, "bitstamp", market, "1h", span)
-        finally:
-            rt.close()
-    build(settings)
+    old_rows = CandlesAroundOldRows(("BTC-USD", "EUR-USD", "GBP-EUR"))
+    lake = synced_lake(seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles(), old_rows))
+    settings = lake.settings
+    assert "GBP-EUR" in settings.exchange("bitstamp").markets
     return settings
 
 

@@ -8,25 +8,18 @@ changes, so one set of expected values serves them all. No variant is skipped.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from sandbox_runtime import sandbox_runtime
+from synced_lake import Accounts, Candles, SyncedLakeFactory
 
 from pipelines.config import Settings
 from pipelines.datasets import FILLS, OTHER_EVENTS, TRANSFERS
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants, every_variant, parse_variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
@@ -41,31 +34,17 @@ def world() -> World:
     return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
-def sync_variant(world: World, variants: Variants, directory: Path) -> Settings:
-    """Both accounts and the account window's 1h candles, synced from a sandbox playing
-    `variants`, then the warehouse built."""
-    with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        rt = sandbox_runtime(sandbox, directory, now=NOW)
-        settings = rt.settings
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    span = Window(NOW - timedelta(days=DAYS), NOW)
-                    sync_candles(rt, exchange, market, "1h", span)
-        finally:
-            rt.close()
-    build(settings)
-    return settings
-
-
 @pytest.fixture(scope="module", params=VARIANTS, ids=str)
 def synced(
-    request: pytest.FixtureRequest, world: World, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, synced_lake: SyncedLakeFactory
 ) -> tuple[Variants, Settings]:
+    """Both accounts and the account window's 1h candles, synced from a sandbox playing
+    `variants`, then the warehouse built."""
     variants: Variants = request.param
-    return variants, sync_variant(world, variants, tmp_path_factory.mktemp("variant"))
+    lake = synced_lake(
+        seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles()), variants=variants
+    )
+    return variants, lake.settings
 
 
 def rows(settings: Settings, query: str) -> list[dict[str, Any]]:

@@ -21,24 +21,16 @@ from typing import Any
 
 import polars as pl
 import pytest
+from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
 
 from pipelines.cli import main
-from pipelines.config import Settings, load_settings
+from pipelines.config import Settings
 from pipelines.config_file import write_config
 from pipelines.datasets import BITSTAMP_LEDGER
 from pipelines.exchanges.bitstamp_parse import parse_user_transactions
 from pipelines.exchanges.records import LedgerEntry
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.flows.public_trades import sync_public_trades
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -46,9 +38,7 @@ NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 60
 SEED = 7
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
+WAREHOUSE = Path(__file__).resolve().parents[1] / "warehouse"
 DUCKDB_SHELL = Path(sys.executable).parent / "duckdb"
 
 
@@ -78,31 +68,13 @@ def world() -> World:
 
 
 @pytest.fixture(scope="module")
-def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Both accounts, 1h candles and a little public trades synced at a frozen NOW, then built."""
-    directory = tmp_path_factory.mktemp("warehouse")
-    with start_sandbox(seed=SEED, world=world) as sandbox:
-        config = directory / "tally.toml"
-        write_config(config, sandbox_document(sandbox))
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    span = Window(NOW - timedelta(days=DAYS), NOW)
-                    sync_candles(rt, exchange, market, "1h", span)
-                    sync_public_trades(rt, exchange, market, since=NOW - timedelta(hours=2))
-        finally:
-            rt.close()
-    build(settings)
-    return settings
+def synced(synced_lake: SyncedLakeFactory, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Both accounts, 1h candles and a little public trades synced at a frozen NOW, then built
+    (a copy of the shared lake: tests here build the catalog again)."""
+    lake = synced_lake(
+        seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles(), Trades(timedelta(hours=2)))
+    )
+    return lake.copy(tmp_path_factory.mktemp("warehouse") / "synced").settings
 
 
 def lake_copy(settings: Settings, directory: Path) -> Settings:

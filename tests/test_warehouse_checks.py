@@ -18,22 +18,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from synced_lake import Accounts, Candles, SyncedLakeFactory
 
-from pipelines.config import Settings, load_settings
-from pipelines.config_file import write_config
+from pipelines.config import Settings
 from pipelines.datasets import BITSTAMP_LEDGER, FEE_SCHEDULES, FILLS
 from pipelines.exchanges.bitstamp_parse import classify_entry, parse_user_transactions
 from pipelines.exchanges.records import FeeSchedule, Fill
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.candles import sync_candles
-from pipelines.flows.plan import Window
-from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -41,9 +33,6 @@ NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 60
 SEED = 7
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 QUANTUM = Decimal("1e-18")
 
 
@@ -95,31 +84,10 @@ def world() -> World:
 
 
 @pytest.fixture(scope="module")
-def synced(world: World, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Both accounts and 1h candles of every configured market synced at a frozen NOW, built."""
-    directory = tmp_path_factory.mktemp("checks")
-    with start_sandbox(seed=SEED, world=world) as sandbox:
-        config = directory / "tally.toml"
-        write_config(config, sandbox_document(sandbox))
-        settings = load_settings(config)
-        rt = Runtime(
-            settings,
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-        )
-        try:
-            sync_bitstamp_account(rt)
-            sync_bitvavo_account(rt)
-            for exchange in ("bitstamp", "bitvavo"):
-                for market in settings.exchange(exchange).markets:
-                    sync_candles(
-                        rt, exchange, market, "1h", Window(NOW - timedelta(days=DAYS), NOW)
-                    )
-        finally:
-            rt.close()
-    build(settings)
-    return settings
+def synced(synced_lake: SyncedLakeFactory) -> Settings:
+    """Both accounts and 1h candles of every configured market synced at a frozen NOW, built
+    (shared: the tests change copies of it only)."""
+    return synced_lake(seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles())).settings
 
 
 # --- truth from the simulated accounts -------------------------------------------------------

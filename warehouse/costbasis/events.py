@@ -96,9 +96,16 @@ def events_from_warehouse(
     currency: str = "EUR",
     since: datetime | None = None,
     max_staleness: timedelta = DEFAULT_MAX_STALENESS,
+    loaded: PriceBook | None = None,
 ) -> list[Event]:
-    """Events in time order from the views `ledger`, `internal_transfers` and `prices`."""
-    prices = PriceBook.load(connection, currency, max_staleness=max_staleness)
+    """Events in time order from the views `ledger`, `internal_transfers` and `prices`
+    (`loaded`: those prices already read, in `currency` with `max_staleness`)."""
+    if loaded is None:
+        prices = PriceBook.load(connection, currency, max_staleness=max_staleness)
+    elif (loaded.currency, loaded.max_staleness) != (currency, max_staleness):
+        raise ValueError(f"prices in {loaded.currency} given for events in {currency}")
+    else:
+        prices = loaded.fresh()
     rows = _ledger(connection)
     pairs = _pairs(connection)
     paired = _paired_legs(pairs)

@@ -75,6 +75,13 @@ class PriceBook:
         ).fetchall()
         return cls(currency, rows, max_staleness=max_staleness)
 
+    def fresh(self) -> PriceBook:
+        """A book over the same prices with nothing missing yet (the prices are read once, and
+        only here: a caller that already loaded them need not read the view again)."""
+        book = PriceBook(self.currency, max_staleness=self.max_staleness)
+        book._series = self._series
+        return book
+
     def price(self, asset: str, at: datetime) -> Decimal | None:
         if asset == self.currency:
             return Decimal(1)

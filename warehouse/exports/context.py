@@ -55,7 +55,9 @@ class Context:
         from warehouse.costbasis import compute
         from warehouse.costbasis.events import events_from_warehouse
 
-        events = events_from_warehouse(self.connection, currency=self.options.currency)
+        events = events_from_warehouse(
+            self.connection, currency=self.options.currency, loaded=self.prices.book
+        )
         return compute(
             events, method=self.options.method, lots=self.options.lots, timezone=self.period.zone
         )

@@ -22,6 +22,11 @@ class Prices:
         self.currency = currency
         self._book = PriceBook.load(connection, currency)  # raises for an unknown currency
 
+    @property
+    def book(self) -> PriceBook:
+        """The prices as loaded (its `fresh()` copy values them elsewhere, reading nothing)."""
+        return self._book
+
     def price(self, asset: str, at: datetime) -> Decimal | None:
         """One unit of `asset` in the reporting currency at `at`, or None."""
         return self._book.price(asset, at)
