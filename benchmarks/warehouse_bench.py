@@ -554,8 +554,8 @@ def snapshot(exchange: str, changes: pl.DataFrame) -> pl.DataFrame:
 
 
 def bitstamp_changes(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Balance changes of the ledger rows (EXCHANGES.md identity: a withdrawal's fee is inside
-    its amount, any other fee is charged on top)."""
+    """Balance changes of the ledger rows (docs/exchanges.md, "Bitstamp: ledger identity": a
+    withdrawal's fee is inside its amount, any other fee is charged on top)."""
     moved = ledger.select(pl.col("movements").explode().struct.unnest())
     fees = ledger.filter(pl.col("kind") != "withdrawal", pl.col("fee") != 0).select(
         pl.col("fee_asset").alias("asset"), (-pl.col("fee")).alias("amount")

@@ -1,7 +1,7 @@
 """The local clock against an exchange's: a measured offset, the exchange's tolerance, a row.
 
 Each exchange refuses a signed request whose timestamp is too far from its own clock
-(EXCHANGES.md): Bitstamp a `X-Auth-Timestamp` more than 150 s off (the nonce's validity,
+(docs/exchanges.md): Bitstamp a `X-Auth-Timestamp` more than 150 s off (the nonce's validity,
 `API0017`), Bitvavo a request received outside its `Bitvavo-Access-Window` (10 s by default,
 `access_window_ms` in tally.toml; errorCode 304). That bound is the tolerance: an offset beyond it
 fails (every signed request would first be refused), one beyond half of it warns (network delay

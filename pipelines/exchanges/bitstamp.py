@@ -2,7 +2,7 @@
 
 Only the endpoints tally reads exist here; there is no code path for orders, cancels,
 withdrawals, addresses or keys. Parsing lives in `bitstamp_parse`; this module decides what to
-ask for and how to walk the pages (EXCHANGES.md):
+ask for and how to walk the pages (docs/exchanges.md):
 
 - OHLC: when `end` is given `start` is ignored and the last `limit` candles with open time
   ≤ `end` come back, oldest first, sometimes one short: walk backwards by `end` only. Before a

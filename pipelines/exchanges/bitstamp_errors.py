@@ -1,4 +1,4 @@
-"""Bitstamp's errors, classified from status AND body (EXCHANGES.md "Errors").
+"""Bitstamp's errors, classified from status AND body (docs/exchanges.md, "Bitstamp: errors").
 
 Bodies come in four shapes, with HTTP 200 too: `{"status":"error","reason":…,"code":…}`,
 `{"status":"error","reason":{"__all__":[…]}}`, `{…,"response_code":"400.021"}` and

@@ -1,4 +1,4 @@
-"""Bitstamp API v2 responses → records. Pure functions; see EXCHANGES.md for the wire facts.
+"""Bitstamp API v2 responses → records. Pure functions; see docs/exchanges.md for the wire facts.
 
 Every parser takes the decoded body (``json.loads(text, parse_float=Decimal)``) and raises
 `RowParseError` naming ``bitstamp``, the endpoint and the row when the body has a shape it does
@@ -443,7 +443,7 @@ def classify_entries(entries: Iterable[LedgerEntry]) -> list[Fill | Transfer | O
 
 
 def balance_changes(entry: LedgerEntry) -> dict[str, Decimal]:
-    """How one ledger row changes the balances (EXCHANGES.md, "Ledger identity").
+    """How one ledger row changes the balances (docs/exchanges.md, "Bitstamp: ledger identity").
 
     Every movement counts; the fee is subtracted in its asset, except on withdrawals, whose
     (negative) amount already is the whole debit. ValueError if a non-zero fee has no asset.

@@ -129,7 +129,7 @@ class CryptoOffsets(
     """Every crypto deposit, withdrawal and ripple IOU row, each once, by offset.
 
     Whether `limit`/`offset` slice each list (deposits, withdrawals, …) on its own or several
-    lists together as one newest-first sequence is not settled (EXCHANGES.md, open points).
+    lists together as one newest-first sequence is not settled (docs/exchanges.md, tagged open).
     This walk is right either way, for any grouping of the lists: the offset moves on by
     `limit`, and the walk ends at the first page whose lists hold fewer than `limit` rows
     together. Why: every group of lists is one sequence sliced at [offset, offset + limit), so

@@ -1,7 +1,7 @@
 """Bitvavo API v2, read-only: signing, endpoints and paging rules.
 
 Only the endpoints tally reads exist here; there is no code path for orders, cancels,
-withdrawals or keys. Parsing lives in `bitvavo_parse`. Paging (EXCHANGES.md):
+withdrawals or keys. Parsing lives in `bitvavo_parse`. Paging (docs/exchanges.md):
 
 - candles are end-anchored and newest first: ask for [start, cursor), move the cursor to the
   oldest candle returned; a page shorter than `limit` reaches `start`. Gaps mean no trades.
@@ -70,7 +70,7 @@ TRANSFER_LIMIT = 1000
 HISTORY_PAGE = 100
 INTERVALS = BITVAVO_INTERVALS
 
-# Weights per endpoint (EXCHANGES.md).
+# Weights per endpoint (docs/exchanges.md).
 WEIGHTS: Mapping[str, int] = {
     "time": 1,
     "markets": 1,

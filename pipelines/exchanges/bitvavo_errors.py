@@ -1,4 +1,6 @@
-"""Bitvavo's errors, classified from status AND body (EXCHANGES.md "Errors and rate limits").
+"""Bitvavo's errors, classified from status AND body.
+
+docs/exchanges.md, "Bitvavo: errors and rate limits".
 
 Error bodies are `{"errorCode": int, "error": str}`. 103/104/105/110/112 are rate limits (105
 names the ban's expiry in its text), 101/107–109 "may or may not have succeeded" or overloaded,

@@ -1,4 +1,4 @@
-"""Which Bitvavo `/account/history` buys and sells are order-book trades (EXCHANGES.md, open point).
+"""Which Bitvavo `/account/history` buys and sells are order-book trades (an open point).
 
 `/account/history` lists every balance change, order-book trades included; `/v2/trades` lists the
 order-book fills only. A history buy/sell that is an order-book trade may carry the fill's id, an

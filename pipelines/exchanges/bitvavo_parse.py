@@ -1,4 +1,4 @@
-"""Bitvavo API v2 responses → records. Pure functions; see EXCHANGES.md for the wire facts.
+"""Bitvavo API v2 responses → records. Pure functions; see docs/exchanges.md for the wire facts.
 
 Every parser takes the decoded body (``json.loads(text, parse_float=Decimal)``) and raises
 `RowParseError` naming ``bitvavo``, the endpoint and the row when the body has a shape it does

@@ -2,7 +2,7 @@
 
 Trades (public and account), deposits and withdrawals come newest first, at most `limit` rows a
 page, and many trades share a millisecond. Whether a request's `end` includes the rows at
-exactly `end` is not settled (EXCHANGES.md, open points), so every request asks for
+exactly `end` is not settled (docs/exchanges.md, tagged open), so every request asks for
 `end` = the oldest millisecond seen so far + 1: read inclusively, that also returns rows of the
 millisecond after it (already seen: dropped by their key); read exclusively, it returns exactly
 the rows at or before the oldest millisecond seen. Either way no row at a page boundary is lost.

@@ -34,7 +34,7 @@ INTERVAL_SECONDS: Mapping[str, int] = {
     "1d": 86400,
     "3d": 259200,
 }
-# The intervals each exchange serves candles in (EXCHANGES.md): Bitstamp's OHLC `step`s (no 8h)
+# The intervals each exchange serves candles in (docs/exchanges.md): Bitstamp's OHLC `step`s (no 8h)
 # and Bitvavo's candle `interval`s (no 3m, no 3d). The clients and `tally.toml` read these.
 BITSTAMP_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d", "3d")
 BITVAVO_INTERVALS = ("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")

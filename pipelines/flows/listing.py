@@ -1,7 +1,7 @@
 """Candles before a pair's listing: neither junk nor a paging error.
 
-What Bitstamp's OHLC returns for an `end` before a pair was listed is unproven (EXCHANGES.md,
-open points): nothing, the first candles after the listing (the client's walk checks that
+What Bitstamp's OHLC returns for an `end` before a pair was listed is unproven (docs/exchanges.md,
+tagged open): nothing, the first candles after the listing (the client's walk checks that
 `end` was honoured, drops those and ends: `BitstampClient.ohlc_window`), or zero-volume
 fillers. No API tells a pair's listing time, so tally reads the stream itself. Bitstamp fills
 every interval without trades once a pair is listed; when a sync reads the oldest part of a

@@ -1,6 +1,6 @@
 """The sandbox's side of both exchanges' request signing: keys, verifiers, error bodies.
 
-Written from EXCHANGES.md alone (the sandbox shares no code with the clients, so that a bug in
+Written from docs/exchanges.md alone (the sandbox shares no code with the clients, so that a bug in
 a client's signer is caught here instead of being mirrored). The verifiers run on the sandbox's
 *auth clock* (wall time by default), never on the world's frozen clock: a client signs with its
 own clock, as it would against the real exchange.

@@ -1,7 +1,7 @@
 """The simulated Bitstamp account as its API shows it: wire rows, balances, fees.
 
 Wire dicts follow the server's convention: a Decimal or an int becomes a bare JSON number, a str
-stays a JSON string. With `quirks` the ledger shows what the real one does (EXCHANGES.md):
+stays a JSON string. With `quirks` the ledger shows what the real one does (docs/exchanges.md):
 
 - `type` is an int before 2021-06-01 and a string after;
 - uninvolved currencies are `0`, `0.0` (Decimal) or `"0.0"`, one style per row;

@@ -1,7 +1,7 @@
 """The Bitstamp API v2 emulator: public market data and the private account, over a `World`.
 
-Paths, parameters, row shapes, paging rules, quirks and error bodies follow EXCHANGES.md
-§Bitstamp. Quirks (when on): the daily OHLC series holds one day twice (first a stale noon
+Paths, parameters, row shapes, paging rules, quirks and error bodies follow docs/exchanges.md
+("Bitstamp"). Quirks (when on): the daily OHLC series holds one day twice (first a stale noon
 snapshot, then the real candle: "last wins" recovers the truth), and a `limit=1000` OHLC page
 whose `end` falls on a UTC day boundary comes back with 999 rows (its oldest row left out, which
 the next page by `end` still returns). A pair the world lists late (`listing.py`) shows nothing

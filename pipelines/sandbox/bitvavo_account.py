@@ -7,7 +7,7 @@ What depends on `now_ms`:
 - `/account/history` lists a fill once it is settled (an order, under `order`, once every fill
   of it is settled).
 
-Conventions (EXCHANGES.md leaves them open; the sandbox picks one and sticks to it):
+Conventions (docs/exchanges.md tags them open; the sandbox picks one and sticks to it):
 - a withdrawal's `amount` EXCLUDES its `fee`: the balance drops by `amount + fee`, and the other
   side receives exactly `amount` (under the variant `bitvavo-withdrawal-amount=gross` both
   `withdrawalHistory` and `/account/history` show `amount + fee` instead, the fee inside: the

@@ -1,7 +1,7 @@
 """The Bitvavo API v2 emulator: public market data and the private account, over a `World`.
 
-Paths, parameters, row shapes, weights, paging rules and error bodies follow EXCHANGES.md
-§Bitvavo. Unknown query parameters are refused with errorCode 204. Quirks (when on): a candles
+Paths, parameters, row shapes, weights, paging rules and error bodies follow docs/exchanges.md
+("Bitvavo"). Unknown query parameters are refused with errorCode 204. Quirks (when on): a candles
 request whose `start` and `end` are both aligned on the interval and exactly `limit` intervals
 apart also returns the candle that opens at `end` (limit + 1 rows), and `/markets` sends its
 integer fields as strings. A market the world lists late has no candle before its listing (no

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 ZERO = Decimal(0)
 
-# Bitstamp ledger type codes (EXCHANGES.md); 99 is deliberately not in any documentation.
+# Bitstamp ledger type codes (docs/exchanges.md); 99 is deliberately not in any documentation.
 DEPOSIT, WITHDRAWAL, TRADE = 0, 1, 2
 STAKED_CREDIT, SENT_TO_STAKING, STAKING_REWARD = 25, 26, 27
 REFERRAL_REWARD, SETTLEMENT_TRANSFER, UNDOCUMENTED = 32, 33, 99
@@ -50,7 +50,7 @@ class BitstampEntry:
     crypto: CryptoTransfer | None = None
 
     def effect(self) -> dict[str, Decimal]:
-        """The balance change this row stands for (EXCHANGES.md ledger identity)."""
+        """The balance change this row stands for (docs/exchanges.md, "ledger identity")."""
         out = dict(self.moves)
         if self.type_code == TRADE:
             assert self.pair is not None

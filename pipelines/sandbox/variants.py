@@ -1,9 +1,9 @@
 """Sandbox realities: the API behaviours that no recorded response or official document settles.
 
-The sandbox plays each open point of EXCHANGES.md one way at a time, so that the tests can prove
-that tally's clients handle every plausible reality. `Variants()` is today's default reading;
-`parse_variants(["bitvavo-history-ids=order", ...])` (`tally sandbox --variant NAME=VALUE`)
-switches single points.
+The sandbox plays each point docs/exchanges.md tags open one way at a time, so that the tests
+can prove that tally's clients handle every plausible reality. `Variants()` is today's default
+reading; `parse_variants(["bitvavo-history-ids=order", ...])` (`tally sandbox --variant
+NAME=VALUE`) switches single points.
 
 - `bitvavo-history-ids` = fill | own | order: an `/account/history` order-book buy/sell carries
   the fill's id, its own UUID (one item per fill), or its own UUID on one item per order that

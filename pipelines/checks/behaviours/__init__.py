@@ -1,4 +1,4 @@
-"""Probes of the API behaviours that the sandbox cannot prove (EXCHANGES.md, "Open points").
+"""Probes of the API behaviours that the sandbox cannot prove (docs/exchanges.md: tagged open).
 
 The sandbox plays every reality of each open point (`tally sandbox --variant NAME=VALUE`,
 `pipelines/sandbox/variants.py`) and tally's clients handle them all; which one the real

@@ -1,9 +1,9 @@
 """The open points a probe settles: each one's realities, what each means, how tally copes.
 
 The names and values are those of the sandbox's variants (`tally sandbox --variant NAME=VALUE`,
-EXCHANGES.md "Open points"), so that a probe's row says which sandbox reality the real exchange
-plays. A probe collects `Evidence`: each observation names the realities it fits; the realities
-that every observation fits are what the account shows.
+the points docs/exchanges.md tags open), so that a probe's row says which sandbox reality the
+real exchange plays. A probe collects `Evidence`: each observation names the realities it fits;
+the realities that every observation fits are what the account shows.
 """
 
 from __future__ import annotations
