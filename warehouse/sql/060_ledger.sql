@@ -33,17 +33,9 @@ with kinds (source_kind, ledger_kind) as (
         ('withdrawal', 'withdrawal')
 ),
 
-bitstamp_source as (
-    select *
-    from read_parquet(
-        '{lake}/bitstamp_ledger/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
 bitstamp_entries as (
     select
-        account::varchar as account,
+        account,
         entry_id,
         type_code,
         kind as event_kind,
@@ -53,10 +45,7 @@ bitstamp_entries as (
         fee_asset,
         pair,
         source
-    from bitstamp_source
-    qualify row_number() over (
-        partition by account, entry_id order by fetched_at desc, filename desc
-    ) = 1
+    from staging.bitstamp_ledger
 ),
 
 bitstamp_movements as (
@@ -198,8 +187,7 @@ bitvavo_transfer_legs as (
         -- a withdrawal's on-chain leg: what left the balance, less a fee that is its own leg
         case kind
             when 'deposit' then amount
-            else balance_change
-                + case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end
+            else balance_change + own_fee(fee, fee_asset, asset)
         end as amount,
         kind,
         executed_at,
@@ -230,18 +218,10 @@ bitvavo_transfer_legs as (
     where coalesce(fee, 0) <> 0
 ),
 
-event_source as (
-    select *
-    from read_parquet(
-        '{lake}/other_events/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
 bitvavo_events as (
     select
-        exchange::varchar as exchange,
-        account::varchar as account,
+        exchange,
+        account,
         event_id,
         event_type,
         kind as event_kind,
@@ -250,11 +230,8 @@ bitvavo_events as (
         fee_asset,
         executed_at,
         source
-    from event_source
+    from staging.other_events
     where exchange = 'bitvavo'
-    qualify row_number() over (
-        partition by exchange, account, source, event_id order by fetched_at desc, filename desc
-    ) = 1
 ),
 
 bitvavo_event_movements as (

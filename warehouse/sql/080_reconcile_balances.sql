@@ -15,25 +15,9 @@
 --       (null: it can be as early as the first row).
 --   divergence_evidence: what pins diverged_after ('negative balance', 'earlier snapshot',
 --       or 'none': then it is simply the last row before the snapshot).
-with snapshot_source as (
-    select *
-    from read_parquet(
-        '{lake}/balance_snapshots/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
-snapshots as (
-    select
-        exchange::varchar as exchange,
-        account::varchar as account,
-        asset,
-        total as reported,
-        taken_at
-    from snapshot_source
-    qualify row_number() over (
-        partition by exchange, account, asset, taken_at order by fetched_at desc, filename desc
-    ) = 1
+with snapshots as (
+    select exchange, account, asset, total as reported, taken_at
+    from staging.balance_snapshots
 ),
 
 latest as (
@@ -127,12 +111,19 @@ compared as (
         and latest_reported.taken_at >= moments.executed_at
 ),
 
-agreed_before as (
+-- what the earlier snapshots say: the last position at which one agreed, and the first at
+-- which one was already off by the same difference
+earlier as (
     select
         compared.exchange,
         compared.account,
         compared.asset,
-        max(snapshot_balances.position) as position
+        max(snapshot_balances.position) filter (
+            where snapshot_balances.reported = snapshot_balances.computed
+        ) as agreed_position,
+        min(snapshot_balances.position) filter (
+            where snapshot_balances.reported - snapshot_balances.computed = compared.difference
+        ) as off_position
     from compared
     inner join snapshot_balances
         on snapshot_balances.exchange = compared.exchange
@@ -140,24 +131,6 @@ agreed_before as (
         and snapshot_balances.asset = compared.asset
         and snapshot_balances.taken_at < compared.taken_at
     where compared.difference <> 0
-        and snapshot_balances.reported = snapshot_balances.computed
-    group by compared.exchange, compared.account, compared.asset
-),
-
-off_before as (
-    select
-        compared.exchange,
-        compared.account,
-        compared.asset,
-        min(snapshot_balances.position) as position
-    from compared
-    inner join snapshot_balances
-        on snapshot_balances.exchange = compared.exchange
-        and snapshot_balances.account = compared.account
-        and snapshot_balances.asset = compared.asset
-        and snapshot_balances.taken_at < compared.taken_at
-    where compared.difference <> 0
-        and snapshot_balances.reported - snapshot_balances.computed = compared.difference
     group by compared.exchange, compared.account, compared.asset
 ),
 
@@ -192,15 +165,14 @@ candidate_bounds as (
         greatest(
             coalesce(replayed.last_corrected_negative, case when compared.difference < 0 then 0 end)
             + 1,
-            agreed_before.position,
+            earlier.agreed_position,
             0
         ) as lower_position,
         replayed.first_negative - 1 as before_negative,
-        off_before.position as before_snapshot
+        earlier.off_position as before_snapshot
     from compared
     left join replayed using (exchange, account, asset)
-    left join agreed_before using (exchange, account, asset)
-    left join off_before using (exchange, account, asset)
+    left join earlier using (exchange, account, asset)
     where compared.difference <> 0
 ),
 
