@@ -221,44 +221,39 @@ def test_an_inverted_close_is_the_quotient_rounded_once(
 
 def test_the_other_macros_at_their_edges(connection: duckdb.DuckDBPyConnection) -> None:
     largest = "99999999999999999999.999999999999999999::decimal(38, 18)"
-    row = read(
-        connection,
-        f"select exact_units(decimal_parts({largest})), units_to_decimal(-1), "
-        "rounded_quotient(5, 2), rounded_quotient(7, 3), "
-        "decimals_as_sent('1083.7200', 1), decimals_as_sent('', 1.25), "
-        "decimals_as_sent('12', 12), own_fee(0.5, null, 'BTC'), own_fee(0.5, 'EUR', 'BTC')",
-    ).fetchone()
-    assert row == (
-        10**38 - 1,
-        -SMALLEST,
-        3,
-        2,
-        4,
-        2,
-        0,
-        Decimal("0.5"),
-        0,
-    )
+    at = "timestamptz '2024-03-01 12:00:00+00'"
+    checks = {
+        f"decimal_units({largest})": 10**38 - 1,
+        f"decimal_units(-{largest})": -(10**38) + 1,
+        "decimal_units(-0.000000000000000001::decimal(38, 18))": -1,
+        "units_to_decimal(-1)": -SMALLEST,
+        f"units_to_decimal({10**38 - 1}::hugeint)": Decimal(
+            "99999999999999999999.999999999999999999"
+        ),
+        "rounded_quotient(5, 2)": 3,
+        "rounded_quotient(7, 3)": 2,
+        "decimals_as_sent('1083.7200', 1)": 4,
+        "decimals_as_sent('', 1.25)": 2,
+        "decimals_as_sent('12', 12)": 0,
+        "decimals_as_sent('0.1234567890123456789', 0)": 18,
+        "own_fee(0.5, null, 'BTC')": Decimal("0.5"),
+        "own_fee(0.5, 'EUR', 'BTC')": 0,
+        "own_fee(null, null, 'BTC')": 0,
+        "ranges_overlap(1, 2, 2, 3)": False,
+        "ranges_overlap(1, 3, 2, 4)": True,
+        f"within({at} + interval 1 hour, {at}, interval 1 hour, interval 1 hour)": True,
+        f"within({at} - interval 61 minute, {at}, interval 1 hour, interval 72 hour)": False,
+    }
+    found = {sql: read(connection, f"select {sql}").fetchone() for sql in checks}
+    assert found == {sql: (expected,) for sql, expected in checks.items()}
 
 
 def test_the_duckdb_shell_runs_the_macros(settings: Settings, tmp_path: Path) -> None:
-    shell = subprocess.run(
-        [
-            str(DUCKDB_SHELL),
-            "-readonly",
-            "-csv",
-            "-noheader",
-            str(settings.warehouse_path),
-            "-c",
-            "select units_to_decimal(exact_round(exact_product("
-            "decimal_parts(1.5), decimal_parts(2.25)))), "
-            f"(select count(*) from {STAGING}.fills)",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    query = (
+        "select units_to_decimal(exact_round(exact_product(decimal_parts(1.5), "
+        f"decimal_parts(2.25)))), (select count(*) from {STAGING}.fills)"
     )
+    command = [DUCKDB_SHELL, "-readonly", "-csv", "-noheader", settings.warehouse_path, "-c", query]
+    shell = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.strip() == "3.375000000000000000,1"

@@ -18,9 +18,10 @@ create macro decimal_parts(x) as {
     'low': right(split_part(x::decimal(38, 18)::varchar, '.', 2), 9)::bigint
 };
 
--- the number of `decimal_parts` in units of 1e-18
-create macro exact_units(parts) as
-    parts['whole'] * 1000000000000000000 + parts['high'] * 1000000000 + parts['low'];
+-- x (DECIMAL(38, 18)) as a whole number of units of 1e-18, split at the point (the whole
+-- number times 1e18 would overflow DECIMAL(38, 18))
+create macro decimal_units(x) as
+    trunc(x)::hugeint * 1000000000000000000 + ((x - trunc(x)) * 1000000000000000000)::hugeint;
 
 -- a × b (both `decimal_parts`) in units of 1e-18: whole·whole·1e18 + whole·fraction
 -- + fraction·whole + fraction·fraction / 1e18, the last from the halves: high·high, then the
@@ -60,3 +61,9 @@ create macro close_units(close) as (close::decimal(38, 12) * 1000000000000)::hug
 -- 1 / a price given in units of 1e-12 (`close_units`), rounded half up to 18 decimals
 create macro inverted_close(units) as
     units_to_decimal(rounded_quotient(1000000000000000000000000000000::hugeint, units));
+
+-- two ranges [a_start, a_end) and [b_start, b_end) share a moment
+create macro ranges_overlap(a_start, a_end, b_start, b_end) as a_start < b_end and b_start < a_end;
+
+-- moment t lies from `before` before `around` to `after` after it (both ends included)
+create macro within(t, around, before, after) as t between around - before and around + after;

@@ -125,8 +125,7 @@ holes as (
             and recorded.exchange = hole.exchange
             and recorded.market = hole.market
             and (recorded.interval is null or recorded.interval = hole.interval)
-            and recorded.gap_start < hole.gap_end
-            and hole.gap_start < recorded.gap_end
+            and ranges_overlap(recorded.gap_start, recorded.gap_end, hole.gap_start, hole.gap_end)
     )
     union all
     select * from bitstamp_candle_holes as hole
@@ -136,8 +135,9 @@ holes as (
             and window_hole.exchange = hole.exchange
             and window_hole.market = hole.market
             and window_hole.interval = hole.interval
-            and window_hole.gap_start < hole.gap_end
-            and hole.gap_start < window_hole.gap_end
+            and ranges_overlap(
+                window_hole.gap_start, window_hole.gap_end, hole.gap_start, hole.gap_end
+            )
     )
 ),
 
@@ -151,8 +151,9 @@ gaps as (
             and quarantined.exchange = hole.exchange
             and quarantined.market = hole.market
             and quarantined.interval is not distinct from hole.interval
-            and quarantined.window_start < hole.gap_end
-            and hole.gap_start < quarantined.window_end
+            and ranges_overlap(
+                quarantined.window_start, quarantined.window_end, hole.gap_start, hole.gap_end
+            )
     )
 ),
 

@@ -67,9 +67,9 @@ candidates as (
                 )
             )
         )
-        and secondary_rows.executed_at
-        between primary_rows.executed_at - interval 1 hour
-        and primary_rows.executed_at + interval 1 hour
+        and within(
+            secondary_rows.executed_at, primary_rows.executed_at, interval 1 hour, interval 1 hour
+        )
 ),
 
 matches as (

@@ -39,23 +39,6 @@ moments as (
     group by exchange, account, asset, executed_at
 ),
 
-snapshot_balances as (
-    select
-        snapshots.exchange,
-        snapshots.account,
-        snapshots.asset,
-        snapshots.taken_at,
-        snapshots.reported,
-        coalesce(moments.balance, 0) as computed,
-        coalesce(moments.position, 0) as position
-    from snapshots
-    asof left join moments
-        on moments.exchange = snapshots.exchange
-        and moments.account = snapshots.account
-        and moments.asset = snapshots.asset
-        and snapshots.taken_at >= moments.executed_at
-),
-
 ledger_assets as (
     select distinct exchange, account, asset
     from balances_computed
@@ -81,34 +64,38 @@ unlisted as (
     )
 ),
 
-latest_reported as (
-    select snapshots.exchange, snapshots.account, snapshots.asset, snapshots.taken_at,
-        snapshots.reported
-    from snapshots
-    inner join latest
-        on latest.exchange = snapshots.exchange
-        and latest.account = snapshots.account
-        and latest.taken_at = snapshots.taken_at
-    union all
-    select * from unlisted
+-- every reported balance (and the 0 of an unlisted asset) against the ledger replayed up to
+-- its time
+snapshot_balances as (
+    select
+        reported.exchange,
+        reported.account,
+        reported.asset,
+        reported.taken_at,
+        reported.reported,
+        coalesce(moments.balance, 0) as computed,
+        coalesce(moments.position, 0) as position
+    from (select * from snapshots union all by name select * from unlisted) as reported
+    asof left join moments
+        on moments.exchange = reported.exchange
+        and moments.account = reported.account
+        and moments.asset = reported.asset
+        and reported.taken_at >= moments.executed_at
 ),
 
+-- the latest snapshot's
 compared as (
     select
-        latest_reported.exchange,
-        latest_reported.account,
-        latest_reported.asset,
-        latest_reported.taken_at,
-        latest_reported.reported,
-        coalesce(moments.balance, 0) as computed,
-        latest_reported.reported - coalesce(moments.balance, 0) as difference,
-        coalesce(moments.position, 0) as last_position
-    from latest_reported
-    asof left join moments
-        on moments.exchange = latest_reported.exchange
-        and moments.account = latest_reported.account
-        and moments.asset = latest_reported.asset
-        and latest_reported.taken_at >= moments.executed_at
+        exchange,
+        account,
+        asset,
+        taken_at,
+        reported,
+        computed,
+        reported - computed as difference,
+        position as last_position
+    from snapshot_balances
+    inner join latest using (exchange, account, taken_at)
 ),
 
 -- what the earlier snapshots say: the last position at which one agreed, and the first at

@@ -59,16 +59,19 @@ eur_rates as (
     select close_time, rate, rate_units from fx_rates where currency = 'USD'
 ),
 
+-- a close is a price in its quote currency: in EUR (Bitvavo's first), and Bitstamp's in USD
 direct as (
     select
+        quote as currency,
         base as asset,
         close_time as as_of,
         close_time as observed_at,
         close as price,
         exchange || ' ' || market || ' 1h' as source,
-        case exchange when 'bitvavo' then 1 else 2 end as priority
+        case when exchange = 'bitvavo' or quote = 'USD' then 1 else 2 end as priority
     from observed
-    where quote = 'EUR' and base <> 'EUR'
+    where (quote = 'EUR' and base <> 'EUR')
+        or (exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD'))
 ),
 
 usd_quoted as (
@@ -106,18 +109,6 @@ usd as (
     from eur_rates
 ),
 
-usd_direct as (
-    select
-        base as asset,
-        close_time as as_of,
-        close_time as observed_at,
-        close as price,
-        exchange || ' ' || market || ' 1h' as source,
-        1 as priority
-    from observed
-    where exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD')
-),
-
 eur_in_fx as (
     select
         currency,
@@ -132,16 +123,12 @@ eur_in_fx as (
 ),
 
 observations as (
-    select 'EUR' as currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source,
-        priority
+    select currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source, priority
     from direct
     union all
     select 'EUR', asset, as_of, observed_at, price, source, priority from via_usd
     union all
     select 'EUR', asset, as_of, observed_at, price, source, priority from usd
-    union all
-    select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
-    from usd_direct
     union all
     select currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority
     from eur_in_fx
@@ -220,7 +207,7 @@ cross_rates as (
         eur_final.asset,
         eur_final.priced_at,
         units_to_decimal(rounded_quotient(
-            exact_units(decimal_parts(eur_final.price)) * fx_rates.rate_num, fx_rates.rate_den
+            decimal_units(eur_final.price) * fx_rates.rate_num, fx_rates.rate_den
         )) as price,
         eur_final.source
             || case when fx_rates.inverted then ' / bitstamp ' else ' * bitstamp ' end

@@ -89,9 +89,10 @@ pairs as (
             or (
                 (deposits.txid is null or withdrawals.txid is null)
                 and deposits.on_chain = withdrawals.on_chain
-                and deposits.deposited_at
-                between withdrawals.withdrawn_at - interval 1 hour
-                and withdrawals.withdrawn_at + interval 72 hour
+                and within(
+                    deposits.deposited_at, withdrawals.withdrawn_at, interval 1 hour,
+                    interval 72 hour
+                )
             )
         )
 ),

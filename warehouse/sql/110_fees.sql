@@ -46,14 +46,7 @@ priced as (
 -- EUR is its own value: only other assets are multiplied
 valued as (
     select
-        exchange,
-        account,
-        asset,
-        market,
-        fee_type,
-        fee,
-        executed_at,
-        price_staleness,
+        * exclude (price),
         case
             when asset = 'EUR' then fee
             else units_to_decimal(

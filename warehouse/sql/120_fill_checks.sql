@@ -57,27 +57,13 @@ landed as (
         market,
         fill_id,
         count(*) as landed_copies,
+        case
+            when count(*) > 1 then string_agg(distinct source, ', ' order by source)
+        end as landed_sources,
         arg_max(
             raw, {'book': source = 'trades', 'fetched_at': fetched_at, 'file': filename}
         ) as raw
     from fill_source
-    group by all
-),
-
-landed_sources as (
-    select
-        landed.exchange,
-        landed.account,
-        landed.market,
-        landed.fill_id,
-        string_agg(distinct fill_source.source, ', ' order by fill_source.source) as sources
-    from landed
-    inner join fill_source
-        on fill_source.exchange = landed.exchange
-        and fill_source.account = landed.account
-        and fill_source.market = landed.market
-        and fill_source.fill_id = landed.fill_id
-    where landed.landed_copies > 1
     group by all
 ),
 
@@ -169,7 +155,7 @@ joined as (
         fills.*,
         landed.raw,
         landed.landed_copies,
-        landed_sources.sources as landed_sources,
+        landed.landed_sources,
         case
             when fills.exchange = 'bitstamp' then ledger_rows.id is null
             when fills.source = 'account/history' then false
@@ -188,25 +174,12 @@ joined as (
             else schedule_periods.higher
         end as schedule_rate
     from fills
-    left join landed
-        on landed.exchange = fills.exchange
-        and landed.account = fills.account
-        and landed.market = fills.market
-        and landed.fill_id = fills.fill_id
-    left join landed_sources
-        on landed_sources.exchange = fills.exchange
-        and landed_sources.account = fills.account
-        and landed_sources.market = fills.market
-        and landed_sources.fill_id = fills.fill_id
+    left join landed using (exchange, account, market, fill_id)
     left join ledger_rows
         on ledger_rows.exchange = fills.exchange
         and ledger_rows.account = fills.account
         and ledger_rows.id = fills.fill_id
-    left join history_links
-        on history_links.exchange = fills.exchange
-        and history_links.account = fills.account
-        and history_links.market = fills.market
-        and history_links.fill_id = fills.fill_id
+    left join history_links using (exchange, account, market, fill_id)
     asof left join schedule_periods
         on schedule_periods.exchange = fills.exchange
         and schedule_periods.account = fills.account
@@ -284,9 +257,9 @@ products as (
         *,
         exact_product(base_parts, price_parts) as computed,
         exact_product(quote_parts, rate_parts) as allowed,
-        exact_units(fee_parts) as fee_units,
-        nullif(exact_units(quote_parts), 0) as quote_units,
-        exact_units(price_parts) as price_units
+        decimal_units(abs(fee)) as fee_units,
+        nullif(decimal_units(abs(quote_amount)), 0) as quote_units,
+        decimal_units(abs(price)) as price_units
     from parts
 ),
 
