@@ -15,18 +15,9 @@
 --      the deposit from 1 hour before (clocks differ) to 72 hours after the withdrawal.
 with renamed as (
     select
+        * replace (nullif(lower(trim(txid)), '') as txid),
         {'exchange': exchange, 'account': account, 'source': source, 'transfer_id': transfer_id}
             as transfer_key,
-        exchange,
-        account,
-        transfer_id,
-        kind,
-        asset,
-        amount,
-        fee,
-        nullif(lower(trim(txid)), '') as txid,
-        executed_at,
-        balance_change,
         case
             when kind = 'withdrawal' then -balance_change - own_fee(fee, fee_asset, asset)
             else amount
