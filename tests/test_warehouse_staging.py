@@ -253,7 +253,9 @@ def test_the_duckdb_shell_runs_the_macros(settings: Settings, tmp_path: Path) ->
         "select units_to_decimal(exact_round(exact_product(decimal_parts(1.5), "
         f"decimal_parts(2.25)))), (select count(*) from {STAGING}.fills)"
     )
-    command = [DUCKDB_SHELL, "-readonly", "-csv", "-noheader", settings.warehouse_path, "-c", query]
-    shell = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    command = [str(DUCKDB_SHELL), "-readonly", "-csv", "-noheader", str(settings.warehouse_path)]
+    shell = subprocess.run(
+        [*command, "-c", query], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.strip() == "3.375000000000000000,1"
