@@ -2,10 +2,12 @@
 
     result = build(load_settings())
 
-The catalog holds views only (no data): it is rebuilt whole on every build, into a temporary file
-beside the target that is renamed over it once complete, so a reader sees the old catalog or the
-new one, never half of one, and a crashed build leaves the old one in place. Lake paths in the
-views are absolute: the file opens from any directory, in Python or in the `duckdb` shell.
+The catalog holds macros and views only (no data): the macros first, then the staging views over
+the lake, then the views people query (`warehouse.sources` says what each layer holds). It is
+rebuilt whole on every build, into a temporary file beside the target that is renamed over it
+once complete, so a reader sees the old catalog or the new one, never half of one, and a crashed
+build leaves the old one in place. Lake paths in the views are absolute: the file opens from any
+directory, in Python or in the `duckdb` shell.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import duckdb
 
 from pipelines.atomic import fsync_dir, temp_path
 from pipelines.lake import Lake
-from warehouse.sources import ViewFile, render, view_files
+from warehouse.sources import STAGING, ViewFile, macro_files, render, staging_views, view_files
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
@@ -49,6 +51,11 @@ def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
     try:
         connection = duckdb.connect(str(temporary))
         try:
+            for macros in macro_files(sql_dir):
+                _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
+            _run(connection, "staging", f"create schema {STAGING}")
+            for staged in staging_views(lake):
+                _run(connection, staged.name, f"create view {staged.name} as\n{staged.sql}")
             for view in files:
                 _create_view(connection, view, lake)
             connection.execute("checkpoint")
@@ -64,10 +71,14 @@ def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
 
 def _create_view(connection: duckdb.DuckDBPyConnection, view: ViewFile, lake: Lake) -> None:
     statement = f"create view {view.name} as\n{render(view.text, lake)}"
+    _run(connection, f"{view.order:03d}_{view.name}.sql", statement)
+
+
+def _run(connection: duckdb.DuckDBPyConnection, what: str, statement: str) -> None:
     try:
         connection.execute(statement)
     except duckdb.Error as error:
-        raise WarehouseBuildError(f"view {view.order:03d}_{view.name}.sql: {error}") from error
+        raise WarehouseBuildError(f"view {what}: {error}") from error
 
 
 def view_row_counts(

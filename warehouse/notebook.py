@@ -138,9 +138,10 @@ class Warehouse:
         return None if row is None else row[0]
 
     def views(self) -> list[str]:
-        """The warehouse's view names."""
+        """The warehouse's view names (not its `staging` layer)."""
         rows = self.connection.execute(
-            "select view_name from duckdb_views() where not internal order by view_name"
+            "select view_name from duckdb_views() "
+            "where not internal and schema_name = 'main' order by view_name"
         ).fetchall()
         return [name for (name,) in rows]
 

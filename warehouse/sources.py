@@ -1,16 +1,22 @@
-"""The view definitions in `warehouse/sql/` and how they are bound to one lake.
+"""The catalog's definitions in `warehouse/sql/` and how they are bound to one lake.
 
-Each `NNN_name.sql` file holds one lower-case `select` (CTEs reading top to bottom); the file
-name gives the view's name, the number the order of creation (a view may read the views before
-it). A file reads the lake through
+Three layers, created in this order:
 
-    read_parquet('{lake}/<dataset>/<glob>', hive_partitioning=true, union_by_name=true, ...)
+1. Macros: `NNN_macros.sql` holds the `create macro` statements (the exact-arithmetic helpers),
+   applied as written.
+2. Staging, generated from the lake's dataset definitions: schema `staging` holds, per dataset,
+   `staging.<dataset>_landed`, every landed row (partition columns as text, `filename` the file
+   it came from), the only object that reads the dataset's files, and `staging.<dataset>`, one
+   row per the dataset's key, the newest fetch winning (datasets stamped with a fetch time).
+3. Views: each other `NNN_name.sql` file holds one lower-case `select` (CTEs reading top to
+   bottom); the file name gives the view's name, the number the order of creation (a view may
+   read the views before it). A view reads the lake through staging, and may list a dataset's
+   files through `glob('{lake}/<dataset>/<glob>')`.
 
-or lists its files through `glob('{lake}/<dataset>/<glob>')`. `render` replaces `{lake}` with the
-lake's absolute path, so that the catalog opens from any directory. DuckDB binds a view when it
-is created and refuses a `read_parquet` glob that matches no file, so a dataset with nothing
-landed yet is read as an empty relation typed like the dataset instead (rebuild after a sync to
-see its rows).
+Lake paths are absolute (`render` replaces `{lake}`), so that the catalog opens from any
+directory. DuckDB binds a view when it is created and refuses a `read_parquet` glob that matches
+no file, so a dataset with nothing landed yet is staged as an empty relation typed like the
+dataset instead (rebuild after a sync to see its rows).
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ DATASETS: Mapping[str, Dataset] = {
     GAPS.name: GAPS,
     QUARANTINED_FILES.name: QUARANTINED_FILES,
 }
+STAGING = "staging"
+MACROS = "macros"
+# the column saying which of two rows with one key is the newer (the later one wins)
+_FETCH_TIMES = ("fetched_at", "detected_at")
 _FILE = re.compile(r"^(\d{3})_([a-z][a-z0-9_]*)\.sql$")
-_READ = re.compile(
-    r"read_parquet\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/(?P<glob>[^']*)'(?P<options>[^)]*)\)"
-)
+_READ = re.compile(r"read_parquet\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/")
 _GLOB = re.compile(r"glob\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/(?P<glob>[^']*)'\s*\)")
 
 
@@ -49,8 +57,23 @@ class ViewFile:
     text: str
 
 
+@dataclass(frozen=True)
+class StagingView:
+    name: str  # qualified: `staging.<dataset>` or `staging.<dataset>_landed`
+    sql: str
+
+
 def view_files(directory: Path | None = None) -> list[ViewFile]:
-    """Every `NNN_name.sql` file, in order (`directory` defaults to the packaged `sql/`)."""
+    """Every `NNN_name.sql` view file, in order (`directory` defaults to the packaged `sql/`)."""
+    return [f for f in _sql_files(directory) if f.name != MACROS]
+
+
+def macro_files(directory: Path | None = None) -> list[ViewFile]:
+    """The `NNN_macros.sql` file, if there is one: `create macro` statements."""
+    return [f for f in _sql_files(directory) if f.name == MACROS]
+
+
+def _sql_files(directory: Path | None) -> list[ViewFile]:
     root = directory if directory is not None else Path(str(resources.files("warehouse") / "sql"))
     files = []
     for path in sorted(root.glob("*.sql")):
@@ -65,24 +88,52 @@ def view_files(directory: Path | None = None) -> list[ViewFile]:
     return sorted(files, key=lambda f: (f.order, f.name))
 
 
-def render(text: str, lake: Lake) -> str:
-    """The view's SQL bound to `lake`: absolute paths, empty datasets as typed empty relations."""
+def staging_views(lake: Lake) -> list[StagingView]:
+    """The staging layer over `lake`: the landed rows of every dataset, then their newest."""
+    views = []
+    for dataset in DATASETS.values():
+        landed = f"{STAGING}.{dataset.name}_landed"
+        views.append(StagingView(landed, _landed(dataset, lake)))
+        fetch_time = next((c for c in _FETCH_TIMES if c in dataset.schema), None)
+        if fetch_time is not None:
+            newest = (
+                f"select * from {landed}\nqualify row_number() over (\n"
+                f"    partition by {', '.join(dataset.key)}\n"
+                f"    order by {fetch_time} desc, filename desc\n) = 1"
+            )
+            views.append(StagingView(f"{STAGING}.{dataset.name}", newest))
+    return views
 
-    def read(match: re.Match[str]) -> str:
-        dataset = _dataset(match.group("dataset"))
-        glob = _checked_glob(lake, dataset, match.group("glob"))
-        if not _has_files(lake, glob):
-            return _empty_relation(dataset, filename="filename=true" in _squash(match["options"]))
-        return f"read_parquet({_quote(str(lake.root / glob))}{match.group('options')})"
+
+def _landed(dataset: Dataset, lake: Lake) -> str:
+    glob = lake.glob(dataset)
+    if not _has_files(lake, str(Path(glob).relative_to(lake.root))):
+        return f"select * from {_empty_relation(dataset)}"
+    # Hive partition values are typed by their text ('1' reads as a number): keep them text
+    texts = ", ".join(f"{c}::varchar as {c}" for c in dataset.partition_by)
+    columns = f"* replace ({texts})" if texts else "*"
+    hive = "hive_partitioning=true, " if dataset.partition_by else ""
+    options = f"{hive}union_by_name=true, filename=true"
+    return f"select {columns}\nfrom read_parquet({_quote(glob)}, {options})"
+
+
+def render(text: str, lake: Lake) -> str:
+    """A view's SQL bound to `lake`: its file listings with absolute paths."""
+    read = _READ.search(text)
+    if read is not None:
+        raise ViewDefinitionError(
+            f"read_parquet of dataset {read['dataset']}: read it as {STAGING}.{read['dataset']}"
+            f" (or {STAGING}.{read['dataset']}_landed)"
+        )
 
     def listing(match: re.Match[str]) -> str:
         dataset = _dataset(match.group("dataset"))
         glob = _checked_glob(lake, dataset, match.group("glob"))
         return f"glob({_quote(str(lake.root / glob))})"
 
-    rendered = _GLOB.sub(listing, _READ.sub(read, text))
+    rendered = _GLOB.sub(listing, text)
     if "{lake}" in rendered:
-        raise ViewDefinitionError("'{lake}' used outside read_parquet('{lake}/…') or glob(…)")
+        raise ViewDefinitionError("'{lake}' used outside glob('{lake}/…')")
     return rendered
 
 
@@ -108,21 +159,16 @@ def _has_files(lake: Lake, glob: str) -> bool:
     return any(not p.name.startswith(".") for p in lake.root.glob(glob))
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text.lower())
-
-
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _empty_relation(dataset: Dataset, *, filename: bool) -> str:
+def _empty_relation(dataset: Dataset) -> str:
     columns = [
         f"null::{'varchar' if name in dataset.partition_by else duckdb_type(dtype)} as {name}"
         for name, dtype in dataset.schema.items()
     ]
-    if filename:
-        columns.append("null::varchar as filename")
+    columns.append("null::varchar as filename")
     return f"(select {', '.join(columns)} where false)"
 
 

@@ -79,34 +79,20 @@ window_holes as (
     where covered_until < window_start
 ),
 
-recorded_source as (
-    select *
-    from read_parquet(
-        '{lake}/gaps/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
 recorded_gaps as (
     select
         split_part(stream, ' ', 1) as dataset,
-        exchange::varchar as exchange,
+        exchange,
         market,
         nullif(split_part(stream, ' ', 2), '') as interval,
         gap_start,
         gap_end,
         reason
-    from recorded_source
-    qualify row_number() over (
-        partition by exchange, stream, market, gap_start
-        order by detected_at desc, filename desc
-    ) = 1
+    from staging.gaps
 ),
 
 quarantined as (
-    select *
-    from read_parquet('{lake}/quarantined_files/*.parquet', union_by_name=true)
-    where restored_at is null
+    select * from staging.quarantined_files_landed where restored_at is null
 ),
 
 bitstamp_candle_holes as (
@@ -131,9 +117,7 @@ bitstamp_candle_holes as (
     where next_open_time > close_time
 ),
 
-gaps as (
-    select * from recorded_gaps
-    union all
+holes as (
     select * from window_holes as hole
     where not exists (
         select 1 from recorded_gaps as recorded
@@ -141,17 +125,7 @@ gaps as (
             and recorded.exchange = hole.exchange
             and recorded.market = hole.market
             and (recorded.interval is null or recorded.interval = hole.interval)
-            and recorded.gap_start < hole.gap_end
-            and hole.gap_start < recorded.gap_end
-    )
-    and not exists (
-        select 1 from quarantined
-        where quarantined.dataset = hole.dataset
-            and quarantined.exchange = hole.exchange
-            and quarantined.market = hole.market
-            and quarantined.interval is not distinct from hole.interval
-            and quarantined.window_start < hole.gap_end
-            and hole.gap_start < quarantined.window_end
+            and ranges_overlap(recorded.gap_start, recorded.gap_end, hole.gap_start, hole.gap_end)
     )
     union all
     select * from bitstamp_candle_holes as hole
@@ -161,17 +135,25 @@ gaps as (
             and window_hole.exchange = hole.exchange
             and window_hole.market = hole.market
             and window_hole.interval = hole.interval
-            and window_hole.gap_start < hole.gap_end
-            and hole.gap_start < window_hole.gap_end
+            and ranges_overlap(
+                window_hole.gap_start, window_hole.gap_end, hole.gap_start, hole.gap_end
+            )
     )
-    and not exists (
+),
+
+gaps as (
+    select * from recorded_gaps
+    union all
+    select * from holes as hole
+    where not exists (
         select 1 from quarantined
         where quarantined.dataset = hole.dataset
             and quarantined.exchange = hole.exchange
             and quarantined.market = hole.market
-            and quarantined.interval = hole.interval
-            and quarantined.window_start < hole.gap_end
-            and hole.gap_start < quarantined.window_end
+            and quarantined.interval is not distinct from hole.interval
+            and ranges_overlap(
+                quarantined.window_start, quarantined.window_end, hole.gap_start, hole.gap_end
+            )
     )
 ),
 
@@ -205,58 +187,24 @@ trade_streams as (
     group by exchange, market
 ),
 
-fill_rows as (
-    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
-    from read_parquet('{lake}/fills/*/*/*.parquet', hive_partitioning=true, union_by_name=true)
-),
-
-transfer_rows as (
-    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
-    from read_parquet(
-        '{lake}/transfers/*/*/*.parquet', hive_partitioning=true, union_by_name=true
-    )
-),
-
-event_rows as (
-    select exchange::varchar as exchange, source, executed_at as moment, fetched_at
-    from read_parquet(
-        '{lake}/other_events/*/*/*.parquet', hive_partitioning=true, union_by_name=true
-    )
-),
-
-ledger_rows as (
-    select 'bitstamp' as exchange, source, executed_at as moment, fetched_at
-    from read_parquet(
-        '{lake}/bitstamp_ledger/*/*.parquet', hive_partitioning=true, union_by_name=true
-    )
-),
-
-history_rows as (
-    select 'bitvavo' as exchange, source, executed_at as moment, fetched_at
-    from read_parquet(
-        '{lake}/bitvavo_history/*/*.parquet', hive_partitioning=true, union_by_name=true
-    )
-),
-
-snapshot_rows as (
-    select exchange::varchar as exchange, 'balance' as source, taken_at as moment, fetched_at
-    from read_parquet(
-        '{lake}/balance_snapshots/*/*/*.parquet', hive_partitioning=true, union_by_name=true
-    )
-),
-
 account_rows as (
-    select 'fills' as dataset, * from fill_rows
+    select 'fills' as dataset, exchange, source, executed_at as moment, fetched_at
+    from staging.fills_landed
     union all
-    select 'transfers' as dataset, * from transfer_rows
+    select 'transfers', exchange, source, executed_at, fetched_at
+    from staging.transfers_landed
     union all
-    select 'other_events' as dataset, * from event_rows
+    select 'other_events', exchange, source, executed_at, fetched_at
+    from staging.other_events_landed
     union all
-    select 'bitstamp_ledger' as dataset, * from ledger_rows
+    select 'bitstamp_ledger', 'bitstamp', source, executed_at, fetched_at
+    from staging.bitstamp_ledger_landed
     union all
-    select 'bitvavo_history' as dataset, * from history_rows
+    select 'bitvavo_history', 'bitvavo', source, executed_at, fetched_at
+    from staging.bitvavo_history_landed
     union all
-    select 'balance_snapshots' as dataset, * from snapshot_rows
+    select 'balance_snapshots', exchange, 'balance', taken_at, fetched_at
+    from staging.balance_snapshots_landed
 ),
 
 account_streams as (

@@ -4,48 +4,7 @@
 -- come from account/history: the sync lands there only the history trades that match no
 -- /v2/trades fills by market, side, time and amounts (bitvavo_history_matches holds the
 -- others). Should one fill id still come from both, the /v2/trades row is kept.
-with source as (
-    select *
-    from read_parquet(
-        '{lake}/fills/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
-renamed as (
-    select
-        source.exchange::varchar as exchange,
-        source.account::varchar as account,
-        source.market,
-        source.base_asset,
-        source.quote_asset,
-        source.side,
-        source.base_amount,
-        source.quote_amount,
-        source.price,
-        source.fee,
-        source.fee_asset,
-        source.order_id,
-        source.fill_id,
-        source.taker,
-        source.executed_at,
-        source.source,
-        source.settled,
-        source.fetched_at,
-        source.filename
-    from source
-),
-
-deduplicated as (
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by exchange, account, source, market, fill_id
-        order by fetched_at desc, filename desc
-    ) = 1
-),
-
-final as (
+with final as (
     select
         exchange,
         account,
@@ -64,7 +23,7 @@ final as (
         executed_at,
         source,
         settled
-    from deduplicated
+    from staging.fills
     -- one row per (exchange, account, market, fill_id), whatever the sources
     qualify row_number() over (
         partition by exchange, account, market, fill_id

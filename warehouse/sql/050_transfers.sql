@@ -14,42 +14,12 @@
 -- says which of these decided it. A Bitvavo account/history withdrawal is matched to its
 -- withdrawalHistory row whether or not the two agree on where the fee is.
 -- balance_change is the signed effect on the balance of asset.
-with source as (
-    select *
-    from read_parquet(
-        '{lake}/transfers/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
-renamed as (
+with deduplicated as (
     select
-        source.exchange::varchar as exchange,
-        source.account::varchar as account,
-        source.transfer_id,
-        source.kind,
-        source.asset,
-        source.amount,
-        source.fee,
-        source.fee_asset,
-        source.address,
-        source.txid,
-        source.network,
-        source.status,
-        source.executed_at,
-        source.source,
-        source.fetched_at,
-        source.filename
-    from source
-),
-
-deduplicated as (
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by exchange, account, source, transfer_id
-        order by fetched_at desc, filename desc
-    ) = 1
+        *,
+        {'exchange': exchange, 'account': account, 'source': source, 'transfer_id': transfer_id}
+            as transfer_key
+    from staging.transfers
 ),
 
 primary_rows as (
@@ -68,12 +38,8 @@ secondary_rows as (
 
 candidates as (
     select
-        primary_rows.exchange,
-        primary_rows.account,
-        primary_rows.source as primary_source,
-        primary_rows.transfer_id as primary_id,
-        secondary_rows.source as secondary_source,
-        secondary_rows.transfer_id as secondary_id,
+        primary_rows.transfer_key as primary_key,
+        secondary_rows.transfer_key as secondary_key,
         abs(epoch_ms(secondary_rows.executed_at) - epoch_ms(primary_rows.executed_at))
             as ms_apart,
         -- an equal amount is the better match; the fee may sit inside one listing's amount
@@ -101,21 +67,19 @@ candidates as (
                 )
             )
         )
-        and secondary_rows.executed_at
-        between primary_rows.executed_at - interval 1 hour
-        and primary_rows.executed_at + interval 1 hour
+        and within(
+            secondary_rows.executed_at, primary_rows.executed_at, interval 1 hour, interval 1 hour
+        )
 ),
 
 matches as (
     select *
     from candidates
     qualify row_number() over (
-        partition by exchange, account, primary_source, primary_id
-        order by amount_apart, ms_apart, secondary_id
+        partition by primary_key order by amount_apart, ms_apart, secondary_key.transfer_id
     ) = 1
     and row_number() over (
-        partition by exchange, account, secondary_source, secondary_id
-        order by amount_apart, ms_apart, primary_id
+        partition by secondary_key order by amount_apart, ms_apart, primary_key.transfer_id
     ) = 1
 ),
 
@@ -135,20 +99,12 @@ matched_primaries as (
         primary_rows.status,
         primary_rows.executed_at,
         primary_rows.source,
-        matches.secondary_id as matched_id,
-        matches.secondary_source as matched_source,
+        matches.secondary_key.transfer_id as matched_id,
+        matches.secondary_key.source as matched_source,
         true as in_ledger
     from primary_rows
-    left join matches
-        on matches.exchange = primary_rows.exchange
-        and matches.account = primary_rows.account
-        and matches.primary_source = primary_rows.source
-        and matches.primary_id = primary_rows.transfer_id
-    left join secondary_rows
-        on secondary_rows.exchange = matches.exchange
-        and secondary_rows.account = matches.account
-        and secondary_rows.source = matches.secondary_source
-        and secondary_rows.transfer_id = matches.secondary_id
+    left join matches on matches.primary_key = primary_rows.transfer_key
+    left join secondary_rows on secondary_rows.transfer_key = matches.secondary_key
 ),
 
 unmatched_secondaries as (
@@ -171,13 +127,7 @@ unmatched_secondaries as (
         null::varchar as matched_source,
         exchange = 'bitvavo' as in_ledger
     from secondary_rows
-    where not exists (
-        select 1 from matches
-        where matches.exchange = secondary_rows.exchange
-            and matches.account = secondary_rows.account
-            and matches.secondary_source = secondary_rows.source
-            and matches.secondary_id = secondary_rows.transfer_id
-    )
+    where transfer_key not in (select secondary_key from matches)
 ),
 
 bitvavo_withdrawal_evidence as (
@@ -217,9 +167,7 @@ all_rows as (
                 'txid evidence: {} inside, {} outside', evidence.fee_inside, evidence.fee_outside
             )
         end as fee_basis,
-        -- a fee in another asset moves that asset's balance, not this one's
-        case when coalesce(rows.fee_asset, rows.asset) = rows.asset then coalesce(rows.fee, 0)
-            else 0 end as own_fee
+        own_fee(rows.fee, rows.fee_asset, rows.asset) as own_fee
     from (
         select * from matched_primaries
         union all

@@ -33,17 +33,9 @@ with kinds (source_kind, ledger_kind) as (
         ('withdrawal', 'withdrawal')
 ),
 
-bitstamp_source as (
-    select *
-    from read_parquet(
-        '{lake}/bitstamp_ledger/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
 bitstamp_entries as (
     select
-        account::varchar as account,
+        account,
         entry_id,
         type_code,
         kind as event_kind,
@@ -53,10 +45,7 @@ bitstamp_entries as (
         fee_asset,
         pair,
         source
-    from bitstamp_source
-    qualify row_number() over (
-        partition by account, entry_id order by fetched_at desc, filename desc
-    ) = 1
+    from staging.bitstamp_ledger
 ),
 
 bitstamp_movements as (
@@ -98,50 +87,18 @@ bitstamp_legs as (
     left join kinds on kinds.source_kind = bitstamp_movements.event_kind
 ),
 
-bitstamp_fees as (
-    select
-        'bitstamp' as exchange,
-        account,
-        coalesce(fee_asset, '?') as asset,
-        -fee as amount,
-        case event_kind
-            when 'deposit' then 'deposit_fee'
-            when 'withdrawal' then 'withdrawal_fee'
-            else 'fee'
-        end as kind,
-        executed_at,
-        entry_id::varchar as reference,
-        source,
-        event_kind,
-        type_code as event_type,
-        case when event_kind = 'trade' then pair end as market,
-        entry_id as sequence,
-        3 as leg
-    from bitstamp_entries
-    where coalesce(fee, 0) <> 0
-        -- a withdrawal's fee is a leg of its own only where its amount was split above
-        and (
-            event_kind <> 'withdrawal'
-            or exists (
-                select 1 from bitstamp_movements
-                where bitstamp_movements.account = bitstamp_entries.account
-                    and bitstamp_movements.entry_id = bitstamp_entries.entry_id
-                    and bitstamp_movements.fee_split
-            )
-        )
-),
-
 bitvavo_fills as (
     select * from fills where exchange = 'bitvavo'
 ),
 
+-- both legs of a fill (the fee is among the charges below)
 bitvavo_fill_legs as (
     select
         exchange,
         account,
-        base_asset as asset,
-        case side when 'buy' then base_amount else -base_amount end as amount,
-        'trade_base' as kind,
+        leg.asset,
+        leg.amount,
+        leg.kind,
         executed_at,
         fill_id as reference,
         source,
@@ -149,41 +106,21 @@ bitvavo_fill_legs as (
         side as event_type,
         market,
         null::bigint as sequence,
-        1 as leg
-    from bitvavo_fills
-    union all
-    select
-        exchange,
-        account,
-        quote_asset as asset,
-        case side when 'buy' then -quote_amount else quote_amount end as amount,
-        'trade_quote' as kind,
-        executed_at,
-        fill_id as reference,
-        source,
-        'trade' as event_kind,
-        side as event_type,
-        market,
-        null::bigint as sequence,
-        2 as leg
-    from bitvavo_fills
-    union all
-    select
-        exchange,
-        account,
-        coalesce(fee_asset, '?') as asset,
-        -fee as amount,
-        'fee' as kind,
-        executed_at,
-        fill_id as reference,
-        source,
-        'trade' as event_kind,
-        side as event_type,
-        market,
-        null::bigint as sequence,
-        3 as leg
-    from bitvavo_fills
-    where coalesce(fee, 0) <> 0
+        leg.leg
+    from bitvavo_fills, unnest([
+        {
+            'asset': base_asset,
+            'amount': case side when 'buy' then base_amount else -base_amount end,
+            'kind': 'trade_base',
+            'leg': 1
+        },
+        {
+            'asset': quote_asset,
+            'amount': case side when 'buy' then -quote_amount else quote_amount end,
+            'kind': 'trade_quote',
+            'leg': 2
+        }
+    ]) as legs(leg)
 ),
 
 bitvavo_transfers as (
@@ -198,8 +135,7 @@ bitvavo_transfer_legs as (
         -- a withdrawal's on-chain leg: what left the balance, less a fee that is its own leg
         case kind
             when 'deposit' then amount
-            else balance_change
-                + case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end
+            else balance_change + own_fee(fee, fee_asset, asset)
         end as amount,
         kind,
         executed_at,
@@ -211,37 +147,12 @@ bitvavo_transfer_legs as (
         null::bigint as sequence,
         1 as leg
     from bitvavo_transfers
-    union all
-    select
-        exchange,
-        account,
-        coalesce(fee_asset, asset) as asset,
-        -fee as amount,
-        kind || '_fee' as kind,
-        executed_at,
-        transfer_id as reference,
-        source,
-        kind as event_kind,
-        kind as event_type,
-        null::varchar as market,
-        null::bigint as sequence,
-        3 as leg
-    from bitvavo_transfers
-    where coalesce(fee, 0) <> 0
-),
-
-event_source as (
-    select *
-    from read_parquet(
-        '{lake}/other_events/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
 ),
 
 bitvavo_events as (
     select
-        exchange::varchar as exchange,
-        account::varchar as account,
+        exchange,
+        account,
         event_id,
         event_type,
         kind as event_kind,
@@ -250,11 +161,8 @@ bitvavo_events as (
         fee_asset,
         executed_at,
         source
-    from event_source
+    from staging.other_events
     where exchange = 'bitvavo'
-    qualify row_number() over (
-        partition by exchange, account, source, event_id order by fetched_at desc, filename desc
-    ) = 1
 ),
 
 bitvavo_event_movements as (
@@ -282,23 +190,53 @@ bitvavo_event_legs as (
         1 as leg
     from bitvavo_event_movements
     left join kinds on kinds.source_kind = bitvavo_event_movements.event_kind
-    union all
+),
+
+-- every fee charged (Bitstamp ledger rows, Bitvavo fills, transfers and events), a leg of its
+-- own; a fee whose asset the source does not say is booked in asset '?'
+charges as (
     select
-        exchange,
+        'bitstamp' as exchange,
         account,
         coalesce(fee_asset, '?') as asset,
         -fee as amount,
-        'fee' as kind,
+        case event_kind
+            when 'deposit' then 'deposit_fee'
+            when 'withdrawal' then 'withdrawal_fee'
+            else 'fee'
+        end as kind,
         executed_at,
-        event_id as reference,
+        entry_id::varchar as reference,
         source,
         event_kind,
-        event_type,
-        null::varchar as market,
-        null::bigint as sequence,
-        3 as leg
+        type_code as event_type,
+        case when event_kind = 'trade' then pair end as market,
+        entry_id as sequence
+    from bitstamp_entries
+    -- a withdrawal's fee is a leg of its own only where its amount was split above
+    where event_kind <> 'withdrawal'
+        or exists (
+            select 1 from bitstamp_movements
+            where bitstamp_movements.account = bitstamp_entries.account
+                and bitstamp_movements.entry_id = bitstamp_entries.entry_id
+                and bitstamp_movements.fee_split
+        )
+    union all
+    select exchange, account, coalesce(fee_asset, '?'), -fee, 'fee', executed_at, fill_id, source,
+        'trade', side, market, null
+    from bitvavo_fills
+    union all
+    select exchange, account, coalesce(fee_asset, asset), -fee, kind || '_fee', executed_at,
+        transfer_id, source, kind, kind, null, null
+    from bitvavo_transfers
+    union all
+    select exchange, account, coalesce(fee_asset, '?'), -fee, 'fee', executed_at, event_id,
+        source, event_kind, event_type, null, null
     from bitvavo_events
-    where coalesce(fee, 0) <> 0
+),
+
+fee_legs as (
+    select *, 3 as leg from charges where coalesce(amount, 0) <> 0
 ),
 
 final as (
@@ -319,7 +257,7 @@ final as (
     from (
         select * from bitstamp_legs
         union all
-        select * from bitstamp_fees
+        select * from fee_legs
         union all
         select * from bitvavo_fill_legs
         union all

@@ -15,25 +15,9 @@
 --       (null: it can be as early as the first row).
 --   divergence_evidence: what pins diverged_after ('negative balance', 'earlier snapshot',
 --       or 'none': then it is simply the last row before the snapshot).
-with snapshot_source as (
-    select *
-    from read_parquet(
-        '{lake}/balance_snapshots/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
-snapshots as (
-    select
-        exchange::varchar as exchange,
-        account::varchar as account,
-        asset,
-        total as reported,
-        taken_at
-    from snapshot_source
-    qualify row_number() over (
-        partition by exchange, account, asset, taken_at order by fetched_at desc, filename desc
-    ) = 1
+with snapshots as (
+    select exchange, account, asset, total as reported, taken_at
+    from staging.balance_snapshots
 ),
 
 latest as (
@@ -53,23 +37,6 @@ moments as (
         arg_max(balance, position) as balance
     from balances_computed
     group by exchange, account, asset, executed_at
-),
-
-snapshot_balances as (
-    select
-        snapshots.exchange,
-        snapshots.account,
-        snapshots.asset,
-        snapshots.taken_at,
-        snapshots.reported,
-        coalesce(moments.balance, 0) as computed,
-        coalesce(moments.position, 0) as position
-    from snapshots
-    asof left join moments
-        on moments.exchange = snapshots.exchange
-        and moments.account = snapshots.account
-        and moments.asset = snapshots.asset
-        and snapshots.taken_at >= moments.executed_at
 ),
 
 ledger_assets as (
@@ -97,42 +64,53 @@ unlisted as (
     )
 ),
 
-latest_reported as (
-    select snapshots.exchange, snapshots.account, snapshots.asset, snapshots.taken_at,
-        snapshots.reported
-    from snapshots
-    inner join latest
-        on latest.exchange = snapshots.exchange
-        and latest.account = snapshots.account
-        and latest.taken_at = snapshots.taken_at
-    union all
-    select * from unlisted
+-- every reported balance (and the 0 of an unlisted asset) against the ledger replayed up to
+-- its time
+snapshot_balances as (
+    select
+        reported.exchange,
+        reported.account,
+        reported.asset,
+        reported.taken_at,
+        reported.reported,
+        coalesce(moments.balance, 0) as computed,
+        coalesce(moments.position, 0) as position
+    from (select * from snapshots union all by name select * from unlisted) as reported
+    asof left join moments
+        on moments.exchange = reported.exchange
+        and moments.account = reported.account
+        and moments.asset = reported.asset
+        and reported.taken_at >= moments.executed_at
 ),
 
+-- the latest snapshot's
 compared as (
     select
-        latest_reported.exchange,
-        latest_reported.account,
-        latest_reported.asset,
-        latest_reported.taken_at,
-        latest_reported.reported,
-        coalesce(moments.balance, 0) as computed,
-        latest_reported.reported - coalesce(moments.balance, 0) as difference,
-        coalesce(moments.position, 0) as last_position
-    from latest_reported
-    asof left join moments
-        on moments.exchange = latest_reported.exchange
-        and moments.account = latest_reported.account
-        and moments.asset = latest_reported.asset
-        and latest_reported.taken_at >= moments.executed_at
+        exchange,
+        account,
+        asset,
+        taken_at,
+        reported,
+        computed,
+        reported - computed as difference,
+        position as last_position
+    from snapshot_balances
+    inner join latest using (exchange, account, taken_at)
 ),
 
-agreed_before as (
+-- what the earlier snapshots say: the last position at which one agreed, and the first at
+-- which one was already off by the same difference
+earlier as (
     select
         compared.exchange,
         compared.account,
         compared.asset,
-        max(snapshot_balances.position) as position
+        max(snapshot_balances.position) filter (
+            where snapshot_balances.reported = snapshot_balances.computed
+        ) as agreed_position,
+        min(snapshot_balances.position) filter (
+            where snapshot_balances.reported - snapshot_balances.computed = compared.difference
+        ) as off_position
     from compared
     inner join snapshot_balances
         on snapshot_balances.exchange = compared.exchange
@@ -140,24 +118,6 @@ agreed_before as (
         and snapshot_balances.asset = compared.asset
         and snapshot_balances.taken_at < compared.taken_at
     where compared.difference <> 0
-        and snapshot_balances.reported = snapshot_balances.computed
-    group by compared.exchange, compared.account, compared.asset
-),
-
-off_before as (
-    select
-        compared.exchange,
-        compared.account,
-        compared.asset,
-        min(snapshot_balances.position) as position
-    from compared
-    inner join snapshot_balances
-        on snapshot_balances.exchange = compared.exchange
-        and snapshot_balances.account = compared.account
-        and snapshot_balances.asset = compared.asset
-        and snapshot_balances.taken_at < compared.taken_at
-    where compared.difference <> 0
-        and snapshot_balances.reported - snapshot_balances.computed = compared.difference
     group by compared.exchange, compared.account, compared.asset
 ),
 
@@ -192,15 +152,14 @@ candidate_bounds as (
         greatest(
             coalesce(replayed.last_corrected_negative, case when compared.difference < 0 then 0 end)
             + 1,
-            agreed_before.position,
+            earlier.agreed_position,
             0
         ) as lower_position,
         replayed.first_negative - 1 as before_negative,
-        off_before.position as before_snapshot
+        earlier.off_position as before_snapshot
     from compared
     left join replayed using (exchange, account, asset)
-    left join agreed_before using (exchange, account, asset)
-    left join off_before using (exchange, account, asset)
+    left join earlier using (exchange, account, asset)
     where compared.difference <> 0
 ),
 

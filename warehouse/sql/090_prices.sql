@@ -47,7 +47,7 @@ fx_rates as (
         market,
         close_time,
         close as rate,
-        (close::decimal(38, 12) * 1000000000000)::hugeint as rate_units,
+        close_units(close) as rate_units,
         base <> 'EUR' as inverted,
         case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
         case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den
@@ -59,23 +59,26 @@ eur_rates as (
     select close_time, rate, rate_units from fx_rates where currency = 'USD'
 ),
 
+-- a close is a price in its quote currency: in EUR (Bitvavo's first), and Bitstamp's in USD
 direct as (
     select
+        quote as currency,
         base as asset,
         close_time as as_of,
         close_time as observed_at,
         close as price,
         exchange || ' ' || market || ' 1h' as source,
-        case exchange when 'bitvavo' then 1 else 2 end as priority
+        case when exchange = 'bitvavo' or quote = 'USD' then 1 else 2 end as priority
     from observed
-    where quote = 'EUR' and base <> 'EUR'
+    where (quote = 'EUR' and base <> 'EUR')
+        or (exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD'))
 ),
 
 usd_quoted as (
     select
         observed.base as asset,
         observed.close_time,
-        (observed.close::decimal(38, 12) * 1000000000000)::hugeint as price_units,
+        close_units(observed.close) as price_units,
         observed.exchange || ' ' || observed.market || ' 1h / bitstamp EUR-USD 1h' as source
     from observed
     where observed.exchange = 'bitstamp' and observed.quote = 'USD' and observed.base <> 'EUR'
@@ -86,10 +89,9 @@ via_usd as (
         usd_quoted.asset,
         usd_quoted.close_time as as_of,
         least(usd_quoted.close_time, eur_rates.close_time) as observed_at,
-        (
-            (usd_quoted.price_units * 2000000000000000000 + eur_rates.rate_units)
-            // (2 * eur_rates.rate_units)
-        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
+        units_to_decimal(
+            rounded_quotient(usd_quoted.price_units * 1000000000000000000, eur_rates.rate_units)
+        ) as price,
         usd_quoted.source,
         3 as priority
     from usd_quoted
@@ -101,24 +103,10 @@ usd as (
         'USD' as asset,
         close_time as as_of,
         close_time as observed_at,
-        (
-            (2000000000000000000000000000000::hugeint + rate_units) // (2 * rate_units)
-        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
+        inverted_close(rate_units) as price,
         'bitstamp EUR-USD 1h (inverted)' as source,
         1 as priority
     from eur_rates
-),
-
-usd_direct as (
-    select
-        base as asset,
-        close_time as as_of,
-        close_time as observed_at,
-        close as price,
-        exchange || ' ' || market || ' 1h' as source,
-        1 as priority
-    from observed
-    where exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD')
 ),
 
 eur_in_fx as (
@@ -127,12 +115,7 @@ eur_in_fx as (
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
-        case
-            when inverted then (
-                (2000000000000000000000000000000::hugeint + rate_units) // (2 * rate_units)
-            )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18)
-            else rate
-        end as price,
+        case when inverted then inverted_close(rate_units) else rate end as price,
         'bitstamp ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
             as source,
         1 as priority
@@ -140,16 +123,12 @@ eur_in_fx as (
 ),
 
 observations as (
-    select 'EUR' as currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source,
-        priority
+    select currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source, priority
     from direct
     union all
     select 'EUR', asset, as_of, observed_at, price, source, priority from via_usd
     union all
     select 'EUR', asset, as_of, observed_at, price, source, priority from usd
-    union all
-    select 'USD', asset, as_of, observed_at, price::decimal(38, 18), source, priority
-    from usd_direct
     union all
     select currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority
     from eur_in_fx
@@ -221,21 +200,15 @@ eur_final as (
 -- price_eur(asset) times one EUR in the currency: * the EUR-USD close (= / price_eur(USD)), or
 -- / the GBP-EUR close. The EUR price in units of 1e-18 (split at the point: the whole number
 -- times 1e18 would overflow DECIMAL(38, 18)) times rate_num / rate_den, rounded half up to 18
--- decimals once: (2 * units * num + den) // (2 * den)
+-- decimals once (the macros are in 000_macros.sql)
 cross_rates as (
     select
         fx_rates.currency,
         eur_final.asset,
         eur_final.priced_at,
-        (
-            (
-                2 * (
-                    trunc(eur_final.price)::hugeint * 1000000000000000000
-                    + ((eur_final.price - trunc(eur_final.price)) * 1000000000000000000)::hugeint
-                ) * fx_rates.rate_num
-                + fx_rates.rate_den
-            ) // (2 * fx_rates.rate_den)
-        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as price,
+        units_to_decimal(rounded_quotient(
+            decimal_units(eur_final.price) * fx_rates.rate_num, fx_rates.rate_den
+        )) as price,
         eur_final.source
             || case when fx_rates.inverted then ' / bitstamp ' else ' * bitstamp ' end
             || fx_rates.market || ' 1h' as source,

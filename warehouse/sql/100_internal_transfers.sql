@@ -13,65 +13,77 @@
 --   1. 'txid': the same transaction id (trimmed, lower-case) and asset on two accounts;
 --   2. 'amount and time', only when one side has no txid: the same asset, deposited = sent,
 --      the deposit from 1 hour before (clocks differ) to 72 hours after the withdrawal.
-with balance_moving as (
+with renamed as (
     select
-        *,
-        case when coalesce(fee_asset, asset) = asset then coalesce(fee, 0) else 0 end as own_fee
+        * replace (nullif(lower(trim(txid)), '') as txid),
+        {'exchange': exchange, 'account': account, 'source': source, 'transfer_id': transfer_id}
+            as transfer_key,
+        case
+            when kind = 'withdrawal' then -balance_change - own_fee(fee, fee_asset, asset)
+            else amount
+        end as on_chain
     from transfers
     where in_ledger
 ),
 
-renamed as (
-    select
-        exchange,
-        account,
-        source,
-        transfer_id,
-        kind,
-        asset,
-        amount,
-        fee,
-        fee_asset,
-        nullif(lower(trim(txid)), '') as txid,
-        executed_at,
-        balance_change,
-        case when kind = 'withdrawal' then -balance_change - own_fee else amount end as on_chain
-    from balance_moving
-),
-
+-- each side under the names of its columns in the view
 withdrawals as (
-    select * from renamed where kind = 'withdrawal'
+    select
+        transfer_key as withdrawal_key,
+        asset,
+        txid,
+        on_chain,
+        exchange as withdrawal_exchange,
+        account as withdrawal_account,
+        transfer_id as withdrawal_id,
+        executed_at as withdrawn_at,
+        -balance_change as withdrawn,
+        fee as withdrawal_fee,
+        on_chain as sent
+    from renamed
+    where kind = 'withdrawal'
 ),
 
 deposits as (
-    select * from renamed where kind = 'deposit'
+    select
+        transfer_key as deposit_key,
+        asset,
+        txid,
+        on_chain,
+        exchange as deposit_exchange,
+        account as deposit_account,
+        transfer_id as deposit_id,
+        executed_at as deposited_at,
+        amount as deposited,
+        fee as deposit_fee,
+        balance_change as received
+    from renamed
+    where kind = 'deposit'
 ),
 
 pairs as (
     select
-        withdrawals.exchange as withdrawal_exchange,
-        withdrawals.account as withdrawal_account,
-        withdrawals.source as withdrawal_source,
-        withdrawals.transfer_id as withdrawal_id,
-        deposits.exchange as deposit_exchange,
-        deposits.account as deposit_account,
-        deposits.source as deposit_source,
-        deposits.transfer_id as deposit_id,
+        withdrawals.withdrawal_key,
+        deposits.deposit_key,
         coalesce(withdrawals.txid = deposits.txid, false) as same_txid,
         abs(deposits.on_chain - withdrawals.on_chain) as amount_apart,
-        abs(epoch_ms(deposits.executed_at) - epoch_ms(withdrawals.executed_at)) as ms_apart
+        abs(epoch_ms(deposits.deposited_at) - epoch_ms(withdrawals.withdrawn_at)) as ms_apart
     from withdrawals
     inner join deposits
         on deposits.asset = withdrawals.asset
-        and (deposits.exchange <> withdrawals.exchange or deposits.account <> withdrawals.account)
+        and (
+            deposits.deposit_exchange <> withdrawals.withdrawal_exchange
+            or deposits.deposit_account <> withdrawals.withdrawal_account
+        )
         and (
             deposits.txid = withdrawals.txid
             or (
                 (deposits.txid is null or withdrawals.txid is null)
                 and deposits.on_chain = withdrawals.on_chain
-                and deposits.executed_at
-                between withdrawals.executed_at - interval 1 hour
-                and withdrawals.executed_at + interval 72 hour
+                and within(
+                    deposits.deposited_at, withdrawals.withdrawn_at, interval 1 hour,
+                    interval 72 hour
+                )
             )
         )
 ),
@@ -81,52 +93,38 @@ txid_matches as (
     from pairs
     where same_txid
     qualify row_number() over (
-        partition by withdrawal_exchange, withdrawal_account, withdrawal_source, withdrawal_id
-        order by amount_apart, ms_apart, deposit_exchange, deposit_account, deposit_id
+        partition by withdrawal_key
+        order by amount_apart, ms_apart, deposit_key.exchange, deposit_key.account,
+            deposit_key.transfer_id
     ) = 1
     and row_number() over (
-        partition by deposit_exchange, deposit_account, deposit_source, deposit_id
-        order by amount_apart, ms_apart, withdrawal_exchange, withdrawal_account, withdrawal_id
+        partition by deposit_key
+        order by amount_apart, ms_apart, withdrawal_key.exchange, withdrawal_key.account,
+            withdrawal_key.transfer_id
     ) = 1
-),
-
-amount_candidates as (
-    select *
-    from pairs
-    where not same_txid
-        and not exists (
-            select 1 from txid_matches
-            where txid_matches.withdrawal_exchange = pairs.withdrawal_exchange
-                and txid_matches.withdrawal_account = pairs.withdrawal_account
-                and txid_matches.withdrawal_source = pairs.withdrawal_source
-                and txid_matches.withdrawal_id = pairs.withdrawal_id
-        )
-        and not exists (
-            select 1 from txid_matches
-            where txid_matches.deposit_exchange = pairs.deposit_exchange
-                and txid_matches.deposit_account = pairs.deposit_account
-                and txid_matches.deposit_source = pairs.deposit_source
-                and txid_matches.deposit_id = pairs.deposit_id
-        )
 ),
 
 amount_matches as (
     select *
-    from amount_candidates
+    from pairs
+    where not same_txid
+        and withdrawal_key not in (select withdrawal_key from txid_matches)
+        and deposit_key not in (select deposit_key from txid_matches)
     qualify row_number() over (
-        partition by withdrawal_exchange, withdrawal_account, withdrawal_source, withdrawal_id
-        order by ms_apart, deposit_exchange, deposit_account, deposit_id
+        partition by withdrawal_key
+        order by ms_apart, deposit_key.exchange, deposit_key.account, deposit_key.transfer_id
     ) = 1
     and row_number() over (
-        partition by deposit_exchange, deposit_account, deposit_source, deposit_id
-        order by ms_apart, withdrawal_exchange, withdrawal_account, withdrawal_id
+        partition by deposit_key
+        order by ms_apart, withdrawal_key.exchange, withdrawal_key.account,
+            withdrawal_key.transfer_id
     ) = 1
 ),
 
 matches as (
-    select *, 'txid' as match_rule from txid_matches
+    select withdrawal_key, deposit_key, 'txid' as match_rule from txid_matches
     union all
-    select *, 'amount and time' as match_rule from amount_matches
+    select withdrawal_key, deposit_key, 'amount and time' as match_rule from amount_matches
 ),
 
 matched as (
@@ -134,107 +132,44 @@ matched as (
         'matched' as status,
         matches.match_rule,
         withdrawals.asset,
-        withdrawals.exchange as withdrawal_exchange,
-        withdrawals.account as withdrawal_account,
-        withdrawals.transfer_id as withdrawal_id,
-        withdrawals.executed_at as withdrawn_at,
-        -withdrawals.balance_change as withdrawn,
-        withdrawals.fee as withdrawal_fee,
-        withdrawals.on_chain as sent,
-        deposits.exchange as deposit_exchange,
-        deposits.account as deposit_account,
-        deposits.transfer_id as deposit_id,
-        deposits.executed_at as deposited_at,
-        deposits.amount as deposited,
-        deposits.fee as deposit_fee,
-        deposits.balance_change as received,
+        withdrawals.* exclude (withdrawal_key, asset, txid, on_chain),
+        deposits.* exclude (deposit_key, asset, txid, on_chain),
         coalesce(withdrawals.txid, deposits.txid) as txid,
-        deposits.amount - withdrawals.on_chain as difference,
-        deposits.executed_at - withdrawals.executed_at as in_transit
+        deposits.deposited - withdrawals.sent as difference,
+        deposits.deposited_at - withdrawals.withdrawn_at as in_transit
     from matches
-    inner join withdrawals
-        on withdrawals.exchange = matches.withdrawal_exchange
-        and withdrawals.account = matches.withdrawal_account
-        and withdrawals.source = matches.withdrawal_source
-        and withdrawals.transfer_id = matches.withdrawal_id
-    inner join deposits
-        on deposits.exchange = matches.deposit_exchange
-        and deposits.account = matches.deposit_account
-        and deposits.source = matches.deposit_source
-        and deposits.transfer_id = matches.deposit_id
+    inner join withdrawals on withdrawals.withdrawal_key = matches.withdrawal_key
+    inner join deposits on deposits.deposit_key = matches.deposit_key
 ),
 
 unmatched_withdrawals as (
     select
         'unmatched_withdrawal' as status,
-        null::varchar as match_rule,
         asset,
-        exchange as withdrawal_exchange,
-        account as withdrawal_account,
-        transfer_id as withdrawal_id,
-        executed_at as withdrawn_at,
-        -balance_change as withdrawn,
-        fee as withdrawal_fee,
-        on_chain as sent,
-        null::varchar as deposit_exchange,
-        null::varchar as deposit_account,
-        null::varchar as deposit_id,
-        null::timestamptz as deposited_at,
-        null::decimal(38, 18) as deposited,
-        null::decimal(38, 18) as deposit_fee,
-        null::decimal(38, 18) as received,
-        txid,
-        null::decimal(38, 18) as difference,
-        null::interval as in_transit
+        * exclude (withdrawal_key, asset, txid, on_chain),
+        txid
     from withdrawals
-    where not exists (
-        select 1 from matches
-        where matches.withdrawal_exchange = withdrawals.exchange
-            and matches.withdrawal_account = withdrawals.account
-            and matches.withdrawal_source = withdrawals.source
-            and matches.withdrawal_id = withdrawals.transfer_id
-    )
+    where withdrawal_key not in (select withdrawal_key from matches)
 ),
 
 unmatched_deposits as (
     select
         'unmatched_deposit' as status,
-        null::varchar as match_rule,
         asset,
-        null::varchar as withdrawal_exchange,
-        null::varchar as withdrawal_account,
-        null::varchar as withdrawal_id,
-        null::timestamptz as withdrawn_at,
-        null::decimal(38, 18) as withdrawn,
-        null::decimal(38, 18) as withdrawal_fee,
-        null::decimal(38, 18) as sent,
-        exchange as deposit_exchange,
-        account as deposit_account,
-        transfer_id as deposit_id,
-        executed_at as deposited_at,
-        amount as deposited,
-        fee as deposit_fee,
-        balance_change as received,
-        txid,
-        null::decimal(38, 18) as difference,
-        null::interval as in_transit
+        * exclude (deposit_key, asset, txid, on_chain),
+        txid
     from deposits
-    where not exists (
-        select 1 from matches
-        where matches.deposit_exchange = deposits.exchange
-            and matches.deposit_account = deposits.account
-            and matches.deposit_source = deposits.source
-            and matches.deposit_id = deposits.transfer_id
-    )
+    where deposit_key not in (select deposit_key from matches)
 ),
 
+-- an unmatched side's columns of the other side are null
 final as (
     select *
     from (
         select * from matched
-        union all
+        union all by name
         select * from unmatched_withdrawals
-        union all
+        union all by name
         select * from unmatched_deposits
     )
     order by coalesce(withdrawn_at, deposited_at), status, asset

@@ -9,10 +9,7 @@
 --             rounded half away from zero to 18 decimals. A fee with no price then (before the
 --             asset's first candle, or an asset nobody prices) is left out of value and counted
 --             in unvalued; max_price_staleness is the oldest price used (fee time - observation).
--- Exact and fast arithmetic (as in fill_checks): a DECIMAL(38,18) product is DECIMAL(38,36) and
--- overflows from 100, and rescaling or dividing 128-bit integers is slow. So both factors are
--- read from their 18-decimal text as a whole part and the fraction in two 9-digit halves:
--- every partial product fits its integer type, and only 64-bit integers are ever divided.
+-- Exact and fast arithmetic: exact_product and its kin (000_macros.sql).
 with fee_legs as (
     select
         exchange,
@@ -47,67 +44,16 @@ priced as (
 ),
 
 -- EUR is its own value: only other assets are multiplied
-digits as (
-    select
-        *,
-        case when asset <> 'EUR' then abs(fee)::varchar end as fee_digits,
-        case when asset <> 'EUR' then price::varchar end as price_digits
-    from priced
-),
-
-parts as (
-    select
-        * exclude (fee_digits, price_digits),
-        split_part(fee_digits, '.', 1)::hugeint as fee_whole,
-        left(split_part(fee_digits, '.', 2), 9)::bigint as fee_high,
-        right(split_part(fee_digits, '.', 2), 9)::bigint as fee_low,
-        split_part(price_digits, '.', 1)::hugeint as price_whole,
-        left(split_part(price_digits, '.', 2), 9)::bigint as price_high,
-        right(split_part(price_digits, '.', 2), 9)::bigint as price_low
-    from digits
-),
-
--- fee × price in units of 1e-18: whole·whole·1e18 + whole·fraction + fraction·whole
--- + fraction·fraction / 1e18, the last from the halves (the middle terms carried in 64 bits);
--- rest (in 1e-18 of a unit) decides the rounding
-halves as (
-    select
-        *,
-        fee_high * price_low + fee_low * price_high + (fee_low * price_low) // 1000000000
-            as middle,
-        (fee_low * price_low) % 1000000000 as tail
-    from parts
-),
-
-products as (
-    select
-        *,
-        fee_whole * price_whole * 1000000000000000000
-        + fee_whole * (price_high * 1000000000 + price_low)
-        + (fee_high * 1000000000 + fee_low) * price_whole
-        + fee_high * price_high
-        + middle // 1000000000 as floor_units,
-        (middle % 1000000000) * 1000000000 + tail as rest
-    from halves
-),
-
 valued as (
     select
-        exchange,
-        account,
-        asset,
-        market,
-        fee_type,
-        fee,
-        executed_at,
-        price_staleness,
+        * exclude (price),
         case
             when asset = 'EUR' then fee
-            else (
-                sign(fee) * (floor_units + case when rest >= 500000000000000000 then 1 else 0 end)
-            )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18)
+            else units_to_decimal(
+                sign(fee) * exact_round(exact_product(decimal_parts(abs(fee)), decimal_parts(price)))
+            )
         end as value
-    from products
+    from priced
 ),
 
 final as (

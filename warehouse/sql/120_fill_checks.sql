@@ -43,27 +43,23 @@
 --    fills equally, or only fills already matched to another item), or was matched to it by id
 --    alone; history_problem says which item and why, history_items lists the items matched.
 --
--- Exact and fast arithmetic: a DECIMAL(38,18) product is DECIMAL(38,36) and overflows from
--- 100, and rescaling or dividing 128-bit integers is slow. So each factor is read from its
--- 18-decimal text as a whole part and its fraction in two 9-digit halves: every partial
--- product fits its integer type, and only 64-bit integers are ever divided.
+-- Exact and fast arithmetic: the macros of 000_macros.sql (exact_product, rounded_quotient…).
 with fill_source as (
-    select *
-    from read_parquet(
-        '{lake}/fills/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
+    select * from staging.fills_landed
 ),
 
 -- per fill: its landed rows, and the raw text of the one `fills` keeps (an order-book row
 -- first, then the newest fetch)
 landed as (
     select
-        exchange::varchar as exchange,
-        account::varchar as account,
+        exchange,
+        account,
         market,
         fill_id,
         count(*) as landed_copies,
+        case
+            when count(*) > 1 then string_agg(distinct source, ', ' order by source)
+        end as landed_sources,
         arg_max(
             raw, {'book': source = 'trades', 'fetched_at': fetched_at, 'file': filename}
         ) as raw
@@ -71,55 +67,18 @@ landed as (
     group by all
 ),
 
-landed_sources as (
-    select
-        landed.exchange,
-        landed.account,
-        landed.market,
-        landed.fill_id,
-        string_agg(distinct fill_source.source, ', ' order by fill_source.source) as sources
-    from landed
-    inner join fill_source
-        on fill_source.exchange::varchar = landed.exchange
-        and fill_source.account::varchar = landed.account
-        and fill_source.market = landed.market
-        and fill_source.fill_id = landed.fill_id
-    where landed.landed_copies > 1
-    group by all
-),
-
-ledger_source as (
-    select *
-    from read_parquet(
-        '{lake}/bitstamp_ledger/*/*.parquet',
-        hive_partitioning=true, union_by_name=true
-    )
-),
-
 ledger_rows as (
-    select distinct 'bitstamp' as exchange, account::varchar as account, entry_id::varchar as id
-    from ledger_source
-),
-
-history_source as (
-    select *
-    from read_parquet(
-        '{lake}/bitvavo_history/*/*.parquet',
-        hive_partitioning=true, union_by_name=true
-    )
+    select distinct 'bitstamp' as exchange, account, entry_id::varchar as id
+    from staging.bitstamp_ledger_landed
 ),
 
 history_rows as (
-    select distinct 'bitvavo' as exchange, account::varchar as account, transaction_id as id
-    from history_source
+    select distinct 'bitvavo' as exchange, account, transaction_id as id
+    from staging.bitvavo_history_landed
 ),
 
 match_source as (
-    select *
-    from read_parquet(
-        '{lake}/bitvavo_history_matches/*/*.parquet',
-        hive_partitioning=true, union_by_name=true
-    )
+    select * from staging.bitvavo_history_matches_landed
 ),
 
 -- per order-book fill: the landed account/history items matched to it, and their problems
@@ -138,31 +97,14 @@ history_links as (
         ) as history_problem
     from match_source
     inner join history_rows
-        on history_rows.account = match_source.account::varchar
+        on history_rows.account = match_source.account
         and history_rows.id = match_source.transaction_id
     group by all
 ),
 
-schedule_source as (
-    select *
-    from read_parquet(
-        '{lake}/fee_schedules/*/*/*.parquet',
-        hive_partitioning=true, union_by_name=true, filename=true
-    )
-),
-
 schedules as (
-    select
-        exchange::varchar as exchange,
-        account::varchar as account,
-        market,
-        maker,
-        taker,
-        taken_at
-    from schedule_source
-    qualify row_number() over (
-        partition by exchange, account, market, taken_at order by fetched_at desc, filename desc
-    ) = 1
+    select exchange, account, market, maker, taker, taken_at
+    from staging.fee_schedules
 ),
 
 -- per traded market: its own snapshots, and the account-wide ones (market '') at other times
@@ -189,10 +131,7 @@ market_schedules as (
 schedule_periods as (
     select
         *,
-        greatest(maker, taker) as higher,
-        abs(maker)::varchar as maker_digits,
-        abs(taker)::varchar as taker_digits,
-        abs(higher)::varchar as higher_digits
+        greatest(maker, taker) as higher
     from (
         select *, taken_at as judges_from, true as in_force
         from market_schedules
@@ -216,7 +155,7 @@ joined as (
         fills.*,
         landed.raw,
         landed.landed_copies,
-        landed_sources.sources as landed_sources,
+        landed.landed_sources,
         case
             when fills.exchange = 'bitstamp' then ledger_rows.id is null
             when fills.source = 'account/history' then false
@@ -233,32 +172,14 @@ joined as (
             when true then schedule_periods.taker
             when false then schedule_periods.maker
             else schedule_periods.higher
-        end as schedule_rate,
-        case fills.taker
-            when true then schedule_periods.taker_digits
-            when false then schedule_periods.maker_digits
-            else schedule_periods.higher_digits
-        end as rate_digits
+        end as schedule_rate
     from fills
-    left join landed
-        on landed.exchange = fills.exchange
-        and landed.account = fills.account
-        and landed.market = fills.market
-        and landed.fill_id = fills.fill_id
-    left join landed_sources
-        on landed_sources.exchange = fills.exchange
-        and landed_sources.account = fills.account
-        and landed_sources.market = fills.market
-        and landed_sources.fill_id = fills.fill_id
+    left join landed using (exchange, account, market, fill_id)
     left join ledger_rows
         on ledger_rows.exchange = fills.exchange
         and ledger_rows.account = fills.account
         and ledger_rows.id = fills.fill_id
-    left join history_links
-        on history_links.exchange = fills.exchange
-        and history_links.account = fills.account
-        and history_links.market = fills.market
-        and history_links.fill_id = fills.fill_id
+    left join history_links using (exchange, account, market, fill_id)
     asof left join schedule_periods
         on schedule_periods.exchange = fills.exchange
         and schedule_periods.account = fills.account
@@ -307,106 +228,51 @@ texts as (
 decimals as (
     select
         * exclude (quote_text, base_text, fee_text),
-        least(18, case
-            when quote_rule = 'exact' then null
-            when strpos(quote_text, '.') > 0 then length(quote_text) - strpos(quote_text, '.')
-            when quote_text <> '' then 0
-            else length(split_part(rtrim(rtrim(quote_amount::varchar, '0'), '.'), '.', 2))
-        end) as quote_decimals,
-        least(18, case
-            when quote_rule <> 'leg rounded' then null
-            when strpos(base_text, '.') > 0 then length(base_text) - strpos(base_text, '.')
-            when base_text <> '' then 0
-            else length(split_part(rtrim(rtrim(base_amount::varchar, '0'), '.'), '.', 2))
-        end) as base_decimals,
-        least(18, case
-            when strpos(fee_text, '.') > 0 then length(fee_text) - strpos(fee_text, '.')
-            when fee_text <> '' then 0
-            else length(split_part(rtrim(rtrim(abs(fee)::varchar, '0'), '.'), '.', 2))
-        end) as fee_decimals,
-        abs(base_amount)::varchar as base_digits,
-        abs(price)::varchar as price_digits,
-        abs(quote_amount)::varchar as quote_digits,
-        abs(fee)::varchar as fee_digits
+        case
+            when quote_rule <> 'exact' then decimals_as_sent(quote_text, quote_amount)
+        end as quote_decimals,
+        case
+            when quote_rule = 'leg rounded' then decimals_as_sent(base_text, base_amount)
+        end as base_decimals,
+        decimals_as_sent(fee_text, abs(fee)) as fee_decimals
     from texts
 ),
 
--- whole part (HUGEINT), and the 18-digit fraction as two 9-digit halves (BIGINT)
+-- every amount as its whole part and the halves of its fraction (`decimal_parts`)
 parts as (
     select
-        * exclude (base_digits, price_digits, quote_digits, rate_digits, fee_digits),
-        split_part(base_digits, '.', 1)::hugeint as base_whole,
-        left(split_part(base_digits, '.', 2), 9)::bigint as base_high,
-        right(split_part(base_digits, '.', 2), 9)::bigint as base_low,
-        split_part(price_digits, '.', 1)::hugeint as price_whole,
-        left(split_part(price_digits, '.', 2), 9)::bigint as price_high,
-        right(split_part(price_digits, '.', 2), 9)::bigint as price_low,
-        split_part(quote_digits, '.', 1)::hugeint as quote_whole,
-        left(split_part(quote_digits, '.', 2), 9)::bigint as quote_high,
-        right(split_part(quote_digits, '.', 2), 9)::bigint as quote_low,
-        sign(schedule_rate) as rate_sign,
-        split_part(rate_digits, '.', 1)::hugeint as rate_whole,
-        left(split_part(rate_digits, '.', 2), 9)::bigint as rate_high,
-        right(split_part(rate_digits, '.', 2), 9)::bigint as rate_low,
-        sign(fee) as fee_sign,
-        split_part(fee_digits, '.', 1)::hugeint as fee_whole,
-        split_part(fee_digits, '.', 2)::bigint as fee_fraction
-    from decimals
-),
-
--- a × b in units of 1e-18 = whole·whole·1e18 + whole·fraction + fraction·whole
--- + fraction·fraction / 1e18, the last from the halves: high·high, then the middle terms
--- carried in 64 bits; remainder (units of 1e-36) decides the rounding
-halves as (
-    select
         *,
-        base_high * price_low + base_low * price_high
-        + (base_low * price_low) // 1000000000 as computed_middle,
-        (base_low * price_low) % 1000000000 as computed_tail,
-        quote_high * rate_low + quote_low * rate_high
-        + (quote_low * rate_low) // 1000000000 as allowed_middle,
-        (quote_low * rate_low) % 1000000000 as allowed_tail
-    from parts
+        decimal_parts(abs(base_amount)) as base_parts,
+        decimal_parts(abs(price)) as price_parts,
+        decimal_parts(abs(quote_amount)) as quote_parts,
+        sign(schedule_rate) as rate_sign,
+        decimal_parts(abs(schedule_rate)) as rate_parts,
+        sign(fee) as fee_sign,
+        decimal_parts(abs(fee)) as fee_parts
+    from decimals
 ),
 
 products as (
     select
         *,
-        base_whole * price_whole * 1000000000000000000
-        + base_whole * (price_high * 1000000000 + price_low)
-        + (base_high * 1000000000 + base_low) * price_whole
-        + base_high * price_high
-        + computed_middle // 1000000000 as computed_floor,
-        (computed_middle % 1000000000) * 1000000000 + computed_tail as computed_rest,
-        quote_whole * rate_whole * 1000000000000000000
-        + quote_whole * (rate_high * 1000000000 + rate_low)
-        + (quote_high * 1000000000 + quote_low) * rate_whole
-        + quote_high * rate_high
-        + allowed_middle // 1000000000 as allowed_floor,
-        (allowed_middle % 1000000000) * 1000000000 + allowed_tail as allowed_rest,
-        fee_whole * 1000000000000000000 + fee_fraction as fee_units,
-        nullif(
-            quote_whole * 1000000000000000000 + quote_high * 1000000000 + quote_low, 0
-        ) as quote_units,
-        price_whole * 1000000000000000000 + price_high * 1000000000 + price_low as price_units
-    from halves
+        exact_product(base_parts, price_parts) as computed,
+        exact_product(quote_parts, rate_parts) as allowed,
+        decimal_units(abs(fee)) as fee_units,
+        nullif(decimal_units(abs(quote_amount)), 0) as quote_units,
+        decimal_units(abs(price)) as price_units
+    from parts
 ),
 
 amounts as (
     select
         *,
-        (computed_floor + case when computed_rest >= 500000000000000000 then 1 else 0 end)
-            ::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as computed_quote,
-        computed_rest = 0 as computed_exact,
-        (
-            rate_sign * (
-                allowed_floor + case when allowed_rest >= 500000000000000000 then 1 else 0 end
-            )
-        )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18) as allowed_fee,
+        units_to_decimal(exact_round(computed)) as computed_quote,
+        computed['rest'] = 0 as computed_exact,
+        units_to_decimal(rate_sign * exact_round(allowed)) as allowed_fee,
         -- fee / quote to 12 decimals, half away from zero (one 128-bit division; null for a
         -- fee of 5·10^7 or more, whose units times 2·10^12 would not fit)
-        case when fee_whole < 50000000 then (
-            fee_sign * ((fee_units * 2000000000000 + quote_units) // (2 * quote_units))
+        case when fee_parts['whole'] < 50000000 then (
+            fee_sign * rounded_quotient(fee_units * 1000000000000, quote_units)
         )::decimal(38, 0) * 0.000000000001::decimal(38, 18) end as effective_rate
     from products
 ),
@@ -437,10 +303,10 @@ judged as (
             when abs(quote_difference) < unit[quote_decimals + 1] then true
             -- |difference| < price × 10^-base_decimals, that bound rounded up to 18 decimals
             -- (the same verdict: the difference has 18 decimals)
-            else abs(quote_difference) < (
+            else abs(quote_difference) < units_to_decimal(
                 (price_units + ('1' || repeat('0', base_decimals))::hugeint - 1)
                 // ('1' || repeat('0', base_decimals))::hugeint
-            )::decimal(38, 0) * 0.000000000000000001::decimal(38, 18)
+            )
         end as quote_ok,
         case
             when source = 'account/history' and exchange = 'bitvavo' then 'not_applicable'
