@@ -34,7 +34,7 @@ from pipelines.http import (
     TransportError,
 )
 
-# Codes that say which half of the key pair is wrong (docs/exchanges.md, "authentication").
+# Codes that say which half of the key pair is wrong (docs/exchanges.md, "…: authentication").
 _KEY_REFUSED = {"API0001", "API0011", "301", "305", "306"}  # key unknown, malformed, inactive
 _SECRET_REFUSED = {"API0005", "308", "309"}  # signature wrong: the secret
 _IP_REFUSED = {"API0002", "307"}

@@ -50,7 +50,10 @@ class BitstampEntry:
     crypto: CryptoTransfer | None = None
 
     def effect(self) -> dict[str, Decimal]:
-        """The balance change this row stands for (docs/exchanges.md, "ledger identity")."""
+        """The balance change this row stands for.
+
+        docs/exchanges.md, "Bitstamp: ledger identity".
+        """
         out = dict(self.moves)
         if self.type_code == TRADE:
             assert self.pair is not None

@@ -4,7 +4,7 @@
 --
 -- 1. quote: computed_quote = base_amount × price (exact; rounded half up to 18 decimals only
 --    if the product needs more, computed_exact false); quote_difference = quote_amount -
---    computed_quote; quote_rule says how it is judged (EXCHANGES.md), quote_ok the verdict:
+--    computed_quote; quote_rule says how it is judged (docs/exchanges.md), quote_ok the verdict:
 --      'exact' (Bitvavo /v2/trades: the quote is amount × price exactly): difference 0;
 --      'quote rounded' (Bitstamp: the quote amount is authoritative, rounded to its
 --          decimals as sent): |difference| ≤ half a unit of its last decimal;
