@@ -7,8 +7,8 @@
 --   event_kind / event_type: the source row's normalised kind and the exchange's own type.
 -- Bitstamp: the user_transactions ledger itself (docs/exchanges.md, "Bitstamp: ledger
 -- identity"): every currency column is a movement; the fee is charged on top of trades (in the
--- quote) and deposits, and is already inside a withdrawal's amount, which is split into withdrawal (on chain) and
--- withdrawal_fee so that the two add up to the row's amount.
+-- quote) and deposits, and is already inside a withdrawal's amount, which is split into
+-- withdrawal (on chain) and withdrawal_fee so that the two add up to the row's amount.
 -- A fee whose asset the source does not say is booked in asset '?' (it then cannot reconcile).
 -- Bitvavo: fills (both legs; the fee in its own asset once settled, a negative fee is a rebate),
 -- transfers (deposit +amount - fee; a withdrawal moves its balance_change from transfers, split
