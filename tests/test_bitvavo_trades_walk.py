@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -71,9 +72,7 @@ def at(ms_: int) -> datetime:
     return datetime.fromtimestamp(ms_ / 1000, UTC)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture

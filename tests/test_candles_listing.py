@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -56,9 +57,7 @@ def moment(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=ms(NOW))
+world = world_fixture(seed=SEED, days=DAYS, now_ms=ms(NOW))
 
 
 def listed(world: World) -> datetime:

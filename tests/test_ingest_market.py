@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import ClockedWorld
 
 from pipelines.config import load_settings
@@ -172,15 +173,8 @@ def assert_trades_match_world(
 # -- a two-month sync shared by the completeness tests ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=30, now_ms=ms(NOW))
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=SEED, world=world) as running:
-        yield running
+world = world_fixture(seed=SEED, days=30, now_ms=ms(NOW))
+sandbox = sandbox_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ from typing import Any
 import polars as pl
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_query import rows
 
 from pipelines.config import Settings
 from pipelines.datasets import FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.sandbox.variants import Variants, every_variant, parse_variants
 from pipelines.sandbox.world import World
-from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -45,13 +45,6 @@ def synced(
         seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles()), variants=variants
     )
     return variants, lake.settings
-
-
-def rows(settings: Settings, query: str) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query)
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def lake(settings: Settings, dataset: Any, exchange: str) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
+from warehouse_query import rows
 
 from pipelines.cli import main
 from pipelines.config import Settings
@@ -32,7 +33,6 @@ from pipelines.exchanges.records import LedgerEntry
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
 from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -44,13 +44,6 @@ DUCKDB_SHELL = Path(sys.executable).parent / "duckdb"
 
 def utc_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def rows(settings: Settings, query: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def verdicts(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_query import rows
 
 from pipelines.config import Settings
 from pipelines.datasets import BITSTAMP_LEDGER, FEE_SCHEDULES, FILLS
@@ -27,20 +28,12 @@ from pipelines.exchanges.records import FeeSchedule, Fill
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
 from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 60
 SEED = 7
 QUANTUM = Decimal("1e-18")
-
-
-def rows(settings: Settings, query: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def lake_copy(settings: Settings, directory: Path) -> Settings:
