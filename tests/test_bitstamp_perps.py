@@ -15,9 +15,8 @@ from typing import Any
 import polars as pl
 import pytest
 from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.datasets import FEE_SCHEDULES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges.bitstamp import pair_symbol
@@ -27,7 +26,6 @@ from pipelines.http import RequestBudget, RetryPolicy
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 12, tzinfo=UTC)
 TAKEN_AT = datetime(2024, 4, 1, tzinfo=UTC)
@@ -39,14 +37,8 @@ sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 
 def runtime(sandbox: Sandbox, directory: Path) -> Runtime:
-    config = directory / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    return Runtime(
-        load_settings(config),
-        retry=FAST_RETRY,
-        clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget()},
-    )
+    limiters = {"bitstamp": RequestBudget()}
+    return sandbox_runtime(sandbox, directory, now=NOW, retry=FAST_RETRY, limiters=limiters)
 
 
 def recorded_fees(samples_dir: Path) -> list[dict[str, Any]]:
