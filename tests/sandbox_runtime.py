@@ -2,14 +2,15 @@
 
 `sandbox_runtime(sandbox, directory, now=...)` writes the config `tally sandbox --write-config`
 would write into `directory` (`write_sandbox_config`), and returns a `Runtime` on it with fast
-retries (or the test's `retry`), a frozen clock and limiters of its own (so that tests do not
-share a rate budget with each other; or the test's `limiters`). `ClockedWorld` is a frozen world
+retries (or the test's `retry`), a clock frozen at `now` (or `now` itself when it is a clock),
+limiters of its own (so that tests do not share a rate budget with each other; or the test's
+`limiters`) and its data in `directory`/data (or `data_dir`). `ClockedWorld` is a frozen world
 whose clock the test sets or moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,20 +33,25 @@ def sandbox_runtime(
     sandbox: Sandbox,
     directory: Path,
     *,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     retry: RetryPolicy = FAST_RETRY,
     limiters: Mapping[str, Limiter] | None = None,
+    data_dir: Path | None = None,
 ) -> Runtime:
     return Runtime(
-        load_settings(write_sandbox_config(sandbox, directory)),
+        load_settings(write_sandbox_config(sandbox, directory), data_dir=data_dir),
         retry=retry,
-        clock=lambda: now,
+        clock=now if callable(now) else frozen_at(now),
         limiters=(
             limiters
             if limiters is not None
             else {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
         ),
     )
+
+
+def frozen_at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def write_sandbox_config(sandbox: Sandbox, directory: Path) -> Path:
