@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, CandlesAroundOldRows, SyncedLakeFactory
 
 from pipelines.config import Settings
@@ -58,9 +59,7 @@ def round18(value: Decimal) -> Decimal:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
+world = world_fixture(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory
 from warehouse_query import rows
 
@@ -29,9 +30,7 @@ SEED = 13
 VARIANTS = [Variants(), *every_variant()]
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=str)

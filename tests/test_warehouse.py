@@ -8,11 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +20,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from lake_edits import lake_copy, rewrite
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
 from warehouse_query import rows
 
@@ -55,9 +56,7 @@ def verdicts(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module")
@@ -68,20 +67,6 @@ def synced(synced_lake: SyncedLakeFactory, tmp_path_factory: pytest.TempPathFact
         seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles(), Trades(timedelta(hours=2)))
     )
     return lake.copy(tmp_path_factory.mktemp("warehouse") / "synced").settings
-
-
-def lake_copy(settings: Settings, directory: Path) -> Settings:
-    """A copy of the synced lake with a data directory of its own (no warehouse yet)."""
-    shutil.copytree(settings.lake_dir, directory / "data" / "lake")
-    return Settings(data_dir=directory / "data")
-
-
-def rewrite(path: Path, change: Callable[[pl.DataFrame], pl.DataFrame]) -> int:
-    """Rewrite one lake file through `change`; returns how many rows it lost."""
-    before = pl.read_parquet(path)
-    after = change(before)
-    after.write_parquet(path)
-    return before.height - after.height
 
 
 # --- truth from the simulated accounts -------------------------------------------------------

@@ -7,7 +7,6 @@ above the schedule in force; the arithmetic stays exact where DECIMAL(38,18) pro
 from __future__ import annotations
 
 import json
-import shutil
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from lake_edits import lake_copy, rewrite
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory
 from warehouse_query import rows
 
@@ -34,16 +35,6 @@ NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 60
 SEED = 7
 QUANTUM = Decimal("1e-18")
-
-
-def lake_copy(settings: Settings, directory: Path) -> Settings:
-    """A copy of the synced lake with a data directory of its own (no warehouse yet)."""
-    shutil.copytree(settings.lake_dir, directory / "data" / "lake")
-    return Settings(data_dir=directory / "data")
-
-
-def rewrite(path: Path, change: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
-    change(pl.read_parquet(path)).write_parquet(path)
 
 
 def quote_plus_one_euro(fill_id: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -71,9 +62,7 @@ def month(moment: datetime) -> date:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module")
