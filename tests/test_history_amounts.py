@@ -17,20 +17,16 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from bitvavo_hand_lake import T0, HandLake, fill_row, history_item, matches
+from bitvavo_history_lakes import T0, HandLake, fill_row, history_item, matches, synced_account
 from sandbox_fixtures import world_fixture
-from sandbox_runtime import sandbox_runtime
 from warehouse_query import rows
 
 from pipelines.config import Settings
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.http import WeightBudget
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -52,15 +48,7 @@ def synced(
     amounts, ids = request.param
     directory = tmp_path_factory.mktemp(f"amounts-{amounts}-{ids}")
     variants = Variants(bitvavo_history_amounts=amounts, bitvavo_history_ids=ids)
-    with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        rt = sandbox_runtime(sandbox, directory, now=NOW, limiters={"bitvavo": WeightBudget()})
-        settings = rt.settings
-        try:
-            sync_bitvavo_account(rt)
-        finally:
-            rt.close()
-    build(settings)
-    return (amounts, ids), settings
+    return (amounts, ids), synced_account(world, variants, directory, NOW)
 
 
 def test_the_sandbox_shows_history_amounts_as_each_reality_says(world: World) -> None:
@@ -133,19 +121,24 @@ A_BUY_AND_A_SELL = (
 )
 
 
+def synced_with_a_buy_and_a_sell(directory: Path, *history: dict[str, Any]) -> HandLake:
+    """A lake with `A_BUY_AND_A_SELL` and `history` landed, whose fills both land from
+    `/v2/trades` (neither item counts as an app trade)."""
+    lake = HandLake(directory)
+    lake.sync(trades=A_BUY_AND_A_SELL, history=history)
+    assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]
+    return lake
+
+
 def test_an_item_with_its_quote_rounded_to_cents_is_matched_not_counted_again(
     tmp_path: Path,
 ) -> None:
     # 0.0123 × 40123.45 = 493.518435 EUR; history shows 493.52; a sell the same way
-    lake = HandLake(tmp_path)
-    lake.sync(
-        trades=A_BUY_AND_A_SELL,
-        history=[
-            history_item("item-a", T0 + timedelta(seconds=3), "0.0123", "493.52", "1.23"),
-            history_item("item-b", T0 + timedelta(hours=1), "0.0077", "309.54", "0.77", "sell"),
-        ],
+    lake = synced_with_a_buy_and_a_sell(
+        tmp_path,
+        history_item("item-a", T0 + timedelta(seconds=3), "0.0123", "493.52", "1.23"),
+        history_item("item-b", T0 + timedelta(hours=1), "0.0077", "309.54", "0.77", "sell"),
     )
-    assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]
     links = matches(lake.settings).sort("fill_id")
     assert links["transaction_id"].to_list() == ["item-a", "item-b"]
     assert set(links["status"].to_list()) == {"matched"}
@@ -158,15 +151,11 @@ def test_an_item_with_the_fee_inside_its_quote_is_matched_not_counted_again(
     tmp_path: Path,
 ) -> None:
     # a buy's sentAmount 493.518435 + 1.23 fee; a sell's receivedAmount 309.541001 - 0.77 fee
-    lake = HandLake(tmp_path)
-    lake.sync(
-        trades=A_BUY_AND_A_SELL,
-        history=[
-            history_item("item-a", T0, "0.0123", "494.748435", "1.23"),
-            history_item("item-b", T0 + timedelta(hours=1), "0.0077", "308.771001", "0.77", "sell"),
-        ],
+    lake = synced_with_a_buy_and_a_sell(
+        tmp_path,
+        history_item("item-a", T0, "0.0123", "494.748435", "1.23"),
+        history_item("item-b", T0 + timedelta(hours=1), "0.0077", "308.771001", "0.77", "sell"),
     )
-    assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]
     links = matches(lake.settings)
     assert sorted(links["transaction_id"].to_list()) == ["item-a", "item-b"]
     assert set(links["signal"].to_list()) == {"fee"}
@@ -193,16 +182,9 @@ def test_a_rounded_item_two_fills_fit_equally_is_ambiguous_not_an_app_trade(
         ("trades", "fill-a"),
         ("trades", "fill-b"),
     ]
-    found = lake.checks()
-    for fill_id in ("fill-a", "fill-b"):
-        check = found[fill_id]
-        assert (check["status"], check["problems"], check["orphan"]) == ("problem", "history", None)
-        problem = check["history_problem"]
-        assert "item-x" in problem and "equally" in problem
-        assert "fill-a (rounded) or fill-b (rounded)" in problem
-    links = matches(lake.settings)
-    assert sorted(links["fill_id"].to_list()) == ["fill-a", "fill-b"]
-    assert set(links["status"].to_list()) == {"ambiguous"}
+    for check in lake.ambiguous("item-x", ["fill-a", "fill-b"]):
+        assert check["orphan"] is None
+        assert "fill-a (rounded) or fill-b (rounded)" in check["history_problem"]
 
 
 def test_an_exact_item_keeps_its_fill_from_an_earlier_rounded_one(tmp_path: Path) -> None:

@@ -16,17 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bitvavo_hand_lake import T0, HandLake, fill_row, history_item, matches
+from bitvavo_history_lakes import T0, HandLake, fill_row, history_item, matches, synced_account
 from sandbox_fixtures import world_fixture
-from sandbox_runtime import sandbox_runtime
 from warehouse_query import rows
 
 from pipelines.config import Settings
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -49,15 +45,7 @@ def synced(
     reality: str = request.param
     directory = tmp_path_factory.mktemp(f"history-{reality}")
     variants = Variants(bitvavo_history_ids=reality)
-    with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        rt = sandbox_runtime(sandbox, directory, now=NOW)
-        settings = rt.settings
-        try:
-            sync_bitvavo_account(rt)
-        finally:
-            rt.close()
-    build(settings)
-    return reality, settings
+    return reality, synced_account(world, variants, directory, NOW)
 
 
 def listed_trades(world: World, reality: str) -> dict[str, tuple[str, ...]]:
@@ -149,17 +137,10 @@ def test_two_equal_fills_make_one_item_ambiguous_and_fill_checks_says_so(
         history=[history_item("item-x", T0, "0.01", "400", "1")],
     )
     assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]  # item-x: no app trade
-    checks = lake.checks()
-    for fill_id in ("fill-a", "fill-b"):
-        check = checks[fill_id]
-        assert (check["status"], check["problems"]) == ("problem", "history"), check
-        problem = check["history_problem"]
-        assert "item-x" in problem and "fill-a or fill-b" in problem and "equally" in problem
+    for check in lake.ambiguous("item-x", ["fill-a", "fill-b"]):
+        assert "fill-a or fill-b" in check["history_problem"]
         assert check["history_items"] is None
         assert check["orphan"] is None  # one of them is unlisted, but which cannot be told
-    links = matches(lake.settings)
-    assert sorted(links["fill_id"].to_list()) == ["fill-a", "fill-b"]
-    assert set(links["status"].to_list()) == {"ambiguous"}
 
 
 def test_two_equal_fills_listed_by_two_items_are_matched_together(tmp_path: Path) -> None:

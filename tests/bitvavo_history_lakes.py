@@ -1,9 +1,12 @@
-"""Hand-made Bitvavo lakes, fed through the real parsers, derivation and warehouse.
+"""Bitvavo lakes for the history-matching tests, fed through the real parsers, derivation and
+warehouse.
 
-For what the sandbox cannot play (the history-matching tests): `fill_row` is a `/v2/trades`
-BTC-EUR row, `history_item` an `/account/history` BTC-EUR buy or sell, and `HandLake` a data
-directory whose account the test lands page by page as a sync would (`sync`), then reads back
-(`fills`, `checks`; `matches` reads the derived history matches of any data directory).
+`synced_account(world, variants, directory, now)` syncs the Bitvavo account from a sandbox
+playing `variants` and builds the warehouse. For what the sandbox cannot play: `fill_row` is a
+`/v2/trades` BTC-EUR row, `history_item` an `/account/history` BTC-EUR buy or sell, and
+`HandLake` a data directory whose account the test lands page by page as a sync would (`sync`),
+then reads back (`fills`, `checks`, `ambiguous`); `matches` reads the derived history matches of
+any data directory.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from sandbox_runtime import sandbox_runtime
 from warehouse_query import rows
 
 from pipelines.config import Settings
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
-from pipelines.flows.bitvavo_account import derive_bitvavo_history
+from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
 from pipelines.flows.runtime import Runtime
 from pipelines.lake import Lake
+from pipelines.sandbox.server import start_sandbox
+from pipelines.sandbox.variants import Variants
+from pipelines.sandbox.world import World
 from warehouse.build import build
 
 T0 = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
@@ -33,6 +40,17 @@ MAIN = {"account": "main"}
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def synced_account(world: World, variants: Variants, directory: Path, now: datetime) -> Settings:
+    with start_sandbox(seed=world.seed, world=world, variants=variants) as sandbox:
+        rt = sandbox_runtime(sandbox, directory, now=now)
+        try:
+            sync_bitvavo_account(rt)
+        finally:
+            rt.close()
+    build(rt.settings)
+    return rt.settings
 
 
 def fill_row(
@@ -122,3 +140,18 @@ class HandLake:
 
     def checks(self) -> dict[str, dict[str, Any]]:
         return {r["fill_id"]: r for r in rows(self.settings, "select * from fill_checks")}
+
+    def ambiguous(self, item_id: str, fill_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The checks of `fill_ids`, which history item `item_id` fits equally, after asserting
+        what such an item always shows: each check is a history problem that names the item
+        and says "equally", and the matches are those fills, every one ambiguous."""
+        checks = self.checks()
+        found = [checks[fill_id] for fill_id in fill_ids]
+        for check in found:
+            assert (check["status"], check["problems"]) == ("problem", "history"), check
+            problem = check["history_problem"]
+            assert item_id in problem and "equally" in problem
+        links = matches(self.settings)
+        assert sorted(links["fill_id"].to_list()) == sorted(fill_ids)
+        assert set(links["status"].to_list()) == {"ambiguous"}
+        return found
