@@ -6,12 +6,13 @@ playing `variants` and builds the warehouse. For what the sandbox cannot play: `
 `/v2/trades` BTC-EUR row, `history_item` an `/account/history` BTC-EUR buy or sell, and
 `HandLake` a data directory whose account the test lands page by page as a sync would (`sync`),
 then reads back (`fills`, `checks`, `ambiguous`); `matches` reads the derived history matches of
-any data directory.
+any data directory, `matched_fills` groups them by item.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -103,6 +104,16 @@ def history_item(
 
 def matches(settings: Settings) -> pl.DataFrame:
     return Lake(settings.lake_dir).scan(BITVAVO_HISTORY_MATCHES.dataset).collect()
+
+
+def matched_fills(links: pl.DataFrame) -> dict[str, list[str]]:
+    """History item → the ids of its fills, sorted, from the matches `links`, every one of
+    which must be 'matched'."""
+    assert set(links["status"].to_list()) == {"matched"}
+    linked: dict[str, list[str]] = defaultdict(list)
+    for link in links.iter_rows(named=True):
+        linked[link["transaction_id"]].append(link["fill_id"])
+    return {item: sorted(fill_ids) for item, fill_ids in linked.items()}
 
 
 class HandLake:

@@ -11,12 +11,19 @@ guessed), and an order item whose fills land on a later sync than the item itsel
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bitvavo_history_lakes import T0, HandLake, fill_row, history_item, matches, synced_account
+from bitvavo_history_lakes import (
+    T0,
+    HandLake,
+    fill_row,
+    history_item,
+    matched_fills,
+    matches,
+    synced_account,
+)
 from sandbox_fixtures import world_fixture
 from warehouse_query import rows
 
@@ -94,13 +101,7 @@ def test_every_listed_order_book_trade_is_matched_to_its_own_fills(
     listed = listed_trades(world, reality)
     item_of = {fill_id: item for item, ids in listed.items() for fill_id in ids}
     links = matches(settings)
-    assert set(links["status"].to_list()) == {"matched"}
-    linked: dict[str, list[str]] = defaultdict(list)
-    for link in links.iter_rows(named=True):
-        linked[link["transaction_id"]].append(link["fill_id"])
-    assert {item: sorted(ids) for item, ids in linked.items()} == {
-        item: sorted(ids) for item, ids in listed.items()
-    }
+    assert matched_fills(links) == {item: sorted(ids) for item, ids in listed.items()}
     # the id agrees where it is the fill's; elsewhere the amounts alone decide
     signal = "amounts+id" if reality == "fill" else "amounts"
     assert set(links["signal"].to_list()) == {signal}
