@@ -19,15 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bitvavo_history_lakes import (
-    T0,
-    HandLake,
-    fill_row,
-    history_item,
-    matched_fills,
-    matches,
-    synced_account,
-)
+from bitvavo_lakes import T0, HandLake, fill_row, history_item, matched_fills, matches, sync_account
 from sandbox_fixtures import world_fixture
 from warehouse_query import rows
 
@@ -55,7 +47,7 @@ def synced(
     amounts, ids = request.param
     directory = tmp_path_factory.mktemp(f"amounts-{amounts}-{ids}")
     variants = Variants(bitvavo_history_amounts=amounts, bitvavo_history_ids=ids)
-    return (amounts, ids), synced_account(world, variants, directory, NOW)
+    return (amounts, ids), sync_account(world, variants, directory, NOW)
 
 
 def test_the_sandbox_shows_history_amounts_as_each_reality_says(world: World) -> None:

@@ -15,15 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bitvavo_history_lakes import (
-    T0,
-    HandLake,
-    fill_row,
-    history_item,
-    matched_fills,
-    matches,
-    synced_account,
-)
+from bitvavo_lakes import T0, HandLake, fill_row, history_item, matched_fills, matches, sync_account
 from sandbox_fixtures import world_fixture
 from warehouse_query import rows
 
@@ -52,7 +44,7 @@ def synced(
     reality: str = request.param
     directory = tmp_path_factory.mktemp(f"history-{reality}")
     variants = Variants(bitvavo_history_ids=reality)
-    return reality, synced_account(world, variants, directory, NOW)
+    return reality, sync_account(world, variants, directory, NOW)
 
 
 def listed_trades(world: World, reality: str) -> dict[str, tuple[str, ...]]:

@@ -1,7 +1,7 @@
 """Bitvavo lakes for the history-matching tests, fed through the real parsers, derivation and
 warehouse.
 
-`synced_account(world, variants, directory, now)` syncs the Bitvavo account from a sandbox
+`sync_account(world, variants, directory, now)` syncs the Bitvavo account from a sandbox
 playing `variants` and builds the warehouse. For what the sandbox cannot play: `fill_row` is a
 `/v2/trades` BTC-EUR row, `history_item` an `/account/history` BTC-EUR buy or sell, and
 `HandLake` a data directory whose account the test lands page by page as a sync would (`sync`),
@@ -43,7 +43,7 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def synced_account(world: World, variants: Variants, directory: Path, now: datetime) -> Settings:
+def sync_account(world: World, variants: Variants, directory: Path, now: datetime) -> Settings:
     with start_sandbox(seed=world.seed, world=world, variants=variants) as sandbox:
         rt = sandbox_runtime(sandbox, directory, now=now)
         try:
