@@ -2,12 +2,15 @@
 
 `sandbox_runtime(sandbox, directory, now=...)` writes the config `tally sandbox --write-config`
 would write into `directory` (`write_sandbox_config`), and returns a `Runtime` on it with fast
-retries, a frozen clock and limiters of its own (so that tests do not share a rate budget with
-each other). `ClockedWorld` is a frozen world whose clock the test sets or moves.
+retries (or the test's `retry`), a clock frozen at `now` (or `now` itself when it is a clock),
+limiters of its own (so that tests do not share a rate budget with each other; or the test's
+`limiters`) and its data in `directory`/data (or `data_dir`). `ClockedWorld` is a frozen world
+whose clock the test sets or moves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from fakeclock import FakeClock
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.flows.runtime import Runtime
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
+from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
@@ -26,13 +29,29 @@ FAST_RETRY = RetryPolicy(
 )
 
 
-def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runtime:
+def sandbox_runtime(
+    sandbox: Sandbox,
+    directory: Path,
+    *,
+    now: datetime | Callable[[], datetime],
+    retry: RetryPolicy = FAST_RETRY,
+    limiters: Mapping[str, Limiter] | None = None,
+    data_dir: Path | None = None,
+) -> Runtime:
     return Runtime(
-        load_settings(write_sandbox_config(sandbox, directory)),
-        retry=FAST_RETRY,
-        clock=lambda: now,
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        load_settings(write_sandbox_config(sandbox, directory), data_dir=data_dir),
+        retry=retry,
+        clock=now if callable(now) else frozen_at(now),
+        limiters=(
+            limiters
+            if limiters is not None
+            else {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
+        ),
     )
+
+
+def frozen_at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def write_sandbox_config(sandbox: Sandbox, directory: Path) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
 from sandbox_runtime import FAST_RETRY, ClockedWorld, sandbox_runtime
 
 from pipelines.checks import CheckRow
@@ -182,9 +183,7 @@ class Probed:
     sample_sent: Served
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
+world = world_fixture(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
 
 
 @pytest.fixture(scope="module", params=REALITIES, ids=str)
@@ -313,19 +312,21 @@ def test_run_probes_gives_every_row_once_sharing_one_history_sample(probed: Prob
 # --- nothing to settle, no key, a wrong key ----------------------------------------------------
 
 
+def probe_rows(rt: Runtime, exchanges: list[str]) -> dict[str, CheckRow]:
+    """`run_probes` on `rt` (closed afterwards): each row by its variant's name."""
+    try:
+        return {row.check.removeprefix("probe: "): row for row in run_probes(rt, exchanges)}
+    finally:
+        rt.close()
+
+
 def test_an_account_with_nothing_to_settle_skips_and_says_why(tmp_path: Path) -> None:
     clocked = ClockedWorld(seed=SEED, days=DAYS, now=NOW)
     clocked.set(datetime.fromtimestamp(clocked.history_start_ms / 1000, UTC))
     moment = clocked.move(timedelta(minutes=1))  # before the account's first trade
     with start_sandbox(seed=SEED, world=clocked) as sandbox:
         rt = sandbox_runtime(sandbox, tmp_path, now=moment)
-        try:
-            rows = {
-                row.check.removeprefix("probe: "): row
-                for row in run_probes(rt, ["bitvavo", "bitstamp"])
-            }
-        finally:
-            rt.close()
+        rows = probe_rows(rt, ["bitvavo", "bitstamp"])
     skipped = {name for name, row in rows.items() if row.status == "skip"}
     assert skipped == {
         "bitvavo-history-ids",
@@ -393,13 +394,7 @@ def test_a_wrong_secret_fails_that_exchanges_account_probes_only(
         config = tmp_path / "tally.toml"
         write_config(config, document)
         rt = runtime(config)
-        try:
-            rows = {
-                row.check.removeprefix("probe: "): row
-                for row in run_probes(rt, ["bitstamp", "bitvavo"])
-            }
-        finally:
-            rt.close()
+        rows = probe_rows(rt, ["bitstamp", "bitvavo"])
     # tally signs public requests too (the key's budget, not the IP's): every Bitvavo probe
     # that asks anything fails; Bitstamp's are untouched
     failed = {name for name, row in rows.items() if row.status == "fail"}

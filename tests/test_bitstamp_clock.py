@@ -15,7 +15,7 @@ import hmac
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,17 +23,16 @@ from typing import Any
 import pytest
 import requests
 from pytest_httpserver import HTTPServer
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import sandbox_runtime
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
 from werkzeug import Request, Response
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     AuthenticationError,
     ClockSkewError,
@@ -46,7 +45,6 @@ from pipelines.sandbox.auth import BitstampVerifier, KeyPair
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.wire import dumps
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -75,15 +73,8 @@ MESSAGE = (
 )
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=5, days=10, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=5, world=world, rate_scale=100.0) as running:
-        yield running
+world = world_fixture(seed=5, days=10, now_ms=NOW_MS)
+sandbox = sandbox_fixture(rate_scale=100.0)
 
 
 def stats(sandbox: Sandbox) -> dict[str, Any]:
@@ -321,13 +312,8 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
     with start_sandbox(
         seed=5, world=world, rate_scale=100.0, bitstamp_clock_offset_s=SKEW_S
     ) as skewed:
-        config = tmp_path / "tally.toml"
-        write_config(config, sandbox_document(skewed))
-        rt = Runtime(
-            load_settings(config),
-            retry=FAST_RETRY,
-            clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget()},
+        rt = sandbox_runtime(
+            skewed, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitstamp": RequestBudget()}
         )
         try:
             results = sync_bitstamp_account(rt)

@@ -20,12 +20,10 @@ from typing import Any
 import polars as pl
 import pytest
 from pytest_httpserver import HTTPServer
-from sandbox_runtime import ClockedWorld
+from sandbox_runtime import ClockedWorld, sandbox_runtime
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
 from pipelines.exchanges.bitstamp import BitstampClient
@@ -36,13 +34,11 @@ from pipelines.flows.bitstamp_account import (
     bitstamp_ledger,
     bitstamp_snapshots,
 )
-from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -241,12 +237,10 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
 def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
     sandbox: Sandbox, now: ClockedWorld, tmp_path: Path
 ) -> None:
-    config = tmp_path / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config)
-    rt = Runtime(
-        settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitstamp": RequestBudget()}
+    rt = sandbox_runtime(
+        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitstamp": RequestBudget()}
     )
+    settings = rt.settings
     try:
         bitstamp_ledger(rt)
         result = bitstamp_crypto_transactions(rt, limit=2)

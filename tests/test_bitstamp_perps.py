@@ -6,7 +6,6 @@ market's, and one row it cannot name never stops a snapshot. Against the sandbox
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,45 +14,31 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.datasets import FEE_SCHEDULES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges.bitstamp import pair_symbol
 from pipelines.flows.bitstamp_account import bitstamp_snapshots
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 12, tzinfo=UTC)
 TAKEN_AT = datetime(2024, 4, 1, tzinfo=UTC)
 FAST_RETRY = RetryPolicy(max_attempts=5, max_total_seconds=20, base_seconds=0.01)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=29, days=5, now_ms=int(NOW.timestamp() * 1000))
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=29, world=world, variants=Variants(bitstamp_perps="on")) as running:
-        yield running
+world = world_fixture(seed=29, days=5, now_ms=int(NOW.timestamp() * 1000))
+sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 
 def runtime(sandbox: Sandbox, directory: Path) -> Runtime:
-    config = directory / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    return Runtime(
-        load_settings(config),
-        retry=FAST_RETRY,
-        clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget()},
-    )
+    limiters = {"bitstamp": RequestBudget()}
+    return sandbox_runtime(sandbox, directory, now=NOW, retry=FAST_RETRY, limiters=limiters)
 
 
 def recorded_fees(samples_dir: Path) -> list[dict[str, Any]]:

@@ -22,9 +22,9 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
@@ -34,10 +34,8 @@ from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.flows.bitvavo_account import bitvavo_trades
 from pipelines.flows.plan import final_cutoff
 from pipelines.flows.public_trades import sync_public_trades
-from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     InvalidRequestError,
-    RequestBudget,
     RetryPolicy,
     WeightBudget,
 )
@@ -45,7 +43,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 SEED = 13
 DAYS = 14
@@ -71,9 +68,7 @@ def at(ms_: int) -> datetime:
     return datetime.fromtimestamp(ms_ / 1000, UTC)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture
@@ -163,15 +158,8 @@ def test_span_limited_sync_lands_every_fill_in_a_bounded_number_of_requests(
     serve: Callable[[Variants], Sandbox], world: World, tmp_path: Path
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_span="24h"))
-    config = tmp_path / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config)
-    rt = Runtime(
-        settings,
-        retry=FAST_RETRY,
-        clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
-    )
+    rt = sandbox_runtime(sandbox, tmp_path, now=NOW, retry=FAST_RETRY)
+    settings = rt.settings
     markets = list(world.bitvavo.markets_traded)
     try:
         result = bitvavo_trades(rt, markets, epoch=ACCOUNT_START)
@@ -225,12 +213,10 @@ def test_public_trades_flow_lands_the_tape_once(
     end: str, serve: Callable[[Variants], Sandbox], world: World, tmp_path: Path
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_end=end))
-    config = tmp_path / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config)
-    rt = Runtime(
-        settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}
+    rt = sandbox_runtime(
+        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitvavo": WeightBudget()}
     )
+    settings = rt.settings
     since = NOW.replace(hour=0, minute=0) - timedelta(hours=6)  # crosses a day boundary
     try:
         sync_public_trades(rt, "bitvavo", "BTC-EUR", since=since)

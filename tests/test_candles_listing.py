@@ -18,19 +18,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
 from pipelines.flows.runtime import Runtime, StreamResult
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -43,9 +41,6 @@ STEP_S = {"1m": 60, "1h": 3600, "1d": 86400}
 SETTLE = timedelta(seconds=60)
 # (open ms, open, high, low, close, volume)
 CandleRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 
 
 def ms(moment: datetime) -> int:
@@ -56,9 +51,7 @@ def moment(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=ms(NOW))
+world = world_fixture(seed=SEED, days=DAYS, now_ms=ms(NOW))
 
 
 def listed(world: World) -> datetime:
@@ -77,12 +70,7 @@ def spans(world: World) -> dict[str, Window]:
 
 
 def runtime(sandbox: Sandbox, data_dir: Path) -> Runtime:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config, data_dir=data_dir)
-    limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
-    return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters)
+    return sandbox_runtime(sandbox, data_dir, now=NOW, data_dir=data_dir)
 
 
 def held(

@@ -10,12 +10,11 @@ stream keeps one record, whatever its start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
-import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from test_candles_listing import (
     DAYS,
     MARKET,
@@ -33,21 +32,12 @@ from pipelines.datasets import CANDLES, GAPS
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
 from pipelines.lake import Lake
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=ms(NOW))
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    variants = Variants(bitstamp_ohlc_before_listing="zero")
-    with start_sandbox(seed=SEED, world=world, variants=variants) as running:
-        yield running
+world = world_fixture(seed=SEED, days=DAYS, now_ms=ms(NOW))
+sandbox = sandbox_fixture(variants=Variants(bitstamp_ohlc_before_listing="zero"))
 
 
 def gap_rows(lake: Lake) -> list[tuple[object, ...]]:

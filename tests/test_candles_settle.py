@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
-from sandbox_runtime import FAST_RETRY, ClockedWorld
+from sandbox_runtime import ClockedWorld, sandbox_runtime
 
 from pipelines.config import ConfigError, load_settings
 from pipelines.config_file import write_config
@@ -29,12 +29,10 @@ from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff, floor_time, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.flows.settle import read_note, unsettled_from
-from pipelines.http import RequestBudget, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 SEED = 23
 MARKET = "BTC-EUR"
@@ -52,12 +50,7 @@ def ms(moment: datetime) -> int:
 
 
 def runtime(sandbox: Sandbox, data_dir: Path, world: ClockedWorld) -> Runtime:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config, data_dir=data_dir)
-    limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
-    return Runtime(settings, retry=FAST_RETRY, clock=world.now, limiters=limiters)
+    return sandbox_runtime(sandbox, data_dir, now=world.now, data_dir=data_dir)
 
 
 def sync(rt: Runtime) -> dict[str, StreamResult]:

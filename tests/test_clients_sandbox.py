@@ -4,13 +4,12 @@ what the simulated exchange holds (the world is the truth), through faults and r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TypedDict, Unpack
 
-import pytest
 import requests
+from sandbox_fixtures import sandbox_fixture, world_fixture
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient
@@ -32,15 +31,8 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=7, days=60, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=7, now_ms=NOW_MS, world=world) as running:
-        yield running
+world = world_fixture(seed=7, days=60, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 class BitstampOptions(TypedDict, total=False):

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 from cli_runner import clean_env as child_env
 from cli_runner import tally
+from view_tables import create_view_tables
 
 from pipelines.cli import main
 from pipelines.config import ConfigError, describe_settings, load_settings
@@ -319,19 +320,10 @@ def small_warehouse(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     connection = duckdb.connect(str(data_dir / "warehouse.duckdb"))
     connection.execute("set TimeZone = 'UTC'")
-    connection.execute(
-        "create table ledger (exchange varchar, account varchar, asset varchar, "
-        "amount decimal(38, 18), kind varchar, executed_at timestamptz, reference varchar, "
-        "source varchar, event_kind varchar, event_type varchar, market varchar, "
-        "sequence bigint, leg integer)"
-    )
+    create_view_tables(connection)
     connection.execute(
         "insert into ledger values ('bitvavo', 'main', 'BTC', 1, 'deposit', "
         "'2024-03-01 10:00:00+00', 'd1', 'test', 'deposit', 'deposit', null, null, 1)"
-    )
-    connection.execute(
-        "create table prices (asset varchar, currency varchar, priced_at timestamptz, "
-        "price decimal(38, 18), source varchar, observed_at timestamptz, staleness interval)"
     )
     for currency, price in (("EUR", 50000), ("USD", 54000)):
         connection.execute(
@@ -339,13 +331,6 @@ def small_warehouse(data_dir: Path) -> None:
             "'2024-03-01 09:00:00+00', null)",
             [currency, price],
         )
-    connection.execute(
-        "create table internal_transfers (status varchar, asset varchar, "
-        "withdrawal_exchange varchar, withdrawal_account varchar, withdrawal_id varchar, "
-        "withdrawn_at timestamptz, withdrawn decimal(38, 18), sent decimal(38, 18), "
-        "deposit_exchange varchar, deposit_account varchar, deposit_id varchar, "
-        "deposited_at timestamptz, received decimal(38, 18), txid varchar)"
-    )
     connection.close()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from view_tables import create_view_tables
 
 from pipelines.config import Settings
 from warehouse.connect import connect
@@ -379,12 +380,7 @@ def tiny_warehouse(
     """Tables with the columns of the views `ledger`, `prices` and `internal_transfers`."""
     connection = duckdb.connect()
     connection.execute("set TimeZone = 'UTC'")
-    connection.execute(
-        "create table ledger (exchange varchar, account varchar, asset varchar, "
-        "amount decimal(38, 18), kind varchar, executed_at timestamptz, reference varchar, "
-        "source varchar, event_kind varchar, event_type varchar, market varchar, "
-        "sequence bigint, leg integer)"
-    )
+    create_view_tables(connection)
     for leg, row in enumerate(ledger):
         connection.execute(
             "insert into ledger (exchange, account, asset, amount, kind, executed_at, reference, "
@@ -392,23 +388,12 @@ def tiny_warehouse(
             "values (?, ?, ?, ?::decimal(38, 18), ?, ?, ?, ?, ?, null, ?)",
             [*row[:5], at(row[5]), *row[6:], leg],
         )
-    connection.execute(
-        "create table prices (asset varchar, currency varchar, priced_at timestamptz, "
-        "price decimal(38, 18), source varchar, observed_at timestamptz, staleness interval)"
-    )
     for asset, priced_at, price, observed_at in prices:
         connection.execute(
             "insert into prices values (?, 'EUR', ?::timestamptz, ?::decimal(38, 18), 'test', "
             "?::timestamptz, null)",
             [asset, at(priced_at), price, at(observed_at)],
         )
-    connection.execute(
-        "create table internal_transfers (status varchar, asset varchar, "
-        "withdrawal_exchange varchar, withdrawal_account varchar, withdrawal_id varchar, "
-        "withdrawn_at timestamptz, withdrawn decimal(38, 18), sent decimal(38, 18), "
-        "deposit_exchange varchar, deposit_account varchar, deposit_id varchar, "
-        "deposited_at timestamptz, received decimal(38, 18), txid varchar)"
-    )
     for transfer in transfers:
         connection.execute(
             "insert into internal_transfers values ('matched', ?, ?, ?, ?, ?::timestamptz, ?, ?, "

@@ -10,25 +10,22 @@ about the span still shrinks the window.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
-from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 NOW = datetime(2024, 3, 31, 12, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -40,15 +37,8 @@ FAST_RETRY = RetryPolicy(
 DOCUMENTED = Variants(bitvavo_error_text="documented")
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=SEED, world=world, variants=DOCUMENTED) as running:
-        yield running
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
+sandbox = sandbox_fixture(variants=DOCUMENTED)
 
 
 def client(sandbox: Sandbox) -> BitvavoClient:
@@ -76,13 +66,8 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
     listed = {symbol for exchange, symbol in world.markets if exchange == "bitvavo"}
     assert "NEO-EUR" not in listed and "PHA-EUR" not in listed
     assert not [f for f in world.bitvavo.fills if f.market == "NEO-EUR"], "NEO-EUR is history-only"
-    config = tmp_path / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    rt = Runtime(
-        load_settings(config),
-        retry=FAST_RETRY,
-        clock=lambda: NOW,
-        limiters={"bitvavo": WeightBudget()},
+    rt = sandbox_runtime(
+        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitvavo": WeightBudget()}
     )
     try:
         results = {r.stream: r for r in sync_bitvavo_account(rt)}

@@ -6,25 +6,23 @@ fails the account sync, and every balance still reconciles to the last decimal."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import sandbox_runtime
+from warehouse_query import rows
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.datasets import FILLS, GAPS
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 12, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -34,15 +32,8 @@ FAST_RETRY = RetryPolicy(
 BV = {"exchange": "bitvavo", "account": "main"}
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=31, days=12, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=31, world=world) as running:
-        yield running
+world = world_fixture(seed=31, days=12, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +41,17 @@ def synced(
     sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Runtime, list[list[StreamResult]]]:
     """The Bitvavo account synced twice (the second run finds the refusal again)."""
-    directory = tmp_path_factory.mktemp("delisted")
-    config = directory / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    rt = Runtime(
-        load_settings(config),
+    rt = sandbox_runtime(
+        sandbox,
+        tmp_path_factory.mktemp("delisted"),
+        now=NOW,
         retry=FAST_RETRY,
-        clock=lambda: NOW,
         limiters={"bitvavo": WeightBudget()},
     )
     runs = [sync_bitvavo_account(rt), sync_bitvavo_account(rt)]
     rt.close()
     build(rt.settings)
     return rt, runs
-
-
-def rows(rt: Runtime, query: str) -> list[dict[str, Any]]:
-    with connect(rt.settings.data_dir) as connection:
-        result = connection.execute(query)
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def neo_items(world: World) -> list[Any]:
@@ -119,7 +101,7 @@ def test_a_refused_delisted_market_is_a_gap_with_its_reason(
     assert gap["gap_end"] == NOW == gap["detected_at"]
     assert "errorCode 205" in gap["reason"] and "/v2/markets no longer lists" in gap["reason"]
     assert gap["reason"].endswith("its trades are kept from /account/history")
-    coverage = rows(rt, "select * from coverage where market = 'NEO-EUR'")
+    coverage = rows(rt.settings, "select * from coverage where market = 'NEO-EUR'")
     assert [(c["dataset"], c["exchange"], c["gap_reason"]) for c in coverage] == [
         ("fills", "bitvavo", gap["reason"])
     ]
@@ -129,13 +111,13 @@ def test_the_refused_markets_trades_land_from_the_history_and_balances_reconcile
     synced: tuple[Runtime, list[list[StreamResult]]], world: World
 ) -> None:
     rt, _ = synced
-    neo = rows(rt, "select * from fills where market = 'NEO-EUR' order by executed_at")
+    neo = rows(rt.settings, "select * from fills where market = 'NEO-EUR' order by executed_at")
     truth = neo_items(world)
     assert [f["source"] for f in neo] == ["account/history"] * len(truth)
     assert [Decimal(f["base_amount"]) for f in neo] == [
         i.received[1] if i.type == "buy" else i.sent[1] for i in truth
     ]
-    verdicts = rows(rt, "select * from reconcile_balances where exchange = 'bitvavo'")
+    verdicts = rows(rt.settings, "select * from reconcile_balances where exchange = 'bitvavo'")
     assert {"PHA", "NEO", "EUR"} <= {v["asset"] for v in verdicts}
     for verdict in verdicts:
         assert (verdict["status"], verdict["difference"]) == ("ok", 0), verdict

@@ -14,13 +14,12 @@ import dataclasses
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cli_runner import tally
+from sandbox_fixtures import sandbox_fixture, world_fixture
 
 from pipelines import config_file
 from pipelines.checks.warehouse import warehouse_rows
@@ -49,15 +48,8 @@ BITVAVO_READS = (
 )
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=43, days=5, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=43, world=world) as running:
-        yield running
+world = world_fixture(seed=43, days=5, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 def doctor(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,23 +12,22 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from cli_runner import tally
+from sandbox_fixtures import sandbox_fixture, world_fixture
 
 from pipelines.checks.behaviours import PROBES
 from pipelines.checks.doctor import DoctorContext, run_doctor
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.exit_codes import ExitCode
-from pipelines.sandbox.server import Sandbox, start_sandbox
-from pipelines.sandbox.world import World
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,10 +90,8 @@ class HangingProxy:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with start_sandbox(seed=47, world=World(seed=47, days=5, now_ms=NOW_MS)) as running:
-        yield running
+world = world_fixture(seed=47, days=5, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 def proxied_config(sandbox: Sandbox, proxy: HangingProxy, directory: Path) -> Path:

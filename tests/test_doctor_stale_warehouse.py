@@ -10,31 +10,27 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pytest
 from cli_runner import tally as run_tally
+from sandbox_fixtures import sandbox_fixture, world_fixture
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import GAPS
 from pipelines.lake import Lake
-from pipelines.sandbox.server import Sandbox, start_sandbox
-from pipelines.sandbox.world import World
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
 NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with start_sandbox(seed=53, world=World(seed=53, days=3, now_ms=NOW_MS)) as running:
-        yield running
+world = world_fixture(seed=53, days=3, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 def tally(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:

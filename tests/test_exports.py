@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from synced_lake import Accounts, Candles, CandlesFromFirstRow, SyncedLakeFactory
+from warehouse_query import rows as query
 
 from pipelines.cli import main
 from pipelines.config import Settings
@@ -70,13 +71,6 @@ ALL = tuple(COLUMNS)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def query(settings: Settings, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(sql, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def read(path: Path) -> tuple[str, list[dict[str, str]]]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from test_markets_check import requests_by_endpoint, write_config
 
 from pipelines.config import load_settings
@@ -23,8 +24,7 @@ from pipelines.datadir_lock import DataDirLockedError, data_dir_lock, held_here,
 from pipelines.datasets import PUBLIC_TRADES
 from pipelines.flows import sync
 from pipelines.lake import Lake
-from pipelines.sandbox.server import Sandbox, start_sandbox
-from pipelines.sandbox.world import World
+from pipelines.sandbox.server import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = """
@@ -37,11 +37,10 @@ with data_dir_lock(Path(sys.argv[1]), command="sync"):
 """
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    now_ms = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
-    with start_sandbox(seed=41, world=World(seed=41, days=3, now_ms=now_ms)) as running:
-        yield running
+world = world_fixture(
+    seed=41, days=3, now_ms=int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
+)
+sandbox = sandbox_fixture()
 
 
 @contextmanager

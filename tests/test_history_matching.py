@@ -11,30 +11,17 @@ guessed), and an order item whose fills land on a later sync than the item itsel
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypedDict
 
-import polars as pl
 import pytest
-from sandbox_runtime import sandbox_runtime
+from bitvavo_lakes import T0, HandLake, fill_row, history_item, matched_fills, matches, sync_account
+from sandbox_fixtures import world_fixture
+from warehouse_query import rows
 
 from pipelines.config import Settings
-from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
-from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
-from pipelines.flows.account_lake import stamped_frame, upsert
-from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
-from pipelines.flows.runtime import Runtime
-from pipelines.lake import Lake
-from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -43,23 +30,10 @@ SEED = 29
 REALITIES = ("fill", "own", "order")
 
 
-def rows(settings: Settings, query: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-
-
-def matches(settings: Settings) -> pl.DataFrame:
-    return Lake(settings.lake_dir).scan(BITVAVO_HISTORY_MATCHES.dataset).collect()
-
-
 # --- a sandbox sync under each reality ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module", params=REALITIES)
@@ -70,15 +44,7 @@ def synced(
     reality: str = request.param
     directory = tmp_path_factory.mktemp(f"history-{reality}")
     variants = Variants(bitvavo_history_ids=reality)
-    with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        rt = sandbox_runtime(sandbox, directory, now=NOW)
-        settings = rt.settings
-        try:
-            sync_bitvavo_account(rt)
-        finally:
-            rt.close()
-    build(settings)
-    return reality, settings
+    return reality, sync_account(world, variants, directory, NOW)
 
 
 def listed_trades(world: World, reality: str) -> dict[str, tuple[str, ...]]:
@@ -127,13 +93,7 @@ def test_every_listed_order_book_trade_is_matched_to_its_own_fills(
     listed = listed_trades(world, reality)
     item_of = {fill_id: item for item, ids in listed.items() for fill_id in ids}
     links = matches(settings)
-    assert set(links["status"].to_list()) == {"matched"}
-    linked: dict[str, list[str]] = defaultdict(list)
-    for link in links.iter_rows(named=True):
-        linked[link["transaction_id"]].append(link["fill_id"])
-    assert {item: sorted(ids) for item, ids in linked.items()} == {
-        item: sorted(ids) for item, ids in listed.items()
-    }
+    assert matched_fills(links) == {item: sorted(ids) for item, ids in listed.items()}
     # the id agrees where it is the fill's; elsewhere the amounts alone decide
     signal = "amounts+id" if reality == "fill" else "amounts"
     assert set(links["signal"].to_list()) == {signal}
@@ -154,131 +114,35 @@ def test_every_listed_order_book_trade_is_matched_to_its_own_fills(
 # --- hand-made lakes through the real parsers, derivation and warehouse -----------------------
 
 
-T0 = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
-MAIN = {"account": "main"}
-
-
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-class FillShape(TypedDict):
-    """The shape `fill_row` gives two fills that only their ids tell apart."""
-
-    at: datetime
-    amount: str
-    price: str
-    fee: str
-
-
-def fill_row(
-    fill_id: str, order_id: str, at: datetime, amount: str, price: str, fee: str | None = None
-) -> dict[str, Any]:
-    """A `/v2/trades` BTC-EUR buy row; without `fee` it is not settled yet."""
-    row: dict[str, Any] = {
-        "id": fill_id,
-        "orderId": order_id,
-        "timestamp": ms(at),
-        "market": "BTC-EUR",
-        "side": "buy",
-        "amount": amount,
-        "price": price,
-        "taker": True,
-    }
-    if fee is not None:
-        row |= {"fee": fee, "feeCurrency": "EUR"}
-    row["settled"] = fee is not None
-    return row
-
-
-def buy_item(
-    transaction_id: str, at: datetime, received: str, sent: str, fee: str
-) -> dict[str, Any]:
-    """An `/account/history` BTC-EUR buy: `sent` EUR for `received` BTC."""
-    price = (Decimal(sent) / Decimal(received)).quantize(Decimal("0.01"))
-    return {
-        "transactionId": transaction_id,
-        "executedAt": f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z",
-        "type": "buy",
-        "priceCurrency": "EUR",
-        "priceAmount": str(price),
-        "sentCurrency": "EUR",
-        "sentAmount": sent,
-        "receivedCurrency": "BTC",
-        "receivedAmount": received,
-        "feesCurrency": "EUR",
-        "feesAmount": fee,
-    }
-
-
-class HandLake:
-    """A data directory whose Bitvavo account the test lands page by page, as a sync would."""
-
-    def __init__(self, directory: Path) -> None:
-        self.settings = Settings(data_dir=directory / "data")
-        self.rt = Runtime(self.settings)
-
-    def sync(
-        self,
-        *,
-        trades: Sequence[dict[str, Any]] = (),
-        history: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """Land `/v2/trades` rows and `/account/history` items, derive, build the warehouse."""
-        lake = self.rt.lake
-        fetched = T0 + timedelta(days=1)
-        payload = json.loads(json.dumps(list(trades)), parse_float=Decimal)
-        fills = parse_trades(payload, account="main")
-        if fills:
-            frame = stamped_frame(FILLS, ((f, fetched) for f in fills))
-            upsert(lake, FILLS.dataset, frame, "trades-BTC-EUR", {"exchange": "bitvavo"} | MAIN)
-        page = {"items": list(history), "currentPage": 1, "totalPages": 1, "maxItems": 100}
-        items = parse_account_history(page, account="main").items
-        if items:
-            frame = stamped_frame(BITVAVO_HISTORY, ((i, fetched) for i in items))
-            upsert(lake, BITVAVO_HISTORY.dataset, frame, "history", MAIN)
-        derive_bitvavo_history(self.rt)
-        build(self.settings)
-
-    def fills(self) -> list[tuple[str, str]]:
-        found = rows(self.settings, "select source, fill_id from fills order by all")
-        return [(r["source"], r["fill_id"]) for r in found]
-
-    def checks(self) -> dict[str, dict[str, Any]]:
-        return {r["fill_id"]: r for r in rows(self.settings, "select * from fill_checks")}
+# two fills that only their ids (and orders) tell apart: 0.01 BTC at 40000 EUR, fee 1 EUR
+TWO_EQUAL_FILLS = tuple(
+    fill_row(fill_id, T0, "0.01", "40000", fee="1", order_id=order_id)
+    for fill_id, order_id in (("fill-a", "order-a"), ("fill-b", "order-b"))
+)
 
 
 def test_two_equal_fills_make_one_item_ambiguous_and_fill_checks_says_so(
     tmp_path: Path,
 ) -> None:
     lake = HandLake(tmp_path)
-    equal: FillShape = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
     lake.sync(
-        trades=[fill_row("fill-a", "order-a", **equal), fill_row("fill-b", "order-b", **equal)],
-        history=[buy_item("item-x", T0, "0.01", "400", "1")],
+        trades=TWO_EQUAL_FILLS,
+        history=[history_item("item-x", T0, "0.01", "400", "1")],
     )
     assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]  # item-x: no app trade
-    checks = lake.checks()
-    for fill_id in ("fill-a", "fill-b"):
-        check = checks[fill_id]
-        assert (check["status"], check["problems"]) == ("problem", "history"), check
-        problem = check["history_problem"]
-        assert "item-x" in problem and "fill-a or fill-b" in problem and "equally" in problem
+    for check in lake.ambiguous("item-x", ["fill-a", "fill-b"]):
+        assert "fill-a or fill-b" in check["history_problem"]
         assert check["history_items"] is None
         assert check["orphan"] is None  # one of them is unlisted, but which cannot be told
-    links = matches(lake.settings)
-    assert sorted(links["fill_id"].to_list()) == ["fill-a", "fill-b"]
-    assert set(links["status"].to_list()) == {"ambiguous"}
 
 
 def test_two_equal_fills_listed_by_two_items_are_matched_together(tmp_path: Path) -> None:
     lake = HandLake(tmp_path)
-    equal: FillShape = {"at": T0, "amount": "0.01", "price": "40000", "fee": "1"}
     lake.sync(
-        trades=[fill_row("fill-a", "order-a", **equal), fill_row("fill-b", "order-b", **equal)],
+        trades=TWO_EQUAL_FILLS,
         history=[
-            buy_item("item-x", T0, "0.01", "400", "1"),
-            buy_item("item-y", T0 + timedelta(milliseconds=1), "0.01", "400", "1"),
+            history_item("item-x", T0, "0.01", "400", "1"),
+            history_item("item-y", T0 + timedelta(milliseconds=1), "0.01", "400", "1"),
         ],
     )
     assert lake.fills() == [("trades", "fill-a"), ("trades", "fill-b")]
@@ -290,12 +154,14 @@ def test_two_equal_fills_listed_by_two_items_are_matched_together(tmp_path: Path
 
 def test_an_order_item_whose_fills_land_on_a_later_sync_ends_matched(tmp_path: Path) -> None:
     lake = HandLake(tmp_path)
-    first = fill_row("fill-a", "order-o", T0, "0.03", "40000")  # not settled yet: no fee
-    second = fill_row("fill-b", "order-o", T0 + timedelta(seconds=2), "0.02", "40010", fee="2")
-    app = buy_item("app-1", T0 + timedelta(minutes=30), "0.001", "50", "0.13")
+    first = fill_row("fill-a", T0, "0.03", "40000", order_id="order-o")  # not settled yet: no fee
+    second = fill_row(
+        "fill-b", T0 + timedelta(seconds=2), "0.02", "40010", fee="2", order_id="order-o"
+    )
+    app = history_item("app-1", T0 + timedelta(minutes=30), "0.001", "50", "0.13")
     # the order as one history item (its own id, dated at its last fill): 0.05 BTC for
     # 0.03 × 40000 + 0.02 × 40010 = 2000.2 EUR
-    order = buy_item("item-o", T0 + timedelta(seconds=2), "0.05", "2000.2", "5")
+    order = history_item("item-o", T0 + timedelta(seconds=2), "0.05", "2000.2", "5")
 
     lake.sync(trades=[first], history=[order, app])
     # the order's second fill is not landed yet: the item fits nothing, so it stands alone
@@ -330,8 +196,8 @@ def test_an_item_with_a_fill_id_but_other_amounts_is_matched_by_id_and_flagged(
 ) -> None:
     lake = HandLake(tmp_path)
     lake.sync(
-        trades=[fill_row("fill-a", "order-a", T0, "0.01", "40000", fee="1")],
-        history=[buy_item("fill-a", T0, "0.01", "400.01", "1")],
+        trades=[fill_row("fill-a", T0, "0.01", "40000", fee="1", order_id="order-a")],
+        history=[history_item("fill-a", T0, "0.01", "400.01", "1")],
     )
     assert lake.fills() == [("trades", "fill-a")]
     (check,) = lake.checks().values()
@@ -347,10 +213,10 @@ def test_an_item_with_a_fill_id_but_other_amounts_is_matched_by_id_and_flagged(
 def test_a_fill_listed_twice_by_history_counts_once_and_is_flagged(tmp_path: Path) -> None:
     lake = HandLake(tmp_path)
     lake.sync(
-        trades=[fill_row("fill-a", "order-a", T0, "0.01", "40000", fee="1")],
+        trades=[fill_row("fill-a", T0, "0.01", "40000", fee="1", order_id="order-a")],
         history=[
-            buy_item("item-x", T0, "0.01", "400", "1"),
-            buy_item("item-y", T0 + timedelta(seconds=1), "0.01", "400", "1"),
+            history_item("item-x", T0, "0.01", "400", "1"),
+            history_item("item-y", T0 + timedelta(seconds=1), "0.01", "400", "1"),
         ],
     )
     assert lake.fills() == [("trades", "fill-a")]  # neither item is an app trade

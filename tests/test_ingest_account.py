@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import ClockedWorld
 
 from pipelines.config import load_settings
@@ -141,15 +142,8 @@ def landed_statuses(rt: Runtime, source: str) -> list[tuple[int, Decimal, str]]:
     )
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=7, days=DAYS, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=7, world=world) as running:
-        yield running
+world = world_fixture(seed=7, days=DAYS, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 @pytest.fixture(scope="module")

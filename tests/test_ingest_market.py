@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,10 +19,9 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
-from sandbox_runtime import ClockedWorld
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_runtime import ClockedWorld, sandbox_runtime
 
-from pipelines.config import load_settings
-from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.candles import sync_candles
@@ -30,12 +29,11 @@ from pipelines.flows.plan import Window, final_cutoff
 from pipelines.flows.public_trades import sync_public_trades
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.flows.sync import lost_data
-from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
+from pipelines.http import Limiter, RequestBudget, WeightBudget
 from pipelines.lake import Lake
 from pipelines.sandbox.bitstamp_api import BitstampApp
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
-from pipelines.sandbox_config import sandbox_document
 
 SEED = 11
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -43,9 +41,6 @@ TWO_MONTHS = Window(datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinf
 TRADES_SINCE = NOW - timedelta(days=2)
 SETTLE = timedelta(seconds=60)
 DAY_MS = 86_400_000
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 SYMBOLS = {"bitstamp": "btceur", "bitvavo": "BTC-EUR"}
 MARKET = "BTC-EUR"
 STEP_S = {"1m": 60, "1h": 3600, "1d": 86400}
@@ -59,12 +54,10 @@ def make_runtime(
     sandbox: Sandbox, data_dir: Path, clock: Callable[[], datetime], **limiters: Limiter
 ) -> Runtime:
     """Settings from the sandbox's own config, our clock, fresh limiters (no shared state)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / "tally.toml"
-    write_config(config, sandbox_document(sandbox))
-    settings = load_settings(config, data_dir=data_dir)
     chosen: dict[str, Limiter] = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
-    return Runtime(settings, retry=FAST_RETRY, clock=clock, limiters={**chosen, **limiters})
+    return sandbox_runtime(
+        sandbox, data_dir, now=clock, limiters={**chosen, **limiters}, data_dir=data_dir
+    )
 
 
 def sync_all(
@@ -172,15 +165,8 @@ def assert_trades_match_world(
 # -- a two-month sync shared by the completeness tests ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=30, now_ms=ms(NOW))
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=SEED, world=world) as running:
-        yield running
+world = world_fixture(seed=SEED, days=30, now_ms=ms(NOW))
+sandbox = sandbox_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -71,24 +71,23 @@ def test_request_budget_allows_n_per_sliding_window() -> None:
         assert len(in_window) <= 5
 
 
-def test_request_budget_enforces_per_second_limit() -> None:
+@pytest.mark.parametrize(
+    ("per_second", "requests", "expected"),
+    [
+        pytest.param(3, 7, [0, 0, 0, 1, 1, 1, 2], id="enforces-per-second-limit"),
+        pytest.param(0.5, 3, [0, 2, 4], id="fractional-rate-spaces-requests"),
+    ],
+)
+def test_request_budget_paces_by_its_per_second_rate(
+    per_second: float, requests: int, expected: list[float]
+) -> None:
     clock = FakeClock()
-    budget = RequestBudget(8000, 600.0, 3, clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(8000, 600.0, per_second, clock=clock, sleep=clock.sleep)
     sent = []
-    for _ in range(7):
+    for _ in range(requests):
         budget.acquire()
         sent.append(clock.now - T0)
-    assert sent == [0, 0, 0, 1, 1, 1, 2]
-
-
-def test_request_budget_fractional_rate_spaces_requests() -> None:
-    clock = FakeClock()
-    budget = RequestBudget(8000, 600.0, 0.5, clock=clock, sleep=clock.sleep)
-    sent = []
-    for _ in range(3):
-        budget.acquire()
-        sent.append(clock.now - T0)
-    assert sent == [0, 2, 4]
+    assert sent == expected
 
 
 def test_request_budget_block_until_holds_everyone() -> None:

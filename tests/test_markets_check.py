@@ -10,22 +10,21 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_stats import grown, requests_by_endpoint
 
 from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.flows.markets import UnknownMarketError, check_markets, market_problems
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryPolicy
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
-from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,21 +32,9 @@ NOW_MS = int(datetime(2024, 3, 31, 12, tzinfo=UTC).timestamp() * 1000)
 FAST_RETRY = RetryPolicy(max_attempts=3, max_total_seconds=5, base_seconds=0.01)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=23, days=5, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=23, world=world) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def perps_sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=23, world=world, variants=Variants(bitstamp_perps="on")) as running:
-        yield running
+world = world_fixture(seed=23, days=5, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
+perps_sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 
 def write_config(sandbox: Sandbox, directory: Path, **markets: list[str]) -> Path:
@@ -94,23 +81,8 @@ def test_tally_sync_with_an_unknown_market_fails_in_one_line_and_fetches_nothing
     budget = settings.budget_dir
     assert all(path == budget or budget in path.parents for path in written), written
     assert not (settings.data_dir / ".prefect").exists()
-    read = {
-        name: count - before.get(name, 0)
-        for name, count in requests_by_endpoint(sandbox).items()
-        if count != before.get(name, 0)
-    }
+    read = grown(before, requests_by_endpoint(sandbox))
     assert read == {"bitstamp markets": 1, "bitvavo markets": 1}, "only the market lists"
-
-
-def requests_by_endpoint(sandbox: Sandbox) -> dict[str, int]:
-    """Requests served per endpoint, both exchanges (from `/_sandbox/stats`)."""
-    counts: dict[str, int] = {}
-    for side in (sandbox.bitstamp, sandbox.bitvavo):
-        stats = requests.get(side.stats_url, timeout=10).json()
-        for name, endpoint in stats["endpoints"].items():
-            key = f"{stats['exchange']} {name}"
-            counts[key] = counts.get(key, 0) + int(endpoint["requests"])
-    return counts
 
 
 # --- the check ----------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cli_runner import timed_tally as tally
+from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_stats import grown, requests_by_endpoint
 
 from pipelines import config_file
 from pipelines.checks.clock import ClockReading, clock_row
@@ -38,33 +39,12 @@ CONTRACT_S = 10.0  # the issue's bound: every check before work answers within 1
 MAX_LINES = 5
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=41, days=5, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=41, world=world) as running:
-        yield running
+world = world_fixture(seed=41, days=5, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 def lines(text: str) -> list[str]:
     return text.strip().splitlines()
-
-
-def served(sandbox: Sandbox) -> dict[str, int]:
-    """Requests served per endpoint, both exchanges (from `/_sandbox/stats`)."""
-    counts: dict[str, int] = {}
-    for side in (sandbox.bitstamp, sandbox.bitvavo):
-        stats = requests.get(side.stats_url, timeout=10).json()
-        for name, endpoint in stats["endpoints"].items():
-            counts[f"{stats['exchange']} {name}"] = int(endpoint["requests"])
-    return counts
-
-
-def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 def write_config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -> Path:
@@ -77,6 +57,19 @@ def write_config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -
             document[section][key] = value
         document[section] = {k: v for k, v in document[section].items() if v is not None}
     return config_file.write_config(directory / "tally.toml", document)
+
+
+def failed_sync(
+    sandbox: Sandbox, directory: Path, *, exit_code: int
+) -> tuple[str, str, dict[str, int]]:
+    """`tally sync` in `directory`, failing with `exit_code` within the contract in one stderr
+    line: that line, the whole stderr, and the requests it made to the sandbox."""
+    before = requests_by_endpoint(sandbox)
+    done, seconds = tally("sync", cwd=directory)
+    assert done.returncode == exit_code, done
+    assert seconds <= CONTRACT_S
+    (line,) = lines(done.stderr)
+    return line, done.stderr, grown(before, requests_by_endpoint(sandbox))
 
 
 def assert_nothing_started(directory: Path) -> None:
@@ -164,14 +157,10 @@ def test_an_unknown_bitstamp_market_fetches_nothing_but_the_market_lists(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     write_config(sandbox, tmp_path, bitstamp={"markets": ["BTC-EUR", "EUR-GBP"]})
-    before = served(sandbox)
-    done, seconds = tally("sync", cwd=tmp_path)
-    assert done.returncode == 2, done
-    assert seconds <= CONTRACT_S
-    (line,) = lines(done.stderr)
+    line, _, read = failed_sync(sandbox, tmp_path, exit_code=2)
     assert line.startswith("tally sync: bitstamp: configured market EUR-GBP is not listed")
     assert "GBP-EUR" in line, "its inverse is the closest match"
-    assert grown(before, served(sandbox)) == {"bitstamp markets": 1, "bitvavo markets": 1}
+    assert read == {"bitstamp markets": 1, "bitvavo markets": 1}
     assert_nothing_started(tmp_path)
 
 
@@ -179,16 +168,11 @@ def test_a_refused_secret_fails_the_sync_naming_the_variable_to_check(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     write_config(sandbox, tmp_path, bitvavo={"api_secret": "0" * 128})
-    before = served(sandbox)
-    done, seconds = tally("sync", cwd=tmp_path)
-    assert done.returncode == 3, done
-    assert seconds <= CONTRACT_S
-    (line,) = lines(done.stderr)
+    line, stderr, read = failed_sync(sandbox, tmp_path, exit_code=3)
     assert line.startswith("tally sync: bitvavo: the API key was refused: GET /v2/balance")
     assert "code 309" in line and "check BITVAVO_API_SECRET" in line
     assert "BITVAVO_API_KEY" not in line, "a bad signature is the secret's fault, not the key's"
-    assert sandbox.bitvavo.secret not in done.stderr
-    read = grown(before, served(sandbox))
+    assert sandbox.bitvavo.secret not in stderr
     assert set(read) <= {
         "bitstamp markets",
         "bitstamp account_balances",

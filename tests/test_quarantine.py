@@ -14,7 +14,6 @@ import io
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from cli_runner import tally
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
 from synced_lake import Accounts, Candles, Quarantine, SyncedLakeFactory, Trades
 
@@ -104,11 +104,8 @@ def sha256(data: bytes) -> str:
 # --- the synced lake and its damaged copies ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    world = World(seed=5, days=12, now_ms=int(NOW.timestamp() * 1000))
-    with start_sandbox(seed=5, world=world) as running:
-        yield running
+world = world_fixture(seed=5, days=12, now_ms=int(NOW.timestamp() * 1000))
+sandbox = sandbox_fixture()
 
 
 @pytest.fixture(scope="module")

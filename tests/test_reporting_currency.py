@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, CandlesAroundOldRows, SyncedLakeFactory
 
 from pipelines.config import Settings
@@ -58,9 +59,7 @@ def round18(value: Decimal) -> Decimal:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
+world = world_fixture(seed=SEED, days=DAYS, now_ms=int(NOW.timestamp() * 1000))
 
 
 @pytest.fixture(scope="module")
@@ -356,17 +355,29 @@ def test_a_eur_quoted_fill_is_worth_its_quote_times_one_eur_in_gbp(
 # --- exports -------------------------------------------------------------------------------------
 
 
-def test_gains_export_in_usd_says_usd_and_writes_exact_decimals(
-    connection: duckdb.DuckDBPyConnection, tmp_path: Path
-) -> None:
-    (written,) = export(connection, ["gains"], ExportOptions(currency="USD", year=2024), tmp_path)
+def gains_rows(
+    connection: duckdb.DuckDBPyConnection, currency: str, directory: Path
+) -> list[dict[str, str]]:
+    """The rows of the 2024 gains export in `currency`: its sidecar and every row say
+    `currency`, and the count it reports is the rows written (at least one)."""
+    (written,) = export(
+        connection, ["gains"], ExportOptions(currency=currency, year=2024), directory
+    )
     table, sidecar = written.files
-    assert json.loads(sidecar.read_text())["currency"] == "USD"
+    assert json.loads(sidecar.read_text())["currency"] == currency
     with table.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and written.rows == len(rows)
     for row in rows:
-        assert row["currency"] == "USD"
+        assert row["currency"] == currency
+    return rows
+
+
+def test_gains_export_in_usd_says_usd_and_writes_exact_decimals(
+    connection: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    rows = gains_rows(connection, "USD", tmp_path)
+    for row in rows:
         for column in ("proceeds", "cost", "fees", "gain"):
             assert "e" not in row[column].lower(), row[column]
         proceeds, cost, fees, gain = (Decimal(row[c]) for c in ("proceeds", "cost", "fees", "gain"))
@@ -391,14 +402,8 @@ def test_gains_export_in_usd_says_usd_and_writes_exact_decimals(
 def test_gains_export_in_gbp_says_gbp(
     connection: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
-    (written,) = export(connection, ["gains"], ExportOptions(currency="GBP", year=2024), tmp_path)
-    table, sidecar = written.files
-    assert json.loads(sidecar.read_text())["currency"] == "GBP"
-    with table.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert rows and written.rows == len(rows)
+    rows = gains_rows(connection, "GBP", tmp_path)
     for row in rows:
-        assert row["currency"] == "GBP"
         proceeds, cost, fees, gain = (Decimal(row[c]) for c in ("proceeds", "cost", "fees", "gain"))
         with localcontext() as context:  # values through 1 / GBP-EUR carry 30+ digits
             context.prec = 80

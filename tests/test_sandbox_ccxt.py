@@ -4,7 +4,6 @@ the ones real clients expect, not only our own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,8 +11,9 @@ from urllib.parse import urlsplit
 
 import ccxt
 import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
 
-from pipelines.sandbox.server import LOOPBACK, Sandbox, start_sandbox
+from pipelines.sandbox.server import LOOPBACK, Sandbox
 from pipelines.sandbox.world import World
 
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
@@ -59,15 +59,8 @@ class Bitvavo(LoopbackOnly, ccxt.bitvavo):
     pass
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=5, days=60, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=5, now_ms=NOW_MS, world=world) as running:
-        yield running
+world = world_fixture(seed=5, days=60, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
 
 
 def make_bitstamp(sandbox: Sandbox) -> Bitstamp:

@@ -12,7 +12,6 @@ Evidence of a market (read from ../shared/data/exchange-samples, never copied he
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,10 +20,11 @@ from typing import Any
 import ccxt
 import pytest
 import requests
+from sandbox_fixtures import sandbox_fixture, world_fixture
 from test_sandbox_ccxt import make_bitstamp
 
 from pipelines.config import DEFAULTS
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
@@ -58,21 +58,9 @@ def recorded_bitvavo(samples_dir: Path) -> set[str]:
     return found | series
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=21, days=10, now_ms=NOW_MS)
-
-
-@pytest.fixture(scope="module")
-def sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=21, world=world) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def perps_sandbox(world: World) -> Iterator[Sandbox]:
-    with start_sandbox(seed=21, world=world, variants=Variants(bitstamp_perps="on")) as running:
-        yield running
+world = world_fixture(seed=21, days=10, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
+perps_sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 
 def get(url: str, **params: Any) -> requests.Response:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from sandbox_fixtures import world_fixture
 from test_sandbox_helpers import clients, loads
 
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -21,9 +22,7 @@ from pipelines.sandbox.world import World
 NOW_MS = 1_711_886_400_000  # 2024-03-31T12:00:00Z
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=47, days=3, now_ms=NOW_MS)
+world = world_fixture(seed=47, days=3, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module")

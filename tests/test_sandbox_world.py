@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_fixtures import world_fixture
 
 from pipelines.sandbox.market import DAY_MS, HOUR_MS, MINUTE_MS, Market, TapeTrade
 from pipelines.sandbox.world import GENESIS_MARGIN_DAYS, World
@@ -23,9 +24,7 @@ DAYS = 45
 ZERO = Decimal(0)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=7, days=DAYS, now_ms=FROZEN_MS)
+world = world_fixture(seed=7, days=DAYS, now_ms=FROZEN_MS)
 
 
 @pytest.fixture(scope="module")

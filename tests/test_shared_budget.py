@@ -27,6 +27,7 @@ import pytest
 import requests
 from fakeclock import T0, FakeClock
 from forked import ends_with_exit
+from test_limiters import bitvavo_headers
 
 from pipelines import config_file
 from pipelines.config import load_settings
@@ -55,14 +56,6 @@ class Exhausted(Exception):
 
 def never_sleep(seconds: float) -> None:
     raise Exhausted(seconds)
-
-
-def bitvavo_headers(remaining: int, reset_at: float, limit: int = 1000) -> dict[str, str]:
-    return {
-        "bitvavo-ratelimit-remaining": str(remaining),
-        "bitvavo-ratelimit-resetat": str(round(reset_at * 1000)),
-        "bitvavo-ratelimit-limit": str(limit),
-    }
 
 
 def most_in_any_window(times: list[float], span: float) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cli_runner import timed_tally
+from sandbox_stats import grown, requests_by_endpoint
 
 from pipelines.config_file import config_text, write_config
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -31,20 +31,6 @@ def sandbox() -> Iterator[Sandbox]:
         yield running
 
 
-def served(sandbox: Sandbox) -> dict[str, int]:
-    """Requests served per endpoint, both exchanges."""
-    counts: dict[str, int] = {}
-    for side in (sandbox.bitstamp, sandbox.bitvavo):
-        stats = requests.get(side.stats_url, timeout=10).json()
-        for name, endpoint in stats["endpoints"].items():
-            counts[f"{stats['exchange']} {name}"] = int(endpoint["requests"])
-    return counts
-
-
-def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-
-
 def config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -> Path:
     """The sandbox's own tally.toml (good URLs and keys) with each section's keys in
     `changes` set to their value."""
@@ -56,14 +42,14 @@ def config(sandbox: Sandbox, directory: Path, **changes: dict[str, Any]) -> Path
 
 def sync(sandbox: Sandbox, directory: Path) -> tuple[str, dict[str, int]]:
     """Run `tally sync` in `directory`; its one stderr line and the requests it made."""
-    before = served(sandbox)
+    before = requests_by_endpoint(sandbox)
     done, seconds = timed_tally("sync", cwd=directory)
     assert done.returncode == 2, done.stderr
     assert seconds <= CONTRACT_S, f"{seconds:.1f} s"
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     (line,) = done.stderr.splitlines()
-    return line, grown(before, served(sandbox))
+    return line, grown(before, requests_by_endpoint(sandbox))
 
 
 def test_a_toml_syntax_error_fetches_nothing(sandbox: Sandbox, tmp_path: Path) -> None:

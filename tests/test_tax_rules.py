@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from view_tables import create_view_tables
 
 from pipelines.cli import main
 from pipelines.config_file import write_config
@@ -95,32 +96,16 @@ def warehouse(
     """Tables with the columns of the views; prices are (asset, priced_at, price, observed_at)."""
     connection = duckdb.connect(str(path) if path else ":memory:")
     connection.execute("set TimeZone = 'UTC'")
-    connection.execute(
-        "create table ledger (exchange varchar, account varchar, asset varchar, "
-        "amount decimal(38, 18), kind varchar, executed_at timestamptz, reference varchar, "
-        "source varchar, event_kind varchar, event_type varchar, market varchar, "
-        "sequence bigint, leg integer)"
-    )
+    create_view_tables(connection)
     connection.executemany(
         "insert into ledger values (?, ?, ?, ?::decimal(38, 18), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [list(row) for row in ledger],
-    )
-    connection.execute(
-        "create table prices (asset varchar, currency varchar, priced_at timestamptz, "
-        "price decimal(38, 18), source varchar, observed_at timestamptz, staleness interval)"
     )
     for asset, priced_at, price, observed_at in prices:
         connection.execute(
             "insert into prices values (?, ?, ?, ?::decimal(38, 18), 'test', ?, null)",
             [asset, currency, at(priced_at), price, at(observed_at)],
         )
-    connection.execute(
-        "create table internal_transfers (status varchar, asset varchar, "
-        "withdrawal_exchange varchar, withdrawal_account varchar, withdrawal_id varchar, "
-        "withdrawn_at timestamptz, withdrawn decimal(38, 18), sent decimal(38, 18), "
-        "deposit_exchange varchar, deposit_account varchar, deposit_id varchar, "
-        "deposited_at timestamptz, received decimal(38, 18), txid varchar)"
-    )
     for t in transfers:
         connection.execute(
             "insert into internal_transfers values ('matched', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "

@@ -14,13 +14,14 @@ from typing import Any
 
 import polars as pl
 import pytest
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_query import rows
 
 from pipelines.config import Settings
 from pipelines.datasets import FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.sandbox.variants import Variants, every_variant, parse_variants
 from pipelines.sandbox.world import World
-from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -29,9 +30,7 @@ SEED = 13
 VARIANTS = [Variants(), *every_variant()]
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=str)
@@ -45,13 +44,6 @@ def synced(
         seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles()), variants=variants
     )
     return variants, lake.settings
-
-
-def rows(settings: Settings, query: str) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query)
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def lake(settings: Settings, dataset: Any, exchange: str) -> pl.DataFrame:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +20,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from lake_edits import lake_copy, rewrite
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
+from warehouse_query import rows
 
 from pipelines.cli import main
 from pipelines.config import Settings
@@ -32,7 +34,6 @@ from pipelines.exchanges.records import LedgerEntry
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
 from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -46,13 +47,6 @@ def utc_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def rows(settings: Settings, query: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-
-
 def verdicts(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         (r["exchange"], r["asset"]): r for r in rows(settings, "select * from reconcile_balances")
@@ -62,9 +56,7 @@ def verdicts(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +67,6 @@ def synced(synced_lake: SyncedLakeFactory, tmp_path_factory: pytest.TempPathFact
         seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles(), Trades(timedelta(hours=2)))
     )
     return lake.copy(tmp_path_factory.mktemp("warehouse") / "synced").settings
-
-
-def lake_copy(settings: Settings, directory: Path) -> Settings:
-    """A copy of the synced lake with a data directory of its own (no warehouse yet)."""
-    shutil.copytree(settings.lake_dir, directory / "data" / "lake")
-    return Settings(data_dir=directory / "data")
-
-
-def rewrite(path: Path, change: Callable[[pl.DataFrame], pl.DataFrame]) -> int:
-    """Rewrite one lake file through `change`; returns how many rows it lost."""
-    before = pl.read_parquet(path)
-    after = change(before)
-    after.write_parquet(path)
-    return before.height - after.height
 
 
 # --- truth from the simulated accounts -------------------------------------------------------

@@ -7,7 +7,6 @@ above the schedule in force; the arithmetic stays exact where DECIMAL(38,18) pro
 from __future__ import annotations
 
 import json
-import shutil
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +17,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from lake_edits import lake_copy, rewrite
+from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_query import rows
 
 from pipelines.config import Settings
 from pipelines.datasets import BITSTAMP_LEDGER, FEE_SCHEDULES, FILLS
@@ -27,30 +29,12 @@ from pipelines.exchanges.records import FeeSchedule, Fill
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
 from warehouse.build import build
-from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 DAYS = 60
 SEED = 7
 QUANTUM = Decimal("1e-18")
-
-
-def rows(settings: Settings, query: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(query, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-
-
-def lake_copy(settings: Settings, directory: Path) -> Settings:
-    """A copy of the synced lake with a data directory of its own (no warehouse yet)."""
-    shutil.copytree(settings.lake_dir, directory / "data" / "lake")
-    return Settings(data_dir=directory / "data")
-
-
-def rewrite(path: Path, change: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
-    change(pl.read_parquet(path)).write_parquet(path)
 
 
 def quote_plus_one_euro(fill_id: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -78,9 +62,7 @@ def month(moment: datetime) -> date:
 # --- the synced lake ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World(seed=SEED, days=DAYS, now_ms=NOW_MS)
+world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import duckdb
 import pytest
+from view_tables import LEDGER
 
 from warehouse.costbasis.events import _ledger as costbasis_ledger
 from warehouse.exports.transactions import ledger_rows as export_ledger_rows
@@ -23,12 +24,7 @@ def connection() -> Iterator[duckdb.DuckDBPyConnection]:
     """A `ledger` and a `reconcile_balances` table with the views' column types."""
     with duckdb.connect(":memory:") as con:
         con.execute("set TimeZone = 'Europe/Amsterdam'")
-        con.execute(
-            "create table ledger (exchange varchar, account varchar, asset varchar, "
-            "amount decimal(38, 18), kind varchar, executed_at timestamptz, reference varchar, "
-            "source varchar, event_kind varchar, event_type varchar, market varchar, "
-            "sequence bigint, leg integer)"
-        )
+        con.execute(LEDGER)
         con.execute(
             "insert into ledger values "
             "('bitstamp', 'main', 'BTC', 0.5, 'trade_base', ?, '7', 'user_transactions', "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from warehouse_query import rows as query
 
 from pipelines.config import Settings
 from pipelines.datasets import CANDLES
@@ -72,13 +73,6 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     record_gap(lake, "BTC-EUR", "hour", h(1), h(2), detected_at=h(3))
     build(settings)
     return settings
-
-
-def query(settings: Settings, sql: str, *params: Any) -> list[dict[str, Any]]:
-    with connect(settings.data_dir) as connection:
-        result = connection.execute(sql, list(params))
-        names = [d[0] for d in result.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
 def quotient(numerator: Decimal, denominator: Decimal) -> Decimal:
