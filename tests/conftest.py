@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:  # imported when a test asks for a lake: collection stays light
+if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
+    from prefect_api import PrefectApi
     from synced_lake import SyncedLakeFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +80,14 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One temporary Prefect server for the whole session (it takes 10–20 s to start)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    os.environ.setdefault("PREFECT_HOME", str(home))
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
+    """One Prefect server per process (xdist worker) for the flows run in it and for `tally`
+    subprocesses given `prefect_api.env()`: it takes 10–20 s of CPU to start (prefect_api.py).
+    Tests of tally's own server start theirs."""
+    from prefect_api import shared_server
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+    with shared_server(tmp_path_factory.mktemp("prefect-home")) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")
