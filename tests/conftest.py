@@ -10,36 +10,40 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:  # imported when a test asks for a lake: collection stays light
+if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
+    from prefect_api import PrefectApi
     from synced_lake import SyncedLakeFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
 
-# Seconds each long test file takes in `make test` (2 workers, 2 cores; measured with
-# --durations). `--dist loadfile` hands whole files to the workers, and xdist's own order (most
-# tests first) would start these last, leaving one worker alone with them at the end: they go
-# first, the longest first, and the many short files fill in behind them. Order only: a file
-# missing here runs after these, in xdist's order; update a figure when a file grows a lot.
+# Seconds each long test file takes in `make test` (2 workers, 2 cores; --durations=0 summed
+# per file, on a busy machine). `--dist loadfile` hands whole files to the workers, and xdist's
+# own order (most tests first) would start these last, leaving one worker alone with them at the
+# end: they go first, the longest first, and the many short files fill in behind them. Order
+# only: a file missing here runs after these, in xdist's order; update a figure when a file
+# grows a lot.
 LONG_FILES = {
-    "tests/test_notebooks.py": 156,
-    "tests/test_exports.py": 121,
-    "tests/test_progress_cli.py": 98,
-    "tests/test_datadir_lock.py": 85,
-    "tests/test_leftovers.py": 55,
-    "tests/test_quarantine.py": 40,
-    "tests/test_prefect_deployment.py": 39,
-    "tests/test_preflight.py": 35,
-    "tests/test_flow_lock.py": 30,
-    "tests/test_interrupt.py": 24,
-    "tests/test_flows.py": 39,
-    "tests/test_ingest_crash.py": 35,
-    "tests/test_ingest_market.py": 35,
-    "tests/test_variants.py": 29,
-    "tests/test_reporting_currency.py": 28,
-    "tests/test_ingest_memory.py": 28,
-    "tests/test_shared_budget.py": 11,
-    "tests/test_warehouse.py": 11,
+    "tests/test_notebooks.py": 194,
+    "tests/test_exports.py": 152,
+    "tests/test_leftovers.py": 119,
+    "tests/test_ingest_market.py": 106,
+    "tests/test_prefect_deployment.py": 104,
+    "tests/test_variants.py": 103,
+    "tests/test_datadir_lock.py": 103,
+    "tests/test_progress_cli.py": 97,
+    "tests/test_ingest_crash.py": 88,
+    "tests/test_reporting_currency.py": 78,
+    "tests/test_sql_readonly.py": 51,
+    "tests/test_ingest_memory.py": 46,
+    "tests/test_interrupt.py": 41,
+    "tests/test_preflight.py": 30,
+    "tests/test_quarantine.py": 25,
+    "tests/test_flows.py": 21,
+    "tests/test_warehouse.py": 16,
+    "tests/test_shared_budget.py": 15,
+    "tests/test_doctor_deadline.py": 13,
+    "tests/test_flow_lock.py": 10,
     "tests/test_clients_sandbox.py": 9,
 }
 
@@ -79,17 +83,14 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One temporary Prefect server for the whole session (it takes 10–20 s to start)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    os.environ.setdefault("PREFECT_HOME", str(home))
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
+    """One Prefect server per process (xdist worker) for the flows run in it and for `tally`
+    subprocesses given `prefect_api.env()`: it takes 10–20 s of CPU to start (prefect_api.py).
+    Tests of tally's own server start theirs."""
+    from prefect_api import shared_server
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+    with shared_server(tmp_path_factory.mktemp("prefect-home")) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

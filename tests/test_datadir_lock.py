@@ -25,6 +25,7 @@ import polars as pl
 import pytest
 from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
+from prefect_api import PrefectApi
 
 from pipelines import config_file
 from pipelines.cli import build_parser
@@ -354,11 +355,12 @@ def write_config(sandbox: Sandbox, path: Path, data_dir: str) -> Path:
     return config_file.write_config(path, document)
 
 
-def start_tally(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def start_tally(*args: str, cwd: Path, api: PrefectApi | None = None) -> subprocess.Popen[str]:
+    """`tally ARGS` started in `cwd`: with its own temporary Prefect server, or `api`'s."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", *args],
         cwd=cwd,
-        env=clean_env(),
+        env=clean_env() if api is None else api.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -393,15 +395,16 @@ def flow_runs(data_dir: Path) -> list[tuple[str, str, str, str]]:
 
 @pytest.mark.slow
 def test_two_syncs_on_one_data_directory_one_waits_one_is_refused(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, prefect_api: PrefectApi, tmp_path: Path
 ) -> None:
     config = write_config(sandbox, tmp_path / "tally.toml", "data")
     alone = write_config(sandbox, tmp_path / "alone.toml", "alone")
     data_dir, alone_dir = tmp_path / "data", tmp_path / "alone"
 
     first = start_tally("sync", "--config", str(config), cwd=tmp_path)
-    # another data directory has a lock of its own: this run is the single-run reference
-    reference = start_tally("sync", "--config", str(alone), cwd=tmp_path)
+    # another data directory has a lock of its own: this run is the single-run reference (on the
+    # session's Prefect server: the two on `data_dir` start their own, whose database is read)
+    reference = start_tally("sync", "--config", str(alone), cwd=tmp_path, api=prefect_api)
     wait_for_holder(data_dir, first)
 
     began = time.monotonic()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prefect_api import PrefectApi
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from test_markets_check import requests_by_endpoint, write_config
 
@@ -63,7 +64,7 @@ def other_writer(data_dir: Path) -> Iterator[int]:
 
 
 def test_a_flow_run_inside_this_process_s_hold_runs_in_it(
-    prefect_harness: None, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sync, "LOCK_WAIT_SECONDS", 0)  # a flow that waited would fail at once
     config = write_config(sandbox, tmp_path, bitstamp=["BTC-EUR"])
@@ -77,7 +78,7 @@ def test_a_flow_run_inside_this_process_s_hold_runs_in_it(
 
 
 def test_a_flow_run_waits_for_another_writer_then_fails_in_one_line_having_fetched_nothing(
-    prefect_harness: None, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sync, "LOCK_WAIT_SECONDS", 0.5)
     config = write_config(sandbox, tmp_path, bitstamp=["BTC-EUR"])

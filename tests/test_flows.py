@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prefect_api import PrefectApi
 from test_markets_check import requests_by_endpoint, write_config
 
 from pipelines import config_file
@@ -65,7 +66,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def test_sync_flow_lands_both_exchanges_and_is_idempotent(
-    prefect_harness: None, sandbox: Sandbox, tmp_path: Path
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     from pipelines.flows.sync import sync_flow
 
@@ -115,7 +116,10 @@ def served_since(sandbox: Sandbox, before: dict[str, int]) -> dict[str, int]:
 
 
 def test_tally_sync_reads_each_market_list_once(
-    prefect_harness: None, markets_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api: PrefectApi,
+    markets_sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")  # `tally sync` would set INFO
     config = write_config(markets_sandbox, tmp_path, bitstamp=["BTC-EUR"])
@@ -132,7 +136,7 @@ def test_tally_sync_reads_each_market_list_once(
 
 
 def test_a_flow_run_started_directly_checks_the_markets_before_any_task(
-    prefect_harness: None, markets_sandbox: Sandbox, tmp_path: Path
+    prefect_api: PrefectApi, markets_sandbox: Sandbox, tmp_path: Path
 ) -> None:
     from pipelines.flows.sync import sync_flow
 

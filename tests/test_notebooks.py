@@ -1,10 +1,11 @@
 """The notebooks, executed headless against a demo lake, and the helper they read it with.
 
 The demo lake is built once per session (`pipelines.demo.run_demo`, in a child process so that
-Prefect's settings and its temporary server stay out of this one). Each notebook runs once in a
-`python3` kernel of this interpreter, its `DATA_DIR` injected after the cell tagged `parameters`;
-a cell appended to the in-memory copy prints the `RESULTS` it computed, which the tests compare
-with queries of their own.
+Prefect's settings stay out of this one; its flow runs on the session's Prefect server,
+`prefect_api`, as on a user's own). Each notebook runs once in a `python3` kernel of this
+interpreter, its `DATA_DIR` injected after the cell tagged `parameters`; a cell appended to the
+in-memory copy prints the `RESULTS` it computed, which the tests compare with queries of their
+own.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import polars as pl
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+from prefect_api import PrefectApi
 
 from pipelines.demo import DEMO_NOW
 from warehouse.connect import connect
@@ -73,10 +75,11 @@ class Run:
 
 
 @pytest.fixture(scope="session")
-def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_data(prefect_api: PrefectApi, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("notebook-demo") / "data"
     # the child keeps Prefect's home in the data directory, whatever this environment says
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    environment["PREFECT_API_URL"] = prefect_api.url
     done = subprocess.run(
         [sys.executable, "-c", BUILD_DEMO, str(data)],
         cwd=data.parent,

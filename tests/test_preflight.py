@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from cli_runner import timed_tally as tally
+from prefect_api import PrefectApi
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_stats import grown, requests_by_endpoint
 
@@ -213,7 +214,7 @@ def test_clocks_beyond_each_exchanges_tolerance_fail_one_line_each(
 
 
 def test_a_permission_refused_mid_sync_ends_it_in_one_line_with_exit_3(
-    prefect_harness: None, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_api: PrefectApi, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The checks before work make one signed read (the balances); the key may make it but not
     `crypto-transactions`, which the account sync reads after the ledger. Run in-process with

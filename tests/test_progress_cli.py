@@ -1,11 +1,12 @@
 """`tally sync` as a person sees it: progress on stderr, the summary on stdout, Prefect's own
 logs in `<data_dir>/logs/prefect.log`, never on the terminal.
 
-Three real runs (each starts its temporary Prefect server) against loopback sandboxes of one
-small world (one market per exchange, daily candles): with faults and no terminal (plain lines
-naming each retry's reason and URL, the summary table, no traceback, no Prefect line); with
-`--json` (one JSON document on stdout); in a pseudo-terminal (the live `rich` display, then the
-table, whose rows equal the JSON document's).
+Three real runs against loopback sandboxes of one small world (one market per exchange, daily
+candles): with faults and no terminal, starting its own temporary Prefect server as a person's
+first run does (plain lines naming each retry's reason and URL, the summary table, no traceback,
+no Prefect line, nothing else on stderr); with `--json` (one JSON document on stdout); in a
+pseudo-terminal (the live `rich` display, then the table, whose rows equal the JSON document's).
+The last two use the session's Prefect server (`prefect_api`) as a user's own.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prefect_api import PrefectApi
 
 from pipelines.config_file import write_config
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -69,13 +71,16 @@ def small_config(sandbox: Sandbox, directory: Path) -> Path:
     return write_config(directory / "tally.toml", document)
 
 
-def environment() -> dict[str, str]:
-    """This environment without another Prefect profile or server, or real exchange keys."""
+def environment(api: PrefectApi | None = None) -> dict[str, str]:
+    """This environment without another Prefect profile or server, or real exchange keys; with
+    `api` as the user's own Prefect server if given."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("PREFECT_", "BITSTAMP_", "BITVAVO_"))
     }
+    if api is not None:
+        env["PREFECT_API_URL"] = api.url
     return {**env, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "160"}
 
 
@@ -117,14 +122,16 @@ def no_prefect_output(text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def json_run(clean: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def json_run(
+    clean: Sandbox, prefect_api: PrefectApi, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     config = small_config(clean, tmp_path_factory.mktemp("json"))
     done = subprocess.run(
         sync_command(config, "--json"),
         cwd=config.parent,
         capture_output=True,
         text=True,
-        env=environment(),
+        env=environment(prefect_api),
         timeout=RUN_SECONDS,
         check=False,
     )
@@ -186,13 +193,11 @@ def test_json_prints_one_document_and_progress_stays_on_stderr(json_run: dict) -
     assert len(done_lines) == len(streams)
 
 
-def run_in_terminal(command: list[str], cwd: Path) -> tuple[int, str]:
+def run_in_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run `command` with stdin, stdout and stderr on a pseudo-terminal of 160×50; its output."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
-    process = subprocess.Popen(
-        command, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=environment()
-    )
+    process = subprocess.Popen(command, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     output = bytearray()
     deadline = time.monotonic() + RUN_SECONDS
@@ -218,10 +223,10 @@ def run_in_terminal(command: list[str], cwd: Path) -> tuple[int, str]:
 
 
 def test_on_a_terminal_the_live_display_runs_and_the_table_follows(
-    clean: Sandbox, tmp_path: Path, json_run: dict
+    clean: Sandbox, prefect_api: PrefectApi, tmp_path: Path, json_run: dict
 ) -> None:
     config = small_config(clean, tmp_path)
-    code, output = run_in_terminal(sync_command(config), tmp_path)
+    code, output = run_in_terminal(sync_command(config), tmp_path, environment(prefect_api))
     assert code == 0, output
     plain = ANSI.sub("", output)
     no_prefect_output(plain)

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from cli_runner import tally
+from prefect_api import PrefectApi
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
 from synced_lake import Accounts, Candles, Quarantine, SyncedLakeFactory, Trades
@@ -388,7 +389,7 @@ def test_after_the_sync_the_notes_say_restored_and_coverage_has_no_hole(
 
 
 def test_tally_sync_moves_broken_files_and_fetches_a_day_older_than_it_asks_for(
-    prefect_harness: None,
+    prefect_api: PrefectApi,
     synced: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

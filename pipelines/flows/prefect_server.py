@@ -30,11 +30,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pipelines.datadir_lock import stderr_line
 from pipelines.exit_codes import ExitCode, OperatorError
@@ -76,9 +76,9 @@ def prefect_server(data_dir: Path, *, notice: Callable[[str], None] = stderr_lin
     if settings.api.url:  # the user's own server
         yield str(settings.api.url)
         return
-    process, url = _start()
+    process, url = start_server()
     try:
-        _wait_healthy(process, url, float(settings.server.ephemeral.startup_timeout_seconds))
+        wait_healthy(process, url, float(settings.server.ephemeral.startup_timeout_seconds))
         with _pointed_at(url):
             if _database_inside(settings, data_dir):
                 for line in crash_stale_runs():
@@ -86,12 +86,17 @@ def prefect_server(data_dir: Path, *, notice: Callable[[str], None] = stderr_lin
             try:
                 yield url
             finally:
-                _drain_workers()
+                drain_workers()
     finally:
-        _stop(process)
+        stop_server(process)
 
 
-def _start() -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    env: Mapping[str, str] | None = None, *, output: IO[bytes] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The temporary server's process and API URL, not yet healthy (`wait_healthy`), dying
+    with the calling thread. Its environment is this one's, or `env`, plus `SERVER_ENV`; its
+    output goes to this process's, or to `output`."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.bind(("127.0.0.1", 0))
@@ -99,11 +104,13 @@ def _start() -> tuple[subprocess.Popen[bytes], str]:
         port = listener.getsockname()[1]
         process = subprocess.Popen(
             [sys.executable, "-P", str(CHILD), str(os.getpid()), str(listener.fileno())],
-            env={**os.environ, **SERVER_ENV},
+            env={**(os.environ if env is None else env), **SERVER_ENV},
             pass_fds=(listener.fileno(),),
             stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             # Its own session: a Ctrl-C on the terminal reaches tally alone, which lets
-            # Prefect's workers deliver and then stops the server (`_stop`).
+            # Prefect's workers deliver and then stops the server (`stop_server`).
             start_new_session=True,
         )
     finally:
@@ -111,7 +118,7 @@ def _start() -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}/api"
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+def wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -201,7 +208,7 @@ def crash_stale_runs() -> list[str]:
     return lines
 
 
-def _drain_workers() -> None:
+def drain_workers() -> None:
     """Let Prefect's log and event workers send what they hold while the server still runs."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
@@ -210,7 +217,7 @@ def _drain_workers() -> None:
     EventsWorker.drain_all(timeout=DRAIN_SECONDS)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=STOP_SECONDS)

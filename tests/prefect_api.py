@@ -1,0 +1,75 @@
+"""One Prefect server for the tests of a process (the `prefect_api` fixture in conftest.py).
+
+Started as `tally` starts its temporary server (`pipelines/flows/prefect_server.py`: the same
+child script and settings, dying with this process), with its PREFECT_HOME (its SQLite
+database) and its output in a directory of the session. While it runs, Prefect in this process
+points at it (as `prefect_test_harness` did), and a `tally` subprocess uses it when its
+environment names it (`PrefectApi.env()`): tally leaves a user's own server alone, so it starts
+none of its own (10–20 s of CPU each). Tests of tally's own server (its start, stale-run
+marking, what a killed or interrupted tally leaves) keep starting theirs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli_runner import clean_env
+
+STARTUP_SECONDS = 90.0
+SETTINGS = {  # what `make test` and tally set for a private, local Prefect
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+@dataclass(frozen=True)
+class PrefectApi:
+    """The shared server: its API URL and its home (database, `server.log`)."""
+
+    url: str
+    home: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """`cli_runner.clean_env(...)` with this server as the user's own (PREFECT_API_URL)."""
+        return clean_env(PREFECT_API_URL=self.url, **extra)
+
+
+@contextmanager
+def shared_server(home: Path) -> Iterator[PrefectApi]:
+    """The server for the block, with this process's Prefect pointed at it."""
+    for name, value in {"PREFECT_HOME": str(home), **SETTINGS}.items():
+        os.environ.setdefault(name, value)  # as the harness did: Prefect's home in the session
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.flows.prefect_server import (
+        drain_workers,
+        start_server,
+        stop_server,
+        wait_healthy,
+    )
+
+    environment = clean_env(PREFECT_HOME=str(home), **SETTINGS)
+    with (home / "server.log").open("wb") as output:
+        process, url = start_server(environment, output=output)
+        try:
+            wait_healthy(process, url, STARTUP_SECONDS)
+            with (
+                temporary_settings(updates={PREFECT_API_URL: url}),
+                # threads started without this context (Prefect's own) see it too, as under
+                # `prefect_test_harness`
+                prefect.context._temporary_global_settings_context(
+                    prefect.context.get_settings_context()
+                ),
+            ):
+                try:
+                    yield PrefectApi(url=url, home=home)
+                finally:
+                    drain_workers()
+        finally:
+            stop_server(process)
