@@ -23,6 +23,7 @@ from pytest_httpserver import HTTPServer
 from sandbox_runtime import ClockedWorld
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
+from warehouse_build import build
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -43,7 +44,6 @@ from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import requests
+from warehouse_build import build
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -31,7 +32,6 @@ from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 
 SEED = 29

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from warehouse_build import build
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -23,7 +24,6 @@ from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 12, 30, tzinfo=UTC)

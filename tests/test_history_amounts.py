@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from warehouse_build import build
 
 from pipelines.config import Settings, load_settings
 from pipelines.config_file import write_config
@@ -37,7 +38,6 @@ from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)

@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 import polars as pl
 import pytest
 from sandbox_runtime import sandbox_runtime
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
@@ -33,7 +34,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 5, 14, 16, 20, tzinfo=UTC)

@@ -27,6 +27,7 @@ import pytest
 from cli_runner import tally
 from sandbox_runtime import sandbox_runtime
 from synced_lake import Accounts, Candles, Quarantine, SyncedLakeFactory, Trades
+from warehouse_build import build
 
 from pipelines.checks.lake import check_rows
 from pipelines.cli import main
@@ -47,7 +48,6 @@ from pipelines.quarantine import (
 )
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 1, 6, tzinfo=UTC)

@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
+from warehouse_build import build
 
 from pipelines.cli import main
 from pipelines.config import Settings
@@ -31,7 +32,6 @@ from pipelines.exchanges.bitstamp_parse import parse_user_transactions
 from pipelines.exchanges.records import LedgerEntry
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

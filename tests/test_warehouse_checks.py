@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 import pytest
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.datasets import BITSTAMP_LEDGER, FEE_SCHEDULES, FILLS
@@ -26,7 +27,6 @@ from pipelines.exchanges.bitstamp_parse import classify_entry, parse_user_transa
 from pipelines.exchanges.records import FeeSchedule, Fill
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

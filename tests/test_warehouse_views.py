@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.datasets import CANDLES
@@ -18,7 +19,6 @@ from pipelines.exchanges.records import Candle
 from pipelines.flows.plan import Window
 from pipelines.flows.public_trades import record_gap
 from pipelines.lake import Lake
-from warehouse.build import build
 from warehouse.connect import connect
 
 H0 = datetime(2024, 3, 1, tzinfo=UTC)
