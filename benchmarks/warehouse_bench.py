@@ -40,6 +40,7 @@ from pipelines.datasets import (
     FILLS,
     TRANSFERS,
 )
+from pipelines.exchanges.registry import warehouse_rules
 from pipelines.flows.plan import Window
 from pipelines.lake import MONEY, Dataset, Lake
 from pipelines.tables import render
@@ -705,7 +706,7 @@ def main() -> None:
         began = time.perf_counter()
         landed = generate(Lake(settings.lake_dir))
         generated = time.perf_counter() - began
-        built = build(settings)
+        built = build(settings, rules=warehouse_rules())
         print(
             f"lake: {', '.join(f'{n} {r:,}' for n, r in landed.items())} "
             f"(generated in {generated:.1f} s); catalog built in {built.seconds:.2f} s",

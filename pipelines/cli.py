@@ -283,6 +283,7 @@ def _add_warehouse(commands: Any) -> None:
 def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock
+    from pipelines.exchanges.registry import warehouse_rules
     from pipelines.tables import render
     from warehouse.build import build, view_row_counts
     from warehouse.connect import connect
@@ -290,7 +291,7 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
         _quarantine(settings, "warehouse")
-        result = build(settings)
+        result = build(settings, rules=warehouse_rules())
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)
     for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):

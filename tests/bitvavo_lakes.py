@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 from sandbox_runtime import sandbox_runtime
+from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.config import Settings
@@ -33,7 +34,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 T0 = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
 MAIN = {"account": "main"}

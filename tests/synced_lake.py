@@ -22,6 +22,7 @@ from typing import Protocol
 
 import polars as pl
 from sandbox_runtime import sandbox_runtime, write_sandbox_config
+from warehouse_build import build
 
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER
@@ -35,7 +36,6 @@ from pipelines.quarantine import quarantine_lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 EXCHANGES = ("bitstamp", "bitvavo")
 CONFIG = "tally.toml"

@@ -23,6 +23,7 @@ from pytest_httpserver import HTTPServer
 from sandbox_runtime import ClockedWorld, sandbox_runtime
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
+from warehouse_build import build
 
 from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
@@ -39,7 +40,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 NOW = datetime(2024, 3, 31, 13, 7, tzinfo=UTC)

@@ -20,6 +20,7 @@ import pytest
 import requests
 from sandbox_fixtures import world_fixture
 from sandbox_runtime import sandbox_runtime
+from warehouse_build import build
 
 from pipelines.datasets import CANDLES, GAPS
 from pipelines.flows.candles import sync_candles
@@ -29,7 +30,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 
 SEED = 29

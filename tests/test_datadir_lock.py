@@ -26,6 +26,7 @@ import pytest
 from fakeclock import FakeClock
 from polars.testing import assert_frame_equal
 from prefect_api import PrefectApi
+from warehouse_build import build
 
 from pipelines import config_file
 from pipelines.cli import build_parser
@@ -37,7 +38,6 @@ from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 from pipelines.sandbox_config import sandbox_document
-from warehouse.build import build
 from warehouse.connect import connect
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
+from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.datasets import FILLS, GAPS
@@ -22,7 +23,6 @@ from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 NOW = datetime(2024, 3, 31, 12, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

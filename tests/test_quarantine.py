@@ -28,6 +28,7 @@ from prefect_api import PrefectApi
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
 from synced_lake import Accounts, Candles, Quarantine, SyncedLakeFactory, Trades
+from warehouse_build import build
 
 from pipelines.checks.lake import check_rows
 from pipelines.cli import main
@@ -48,7 +49,6 @@ from pipelines.quarantine import (
 )
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 1, 6, tzinfo=UTC)

@@ -20,6 +20,7 @@ import duckdb
 import pytest
 from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, CandlesAroundOldRows, SyncedLakeFactory
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.datasets import CANDLES
@@ -27,7 +28,6 @@ from pipelines.exchanges.records import Candle
 from pipelines.flows.plan import Window
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
-from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.costbasis import UnsupportedCurrencyError
 from warehouse.costbasis.events import events_from_warehouse

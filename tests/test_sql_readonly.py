@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.config_file import write_config
@@ -29,7 +30,6 @@ from pipelines.datasets import CANDLES, FILLS
 from pipelines.exchanges.records import Candle, Fill
 from pipelines.flows.plan import Window
 from pipelines.lake import Lake
-from warehouse.build import build
 from warehouse.notebook import Warehouse
 from warehouse.readonly import ReadOnlyError
 from warehouse.sources import view_files

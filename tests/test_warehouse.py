@@ -23,6 +23,7 @@ import pytest
 from lake_edits import lake_copy, rewrite
 from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory, Trades
+from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.cli import main
@@ -33,7 +34,6 @@ from pipelines.exchanges.bitstamp_parse import parse_user_transactions
 from pipelines.exchanges.records import LedgerEntry
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

@@ -20,6 +20,7 @@ import pytest
 from lake_edits import lake_copy, rewrite
 from sandbox_fixtures import world_fixture
 from synced_lake import Accounts, Candles, SyncedLakeFactory
+from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.config import Settings
@@ -28,7 +29,6 @@ from pipelines.exchanges.bitstamp_parse import classify_entry, parse_user_transa
 from pipelines.exchanges.records import FeeSchedule, Fill
 from pipelines.lake import Lake
 from pipelines.sandbox.world import World
-from warehouse.build import build
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

@@ -19,11 +19,11 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from warehouse_build import build
 
 from pipelines.config import Settings
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake
 from pipelines.lake_datasets import MOVEMENTS
-from warehouse.build import build
 from warehouse.connect import connect
 from warehouse.notebook import Warehouse
 from warehouse.readonly import read

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from warehouse_build import build
 from warehouse_query import rows as query
 
 from pipelines.config import Settings
@@ -19,7 +20,6 @@ from pipelines.exchanges.records import Candle
 from pipelines.flows.plan import Window
 from pipelines.flows.public_trades import record_gap
 from pipelines.lake import Lake
-from warehouse.build import build
 from warehouse.connect import connect
 
 H0 = datetime(2024, 3, 1, tzinfo=UTC)

@@ -1,20 +1,21 @@
 """Build the DuckDB catalog: `data/warehouse.duckdb`, the views of `warehouse/sql/` over the lake.
 
-    result = build(load_settings())
+    result = build(load_settings(), rules=warehouse_rules())
 
-The catalog holds macros and views only (no data): the macros first, then the staging views over
-the lake, then the views people query (`warehouse.sources` says what each layer holds). It is
-rebuilt whole on every build, into a temporary file beside the target that is renamed over it
-once complete, so a reader sees the old catalog or the new one, never half of one, and a crashed
-build leaves the old one in place. Lake paths in the views are absolute: the file opens from any
-directory, in Python or in the `duckdb` shell.
+The catalog holds macros and views only (no lake data): the macros first, then the staging views
+over the lake with the exchanges' rules (`warehouse.rules`), then the views people query
+(`warehouse.sources` says what each layer holds). It is rebuilt whole on every build, into a
+temporary file beside the target that is renamed over it once complete, so a reader sees the old
+catalog or the new one, never half of one, and a crashed build leaves the old one in place. Lake
+paths in the views are absolute: the file opens from any directory, in Python or in the `duckdb`
+shell.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ import duckdb
 
 from pipelines.atomic import fsync_dir, temp_path
 from pipelines.lake import Lake
+from warehouse import rules as exchange_rules
 from warehouse.sources import STAGING, ViewFile, macro_files, render, staging_views, view_files
 
 if TYPE_CHECKING:
@@ -40,8 +42,16 @@ class BuildResult:
     seconds: float
 
 
-def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
-    """(Re)create `settings.warehouse_path` from the view files (default: the packaged ones)."""
+def build(
+    settings: Settings,
+    *,
+    rules: Mapping[str, exchange_rules.ExchangeRules],
+    sql_dir: Path | None = None,
+) -> BuildResult:
+    """(Re)create `settings.warehouse_path` from the view files (default: the packaged ones).
+
+    `rules`: each exchange's data rules, by name (`pipelines.exchanges.registry.warehouse_rules`).
+    """
     began = time.monotonic()
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +64,7 @@ def build(settings: Settings, *, sql_dir: Path | None = None) -> BuildResult:
             for macros in macro_files(sql_dir):
                 _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
             _run(connection, "staging", f"create schema {STAGING}")
+            exchange_rules.write(connection, rules)
             for staged in staging_views(lake):
                 _run(connection, staged.name, f"create view {staged.name} as\n{staged.sql}")
             for view in files:

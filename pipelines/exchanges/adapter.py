@@ -18,6 +18,7 @@ from typing import Any
 from pipelines.exchanges.checks_facts import ExchangeChecks
 from pipelines.exchanges.ingestion import Ingestion
 from pipelines.http import Classifier
+from warehouse.rules import ExchangeRules
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,4 @@ class Exchange:
     checks: ExchangeChecks  # what `pipelines.checks` asks of it
     classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)
     ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)
+    warehouse: ExchangeRules  # its data rules, handed to the warehouse build (`*_warehouse.py`)

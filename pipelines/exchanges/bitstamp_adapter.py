@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.exchanges import bitstamp_checks
+from pipelines.exchanges import bitstamp_checks, bitstamp_warehouse
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.ingestion import (
@@ -163,4 +163,5 @@ BITSTAMP = Exchange(
     checks=bitstamp_checks.CHECKS,
     classify=classify_bitstamp,
     ingestion=INGESTION,
+    warehouse=bitstamp_warehouse.RULES,
 )

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.exchanges import bitvavo_checks
+from pipelines.exchanges import bitvavo_checks, bitvavo_warehouse
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.ingestion import (
@@ -154,4 +154,5 @@ BITVAVO = Exchange(
     checks=bitvavo_checks.CHECKS,
     classify=classify_bitvavo,
     ingestion=INGESTION,
+    warehouse=bitvavo_warehouse.RULES,
 )

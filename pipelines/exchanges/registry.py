@@ -8,6 +8,7 @@ from types import MappingProxyType
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from warehouse.rules import ExchangeRules
 
 EXCHANGES: Mapping[str, Exchange] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
 
@@ -34,3 +35,8 @@ def get(name: str) -> Exchange:
         return EXCHANGES[name]
     except KeyError:
         raise UnknownExchangeError(name) from None
+
+
+def warehouse_rules() -> Mapping[str, ExchangeRules]:
+    """Every exchange's data rules, by name: what `warehouse.build.build` is handed."""
+    return {name: exchange.warehouse for name, exchange in EXCHANGES.items()}

@@ -254,9 +254,10 @@ def _refresh_warehouse(settings: Settings) -> None:
     """Rebuild the warehouse's catalog after a run, so that a dataset's first files are seen
     (its views read the lake's files as they are; a view is created once a dataset has files):
     a scheduled run leaves it as fresh as `tally sync` does."""
+    from pipelines.exchanges.registry import warehouse_rules
     from warehouse.build import build
 
-    get_run_logger().info(f"warehouse rebuilt: {build(settings).path}")
+    get_run_logger().info(f"warehouse rebuilt: {build(settings, rules=warehouse_rules()).path}")
 
 
 def _quarantine(settings: Settings) -> None:

@@ -95,7 +95,7 @@ quarantined as (
     select * from staging.quarantined_files_landed where restored_at is null
 ),
 
-bitstamp_candle_holes as (
+quiet_hour_candle_holes as (
     select
         'candles' as dataset,
         exchange,
@@ -103,8 +103,8 @@ bitstamp_candle_holes as (
         interval,
         close_time as gap_start,
         next_open_time as gap_end,
-        'bitstamp candles missing inside landed data (bitstamp fills hours without trades)'
-            as reason
+        exchange || ' candles missing inside landed data (' || exchange
+            || ' fills hours without trades)' as reason
     from (
         select
             *,
@@ -112,7 +112,9 @@ bitstamp_candle_holes as (
                 partition by exchange, market, interval order by open_time
             ) as next_open_time
         from candles
-        where exchange = 'bitstamp'
+        where exchange in (
+            select exchange from staging.exchange_rules where candles_skip_quiet_hours
+        )
     )
     where next_open_time > close_time
 ),
@@ -128,7 +130,7 @@ holes as (
             and ranges_overlap(recorded.gap_start, recorded.gap_end, hole.gap_start, hole.gap_end)
     )
     union all
-    select * from bitstamp_candle_holes as hole
+    select * from quiet_hour_candle_holes as hole
     where not exists (
         select 1 from window_holes as window_hole
         where window_hole.dataset = hole.dataset
@@ -197,10 +199,20 @@ account_rows as (
     select 'other_events', exchange, source, executed_at, fetched_at
     from staging.other_events_landed
     union all
-    select 'bitstamp_ledger', 'bitstamp', source, executed_at, fetched_at
+    select
+        'bitstamp_ledger',
+        (select exchange from staging.exchange_rules where raw_ledger = 'bitstamp_ledger'),
+        source,
+        executed_at,
+        fetched_at
     from staging.bitstamp_ledger_landed
     union all
-    select 'bitvavo_history', 'bitvavo', source, executed_at, fetched_at
+    select
+        'bitvavo_history',
+        (select exchange from staging.exchange_rules where raw_ledger = 'bitvavo_history'),
+        source,
+        executed_at,
+        fetched_at
     from staging.bitvavo_history_landed
     union all
     select 'balance_snapshots', exchange, 'balance', taken_at, fetched_at

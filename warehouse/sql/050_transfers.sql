@@ -23,17 +23,21 @@ with deduplicated as (
 ),
 
 primary_rows as (
-    select *
+    select deduplicated.*
     from deduplicated
-    where (exchange = 'bitstamp' and source <> 'crypto-transactions')
-        or (exchange = 'bitvavo' and source in ('depositHistory', 'withdrawalHistory'))
+    inner join staging.exchange_rules as rules using (exchange)
+    where case
+        when rules.primary_transfer_sources is null
+            then not list_contains(rules.secondary_transfer_sources, deduplicated.source)
+        else list_contains(rules.primary_transfer_sources, deduplicated.source)
+    end
 ),
 
 secondary_rows as (
-    select *
+    select deduplicated.*
     from deduplicated
-    where (exchange = 'bitstamp' and source = 'crypto-transactions')
-        or (exchange = 'bitvavo' and source = 'account/history')
+    inner join staging.exchange_rules as rules using (exchange)
+    where list_contains(rules.secondary_transfer_sources, deduplicated.source)
 ),
 
 candidates as (
@@ -47,6 +51,7 @@ candidates as (
         -- agree on it)
         (secondary_rows.amount <> primary_rows.amount)::integer as amount_apart
     from primary_rows
+    inner join staging.exchange_rules as rules on rules.exchange = primary_rows.exchange
     inner join secondary_rows
         on secondary_rows.exchange = primary_rows.exchange
         and secondary_rows.account = primary_rows.account
@@ -55,11 +60,11 @@ candidates as (
         and (
             secondary_rows.amount = primary_rows.amount
             or (
-                primary_rows.exchange = 'bitstamp'
+                rules.secondary_net_of_fee
                 and secondary_rows.amount = primary_rows.amount - coalesce(primary_rows.fee, 0)
             )
             or (
-                primary_rows.exchange = 'bitvavo'
+                rules.secondary_withdrawal_fee_either_side
                 and primary_rows.kind = 'withdrawal'
                 and coalesce(primary_rows.fee, 0) <> 0
                 and secondary_rows.amount in (
@@ -125,14 +130,19 @@ unmatched_secondaries as (
         source,
         null::varchar as matched_id,
         null::varchar as matched_source,
-        exchange = 'bitvavo' as in_ledger
+        (
+            select rules.unmatched_secondary_in_ledger from staging.exchange_rules as rules
+            where rules.exchange = secondary_rows.exchange
+        ) as in_ledger
     from secondary_rows
     where transfer_key not in (select secondary_key from matches)
 ),
 
-bitvavo_withdrawal_evidence as (
-    -- what arrived on the other account with the same txid, per Bitvavo account
+withdrawal_fee_evidence as (
+    -- what arrived on the other account with the same txid, per account of an exchange whose
+    -- withdrawal fee is not recorded
     select
+        withdrawals.exchange,
         withdrawals.account,
         count(*) filter (where deposits.amount = withdrawals.amount - withdrawals.fee)
             as fee_inside,
@@ -143,11 +153,12 @@ bitvavo_withdrawal_evidence as (
         and deposits.asset = withdrawals.asset
         and deposits.kind = 'deposit'
         and deposits.exchange <> withdrawals.exchange
-    where withdrawals.exchange = 'bitvavo'
+    inner join staging.exchange_rules as rules on rules.exchange = withdrawals.exchange
+    where not rules.withdrawal_fee_inside_recorded
         and withdrawals.kind = 'withdrawal'
         and coalesce(withdrawals.fee, 0) <> 0
         and coalesce(withdrawals.fee_asset, withdrawals.asset) = withdrawals.asset
-    group by withdrawals.account
+    group by withdrawals.exchange, withdrawals.account
 ),
 
 all_rows as (
@@ -155,12 +166,12 @@ all_rows as (
         rows.*,
         case
             when rows.kind <> 'withdrawal' then null
-            when rows.exchange = 'bitstamp' then true
+            when rules.withdrawal_fee_inside_recorded then true
             else coalesce(evidence.fee_inside > evidence.fee_outside, false)
         end as fee_in_amount,
         case
             when rows.kind <> 'withdrawal' then null
-            when rows.exchange = 'bitstamp' then 'recorded ledger identity'
+            when rules.withdrawal_fee_inside_recorded then 'recorded ledger identity'
             when coalesce(evidence.fee_inside + evidence.fee_outside, 0) = 0
                 then 'assumed: no withdrawal with a fee reached your other account'
             else format(
@@ -173,8 +184,9 @@ all_rows as (
         union all
         select * from unmatched_secondaries
     ) as rows
-    left join bitvavo_withdrawal_evidence as evidence
-        on rows.exchange = 'bitvavo' and evidence.account = rows.account
+    left join staging.exchange_rules as rules on rules.exchange = rows.exchange
+    left join withdrawal_fee_evidence as evidence
+        on evidence.exchange = rows.exchange and evidence.account = rows.account
 ),
 
 final as (

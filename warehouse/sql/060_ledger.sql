@@ -33,6 +33,17 @@ with kinds (source_kind, ledger_kind) as (
         ('withdrawal', 'withdrawal')
 ),
 
+-- the exchange whose balance ledger is its raw ledger `bitstamp_ledger`
+bitstamp_ledger_exchange as (
+    select exchange from staging.exchange_rules
+    where raw_ledger = 'bitstamp_ledger' and raw_ledger_is_balance_ledger
+),
+
+-- the exchanges whose ledger is assembled from fills, transfers and other events
+assembled as (
+    select exchange from staging.exchange_rules where not raw_ledger_is_balance_ledger
+),
+
 bitstamp_entries as (
     select
         account,
@@ -62,7 +73,7 @@ bitstamp_movements as (
 
 bitstamp_legs as (
     select
-        'bitstamp' as exchange,
+        (select exchange from bitstamp_ledger_exchange) as exchange,
         bitstamp_movements.account,
         bitstamp_movements.asset,
         case
@@ -88,7 +99,7 @@ bitstamp_legs as (
 ),
 
 bitvavo_fills as (
-    select * from fills where exchange = 'bitvavo'
+    select * from fills where exchange in (select exchange from assembled)
 ),
 
 -- both legs of a fill (the fee is among the charges below)
@@ -124,7 +135,8 @@ bitvavo_fill_legs as (
 ),
 
 bitvavo_transfers as (
-    select * from transfers where exchange = 'bitvavo' and in_ledger
+    select * from transfers
+    where exchange in (select exchange from assembled) and in_ledger
 ),
 
 bitvavo_transfer_legs as (
@@ -162,7 +174,7 @@ bitvavo_events as (
         executed_at,
         source
     from staging.other_events
-    where exchange = 'bitvavo'
+    where exchange in (select exchange from assembled)
 ),
 
 bitvavo_event_movements as (
@@ -196,7 +208,7 @@ bitvavo_event_legs as (
 -- own; a fee whose asset the source does not say is booked in asset '?'
 charges as (
     select
-        'bitstamp' as exchange,
+        (select exchange from bitstamp_ledger_exchange) as exchange,
         account,
         coalesce(fee_asset, '?') as asset,
         -fee as amount,

@@ -50,13 +50,15 @@ fx_rates as (
         close_units(close) as rate_units,
         base <> 'EUR' as inverted,
         case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
-        case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den
+        case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den,
+        observed.exchange
     from observed
-    where exchange = 'bitstamp' and market in ('EUR-USD', 'GBP-EUR') and close > 0
+    inner join staging.exchange_rules as rules using (exchange)
+    where list_contains(rules.fx_markets, observed.market) and close > 0
 ),
 
 eur_rates as (
-    select close_time, rate, rate_units from fx_rates where currency = 'USD'
+    select close_time, rate, rate_units, exchange from fx_rates where currency = 'USD'
 ),
 
 -- a close is a price in its quote currency: in EUR (Bitvavo's first), and Bitstamp's in USD
@@ -68,10 +70,11 @@ direct as (
         close_time as observed_at,
         close as price,
         exchange || ' ' || market || ' 1h' as source,
-        case when exchange = 'bitvavo' or quote = 'USD' then 1 else 2 end as priority
+        case when rules.eur_prices_first or quote = 'USD' then 1 else 2 end as priority
     from observed
+    inner join staging.exchange_rules as rules using (exchange)
     where (quote = 'EUR' and base <> 'EUR')
-        or (exchange = 'bitstamp' and quote = 'USD' and base not in ('EUR', 'USD'))
+        or (rules.usd_prices and quote = 'USD' and base not in ('EUR', 'USD'))
 ),
 
 usd_quoted as (
@@ -79,9 +82,10 @@ usd_quoted as (
         observed.base as asset,
         observed.close_time,
         close_units(observed.close) as price_units,
-        observed.exchange || ' ' || observed.market || ' 1h / bitstamp EUR-USD 1h' as source
+        observed.exchange || ' ' || observed.market || ' 1h / ' as source
     from observed
-    where observed.exchange = 'bitstamp' and observed.quote = 'USD' and observed.base <> 'EUR'
+    inner join staging.exchange_rules as rules using (exchange)
+    where rules.usd_prices and observed.quote = 'USD' and observed.base <> 'EUR'
 ),
 
 via_usd as (
@@ -92,7 +96,7 @@ via_usd as (
         units_to_decimal(
             rounded_quotient(usd_quoted.price_units * 1000000000000000000, eur_rates.rate_units)
         ) as price,
-        usd_quoted.source,
+        usd_quoted.source || eur_rates.exchange || ' EUR-USD 1h' as source,
         3 as priority
     from usd_quoted
     asof inner join eur_rates on usd_quoted.close_time >= eur_rates.close_time
@@ -104,7 +108,7 @@ usd as (
         close_time as as_of,
         close_time as observed_at,
         inverted_close(rate_units) as price,
-        'bitstamp EUR-USD 1h (inverted)' as source,
+        exchange || ' EUR-USD 1h (inverted)' as source,
         1 as priority
     from eur_rates
 ),
@@ -116,7 +120,7 @@ eur_in_fx as (
         close_time as as_of,
         close_time as observed_at,
         case when inverted then inverted_close(rate_units) else rate end as price,
-        'bitstamp ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
+        exchange || ' ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
             as source,
         1 as priority
     from fx_rates
@@ -210,8 +214,8 @@ cross_rates as (
             decimal_units(eur_final.price) * fx_rates.rate_num, fx_rates.rate_den
         )) as price,
         eur_final.source
-            || case when fx_rates.inverted then ' / bitstamp ' else ' * bitstamp ' end
-            || fx_rates.market || ' 1h' as source,
+            || case when fx_rates.inverted then ' / ' else ' * ' end
+            || fx_rates.exchange || ' ' || fx_rates.market || ' 1h' as source,
         2 as priority,
         least(eur_final.observed_at, fx_rates.close_time) as observed_at
     from eur_final

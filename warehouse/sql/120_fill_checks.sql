@@ -68,13 +68,15 @@ landed as (
 ),
 
 ledger_rows as (
-    select distinct 'bitstamp' as exchange, account, entry_id::varchar as id
+    select distinct rules.exchange, account, entry_id::varchar as id
     from staging.bitstamp_ledger_landed
+    inner join staging.exchange_rules as rules on rules.raw_ledger = 'bitstamp_ledger'
 ),
 
 history_rows as (
-    select distinct 'bitvavo' as exchange, account, transaction_id as id
+    select distinct rules.exchange, account, transaction_id as id
     from staging.bitvavo_history_landed
+    inner join staging.exchange_rules as rules on rules.raw_ledger = 'bitvavo_history'
 ),
 
 match_source as (
@@ -157,9 +159,9 @@ joined as (
         landed.landed_copies,
         landed.landed_sources,
         case
-            when fills.exchange = 'bitstamp' then ledger_rows.id is null
+            when rules.raw_ledger_is_balance_ledger then ledger_rows.id is null
             when fills.source = 'account/history' then false
-            when fills.exchange = 'bitvavo' and fills.settled then case
+            when not rules.raw_ledger_is_balance_ledger and fills.settled then case
                 when history_links.history_matched then false
                 when history_links.fill_id is null then true
             end
@@ -185,20 +187,23 @@ joined as (
         and schedule_periods.account = fills.account
         and schedule_periods.market = fills.market
         and fills.executed_at >= schedule_periods.judges_from
+    left join staging.exchange_rules as rules on rules.exchange = fills.exchange
 ),
 
 ruled as (
     select
-        *,
+        joined.*,
+        list_contains(rules.fee_unchecked_sources, source) as fee_unchecked,
         case
-            when exchange = 'bitvavo' and source = 'trades' then 'exact'
-            when exchange = 'bitvavo' and source = 'account/history' then 'leg rounded'
+            when list_contains(rules.exact_quote_sources, source) then 'exact'
+            when list_contains(rules.leg_rounded_quote_sources, source) then 'leg rounded'
             else 'quote rounded'
         end as quote_rule,
         case
-            when exchange = 'bitstamp' then strpos(raw, '"' || lower(quote_asset) || '":')
+            when rules.quote_keyed_by_currency then strpos(raw, '"' || lower(quote_asset) || '":')
         end as quote_key_at
     from joined
+    left join staging.exchange_rules as rules using (exchange)
 ),
 
 -- the amounts' texts as sent: Bitstamp's quote is its currency's key, an app trade's legs
@@ -309,7 +314,7 @@ judged as (
             )
         end as quote_ok,
         case
-            when source = 'account/history' and exchange = 'bitvavo' then 'not_applicable'
+            when fee_unchecked then 'not_applicable'
             when fee is null and not settled then 'unsettled'
             when fee is null then 'no_fee'
             when fee_asset is distinct from quote_asset then 'other_asset'

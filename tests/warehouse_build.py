@@ -1,0 +1,17 @@
+"""The warehouse build as the tests run it: handed every exchange's rules from the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.exchanges.registry import warehouse_rules
+from warehouse import build as builder
+
+if TYPE_CHECKING:
+    from pipelines.config import Settings
+
+
+def build(settings: Settings, *, sql_dir: Path | None = None) -> builder.BuildResult:
+    """`warehouse.build.build(settings)` with the rules every caller in tally passes."""
+    return builder.build(settings, rules=warehouse_rules(), sql_dir=sql_dir)
