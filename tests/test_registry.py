@@ -50,6 +50,8 @@ def test_the_registry_lists_every_adapter_once_by_its_name() -> None:
         assert get(adapter.name) is adapter
     with pytest.raises(UnknownExchangeError, match="no exchange is called 'kraken'"):
         get("kraken")
+    with pytest.raises(ValueError, match="no exchange is called 'kraken'"):
+        get("kraken")  # as the name checks it replaced raised
 
 
 @pytest.mark.parametrize("adapter", BY_NAME)

@@ -12,8 +12,9 @@ from pipelines.exchanges.bitvavo_adapter import BITVAVO
 EXCHANGES: Mapping[str, Exchange] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
 
 
-class UnknownExchangeError(KeyError):
-    """A name that no adapter declares."""
+class UnknownExchangeError(KeyError, ValueError):
+    """A name that no adapter declares: a `KeyError` (a lookup that failed) and a `ValueError`
+    (what the name checks it replaced raised)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
