@@ -102,6 +102,27 @@ def test_no_import_statement_of_a_layer_names_what_it_must_not_import(layer: Lay
             assert within(names, forbidden) == [], f"{path} imports {forbidden}"
 
 
+HEAVY = ("requests", "tenacity", "polars")
+"""What the HTTP client and the lake need; listing exchanges or reading settings needs none."""
+
+LIGHT = ("pipelines.config", "pipelines.exchanges.registry", "pipelines.cli")
+"""Imported by every command, `tally --help` included: they load none of `HEAVY`."""
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_reading_settings_and_listing_exchanges_loads_no_client_and_no_lake(module: str) -> None:
+    modules = imported_by(module)
+    assert module in modules, "the module was not imported"
+    for heavy in HEAVY:
+        assert within(modules, heavy) == [], f"{module} pulls in {heavy}"
+
+
+def test_the_weight_check_sees_a_client_import() -> None:
+    """The same check fails where it should: an exchange's client loads the HTTP client."""
+    modules = imported_by("pipelines.exchanges.bitstamp")
+    assert within(modules, "requests") and within(modules, "tenacity")
+
+
 def test_the_warehouse_reads_the_dataset_definitions_not_the_record_classes() -> None:
     modules = imported_by("warehouse")
     assert "pipelines.lake_datasets" in modules

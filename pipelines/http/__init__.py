@@ -34,10 +34,13 @@ classifiers share: status and wording to class, Retry-After, `Date`, rate-limit 
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
 kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
 `_stats` (`HttpStats`, `Usage`), `_common`.
-Import from `pipelines.http`, not from the private modules.
+Import from `pipelines.http`, not from the private modules; `_client`'s names are loaded when
+first used, so that importing the package for its errors, rules or budgets stays light.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._classify import EPOCH_MARGIN_SECONDS as EPOCH_MARGIN_SECONDS
 from ._classify import (
@@ -54,9 +57,6 @@ from ._classify import (
     rate_limit_wait,
     retry_after_header,
 )
-from ._client import DEFAULT_RETRY, USER_AGENT, HttpClient, Reply, RetryPolicy, Signer, SignInput
-from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
-from ._client import logger as logger
 from ._common import Clock as Clock
 from ._common import Sleep as Sleep
 from ._common import lower_headers, to_number
@@ -77,6 +77,47 @@ from ._errors import (
 from ._limiters import Limiter, RequestBudget, WeightBudget, shared_limiter
 from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
 from ._stats import EndpointStats, HttpStats, Usage
+
+if TYPE_CHECKING:
+    from ._client import (
+        DEFAULT_RETRY,
+        USER_AGENT,
+        HttpClient,
+        Reply,
+        RetryPolicy,
+        Signer,
+        SignInput,
+    )
+    from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
+    from ._client import logger as logger
+
+# `_client` imports requests and tenacity: loaded on first use of one of its names (PEP 562), so
+# that what only needs the error rules or the budgets (the exchanges' registry, the
+# configuration, `tally --help`) stays cheap to import.
+_CLIENT_NAMES = frozenset(
+    {
+        "DEFAULT_RETRY",
+        "FORM_CONTENT_TYPE",
+        "USER_AGENT",
+        "HttpClient",
+        "Reply",
+        "RetryPolicy",
+        "SignInput",
+        "Signer",
+        "logger",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import _client
+
+        value = getattr(_client, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_RETRY",
