@@ -123,6 +123,29 @@ def test_the_weight_check_sees_a_client_import() -> None:
     assert within(modules, "requests") and within(modules, "tenacity")
 
 
+EXCHANGES_DIR = REPO / "pipelines" / "exchanges"
+ADAPTERS = sorted(f"pipelines.exchanges.{path.stem}" for path in EXCHANGES_DIR.glob("*_adapter.py"))
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_an_adapter_module_imported_first_in_a_fresh_interpreter_loads(adapter: str) -> None:
+    assert adapter in imported_by(adapter)
+
+
+def test_no_module_of_the_exchanges_imports_an_adapter_back() -> None:
+    """An adapter imports its client, errors and checks (at module level or in its factories):
+    none of them may import an adapter, which would make a cycle. Only the registry lists them."""
+    assert len(ADAPTERS) >= 2
+    for path, names in imports_in_source(EXCHANGES_DIR).items():
+        if path in (
+            "exchanges/registry.py",
+            *(f"exchanges/{a.split('.')[-1]}.py" for a in ADAPTERS),
+        ):
+            continue
+        for adapter in ADAPTERS:
+            assert within(names, adapter) == [], f"{path} imports {adapter}"
+
+
 def test_the_warehouse_reads_the_dataset_definitions_not_the_record_classes() -> None:
     modules = imported_by("warehouse")
     assert "pipelines.lake_datasets" in modules

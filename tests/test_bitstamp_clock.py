@@ -31,6 +31,7 @@ from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.runtime import Runtime
@@ -99,6 +100,7 @@ def client_for(
     return BitstampClient(
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
+        classify=BITSTAMP.classify,
         limiter=RequestBudget(),
         retry=FAST_RETRY,
         clock=clock,

@@ -29,6 +29,7 @@ from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
 from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.records import OtherEvent, Transfer
 from pipelines.flows.bitstamp_account import (
@@ -110,6 +111,7 @@ def client_for(sandbox: Sandbox) -> BitstampClient:
     return BitstampClient(
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
+        classify=BITSTAMP.classify,
         limiter=RequestBudget(),
         retry=FAST_RETRY,
     )
@@ -220,6 +222,7 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
     client = BitstampClient(
         httpserver.url_for("/"),
         Credentials.from_strings("KEY", "SECRET"),
+        classify=BITSTAMP.classify,
         limiter=RequestBudget(),
         retry=FAST_RETRY,
     )

@@ -28,6 +28,7 @@ from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
@@ -97,7 +98,13 @@ def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
 
 def client(sandbox: Sandbox) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url,
+        creds,
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(),
+        retry=FAST_RETRY,
+    )
 
 
 def served(sandbox: Sandbox) -> dict[str, Any]:

@@ -14,8 +14,10 @@ import requests
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_parse import replay_balances
 from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.records import dedupe_candles
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -54,14 +56,21 @@ class BitvavoOptions(BitstampOptions, total=False):
 def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampClient:
     creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
     return BitstampClient(
-        sandbox.bitstamp.base_url, creds, limiter=RequestBudget(), retry=FAST_RETRY, **kwargs
+        sandbox.bitstamp.base_url,
+        creds,
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(),
+        retry=FAST_RETRY,
+        **kwargs,
     )
 
 
 def bitvavo(sandbox: Sandbox, **kwargs: Unpack[BitvavoOptions]) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
     kwargs.setdefault("limiter", WeightBudget())
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, retry=FAST_RETRY, **kwargs)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url, creds, classify=BITVAVO.classify, retry=FAST_RETRY, **kwargs
+    )
 
 
 def test_bitvavo_candles_window_is_exactly_the_tape(sandbox: Sandbox, world: World) -> None:

@@ -22,6 +22,7 @@ from pipelines.config_file import write_config
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
@@ -53,7 +54,13 @@ def sandbox(world: World) -> Iterator[Sandbox]:
 
 def client(sandbox: Sandbox) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url,
+        creds,
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(),
+        retry=FAST_RETRY,
+    )
 
 
 def test_the_sandbox_words_a_205_as_the_errors_page_documents(

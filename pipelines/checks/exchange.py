@@ -140,7 +140,7 @@ class ExchangeProbe:
 
     def reach(self) -> None:
         """Read the market list: the base URL answers, and what it lists."""
-        request = self.facts.markets_request
+        request = self.adapter.ingestion.market_list
         self.waiting_for = ("reachable", request)
         client = self.client(signed=False)
         started = self.wall_clock()

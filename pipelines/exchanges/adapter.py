@@ -13,11 +13,13 @@ them in, so that adding an exchange means writing one adapter and its client, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.exchanges.checks_facts import ExchangeChecks
 from pipelines.exchanges.ingestion import Ingestion
-from pipelines.http import Classifier
+
+if TYPE_CHECKING:
+    from pipelines.http import Classifier
 
 
 @dataclass(frozen=True)
@@ -27,5 +29,5 @@ class Exchange:
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
     checks: ExchangeChecks  # what `pipelines.checks` asks of it
-    classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)
+    classify: Classifier  # its error rules (`*_errors.py`): its client factory hands them on
     ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)

@@ -20,6 +20,7 @@ from pipelines.exchanges.ingestion import (
     RollingTrades,
     Stream,
 )
+from pipelines.exchanges.limits import BITSTAMP_PACING, PUBLIC_TRADE_WINDOWS, BitstampPacing
 from pipelines.exchanges.values import BITSTAMP_INTERVALS
 
 if TYPE_CHECKING:
@@ -27,20 +28,22 @@ if TYPE_CHECKING:
     from pipelines.exchanges.bitstamp import BitstampClient
     from pipelines.http import Limiter
 
-PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
-"""`GET /api/v2/transactions/{pair}/?time=…`: the rolling windows served, in seconds."""
+
+def _pacing(config: ExchangeSettings) -> BitstampPacing:
+    return BitstampPacing(
+        config.requests_per_window, config.window_seconds, config.max_requests_per_second
+    )
 
 
 def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
-    from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
+    from pipelines.exchanges.bitstamp import BitstampClient
 
     return BitstampClient(
         config.base_url,
         how.credentials,
+        classify=BITSTAMP.classify,
         account=how.account,
-        pacing=BitstampPacing(
-            config.requests_per_window, config.window_seconds, config.max_requests_per_second
-        ),
+        pacing=_pacing(config),
         limiter=how.limiter,
         retry=how.retry,
         timeout=how.timeout,
@@ -54,9 +57,7 @@ def _budget(config: ExchangeSettings, path: Path) -> Limiter:
     return shared_limiter(
         config.name,
         str(path),
-        lambda: SharedRequestBudget(
-            path, config.requests_per_window, config.window_seconds, config.max_requests_per_second
-        ),
+        lambda: SharedRequestBudget(path, *_pacing(config)),
     )
 
 
@@ -80,7 +81,7 @@ _CONFIG = ConfigSection(
         Option(
             "requests_per_window",
             int,
-            8000,
+            BITSTAMP_PACING.requests_per_window,
             "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
             "a whole number, 1 or more",
             {"ge": 1},
@@ -88,7 +89,7 @@ _CONFIG = ConfigSection(
         Option(
             "window_seconds",
             float,
-            600.0,
+            BITSTAMP_PACING.window_seconds,
             "the window of requests_per_window, in seconds",
             "a number greater than 0",
             {"gt": 0},
@@ -96,7 +97,7 @@ _CONFIG = ConfigSection(
         Option(
             "max_requests_per_second",
             float,
-            400.0,
+            BITSTAMP_PACING.max_requests_per_second,
             "requests at most per second",
             "a number greater than 0",
             {"gt": 0},

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
-MARKETS = "GET /api/v2/markets/"
 
 
 def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
@@ -26,7 +25,7 @@ def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
 def _list_markets(client: Any) -> MarketList:
     from pipelines.exchanges import bitstamp_parse
 
-    reply = client.http.request("GET", "/api/v2/markets/", endpoint="markets")
+    reply = client.markets_reply()
     markets = bitstamp_parse.parse_markets(reply.data)
     return MarketList(markets, date_header(reply.headers))
 
@@ -41,7 +40,6 @@ def _probe_budget(config: ExchangeSettings) -> Limiter:
 
 CHECKS = ExchangeChecks(
     key_settings="Bitstamp: Settings → API access",
-    markets_request=MARKETS,
     list_markets=_list_markets,
     clock_tolerance=_tolerance,
     account_reads=(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from pipelines.exchanges.ingestion import (
     Stream,
     spot,
 )
+from pipelines.exchanges.limits import ACCESS_WINDOW_BOUNDS_MS, ACCESS_WINDOW_MS, MAX_TRADE_SPAN
 from pipelines.exchanges.values import BITVAVO_INTERVALS
 
 if TYPE_CHECKING:
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from pipelines.exchanges.bitvavo import BitvavoClient
     from pipelines.http import Limiter
 
-MAX_TRADE_SPAN = timedelta(hours=24)
-"""`GET /v2/{market}/trades`: the longest `end − start` recent docs allow (open: walked within)."""
+_SHORTEST, _LONGEST = ACCESS_WINDOW_BOUNDS_MS
 
 
 def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
@@ -39,6 +38,7 @@ def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
     return BitvavoClient(
         config.base_url,
         how.credentials,
+        classify=BITVAVO.classify,
         account=how.account,
         access_window_ms=config.access_window_ms,
         limiter=how.limiter,
@@ -66,10 +66,10 @@ _CONFIG = ConfigSection(
         Option(
             "access_window_ms",
             int,
-            10_000,
+            ACCESS_WINDOW_MS,
             "how long a signed request stays valid (Bitvavo-Access-Window)",
-            "a whole number of milliseconds from 100 to 60000",
-            {"ge": 100, "le": 60_000},
+            f"a whole number of milliseconds from {_SHORTEST} to {_LONGEST}",
+            {"ge": _SHORTEST, "le": _LONGEST},
         ),
     ),
 )

@@ -44,7 +44,6 @@ def _first(pages: Iterator[object]) -> object:
 
 CHECKS = ExchangeChecks(
     key_settings="Bitvavo: Settings → API",
-    markets_request="GET /v2/markets",
     list_markets=_list_markets,
     clock_tolerance=_tolerance,
     account_reads=(

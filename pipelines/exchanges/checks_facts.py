@@ -3,7 +3,8 @@
 `pipelines.checks` (the checks before a sync, `tally doctor`, the behaviour probes) is written
 once for every exchange; what differs between exchanges is declared here, as data and small
 callables, and filled in by `bitstamp_checks` and `bitvavo_checks`: where a key's permissions
-are changed, which request lists the markets and which tells the time, how the clock is read
+are changed, how the market list is read (the request is the ingestion's `market_list`) and
+which request tells the time, how the clock is read
 and how far off it may be, whether public requests are signed, whether the rate budget is a
 weight, the signed reads an account sync makes (each with the cheapest request that proves the
 key may make it), why a key's trade and withdraw rights cannot be read, and how a refused read
@@ -69,8 +70,8 @@ class ExchangeChecks:
     """Everything `pipelines.checks` needs to know of one exchange."""
 
     key_settings: str  # where a person changes a key's permissions: "Bitvavo: Settings → API"
-    markets_request: str  # the request that lists the markets: "GET /v2/markets"
-    list_markets: Callable[[Any], MarketList]  # make it with a public client
+    # make the request that lists the markets (`Ingestion.market_list`) with a public client
+    list_markets: Callable[[Any], MarketList]
     # How far off the local clock may be for these settings, and the rule it comes from.
     clock_tolerance: Callable[[ExchangeSettings], tuple[float, str]]
     # Every signed read of the account sync; the first is the cheap one made before a sync.
@@ -85,14 +86,6 @@ class ExchangeChecks:
     signs_public_requests: bool = False
     weighed: bool = False  # whether the budget is a weight, not a count of requests
     permission_fix: str = READ_PERMISSION_FIX  # formatted with `call` and `where`
-
-    @property
-    def public_reads(self) -> Mapping[str, str]:
-        """Endpoint label → request, of the public reads the checks make."""
-        reads = {"markets": self.markets_request}
-        if self.time_endpoint is not None:
-            reads["time"] = self.time_endpoint.request
-        return reads
 
 
 def date_header(headers: Mapping[str, str]) -> float | None:

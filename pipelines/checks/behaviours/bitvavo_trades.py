@@ -19,9 +19,9 @@ from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
-from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_walk import is_span_refusal
+from pipelines.exchanges.limits import MAX_TRADE_SPAN
 from pipelines.flows.account_lake import CHUNK
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError
