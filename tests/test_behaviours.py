@@ -56,6 +56,7 @@ from pipelines.exchanges.bitvavo_parse import (
     parse_account_history,
     parse_trades,
 )
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import Fill
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, WeightBudget
@@ -164,7 +165,7 @@ def runtime(config: Path, *, environ: dict[str, str] | None = None) -> Runtime:
         load_settings(config, environ={} if environ is None else environ),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
     )
 
 

@@ -33,6 +33,7 @@ from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
@@ -101,7 +102,7 @@ def client_for(
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
         classify=BITSTAMP.classify,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
         clock=clock,
         new_nonce=new_nonce,
@@ -188,7 +189,7 @@ def test_signed_get_with_a_query_verifies_on_the_wire(httpserver: HTTPServer) ->
         "bitstamp",
         httpserver.url_for("/"),
         classify=classify_bitstamp,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     ) as http:
         reply = http.request(
@@ -329,7 +330,7 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
             load_settings(config),
             retry=FAST_RETRY,
             clock=lambda: NOW,
-            limiters={"bitstamp": RequestBudget()},
+            limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
         )
         try:
             results = sync_bitstamp_account(rt)

@@ -30,6 +30,7 @@ from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
 from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.records import OtherEvent, Transfer
 from pipelines.flows.bitstamp_account import (
@@ -112,7 +113,7 @@ def client_for(sandbox: Sandbox) -> BitstampClient:
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
         classify=BITSTAMP.classify,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     )
 
@@ -223,7 +224,7 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
         httpserver.url_for("/"),
         Credentials.from_strings("KEY", "SECRET"),
         classify=BITSTAMP.classify,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     )
     walk = client.all_crypto_transactions(limit=limit)
@@ -248,7 +249,10 @@ def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
     write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     rt = Runtime(
-        settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitstamp": RequestBudget()}
+        settings,
+        retry=FAST_RETRY,
+        clock=lambda: NOW,
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
     )
     try:
         bitstamp_ledger(rt)

@@ -21,6 +21,7 @@ from pipelines.config_file import write_config
 from pipelines.datasets import FEE_SCHEDULES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges.bitstamp import pair_symbol
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.bitstamp_account import bitstamp_snapshots
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy
@@ -52,7 +53,7 @@ def runtime(sandbox: Sandbox, directory: Path) -> Runtime:
         load_settings(config),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget()},
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
     )
 
 

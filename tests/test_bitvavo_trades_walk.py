@@ -31,6 +31,7 @@ from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.flows.bitvavo_account import bitvavo_trades
 from pipelines.flows.plan import final_cutoff
@@ -177,7 +178,7 @@ def test_span_limited_sync_lands_every_fill_in_a_bounded_number_of_requests(
         settings,
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
     )
     markets = list(world.bitvavo.markets_traded)
     try:

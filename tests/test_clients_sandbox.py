@@ -18,6 +18,7 @@ from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_parse import replay_balances
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import dedupe_candles
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -59,7 +60,7 @@ def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampCli
         sandbox.bitstamp.base_url,
         creds,
         classify=BITSTAMP.classify,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
         **kwargs,
     )

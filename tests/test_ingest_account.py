@@ -31,6 +31,7 @@ from pipelines.datasets import (
     WITHDRAWAL_FEES,
     RecordDataset,
 )
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.account_lake import Meter
 from pipelines.flows.bitstamp_account import (
@@ -91,7 +92,7 @@ def make_runtime(
         settings,
         retry=FAST_RETRY,
         clock=clock or (lambda: NOW),
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
     )
 
 

@@ -24,6 +24,7 @@ from sandbox_runtime import ClockedWorld
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
@@ -63,7 +64,10 @@ def make_runtime(
     config = data_dir / "tally.toml"
     write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
-    chosen: dict[str, Limiter] = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
+    chosen: dict[str, Limiter] = {
+        "bitstamp": RequestBudget(*BITSTAMP_PACING),
+        "bitvavo": WeightBudget(),
+    }
     return Runtime(settings, retry=FAST_RETRY, clock=clock, limiters={**chosen, **limiters})
 
 

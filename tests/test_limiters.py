@@ -8,6 +8,7 @@ import threading
 import pytest
 from fakeclock import T0, FakeClock
 
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.http import Limiter, RequestBudget, WeightBudget, shared_limiter
 
 
@@ -93,7 +94,7 @@ def test_request_budget_fractional_rate_spaces_requests() -> None:
 
 def test_request_budget_block_until_holds_everyone() -> None:
     clock = FakeClock()
-    budget = RequestBudget(clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(*BITSTAMP_PACING, clock=clock, sleep=clock.sleep)
     budget.acquire()
     budget.block_until(T0 + 42.5)
     budget.acquire()
@@ -380,7 +381,7 @@ def test_shared_limiter_is_one_per_exchange_and_key() -> None:
     made: list[Limiter] = []
 
     def factory() -> Limiter:
-        limiter = RequestBudget()
+        limiter = RequestBudget(*BITSTAMP_PACING)
         made.append(limiter)
         return limiter
 

@@ -26,6 +26,7 @@ from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, PagingLoopError, walk
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import ExchangeEndpoint, Sandbox, start_sandbox
@@ -204,7 +205,7 @@ def bitstamp(sandbox: Sandbox) -> BitstampClient:
         sandbox.bitstamp.base_url,
         creds,
         classify=BITSTAMP.classify,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     )
 

@@ -22,6 +22,7 @@ from sandbox_runtime import sandbox_runtime
 from test_limiters import bitvavo_headers
 
 from pipelines import progress
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.flows.bitstamp_account import sync_bitstamp_account
 from pipelines.flows.bitvavo_account import sync_bitvavo_account
@@ -166,7 +167,9 @@ def test_a_failing_listener_breaks_neither_the_publisher_nor_the_other_listeners
 
 def test_a_request_budget_tells_its_pacing_wait_and_the_requests_left(recorder: Recorder) -> None:
     clock = FakeClock(T0)
-    budget = RequestBudget(2, 10.0, clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(
+        2, 10.0, BITSTAMP_PACING.max_requests_per_second, clock=clock, sleep=clock.sleep
+    )
     with progress.request("bitstamp", "ohlc", "GET", URL):
         for _ in range(3):
             budget.acquire()
@@ -185,9 +188,16 @@ def test_a_block_is_told_as_a_ban_by_both_request_budgets(
 ) -> None:
     clock = FakeClock(T0)
     shared = SharedRequestBudget(
-        tmp_path / "budget.json", 100, 60.0, clock=clock, sleep=clock.sleep
+        tmp_path / "budget.json",
+        100,
+        60.0,
+        BITSTAMP_PACING.max_requests_per_second,
+        clock=clock,
+        sleep=clock.sleep,
     )
-    alone = RequestBudget(100, 60.0, clock=clock, sleep=clock.sleep)
+    alone = RequestBudget(
+        100, 60.0, BITSTAMP_PACING.max_requests_per_second, clock=clock, sleep=clock.sleep
+    )
     with progress.request("bitstamp", "ohlc", "GET", URL):
         for budget in (shared, alone):
             budget.block_until(clock() + 30.0)

@@ -22,6 +22,7 @@ from pipelines.config_schema import SECTIONS
 from pipelines.datasets import ALL
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.ingestion import Connection, HistoryTrades, Ingestion, RollingTrades
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.registry import EXCHANGES, UnknownExchangeError, get, names
 from pipelines.flows.account_streams import ACCOUNT_STREAMS
 from pipelines.flows.runtime import Runtime
@@ -211,7 +212,7 @@ def test_the_declared_client_and_budget_are_made_from_the_settings(
     config = ExchangeSettings(adapter.name, "http://127.0.0.1:9", ("BTC-EUR",), ("1h",))
     budget = adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
     assert budget is adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
-    local = RequestBudget() if adapter.name == "bitstamp" else WeightBudget()
+    local = RequestBudget(*BITSTAMP_PACING) if adapter.name == "bitstamp" else WeightBudget()
     how = Connection(None, "main", local, DEFAULT_RETRY, (1.0, 1.0))
     client = adapter.ingestion.client(config, how)
     with closing(client):

@@ -31,6 +31,7 @@ from forked import ends_with_exit
 from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.credentials import Credentials
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     RequestBudget,
@@ -123,7 +124,7 @@ def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path
     paths = {rt.bitstamp().limiter.path for rt in shared}  # type: ignore[attr-defined]
     assert paths == {tmp_path / "budgets" / f"bitstamp-{fingerprint}.json"}
 
-    explicit = RequestBudget()
+    explicit = RequestBudget(*BITSTAMP_PACING)
     chosen = Runtime(plain.settings, limiters={"bitstamp": explicit})
     assert chosen.bitstamp().limiter is explicit  # tests and benchmarks keep their own
 

@@ -105,7 +105,6 @@ _CONFIG = ConfigSection(
     ),
 )
 
-_ACCOUNT = ("exchange", "account", "source")
 INGESTION: Ingestion[BitstampClient] = Ingestion(
     config=_CONFIG,
     client=_client,
@@ -130,7 +129,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_ledger",
             "bitstamp_ledger",
-            ("account", "entry_id"),
             "entry_id",
             "account",
             needs_keys=True,
@@ -139,7 +137,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_crypto_transactions",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             None,
             "account",
             needs_keys=True,
@@ -148,7 +145,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_snapshots",
             "balance_snapshots",
-            ("exchange", "account", "asset", "taken_at"),
             None,
             "account",
             needs_keys=True,

@@ -74,7 +74,6 @@ _CONFIG = ConfigSection(
     ),
 )
 
-_ACCOUNT = ("exchange", "account", "source")
 INGESTION: Ingestion[BitvavoClient] = Ingestion(
     config=_CONFIG,
     client=_client,
@@ -97,7 +96,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_history",
             "bitvavo_history",
-            ("account", "transaction_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -105,7 +103,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_snapshots",
             "balance_snapshots",
-            ("exchange", "account", "asset", "taken_at"),
             None,
             "account",
             needs_keys=True,
@@ -114,7 +111,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_trades",
             "fills",
-            (*_ACCOUNT, "market", "fill_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -122,7 +118,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_deposits",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -130,7 +125,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_withdrawals",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -138,7 +132,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(  # local: the landed history classified and matched to the landed fills
             "bitvavo_history_derived",
             "bitvavo_history_matches",
-            ("account", "transaction_id", "fill_id"),
             None,
             "account",
             needs_keys=False,

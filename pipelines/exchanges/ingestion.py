@@ -123,17 +123,22 @@ class Stream:
 
     name: str
     dataset: str  # the lake dataset its rows land in
-    key: tuple[str, ...]  # that dataset's key
     cursor: str | None  # the replication key a sync resumes from; None: read whole each run
     scope: Literal["market", "account"]
     needs_keys: bool  # whether it sends signed requests (an API key pair)
     also: tuple[str, ...] = ()  # the other datasets it lands (rows derived from it, snapshots)
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Its dataset's key, as the lake defines it (imported when asked: polars is heavy)."""
+        from pipelines.lake_datasets import ALL
+
+        return ALL[self.dataset].key
+
 
 CANDLES = Stream(
     "candles",
     "candles",
-    ("exchange", "market", "interval", "open_time"),
     "open_time",
     "market",
     False,
@@ -141,7 +146,6 @@ CANDLES = Stream(
 PUBLIC_TRADES = Stream(
     "public_trades",
     "public_trades",
-    ("exchange", "market", "trade_id"),
     "traded_at",
     "market",
     False,

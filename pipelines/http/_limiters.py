@@ -56,17 +56,14 @@ def check_weight(weight: int, capacity: int) -> None:
 
 
 class RequestBudget(Limiter):
-    """Bitstamp: at most N requests per sliding window and M per second, thread-safe.
-
-    Bitstamp sends no rate-limit headers; ccxt paces at 8,000 per 10 minutes (the documented
-    limit is 10,000) and the per-second limit is 400.
-    """
+    """At most N requests per sliding window and M per second, thread-safe: for an exchange
+    that sends no rate-limit headers (Bitstamp; its adapter gives the numbers)."""
 
     def __init__(
         self,
-        requests_per_window: int = 8000,
-        window_seconds: float = 600.0,
-        max_requests_per_second: float = 400.0,
+        requests_per_window: int,
+        window_seconds: float,
+        max_requests_per_second: float,
         **timing: Unpack[Timing],
     ) -> None:
         self._window, self._second = request_rules(
