@@ -49,6 +49,7 @@ from pipelines.checks.behaviours.rows import decide
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.exchanges.bitstamp_parse import parse_markets
+from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import (
@@ -540,7 +541,7 @@ def test_the_recorded_205_texts_read_as_their_wording(samples_dir: Path) -> None
 def test_account_history_asks_for_one_type_when_told(world: World, tmp_path: Path) -> None:
     with start_sandbox(seed=SEED, world=world) as sandbox:
         rt = sandbox_runtime(sandbox, tmp_path, now=NOW)
-        client = rt.bitvavo()
+        client = rt.client_as("bitvavo", BitvavoClient)
         start = NOW - timedelta(days=DAYS + 1)
         try:
             every, _ = client.account_history(from_date=start, to_date=NOW)

@@ -34,7 +34,7 @@ from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.limits import BITSTAMP_PACING
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     AuthenticationError,
@@ -333,7 +333,7 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
             limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
         )
         try:
-            results = sync_bitstamp_account(rt)
+            results = sync_account(rt, "bitstamp")
         finally:
             rt.close()
         after = stats(skewed)

@@ -74,7 +74,7 @@ def test_names_keep_a_perpetual_apart_from_its_spot_market() -> None:
 
 def test_the_market_list_names_the_perpetual_by_itself(sandbox: Sandbox, tmp_path: Path) -> None:
     with closing(runtime(sandbox, tmp_path)) as rt:
-        listed = {m.market: m for m in rt.bitstamp().markets()}
+        listed = {m.market: m for m in rt.client("bitstamp").markets()}
     perp, spot = listed["BTC-USD-PERP"], listed["BTC-USD"]
     assert (perp.symbol, perp.base_asset, perp.quote_asset) == ("btcusd-perp", "BTC", "USD")
     assert perp.extra["market_type"] == "PERPETUAL" and perp.extra["payoff_type"] == "Linear"

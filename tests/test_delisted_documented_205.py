@@ -23,7 +23,7 @@ from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -92,7 +92,7 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
         limiters={"bitvavo": WeightBudget()},
     )
     try:
-        results = {r.stream: r for r in sync_bitvavo_account(rt)}
+        results = {r.stream: r for r in sync_account(rt, "bitvavo")}
     finally:
         rt.close()
     (line,) = results["trades bitvavo"].gaps

@@ -17,7 +17,7 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import FILLS, GAPS
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -59,7 +59,7 @@ def synced(
         clock=lambda: NOW,
         limiters={"bitvavo": WeightBudget()},
     )
-    runs = [sync_bitvavo_account(rt), sync_bitvavo_account(rt)]
+    runs = [sync_account(rt, "bitvavo"), sync_account(rt, "bitvavo")]
     rt.close()
     build(rt.settings)
     return rt, runs

@@ -29,7 +29,8 @@ from pipelines.config_file import write_config
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
-from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
+from pipelines.flows.bitvavo_account import derive_bitvavo_history
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.lake import Lake
@@ -84,7 +85,7 @@ def synced(
             settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}
         )
         try:
-            sync_bitvavo_account(rt)
+            sync_account(rt, "bitvavo")
         finally:
             rt.close()
     build(settings)

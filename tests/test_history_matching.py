@@ -27,7 +27,8 @@ from pipelines.config import Settings
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
-from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
+from pipelines.flows.bitvavo_account import derive_bitvavo_history
 from pipelines.flows.runtime import Runtime
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
@@ -74,7 +75,7 @@ def synced(
         rt = sandbox_runtime(sandbox, directory, now=NOW)
         settings = rt.settings
         try:
-            sync_bitvavo_account(rt)
+            sync_account(rt, "bitvavo")
         finally:
             rt.close()
     build(settings)

@@ -24,8 +24,7 @@ from test_limiters import bitvavo_headers
 from pipelines import progress
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exit_codes import ExitCode, OperatorError
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
 from pipelines.flows.prefect_env import log_file, prepare_prefect
@@ -573,7 +572,7 @@ def test_every_request_retry_and_row_is_told_to_its_stream_and_no_secret_is(
     faulty_sandbox: Sandbox, tmp_path: Path, recorder: Recorder
 ) -> None:
     with closing(sandbox_runtime(faulty_sandbox, tmp_path, now=NOW)) as rt:
-        results = [*sync_bitstamp_account(rt), *sync_bitvavo_account(rt)]
+        results = [*sync_account(rt, "bitstamp"), *sync_account(rt, "bitvavo")]
         span = Window(NOW - timedelta(days=20), NOW)
         results.append(sync_candles(rt, "bitstamp", "BTC-EUR", "1h", span))
     finished = {event.stream: event for event in recorder.of(StreamFinished)}

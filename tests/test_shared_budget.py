@@ -109,24 +109,24 @@ def write_config(directory: Path, **extra: Any) -> Path:
 def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path):
     fingerprint = Credentials.from_strings("k-one", "s").fingerprint
     plain = Runtime(load_settings(write_config(tmp_path / "a")))
-    bitstamp, bitvavo = plain.bitstamp().limiter, plain.bitvavo().limiter
+    bitstamp, bitvavo = plain.client("bitstamp").limiter, plain.client("bitvavo").limiter
     assert isinstance(bitstamp, SharedRequestBudget) and isinstance(bitvavo, SharedWeightBudget)
     budgets = tmp_path / "a" / "data" / ".ratelimit"
     assert bitstamp.path == budgets / f"bitstamp-{fingerprint}.json"
     assert bitvavo.path == budgets / f"bitvavo-{fingerprint}.json"
-    assert Runtime(plain.settings).bitstamp().limiter is bitstamp  # one object per process
+    assert Runtime(plain.settings).client("bitstamp").limiter is bitstamp  # one object per process
 
     # Two data directories that use one key share a budget when they name one directory.
     shared = [
         Runtime(load_settings(write_config(tmp_path / name, rate_budget_dir="../budgets")))
         for name in ("b", "c")
     ]
-    paths = {rt.bitstamp().limiter.path for rt in shared}  # type: ignore[attr-defined]
+    paths = {rt.client("bitstamp").limiter.path for rt in shared}  # type: ignore[attr-defined]
     assert paths == {tmp_path / "budgets" / f"bitstamp-{fingerprint}.json"}
 
     explicit = RequestBudget(*BITSTAMP_PACING)
     chosen = Runtime(plain.settings, limiters={"bitstamp": explicit})
-    assert chosen.bitstamp().limiter is explicit  # tests and benchmarks keep their own
+    assert chosen.client("bitstamp").limiter is explicit  # tests and benchmarks keep their own
 
 
 # --------------------------------------------------------------------------- SharedRequestBudget

@@ -40,7 +40,6 @@ import polars as pl
 
 from pipelines import progress
 from pipelines.datasets import PUBLIC_TRADES
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.ingestion import HistoryTrades, RollingTrades
 from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.registry import get
@@ -218,10 +217,10 @@ def record_gap(
     gap_end: datetime,
     *,
     detected_at: datetime,
-    exchange: str = BITSTAMP.name,  # the exchange with a rolling window, for earlier callers
+    exchange: str,
 ) -> str:
-    """Upsert one public-trades gap of a rolling window (this stream's own file: no concurrent
-    writer)."""
+    """Upsert one public-trades gap of `exchange`'s rolling window (this stream's own file: no
+    concurrent writer)."""
     return record_any_gap(
         lake,
         exchange=exchange,

@@ -25,8 +25,9 @@ from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, has_key, unsettled
-from pipelines.exchanges.bitstamp import CRYPTO_PAGE
+from pipelines.exchanges.bitstamp import CRYPTO_PAGE, BitstampClient
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_parse import classify_history_item
 from pipelines.exchanges.records import Transfer
@@ -45,7 +46,7 @@ FIX = (
 def probe_withdrawal_amount(rt: Runtime, *, other_account: bool = True) -> CheckRow:
     """`other_account`: whether the Bitstamp account may be read for the txids that reached it."""
     spend = Spend()
-    client = spend.use(rt.bitvavo())
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
     now = rt.now()
     pages = list(islice(client.withdrawal_history(start=HISTORY_FROM, end=now), 1))
     withdrawals = [w for page in pages for w in page.records]
@@ -57,7 +58,7 @@ def probe_withdrawal_amount(rt: Runtime, *, other_account: bool = True) -> Check
     listed = [t for i in page.records if isinstance(t := classify_history_item(i), Transfer)]
     arrived: dict[str, Transfer] = {}
     if other_account and has_key(rt, BITSTAMP.name):
-        bitstamp = spend.use(rt.bitstamp())
+        bitstamp = spend.use(rt.client_as(BITSTAMP.name, BitstampClient))
         crypto = bitstamp.crypto_transactions(offset=0, limit=CRYPTO_PAGE)
         for row in crypto.records:
             if isinstance(row, Transfer) and row.kind == "deposit" and row.txid:
