@@ -58,12 +58,12 @@ from pipelines.config_schema import (
     problem_lines,
 )
 from pipelines.credentials import Credentials, env_name
-from pipelines.exchanges.registry import EXCHANGES as EXCHANGE_ADAPTERS
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
 from pipelines.tables import render
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
-EXCHANGES = tuple(SECTIONS)
+EXCHANGE_NAMES = tuple(SECTIONS)  # every exchange's section, in the registry's order
 # The built-in values of every key (`ConfigFile`'s defaults): the one place they are written.
 _BUILT_IN = ConfigFile()
 
@@ -98,7 +98,7 @@ class ExchangeSettings:
         options: Mapping[str, Any] | None = None,
         **given: Any,
     ) -> None:
-        adapter = EXCHANGE_ADAPTERS.get(name)
+        adapter = EXCHANGES.get(name)
         declared = adapter.ingestion.config.options if adapter is not None else ()
         values = {option.name: option.default for option in declared} | dict(options or {})
         values |= given
@@ -164,7 +164,7 @@ class Settings:
 
 # base_url, markets and intervals of each exchange (and its pacing), as built in.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGES
+    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGE_NAMES
 }
 
 
@@ -191,7 +191,7 @@ def load_settings(
         problems.extend(problem_lines(str(path), error))
     sources = {name: origin for name in TOP_LEVEL_KEYS if name in raw}
     credentials: dict[str, Credentials | None] = {}
-    for name in EXCHANGES:
+    for name in EXCHANGE_NAMES:
         table = raw.get(name, {})
         table = table if isinstance(table, Mapping) else {}
         sources.update({key_name(name, key): origin for key in table if key not in SECRET_KEYS})
@@ -214,7 +214,9 @@ def load_settings(
     return Settings(
         data_dir=chosen_dir.resolve(),
         reporting_currency=parsed.reporting_currency,
-        exchanges={name: _exchange_settings(name, parsed, credentials[name]) for name in EXCHANGES},
+        exchanges={
+            name: _exchange_settings(name, parsed, credentials[name]) for name in EXCHANGE_NAMES
+        },
         now=parsed.now,
         public_trades_days=parsed.public_trades_days,
         rate_budget_dir=budget_dir,
@@ -312,7 +314,7 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
     for name in TOP_LEVEL_KEYS:
         value = settings.budget_dir if name == "rate_budget_dir" else getattr(settings, name)
         rows.append(SettingRow(name, _plain(value), settings.sources.get(name, DEFAULT_SOURCE)))
-    for exchange in EXCHANGES:
+    for exchange in EXCHANGE_NAMES:
         if exchange not in settings.exchanges:
             continue
         current = settings.exchanges[exchange]

@@ -1,7 +1,7 @@
 """HTTP for the exchange clients: one session, retries, rate limiting, request metering.
 
-This package knows no exchange: each client hands its `HttpClient` a label (the exchange's
-name, for messages), a `Classifier` (its error rules, `pipelines.exchanges.*_errors`) and a
+This package knows no exchange: each client hands its `HttpClient` the exchange's name (for
+messages, as `exchange`), a `Classifier` (its error rules, `pipelines.exchanges.*_errors`) and a
 `Limiter` (its rate budget). `HttpClient.request` builds the URL itself, asks the signer for
 auth headers on every attempt (with the exact method, host, path, query, content type and body
 that are then sent), paces through the limiter, has every response classified from status AND
