@@ -13,9 +13,10 @@ them in, so that adding an exchange means writing one adapter and its client, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic
 
 from pipelines.exchanges.checks_facts import ExchangeChecks
+from pipelines.exchanges.client import ClientT
 from pipelines.exchanges.ingestion import Ingestion
 
 if TYPE_CHECKING:
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Exchange:
-    """One exchange, as tally knows it."""
+class Exchange(Generic[ClientT]):
+    """One exchange, as tally knows it; `ClientT` is the class of its client, what its walks and
+    checks are written for (the registry, which holds every exchange, knows only that each is
+    an `ExchangeClient`)."""
 
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
-    checks: ExchangeChecks  # what `pipelines.checks` asks of it
+    checks: ExchangeChecks[ClientT]  # what `pipelines.checks` asks of it
     classify: Classifier  # its error rules (`*_errors.py`): its client factory hands them on
-    ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)
+    ingestion: Ingestion[ClientT]  # config section, client, budget, walks, streams (`ingestion`)

@@ -154,7 +154,7 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
     ledger=Ledger("bitstamp_ledger", "ledger"),
 )
 
-BITSTAMP = Exchange(
+BITSTAMP: Exchange[BitstampClient] = Exchange(
     name="bitstamp",
     title="Bitstamp",
     checks=bitstamp_checks.CHECKS,

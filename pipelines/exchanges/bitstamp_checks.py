@@ -7,12 +7,13 @@ of the market list (whole seconds).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
+    from pipelines.exchanges.bitstamp import BitstampClient
     from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
@@ -22,7 +23,7 @@ def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
     return TOLERANCE_S, f"Bitstamp accepts a timestamp within {TOLERANCE_S:g} s"
 
 
-def _list_markets(client: Any) -> MarketList:
+def _list_markets(client: BitstampClient) -> MarketList:
     from pipelines.exchanges import bitstamp_parse
 
     reply = client.markets_reply()
@@ -38,7 +39,7 @@ def _probe_budget(config: ExchangeSettings) -> Limiter:
     )
 
 
-CHECKS = ExchangeChecks(
+CHECKS: ExchangeChecks[BitstampClient] = ExchangeChecks(
     key_settings="Bitstamp: Settings → API access",
     list_markets=_list_markets,
     clock_tolerance=_tolerance,

@@ -141,7 +141,7 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
     ledger=Ledger("bitvavo_history", "history"),
 )
 
-BITVAVO = Exchange(
+BITVAVO: Exchange[BitvavoClient] = Exchange(
     name="bitvavo",
     title="Bitvavo",
     checks=bitvavo_checks.CHECKS,

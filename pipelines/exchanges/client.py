@@ -7,7 +7,7 @@ probes) asks `Runtime.client_as(name, ItsClient)` for the class it knows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from pipelines.exchanges.records import MarketInfo
@@ -35,3 +35,7 @@ class ExchangeClient(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=ExchangeClient)
+"""One exchange's client class: what its adapter's factory makes and its walks and checks take."""

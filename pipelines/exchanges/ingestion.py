@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal
+
+from pipelines.exchanges.client import ClientT
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
     from pipelines.exchanges.paging import Page
     from pipelines.exchanges.records import Candle, PublicTrade
     from pipelines.http import Limiter, RetryPolicy
-
-ClientT = TypeVar("ClientT")
 
 
 # --- configuration ----------------------------------------------------------------------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 
-EXCHANGES: Mapping[str, Exchange] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
+# Any: each adapter is an `Exchange` of its own client class, and a mapping of them all can say
+# only that each is some `ExchangeClient`'s.
+EXCHANGES: Mapping[str, Exchange[Any]] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
 
 
 class UnknownExchangeError(KeyError, ValueError):
@@ -29,7 +32,7 @@ def names() -> tuple[str, ...]:
     return tuple(EXCHANGES)
 
 
-def get(name: str) -> Exchange:
+def get(name: str) -> Exchange[Any]:
     """The adapter of exchange `name`; `UnknownExchangeError` if none is declared."""
     try:
         return EXCHANGES[name]
