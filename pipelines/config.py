@@ -43,8 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar, cast, overload
 
 from pipelines.config_schema import (
     SECRET_KEYS,
@@ -58,6 +57,7 @@ from pipelines.config_schema import (
     problem_lines,
 )
 from pipelines.credentials import Credentials, env_name
+from pipelines.exchanges.ingestion import NoOptions, Options
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
 from pipelines.tables import render
@@ -74,19 +74,47 @@ class ConfigError(OperatorError, ValueError):
     """The configuration file or environment is invalid: one line per problem (exit 2)."""
 
 
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
 @dataclass(frozen=True, init=False)
-class ExchangeSettings:
-    """One exchange's section: the keys every exchange has, and `options`, the keys of its own
-    (declared by its adapter, `Exchange.ingestion.config`; validated by `load_settings`), given
-    as a mapping or by name and read as attributes too: `settings.access_window_ms`. An option
-    not given has its default."""
+class ExchangeSettings(Generic[OptionsT]):
+    """One exchange's section: the keys every exchange has, and `options`, the keys of its own,
+    in the typed shape its adapter declares (`Exchange.ingestion.config.shape`, a NamedTuple;
+    validated by `load_settings`): `settings.options.access_window_ms`. Options may be given by
+    name instead (`access_window_ms=…`); one not given has its default. Hashable and picklable.
+    """
 
     name: str
     base_url: str
     markets: tuple[str, ...]
     intervals: tuple[str, ...]
     credentials: Credentials | None
-    options: Mapping[str, Any]
+    options: OptionsT
+
+    @overload
+    def __init__(
+        self: ExchangeSettings[Any],
+        name: str,
+        base_url: str,
+        markets: tuple[str, ...],
+        intervals: tuple[str, ...],
+        credentials: Credentials | None = None,
+        options: None = None,
+        **given: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        markets: tuple[str, ...],
+        intervals: tuple[str, ...],
+        credentials: Credentials | None = None,
+        *,
+        options: OptionsT,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -95,29 +123,25 @@ class ExchangeSettings:
         markets: tuple[str, ...],
         intervals: tuple[str, ...],
         credentials: Credentials | None = None,
-        options: Mapping[str, Any] | None = None,
+        options: OptionsT | None = None,
         **given: Any,
     ) -> None:
-        adapter = EXCHANGES.get(name)
-        declared = adapter.ingestion.config.options if adapter is not None else ()
-        values = {option.name: option.default for option in declared} | dict(options or {})
-        values |= given
+        if options is None:
+            adapter = EXCHANGES.get(name)
+            shape = adapter.ingestion.config.shape if adapter is not None else NoOptions
+            # the shape is the one the caller's `ExchangeSettings[...]` names (its adapter's)
+            options = cast(OptionsT, shape(**given))
+        elif given:
+            raise TypeError(f"[{name}]: options given both as `options` and by name")
         for field_name, value in (
             ("name", name),
             ("base_url", base_url),
             ("markets", markets),
             ("intervals", intervals),
             ("credentials", credentials),
-            ("options", MappingProxyType(values)),
+            ("options", options),
         ):
             object.__setattr__(self, field_name, value)
-
-    def __getattr__(self, option: str) -> Any:
-        # only asked for what is not a field: an option of the exchange's own
-        options = self.__dict__.get("options", {})
-        if option in options:
-            return options[option]
-        raise AttributeError(f"[{self.__dict__.get('name')}] has no key {option!r}")
 
 
 @dataclass(frozen=True)
@@ -318,13 +342,19 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
         if exchange not in settings.exchanges:
             continue
         current = settings.exchanges[exchange]
+        values = {
+            "base_url": current.base_url,
+            "markets": current.markets,
+            "intervals": current.intervals,
+            **current.options._asdict(),
+        }
         for name in SECTIONS[exchange].model_fields:
             key = key_name(exchange, name)
             source = settings.sources.get(key, DEFAULT_SOURCE)
             if name in SECRET_KEYS:
                 value = _masked(exchange, current.credentials, name)
             else:
-                value = _plain(getattr(current, name))
+                value = _plain(values[name])
             rows.append(SettingRow(key, value, source))
     return rows
 

@@ -6,6 +6,7 @@ declared stream, the declared walks fetch from the sandbox over real HTTP, and n
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 from collections.abc import Iterator
 from contextlib import closing
@@ -19,6 +20,7 @@ from sandbox_runtime import sandbox_runtime
 from pipelines.cli import build_parser
 from pipelines.config import ExchangeSettings, load_settings
 from pipelines.config_schema import SECTIONS
+from pipelines.credentials import Credentials
 from pipelines.datasets import ALL
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.ingestion import Connection, HistoryTrades, Ingestion, RollingTrades
@@ -116,15 +118,34 @@ def test_exchange_settings_are_one_shape_with_the_adapters_options(
         current = settings.exchange(adapter.name)
         assert isinstance(current, ExchangeSettings)
         options = {option.name: option.default for option in adapter.ingestion.config.options}
-        assert dict(current.options) == options
+        assert current.options._asdict() == options
+        assert type(current.options) is adapter.ingestion.config.shape
         for name, value in options.items():
-            assert getattr(current, name) == value
-        with pytest.raises(AttributeError, match="no key 'no_such_option'"):
-            _ = current.no_such_option
+            assert getattr(current.options, name) == value
+        with pytest.raises(AttributeError, match="no_such_option"):
+            _ = current.options.no_such_option
     made = ExchangeSettings("bitvavo", "http://127.0.0.1:1", (), (), access_window_ms=100)
-    assert made.access_window_ms == 100 and made.options["access_window_ms"] == 100
+    assert (
+        made.options.access_window_ms == 100 and made.options._asdict()["access_window_ms"] == 100
+    )
     moved = dataclasses.replace(made, markets=("BTC-EUR",))
     assert moved.markets == ("BTC-EUR",) and moved.options == made.options
+
+
+@pytest.mark.parametrize("adapter", BY_NAME)
+def test_exchange_settings_pickle_and_hash(adapter: Exchange) -> None:
+    """Settings cross process boundaries and key caches. A key pair is never pickled (a
+    `Secret` refuses it), but a section with one hashes."""
+    config = ExchangeSettings(adapter.name, "http://127.0.0.1:1", ("BTC-EUR",), ("1h",))
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.options == config.options
+    assert type(again.options) is adapter.ingestion.config.shape
+    assert hash(again) == hash(config)
+    assert {config: 1}[again] == 1
+    other = dataclasses.replace(config, markets=("ETH-EUR",))
+    assert other != config and len({config, other}) == 2
+    keyed = dataclasses.replace(config, credentials=Credentials.from_strings("key", "secret"))
+    assert hash(keyed) == hash(dataclasses.replace(keyed)) and keyed != config
 
 
 def test_the_command_line_offers_the_registered_exchanges() -> None:

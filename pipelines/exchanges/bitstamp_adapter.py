@@ -29,13 +29,7 @@ if TYPE_CHECKING:
     from pipelines.http import Limiter
 
 
-def _pacing(config: ExchangeSettings) -> BitstampPacing:
-    return BitstampPacing(
-        config.requests_per_window, config.window_seconds, config.max_requests_per_second
-    )
-
-
-def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
+def _client(config: ExchangeSettings[BitstampPacing], how: Connection) -> BitstampClient:
     from pipelines.exchanges.bitstamp import BitstampClient
 
     return BitstampClient(
@@ -43,21 +37,21 @@ def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
         how.credentials,
         classify=BITSTAMP.classify,
         account=how.account,
-        pacing=_pacing(config),
+        pacing=config.options,
         limiter=how.limiter,
         retry=how.retry,
         timeout=how.timeout,
     )
 
 
-def _budget(config: ExchangeSettings, path: Path) -> Limiter:
+def _budget(config: ExchangeSettings[BitstampPacing], path: Path) -> Limiter:
     """Bitstamp sends no rate headers: processes count their requests in the shared file."""
     from pipelines.http import SharedRequestBudget, shared_limiter
 
     return shared_limiter(
         config.name,
         str(path),
-        lambda: SharedRequestBudget(path, *_pacing(config)),
+        lambda: SharedRequestBudget(path, *config.options),
     )
 
 
@@ -103,6 +97,7 @@ _CONFIG = ConfigSection(
             {"gt": 0},
         ),
     ),
+    shape=BitstampPacing,
 )
 
 INGESTION: Ingestion[BitstampClient] = Ingestion(

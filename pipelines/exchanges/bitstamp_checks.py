@@ -14,6 +14,7 @@ from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCal
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitstamp import BitstampClient
+    from pipelines.exchanges.limits import BitstampPacing
     from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
@@ -31,12 +32,10 @@ def _list_markets(client: BitstampClient) -> MarketList:
     return MarketList(markets, date_header(reply.headers))
 
 
-def _probe_budget(config: ExchangeSettings) -> Limiter:
+def _probe_budget(config: ExchangeSettings[BitstampPacing]) -> Limiter:
     from pipelines.http import RequestBudget
 
-    return RequestBudget(
-        config.requests_per_window, config.window_seconds, config.max_requests_per_second
-    )
+    return RequestBudget(*config.options)
 
 
 CHECKS: ExchangeChecks[BitstampClient] = ExchangeChecks(

@@ -21,7 +21,12 @@ from pipelines.exchanges.ingestion import (
     Stream,
     spot,
 )
-from pipelines.exchanges.limits import ACCESS_WINDOW_BOUNDS_MS, ACCESS_WINDOW_MS, MAX_TRADE_SPAN
+from pipelines.exchanges.limits import (
+    ACCESS_WINDOW_BOUNDS_MS,
+    ACCESS_WINDOW_MS,
+    MAX_TRADE_SPAN,
+    BitvavoOptions,
+)
 from pipelines.exchanges.values import BITVAVO_INTERVALS
 
 if TYPE_CHECKING:
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
 _SHORTEST, _LONGEST = ACCESS_WINDOW_BOUNDS_MS
 
 
-def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
+def _client(config: ExchangeSettings[BitvavoOptions], how: Connection) -> BitvavoClient:
     from pipelines.exchanges.bitvavo import BitvavoClient
 
     return BitvavoClient(
@@ -40,7 +45,7 @@ def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
         how.credentials,
         classify=BITVAVO.classify,
         account=how.account,
-        access_window_ms=config.access_window_ms,
+        access_window_ms=config.options.access_window_ms,
         limiter=how.limiter,
         retry=how.retry,
         timeout=how.timeout,
@@ -72,6 +77,7 @@ _CONFIG = ConfigSection(
             {"ge": _SHORTEST, "le": _LONGEST},
         ),
     ),
+    shape=BitvavoOptions,
 )
 
 INGESTION: Ingestion[BitvavoClient] = Ingestion(

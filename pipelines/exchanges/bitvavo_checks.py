@@ -21,11 +21,12 @@ from pipelines.exchanges.checks_facts import (
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitvavo import BitvavoClient
+    from pipelines.exchanges.limits import BitvavoOptions
     from pipelines.http import Limiter
 
 
-def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
-    window = config.access_window_ms / 1000
+def _tolerance(config: ExchangeSettings[BitvavoOptions]) -> tuple[float, str]:
+    window = config.options.access_window_ms / 1000
     return window, f"Bitvavo accepts a request within its {window:g} s access window"
 
 

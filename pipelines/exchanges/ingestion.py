@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol
 
 from pipelines.exchanges.client import ClientT
 
@@ -48,10 +48,23 @@ class Option:
     bounds: Mapping[str, float] = field(default_factory=dict)  # pydantic's ge, gt, le, lt
 
 
+class Options(Protocol):
+    """An exchange's options as `ExchangeSettings.options` holds them: a `NamedTuple` (typed
+    fields, hashable, picklable)."""
+
+    def _asdict(self) -> dict[str, Any]: ...
+
+
+class NoOptions(NamedTuple):
+    """The options of an exchange that has no keys of its own."""
+
+
 @dataclass(frozen=True)
 class ConfigSection:
     """The exchange's `[name]` section: the defaults of the keys every section has (`base_url`,
-    `markets`, `intervals`, `api_key`, `api_secret`) and the options of its own."""
+    `markets`, `intervals`, `api_key`, `api_secret`) and the options of its own: `options`
+    describe them (for the configuration's model, messages and `tally config`), `shape` is the
+    typed tuple `ExchangeSettings.options` holds them in, with the same names and defaults."""
 
     base_url: str
     markets: tuple[str, ...]
@@ -59,6 +72,13 @@ class ConfigSection:
     intervals: tuple[str, ...]  # the candle intervals the exchange serves
     default_intervals: tuple[str, ...]
     options: tuple[Option, ...] = ()
+    shape: Callable[..., Options] = NoOptions  # a NamedTuple class, one field per option
+
+    def __post_init__(self) -> None:
+        described = {option.name: option.default for option in self.options}
+        defaults = self.shape()._asdict()
+        if described != defaults:
+            raise ValueError(f"options {described} and their shape {defaults} differ")
 
 
 # --- clients and budgets ----------------------------------------------------------------------

@@ -19,7 +19,8 @@ PUBLIC_TRADE_WINDOWS: Final[Mapping[str, int]] = {"minute": 60, "hour": 3600, "d
 
 class BitstampPacing(NamedTuple):
     """How fast tally sends to Bitstamp, which sends no rate-limit headers: ccxt paces at 8,000
-    requests per 10 minutes (the documented limit is 10,000) and the per-second limit is 400."""
+    requests per 10 minutes (the documented limit is 10,000) and the per-second limit is 400.
+    `[bitstamp]`'s own keys in tally.toml (`ExchangeSettings.options`)."""
 
     requests_per_window: int = 8000
     window_seconds: float = 600.0
@@ -38,3 +39,10 @@ ACCESS_WINDOW_MS: Final = 10_000
 """How long a signed request stays valid (`Bitvavo-Access-Window`), as tally sends it."""
 ACCESS_WINDOW_BOUNDS_MS: Final = (100, 60_000)
 """The access windows Bitvavo accepts, in milliseconds, both ends included."""
+
+
+class BitvavoOptions(NamedTuple):
+    """`[bitvavo]`'s own keys in tally.toml (`ExchangeSettings.options`); it is paced from
+    Bitvavo's rate-limit headers, so it has no pacing keys."""
+
+    access_window_ms: int = ACCESS_WINDOW_MS
