@@ -15,6 +15,7 @@ from fakeclock import FakeClock
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
@@ -32,7 +33,10 @@ def sandbox_runtime(sandbox: Sandbox, directory: Path, *, now: datetime) -> Runt
         load_settings(write_sandbox_config(sandbox, directory)),
         retry=FAST_RETRY,
         clock=lambda: now,
-        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
 
 

@@ -50,7 +50,7 @@ from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.exchanges.bitstamp_parse import parse_markets
 from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import (
     classify_history_item,
@@ -166,7 +166,10 @@ def runtime(config: Path, *, environ: dict[str, str] | None = None) -> Runtime:
         load_settings(config, environ={} if environ is None else environ),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
 
 

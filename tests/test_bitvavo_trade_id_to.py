@@ -33,6 +33,7 @@ from werkzeug import Request, Response
 
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_walk import TradeIdToError, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
@@ -179,7 +180,7 @@ def walk_over_http(httpserver: HTTPServer, exchange: Exchange, limit: int) -> li
     client = BitvavoClient(
         httpserver.url_for("/v2"),
         classify=BITVAVO.classify,
-        limiter=WeightBudget(),
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
         retry=FAST_RETRY,
     )
     try:

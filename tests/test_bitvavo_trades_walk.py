@@ -29,7 +29,7 @@ from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import Page, PagingLoopError
@@ -103,7 +103,7 @@ def client(sandbox: Sandbox) -> BitvavoClient:
         sandbox.bitvavo.base_url,
         creds,
         classify=BITVAVO.classify,
-        limiter=WeightBudget(),
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
         retry=FAST_RETRY,
     )
 
@@ -178,7 +178,10 @@ def test_span_limited_sync_lands_every_fill_in_a_bounded_number_of_requests(
         settings,
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
     markets = list(world.bitvavo.markets_traded)
     try:
@@ -237,7 +240,10 @@ def test_public_trades_flow_lands_the_tape_once(
     write_config(config, sandbox_document(sandbox))
     settings = load_settings(config)
     rt = Runtime(
-        settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}
+        settings,
+        retry=FAST_RETRY,
+        clock=lambda: NOW,
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
     since = NOW.replace(hour=0, minute=0) - timedelta(hours=6)  # crosses a day boundary
     try:

@@ -22,6 +22,7 @@ import requests
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
@@ -82,7 +83,10 @@ def runtime(sandbox: Sandbox, data_dir: Path) -> Runtime:
     config = data_dir / "tally.toml"
     write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
-    limiters = {"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()}
+    limiters = {
+        "bitstamp": RequestBudget(*BITSTAMP_PACING),
+        "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+    }
     return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters)
 
 

@@ -24,6 +24,7 @@ from sandbox_runtime import FAST_RETRY, ClockedWorld
 from pipelines.config import ConfigError, load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import Candle
 from pipelines.flows.candles import sync_candles
@@ -57,7 +58,10 @@ def runtime(sandbox: Sandbox, data_dir: Path, world: ClockedWorld) -> Runtime:
     config = data_dir / "tally.toml"
     write_config(config, sandbox_document(sandbox))
     settings = load_settings(config, data_dir=data_dir)
-    limiters = {"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()}
+    limiters = {
+        "bitstamp": RequestBudget(*BITSTAMP_PACING),
+        "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+    }
     return Runtime(settings, retry=FAST_RETRY, clock=world.now, limiters=limiters)
 
 

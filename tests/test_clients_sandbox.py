@@ -18,6 +18,7 @@ from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_parse import replay_balances
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import dedupe_candles
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
@@ -68,7 +69,7 @@ def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampCli
 
 def bitvavo(sandbox: Sandbox, **kwargs: Unpack[BitvavoOptions]) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    kwargs.setdefault("limiter", WeightBudget())
+    kwargs.setdefault("limiter", WeightBudget(headers=WEIGHT_HEADERS))
     return BitvavoClient(
         sandbox.bitvavo.base_url, creds, classify=BITVAVO.classify, retry=FAST_RETRY, **kwargs
     )
@@ -202,7 +203,10 @@ def test_faults_change_nothing_that_lands(world: World) -> None:
 def test_bitvavo_pacing_never_trips_the_limit(world: World) -> None:
     """With the budget scaled to 50 weight per 3 s, a long walk is paced, never refused."""
     with start_sandbox(seed=7, now_ms=NOW_MS, world=world, rate_scale=0.05) as tight:
-        client = bitvavo(tight, limiter=WeightBudget(limit=50, window_seconds=3.0, reserve=3))
+        client = bitvavo(
+            tight,
+            limiter=WeightBudget(headers=WEIGHT_HEADERS, limit=50, window_seconds=3.0, reserve=3),
+        )
         start = NOW - timedelta(days=1)
         trades = [t for p in client.public_trades_window("ETH-EUR", start, NOW) for t in p.records]
         for hour in range(90):

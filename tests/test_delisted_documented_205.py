@@ -23,6 +23,7 @@ from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
@@ -58,7 +59,7 @@ def client(sandbox: Sandbox) -> BitvavoClient:
         sandbox.bitvavo.base_url,
         creds,
         classify=BITVAVO.classify,
-        limiter=WeightBudget(),
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
         retry=FAST_RETRY,
     )
 
@@ -89,7 +90,7 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
         load_settings(config),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitvavo": WeightBudget()},
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
     try:
         results = {r.stream: r for r in sync_account(rt, "bitvavo")}

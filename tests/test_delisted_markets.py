@@ -17,6 +17,7 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import FILLS, GAPS
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
@@ -57,7 +58,7 @@ def synced(
         load_settings(config),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitvavo": WeightBudget()},
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
     runs = [sync_account(rt, "bitvavo"), sync_account(rt, "bitvavo")]
     rt.close()

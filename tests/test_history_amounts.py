@@ -27,6 +27,7 @@ import pytest
 from pipelines.config import Settings, load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
 from pipelines.flows.account_streams import sync_account
@@ -82,7 +83,10 @@ def synced(
         write_config(config, sandbox_document(sandbox))
         settings = load_settings(config)
         rt = Runtime(
-            settings, retry=FAST_RETRY, clock=lambda: NOW, limiters={"bitvavo": WeightBudget()}
+            settings,
+            retry=FAST_RETRY,
+            clock=lambda: NOW,
+            limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
         )
         try:
             sync_account(rt, "bitvavo")

@@ -31,6 +31,7 @@ from pipelines.datasets import (
     WITHDRAWAL_FEES,
     RecordDataset,
 )
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.account_lake import Meter
@@ -92,7 +93,10 @@ def make_runtime(
         settings,
         retry=FAST_RETRY,
         clock=clock or (lambda: NOW),
-        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
 
 

@@ -24,6 +24,7 @@ from sandbox_runtime import ClockedWorld
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.candles import sync_candles
@@ -66,7 +67,7 @@ def make_runtime(
     settings = load_settings(config, data_dir=data_dir)
     chosen: dict[str, Limiter] = {
         "bitstamp": RequestBudget(*BITSTAMP_PACING),
-        "bitvavo": WeightBudget(),
+        "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
     }
     return Runtime(settings, retry=FAST_RETRY, clock=clock, limiters={**chosen, **limiters})
 
@@ -421,7 +422,7 @@ def test_bitvavo_sync_is_paced_under_a_scaled_down_budget(world: World, tmp_path
     """Budget 50 weight per 3 s (sandbox and client alike): the sync is paced, never refused."""
     since = NOW - timedelta(days=5)
     with start_sandbox(seed=SEED, world=world, rate_scale=0.05) as tight:
-        limiter = WeightBudget(limit=50, window_seconds=3.0, reserve=3)
+        limiter = WeightBudget(headers=WEIGHT_HEADERS, limit=50, window_seconds=3.0, reserve=3)
         rt = make_runtime(tight, tmp_path, lambda: NOW, bitvavo=limiter)
         span = Window(NOW - timedelta(days=30), NOW)
         candle_result = sync_candles(rt, "bitvavo", MARKET, "1m", span)

@@ -26,6 +26,7 @@ from pipelines.exchanges.bitstamp import BitstampClient
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, PagingLoopError, walk
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
@@ -216,7 +217,7 @@ def bitvavo(sandbox: Sandbox) -> BitvavoClient:
         sandbox.bitvavo.base_url,
         creds,
         classify=BITVAVO.classify,
-        limiter=WeightBudget(),
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
         retry=FAST_RETRY,
     )
 

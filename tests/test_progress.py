@@ -22,6 +22,7 @@ from sandbox_runtime import sandbox_runtime
 from test_limiters import bitvavo_headers
 
 from pipelines import progress
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.flows.account_streams import sync_account
@@ -212,7 +213,7 @@ def test_a_weight_budget_tells_the_headers_headroom_and_waits_for_the_reset(
     recorder: Recorder,
 ) -> None:
     clock = FakeClock(T0)
-    budget = WeightBudget(reserve=0, clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, reserve=0, clock=clock, sleep=clock.sleep)
     with progress.request("bitvavo", "trades", "GET", URL):
         budget.acquire(5)
         budget.observe(bitvavo_headers(3, T0 + 40.0), 5)

@@ -23,6 +23,7 @@ from pipelines.config_schema import SECTIONS
 from pipelines.credentials import Credentials
 from pipelines.datasets import ALL
 from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.ingestion import Connection, HistoryTrades, Ingestion, RollingTrades
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.registry import EXCHANGES, UnknownExchangeError, get, names
@@ -233,7 +234,11 @@ def test_the_declared_client_and_budget_are_made_from_the_settings(
     config = ExchangeSettings(adapter.name, "http://127.0.0.1:9", ("BTC-EUR",), ("1h",))
     budget = adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
     assert budget is adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
-    local = RequestBudget(*BITSTAMP_PACING) if adapter.name == "bitstamp" else WeightBudget()
+    local = (
+        RequestBudget(*BITSTAMP_PACING)
+        if adapter.name == "bitstamp"
+        else WeightBudget(headers=WEIGHT_HEADERS)
+    )
     how = Connection(None, "main", local, DEFAULT_RETRY, (1.0, 1.0))
     client = adapter.ingestion.client(config, how)
     with closing(client):

@@ -31,6 +31,7 @@ from forked import ends_with_exit
 from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.credentials import Credentials
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
@@ -212,7 +213,12 @@ def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: in
         )
     else:
         budget = SharedWeightBudget(
-            path, reserve=0, pace_below=0.0, clock=lambda: T0, sleep=never_sleep
+            path,
+            headers=WEIGHT_HEADERS,
+            reserve=0,
+            pace_below=0.0,
+            clock=lambda: T0,
+            sleep=never_sleep,
         )
     ready.wait()
     granted = 0
@@ -252,7 +258,9 @@ def test_two_processes_share_one_request_budget(tmp_path: Path):
 def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    seed = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    seed = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     seed.acquire(1)
     seed.observe(bitvavo_headers(120, T0 + 30), 1)  # the header says 120 weight are left
     counts = run_children(path, "weight")
@@ -260,7 +268,9 @@ def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     assert sum(counts) == 120  # weight in flight in one process is seen by the other
     # They exited with their weight in flight: it is taken as spent, and no more of it blocks
     # than until the window's reset.
-    after = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    after = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     assert after.remaining == 0
     after.acquire(1)
     assert T0 + 30 <= clock() <= T0 + 31
@@ -320,7 +330,9 @@ def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: 
 def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    budget = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    budget = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     budget.acquire(1)
     budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
     gone_pid = int(  # a process that has exited
@@ -343,9 +355,9 @@ def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     assert clock.sleeps == []
     assert budget.remaining == 30
     with pytest.raises(Exhausted):
-        SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep).acquire(
-            1
-        )
+        SharedWeightBudget(
+            path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+        ).acquire(1)
 
 
 def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Path):
@@ -362,7 +374,7 @@ def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Pa
         state.update(reset_at=future, observed_reset=future, last_send=future, remaining=0)
         state.update(blocked_until=future)
     clock = FakeClock()
-    budget = SharedWeightBudget(weights, clock=clock, sleep=clock.sleep)
+    budget = SharedWeightBudget(weights, headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     budget.acquire(1)
     assert 0 < clock() - T0 <= 1800.0  # a ban read from the file lasts 30 minutes at most
     budget.observe(bitvavo_headers(900, clock() + 60), 1)
@@ -376,7 +388,12 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     clock = FakeClock()
     first, second = (
         SharedWeightBudget(
-            tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+            tmp_path / "v.json",
+            headers=WEIGHT_HEADERS,
+            reserve=0,
+            pace_below=0.0,
+            clock=clock,
+            sleep=clock.sleep,
         )
         for _ in range(2)
     )
@@ -391,14 +408,21 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     first.acquire(5)  # 10 of the 19 in flight in the first
     second.acquire(5)
     third = SharedWeightBudget(
-        tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+        tmp_path / "v.json",
+        headers=WEIGHT_HEADERS,
+        reserve=0,
+        pace_below=0.0,
+        clock=clock,
+        sleep=never_sleep,
     )
     with pytest.raises(Exhausted) as waited:
         third.acquire(5)  # 19 - 10 - 5 = 4 left: not enough, so it waits for the reset
     assert clock() + waited.value.args[0] >= T0 + 60
 
     # A per-process budget (as before) would not have waited.
-    alone = WeightBudget(reserve=0, pace_below=0.0, clock=FakeClock(), sleep=never_sleep)
+    alone = WeightBudget(
+        headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=FakeClock(), sleep=never_sleep
+    )
     alone.acquire(1)
     alone.observe(bitvavo_headers(19, T0 + 60), 1)
     for _ in range(3):
@@ -408,7 +432,10 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
 def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
     clock = FakeClock()
     first, second = (
-        SharedWeightBudget(tmp_path / "v.json", clock=clock, sleep=clock.sleep) for _ in range(2)
+        SharedWeightBudget(
+            tmp_path / "v.json", headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep
+        )
+        for _ in range(2)
     )
     first.block_until(T0 + 90)
     second.acquire(1)

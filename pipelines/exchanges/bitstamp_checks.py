@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
+from pipelines.exchanges.records import Transfer
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
@@ -30,6 +31,18 @@ def _list_markets(client: BitstampClient) -> MarketList:
     reply = client.markets_reply()
     markets = bitstamp_parse.parse_markets(reply.data)
     return MarketList(markets, date_header(reply.headers))
+
+
+def _recent_deposits(client: BitstampClient) -> list[Transfer]:
+    """The deposits with a txid on the newest page of crypto-transactions."""
+    from pipelines.exchanges.bitstamp import CRYPTO_PAGE
+
+    page = client.crypto_transactions(offset=0, limit=CRYPTO_PAGE)
+    return [
+        row
+        for row in page.records
+        if isinstance(row, Transfer) and row.kind == "deposit" and row.txid
+    ]
 
 
 def _probe_budget(config: ExchangeSettings[BitstampPacing]) -> Limiter:
@@ -73,4 +86,5 @@ CHECKS: ExchangeChecks[BitstampClient] = ExchangeChecks(
     ),
     probe_budget=_probe_budget,
     permission_fix="tick the permission for {call} for this key ({where})",
+    recent_deposits=_recent_deposits,
 )

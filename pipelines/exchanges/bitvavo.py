@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_walk import (
     CandlesBackwards,
     HistoryPages,
@@ -154,7 +155,9 @@ class BitvavoClient:
         self.account = account
         self._clock = clock
         key_id = credentials.key_id if credentials else "public"
-        self.limiter = limiter or shared_limiter(EXCHANGE, key_id, WeightBudget)
+        self.limiter = limiter or shared_limiter(
+            EXCHANGE, key_id, lambda: WeightBudget(headers=WEIGHT_HEADERS)
+        )
         self.http = HttpClient(
             EXCHANGE,
             base_url.rstrip("/"),

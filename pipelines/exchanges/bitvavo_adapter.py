@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.exchanges import bitvavo_checks
 from pipelines.exchanges.adapter import Exchange
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.ingestion import (
     CANDLES,
     PUBLIC_TRADES,
@@ -56,7 +56,9 @@ def _budget(config: ExchangeSettings, path: Path) -> Limiter:
     """Bitvavo tells the weight left in every response: processes share what it said last."""
     from pipelines.http import SharedWeightBudget, shared_limiter
 
-    return shared_limiter(config.name, str(path), lambda: SharedWeightBudget(path))
+    return shared_limiter(
+        config.name, str(path), lambda: SharedWeightBudget(path, headers=WEIGHT_HEADERS)
+    )
 
 
 _CONFIG = ConfigSection(

@@ -35,9 +35,10 @@ def _list_markets(client: BitvavoClient) -> MarketList:
 
 
 def _probe_budget(config: ExchangeSettings) -> Limiter:
+    from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
     from pipelines.http import WeightBudget
 
-    return WeightBudget()
+    return WeightBudget(headers=WEIGHT_HEADERS)
 
 
 def _first(pages: Iterator[object]) -> object:

@@ -26,7 +26,7 @@ from pipelines.exchanges.client import ClientT
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
-    from pipelines.exchanges.records import MarketInfo
+    from pipelines.exchanges.records import MarketInfo, Transfer
     from pipelines.http import Limiter
 
 PROBE_SPAN = timedelta(hours=1)  # the time window of a probing read: small, any answer will do
@@ -89,6 +89,9 @@ class ExchangeChecks(Generic[ClientT]):
     signs_public_requests: bool = False
     weighed: bool = False  # whether the budget is a weight, not a count of requests
     permission_fix: str = READ_PERMISSION_FIX  # formatted with `call` and `where`
+    # The newest crypto deposits with their txids, in one cheap signed read: where a probe of
+    # another exchange looks for the withdrawals that arrived here. None: not read.
+    recent_deposits: Callable[[ClientT], list[Transfer]] | None = None
 
 
 def date_header(headers: Mapping[str, str]) -> float | None:

@@ -30,7 +30,7 @@ or raises a header value or anything a signer returned.
 
 Modules: `_errors` (the hierarchy above), `_classify` (`Classifier`, `ErrorRules` and the pieces
 classifiers share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
-(`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
+(`Limiter`, `RequestBudget`, `WeightBudget`, `WeightHeaders`, `shared_limiter`), `_shared_limiters`
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
 kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
 `_stats` (`HttpStats`, `Usage`), `_common`.
@@ -74,7 +74,7 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._limiters import Limiter, RequestBudget, WeightBudget, shared_limiter
+from ._limiters import Limiter, RequestBudget, WeightBudget, WeightHeaders, shared_limiter
 from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
 from ._stats import EndpointStats, HttpStats, Usage
 
@@ -152,6 +152,7 @@ __all__ = [
     "TransportError",
     "Usage",
     "WeightBudget",
+    "WeightHeaders",
     "budget_path",
     "class_for_status",
     "class_for_text",
