@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
-from pipelines.exchanges.records import Transfer
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitstamp import BitstampClient
     from pipelines.exchanges.limits import BitstampPacing
+    from pipelines.exchanges.records import Transfer
     from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
@@ -36,6 +36,7 @@ def _list_markets(client: BitstampClient) -> MarketList:
 def _recent_deposits(client: BitstampClient) -> list[Transfer]:
     """The deposits with a txid on the newest page of crypto-transactions."""
     from pipelines.exchanges.bitstamp import CRYPTO_PAGE
+    from pipelines.exchanges.records import Transfer
 
     page = client.crypto_transactions(offset=0, limit=CRYPTO_PAGE)
     return [
