@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar, cast, overload
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pipelines.config_schema import (
     SECRET_KEYS,
@@ -92,45 +92,20 @@ class ExchangeSettings(Generic[OptionsT]):
     credentials: Credentials | None
     options: OptionsT
 
-    @overload
     def __init__(
-        self: ExchangeSettings[Any],
+        self: ExchangeSettings[Any],  # which shape is the adapter's to say, not the caller's
         name: str,
         base_url: str,
         markets: tuple[str, ...],
         intervals: tuple[str, ...],
         credentials: Credentials | None = None,
-        options: None = None,
-        **given: Any,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        name: str,
-        base_url: str,
-        markets: tuple[str, ...],
-        intervals: tuple[str, ...],
-        credentials: Credentials | None = None,
-        *,
-        options: OptionsT,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        name: str,
-        base_url: str,
-        markets: tuple[str, ...],
-        intervals: tuple[str, ...],
-        credentials: Credentials | None = None,
-        options: OptionsT | None = None,
+        options: Options | None = None,
         **given: Any,
     ) -> None:
         if options is None:
             adapter = EXCHANGES.get(name)
             shape = adapter.ingestion.config.shape if adapter is not None else NoOptions
-            # the shape is the one the caller's `ExchangeSettings[...]` names (its adapter's)
-            options = cast(OptionsT, shape(**given))
+            options = shape(**given)
         elif given:
             raise TypeError(f"[{name}]: options given both as `options` and by name")
         for field_name, value in (
