@@ -43,8 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pipelines.config_schema import (
     SECRET_KEYS,
@@ -58,12 +57,13 @@ from pipelines.config_schema import (
     problem_lines,
 )
 from pipelines.credentials import Credentials, env_name
-from pipelines.exchanges.registry import EXCHANGES as EXCHANGE_ADAPTERS
+from pipelines.exchanges.ingestion import NoOptions, Options
+from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
 from pipelines.tables import render
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
-EXCHANGES = tuple(SECTIONS)
+EXCHANGE_NAMES = tuple(SECTIONS)  # every exchange's section, in the registry's order
 # The built-in values of every key (`ConfigFile`'s defaults): the one place they are written.
 _BUILT_IN = ConfigFile()
 
@@ -74,50 +74,49 @@ class ConfigError(OperatorError, ValueError):
     """The configuration file or environment is invalid: one line per problem (exit 2)."""
 
 
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
 @dataclass(frozen=True, init=False)
-class ExchangeSettings:
-    """One exchange's section: the keys every exchange has, and `options`, the keys of its own
-    (declared by its adapter, `Exchange.ingestion.config`; validated by `load_settings`), given
-    as a mapping or by name and read as attributes too: `settings.access_window_ms`. An option
-    not given has its default."""
+class ExchangeSettings(Generic[OptionsT]):
+    """One exchange's section: the keys every exchange has, and `options`, the keys of its own,
+    in the typed shape its adapter declares (`Exchange.ingestion.config.shape`, a NamedTuple;
+    validated by `load_settings`): `settings.options.access_window_ms`. Options may be given by
+    name instead (`access_window_ms=…`); one not given has its default. Hashable and picklable.
+    """
 
     name: str
     base_url: str
     markets: tuple[str, ...]
     intervals: tuple[str, ...]
     credentials: Credentials | None
-    options: Mapping[str, Any]
+    options: OptionsT
 
     def __init__(
-        self,
+        self: ExchangeSettings[Any],  # which shape is the adapter's to say, not the caller's
         name: str,
         base_url: str,
         markets: tuple[str, ...],
         intervals: tuple[str, ...],
         credentials: Credentials | None = None,
-        options: Mapping[str, Any] | None = None,
+        options: Options | None = None,
         **given: Any,
     ) -> None:
-        adapter = EXCHANGE_ADAPTERS.get(name)
-        declared = adapter.ingestion.config.options if adapter is not None else ()
-        values = {option.name: option.default for option in declared} | dict(options or {})
-        values |= given
+        if options is None:
+            adapter = EXCHANGES.get(name)
+            shape = adapter.ingestion.config.shape if adapter is not None else NoOptions
+            options = shape(**given)
+        elif given:
+            raise TypeError(f"[{name}]: options given both as `options` and by name")
         for field_name, value in (
             ("name", name),
             ("base_url", base_url),
             ("markets", markets),
             ("intervals", intervals),
             ("credentials", credentials),
-            ("options", MappingProxyType(values)),
+            ("options", options),
         ):
             object.__setattr__(self, field_name, value)
-
-    def __getattr__(self, option: str) -> Any:
-        # only asked for what is not a field: an option of the exchange's own
-        options = self.__dict__.get("options", {})
-        if option in options:
-            return options[option]
-        raise AttributeError(f"[{self.__dict__.get('name')}] has no key {option!r}")
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ class Settings:
 
 # base_url, markets and intervals of each exchange (and its pacing), as built in.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGES
+    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGE_NAMES
 }
 
 
@@ -191,7 +190,7 @@ def load_settings(
         problems.extend(problem_lines(str(path), error))
     sources = {name: origin for name in TOP_LEVEL_KEYS if name in raw}
     credentials: dict[str, Credentials | None] = {}
-    for name in EXCHANGES:
+    for name in EXCHANGE_NAMES:
         table = raw.get(name, {})
         table = table if isinstance(table, Mapping) else {}
         sources.update({key_name(name, key): origin for key in table if key not in SECRET_KEYS})
@@ -214,7 +213,9 @@ def load_settings(
     return Settings(
         data_dir=chosen_dir.resolve(),
         reporting_currency=parsed.reporting_currency,
-        exchanges={name: _exchange_settings(name, parsed, credentials[name]) for name in EXCHANGES},
+        exchanges={
+            name: _exchange_settings(name, parsed, credentials[name]) for name in EXCHANGE_NAMES
+        },
         now=parsed.now,
         public_trades_days=parsed.public_trades_days,
         rate_budget_dir=budget_dir,
@@ -312,17 +313,23 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
     for name in TOP_LEVEL_KEYS:
         value = settings.budget_dir if name == "rate_budget_dir" else getattr(settings, name)
         rows.append(SettingRow(name, _plain(value), settings.sources.get(name, DEFAULT_SOURCE)))
-    for exchange in EXCHANGES:
+    for exchange in EXCHANGE_NAMES:
         if exchange not in settings.exchanges:
             continue
         current = settings.exchanges[exchange]
+        values = {
+            "base_url": current.base_url,
+            "markets": current.markets,
+            "intervals": current.intervals,
+            **current.options._asdict(),
+        }
         for name in SECTIONS[exchange].model_fields:
             key = key_name(exchange, name)
             source = settings.sources.get(key, DEFAULT_SOURCE)
             if name in SECRET_KEYS:
                 value = _masked(exchange, current.credentials, name)
             else:
-                value = _plain(getattr(current, name))
+                value = _plain(values[name])
             rows.append(SettingRow(key, value, source))
     return rows
 

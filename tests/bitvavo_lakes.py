@@ -28,7 +28,8 @@ from pipelines.config import Settings
 from pipelines.datasets import BITVAVO_HISTORY, BITVAVO_HISTORY_MATCHES, FILLS
 from pipelines.exchanges.bitvavo_parse import parse_account_history, parse_trades
 from pipelines.flows.account_lake import stamped_frame, upsert
-from pipelines.flows.bitvavo_account import derive_bitvavo_history, sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account as sync_exchange_account
+from pipelines.flows.bitvavo_account import derive_bitvavo_history
 from pipelines.flows.runtime import Runtime
 from pipelines.lake import Lake
 from pipelines.sandbox.server import start_sandbox
@@ -47,7 +48,7 @@ def sync_account(world: World, variants: Variants, directory: Path, now: datetim
     with start_sandbox(seed=world.seed, world=world, variants=variants) as sandbox:
         rt = sandbox_runtime(sandbox, directory, now=now)
         try:
-            sync_bitvavo_account(rt)
+            sync_exchange_account(rt, "bitvavo")
         finally:
             rt.close()
     build(rt.settings)

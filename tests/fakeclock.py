@@ -2,7 +2,7 @@
 something sleeps on them or the test moves them.
 
     clock = FakeClock()                      # wall time T0 (epoch seconds)
-    budget = RequestBudget(clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(10, 60.0, 5, clock=clock, sleep=clock.sleep)
     lock = data_dir_lock(..., clock=clock.monotonic, sleep=clock.sleep)
     runtime = Runtime(settings, clock=clock.utc, ...)
 

@@ -18,6 +18,8 @@ from fakeclock import FakeClock
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
@@ -45,7 +47,10 @@ def sandbox_runtime(
         limiters=(
             limiters
             if limiters is not None
-            else {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
+            else {
+                "bitstamp": RequestBudget(*BITSTAMP_PACING),
+                "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+            }
         ),
     )
 

@@ -26,8 +26,7 @@ from warehouse_build import build
 
 from pipelines.config import Settings, load_settings
 from pipelines.datasets import BITSTAMP_LEDGER
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
 from pipelines.flows.public_trades import sync_public_trades
@@ -53,8 +52,8 @@ class Accounts:
     """Both accounts, every stream: Bitstamp, then Bitvavo."""
 
     def run(self, rt: Runtime, world: World) -> None:
-        sync_bitstamp_account(rt)
-        sync_bitvavo_account(rt)
+        sync_account(rt, "bitstamp")
+        sync_account(rt, "bitvavo")
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,50 @@ def test_no_import_statement_of_a_layer_names_what_it_must_not_import(layer: Lay
             assert within(names, forbidden) == [], f"{path} imports {forbidden}"
 
 
+HEAVY = ("requests", "tenacity", "polars")
+"""What the HTTP client and the lake need; listing exchanges or reading settings needs none."""
+
+LIGHT = ("pipelines.config", "pipelines.exchanges.registry", "pipelines.cli")
+"""Imported by every command, `tally --help` included: they load none of `HEAVY`."""
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_reading_settings_and_listing_exchanges_loads_no_client_and_no_lake(module: str) -> None:
+    modules = imported_by(module)
+    assert module in modules, "the module was not imported"
+    for heavy in HEAVY:
+        assert within(modules, heavy) == [], f"{module} pulls in {heavy}"
+
+
+def test_the_weight_check_sees_a_client_import() -> None:
+    """The same check fails where it should: an exchange's client loads the HTTP client."""
+    modules = imported_by("pipelines.exchanges.bitstamp")
+    assert within(modules, "requests") and within(modules, "tenacity")
+
+
+EXCHANGES_DIR = REPO / "pipelines" / "exchanges"
+ADAPTERS = sorted(f"pipelines.exchanges.{path.stem}" for path in EXCHANGES_DIR.glob("*_adapter.py"))
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_an_adapter_module_imported_first_in_a_fresh_interpreter_loads(adapter: str) -> None:
+    assert adapter in imported_by(adapter)
+
+
+def test_no_module_of_the_exchanges_imports_an_adapter_back() -> None:
+    """An adapter imports its client, errors and checks (at module level or in its factories):
+    none of them may import an adapter, which would make a cycle. Only the registry lists them."""
+    assert len(ADAPTERS) >= 2
+    for path, names in imports_in_source(EXCHANGES_DIR).items():
+        if path in (
+            "exchanges/registry.py",
+            *(f"exchanges/{a.split('.')[-1]}.py" for a in ADAPTERS),
+        ):
+            continue
+        for adapter in ADAPTERS:
+            assert within(names, adapter) == [], f"{path} imports {adapter}"
+
+
 def test_the_warehouse_reads_the_dataset_definitions_not_the_record_classes() -> None:
     modules = imported_by("warehouse")
     assert "pipelines.lake_datasets" in modules

@@ -50,13 +50,15 @@ from pipelines.checks.behaviours.rows import decide
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.exchanges.bitstamp_parse import parse_markets
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.bitvavo_match import match_history
 from pipelines.exchanges.bitvavo_parse import (
     classify_history_item,
     parse_account_history,
     parse_trades,
 )
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import Fill
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, WeightBudget
@@ -165,7 +167,10 @@ def runtime(config: Path, *, environ: dict[str, str] | None = None) -> Runtime:
         load_settings(config, environ={} if environ is None else environ),
         retry=FAST_RETRY,
         clock=lambda: NOW,
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
 
 
@@ -534,7 +539,7 @@ def test_the_recorded_205_texts_read_as_their_wording(samples_dir: Path) -> None
 def test_account_history_asks_for_one_type_when_told(world: World, tmp_path: Path) -> None:
     with start_sandbox(seed=SEED, world=world) as sandbox:
         rt = sandbox_runtime(sandbox, tmp_path, now=NOW)
-        client = rt.bitvavo()
+        client = rt.client_as("bitvavo", BitvavoClient)
         start = NOW - timedelta(days=DAYS + 1)
         try:
             every, _ = client.account_history(from_date=start, to_date=NOW)

@@ -31,8 +31,10 @@ from werkzeug import Request, Response
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
+from pipelines.exchanges.limits import BITSTAMP_PACING
+from pipelines.flows.account_streams import sync_account
 from pipelines.http import (
     AuthenticationError,
     ClockSkewError,
@@ -90,7 +92,8 @@ def client_for(
     return BitstampClient(
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
-        limiter=RequestBudget(),
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
         clock=clock,
         new_nonce=new_nonce,
@@ -177,7 +180,7 @@ def test_signed_get_with_a_query_verifies_on_the_wire(httpserver: HTTPServer) ->
         "bitstamp",
         httpserver.url_for("/"),
         classify=classify_bitstamp,
-        limiter=RequestBudget(),
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     ) as http:
         reply = http.request(
@@ -313,10 +316,14 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
         seed=5, world=world, rate_scale=100.0, bitstamp_clock_offset_s=SKEW_S
     ) as skewed:
         rt = sandbox_runtime(
-            skewed, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitstamp": RequestBudget()}
+            skewed,
+            tmp_path,
+            now=NOW,
+            retry=FAST_RETRY,
+            limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
         )
         try:
-            results = sync_bitstamp_account(rt)
+            results = sync_account(rt, "bitstamp")
         finally:
             rt.close()
         after = stats(skewed)

@@ -28,6 +28,8 @@ from warehouse_build import build
 from pipelines.credentials import Credentials
 from pipelines.datasets import TRANSFERS
 from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.exchanges.records import OtherEvent, Transfer
 from pipelines.flows.bitstamp_account import (
@@ -106,7 +108,8 @@ def client_for(sandbox: Sandbox) -> BitstampClient:
     return BitstampClient(
         sandbox.bitstamp.base_url,
         Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
-        limiter=RequestBudget(),
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     )
 
@@ -216,7 +219,8 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
     client = BitstampClient(
         httpserver.url_for("/"),
         Credentials.from_strings("KEY", "SECRET"),
-        limiter=RequestBudget(),
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(*BITSTAMP_PACING),
         retry=FAST_RETRY,
     )
     walk = client.all_crypto_transactions(limit=limit)
@@ -238,7 +242,11 @@ def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
     sandbox: Sandbox, now: ClockedWorld, tmp_path: Path
 ) -> None:
     rt = sandbox_runtime(
-        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitstamp": RequestBudget()}
+        sandbox,
+        tmp_path,
+        now=NOW,
+        retry=FAST_RETRY,
+        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
     )
     settings = rt.settings
     try:

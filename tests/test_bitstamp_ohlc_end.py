@@ -24,6 +24,8 @@ from werkzeug import Request, Response
 from pipelines.config import load_settings
 from pipelines.config_file import config_document, write_config
 from pipelines.datasets import CANDLES, GAPS
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import PagingLoopError
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
@@ -86,7 +88,10 @@ def runtime(httpserver: HTTPServer, data_dir: Path) -> Runtime:
     )
     write_config(config, document)
     settings = load_settings(config, environ={}, data_dir=data_dir / "data")
-    limiters = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
+    limiters = {
+        "bitstamp": RequestBudget(*BITSTAMP_PACING),
+        "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+    }
     return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters)
 
 

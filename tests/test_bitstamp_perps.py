@@ -20,6 +20,7 @@ from sandbox_runtime import sandbox_runtime
 from pipelines.datasets import FEE_SCHEDULES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges.bitstamp import pair_symbol
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.bitstamp_account import bitstamp_snapshots
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RequestBudget, RetryPolicy
@@ -37,7 +38,7 @@ sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 
 def runtime(sandbox: Sandbox, directory: Path) -> Runtime:
-    limiters = {"bitstamp": RequestBudget()}
+    limiters = {"bitstamp": RequestBudget(*BITSTAMP_PACING)}
     return sandbox_runtime(sandbox, directory, now=NOW, retry=FAST_RETRY, limiters=limiters)
 
 
@@ -58,7 +59,7 @@ def test_names_keep_a_perpetual_apart_from_its_spot_market() -> None:
 
 def test_the_market_list_names_the_perpetual_by_itself(sandbox: Sandbox, tmp_path: Path) -> None:
     with closing(runtime(sandbox, tmp_path)) as rt:
-        listed = {m.market: m for m in rt.bitstamp().markets()}
+        listed = {m.market: m for m in rt.client("bitstamp").markets()}
     perp, spot = listed["BTC-USD-PERP"], listed["BTC-USD"]
     assert (perp.symbol, perp.base_asset, perp.quote_asset) == ("btcusd-perp", "BTC", "USD")
     assert perp.extra["market_type"] == "PERPETUAL" and perp.extra["payoff_type"] == "Linear"

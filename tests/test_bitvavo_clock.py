@@ -10,6 +10,8 @@ import pytest
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
@@ -29,7 +31,8 @@ def client_of(sandbox: Sandbox) -> BitvavoClient:
     return BitvavoClient(
         endpoint.base_url,
         Credentials.from_strings(endpoint.key, endpoint.secret),
-        limiter=WeightBudget(),
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
         retry=RetryPolicy(max_attempts=2, max_total_seconds=5, base_seconds=0.1),
     )
 

@@ -32,6 +32,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_walk import TradeIdToError, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
@@ -175,7 +177,12 @@ def truth(trades: list[Trade]) -> list[str]:
 
 def walk_over_http(httpserver: HTTPServer, exchange: Exchange, limit: int) -> list[str]:
     httpserver.expect_request(f"/v2/{MARKET}/trades").respond_with_handler(exchange)
-    client = BitvavoClient(httpserver.url_for("/v2"), limiter=WeightBudget(), retry=FAST_RETRY)
+    client = BitvavoClient(
+        httpserver.url_for("/v2"),
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
+        retry=FAST_RETRY,
+    )
     try:
         pages = list(client.public_trades_window(MARKET, START, END, limit=limit))
     finally:

@@ -28,7 +28,8 @@ from sandbox_runtime import sandbox_runtime
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.flows.bitvavo_account import bitvavo_trades
@@ -92,7 +93,13 @@ def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
 
 def client(sandbox: Sandbox) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url,
+        creds,
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
+        retry=FAST_RETRY,
+    )
 
 
 def served(sandbox: Sandbox) -> dict[str, Any]:
@@ -214,7 +221,11 @@ def test_public_trades_flow_lands_the_tape_once(
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_end=end))
     rt = sandbox_runtime(
-        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitvavo": WeightBudget()}
+        sandbox,
+        tmp_path,
+        now=NOW,
+        retry=FAST_RETRY,
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
     settings = rt.settings
     since = NOW.replace(hour=0, minute=0) - timedelta(hours=6)  # crosses a day boundary

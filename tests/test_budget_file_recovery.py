@@ -25,6 +25,7 @@ from forked import ends_with_exit
 from test_limiters import FakeClock
 from test_shared_budget import Exhausted, never_sleep
 
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.http import SharedRequestBudget, SharedWeightBudget
 from pipelines.http._statefile import StateFile
 
@@ -115,7 +116,9 @@ def test_an_unreadable_weight_budget_waits_a_window_then_probes(
 ):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    first = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    first = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     first.acquire(1)  # the probe
     old = path.read_bytes()
     first.observe(
@@ -130,7 +133,9 @@ def test_an_unreadable_weight_budget_waits_a_window_then_probes(
     new = path.read_bytes()  # 900 left, 5 in flight
     path.write_bytes(damage(old, new))
 
-    budget = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep)
+    budget = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+    )
     with pytest.raises(Exhausted) as waited:
         budget.acquire(1)
     assert waited.value.args[0] == pytest.approx(60.0)  # Bitvavo's window

@@ -14,6 +14,7 @@ import pipelines.checks
 import pipelines.checks.behaviours
 from pipelines.checks.behaviours import PROBES
 from pipelines.checks.behaviours.probe import Probe, ProbeRun
+from pipelines.checks.permissions import public_reads
 from pipelines.exchanges import registry
 from pipelines.exchanges.adapter import Exchange
 
@@ -22,7 +23,7 @@ from pipelines.exchanges.adapter import Exchange
 def test_every_adapter_declares_what_the_checks_ask(exchange: Exchange) -> None:
     facts = exchange.checks
     assert facts.key_settings.startswith(f"{exchange.title}: Settings")
-    assert facts.public_reads["markets"] == facts.markets_request
+    assert public_reads(exchange)["markets"] == exchange.ingestion.market_list
     assert facts.account_reads, "the cheap signed read before a sync"
     labels = [read.endpoint for read in facts.account_reads]
     assert len(set(labels)) == len(labels)

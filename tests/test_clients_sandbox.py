@@ -13,8 +13,12 @@ from sandbox_fixtures import sandbox_fixture, world_fixture
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_parse import replay_balances
 from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import dedupe_candles
 from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -46,14 +50,21 @@ class BitvavoOptions(BitstampOptions, total=False):
 def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampClient:
     creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
     return BitstampClient(
-        sandbox.bitstamp.base_url, creds, limiter=RequestBudget(), retry=FAST_RETRY, **kwargs
+        sandbox.bitstamp.base_url,
+        creds,
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(*BITSTAMP_PACING),
+        retry=FAST_RETRY,
+        **kwargs,
     )
 
 
 def bitvavo(sandbox: Sandbox, **kwargs: Unpack[BitvavoOptions]) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    kwargs.setdefault("limiter", WeightBudget())
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, retry=FAST_RETRY, **kwargs)
+    kwargs.setdefault("limiter", WeightBudget(headers=WEIGHT_HEADERS))
+    return BitvavoClient(
+        sandbox.bitvavo.base_url, creds, classify=BITVAVO.classify, retry=FAST_RETRY, **kwargs
+    )
 
 
 def test_bitvavo_candles_window_is_exactly_the_tape(sandbox: Sandbox, world: World) -> None:
@@ -184,7 +195,10 @@ def test_faults_change_nothing_that_lands(world: World) -> None:
 def test_bitvavo_pacing_never_trips_the_limit(world: World) -> None:
     """With the budget scaled to 50 weight per 3 s, a long walk is paced, never refused."""
     with start_sandbox(seed=7, now_ms=NOW_MS, world=world, rate_scale=0.05) as tight:
-        client = bitvavo(tight, limiter=WeightBudget(limit=50, window_seconds=3.0, reserve=3))
+        client = bitvavo(
+            tight,
+            limiter=WeightBudget(headers=WEIGHT_HEADERS, limit=50, window_seconds=3.0, reserve=3),
+        )
         start = NOW - timedelta(days=1)
         trades = [t for p in client.public_trades_window("ETH-EUR", start, NOW) for t in p.records]
         for hour in range(90):

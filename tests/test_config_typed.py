@@ -179,12 +179,12 @@ def test_allowed_values_are_taken_and_spelled_one_way(tmp_path: Path) -> None:
     assert bitstamp.base_url == "http://127.0.0.1:9"
     assert bitstamp.markets == ("BTC-EUR", "BTC-USD-PERP")  # each market once
     assert bitstamp.intervals == tuple(BITSTAMP_DOCUMENTED)
-    assert bitstamp.window_seconds == 300.0
+    assert bitstamp.options.window_seconds == 300.0
     assert bitvavo.intervals == tuple(BITVAVO_DOCUMENTED)
-    assert bitvavo.access_window_ms == 100
+    assert bitvavo.options.access_window_ms == 100
     write(tmp_path, "now = 2024-03-31T00:00:00Z\n[bitvavo]\naccess_window_ms = 60000\n")
     settings = load_settings(path, environ={})
-    assert settings.exchange("bitvavo").access_window_ms == 60_000
+    assert settings.exchange("bitvavo").options.access_window_ms == 60_000
     assert settings.now == datetime(2024, 3, 31, tzinfo=UTC)
 
 

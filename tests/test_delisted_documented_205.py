@@ -21,7 +21,9 @@ from sandbox_runtime import sandbox_runtime
 from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.flows.account_streams import sync_account
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
@@ -43,7 +45,13 @@ sandbox = sandbox_fixture(variants=DOCUMENTED)
 
 def client(sandbox: Sandbox) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url,
+        creds,
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
+        retry=FAST_RETRY,
+    )
 
 
 def test_the_sandbox_words_a_205_as_the_errors_page_documents(
@@ -67,10 +75,14 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
     assert "NEO-EUR" not in listed and "PHA-EUR" not in listed
     assert not [f for f in world.bitvavo.fills if f.market == "NEO-EUR"], "NEO-EUR is history-only"
     rt = sandbox_runtime(
-        sandbox, tmp_path, now=NOW, retry=FAST_RETRY, limiters={"bitvavo": WeightBudget()}
+        sandbox,
+        tmp_path,
+        now=NOW,
+        retry=FAST_RETRY,
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
     try:
-        results = {r.stream: r for r in sync_bitvavo_account(rt)}
+        results = {r.stream: r for r in sync_account(rt, "bitvavo")}
     finally:
         rt.close()
     (line,) = results["trades bitvavo"].gaps

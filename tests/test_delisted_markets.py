@@ -18,7 +18,8 @@ from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.datasets import FILLS, GAPS
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
@@ -46,9 +47,9 @@ def synced(
         tmp_path_factory.mktemp("delisted"),
         now=NOW,
         retry=FAST_RETRY,
-        limiters={"bitvavo": WeightBudget()},
+        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
     )
-    runs = [sync_bitvavo_account(rt), sync_bitvavo_account(rt)]
+    runs = [sync_account(rt, "bitvavo"), sync_account(rt, "bitvavo")]
     rt.close()
     build(rt.settings)
     return rt, runs

@@ -28,6 +28,7 @@ from werkzeug import Request, Response
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.registry import get as adapter
 from pipelines.http import (
     NOT_JSON,
@@ -57,7 +58,7 @@ class RecordingBudget(RequestBudget):
     """A real RequestBudget that also notes the order of calls the client makes."""
 
     def __init__(self, clock: FakeClock) -> None:
-        super().__init__(clock=clock, sleep=clock.sleep)
+        super().__init__(*BITSTAMP_PACING, clock=clock, sleep=clock.sleep)
         self.events: list[tuple[str, float]] = []
 
     def acquire(self, weight: int = 1) -> None:

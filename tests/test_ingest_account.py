@@ -32,15 +32,17 @@ from pipelines.datasets import (
     WITHDRAWAL_FEES,
     RecordDataset,
 )
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.account_lake import Meter
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.bitstamp_account import (
     bitstamp_ledger,
     derive_ledger_file,
     ledger_stem,
-    sync_bitstamp_account,
 )
-from pipelines.flows.bitvavo_account import bitvavo_history, bitvavo_trades, sync_bitvavo_account
+from pipelines.flows.bitvavo_account import bitvavo_history, bitvavo_trades
 from pipelines.flows.runtime import Runtime, StreamResult
 from pipelines.http import InvalidRequestError, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.catalog import DELISTED
@@ -92,12 +94,15 @@ def make_runtime(
         settings,
         retry=FAST_RETRY,
         clock=clock or (lambda: NOW),
-        limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+        limiters={
+            "bitstamp": RequestBudget(*BITSTAMP_PACING),
+            "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+        },
     )
 
 
 def sync_all(rt: Runtime) -> list[StreamResult]:
-    return [*sync_bitstamp_account(rt), *sync_bitvavo_account(rt)]
+    return [*sync_account(rt, "bitstamp"), *sync_account(rt, "bitvavo")]
 
 
 def table(rt: Runtime, source: RecordDataset, **partition: str) -> pl.DataFrame:
@@ -397,7 +402,7 @@ def test_malformed_ledger_row_fails_and_changes_no_file(
     sandbox: Sandbox, world: World, tmp_path: Path
 ) -> None:
     rt = make_runtime(sandbox, tmp_path)
-    sync_bitstamp_account(rt)
+    sync_account(rt, "bitstamp")
     digests = file_digests(rt)
     # fault seed 2 breaks the shape of one row of the first page (other seeds may drop an
     # optional key, which no parser can tell from a row without it)

@@ -20,6 +20,8 @@ from polars.testing import assert_frame_equal
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import CANDLES, PUBLIC_TRADES
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
 from pipelines.flows.public_trades import sync_public_trades
@@ -119,7 +121,10 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
         whole = runtime(
             config,
             tmp_path / "whole",
-            {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+            {
+                "bitstamp": RequestBudget(*BITSTAMP_PACING),
+                "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+            },
         )
         started = time.monotonic()
         backfill(whole)
@@ -172,7 +177,10 @@ def test_an_overlap_left_between_landing_and_unlinking_is_folded_in(tmp_path: Pa
             settings,
             retry=FAST_RETRY,
             clock=clock.utc,
-            limiters={"bitstamp": RequestBudget(), "bitvavo": WeightBudget()},
+            limiters={
+                "bitstamp": RequestBudget(*BITSTAMP_PACING),
+                "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+            },
         )
         for exchange, sync in (
             ("bitvavo", lambda: sync_candles(rt, "bitvavo", MARKET, "1m", span)),

@@ -23,6 +23,8 @@ from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import ClockedWorld, sandbox_runtime
 
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window, final_cutoff
@@ -54,7 +56,10 @@ def make_runtime(
     sandbox: Sandbox, data_dir: Path, clock: Callable[[], datetime], **limiters: Limiter
 ) -> Runtime:
     """Settings from the sandbox's own config, our clock, fresh limiters (no shared state)."""
-    chosen: dict[str, Limiter] = {"bitstamp": RequestBudget(), "bitvavo": WeightBudget()}
+    chosen: dict[str, Limiter] = {
+        "bitstamp": RequestBudget(*BITSTAMP_PACING),
+        "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
+    }
     return sandbox_runtime(
         sandbox, data_dir, now=clock, limiters={**chosen, **limiters}, data_dir=data_dir
     )
@@ -403,7 +408,7 @@ def test_bitvavo_sync_is_paced_under_a_scaled_down_budget(world: World, tmp_path
     """Budget 50 weight per 3 s (sandbox and client alike): the sync is paced, never refused."""
     since = NOW - timedelta(days=5)
     with start_sandbox(seed=SEED, world=world, rate_scale=0.05) as tight:
-        limiter = WeightBudget(limit=50, window_seconds=3.0, reserve=3)
+        limiter = WeightBudget(headers=WEIGHT_HEADERS, limit=50, window_seconds=3.0, reserve=3)
         rt = make_runtime(tight, tmp_path, lambda: NOW, bitvavo=limiter)
         span = Window(NOW - timedelta(days=30), NOW)
         candle_result = sync_candles(rt, "bitvavo", MARKET, "1m", span)

@@ -8,6 +8,8 @@ import threading
 import pytest
 from fakeclock import T0, FakeClock
 
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.http import Limiter, RequestBudget, WeightBudget, shared_limiter
 
 
@@ -92,7 +94,7 @@ def test_request_budget_paces_by_its_per_second_rate(
 
 def test_request_budget_block_until_holds_everyone() -> None:
     clock = FakeClock()
-    budget = RequestBudget(clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(*BITSTAMP_PACING, clock=clock, sleep=clock.sleep)
     budget.acquire()
     budget.block_until(T0 + 42.5)
     budget.acquire()
@@ -145,7 +147,8 @@ def test_request_budget_real_threads() -> None:
 
 def test_weight_budget_assumes_documented_budget_before_any_header() -> None:
     clock = FakeClock()
-    budget = WeightBudget(clock=clock, sleep=clock.sleep)  # reserve 25 by default
+    # reserve 25 by default
+    budget = WeightBudget(headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     sent_in_first_minute = 0
     while True:
         budget.acquire(1)
@@ -162,7 +165,7 @@ def test_weight_budget_long_backfill_uses_budget_and_is_never_banned(offset: flo
     # offset > 0: the exchange's clock is ahead of ours; < 0: ours runs ahead (the dangerous one)
     clock = FakeClock()
     exchange = FixedWindowExchange(clock, offset=offset)
-    budget = WeightBudget(clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     weights = [1, 5, 1, 1, 5, 1]
     minutes = 6
     index = 0
@@ -181,7 +184,7 @@ def test_weight_budget_slows_down_as_remaining_falls() -> None:
     waits = {}
     for remaining in (900, 600, 450, 300, 150, 60):
         clock = FakeClock()
-        budget = WeightBudget(clock=clock, sleep=clock.sleep)
+        budget = WeightBudget(headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
         budget.observe(bitvavo_headers(remaining, T0 + 30), 0)
         budget.acquire(1)
         budget.observe(bitvavo_headers(remaining - 1, T0 + 30), 1)
@@ -200,7 +203,7 @@ def test_weight_budget_slows_down_as_remaining_falls() -> None:
 
 def test_weight_budget_waits_for_reset_rather_than_exceed() -> None:
     clock = FakeClock()
-    budget = WeightBudget(reserve=25, clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, reserve=25, clock=clock, sleep=clock.sleep)
     reset = T0 + 17.0
     budget.observe(bitvavo_headers(40, reset), 0)
     budget.acquire(5)  # 40 - 25 = 15 >= 5: may go
@@ -220,7 +223,9 @@ def test_weight_budget_waits_for_reset_rather_than_exceed() -> None:
 
 def test_weight_budget_counts_weight_in_flight() -> None:
     clock = FakeClock()
-    budget = WeightBudget(reserve=10, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(
+        headers=WEIGHT_HEADERS, reserve=10, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     reset = T0 + 30.0
     budget.observe(bitvavo_headers(20, reset, limit=100), 0)
     budget.acquire(5)  # A
@@ -240,7 +245,7 @@ def test_weight_budget_counts_weight_in_flight() -> None:
 
 def test_weight_budget_sends_one_probe_after_an_assumed_reset() -> None:
     clock = FakeClock()
-    budget = WeightBudget(reserve=10, clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, reserve=10, clock=clock, sleep=clock.sleep)
     reset = T0 + 5.0
     budget.observe(bitvavo_headers(10, reset, limit=100), 0)
     budget.acquire(1)  # waits for the reset: 10 - 10 < 1
@@ -265,7 +270,7 @@ def test_weight_budget_sends_one_probe_after_an_assumed_reset() -> None:
 
 def test_weight_budget_reads_headers_case_insensitively_and_ignores_stale_replies() -> None:
     clock = FakeClock()
-    budget = WeightBudget(clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     budget.observe(
         {
             "Bitvavo-Ratelimit-Remaining": "700",
@@ -284,7 +289,7 @@ def test_weight_budget_reads_headers_case_insensitively_and_ignores_stale_replie
 
 def test_weight_budget_block_until() -> None:
     clock = FakeClock()
-    budget = WeightBudget(clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     budget.observe(bitvavo_headers(900, T0 + 50), 0)
     budget.block_until(T0 + 95.0)  # a ban
     budget.acquire(1)
@@ -332,6 +337,7 @@ def test_weight_budget_real_threads_against_real_server() -> None:
     server.start()
     try:
         budget = WeightBudget(
+            headers=WEIGHT_HEADERS,
             window_seconds=window,
             reserve=10,
             margin_seconds=0.03,
@@ -379,7 +385,7 @@ def test_shared_limiter_is_one_per_exchange_and_key() -> None:
     made: list[Limiter] = []
 
     def factory() -> Limiter:
-        limiter = RequestBudget()
+        limiter = RequestBudget(*BITSTAMP_PACING)
         made.append(limiter)
         return limiter
 
@@ -402,4 +408,6 @@ def test_shared_limiter_is_one_per_exchange_and_key() -> None:
     other_exchange = shared_limiter("bitvavo", "test-shared-1", factory)
     assert other_key is not made[0] and other_exchange is not made[0]
     assert other_key is not other_exchange
-    assert isinstance(made[0], Limiter) and isinstance(WeightBudget(), Limiter)
+    assert isinstance(made[0], Limiter) and isinstance(
+        WeightBudget(headers=WEIGHT_HEADERS), Limiter
+    )

@@ -115,7 +115,7 @@ def test_listed_markets_pass_and_every_unknown_one_gets_its_own_line(
 def test_a_perpetual_is_a_market_of_its_own(perps_sandbox: Sandbox, tmp_path: Path) -> None:
     config = write_config(perps_sandbox, tmp_path)
     with runtime(config) as rt:
-        listed = rt.bitstamp().markets()
+        listed = rt.client("bitstamp").markets()
         check_markets(rt)  # the spot markets are still fine with perpetuals listed
     names = {m.market for m in listed}
     assert "BTC-USD-PERP" in names and "BTC-USD" in names

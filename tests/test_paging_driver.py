@@ -23,7 +23,11 @@ import requests
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, PagingLoopError, walk
 from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import ExchangeEndpoint, Sandbox, start_sandbox
@@ -199,13 +203,23 @@ def counted(stats_url: str) -> dict[str, int]:
 def bitstamp(sandbox: Sandbox) -> BitstampClient:
     creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
     return BitstampClient(
-        sandbox.bitstamp.base_url, creds, limiter=RequestBudget(), retry=FAST_RETRY
+        sandbox.bitstamp.base_url,
+        creds,
+        classify=BITSTAMP.classify,
+        limiter=RequestBudget(*BITSTAMP_PACING),
+        retry=FAST_RETRY,
     )
 
 
 def bitvavo(sandbox: Sandbox) -> BitvavoClient:
     creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(sandbox.bitvavo.base_url, creds, limiter=WeightBudget(), retry=FAST_RETRY)
+    return BitvavoClient(
+        sandbox.bitvavo.base_url,
+        creds,
+        classify=BITVAVO.classify,
+        limiter=WeightBudget(headers=WEIGHT_HEADERS),
+        retry=FAST_RETRY,
+    )
 
 
 def asked(pages: Sequence[Page[Any]], *names: str) -> list[tuple[str, ...]]:

@@ -22,9 +22,10 @@ from sandbox_runtime import sandbox_runtime
 from test_limiters import bitvavo_headers
 
 from pipelines import progress
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exit_codes import ExitCode, OperatorError
-from pipelines.flows.bitstamp_account import sync_bitstamp_account
-from pipelines.flows.bitvavo_account import sync_bitvavo_account
+from pipelines.flows.account_streams import sync_account
 from pipelines.flows.candles import sync_candles
 from pipelines.flows.plan import Window
 from pipelines.flows.prefect_env import log_file, prepare_prefect
@@ -166,7 +167,9 @@ def test_a_failing_listener_breaks_neither_the_publisher_nor_the_other_listeners
 
 def test_a_request_budget_tells_its_pacing_wait_and_the_requests_left(recorder: Recorder) -> None:
     clock = FakeClock(T0)
-    budget = RequestBudget(2, 10.0, clock=clock, sleep=clock.sleep)
+    budget = RequestBudget(
+        2, 10.0, BITSTAMP_PACING.max_requests_per_second, clock=clock, sleep=clock.sleep
+    )
     with progress.request("bitstamp", "ohlc", "GET", URL):
         for _ in range(3):
             budget.acquire()
@@ -185,9 +188,16 @@ def test_a_block_is_told_as_a_ban_by_both_request_budgets(
 ) -> None:
     clock = FakeClock(T0)
     shared = SharedRequestBudget(
-        tmp_path / "budget.json", 100, 60.0, clock=clock, sleep=clock.sleep
+        tmp_path / "budget.json",
+        100,
+        60.0,
+        BITSTAMP_PACING.max_requests_per_second,
+        clock=clock,
+        sleep=clock.sleep,
     )
-    alone = RequestBudget(100, 60.0, clock=clock, sleep=clock.sleep)
+    alone = RequestBudget(
+        100, 60.0, BITSTAMP_PACING.max_requests_per_second, clock=clock, sleep=clock.sleep
+    )
     with progress.request("bitstamp", "ohlc", "GET", URL):
         for budget in (shared, alone):
             budget.block_until(clock() + 30.0)
@@ -203,7 +213,7 @@ def test_a_weight_budget_tells_the_headers_headroom_and_waits_for_the_reset(
     recorder: Recorder,
 ) -> None:
     clock = FakeClock(T0)
-    budget = WeightBudget(reserve=0, clock=clock, sleep=clock.sleep)
+    budget = WeightBudget(headers=WEIGHT_HEADERS, reserve=0, clock=clock, sleep=clock.sleep)
     with progress.request("bitvavo", "trades", "GET", URL):
         budget.acquire(5)
         budget.observe(bitvavo_headers(3, T0 + 40.0), 5)
@@ -563,7 +573,7 @@ def test_every_request_retry_and_row_is_told_to_its_stream_and_no_secret_is(
     faulty_sandbox: Sandbox, tmp_path: Path, recorder: Recorder
 ) -> None:
     with closing(sandbox_runtime(faulty_sandbox, tmp_path, now=NOW)) as rt:
-        results = [*sync_bitstamp_account(rt), *sync_bitvavo_account(rt)]
+        results = [*sync_account(rt, "bitstamp"), *sync_account(rt, "bitvavo")]
         span = Window(NOW - timedelta(days=20), NOW)
         results.append(sync_candles(rt, "bitstamp", "BTC-EUR", "1h", span))
     finished = {event.stream: event for event in recorder.of(StreamFinished)}

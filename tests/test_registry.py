@@ -6,6 +6,7 @@ declared stream, the declared walks fetch from the sandbox over real HTTP, and n
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 from collections.abc import Iterator
 from contextlib import closing
@@ -19,9 +20,12 @@ from sandbox_runtime import sandbox_runtime
 from pipelines.cli import build_parser
 from pipelines.config import ExchangeSettings, load_settings
 from pipelines.config_schema import SECTIONS
+from pipelines.credentials import Credentials
 from pipelines.datasets import ALL
 from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.ingestion import Connection, HistoryTrades, Ingestion, RollingTrades
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.registry import EXCHANGES, UnknownExchangeError, get, names
 from pipelines.flows.account_streams import ACCOUNT_STREAMS
 from pipelines.flows.runtime import Runtime
@@ -50,6 +54,8 @@ def test_the_registry_lists_every_adapter_once_by_its_name() -> None:
         assert get(adapter.name) is adapter
     with pytest.raises(UnknownExchangeError, match="no exchange is called 'kraken'"):
         get("kraken")
+    with pytest.raises(ValueError, match="no exchange is called 'kraken'"):
+        get("kraken")  # as the name checks it replaced raised
 
 
 @pytest.mark.parametrize("adapter", BY_NAME)
@@ -113,15 +119,34 @@ def test_exchange_settings_are_one_shape_with_the_adapters_options(
         current = settings.exchange(adapter.name)
         assert isinstance(current, ExchangeSettings)
         options = {option.name: option.default for option in adapter.ingestion.config.options}
-        assert dict(current.options) == options
+        assert current.options._asdict() == options
+        assert type(current.options) is adapter.ingestion.config.shape
         for name, value in options.items():
-            assert getattr(current, name) == value
-        with pytest.raises(AttributeError, match="no key 'no_such_option'"):
-            _ = current.no_such_option
+            assert getattr(current.options, name) == value
+        with pytest.raises(AttributeError, match="no_such_option"):
+            _ = current.options.no_such_option
     made = ExchangeSettings("bitvavo", "http://127.0.0.1:1", (), (), access_window_ms=100)
-    assert made.access_window_ms == 100 and made.options["access_window_ms"] == 100
+    assert (
+        made.options.access_window_ms == 100 and made.options._asdict()["access_window_ms"] == 100
+    )
     moved = dataclasses.replace(made, markets=("BTC-EUR",))
     assert moved.markets == ("BTC-EUR",) and moved.options == made.options
+
+
+@pytest.mark.parametrize("adapter", BY_NAME)
+def test_exchange_settings_pickle_and_hash(adapter: Exchange) -> None:
+    """Settings cross process boundaries and key caches. A key pair is never pickled (a
+    `Secret` refuses it), but a section with one hashes."""
+    config = ExchangeSettings(adapter.name, "http://127.0.0.1:1", ("BTC-EUR",), ("1h",))
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.options == config.options
+    assert type(again.options) is adapter.ingestion.config.shape
+    assert hash(again) == hash(config)
+    assert {config: 1}[again] == 1
+    other = dataclasses.replace(config, markets=("ETH-EUR",))
+    assert other != config and len({config, other}) == 2
+    keyed = dataclasses.replace(config, credentials=Credentials.from_strings("key", "secret"))
+    assert hash(keyed) == hash(dataclasses.replace(keyed)) and keyed != config
 
 
 def test_the_command_line_offers_the_registered_exchanges() -> None:
@@ -209,7 +234,11 @@ def test_the_declared_client_and_budget_are_made_from_the_settings(
     config = ExchangeSettings(adapter.name, "http://127.0.0.1:9", ("BTC-EUR",), ("1h",))
     budget = adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
     assert budget is adapter.ingestion.budget(config, tmp_path / f"{adapter.name}.budget")
-    local = RequestBudget() if adapter.name == "bitstamp" else WeightBudget()
+    local = (
+        RequestBudget(*BITSTAMP_PACING)
+        if adapter.name == "bitstamp"
+        else WeightBudget(headers=WEIGHT_HEADERS)
+    )
     how = Connection(None, "main", local, DEFAULT_RETRY, (1.0, 1.0))
     client = adapter.ingestion.client(config, how)
     with closing(client):

@@ -89,7 +89,8 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
             assert exchange.credentials.secret.reveal() == info[name]["secret"]
             assert exchange.markets
         assert "BTC-EUR" in settings.exchange("bitvavo").markets
-        assert settings.exchange("bitstamp").window_seconds == 300.0  # scaled with the server
+        bitstamp = settings.exchange("bitstamp")
+        assert bitstamp.options.window_seconds == 300.0  # scaled with the server
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

@@ -32,6 +32,8 @@ from test_limiters import bitvavo_headers
 from pipelines import config_file
 from pipelines.config import load_settings
 from pipelines.credentials import Credentials
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
+from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
     RequestBudget,
@@ -101,24 +103,24 @@ def write_config(directory: Path, **extra: Any) -> Path:
 def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path):
     fingerprint = Credentials.from_strings("k-one", "s").fingerprint
     plain = Runtime(load_settings(write_config(tmp_path / "a")))
-    bitstamp, bitvavo = plain.bitstamp().limiter, plain.bitvavo().limiter
+    bitstamp, bitvavo = plain.client("bitstamp").limiter, plain.client("bitvavo").limiter
     assert isinstance(bitstamp, SharedRequestBudget) and isinstance(bitvavo, SharedWeightBudget)
     budgets = tmp_path / "a" / "data" / ".ratelimit"
     assert bitstamp.path == budgets / f"bitstamp-{fingerprint}.json"
     assert bitvavo.path == budgets / f"bitvavo-{fingerprint}.json"
-    assert Runtime(plain.settings).bitstamp().limiter is bitstamp  # one object per process
+    assert Runtime(plain.settings).client("bitstamp").limiter is bitstamp  # one object per process
 
     # Two data directories that use one key share a budget when they name one directory.
     shared = [
         Runtime(load_settings(write_config(tmp_path / name, rate_budget_dir="../budgets")))
         for name in ("b", "c")
     ]
-    paths = {rt.bitstamp().limiter.path for rt in shared}  # type: ignore[attr-defined]
+    paths = {rt.client("bitstamp").limiter.path for rt in shared}  # type: ignore[attr-defined]
     assert paths == {tmp_path / "budgets" / f"bitstamp-{fingerprint}.json"}
 
-    explicit = RequestBudget()
+    explicit = RequestBudget(*BITSTAMP_PACING)
     chosen = Runtime(plain.settings, limiters={"bitstamp": explicit})
-    assert chosen.bitstamp().limiter is explicit  # tests and benchmarks keep their own
+    assert chosen.client("bitstamp").limiter is explicit  # tests and benchmarks keep their own
 
 
 # --------------------------------------------------------------------------- SharedRequestBudget
@@ -204,7 +206,12 @@ def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: in
         )
     else:
         budget = SharedWeightBudget(
-            path, reserve=0, pace_below=0.0, clock=lambda: T0, sleep=never_sleep
+            path,
+            headers=WEIGHT_HEADERS,
+            reserve=0,
+            pace_below=0.0,
+            clock=lambda: T0,
+            sleep=never_sleep,
         )
     ready.wait()
     granted = 0
@@ -244,7 +251,9 @@ def test_two_processes_share_one_request_budget(tmp_path: Path):
 def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    seed = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    seed = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     seed.acquire(1)
     seed.observe(bitvavo_headers(120, T0 + 30), 1)  # the header says 120 weight are left
     counts = run_children(path, "weight")
@@ -252,7 +261,9 @@ def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     assert sum(counts) == 120  # weight in flight in one process is seen by the other
     # They exited with their weight in flight: it is taken as spent, and no more of it blocks
     # than until the window's reset.
-    after = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    after = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     assert after.remaining == 0
     after.acquire(1)
     assert T0 + 30 <= clock() <= T0 + 31
@@ -312,7 +323,9 @@ def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: 
 def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    budget = SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep)
+    budget = SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+    )
     budget.acquire(1)
     budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
     gone_pid = int(  # a process that has exited
@@ -335,9 +348,9 @@ def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     assert clock.sleeps == []
     assert budget.remaining == 30
     with pytest.raises(Exhausted):
-        SharedWeightBudget(path, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep).acquire(
-            1
-        )
+        SharedWeightBudget(
+            path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+        ).acquire(1)
 
 
 def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Path):
@@ -354,7 +367,7 @@ def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Pa
         state.update(reset_at=future, observed_reset=future, last_send=future, remaining=0)
         state.update(blocked_until=future)
     clock = FakeClock()
-    budget = SharedWeightBudget(weights, clock=clock, sleep=clock.sleep)
+    budget = SharedWeightBudget(weights, headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep)
     budget.acquire(1)
     assert 0 < clock() - T0 <= 1800.0  # a ban read from the file lasts 30 minutes at most
     budget.observe(bitvavo_headers(900, clock() + 60), 1)
@@ -368,7 +381,12 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     clock = FakeClock()
     first, second = (
         SharedWeightBudget(
-            tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
+            tmp_path / "v.json",
+            headers=WEIGHT_HEADERS,
+            reserve=0,
+            pace_below=0.0,
+            clock=clock,
+            sleep=clock.sleep,
         )
         for _ in range(2)
     )
@@ -383,14 +401,21 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     first.acquire(5)  # 10 of the 19 in flight in the first
     second.acquire(5)
     third = SharedWeightBudget(
-        tmp_path / "v.json", reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
+        tmp_path / "v.json",
+        headers=WEIGHT_HEADERS,
+        reserve=0,
+        pace_below=0.0,
+        clock=clock,
+        sleep=never_sleep,
     )
     with pytest.raises(Exhausted) as waited:
         third.acquire(5)  # 19 - 10 - 5 = 4 left: not enough, so it waits for the reset
     assert clock() + waited.value.args[0] >= T0 + 60
 
     # A per-process budget (as before) would not have waited.
-    alone = WeightBudget(reserve=0, pace_below=0.0, clock=FakeClock(), sleep=never_sleep)
+    alone = WeightBudget(
+        headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=FakeClock(), sleep=never_sleep
+    )
     alone.acquire(1)
     alone.observe(bitvavo_headers(19, T0 + 60), 1)
     for _ in range(3):
@@ -400,7 +425,10 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
 def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
     clock = FakeClock()
     first, second = (
-        SharedWeightBudget(tmp_path / "v.json", clock=clock, sleep=clock.sleep) for _ in range(2)
+        SharedWeightBudget(
+            tmp_path / "v.json", headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep
+        )
+        for _ in range(2)
     )
     first.block_until(T0 + 90)
     second.acquire(1)

@@ -14,7 +14,9 @@ from werkzeug import Request, Response
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner, string_to_sign
+from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient, BitvavoSigner, signature
+from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.http import FatalError, SignInput
 
 DOC_BODY = '{"market":"BTC-EUR","side":"buy","price":"5000","amount":"1.23","orderType":"limit"}'
@@ -112,7 +114,11 @@ def test_bitstamp_requests_verify_on_the_wire(httpserver: HTTPServer, with_body:
 
     path = "/api/v2/user_transactions/" if with_body else "/api/v2/account_balances/"
     httpserver.expect_request(path, method="POST").respond_with_handler(handler)
-    client = BitstampClient(httpserver.url_for("/"), Credentials.from_strings("KEY", "SECRET"))
+    client = BitstampClient(
+        httpserver.url_for("/"),
+        Credentials.from_strings("KEY", "SECRET"),
+        classify=BITSTAMP.classify,
+    )
     if with_body:
         assert list(client.user_transactions(since_id=7).records) == []
     else:
@@ -136,7 +142,9 @@ def test_bitvavo_requests_verify_on_the_wire(httpserver: HTTPServer) -> None:
         )
 
     httpserver.expect_request("/v2/balance").respond_with_handler(handler)
-    client = BitvavoClient(httpserver.url_for("/v2"), Credentials.from_strings(key, secret))
+    client = BitvavoClient(
+        httpserver.url_for("/v2"), Credentials.from_strings(key, secret), classify=BITVAVO.classify
+    )
     balances = client.balance()
     assert [(b.asset, str(b.total)) for b in balances] == [("EUR", "16.48")]
     assert checked == [True]
@@ -160,7 +168,10 @@ def test_bitvavo_clock_skew_resyncs_and_retries(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/v2/balance").respond_with_handler(balance)
     httpserver.expect_request("/v2/time").respond_with_json({"time": server_ms})
     client = BitvavoClient(
-        httpserver.url_for("/v2"), Credentials.from_strings("K" * 64, "S"), clock=lambda: 1.0e9
+        httpserver.url_for("/v2"),
+        Credentials.from_strings("K" * 64, "S"),
+        classify=BITVAVO.classify,
+        clock=lambda: 1.0e9,
     )
     assert [str(b.total) for b in client.balance()] == ["0.75"]
 
@@ -173,7 +184,9 @@ def test_secrets_never_reach_logs_or_errors(
         {"status": "error", "reason": f"Invalid signature for key {key}", "code": "API0005"},
         status=403,
     )
-    client = BitstampClient(httpserver.url_for("/"), Credentials.from_strings(key, secret))
+    client = BitstampClient(
+        httpserver.url_for("/"), Credentials.from_strings(key, secret), classify=BITSTAMP.classify
+    )
     with caplog.at_level(logging.DEBUG), pytest.raises(FatalError) as caught:
         client.balances()
     text = f"{caught.value} {caught.value!r} {client!r} {caplog.text}"

@@ -70,7 +70,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     land(lake, 0, 4, first, FIRST_FETCH)
     land(lake, 6, 9, [candle("bitstamp", "ETH-USD", i, ETH_USD[i]) for i in (6, 8)], FIRST_FETCH)
     land(lake, 0, 9, [candle("bitstamp", "EUR-USD", i, EUR_USD[i]) for i in range(9)], FIRST_FETCH)
-    record_gap(lake, "BTC-EUR", "hour", h(1), h(2), detected_at=h(3))
+    record_gap(lake, "BTC-EUR", "hour", h(1), h(2), detected_at=h(3), exchange="bitstamp")
     build(settings)
     return settings
 

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pipelines.checks import CheckRow, Status
 from pipelines.checks.clock import ClockReading, clock_row, from_date_header, from_server_time
@@ -40,6 +39,7 @@ from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges import registry
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.checks_facts import ExchangeChecks, ReadCall
+from pipelines.exchanges.client import ExchangeClient
 from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.markets import MarketProblem, market_problems
@@ -67,7 +67,7 @@ class ExchangeProbe:
     _listed_clock: ClockReading | None = None  # read from the market list's `Date` header
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _clients: dict[str, ExchangeClient] = field(default_factory=dict, repr=False)
 
     @property
     def config(self) -> ExchangeSettings:
@@ -112,7 +112,7 @@ class ExchangeProbe:
 
     # --- clients -------------------------------------------------------------------------
 
-    def client(self, *, signed: bool) -> Any:
+    def client(self, *, signed: bool) -> ExchangeClient:
         kind = "signed" if signed else "public"
         if kind not in self._clients:
             config = self.config
@@ -140,7 +140,7 @@ class ExchangeProbe:
 
     def reach(self) -> None:
         """Read the market list: the base URL answers, and what it lists."""
-        request = self.facts.markets_request
+        request = self.adapter.ingestion.market_list
         self.waiting_for = ("reachable", request)
         client = self.client(signed=False)
         started = self.wall_clock()

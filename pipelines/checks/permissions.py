@@ -1,9 +1,9 @@
 """The read calls tally's account sync makes, one cheap request each, and what a key may do.
 
-`account_reads(exchange)` lists every signed endpoint the account sync of that exchange uses,
-with the smallest request that proves the key may make it (declared by the exchange's adapter,
-`ExchangeChecks.account_reads`); the first is the cheap signed read `tally sync` makes before
-work (the balances, which every account sync reads). Bitstamp grants
+`ExchangeChecks.account_reads` (declared by the exchange's adapter) lists every signed endpoint
+the account sync of that exchange uses, with the smallest request that proves the key may make
+it; the first is the cheap signed read `tally sync` makes before work (the balances, which every
+account sync reads). Bitstamp grants
 a permission per call (a missing one answers `API0003`), Bitvavo one View permission for every
 read (a missing one answers errorCode 311), so each call gets its own row.
 
@@ -18,13 +18,17 @@ clients hold no such code path). So `trade_withdraw_row` is a warning with the f
 from __future__ import annotations
 
 from pipelines.checks import CheckRow
-from pipelines.exchanges.checks_facts import ReadCall
+from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES, get
 
 
-def account_reads(exchange: str) -> tuple[ReadCall, ...]:
-    """The signed reads of `exchange`'s account sync, the cheap one first."""
-    return get(exchange).checks.account_reads
+def public_reads(adapter: Exchange) -> dict[str, str]:
+    """Endpoint label → request, of the public reads the checks make: the market list, and the
+    time when the exchange tells it."""
+    reads = {"markets": adapter.ingestion.market_list}
+    if adapter.checks.time_endpoint is not None:
+        reads["time"] = adapter.checks.time_endpoint.request
+    return reads
 
 
 def requests_by_endpoint(exchange: str) -> dict[str, str]:
@@ -34,7 +38,7 @@ def requests_by_endpoint(exchange: str) -> dict[str, str]:
     if adapter is None:
         return {}
     private = {read.endpoint: read.request for read in adapter.checks.account_reads}
-    return {**adapter.checks.public_reads, **private}
+    return {**public_reads(adapter), **private}
 
 
 def trade_withdraw_row(exchange: str) -> CheckRow:

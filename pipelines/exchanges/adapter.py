@@ -13,21 +13,26 @@ them in, so that adding an exchange means writing one adapter and its client, no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Generic
 
 from pipelines.exchanges.checks_facts import ExchangeChecks
+from pipelines.exchanges.client import ClientT
 from pipelines.exchanges.ingestion import Ingestion
-from pipelines.http import Classifier
 from warehouse.rules import ExchangeRules
+
+if TYPE_CHECKING:
+    from pipelines.http import Classifier
 
 
 @dataclass(frozen=True)
-class Exchange:
-    """One exchange, as tally knows it."""
+class Exchange(Generic[ClientT]):
+    """One exchange, as tally knows it; `ClientT` is the class of its client, what its walks and
+    checks are written for (the registry, which holds every exchange, knows only that each is
+    an `ExchangeClient`)."""
 
     name: str  # config section, lake partition `exchange=`, environment prefix, CLI choice
     title: str  # how people write it: "Bitstamp"
-    checks: ExchangeChecks  # what `pipelines.checks` asks of it
-    classify: Classifier  # its error rules, handed to its `HttpClient` (`*_errors.py`)
-    ingestion: Ingestion[Any]  # config section, client, budget, walks, streams (`ingestion`)
+    checks: ExchangeChecks[ClientT]  # what `pipelines.checks` asks of it
+    classify: Classifier  # its error rules (`*_errors.py`): its client factory hands them on
+    ingestion: Ingestion[ClientT]  # config section, client, budget, walks, streams (`ingestion`)
     warehouse: ExchangeRules  # its data rules, handed to the warehouse build (`*_warehouse.py`)

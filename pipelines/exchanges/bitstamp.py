@@ -25,15 +25,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitstamp_parse as parse
-from pipelines.exchanges.bitstamp_adapter import PUBLIC_TRADE_WINDOWS
-from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.bitstamp_walk import CryptoOffsets, LedgerSinceId, OhlcBackwards
+from pipelines.exchanges.limits import BITSTAMP_PACING, PUBLIC_TRADE_WINDOWS, BitstampPacing
 from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -50,6 +48,7 @@ from pipelines.exchanges.records import (
 from pipelines.http import (
     DEFAULT_RETRY,
     AuthenticationError,
+    Classifier,
     ClockSkewError,
     ExchangeError,
     HttpClient,
@@ -133,23 +132,18 @@ class BitstampSigner:
         return "BitstampSigner(<credentials hidden>)"
 
 
-@dataclass(frozen=True)
-class BitstampPacing:
-    requests_per_window: int = 8000
-    window_seconds: float = 600.0
-    max_requests_per_second: float = 400.0
-
-
 class BitstampClient:
-    """Read-only Bitstamp client. `base_url` is e.g. `https://www.bitstamp.net`."""
+    """Read-only Bitstamp client. `base_url` is e.g. `https://www.bitstamp.net`; `classify` is
+    Bitstamp's error rules, as its adapter declares them (`BITSTAMP.classify`)."""
 
     def __init__(
         self,
         base_url: str,
         credentials: Credentials | None = None,
         *,
+        classify: Classifier,
         account: str = "main",
-        pacing: BitstampPacing = BitstampPacing(),
+        pacing: BitstampPacing = BITSTAMP_PACING,
         limiter: Limiter | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: tuple[float, float] = (5.0, 30.0),
@@ -162,16 +156,12 @@ class BitstampClient:
         self.limiter = limiter or shared_limiter(
             EXCHANGE,
             key_id,
-            lambda: RequestBudget(
-                pacing.requests_per_window,
-                pacing.window_seconds,
-                pacing.max_requests_per_second,
-            ),
+            lambda: RequestBudget(*pacing),
         )
         self.http = HttpClient(
             EXCHANGE,
             base_url.rstrip("/"),
-            classify=classify_bitstamp,
+            classify=classify,
             limiter=self.limiter,
             retry=retry,
             timeout=timeout,
@@ -271,7 +261,11 @@ class BitstampClient:
         return Page(trades, "transactions", params, reply.fetched_at)
 
     def markets(self) -> list[MarketInfo]:
-        return parse.parse_markets(self._get("/api/v2/markets/", "markets").data)
+        return parse.parse_markets(self.markets_reply().data)
+
+    def markets_reply(self) -> Reply:
+        """The market list as received: its headers tell Bitstamp's clock (`Date`)."""
+        return self._get("/api/v2/markets/", "markets")
 
     def eur_usd(self) -> FxRate:
         reply = self._get("/api/v2/eur_usd/", "eur_usd")

@@ -20,6 +20,7 @@ from pipelines.exchanges.ingestion import (
     RollingTrades,
     Stream,
 )
+from pipelines.exchanges.limits import BITSTAMP_PACING, PUBLIC_TRADE_WINDOWS, BitstampPacing
 from pipelines.exchanges.values import BITSTAMP_INTERVALS
 
 if TYPE_CHECKING:
@@ -27,36 +28,30 @@ if TYPE_CHECKING:
     from pipelines.exchanges.bitstamp import BitstampClient
     from pipelines.http import Limiter
 
-PUBLIC_TRADE_WINDOWS = {"minute": 60, "hour": 3600, "day": 86400}
-"""`GET /api/v2/transactions/{pair}/?time=…`: the rolling windows served, in seconds."""
 
-
-def _client(config: ExchangeSettings, how: Connection) -> BitstampClient:
-    from pipelines.exchanges.bitstamp import BitstampClient, BitstampPacing
+def _client(config: ExchangeSettings[BitstampPacing], how: Connection) -> BitstampClient:
+    from pipelines.exchanges.bitstamp import BitstampClient
 
     return BitstampClient(
         config.base_url,
         how.credentials,
+        classify=BITSTAMP.classify,
         account=how.account,
-        pacing=BitstampPacing(
-            config.requests_per_window, config.window_seconds, config.max_requests_per_second
-        ),
+        pacing=config.options,
         limiter=how.limiter,
         retry=how.retry,
         timeout=how.timeout,
     )
 
 
-def _budget(config: ExchangeSettings, path: Path) -> Limiter:
+def _budget(config: ExchangeSettings[BitstampPacing], path: Path) -> Limiter:
     """Bitstamp sends no rate headers: processes count their requests in the shared file."""
     from pipelines.http import SharedRequestBudget, shared_limiter
 
     return shared_limiter(
         config.name,
         str(path),
-        lambda: SharedRequestBudget(
-            path, config.requests_per_window, config.window_seconds, config.max_requests_per_second
-        ),
+        lambda: SharedRequestBudget(path, *config.options),
     )
 
 
@@ -80,7 +75,7 @@ _CONFIG = ConfigSection(
         Option(
             "requests_per_window",
             int,
-            8000,
+            BITSTAMP_PACING.requests_per_window,
             "requests at most per window (Bitstamp allows 10,000 per 10 minutes)",
             "a whole number, 1 or more",
             {"ge": 1},
@@ -88,7 +83,7 @@ _CONFIG = ConfigSection(
         Option(
             "window_seconds",
             float,
-            600.0,
+            BITSTAMP_PACING.window_seconds,
             "the window of requests_per_window, in seconds",
             "a number greater than 0",
             {"gt": 0},
@@ -96,15 +91,15 @@ _CONFIG = ConfigSection(
         Option(
             "max_requests_per_second",
             float,
-            400.0,
+            BITSTAMP_PACING.max_requests_per_second,
             "requests at most per second",
             "a number greater than 0",
             {"gt": 0},
         ),
     ),
+    shape=BitstampPacing,
 )
 
-_ACCOUNT = ("exchange", "account", "source")
 INGESTION: Ingestion[BitstampClient] = Ingestion(
     config=_CONFIG,
     client=_client,
@@ -129,7 +124,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_ledger",
             "bitstamp_ledger",
-            ("account", "entry_id"),
             "entry_id",
             "account",
             needs_keys=True,
@@ -138,7 +132,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_crypto_transactions",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             None,
             "account",
             needs_keys=True,
@@ -147,7 +140,6 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
         Stream(
             "bitstamp_snapshots",
             "balance_snapshots",
-            ("exchange", "account", "asset", "taken_at"),
             None,
             "account",
             needs_keys=True,
@@ -157,7 +149,7 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
     ledger=Ledger("bitstamp_ledger", "ledger"),
 )
 
-BITSTAMP = Exchange(
+BITSTAMP: Exchange[BitstampClient] = Exchange(
     name="bitstamp",
     title="Bitstamp",
     checks=bitstamp_checks.CHECKS,

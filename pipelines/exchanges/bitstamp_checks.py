@@ -7,41 +7,53 @@ of the market list (whole seconds).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
+    from pipelines.exchanges.bitstamp import BitstampClient
+    from pipelines.exchanges.limits import BitstampPacing
+    from pipelines.exchanges.records import Transfer
     from pipelines.http import Limiter
 
 TOLERANCE_S = 150.0  # X-Auth-Timestamp / nonce validity
-MARKETS = "GET /api/v2/markets/"
 
 
 def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
     return TOLERANCE_S, f"Bitstamp accepts a timestamp within {TOLERANCE_S:g} s"
 
 
-def _list_markets(client: Any) -> MarketList:
+def _list_markets(client: BitstampClient) -> MarketList:
     from pipelines.exchanges import bitstamp_parse
 
-    reply = client.http.request("GET", "/api/v2/markets/", endpoint="markets")
+    reply = client.markets_reply()
     markets = bitstamp_parse.parse_markets(reply.data)
     return MarketList(markets, date_header(reply.headers))
 
 
-def _probe_budget(config: ExchangeSettings) -> Limiter:
+def _recent_deposits(client: BitstampClient) -> list[Transfer]:
+    """The deposits with a txid on the newest page of crypto-transactions."""
+    from pipelines.exchanges.bitstamp import CRYPTO_PAGE
+    from pipelines.exchanges.records import Transfer
+
+    page = client.crypto_transactions(offset=0, limit=CRYPTO_PAGE)
+    return [
+        row
+        for row in page.records
+        if isinstance(row, Transfer) and row.kind == "deposit" and row.txid
+    ]
+
+
+def _probe_budget(config: ExchangeSettings[BitstampPacing]) -> Limiter:
     from pipelines.http import RequestBudget
 
-    return RequestBudget(
-        config.requests_per_window, config.window_seconds, config.max_requests_per_second
-    )
+    return RequestBudget(*config.options)
 
 
-CHECKS = ExchangeChecks(
+CHECKS: ExchangeChecks[BitstampClient] = ExchangeChecks(
     key_settings="Bitstamp: Settings → API access",
-    markets_request=MARKETS,
     list_markets=_list_markets,
     clock_tolerance=_tolerance,
     account_reads=(
@@ -75,4 +87,5 @@ CHECKS = ExchangeChecks(
     ),
     probe_budget=_probe_budget,
     permission_fix="tick the permission for {call} for this key ({where})",
+    recent_deposits=_recent_deposits,
 )

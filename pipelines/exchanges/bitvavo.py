@@ -28,8 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
-from pipelines.exchanges.bitvavo_adapter import MAX_TRADE_SPAN
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_walk import (
     CandlesBackwards,
     HistoryPages,
@@ -37,6 +36,7 @@ from pipelines.exchanges.bitvavo_walk import (
     is_span_refusal,
     walk_backwards,
 )
+from pipelines.exchanges.limits import ACCESS_WINDOW_BOUNDS_MS, ACCESS_WINDOW_MS, MAX_TRADE_SPAN
 from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     AssetInfo,
@@ -52,6 +52,7 @@ from pipelines.exchanges.records import (
 from pipelines.exchanges.values import BITVAVO_INTERVALS, INTERVAL_SECONDS
 from pipelines.http import (
     DEFAULT_RETRY,
+    Classifier,
     ClockSkewError,
     HttpClient,
     InvalidRequestError,
@@ -101,11 +102,12 @@ class BitvavoSigner:
         self,
         credentials: Credentials,
         *,
-        access_window_ms: int = 10_000,
+        access_window_ms: int = ACCESS_WINDOW_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 100 <= access_window_ms <= 60_000:
-            raise ValueError("Bitvavo access window must be 100–60000 ms")
+        low, high = ACCESS_WINDOW_BOUNDS_MS
+        if not low <= access_window_ms <= high:
+            raise ValueError(f"Bitvavo access window must be {low}–{high} ms")
         self._credentials = credentials
         self._window = str(access_window_ms)
         self._clock = clock
@@ -134,15 +136,17 @@ class BitvavoSigner:
 
 
 class BitvavoClient:
-    """Read-only Bitvavo client. `base_url` is e.g. `https://api.bitvavo.com/v2`."""
+    """Read-only Bitvavo client. `base_url` is e.g. `https://api.bitvavo.com/v2`; `classify` is
+    Bitvavo's error rules, as its adapter declares them (`BITVAVO.classify`)."""
 
     def __init__(
         self,
         base_url: str,
         credentials: Credentials | None = None,
         *,
+        classify: Classifier,
         account: str = "main",
-        access_window_ms: int = 10_000,
+        access_window_ms: int = ACCESS_WINDOW_MS,
         limiter: Limiter | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: tuple[float, float] = (5.0, 30.0),
@@ -151,11 +155,13 @@ class BitvavoClient:
         self.account = account
         self._clock = clock
         key_id = credentials.key_id if credentials else "public"
-        self.limiter = limiter or shared_limiter(EXCHANGE, key_id, WeightBudget)
+        self.limiter = limiter or shared_limiter(
+            EXCHANGE, key_id, lambda: WeightBudget(headers=WEIGHT_HEADERS)
+        )
         self.http = HttpClient(
             EXCHANGE,
             base_url.rstrip("/"),
-            classify=classify_bitvavo,
+            classify=classify,
             limiter=self.limiter,
             retry=retry,
             timeout=timeout,

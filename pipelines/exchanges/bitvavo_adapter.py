@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges import bitvavo_checks, bitvavo_warehouse
 from pipelines.exchanges.adapter import Exchange
-from pipelines.exchanges.bitvavo_errors import classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.ingestion import (
     CANDLES,
     PUBLIC_TRADES,
@@ -22,6 +21,12 @@ from pipelines.exchanges.ingestion import (
     Stream,
     spot,
 )
+from pipelines.exchanges.limits import (
+    ACCESS_WINDOW_BOUNDS_MS,
+    ACCESS_WINDOW_MS,
+    MAX_TRADE_SPAN,
+    BitvavoOptions,
+)
 from pipelines.exchanges.values import BITVAVO_INTERVALS
 
 if TYPE_CHECKING:
@@ -29,18 +34,18 @@ if TYPE_CHECKING:
     from pipelines.exchanges.bitvavo import BitvavoClient
     from pipelines.http import Limiter
 
-MAX_TRADE_SPAN = timedelta(hours=24)
-"""`GET /v2/{market}/trades`: the longest `end − start` recent docs allow (open: walked within)."""
+_SHORTEST, _LONGEST = ACCESS_WINDOW_BOUNDS_MS
 
 
-def _client(config: ExchangeSettings, how: Connection) -> BitvavoClient:
+def _client(config: ExchangeSettings[BitvavoOptions], how: Connection) -> BitvavoClient:
     from pipelines.exchanges.bitvavo import BitvavoClient
 
     return BitvavoClient(
         config.base_url,
         how.credentials,
+        classify=BITVAVO.classify,
         account=how.account,
-        access_window_ms=config.access_window_ms,
+        access_window_ms=config.options.access_window_ms,
         limiter=how.limiter,
         retry=how.retry,
         timeout=how.timeout,
@@ -51,7 +56,9 @@ def _budget(config: ExchangeSettings, path: Path) -> Limiter:
     """Bitvavo tells the weight left in every response: processes share what it said last."""
     from pipelines.http import SharedWeightBudget, shared_limiter
 
-    return shared_limiter(config.name, str(path), lambda: SharedWeightBudget(path))
+    return shared_limiter(
+        config.name, str(path), lambda: SharedWeightBudget(path, headers=WEIGHT_HEADERS)
+    )
 
 
 _CONFIG = ConfigSection(
@@ -66,15 +73,15 @@ _CONFIG = ConfigSection(
         Option(
             "access_window_ms",
             int,
-            10_000,
+            ACCESS_WINDOW_MS,
             "how long a signed request stays valid (Bitvavo-Access-Window)",
-            "a whole number of milliseconds from 100 to 60000",
-            {"ge": 100, "le": 60_000},
+            f"a whole number of milliseconds from {_SHORTEST} to {_LONGEST}",
+            {"ge": _SHORTEST, "le": _LONGEST},
         ),
     ),
+    shape=BitvavoOptions,
 )
 
-_ACCOUNT = ("exchange", "account", "source")
 INGESTION: Ingestion[BitvavoClient] = Ingestion(
     config=_CONFIG,
     client=_client,
@@ -97,7 +104,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_history",
             "bitvavo_history",
-            ("account", "transaction_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -105,7 +111,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_snapshots",
             "balance_snapshots",
-            ("exchange", "account", "asset", "taken_at"),
             None,
             "account",
             needs_keys=True,
@@ -114,7 +119,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_trades",
             "fills",
-            (*_ACCOUNT, "market", "fill_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -122,7 +126,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_deposits",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -130,7 +133,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(
             "bitvavo_withdrawals",
             "transfers",
-            (*_ACCOUNT, "transfer_id"),
             "executed_at",
             "account",
             needs_keys=True,
@@ -138,7 +140,6 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         Stream(  # local: the landed history classified and matched to the landed fills
             "bitvavo_history_derived",
             "bitvavo_history_matches",
-            ("account", "transaction_id", "fill_id"),
             None,
             "account",
             needs_keys=False,
@@ -148,7 +149,7 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
     ledger=Ledger("bitvavo_history", "history"),
 )
 
-BITVAVO = Exchange(
+BITVAVO: Exchange[BitvavoClient] = Exchange(
     name="bitvavo",
     title="Bitvavo",
     checks=bitvavo_checks.CHECKS,

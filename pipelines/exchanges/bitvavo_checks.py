@@ -8,7 +8,7 @@ window; its budget is a weight, and its client signs public requests too when a 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.exchanges.checks_facts import (
     PROBE_SPAN,
@@ -20,31 +20,39 @@ from pipelines.exchanges.checks_facts import (
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
+    from pipelines.exchanges.bitvavo import BitvavoClient
+    from pipelines.exchanges.limits import BitvavoOptions
     from pipelines.http import Limiter
 
 
-def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
-    window = config.access_window_ms / 1000
+def _tolerance(config: ExchangeSettings[BitvavoOptions]) -> tuple[float, str]:
+    window = config.options.access_window_ms / 1000
     return window, f"Bitvavo accepts a request within its {window:g} s access window"
 
 
-def _list_markets(client: Any) -> MarketList:
+def _list_markets(client: BitvavoClient) -> MarketList:
     return MarketList(client.markets())
 
 
 def _probe_budget(config: ExchangeSettings) -> Limiter:
+    from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
     from pipelines.http import WeightBudget
 
-    return WeightBudget()
+    return WeightBudget(headers=WEIGHT_HEADERS)
 
 
 def _first(pages: Iterator[object]) -> object:
     return next(pages, None)
 
 
-CHECKS = ExchangeChecks(
+def _given(market: str | None) -> str:
+    """The market of a read declared `needs_market` (the checks always give one)."""
+    assert market is not None, "a read that needs a market was given none"
+    return market
+
+
+CHECKS: ExchangeChecks[BitvavoClient] = ExchangeChecks(
     key_settings="Bitvavo: Settings → API",
-    markets_request="GET /v2/markets",
     list_markets=_list_markets,
     clock_tolerance=_tolerance,
     account_reads=(
@@ -59,7 +67,7 @@ CHECKS = ExchangeChecks(
         ReadCall(
             "trades",
             "GET /v2/trades",
-            lambda c, now, m: c.trades(m, start=now - PROBE_SPAN, end=now, limit=1),
+            lambda c, now, m: c.trades(_given(m), start=now - PROBE_SPAN, end=now, limit=1),
             needs_market=True,
         ),
         ReadCall(
@@ -73,7 +81,10 @@ CHECKS = ExchangeChecks(
             lambda c, now, m: _first(iter(c.withdrawal_history(start=now - PROBE_SPAN, end=now))),
         ),
         ReadCall(
-            "account_fees", "GET /v2/account/fees", lambda c, now, m: c.fees(m), needs_market=True
+            "account_fees",
+            "GET /v2/account/fees",
+            lambda c, now, m: c.fees(_given(m)),
+            needs_market=True,
         ),
     ),
     # Searched again for issue 12: Bitvavo documents no read that returns a key's rights.

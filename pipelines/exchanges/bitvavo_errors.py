@@ -23,8 +23,16 @@ _RATE = frozenset({103, 104, 105, 110, 112})
 _SERVER = frozenset({101, 107, 108, 109, 400, 404})
 _PERMISSION = frozenset({307, 310, 311, 312, 317, 402, 403})
 
+WEIGHT_HEADERS: Final = http.WeightHeaders(
+    remaining="bitvavo-ratelimit-remaining",
+    reset_at="bitvavo-ratelimit-resetat",
+    limit="bitvavo-ratelimit-limit",
+)
+"""Where every response tells Bitvavo's rate budget: the weight left, the window's reset (epoch
+ms) and its limit; the budgets its client and adapter make pace by them (`WeightBudget`)."""
+
 _rate_limit_wait = partial(
-    http.rate_limit_wait, allow_at="bitvavo-ratelimit-allowat", reset_at="bitvavo-ratelimit-resetat"
+    http.rate_limit_wait, allow_at="bitvavo-ratelimit-allowat", reset_at=WEIGHT_HEADERS.reset_at
 )
 
 

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol
+
+from pipelines.exchanges.client import ClientT
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
     from pipelines.exchanges.paging import Page
     from pipelines.exchanges.records import Candle, PublicTrade
     from pipelines.http import Limiter, RetryPolicy
-
-ClientT = TypeVar("ClientT")
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -48,10 +48,23 @@ class Option:
     bounds: Mapping[str, float] = field(default_factory=dict)  # pydantic's ge, gt, le, lt
 
 
+class Options(Protocol):
+    """An exchange's options as `ExchangeSettings.options` holds them: a `NamedTuple` (typed
+    fields, hashable, picklable)."""
+
+    def _asdict(self) -> dict[str, Any]: ...
+
+
+class NoOptions(NamedTuple):
+    """The options of an exchange that has no keys of its own."""
+
+
 @dataclass(frozen=True)
 class ConfigSection:
     """The exchange's `[name]` section: the defaults of the keys every section has (`base_url`,
-    `markets`, `intervals`, `api_key`, `api_secret`) and the options of its own."""
+    `markets`, `intervals`, `api_key`, `api_secret`) and the options of its own: `options`
+    describe them (for the configuration's model, messages and `tally config`), `shape` is the
+    typed tuple `ExchangeSettings.options` holds them in, with the same names and defaults."""
 
     base_url: str
     markets: tuple[str, ...]
@@ -59,6 +72,13 @@ class ConfigSection:
     intervals: tuple[str, ...]  # the candle intervals the exchange serves
     default_intervals: tuple[str, ...]
     options: tuple[Option, ...] = ()
+    shape: Callable[..., Options] = NoOptions  # a NamedTuple class, one field per option
+
+    def __post_init__(self) -> None:
+        described = {option.name: option.default for option in self.options}
+        defaults = self.shape()._asdict()
+        if described != defaults:
+            raise ValueError(f"options {described} and their shape {defaults} differ")
 
 
 # --- clients and budgets ----------------------------------------------------------------------
@@ -123,17 +143,22 @@ class Stream:
 
     name: str
     dataset: str  # the lake dataset its rows land in
-    key: tuple[str, ...]  # that dataset's key
     cursor: str | None  # the replication key a sync resumes from; None: read whole each run
     scope: Literal["market", "account"]
     needs_keys: bool  # whether it sends signed requests (an API key pair)
     also: tuple[str, ...] = ()  # the other datasets it lands (rows derived from it, snapshots)
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Its dataset's key, as the lake defines it (imported when asked: polars is heavy)."""
+        from pipelines.lake_datasets import ALL
+
+        return ALL[self.dataset].key
+
 
 CANDLES = Stream(
     "candles",
     "candles",
-    ("exchange", "market", "interval", "open_time"),
     "open_time",
     "market",
     False,
@@ -141,7 +166,6 @@ CANDLES = Stream(
 PUBLIC_TRADES = Stream(
     "public_trades",
     "public_trades",
-    ("exchange", "market", "trade_id"),
     "traded_at",
     "market",
     False,

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from warehouse.rules import ExchangeRules
 
-EXCHANGES: Mapping[str, Exchange] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
+# Any: each adapter is an `Exchange` of its own client class, and a mapping of them all can say
+# only that each is some `ExchangeClient`'s.
+EXCHANGES: Mapping[str, Exchange[Any]] = MappingProxyType({e.name: e for e in (BITSTAMP, BITVAVO)})
 
 
-class UnknownExchangeError(KeyError):
-    """A name that no adapter declares."""
+class UnknownExchangeError(KeyError, ValueError):
+    """A name that no adapter declares: a `KeyError` (a lookup that failed) and a `ValueError`
+    (what the name checks it replaced raised)."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -29,7 +33,7 @@ def names() -> tuple[str, ...]:
     return tuple(EXCHANGES)
 
 
-def get(name: str) -> Exchange:
+def get(name: str) -> Exchange[Any]:
     """The adapter of exchange `name`; `UnknownExchangeError` if none is declared."""
     try:
         return EXCHANGES[name]

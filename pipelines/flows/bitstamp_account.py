@@ -51,7 +51,7 @@ from pipelines.datasets import (
     WITHDRAWAL_FEES,
     RecordDataset,
 )
-from pipelines.exchanges.bitstamp import CRYPTO_PAGE, EXCHANGE, LEDGER_PAGE
+from pipelines.exchanges.bitstamp import CRYPTO_PAGE, EXCHANGE, LEDGER_PAGE, BitstampClient
 from pipelines.exchanges.bitstamp_parse import classify_entry
 from pipelines.exchanges.records import Fill, LedgerEntry, OtherEvent, Transfer
 from pipelines.flows.account_lake import (
@@ -90,18 +90,13 @@ def derived_stem(stem: str) -> str:
     return f"{DERIVED_PREFIX}{stem}"
 
 
-def sync_bitstamp_account(rt: Runtime) -> list[StreamResult]:
-    """Every Bitstamp account stream, in order: ledger, crypto transactions, snapshots."""
-    return [bitstamp_ledger(rt), bitstamp_crypto_transactions(rt), bitstamp_snapshots(rt)]
-
-
 # --- ledger ----------------------------------------------------------------------------------
 
 
 def bitstamp_ledger(rt: Runtime) -> StreamResult:
     """Land every new `user_transactions` page and its classified rows (see module docstring)."""
     lake = rt.lake
-    client = rt.bitstamp()
+    client = rt.client_as(EXCHANGE, BitstampClient)
     meter = Meter(f"ledger {EXCHANGE}", EXCHANGE, client.http)
     repair_ledger(lake, meter)
     stems = _ledger_stems(lake)
@@ -230,7 +225,7 @@ def bitstamp_crypto_transactions(rt: Runtime, *, limit: int = CRYPTO_PAGE) -> St
     """Read every crypto deposit and withdrawal (addresses, txids) and upsert them; `limit`
     is the page size (the API's maximum unless a test pages in small steps)."""
     lake = rt.lake
-    client = rt.bitstamp()
+    client = rt.client_as(EXCHANGE, BitstampClient)
     meter = Meter(f"crypto_transactions {EXCHANGE}", EXCHANGE, client.http)
     pages = list(client.all_crypto_transactions(limit=limit))
     transfers = [
@@ -264,7 +259,7 @@ def bitstamp_crypto_transactions(rt: Runtime, *, limit: int = CRYPTO_PAGE) -> St
 def bitstamp_snapshots(rt: Runtime) -> StreamResult:
     """One snapshot of the balances, trading fees and withdrawal fees."""
     lake = rt.lake
-    client = rt.bitstamp()
+    client = rt.client_as(EXCHANGE, BitstampClient)
     meter = Meter(f"snapshots {EXCHANGE}", EXCHANGE, client.http)
     balances = client.balances()
     trading = client.trading_fees()

@@ -1,7 +1,8 @@
 """Bitvavo account streams: account history, fills, deposits, withdrawals, snapshots.
 
-Run in the order of `sync_bitvavo_account`; each stream reads what it needs from the lake, so
-any of them can also run alone. Time-windowed walks go forward in chunks (`CHUNK`), each landed
+Run in the order the adapter declares them (`flows.account_streams.sync_account`); each stream
+reads what it needs from the lake, so any of them can also run alone. Time-windowed walks go
+forward in chunks (`CHUNK`), each landed
 before the next is fetched, so that a crash never leaves a hole behind newer rows. Each stream
 keeps one file per source: one moved to the quarantine (unreadable) is read again from the
 beginning, like a stream with nothing landed.
@@ -106,24 +107,12 @@ FILLS_STREAM = "fills"
 TransferKind = Literal["deposit", "withdrawal"]
 
 
-def sync_bitvavo_account(rt: Runtime, *, epoch: datetime = EPOCH) -> list[StreamResult]:
-    """Every Bitvavo account stream, in dependency order."""
-    return [
-        bitvavo_history(rt, epoch=epoch),
-        bitvavo_snapshots(rt),
-        bitvavo_trades(rt, epoch=epoch),
-        bitvavo_transfers(rt, "deposit", epoch=epoch),
-        bitvavo_transfers(rt, "withdrawal", epoch=epoch),
-        derive_bitvavo_history(rt),
-    ]
-
-
 # --- history -----------------------------------------------------------------------------------
 
 
 def bitvavo_history(rt: Runtime, *, epoch: datetime = EPOCH) -> StreamResult:
     """Upsert `/account/history` from the newest landed item − 2 days (or `epoch`) to now."""
-    lake, client, now = rt.lake, rt.bitvavo(), rt.now()
+    lake, client, now = rt.lake, rt.client_as(EXCHANGE, BitvavoClient), rt.now()
     meter = Meter(f"account_history {EXCHANGE}", EXCHANGE, client.http)
     dataset = BITVAVO_HISTORY.dataset
     _, newest = column_range(lake, dataset, HISTORY_STEM, HISTORY_PARTITION)
@@ -199,7 +188,7 @@ def held_assets(lake: Lake) -> set[str]:
 
 def bitvavo_snapshots(rt: Runtime) -> StreamResult:
     """The balance, then the fees of every traded market still listed."""
-    lake, client = rt.lake, rt.bitvavo()
+    lake, client = rt.lake, rt.client_as(EXCHANGE, BitvavoClient)
     meter = Meter(f"snapshots {EXCHANGE}", EXCHANGE, client.http)
     balances = client.balance()
     taken = [b.taken_at for b in balances]
@@ -229,7 +218,7 @@ def bitvavo_trades(
     is raised (what landed stays landed; the next run resumes the failed market where it was).
     A delisted market that `/v2/trades` refuses is not a failure: it is recorded as a gap.
     """
-    lake, client, now = rt.lake, rt.bitvavo(), rt.now()
+    lake, client, now = rt.lake, rt.client_as(EXCHANGE, BitvavoClient), rt.now()
     meter = Meter(f"trades {EXCHANGE}", EXCHANGE, client.http)
     listed: set[str] | None = None
     if markets is None:
@@ -327,7 +316,7 @@ def fills_start(landed: pl.DataFrame | None, beginning: datetime) -> datetime:
 
 def bitvavo_transfers(rt: Runtime, kind: TransferKind, *, epoch: datetime = EPOCH) -> StreamResult:
     """Re-read deposits (or withdrawals) from 30 days before the newest landed one and upsert."""
-    lake, client, now = rt.lake, rt.bitvavo(), rt.now()
+    lake, client, now = rt.lake, rt.client_as(EXCHANGE, BitvavoClient), rt.now()
     endpoint = "deposit_history" if kind == "deposit" else "withdrawal_history"
     meter = Meter(f"{endpoint} {EXCHANGE}", EXCHANGE, client.http)
     stem = f"{kind}-history"

@@ -20,7 +20,6 @@ import difflib
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Protocol
 
 from pipelines.config import Settings
 from pipelines.exchanges.records import MarketInfo
@@ -49,10 +48,6 @@ class MarketProblem:
             what = f"is a {self.listed_as} market, not a spot market: tally syncs spot markets only"
         matches = ", ".join(self.close) if self.close else "none"
         return f"{self.exchange}: configured market {self.market} {what} (close matches: {matches})"
-
-
-class MarketLister(Protocol):
-    def markets(self) -> list[MarketInfo]: ...
 
 
 class UnknownMarketError(ValueError):
@@ -107,8 +102,7 @@ def check_markets(rt: Runtime, exchanges: Sequence[str] | None = None) -> None:
     for name in exchanges or list(rt.settings.exchanges):
         configured = rt.settings.exchange(name).markets
         if configured:
-            lister: MarketLister = rt.client(name)
-            problems += market_problems(name, configured, lister.markets())
+            problems += market_problems(name, configured, rt.client(name).markets())
     if problems:
         raise UnknownMarketError(problems)
 

@@ -34,13 +34,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from pipelines import progress
 from pipelines.datasets import PUBLIC_TRADES
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.client import ExchangeClient
 from pipelines.exchanges.ingestion import HistoryTrades, RollingTrades
 from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.registry import get
@@ -115,7 +114,7 @@ def _result(
 def _sync_history(
     rt: Runtime,
     exchange: str,
-    served: HistoryTrades[Any],
+    served: HistoryTrades[ExchangeClient],
     market: str,
     since: datetime | None,
 ) -> StreamResult:
@@ -159,7 +158,7 @@ def _sync_history(
 
 
 def _sync_rolling(
-    rt: Runtime, exchange: str, served: RollingTrades[Any], market: str
+    rt: Runtime, exchange: str, served: RollingTrades[ExchangeClient], market: str
 ) -> StreamResult:
     client = rt.client(exchange)
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
@@ -218,10 +217,10 @@ def record_gap(
     gap_end: datetime,
     *,
     detected_at: datetime,
-    exchange: str = BITSTAMP.name,  # the exchange with a rolling window, for earlier callers
+    exchange: str,
 ) -> str:
-    """Upsert one public-trades gap of a rolling window (this stream's own file: no concurrent
-    writer)."""
+    """Upsert one public-trades gap of `exchange`'s rolling window (this stream's own file: no
+    concurrent writer)."""
     return record_any_gap(
         lake,
         exchange=exchange,

@@ -1,7 +1,8 @@
 """What every ingestion task needs: settings, the lake, and one client per exchange.
 
 Clients are made by each exchange's adapter (`Exchange.ingestion.client`, found through
-`pipelines.exchanges.registry`); `bitstamp()` and `bitvavo()` are typed shorthands of `client`.
+`pipelines.exchanges.registry`), typed by what every client offers (`ExchangeClient`);
+`client_as` gives code written for one exchange its client's own class.
 
 Streams are plain functions of a `Runtime` (testable without Prefect); the Prefect flows in
 `pipelines.flows.sync` only wrap them. Clients share one limiter per exchange and key: one
@@ -17,14 +18,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines import progress
 from pipelines.config import ExchangeSettings, Settings
-from pipelines.exchanges.bitstamp import BitstampClient
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
-from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.client import ExchangeClient
 from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.registry import get
 from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, budget_path
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
     from pipelines.lake import Lake
 
 ACCOUNT = "main"
+C = TypeVar("C", bound=ExchangeClient)
 
 
 @dataclass
@@ -47,7 +46,7 @@ class Runtime:
     # the budget directory (`shared_budget`).
     limiters: Mapping[str, Limiter] = field(default_factory=dict)
     timeout: tuple[float, float] = (5.0, 30.0)  # the clients' (connect, read) seconds
-    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _clients: dict[str, ExchangeClient] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -62,7 +61,7 @@ class Runtime:
             return self.clock()
         return self.settings.now or datetime.now(UTC)
 
-    def client(self, name: str) -> Any:
+    def client(self, name: str) -> ExchangeClient:
         """The client of exchange `name` (made by its adapter on first use, then kept)."""
         with self._lock:
             if name not in self._clients:
@@ -73,14 +72,11 @@ class Runtime:
                 self._clients[name] = get(name).ingestion.client(config, how)
             return self._clients[name]
 
-    def bitstamp(self) -> BitstampClient:
-        client = self.client(BITSTAMP.name)
-        assert isinstance(client, BitstampClient)
-        return client
-
-    def bitvavo(self) -> BitvavoClient:
-        client = self.client(BITVAVO.name)
-        assert isinstance(client, BitvavoClient)
+    def client_as(self, name: str, kind: type[C]) -> C:
+        """`client(name)` as the class its adapter makes, for code written for that exchange."""
+        client = self.client(name)
+        if not isinstance(client, kind):
+            raise TypeError(f"{name}'s client is a {type(client).__name__}, not a {kind.__name__}")
         return client
 
     def _limiter(self, config: ExchangeSettings) -> Limiter:

@@ -1,7 +1,7 @@
 """HTTP for the exchange clients: one session, retries, rate limiting, request metering.
 
-This package knows no exchange: each client hands its `HttpClient` a label (the exchange's
-name, for messages), a `Classifier` (its error rules, `pipelines.exchanges.*_errors`) and a
+This package knows no exchange: each client hands its `HttpClient` the exchange's name (for
+messages, as `exchange`), a `Classifier` (its error rules, `pipelines.exchanges.*_errors`) and a
 `Limiter` (its rate budget). `HttpClient.request` builds the URL itself, asks the signer for
 auth headers on every attempt (with the exact method, host, path, query, content type and body
 that are then sent), paces through the limiter, has every response classified from status AND
@@ -30,14 +30,17 @@ or raises a header value or anything a signer returned.
 
 Modules: `_errors` (the hierarchy above), `_classify` (`Classifier`, `ErrorRules` and the pieces
 classifiers share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
-(`Limiter`, `RequestBudget`, `WeightBudget`, `shared_limiter`), `_shared_limiters`
+(`Limiter`, `RequestBudget`, `WeightBudget`, `WeightHeaders`, `shared_limiter`), `_shared_limiters`
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
 kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
 `_stats` (`HttpStats`, `Usage`), `_common`.
-Import from `pipelines.http`, not from the private modules.
+Import from `pipelines.http`, not from the private modules; `_client`'s names are loaded when
+first used, so that importing the package for its errors, rules or budgets stays light.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._classify import EPOCH_MARGIN_SECONDS as EPOCH_MARGIN_SECONDS
 from ._classify import (
@@ -54,9 +57,6 @@ from ._classify import (
     rate_limit_wait,
     retry_after_header,
 )
-from ._client import DEFAULT_RETRY, USER_AGENT, HttpClient, Reply, RetryPolicy, Signer, SignInput
-from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
-from ._client import logger as logger
 from ._common import Clock as Clock
 from ._common import Sleep as Sleep
 from ._common import lower_headers, to_number
@@ -74,9 +74,50 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._limiters import Limiter, RequestBudget, WeightBudget, shared_limiter
+from ._limiters import Limiter, RequestBudget, WeightBudget, WeightHeaders, shared_limiter
 from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
 from ._stats import EndpointStats, HttpStats, Usage
+
+if TYPE_CHECKING:
+    from ._client import (
+        DEFAULT_RETRY,
+        USER_AGENT,
+        HttpClient,
+        Reply,
+        RetryPolicy,
+        Signer,
+        SignInput,
+    )
+    from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
+    from ._client import logger as logger
+
+# `_client` imports requests and tenacity: loaded on first use of one of its names (PEP 562), so
+# that what only needs the error rules or the budgets (the exchanges' registry, the
+# configuration, `tally --help`) stays cheap to import.
+_CLIENT_NAMES = frozenset(
+    {
+        "DEFAULT_RETRY",
+        "FORM_CONTENT_TYPE",
+        "USER_AGENT",
+        "HttpClient",
+        "Reply",
+        "RetryPolicy",
+        "SignInput",
+        "Signer",
+        "logger",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLIENT_NAMES:
+        from . import _client
+
+        value = getattr(_client, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -111,6 +152,7 @@ __all__ = [
     "TransportError",
     "Usage",
     "WeightBudget",
+    "WeightHeaders",
     "budget_path",
     "class_for_status",
     "class_for_text",

@@ -168,7 +168,7 @@ class _Sent:
 class HttpClient:
     """Sends one exchange's requests: signed per attempt, paced, classified, retried.
 
-    `label` names the exchange in errors, logs and the progress display (`exchange`);
+    `exchange` names the exchange in errors, logs and the progress display;
     `classify` tells which responses are errors (the exchange's `Classifier`); `limiter` paces
     every attempt. `path` given to `request` is appended to base_url's path. `clock` (epoch
     seconds) and `sleep` are the seams tests use to observe waits without waiting. `stats`
@@ -177,7 +177,7 @@ class HttpClient:
 
     def __init__(
         self,
-        label: str,
+        exchange: str,
         base_url: str,
         *,
         classify: Classifier,
@@ -193,7 +193,7 @@ class HttpClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self.exchange = label
+        self.exchange = exchange
         self._classify = classify
         self._scheme = parts.scheme
         default_port = 443 if parts.scheme == "https" else 80
@@ -444,7 +444,7 @@ def _decode(content: bytes) -> tuple[str, object]:
 
 
 def _transport_failure(
-    label: str, endpoint: str, exc: requests.exceptions.RequestException
+    exchange: str, endpoint: str, exc: requests.exceptions.RequestException
 ) -> ExchangeError | None:
     """The error a transport exception stands for; None for one that is no transport failure."""
     if isinstance(
@@ -458,4 +458,4 @@ def _transport_failure(
         cls, reason = TransportError, "connection failed"
     else:
         return None
-    return _make_error(cls, label, endpoint, reason=f"{reason} ({type(exc).__name__})")
+    return _make_error(cls, exchange, endpoint, reason=f"{reason} ({type(exc).__name__})")

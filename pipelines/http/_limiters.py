@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Protocol, Unpack, runtime_checkable
+from typing import NamedTuple, Protocol, Unpack, runtime_checkable
 
 from pipelines import progress
 
@@ -56,17 +56,14 @@ def check_weight(weight: int, capacity: int) -> None:
 
 
 class RequestBudget(Limiter):
-    """Bitstamp: at most N requests per sliding window and M per second, thread-safe.
-
-    Bitstamp sends no rate-limit headers; ccxt paces at 8,000 per 10 minutes (the documented
-    limit is 10,000) and the per-second limit is 400.
-    """
+    """At most N requests per sliding window and M per second, thread-safe: for an exchange
+    that sends no rate-limit headers (Bitstamp; its adapter gives the numbers)."""
 
     def __init__(
         self,
-        requests_per_window: int = 8000,
-        window_seconds: float = 600.0,
-        max_requests_per_second: float = 400.0,
+        requests_per_window: int,
+        window_seconds: float,
+        max_requests_per_second: float,
         **timing: Unpack[Timing],
     ) -> None:
         self._window, self._second = request_rules(
@@ -161,17 +158,18 @@ def report_request_wait(
         )
 
 
-WEIGHT_HEADERS = (
-    "bitvavo-ratelimit-remaining",
-    "bitvavo-ratelimit-resetat",
-    "bitvavo-ratelimit-limit",
-)
-"""What `WeightBudget` reads from every response: weight left, the window's reset (epoch ms),
-the window's limit (lower-case names; the only exchange-specific text in this package)."""
+class WeightHeaders(NamedTuple):
+    """The response headers a `WeightBudget` reads (lower-case names), as its exchange names
+    them: the weight left, the window's reset (epoch ms), the window's limit."""
+
+    remaining: str
+    reset_at: str
+    limit: str
 
 
 class WeightBudget(Limiter):
-    """Bitvavo: paces from the `bitvavo-ratelimit-*` headers and each request's weight.
+    """Paces from the rate-limit `headers` every response carries (Bitvavo's, which its client
+    gives) and each request's weight.
 
     Keeps `reserve` weight unused, counts weight in flight until its response is observed,
     spreads what is left over the time to the reset once less than `pace_below` of the limit
@@ -184,6 +182,7 @@ class WeightBudget(Limiter):
     def __init__(
         self,
         *,
+        headers: WeightHeaders,
         limit: int = 1000,
         window_seconds: float = 60.0,
         reserve: int = 25,
@@ -194,6 +193,7 @@ class WeightBudget(Limiter):
     ) -> None:
         if limit < 1 or window_seconds <= 0 or reserve < 0 or margin_seconds < 0:
             raise ValueError("WeightBudget needs a positive limit and window")
+        self._headers = headers
         self._limit = int(limit)
         self._window = float(window_seconds)
         self._reserve = int(reserve)
@@ -281,7 +281,7 @@ class WeightBudget(Limiter):
 
     def _observe(self, headers: Mapping[str, str], weight: int) -> None:
         lower = lower_headers(headers)
-        remaining, reset_ms, limit = (to_number(lower.get(name)) for name in WEIGHT_HEADERS)
+        remaining, reset_ms, limit = (to_number(lower.get(name)) for name in self._headers)
         with self._lock:
             now = self._clock()
             self._in_flight = max(0, self._in_flight - weight)

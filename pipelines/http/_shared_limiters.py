@@ -102,9 +102,9 @@ class SharedRequestBudget(_OnFile, Limiter):
     def __init__(
         self,
         path: Path | str,
-        requests_per_window: int = 8000,
-        window_seconds: float = 600.0,
-        max_requests_per_second: float = 400.0,
+        requests_per_window: int,
+        window_seconds: float,
+        max_requests_per_second: float,
         **timing: Unpack[Timing],
     ) -> None:
         self._rules = request_rules(

@@ -73,7 +73,7 @@ def write_export(
     for table in export.tables:
         data = table.text().encode("utf-8")
         path = file if file is not None else directory / table.name
-        _write_atomic(path, data)
+        write_bytes(path, data)
         files.append(path)
         described.append(
             {"name": path.name, "rows": len(table.rows), "sha256": hashlib.sha256(data).hexdigest()}
@@ -87,10 +87,6 @@ def write_export(
         "warnings": list(export.warnings),
     }
     path = file.with_suffix(".json") if file is not None else directory / f"{export.stem}.json"
-    _write_atomic(path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_bytes(path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     files.append(path)
     return Written(export.format, tuple(files), sum(len(t.rows) for t in export.tables))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    write_bytes(path, data)

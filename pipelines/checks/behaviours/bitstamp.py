@@ -23,7 +23,7 @@ from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
-from pipelines.exchanges.bitstamp import CRYPTO_PAGE, pair_symbol
+from pipelines.exchanges.bitstamp import CRYPTO_PAGE, BitstampClient, pair_symbol
 from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.records import MarketInfo, OtherEvent, Transfer
 from pipelines.flows.runtime import Runtime
@@ -42,7 +42,7 @@ LISTS = {"deposit": "deposits", "withdrawal": "withdrawals", "ripple_iou": "ripp
 def probe_crypto_limit(rt: Runtime) -> CheckRow:
     """Whether crypto-transactions' `limit` slices each list or the lists together."""
     spend = Spend()
-    client = spend.use(rt.bitstamp())
+    client = spend.use(rt.client_as(EXCHANGE, BitstampClient))
     one = _per_list(client.crypto_transactions(offset=0, limit=1).records)
     if not one:
         return unsettled(EXCHANGE, CRYPTO, "the account has no crypto deposit or withdrawal", spend)
@@ -64,7 +64,7 @@ def probe_ohlc_before_listing(rt: Runtime, market: str | None = None) -> CheckRo
     """What daily OHLC answers for an `end` before the pair's listing."""
     market = market or _market(rt)
     spend = Spend()
-    client = spend.use(rt.bitstamp())
+    client = spend.use(rt.client_as(EXCHANGE, BitstampClient))
     asked = (
         f"/ohlc/{pair_symbol(market)}/ step 86400 with end {int(BEFORE_BITSTAMP.timestamp())} "
         f"({BEFORE_BITSTAMP.date()}, before Bitstamp's first trade)"
@@ -99,7 +99,7 @@ def probe_ohlc_before_listing(rt: Runtime, market: str | None = None) -> CheckRo
 def probe_perps(rt: Runtime) -> CheckRow:
     """Whether `/markets/` lists perpetual markets."""
     spend = Spend()
-    markets = spend.use(rt.bitstamp()).markets()
+    markets = spend.use(rt.client(EXCHANGE)).markets()
     kinds = Counter(market_kind(m) for m in markets)
     named = {kind: [m.market for m in markets if market_kind(m) == kind] for kind in kinds}
     others = sorted(kind for kind in kinds if kind not in ("SPOT", "PERPETUAL"))

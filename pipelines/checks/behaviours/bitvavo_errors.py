@@ -15,6 +15,7 @@ from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide
+from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.flows.runtime import Runtime
 from pipelines.http import ExchangeError, InvalidRequestError, NotFoundError
@@ -31,7 +32,7 @@ WORDINGS = {
 
 def probe_error_text(rt: Runtime) -> CheckRow:
     spend = Spend()
-    client = spend.use(rt.bitvavo())
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
     now = rt.now()
     asked = f"/{UNKNOWN_MARKET}/candles"
     evidence = Evidence()

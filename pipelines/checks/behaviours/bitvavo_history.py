@@ -82,7 +82,7 @@ def history_sample(rt: Runtime) -> HistorySample:
     """Read the sample both probes judge (module docstring); at most 2 + `SAMPLE_MARKETS`
     requests, weight 2 + 5 × `SAMPLE_MARKETS`."""
     spend = Spend()
-    client = spend.use(rt.bitvavo())
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
     now = rt.now()
     items = _history_trades(client, now)
     newest: dict[str, datetime] = {}

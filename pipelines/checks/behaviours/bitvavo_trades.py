@@ -19,9 +19,10 @@ from pipelines.checks import CheckRow
 from pipelines.checks.behaviours.probe import Probe
 from pipelines.checks.behaviours.realities import Evidence
 from pipelines.checks.behaviours.rows import Spend, decide, settled, unknown, unsettled
-from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
+from pipelines.exchanges.bitvavo import BitvavoClient
 from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_walk import is_span_refusal
+from pipelines.exchanges.limits import MAX_TRADE_SPAN
 from pipelines.flows.account_lake import CHUNK
 from pipelines.flows.runtime import Runtime
 from pipelines.http import InvalidRequestError
@@ -37,7 +38,7 @@ def probe_trades_span(rt: Runtime, market: str | None = None) -> CheckRow:
     """Whether account `/v2/trades` accepts a sync window's span, or only 24 h."""
     market = market or _market(rt)
     spend = Spend()
-    client = spend.use(rt.bitvavo())
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
     now = rt.now()
     try:
         client.trades(market, start=now - CHUNK, end=now, limit=1)
@@ -75,7 +76,7 @@ def probe_trades_end(rt: Runtime, market: str | None = None) -> CheckRow:
     """Whether a trades request includes the trades at exactly its `end` (public trades)."""
     market = market or _market(rt)
     spend = Spend()
-    client = spend.use(rt.bitvavo())
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
     now = rt.now()
     newest = client.public_trades(market, start=now - RECENT, end=now, limit=1).records
     if not newest:

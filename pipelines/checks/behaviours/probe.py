@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from pipelines.checks import CheckRow
-from pipelines.checks.behaviours.rows import HasHttp
 from pipelines.exchanges.adapter import Exchange
+from pipelines.exchanges.client import ExchangeClient
 from pipelines.flows.runtime import Runtime
 
 T = TypeVar("T")
 
 
-def runtime_client(rt: Runtime, exchange: str) -> HasHttp:
+def runtime_client(rt: Runtime, exchange: str) -> ExchangeClient:
     """`exchange`'s client in `rt`."""
-    return cast(HasHttp, rt.client(exchange))
+    return rt.client(exchange)
 
 
 class ProbeRun:
