@@ -22,13 +22,12 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
+from sandbox_clients import bitvavo_client as client
 from sandbox_fixtures import world_fixture
 from sandbox_runtime import sandbox_runtime
 
-from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, PUBLIC_TRADES
-from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
@@ -89,17 +88,6 @@ def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
     yield start
     for sandbox in running:
         sandbox.__exit__(None, None, None)
-
-
-def client(sandbox: Sandbox) -> BitvavoClient:
-    creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(
-        sandbox.bitvavo.base_url,
-        creds,
-        classify=BITVAVO.classify,
-        limiter=WeightBudget(headers=WEIGHT_HEADERS),
-        retry=FAST_RETRY,
-    )
 
 
 def served(sandbox: Sandbox) -> dict[str, Any]:

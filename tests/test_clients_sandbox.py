@@ -6,29 +6,21 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TypedDict, Unpack
 
 import requests
+from sandbox_clients import bitstamp_client as bitstamp
+from sandbox_clients import bitvavo_client as bitvavo
 from sandbox_fixtures import sandbox_fixture, world_fixture
 
-from pipelines.credentials import Credentials
-from pipelines.exchanges.bitstamp import BitstampClient
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitstamp_parse import replay_balances
-from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
 from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
-from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.records import dedupe_candles
-from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
+from pipelines.http import WeightBudget
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 
 
 def ms(moment: datetime) -> int:
@@ -37,34 +29,6 @@ def ms(moment: datetime) -> int:
 
 world = world_fixture(seed=7, days=60, now_ms=NOW_MS)
 sandbox = sandbox_fixture()
-
-
-class BitstampOptions(TypedDict, total=False):
-    timeout: tuple[float, float]
-
-
-class BitvavoOptions(BitstampOptions, total=False):
-    limiter: Limiter
-
-
-def bitstamp(sandbox: Sandbox, **kwargs: Unpack[BitstampOptions]) -> BitstampClient:
-    creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
-    return BitstampClient(
-        sandbox.bitstamp.base_url,
-        creds,
-        classify=BITSTAMP.classify,
-        limiter=RequestBudget(*BITSTAMP_PACING),
-        retry=FAST_RETRY,
-        **kwargs,
-    )
-
-
-def bitvavo(sandbox: Sandbox, **kwargs: Unpack[BitvavoOptions]) -> BitvavoClient:
-    creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    kwargs.setdefault("limiter", WeightBudget(headers=WEIGHT_HEADERS))
-    return BitvavoClient(
-        sandbox.bitvavo.base_url, creds, classify=BITVAVO.classify, retry=FAST_RETRY, **kwargs
-    )
 
 
 def test_bitvavo_candles_window_is_exactly_the_tape(sandbox: Sandbox, world: World) -> None:

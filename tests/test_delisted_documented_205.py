@@ -15,13 +15,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from sandbox_clients import bitvavo_client as client
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
 
-from pipelines.credentials import Credentials
 from pipelines.datasets import FILLS, GAPS
-from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN, BitvavoClient
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
+from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
 from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.flows.account_streams import sync_account
 from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
@@ -43,17 +42,6 @@ world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 sandbox = sandbox_fixture(variants=DOCUMENTED)
 
 
-def client(sandbox: Sandbox) -> BitvavoClient:
-    creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(
-        sandbox.bitvavo.base_url,
-        creds,
-        classify=BITVAVO.classify,
-        limiter=WeightBudget(headers=WEIGHT_HEADERS),
-        retry=FAST_RETRY,
-    )
-
-
 def test_the_sandbox_words_a_205_as_the_errors_page_documents(
     sandbox: Sandbox, samples_dir: Path
 ) -> None:
@@ -62,7 +50,7 @@ def test_the_sandbox_words_a_205_as_the_errors_page_documents(
     assert documented["errorCode"] == 205
     assert documented["error"].startswith("Invalid parameter: ")
     with pytest.raises(InvalidRequestError) as caught:
-        client(sandbox).trades("NEO-EUR", start=NOW - timedelta(hours=1), end=NOW)
+        client(sandbox, retry=FAST_RETRY).trades("NEO-EUR", start=NOW - timedelta(hours=1), end=NOW)
     assert caught.value.code == "205"
     assert str(caught.value).endswith("Invalid parameter: market")
     assert "market parameter" not in str(caught.value)
@@ -107,7 +95,7 @@ def test_a_span_refusal_in_the_documented_words_still_shrinks_the_window(world: 
     market = "BTC-EUR"
     start = NOW - timedelta(days=DAYS + 1)
     with start_sandbox(seed=SEED, world=world, variants=variants) as sandbox:
-        bitvavo = client(sandbox)
+        bitvavo = client(sandbox, retry=FAST_RETRY)
         pages = list(bitvavo.trades_window(market, start, NOW))
     got = sorted(f.fill_id for page in pages for f in page.records)
     truth = [f.fill_id for f in world.bitvavo.fills if f.market == market and f.ts_ms <= NOW_MS]

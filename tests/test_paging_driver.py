@@ -20,16 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
+from sandbox_clients import bitstamp_client as bitstamp
+from sandbox_clients import bitvavo_client as bitvavo
 
-from pipelines.credentials import Credentials
 from pipelines.exchanges.bitstamp import BitstampClient
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
 from pipelines.exchanges.bitvavo import BitvavoClient
-from pipelines.exchanges.bitvavo_adapter import BITVAVO
-from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
-from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, PagingLoopError, walk
-from pipelines.http import RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import ExchangeEndpoint, Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
@@ -37,9 +33,6 @@ from pipelines.sandbox.world import World
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 FETCHED = datetime(2024, 1, 1, tzinfo=UTC)
-FAST_RETRY = RetryPolicy(
-    max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
-)
 
 
 # --- the driver, in process ------------------------------------------------------------------
@@ -198,28 +191,6 @@ def walked(
 def counted(stats_url: str) -> dict[str, int]:
     endpoints = requests.get(stats_url, timeout=5).json()["endpoints"]
     return {name: entry["requests"] for name, entry in endpoints.items()}
-
-
-def bitstamp(sandbox: Sandbox) -> BitstampClient:
-    creds = Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret)
-    return BitstampClient(
-        sandbox.bitstamp.base_url,
-        creds,
-        classify=BITSTAMP.classify,
-        limiter=RequestBudget(*BITSTAMP_PACING),
-        retry=FAST_RETRY,
-    )
-
-
-def bitvavo(sandbox: Sandbox) -> BitvavoClient:
-    creds = Credentials.from_strings(sandbox.bitvavo.key, sandbox.bitvavo.secret)
-    return BitvavoClient(
-        sandbox.bitvavo.base_url,
-        creds,
-        classify=BITVAVO.classify,
-        limiter=WeightBudget(headers=WEIGHT_HEADERS),
-        retry=FAST_RETRY,
-    )
 
 
 def asked(pages: Sequence[Page[Any]], *names: str) -> list[tuple[str, ...]]:
