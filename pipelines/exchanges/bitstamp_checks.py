@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall, date_header
+from pipelines.exchanges.checks_facts import ExchangeChecks, MarketList, ReadCall
 
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
@@ -27,6 +27,7 @@ def _tolerance(config: ExchangeSettings) -> tuple[float, str]:
 
 def _list_markets(client: BitstampClient) -> MarketList:
     from pipelines.exchanges import bitstamp_parse
+    from pipelines.http import date_header
 
     reply = client.markets_reply()
     markets = bitstamp_parse.parse_markets(reply.data)

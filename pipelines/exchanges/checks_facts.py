@@ -16,10 +16,9 @@ back to the callables declared with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic
 
 from pipelines.exchanges.client import ClientT
@@ -92,17 +91,3 @@ class ExchangeChecks(Generic[ClientT]):
     # The newest crypto deposits with their txids, in one cheap signed read: where a probe of
     # another exchange looks for the withdrawals that arrived here. None: not read.
     recent_deposits: Callable[[ClientT], list[Transfer]] | None = None
-
-
-def date_header(headers: Mapping[str, str]) -> float | None:
-    """An HTTP `Date` header as epoch seconds; None when absent or unreadable."""
-    value = headers.get("Date")
-    if not value:
-        return None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
