@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipelines.progress.events import (
     Event,
@@ -70,8 +70,9 @@ class Channel:
 CHANNEL = Channel()
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
+class _Request(NamedTuple):
+    """The request this thread is sending: the fields every `RequestEvent` begins with."""
+
     exchange: str
     endpoint: str
     method: str
@@ -171,18 +172,7 @@ def request_sent(weight: int, attempt: int) -> None:
     current = _REQUEST.get()
     if current is None:
         return
-    _publish(
-        lambda at, stream: RequestSent(
-            at,
-            stream,
-            current.exchange,
-            current.endpoint,
-            current.method,
-            current.url,
-            weight,
-            attempt,
-        )
-    )
+    _publish(lambda at, stream: RequestSent(at, stream, *current, weight, attempt))
 
 
 def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float) -> None:
@@ -192,17 +182,7 @@ def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float)
         return
     _publish(
         lambda at, stream: Retrying(
-            at,
-            stream,
-            current.exchange,
-            current.endpoint,
-            current.method,
-            current.url,
-            attempt,
-            max_attempts,
-            type(error).__name__,
-            str(error),
-            wait,
+            at, stream, *current, attempt, max_attempts, type(error).__name__, str(error), wait
         )
     )
 
