@@ -274,14 +274,12 @@ def bitstamp_transfers() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         pl.col("eth_txid").alias("txid"),
     )
     rows = pl.concat([funding, sent, received], how="vertical_relaxed")
-    signed = pl.when(pl.col("kind") == "deposit").then(pl.col("units")).otherwise(-pl.col("units"))
+    deposit = pl.col("kind") == "deposit"
+    signed = pl.when(deposit).then(pl.col("units")).otherwise(-pl.col("units"))
     ledger = rows.select(
         pl.lit(ACCOUNT).alias("account"),
         "entry_id",
-        pl.when(pl.col("kind") == "deposit")
-        .then(pl.lit("0"))
-        .otherwise(pl.lit("1"))
-        .alias("type_code"),
+        pl.when(deposit).then(pl.lit("0")).otherwise(pl.lit("1")).alias("type_code"),
         "kind",
         "executed_at",
         pl.concat_list(pl.struct(pl.col("asset"), money(signed, 8).alias("amount"))).alias(
