@@ -21,21 +21,9 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import NamedTuple
 
-from pipelines.progress.events import (
-    Event,
-    Headroom,
-    PageLanded,
-    RequestSent,
-    Retrying,
-    StreamFailed,
-    StreamFinished,
-    StreamStarted,
-    TaskDone,
-    TasksPlanned,
-    Waiting,
-)
+from pipelines.progress import events
 
-Listener = Callable[[Event], None]
+Listener = Callable[[events.Event], None]
 
 
 class Channel:
@@ -61,7 +49,7 @@ class Channel:
 
         return unsubscribe
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: events.Event) -> None:
         for listener in self._listeners:  # a tuple: safe against concurrent (un)subscribes
             with suppress(Exception):  # a renderer's bug must not fail a sync
                 listener(event)
@@ -93,7 +81,7 @@ def current_stream() -> str | None:
     return current[0] if current else None
 
 
-def _publish(make: Callable[[float, str | None], Event]) -> None:
+def _publish(make: Callable[[float, str | None], events.Event]) -> None:
     if CHANNEL.listening:
         CHANNEL.publish(make(CHANNEL.clock(), current_stream()))
 
@@ -104,12 +92,12 @@ def _publish(make: Callable[[float, str | None], Event]) -> None:
 def stream_started(stream: str, exchange: str) -> None:
     """This thread now works on `stream` (until it finishes, fails or another one starts)."""
     _STREAM.set((stream, exchange))
-    _publish(lambda at, _: StreamStarted(at, stream, exchange))
+    _publish(lambda at, _: events.StreamStarted(at, stream, exchange))
 
 
 def landed(dataset: str, rows: int, *, done: float | None = None) -> None:
     """The current stream landed `rows` new or changed rows of `dataset`; `done` in 0..1."""
-    _publish(lambda at, stream: PageLanded(at, stream, dataset, rows, done))
+    _publish(lambda at, stream: events.PageLanded(at, stream, dataset, rows, done))
 
 
 def stream_finished(
@@ -124,7 +112,7 @@ def stream_finished(
     gaps: int,
 ) -> None:
     _publish(
-        lambda at, _: StreamFinished(
+        lambda at, _: events.StreamFinished(
             at, stream, exchange, dict(rows), windows, requests, weight, retries, gaps
         )
     )
@@ -140,16 +128,18 @@ def stream_failed(
     The URL is the exception's `url` (the HTTP layer sets it on an `ExchangeError`)."""
     name = current_stream() or stream
     url = getattr(error, "url", None)
-    _publish(lambda at, _: StreamFailed(at, name, type(error).__name__, str(error), url, retry_in))
+    _publish(
+        lambda at, _: events.StreamFailed(at, name, type(error).__name__, str(error), url, retry_in)
+    )
     _STREAM.set(None)
 
 
 def tasks_planned(label: str, total: int) -> None:
-    _publish(lambda at, stream: TasksPlanned(at, stream, label, total))
+    _publish(lambda at, stream: events.TasksPlanned(at, stream, label, total))
 
 
 def task_done(label: str) -> None:
-    _publish(lambda at, stream: TaskDone(at, stream, label))
+    _publish(lambda at, stream: events.TaskDone(at, stream, label))
 
 
 # --- requests, retries, waits, budgets -----------------------------------------------------------
@@ -172,7 +162,7 @@ def request_sent(weight: int, attempt: int) -> None:
     current = _REQUEST.get()
     if current is None:
         return
-    _publish(lambda at, stream: RequestSent(at, stream, *current, weight, attempt))
+    _publish(lambda at, stream: events.RequestSent(at, stream, *current, weight, attempt))
 
 
 def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float) -> None:
@@ -181,7 +171,7 @@ def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float)
     if current is None:
         return
     _publish(
-        lambda at, stream: Retrying(
+        lambda at, stream: events.Retrying(
             at, stream, *current, attempt, max_attempts, type(error).__name__, str(error), wait
         )
     )
@@ -191,7 +181,7 @@ def waiting(kind: str, reason: str, seconds: float) -> None:
     """This thread sleeps `seconds` for `kind` (see `events.WAIT_KINDS`) because of `reason`."""
     current = _REQUEST.get()
     _publish(
-        lambda at, stream: Waiting(
+        lambda at, stream: events.Waiting(
             at,
             stream,
             kind,
@@ -216,7 +206,7 @@ def headroom(
     if current is None:
         return
     _publish(
-        lambda at, stream: Headroom(
+        lambda at, stream: events.Headroom(
             at, stream, current.exchange, unit, remaining, limit, reset_at, window_seconds
         )
     )
