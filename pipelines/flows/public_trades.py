@@ -94,7 +94,7 @@ def sync_public_trades(
     )
 
 
-Landed = tuple[int, int, tuple[str, ...]]
+_Landed = tuple[int, int, tuple[str, ...]]
 """What a sync landed: rows, files (windows) and gaps."""
 
 
@@ -108,7 +108,7 @@ def _sync_history(
     market: str,
     partition: Mapping[str, str],
     since: datetime | None,
-) -> Landed:
+) -> _Landed:
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
     end = final_cutoff(rt.now(), "1m", SETTLE)
     files = partition_files(lake, dataset, partition)
@@ -149,7 +149,7 @@ def _sync_rolling(
     served: RollingTrades[ExchangeClient],
     market: str,
     partition: Mapping[str, str],
-) -> Landed:
+) -> _Landed:
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
     now = rt.now()
     files = partition_files(lake, dataset, partition)
