@@ -22,7 +22,7 @@ from pathlib import Path
 from pipelines.config_file import write_config
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox_config import sandbox_document
-from pipelines.tables import render
+from pipelines.tables import LiveTable
 
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
 
@@ -88,8 +88,9 @@ def main() -> None:
         tempfile.TemporaryDirectory() as scratch,
         start_sandbox(seed=1, days=370, now_ms=NOW_MS) as sandbox,
     ):
-        header = ("case", "rows", "requests", "minimum", "seconds", "rows/s", "peak RSS MiB")
-        table = [header]
+        table = LiveTable(
+            ("case", "rows", "requests", "minimum", "seconds", "rows/s", "peak RSS MiB")
+        )
         for label, kind, exchange, market, days, page, fewest in CASES:
             case_dir = Path(scratch) / label.replace(" ", "_").replace(",", "")
             case_dir.mkdir()
@@ -99,7 +100,7 @@ def main() -> None:
             write_config(config, document)
             result = _run_case(config, kind, exchange, market, days)
             minimum = _minimum(fewest, result["rows"], page, days)
-            table.append(
+            table.add(
                 (
                     label,
                     str(result["rows"]),
@@ -110,10 +111,7 @@ def main() -> None:
                     f"{result['peak_rss_mib']:.0f}",
                 )
             )
-            print("  ".join(table[-1]), flush=True)
-    print()
-    for line in render(table):
-        print(line)
+    table.print_aligned()
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from pipelines.datasets import (
 from pipelines.exchanges.registry import warehouse_rules
 from pipelines.flows.plan import Window
 from pipelines.lake import MONEY, Dataset, Lake
-from pipelines.tables import render
+from pipelines.tables import LiveTable
 from warehouse.build import build
 from warehouse.connect import connect
 
@@ -274,14 +274,12 @@ def bitstamp_transfers() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         pl.col("eth_txid").alias("txid"),
     )
     rows = pl.concat([funding, sent, received], how="vertical_relaxed")
-    signed = pl.when(pl.col("kind") == "deposit").then(pl.col("units")).otherwise(-pl.col("units"))
+    deposit = pl.col("kind") == "deposit"
+    signed = pl.when(deposit).then(pl.col("units")).otherwise(-pl.col("units"))
     ledger = rows.select(
         pl.lit(ACCOUNT).alias("account"),
         "entry_id",
-        pl.when(pl.col("kind") == "deposit")
-        .then(pl.lit("0"))
-        .otherwise(pl.lit("1"))
-        .alias("type_code"),
+        pl.when(deposit).then(pl.lit("0")).otherwise(pl.lit("1")).alias("type_code"),
         "kind",
         "executed_at",
         pl.concat_list(pl.struct(pl.col("asset"), money(signed, 8).alias("amount"))).alias(
@@ -397,7 +395,11 @@ def bitvavo_fills(count: int) -> pl.DataFrame:
 
 def bitvavo_history(fills: pl.DataFrame) -> pl.DataFrame:
     """account/history: every fill again, as its own item (transactionId = the fill id)."""
-    buy = pl.col("side") == "buy"
+
+    def bought_else_sold(bought: str, sold: str) -> pl.Expr:
+        """Column `bought` on a buy, `sold` on a sell."""
+        return pl.when(pl.col("side") == "buy").then(pl.col(bought)).otherwise(pl.col(sold))
+
     return fills.select(
         "account",
         pl.col("fill_id").alias("transaction_id"),
@@ -405,22 +407,10 @@ def bitvavo_history(fills: pl.DataFrame) -> pl.DataFrame:
         "executed_at",
         pl.col("quote_asset").alias("price_currency"),
         pl.col("price").alias("price_amount"),
-        pl.when(buy)
-        .then(pl.col("quote_asset"))
-        .otherwise(pl.col("base_asset"))
-        .alias("sent_currency"),
-        pl.when(buy)
-        .then(pl.col("quote_amount"))
-        .otherwise(pl.col("base_amount"))
-        .alias("sent_amount"),
-        pl.when(buy)
-        .then(pl.col("base_asset"))
-        .otherwise(pl.col("quote_asset"))
-        .alias("received_currency"),
-        pl.when(buy)
-        .then(pl.col("base_amount"))
-        .otherwise(pl.col("quote_amount"))
-        .alias("received_amount"),
+        bought_else_sold("quote_asset", "base_asset").alias("sent_currency"),
+        bought_else_sold("quote_amount", "base_amount").alias("sent_amount"),
+        bought_else_sold("base_asset", "quote_asset").alias("received_currency"),
+        bought_else_sold("base_amount", "quote_amount").alias("received_amount"),
         pl.col("fee_asset").alias("fees_currency"),
         pl.col("fee").alias("fees_amount"),
         pl.lit("account/history").alias("source"),
@@ -712,7 +702,7 @@ def main() -> None:
             f"(generated in {generated:.1f} s); catalog built in {built.seconds:.2f} s",
             flush=True,
         )
-        table = [("query", "rows", "median s", "min s", "max s")]
+        table = LiveTable(("query", "rows", "median s", "min s", "max s"))
         with connect(settings.data_dir) as connection:
             for name, query in QUERIES:
                 samples = []
@@ -722,7 +712,7 @@ def main() -> None:
                     samples.append(seconds)
                 check(name, rows)
                 shown = str(rows[0][0]) if name == "ledger" else str(len(rows))
-                table.append(
+                table.add(
                     (
                         name,
                         shown,
@@ -731,10 +721,7 @@ def main() -> None:
                         f"{max(samples):.2f}",
                     )
                 )
-                print("  ".join(table[-1]), flush=True)
-    print()
-    for line in render(table):
-        print(line)
+    table.print_aligned()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ wrapping, so that the output is the same in a terminal, a pipe and a test. `rend
 variations the commands use: right-aligned columns (numbers), columns of a fixed width (a cell
 wider than that is written whole, unpadded), a last column written as is, and trailing spaces
 stripped. It imports nothing from tally, so both `pipelines` and `warehouse` may use it.
+A `LiveTable` prints each row as it comes, then the whole table aligned (the benchmarks).
 
     >>> print("\\n".join(render([("stream", "rows"), ("candles", "239")], right={1})))
     stream   rows
@@ -67,3 +68,21 @@ def render(
         line = GAP.join(cells)
         lines.append(line.rstrip() if strip else line)
     return lines
+
+
+class LiveTable:
+    """A table shown while it grows: `add` prints each row at once, its cells `GAP` apart
+    (unaligned: the widths are not known yet); `print_aligned` prints the whole table, header
+    included, as `render` aligns it, after an empty line."""
+
+    def __init__(self, header: Sequence[str]) -> None:
+        self.rows: list[Sequence[str]] = [header]
+
+    def add(self, row: Sequence[str]) -> None:
+        self.rows.append(row)
+        print(GAP.join(row), flush=True)
+
+    def print_aligned(self) -> None:
+        print()
+        for line in render(self.rows):
+            print(line)

@@ -3,6 +3,7 @@ rules, a limiter of their own and fast retries (`FAST_RETRY` unless given)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypedDict, Unpack
 
 from sandbox_runtime import FAST_RETRY
@@ -18,11 +19,16 @@ from pipelines.http import Limiter, RequestBudget, RetryPolicy, WeightBudget
 from pipelines.sandbox.server import Sandbox
 
 
-class BitstampOptions(TypedDict, total=False):
+class ClientOptions(TypedDict, total=False):
     timeout: tuple[float, float]
+    clock: Callable[[], float]
 
 
-class BitvavoOptions(BitstampOptions, total=False):
+class BitstampOptions(ClientOptions, total=False):
+    new_nonce: Callable[[], str]
+
+
+class BitvavoOptions(ClientOptions, total=False):
     limiter: Limiter
 
 

@@ -15,7 +15,6 @@ import hmac
 import itertools
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 from pytest_httpserver import HTTPServer
+from sandbox_clients import bitstamp_client
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import sandbox_runtime
 from test_sandbox_helpers import BitstampClient as SignedRequests
@@ -30,8 +30,7 @@ from test_sandbox_helpers import loads
 from werkzeug import Request, Response
 
 from pipelines.credentials import Credentials
-from pipelines.exchanges.bitstamp import BitstampClient, BitstampSigner
-from pipelines.exchanges.bitstamp_adapter import BITSTAMP
+from pipelines.exchanges.bitstamp import BitstampSigner
 from pipelines.exchanges.bitstamp_errors import classify_bitstamp
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.account_streams import sync_account
@@ -81,23 +80,6 @@ sandbox = sandbox_fixture(rate_scale=100.0)
 
 def stats(sandbox: Sandbox) -> dict[str, Any]:
     return requests.get(sandbox.bitstamp.stats_url, timeout=10).json()
-
-
-def client_for(
-    sandbox: Sandbox,
-    *,
-    clock: Callable[[], float] = time.time,
-    new_nonce: Callable[[], str] = lambda: str(uuid.uuid4()),
-) -> BitstampClient:
-    return BitstampClient(
-        sandbox.bitstamp.base_url,
-        Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
-        classify=BITSTAMP.classify,
-        limiter=RequestBudget(*BITSTAMP_PACING),
-        retry=FAST_RETRY,
-        clock=clock,
-        new_nonce=new_nonce,
-    )
 
 
 Seen = tuple[int, dict[str, int]]  # account_balances requests, auth failures by code
@@ -244,7 +226,7 @@ def test_measured_offset_moves_every_later_timestamp() -> None:
 @pytest.mark.parametrize("skew", [SKEW_S, -SKEW_S])
 def test_a_skewed_client_recovers_with_exactly_one_retry(sandbox: Sandbox, skew: float) -> None:
     before = counted(sandbox)
-    with client_for(sandbox, clock=lambda: time.time() + skew) as client:
+    with bitstamp_client(sandbox, retry=FAST_RETRY, clock=lambda: time.time() + skew) as client:
         first = client.balances()
         assert grew(before, counted(sandbox)) == (2, {"API0017": 1})
         assert client.http.stats.by_endpoint()["account_balances"].retries == 1
@@ -262,7 +244,7 @@ def test_a_skewed_server_is_measured_from_its_date_header(world: World) -> None:
         seed=5, world=world, rate_scale=100.0, bitstamp_clock_offset_s=-SKEW_S
     ) as skewed:
         before = counted(skewed)
-        with client_for(skewed) as client:
+        with bitstamp_client(skewed, retry=FAST_RETRY) as client:
             assert client.balances()
             assert client.balances()
         assert grew(before, counted(skewed)) == (3, {"API0017": 1})
@@ -272,7 +254,9 @@ def test_a_clock_that_keeps_jumping_fails_clearly_after_one_retry(sandbox: Sandb
     """Each reading 400 s later than the one before: the measured offset is stale at once."""
     jumps = itertools.count(1)
     before = counted(sandbox)
-    client = client_for(sandbox, clock=lambda: time.time() + SKEW_S * next(jumps))
+    client = bitstamp_client(
+        sandbox, retry=FAST_RETRY, clock=lambda: time.time() + SKEW_S * next(jumps)
+    )
     with client, pytest.raises(ClockSkewError) as caught:
         client.balances()
     assert grew(before, counted(sandbox)) == (2, {"API0017": 2})
@@ -290,7 +274,7 @@ def test_a_reused_nonce_is_retried_once_with_a_fresh_one(sandbox: Sandbox) -> No
     reused = str(uuid.uuid4())
     nonces = itertools.chain([reused, reused], (str(uuid.uuid4()) for _ in itertools.count()))
     before = counted(sandbox)
-    with client_for(sandbox, new_nonce=lambda: next(nonces)) as client:
+    with bitstamp_client(sandbox, retry=FAST_RETRY, new_nonce=lambda: next(nonces)) as client:
         assert client.balances()
         assert client.balances()  # its first nonce is the one already used
     assert grew(before, counted(sandbox)) == (3, {"API0004": 1})
@@ -299,7 +283,7 @@ def test_a_reused_nonce_is_retried_once_with_a_fresh_one(sandbox: Sandbox) -> No
 def test_a_nonce_rejected_twice_is_fatal(sandbox: Sandbox) -> None:
     stuck = str(uuid.uuid4())
     before = counted(sandbox)
-    with client_for(sandbox, new_nonce=lambda: stuck) as client:
+    with bitstamp_client(sandbox, retry=FAST_RETRY, new_nonce=lambda: stuck) as client:
         assert client.balances()
         with pytest.raises(AuthenticationError) as caught:
             client.balances()
@@ -315,13 +299,7 @@ def test_account_sync_against_a_skewed_server_retries_once(world: World, tmp_pat
     with start_sandbox(
         seed=5, world=world, rate_scale=100.0, bitstamp_clock_offset_s=SKEW_S
     ) as skewed:
-        rt = sandbox_runtime(
-            skewed,
-            tmp_path,
-            now=NOW,
-            retry=FAST_RETRY,
-            limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
-        )
+        rt = sandbox_runtime(skewed, tmp_path, now=NOW, retry=FAST_RETRY)
         try:
             results = sync_account(rt, "bitstamp")
         finally:

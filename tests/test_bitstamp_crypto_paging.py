@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 from pytest_httpserver import HTTPServer
+from sandbox_clients import bitstamp_client
 from sandbox_runtime import ClockedWorld, sandbox_runtime
 from test_sandbox_helpers import BitstampClient as SignedRequests
 from test_sandbox_helpers import loads
@@ -104,16 +105,6 @@ def as_sent(truth_lists: dict[str, list[dict[str, Any]]]) -> Counter[Row]:
     )
 
 
-def client_for(sandbox: Sandbox) -> BitstampClient:
-    return BitstampClient(
-        sandbox.bitstamp.base_url,
-        Credentials.from_strings(sandbox.bitstamp.key, sandbox.bitstamp.secret),
-        classify=BITSTAMP.classify,
-        limiter=RequestBudget(*BITSTAMP_PACING),
-        retry=FAST_RETRY,
-    )
-
-
 # --- the sandbox plays each reading -----------------------------------------------------------
 
 
@@ -169,7 +160,7 @@ def test_walk_reads_every_row_once_under_both_readings(
     lists = truth(now)
     total = sum(len(rows) for rows in lists.values())
     longest = max(len(rows) for rows in lists.values())
-    with client_for(sandbox) as client:
+    with bitstamp_client(sandbox, retry=FAST_RETRY) as client:
         pages = list(client.all_crypto_transactions(limit=limit))
         requests = client.http.stats.by_endpoint()["crypto_transactions"].requests
     read = Counter(as_read(record) for page in pages for record in page.records)
@@ -194,7 +185,7 @@ def test_a_new_transaction_during_the_walk_is_not_read_twice(
     before = newest * 1000 - 1
     now.clock.set(before / 1000)
     limit = 2
-    with client_for(sandbox) as client:
+    with bitstamp_client(sandbox, retry=FAST_RETRY) as client:
         walk = client.all_crypto_transactions(limit=limit)
         first = next(walk)
         now.set(NOW)  # the newest transaction appears
@@ -241,13 +232,7 @@ def test_an_ignored_offset_is_a_clear_error(httpserver: HTTPServer, samples_dir:
 def test_account_sync_in_small_pages_lands_exactly_and_reconciles(
     sandbox: Sandbox, now: ClockedWorld, tmp_path: Path
 ) -> None:
-    rt = sandbox_runtime(
-        sandbox,
-        tmp_path,
-        now=NOW,
-        retry=FAST_RETRY,
-        limiters={"bitstamp": RequestBudget(*BITSTAMP_PACING)},
-    )
+    rt = sandbox_runtime(sandbox, tmp_path, now=NOW, retry=FAST_RETRY)
     settings = rt.settings
     try:
         bitstamp_ledger(rt)

@@ -28,7 +28,7 @@ from sandbox_runtime import sandbox_runtime
 
 from pipelines.datasets import FILLS, PUBLIC_TRADES
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
-from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS, classify_bitvavo
+from pipelines.exchanges.bitvavo_errors import classify_bitvavo
 from pipelines.exchanges.bitvavo_walk import MIN_SPAN, TradeSpan, is_span_refusal, walk_backwards
 from pipelines.exchanges.paging import Page, PagingLoopError
 from pipelines.flows.bitvavo_account import bitvavo_trades
@@ -37,7 +37,6 @@ from pipelines.flows.public_trades import sync_public_trades
 from pipelines.http import (
     InvalidRequestError,
     RetryPolicy,
-    WeightBudget,
 )
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -208,13 +207,7 @@ def test_public_trades_flow_lands_the_tape_once(
     end: str, serve: Callable[[Variants], Sandbox], world: World, tmp_path: Path
 ) -> None:
     sandbox = serve(Variants(bitvavo_trades_end=end))
-    rt = sandbox_runtime(
-        sandbox,
-        tmp_path,
-        now=NOW,
-        retry=FAST_RETRY,
-        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
-    )
+    rt = sandbox_runtime(sandbox, tmp_path, now=NOW, retry=FAST_RETRY)
     settings = rt.settings
     since = NOW.replace(hour=0, minute=0) - timedelta(hours=6)  # crosses a day boundary
     try:

@@ -21,9 +21,8 @@ from sandbox_runtime import sandbox_runtime
 
 from pipelines.datasets import FILLS, GAPS
 from pipelines.exchanges.bitvavo import MAX_TRADE_SPAN
-from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.flows.account_streams import sync_account
-from pipelines.http import InvalidRequestError, RetryPolicy, WeightBudget
+from pipelines.http import InvalidRequestError, RetryPolicy
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
@@ -62,13 +61,7 @@ def test_a_delisted_market_refused_in_the_documented_words_is_a_gap_and_the_sync
     listed = {symbol for exchange, symbol in world.markets if exchange == "bitvavo"}
     assert "NEO-EUR" not in listed and "PHA-EUR" not in listed
     assert not [f for f in world.bitvavo.fills if f.market == "NEO-EUR"], "NEO-EUR is history-only"
-    rt = sandbox_runtime(
-        sandbox,
-        tmp_path,
-        now=NOW,
-        retry=FAST_RETRY,
-        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
-    )
+    rt = sandbox_runtime(sandbox, tmp_path, now=NOW, retry=FAST_RETRY)
     try:
         results = {r.stream: r for r in sync_account(rt, "bitvavo")}
     finally:

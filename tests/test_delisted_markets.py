@@ -18,10 +18,9 @@ from warehouse_build import build
 from warehouse_query import rows
 
 from pipelines.datasets import FILLS, GAPS
-from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.flows.account_streams import sync_account
 from pipelines.flows.runtime import Runtime, StreamResult
-from pipelines.http import RetryPolicy, WeightBudget
+from pipelines.http import RetryPolicy
 from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.world import World
 
@@ -42,13 +41,7 @@ def synced(
     sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Runtime, list[list[StreamResult]]]:
     """The Bitvavo account synced twice (the second run finds the refusal again)."""
-    rt = sandbox_runtime(
-        sandbox,
-        tmp_path_factory.mktemp("delisted"),
-        now=NOW,
-        retry=FAST_RETRY,
-        limiters={"bitvavo": WeightBudget(headers=WEIGHT_HEADERS)},
-    )
+    rt = sandbox_runtime(sandbox, tmp_path_factory.mktemp("delisted"), now=NOW, retry=FAST_RETRY)
     runs = [sync_account(rt, "bitvavo"), sync_account(rt, "bitvavo")]
     rt.close()
     build(rt.settings)

@@ -41,12 +41,7 @@ from pipelines.flows.plan import Window
 from pipelines.flows.runtime import Runtime
 from pipelines.lake import Lake, UnreadableFileError
 from pipelines.lake_check import CACHE_NAME, check_lake
-from pipelines.quarantine import (
-    CHECKED,
-    NOTHING_MISSING,
-    held_notes,
-    quarantine_lake,
-)
+from pipelines.quarantine import CHECKED, NOTHING_MISSING, held_notes, quarantine_lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.world import World
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from pipelines import tables
 from pipelines.checks import CheckRow
 from pipelines.checks.doctor import Report
@@ -66,6 +68,18 @@ def test_widths_offset_rule_and_no_rows() -> None:
 
 def test_widths_count_characters_not_bytes() -> None:
     assert tables.render([("€", "é"), ("ab", "c")]) == ["€   é", "ab  c"]
+
+
+def test_a_live_table_prints_each_row_as_it_comes_then_all_aligned(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the benchmarks print: a row per case as it finishes, then the aligned table."""
+    table = tables.LiveTable(ROWS[0])
+    for row in ROWS[1:]:
+        table.add(row)
+    table.print_aligned()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["candles  239  x", "ab  1234567  ", "", *tables.render(ROWS)]
 
 
 def test_status_table_keeps_its_trailing_spaces() -> None:

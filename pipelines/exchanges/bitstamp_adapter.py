@@ -36,11 +36,8 @@ def _client(config: ExchangeSettings[BitstampPacing], how: Connection) -> Bitsta
         config.base_url,
         how.credentials,
         classify=BITSTAMP.classify,
-        account=how.account,
         pacing=config.options,
-        limiter=how.limiter,
-        retry=how.retry,
-        timeout=how.timeout,
+        **how.options(),
     )
 
 

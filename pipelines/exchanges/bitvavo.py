@@ -24,7 +24,9 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, Protocol, TypeVar
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
@@ -299,19 +301,7 @@ class BitvavoClient:
         """Every public trade with timestamp in [start, end) (at most 24 h), each once."""
         if end - start > MAX_TRADE_SPAN:
             raise ValueError(f"bitvavo public_trades: one window spans at most {MAX_TRADE_SPAN}")
-        return walk_backwards(
-            lambda s, e, id_to: self.public_trades(
-                market, start=s, end=e, limit=limit, trade_id_to=id_to
-            ),
-            start,
-            end,
-            key=lambda t: (t.market, t.trade_id),
-            moment=lambda t: t.traded_at,
-            trade_id=lambda t: t.trade_id,
-            exchange=EXCHANGE,
-            endpoint="public_trades",
-            limit=limit,
-        )
+        return _PUBLIC_TRADES.walk(self.public_trades, market, start, end, limit)
 
     # -- account -------------------------------------------------------------------------------
 
@@ -358,17 +348,7 @@ class BitvavoClient:
     def _fills_walk(
         self, market: str, start: datetime, end: datetime, limit: int
     ) -> Iterator[Page[Fill]]:
-        return walk_backwards(
-            lambda s, e, id_to: self.trades(market, start=s, end=e, limit=limit, trade_id_to=id_to),
-            start,
-            end,
-            key=lambda f: (f.market, f.fill_id),
-            moment=lambda f: f.executed_at,
-            trade_id=lambda f: f.fill_id,
-            exchange=EXCHANGE,
-            endpoint="trades",
-            limit=limit,
-        )
+        return _FILLS.walk(self.trades, market, start, end, limit)
 
     def account_history(
         self,
@@ -451,6 +431,47 @@ class BitvavoClient:
         return parse.parse_account_fees(
             reply.data, account=self.account, market=market, taken_at=reply.fetched_at
         )
+
+
+class _Trade(Protocol):
+    @property
+    def market(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Trade)
+
+
+@dataclass(frozen=True)
+class _Trades(Generic[T]):
+    """How the backwards walk reads one kind of trade: its endpoint, its id (sent as
+    `tradeIdTo`; with the market, the key a row is seen once by) and its time."""
+
+    endpoint: str
+    trade_id: Callable[[T], str]
+    moment: Callable[[T], datetime]
+
+    def walk(
+        self, page: Callable[..., Page[T]], market: str, start: datetime, end: datetime, limit: int
+    ) -> Iterator[Page[T]]:
+        """Every trade of `market` in [start, end), once, newest page first; `page(market,
+        start=, end=, limit=, trade_id_to=)` asks for one page."""
+        return walk_backwards(
+            lambda s, e, id_to: page(market, start=s, end=e, limit=limit, trade_id_to=id_to),
+            start,
+            end,
+            key=lambda t: (t.market, self.trade_id(t)),
+            moment=self.moment,
+            trade_id=self.trade_id,
+            exchange=EXCHANGE,
+            endpoint=self.endpoint,
+            limit=limit,
+        )
+
+
+_PUBLIC_TRADES: _Trades[PublicTrade] = _Trades(
+    "public_trades", lambda t: t.trade_id, lambda t: t.traded_at
+)
+_FILLS: _Trades[Fill] = _Trades("trades", lambda f: f.fill_id, lambda f: f.executed_at)
 
 
 def _trade_params(

@@ -44,11 +44,8 @@ def _client(config: ExchangeSettings[BitvavoOptions], how: Connection) -> Bitvav
         config.base_url,
         how.credentials,
         classify=BITVAVO.classify,
-        account=how.account,
         access_window_ms=config.options.access_window_ms,
-        limiter=how.limiter,
-        retry=how.retry,
-        timeout=how.timeout,
+        **how.options(),
     )
 
 

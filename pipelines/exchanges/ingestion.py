@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypedDict
 
 from pipelines.exchanges.client import ClientT
 
@@ -93,6 +93,19 @@ class Connection:
     limiter: Limiter
     retry: RetryPolicy
     timeout: tuple[float, float]  # (connect, read) seconds
+
+    def options(self) -> ClientOptions:
+        """The keyword arguments every client's constructor takes from the connection."""
+        return ClientOptions(
+            account=self.account, limiter=self.limiter, retry=self.retry, timeout=self.timeout
+        )
+
+
+class ClientOptions(TypedDict):
+    account: str
+    limiter: Limiter
+    retry: RetryPolicy
+    timeout: tuple[float, float]
 
 
 ClientFactory = Callable[["ExchangeSettings", Connection], ClientT]

@@ -23,7 +23,7 @@ from pipelines import progress
 from pipelines.datasets import TRANSFERS, RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Movement
-from pipelines.flows.runtime import StreamResult, finished
+from pipelines.flows.runtime import StreamResult, finish
 from pipelines.http import HttpClient, Usage
 from pipelines.lake import Dataset, Lake, reading
 
@@ -254,16 +254,13 @@ class Meter:
         gaps: Sequence[str] = (),
     ) -> StreamResult:
         used = self._usage() - self._start
-        result = StreamResult(
-            stream=self.stream,
-            exchange=self.exchange,
-            rows=dict(self.rows),
+        return finish(
+            self.stream,
+            self.exchange,
+            used,
+            rows=self.rows,
             windows=self.windows,
-            requests=used.requests,
-            weight=used.weight,
-            retries=used.retries,
-            gaps=tuple(gaps),
+            gaps=gaps,
             first=first,
             last=last,
         )
-        return finished(result)

@@ -46,7 +46,7 @@ from pipelines.flows.chunks import (
 )
 from pipelines.flows.listing import QUIET_INTERVALS, ListingWatch, record_listing
 from pipelines.flows.plan import Window, chunk_unit, final_cutoff, interval_delta, plan_chunks
-from pipelines.flows.runtime import Runtime, StreamResult, finished
+from pipelines.flows.runtime import Runtime, StreamResult, finish
 from pipelines.flows.settle import read_note, unsettled_from
 from pipelines.http import HttpClient
 from pipelines.quarantine import holes
@@ -105,19 +105,10 @@ def sync_candles(
         gaps = (record_listing(lake, exchange, market, interval, *found, detected_at=now),)
     first, last = held_range(lake, dataset, "open_time", partition)
     used = http.stats.usage() - mark
-    result = StreamResult(
-        stream=stream,
-        exchange=exchange,
-        rows={dataset.name: fetched},
-        windows=landed,
-        requests=used.requests,
-        weight=used.weight,
-        retries=used.retries,
-        gaps=gaps,
-        first=first,
-        last=last,
+    landed_rows = {dataset.name: fetched}
+    return finish(
+        stream, exchange, used, rows=landed_rows, windows=landed, gaps=gaps, first=first, last=last
     )
-    return finished(result)
 
 
 def _hole_windows(rt: Runtime, partition: dict[str, str], cutoff: datetime) -> list[Window]:

@@ -59,8 +59,7 @@ from pipelines.flows.chunks import (
 )
 from pipelines.flows.gaps import record_gap as record_any_gap
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
-from pipelines.flows.runtime import Runtime, StreamResult, finished
-from pipelines.http import Usage
+from pipelines.flows.runtime import Runtime, StreamResult, finish
 from pipelines.lake import Lake
 from pipelines.quarantine import holes
 
@@ -74,38 +73,29 @@ def sync_public_trades(
     rt: Runtime, exchange: str, market: str, *, since: datetime | None
 ) -> StreamResult:
     """Land the public trades of `market` not yet landed (see the module docstring)."""
-    progress.stream_started(f"{STREAM} {exchange} {market}", exchange)
+    stream = f"{STREAM} {exchange} {market}"
+    progress.stream_started(stream, exchange)
     served = get(exchange).ingestion.public_trades
+    client = rt.client(exchange)
+    lake, dataset = rt.lake, PUBLIC_TRADES.dataset
+    partition = {"exchange": exchange, "market": market}
+    mark = client.http.stats.usage()
+    sweep_partition(lake, dataset, partition)
+    drop_superseded(lake, dataset, partition, "day")
     if isinstance(served, HistoryTrades):
-        return _sync_history(rt, exchange, served, market, since)
-    return _sync_rolling(rt, exchange, served, market)
+        rows, windows, gaps = _sync_history(rt, client, served, market, partition, since)
+    else:
+        rows, windows, gaps = _sync_rolling(rt, exchange, client, served, market, partition)
+    used = client.http.stats.usage() - mark
+    first, last = held_range(lake, dataset, "traded_at", partition)
+    landed = {dataset.name: rows}
+    return finish(
+        stream, exchange, used, rows=landed, windows=windows, gaps=gaps, first=first, last=last
+    )
 
 
-def _result(
-    rt: Runtime,
-    exchange: str,
-    market: str,
-    rows: int,
-    windows: int,
-    used: Usage,
-    gaps: tuple[str, ...] = (),
-) -> StreamResult:
-    first, last = held_range(
-        rt.lake, PUBLIC_TRADES.dataset, "traded_at", {"exchange": exchange, "market": market}
-    )
-    result = StreamResult(
-        stream=f"{STREAM} {exchange} {market}",
-        exchange=exchange,
-        rows={PUBLIC_TRADES.dataset.name: rows},
-        windows=windows,
-        requests=used.requests,
-        weight=used.weight,
-        retries=used.retries,
-        gaps=gaps,
-        first=first,
-        last=last,
-    )
-    return finished(result)
+_Landed = tuple[int, int, tuple[str, ...]]
+"""What a sync landed: rows, files (windows) and gaps."""
 
 
 # -- full history (Bitvavo): day chunks ----------------------------------------------------------
@@ -113,18 +103,13 @@ def _result(
 
 def _sync_history(
     rt: Runtime,
-    exchange: str,
+    client: ExchangeClient,
     served: HistoryTrades[ExchangeClient],
     market: str,
+    partition: Mapping[str, str],
     since: datetime | None,
-) -> StreamResult:
-    client = rt.client(exchange)
+) -> _Landed:
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
-    partition = {"exchange": exchange, "market": market}
-    mark = client.http.stats.usage()
-    sweep_partition(lake, dataset, partition)
-    drop_superseded(lake, dataset, partition, "day")
-
     end = final_cutoff(rt.now(), "1m", SETTLE)
     files = partition_files(lake, dataset, partition)
     windows = landed_windows(files)
@@ -151,22 +136,21 @@ def _sync_history(
             progress.landed(
                 dataset.name, rows, done=done_share(Window(start, end), plan.target.end)
             )
-    return _result(rt, exchange, market, fetched, landed, client.http.stats.usage() - mark)
+    return fetched, landed, ()
 
 
 # -- rolling window (Bitstamp): merged into day files, gaps recorded -----------------------------
 
 
 def _sync_rolling(
-    rt: Runtime, exchange: str, served: RollingTrades[ExchangeClient], market: str
-) -> StreamResult:
-    client = rt.client(exchange)
+    rt: Runtime,
+    exchange: str,
+    client: ExchangeClient,
+    served: RollingTrades[ExchangeClient],
+    market: str,
+    partition: Mapping[str, str],
+) -> _Landed:
     lake, dataset = rt.lake, PUBLIC_TRADES.dataset
-    partition = {"exchange": exchange, "market": market}
-    mark = client.http.stats.usage()
-    sweep_partition(lake, dataset, partition)
-    drop_superseded(lake, dataset, partition, "day")
-
     now = rt.now()
     files = partition_files(lake, dataset, partition)
     windows = landed_windows(files)
@@ -195,8 +179,7 @@ def _sync_rolling(
         rows += new
         landed += wrote
         progress.landed(dataset.name, new)
-    used = client.http.stats.usage() - mark
-    return _result(rt, exchange, market, rows, landed, used, gaps)
+    return rows, landed, gaps
 
 
 def choose_window(now: datetime, reach: datetime | None, windows: Mapping[str, int]) -> str:

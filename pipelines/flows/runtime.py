@@ -15,7 +15,7 @@ process worker), pace together.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -25,7 +25,7 @@ from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges.client import ExchangeClient
 from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.registry import get
-from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, budget_path
+from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, Usage, budget_path
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
@@ -115,16 +115,39 @@ class StreamResult:
     last: datetime | None = None
 
 
-def finished(result: StreamResult) -> StreamResult:
-    """Tell the progress channel that the stream of `result` finished; returns `result`."""
+def finish(
+    stream: str,
+    exchange: str,
+    used: Usage,
+    *,
+    rows: Mapping[str, int],
+    windows: int,
+    gaps: Sequence[str] = (),
+    first: datetime | None = None,
+    last: datetime | None = None,
+) -> StreamResult:
+    """The result of `stream`, which sent `used` (its share of its client's usage) and landed
+    `rows` per dataset in `windows` files; told to the progress channel as finished."""
+    result = StreamResult(
+        stream,
+        exchange,
+        dict(rows),
+        windows,
+        used.requests,
+        used.weight,
+        used.retries,
+        tuple(gaps),
+        first,
+        last,
+    )
     progress.stream_finished(
-        result.stream,
-        result.exchange,
+        stream,
+        exchange,
         rows=result.rows,
-        windows=result.windows,
-        requests=result.requests,
-        weight=result.weight,
-        retries=result.retries,
-        gaps=len(result.gaps),
+        windows=windows,
+        requests=used.requests,
+        weight=used.weight,
+        retries=used.retries,
+        gaps=len(gaps),
     )
     return result

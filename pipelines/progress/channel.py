@@ -19,23 +19,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from pipelines.progress.events import (
-    Event,
-    Headroom,
-    PageLanded,
-    RequestSent,
-    Retrying,
-    StreamFailed,
-    StreamFinished,
-    StreamStarted,
-    TaskDone,
-    TasksPlanned,
-    Waiting,
-)
+from pipelines.progress import events
 
-Listener = Callable[[Event], None]
+Listener = Callable[[events.Event], None]
 
 
 class Channel:
@@ -61,7 +49,7 @@ class Channel:
 
         return unsubscribe
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: events.Event) -> None:
         for listener in self._listeners:  # a tuple: safe against concurrent (un)subscribes
             with suppress(Exception):  # a renderer's bug must not fail a sync
                 listener(event)
@@ -70,8 +58,9 @@ class Channel:
 CHANNEL = Channel()
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
+class _Request(NamedTuple):
+    """The request this thread is sending: the fields every `RequestEvent` begins with."""
+
     exchange: str
     endpoint: str
     method: str
@@ -92,7 +81,7 @@ def current_stream() -> str | None:
     return current[0] if current else None
 
 
-def _publish(make: Callable[[float, str | None], Event]) -> None:
+def _publish(make: Callable[[float, str | None], events.Event]) -> None:
     if CHANNEL.listening:
         CHANNEL.publish(make(CHANNEL.clock(), current_stream()))
 
@@ -103,12 +92,12 @@ def _publish(make: Callable[[float, str | None], Event]) -> None:
 def stream_started(stream: str, exchange: str) -> None:
     """This thread now works on `stream` (until it finishes, fails or another one starts)."""
     _STREAM.set((stream, exchange))
-    _publish(lambda at, _: StreamStarted(at, stream, exchange))
+    _publish(lambda at, _: events.StreamStarted(at, stream, exchange))
 
 
 def landed(dataset: str, rows: int, *, done: float | None = None) -> None:
     """The current stream landed `rows` new or changed rows of `dataset`; `done` in 0..1."""
-    _publish(lambda at, stream: PageLanded(at, stream, dataset, rows, done))
+    _publish(lambda at, stream: events.PageLanded(at, stream, dataset, rows, done))
 
 
 def stream_finished(
@@ -123,7 +112,7 @@ def stream_finished(
     gaps: int,
 ) -> None:
     _publish(
-        lambda at, _: StreamFinished(
+        lambda at, _: events.StreamFinished(
             at, stream, exchange, dict(rows), windows, requests, weight, retries, gaps
         )
     )
@@ -139,16 +128,18 @@ def stream_failed(
     The URL is the exception's `url` (the HTTP layer sets it on an `ExchangeError`)."""
     name = current_stream() or stream
     url = getattr(error, "url", None)
-    _publish(lambda at, _: StreamFailed(at, name, type(error).__name__, str(error), url, retry_in))
+    _publish(
+        lambda at, _: events.StreamFailed(at, name, type(error).__name__, str(error), url, retry_in)
+    )
     _STREAM.set(None)
 
 
 def tasks_planned(label: str, total: int) -> None:
-    _publish(lambda at, stream: TasksPlanned(at, stream, label, total))
+    _publish(lambda at, stream: events.TasksPlanned(at, stream, label, total))
 
 
 def task_done(label: str) -> None:
-    _publish(lambda at, stream: TaskDone(at, stream, label))
+    _publish(lambda at, stream: events.TaskDone(at, stream, label))
 
 
 # --- requests, retries, waits, budgets -----------------------------------------------------------
@@ -171,18 +162,7 @@ def request_sent(weight: int, attempt: int) -> None:
     current = _REQUEST.get()
     if current is None:
         return
-    _publish(
-        lambda at, stream: RequestSent(
-            at,
-            stream,
-            current.exchange,
-            current.endpoint,
-            current.method,
-            current.url,
-            weight,
-            attempt,
-        )
-    )
+    _publish(lambda at, stream: events.RequestSent(at, stream, *current, weight, attempt))
 
 
 def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float) -> None:
@@ -191,18 +171,8 @@ def retrying(attempt: int, max_attempts: int, error: BaseException, wait: float)
     if current is None:
         return
     _publish(
-        lambda at, stream: Retrying(
-            at,
-            stream,
-            current.exchange,
-            current.endpoint,
-            current.method,
-            current.url,
-            attempt,
-            max_attempts,
-            type(error).__name__,
-            str(error),
-            wait,
+        lambda at, stream: events.Retrying(
+            at, stream, *current, attempt, max_attempts, type(error).__name__, str(error), wait
         )
     )
 
@@ -211,7 +181,7 @@ def waiting(kind: str, reason: str, seconds: float) -> None:
     """This thread sleeps `seconds` for `kind` (see `events.WAIT_KINDS`) because of `reason`."""
     current = _REQUEST.get()
     _publish(
-        lambda at, stream: Waiting(
+        lambda at, stream: events.Waiting(
             at,
             stream,
             kind,
@@ -236,7 +206,7 @@ def headroom(
     if current is None:
         return
     _publish(
-        lambda at, stream: Headroom(
+        lambda at, stream: events.Headroom(
             at, stream, current.exchange, unit, remaining, limit, reset_at, window_seconds
         )
     )

@@ -69,24 +69,26 @@ class StreamFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class RequestSent(Event):
+class RequestEvent(Event):
+    """What the events about one HTTP request (`RequestSent`, `Retrying`) begin with."""
+
     exchange: str
     endpoint: str
     method: str
     url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent(RequestEvent):
     weight: int
     attempt: int
 
 
 @dataclass(frozen=True, slots=True)
-class Retrying(Event):
+class Retrying(RequestEvent):
     """The HTTP layer retries `url` after `error` (class name) with `message`, as attempt
     `attempt` of `max_attempts`, in `wait` seconds."""
 
-    exchange: str
-    endpoint: str
-    method: str
-    url: str
     attempt: int
     max_attempts: int
     error: str

@@ -21,6 +21,7 @@ may lie before it); app trades, ambiguous items and items matched as a group tel
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -224,28 +225,20 @@ def _roundings(item: Fill, exact: Decimal) -> set[Decimal]:
 
 def probe_history_ids(rt: Runtime, sample: HistorySample | None = None) -> CheckRow:
     """Which `bitvavo-history-ids` reality the account's history shows (the sample's cost)."""
-    sample = sample or history_sample(rt)
-    return decide(
-        EXCHANGE,
-        IDS,
-        ids_evidence(sample),
-        sample.spend,
-        nothing=_nothing(sample),
-        fix=_FIX,
-    )
+    return _decide(IDS, ids_evidence, sample or history_sample(rt))
 
 
 def probe_history_amounts(rt: Runtime, sample: HistorySample | None = None) -> CheckRow:
     """Which `bitvavo-history-amounts` reality the account's history shows (the sample's
     cost: the same requests as `probe_history_ids` when they share it)."""
-    sample = sample or history_sample(rt)
+    return _decide(AMOUNTS, amounts_evidence, sample or history_sample(rt))
+
+
+def _decide(
+    behaviour: str, evidence: Callable[[HistorySample], Evidence], sample: HistorySample
+) -> CheckRow:
     return decide(
-        EXCHANGE,
-        AMOUNTS,
-        amounts_evidence(sample),
-        sample.spend,
-        nothing=_nothing(sample),
-        fix=_FIX,
+        EXCHANGE, behaviour, evidence(sample), sample.spend, nothing=_nothing(sample), fix=_FIX
     )
 
 
