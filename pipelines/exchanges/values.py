@@ -76,6 +76,8 @@ def describe(value: object) -> str:
 
 def to_decimal(value: object) -> Decimal:
     """A Decimal from a JSON number (``int`` or ``parse_float`` Decimal) or a numeric string."""
+    if type(value) is str and _NUMBER.match(value):  # the usual case first
+        return Decimal(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {describe(value)}")
     if isinstance(value, Decimal):
@@ -255,9 +257,10 @@ class RowReader:
 
     def require(self, key: str) -> Any:
         self._used.add(key)
-        if key not in self.data or self.data[key] is None:
+        value = self.data.get(key)
+        if value is None:
             raise self.error(f"missing field {key!r}")
-        return self.data[key]
+        return value
 
     def convert(self, key: str, value: object, converter: Any) -> Any:
         try:
@@ -266,7 +269,10 @@ class RowReader:
             raise self.error(f"field {key!r}: {exc}") from None
 
     def decimal(self, key: str) -> Decimal:
-        return self.convert(key, self.require(key), to_decimal)
+        value = self.require(key)
+        if type(value) is str and _NUMBER.match(value):  # `to_decimal`'s usual case, inline
+            return Decimal(value)
+        return self.convert(key, value, to_decimal)
 
     def optional_decimal(self, key: str) -> Decimal | None:
         value = self.get(key)
@@ -314,6 +320,8 @@ class RowReader:
         return None if value is None else self.convert(key, value, normalize_asset)
 
     def extra(self) -> dict[str, Any]:
+        if self.data.keys() <= self._used:
+            return {}
         return {key: value for key, value in self.data.items() if key not in self._used}
 
     def raw(self) -> str:
