@@ -94,6 +94,50 @@ NUMBERS: list[Any] = [
 TIMES: list[Any] = ["1577836200", 1577836200, "-5", "0", "", "1.5", "+5", " 5", "5-", None, 10**18]
 
 
+# What each row field is given in turn, beside the usual row.
+VALUES: dict[str, dict[str | int, list[Any]]] = {
+    "bitstamp ohlc": {
+        **{name: NUMBERS for name in ("open", "high", "low", "close", "volume")},
+        "timestamp": TIMES,
+    },
+    "bitstamp transactions": {
+        "price": NUMBERS,
+        "amount": NUMBERS,
+        "date": TIMES,
+        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y"],
+        "type": ["0", "1", 0, 1, "2", "", None, True, Decimal("1")],
+    },
+    "bitvavo candles": {0: [*TIMES, str(CANDLE_ROW[0])], **dict.fromkeys(range(1, 6), NUMBERS)},
+    "bitvavo trades": {
+        "price": NUMBERS,
+        "amount": NUMBERS,
+        "timestamp": TIMES,
+        "id": ["a", 5, "", None, True, []],
+        "side": ["buy", "sell", "Buy", "", None, 1, []],
+    },
+}
+USUAL: dict[str, Any] = {
+    "bitstamp ohlc": OHLC_ROW,
+    "bitstamp transactions": TRANSACTION_ROW,
+    "bitvavo candles": CANDLE_ROW,
+    "bitvavo trades": TRADE_ROW,
+}
+MICRO = {**TRANSACTION_ROW, "microtimestamp": "1560481868123456"}
+# Pages whose rows are not all of the usual shape.
+SHAPES: dict[str, list[list[Any]]] = {
+    "bitstamp ohlc": [
+        [],
+        [{**OHLC_ROW, "trades": "3"}],
+        [{k: v for k, v in OHLC_ROW.items() if k != "volume"}],
+        ["x"],
+        [OHLC_ROW, None],
+    ],
+    "bitstamp transactions": [[MICRO], [MICRO, TRANSACTION_ROW], [{**TRANSACTION_ROW, "fee": "0"}]],
+    "bitvavo candles": [[], [[*CANDLE_ROW, "7"]], [CANDLE_ROW[:5]], [{"a": 1}]],
+    "bitvavo trades": [[], [{**TRADE_ROW, "extra": 1}], [TRADE_ROW, "x"]],
+}
+
+
 def row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every page through the row parsers."""
     monkeypatch.setattr(columns, "objects", lambda rows, keys: None)
@@ -107,7 +151,9 @@ def outcome(parse: Parse, body: Any) -> tuple[str, Any]:
         return type(error).__name__, str(error)
 
 
-def both_ways(monkeypatch: pytest.MonkeyPatch, parse: Parse, body: Any) -> None:
+def both_ways(monkeypatch: pytest.MonkeyPatch, name: str, rows: Any) -> None:
+    parse = PARSERS[name]
+    body = {"data": {"pair": "BTC/USD", "ohlc": rows}} if name == "bitstamp ohlc" else rows
     fast = outcome(parse, body)
     with monkeypatch.context() as patch:
         row_by_row(patch)
@@ -117,12 +163,10 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, parse: Parse, body: Any) -> None:
         assert [(r.extra, r.raw) for r in fast[1]] == [(r.extra, r.raw) for r in slow[1]]
 
 
-def ohlc(*rows: Any) -> dict[str, Any]:
-    return {"data": {"pair": "BTC/USD", "ohlc": list(rows)}}
-
-
-def variants(row: dict[str, Any], field: str, values: list[Any]) -> list[dict[str, Any]]:
-    return [{**row, field: value} for value in values]
+def with_value(row: Any, field: str | int, value: Any) -> Any:
+    changed = list(row) if isinstance(row, list) else dict(row)
+    changed[field] = value
+    return changed
 
 
 @pytest.mark.parametrize(("name", "file"), [(n, f) for n, files in RECORDED.items() for f in files])
@@ -130,74 +174,29 @@ def test_recorded_pages_parse_alike_both_ways(
     samples_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, file: str
 ) -> None:
     body = json.loads((samples_dir / "recorded" / file).read_text(), parse_float=Decimal)
-    both_ways(monkeypatch, PARSERS[name], body)
+    both_ways(monkeypatch, name, body["data"]["ohlc"] if name == "bitstamp ohlc" else body)
 
 
-@pytest.mark.parametrize("field", ["open", "high", "low", "close", "volume", "timestamp"])
-def test_bitstamp_ohlc_values_are_read_alike_both_ways(
-    monkeypatch: pytest.MonkeyPatch, field: str
+@pytest.mark.parametrize(
+    ("name", "field"), [(n, f) for n, fields in VALUES.items() for f in fields]
+)
+def test_each_value_is_read_alike_both_ways(
+    monkeypatch: pytest.MonkeyPatch, name: str, field: str | int
 ) -> None:
-    values = TIMES if field == "timestamp" else NUMBERS
-    for row in variants(OHLC_ROW, field, values):
-        both_ways(monkeypatch, PARSERS["bitstamp ohlc"], ohlc(OHLC_ROW, row))
+    usual = USUAL[name]
+    for value in VALUES[name][field]:
+        changed = with_value(usual, field, value)
+        both_ways(monkeypatch, name, [usual, changed])
+        both_ways(monkeypatch, name, [changed])  # a page of one type where the usual has another
 
 
-def test_bitstamp_ohlc_rows_of_another_shape_are_read_alike_both_ways(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_rows_of_another_shape_are_read_alike_both_ways(
+    monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    without_volume = {k: v for k, v in OHLC_ROW.items() if k != "volume"}
-    for rows in ([], [{**OHLC_ROW, "trades": "3"}], [without_volume], ["x"], [OHLC_ROW, None]):
-        both_ways(monkeypatch, PARSERS["bitstamp ohlc"], ohlc(*rows))
-
-
-@pytest.mark.parametrize("field", ["price", "amount", "date", "tid", "type"])
-def test_bitstamp_transactions_are_read_alike_both_ways(
-    monkeypatch: pytest.MonkeyPatch, field: str
-) -> None:
-    values = {
-        "price": NUMBERS,
-        "amount": NUMBERS,
-        "date": TIMES,
-        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y"],
-        "type": ["0", "1", 0, 1, "2", "", None, True, Decimal("1")],
-    }[field]
-    parse = PARSERS["bitstamp transactions"]
-    for row in variants(TRANSACTION_ROW, field, values):
-        both_ways(monkeypatch, parse, [TRANSACTION_ROW, row])
-    micro = {**TRANSACTION_ROW, "microtimestamp": "1560481868123456"}
-    for rows in ([micro], [micro, TRANSACTION_ROW], [{**TRANSACTION_ROW, "fee": "0"}], []):
-        both_ways(monkeypatch, parse, rows)
-    both_ways(monkeypatch, parse, {"not": "a list"})
-
-
-@pytest.mark.parametrize("position", range(6))
-def test_bitvavo_candles_are_read_alike_both_ways(
-    monkeypatch: pytest.MonkeyPatch, position: int
-) -> None:
-    values = [*TIMES, str(CANDLE_ROW[0])] if position == 0 else NUMBERS
-    for value in values:
-        row = [*CANDLE_ROW[:position], value, *CANDLE_ROW[position + 1 :]]
-        both_ways(monkeypatch, PARSERS["bitvavo candles"], [CANDLE_ROW, row])
-    for rows in ([], [[*CANDLE_ROW, "7"]], [CANDLE_ROW[:5]], [{"a": 1}]):
-        both_ways(monkeypatch, PARSERS["bitvavo candles"], rows)
-
-
-@pytest.mark.parametrize("field", ["price", "amount", "timestamp", "id", "side"])
-def test_bitvavo_trades_are_read_alike_both_ways(
-    monkeypatch: pytest.MonkeyPatch, field: str
-) -> None:
-    values = {
-        "price": NUMBERS,
-        "amount": NUMBERS,
-        "timestamp": TIMES,
-        "id": ["a", 5, "", None, True, []],
-        "side": ["buy", "sell", "Buy", "", None, 1, []],
-    }[field]
-    parse = PARSERS["bitvavo trades"]
-    for row in variants(TRADE_ROW, field, values):
-        both_ways(monkeypatch, parse, [TRADE_ROW, row])
-    for rows in ([], [{**TRADE_ROW, "extra": 1}], [TRADE_ROW, "x"]):
-        both_ways(monkeypatch, parse, rows)
+    for rows in SHAPES[name]:
+        both_ways(monkeypatch, name, rows)
+    both_ways(monkeypatch, name, {"not": "a list"})
 
 
 def test_a_usual_page_goes_through_the_columns(samples_dir: Path) -> None:

@@ -11,19 +11,23 @@ and field of what it refuses. So this path only ever decides faster, never diffe
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from itertools import repeat
+from typing import Any, TypeVar
 
 from pipelines.exact_json import encode_json
 from pipelines.exchanges.records import Candle, PublicTrade, Side
 from pipelines.exchanges.values import EPOCH
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 SECOND = timedelta(seconds=1)
 MILLISECOND = timedelta(milliseconds=1)
-MICROSECOND = timedelta(microseconds=1)
 
 # Plain decimal and integer text is made of these characters only; `Decimal` and `int` then
 # accept exactly what `to_decimal` and `to_int` accept (an optional leading minus, digits, at
@@ -49,30 +53,18 @@ def arrays(rows: Sequence[Any], length: int) -> list[list[Any]] | None:
 
 def decimals(values: list[Any]) -> list[Decimal] | None:
     """Decimals of numeric strings written without an exponent (`to_decimal`'s usual case)."""
-    text = _joined(values)
-    if text is None or _DECIMAL_CHARACTERS.fullmatch(text) is None:
-        return None
-    try:
-        return list(map(Decimal, values))
-    except InvalidOperation:
-        return None
+    return _converted(values, _DECIMAL_CHARACTERS, Decimal, InvalidOperation)
 
 
 def integers(values: list[Any]) -> list[int] | None:
     """Integers from JSON integers or from strings of digits (`to_int`'s usual cases)."""
     if all(type(value) is int for value in values):
         return values
-    text = _joined(values)
-    if text is None or _INTEGER_CHARACTERS.fullmatch(text) is None:
-        return None
-    try:
-        return list(map(int, values))
-    except ValueError:
-        return None
+    return _converted(values, _INTEGER_CHARACTERS, int, ValueError)
 
 
 def times(values: list[Any], unit: timedelta) -> list[datetime] | None:
-    """UTC times `values` × `unit` after the epoch (`from_epoch_seconds`, `_ms`, `_us`)."""
+    """UTC times `values` × `unit` after the epoch (`from_epoch_seconds`, `from_epoch_ms`)."""
     counts = integers(values)
     if counts is None:
         return None
@@ -107,27 +99,13 @@ def candles(
     """Candles of rows that carry nothing but their `fields`: the columns of open time (a count
     of `unit`s), open, high, low, close and volume."""
     open_times = times(fields[0], unit)
-    prices = [decimals(column) for column in fields[1:6]]
-    if open_times is None or len(fields) != 6 or any(column is None for column in prices):
+    prices = [column for column in map(decimals, fields[1:]) if column is not None]
+    if open_times is None or len(prices) != 5:
         return None
-    return [
-        Candle(
-            exchange=exchange,
-            market=market,
-            interval=interval,
-            open_time=open_time,
-            open=open_,
-            high=high,
-            low=low,
-            close=close,
-            volume=volume,
-            extra={},
-            raw=encode_json(row),
-        )
-        for row, open_time, open_, high, low, close, volume in zip(
-            rows, open_times, *prices, strict=True
-        )
-    ]
+    names = ("open", "high", "low", "close", "volume")
+    table: dict[str, list[Any] | str] = dict(zip(names, prices, strict=True))
+    table.update(exchange=exchange, market=market, interval=interval, open_time=open_times)
+    return _records(Candle, rows, table)
 
 
 def public_trades(
@@ -146,22 +124,49 @@ def public_trades(
     amounts = decimals(fields["amount"])
     if trade_ids is None or traded_at is None or prices is None or amounts is None or sides is None:
         return None
-    return [
-        PublicTrade(
-            exchange=exchange,
-            market=market,
-            trade_id=trade_id,
-            traded_at=moment,
-            price=price,
-            amount=amount,
-            side=side,
-            extra={},
-            raw=encode_json(row),
-        )
-        for row, trade_id, moment, price, amount, side in zip(
-            rows, trade_ids, traded_at, prices, amounts, sides, strict=True
-        )
-    ]
+    table: dict[str, list[Any] | str] = {
+        "exchange": exchange,
+        "market": market,
+        "trade_id": trade_ids,
+        "traded_at": traded_at,
+        "price": prices,
+        "amount": amounts,
+        "side": sides,
+    }
+    return _records(PublicTrade, rows, table)
+
+
+def _records(
+    record: Callable[..., R], rows: Sequence[Any], table: Mapping[str, list[Any] | str]
+) -> list[R]:
+    """One `record` per row: each field from `table` (a column, or one text for every row),
+    nothing in ``extra``, the row's text in ``raw``."""
+    columns: list[Iterable[Any]] = []
+    for field in dataclasses.fields(record):  # type: ignore[arg-type]
+        if field.name == "extra":
+            columns.append([{} for _ in rows])
+        elif field.name == "raw":
+            columns.append(map(encode_json, rows))
+        else:
+            column = table[field.name]
+            columns.append(repeat(column) if isinstance(column, str) else column)
+    return list(map(record, *columns))
+
+
+def _converted(
+    values: list[Any],
+    characters: re.Pattern[str],
+    convert: Callable[[str], T],
+    refusal: type[Exception],
+) -> list[T] | None:
+    """`convert` of each value, when all are strings of `characters` that it accepts."""
+    text = _joined(values)
+    if text is None or characters.fullmatch(text) is None:
+        return None
+    try:
+        return list(map(convert, values))
+    except refusal:
+        return None
 
 
 def _joined(values: list[Any]) -> str | None:
