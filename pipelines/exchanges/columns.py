@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import Any, TypeVar
 
-from pipelines.exact_json import encode_json
+from pipelines.exact_json import encode_flat_json
 from pipelines.exchanges.records import Candle, PublicTrade, Side
 from pipelines.exchanges.values import EPOCH
 
@@ -140,13 +140,14 @@ def _records(
     record: Callable[..., R], rows: Sequence[Any], table: Mapping[str, list[Any] | str]
 ) -> list[R]:
     """One `record` per row: each field from `table` (a column, or one text for every row),
-    nothing in ``extra``, the row's text in ``raw``."""
+    nothing in ``extra``, the row's text in ``raw`` (every value of the rows was found to be a
+    string or an integer)."""
     columns: list[Iterable[Any]] = []
     for field in dataclasses.fields(record):  # type: ignore[arg-type]
         if field.name == "extra":
             columns.append([{} for _ in rows])
         elif field.name == "raw":
-            columns.append(map(encode_json, rows))
+            columns.append(map(encode_flat_json, rows))
         else:
             column = table[field.name]
             columns.append(repeat(column) if isinstance(column, str) else column)
