@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from pipelines.exchanges.records import (
     Transfer,
     WithdrawalFee,
 )
+from pipelines.exchanges.values import EPOCH
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
 from pipelines.lake_datasets import GAPS, MOVEMENTS, QUARANTINED_FILES
 
@@ -65,7 +66,6 @@ _QUANTUM = Decimal(1).scaleb(-18)
 _MONEY_LIMIT = Decimal(10) ** 20
 _DECIMAL_OR_NONE = frozenset({Decimal, type(None)})
 _BEYOND_18_PLACES = r"\.[0-9]{19}"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
