@@ -164,9 +164,10 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, name: str, rows: Any) -> None:
 
 
 def with_value(row: Any, field: str | int, value: Any) -> Any:
-    changed = list(row) if isinstance(row, list) else dict(row)
-    changed[field] = value
-    return changed
+    """`row` (a JSON object, or an array by position) with `field` set to `value`."""
+    if isinstance(row, list):
+        return [value if position == field else item for position, item in enumerate(row)]
+    return {**row, field: value}
 
 
 @pytest.mark.parametrize(("name", "file"), [(n, f) for n, files in RECORDED.items() for f in files])

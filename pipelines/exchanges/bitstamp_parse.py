@@ -224,7 +224,7 @@ def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
     table = columns.objects(payload, _TRADE_FIELDS) if isinstance(payload, list) else None
     if table is not None:
         types = table.pop("type")
-        sides = list(map(_TAKER_SIDES.get, types)) if columns.among(types, _TYPE_CODES) else None
+        sides = [_TAKER_SIDES[t] for t in types] if columns.among(types, _TYPE_CODES) else None
         table.update(id=table.pop("tid"), time=table.pop("date"))
         page = columns.public_trades(EXCHANGE, market, payload, table, sides, columns.SECOND)
         if page is not None:
