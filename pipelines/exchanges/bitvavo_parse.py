@@ -133,7 +133,7 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
             raise _ROWS.error(endpoint, index, f"expected a 6-element array, got {describe(value)}")
         try:
             open_time = from_epoch_ms(value[0])
-            numbers = list(map(to_decimal, value[1:6]))
+            numbers = [to_decimal(item) for item in value[1:6]]
         except ValueError as exc:
             raise _ROWS.error(endpoint, index, str(exc)) from None
         candles.append(
@@ -147,7 +147,7 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
                 low=numbers[2],
                 close=numbers[3],
                 volume=numbers[4],
-                extra={str(position): item for position, item in enumerate(value[6:], 6)},
+                extra={str(position): item for position, item in enumerate(value) if position > 5},
                 raw=encode_json(value),
             )
         )

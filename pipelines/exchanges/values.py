@@ -259,10 +259,7 @@ class RowReader:
             raise self.error(f"field {key!r}: {exc}") from None
 
     def decimal(self, key: str) -> Decimal:
-        value = self.require(key)
-        if type(value) is str and _NUMBER.match(value):  # `to_decimal`'s usual case, inline
-            return Decimal(value)
-        return self.convert(key, value, to_decimal)
+        return self.convert(key, self.require(key), to_decimal)
 
     def optional_decimal(self, key: str) -> Decimal | None:
         value = self.get(key)
