@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from pipelines.exchanges.records import (
     Transfer,
     WithdrawalFee,
 )
+from pipelines.exchanges.values import EPOCH
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
 from pipelines.lake_datasets import GAPS, MOVEMENTS, QUARANTINED_FILES
 
@@ -63,6 +64,9 @@ __all__ = [
 
 _QUANTUM = Decimal(1).scaleb(-18)
 _MONEY_LIMIT = Decimal(10) ** 20
+_DECIMAL_OR_NONE = frozenset({Decimal, type(None)})
+_BEYOND_18_PLACES = r"\.[0-9]{19}"
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,36 +79,33 @@ class RecordDataset:
     def frame(self, records: Iterable[Any], *, fetched_at: datetime | None = None) -> pl.DataFrame:
         """Records → a frame typed as the dataset declares (`fetched_at` overrides per row)."""
         rows = list(records)
-        columns: dict[str, list[Any]] = {name: [] for name in self.dataset.schema}
         # An absent optional key part (a fee schedule for all markets) is stored as "".
         blank_if_none = {k for k in self.dataset.key if self.dataset.schema[k] == pl.String}
-        for row in rows:
-            for name in columns:
-                if name == "fetched_at":
-                    value = fetched_at if fetched_at is not None else getattr(row, name, None)
-                elif name == "extra":
-                    value = encode_json(dict(row.extra))
-                elif name == "movements":
-                    value = [{"asset": m.asset, "amount": m.amount} for m in row.movements]
-                else:
-                    value = getattr(row, name)
-                if value is None and name in blank_if_none:
-                    value = ""
-                columns[name].append(value)
-        return pl.DataFrame(
-            {
-                name: _series(name, values, dtype)
-                for (name, dtype), values in zip(
-                    self.dataset.schema.items(), columns.values(), strict=True
-                )
-            }
-        )
+        series = []
+        for name, dtype in self.dataset.schema.items():
+            if name == "fetched_at" and fetched_at is not None:
+                values: list[Any] = [fetched_at] * len(rows)
+            elif name == "fetched_at":
+                values = [getattr(row, name, None) for row in rows]
+            elif name == "extra":
+                values = [encode_json(dict(row.extra)) if row.extra else "{}" for row in rows]
+            elif name == "movements":
+                values = [
+                    [{"asset": m.asset, "amount": m.amount} for m in row.movements] for row in rows
+                ]
+            else:
+                values = [getattr(row, name) for row in rows]
+            if name in blank_if_none:
+                values = ["" if value is None else value for value in values]
+            series.append(_series(name, values, dtype))
+        return pl.DataFrame(series)
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
     if dtype == MONEY:
-        # Built with the inferred scale: the lake refuses what DECIMAL(38,18) would round.
-        return pl.Series(name, values, dtype=None if values else dtype, strict=False)
+        return _money(name, values)
+    if dtype == TIMESTAMP:
+        return _timestamps(name, values)
     if dtype == MOVEMENTS:
         for index, movements in enumerate(values):
             for movement in movements:
@@ -114,6 +115,29 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
                         "DECIMAL(38,18) exactly"
                     )
     return pl.Series(name, values, dtype=dtype, strict=True)
+
+
+def _money(name: str, values: list[Any]) -> pl.Series:
+    """Decimals as DECIMAL(38,18), through their fixed-point text when every one fits exactly
+    (polars reads text faster than Decimal objects, but would round a 19th decimal place)."""
+    if values and set(map(type, values)) <= _DECIMAL_OR_NONE:
+        text = pl.Series(name, [None if v is None else format(v, "f") for v in values], pl.String)
+        if not text.str.contains(_BEYOND_18_PLACES).any():
+            try:
+                return text.cast(MONEY, strict=True)
+            except pl.exceptions.InvalidOperationError:
+                pass  # beyond DECIMAL(38,18) or not finite: as below, for the lake to refuse
+    # Built with the inferred scale: the lake refuses what DECIMAL(38,18) would round.
+    return pl.Series(name, values, dtype=None if values else MONEY, strict=False)
+
+
+def _timestamps(name: str, values: list[Any]) -> pl.Series:
+    """Aware datetimes as UTC microseconds (polars converts datetime objects slowly)."""
+    try:
+        micros = [None if v is None else (v - EPOCH) // _MICROSECOND for v in values]
+    except TypeError:  # a naive datetime, or not a datetime at all: polars decides
+        return pl.Series(name, values, dtype=TIMESTAMP, strict=True)
+    return pl.Series(name, micros, pl.Int64).cast(TIMESTAMP)
 
 
 def fits_money(value: Decimal) -> bool:

@@ -119,7 +119,37 @@ RAW = Style(",", ":", _string_text, decimal_text, _string_key, _refused)
 
 def encode_json(value: Any) -> str:
     """Compact JSON text of a decoded value, Decimal numbers re-emitted as their exact text."""
-    return encode(value, RAW)
+    return encode_flat_json(value) if _is_flat_row(value) else encode(value, RAW)
+
+
+def encode_flat_json(value: dict[str, Any] | list[Any]) -> str:
+    """`encode_json` of a JSON object or array of strings, integers, booleans and nulls only,
+    whose keys are strings (the caller knows it is one: it is not checked)."""
+    # The C encoder writes such a row as RAW does, unless a string needs an escape: it writes
+    # "\n" where RAW writes "\u000a", so a backslash sends the row to `encode`.
+    text = "".join(_C_ENCODER(value, 0))
+    return text if "\\" not in text else encode(value, RAW)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+_STRING = frozenset({str})
+
+
+def _is_flat_row(value: Any) -> bool:
+    """A JSON object or array of strings, integers, booleans and nulls only (most rows of
+    market data), whose object keys are strings."""
+    kind = type(value)
+    if kind is dict:
+        return _STRING.issuperset(map(type, value)) and _PLAIN.issuperset(map(type, value.values()))
+    return kind is list and _PLAIN.issuperset(map(type, value))
+
+
+# `JSONEncoder.encode` builds the C encoder anew on every call; this one is built once. The
+# arguments: no circular-reference markers, nothing left to `default`, non-ASCII kept, no
+# indent, compact separators, keys unsorted and never skipped, NaN refused.
+_C_ENCODER = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _refused, json.encoder.encode_basestring, None, ":", ",", False, False, False
+)
 
 
 # --- READABLE ----------------------------------------------------------------------------------

@@ -4,13 +4,13 @@ visible. The sandbox runs in the test process and outlives every kill."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-import select
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import polars as pl
@@ -39,14 +39,13 @@ MARKET = "BTC-EUR"
 FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
 )
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 KILLS = 4
 # Each kill comes this share of an uninterrupted run's duration after the process is ready (and
 # within 0.3–2 s): the kills fall at different stages, and together cannot let the run finish.
 KILL_AFTER = (0.10, 0.22)
 KILL_BOUNDS_S = (0.3, 2.0)
 READY = "ready"
+DONE = "done"
 
 
 def backfill(rt: Runtime) -> None:
@@ -61,33 +60,43 @@ def runtime(config: Path, data_dir: Path, limiters: dict[str, Limiter] | None = 
     return Runtime(settings, retry=FAST_RETRY, clock=lambda: NOW, limiters=limiters or {})
 
 
-def main(config: str, data_dir: str) -> None:
-    """The sync process: `python -c '...main(config, data_dir)'`."""
+def main(config: str, data_dir: str, report: Connection) -> None:
+    """The sync process: says when it is ready, and when it is done."""
     rt = runtime(Path(config), Path(data_dir))
-    print(READY, flush=True)
+    report.send(READY)
     backfill(rt)
-    print("done", flush=True)
+    report.send(DONE)
 
 
-def start_sync(config: Path, data_dir: Path) -> subprocess.Popen[str]:
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); "
-        "import test_ingest_crash; test_ingest_crash.main(sys.argv[1], sys.argv[2])"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(config), str(data_dir)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+# Each sync process is forked from a server process that has imported tally once (not from this
+# one, whose sandbox threads a fork would copy mid-request), so that it is ready at once.
+SYNCS = multiprocessing.get_context("forkserver")
+SYNCS.set_forkserver_preload(["pipelines.flows.candles", "pipelines.flows.public_trades"])
 
 
-def wait_ready(process: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    assert process.stdout is not None
-    readable, _, _ = select.select([process.stdout], [], [], timeout)
-    assert readable, "the sync process did not start"
-    assert process.stdout.readline().strip() == READY
+def start_sync(config: Path, data_dir: Path) -> tuple[BaseProcess, Connection]:
+    """A sync process, and the end of the pipe it reports on."""
+    messages, report = SYNCS.Pipe(duplex=False)
+    process = SYNCS.Process(target=main, args=(str(config), str(data_dir), report), daemon=True)
+    process.start()
+    report.close()
+    return process, messages
+
+
+def wait_ready(messages: Connection, timeout: float = 20.0) -> None:
+    assert messages.poll(timeout), "the sync process did not start"
+    assert messages.recv() == READY
+
+
+def received(messages: Connection) -> list[str]:
+    """Every message the (finished) process sent."""
+    said = []
+    while messages.poll():
+        try:
+            said.append(messages.recv())
+        except EOFError:
+            break
+    return said
 
 
 def parquet_files(lake: Lake) -> list[Path]:
@@ -133,23 +142,24 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
         crashed = Lake(tmp_path / "crashed" / "lake")
         files_at_kill = []
         for _ in range(KILLS):
-            process = start_sync(config, tmp_path / "crashed")
+            process, messages = start_sync(config, tmp_path / "crashed")
             try:
-                wait_ready(process)
+                wait_ready(messages)
                 delay = rng.uniform(*KILL_AFTER) * duration
                 time.sleep(min(max(delay, KILL_BOUNDS_S[0]), KILL_BOUNDS_S[1]))
             finally:
-                process.send_signal(signal.SIGKILL)
-                process.wait(timeout=10)
-            if process.returncode == 0:
+                process.kill()  # SIGKILL
+                process.join(timeout=10)
+                messages.close()
+            if process.exitcode == 0:
                 break  # finished first (a much faster run than the measured one): no kill
-            assert process.returncode == -signal.SIGKILL
+            assert process.exitcode == -signal.SIGKILL
             assert_every_file_opens(crashed)
             files_at_kill.append(len(parquet_files(crashed)))
 
-        final = start_sync(config, tmp_path / "crashed")
-        out, _ = final.communicate(timeout=60)
-        assert final.returncode == 0 and out.split() == [READY, "done"]
+        final, messages = start_sync(config, tmp_path / "crashed")
+        final.join(timeout=60)
+        assert final.exitcode == 0 and received(messages) == [READY, DONE]
 
     assert len(files_at_kill) >= KILLS - 1, f"too few kills: {files_at_kill}"
     assert files_at_kill[-1] > 0, f"no kill came after a chunk had landed: {files_at_kill}"

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from pipelines.exchanges import columns
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     Candle,
@@ -165,6 +166,9 @@ def _market_from_name(name: object) -> str:
 # --- market data -----------------------------------------------------------------------------
 
 
+_OHLC_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
 def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Candle]:
     """``GET /api/v2/ohlc/{pair}/`` → candles, oldest first, duplicates kept (see
     `dedupe_candles`). The market comes from ``data.pair``; ``market`` is used when the body
@@ -186,6 +190,12 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Ca
     rows = data.require("ohlc")
     if not isinstance(rows, list):
         raise data.error(f"'ohlc' is {describe(rows)}, expected a JSON array")
+    table = columns.objects(rows, _OHLC_FIELDS)
+    if table is not None:
+        fields = [table[name] for name in _OHLC_FIELDS]
+        page = columns.candles(EXCHANGE, market, interval, rows, fields, columns.SECOND)
+        if page is not None:
+            return page
     return [
         Candle(
             exchange=EXCHANGE,
@@ -204,11 +214,21 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Ca
 
 
 _TAKER_SIDES: Mapping[str, Side] = {"0": "buy", "1": "sell"}
+_TYPE_CODES = frozenset(_TAKER_SIDES)
+_TRADE_FIELDS = ("tid", "date", "price", "amount", "type")
 
 
 def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
     """``GET /api/v2/transactions/{pair}/`` → public trades (newest first, as sent)."""
     endpoint = "transactions"
+    table = columns.objects(payload, _TRADE_FIELDS) if isinstance(payload, list) else None
+    if table is not None:
+        types = table.pop("type")
+        sides = [_TAKER_SIDES[t] for t in types] if columns.among(types, _TYPE_CODES) else None
+        table.update(id=table.pop("tid"), time=table.pop("date"))
+        page = columns.public_trades(EXCHANGE, market, payload, table, sides, columns.SECOND)
+        if page is not None:
+            return page
     trades = []
     for row in _ROWS.each(endpoint, payload):
         side = _TAKER_SIDES.get(str(row.require("type")))

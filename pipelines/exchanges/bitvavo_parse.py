@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from pipelines.exchanges import columns
 from pipelines.exchanges.records import (
     AssetInfo,
     BalanceSnapshot,
@@ -94,6 +95,8 @@ _FALLBACK_KINDS: Mapping[str, str] = {
 }
 
 _SIDES = ("buy", "sell")
+_SIDE_NAMES = frozenset(_SIDES)
+_TRADE_FIELDS = ("id", "timestamp", "price", "amount", "side")
 
 _MARKET_FIELDS = MarketFields("status", "quantityDecimals", "notionalDecimals", "pricePrecision")
 
@@ -119,6 +122,11 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
     endpoint = "candles"
     interval = interval_name(interval)
     market = market_name(*split_market(market))
+    table = columns.arrays(payload, 6) if isinstance(payload, list) else None
+    if table is not None:
+        page = columns.candles(EXCHANGE, market, interval, payload, table, columns.MILLISECOND)
+        if page is not None:
+            return page
     candles = []
     for index, value in enumerate(rows_of(EXCHANGE, endpoint, payload)):
         if not isinstance(value, list) or len(value) < 6:
@@ -150,6 +158,14 @@ def parse_public_trades(payload: Any, *, market: str) -> list[PublicTrade]:
     """``GET /v2/{market}/trades`` → public trades (ids are UUIDs, unique per market)."""
     endpoint = "market/trades"
     market = market_name(*split_market(market))
+    table = columns.objects(payload, _TRADE_FIELDS) if isinstance(payload, list) else None
+    if table is not None:
+        sides = table.pop("side")
+        known = sides if columns.among(sides, _SIDE_NAMES) else None
+        table["time"] = table.pop("timestamp")
+        page = columns.public_trades(EXCHANGE, market, payload, table, known, columns.MILLISECOND)
+        if page is not None:
+            return page
     return [
         PublicTrade(
             exchange=EXCHANGE,

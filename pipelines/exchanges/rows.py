@@ -51,8 +51,9 @@ class Rows:
 
     def each(self, endpoint: str, payload: object) -> Iterator[RowReader]:
         """A reader for each row of a JSON array, in order (a RowParseError if it is none)."""
-        for index, value in enumerate(rows_of(self.exchange, endpoint, payload)):
-            yield self.reader(endpoint, index, value)
+        exchange = self.exchange
+        for index, value in enumerate(rows_of(exchange, endpoint, payload)):
+            yield RowReader(exchange, endpoint, index, value)
 
     def error(self, endpoint: str, index: int | None, reason: str) -> RowParseError:
         return RowParseError(self.exchange, endpoint, index, reason)

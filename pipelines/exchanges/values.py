@@ -18,21 +18,11 @@ from pipelines.exact_json import encode_json
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Candle intervals in the common notation, with their length in seconds.
+# Candle intervals in the common notation (a count and a unit), with their length in seconds.
+_UNIT_SECONDS: Mapping[str, int] = {"m": 60, "h": 3600, "d": 86400}
 INTERVAL_SECONDS: Mapping[str, int] = {
-    "1m": 60,
-    "3m": 180,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1h": 3600,
-    "2h": 7200,
-    "4h": 14400,
-    "6h": 21600,
-    "8h": 28800,
-    "12h": 43200,
-    "1d": 86400,
-    "3d": 259200,
+    name: int(name[:-1]) * _UNIT_SECONDS[name[-1]]
+    for name in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d")
 }
 # The intervals each exchange serves candles in (docs/exchanges.md): Bitstamp's OHLC `step`s (no 8h)
 # and Bitvavo's candle `interval`s (no 3m, no 3d). The clients and `tally.toml` read these.
@@ -76,6 +66,8 @@ def describe(value: object) -> str:
 
 def to_decimal(value: object) -> Decimal:
     """A Decimal from a JSON number (``int`` or ``parse_float`` Decimal) or a numeric string."""
+    if type(value) is str and _NUMBER.match(value):  # the usual case first
+        return Decimal(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {describe(value)}")
     if isinstance(value, Decimal):
@@ -255,9 +247,10 @@ class RowReader:
 
     def require(self, key: str) -> Any:
         self._used.add(key)
-        if key not in self.data or self.data[key] is None:
+        value = self.data.get(key)
+        if value is None:
             raise self.error(f"missing field {key!r}")
-        return self.data[key]
+        return value
 
     def convert(self, key: str, value: object, converter: Any) -> Any:
         try:
@@ -314,6 +307,8 @@ class RowReader:
         return None if value is None else self.convert(key, value, normalize_asset)
 
     def extra(self) -> dict[str, Any]:
+        if self.data.keys() <= self._used:
+            return {}
         return {key: value for key, value in self.data.items() if key not in self._used}
 
     def raw(self) -> str:
