@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ import subprocess
 import sys
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
@@ -52,6 +54,7 @@ BITTYTAX = Path(sys.executable).parent / "bittytax"
 FIAT = {"EUR", "USD"}
 STALENESS = timedelta(days=7)  # the engine's: an older price is missing
 QUANTUM = Decimal("1e-18")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 COLUMNS = {
     "ledger": "time,day,exchange,account,asset,amount,kind,event_kind,event_type,market,"
@@ -100,13 +103,16 @@ def run_export(settings: Settings, directory: Path, formats: tuple[str, ...], **
 
 class Prices:
     """The `prices` view read once: the newest hourly price at or before a moment, no staler
-    than 7 days (the rule the engine documents), looked up here independently of the exports."""
+    than 7 days (the rule the engine documents), looked up here independently of the exports.
+    Times are read as microseconds since the epoch (exact, and far cheaper to fetch than a
+    timestamp with time zone per hour)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.series: dict[str, list[tuple[datetime, Decimal, datetime]]] = defaultdict(list)
+        self.series: dict[str, list[tuple[int, Decimal, int]]] = defaultdict(list)
         for row in query(
             settings,
-            "select asset, priced_at, price, observed_at from prices where currency = 'EUR' "
+            "select asset, epoch_us(priced_at) as priced_at, price, "
+            "epoch_us(observed_at) as observed_at from prices where currency = 'EUR' "
             "order by all",
         ):
             self.series[row["asset"]].append((row["priced_at"], row["price"], row["observed_at"]))
@@ -115,8 +121,9 @@ class Prices:
         if asset == "EUR":
             return Decimal(1)
         series = self.series.get(asset, [])
-        index = bisect_right(series, (moment, Decimal("Infinity"), moment)) - 1
-        if index < 0 or moment - series[index][2] > STALENESS:
+        micros = (moment - EPOCH) // timedelta(microseconds=1)
+        index = bisect_right(series, (micros, Decimal("Infinity"), micros)) - 1
+        if index < 0 or micros - series[index][2] > STALENESS // timedelta(microseconds=1):
             return None
         return series[index][1]
 
@@ -205,16 +212,26 @@ def fifo(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def whole(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole history (no --year)."""
     directory = tmp_path_factory.mktemp("whole")
-    run_export(priced, directory, ("ledger", "gains", "koinly", "bittytax"))
+    run_export(priced, directory, ("ledger", "gains", "koinly", "bittytax", "cointracking"))
+    return directory
+
+
+# One export run per set of options that several fixtures read: a run loads the prices and
+# computes the cost basis once for all its formats.
+@pytest.fixture(scope="module")
+def uk(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2024-25 in the UK calendar: also the uk holdings of `summaries`."""
+    directory = tmp_path_factory.mktemp("uk")
+    formats = ("gains", "ledger", "bittytax", "summary", "holdings")
+    run_export(priced, directory, formats, year=YEAR, method="uk")
     return directory
 
 
 @pytest.fixture(scope="module")
-def uk(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("uk")
-    run_export(
-        priced, directory, ("gains", "ledger", "bittytax", "summary"), year=YEAR, method="uk"
-    )
+def uk_before(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2023-24 in the UK calendar: a summary of `summaries` and a year of `uk_tax_years`."""
+    directory = tmp_path_factory.mktemp("uk-before")
+    run_export(priced, directory, ("gains", "summary", "bittytax"), year=YEAR - 1, method="uk")
     return directory
 
 
@@ -531,20 +548,22 @@ def test_holdings_are_the_balances_at_new_year_valued(
 # --- tax summaries and holdings in each method's calendar ---------------------------------------
 
 LONG_TERM = "long-term: held over one year"
-# (method, year, formats): one export run each, so one load of the prices each
+# (method, year, formats): one export run each, so one load of the prices each; and the uk
+# runs of 2023-24 (final: gains, summary) and of 2024-25 (holdings on 6 April 2024 in London:
+# ETH in staking) that other fixtures share
 SUMMARIES = (
-    ("uk", YEAR - 1, ("gains", "summary")),  # 2023-24: final
     ("de", YEAR, ("gains", "summary")),
     ("fifo", YEAR, ("gains", "summary")),
     ("nl", YEAR, ("holdings", "ledger", "summary")),  # 1 January in Amsterdam
-    ("uk", YEAR, ("holdings", "ledger")),  # 6 April 2024 in London: ETH in staking
 )
 
 
 @pytest.fixture(scope="module")
-def summaries(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def summaries(
+    priced: Settings, uk: Path, uk_before: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """Per "method-year", the summary or holdings with the exports they are traced to."""
-    found = {}
+    found = {f"uk-{YEAR - 1}": uk_before, f"uk-{YEAR}": uk}
     for method, year, formats in SUMMARIES:
         directory = tmp_path_factory.mktemp(f"summary-{method}-{year}")
         run_export(priced, directory, formats, year=year, method=method)
@@ -753,6 +772,16 @@ def bittytax_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+RunBittyTax = Callable[[Path, int], subprocess.CompletedProcess[str]]  # (file, tax year)
+
+
+@pytest.fixture(scope="module")
+def bittytax(bittytax_home: Path) -> RunBittyTax:
+    """`run_bittytax` in `bittytax_home`, each (file, tax year) once: the 2024/25 UK file is
+    read by two tests."""
+    return functools.cache(functools.partial(run_bittytax, bittytax_home))
+
+
 def run_bittytax(home: Path, path: Path, tax_year: int) -> subprocess.CompletedProcess[str]:
     """BittyTax as its own program: no network namespace where the machine allows one, and a
     dead proxy for every request either way, so a price lookup fails at once (never hangs)."""
@@ -777,11 +806,11 @@ def bittytax_amount(output: str, label: str) -> Decimal:
 
 
 def test_bittytax_accepts_the_export_and_finds_the_engines_uk_gain(
-    priced: Settings, uk: Path, bittytax_home: Path
+    priced: Settings, uk: Path, bittytax: RunBittyTax
 ) -> None:
     path = only(uk, "bittytax-*.csv")
     _, rows = read(path)
-    done = run_bittytax(bittytax_home, path, YEAR + 1)  # BittyTax names 2024/25 "2025"
+    done = bittytax(path, YEAR + 1)  # BittyTax names 2024/25 "2025"
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert f"import successful (success={len(rows)}, failure=0)" in output
@@ -856,10 +885,8 @@ def koinly_balances(paths: list[Path]) -> dict[tuple[str, str], Decimal]:
 
 
 @pytest.fixture(scope="module")
-def whole_cointracking(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("whole-cointracking")
-    run_export(priced, directory, ("cointracking",))
-    return only(directory, "cointracking-all-*.csv")
+def whole_cointracking(whole: Path) -> Path:
+    return only(whole, "cointracking-all-*.csv")
 
 
 def test_cointracking_and_koinly_replayed_by_their_rules_end_at_the_reported_balances(
@@ -927,11 +954,11 @@ class UkYear:
 
 @pytest.fixture(scope="module")
 def uk_tax_years(
-    priced: Settings, uk: Path, tmp_path_factory: pytest.TempPathFactory
+    priced: Settings, uk: Path, uk_before: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[int, UkYear]:
     """Every demo UK tax year with a disposal: its BittyTax file, its rows of
     `tally export gains --method uk` (the year's rows of the whole history's schedule) and its
-    summary (for 2024/25 the `uk` fixture's own --year export)."""
+    summary (for 2024/25 and 2023/24 the `uk` and `uk_before` fixtures' own --year exports)."""
     directory = tmp_path_factory.mktemp("uk-years")
     run_export(priced, directory, ("gains",), method="uk")
     _, rows = read(only(directory, "gains-all-*.csv"))
@@ -941,10 +968,10 @@ def uk_tax_years(
     _, year_rows = read(only(uk, "gains-*.csv"))
     assert year_rows == by_year[YEAR]  # the --year export is the year's rows of the whole
     found = {}
+    shared = {YEAR: uk, YEAR - 1: uk_before}
     for year, gains in sorted(by_year.items()):
-        where = uk
-        if year != YEAR:
-            where = directory / str(year)
+        where = shared.get(year, directory / str(year))
+        if year not in shared:
             run_export(priced, where, ("bittytax", "summary"), year=year, method="uk")
         sidecar = json.loads(only(where, "summary-*.json").read_text(encoding="utf-8"))
         summary = {k: f["value"] for k, f in sidecar["totals"]["figures"].items()}
@@ -953,7 +980,8 @@ def uk_tax_years(
 
 
 def test_bittytax_states_tallys_uk_computation_of_every_disposal_day_of_every_demo_tax_year(
-    uk_tax_years: dict[int, UkYear], bittytax_home: Path
+    uk_tax_years: dict[int, UkYear],
+    bittytax: RunBittyTax,
 ) -> None:
     """BittyTax 0.6.0 on each year's UK file states every part of every day's disposal as
     `tally export gains --method uk` does: the same rule, acquisition day and quantity, the same
@@ -969,7 +997,7 @@ def test_bittytax_states_tallys_uk_computation_of_every_disposal_day_of_every_de
     penny = Decimal("0.01")
     bought_after_the_year = 0
     for year, found in uk_tax_years.items():
-        done = run_bittytax(bittytax_home, found.bittytax, year + 1)
+        done = bittytax(found.bittytax, year + 1)
         output = done.stdout + done.stderr
         assert done.returncode == 0, output[-3000:]
         assert f"calculating tax year {year}/{(year + 1) % 100:02d}" in output

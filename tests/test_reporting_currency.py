@@ -80,13 +80,40 @@ def connection(synced: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         yield opened
 
 
+class PricesView:
+    """Every row of the `prices` view, computed once for the tests that check its series (the
+    view computes hourly rows from 2020 on: a few seconds a read) into a temporary table of the
+    module's connection, and read from there as the tests ask (making Python values of all its
+    rows would take longer than computing them)."""
+
+    COLUMNS = "currency, asset, priced_at, price, source, observed_at, staleness"
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+        connection.execute(f"create temp table prices_rows as select {self.COLUMNS} from prices")
+
+    def currencies(self) -> list[str]:
+        query = "select distinct currency from prices_rows order by currency"
+        return [currency for (currency,) in self.connection.execute(query).fetchall()]
+
+    def assets(self, currency: str) -> set[str]:
+        query = "select distinct asset from prices_rows where currency = ?"
+        return {asset for (asset,) in self.connection.execute(query, [currency]).fetchall()}
+
+    def row(self, currency: str, asset: str, priced_at: datetime) -> tuple[Any, ...]:
+        """The row of (currency, asset, priced_at): (currency, asset, priced_at, price, source,
+        observed_at, staleness)."""
+        (found,) = self.connection.execute(
+            f"select {self.COLUMNS} from prices_rows "
+            "where currency = ? and asset = ? and priced_at = ?",
+            [currency, asset, priced_at],
+        ).fetchall()
+        return found
+
+
 @pytest.fixture(scope="module")
-def prices_view(connection: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
-    """Every row of the `prices` view, read once for the tests that check its series (the
-    view computes hourly rows from 2020 on: a few seconds a read)."""
-    return connection.execute(
-        "select currency, asset, priced_at, price, source, observed_at, staleness from prices"
-    ).fetchall()
+def prices_view(connection: duckdb.DuckDBPyConnection) -> PricesView:
+    return PricesView(connection)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +173,7 @@ def window_trades(world: World, pair: str) -> list[dict[str, Any]]:
 
 
 def test_prices_has_no_floating_point_column(
-    connection: duckdb.DuckDBPyConnection, prices_view: list[tuple[Any, ...]]
+    connection: duckdb.DuckDBPyConnection, prices_view: PricesView
 ) -> None:
     types = dict(
         connection.execute(
@@ -156,20 +183,18 @@ def test_prices_has_no_floating_point_column(
     )
     assert types["price"] == "DECIMAL(38,18)"
     assert not [c for c, t in types.items() if t in ("DOUBLE", "FLOAT", "REAL")], types
-    assert sorted({row[0] for row in prices_view}) == ["EUR", "GBP", "USD"]
+    assert prices_view.currencies() == ["EUR", "GBP", "USD"]
 
 
 def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
-    connection: duckdb.DuckDBPyConnection, prices_view: list[tuple[Any, ...]]
+    connection: duckdb.DuckDBPyConnection, prices_view: PricesView
 ) -> None:
-    usd = {(r[1], r[2]): r for r in prices_view if r[0] == "USD"}
-    eur = {(r[1], r[2]): r for r in prices_view if r[0] == "EUR"}
-    assert "USD" not in {asset for asset, _ in usd}, "the reporting currency is worth 1"
+    assert "USD" not in prices_view.assets("USD"), "the reporting currency is worth 1"
     hour = NOW - timedelta(days=3)
 
     # EUR itself: the EUR-USD close, exactly
-    assert usd[("EUR", hour)][3] == eur_usd_close(connection, hour)
-    assert usd[("EUR", hour)][4] == "bitstamp EUR-USD 1h"
+    assert prices_view.row("USD", "EUR", hour)[3] == eur_usd_close(connection, hour)
+    assert prices_view.row("USD", "EUR", hour)[4] == "bitstamp EUR-USD 1h"
 
     # BTC in an hour with a traded BTC-USD candle: that close, no conversion
     btc = connection.execute(
@@ -180,14 +205,15 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
     assert btc is not None
     (btc_close, btc_volume) = btc
     assert btc_volume > 0
-    assert usd[("BTC", hour)][3:6] == (btc_close, "bitstamp BTC-USD 1h", hour)
+    assert prices_view.row("USD", "BTC", hour)[3:6] == (btc_close, "bitstamp BTC-USD 1h", hour)
 
     # ADA (only ADA-EUR on Bitvavo): the EUR price times EUR-USD, rounded half up once
     for at in (hour, hour + timedelta(hours=7), NOW - timedelta(days=20)):
         price_eur, observed_eur = last_close(connection, "bitvavo", "ADA-EUR", at)
-        assert eur[("ADA", at)][3:6] == (price_eur, "bitvavo ADA-EUR 1h", observed_eur)
+        expected = (price_eur, "bitvavo ADA-EUR 1h", observed_eur)
+        assert prices_view.row("EUR", "ADA", at)[3:6] == expected
         rate = eur_usd_close(connection, at)
-        _, _, _, price, source, observed, staleness = usd[("ADA", at)]
+        _, _, _, price, source, observed, staleness = prices_view.row("USD", "ADA", at)
         assert price == round18(price_eur * rate)
         assert source == "bitvavo ADA-EUR 1h * bitstamp EUR-USD 1h"
         newest_rate = connection.execute(
@@ -202,7 +228,7 @@ def test_usd_series_prefers_a_direct_candle_then_the_cross_rate(
 
 
 def test_gbp_series_divides_the_eur_price_by_gbp_eur(
-    connection: duckdb.DuckDBPyConnection, prices_view: list[tuple[Any, ...]]
+    connection: duckdb.DuckDBPyConnection, prices_view: PricesView
 ) -> None:
     closes = connection.execute(
         "select close from candles where exchange = 'bitstamp' and market = 'GBP-EUR' "
@@ -213,10 +239,9 @@ def test_gbp_series_divides_the_eur_price_by_gbp_eur(
     eur_gbp = connection.execute("select count(*) from candles where market = 'EUR-GBP'").fetchone()
     assert eur_gbp is not None
     assert not eur_gbp[0], "Bitstamp has no EUR-GBP market"
-    gbp = {(r[1], r[2]): r for r in prices_view if r[0] == "GBP"}
-    eur = {(r[1], r[2]): r for r in prices_view if r[0] == "EUR"}
-    assert gbp and "GBP" not in {asset for asset, _ in gbp}, "the reporting currency is worth 1"
-    assert {"BTC", "ETH", "ADA", "USD", "EUR"} <= {asset for asset, _ in gbp}
+    gbp = prices_view.assets("GBP")
+    assert gbp and "GBP" not in gbp, "the reporting currency is worth 1"
+    assert {"BTC", "ETH", "ADA", "USD", "EUR"} <= gbp
     checked_btc = 0
     for at in (
         NOW - timedelta(days=3),
@@ -225,9 +250,9 @@ def test_gbp_series_divides_the_eur_price_by_gbp_eur(
     ):
         rate, rate_at = last_close(connection, "bitstamp", "GBP-EUR", at)
         # GBP in EUR: the GBP-EUR close itself
-        assert eur[("GBP", at)][3:6] == (rate, "bitstamp GBP-EUR 1h", rate_at)
+        assert prices_view.row("EUR", "GBP", at)[3:6] == (rate, "bitstamp GBP-EUR 1h", rate_at)
         # EUR itself: 1 / the GBP-EUR close, rounded half up to 18 decimals
-        assert gbp[("EUR", at)][3:6] == (
+        assert prices_view.row("GBP", "EUR", at)[3:6] == (
             quotient18(Decimal(1), rate),
             "bitstamp GBP-EUR 1h (inverted)",
             rate_at,
@@ -248,7 +273,7 @@ def test_gbp_series_divides_the_eur_price_by_gbp_eur(
             expected["BTC"] = (Decimal(btc[0]), "bitvavo BTC-EUR 1h", at)
             checked_btc += 1
         for asset, (price_eur, source_eur, observed_eur) in expected.items():
-            _, _, _, price, source, observed, staleness = gbp[(asset, at)]
+            _, _, _, price, source, observed, staleness = prices_view.row("GBP", asset, at)
             assert price == quotient18(price_eur, rate), asset
             assert source == f"{source_eur} / bitstamp GBP-EUR 1h"
             assert observed == min(observed_eur, rate_at)

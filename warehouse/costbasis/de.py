@@ -27,21 +27,17 @@ from warehouse.costbasis.model import ZERO, Gain, LotUse
 from warehouse.costbasis.steps import (
     Outcome,
     Step,
-    disposal_splitter,
     gain_part,
     held_over_a_year,
     holding_days,
     local_day,
-    no_acquisition,
 )
 
 
 def run(steps: Sequence[Step], zone: tzinfo) -> Outcome:
-    def dispose(step: Step, uses: list[LotUse], shortfall: Decimal) -> tuple[list[Gain], list[str]]:
-        splitter = disposal_splitter(step)
+    # a part no lot covered (replay's default): its holding period is unknown, all of it taxable
+    def dispose(step: Step, uses: list[LotUse], matched: Decimal, splitter: Splitter) -> list[Gain]:
         gains: list[Gain] = []
-        warnings: list[str] = []
-        matched = EXACT.subtract(step.quantity, shortfall)
         if matched != ZERO:
             proceeds, fees = splitter.take(matched)
             by_lot = Splitter(matched, proceeds, fees)
@@ -63,11 +59,6 @@ def run(steps: Sequence[Step], zone: tzinfo) -> Outcome:
                     exempt=exempt,
                 )
             )
-        if shortfall != ZERO:
-            # holding period unknown: all of it taxable
-            gain, warning = no_acquisition(step, splitter, shortfall)
-            gains.append(gain)
-            warnings.append(warning)
-        return gains, warnings
+        return gains
 
     return replay(steps, FIRST_IN, dispose)

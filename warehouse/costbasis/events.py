@@ -376,31 +376,24 @@ def _other_events(row: LedgerRow, prices: PriceBook) -> list[Event]:
 
 
 def _reward(row: LedgerRow, prices: PriceBook) -> Event:
+    """Income at its value on receipt; a negative reward (reversed) a disposal at market."""
     quantity = abs(row.amount)
-    value = prices.value(row.asset, quantity, row.executed_at)
-    if row.amount > ZERO:
-        return Event(
-            kind="income",
-            asset=row.asset,
-            quantity=quantity,
-            wallet=row.wallet,
-            at=row.executed_at,
-            value=value,
-            reference=row.reference,
-            note=row.event_kind or "reward",
-            category=row.event_kind or "reward",
-        )
+    category = row.event_kind or "reward"
+    kind, note, warning = "income", category, ""
+    if row.amount <= ZERO:
+        kind, note = "dispose", f"reward reversed ({row.event_kind})"
+        warning = f"{row.asset}: negative reward {row.reference} treated as a disposal at market"
     return Event(
-        kind="dispose",
+        kind=kind,
         asset=row.asset,
         quantity=quantity,
         wallet=row.wallet,
         at=row.executed_at,
-        value=value,
+        value=prices.value(row.asset, quantity, row.executed_at),
         reference=row.reference,
-        note=f"reward reversed ({row.event_kind})",
-        warning=f"{row.asset}: negative reward {row.reference} treated as a disposal at market",
-        category=row.event_kind or "reward",
+        note=note,
+        warning=warning,
+        category=category,
     )
 
 

@@ -2,7 +2,9 @@
 
 `replay` is the chronological driver the lot-based methods share (de and nl use it too):
 acquisitions and income add a lot, moves carry lots to the other wallet (FIFO, keeping their
-acquisition time and cost), disposals take lots and hand them to the method's `Dispose`.
+acquisition time and cost), disposals take lots and hand them to the method's `Dispose`; the
+part of a disposal no lot covers goes to its `Unmatched` (by default reported at cost 0 with a
+warning, `steps.no_acquisition`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from decimal import Decimal
 
-from warehouse.costbasis.exact import EXACT
+from warehouse.costbasis.exact import EXACT, Splitter
 from warehouse.costbasis.lots import ORDERS, LotBook, Order
 from warehouse.costbasis.model import ZERO, Gain, LotUse
 from warehouse.costbasis.steps import (
@@ -27,10 +29,15 @@ from warehouse.costbasis.steps import (
 
 LONG_TERM = "long-term: held over one year"
 
-Dispose = Callable[[Step, list[LotUse], Decimal], tuple[list[Gain], list[str]]]
+# (disposal, lot parts used, their quantity, shares of its proceeds and fees) -> their Gains
+Dispose = Callable[[Step, list[LotUse], Decimal, Splitter], list[Gain]]
+# (disposal, shares of its proceeds and fees left, quantity no lot covered) -> (Gain, warning)
+Unmatched = Callable[[Step, Splitter, Decimal], tuple[Gain | None, str]]
 
 
-def replay(steps: Sequence[Step], order: Order, dispose: Dispose) -> Outcome:
+def replay(
+    steps: Sequence[Step], order: Order, dispose: Dispose, unmatched: Unmatched = no_acquisition
+) -> Outcome:
     book = LotBook(order)
     gains: list[Gain] = []
     warnings: list[str] = []
@@ -48,9 +55,12 @@ def replay(steps: Sequence[Step], order: Order, dispose: Dispose) -> Outcome:
                 book.add(step.to_key, event.asset, event.at, shortfall, ZERO, event.reference)
         else:
             uses, shortfall = book.take(step.key, event.asset, event.quantity)
-            new_gains, new_warnings = dispose(step, uses, shortfall)
-            gains += new_gains
-            warnings += new_warnings
+            splitter = disposal_splitter(step)
+            gains += dispose(step, uses, EXACT.subtract(step.quantity, shortfall), splitter)
+            if shortfall != ZERO:
+                gain, warning = unmatched(step, splitter, shortfall)
+                gains += [gain] if gain is not None else []
+                warnings.append(warning)
     return Outcome(gains, book.open_lots(), warnings)
 
 
@@ -74,10 +84,8 @@ def run(steps: Sequence[Step], method: str, zone: tzinfo) -> Outcome:
     one year (noted LONG_TERM), each with the lots it used (plus a "no-acquisition" Gain for
     any part no lot covered): every Gain is wholly short or wholly long-term."""
 
-    def dispose(step: Step, uses: list[LotUse], shortfall: Decimal) -> tuple[list[Gain], list[str]]:
-        splitter = disposal_splitter(step)
+    def dispose(step: Step, uses: list[LotUse], matched: Decimal, splitter: Splitter) -> list[Gain]:
         gains: list[Gain] = []
-        warnings: list[str] = []
         for long_term, part in _by_term(step, uses, zone):
             quantity = sum((use.quantity for use in part), ZERO)
             gains.append(
@@ -92,11 +100,7 @@ def run(steps: Sequence[Step], method: str, zone: tzinfo) -> Outcome:
                     note=LONG_TERM if long_term else "",
                 )
             )
-        if shortfall != ZERO:
-            gain, warning = no_acquisition(step, splitter, shortfall)
-            gains.append(gain)
-            warnings.append(warning)
-        return gains, warnings
+        return gains
 
     return replay(steps, ORDERS[method], dispose)
 

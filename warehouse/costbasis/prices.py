@@ -21,6 +21,8 @@ from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyErro
 
 WAREHOUSE_CURRENCIES = ("EUR", "USD", "GBP")
 DEFAULT_MAX_STALENESS = timedelta(days=7)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 def check_currency(currency: str) -> None:
@@ -33,9 +35,24 @@ def check_currency(currency: str) -> None:
 
 @dataclass
 class Series:
-    priced_at: list[datetime] = field(default_factory=list)
-    price: list[Decimal] = field(default_factory=list)
-    observed_at: list[datetime] = field(default_factory=list)
+    """One asset's prices in time order, times in microseconds since the epoch (a lookup
+    converts one moment instead of the load converting every hour). A price is kept as the
+    view's text until it is first asked for, then as a tidy Decimal."""
+
+    priced_at: list[int] = field(default_factory=list)
+    price: list[str | Decimal] = field(default_factory=list)
+    observed_at: list[int] = field(default_factory=list)
+
+    def price_at(self, index: int) -> Decimal:
+        price = self.price[index]
+        if isinstance(price, str):
+            price = self.price[index] = tidy(Decimal(price))
+        return price
+
+
+def micros(moment: datetime) -> int:
+    """A timezone-aware moment in microseconds since the epoch, exactly."""
+    return (moment - EPOCH) // MICROSECOND
 
 
 class PriceBook:
@@ -51,13 +68,14 @@ class PriceBook:
         """rows: (asset, priced_at, price, observed_at), any order."""
         self.currency = currency
         self.max_staleness = max_staleness
+        self._staleness = max_staleness // MICROSECOND
         self.missing: set[tuple[str, datetime]] = set()
         self._series: dict[str, Series] = {}
         for asset, priced_at, price, observed_at in sorted(rows, key=lambda r: (r[0], r[1])):
             series = self._series.setdefault(asset, Series())
-            series.priced_at.append(priced_at)
+            series.priced_at.append(micros(priced_at))
             series.price.append(tidy(price))
-            series.observed_at.append(observed_at)
+            series.observed_at.append(micros(observed_at))
 
     @classmethod
     def load(
@@ -68,12 +86,18 @@ class PriceBook:
         max_staleness: timedelta = DEFAULT_MAX_STALENESS,
     ) -> PriceBook:
         check_currency(currency)
-        rows = connection.execute(
-            "select asset, priced_at, price, observed_at from prices where currency = ? "
-            "order by asset, priced_at",
+        book = cls(currency, max_staleness=max_staleness)
+        # one row per asset, its series as lists: integers and text convert fast, where a
+        # timestamp with time zone and a DECIMAL each cost a Python object per hour
+        for asset, priced_at, price, observed_at in connection.execute(
+            "select asset, list(epoch_us(priced_at) order by priced_at), "
+            "list(price::varchar order by priced_at), "
+            "list(epoch_us(observed_at) order by priced_at) "
+            "from prices where currency = ? group by asset order by asset",
             [currency],
-        ).fetchall()
-        return cls(currency, rows, max_staleness=max_staleness)
+        ).fetchall():
+            book._series[asset] = Series(priced_at, price, observed_at)
+        return book
 
     def fresh(self) -> PriceBook:
         """A book over the same prices with nothing missing yet (the prices are read once, and
@@ -88,10 +112,11 @@ class PriceBook:
         series = self._series.get(asset)
         if series is None:
             return None
-        index = bisect.bisect_right(series.priced_at, at) - 1
-        if index < 0 or at - series.observed_at[index] > self.max_staleness:
+        moment = micros(at)
+        index = bisect.bisect_right(series.priced_at, moment) - 1
+        if index < 0 or moment - series.observed_at[index] > self._staleness:
             return None
-        return series.price[index]
+        return series.price_at(index)
 
     def value(
         self, asset: str, quantity: Decimal, at: datetime, *, record: bool = True

@@ -46,7 +46,7 @@ from warehouse.exports.options import UK_TIMEZONE, Period
 from warehouse.exports.text import iso_utc, plain
 from warehouse.exports.transactions import Movement, Transaction, ledger_rows, transactions
 from warehouse.exports.valuation import fee_value, transaction_value
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = (
     "Type",
@@ -125,10 +125,11 @@ def build(context: Context) -> Export:
     context.prices.check()
     label, currency = context.period.label, context.options.currency
     last = None if until is None else (until - timedelta(days=1)).date().isoformat()
-    return Export(
-        format="bittytax",
-        stem=f"bittytax-{label}-{currency}",
-        tables=(Table(f"bittytax-{label}-{currency}.csv", COLUMNS, tuple(rows.rows)),),
+    return Export.one_file(
+        "bittytax",
+        f"bittytax-{label}-{currency}",
+        COLUMNS,
+        rows.rows,
         notes=(
             f"Values are in {currency}: set `local_currency: '{currency}'` in "
             "~/.bittytax/bittytax.conf (BittyTax's default is GBP) and keep EUR and USD in "
@@ -203,27 +204,17 @@ def _transfer_out(tx: Transaction, movement: Movement) -> bool:
 
 
 def _credit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None:
+    own = tx.transfer is not None and tx.transfer.own
     if tx.category == "reward":
         kind = REWARD_TYPES.get(tx.event_kind, "Income")
         rows.add(kind, tx, buy=(movement, rows.value(tx, movement)))
     elif tx.category == "fee_rebate":
         rows.add("Fee-Rebate", tx, buy=(movement, rows.value(tx, movement)))
     elif tx.category == "staking":
-        staking = f"{tx.wallet} staking"
-        rows.add("Withdrawal", tx, sell=(movement, None), wallet=staking)
-        rows.add("Deposit", tx, buy=(movement, None), fee=fee, note=f"{tx.describe()} (unstaked)")
-    elif tx.category == "deposit" and (
-        is_fiat(movement.asset) or (tx.transfer is not None and tx.transfer.own)
-    ):
-        rows.add(
-            "Deposit",
-            tx,
-            buy=(movement, rows.optional(tx, movement)),
-            fee=fee,
-            note=tx.transfer_note(),
-        )
-    elif is_fiat(movement.asset):
-        rows.add("Deposit", tx, buy=(movement, rows.optional(tx, movement)), fee=fee)
+        _staking(tx, movement, rows, fee, staked=False)
+    elif is_fiat(movement.asset) or (tx.category == "deposit" and own):
+        note = tx.transfer_note() if tx.category == "deposit" else ""
+        rows.add("Deposit", tx, buy=(movement, rows.optional(tx, movement)), fee=fee, note=note)
     else:
         note = f"{tx.transfer_note()}: acquired at market value (nothing here knows its cost)"
         rows.add("Gift-Received", tx, buy=(movement, rows.value(tx, movement)), note=note)
@@ -231,21 +222,26 @@ def _credit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None
 
 def _debit(tx: Transaction, movement: Movement, rows: _Rows, fee: Side) -> None:
     if tx.category == "staking":
-        staking = f"{tx.wallet} staking"
-        rows.add("Withdrawal", tx, sell=(movement, None), fee=fee, note=f"{tx.describe()} (staked)")
-        rows.add("Deposit", tx, buy=(movement, None), wallet=staking)
-    elif tx.category == "withdrawal":
-        rows.add(
-            "Withdrawal",
-            tx,
-            sell=(movement, rows.optional(tx, movement)),
-            fee=fee,
-            note=tx.transfer_note(),
-        )
-    elif is_fiat(movement.asset):
-        rows.add("Withdrawal", tx, sell=(movement, rows.optional(tx, movement)), fee=fee)
+        _staking(tx, movement, rows, fee, staked=True)
+    elif tx.category == "withdrawal" or is_fiat(movement.asset):
+        note = tx.transfer_note() if tx.category == "withdrawal" else ""
+        rows.add("Withdrawal", tx, sell=(movement, rows.optional(tx, movement)), fee=fee, note=note)
     else:
         rows.add("Spend", tx, sell=(movement, rows.value(tx, movement)))
+
+
+def _staking(tx: Transaction, movement: Movement, rows: _Rows, fee: Side, *, staked: bool) -> None:
+    """Coins into (`staked`) or out of the exchange's staking: a Withdrawal from one wallet and
+    a Deposit into the other ("<wallet> staking"); the account's row carries the fee and says
+    which it was."""
+    staking = f"{tx.wallet} staking"
+    note = f"{tx.describe()} ({'staked' if staked else 'unstaked'})"
+    if staked:
+        rows.add("Withdrawal", tx, sell=(movement, None), fee=fee, note=note)
+        rows.add("Deposit", tx, buy=(movement, None), wallet=staking)
+    else:
+        rows.add("Withdrawal", tx, sell=(movement, None), wallet=staking)
+        rows.add("Deposit", tx, buy=(movement, None), fee=fee, note=note)
 
 
 def _outside(tx: Transaction) -> bool:

@@ -32,7 +32,7 @@ from warehouse.costbasis.exact import EXACT
 from warehouse.exports.context import Context
 from warehouse.exports.text import plain, seconds_utc
 from warehouse.exports.transactions import Movement, Transaction
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = (
     "Type",
@@ -72,10 +72,11 @@ def build(context: Context) -> Export:
     for tx in context.transactions():
         rows.extend(_rows(tx))
     label, currency = context.period.label, context.options.currency
-    return Export(
-        format="cointracking",
-        stem=f"cointracking-{label}-{currency}",
-        tables=(Table(f"cointracking-{label}-{currency}.csv", COLUMNS, tuple(rows)),),
+    return Export.one_file(
+        "cointracking",
+        f"cointracking-{label}-{currency}",
+        COLUMNS,
+        rows,
         notes=(
             "CoinTracking CSV import; dates are UTC (choose UTC when importing).",
             "Amounts include fees, as CoinTracking's 'Entering fees' prescribes: a fee in the "

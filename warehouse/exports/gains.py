@@ -35,7 +35,7 @@ from warehouse.costbasis.model import Gain, LotUse
 from warehouse.exports.computation import ORDER, computations
 from warehouse.exports.context import Context
 from warehouse.exports.text import day, plain
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = (
     "date",
@@ -119,10 +119,11 @@ def build(context: Context) -> Export:
         exact = _yearly([exact for _, exact, _ in lines], period.year_label)
         for year, totals in years.items():
             totals.update({f"exact_{f}": exact[year][f] for f in EXACT_AMOUNTS})
-    return Export(
-        format="gains",
-        stem=stem,
-        tables=(Table(f"{stem}.csv", columns(context), tuple(row for _, _, row in lines)),),
+    return Export.one_file(
+        "gains",
+        stem,
+        columns(context),
+        (row for _, _, row in lines),
         notes=(
             f"Disposals by method {context.options.method} (lots: {context.options.lots}), "
             f"computed over the whole history; date and the lots' days are days in "

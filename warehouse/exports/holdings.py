@@ -23,7 +23,7 @@ from warehouse.costbasis.model import Holding
 from warehouse.exports.context import Context
 from warehouse.exports.options import ExportOptionError
 from warehouse.exports.text import day, plain
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = ("date", "wallet", "asset", "quantity", "price", "value", "currency")
 
@@ -80,10 +80,11 @@ def build(context: Context) -> Export:
         quantity[h.asset] += h.quantity
     stem = name(context)
     moment = context.period.instant(on)
-    return Export(
-        format="holdings",
-        stem=stem,
-        tables=(Table(f"{stem}.csv", COLUMNS, rows),),
+    return Export.one_file(
+        "holdings",
+        stem,
+        COLUMNS,
+        rows,
         notes=(
             f"Balances at {day(on)} 00:00 {zone} ({moment.isoformat()}), valued in {currency}: "
             "movements booked before that moment, none at or after it.",

@@ -15,7 +15,7 @@ from decimal import Decimal
 from warehouse.costbasis.model import Income
 from warehouse.exports.context import Context
 from warehouse.exports.text import day, plain
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = ("date", "asset", "quantity", "value", "kind", "wallet", "reference", "currency")
 
@@ -26,10 +26,11 @@ def build(context: Context) -> Export:
     income = [i for i in result.income if period.contains_day(i.date)]
     rows = sorted((_row(i, currency) for i in income), key=lambda r: (r[0], r[1], r[5], r[6], r))
     name = f"income-{period.label}-{context.options.method}-{currency}"
-    return Export(
-        format="income",
-        stem=name,
-        tables=(Table(f"{name}.csv", COLUMNS, tuple(rows)),),
+    return Export.one_file(
+        "income",
+        name,
+        COLUMNS,
+        rows,
         notes=(
             f"Rewards valued on receipt in {currency}; date is the day in {period.zone}.",
             "Yearly totals per kind are under totals.years.",

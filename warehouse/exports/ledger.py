@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from warehouse.costbasis.exact import EXACT
 from warehouse.exports.context import Context
 from warehouse.exports.text import day, iso_utc, plain
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = (
     "time",
@@ -81,10 +81,11 @@ def build(context: Context) -> Export:
             "closing": plain(start + moved),
         }
     name = f"ledger-{period.label}-{currency}"
-    return Export(
-        format="ledger",
-        stem=name,
-        tables=(Table(f"{name}.csv", COLUMNS, tuple(rows)),),
+    return Export.one_file(
+        "ledger",
+        name,
+        COLUMNS,
+        rows,
         notes=(
             "One row per balance movement; amount is signed (positive credits the account).",
             "time is UTC; day is the movement's day in the period's timezone.",

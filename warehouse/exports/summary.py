@@ -45,7 +45,7 @@ from warehouse.exports import gains, holdings
 from warehouse.exports.context import Context
 from warehouse.exports.options import ExportOptionError
 from warehouse.exports.text import day, plain
-from warehouse.exports.writer import Export, Table
+from warehouse.exports.writer import Export
 
 COLUMNS = ("figure", "value", "unit", "source", "rule")
 # § 23 Abs. 3 Satz 5 EStG: the year from which each Freigrenze applies (EUR).
@@ -109,10 +109,11 @@ def build(context: Context) -> Export:
         warnings.append(reason)
     stem = f"summary-{period.label}-{method}-{currency}"
     rows = tuple((f.name, f.text(), f.unit, f.source(), f.rule) for f in figures)
-    return Export(
-        format="summary",
-        stem=stem,
-        tables=(Table(f"{stem}.csv", COLUMNS, rows),),
+    return Export.one_file(
+        "summary",
+        stem,
+        COLUMNS,
+        rows,
         notes=(
             f"What the {_FORMS[method]} asks for, for {period.label} (method {method}, lots "
             f"{options.lots}, days in {period.zone}).",

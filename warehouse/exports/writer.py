@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,22 @@ class Export:
     notes: tuple[str, ...] = ()
     totals: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def one_file(
+        cls,
+        format: str,
+        stem: str,
+        columns: tuple[str, ...],
+        rows: Iterable[tuple[str, ...]],
+        *,
+        notes: tuple[str, ...] = (),
+        totals: Mapping[str, Any] | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> Export:
+        """An export of one table, `<stem>.csv`, beside its sidecar `<stem>.json`."""
+        table = Table(f"{stem}.csv", columns, tuple(rows))
+        return cls(format, stem, (table,), notes, totals or {}, warnings)
 
 
 @dataclass(frozen=True)
