@@ -8,9 +8,8 @@ the trades that have happened so far.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 LOOKBACK_START_MS = 3_600_000
 
@@ -60,9 +59,9 @@ class MarketLike(Protocol):
     def trade_uuid(self, trade: TradeLike) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One candle: the world's own (`Market.candles`) and every bar the server builds."""
+class Bar(NamedTuple):
+    """One candle: the world's own (`Market.candles`) and every bar the server builds (a named
+    tuple, not a frozen dataclass: pages build thousands, and a tuple is made much faster)."""
 
     open_ms: int
     open: Decimal
