@@ -18,8 +18,10 @@ that a sync meets a pair's listing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-from pipelines.sandbox.market import Market, MarketSpec, market_key
+from pipelines.sandbox.market import Market, MarketSpec, Row, market_key
 from pipelines.sandbox.prices import Path, SpreadPath, SumPath, WalkPath
 
 BITSTAMP = "bitstamp"
@@ -105,22 +107,20 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
     )
     ada_eur = WalkPath(key("ADA-EUR"), level=0.45, hourly_vol=0.011, reversion=0.7, noise=0.001)
     ltc_eur = WalkPath(key("LTC-EUR"), level=80, hourly_vol=0.01, reversion=0.7, noise=0.001)
-    eur_usd = WalkPath(
-        key("EUR-USD"),
-        level=1.085,
-        hourly_vol=0.0005,
-        reversion=0.3,
-        noise=0.0002,
-        clamp=(math.log(1.05), math.log(1.12)),
-    )
-    gbp_eur = WalkPath(
-        key("GBP-EUR"),
-        level=1.17,
-        hourly_vol=0.0004,
-        reversion=0.3,
-        noise=0.0002,
-        clamp=(math.log(1.11), math.log(1.21)),
-    )
+
+    def fiat(name: str, level: float, hourly_vol: float, band: tuple[float, float]) -> WalkPath:
+        """A fiat rate: a slow walk that stays inside `band`."""
+        return WalkPath(
+            key(name),
+            level=level,
+            hourly_vol=hourly_vol,
+            reversion=0.3,
+            noise=0.0002,
+            clamp=(math.log(band[0]), math.log(band[1])),
+        )
+
+    eur_usd = fiat("EUR-USD", 1.085, 0.0005, (1.05, 1.12))
+    gbp_eur = fiat("GBP-EUR", 1.17, 0.0004, (1.11, 1.21))
     bs_btc_eur = SpreadPath(key("bitstamp-btceur"), btc_eur, 0.0004)
     bs_eth_eur = SpreadPath(key("bitstamp-etheur"), eth_eur, 0.0005)
     return {
@@ -143,14 +143,32 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
     }
 
 
+@dataclass(frozen=True)
+class _Tapes:
+    """What the markets of every world of one seed share: a tape is a pure function of the
+    seed, so its price paths and generated days are made once per process."""
+
+    paths: dict[tuple[str, str], Path]
+    days: dict[MarketSpec, dict[int, tuple[Row | None, ...]]] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=4)  # a test session walks through many seeds: keep the latest only
+def _tapes(seed: int) -> _Tapes:
+    return _Tapes(build_paths(seed))
+
+
 def build_markets(
     seed: int, genesis_ms: int, specs: tuple[MarketSpec, ...] = SPECS
 ) -> dict[tuple[str, str], Market]:
     """The markets of `specs` (default the listed ones; `DELISTED` for the delisted ones)."""
-    paths = build_paths(seed)
+    tapes = _tapes(seed)
     return {
         (spec.exchange, spec.symbol): Market(
-            spec, paths[(spec.exchange, spec.symbol)], seed=seed, genesis_ms=genesis_ms
+            spec,
+            tapes.paths[(spec.exchange, spec.symbol)],
+            seed=seed,
+            genesis_ms=genesis_ms,
+            days=tapes.days.setdefault(spec, {}),
         )
         for spec in specs
     }
