@@ -349,7 +349,8 @@ class Market:
         # `prices.normal` written out and every lookup hoisted: this runs for every hour of
         # every market, and the floats must come out bit for bit as they always did
         spec, ticks, min_units = self.spec, self._ticks, self._min_units
-        log_at, exp, log, sqrt, cos = self._path.log_at, math.exp, math.log, math.sqrt, math.cos
+        exp, log, sqrt, cos = math.exp, math.log, math.sqrt, math.cos
+        levels = self._path.logs(day * 24, 25)  # the log price at each hour boundary
         vol, mean_units = spec.hourly_vol, spec.mean_trade * self._units
         rnd = rng_for(self._key, 10, day).random
         out: list[Row | None] = []
@@ -373,8 +374,8 @@ class Market:
             trades = min(MAX_TRADES_PER_HOUR, minutes if trades < minutes else trades)
 
             n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
-            open_ = max(1, round(exp(log_at(hour) + 0.0004 * n) * ticks))
-            close = max(1, round(exp(log_at(hour + 1)) * ticks))
+            open_ = max(1, round(exp(levels[i] + 0.0004 * n) * ticks))
+            close = max(1, round(exp(levels[i + 1]) * ticks))
             if trades == 1:
                 close = open_
             top, bottom = (open_, close) if open_ >= close else (close, open_)

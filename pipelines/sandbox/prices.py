@@ -34,6 +34,7 @@ _TWO_PI = 2.0 * math.pi  # `normal` computes (2.0 * pi) * u
 
 class Path(Protocol):
     def log_at(self, hour: int) -> float: ...
+    def logs(self, first: int, count: int) -> list[float]: ...
 
 
 def rng_for(*parts: int) -> random.Random:
@@ -89,10 +90,24 @@ class _BlockCache:
         self._blocks: dict[int, list[float]] = {}
 
     def log_at(self, hour: int) -> float:
-        block = self._blocks.get(hour // BLOCK_HOURS)
+        return self._block_of(hour // BLOCK_HOURS)[hour % BLOCK_HOURS]
+
+    def logs(self, first: int, count: int) -> list[float]:
+        """`[log_at(h) for h in range(first, first + count)]`, a block at a time."""
+        out: list[float] = []
+        hour, end = first, first + count
+        while hour < end:
+            index, offset = divmod(hour, BLOCK_HOURS)
+            take = min(BLOCK_HOURS - offset, end - hour)
+            out.extend(self._block_of(index)[offset : offset + take])
+            hour += take
+        return out
+
+    def _block_of(self, index: int) -> list[float]:
+        block = self._blocks.get(index)
         if block is None:
-            block = self._blocks[hour // BLOCK_HOURS] = self._block(hour // BLOCK_HOURS)
-        return block[hour % BLOCK_HOURS]
+            block = self._blocks[index] = self._block(index)
+        return block
 
     def _block(self, index: int) -> list[float]:
         raise NotImplementedError
@@ -211,8 +226,8 @@ class SpreadPath(_BlockCache):
     def _block(self, index: int) -> list[float]:
         first, noise = index * BLOCK_HOURS, self._noise
         draws = normals(rng_for(self._key, 4, index), BLOCK_HOURS)
-        log_at = self._parent.log_at
-        return [log_at(first + i) + noise * draws[i] for i in range(BLOCK_HOURS)]
+        parent = self._parent.logs(first, BLOCK_HOURS)
+        return [level + noise * draw for level, draw in zip(parent, draws, strict=True)]
 
 
 class SumPath(_BlockCache):
@@ -225,5 +240,5 @@ class SumPath(_BlockCache):
     def _block(self, index: int) -> list[float]:
         first, noise = index * BLOCK_HOURS, self._noise
         draws = normals(rng_for(self._key, 5, index), BLOCK_HOURS)
-        a, b = self._a.log_at, self._b.log_at
-        return [a(first + i) + b(first + i) + noise * draws[i] for i in range(BLOCK_HOURS)]
+        a, b = self._a.logs(first, BLOCK_HOURS), self._b.logs(first, BLOCK_HOURS)
+        return [x + y + noise * draw for x, y, draw in zip(a, b, draws, strict=True)]
