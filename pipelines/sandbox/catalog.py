@@ -18,10 +18,8 @@ that a sync meets a pair's listing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from functools import lru_cache
 
-from pipelines.sandbox.market import Market, MarketSpec, Row, market_key
+from pipelines.sandbox.market import Market, MarketSpec, market_key
 from pipelines.sandbox.prices import Path, SpreadPath, SumPath, WalkPath
 
 BITSTAMP = "bitstamp"
@@ -143,32 +141,14 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
     }
 
 
-@dataclass(frozen=True)
-class _Tapes:
-    """What the markets of every world of one seed share: a tape is a pure function of the
-    seed, so its price paths and generated days are made once per process."""
-
-    paths: dict[tuple[str, str], Path]
-    days: dict[MarketSpec, dict[int, tuple[Row | None, ...]]] = field(default_factory=dict)
-
-
-@lru_cache(maxsize=4)  # a test session walks through many seeds: keep the latest only
-def _tapes(seed: int) -> _Tapes:
-    return _Tapes(build_paths(seed))
-
-
 def build_markets(
     seed: int, genesis_ms: int, specs: tuple[MarketSpec, ...] = SPECS
 ) -> dict[tuple[str, str], Market]:
     """The markets of `specs` (default the listed ones; `DELISTED` for the delisted ones)."""
-    tapes = _tapes(seed)
+    paths = build_paths(seed)
     return {
         (spec.exchange, spec.symbol): Market(
-            spec,
-            tapes.paths[(spec.exchange, spec.symbol)],
-            seed=seed,
-            genesis_ms=genesis_ms,
-            days=tapes.days.setdefault(spec, {}),
+            spec, paths[(spec.exchange, spec.symbol)], seed=seed, genesis_ms=genesis_ms
         )
         for spec in specs
     }

@@ -123,17 +123,7 @@ class _Fifo(dict[int, Any]):
 class Market:
     """One market of one exchange (contracts.md §C): trades and candles for any time range."""
 
-    def __init__(
-        self,
-        spec: MarketSpec,
-        path: Path,
-        *,
-        seed: int,
-        genesis_ms: int,
-        days: dict[int, tuple[Row | None, ...]] | None = None,
-    ) -> None:
-        """`days` caches the generated hours of each day: pass one dict to every market of the
-        same seed, spec and path (the markets of worlds of one seed), which generate the same."""
+    def __init__(self, spec: MarketSpec, path: Path, *, seed: int, genesis_ms: int) -> None:
         if genesis_ms % DAY_MS:
             raise ValueError("genesis_ms must be a UTC midnight")
         self.spec = spec
@@ -150,7 +140,7 @@ class Market:
         self._ticks = 10**spec.price_decimals
         self._units = 10**spec.amount_decimals
         self._min_units = max(1, round(spec.min_trade * self._units))
-        self._days: dict[int, tuple[Row | None, ...]] = {} if days is None else days
+        self._days: dict[int, tuple[Row | None, ...]] = {}
         self._day_rows: dict[int, Row | None] = {}
         self._day_buckets: dict[tuple[int, int], list[Row]] = {}
         self._blocks: _Fifo = _Fifo(65_536)
