@@ -7,12 +7,14 @@ A test module that serves one frozen simulated world says
     perps_sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
 
 pytest registers each under the name it is assigned to. `world_fixture` builds a `World` once per
-module; `sandbox_fixture` serves that module's `world` fixture (with the world's own seed) for
-the whole module and stops it afterwards.
+module, or shares the one a synced lake of the process was built from (`shared_world`);
+`sandbox_fixture` serves that module's `world` fixture (with the world's own seed) for the whole
+module and stops it afterwards.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,11 +24,23 @@ from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
+_LIVE: weakref.WeakValueDictionary[tuple[int, int, int], World] = weakref.WeakValueDictionary()
+
+
+def shared_world(*, seed: int, days: int, now_ms: int) -> World:
+    """The `World` of these arguments that some fixture of this process still holds, else a new
+    one: a World is a pure function of them, and tests only read it."""
+    key = (seed, days, now_ms)
+    world = _LIVE.get(key)
+    if world is None:
+        world = _LIVE[key] = World(seed=seed, days=days, now_ms=now_ms)
+    return world
+
 
 def world_fixture(*, seed: int, days: int, now_ms: int) -> Callable[..., Any]:
     @pytest.fixture(scope="module")
     def world() -> World:
-        return World(seed=seed, days=days, now_ms=now_ms)
+        return shared_world(seed=seed, days=days, now_ms=now_ms)
 
     return world
 

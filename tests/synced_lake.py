@@ -5,7 +5,9 @@ it: steps, in order, each a small frozen dataclass, so that a spec is a value: e
 the same lake, and `key()` names it the same in every xdist worker. A spec of several steps
 extends the lake of the spec without its last step (`parent()`): that lake is synced once,
 copied, and the copy synced further, so that modules whose lakes differ only in a last step
-share the rest.
+share the rest. A step may name the sandbox variant options its endpoints read (`options`); the
+parent is synced with the other options at their default, so that variants which change only
+what the last step reads share one parent lake (test_variants.py: one candles lake for most).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import polars as pl
+from sandbox_fixtures import shared_world
 from sandbox_runtime import sandbox_runtime, write_sandbox_config
 from warehouse_build import build
 
@@ -33,7 +36,7 @@ from pipelines.flows.public_trades import sync_public_trades
 from pipelines.flows.runtime import Runtime
 from pipelines.quarantine import quarantine_lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
-from pipelines.sandbox.variants import Variants
+from pipelines.sandbox.variants import Variants, parse_variants
 from pipelines.sandbox.world import World
 
 EXCHANGES = ("bitstamp", "bitvavo")
@@ -42,7 +45,10 @@ _WORLDS: dict[tuple[int, int, datetime], World] = {}
 
 
 class Step(Protocol):
-    """One thing to sync, at the runtime's (frozen) now, from the sandbox serving `world`."""
+    """One thing to sync, at the runtime's (frozen) now, from the sandbox serving `world`.
+
+    A step with a class attribute `options` (a frozenset of variant option names) says that no
+    other option changes what it lands; a step without one may read every option."""
 
     def run(self, rt: Runtime, world: World) -> None: ...
 
@@ -63,6 +69,10 @@ class Candles:
 
     markets: tuple[str, ...] | None = None
     span: Window | None = None
+    # what the OHLC and candles endpoints read of the variants (pipelines/sandbox/*_api.py)
+    options: ClassVar[frozenset[str]] = frozenset(
+        {"bitstamp-ohlc-before-listing", "bitvavo-candles-settle", "bitvavo-error-text"}
+    )
 
     def run(self, rt: Runtime, world: World) -> None:
         now = rt.now()
@@ -150,15 +160,19 @@ class LakeSpec:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
 
     def parent(self) -> LakeSpec | None:
-        """The spec this one extends by its last step (None for a single step)."""
-        return replace(self, what=self.what[:-1]) if len(self.what) > 1 else None
+        """The spec this one extends by its last step (None for a single step), played with
+        only the variant options that its steps read."""
+        if len(self.what) < 2:
+            return None
+        what = self.what[:-1]
+        return replace(self, what=what, variants=_read_by(what, self.variants))
 
     def world(self) -> World:
         """The world of this spec, built once per process (a World is a pure function of seed,
         days and now; test_variants served one World to every variant's sandbox before)."""
         key = (self.seed, self.days, self.now)
         if key not in _WORLDS:
-            _WORLDS[key] = World(seed=self.seed, days=self.days, now_ms=_ms(self.now))
+            _WORLDS[key] = shared_world(seed=self.seed, days=self.days, now_ms=_ms(self.now))
         return _WORLDS[key]
 
     def sandbox(self, world: World) -> Sandbox:
@@ -212,16 +226,16 @@ class SyncedLakeFactory:
     ) -> SyncedLake:
         spec = LakeSpec(seed, days, now, what, variants or Variants(), warehouse)
         with ExitStack() as stack:
-            running: list[Sandbox] = []
+            running: dict[Variants, Sandbox] = {}
 
-            def sandbox() -> Sandbox:  # one per call, started only if a lake is missing
-                if not running:
-                    running.append(stack.enter_context(spec.sandbox(spec.world())))
-                return running[0]
+            def sandbox(of: LakeSpec) -> Sandbox:  # one per variants, started only if needed
+                if of.variants not in running:
+                    running[of.variants] = stack.enter_context(of.sandbox(of.world()))
+                return running[of.variants]
 
             return self._synced(spec, sandbox)
 
-    def _synced(self, spec: LakeSpec, sandbox: Callable[[], Sandbox]) -> SyncedLake:
+    def _synced(self, spec: LakeSpec, sandbox: Callable[[LakeSpec], Sandbox]) -> SyncedLake:
         key = spec.key()
         directory, done = self.root / key, self.root / f"{key}.done"
         with _locked(self.root / f"{key}.lock"):  # a spec locks its parent's after its own
@@ -232,7 +246,7 @@ class SyncedLakeFactory:
             if directory.exists():  # a sync that died half way
                 shutil.rmtree(directory)
             lake = sync_into(
-                spec, directory, parent=parent_lake, sandbox=sandbox(), world=spec.world()
+                spec, directory, parent=parent_lake, sandbox=sandbox(spec), world=spec.world()
             )
             done.write_text(repr(spec), encoding="utf-8")
             return lake
@@ -268,6 +282,17 @@ def sync_into(
     else:
         rt.settings.warehouse_path.unlink(missing_ok=True)  # a parent's, now out of date
     return SyncedLake(directory)
+
+
+def _read_by(steps: tuple[Step, ...], variants: Variants) -> Variants:
+    """`variants` with every option that none of `steps` reads back at its default."""
+    read: set[str] = set()
+    for step in steps:
+        options = getattr(step, "options", None)
+        if options is None:
+            return variants
+        read |= options
+    return parse_variants(f"{k}={v}" for k, v in variants.changed().items() if k in read)
 
 
 def _ms(moment: datetime) -> int:

@@ -38,10 +38,11 @@ def synced(
     request: pytest.FixtureRequest, synced_lake: SyncedLakeFactory
 ) -> tuple[Variants, Settings]:
     """Both accounts and the account window's 1h candles, synced from a sandbox playing
-    `variants`, then the warehouse built."""
+    `variants`, then the warehouse built. The candles first: the variants that the candle
+    endpoints do not read share one candles lake (`Candles.options`), and sync only accounts."""
     variants: Variants = request.param
     lake = synced_lake(
-        seed=SEED, days=DAYS, now=NOW, what=(Accounts(), Candles()), variants=variants
+        seed=SEED, days=DAYS, now=NOW, what=(Candles(), Accounts()), variants=variants
     )
     return variants, lake.settings
 

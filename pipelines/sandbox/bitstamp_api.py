@@ -31,7 +31,7 @@ from pipelines.sandbox.permissions import bitstamp_refusal
 from pipelines.sandbox.ratelimit import RequestLimiter
 from pipelines.sandbox.reference import asset_name
 from pipelines.sandbox.routing import ApiError, Reply, Request, Route, html_page, route
-from pipelines.sandbox.tape import Bar, CandleLike, MarketLike, filled_bars, trades_until
+from pipelines.sandbox.tape import Bar, MarketLike, filled_bars, trades_until
 from pipelines.sandbox.wire import Raw, fixed
 
 EXCHANGE = "bitstamp"
@@ -270,12 +270,12 @@ class BitstampApp(ExchangeApp):
     @staticmethod
     def _fillers_before_listing(
         market: MarketLike,
-        bars: Sequence[CandleLike],
+        bars: Sequence[Bar],
         first_open: int,
         anchor: int,
         step_ms: int,
         now: int,
-    ) -> list[CandleLike]:
+    ) -> list[Bar]:
         """`bitstamp-ohlc-before-listing=zero`: a zero-volume candle for every interval before
         the first served one, flat at the market's first traded price (there is no earlier close
         to carry; a filler priced at the first trade looks like a real quiet interval)."""
@@ -299,16 +299,14 @@ class BitstampApp(ExchangeApp):
         digest = hashlib.sha256(label.encode()).digest()
         return first_day + int.from_bytes(digest[:8], "big") % days * DAY_MS
 
-    def _with_duplicate_day(
-        self, market: MarketLike, bars: list[CandleLike], now: int
-    ) -> list[CandleLike]:
+    def _with_duplicate_day(self, market: MarketLike, bars: list[Bar], now: int) -> list[Bar]:
         day = self.duplicate_day_ms(market, now)
         index = next((i for i, bar in enumerate(bars) if bar.open_ms == day), None)
         if day is None or index is None:
             return bars
         real = bars[index]
         halves = market.candles(43200, day, day + 43200)
-        stale = Bar.of(halves[0]) if halves else Bar.flat(day, real.open)
+        stale = halves[0] if halves else Bar.flat(day, real.open)
         stale = Bar(day, stale.open, stale.high, stale.low, stale.close, stale.volume, 0)
         if (stale.open, stale.high, stale.low, stale.close, stale.volume) == (
             real.open,
@@ -536,7 +534,7 @@ def _is_currency(row: Mapping[str, Any], currency: str) -> bool:
     return str(row.get("currency", "")).lower() == currency
 
 
-def _ohlc_rows(market: MarketLike, bars: list[CandleLike]) -> Raw:
+def _ohlc_rows(market: MarketLike, bars: list[Bar]) -> Raw:
     """The `ohlc` rows, every value a string, encoded in one pass (the hot path of a page)."""
     p, a = market.price_decimals, market.amount_decimals
     rows = ",".join(

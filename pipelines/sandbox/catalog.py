@@ -105,22 +105,20 @@ def build_paths(seed: int) -> dict[tuple[str, str], Path]:
     )
     ada_eur = WalkPath(key("ADA-EUR"), level=0.45, hourly_vol=0.011, reversion=0.7, noise=0.001)
     ltc_eur = WalkPath(key("LTC-EUR"), level=80, hourly_vol=0.01, reversion=0.7, noise=0.001)
-    eur_usd = WalkPath(
-        key("EUR-USD"),
-        level=1.085,
-        hourly_vol=0.0005,
-        reversion=0.3,
-        noise=0.0002,
-        clamp=(math.log(1.05), math.log(1.12)),
-    )
-    gbp_eur = WalkPath(
-        key("GBP-EUR"),
-        level=1.17,
-        hourly_vol=0.0004,
-        reversion=0.3,
-        noise=0.0002,
-        clamp=(math.log(1.11), math.log(1.21)),
-    )
+
+    def fiat(name: str, level: float, hourly_vol: float, band: tuple[float, float]) -> WalkPath:
+        """A fiat rate: a slow walk that stays inside `band`."""
+        return WalkPath(
+            key(name),
+            level=level,
+            hourly_vol=hourly_vol,
+            reversion=0.3,
+            noise=0.0002,
+            clamp=(math.log(band[0]), math.log(band[1])),
+        )
+
+    eur_usd = fiat("EUR-USD", 1.085, 0.0005, (1.05, 1.12))
+    gbp_eur = fiat("GBP-EUR", 1.17, 0.0004, (1.11, 1.21))
     bs_btc_eur = SpreadPath(key("bitstamp-btceur"), btc_eur, 0.0004)
     bs_eth_eur = SpreadPath(key("bitstamp-etheur"), eth_eur, 0.0005)
     return {

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pipelines.sandbox.tape import CandleLike, MarketLike, TradeLike, aggregate
+from pipelines.sandbox.tape import Bar, MarketLike, TradeLike, aggregate
 
 
 def listed(world: Any, exchange: str, market: MarketLike) -> MarketLike:
@@ -68,12 +68,12 @@ class ListedMarket:
         found = self.latest_trades(t_ms, 1)
         return found[0] if found else None
 
-    def candles(self, interval_s: int, start_ms: int, end_ms: int) -> Sequence[CandleLike]:
+    def candles(self, interval_s: int, start_ms: int, end_ms: int) -> Sequence[Bar]:
         """Candles with open time in `[start_ms, end_ms)` holding trades after the listing."""
         step = interval_s * 1000
         straddling = self.genesis_ms // step * step
         first_whole = -(-self.genesis_ms // step) * step
-        out: list[CandleLike] = []
+        out: list[Bar] = []
         if straddling < self.genesis_ms and start_ms <= straddling < end_ms:
             after = self._market.trades(self.genesis_ms, straddling + step)
             if after:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pipelines.sandbox.prices import Path, normal, rng_for
+from pipelines.sandbox.prices import Path, rng_for
 from pipelines.sandbox.tape import Bar, TradeLike
 
 MINUTE_MS = 60_000
@@ -54,6 +54,8 @@ _DIURNAL = (
 )  # fmt: skip
 _NIGHT_HOURS = range(0, 6)
 _SQRT3 = math.sqrt(3.0)
+_TWO_PI = 2.0 * math.pi  # as `prices.normal` computes it: (2.0 * pi) * u
+_QUIET_DAY: tuple[None, ...] = (None,) * 24  # a day before genesis
 
 # Internal rows are plain int tuples: (open_ms, open, high, low, close, volume, trades[, minutes]).
 Row = tuple[int, ...]
@@ -228,7 +230,7 @@ class Market:
             unit = MINUTE_MS
         if step != unit:
             rows = _group(rows, step)
-        return [self._candle(row) for row in rows]
+        return self._bars(rows)
 
     def trade_uuid(self, trade: TradeLike) -> str:
         """The deterministic UUID (version 4 layout) Bitvavo would give this trade."""
@@ -255,17 +257,21 @@ class Market:
             value = self._prices[ticks] = Decimal(ticks).scaleb(-self.price_decimals)
         return value
 
-    def _candle(self, row: Row) -> Bar:
-        price = self._price
-        return Bar(
-            row[0],
-            price(row[1]),
-            price(row[2]),
-            price(row[3]),
-            price(row[4]),
-            Decimal(row[5]).scaleb(-self.amount_decimals),
-            row[6],
-        )
+    def _bars(self, rows: list[Row]) -> list[Bar]:
+        """Int rows as candles (`_price` inlined: a page converts thousands of prices)."""
+        known, price, places = self._prices.get, self._price, -self.amount_decimals
+        return [
+            Bar(
+                row[0],
+                known(row[1]) or price(row[1]),
+                known(row[2]) or price(row[2]),
+                known(row[3]) or price(row[3]),
+                known(row[4]) or price(row[4]),
+                Decimal(row[5]).scaleb(places),
+                row[6],
+            )
+            for row in rows
+        ]
 
     # --- units: complete minutes, hours and days as int rows -----------------------------
 
@@ -322,17 +328,21 @@ class Market:
     # --- level 1: hours --------------------------------------------------------------------
 
     def _day_hours(self, day: int) -> tuple[Row | None, ...]:
+        if day * DAY_MS < self.genesis_ms:
+            return _QUIET_DAY
         hours = self._days.get(day)
         if hours is None:
-            before = day * DAY_MS < self.genesis_ms
-            hours = (None,) * 24 if before else self._generate_day(day)
-            self._days[day] = hours
+            hours = self._days[day] = self._generate_day(day)
         return hours
 
     def _generate_day(self, day: int) -> tuple[Row | None, ...]:
-        spec = self.spec
-        rng = rng_for(self._key, 10, day)
-        rnd = rng.random
+        # `prices.normal` written out and every lookup hoisted: this runs for every hour of
+        # every market, and the floats must come out bit for bit as they always did
+        spec, ticks, min_units = self.spec, self._ticks, self._min_units
+        exp, log, sqrt, cos = math.exp, math.log, math.sqrt, math.cos
+        levels = self._path.logs(day * 24, 25)  # the log price at each hour boundary
+        vol, mean_units = spec.hourly_vol, spec.mean_trade * self._units
+        rnd = rng_for(self._key, 10, day).random
         out: list[Row | None] = []
         for i in range(24):
             hour = day * 24 + i
@@ -340,23 +350,29 @@ class Market:
             if rnd() < (spec.empty_hour_night if night else spec.empty_hour_day):
                 out.append(None)
                 continue
-            activity = _DIURNAL[i] * math.exp(0.35 * normal(rng) - 0.06)
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            activity = _DIURNAL[i] * exp(0.35 * n - 0.06)
             share = spec.active_night if night else spec.active_day
             share = min(1.0, share * (0.85 + 0.15 * min(activity, 1.6)))
-            spread = math.sqrt(60 * share * (1 - share))
-            minutes = min(60, max(1, int(60 * share + spread * normal(rng) + 0.5)))
-            per_minute = max(1.0, spec.trades_per_minute * activity)
-            trades = min(MAX_TRADES_PER_HOUR, max(minutes, int(minutes * per_minute + 0.5)))
+            spread = sqrt(60 * share * (1 - share))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            minutes = int(60 * share + spread * n + 0.5)
+            minutes = 1 if minutes < 1 else 60 if minutes > 60 else minutes
+            per_minute = spec.trades_per_minute * activity
+            per_minute = 1.0 if per_minute < 1.0 else per_minute
+            trades = int(minutes * per_minute + 0.5)
+            trades = min(MAX_TRADES_PER_HOUR, minutes if trades < minutes else trades)
 
-            path = self._path
-            ticks = self._ticks
-            open_ = max(1, round(math.exp(path.log_at(hour) + 0.0004 * normal(rng)) * ticks))
-            close = max(1, round(math.exp(path.log_at(hour + 1)) * ticks))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            open_ = max(1, round(exp(levels[i] + 0.0004 * n) * ticks))
+            close = max(1, round(exp(levels[i + 1]) * ticks))
             if trades == 1:
                 close = open_
-            top, bottom = max(open_, close), min(open_, close)
-            up = round(top * (math.exp(abs(normal(rng)) * spec.hourly_vol * 0.6) - 1))
-            down = round(bottom * (1 - math.exp(-abs(normal(rng)) * spec.hourly_vol * 0.6)))
+            top, bottom = (open_, close) if open_ >= close else (close, open_)
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            up = round(top * (exp(abs(n) * vol * 0.6) - 1))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            down = round(bottom * (1 - exp(-abs(n) * vol * 0.6)))
             if trades == 3:  # one middle trade: only one side may reach past open/close
                 if rnd() < 0.5:
                     up = 0
@@ -366,8 +382,9 @@ class Market:
                 up = down = 0
             high, low = top + up, max(1, bottom - down)
 
-            size = spec.mean_trade * self._units * math.exp(0.5 * normal(rng) - 0.125)
-            volume = max(trades * self._min_units, round(trades * size))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            size = mean_units * exp(0.5 * n - 0.125)
+            volume = max(trades * min_units, round(trades * size))
             out.append((hour * HOUR_MS, open_, high, low, close, volume, trades, minutes))
         return tuple(out)
 

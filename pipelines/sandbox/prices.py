@@ -29,10 +29,12 @@ from typing import Protocol
 
 BLOCK_HOURS = 1024
 _REFERENCE_BLOCK = (1_577_836_800 // 3600) // BLOCK_HOURS  # the block holding 2020-01-01
+_TWO_PI = 2.0 * math.pi  # `normal` computes (2.0 * pi) * u
 
 
 class Path(Protocol):
     def log_at(self, hour: int) -> float: ...
+    def logs(self, first: int, count: int) -> list[float]: ...
 
 
 def rng_for(*parts: int) -> random.Random:
@@ -47,6 +49,12 @@ def normal(rng: random.Random) -> float:
     """A standard normal draw (Box–Muller on `random()` only, so the stream is stable)."""
     u = rng.random()
     return math.sqrt(-2.0 * math.log(1.0 - u)) * math.cos(2.0 * math.pi * rng.random())
+
+
+def normals(rng: random.Random, n: int) -> list[float]:
+    """`[normal(rng) for _ in range(n)]`, the same floats bit for bit, in one call."""
+    rnd, log, sqrt, cos = rng.random, math.log, math.sqrt, math.cos
+    return [sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd()) for _ in range(n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +90,24 @@ class _BlockCache:
         self._blocks: dict[int, list[float]] = {}
 
     def log_at(self, hour: int) -> float:
-        block = self._blocks.get(hour // BLOCK_HOURS)
+        return self._block_of(hour // BLOCK_HOURS)[hour % BLOCK_HOURS]
+
+    def logs(self, first: int, count: int) -> list[float]:
+        """`[log_at(h) for h in range(first, first + count)]`, a block at a time."""
+        out: list[float] = []
+        hour, end = first, first + count
+        while hour < end:
+            index, offset = divmod(hour, BLOCK_HOURS)
+            take = min(BLOCK_HOURS - offset, end - hour)
+            out.extend(self._block_of(index)[offset : offset + take])
+            hour += take
+        return out
+
+    def _block_of(self, index: int) -> list[float]:
+        block = self._blocks.get(index)
         if block is None:
-            block = self._blocks[hour // BLOCK_HOURS] = self._block(hour // BLOCK_HOURS)
-        return block[hour % BLOCK_HOURS]
+            block = self._blocks[index] = self._block(index)
+        return block
 
     def _block(self, index: int) -> list[float]:
         raise NotImplementedError
@@ -139,18 +161,20 @@ class WalkPath(_BlockCache):
 
     def walk(self, hour: int) -> float:
         """The raw walk (log units, around 0) at `hour`."""
-        index = hour // BLOCK_HOURS
+        return self._walk_of(hour // BLOCK_HOURS)[hour % BLOCK_HOURS]
+
+    def _walk_of(self, index: int) -> list[float]:
         walk = self._walks.get(index)
         if walk is None:
             walk = self._walks[index] = self._walk_block(index)
-        return walk[hour % BLOCK_HOURS]
+        return walk
 
     def _walk_block(self, index: int) -> list[float]:
-        rng = rng_for(self._key, 2, index)
+        vol = self._vol
         steps = [0.0]
         x = 0.0
-        for _ in range(BLOCK_HOURS):
-            x += self._vol * normal(rng)
+        for draw in normals(rng_for(self._key, 2, index), BLOCK_HOURS):
+            x += vol * draw
             steps.append(x)
         a, b = self._top(index), self._top(index + 1)
         end = steps[-1]
@@ -159,19 +183,20 @@ class WalkPath(_BlockCache):
 
     def _block(self, index: int) -> list[float]:
         first = index * BLOCK_HOURS
-        rng = rng_for(self._key, 3, index)
-        out = [0.0] * BLOCK_HOURS
         if self._anchor_name is not None and self._anchors is None:
             self._anchors = real_anchors(self._anchor_name)
-        anchors = self._anchors
-        for i in range(BLOCK_HOURS):
-            hour = first + i
-            value = self._level + self.walk(hour) if anchors is None else self._anchored(hour)
-            if self._noise:
-                value += self._noise * normal(rng)
-            if self._clamp is not None:
-                value = min(max(value, self._clamp[0]), self._clamp[1])
-            out[i] = value
+        if self._anchors is None:
+            level = self._level
+            out = [level + step for step in self._walk_of(index)]
+        else:
+            out = [self._anchored(first + i) for i in range(BLOCK_HOURS)]
+        if self._noise:
+            noise = self._noise
+            draws = normals(rng_for(self._key, 3, index), BLOCK_HOURS)
+            out = [value + noise * draw for value, draw in zip(out, draws, strict=True)]
+        if self._clamp is not None:
+            low, high = self._clamp
+            out = [min(max(value, low), high) for value in out]
         return out
 
     def _anchored(self, hour: int) -> float:
@@ -199,11 +224,10 @@ class SpreadPath(_BlockCache):
         self._key, self._parent, self._noise = key, parent, noise
 
     def _block(self, index: int) -> list[float]:
-        rng = rng_for(self._key, 4, index)
-        first = index * BLOCK_HOURS
-        return [
-            self._parent.log_at(first + i) + self._noise * normal(rng) for i in range(BLOCK_HOURS)
-        ]
+        first, noise = index * BLOCK_HOURS, self._noise
+        draws = normals(rng_for(self._key, 4, index), BLOCK_HOURS)
+        parent = self._parent.logs(first, BLOCK_HOURS)
+        return [level + noise * draw for level, draw in zip(parent, draws, strict=True)]
 
 
 class SumPath(_BlockCache):
@@ -214,9 +238,7 @@ class SumPath(_BlockCache):
         self._key, self._a, self._b, self._noise = key, a, b, noise
 
     def _block(self, index: int) -> list[float]:
-        rng = rng_for(self._key, 5, index)
-        first = index * BLOCK_HOURS
-        return [
-            self._a.log_at(first + i) + self._b.log_at(first + i) + self._noise * normal(rng)
-            for i in range(BLOCK_HOURS)
-        ]
+        first, noise = index * BLOCK_HOURS, self._noise
+        draws = normals(rng_for(self._key, 5, index), BLOCK_HOURS)
+        a, b = self._a.logs(first, BLOCK_HOURS), self._b.logs(first, BLOCK_HOURS)
+        return [x + y + noise * draw for x, y, draw in zip(a, b, draws, strict=True)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from pipelines.sandbox.tape import CandleLike, MarketLike, aggregate
+from pipelines.sandbox.tape import Bar, MarketLike, aggregate
 
 MISSING_SHARE = 0.25  # of the unsettled candles, this share is left out of a read
 MIN_PART, MAX_PART = 0.2, 0.95  # the share of its interval a served unsettled candle aggregates
@@ -25,14 +25,14 @@ def unsettled(
     market: MarketLike,
     interval: str,
     interval_ms: int,
-    bars: Sequence[CandleLike],
+    bars: Sequence[Bar],
     *,
     now_ms: int,
     settle_ms: int,
     seed: int,
-) -> list[CandleLike]:
+) -> list[Bar]:
     """`bars` as a read at `now_ms` sees them when candles take `settle_ms` to settle."""
-    out: list[CandleLike] = []
+    out: list[Bar] = []
     for bar in bars:
         close = bar.open_ms + interval_ms
         if not now_ms - settle_ms < close <= now_ms:

@@ -41,13 +41,16 @@ def number_text(value: Decimal) -> str:
 
 def fixed(value: Decimal, places: int) -> str:
     """`value` as a string with at least `places` decimals, padding zeros, never rounding."""
-    text = number_text(value)
+    if not value.is_finite():  # `number_text` written out: pages call this for every value
+        raise ValueError(f"cannot put {value} on the wire")
+    text = format(value, "f")
     if places <= 0:
         return text
-    whole, _dot, frac = text.partition(".")
-    if len(frac) >= places:
-        return text
-    return f"{whole}.{frac.ljust(places, '0')}"
+    dot = text.find(".")
+    if dot < 0:
+        return f"{text}.{'0' * places}"
+    missing = places - (len(text) - dot - 1)
+    return text + "0" * missing if missing > 0 else text
 
 
 def dumps(value: Any) -> bytes:
