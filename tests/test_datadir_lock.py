@@ -400,6 +400,8 @@ def test_two_syncs_on_one_data_directory_one_waits_one_is_refused(
     config = write_config(sandbox, tmp_path / "tally.toml", "data")
     alone = write_config(sandbox, tmp_path / "alone.toml", "alone")
     data_dir, alone_dir = tmp_path / "data", tmp_path / "alone"
+    # not a first run (its migrations are not what this is about): its server starts sooner
+    prefect_api.seed(Settings(data_dir=data_dir).prefect_home)
 
     first = start_tally("sync", "--config", str(config), cwd=tmp_path)
     # another data directory has a lock of its own: this run is the single-run reference (on the
