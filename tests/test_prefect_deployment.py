@@ -1,10 +1,11 @@
 """prefect.yaml end to end: a real Prefect server, `prefect deploy`, a process worker, the sandbox.
 
 The test plays the operator of the runbook at the top of prefect.yaml, on loopback only: it starts
-`prefect server start` with a private PREFECT_HOME, creates the `tally` process pool, deploys
-`account-daily` from the repository root with the repository's prefect.yaml, asks for a run whose
-`config` parameter points at a sandbox (served by threads of this test process), and lets
-`prefect worker start` run it. The lake the run leaves must hold the sandbox accounts' rows.
+`prefect server start` with a private PREFECT_HOME (its database already migrated), creates the
+`tally` process pool, deploys `account-daily` from the repository root with the repository's
+prefect.yaml, asks for a run whose `config` parameter points at a sandbox (served by threads of
+this test process), and lets `prefect worker start` run it. The lake the run leaves must hold the
+sandbox accounts' rows.
 """
 
 from __future__ import annotations
