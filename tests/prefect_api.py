@@ -8,7 +8,7 @@ environment names it (`PrefectApi.env()`): tally leaves a user's own server alon
 none of its own (10–20 s of CPU each). Tests of tally's own server (its start, stale-run
 marking, what a killed or interrupted tally leaves) keep starting theirs; those not about a
 first run start theirs on a copy of this server's database as it was before any test used it
-(`PrefectApi.seed`): migrated, so that their server skips the migrations (~7 s of CPU each).
+(`PrefectApi.seed`): migrated, so that their server skips the migrations (~5 s of CPU each).
 """
 
 from __future__ import annotations
