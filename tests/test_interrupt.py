@@ -17,6 +17,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prefect_api import PrefectApi
+
 from pipelines.config_file import write_config
 from pipelines.exit_codes import ExitCode
 from pipelines.flows.prefect_env import log_file
@@ -35,7 +37,11 @@ def children(pid: int) -> set[int]:
     }
 
 
-def test_ctrl_c_ends_tally_sync_in_one_line_after_stopping_its_server(tmp_path: Path) -> None:
+def test_ctrl_c_ends_tally_sync_in_one_line_after_stopping_its_server(
+    prefect_api: PrefectApi, tmp_path: Path
+) -> None:
+    # not a first run (its migrations are not what this is about): its server starts sooner
+    prefect_api.seed(tmp_path / "data" / ".prefect")
     now_ms = int(datetime(2024, 3, 31, tzinfo=UTC).timestamp() * 1000)
     with start_sandbox(seed=7, world=World(seed=7, days=10, now_ms=now_ms)) as sandbox:
         write_config(tmp_path / "tally.toml", sandbox_document(sandbox))

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,15 @@ class Exhausted(Exception):
 
 def never_sleep(seconds: float) -> None:
     raise Exhausted(seconds)
+
+
+def weight_budget(
+    path: str | Path, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> SharedWeightBudget:
+    """A `SharedWeightBudget` on `path` that spends the whole window (no reserve, no pacing)."""
+    return SharedWeightBudget(
+        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=sleep
+    )
 
 
 def most_in_any_window(times: list[float], span: float) -> int:
@@ -205,14 +214,7 @@ def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: in
             path, 150, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
         )
     else:
-        budget = SharedWeightBudget(
-            path,
-            headers=WEIGHT_HEADERS,
-            reserve=0,
-            pace_below=0.0,
-            clock=lambda: T0,
-            sleep=never_sleep,
-        )
+        budget = weight_budget(path, clock=lambda: T0, sleep=never_sleep)
     ready.wait()
     granted = 0
     try:
@@ -251,9 +253,7 @@ def test_two_processes_share_one_request_budget(tmp_path: Path):
 def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    seed = SharedWeightBudget(
-        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
-    )
+    seed = weight_budget(path, clock=clock, sleep=clock.sleep)
     seed.acquire(1)
     seed.observe(bitvavo_headers(120, T0 + 30), 1)  # the header says 120 weight are left
     counts = run_children(path, "weight")
@@ -261,9 +261,7 @@ def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     assert sum(counts) == 120  # weight in flight in one process is seen by the other
     # They exited with their weight in flight: it is taken as spent, and no more of it blocks
     # than until the window's reset.
-    after = SharedWeightBudget(
-        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
-    )
+    after = weight_budget(path, clock=clock, sleep=clock.sleep)
     assert after.remaining == 0
     after.acquire(1)
     assert T0 + 30 <= clock() <= T0 + 31
@@ -323,9 +321,7 @@ def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: 
 def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     path = tmp_path / "v.json"
     clock = FakeClock()
-    budget = SharedWeightBudget(
-        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=clock.sleep
-    )
+    budget = weight_budget(path, clock=clock, sleep=clock.sleep)
     budget.acquire(1)
     budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
     gone_pid = int(  # a process that has exited
@@ -348,9 +344,7 @@ def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
     assert clock.sleeps == []
     assert budget.remaining == 30
     with pytest.raises(Exhausted):
-        SharedWeightBudget(
-            path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=never_sleep
-        ).acquire(1)
+        weight_budget(path, clock=clock, sleep=never_sleep).acquire(1)
 
 
 def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Path):
@@ -380,15 +374,7 @@ def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Pa
 def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     clock = FakeClock()
     first, second = (
-        SharedWeightBudget(
-            tmp_path / "v.json",
-            headers=WEIGHT_HEADERS,
-            reserve=0,
-            pace_below=0.0,
-            clock=clock,
-            sleep=clock.sleep,
-        )
-        for _ in range(2)
+        weight_budget(tmp_path / "v.json", clock=clock, sleep=clock.sleep) for _ in range(2)
     )
     first.acquire(1)  # the probe: alone until its response confirms the budget
     clock.on_sleep = lambda _: first.observe(bitvavo_headers(20, T0 + 60), 1)
@@ -400,14 +386,7 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     first.acquire(5)
     first.acquire(5)  # 10 of the 19 in flight in the first
     second.acquire(5)
-    third = SharedWeightBudget(
-        tmp_path / "v.json",
-        headers=WEIGHT_HEADERS,
-        reserve=0,
-        pace_below=0.0,
-        clock=clock,
-        sleep=never_sleep,
-    )
+    third = weight_budget(tmp_path / "v.json", clock=clock, sleep=never_sleep)
     with pytest.raises(Exhausted) as waited:
         third.acquire(5)  # 19 - 10 - 5 = 4 left: not enough, so it waits for the reset
     assert clock() + waited.value.args[0] >= T0 + 60
