@@ -32,6 +32,7 @@ from prefect_api import PrefectApi
 from pipelines.demo import DEMO_NOW
 from warehouse.connect import connect
 from warehouse.costbasis import FIAT_CURRENCIES, compute, events_from_warehouse, holdings
+from warehouse.costbasis.prices import PriceBook
 from warehouse.notebook import DATA_DIR_VARIABLE, Warehouse, default_data_dir, frame, readable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,13 +171,17 @@ def test_python3_kernel_is_this_interpreter() -> None:
     assert spec.argv[0] in {"python", sys.executable}, spec.argv
 
 
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_notebook_runs_in_this_venv_and_draws_its_figures(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    run: Run = request.getfixturevalue(name.removesuffix(".ipynb"))  # its session fixture
+    assert Path(run.prefix).resolve() == Path(sys.prefix).resolve()
+    assert run.results["figures"] == run.images()
+    assert run.images() >= FIGURES[name] >= 3
+
+
 # --- market.ipynb -----------------------------------------------------------------------------
-
-
-def test_market_runs_in_this_venv_and_draws_its_figures(market: Run) -> None:
-    assert Path(market.prefix).resolve() == Path(sys.prefix).resolve()
-    assert market.results["figures"] == market.images()
-    assert market.images() >= FIGURES["market.ipynb"]
 
 
 def test_market_lists_the_markets_of_each_exchange(
@@ -276,12 +281,6 @@ def test_market_volumes_and_coverage_match_the_views(
 # --- reconciliation.ipynb ---------------------------------------------------------------------
 
 
-def test_reconciliation_runs_in_this_venv_and_draws_its_figures(reconciliation: Run) -> None:
-    assert Path(reconciliation.prefix).resolve() == Path(sys.prefix).resolve()
-    assert reconciliation.results["figures"] == reconciliation.images()
-    assert reconciliation.images() >= FIGURES["reconciliation.ipynb"]
-
-
 def test_reconciliation_finds_every_balance_reconciled(
     reconciliation: Run, warehouse: duckdb.DuckDBPyConnection
 ) -> None:
@@ -351,18 +350,13 @@ def _exact_sum(values: Iterable[Decimal]) -> Decimal:
         return sum(values, Decimal(0))
 
 
-def test_tax_year_runs_in_this_venv_and_draws_its_figures(tax_year: Run) -> None:
-    assert Path(tax_year.prefix).resolve() == Path(sys.prefix).resolve()
-    assert tax_year.results["figures"] == tax_year.images()
-    assert tax_year.images() >= FIGURES["tax_year.ipynb"] >= 3
-
-
 def test_tax_year_is_the_engines_year(tax_year: Run, warehouse: duckdb.DuckDBPyConnection) -> None:
     """Default year, fifo, pooled: gains, income and new-year holdings as the engine has them."""
-    result = compute(events_from_warehouse(warehouse), method="fifo", lots="pooled")
+    prices = PriceBook.load(warehouse, "EUR")  # read once, for the events and the holdings
+    result = compute(events_from_warehouse(warehouse, loaded=prices), method="fifo", lots="pooled")
     gains = [g for g in result.gains if g.date.year == DEMO_YEAR]
     income = [i for i in result.income if i.date.year == DEMO_YEAR]
-    held = holdings(warehouse, date(DEMO_YEAR, 1, 1), "EUR")
+    held = holdings(warehouse, date(DEMO_YEAR, 1, 1), "EUR", prices=prices.fresh())
     got = tax_year.results
     assert (got["year"], got["method"], got["lots"]) == (DEMO_YEAR, "fifo", "pooled")
     assert got["disposals"] == len(gains) > 100

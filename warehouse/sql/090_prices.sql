@@ -219,7 +219,8 @@ cross_rates as (
         2 as priority,
         least(eur_final.observed_at, fx_rates.close_time) as observed_at
     from eur_final
-    cross join (select distinct currency from fx_rates) as currencies
+    -- (never EUR: written out, so that a query of EUR prices skips the cross rates altogether)
+    cross join (select distinct currency from fx_rates where currency <> 'EUR') as currencies
     asof inner join fx_rates
         on fx_rates.currency = currencies.currency
         and eur_final.priced_at >= fx_rates.close_time
@@ -236,6 +237,7 @@ fx_final as (
         union all
         select currency, asset, priced_at, price, source, priority, observed_at from cross_rates
     )
+    where currency <> 'EUR'  -- as above: lets `where currency = 'EUR'` drop this branch
     qualify row_number() over (
         partition by currency, asset, priced_at order by observed_at desc, priority
     ) = 1
