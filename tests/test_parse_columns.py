@@ -2,22 +2,29 @@
 decides exactly as the row-by-row parsers do: on the recorded pages and on rows with every
 quirk the row parsers accept or refuse, the records (values, `extra`, `raw`) or the error are the
 same whether a page goes through the columns or row by row; and a usual page does go through
-the columns."""
+the columns. Their Decimals reach the lake through text (`pipelines.datasets`), typed as polars
+would type the Decimal objects, so that a value the lake must refuse is refused as it was."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
+from pipelines.datasets import PUBLIC_TRADES
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges import bitvavo_parse as bv
 from pipelines.exchanges import columns
+from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.values import RowParseError
+from pipelines.flows.chunks import combine
+from pipelines.lake import Lake, LakeError
 
 Parse = Callable[[Any], list[Any]]
 
@@ -221,3 +228,50 @@ def test_a_usual_page_goes_through_the_columns(samples_dir: Path) -> None:
     assert columns.public_trades(
         "bitvavo", "BTC-EUR", trades, trade_table, sides, columns.MILLISECOND
     )
+
+
+# Prices as the parsers may make them: exponent forms, negative zero, 18 and 19 places, 20 and
+# 21 integer digits, 38 and 39 digits in all.
+PRICES = [
+    "1E+2",
+    "0E-18",
+    "-0",
+    "-0.000",
+    "1E-18",
+    "1E-19",
+    "1.0000000000000000000",
+    "7164.21",
+    "99999999999999999999.999999999999999999",
+    "100000000000000000000",
+    "1E+37",
+    "1E+38",
+]
+
+
+def trades(prices: list[Decimal | None]) -> list[PublicTrade]:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    return [
+        PublicTrade("bitvavo", "BTC-EUR", f"t{n}", at, price, Decimal(1), "buy")  # type: ignore[arg-type]
+        for n, price in enumerate(prices)
+    ]
+
+
+@pytest.mark.parametrize("price", PRICES)
+def test_prices_are_typed_as_polars_types_their_decimals(price: str) -> None:
+    for other in [None, *PRICES]:
+        values = [Decimal(price), None if other is None else Decimal(other)]
+        column = PUBLIC_TRADES.frame(trades(values))["price"]
+        inferred = pl.Series("price", values, strict=False)
+        assert (column.dtype, column.to_list()) == (inferred.dtype, inferred.to_list()), values
+
+
+def test_a_price_beyond_decimal_38_18_is_refused_by_the_lake_beside_usual_pages(
+    tmp_path: Path,
+) -> None:
+    """Pages of a chunk are concatenated to their common type first: were the usual pages
+    typed DECIMAL(38,18), a 21-digit price would overflow there, not be refused by the lake."""
+    pages = [trades([Decimal("100000000000000000000")]), trades([Decimal("7164.21")])]
+    frames = [PUBLIC_TRADES.frame(page) for page in pages]
+    dataset = PUBLIC_TRADES.dataset
+    with pytest.raises(LakeError, match="exceeds DECIMAL"):
+        Lake(tmp_path).land(dataset, combine(dataset, (), frames), stem="w")
