@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from pipelines.datasets import PUBLIC_TRADES
+from pipelines.exact_json import RAW, encode
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges import bitvavo_parse as bv
 from pipelines.exchanges import columns
@@ -94,10 +95,17 @@ NUMBERS: list[Any] = [
     "NaN",
     "Infinity",
     "0x10",
+    "1E5",
+    "00012",
+    "0.0",
+    "1 ",
+    "\uff11",  # a fullwidth digit
     None,
     True,
     [],
 ]
+# Ids whose text the raw JSON must escape (or must not), as the row path's encoder does.
+IDS: list[Any] = ["\u00e9", "a/b", "\n", '"', "\\", "\x7f", "\u2028", "\ud83d\ude00", "\ud800"]
 TIMES: list[Any] = ["1577836200", 1577836200, "-5", "0", "", "1.5", "+5", " 5", "5-", None, 10**18]
 
 
@@ -111,7 +119,7 @@ VALUES: dict[str, dict[str | int, list[Any]]] = {
         "price": NUMBERS,
         "amount": NUMBERS,
         "date": TIMES,
-        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y"],
+        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y", *IDS],
         "type": ["0", "1", 0, 1, "2", "", None, True, Decimal("1")],
     },
     "bitvavo candles": {0: [*TIMES, str(CANDLE_ROW[0])], **dict.fromkeys(range(1, 6), NUMBERS)},
@@ -119,7 +127,7 @@ VALUES: dict[str, dict[str | int, list[Any]]] = {
         "price": NUMBERS,
         "amount": NUMBERS,
         "timestamp": TIMES,
-        "id": ["a", 5, "", None, True, []],
+        "id": ["a", 5, "", None, True, [], *IDS],
         "side": ["buy", "sell", "Buy", "", None, 1, []],
     },
 }
@@ -168,6 +176,8 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, name: str, rows: Any) -> None:
     assert fast == slow
     if fast[0] == "records":
         assert [(r.extra, r.raw) for r in fast[1]] == [(r.extra, r.raw) for r in slow[1]]
+        # Both write `raw` through the C encoder where they can: it is the Python one's text.
+        assert [r.raw for r in fast[1]] == [encode(row, RAW) for row in rows]
 
 
 def with_value(row: Any, field: str | int, value: Any) -> Any:
