@@ -65,7 +65,6 @@ __all__ = [
 _QUANTUM = Decimal(1).scaleb(-18)
 _MONEY_LIMIT = Decimal(10) ** 20
 _DECIMAL_OR_NONE = frozenset({Decimal, type(None)})
-_BEYOND_18_PLACES = r"\.[0-9]{19}"
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -118,15 +117,19 @@ def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
 
 
 def _money(name: str, values: list[Any]) -> pl.Series:
-    """Decimals as DECIMAL(38,18), through their fixed-point text when every one fits exactly
-    (polars reads text faster than Decimal objects, but would round a 19th decimal place)."""
+    """Decimals typed exactly as polars infers them from Decimal objects (DECIMAL(38, the most
+    places any has)), but read from their fixed-point text, which polars does faster. The
+    scale must be the inferred one, not the lake's 18: frames of several pages are concatenated
+    to their common type before the lake refuses what DECIMAL(38,18) would round or overflow."""
     if values and set(map(type, values)) <= _DECIMAL_OR_NONE:
         text = pl.Series(name, [None if v is None else format(v, "f") for v in values], pl.String)
-        if not text.str.contains(_BEYOND_18_PLACES).any():
+        places = (text.str.len_bytes() - text.str.find(".", literal=True) - 1).max()
+        scale = places if isinstance(places, int) else 0  # None: no value has a point
+        if scale <= MONEY.scale and text.null_count() < len(text):
             try:
-                return text.cast(MONEY, strict=True)
+                return text.cast(pl.Decimal(38, scale), strict=True)
             except pl.exceptions.InvalidOperationError:
-                pass  # beyond DECIMAL(38,18) or not finite: as below, for the lake to refuse
+                pass  # over 38 digits, or not finite: built as below, for the lake to refuse
     # Built with the inferred scale: the lake refuses what DECIMAL(38,18) would round.
     return pl.Series(name, values, dtype=None if values else MONEY, strict=False)
 

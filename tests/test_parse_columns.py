@@ -2,22 +2,30 @@
 decides exactly as the row-by-row parsers do: on the recorded pages and on rows with every
 quirk the row parsers accept or refuse, the records (values, `extra`, `raw`) or the error are the
 same whether a page goes through the columns or row by row; and a usual page does go through
-the columns."""
+the columns. Their Decimals reach the lake through text (`pipelines.datasets`), typed as polars
+would type the Decimal objects, so that a value the lake must refuse is refused as it was."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
+from pipelines.datasets import PUBLIC_TRADES
+from pipelines.exact_json import RAW, encode
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges import bitvavo_parse as bv
 from pipelines.exchanges import columns
+from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.values import RowParseError
+from pipelines.flows.chunks import combine
+from pipelines.lake import Lake, LakeError
 
 Parse = Callable[[Any], list[Any]]
 
@@ -87,10 +95,17 @@ NUMBERS: list[Any] = [
     "NaN",
     "Infinity",
     "0x10",
+    "1E5",
+    "00012",
+    "0.0",
+    "1 ",
+    "\uff11",  # a fullwidth digit
     None,
     True,
     [],
 ]
+# Ids whose text the raw JSON must escape (or must not), as the row path's encoder does.
+IDS: list[Any] = ["\u00e9", "a/b", "\n", '"', "\\", "\x7f", "\u2028", "\ud83d\ude00", "\ud800"]
 TIMES: list[Any] = ["1577836200", 1577836200, "-5", "0", "", "1.5", "+5", " 5", "5-", None, 10**18]
 
 
@@ -104,7 +119,7 @@ VALUES: dict[str, dict[str | int, list[Any]]] = {
         "price": NUMBERS,
         "amount": NUMBERS,
         "date": TIMES,
-        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y"],
+        "tid": ["1", 90574283, "", None, True, Decimal("5"), "x y", *IDS],
         "type": ["0", "1", 0, 1, "2", "", None, True, Decimal("1")],
     },
     "bitvavo candles": {0: [*TIMES, str(CANDLE_ROW[0])], **dict.fromkeys(range(1, 6), NUMBERS)},
@@ -112,7 +127,7 @@ VALUES: dict[str, dict[str | int, list[Any]]] = {
         "price": NUMBERS,
         "amount": NUMBERS,
         "timestamp": TIMES,
-        "id": ["a", 5, "", None, True, []],
+        "id": ["a", 5, "", None, True, [], *IDS],
         "side": ["buy", "sell", "Buy", "", None, 1, []],
     },
 }
@@ -161,6 +176,8 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, name: str, rows: Any) -> None:
     assert fast == slow
     if fast[0] == "records":
         assert [(r.extra, r.raw) for r in fast[1]] == [(r.extra, r.raw) for r in slow[1]]
+        # Both write `raw` through the C encoder where they can: it is the Python one's text.
+        assert [r.raw for r in fast[1]] == [encode(row, RAW) for row in rows]
 
 
 def with_value(row: Any, field: str | int, value: Any) -> Any:
@@ -221,3 +238,50 @@ def test_a_usual_page_goes_through_the_columns(samples_dir: Path) -> None:
     assert columns.public_trades(
         "bitvavo", "BTC-EUR", trades, trade_table, sides, columns.MILLISECOND
     )
+
+
+# Prices as the parsers may make them: exponent forms, negative zero, 18 and 19 places, 20 and
+# 21 integer digits, 38 and 39 digits in all.
+PRICES = [
+    "1E+2",
+    "0E-18",
+    "-0",
+    "-0.000",
+    "1E-18",
+    "1E-19",
+    "1.0000000000000000000",
+    "7164.21",
+    "99999999999999999999.999999999999999999",
+    "100000000000000000000",
+    "1E+37",
+    "1E+38",
+]
+
+
+def trades(prices: list[Decimal | None]) -> list[PublicTrade]:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    return [
+        PublicTrade("bitvavo", "BTC-EUR", f"t{n}", at, price, Decimal(1), "buy")  # type: ignore[arg-type]
+        for n, price in enumerate(prices)
+    ]
+
+
+@pytest.mark.parametrize("price", PRICES)
+def test_prices_are_typed_as_polars_types_their_decimals(price: str) -> None:
+    for other in [None, *PRICES]:
+        values = [Decimal(price), None if other is None else Decimal(other)]
+        column = PUBLIC_TRADES.frame(trades(values))["price"]
+        inferred = pl.Series("price", values, strict=False)
+        assert (column.dtype, column.to_list()) == (inferred.dtype, inferred.to_list()), values
+
+
+def test_a_price_beyond_decimal_38_18_is_refused_by_the_lake_beside_usual_pages(
+    tmp_path: Path,
+) -> None:
+    """Pages of a chunk are concatenated to their common type first: were the usual pages
+    typed DECIMAL(38,18), a 21-digit price would overflow there, not be refused by the lake."""
+    pages = [trades([Decimal("100000000000000000000")]), trades([Decimal("7164.21")])]
+    frames = [PUBLIC_TRADES.frame(page) for page in pages]
+    dataset = PUBLIC_TRADES.dataset
+    with pytest.raises(LakeError, match="exceeds DECIMAL"):
+        Lake(tmp_path).land(dataset, combine(dataset, (), frames), stem="w")
