@@ -520,21 +520,55 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except OperatorError as error:  # a ConfigError too
-        if args.debug:
-            raise
-        for line in error.lines:
-            print(f"tally {args.command}: {line}", file=sys.stderr)
-        return int(error.exit_code)
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        # Ctrl-C reaches tally alone (the Prefect server has a session of its own): the blocks
-        # above have ended in order (running tasks finished, server stopped, lock released).
+    with _Interrupts() as interrupts:
+        try:
+            code = int(args.run(args))
+        except OperatorError as error:  # a ConfigError too
+            if args.debug:
+                raise
+            for line in error.lines:
+                print(f"tally {args.command}: {line}", file=sys.stderr)
+            return int(error.exit_code)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            # Ctrl-C reaches tally alone (the Prefect server has a session of its own): the
+            # blocks above have ended in order (running tasks finished, server stopped, lock
+            # released).
+            interrupts.seen = True
+    if interrupts.seen:  # raised and caught above, or swallowed on its way by a library
         print(f"tally {args.command}: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    return code
+
+
+class _Interrupts:
+    """Ctrl-C while a command runs: raised as KeyboardInterrupt, as Python's own handler does,
+    and remembered (`seen`).
+
+    Being another function than Python's handler also keeps `asyncio.run` from putting its own
+    in place, which turns SIGINT into a cancelled task: a library that catches that
+    cancellation would make the Ctrl-C vanish, and tally would finish as though no one had
+    pressed it. A SIGINT that the process ignores (started with `&` by a script) stays
+    ignored; off the main thread nothing is changed."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: _Handler = None
+
+    def __enter__(self) -> _Interrupts:
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 # --- tally sandbox --------------------------------------------------------------------------
