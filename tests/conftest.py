@@ -17,34 +17,34 @@ if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
 
-# Seconds each long test file takes in `make test` (2 workers, 2 cores; --durations=0 summed
-# per file, on a busy machine). `--dist loadfile` hands whole files to the workers, and xdist's
-# own order (most tests first) would start these last, leaving one worker alone with them at the
-# end: they go first, the longest first, and the many short files fill in behind them. Order
-# only: a file missing here runs after these, in xdist's order; update a figure when a file
-# grows a lot.
+# Seconds each long test file takes in `make test` (3 workers on 2 cores; --durations=0 summed
+# per file). `--dist loadfile` hands whole files to the workers, and xdist's own order (most
+# tests first) would start these last, leaving one worker alone with them at the end: they go
+# first, the longest first, and the many short files fill in behind them. Order only: a file
+# missing here runs after these, in xdist's order; update a figure when a file grows a lot.
 LONG_FILES = {
-    "tests/test_notebooks.py": 194,
-    "tests/test_exports.py": 152,
-    "tests/test_leftovers.py": 119,
-    "tests/test_ingest_market.py": 106,
-    "tests/test_prefect_deployment.py": 104,
-    "tests/test_variants.py": 103,
-    "tests/test_datadir_lock.py": 103,
-    "tests/test_progress_cli.py": 97,
-    "tests/test_ingest_crash.py": 88,
-    "tests/test_reporting_currency.py": 78,
-    "tests/test_sql_readonly.py": 51,
-    "tests/test_ingest_memory.py": 46,
-    "tests/test_interrupt.py": 41,
-    "tests/test_preflight.py": 30,
-    "tests/test_quarantine.py": 25,
-    "tests/test_flows.py": 21,
-    "tests/test_warehouse.py": 16,
+    "tests/test_notebooks.py": 128,
+    "tests/test_exports.py": 104,
+    "tests/test_variants.py": 60,
+    "tests/test_datadir_lock.py": 51,
+    "tests/test_leftovers.py": 51,
+    "tests/test_progress_cli.py": 42,
+    "tests/test_ingest_market.py": 37,
+    "tests/test_ingest_crash.py": 31,
+    "tests/test_prefect_deployment.py": 31,
+    "tests/test_reporting_currency.py": 28,
+    "tests/test_sql_readonly.py": 27,
+    "tests/test_ingest_memory.py": 24,
+    "tests/test_quarantine.py": 21,
+    "tests/test_flows.py": 17,
+    "tests/test_warehouse_staging.py": 15,
     "tests/test_shared_budget.py": 15,
+    "tests/test_history_amounts.py": 13,
+    "tests/test_warehouse.py": 13,
     "tests/test_doctor_deadline.py": 13,
-    "tests/test_flow_lock.py": 10,
-    "tests/test_clients_sandbox.py": 9,
+    "tests/test_preflight.py": 12,
+    "tests/test_interrupt.py": 11,
+    "tests/test_history_matching.py": 10,
 }
 
 
