@@ -22,6 +22,7 @@ import pytest
 from warehouse_build import build
 
 from pipelines.config import Settings
+from pipelines.exchanges.registry import names
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, Lake
 from pipelines.lake_datasets import MOVEMENTS
 from warehouse.connect import connect
@@ -34,7 +35,13 @@ FIRST = datetime(2024, 3, 2, tzinfo=UTC)
 LATER = datetime(2024, 3, 3, tzinfo=UTC)
 WINDOWS = ("20240301T000000-20240301T010000", "20240301T010000-20240301T020000")
 FETCH_TIMES = ("fetched_at", "detected_at")
-SPECIAL: dict[str, Any] = {"interval": "1h", "market": "BTC-EUR", "kind": "trade"}
+# an exchange the build has rules for (a lake exchange without them is refused)
+SPECIAL: dict[str, Any] = {
+    "interval": "1h",
+    "market": "BTC-EUR",
+    "kind": "trade",
+    "exchange": names()[0],
+}
 _READS = re.compile(r"read_parquet\(\s*'(?P<path>[^']*)'")
 
 

@@ -23,16 +23,28 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from pipelines.atomic import fsync_dir, temp_path
+from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Lake
 from warehouse import rules as exchange_rules
-from warehouse.sources import STAGING, ViewFile, macro_files, render, staging_views, view_files
+from warehouse.sources import (
+    STAGING,
+    ViewFile,
+    lake_exchanges,
+    macro_files,
+    render,
+    staging_views,
+    view_files,
+)
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
 
 
-class WarehouseBuildError(Exception):
-    """A view could not be created; names the view file."""
+class WarehouseBuildError(OperatorError):
+    """A view could not be created (names the view file), or the lake holds rows of an exchange
+    that no rules were given for (the views would leave its rows out): a data problem."""
+
+    exit_code = ExitCode.DATA
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,12 @@ def build(
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
     lake = Lake(settings.lake_dir)
+    unruled = sorted(lake_exchanges(lake) - set(rules))
+    if unruled:
+        raise WarehouseBuildError(
+            f"the lake holds rows of {', '.join(unruled)}, for which no exchange rules were "
+            f"given (rules for: {', '.join(rules) or 'none'}): every view would leave them out"
+        )
     files = view_files(sql_dir)
     temporary = temp_path(target)
     try:

@@ -105,6 +105,19 @@ def staging_views(lake: Lake) -> list[StagingView]:
     return views
 
 
+def lake_exchanges(lake: Lake) -> set[str]:
+    """Every exchange whose rows some dataset of `lake` holds: its `exchange=` partitions that
+    hold a file."""
+    found = set()
+    for dataset in DATASETS.values():
+        if dataset.partition_by[:1] != ("exchange",):
+            continue
+        for partition in lake.dataset_dir(dataset).glob("exchange=*"):
+            if any(not p.name.startswith(".") for p in partition.rglob("*.parquet")):
+                found.add(partition.name.removeprefix("exchange="))
+    return found
+
+
 def _landed(dataset: Dataset, lake: Lake) -> str:
     glob = lake.glob(dataset)
     if not _has_files(lake, str(Path(glob).relative_to(lake.root))):
