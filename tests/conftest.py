@@ -85,11 +85,13 @@ def samples_dir() -> Path:
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
     """One Prefect server per process (xdist worker) for the flows run in it and for `tally`
-    subprocesses given `prefect_api.env()`: it takes 10–20 s of CPU to start (prefect_api.py).
-    Tests of tally's own server start theirs."""
+    subprocesses given `prefect_api.env()`: it takes 10–20 s of CPU to start (prefect_api.py),
+    ~5 s on the database the session's first server migrated. Tests of tally's own server
+    start theirs."""
     from prefect_api import shared_server
 
-    with shared_server(tmp_path_factory.mktemp("prefect-home")) as api:
+    home = tmp_path_factory.mktemp("prefect-home")
+    with shared_server(home, _session_dir(tmp_path_factory)) as api:
         yield api
 
 
@@ -101,9 +103,14 @@ def synced_lake(tmp_path_factory: pytest.TempPathFactory) -> SyncedLakeFactory:
     file lock, while the others wait for it. Read it; copy it (`.copy(dir)`) to change it."""
     from synced_lake import SyncedLakeFactory
 
+    root = _session_dir(tmp_path_factory) / "synced-lakes"
+    root.mkdir(exist_ok=True)
+    return SyncedLakeFactory(root)
+
+
+def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's base temporary directory, the same for every xdist worker."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the controller's basetemp: one per session, every worker's
-    root = shared / "synced-lakes"
-    root.mkdir(exist_ok=True)
-    return SyncedLakeFactory(root)
+    return shared

@@ -9,15 +9,18 @@ none of its own (10–20 s of CPU each). Tests of tally's own server (its start,
 marking, what a killed or interrupted tally leaves) keep starting theirs; those not about a
 first run start theirs on a copy of this server's database as it was before any test used it
 (`PrefectApi.seed`): migrated, so that their server skips the migrations (~5 s of CPU each).
+Under xdist only the first worker's server migrates its database: it leaves a copy in the
+session's directory, on which the others start theirs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +56,10 @@ class PrefectApi:
 
 
 @contextmanager
-def shared_server(home: Path) -> Iterator[PrefectApi]:
-    """The server for the block, with this process's Prefect pointed at it."""
+def shared_server(home: Path, session: Path) -> Iterator[PrefectApi]:
+    """The server for the block, with this process's Prefect pointed at it. `session` is a
+    directory all the session's processes share: the first server to start there leaves its
+    migrated database in it, and the others (started after it, in turn) start on a copy."""
     for name, value in {"PREFECT_HOME": str(home), **SETTINGS}.items():
         os.environ.setdefault(name, value)  # as the harness did: Prefect's home in the session
     import prefect.context
@@ -68,11 +73,19 @@ def shared_server(home: Path) -> Iterator[PrefectApi]:
     )
 
     environment = clean_env(PREFECT_HOME=str(home), **SETTINGS)
-    with (home / "server.log").open("wb") as output:
+    template = session / MIGRATED
+    with (home / "server.log").open("wb") as output, ExitStack() as first:
+        first.enter_context(_locked(session / f"{MIGRATED}.lock"))
+        if template.exists():  # migrated by the session's first server: start on a copy
+            shutil.copyfile(template, home / DATABASE)
+            first.close()
         process, url = start_server(environment, output=output)
         try:
             wait_healthy(process, url, STARTUP_SECONDS)
             _copy_database(home / DATABASE, home / MIGRATED)
+            if not template.exists():
+                shutil.copyfile(home / MIGRATED, template)
+            first.close()
             with (
                 temporary_settings(updates={PREFECT_API_URL: url}),
                 # threads started without this context (Prefect's own) see it too, as under
@@ -93,3 +106,11 @@ def _copy_database(source: Path, target: Path) -> None:
     """A consistent copy of a SQLite database that a running server may be writing."""
     with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as copy:
         reading.backup(copy)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """`path` locked (`flock`) against the session's other processes for the block."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file unlocks it
