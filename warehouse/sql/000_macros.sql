@@ -67,3 +67,16 @@ create macro ranges_overlap(a_start, a_end, b_start, b_end) as a_start < b_end a
 
 -- moment t lies from `before` before `around` to `after` after it (both ends included)
 create macro within(t, around, before, after) as t between around - before and around + after;
+
+-- `close_units` of a close >= 0 (DECIMAL(38, 18)), read from its text: the same integer (the
+-- 13th to 18th decimals round it half up), without dividing 128-bit integers, which is slow
+create macro close_units_of_text(close) as case
+    when close >= 0 then
+        left(replace(close::decimal(38, 18)::varchar, '.', ''), -6)::hugeint
+        + (right(close::decimal(38, 18)::varchar, 6) >= '500000')::int
+    else close_units(close)
+end;
+
+-- `decimal_units` read from the text (DECIMAL(38, 18) prints 18 decimals): the same integer,
+-- without dividing 128-bit integers
+create macro decimal_units_of_text(x) as replace(x::decimal(38, 18)::varchar, '.', '')::hugeint;

@@ -47,7 +47,7 @@ fx_rates as (
         market,
         close_time,
         close as rate,
-        close_units(close) as rate_units,
+        close_units_of_text(close) as rate_units,
         base <> 'EUR' as inverted,
         case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
         case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den,
@@ -81,7 +81,7 @@ usd_quoted as (
     select
         observed.base as asset,
         observed.close_time,
-        close_units(observed.close) as price_units,
+        observed.close,
         observed.exchange || ' ' || observed.market || ' 1h / ' as source
     from observed
     inner join staging.exchange_rules as rules using (exchange)
@@ -93,11 +93,11 @@ via_usd as (
         usd_quoted.asset,
         usd_quoted.close_time as as_of,
         least(usd_quoted.close_time, eur_rates.close_time) as observed_at,
-        units_to_decimal(
-            rounded_quotient(usd_quoted.price_units * 1000000000000000000, eur_rates.rate_units)
-        ) as price,
+        null as price,
         usd_quoted.source || eur_rates.exchange || ' EUR-USD 1h' as source,
-        3 as priority
+        3 as priority,
+        usd_quoted.close as quotient_num,
+        eur_rates.rate_units as quotient_den
     from usd_quoted
     asof inner join eur_rates on usd_quoted.close_time >= eur_rates.close_time
 ),
@@ -127,14 +127,25 @@ eur_in_fx as (
 ),
 
 observations as (
-    select currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source, priority
+    select
+        currency,
+        asset,
+        as_of,
+        observed_at,
+        price::decimal(38, 18) as price,
+        source,
+        priority,
+        null::decimal(38, 18) as quotient_num,
+        null::hugeint as quotient_den
     from direct
     union all
-    select 'EUR', asset, as_of, observed_at, price, source, priority from via_usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority, quotient_num, quotient_den
+    from via_usd
     union all
-    select 'EUR', asset, as_of, observed_at, price, source, priority from usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority, null, null from usd
     union all
-    select currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    select
+        currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority, null, null
     from eur_in_fx
 ),
 
@@ -183,7 +194,9 @@ priced as (
         observations.price,
         candidates.source,
         candidates.priority,
-        observations.observed_at
+        observations.observed_at,
+        observations.quotient_num,
+        observations.quotient_den
     from candidates
     asof inner join observations
         on observations.currency = candidates.currency
@@ -192,13 +205,29 @@ priced as (
         and candidates.priced_at >= observations.as_of
 ),
 
-eur_final as (
-    select asset, priced_at, price, source, observed_at
+eur_chosen as (
+    select asset, priced_at, price, source, observed_at, quotient_num, quotient_den
     from priced
     where currency = 'EUR'
     qualify row_number() over (
         partition by asset, priced_at order by observed_at desc, priority
     ) = 1
+),
+
+-- a USD close divided by the EUR-USD close only where it is the price chosen
+eur_final as (
+    select
+        asset,
+        priced_at,
+        case
+            when price is null then units_to_decimal(rounded_quotient(
+                close_units_of_text(quotient_num) * 1000000000000000000, quotient_den
+            ))
+            else price
+        end as price,
+        source,
+        observed_at
+    from eur_chosen
 ),
 
 -- price_eur(asset) times one EUR in the currency: * the EUR-USD close (= / price_eur(USD)), or
