@@ -80,3 +80,8 @@ end;
 -- `decimal_units` read from the text (DECIMAL(38, 18) prints 18 decimals): the same integer,
 -- without dividing 128-bit integers
 create macro decimal_units_of_text(x) as replace(x::decimal(38, 18)::varchar, '.', '')::hugeint;
+
+-- a close (DECIMAL(38, 18)) divided by a price given in units of 1e-12 (`close_units`),
+-- rounded half up to 18 decimals: `inverted_close` is close_quotient(1, units)
+create macro close_quotient(close, units) as
+    units_to_decimal(rounded_quotient(close_units_of_text(close) * 1000000000000000000, units));

@@ -119,10 +119,13 @@ eur_in_fx as (
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
-        case when inverted then inverted_close(rate_units) else rate end as price,
+        case when inverted then null else rate end as price,
         exchange || ' ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
             as source,
-        1 as priority
+        1 as priority,
+        -- 1 / the close (`inverted_close`), computed for the hours it is the price chosen
+        case when inverted then 1 end as quotient_num,
+        case when inverted then rate_units end as quotient_den
     from fx_rates
 ),
 
@@ -145,7 +148,15 @@ observations as (
     select 'EUR', asset, as_of, observed_at, price, source, priority, null, null from usd
     union all
     select
-        currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority, null, null
+        currency,
+        asset,
+        as_of,
+        observed_at,
+        price::decimal(38, 18),
+        source,
+        priority,
+        quotient_num,
+        quotient_den
     from eur_in_fx
 ),
 
@@ -220,10 +231,7 @@ eur_final as (
         asset,
         priced_at,
         case
-            when price is null then units_to_decimal(rounded_quotient(
-                close_units_of_text(quotient_num) * 1000000000000000000, quotient_den
-            ))
-            else price
+            when price is null then close_quotient(quotient_num, quotient_den) else price
         end as price,
         source,
         observed_at
@@ -239,9 +247,10 @@ cross_rates as (
         fx_rates.currency,
         eur_final.asset,
         eur_final.priced_at,
-        units_to_decimal(rounded_quotient(
-            decimal_units(eur_final.price) * fx_rates.rate_num, fx_rates.rate_den
-        )) as price,
+        -- the price, computed for the hours it is the one chosen (fx_final)
+        eur_final.price as eur_price,
+        fx_rates.rate_num,
+        fx_rates.rate_den,
         eur_final.source
             || case when fx_rates.inverted then ' / ' else ' * ' end
             || fx_rates.exchange || ' ' || fx_rates.market || ' 1h' as source,
@@ -257,19 +266,62 @@ cross_rates as (
 ),
 
 -- USD and GBP: the fresher of a direct observation and the cross rate, the direct one on a tie
-fx_final as (
-    select currency, asset, priced_at, price, source, observed_at
+fx_chosen as (
+    select *
     from (
-        select currency, asset, priced_at, price, source, priority, observed_at
+        select
+            currency,
+            asset,
+            priced_at,
+            price,
+            source,
+            priority,
+            observed_at,
+            quotient_num,
+            quotient_den,
+            null::decimal(38, 18) as eur_price,
+            null::hugeint as rate_num,
+            null::hugeint as rate_den
         from priced
         where currency <> 'EUR'
         union all
-        select currency, asset, priced_at, price, source, priority, observed_at from cross_rates
+        select
+            currency,
+            asset,
+            priced_at,
+            null,
+            source,
+            priority,
+            observed_at,
+            null,
+            null,
+            eur_price,
+            rate_num,
+            rate_den
+        from cross_rates
     )
     where currency <> 'EUR'  -- as above: lets `where currency = 'EUR'` drop this branch
     qualify row_number() over (
         partition by currency, asset, priced_at order by observed_at desc, priority
     ) = 1
+),
+
+fx_final as (
+    select
+        currency,
+        asset,
+        priced_at,
+        case
+            when price is not null then price
+            when quotient_den is not null then close_quotient(quotient_num, quotient_den)
+            -- the cross rate: the EUR price in units of 1e-18 times rate_num / rate_den
+            else units_to_decimal(rounded_quotient(
+                decimal_units_of_text(eur_price) * rate_num, rate_den
+            ))
+        end as price,
+        source,
+        observed_at
+    from fx_chosen
 ),
 
 final as (
