@@ -332,7 +332,7 @@ final as (
         price,
         source,
         observed_at,
-        priced_at - observed_at as staleness
+        timestamptz_difference(priced_at, observed_at) as staleness
     from eur_final
     union all
     select
@@ -342,7 +342,7 @@ final as (
         price,
         source,
         observed_at,
-        priced_at - observed_at as staleness
+        timestamptz_difference(priced_at, observed_at) as staleness
     from fx_final
 )
 
