@@ -67,3 +67,30 @@ create macro ranges_overlap(a_start, a_end, b_start, b_end) as a_start < b_end a
 
 -- moment t lies from `before` before `around` to `after` after it (both ends included)
 create macro within(t, around, before, after) as t between around - before and around + after;
+
+-- `close_units` of a close >= 0 (DECIMAL(38, 18)), read from its text: the same integer (the
+-- 13th to 18th decimals round it half up), without dividing 128-bit integers, which is slow
+create macro close_units_of_text(close) as case
+    when close >= 0 then
+        left(replace(close::decimal(38, 18)::varchar, '.', ''), -6)::hugeint
+        + (right(close::decimal(38, 18)::varchar, 6) >= '500000')::int
+    else close_units(close)
+end;
+
+-- `decimal_units` read from the text (DECIMAL(38, 18) prints 18 decimals): the same integer,
+-- without dividing 128-bit integers
+create macro decimal_units_of_text(x) as replace(x::decimal(38, 18)::varchar, '.', '')::hugeint;
+
+-- a close (DECIMAL(38, 18)) divided by a price given in units of 1e-12 (`close_units`),
+-- rounded half up to 18 decimals: `inverted_close` is close_quotient(1, units)
+create macro close_quotient(close, units) as
+    units_to_decimal(rounded_quotient(close_units_of_text(close) * 1000000000000000000, units));
+
+-- a - b of two TIMESTAMP WITH TIME ZONE: the interval `-` gives, which in a session in UTC (the
+-- warehouse's connections) is that of the UTC wall times, ~50x cheaper than the time zone
+-- calendar arithmetic `-` does; in any other session time zone, `-` itself
+create macro timestamptz_difference(a, b) as case
+    when current_setting('TimeZone') in ('UTC', 'Etc/UTC') then
+        make_timestamp(epoch_us(a)) - make_timestamp(epoch_us(b))
+    else a - b
+end;

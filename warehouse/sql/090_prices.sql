@@ -47,7 +47,7 @@ fx_rates as (
         market,
         close_time,
         close as rate,
-        close_units(close) as rate_units,
+        close_units_of_text(close) as rate_units,
         base <> 'EUR' as inverted,
         case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
         case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den,
@@ -81,7 +81,7 @@ usd_quoted as (
     select
         observed.base as asset,
         observed.close_time,
-        close_units(observed.close) as price_units,
+        observed.close,
         observed.exchange || ' ' || observed.market || ' 1h / ' as source
     from observed
     inner join staging.exchange_rules as rules using (exchange)
@@ -93,11 +93,11 @@ via_usd as (
         usd_quoted.asset,
         usd_quoted.close_time as as_of,
         least(usd_quoted.close_time, eur_rates.close_time) as observed_at,
-        units_to_decimal(
-            rounded_quotient(usd_quoted.price_units * 1000000000000000000, eur_rates.rate_units)
-        ) as price,
+        null as price,
         usd_quoted.source || eur_rates.exchange || ' EUR-USD 1h' as source,
-        3 as priority
+        3 as priority,
+        usd_quoted.close as quotient_num,
+        eur_rates.rate_units as quotient_den
     from usd_quoted
     asof inner join eur_rates on usd_quoted.close_time >= eur_rates.close_time
 ),
@@ -119,22 +119,44 @@ eur_in_fx as (
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
-        case when inverted then inverted_close(rate_units) else rate end as price,
+        case when inverted then null else rate end as price,
         exchange || ' ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
             as source,
-        1 as priority
+        1 as priority,
+        -- 1 / the close (`inverted_close`), computed for the hours it is the price chosen
+        case when inverted then 1 end as quotient_num,
+        case when inverted then rate_units end as quotient_den
     from fx_rates
 ),
 
 observations as (
-    select currency, asset, as_of, observed_at, price::decimal(38, 18) as price, source, priority
+    select
+        currency,
+        asset,
+        as_of,
+        observed_at,
+        price::decimal(38, 18) as price,
+        source,
+        priority,
+        null::decimal(38, 18) as quotient_num,
+        null::hugeint as quotient_den
     from direct
     union all
-    select 'EUR', asset, as_of, observed_at, price, source, priority from via_usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority, quotient_num, quotient_den
+    from via_usd
     union all
-    select 'EUR', asset, as_of, observed_at, price, source, priority from usd
+    select 'EUR', asset, as_of, observed_at, price, source, priority, null, null from usd
     union all
-    select currency, asset, as_of, observed_at, price::decimal(38, 18), source, priority
+    select
+        currency,
+        asset,
+        as_of,
+        observed_at,
+        price::decimal(38, 18),
+        source,
+        priority,
+        quotient_num,
+        quotient_den
     from eur_in_fx
 ),
 
@@ -183,7 +205,9 @@ priced as (
         observations.price,
         candidates.source,
         candidates.priority,
-        observations.observed_at
+        observations.observed_at,
+        observations.quotient_num,
+        observations.quotient_den
     from candidates
     asof inner join observations
         on observations.currency = candidates.currency
@@ -192,13 +216,26 @@ priced as (
         and candidates.priced_at >= observations.as_of
 ),
 
-eur_final as (
-    select asset, priced_at, price, source, observed_at
+eur_chosen as (
+    select asset, priced_at, price, source, observed_at, quotient_num, quotient_den
     from priced
     where currency = 'EUR'
     qualify row_number() over (
         partition by asset, priced_at order by observed_at desc, priority
     ) = 1
+),
+
+-- a USD close divided by the EUR-USD close only where it is the price chosen
+eur_final as (
+    select
+        asset,
+        priced_at,
+        case
+            when price is null then close_quotient(quotient_num, quotient_den) else price
+        end as price,
+        source,
+        observed_at
+    from eur_chosen
 ),
 
 -- price_eur(asset) times one EUR in the currency: * the EUR-USD close (= / price_eur(USD)), or
@@ -210,9 +247,10 @@ cross_rates as (
         fx_rates.currency,
         eur_final.asset,
         eur_final.priced_at,
-        units_to_decimal(rounded_quotient(
-            decimal_units(eur_final.price) * fx_rates.rate_num, fx_rates.rate_den
-        )) as price,
+        -- the price, computed for the hours it is the one chosen (fx_final)
+        eur_final.price as eur_price,
+        fx_rates.rate_num,
+        fx_rates.rate_den,
         eur_final.source
             || case when fx_rates.inverted then ' / ' else ' * ' end
             || fx_rates.exchange || ' ' || fx_rates.market || ' 1h' as source,
@@ -228,19 +266,62 @@ cross_rates as (
 ),
 
 -- USD and GBP: the fresher of a direct observation and the cross rate, the direct one on a tie
-fx_final as (
-    select currency, asset, priced_at, price, source, observed_at
+fx_chosen as (
+    select *
     from (
-        select currency, asset, priced_at, price, source, priority, observed_at
+        select
+            currency,
+            asset,
+            priced_at,
+            price,
+            source,
+            priority,
+            observed_at,
+            quotient_num,
+            quotient_den,
+            null::decimal(38, 18) as eur_price,
+            null::hugeint as rate_num,
+            null::hugeint as rate_den
         from priced
         where currency <> 'EUR'
         union all
-        select currency, asset, priced_at, price, source, priority, observed_at from cross_rates
+        select
+            currency,
+            asset,
+            priced_at,
+            null,
+            source,
+            priority,
+            observed_at,
+            null,
+            null,
+            eur_price,
+            rate_num,
+            rate_den
+        from cross_rates
     )
     where currency <> 'EUR'  -- as above: lets `where currency = 'EUR'` drop this branch
     qualify row_number() over (
         partition by currency, asset, priced_at order by observed_at desc, priority
     ) = 1
+),
+
+fx_final as (
+    select
+        currency,
+        asset,
+        priced_at,
+        case
+            when price is not null then price
+            when quotient_den is not null then close_quotient(quotient_num, quotient_den)
+            -- the cross rate: the EUR price in units of 1e-18 times rate_num / rate_den
+            else units_to_decimal(rounded_quotient(
+                decimal_units_of_text(eur_price) * rate_num, rate_den
+            ))
+        end as price,
+        source,
+        observed_at
+    from fx_chosen
 ),
 
 final as (
@@ -251,7 +332,7 @@ final as (
         price,
         source,
         observed_at,
-        priced_at - observed_at as staleness
+        timestamptz_difference(priced_at, observed_at) as staleness
     from eur_final
     union all
     select
@@ -261,7 +342,7 @@ final as (
         price,
         source,
         observed_at,
-        priced_at - observed_at as staleness
+        timestamptz_difference(priced_at, observed_at) as staleness
     from fx_final
 )
 
