@@ -516,6 +516,10 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # tally as a program, not a call from Python: the process is tally's
+        from pipelines.cycles import relax_cycle_collector
+
+        relax_cycle_collector()
     from pipelines.exit_codes import ExitCode, OperatorError
 
     parser = build_parser()

@@ -15,6 +15,7 @@ parent for minutes (it is stopped only by an `atexit` hook, which SIGKILL skips)
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -47,6 +48,9 @@ def _watch(parent: int) -> None:
 def main(argv: list[str]) -> None:
     parent, fd = int(argv[1]), int(argv[2])
     die_with(parent)
+    # as `tally` does (pipelines/cycles.py): the default collects cycles over and over while
+    # Prefect's server imports, ~10% of its start-up CPU
+    gc.set_threshold(10_000, 10, 10)
     import uvicorn
 
     # What Prefect's SubprocessASGIServer runs (`uvicorn --factory ... --lifespan on`); the
