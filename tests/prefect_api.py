@@ -24,11 +24,17 @@ from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
 from cli_runner import clean_env
 
 STARTUP_SECONDS = 90.0
 DATABASE = "prefect.db"  # in PREFECT_HOME: Prefect's default SQLite database
 MIGRATED = "migrated.db"  # its copy, taken as the server is first healthy (`PrefectApi.seed`)
+# A server on a copy of the migrated database finds every block type registered already: Prefect
+# registers them again on each start unless told not to (~1 CPU-s), as its memo of them names
+# the database's path. A profile in a seeded PREFECT_HOME tells a `tally` child's server.
+NO_BLOCK_REGISTRATION = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false"}
+SEEDED_PROFILE = tomli_w.dumps({"active": "seeded", "profiles": {"seeded": NO_BLOCK_REGISTRATION}})
 SETTINGS = {  # what `make test` and tally set for a private, local Prefect
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -50,9 +56,11 @@ class PrefectApi:
     def seed(self, prefect_home: Path) -> None:
         """Start `prefect_home` (e.g. `<data_dir>/.prefect`) with the database a first run
         leaves: migrated, block types registered, no flow run. A server started on it then
-        skips the migrations; for tests whose claim is not about a first run."""
+        skips the migrations, and a profile there (`SEEDED_PROFILE`) has it skip registering
+        the block types again; for tests whose claim is not about a first run."""
         prefect_home.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.home / MIGRATED, prefect_home / DATABASE)
+        (prefect_home / "profiles.toml").write_text(SEEDED_PROFILE, encoding="utf-8")
 
 
 @contextmanager
@@ -78,6 +86,7 @@ def shared_server(home: Path, session: Path) -> Iterator[PrefectApi]:
         first.enter_context(_locked(session / f"{MIGRATED}.lock"))
         if template.exists():  # migrated by the session's first server: start on a copy
             shutil.copyfile(template, home / DATABASE)
+            environment.update(NO_BLOCK_REGISTRATION)
             first.close()
         process, url = start_server(environment, output=output)
         try:
