@@ -80,7 +80,7 @@ def build(
         connection = duckdb.connect(str(temporary))
         try:
             # Each view binds the views it reads, down to the files: read a file's footer once
-            # (this connection's own cache, gone with it; the lake does not change meanwhile).
+            # (a cache of this build's own database, gone with it).
             connection.execute("set parquet_metadata_cache = true")
             for macros in macro_files(sql_dir):
                 _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
