@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,14 @@ def synced_lake(tmp_path_factory: pytest.TempPathFactory) -> SyncedLakeFactory:
     root = _session_dir(tmp_path_factory) / "synced-lakes"
     root.mkdir(exist_ok=True)
     return SyncedLakeFactory(root)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_warehouse_readers() -> Iterator[None]:
+    """The connections `warehouse_query` kept open for the module's queries, closed at its end."""
+    yield
+    if "warehouse_query" in sys.modules:
+        sys.modules["warehouse_query"].close_readers()
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

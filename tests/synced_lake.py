@@ -8,6 +8,8 @@ copied, and the copy synced further, so that modules whose lakes differ only in 
 share the rest. A step may name the sandbox variant options its endpoints read (`options`); the
 parent is synced with the other options at their default, so that variants which change only
 what the last step reads share one parent lake (test_variants.py: one candles lake for most).
+A lake's warehouse is built when the lake is handed to a test, not when it is only the parent
+of another.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from pipelines.sandbox.world import World
 EXCHANGES = ("bitstamp", "bitvavo")
 CONFIG = "tally.toml"
 _WORLDS: dict[tuple[int, int, datetime], World] = {}
+# the catalog and a build's temporary file and WAL (`warehouse.build`)
+_WAREHOUSE_FILES = shutil.ignore_patterns("warehouse.duckdb*", ".warehouse.duckdb.*")
 
 
 class Step(Protocol):
@@ -235,20 +239,28 @@ class SyncedLakeFactory:
 
             return self._synced(spec, sandbox)
 
-    def _synced(self, spec: LakeSpec, sandbox: Callable[[LakeSpec], Sandbox]) -> SyncedLake:
+    def _synced(
+        self, spec: LakeSpec, sandbox: Callable[[LakeSpec], Sandbox], *, built: bool = True
+    ) -> SyncedLake:
+        """The lake of `spec`, synced if no process has; its warehouse built if `spec` has one
+        and the lake is handed to a test (`built`), not only copied by a spec extending it."""
         key = spec.key()
         directory, done = self.root / key, self.root / f"{key}.done"
+        warehouse = self.root / f"{key}.warehouse"
         with _locked(self.root / f"{key}.lock"):  # a spec locks its parent's after its own
-            if done.exists():
-                return SyncedLake(directory)
-            parent = spec.parent()
-            parent_lake = self._synced(parent, sandbox) if parent is not None else None
-            if directory.exists():  # a sync that died half way
-                shutil.rmtree(directory)
-            lake = sync_into(
-                spec, directory, parent=parent_lake, sandbox=sandbox(spec), world=spec.world()
-            )
-            done.write_text(repr(spec), encoding="utf-8")
+            if not done.exists():
+                parent = spec.parent()
+                parent_lake = self._synced(parent, sandbox, built=False) if parent else None
+                if directory.exists():  # a sync that died half way
+                    shutil.rmtree(directory)
+                sync_into(
+                    spec, directory, parent=parent_lake, sandbox=sandbox(spec), world=spec.world()
+                )
+                done.write_text(repr(spec), encoding="utf-8")
+            lake = SyncedLake(directory)
+            if built and spec.warehouse and not warehouse.exists():
+                build(lake.settings)
+                warehouse.touch()
             return lake
 
 
@@ -266,10 +278,11 @@ def sync_into(
     spec: LakeSpec, directory: Path, *, parent: SyncedLake | None, sandbox: Sandbox, world: World
 ) -> SyncedLake:
     """Sync `spec` into `directory` from the running `sandbox`: all its steps, or, given the
-    lake of `spec.parent()`, a copy of that and the last step; then build the warehouse."""
+    lake of `spec.parent()`, a copy of that (but its warehouse, which may be being built) and
+    the last step. The warehouse is not built."""
     steps = spec.what
     if parent is not None:
-        shutil.copytree(parent.directory, directory)
+        shutil.copytree(parent.directory, directory, ignore=_WAREHOUSE_FILES)
         steps = steps[-1:]
     rt = sandbox_runtime(sandbox, directory, now=spec.now)
     try:
@@ -277,10 +290,6 @@ def sync_into(
             step.run(rt, world)
     finally:
         rt.close()
-    if spec.warehouse:
-        build(rt.settings)
-    else:
-        rt.settings.warehouse_path.unlink(missing_ok=True)  # a parent's, now out of date
     return SyncedLake(directory)
 
 

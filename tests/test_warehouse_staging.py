@@ -10,7 +10,6 @@ import random
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
@@ -20,6 +19,7 @@ import duckdb
 import polars as pl
 import pytest
 from warehouse_build import build
+from warehouse_query import reader
 
 from pipelines.config import Settings
 from pipelines.exchanges.registry import names
@@ -82,9 +82,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture()
-def connection(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    with connect(settings.data_dir) as opened:
-        yield opened
+def connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """The guarded read-only connection (`warehouse.connect`), one for the module's tests."""
+    return reader(settings.data_dir)
 
 
 def test_each_lake_dataset_is_read_by_exactly_one_staging_view(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from warehouse_query import close_reader
+
 from pipelines.exchanges.registry import warehouse_rules
 from warehouse import build as builder
 
@@ -13,5 +15,8 @@ if TYPE_CHECKING:
 
 
 def build(settings: Settings, *, sql_dir: Path | None = None) -> builder.BuildResult:
-    """`warehouse.build.build(settings)` with the rules every caller in tally passes."""
+    """`warehouse.build.build(settings)` with the rules every caller in tally passes; the
+    connection `warehouse_query` keeps to the old catalog closed first (a reader of the new one
+    would be handed its database instance)."""
+    close_reader(settings.data_dir)
     return builder.build(settings, rules=warehouse_rules(), sql_dir=sql_dir)

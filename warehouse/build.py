@@ -79,6 +79,9 @@ def build(
     try:
         connection = duckdb.connect(str(temporary))
         try:
+            # Each view binds the views it reads, down to the files: read a file's footer once
+            # (a cache of this build's own database, gone with it).
+            connection.execute("set parquet_metadata_cache = true")
             for macros in macro_files(sql_dir):
                 _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
             _run(connection, "staging", f"create schema {STAGING}")
