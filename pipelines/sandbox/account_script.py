@@ -842,14 +842,7 @@ class AccountScript:
 
     def _tape(self, market: Market, ts: int, count: int) -> list[TapeTrade]:
         """The next `count` tape trades at or after `ts` (within 2 h and before now)."""
-        out: list[TapeTrade] = []
-        end = min(ts + 2 * HOUR, self.now)
-        start = ts
-        while len(out) < count and start < end:
-            stop = min(start + 10 * MINUTE, end)
-            out.extend(market.trades(start, stop)[: count - len(out)])
-            start = stop
-        return out
+        return market.first_trades(ts, min(ts + 2 * HOUR, self.now), count)
 
     def _parts(self, qty: Decimal, count: int, quantum: Decimal) -> list[Decimal]:
         """Split `qty` into at most `count` positive parts on `quantum`, exactly."""
