@@ -261,17 +261,22 @@ class Market:
         return value
 
     def _bars(self, rows: list[Row]) -> list[Bar]:
-        """Int rows as candles (`_price` inlined: a page converts thousands of prices)."""
+        """Int rows as candles (`_price` inlined: a page converts thousands of prices; each
+        Bar made by `tuple.__new__`, which skips the named tuple's own Python-level `__new__`)."""
         known, price, places = self._prices.get, self._price, -self.amount_decimals
+        new = tuple.__new__
         return [
-            Bar(
-                row[0],
-                known(row[1]) or price(row[1]),
-                known(row[2]) or price(row[2]),
-                known(row[3]) or price(row[3]),
-                known(row[4]) or price(row[4]),
-                Decimal(row[5]).scaleb(places),
-                row[6],
+            new(
+                Bar,
+                (
+                    row[0],
+                    known(row[1]) or price(row[1]),
+                    known(row[2]) or price(row[2]),
+                    known(row[3]) or price(row[3]),
+                    known(row[4]) or price(row[4]),
+                    Decimal(row[5]).scaleb(places),
+                    row[6],
+                ),
             )
             for row in rows
         ]
