@@ -135,9 +135,9 @@ class Volume:
 
 
 class VolumeLog(list[Volume]):
-    """Volumes in the order the script records them (`append`). While that is time order (as
-    the script records them), `between` finds a window by bisection instead of reading them
-    all; the tier of every order reads one."""
+    """Volumes in the order the script records them (`append`). While that is time order, as
+    it is, `between` finds a window by bisection instead of reading every volume (the fee tier
+    of every order reads one)."""
 
     def __init__(self) -> None:
         super().__init__()
