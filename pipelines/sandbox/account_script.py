@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -133,11 +134,41 @@ class Volume:
     amount: Decimal  # USD (Bitstamp) or EUR (Bitvavo)
 
 
+class VolumeLog(list[Volume]):
+    """Volumes in the order the script records them (`append`). While that is time order, as
+    it is, `between` finds a window by bisection instead of reading every volume (the fee tier
+    of every order reads one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._times: list[int] = []
+        self._ascending = True
+
+    def append(self, volume: Volume) -> None:
+        if self._times and volume.ts_ms < self._times[-1]:
+            self._ascending = False
+        self._times.append(volume.ts_ms)
+        super().append(volume)
+
+    def between(self, low_ms: int, high_ms: int) -> list[Volume]:
+        """The volumes with `low_ms < ts_ms <= high_ms`, in the order recorded."""
+        if not self._ascending:
+            return [v for v in self if low_ms < v.ts_ms <= high_ms]
+        times = self._times
+        return self[bisect_right(times, low_ms) : bisect_right(times, high_ms)]
+
+
 def tier_for(
     tiers: tuple[tuple[Decimal, Decimal, Decimal], ...], volumes: list[Volume], at_ms: int
 ) -> tuple[int, Decimal]:
     """(tier index, trailing 30-day volume) at `at_ms`."""
-    total = sum((v.amount for v in volumes if at_ms - 30 * DAY < v.ts_ms <= at_ms), ZERO)
+    low = at_ms - 30 * DAY
+    window = (
+        volumes.between(low, at_ms)
+        if isinstance(volumes, VolumeLog)
+        else [v for v in volumes if low < v.ts_ms <= at_ms]
+    )
+    total = sum((v.amount for v in window), ZERO)
     index = max(i for i, (threshold, _, _) in enumerate(tiers) if total >= threshold)
     return index, total
 
@@ -203,8 +234,8 @@ class AccountScript:
         self._delisted_rng = rng_for(market_key(seed, "accounts", "delisted"))
         self.bitstamp = BitstampLedger()
         self.bitvavo = BitvavoLedger()
-        self.bitstamp_volumes: list[Volume] = []
-        self.bitvavo_volumes: list[Volume] = []
+        self.bitstamp_volumes = VolumeLog()
+        self.bitvavo_volumes = VolumeLog()
         self._bs = _Balances()  # lower-case currencies
         self._bv = _Balances()  # upper-case symbols
         self._queue: list[tuple[int, int, Callable[..., object], tuple[Any, ...]]] = []
@@ -842,14 +873,7 @@ class AccountScript:
 
     def _tape(self, market: Market, ts: int, count: int) -> list[TapeTrade]:
         """The next `count` tape trades at or after `ts` (within 2 h and before now)."""
-        out: list[TapeTrade] = []
-        end = min(ts + 2 * HOUR, self.now)
-        start = ts
-        while len(out) < count and start < end:
-            stop = min(start + 10 * MINUTE, end)
-            out.extend(market.trades(start, stop)[: count - len(out)])
-            start = stop
-        return out
+        return market.first_trades(ts, min(ts + 2 * HOUR, self.now), count)
 
     def _parts(self, qty: Decimal, count: int, quantum: Decimal) -> list[Decimal]:
         """Split `qty` into at most `count` positive parts on `quantum`, exactly."""

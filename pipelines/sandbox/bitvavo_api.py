@@ -19,6 +19,7 @@ amounts exactly, rounded or with the fee inside (`bitvavo_account.py`);
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -81,6 +82,12 @@ def plain(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+# `plain` of the tape's numbers (candles, public trades), remembered: prices sit on the market's
+# tick and repeat from row to row. Text that the value alone fixes (trailing zeros stripped);
+# the tape never holds the one exception, -0, whose text its equal 0 does not fix.
+_tape_text = functools.lru_cache(maxsize=1 << 16)(plain)
 
 
 class BitvavoApp(ExchangeApp):
@@ -356,9 +363,10 @@ class BitvavoApp(ExchangeApp):
                 settle_ms=settle_minutes * 60_000,
                 seed=getattr(self.world, "seed", 0),
             )
+        text = _tape_text
         rows = ",".join(
-            f'[{bar.open_ms},"{plain(bar.open)}","{plain(bar.high)}","{plain(bar.low)}",'
-            f'"{plain(bar.close)}","{plain(bar.volume)}"]'
+            f'[{bar.open_ms},"{text(bar.open)}","{text(bar.high)}","{text(bar.low)}",'
+            f'"{text(bar.close)}","{text(bar.volume)}"]'
             for bar in reversed(bars)
         )
         return Reply(200, Raw(f"[{rows}]"), rows_path=())
@@ -384,8 +392,8 @@ class BitvavoApp(ExchangeApp):
             {
                 "id": trade_id,
                 "timestamp": t.ts_ms,
-                "amount": plain(t.amount),
-                "price": plain(t.price),
+                "amount": _tape_text(t.amount),
+                "price": _tape_text(t.price),
                 "side": t.side,
             }
             for t, trade_id in chosen[:limit]

@@ -30,7 +30,7 @@ import random
 import threading
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -157,21 +157,24 @@ class Market:
         """Trades with `start_ms <= ts_ms < end_ms`, ascending by (ts_ms, seq)."""
         start_ms = max(start_ms, self.genesis_ms)
         out: list[TapeTrade] = []
-        if start_ms >= end_ms:
-            return out
-        for hour in range(start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS + 1):
-            for minute in self._hour_minutes(hour):
-                open_ms = minute[0]
-                if open_ms + MINUTE_MS <= start_ms:
-                    continue
-                if open_ms >= end_ms:
-                    break
-                trades = self._minute_trades(minute)
-                if open_ms >= start_ms and open_ms + MINUTE_MS <= end_ms:
-                    out.extend(trades)
-                else:
-                    out.extend(t for t in trades if start_ms <= t.ts_ms < end_ms)
+        for minute in self._minutes_between(start_ms, end_ms):
+            trades = self._minute_trades(minute)
+            open_ms = minute[0]
+            if open_ms >= start_ms and open_ms + MINUTE_MS <= end_ms:
+                out.extend(trades)
+            else:
+                out.extend(t for t in trades if start_ms <= t.ts_ms < end_ms)
         return out
+
+    def first_trades(self, start_ms: int, end_ms: int, count: int) -> list[TapeTrade]:
+        """`trades(start_ms, end_ms)[:count]`, generating no minute after the last one used."""
+        start_ms = max(start_ms, self.genesis_ms)
+        out: list[TapeTrade] = []
+        for minute in self._minutes_between(start_ms, end_ms):
+            if len(out) >= count:
+                break
+            out.extend(t for t in self._minute_trades(minute) if start_ms <= t.ts_ms < end_ms)
+        return out[:count]
 
     def latest_trades(
         self, end_ms: int, limit: int, start_ms: int | None = None
@@ -258,20 +261,38 @@ class Market:
         return value
 
     def _bars(self, rows: list[Row]) -> list[Bar]:
-        """Int rows as candles (`_price` inlined: a page converts thousands of prices)."""
+        """Int rows as candles (`_price` inlined: a page converts thousands of prices; each
+        Bar made by `tuple.__new__`, which skips the named tuple's own Python-level `__new__`)."""
         known, price, places = self._prices.get, self._price, -self.amount_decimals
+        new = tuple.__new__
         return [
-            Bar(
-                row[0],
-                known(row[1]) or price(row[1]),
-                known(row[2]) or price(row[2]),
-                known(row[3]) or price(row[3]),
-                known(row[4]) or price(row[4]),
-                Decimal(row[5]).scaleb(places),
-                row[6],
+            new(
+                Bar,
+                (
+                    row[0],
+                    known(row[1]) or price(row[1]),
+                    known(row[2]) or price(row[2]),
+                    known(row[3]) or price(row[3]),
+                    known(row[4]) or price(row[4]),
+                    Decimal(row[5]).scaleb(places),
+                    row[6],
+                ),
             )
             for row in rows
         ]
+
+    def _minutes_between(self, start_ms: int, end_ms: int) -> Iterator[Row]:
+        """The minutes that hold trades and overlap `[start_ms, end_ms)`, ascending."""
+        if start_ms >= end_ms:
+            return
+        for hour in range(start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS + 1):
+            for minute in self._hour_minutes(hour):
+                open_ms = minute[0]
+                if open_ms + MINUTE_MS <= start_ms:
+                    continue
+                if open_ms >= end_ms:
+                    return
+                yield minute
 
     # --- units: complete minutes, hours and days as int rows -----------------------------
 
@@ -444,16 +465,18 @@ class Market:
                 per_slot = [0] * slots
                 for place in pool[:k]:
                     per_slot[place // capacity] += 1
-                children = [i for i in range(slots) if per_slot[i]]
-                floors = [per_slot[i] for i in children]
+                children = [i for i, used in enumerate(per_slot) if used]
+                floors = [used for used in per_slot if used]
         m = len(children)
         if m == 1:  # one child holds everything
             return [(open_ms + children[0] * slot_ms, o, h, l, c, volume, n, k)]
 
-        weights = [(0.05 - math.log(1.0 - rnd())) * f for f in floors]
+        log = math.log
+        weights = [(0.05 - log(1.0 - rnd())) * f for f in floors]
         counts = _split(n, weights, floors)
         vweights = [cnt * (0.5 + rnd()) for cnt in counts]
-        volumes = _split(volume, vweights, [cnt * self._min_units for cnt in counts])
+        min_units = self._min_units
+        volumes = _split(volume, vweights, [cnt * min_units for cnt in counts])
 
         # closes of the children: a bridge from open to close inside [low, high]
         # (steps: a sum of four uniforms, close enough to normal and much cheaper)
@@ -465,13 +488,18 @@ class Market:
             x += sigma * (rnd() + rnd() + rnd() + rnd() - 2.0)
             walk.append(x)
         drift = ((c - o) - x) / m
-        points = [o]
-        points.extend(min(h, max(l, round(o + drift * j + walk[j]))) for j in range(1, m))
-        points.append(c)
+        # child i runs from bridge point i to point i + 1 (point 0 = open, point m = close,
+        # the others rounded and kept inside [low, high]); clamps written out: this is hot
         firsts = [0] * m
         lasts = [0] * m
+        point = o
         for i in range(m):
-            last = points[i + 1]
+            if i + 1 < m:
+                p = round(o + drift * (i + 1) + walk[i + 1])
+                after = h if p > h else l if p < l else p
+            else:
+                after = c
+            last = after
             if i == 0:
                 first = o
                 if counts[0] == 1:
@@ -479,8 +507,10 @@ class Market:
             elif counts[i] == 1:
                 first = last
             else:
-                first = min(h, max(l, points[i] + int(rnd() * 3) - 1))
+                p = point + int(rnd() * 3) - 1
+                first = h if p > h else l if p < l else p
             firsts[i], lasts[i] = first, last
+            point = after
 
         tops: list[int | None] = [None] * m
         bottoms: list[int | None] = [None] * m
@@ -517,7 +547,7 @@ class Market:
         nudge = max(1.0, scale * 0.5)
         for i in range(m):
             first, last, top, bottom, cnt = firsts[i], lasts[i], tops[i], bottoms[i], counts[i]
-            high, low = max(first, last), min(first, last)
+            high, low = (first, last) if first >= last else (last, first)
             if cnt >= 3:
                 free = cnt - 2 - (top is not None) - (bottom is not None)
                 if free > 0 and top is None and rnd() < 0.5:

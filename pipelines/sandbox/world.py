@@ -5,14 +5,15 @@ markets and ledgers. Without `now_ms` the clock is the wall clock: the accounts 
 once for `[creation - days, creation]`, while the tape keeps producing trades as time passes.
 
 The account window's market data starts at `genesis_ms`, a UTC midnight at least
-`GENESIS_MARGIN_DAYS` before the account window (warmed at start-up). A few old Bitstamp rows
+`GENESIS_MARGIN_DAYS` before the account window. A few old Bitstamp rows
 (2020–2021) lie before genesis on purpose: they show the ledger's int-`type` era. The tape itself
 starts earlier, at `tape_start_ms`, so that those rows can be valued from candles as on the real
-exchange; that older stretch is generated only when asked for.
+exchange. Like the rest of the tape it is generated only when first asked for (and cached): a
+world builds what its accounts trade on, and a server what it serves.
 
 `delisted` holds the markets the Bitvavo account traded and the exchange no longer lists
 (`catalog.DELISTED`): the account script trades on their tape, the emulators serve none of their
-market data (they are not in `markets`), and they are not warmed.
+market data (they are not in `markets`).
 
 `listings` holds the markets that the exchange lists late (`catalog.LISTED_LATE`), each at a UTC
 midnight about halfway through the account window: the emulators serve nothing of such a market
@@ -68,7 +69,6 @@ class World:
         self.listings: dict[tuple[str, str], int] = {
             key: listing_ms(self.history_start_ms, days) for key in LISTED_LATE
         }
-        self._warm()
         script = AccountScript(
             seed=seed,
             now_ms=self.created_ms,
@@ -97,10 +97,3 @@ class World:
         """When the exchange listed the market: its listing, else the tape's start."""
         market = self.markets[(exchange, symbol)]
         return max(market.genesis_ms, self.listings.get((exchange, symbol), market.genesis_ms))
-
-    def _warm(self) -> None:
-        """Generate every hour and day from genesis to now once, so daily pages are instant."""
-        first, last = self.genesis_ms // DAY_MS, self.created_ms // DAY_MS + 1
-        for market in self.markets.values():
-            for day in range(first, last + 1):
-                market.day_row(day)
