@@ -65,4 +65,4 @@ def sql_key(values: Iterable[Any]) -> tuple[tuple[bool, Any], ...]:
     """A sort key that orders as DuckDB's `order by` does by default (ascending, NULLS LAST):
     text by its bytes (Python's code point order is UTF-8's byte order), numbers, Decimals and
     times by value."""
-    return tuple((value is None, value) for value in values)
+    return tuple([(value is None, value) for value in values])
