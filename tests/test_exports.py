@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
+import view_tables
 from synced_lake import Accounts, Candles, CandlesFromFirstRow, SyncedLakeFactory
 from warehouse_query import rows as query
 
@@ -44,8 +46,13 @@ from pipelines.config import Settings
 from pipelines.demo import DEMO_DAYS, DEMO_NOW, DEMO_SEED, export_year
 from warehouse.connect import connect
 from warehouse.costbasis import compute, events_from_warehouse, holdings
+from warehouse.costbasis.history import LEDGER_ORDER, History, between
+from warehouse.costbasis.prices import PriceBook
 from warehouse.exports.options import ExportOptions
 from warehouse.exports.run import export
+from warehouse.exports.transactions import LISTING_ORDER, listing_key
+from warehouse.exports.transactions import ledger_rows as listed
+from warehouse.rows import LEDGER_COLUMNS, LedgerRow
 
 NOW = DEMO_NOW
 DAYS = DEMO_DAYS
@@ -96,36 +103,44 @@ def start_of(year: int) -> datetime:
     return datetime(year, 1, 1, tzinfo=UTC)
 
 
-def run_export(settings: Settings, directory: Path, formats: tuple[str, ...], **options: Any):
+def run_export(
+    settings: Settings, directory: Path, formats: tuple[str, ...], book: PriceBook, **options: Any
+):
+    """`export`, valuing with `book` (the lake's EUR prices read once: see `priced_book`)."""
     with connect(settings.data_dir) as connection:
-        return export(connection, formats, ExportOptions(**options), directory)
+        return export(connection, formats, ExportOptions(**options), directory, loaded=book)
 
 
 class Prices:
     """The `prices` view read once: the newest hourly price at or before a moment, no staler
     than 7 days (the rule the engine documents), looked up here independently of the exports.
-    Times are read as microseconds since the epoch (exact, and far cheaper to fetch than a
-    timestamp with time zone per hour)."""
+    Times are read as microseconds since the epoch and prices as their exact text, made a
+    Decimal when looked up (far cheaper to fetch than a timestamp with time zone and a DECIMAL
+    per hour)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.series: dict[str, list[tuple[int, Decimal, int]]] = defaultdict(list)
-        for row in query(
-            settings,
-            "select asset, epoch_us(priced_at) as priced_at, price, "
-            "epoch_us(observed_at) as observed_at from prices where currency = 'EUR' "
-            "order by all",
-        ):
-            self.series[row["asset"]].append((row["priced_at"], row["price"], row["observed_at"]))
+        # per asset: the hours (ascending), each hour's price text and observation time
+        self.series: dict[str, tuple[list[int], list[str], list[int]]] = {}
+        with connect(settings.data_dir) as connection:
+            rows = connection.execute(
+                "select asset, epoch_us(priced_at), price::varchar, epoch_us(observed_at) "
+                "from prices where currency = 'EUR' order by asset, priced_at"
+            ).fetchall()
+        for asset, priced_at, price, observed_at in rows:
+            hours, texts, observed = self.series.setdefault(asset, ([], [], []))
+            hours.append(priced_at)
+            texts.append(price)
+            observed.append(observed_at)
 
     def at(self, asset: str, moment: datetime) -> Decimal | None:
         if asset == "EUR":
             return Decimal(1)
-        series = self.series.get(asset, [])
+        hours, texts, observed = self.series.get(asset, ([], [], []))
         micros = (moment - EPOCH) // timedelta(microseconds=1)
-        index = bisect_right(series, (micros, Decimal("Infinity"), micros)) - 1
-        if index < 0 or micros - series[index][2] > STALENESS // timedelta(microseconds=1):
+        index = bisect_right(hours, micros) - 1
+        if index < 0 or micros - observed[index] > STALENESS // timedelta(microseconds=1):
             return None
-        return series[index][1]
+        return Decimal(texts[index])
 
 
 def ledger_sums(
@@ -184,10 +199,12 @@ def priced(lakes: Lakes) -> Settings:
     return lakes.priced
 
 
-def unpriced_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Token movements older than the first price of their asset."""
+@pytest.fixture(scope="module")
+def unpriced(raw: Settings) -> list[dict[str, Any]]:
+    """The raw lake's token movements older than the first price of their asset (read by two
+    tests: one read of the prices view)."""
     return query(
-        settings,
+        raw,
         "select distinct asset, kind, executed_at from ledger "
         "where asset not in ('EUR', 'USD') and executed_at < "
         "(select min(priced_at) from prices where prices.asset = ledger.asset "
@@ -202,36 +219,53 @@ def prices(priced: Settings) -> Prices:
 
 
 @pytest.fixture(scope="module")
-def fifo(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def priced_book(priced: Settings) -> PriceBook:
+    """The priced lake's EUR prices as the exports read them, read once for the export runs of
+    the fixtures below (each run values with a `fresh()` copy of its own); the CLI and demo runs
+    read the view themselves, and the demo's run is byte-identical to `fifo`'s."""
+    with connect(priced.data_dir) as connection:
+        return PriceBook.load(connection, "EUR")
+
+
+@pytest.fixture(scope="module")
+def fifo(
+    priced: Settings, priced_book: PriceBook, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     directory = tmp_path_factory.mktemp("fifo")
-    run_export(priced, directory, ALL, year=YEAR)
+    run_export(priced, directory, ALL, priced_book, year=YEAR)
     return directory
 
 
 @pytest.fixture(scope="module")
-def whole(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def whole(
+    priced: Settings, priced_book: PriceBook, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The whole history (no --year)."""
     directory = tmp_path_factory.mktemp("whole")
-    run_export(priced, directory, ("ledger", "gains", "koinly", "bittytax", "cointracking"))
+    formats = ("ledger", "gains", "koinly", "bittytax", "cointracking")
+    run_export(priced, directory, formats, priced_book)
     return directory
 
 
-# One export run per set of options that several fixtures read: a run loads the prices and
+# One export run per set of options that several fixtures read: a run reads the ledger and
 # computes the cost basis once for all its formats.
 @pytest.fixture(scope="module")
-def uk(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uk(priced: Settings, priced_book: PriceBook, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2024-25 in the UK calendar: also the uk holdings of `summaries`."""
     directory = tmp_path_factory.mktemp("uk")
     formats = ("gains", "ledger", "bittytax", "summary", "holdings")
-    run_export(priced, directory, formats, year=YEAR, method="uk")
+    run_export(priced, directory, formats, priced_book, year=YEAR, method="uk")
     return directory
 
 
 @pytest.fixture(scope="module")
-def uk_before(priced: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uk_before(
+    priced: Settings, priced_book: PriceBook, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """2023-24 in the UK calendar: a summary of `summaries` and a year of `uk_tax_years`."""
     directory = tmp_path_factory.mktemp("uk-before")
-    run_export(priced, directory, ("gains", "summary", "bittytax"), year=YEAR - 1, method="uk")
+    formats = ("gains", "summary", "bittytax")
+    run_export(priced, directory, formats, priced_book, year=YEAR - 1, method="uk")
     return directory
 
 
@@ -548,7 +582,7 @@ def test_holdings_are_the_balances_at_new_year_valued(
 # --- tax summaries and holdings in each method's calendar ---------------------------------------
 
 LONG_TERM = "long-term: held over one year"
-# (method, year, formats): one export run each, so one load of the prices each; and the uk
+# (method, year, formats): one export run each (one cost basis each); and the uk
 # runs of 2023-24 (final: gains, summary) and of 2024-25 (holdings on 6 April 2024 in London:
 # ETH in staking) that other fixtures share
 SUMMARIES = (
@@ -560,13 +594,17 @@ SUMMARIES = (
 
 @pytest.fixture(scope="module")
 def summaries(
-    priced: Settings, uk: Path, uk_before: Path, tmp_path_factory: pytest.TempPathFactory
+    priced: Settings,
+    priced_book: PriceBook,
+    uk: Path,
+    uk_before: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Path]:
     """Per "method-year", the summary or holdings with the exports they are traced to."""
     found = {f"uk-{YEAR - 1}": uk_before, f"uk-{YEAR}": uk}
     for method, year, formats in SUMMARIES:
         directory = tmp_path_factory.mktemp(f"summary-{method}-{year}")
-        run_export(priced, directory, formats, year=year, method=method)
+        run_export(priced, directory, formats, priced_book, year=year, method=method)
         found[f"{method}-{year}"] = directory
     return found
 
@@ -954,13 +992,17 @@ class UkYear:
 
 @pytest.fixture(scope="module")
 def uk_tax_years(
-    priced: Settings, uk: Path, uk_before: Path, tmp_path_factory: pytest.TempPathFactory
+    priced: Settings,
+    priced_book: PriceBook,
+    uk: Path,
+    uk_before: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[int, UkYear]:
     """Every demo UK tax year with a disposal: its BittyTax file, its rows of
     `tally export gains --method uk` (the year's rows of the whole history's schedule) and its
     summary (for 2024/25 and 2023/24 the `uk` and `uk_before` fixtures' own --year exports)."""
     directory = tmp_path_factory.mktemp("uk-years")
-    run_export(priced, directory, ("gains",), method="uk")
+    run_export(priced, directory, ("gains",), priced_book, method="uk")
     _, rows = read(only(directory, "gains-all-*.csv"))
     by_year: dict[int, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -972,7 +1014,7 @@ def uk_tax_years(
     for year, gains in sorted(by_year.items()):
         where = shared.get(year, directory / str(year))
         if year not in shared:
-            run_export(priced, where, ("bittytax", "summary"), year=year, method="uk")
+            run_export(priced, where, ("bittytax", "summary"), priced_book, year=year, method="uk")
         sidecar = json.loads(only(where, "summary-*.json").read_text(encoding="utf-8"))
         summary = {k: f["value"] for k, f in sidecar["totals"]["figures"].items()}
         found[year] = UkYear(only(where, "bittytax-*.csv"), gains, summary)
@@ -1067,14 +1109,17 @@ def test_bittytax_states_tallys_uk_computation_of_every_disposal_day_of_every_de
 
 
 def test_a_missing_price_is_listed_and_nothing_that_needed_it_is_written(
-    raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    raw: Settings,
+    unpriced: list[dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = raw.data_dir / "export.toml"
     out = tmp_path / "out"
     code = main(["export", "all", "--year", str(YEAR), "--config", str(config), "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 1
-    missing = [r for r in unpriced_rows(raw) if r["kind"] in ("withdrawal", "withdrawal_fee")]
+    missing = [r for r in unpriced if r["kind"] in ("withdrawal", "withdrawal_fee")]
     assert missing
     for row in missing:
         assert f"{row['asset']} at {row['executed_at'].astimezone(UTC).isoformat()}" in captured.err
@@ -1110,7 +1155,11 @@ def test_tally_export_options(
 
 
 def test_the_demo_writes_every_export_of_the_last_full_year(
-    demo_export: DemoExport, raw: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_export: DemoExport,
+    raw: Settings,
+    unpriced: list[dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert demo_export.ok is True
     written = sorted(demo_export.directory.iterdir())
@@ -1122,7 +1171,7 @@ def test_the_demo_writes_every_export_of_the_last_full_year(
     assert export_year(settings, YEAR) is False
     printed = capsys.readouterr().out
     assert "gains: NOT WRITTEN" in printed and "bittytax: NOT WRITTEN" in printed
-    for row in unpriced_rows(raw):
+    for row in unpriced:
         if row["kind"] == "withdrawal":
             assert f"{row['asset']} at {row['executed_at'].astimezone(UTC).isoformat()}" in printed
 
@@ -1138,3 +1187,74 @@ def test_yearly_totals_in_the_sidecar_are_exact_sums_of_the_rows(fifo: Path) -> 
             expected = sum((number(row[field]) for row in rows), Decimal(0))
             assert number(sidecar["totals"]["years"][str(YEAR)][field]) == expected, field
     assert len(str(expected).replace("-", "").replace(".", "")) > 20  # long enough to matter
+
+
+# --- one read of the ledger, every order the exports need --------------------------------------
+
+
+def sql_ordered(connection: duckdb.DuckDBPyConnection, sql: str) -> list[LedgerRow]:
+    return [LedgerRow(*row) for row in connection.execute(sql).fetchall()]
+
+
+def test_one_read_of_the_demo_ledger_gives_every_order_sql_gives(priced: Settings) -> None:
+    """An export run reads `ledger` and `internal_transfers` once (`History`) and derives the
+    period's rows, the history's and the listing order in Python: on the demo-seed lake they
+    are exactly the rows, in exactly the order, that SQL's WHERE and ORDER BY give."""
+    columns = ", ".join(LEDGER_COLUMNS)
+    london = ZoneInfo("Europe/London")
+    bounds = [
+        (None, None),
+        (start_of(YEAR), start_of(YEAR + 1)),
+        (None, start_of(YEAR)),
+        (datetime(YEAR, 4, 6, tzinfo=london), datetime(YEAR + 1, 5, 7, tzinfo=london)),
+        (start_of(YEAR + 1), None),
+    ]
+    with connect(priced.data_dir) as connection:
+        history = History.read(connection)
+        engine = f"select {columns} from ledger order by {LEDGER_ORDER}"
+        assert history.ledger == sql_ordered(connection, engine)
+        listing = sorted(history.ledger, key=listing_key)
+        assert len(listing) > 8000
+        for start, end in bounds:
+            # the SQL the exports ran per period before
+            assert between(listing, start, end) == listed(connection, start, end)
+        [(last,)] = connection.execute("select max(executed_at) from ledger").fetchall()
+        assert history.last_movement() == last
+        matched = connection.execute(
+            "select withdrawal_id from internal_transfers where status = 'matched' "
+            "order by withdrawn_at, withdrawal_exchange, withdrawal_account, withdrawal_id"
+        ).fetchall()
+        assert len(matched) >= 2
+        assert [t.withdrawal_id for t in history.matched()] == [m for (m,) in matched]
+
+
+def test_the_listing_key_orders_nulls_text_and_decimals_as_sql() -> None:
+    """`listing_key` is SQL's `order by LISTING_ORDER` (ascending, NULLS LAST, text by its UTF-8
+    bytes) on rows that differ in one column at a time: NULL, empty, case, accents, digits as
+    text, Decimals of different scales and signs, equal times in two zones."""
+    at = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    texts = [None, "", "B", "a", "b", "é", "Z", "10", "9", "_", "a b", "ab"]
+    base = ("bitstamp", "main", "BTC", Decimal(1), "fee", at, "7", "s", "k", "t", None, None, 1)
+    variants: list[tuple[int, list[Any]]] = [
+        *((column, texts) for column in (0, 1, 2, 4, 6, 7)),  # exchange … kind, reference, source
+        (3, [Decimal(a) for a in ("-1", "-0.5", "0", "1E-18", "0.5", "10", "2")]),
+        (5, [None, at - timedelta(microseconds=1), at.astimezone(ZoneInfo("Asia/Tokyo"))]),
+        (12, [None, 3, -1, 2]),  # leg
+    ]
+    rows = []
+    for column, values in variants:
+        for value in values:
+            row = list(base)
+            row[column] = value
+            rows.append(tuple(row))
+    columns = ", ".join(LEDGER_COLUMNS)
+    with duckdb.connect() as connection:
+        connection.execute(view_tables.LEDGER)
+        connection.executemany(f"insert into ledger values ({', '.join('?' * 13)})", rows)
+        # every row distinct in the order's columns: no ties (whose order SQL leaves open)
+        distinct = f"select count(distinct ({LISTING_ORDER})) = count(*) from ledger"
+        assert connection.execute(distinct).fetchone() == (True,)
+        expected = sql_ordered(connection, f"select {columns} from ledger order by {LISTING_ORDER}")
+        shuffled = sql_ordered(connection, f"select {columns} from ledger order by random()")
+    assert len(expected) == 6 * len(texts) + 7 + 3 + 4
+    assert sorted(shuffled, key=listing_key) == expected

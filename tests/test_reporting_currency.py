@@ -129,10 +129,16 @@ def usd_events(connection: duckdb.DuckDBPyConnection) -> dict[str, list[Event]]:
 def last_close(
     connection: duckdb.DuckDBPyConnection, exchange: str, market: str, at: datetime
 ) -> tuple[Decimal, datetime]:
-    """(close, close time) of the newest traded 1h candle of `market` ending at or before `at`."""
+    """(close, close time) of the newest traded 1h candle of `market` ending at or before `at`
+    (the traded 1h candles are read from the `candles` view once per connection, into a
+    temporary table: the view reads and deduplicates the lake's files at every query)."""
+    connection.execute(
+        "create temp table if not exists traded_hours as select exchange, market, close, "
+        "close_time from candles where interval = '1h' and volume > 0"
+    )
     row = connection.execute(
-        "select close, close_time from candles where exchange = ? and market = ? "
-        "and interval = '1h' and volume > 0 and close_time <= ? order by close_time desc limit 1",
+        "select close, close_time from traded_hours where exchange = ? and market = ? "
+        "and close_time <= ? order by close_time desc limit 1",
         [exchange, market, at],
     ).fetchone()
     assert row is not None

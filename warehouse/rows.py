@@ -60,6 +60,34 @@ def ledger_rows(
 
 
 @dataclass(frozen=True)
+class InternalTransfer:
+    """One row of `internal_transfers` (sql/100_internal_transfers.sql): a matched pair of own
+    transfers, or one unmatched side (the other side's columns NULL)."""
+
+    status: str
+    asset: str
+    withdrawal_exchange: str | None
+    withdrawal_account: str | None
+    withdrawal_id: str | None
+    withdrawn_at: datetime | None
+    withdrawn: Decimal | None
+    sent: Decimal | None
+    deposit_exchange: str | None
+    deposit_account: str | None
+    deposit_id: str | None
+    deposited_at: datetime | None
+    received: Decimal | None
+    txid: str | None
+
+
+def internal_transfers(connection: duckdb.DuckDBPyConnection) -> list[InternalTransfer]:
+    """Every row, in the view's own order."""
+    columns = ", ".join(field.name for field in fields(InternalTransfer))
+    rows = connection.execute(f"select {columns} from internal_transfers").fetchall()
+    return [InternalTransfer(*row) for row in rows]
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One row of `reconcile_balances` (sql/080_reconcile_balances.sql)."""
 

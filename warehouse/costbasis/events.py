@@ -34,23 +34,23 @@ they arrive) acquired at its market value at `since`, with a warning saying so.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
 
 from warehouse.costbasis.exact import EXACT, tidy
+from warehouse.costbasis.history import LEDGER_ORDER, History
 from warehouse.costbasis.holdings import holdings
-from warehouse.costbasis.model import ZERO, Event, is_fiat
+from warehouse.costbasis.model import UNKNOWN_ASSET, ZERO, Event, is_fiat
 from warehouse.costbasis.prices import DEFAULT_MAX_STALENESS, PriceBook
-from warehouse.rows import LedgerRow, ledger_rows
+from warehouse.rows import InternalTransfer, LedgerRow, ledger_rows
 
 __all__ = ["TradeLegs", "events_from_warehouse", "holdings", "trade_events"]
 
 TRADE_LEGS = ("trade_base", "trade_quote", "fee")
 TRANSFER_KINDS = ("deposit", "deposit_fee", "withdrawal", "withdrawal_fee")
-UNKNOWN_ASSET = "?"
 
 
 @dataclass(frozen=True)
@@ -97,17 +97,21 @@ def events_from_warehouse(
     since: datetime | None = None,
     max_staleness: timedelta = DEFAULT_MAX_STALENESS,
     loaded: PriceBook | None = None,
+    history: History | None = None,
 ) -> list[Event]:
     """Events in time order from the views `ledger`, `internal_transfers` and `prices`
-    (`loaded`: those prices already read, in `currency` with `max_staleness`)."""
+    (`loaded`: those prices already read, in `currency` with `max_staleness`; `history`: the
+    first two already read)."""
     if loaded is None:
         prices = PriceBook.load(connection, currency, max_staleness=max_staleness)
     elif (loaded.currency, loaded.max_staleness) != (currency, max_staleness):
         raise ValueError(f"prices in {loaded.currency} given for events in {currency}")
     else:
         prices = loaded.fresh()
-    rows = _ledger(connection)
-    pairs = _pairs(connection)
+    if history is None:
+        history = History.read(connection)
+    rows = _tidied(history.ledger)
+    pairs = _pairs(history.matched())
     paired = _paired_legs(pairs)
     start = since.astimezone(UTC) if since is not None else None
 
@@ -445,34 +449,52 @@ def _opening(
 
 
 def _ledger(connection: duckdb.DuckDBPyConnection) -> list[LedgerRow]:
-    rows = ledger_rows(
-        connection,
-        order_by="executed_at, exchange, account, sequence nulls last, reference, leg, asset",
-    )
-    return [
-        replace(row, amount=tidy(row.amount), executed_at=row.executed_at.astimezone(UTC))
-        for row in rows
-    ]
+    return _tidied(ledger_rows(connection, order_by=LEDGER_ORDER))
 
 
-def _pairs(connection: duckdb.DuckDBPyConnection) -> list[Pair]:
-    rows = connection.execute(
-        "select asset, withdrawal_exchange, withdrawal_account, withdrawal_id, withdrawn_at, "
-        "withdrawn, sent, deposit_exchange, deposit_account, deposit_id, deposited_at, "
-        "received, txid from internal_transfers where status = 'matched' "
-        "order by withdrawn_at, withdrawal_exchange, withdrawal_account, withdrawal_id"
-    ).fetchall()
+def _tidied(rows: Iterable[LedgerRow]) -> list[LedgerRow]:
+    """Amounts without trailing zeros, times in UTC."""
     return [
-        Pair(
-            asset=row[0],
-            withdrawal=(row[1], row[2], str(row[3])),
-            withdrawn_at=row[4].astimezone(UTC),
-            withdrawn=tidy(row[5]),
-            sent=tidy(row[6]),
-            deposit=(row[7], row[8], str(row[9])),
-            deposited_at=row[10].astimezone(UTC),
-            received=tidy(row[11]),
-            txid=row[12],
+        LedgerRow(
+            r.exchange,
+            r.account,
+            r.asset,
+            tidy(r.amount),
+            r.kind,
+            r.executed_at.astimezone(UTC),
+            r.reference,
+            r.source,
+            r.event_kind,
+            r.event_type,
+            r.market,
+            r.sequence,
+            r.leg,
         )
-        for row in rows
+        for r in rows
     ]
+
+
+def _pairs(matched: Iterable[InternalTransfer]) -> list[Pair]:
+    """The matched pairs (`History.matched`, in its order) with tidy amounts, times in UTC."""
+    pairs = []
+    for row in matched:
+        assert row.withdrawn_at is not None and row.deposited_at is not None  # matched
+        assert row.withdrawn is not None and row.sent is not None and row.received is not None
+        pairs.append(
+            Pair(
+                asset=row.asset,
+                withdrawal=(
+                    str(row.withdrawal_exchange),
+                    str(row.withdrawal_account),
+                    str(row.withdrawal_id),
+                ),
+                withdrawn_at=row.withdrawn_at.astimezone(UTC),
+                withdrawn=tidy(row.withdrawn),
+                sent=tidy(row.sent),
+                deposit=(str(row.deposit_exchange), str(row.deposit_account), str(row.deposit_id)),
+                deposited_at=row.deposited_at.astimezone(UTC),
+                received=tidy(row.received),
+                txid=row.txid,
+            )
+        )
+    return pairs

@@ -22,6 +22,7 @@ before the moment (see `prices`); a missing one raises MissingPriceError listing
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -30,8 +31,10 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from warehouse.costbasis.exact import EXACT, tidy
-from warehouse.costbasis.model import ZERO, Holding, MissingPriceError
+from warehouse.costbasis.history import History, between
+from warehouse.costbasis.model import UNKNOWN_ASSET, ZERO, Holding, MissingPriceError
 from warehouse.costbasis.prices import DEFAULT_MAX_STALENESS, PriceBook
+from warehouse.rows import InternalTransfer
 
 ACCOUNT, STAKING, IN_TRANSIT = "account", "staking", "in transit"
 
@@ -55,23 +58,26 @@ def holdings(
     zone: str = "UTC",
     prices: Prices | None = None,
     max_staleness: timedelta = DEFAULT_MAX_STALENESS,
+    history: History | None = None,
 ) -> list[Holding]:
     """Non-zero balances at 00:00 of `on` in `zone`, per wallet (or staking, or transfer in
-    transit) and asset, with price and value (`prices` in `currency`, loaded if not given)."""
+    transit) and asset, with price and value (`prices` in `currency`, loaded if not given;
+    `history`: the ledger and own transfers, read if not given)."""
     moment = start_of_day(on, zone)
     if prices is None:
         prices = PriceBook.load(connection, currency, max_staleness=max_staleness)
+    if history is None:
+        history = History.read(connection)
     held: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
-    for wallet, asset, kind, quantity in connection.execute(
-        "select exchange || '/' || account, asset, kind = 'staking', sum(amount) from ledger "
-        "where executed_at < ? and asset <> '?' group by all",
-        [moment],
-    ).fetchall():
-        held[(wallet, asset, ACCOUNT)] = EXACT.add(held[(wallet, asset, ACCOUNT)], quantity)
-        if kind:
-            staked = (f"{wallet} (staking)", asset, STAKING)
-            held[staked] = EXACT.subtract(held[staked], quantity)
-    for place, asset, quantity in _in_transit(connection, moment):
+    for row in between(history.ledger, None, moment):
+        if row.asset == UNKNOWN_ASSET:
+            continue
+        account = (row.wallet, row.asset, ACCOUNT)
+        held[account] = EXACT.add(held[account], row.amount)
+        if row.kind == "staking":
+            staked = (f"{row.wallet} (staking)", row.asset, STAKING)
+            held[staked] = EXACT.subtract(held[staked], row.amount)
+    for place, asset, quantity in _in_transit(history.transfers, moment):
         held[(place, asset, IN_TRANSIT)] = EXACT.add(held[(place, asset, IN_TRANSIT)], quantity)
     result = []
     missing = []
@@ -91,16 +97,23 @@ def holdings(
 
 
 def _in_transit(
-    connection: duckdb.DuckDBPyConnection, moment: datetime
+    transfers: Iterable[InternalTransfer], moment: datetime
 ) -> list[tuple[str, str, Decimal]]:
-    rows = connection.execute(
-        "select withdrawal_exchange || '/' || withdrawal_account, "
-        "deposit_exchange || '/' || deposit_account, asset, withdrawn_at < ?, sent, received "
-        "from internal_transfers where status = 'matched' and asset <> '?' "
-        "and (withdrawn_at < ?) <> (deposited_at < ?)",
-        [moment, moment, moment],
-    ).fetchall()
-    return [
-        (f"{source} -> {target} (in transit)", asset, sent if withdrawn else EXACT.minus(received))
-        for source, target, asset, withdrawn, sent, received in rows
-    ]
+    """Matched pairs with one side booked before `moment` and the other at or after it."""
+    found = []
+    for t in transfers:
+        if t.status != "matched" or t.asset == UNKNOWN_ASSET:
+            continue
+        if t.withdrawn_at is None or t.deposited_at is None:
+            continue
+        withdrawn = t.withdrawn_at < moment
+        if withdrawn == (t.deposited_at < moment):
+            continue
+        place = (
+            f"{t.withdrawal_exchange}/{t.withdrawal_account} -> "
+            f"{t.deposit_exchange}/{t.deposit_account} (in transit)"
+        )
+        quantity = t.sent if withdrawn else t.received
+        assert quantity is not None  # a matched pair's amounts are known
+        found.append((place, t.asset, quantity if withdrawn else EXACT.minus(quantity)))
+    return found

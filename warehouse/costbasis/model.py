@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 ZERO = Decimal(0)
+UNKNOWN_ASSET = "?"  # the ledger's asset of a fee whose asset the source did not name
 
 METHODS = ("fifo", "lifo", "hifo", "uk", "de", "nl")
 LOT_MODES = ("pooled", "per-account")

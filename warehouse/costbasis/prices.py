@@ -9,12 +9,14 @@ The `prices` view values in EUR, USD and GBP (GBP through the Bitstamp GBP-EUR c
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.costbasis.exact import EXACT, tidy
 from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
@@ -87,16 +89,26 @@ class PriceBook:
     ) -> PriceBook:
         check_currency(currency)
         book = cls(currency, max_staleness=max_staleness)
-        # one row per asset, its series as lists: integers and text convert fast, where a
-        # timestamp with time zone and a DECIMAL each cost a Python object per hour
-        for asset, priced_at, price, observed_at in connection.execute(
-            "select asset, list(epoch_us(priced_at) order by priced_at), "
-            "list(price::varchar order by priced_at), "
-            "list(epoch_us(observed_at) order by priced_at) "
-            "from prices where currency = ? group by asset order by asset",
+        # Fetched as Arrow columns and converted a column at a time: times as integers, the
+        # price (DECIMAL(38,18), exact in Arrow) as its text; a timestamp with time zone and a
+        # DECIMAL fetched as Python objects would cost one object per hour.
+        table = connection.execute(
+            "select asset, epoch_us(priced_at) as priced_at, price, "
+            "epoch_us(observed_at) as observed_at "
+            "from prices where currency = ? order by asset, priced_at",
             [currency],
-        ).fetchall():
-            book._series[asset] = Series(priced_at, price, observed_at)
+        ).to_arrow_table()
+        assets = table["asset"].to_pylist()
+        priced_at = table["priced_at"].to_pylist()
+        price = table["price"].cast(pa.string()).to_pylist()
+        observed_at = table["observed_at"].to_pylist()
+        start = 0
+        for asset, run in itertools.groupby(assets):
+            end = start + sum(1 for _ in run)
+            book._series[asset] = Series(
+                priced_at[start:end], price[start:end], observed_at[start:end]
+            )
+            start = end
         return book
 
     def fresh(self) -> PriceBook:

@@ -44,7 +44,7 @@ from warehouse.costbasis.uk import BED_AND_BREAKFAST_DAYS
 from warehouse.exports.context import Context
 from warehouse.exports.options import UK_TIMEZONE, Period
 from warehouse.exports.text import iso_utc, plain
-from warehouse.exports.transactions import Movement, Transaction, ledger_rows, transactions
+from warehouse.exports.transactions import Movement, Transaction, transactions
 from warehouse.exports.valuation import fee_value, transaction_value
 from warehouse.exports.writer import Export
 
@@ -119,8 +119,7 @@ class _Rows:
 def build(context: Context) -> Export:
     rows = _Rows(context)
     until = covered_until(context.period)
-    history = ledger_rows(context.connection, None, until)
-    for tx in transactions(history, context.transfers):
+    for tx in transactions(context.ledger_until(until), context.transfers):
         _records(tx, rows)
     context.prices.check()
     label, currency = context.period.label, context.options.currency

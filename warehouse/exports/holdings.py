@@ -48,7 +48,12 @@ def listing(context: Context) -> list[tuple[Holding, tuple[str, ...]]]:
     """The holdings with their CSV rows, in the file's order (row n is the n-th)."""
     on, currency = holdings_day(context), context.options.currency
     held = holdings(
-        context.connection, on, currency, zone=context.period.zone, prices=context.prices
+        context.connection,
+        on,
+        currency,
+        zone=context.period.zone,
+        prices=context.prices,
+        history=context.history,
     )
     pairs = [
         (

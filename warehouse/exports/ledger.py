@@ -103,12 +103,12 @@ def rounded(value: Decimal | None) -> Decimal | None:
 
 
 def _opening(context: Context) -> dict[tuple[str, str], Decimal]:
+    """Each (wallet, asset)'s sum of the amounts booked before the period, exact."""
     start = context.period.start_at
     if start is None:
         return {}
-    rows = context.connection.execute(
-        "select exchange || '/' || account, asset, sum(amount) from ledger "
-        "where executed_at < ? group by all",
-        [start],
-    ).fetchall()
-    return {(wallet, asset): Decimal(total) for wallet, asset, total in rows}
+    totals: dict[tuple[str, str], Decimal] = {}
+    for row in context.ledger_until(start):
+        key = (row.wallet, row.asset)
+        totals[key] = EXACT.add(totals[key], row.amount) if key in totals else row.amount
+    return totals

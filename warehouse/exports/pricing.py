@@ -14,13 +14,26 @@ from decimal import Decimal
 
 import duckdb
 
-from warehouse.costbasis.prices import PriceBook
+from warehouse.costbasis.prices import DEFAULT_MAX_STALENESS, PriceBook
 
 
 class Prices:
-    def __init__(self, connection: duckdb.DuckDBPyConnection, currency: str) -> None:
+    def __init__(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        currency: str,
+        *,
+        loaded: PriceBook | None = None,
+    ) -> None:
+        """The prices in `currency`: `loaded` (read before, as `PriceBook.load` reads them with
+        the default staleness), else read now."""
         self.currency = currency
-        self._book = PriceBook.load(connection, currency)  # raises for an unknown currency
+        if loaded is None:
+            self._book = PriceBook.load(connection, currency)  # raises for an unknown currency
+        elif (loaded.currency, loaded.max_staleness) != (currency, DEFAULT_MAX_STALENESS):
+            raise ValueError(f"prices in {loaded.currency} given for an export in {currency}")
+        else:
+            self._book = loaded.fresh()  # its own record of what is missing
 
     @property
     def book(self) -> PriceBook:

@@ -20,6 +20,7 @@ import duckdb
 
 from warehouse.costbasis.exact import EXACT
 from warehouse.costbasis.model import MissingPriceError, UnsupportedCurrencyError
+from warehouse.costbasis.prices import PriceBook
 from warehouse.exports import (
     bittytax,
     cointracking,
@@ -64,10 +65,12 @@ def export(
     formats: Sequence[str],
     options: ExportOptions,
     out: Path,
+    *,
+    loaded: PriceBook | None = None,
 ) -> list[Written]:
     """Build and write `formats` in order; the first failure raises. `out` is a directory, or
-    a '.csv' file for one format that writes one file."""
-    report = run_exports(connection, formats, options, out, stop=True)
+    a '.csv' file for one format that writes one file (`loaded`: as for `run_exports`)."""
+    report = run_exports(connection, formats, options, out, stop=True, loaded=loaded)
     return report.written
 
 
@@ -78,9 +81,11 @@ def run_exports(
     out: Path,
     *,
     stop: bool = False,
+    loaded: PriceBook | None = None,
 ) -> Report:
     """Build and write each of `formats`; a format failing with a missing price or an
-    unsupported currency is recorded in the report (raised with `stop`) and the rest go on."""
+    unsupported currency is recorded in the report (raised with `stop`) and the rest go on.
+    `loaded`: the `prices` view already read in the options' currency (see `Context`)."""
     unknown = [f for f in formats if f not in BUILDERS]
     if unknown:
         names = ", ".join((*FORMATS, *REPORTS))
@@ -88,7 +93,7 @@ def run_exports(
     file = out if out.suffix.lower() == ".csv" else None
     if file is not None and len(formats) != 1:
         raise ExportOptionError(f"{len(formats)} formats cannot share one file: give a directory")
-    context = Context(connection, options)
+    context = Context(connection, options, loaded=loaded)
     common = describe(options)
     report = Report()
     for name in formats:

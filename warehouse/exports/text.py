@@ -16,23 +16,34 @@ def plain(value: Decimal | int | None) -> str:
     """Plain decimal digits, trailing fractional zeros removed, never an exponent; '' for None."""
     if value is None:
         return ""
-    number = Decimal(value)
+    number = value if isinstance(value, Decimal) else Decimal(value)
     if number == 0:
         return "0"
-    if number == number.to_integral_value():
-        return format(number.quantize(Decimal(1), context=WIDE), "f")
+    # 'f' writes a normalised integer (1E+2) in full digits (100)
     return format(number.normalize(WIDE), "f")
+
+
+# `isoformat` writes what these strftime formats write, faster, for years of four digits
+# (strftime writes year 999 as '999', isoformat as '0999').
 
 
 def iso_utc(at: datetime) -> str:
     """'2024-03-01T12:00:00.123000Z': UTC, microseconds always written (fixed width)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = at.astimezone(UTC)
+    if utc.year < 1000:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def seconds_utc(at: datetime) -> str:
     """'2024-03-01 12:00:00' in UTC (the zone is stated by the format or its sidecar)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    utc = at.astimezone(UTC)
+    if utc.year < 1000:
+        return utc.strftime("%Y-%m-%d %H:%M:%S")
+    return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 
 def day(value: date) -> str:
-    return value.strftime("%Y-%m-%d")
+    if value.year < 1000:
+        return value.strftime("%Y-%m-%d")
+    return value.isoformat()

@@ -19,10 +19,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 
-from warehouse.rows import LedgerRow
+from warehouse.costbasis.history import sql_key
+from warehouse.rows import InternalTransfer, LedgerRow
 from warehouse.rows import ledger_rows as read_ledger
 
 ZERO = Decimal(0)
@@ -30,12 +32,33 @@ TRADE_KINDS = frozenset({"trade_base", "trade_quote"})
 FEE_KINDS = frozenset({"fee", "deposit_fee", "withdrawal_fee"})
 
 
+# The order of the ledger rows the exports list (a total order); `listing_key` is the same order
+# in Python, for rows already read.
+LISTING_ORDER = "executed_at, exchange, account, reference, source, leg, asset, kind, amount"
+
+
+def listing_key(row: LedgerRow) -> tuple[tuple[bool, Any], ...]:
+    return sql_key(
+        (
+            row.executed_at,
+            row.exchange,
+            row.account,
+            row.reference,
+            row.source,
+            row.leg,
+            row.asset,
+            row.kind,
+            row.amount,
+        )
+    )
+
+
 def ledger_rows(
     connection: duckdb.DuckDBPyConnection,
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> list[LedgerRow]:
-    """Ledger rows with start <= executed_at < end, in a total order."""
+    """Ledger rows with start <= executed_at < end, in LISTING_ORDER."""
     clauses, params = [], []
     if start is not None:
         clauses.append("executed_at >= ?")
@@ -44,10 +67,7 @@ def ledger_rows(
         clauses.append("executed_at < ?")
         params.append(end)
     return read_ledger(
-        connection,
-        where=" and ".join(clauses),
-        params=params,
-        order_by="executed_at, exchange, account, reference, source, leg, asset, kind, amount",
+        connection, where=" and ".join(clauses), params=params, order_by=LISTING_ORDER
     )
 
 
@@ -113,21 +133,20 @@ class Transaction:
         return note
 
 
-def own_transfers(connection: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], Transfer]:
-    """(exchange, account, transfer id) -> Transfer, for every balance-moving transfer."""
-    rows = connection.execute(
-        "select status, withdrawal_exchange, withdrawal_account, withdrawal_id, "
-        "deposit_exchange, deposit_account, deposit_id, txid from internal_transfers"
-    ).fetchall()
+def own_transfers(rows: Iterable[InternalTransfer]) -> dict[tuple[str, str, str], Transfer]:
+    """(exchange, account, transfer id) -> Transfer, for every balance-moving transfer (`rows`:
+    `internal_transfers`, in the view's order)."""
     found: dict[tuple[str, str, str], Transfer] = {}
-    for status, w_exchange, w_account, w_id, d_exchange, d_account, d_id, txid in rows:
-        own = status == "matched"
-        if w_id is not None:
-            counterpart = f"{d_exchange}/{d_account}" if own else None
-            found[(w_exchange, w_account, str(w_id))] = Transfer(own, txid, counterpart)
-        if d_id is not None:
-            counterpart = f"{w_exchange}/{w_account}" if own else None
-            found[(d_exchange, d_account, str(d_id))] = Transfer(own, txid, counterpart)
+    for row in rows:
+        own = row.status == "matched"
+        if row.withdrawal_id is not None:
+            counterpart = f"{row.deposit_exchange}/{row.deposit_account}" if own else None
+            key = (str(row.withdrawal_exchange), str(row.withdrawal_account), row.withdrawal_id)
+            found[key] = Transfer(own, row.txid, counterpart)
+        if row.deposit_id is not None:
+            counterpart = f"{row.withdrawal_exchange}/{row.withdrawal_account}" if own else None
+            key = (str(row.deposit_exchange), str(row.deposit_account), row.deposit_id)
+            found[key] = Transfer(own, row.txid, counterpart)
     return found
 
 
