@@ -159,16 +159,10 @@ class VolumeLog(list[Volume]):
 
 
 def tier_for(
-    tiers: tuple[tuple[Decimal, Decimal, Decimal], ...], volumes: list[Volume], at_ms: int
+    tiers: tuple[tuple[Decimal, Decimal, Decimal], ...], volumes: VolumeLog, at_ms: int
 ) -> tuple[int, Decimal]:
     """(tier index, trailing 30-day volume) at `at_ms`."""
-    low = at_ms - 30 * DAY
-    window = (
-        volumes.between(low, at_ms)
-        if isinstance(volumes, VolumeLog)
-        else [v for v in volumes if low < v.ts_ms <= at_ms]
-    )
-    total = sum((v.amount for v in window), ZERO)
+    total = sum((v.amount for v in volumes.between(at_ms - 30 * DAY, at_ms)), ZERO)
     index = max(i for i, (threshold, _, _) in enumerate(tiers) if total >= threshold)
     return index, total
 

@@ -30,7 +30,7 @@ from pipelines.sandbox.account_script import (
     BITSTAMP_TIERS,
     BITSTAMP_WITHDRAWAL_FEES,
     NETWORKS,
-    Volume,
+    VolumeLog,
     tier_for,
 )
 from pipelines.sandbox.events import (
@@ -72,7 +72,7 @@ class BitstampAccount:
         seed: int,
         quirks: bool,
         markets: tuple[str, ...],
-        volumes: list[Volume],
+        volumes: VolumeLog,
         now_ms: int,
     ) -> None:
         self.quirks = quirks
@@ -240,7 +240,7 @@ class BitstampAccount:
 
     @staticmethod
     def _trading_fees(
-        markets: tuple[str, ...], volumes: list[Volume], now_ms: int
+        markets: tuple[str, ...], volumes: VolumeLog, now_ms: int
     ) -> list[dict[str, Any]]:
         index, _ = tier_for(BITSTAMP_TIERS, volumes, now_ms)
         _, taker, maker = BITSTAMP_TIERS[index]

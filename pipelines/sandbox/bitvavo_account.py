@@ -46,7 +46,7 @@ from pipelines.sandbox.account_script import (
     BITVAVO_REBATE_MARKETS,
     BITVAVO_TIERS,
     CENT,
-    Volume,
+    VolumeLog,
     tier_for,
 )
 from pipelines.sandbox.events import (
@@ -71,7 +71,7 @@ class BitvavoAccount:
     """contracts.md §C: trades, history, deposits, withdrawals, balance, fees."""
 
     def __init__(
-        self, ledger: BitvavoLedger, *, seed: int, volumes: list[Volume], now_ms: int
+        self, ledger: BitvavoLedger, *, seed: int, volumes: VolumeLog, now_ms: int
     ) -> None:
         self.fills: tuple[BitvavoFill, ...] = tuple(ledger.fills)
         self.transfers: tuple[BitvavoTransfer, ...] = tuple(ledger.transfers)
