@@ -85,8 +85,9 @@ def plain(value: Decimal) -> str:
     return text or "0"
 
 
-# `plain` of the tape's numbers (candles, public trades), remembered: prices sit on the market's
-# tick and repeat from row to row. Text that the value alone fixes (trailing zeros stripped);
+# `plain` of the tape's prices (candles, public trades), remembered: prices sit on the market's
+# tick and repeat from row to row (amounts and volumes hardly repeat: they are written afresh,
+# and do not push the prices out). Text that the value alone fixes (trailing zeros stripped);
 # the tape never holds the one exception, -0, whose text its equal 0 does not fix.
 _tape_text = functools.lru_cache(maxsize=1 << 16)(plain)
 
@@ -371,7 +372,7 @@ class BitvavoApp(ExchangeApp):
         text = _tape_text
         rows = ",".join(
             f'[{bar.open_ms},"{text(bar.open)}","{text(bar.high)}","{text(bar.low)}",'
-            f'"{text(bar.close)}","{text(bar.volume)}"]'
+            f'"{text(bar.close)}","{plain(bar.volume)}"]'
             for bar in reversed(bars)
         )
         return Reply(200, Raw(f"[{rows}]"), rows_path=())
@@ -393,17 +394,14 @@ class BitvavoApp(ExchangeApp):
             first, last = _id_bounds(ids, id_from, id_to)
             chosen = list(zip(trades[first:last], ids[first:last], strict=True))
             chosen.reverse()
-        rows = [
-            {
-                "id": trade_id,
-                "timestamp": t.ts_ms,
-                "amount": _tape_text(t.amount),
-                "price": _tape_text(t.price),
-                "side": t.side,
-            }
+        # the rows as `dumps` writes them, in one pass (no value here needs escaping)
+        text = _tape_text
+        rows = ",".join(
+            f'{{"id":"{trade_id}","timestamp":{t.ts_ms},"amount":"{plain(t.amount)}",'
+            f'"price":"{text(t.price)}","side":"{t.side}"}}'
             for t, trade_id in chosen[:limit]
-        ]
-        return Reply(200, rows, rows_path=())
+        )
+        return Reply(200, Raw(f"[{rows}]"), rows_path=())
 
     # --- private endpoints ---------------------------------------------------------------
 
