@@ -21,6 +21,7 @@ from __future__ import annotations
 import calendar
 import functools
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
@@ -84,8 +85,9 @@ def plain(value: Decimal) -> str:
     return text or "0"
 
 
-# `plain` of the tape's numbers (candles, public trades), remembered: prices sit on the market's
-# tick and repeat from row to row. Text that the value alone fixes (trailing zeros stripped);
+# `plain` of the tape's prices (candles, public trades), remembered: prices sit on the market's
+# tick and repeat from row to row (amounts and volumes hardly repeat: they are written afresh,
+# and do not push the prices out). Text that the value alone fixes (trailing zeros stripped);
 # the tape never holds the one exception, -0, whose text its equal 0 does not fix.
 _tape_text = functools.lru_cache(maxsize=1 << 16)(plain)
 
@@ -97,6 +99,10 @@ class BitvavoApp(ExchangeApp):
         super().__init__(setup)
         self.limiter = WeightLimiter(setup.limits, setup.clock)
         self.verifier = BitvavoVerifier(setup.keys, setup.clock)
+        self._history_cache: (
+            tuple[Any, tuple[Any, ...], list[tuple[int, dict[str, Any]]]] | None
+        ) = None
+        self._history_lock = threading.Lock()
         v2 = "/v2"
         self.routes: tuple[Route, ...] = (
             route("time", "GET", rf"{v2}/time", self._time, faultable=False),
@@ -366,7 +372,7 @@ class BitvavoApp(ExchangeApp):
         text = _tape_text
         rows = ",".join(
             f'[{bar.open_ms},"{text(bar.open)}","{text(bar.high)}","{text(bar.low)}",'
-            f'"{text(bar.close)}","{text(bar.volume)}"]'
+            f'"{text(bar.close)}","{plain(bar.volume)}"]'
             for bar in reversed(bars)
         )
         return Reply(200, Raw(f"[{rows}]"), rows_path=())
@@ -388,17 +394,14 @@ class BitvavoApp(ExchangeApp):
             first, last = _id_bounds(ids, id_from, id_to)
             chosen = list(zip(trades[first:last], ids[first:last], strict=True))
             chosen.reverse()
-        rows = [
-            {
-                "id": trade_id,
-                "timestamp": t.ts_ms,
-                "amount": _tape_text(t.amount),
-                "price": _tape_text(t.price),
-                "side": t.side,
-            }
+        # the rows as `dumps` writes them, in one pass (no value here needs escaping)
+        text = _tape_text
+        rows = ",".join(
+            f'{{"id":"{trade_id}","timestamp":{t.ts_ms},"amount":"{plain(t.amount)}",'
+            f'"price":"{text(t.price)}","side":"{t.side}"}}'
             for t, trade_id in chosen[:limit]
-        ]
-        return Reply(200, rows, rows_path=())
+        )
+        return Reply(200, Raw(f"[{rows}]"), rows_path=())
 
     # --- private endpoints ---------------------------------------------------------------
 
@@ -438,22 +441,12 @@ class BitvavoApp(ExchangeApp):
         assert page is not None and max_items is not None
         kind = params.get("type")
         timed = [
-            (_iso_ms(item["executedAt"]), item)
-            for item in self.world.bitvavo.history(
-                self._now(),
-                ids=self.variants.bitvavo_history_ids,
-                fee_in_amount=self.variants.bitvavo_withdrawal_amount == "gross",
-                amounts=self.variants.bitvavo_history_amounts,
-            )
-        ]
-        timed = [
             (ms, item)
-            for ms, item in timed
+            for ms, item in self._timed_history()
             if (from_ms is None or ms >= from_ms)
             and (to_ms is None or ms <= to_ms)
             and (kind is None or item.get("type") == kind)
         ]
-        timed.sort(key=lambda pair: pair[0], reverse=True)  # newest first, stable
         total_pages = -(-len(timed) // max_items)
         chunk = timed[(page - 1) * max_items : page * max_items]
         payload = {
@@ -463,6 +456,26 @@ class BitvavoApp(ExchangeApp):
             "maxItems": max_items,
         }
         return Reply(200, payload, rows_path=("items",))
+
+    def _timed_history(self) -> list[tuple[int, dict[str, Any]]]:
+        """(executed ms, item) for the whole history as of now, newest first (stable), kept
+        while now and the variants stay the same: a client pages through it one request at a
+        time, and the items are only read."""
+        account = self.world.bitvavo
+        now = self._now()
+        ids = self.variants.bitvavo_history_ids
+        gross = self.variants.bitvavo_withdrawal_amount == "gross"
+        amounts = self.variants.bitvavo_history_amounts
+        key = (now, ids, gross, amounts)
+        with self._history_lock:
+            cached = self._history_cache
+            if cached is not None and cached[0] is account and cached[1] == key:
+                return cached[2]
+            items = account.history(now, ids=ids, fee_in_amount=gross, amounts=amounts)
+            timed = [(_iso_ms(item["executedAt"]), item) for item in items]
+            timed.sort(key=lambda pair: pair[0], reverse=True)  # newest first, stable
+            self._history_cache = (account, key, timed)
+            return timed
 
     def _transfers(self, request: Request, rows: list[dict[str, Any]]) -> Reply:
         params = self._params(request, ("symbol", "limit", "start", "end"))

@@ -28,7 +28,6 @@ import hashlib
 import math
 import random
 import threading
-import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -140,6 +139,13 @@ class Market:
         self._ticks = 10**spec.price_decimals
         self._units = 10**spec.amount_decimals
         self._min_units = max(1, round(spec.min_trade * self._units))
+        # per UTC hour of the day: (chance of an empty hour, share of active minutes, activity)
+        self._hour_shapes = tuple(
+            (spec.empty_hour_night, spec.active_night, _DIURNAL[i])
+            if i in _NIGHT_HOURS
+            else (spec.empty_hour_day, spec.active_day, _DIURNAL[i])
+            for i in range(24)
+        )
         self._days: dict[int, tuple[Row | None, ...]] = {}
         self._day_rows: dict[int, Row | None] = {}
         self._day_buckets: dict[tuple[int, int], list[Row]] = {}
@@ -237,10 +243,16 @@ class Market:
 
     def trade_uuid(self, trade: TradeLike) -> str:
         """The deterministic UUID (version 4 layout) Bitvavo would give this trade."""
-        digest = hashlib.blake2b(
-            self._uuid_key + trade.seq.to_bytes(8, "big"), digest_size=16, person=b"trade-id"
-        ).digest()
-        return str(uuid.UUID(bytes=digest, version=4))
+        digest = bytearray(
+            hashlib.blake2b(
+                self._uuid_key + trade.seq.to_bytes(8, "big"), digest_size=16, person=b"trade-id"
+            ).digest()
+        )
+        # `str(uuid.UUID(bytes=digest, version=4))` written out (pages hold a thousand trades)
+        digest[6] = digest[6] & 0x0F | 0x40  # version 4
+        digest[8] = digest[8] & 0x3F | 0x80  # the RFC 4122 variant
+        h = digest.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def price_at(self, ts_ms: int) -> Decimal:
         """The path's mid price at any time (also before genesis), on the market's tick."""
@@ -357,42 +369,56 @@ class Market:
         return hours
 
     def _generate_day(self, day: int) -> tuple[Row | None, ...]:
-        # `prices.normal` written out and every lookup hoisted: this runs for every hour of
-        # every market, and the floats must come out bit for bit as they always did
+        # `prices.normal` written out, every lookup hoisted and `min`/`max` as comparisons: this
+        # runs for every hour of every market, and the floats must come out bit for bit as they
+        # always did (same draws in the same order, same operations on the same operands)
         spec, ticks, min_units = self.spec, self._ticks, self._min_units
         exp, log, sqrt, cos = math.exp, math.log, math.sqrt, math.cos
+        two_pi, most = _TWO_PI, MAX_TRADES_PER_HOUR
         levels = self._path.logs(day * 24, 25)  # the log price at each hour boundary
         vol, mean_units = spec.hourly_vol, spec.mean_trade * self._units
+        per_minute_mean = spec.trades_per_minute
         rnd = rng_for(self._key, 10, day).random
+        open_ms = day * DAY_MS
         out: list[Row | None] = []
-        for i in range(24):
-            hour = day * 24 + i
-            night = i in _NIGHT_HOURS
-            if rnd() < (spec.empty_hour_night if night else spec.empty_hour_day):
-                out.append(None)
+        append = out.append
+        for i, (empty, base_share, diurnal) in enumerate(self._hour_shapes):
+            if rnd() < empty:
+                append(None)
+                open_ms += HOUR_MS
                 continue
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
-            activity = _DIURNAL[i] * exp(0.35 * n - 0.06)
-            share = spec.active_night if night else spec.active_day
-            share = min(1.0, share * (0.85 + 0.15 * min(activity, 1.6)))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
+            activity = diurnal * exp(0.35 * n - 0.06)
+            share = base_share * (0.85 + 0.15 * (1.6 if activity > 1.6 else activity))
+            if share > 1.0:
+                share = 1.0
             spread = sqrt(60 * share * (1 - share))
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
             minutes = int(60 * share + spread * n + 0.5)
             minutes = 1 if minutes < 1 else 60 if minutes > 60 else minutes
-            per_minute = spec.trades_per_minute * activity
-            per_minute = 1.0 if per_minute < 1.0 else per_minute
+            per_minute = per_minute_mean * activity
+            if per_minute < 1.0:
+                per_minute = 1.0
             trades = int(minutes * per_minute + 0.5)
-            trades = min(MAX_TRADES_PER_HOUR, minutes if trades < minutes else trades)
+            if trades < minutes:
+                trades = minutes
+            if trades > most:
+                trades = most
 
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
-            open_ = max(1, round(exp(levels[i] + 0.0004 * n) * ticks))
-            close = max(1, round(exp(levels[i + 1]) * ticks))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
+            open_ = round(exp(levels[i] + 0.0004 * n) * ticks)
+            if open_ < 1:
+                open_ = 1
             if trades == 1:
                 close = open_
+            else:
+                close = round(exp(levels[i + 1]) * ticks)
+                if close < 1:
+                    close = 1
             top, bottom = (open_, close) if open_ >= close else (close, open_)
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
             up = round(top * (exp(abs(n) * vol * 0.6) - 1))
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
             down = round(bottom * (1 - exp(-abs(n) * vol * 0.6)))
             if trades == 3:  # one middle trade: only one side may reach past open/close
                 if rnd() < 0.5:
@@ -401,12 +427,16 @@ class Market:
                     down = 0
             elif trades < 3:
                 up = down = 0
-            high, low = top + up, max(1, bottom - down)
+            low = bottom - down
+            if low < 1:
+                low = 1
 
-            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(_TWO_PI * rnd())
-            size = mean_units * exp(0.5 * n - 0.125)
-            volume = max(trades * min_units, round(trades * size))
-            out.append((hour * HOUR_MS, open_, high, low, close, volume, trades, minutes))
+            n = sqrt(-2.0 * log(1.0 - rnd())) * cos(two_pi * rnd())
+            volume = round(trades * (mean_units * exp(0.5 * n - 0.125)))
+            if volume < trades * min_units:
+                volume = trades * min_units
+            append((open_ms, open_, top + up, low, close, volume, trades, minutes))
+            open_ms += HOUR_MS
         return tuple(out)
 
     # --- level 2: five-minute blocks and minutes ------------------------------------------

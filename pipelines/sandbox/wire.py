@@ -36,14 +36,26 @@ def number_text(value: Decimal) -> str:
     """The exact positional digits of a finite Decimal (`format(d, "f")`)."""
     if not value.is_finite():
         raise ValueError(f"cannot put {value} on the wire")
-    return format(value, "f")
+    return _positional(value)
+
+
+def _positional(value: Decimal) -> str:
+    """`format(value, "f")` of a finite Decimal, the quick way where `str` writes the same text.
+
+    `str` writes positional digits (exactly `format`'s) unless the exponent is positive or the
+    value is tiny; then it writes an exponent, and `format` is asked instead.
+    """
+    text = str(value)
+    if "E" in text or "e" in text:  # `e` when the context writes small capitals
+        return format(value, "f")
+    return text
 
 
 def fixed(value: Decimal, places: int) -> str:
     """`value` as a string with at least `places` decimals, padding zeros, never rounding."""
     if not value.is_finite():  # `number_text` written out: pages call this for every value
         raise ValueError(f"cannot put {value} on the wire")
-    text = format(value, "f")
+    text = _positional(value)
     if places <= 0:
         return text
     dot = text.find(".")
