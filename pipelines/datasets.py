@@ -109,20 +109,21 @@ class RecordDataset:
     def _typed(self, frame: pl.DataFrame, fetched_at: datetime | None) -> pl.DataFrame | None:
         """The columns of a `FrameRows` typed as `frame` types its records' values, or None when
         a money column needs the record path (see `_money`)."""
-        series = []
-        for name, dtype in self.dataset.schema.items():
-            if name == "fetched_at":
-                moment = None if fetched_at is None else (fetched_at - EPOCH) // _MICROSECOND
-                stamps = pl.repeat(moment, frame.height, dtype=pl.Int64, eager=True)
-                series.append(stamps.cast(TIMESTAMP).alias(name))
-            elif dtype == MONEY:
-                money = _money_text(frame[name]) if frame.height else None
-                if money is None:
-                    return None
-                series.append(money)
-            else:
-                series.append(frame[name])
-        return pl.DataFrame(series)
+        money = [name for name, dtype in self.dataset.schema.items() if dtype == MONEY]
+        casts = _money_casts(frame, money)
+        if casts is None:
+            return None
+        moment = None if fetched_at is None else (fetched_at - EPOCH) // _MICROSECOND
+        columns = [
+            pl.lit(moment, pl.Int64).cast(TIMESTAMP).alias(name)
+            if name == "fetched_at"
+            else casts.get(name, pl.col(name))
+            for name in self.dataset.schema
+        ]
+        try:
+            return frame.select(columns)
+        except pl.exceptions.InvalidOperationError:
+            return None  # over 38 digits: built from Decimals, for the lake to refuse
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
@@ -158,14 +159,35 @@ def _money(name: str, values: list[Any]) -> pl.Series:
 def _money_text(text: pl.Series) -> pl.Series | None:
     """Fixed-point text (of Decimals, or as sent) cast exactly to DECIMAL(38, the most places
     any value has), or None when not all of it fits (or none is there)."""
-    places = (text.str.len_bytes() - text.str.find(".", literal=True) - 1).max()
-    scale = places if isinstance(places, int) else 0  # None: no value has a point
-    if scale <= MONEY.scale and text.null_count() < len(text):
-        try:
-            return text.cast(pl.Decimal(38, scale), strict=True)
-        except pl.exceptions.InvalidOperationError:
-            pass  # over 38 digits, or not finite: built from Decimals, for the lake to refuse
-    return None
+    frame = text.to_frame()
+    casts = _money_casts(frame, [text.name])
+    try:
+        return None if casts is None else frame.select(*casts.values()).to_series()
+    except pl.exceptions.InvalidOperationError:
+        return None  # over 38 digits, or not finite: built from Decimals, for the lake to refuse
+
+
+def _money_casts(frame: pl.DataFrame, names: list[str]) -> dict[str, pl.Expr] | None:
+    """Casts of the text columns `names` to DECIMAL(38, the most places a column's values
+    have), or None when a column has more than 18 places or no value at all."""
+    if not frame.height:
+        return None
+    found = frame.select(
+        *(_places(pl.col(n)).max().alias(f"places {n}") for n in names),
+        *(pl.col(n).count().alias(f"count {n}") for n in names),
+    ).row(0)
+    casts = {}
+    for name, most, count in zip(names, found, found[len(names) :], strict=False):
+        scale = most if isinstance(most, int) else 0  # None: no value has a point
+        if scale > MONEY.scale or count == 0:
+            return None
+        casts[name] = pl.col(name).cast(pl.Decimal(38, scale), strict=True)
+    return casts
+
+
+def _places(text: pl.Expr) -> pl.Expr:
+    """The digits after the point of fixed-point text (null without a point)."""
+    return text.str.len_bytes() - text.str.find(".", literal=True) - 1
 
 
 def _timestamps(name: str, values: list[Any]) -> pl.Series:

@@ -16,6 +16,7 @@ path's, never looser, so a page taken here would have given the very same record
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,11 +35,13 @@ _MICROSECOND = timedelta(microseconds=1)
 _EARLIEST_US = (datetime.min.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // _MICROSECOND
 _LATEST_US = (datetime.max.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // _MICROSECOND
 
-# `format(Decimal(text), "f") == text` exactly for such text: no "5.", ".5", "007" or "+1".
-_FIXED_POINT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
-_INTEGER = r"^-?[0-9]+$"
-# what a JSON string must escape (the C encoder writes any other character as it is)
-_ESCAPED = r'["\\\x00-\x1f]'
+# Lines of text that `format(Decimal(text), "f")` writes back exactly (no "5.", ".5", "007",
+# "+1" nor exponent), and lines of integer text; each value is checked as one line.
+_FIXED_POINT = re.compile(r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
+_INTEGER = re.compile(r"(?:-?[0-9]+\n)*")
+# what a JSON string must escape (the C encoder writes any other character as it is), but
+# for the line feed, which joins the values (a value holding one makes an extra line)
+_ESCAPED = re.compile(r'["\\\x00-\x09\x0b-\x1f]')
 
 
 class FrameRows(Sequence[T]):
@@ -117,18 +120,6 @@ class Sent(NamedTuple):
     values: list[Any]
 
 
-class _Wire(NamedTuple):
-    """A checked field: its values (strings or Int64) and their JSON text."""
-
-    series: pl.Series
-    json: pl.Expr
-
-
-_PRICES = ("open", "high", "low", "close", "volume")
-_CANDLE_MONEY = frozenset(_PRICES)
-_TRADE_MONEY = frozenset({"price", "amount"})
-
-
 def candles(
     exchange: str,
     market: str,
@@ -142,21 +133,20 @@ def candles(
     """Candles of a page of rows that hold exactly the `sent` fields, in that order; `fields`
     names (by key, or by position in array rows) the open time (a count of `unit`s), open,
     high, low, close and volume."""
-    wire = _checked(sent) if sent else None
+    wire = _wire(sent)
     if wire is None:
         return None
-    at = _fields(sent, wire)
-    open_time = _times(at[fields[0]].series, unit)
-    prices = {
-        name: _money(at[field].series) for name, field in zip(_PRICES, fields[1:], strict=True)
-    }
-    if open_time is None or any(price is None for price in prices.values()):
+    time, *prices = (wire[field] for field in fields)
+    if not _within(time, unit) or not all(map(_fixed_point, prices)):
         return None
-    constant = {"exchange": exchange, "market": market, "interval": interval}
-    frame = pl.DataFrame({"open_time": open_time, **prices}).with_columns(
-        _raw(wire, sent), *_constants(constant)
+    names = ("open", "high", "low", "close", "volume")
+    frame = pl.select(
+        *_constants(exchange=exchange, market=market, interval=interval),
+        _time(time, unit).alias("open_time"),
+        *(pl.lit(price.series).alias(name) for name, price in zip(names, prices, strict=True)),
+        *_json(sent, wire),
     )
-    return FrameRows(_ordered(frame, constant), make, _CANDLE_MONEY)
+    return FrameRows(frame, make, frozenset(names))
 
 
 def public_trades(
@@ -172,30 +162,28 @@ def public_trades(
     """Public trades of a page whose rows hold exactly the `sent` fields; `fields` names the
     keys of ``id``, ``time`` (a count of `unit`s), ``price``, ``amount`` and ``side``, and
     `sides` what each side code means."""
-    wire = _checked(sent) if sent else None
+    wire = _wire(sent)
     if wire is None:
         return None
-    at = _fields(sent, wire)
-    ids, code = at[fields["id"]].series, at[fields["side"]].series
-    traded_at = _times(at[fields["time"]].series, unit)
-    price, amount = _money(at[fields["price"]].series), _money(at[fields["amount"]].series)
-    if ids.dtype == pl.String and (ids.str.len_bytes() == 0).any():
+    trade_id, time, price, amount, side = (
+        wire[fields[name]] for name in ("id", "time", "price", "amount", "side")
+    )
+    if not _within(time, unit) or not (_fixed_point(price) and _fixed_point(amount)):
         return None
-    if traded_at is None or price is None or amount is None or code.dtype != pl.String:
+    if side.text is None or not set(side.values).issubset(sides):
         return None
-    if not code.is_in(list(sides)).all():
+    if trade_id.text is not None and not all(trade_id.values):  # an empty id
         return None
-    constant = {"exchange": exchange, "market": market}
-    frame = pl.DataFrame(
-        {
-            "trade_id": ids.cast(pl.String),
-            "traded_at": traded_at,
-            "price": price,
-            "amount": amount,
-            "side": code.replace_strict(dict(sides), return_dtype=pl.String),
-        }
-    ).with_columns(_raw(wire, sent), *_constants(constant))
-    return FrameRows(_ordered(frame, constant), make, _TRADE_MONEY)
+    frame = pl.select(
+        *_constants(exchange=exchange, market=market),
+        pl.lit(trade_id.series).cast(pl.String).alias("trade_id"),
+        _time(time, unit).alias("traded_at"),
+        pl.lit(price.series).alias("price"),
+        pl.lit(amount.series).alias("amount"),
+        pl.lit(side.series).replace_strict(dict(sides), return_dtype=pl.String).alias("side"),
+        *_json(sent, wire),
+    )
+    return FrameRows(frame, make, frozenset({"price", "amount"}))
 
 
 def trade_page(
@@ -227,91 +215,96 @@ def trade_page(
     return records(named) if page is None else page
 
 
-def _fields(sent: Sequence[Sent], wire: Sequence[_Wire]) -> dict[str | int, _Wire]:
-    """The checked fields by key (object rows) or by position (array rows)."""
-    return {
-        index if column.key is None else column.key: field
-        for index, (column, field) in enumerate(zip(sent, wire, strict=True))
-    }
+class _Field(NamedTuple):
+    """A field of a page, checked: its values as sent, as a series (strings, or integers that
+    fit 64 bits), and their text when they are strings."""
+
+    values: list[Any]
+    series: pl.Series
+    text: str | None
 
 
-def _checked(sent: Sequence[Sent]) -> list[_Wire] | None:
-    """Each field as a series of strings that JSON writes unescaped, or of 64-bit integers."""
-    wire = []
-    for field in sent:
+def _wire(sent: Sequence[Sent]) -> dict[str | int, _Field] | None:
+    """The fields by key (object rows) or by position (array rows), when each holds only
+    strings that need no escape in JSON, or only integers."""
+    if not sent:
+        return None
+    wire: dict[str | int, _Field] = {}
+    for index, field in enumerate(sent):
         try:
-            "".join(field.values)
+            text: str | None = "\n".join(field.values) + "\n"
+            dtype: pl.DataType = pl.String()
         except TypeError:  # not all strings
             if not all(type(value) is int for value in field.values):
                 return None
-            try:
-                series = pl.Series(field.values, dtype=pl.Int64, strict=True)
-            except (OverflowError, TypeError, ValueError, pl.exceptions.PolarsError):
-                return None
-            wire.append(_Wire(series, pl.lit(series.cast(pl.String))))
-            continue
+            text, dtype = None, pl.Int64()
+        if text is not None and (
+            text.count("\n") != len(field.values) or _ESCAPED.search(text) is not None
+        ):
+            return None
         try:
-            series = pl.Series(field.values, dtype=pl.String)
+            series = pl.Series(field.values, dtype=dtype, strict=True)
+        except (OverflowError, TypeError, ValueError, pl.exceptions.PolarsError):
+            return None  # an integer beyond 64 bits
         except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it
             return None
-        if series.str.contains(_ESCAPED).any():
-            return None
-        wire.append(_Wire(series, pl.concat_str(pl.lit('"'), pl.lit(series), pl.lit('"'))))
+        wire[index if field.key is None else field.key] = _Field(field.values, series, text)
     return wire
 
 
-def _times(series: pl.Series, unit: timedelta) -> pl.Series | None:
-    """`EPOCH + unit × count` of integers or integer text, None when out of `datetime`'s range."""
-    if series.dtype == pl.String:
-        if not series.str.contains(_INTEGER).all():
-            return None
+def _within(time: _Field, unit: timedelta) -> bool:
+    """Integers (or integer text within 64 bits) whose `EPOCH + unit × count` is a `datetime`."""
+    counts = time.series
+    if time.text is not None:
+        if _INTEGER.fullmatch(time.text) is None:
+            return False
         try:
-            series = series.cast(pl.Int64, strict=True)
+            counts = counts.cast(pl.Int64, strict=True)
         except pl.exceptions.InvalidOperationError:
-            return None
+            return False
     step = unit // _MICROSECOND
-    low, high = series.min(), series.max()
+    low, high = counts.min(), counts.max()
     assert isinstance(low, int) and isinstance(high, int)
-    if low * step < _EARLIEST_US or high * step > _LATEST_US:
-        return None
-    return (series * step).cast(TIMESTAMP)
+    return -(-_EARLIEST_US // step) <= low and high <= _LATEST_US // step
 
 
-def _money(series: pl.Series) -> pl.Series | None:
-    """Fixed-point text that is exactly what `format(Decimal(text), "f")` writes."""
-    if series.dtype != pl.String or not series.str.contains(_FIXED_POINT).all():
-        return None
-    return series
+def _fixed_point(field: _Field) -> bool:
+    """Text that is exactly what `format(Decimal(text), "f")` writes."""
+    return field.text is not None and _FIXED_POINT.fullmatch(field.text) is not None
 
 
-def _raw(wire: Sequence[_Wire], sent: Sequence[Sent]) -> pl.Expr:
-    """Each row's compact JSON text, as `encode_flat_json` writes it."""
+def _time(time: _Field, unit: timedelta) -> pl.Expr:
+    return (pl.lit(time.series).cast(pl.Int64) * (unit // _MICROSECOND)).cast(TIMESTAMP)
+
+
+def _constants(**constant: str) -> list[pl.Expr]:
+    return [pl.lit(text, pl.String).alias(name) for name, text in constant.items()]
+
+
+def _json(sent: Sequence[Sent], wire: Mapping[str | int, _Field]) -> list[pl.Expr]:
+    """``extra`` (``{}``) and ``raw``: each row's compact JSON text, as `encode_flat_json`
+    writes it (checked: every string needs no escape, every key is a known field name)."""
     objects = sent[0].key is not None
-    parts: list[pl.Expr] = [pl.lit("{" if objects else "[")]
-    for index, (field, column) in enumerate(zip(wire, sent, strict=True)):
-        prefix = "," if index else ""
-        if column.key is not None:
-            prefix += f'"{column.key}":'
-        if prefix:
-            parts.append(pl.lit(prefix))
-        parts.append(field.json)
-    parts.append(pl.lit("}" if objects else "]"))
-    return pl.concat_str(parts).alias("raw")
-
-
-def _constants(constant: Mapping[str, str]) -> list[pl.Expr]:
-    return [pl.lit(text, pl.String).alias(name) for name, text in constant.items()] + [
-        pl.lit("{}", pl.String).alias("extra")
-    ]
-
-
-def _ordered(frame: pl.DataFrame, constant: Mapping[str, str]) -> pl.DataFrame:
-    """The dataset's column order: the constants first, `extra` and `raw` last."""
-    middle = [name for name in frame.columns if name not in constant and name not in _LAST]
-    return frame.select(*constant, *middle, *_LAST)
-
-
-_LAST = ("extra", "raw")
+    parts: list[pl.Expr | str] = ["{" if objects else "["]
+    for index, (key, field) in enumerate(wire.items()):
+        prefix = ("," if index else "") + (f'"{key}":' if objects else "")
+        if field.text is not None:
+            parts += [f'{prefix}"', pl.lit(field.series), '"']
+        else:
+            parts += [prefix, pl.lit(field.series).cast(pl.String)]
+    parts.append("}" if objects else "]")
+    merged: list[pl.Expr] = []
+    text = ""
+    for part in parts:
+        if isinstance(part, str):
+            text += part
+            continue
+        if text:
+            merged.append(pl.lit(text))
+        merged.append(part)
+        text = ""
+    merged.append(pl.lit(text))
+    return [pl.lit("{}", pl.String).alias("extra"), pl.concat_str(merged).alias("raw")]
 
 
 def sent_objects(rows: Sequence[Mapping[str, Any]], table: Mapping[str, list[Any]]) -> list[Sent]:
