@@ -23,6 +23,7 @@ import polars as pl
 from pipelines import lake_datasets as defined
 from pipelines.exact_json import encode_json
 from pipelines.exchanges.bitvavo_match import HistoryMatch
+from pipelines.exchanges.frames import FrameRows
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     BitvavoHistoryItem,
@@ -76,7 +77,13 @@ class RecordDataset:
     record: type
 
     def frame(self, records: Iterable[Any], *, fetched_at: datetime | None = None) -> pl.DataFrame:
-        """Records → a frame typed as the dataset declares (`fetched_at` overrides per row)."""
+        """Records → a frame typed as the dataset declares (`fetched_at` overrides per row).
+
+        A page kept as columns (`FrameRows`) is typed from them, its records never made."""
+        if isinstance(records, FrameRows):
+            typed = self._typed(records.frame, fetched_at)
+            if typed is not None:
+                return typed
         rows = list(records)
         # An absent optional key part (a fee schedule for all markets) is stored as "".
         blank_if_none = {k for k in self.dataset.key if self.dataset.schema[k] == pl.String}
@@ -98,6 +105,25 @@ class RecordDataset:
                 values = ["" if value is None else value for value in values]
             series.append(_series(name, values, dtype))
         return pl.DataFrame(series)
+
+    def _typed(self, frame: pl.DataFrame, fetched_at: datetime | None) -> pl.DataFrame | None:
+        """The columns of a `FrameRows` typed as `frame` types its records' values, or None when
+        a money column needs the record path (see `_money`)."""
+        money = [name for name, dtype in self.dataset.schema.items() if dtype == MONEY]
+        casts = _money_casts(frame, money)
+        if casts is None:
+            return None
+        moment = None if fetched_at is None else (fetched_at - EPOCH) // _MICROSECOND
+        columns = [
+            pl.lit(moment, pl.Int64).cast(TIMESTAMP).alias(name)
+            if name == "fetched_at"
+            else casts.get(name, pl.col(name))
+            for name in self.dataset.schema
+        ]
+        try:
+            return frame.select(columns)
+        except pl.exceptions.InvalidOperationError:
+            return None  # over 38 digits: built from Decimals, for the lake to refuse
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
@@ -123,15 +149,45 @@ def _money(name: str, values: list[Any]) -> pl.Series:
     to their common type before the lake refuses what DECIMAL(38,18) would round or overflow."""
     if values and set(map(type, values)) <= _DECIMAL_OR_NONE:
         text = pl.Series(name, [None if v is None else format(v, "f") for v in values], pl.String)
-        places = (text.str.len_bytes() - text.str.find(".", literal=True) - 1).max()
-        scale = places if isinstance(places, int) else 0  # None: no value has a point
-        if scale <= MONEY.scale and text.null_count() < len(text):
-            try:
-                return text.cast(pl.Decimal(38, scale), strict=True)
-            except pl.exceptions.InvalidOperationError:
-                pass  # over 38 digits, or not finite: built as below, for the lake to refuse
+        money = _money_text(text)
+        if money is not None:
+            return money
     # Built with the inferred scale: the lake refuses what DECIMAL(38,18) would round.
     return pl.Series(name, values, dtype=None if values else MONEY, strict=False)
+
+
+def _money_text(text: pl.Series) -> pl.Series | None:
+    """Fixed-point text (of Decimals, or as sent) cast exactly to DECIMAL(38, the most places
+    any value has), or None when not all of it fits (or none is there)."""
+    frame = text.to_frame()
+    casts = _money_casts(frame, [text.name])
+    try:
+        return None if casts is None else frame.select(*casts.values()).to_series()
+    except pl.exceptions.InvalidOperationError:
+        return None  # over 38 digits, or not finite: built from Decimals, for the lake to refuse
+
+
+def _money_casts(frame: pl.DataFrame, names: list[str]) -> dict[str, pl.Expr] | None:
+    """Casts of the text columns `names` to DECIMAL(38, the most places a column's values
+    have), or None when a column has more than 18 places or no value at all."""
+    if not frame.height:
+        return None
+    found = frame.select(
+        *(_places(pl.col(n)).max().alias(f"places {n}") for n in names),
+        *(pl.col(n).count().alias(f"count {n}") for n in names),
+    ).row(0)
+    casts = {}
+    for name, most, count in zip(names, found, found[len(names) :], strict=False):
+        scale = most if isinstance(most, int) else 0  # None: no value has a point
+        if scale > MONEY.scale or count == 0:
+            return None
+        casts[name] = pl.col(name).cast(pl.Decimal(38, scale), strict=True)
+    return casts
+
+
+def _places(text: pl.Expr) -> pl.Expr:
+    """The digits after the point of fixed-point text (null without a point)."""
+    return text.str.len_bytes() - text.str.find(".", literal=True) - 1
 
 
 def _timestamps(name: str, values: list[Any]) -> pl.Series:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,18 +30,18 @@ FILES = sorted(p.name for p in RECORDED.iterdir() if p.is_file()) if RECORDED.is
 ACCOUNT = "main"
 TAKEN_AT = datetime(2024, 1, 1, tzinfo=UTC)
 
-Handler = Callable[[Any], tuple[list[Any], int]]
+Handler = Callable[[Any], tuple[Sequence[Any], int]]
 
 
 # --- payload extractors ----------------------------------------------------------------------
 
 
-def plain(parse: Callable[[Any], list[Any]]) -> Handler:
+def plain(parse: Callable[[Any], Sequence[Any]]) -> Handler:
     """The file is the response body: a JSON array of rows."""
     return lambda doc: (parse(doc), len(doc))
 
 
-def request_response(parse: Callable[[Any], list[Any]]) -> Handler:
+def request_response(parse: Callable[[Any], Sequence[Any]]) -> Handler:
     """gocryptotrader recordings: ``{"request": "...", "response": [...]}``."""
     return lambda doc: (parse(doc["response"]), len(doc["response"]))
 
@@ -50,13 +50,13 @@ def ohlc(step: int) -> Handler:
     return lambda doc: (bs.parse_ohlc(doc, step=step), len(doc["data"]["ohlc"]))
 
 
-def gct_ohlc(doc: Any) -> tuple[list[Any], int]:
+def gct_ohlc(doc: Any) -> tuple[Sequence[Any], int]:
     step = int(parse_qs(urlsplit(doc["request"].split(" ", 1)[1]).query)["step"][0])
     body = doc["response"]
     return bs.parse_ohlc(body, step=step), len(body["data"]["ohlc"])
 
 
-def gct_transactions(doc: Any) -> tuple[list[Any], int]:
+def gct_transactions(doc: Any) -> tuple[Sequence[Any], int]:
     symbol = urlsplit(doc["request"].split(" ", 1)[1]).path.strip("/").split("/")[-1]
     trades = bs.parse_transactions(doc["response"], market=bs.bitstamp_market(symbol))
     return trades, len(doc["response"])

@@ -8,12 +8,12 @@ not know. Error bodies are http.py's business, not these parsers'.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pipelines.exchanges import columns
+from pipelines.exchanges import columns, frames
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     Candle,
@@ -169,10 +169,11 @@ def _market_from_name(name: object) -> str:
 _OHLC_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
 
 
-def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Candle]:
+def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> Sequence[Candle]:
     """``GET /api/v2/ohlc/{pair}/`` → candles, oldest first, duplicates kept (see
     `dedupe_candles`). The market comes from ``data.pair``; ``market`` is used when the body
-    has none and must agree when it has one."""
+    has none and must agree when it has one. A page of the usual shape comes as columns
+    (`frames.FrameRows`)."""
     endpoint = "ohlc"
     if step not in STEP_INTERVALS:
         raise ValueError(f"unknown Bitstamp OHLC step {step!r}")
@@ -191,6 +192,24 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Ca
     if not isinstance(rows, list):
         raise data.error(f"'ohlc' is {describe(rows)}, expected a JSON array")
     table = columns.objects(rows, _OHLC_FIELDS)
+    if table is None:
+        return _ohlc_records(market, interval, rows, table)
+    named = market
+    page = frames.candles(
+        EXCHANGE,
+        named,
+        interval,
+        frames.sent_objects(rows, table),
+        fields=_OHLC_FIELDS,
+        unit=columns.SECOND,
+        make=lambda: _ohlc_records(named, interval, rows, table),
+    )
+    return _ohlc_records(named, interval, rows, table) if page is None else page
+
+
+def _ohlc_records(
+    market: str, interval: str, rows: list[Any], table: dict[str, list[Any]] | None
+) -> list[Candle]:
     if table is not None:
         fields = [table[name] for name in _OHLC_FIELDS]
         page = columns.candles(EXCHANGE, market, interval, rows, fields, columns.SECOND)
@@ -209,24 +228,39 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> list[Ca
             volume=row.decimal("volume"),
             **row.kept(),
         )
-        for row in _ROWS.each(endpoint, rows)
+        for row in _ROWS.each("ohlc", rows)
     ]
 
 
 _TAKER_SIDES: Mapping[str, Side] = {"0": "buy", "1": "sell"}
 _TYPE_CODES = frozenset(_TAKER_SIDES)
-_TRADE_FIELDS = ("tid", "date", "price", "amount", "type")
 
 
-def parse_transactions(payload: Any, *, market: str) -> list[PublicTrade]:
-    """``GET /api/v2/transactions/{pair}/`` → public trades (newest first, as sent)."""
+def parse_transactions(payload: Any, *, market: str) -> Sequence[PublicTrade]:
+    """``GET /api/v2/transactions/{pair}/`` → public trades (newest first, as sent); a page of
+    the usual shape comes as columns (`frames.FrameRows`)."""
+    return frames.trade_page(
+        EXCHANGE,
+        market,
+        payload,
+        fields=_TRADE_KEYS,
+        sides=_TAKER_SIDES,
+        unit=columns.SECOND,
+        records=lambda table: _transaction_records(payload, market, table),
+    )
+
+
+_TRADE_KEYS = {"id": "tid", "time": "date", "price": "price", "amount": "amount", "side": "type"}
+
+
+def _transaction_records(
+    payload: Any, market: str, found: dict[str, list[Any]] | None
+) -> list[PublicTrade]:
     endpoint = "transactions"
-    table = columns.objects(payload, _TRADE_FIELDS) if isinstance(payload, list) else None
-    if table is not None:
-        types = table.pop("type")
-        sides = [_TAKER_SIDES[t] for t in types] if columns.among(types, _TYPE_CODES) else None
-        table.update(id=table.pop("tid"), time=table.pop("date"))
-        page = columns.public_trades(EXCHANGE, market, payload, table, sides, columns.SECOND)
+    if found is not None:
+        codes = found["side"]
+        sides = [_TAKER_SIDES[t] for t in codes] if columns.among(codes, _TYPE_CODES) else None
+        page = columns.public_trades(EXCHANGE, market, payload, found, sides, columns.SECOND)
         if page is not None:
             return page
     trades = []

@@ -8,12 +8,12 @@ and integers in markets/assets sometimes strings: all are accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pipelines.exchanges import columns
+from pipelines.exchanges import columns, frames
 from pipelines.exchanges.records import (
     AssetInfo,
     BalanceSnapshot,
@@ -96,7 +96,6 @@ _FALLBACK_KINDS: Mapping[str, str] = {
 
 _SIDES = ("buy", "sell")
 _SIDE_NAMES = frozenset(_SIDES)
-_TRADE_FIELDS = ("id", "timestamp", "price", "amount", "side")
 
 _MARKET_FIELDS = MarketFields("status", "quantityDecimals", "notionalDecimals", "pricePrecision")
 
@@ -116,13 +115,31 @@ def _market(row: RowReader, key: str = "market") -> tuple[str, str, str]:
 # --- market data -----------------------------------------------------------------------------
 
 
-def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
+def parse_candles(payload: Any, *, market: str, interval: str) -> Sequence[Candle]:
     """``GET /v2/{market}/candles`` → candles, newest first as sent. Rows are
-    ``[timestamp_ms, open, high, low, close, volume]``; the timestamp may be a string."""
-    endpoint = "candles"
+    ``[timestamp_ms, open, high, low, close, volume]``; the timestamp may be a string. A page
+    of the usual shape comes as columns (`frames.FrameRows`)."""
     interval = interval_name(interval)
     market = market_name(*split_market(market))
     table = columns.arrays(payload, 6) if isinstance(payload, list) else None
+    if table is None:
+        return _candle_records(payload, market, interval, table)
+    page = frames.candles(
+        EXCHANGE,
+        market,
+        interval,
+        frames.sent_arrays(table),
+        fields=range(6),
+        unit=columns.MILLISECOND,
+        make=lambda: _candle_records(payload, market, interval, table),
+    )
+    return _candle_records(payload, market, interval, table) if page is None else page
+
+
+def _candle_records(
+    payload: Any, market: str, interval: str, table: list[list[Any]] | None
+) -> list[Candle]:
+    endpoint = "candles"
     if table is not None:
         page = columns.candles(EXCHANGE, market, interval, payload, table, columns.MILLISECOND)
         if page is not None:
@@ -154,16 +171,37 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> list[Candle]:
     return candles
 
 
-def parse_public_trades(payload: Any, *, market: str) -> list[PublicTrade]:
-    """``GET /v2/{market}/trades`` → public trades (ids are UUIDs, unique per market)."""
-    endpoint = "market/trades"
+def parse_public_trades(payload: Any, *, market: str) -> Sequence[PublicTrade]:
+    """``GET /v2/{market}/trades`` → public trades (ids are UUIDs, unique per market); a page
+    of the usual shape comes as columns (`frames.FrameRows`)."""
     market = market_name(*split_market(market))
-    table = columns.objects(payload, _TRADE_FIELDS) if isinstance(payload, list) else None
-    if table is not None:
-        sides = table.pop("side")
-        known = sides if columns.among(sides, _SIDE_NAMES) else None
-        table["time"] = table.pop("timestamp")
-        page = columns.public_trades(EXCHANGE, market, payload, table, known, columns.MILLISECOND)
+    return frames.trade_page(
+        EXCHANGE,
+        market,
+        payload,
+        fields=_TRADE_KEYS,
+        sides={side: side for side in _SIDES},
+        unit=columns.MILLISECOND,
+        records=lambda table: _trade_records(payload, market, table),
+    )
+
+
+_TRADE_KEYS = {
+    "id": "id",
+    "time": "timestamp",
+    "price": "price",
+    "amount": "amount",
+    "side": "side",
+}
+
+
+def _trade_records(
+    payload: Any, market: str, found: dict[str, list[Any]] | None
+) -> list[PublicTrade]:
+    endpoint = "market/trades"
+    if found is not None:
+        known = found["side"] if columns.among(found["side"], _SIDE_NAMES) else None
+        page = columns.public_trades(EXCHANGE, market, payload, found, known, columns.MILLISECOND)
         if page is not None:
             return page
     return [

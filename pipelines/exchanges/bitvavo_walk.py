@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TypeVar
 
+from pipelines.exchanges.frames import subset, values
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
 from pipelines.exchanges.records import BitvavoHistoryItem, Candle
 from pipelines.http import InvalidRequestError, NotFoundError
@@ -177,12 +178,14 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             self._probe_answered(response)
             return None
         assert response is not None
-        key, moment = self.key, self.moment
-        new = [row for row in response.records if key(row) not in self._seen]
+        key, moment, rows = self.key, self.moment, response.records
+        fresh = [key(row) not in self._seen for row in rows]
+        new = [row for row, unseen in zip(rows, fresh, strict=True) if unseen]
         self._seen.update(key(row) for row in new)
         self._per_ms.update(moment(row) for row in new)
         self._page, self._new = response, new
-        inside = [row for row in new if self.start <= moment(row) < self.end]
+        keep = [f and self.start <= moment(r) < self.end for r, f in zip(rows, fresh, strict=True)]
+        inside = subset(rows, keep)  # still columns, when the page came as columns
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
         )
@@ -343,7 +346,8 @@ class CandlesBackwards(Paginator[datetime, Page[Candle], Candle]):
 
     def update_state(self, response: Page[Candle]) -> Page[Candle]:
         self._page = response
-        inside = [c for c in response.records if self.start <= c.open_time < self._cursor]
+        opened = values(response.records, "open_time")
+        inside = subset(response.records, [self.start <= t < self._cursor for t in opened])
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
         )
@@ -352,7 +356,7 @@ class CandlesBackwards(Paginator[datetime, Page[Candle], Candle]):
         page = self._page
         assert page is not None
         if page.received >= self.limit and page.records:
-            oldest = min(c.open_time for c in page.records)
+            oldest = min(values(page.records, "open_time"))
             if oldest >= self._cursor:
                 raise NoProgress(f"cursor {self._cursor} did not move")
             self._cursor = oldest

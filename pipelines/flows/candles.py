@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from pipelines import progress
 from pipelines.datasets import CANDLES
+from pipelines.exchanges.frames import values
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.exchanges.registry import get
@@ -141,7 +142,8 @@ def _watch(
 
     def traded_before(moment: datetime) -> bool:
         before = Window(moment - QUIET_INTERVALS * step, moment)
-        return any(c.volume > 0 for page in walk(market, interval, before) for c in page.records)
+        pages = walk(market, interval, before)
+        return any(volume > 0 for page in pages for volume in values(page.records, "volume"))
 
     return ListingWatch(
         interval,

@@ -27,10 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
+from operator import itemgetter
 
 import polars as pl
 
 from pipelines.datasets import GAPS
+from pipelines.exchanges.frames import subset, values
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.flows.gaps import record_gap
@@ -75,15 +78,20 @@ class ListingWatch:
             return pages
         if self.asked_from is None:
             self.asked_from = min(missing.start, self.covered_from or missing.start)
-        candles = sorted((c for page in pages for c in page.records), key=lambda c: c.open_time)
+        opened = [values(page.records, "open_time") for page in pages]
+        volumes = (values(page.records, "volume") for page in pages)
+        candles = sorted(
+            zip(chain.from_iterable(opened), chain.from_iterable(volumes), strict=True),
+            key=itemgetter(0),
+        )  # (open time, volume)
         if not candles:
             return pages  # nothing here yet: the stream starts later
-        if candles[0].volume == 0 and not self.fillers:
-            self.fillers = not self.traded_before(candles[0].open_time)
+        if candles[0][1] == 0 and not self.fillers:
+            self.fillers = not self.traded_before(candles[0][0])
         if not self.fillers:
-            self.start, self.done = candles[0].open_time, True
+            self.start, self.done = candles[0][0], True
             return pages
-        traded = [c.open_time for c in candles if c.volume > 0]
+        traded = [opens for opens, volume in candles if volume > 0]
         first = traded[0] if traded else self.held_first
         if first is not None:
             self.start, self.done = first, True
@@ -91,13 +99,13 @@ class ListingWatch:
             self.fillers_until = missing.end
         return [
             Page(
-                [c for c in page.records if first is not None and c.open_time >= first],
+                subset(page.records, [first is not None and t >= first for t in times]),
                 page.endpoint,
                 page.params,
                 page.fetched_at,
                 page.received,
             )
-            for page in pages
+            for page, times in zip(pages, opened, strict=True)
         ]
 
     def late_start(self) -> Window | None:

@@ -40,8 +40,8 @@ import polars as pl
 from pipelines import progress
 from pipelines.datasets import PUBLIC_TRADES
 from pipelines.exchanges.client import ExchangeClient
+from pipelines.exchanges.frames import values
 from pipelines.exchanges.ingestion import HistoryTrades, RollingTrades
-from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.registry import get
 from pipelines.flows.chunks import (
     SETTLE,
@@ -165,7 +165,7 @@ def _sync_rolling(
 
     gaps: tuple[str, ...] = ()
     if reach is not None and reach < window_start:
-        oldest = min((t.traded_at for t in page.records), default=window_start)
+        oldest = min(values(page.records, "traded_at"), default=window_start)
         gap_start = last_trade if last_trade is not None else reach
         gaps = (
             record_gap(lake, market, window, gap_start, oldest, detected_at=now, exchange=exchange),
@@ -174,7 +174,7 @@ def _sync_rolling(
     covered = Window(_ceil_second(window_start), _floor_second(now))
     fresh = PUBLIC_TRADES.frame(page.records, fetched_at=page.fetched_at)
     rows = landed = 0
-    for day in _days(covered, page.records):
+    for day in _days(covered, values(page.records, "traded_at")):
         new, wrote = _merge_day(lake, day, covered, fresh, files, partition)
         rows += new
         landed += wrote
@@ -216,12 +216,12 @@ def record_gap(
     )
 
 
-def _days(covered: Window, trades: Sequence[PublicTrade]) -> list[Window]:
-    """The UTC days the poll covered or returned trades in, oldest first."""
+def _days(covered: Window, traded_at: Sequence[datetime]) -> list[Window]:
+    """The UTC days the poll covered or returned trades (`traded_at`) in, oldest first."""
     days = {chunk_of(covered.start, "day")}
     if covered.end > covered.start:
         days.add(chunk_of(covered.end - timedelta(microseconds=1), "day"))
-    days.update(chunk_of(t.traded_at, "day") for t in trades)
+    days.update(chunk_of(moment, "day") for moment in traded_at)
     return sorted(days)
 
 
