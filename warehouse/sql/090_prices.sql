@@ -194,12 +194,15 @@ ranked as (
 -- the observations that are the best when they are made; each is the price until the next
 -- one (on a tie the last source by name, whose span the others' empty spans leave whole)
 chosen as (
-    select *, lead(as_of) over (partition by currency, asset order by as_of, source) as until
+    select
+        *,
+        lead(as_of) over (partition by currency, asset order by as_of, source) as until
     from (
         select
             *,
+            -- (the default frame: every observation up to this one's as_of, at it included)
             max(freshness) over by_time as best,
-            min(as_of) over (partition by currency, asset) as first_observed_at
+            first_value(as_of) over by_time as first_observed_at
         from ranked
         window by_time as (partition by currency, asset order by as_of)
     )
