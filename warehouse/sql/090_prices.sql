@@ -99,7 +99,7 @@ usd_quoted as (
     from observed
     inner join staging.exchange_rules as rules using (exchange)
     where rules.usd_prices and observed.quote = 'USD' and observed.base <> 'EUR'
-        -- a direct EUR close of the same hour is fresher and first: this one is never chosen
+        -- a EUR close of the same hour (`direct`) is as fresh and comes first: never chosen
         and not exists (
             select 1
             from observed as eur
@@ -182,7 +182,7 @@ observations as (
 -- Freshness only grows along one source's observations, so this is each source's latest
 -- observation compared with the others'. An observation is ranked by one 128-bit integer,
 -- `freshness`: observed_at (µs), 15 - priority and as_of (µs), in that order of significance
--- (52, 4 and 68 bits), so that the best by then is a running max of integers.
+-- (52, 4 and 68 bits; times since 1970), so that the best by then is a running max of integers.
 ranked as (
     select
         *,
@@ -297,9 +297,9 @@ fx_chosen as (
         rate_den
     from (
         select
-            coalesce(direct.currency, cross_rates.currency) as currency,
-            coalesce(direct.asset, cross_rates.asset) as asset,
-            coalesce(direct.priced_at, cross_rates.priced_at) as priced_at,
+            currency,
+            asset,
+            priced_at,
             direct.price,
             direct.source,
             direct.observed_at,
@@ -308,8 +308,8 @@ fx_chosen as (
             cross_rates.eur_price,
             cross_rates.rate_num,
             cross_rates.rate_den,
-            direct.priced_at is not null and (
-                cross_rates.priced_at is null
+            direct.source is not null and (
+                cross_rates.source is null
                 or direct.observed_at > cross_rates.observed_at
                 or (
                     direct.observed_at = cross_rates.observed_at
@@ -317,10 +317,7 @@ fx_chosen as (
                 )
             ) as use_direct
         from (select * from priced where currency <> 'EUR') as direct
-        full outer join cross_rates
-            on cross_rates.currency = direct.currency
-            and cross_rates.asset = direct.asset
-            and cross_rates.priced_at = direct.priced_at
+        full outer join cross_rates using (currency, asset, priced_at)
     )
     where currency <> 'EUR'  -- as above: lets `where currency = 'EUR'` drop this branch
 ),
