@@ -15,7 +15,12 @@
 --       (null: it can be as early as the first row).
 --   divergence_evidence: what pins diverged_after ('negative balance', 'earlier snapshot',
 --       or 'none': then it is simply the last row before the snapshot).
-with snapshots as (
+with replay as materialized (
+    -- read once: each mention of the view would replay the whole ledger again
+    select * from balances_computed
+),
+
+snapshots as (
     select exchange, account, asset, total as reported, taken_at
     from staging.balance_snapshots
 ),
@@ -35,13 +40,13 @@ moments as (
         executed_at,
         max(position) as position,
         arg_max(balance, position) as balance
-    from balances_computed
+    from replay
     group by exchange, account, asset, executed_at
 ),
 
 ledger_assets as (
     select distinct exchange, account, asset
-    from balances_computed
+    from replay
 ),
 
 unlisted as (
@@ -128,17 +133,17 @@ replayed as (
         compared.asset,
         -- before the first row the balance is 0 (position 0)
         max(
-            case when balances_computed.balance + compared.difference < 0
-                then balances_computed.position end
+            case when replay.balance + compared.difference < 0
+                then replay.position end
         ) as last_corrected_negative,
-        min(case when balances_computed.balance < 0 then balances_computed.position end)
+        min(case when replay.balance < 0 then replay.position end)
             as first_negative
     from compared
-    inner join balances_computed
-        on balances_computed.exchange = compared.exchange
-        and balances_computed.account = compared.account
-        and balances_computed.asset = compared.asset
-        and balances_computed.position <= compared.last_position
+    inner join replay
+        on replay.exchange = compared.exchange
+        and replay.account = compared.account
+        and replay.asset = compared.asset
+        and replay.position <= compared.last_position
     where compared.difference <> 0
     group by compared.exchange, compared.account, compared.asset
 ),
@@ -198,12 +203,12 @@ final as (
         compared.last_position as ledger_rows
     from compared
     left join bounds using (exchange, account, asset)
-    left join balances_computed as upper_row
+    left join replay as upper_row
         on upper_row.exchange = compared.exchange
         and upper_row.account = compared.account
         and upper_row.asset = compared.asset
         and upper_row.position = bounds.upper_position
-    left join balances_computed as lower_row
+    left join replay as lower_row
         on lower_row.exchange = compared.exchange
         and lower_row.account = compared.account
         and lower_row.asset = compared.asset

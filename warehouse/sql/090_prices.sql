@@ -38,6 +38,19 @@ observed as (
     select * from hourly where volume > 0
 ),
 
+fx_closes as (
+    select observed.*
+    from observed
+    inner join staging.exchange_rules as rules using (exchange)
+    where list_contains(rules.fx_markets, observed.market) and close > 0
+),
+
+-- an FX close in units of 1e-12 and its inverse, once per distinct close (closes repeat)
+fx_units as (
+    select close, units, inverted_close(units) as inverse
+    from (select close, close_units_of_text(close) as units from fx_closes group by close)
+),
+
 -- the price of one EUR in each other reporting currency: Bitstamp's EUR-USD close (EUR is the
 -- base: the rate is the close) and GBP-EUR close (EUR is the quote: the rate is 1 / the close),
 -- as the exact fraction rate_num / rate_den of integers (the close in units of 1e-12)
@@ -46,19 +59,19 @@ fx_rates as (
         case when base = 'EUR' then quote else base end as currency,
         market,
         close_time,
-        close as rate,
-        close_units_of_text(close) as rate_units,
+        fx_closes.close as rate,
+        fx_units.units as rate_units,
+        fx_units.inverse,
         base <> 'EUR' as inverted,
         case when base = 'EUR' then rate_units else 1000000000000::hugeint end as rate_num,
         case when base = 'EUR' then 1000000000000::hugeint else rate_units end as rate_den,
-        observed.exchange
-    from observed
-    inner join staging.exchange_rules as rules using (exchange)
-    where list_contains(rules.fx_markets, observed.market) and close > 0
+        fx_closes.exchange
+    from fx_closes
+    inner join fx_units using (close)
 ),
 
 eur_rates as (
-    select close_time, rate, rate_units, exchange from fx_rates where currency = 'USD'
+    select close_time, rate, rate_units, inverse, exchange from fx_rates where currency = 'USD'
 ),
 
 -- a close is a price in its quote currency: in EUR (Bitvavo's first), and Bitstamp's in USD
@@ -86,6 +99,13 @@ usd_quoted as (
     from observed
     inner join staging.exchange_rules as rules using (exchange)
     where rules.usd_prices and observed.quote = 'USD' and observed.base <> 'EUR'
+        -- a EUR close of the same hour (`direct`) is as fresh and comes first: never chosen
+        and not exists (
+            select 1
+            from observed as eur
+            where eur.quote = 'EUR' and eur.base = observed.base
+                and eur.close_time = observed.close_time
+        )
 ),
 
 via_usd as (
@@ -107,7 +127,7 @@ usd as (
         'USD' as asset,
         close_time as as_of,
         close_time as observed_at,
-        inverted_close(rate_units) as price,
+        inverse as price,
         exchange || ' EUR-USD 1h (inverted)' as source,
         1 as priority
     from eur_rates
@@ -119,13 +139,10 @@ eur_in_fx as (
         'EUR' as asset,
         close_time as as_of,
         close_time as observed_at,
-        case when inverted then null else rate end as price,
+        case when inverted then inverse else rate end as price,
         exchange || ' ' || market || ' 1h' || case when inverted then ' (inverted)' else '' end
             as source,
-        1 as priority,
-        -- 1 / the close (`inverted_close`), computed for the hours it is the price chosen
-        case when inverted then 1 end as quotient_num,
-        case when inverted then rate_units end as quotient_den
+        1 as priority
     from fx_rates
 ),
 
@@ -155,87 +172,87 @@ observations as (
         price::decimal(38, 18),
         source,
         priority,
-        quotient_num,
-        quotient_den
+        null,
+        null
     from eur_in_fx
 ),
 
-series as (
-    select currency, asset, source, priority, min(as_of) as first_observed_at
+-- the observation each hour takes, as it changes: per currency and asset, in time order, the
+-- best of everything observed by then: the freshest, then priority, then a source's latest.
+-- Freshness only grows along one source's observations, so this is each source's latest
+-- observation compared with the others'. An observation is ranked by one 128-bit integer,
+-- `freshness`: observed_at (µs), 15 - priority and as_of (µs), in that order of significance
+-- (52, 4 and 68 bits; times since 1970), so that the best by then is a running max of integers.
+ranked as (
+    select
+        *,
+        (((epoch_us(observed_at)::hugeint << 4) + (15 - priority)) << 68)
+            + epoch_us(as_of) as freshness
     from observations
-    group by currency, asset, source, priority
 ),
 
-landed_until as (
-    select max(close_time) as close_time from hourly
+-- the observations that are the best when they are made; each is the price until the next
+-- one (on a tie the last source by name, whose span the others' empty spans leave whole)
+chosen as (
+    select
+        *,
+        lead(as_of) over (partition by currency, asset order by as_of, source) as until
+    from (
+        select
+            *,
+            -- (the default frame: every observation up to this one's as_of, at it included)
+            max(freshness) over by_time as best,
+            first_value(as_of) over by_time as first_observed_at
+        from ranked
+        window by_time as (partition by currency, asset order by as_of)
+    )
+    where freshness = best
 ),
 
-hours as (
+-- the hours (priced_at) are the ends of the hours from an asset's first observation to the
+-- end of the landed candles: whole seconds since the epoch, start + 3600 k. An observation is
+-- the price of the hours from its as_of to the next one's (microseconds compared exactly).
+-- The price is computed here, once per observation chosen, not once per hour.
+spans as (
+    select
+        chosen.currency,
+        chosen.asset,
+        epoch_ms(chosen.first_observed_at) // 1000 as start,
+        -- the first k at or after as_of and the first at or after until (or past the end)
+        (epoch_us(chosen.as_of) - start * 1000000 + 3599999999) // 3600000000 as k_from,
+        least(
+            coalesce(
+                (epoch_us(chosen.until) - start * 1000000 + 3599999999) // 3600000000,
+                9223372036854775807
+            ),
+            (epoch_ms(landed_until.close_time) // 1000 - start) // 3600 + 1
+        ) as k_until,
+        case
+            when chosen.price is null then close_quotient(chosen.quotient_num, chosen.quotient_den)
+            else chosen.price
+        end as price,
+        chosen.source,
+        chosen.priority,
+        chosen.observed_at
+    from chosen
+    cross join (select max(close_time) as close_time from hourly) as landed_until
+    where k_from < k_until
+),
+
+priced as not materialized (
     select
         currency,
         asset,
-        to_timestamp(unnest(range(
-            epoch_ms(min(first_observed_at)) // 1000,
-            epoch_ms((select close_time from landed_until)) // 1000 + 1,
-            3600
-        ))) as priced_at
-    from series
-    group by currency, asset
-),
-
-candidates as (
-    select
-        hours.currency,
-        hours.asset,
-        hours.priced_at,
-        series.source,
-        series.priority
-    from hours
-    inner join series
-        on series.currency = hours.currency
-        and series.asset = hours.asset
-        and series.first_observed_at <= hours.priced_at
-),
-
-priced as (
-    select
-        candidates.currency,
-        candidates.asset,
-        candidates.priced_at,
-        observations.price,
-        candidates.source,
-        candidates.priority,
-        observations.observed_at,
-        observations.quotient_num,
-        observations.quotient_den
-    from candidates
-    asof inner join observations
-        on observations.currency = candidates.currency
-        and observations.asset = candidates.asset
-        and observations.source = candidates.source
-        and candidates.priced_at >= observations.as_of
-),
-
-eur_chosen as (
-    select asset, priced_at, price, source, observed_at, quotient_num, quotient_den
-    from priced
-    where currency = 'EUR'
-    qualify row_number() over (
-        partition by asset, priced_at order by observed_at desc, priority
-    ) = 1
-),
-
--- a USD close divided by the EUR-USD close only where it is the price chosen
-eur_final as (
-    select
-        asset,
-        priced_at,
-        case
-            when price is null then close_quotient(quotient_num, quotient_den) else price
-        end as price,
+        to_timestamp(start + 3600 * unnest(range(k_from, k_until))) as priced_at,
+        price,
         source,
+        priority,
         observed_at
-    from eur_chosen
+    from spans
+),
+
+eur_final as (
+    select asset, priced_at, price, source, observed_at from priced where currency = 'EUR'
 ),
 
 -- price_eur(asset) times one EUR in the currency: * the EUR-USD close (= / price_eur(USD)), or
@@ -265,45 +282,44 @@ cross_rates as (
     where eur_final.asset <> currencies.currency
 ),
 
--- USD and GBP: the fresher of a direct observation and the cross rate, the direct one on a tie
+-- USD and GBP: the fresher of a direct observation and the cross rate of the hour, the direct
+-- one on a tie (priority 1 before the cross rate's 2)
 fx_chosen as (
-    select *
+    select
+        currency,
+        asset,
+        priced_at,
+        case when use_direct then price end as price,
+        case when use_direct then source else cross_source end as source,
+        case when use_direct then observed_at else cross_observed_at end as observed_at,
+        case when not use_direct then eur_price end as eur_price,
+        rate_num,
+        rate_den
     from (
         select
             currency,
             asset,
             priced_at,
-            price,
-            source,
-            priority,
-            observed_at,
-            quotient_num,
-            quotient_den,
-            null::decimal(38, 18) as eur_price,
-            null::hugeint as rate_num,
-            null::hugeint as rate_den
-        from priced
-        where currency <> 'EUR'
-        union all
-        select
-            currency,
-            asset,
-            priced_at,
-            null,
-            source,
-            priority,
-            observed_at,
-            null,
-            null,
-            eur_price,
-            rate_num,
-            rate_den
-        from cross_rates
+            direct.price,
+            direct.source,
+            direct.observed_at,
+            cross_rates.source as cross_source,
+            cross_rates.observed_at as cross_observed_at,
+            cross_rates.eur_price,
+            cross_rates.rate_num,
+            cross_rates.rate_den,
+            direct.source is not null and (
+                cross_rates.source is null
+                or direct.observed_at > cross_rates.observed_at
+                or (
+                    direct.observed_at = cross_rates.observed_at
+                    and direct.priority <= cross_rates.priority
+                )
+            ) as use_direct
+        from (select * from priced where currency <> 'EUR') as direct
+        full outer join cross_rates using (currency, asset, priced_at)
     )
     where currency <> 'EUR'  -- as above: lets `where currency = 'EUR'` drop this branch
-    qualify row_number() over (
-        partition by currency, asset, priced_at order by observed_at desc, priority
-    ) = 1
 ),
 
 fx_final as (
@@ -313,7 +329,6 @@ fx_final as (
         priced_at,
         case
             when price is not null then price
-            when quotient_den is not null then close_quotient(quotient_num, quotient_den)
             -- the cross rate: the EUR price in units of 1e-18 times rate_num / rate_den
             else units_to_decimal(rounded_quotient(
                 decimal_units_of_text(eur_price) * rate_num, rate_den
