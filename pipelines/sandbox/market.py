@@ -501,12 +501,18 @@ class Market:
         if m == 1:  # one child holds everything
             return [(open_ms + children[0] * slot_ms, o, h, l, c, volume, n, k)]
 
+        # trades, then volume, shared out as `_split` does (written out: the floors' sums are
+        # known, k active minutes and n trades of at least `min_units` each)
         log = math.log
         weights = [(0.05 - log(1.0 - rnd())) * f for f in floors]
-        counts = _split(n, weights, floors)
-        vweights = [cnt * (0.5 + rnd()) for cnt in counts]
+        scale = (n - k) / sum(weights)
+        counts = [f + int(w * scale) for f, w in zip(floors, weights, strict=True)]
+        counts[weights.index(max(weights))] += n - sum(counts)
+        weights = [cnt * (0.5 + rnd()) for cnt in counts]
         min_units = self._min_units
-        volumes = _split(volume, vweights, [cnt * min_units for cnt in counts])
+        scale = (volume - n * min_units) / sum(weights)
+        volumes = [cnt * min_units + int(w * scale) for cnt, w in zip(counts, weights, strict=True)]
+        volumes[weights.index(max(weights))] += volume - sum(volumes)
 
         # closes of the children: a bridge from open to close inside [low, high]
         # (steps: a sum of four uniforms, close enough to normal and much cheaper)
@@ -574,33 +580,28 @@ class Market:
                     bottoms[i] = value
 
         out: list[Row] = []
+        append = out.append
         nudge = max(1.0, scale * 0.5)
-        for i in range(m):
-            first, last, top, bottom, cnt = firsts[i], lasts[i], tops[i], bottoms[i], counts[i]
+        for child, first, last, top, bottom, cnt, units, used in zip(
+            children, firsts, lasts, tops, bottoms, counts, volumes, floors, strict=True
+        ):
             high, low = (first, last) if first >= last else (last, first)
             if cnt >= 3:
                 free = cnt - 2 - (top is not None) - (bottom is not None)
                 if free > 0 and top is None and rnd() < 0.5:
-                    top = min(h, high + int(rnd() * nudge))
+                    top = high + int(rnd() * nudge)
+                    if top > h:
+                        top = h
                     free -= 1
                 if free > 0 and bottom is None and rnd() < 0.5:
-                    bottom = max(l, low - int(rnd() * nudge))
+                    bottom = low - int(rnd() * nudge)
+                    if bottom < l:
+                        bottom = l
                 if top is not None and top > high:
                     high = top
                 if bottom is not None and bottom < low:
                     low = bottom
-            out.append(
-                (
-                    open_ms + children[i] * slot_ms,
-                    first,
-                    high,
-                    low,
-                    last,
-                    volumes[i],
-                    cnt,
-                    floors[i],
-                )
-            )
+            append((open_ms + child * slot_ms, first, high, low, last, units, cnt, used))
         return out
 
     # --- level 3: trades -------------------------------------------------------------------
