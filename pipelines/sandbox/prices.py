@@ -182,14 +182,13 @@ class WalkPath(_BlockCache):
         return [a + (b - a - end) * i / n + steps[i] for i in range(n)]
 
     def _block(self, index: int) -> list[float]:
-        first = index * BLOCK_HOURS
         if self._anchor_name is not None and self._anchors is None:
             self._anchors = real_anchors(self._anchor_name)
         if self._anchors is None:
             level = self._level
             out = [level + step for step in self._walk_of(index)]
         else:
-            out = [self._anchored(first + i) for i in range(BLOCK_HOURS)]
+            out = self._anchored_block(index)
         if self._noise:
             noise = self._noise
             draws = normals(rng_for(self._key, 3, index), BLOCK_HOURS)
@@ -199,21 +198,38 @@ class WalkPath(_BlockCache):
             out = [min(max(value, low), high) for value in out]
         return out
 
-    def _anchored(self, hour: int) -> float:
+    def _anchored_block(self, index: int) -> list[float]:
+        """Block `index` of the walk tied to the real closes, in one pass over its hours: at a
+        close the close itself, between two closes the line between them plus the walk's bridge
+        between them, before the first (after the last) close the walk from that close on."""
         assert self._anchors is not None
         hours, logs = self._anchors.hours, self._anchors.logs
-        i = bisect_right(hours, hour) - 1
-        if i < 0:
-            return logs[0] + self.walk(hour) - self.walk(hours[0])
-        if i == len(hours) - 1:
-            return logs[i] + self.walk(hour) - self.walk(hours[i])
-        h0, h1 = hours[i], hours[i + 1]
-        if hour == h0:
-            return logs[i]
-        frac = (hour - h0) / (h1 - h0)
-        w0, w1 = self.walk(h0), self.walk(h1)
-        bridge = self.walk(hour) - (w0 + (w1 - w0) * frac)
-        return logs[i] + (logs[i + 1] - logs[i]) * frac + bridge
+        end = len(hours) - 1
+        at = self.walk
+        walk = self._walk_of(index)  # the walk at each hour of the block
+        first = index * BLOCK_HOURS
+        i = bisect_right(hours, first) - 1
+        segment = -1  # the i that w0, w1 belong to
+        w0 = w1 = 0.0
+        out: list[float] = []
+        append = out.append
+        for hour, w in enumerate(walk, first):
+            while i < end and hours[i + 1] <= hour:
+                i += 1
+            if i < 0:
+                append(logs[0] + w - at(hours[0]))
+            elif i == end:
+                append(logs[i] + w - at(hours[i]))
+            elif hour == hours[i]:
+                append(logs[i])
+            else:
+                h0, h1 = hours[i], hours[i + 1]
+                frac = (hour - h0) / (h1 - h0)
+                if segment != i:
+                    segment, w0, w1 = i, at(h0), at(h1)
+                bridge = w - (w0 + (w1 - w0) * frac)
+                append(logs[i] + (logs[i + 1] - logs[i]) * frac + bridge)
+        return out
 
 
 class SpreadPath(_BlockCache):
