@@ -139,6 +139,9 @@ class Market:
         self._ticks = 10**spec.price_decimals
         self._units = 10**spec.amount_decimals
         self._min_units = max(1, round(spec.min_trade * self._units))
+        # an amount in units is `Decimal(units) * self._unit`: the same Decimal (coefficient and
+        # exponent) as `Decimal(units).scaleb(-amount_decimals)`, and cheaper
+        self._unit = Decimal(1).scaleb(-spec.amount_decimals)
         # per UTC hour of the day: (chance of an empty hour, share of active minutes, activity)
         self._hour_shapes = tuple(
             (spec.empty_hour_night, spec.active_night, _DIURNAL[i])
@@ -275,7 +278,7 @@ class Market:
     def _bars(self, rows: list[Row]) -> list[Bar]:
         """Int rows as candles (`_price` inlined: a page converts thousands of prices; each
         Bar made by `tuple.__new__`, which skips the named tuple's own Python-level `__new__`)."""
-        known, price, places = self._prices.get, self._price, -self.amount_decimals
+        known, price, unit = self._prices.get, self._price, self._unit
         new = tuple.__new__
         return [
             new(
@@ -286,7 +289,7 @@ class Market:
                     known(row[2]) or price(row[2]),
                     known(row[3]) or price(row[3]),
                     known(row[4]) or price(row[4]),
-                    Decimal(row[5]).scaleb(places),
+                    Decimal(row[5]) * unit,
                     row[6],
                 ),
             )
@@ -646,14 +649,14 @@ class Market:
         weights = [(0.02 - math.log(1.0 - rnd())) ** 2 for _ in range(n)]
         amounts = _split(volume, weights, [self._min_units] * n)
 
-        price, a = self._price, -self.amount_decimals
+        price, unit = self._price, self._unit
         seq0 = index * 1000
         return [
             TapeTrade(
                 seq0 + j,
                 open_ms + stamps[j],
                 price(prices[j]),
-                Decimal(amounts[j]).scaleb(a),
+                Decimal(amounts[j]) * unit,
                 "buy" if sides[j] else "sell",
             )
             for j in range(n)
