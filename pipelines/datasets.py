@@ -108,7 +108,10 @@ class RecordDataset:
 
     def _typed(self, frame: pl.DataFrame, fetched_at: datetime | None) -> pl.DataFrame | None:
         """The columns of a `FrameRows` typed as `frame` types its records' values, or None when
-        a money column needs the record path (see `_money`)."""
+        a money column or a naive `fetched_at` needs the record path (see `_money`,
+        `_timestamps`)."""
+        if fetched_at is not None and fetched_at.tzinfo is None:
+            return None
         money = [name for name, dtype in self.dataset.schema.items() if dtype == MONEY]
         casts = _money_casts(frame, money)
         if casts is None:

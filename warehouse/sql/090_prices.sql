@@ -103,6 +103,7 @@ usd_quoted as (
         and not exists (
             select 1
             from observed as eur
+            inner join staging.exchange_rules as eur_rules on eur_rules.exchange = eur.exchange
             where eur.quote = 'EUR' and eur.base = observed.base
                 and eur.close_time = observed.close_time
         )
