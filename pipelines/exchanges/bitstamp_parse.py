@@ -194,7 +194,7 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> Sequenc
     table = columns.objects(rows, _OHLC_FIELDS)
     if table is None:
         return _ohlc_records(market, interval, rows, table)
-    named = market
+    named = market  # a name bound once: mypy keeps `market` narrowed to str inside the lambda
     page = frames.candles(
         EXCHANGE,
         named,
