@@ -14,15 +14,17 @@ import pytest
 from pipelines.cycles import relax_cycle_collector
 
 if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
-    from prefect_api import PrefectApi
+    from prefect_api import PrefectApi, SessionServer
     from synced_lake import SyncedLakeFactory
 
 # The test processes hold big session objects (sandbox worlds, lakes' frames) that Python's default
 # cycle-collector setting traverses again and again (~3% of their CPU): relaxed as in `tally`.
 relax_cycle_collector()
+_session_prefect: SessionServer | None = None  # xdist's controller's (`pytest_configure_node`)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT.parent / "shared" / "data" / "exchange-samples"
+PREFECT_SERVER_INPUT = "tally_prefect_server"  # the workers' key for `SessionServer`'s directory
 
 # Seconds each long test file takes in `make test` (3 workers on 2 cores; --durations=0 summed
 # per file). `--dist loadfile` hands whole files to the workers, and xdist's own order (most
@@ -81,6 +83,24 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return scheduler
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller, for each worker: the directory of the session's Prefect server
+    (`prefect_api`), started the first time a worker asks for it."""
+    global _session_prefect
+    if _session_prefect is None:
+        from prefect_api import SessionServer
+
+        directory = node.config._tmp_path_factory.getbasetemp() / "prefect-server"
+        _session_prefect = SessionServer(directory)
+    node.workerinput[PREFECT_SERVER_INPUT] = str(_session_prefect.directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _session_prefect is not None:
+        _session_prefect.close()
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """The real recorded responses and market series (shared/, beside the checkout)."""
@@ -90,15 +110,18 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
-    """One Prefect server per process (xdist worker) for the flows run in it and for `tally`
-    subprocesses given `prefect_api.env()`: it takes 10–20 s of CPU to start (prefect_api.py),
-    ~5 s on the database the session's first server migrated. Tests of tally's own server
+def prefect_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectApi]:
+    """One Prefect server for the session's flows and for `tally` subprocesses given
+    `prefect_api.env()` (prefect_api.py): it takes 5–10 s of CPU to start. Under xdist the
+    controller runs it for every worker (`pytest_configure_node`). Tests of tally's own server
     start theirs."""
-    from prefect_api import shared_server
+    from prefect_api import borrowed_server, own_server
 
-    home = tmp_path_factory.mktemp("prefect-home")
-    with shared_server(home, _session_dir(tmp_path_factory)) as api:
+    client_home = tmp_path_factory.mktemp("prefect-home")
+    shared = getattr(request.config, "workerinput", {}).get(PREFECT_SERVER_INPUT)
+    with borrowed_server(Path(shared), client_home) if shared else own_server(client_home) as api:
         yield api
 
 

@@ -1,26 +1,32 @@
-"""One Prefect server for the tests of a process (the `prefect_api` fixture in conftest.py).
+"""One Prefect server for the whole test session (the `prefect_api` fixture in conftest.py).
 
 Started as `tally` starts its temporary server (`pipelines/flows/prefect_server.py`: the same
-child script and settings, dying with this process), with its PREFECT_HOME (its SQLite
-database) and its output in a directory of the session. While it runs, Prefect in this process
-points at it (as `prefect_test_harness` did), and a `tally` subprocess uses it when its
-environment names it (`PrefectApi.env()`): tally leaves a user's own server alone, so it starts
-none of its own (10–20 s of CPU each). Tests of tally's own server (its start, stale-run
-marking, what a killed or interrupted tally leaves) keep starting theirs; those not about a
-first run start theirs on a copy of this server's database as it was before any test used it
-(`PrefectApi.seed`): migrated, so that their server skips the migrations (~5 s of CPU each).
-Under xdist only the first worker's server migrates its database: it leaves a copy in the
-session's directory, on which the others start theirs.
+child script and settings, dying with the thread that started it), with its PREFECT_HOME (its
+SQLite database) and its output in a directory of the session. While a test process uses it,
+Prefect there points at it (as `prefect_test_harness` did), and a `tally` subprocess uses it
+when its environment names it (`PrefectApi.env()`): tally leaves a user's own server alone, so
+it starts none of its own (10–20 s of CPU each). Tests of tally's own server (its start,
+stale-run marking, what a killed or interrupted tally leaves) keep starting theirs; those not
+about a first run start theirs on a copy of this server's database as it was before any test
+used it (`PrefectApi.seed`): migrated, so that their server skips the migrations (~5 s of CPU
+each).
+
+Under xdist the controller owns the server (`SessionServer`): it starts it when the first worker
+asks for it (`borrowed_server`) and stops it when the session ends, so that the workers share
+one server (each would cost ~5 s of CPU to start and ~3 s to keep idle). A run without xdist
+starts its own (`own_server`).
 """
 
 from __future__ import annotations
 
-import fcntl
+import json
 import os
 import shutil
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +46,11 @@ SETTINGS = {  # what `make test` and tally set for a private, local Prefect
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
+# The files by which workers and the controller's `SessionServer` talk, in its directory.
+REQUEST = "wanted"  # a worker wants the server
+READY = "server.json"  # {"url": ...}: it is healthy
+FAILED = "failed"  # why it did not start
+POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,51 +75,97 @@ class PrefectApi:
 
 
 @contextmanager
-def shared_server(home: Path, session: Path) -> Iterator[PrefectApi]:
-    """The server for the block, with this process's Prefect pointed at it. `session` is a
-    directory all the session's processes share: the first server to start there leaves its
-    migrated database in it, and the others (started after it, in turn) start on a copy."""
-    for name, value in {"PREFECT_HOME": str(home), **SETTINGS}.items():
-        os.environ.setdefault(name, value)  # as the harness did: Prefect's home in the session
-    import prefect.context
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def own_server(home: Path) -> Iterator[PrefectApi]:
+    """A server of this process's for the block, with this process's Prefect pointed at it."""
+    with serving(home) as api, pointed_at(api, home):
+        yield api
 
-    from pipelines.flows.prefect_server import (
-        drain_workers,
-        start_server,
-        stop_server,
-        wait_healthy,
-    )
 
+@contextmanager
+def borrowed_server(directory: Path, client_home: Path) -> Iterator[PrefectApi]:
+    """The controller's server (`SessionServer` on `directory`), asked for and waited for,
+    with this process's Prefect pointed at it; `client_home` is this process's PREFECT_HOME."""
+    (directory / REQUEST).touch()
+    deadline = time.monotonic() + STARTUP_SECONDS + 30
+    while not (directory / READY).exists():
+        if (directory / FAILED).exists():
+            raise RuntimeError((directory / FAILED).read_text(encoding="utf-8"))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the session's Prefect server ({directory}) did not start")
+        time.sleep(POLL_SECONDS)
+    url = json.loads((directory / READY).read_text(encoding="utf-8"))["url"]
+    api = PrefectApi(url=url, home=directory / "home")
+    with pointed_at(api, client_home):
+        yield api
+
+
+class SessionServer:
+    """The xdist controller's side of `borrowed_server`: a thread that starts the server in
+    `directory` once a worker asks for it, and stops it at `close()` (the server dies with the
+    thread that started it, so that thread lives until then)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="prefect-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while not (self.directory / REQUEST).exists():
+            if self._closing.wait(POLL_SECONDS):
+                return
+        try:
+            with serving(self.directory / "home") as api:
+                _write_atomically(self.directory / READY, json.dumps({"url": api.url}))
+                self._closing.wait()
+        except Exception as error:  # the workers waiting for it say why
+            _write_atomically(self.directory / FAILED, f"{type(error).__name__}: {error}")
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[PrefectApi]:
+    """A healthy server on a database of its own in `home` for the block; its migrated
+    database copied for `PrefectApi.seed` first. Its output goes to `home/server.log`."""
+    from pipelines.flows.prefect_server import start_server, stop_server, wait_healthy
+
+    home.mkdir(parents=True, exist_ok=True)
     environment = clean_env(PREFECT_HOME=str(home), **SETTINGS)
-    template = session / MIGRATED
-    with (home / "server.log").open("wb") as output, ExitStack() as first:
-        first.enter_context(_locked(session / f"{MIGRATED}.lock"))
-        if template.exists():  # migrated by the session's first server: start on a copy
-            shutil.copyfile(template, home / DATABASE)
-            environment.update(NO_BLOCK_REGISTRATION)
-            first.close()
+    with (home / "server.log").open("wb") as output:
         process, url = start_server(environment, output=output)
         try:
             wait_healthy(process, url, STARTUP_SECONDS)
             _copy_database(home / DATABASE, home / MIGRATED)
-            if not template.exists():
-                shutil.copyfile(home / MIGRATED, template)
-            first.close()
-            with (
-                temporary_settings(updates={PREFECT_API_URL: url}),
-                # threads started without this context (Prefect's own) see it too, as under
-                # `prefect_test_harness`
-                prefect.context._temporary_global_settings_context(
-                    prefect.context.get_settings_context()
-                ),
-            ):
-                try:
-                    yield PrefectApi(url=url, home=home)
-                finally:
-                    drain_workers()
+            yield PrefectApi(url=url, home=home)
         finally:
             stop_server(process)
+
+
+@contextmanager
+def pointed_at(api: PrefectApi, client_home: Path) -> Iterator[None]:
+    """This process's Prefect pointed at `api` for the block, as `prefect_test_harness` did;
+    what Prefect's log and event workers hold is delivered on the way out."""
+    for name, value in {"PREFECT_HOME": str(client_home), **SETTINGS}.items():
+        os.environ.setdefault(name, value)  # as the harness did: Prefect's home in the session
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.flows.prefect_server import drain_workers
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api.url}),
+        # threads started without this context (Prefect's own) see it too, as under
+        # `prefect_test_harness`
+        prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+    ):
+        try:
+            yield
+        finally:
+            drain_workers()
 
 
 def _copy_database(source: Path, target: Path) -> None:
@@ -117,9 +174,8 @@ def _copy_database(source: Path, target: Path) -> None:
         reading.backup(copy)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """`path` locked (`flock`) against the session's other processes for the block."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield  # closing the file unlocks it
+def _write_atomically(path: Path, text: str) -> None:
+    """`path` with `text`, never seen half-written by the workers polling for it."""
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
