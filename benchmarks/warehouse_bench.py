@@ -8,23 +8,33 @@ the account history listing each of them (and its matches, as the sync derives t
 deposit/withdrawal histories; coins moved between
 the two accounts with matching txids; 1h candles for the EUR prices of every fee asset; fee
 schedules; and balance snapshots equal to each account's exact replay, so that every
-`reconcile_balances` row is 'ok' (checked). Then the catalog is built and each query timed
-(median of 3, on a read-only connection, all cores DuckDB finds). `fill_checks` is timed as a
-count per status, which needs every check of every fill but not a million rows turned into
+`reconcile_balances` row is 'ok' (checked). Then the catalog is built in a child process (its
+seconds and peak RSS are the build's alone) and each query timed (median of 3, on a read-only
+connection, all cores DuckDB finds), its rows hashed in a fixed order. `fill_checks` is timed as
+a count per status, which needs every check of every fill but not a million rows turned into
 Python objects.
 
-Run alone with `python -m benchmarks.warehouse_bench` (about two minutes on 2 cores, 8 GB).
+Run alone with `python -m benchmarks.warehouse_bench [--fills N] [--runs R] [--json FILE]`
+(1,000,000 fills: about two minutes on 2 cores, 8 GB). `--json` writes
+`{"fills": N, "build_s": …, "peak_rss_mb": …, "queries": {"reconcile_balances": {"median_s": …,
+"rows_sha256": …}, …}, …}`.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -40,11 +50,9 @@ from pipelines.datasets import (
     FILLS,
     TRANSFERS,
 )
-from pipelines.exchanges.registry import warehouse_rules
 from pipelines.flows.plan import Window
 from pipelines.lake import MONEY, Dataset, Lake
 from pipelines.tables import LiveTable
-from warehouse.build import build
 from warehouse.connect import connect
 
 FILL_COUNT = 1_000_000
@@ -670,6 +678,21 @@ def land_ledger_pages(
 
 # --- timing --------------------------------------------------------------------------------------
 
+# The build runs in a child process of its own, so that its peak memory is the build's alone
+# (not the generator's frames'); it prints its seconds and peak RSS as JSON.
+BUILD_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from pipelines.config import Settings
+from pipelines.exchanges.registry import warehouse_rules
+from warehouse.build import build
+began = time.perf_counter()
+build(Settings(data_dir=Path(sys.argv[1])), rules=warehouse_rules())
+seconds = time.perf_counter() - began
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"build_s": seconds, "peak_rss_mb": peak_kib / 1024}))
+"""
+
 
 def timed(
     connection: duckdb.DuckDBPyConnection, query: str
@@ -679,49 +702,111 @@ def timed(
     return time.perf_counter() - started, rows
 
 
-def check(name: str, rows: list[tuple[object, ...]]) -> None:
+def check(name: str, rows: list[tuple[object, ...]], fills: int) -> None:
     """The synthetic lake is consistent: the views must say so."""
     if name == "reconcile_balances" and {row[6] for row in rows} != {"ok"}:
         raise AssertionError(f"reconcile_balances is not all ok: {rows}")
-    if name == "fill_checks" and rows != [("ok", None, FILL_COUNT)]:
+    if name == "fill_checks" and rows != [("ok", None, fills)]:
         raise AssertionError(f"fill_checks found problems: {rows}")
     matched = sum(1 for row in rows if row[0] == "matched")
     if name == "internal_transfers" and matched != 2 * TRANSFER_PAIRS:
         raise AssertionError(f"internal_transfers matched {matched} of {2 * TRANSFER_PAIRS}")
 
 
-def main() -> None:
+def rows_digest(rows: Sequence[tuple[object, ...]]) -> str:
+    """SHA-256 of a query's rows in a fixed order: equal for equal results, whatever order the
+    query returned them in (so that a model built another way can be compared by its hash)."""
+    digest = hashlib.sha256()
+    for line in sorted(repr(row) for row in rows):
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def build_in_child(data_dir: Path) -> dict[str, float]:
+    """Build the catalog in a child process: its seconds and its peak RSS in MB."""
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_CHILD, str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the warehouse build failed:\n{done.stderr[-3000:]}")
+    measured: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return measured
+
+
+def run(fills: int = FILL_COUNT, runs: int = RUNS) -> dict[str, Any]:
+    """Generate a lake with `fills` fills, build its catalog, time each query `runs` times:
+    the figures `--json` writes."""
     with tempfile.TemporaryDirectory(prefix="warehouse-bench-") as scratch:
         settings = Settings(data_dir=Path(scratch) / "data")
         began = time.perf_counter()
-        landed = generate(Lake(settings.lake_dir))
+        landed = generate(Lake(settings.lake_dir), fills)
         generated = time.perf_counter() - began
-        built = build(settings, rules=warehouse_rules())
-        print(
-            f"lake: {', '.join(f'{n} {r:,}' for n, r in landed.items())} "
-            f"(generated in {generated:.1f} s); catalog built in {built.seconds:.2f} s",
-            flush=True,
-        )
-        table = LiveTable(("query", "rows", "median s", "min s", "max s"))
+        built = build_in_child(settings.data_dir)
+        queries: dict[str, dict[str, Any]] = {}
         with connect(settings.data_dir) as connection:
             for name, query in QUERIES:
                 samples = []
                 rows: list[tuple[object, ...]] = []
-                for _ in range(RUNS):
+                for _ in range(runs):
                     seconds, rows = timed(connection, query)
                     samples.append(seconds)
-                check(name, rows)
-                shown = str(rows[0][0]) if name == "ledger" else str(len(rows))
-                table.add(
-                    (
-                        name,
-                        shown,
-                        f"{statistics.median(samples):.2f}",
-                        f"{min(samples):.2f}",
-                        f"{max(samples):.2f}",
-                    )
-                )
+                check(name, rows, landed["fills"])
+                queries[name] = {
+                    "median_s": statistics.median(samples),
+                    "min_s": min(samples),
+                    "max_s": max(samples),
+                    "rows": len(rows),
+                    "rows_sha256": rows_digest(rows),
+                }
+    return {
+        "fills": landed["fills"],
+        "lake": landed,
+        "generate_s": generated,
+        "build_s": built["build_s"],
+        "peak_rss_mb": built["peak_rss_mb"],
+        "queries": queries,
+    }
+
+
+def report(result: Mapping[str, Any]) -> None:
+    lake = ", ".join(f"{name} {rows:,}" for name, rows in result["lake"].items())
+    print(
+        f"lake: {lake} (generated in {result['generate_s']:.1f} s); catalog built in "
+        f"{result['build_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    table = LiveTable(("query", "rows", "median s", "min s", "max s"))
+    for name, timing in result["queries"].items():
+        table.add(
+            (
+                name,
+                str(timing["rows"]),
+                f"{timing['median_s']:.2f}",
+                f"{timing['min_s']:.2f}",
+                f"{timing['max_s']:.2f}",
+            )
+        )
     table.print_aligned()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.warehouse_bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--fills", type=int, default=FILL_COUNT, help="fills in the lake")
+    parser.add_argument("--runs", type=int, default=RUNS, help="timings of each query")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args(argv)
+    if options.fills < 2 or options.runs < 1:
+        parser.error("--fills must be at least 2 and --runs at least 1")
+    result = run(options.fills, options.runs)
+    report(result)
+    if options.json is not None:
+        options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
