@@ -97,8 +97,10 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    global _session_prefect
     if _session_prefect is not None:
         _session_prefect.close()
+        _session_prefect = None
 
 
 @pytest.fixture(scope="session")

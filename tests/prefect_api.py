@@ -5,7 +5,7 @@ child script and settings, dying with the thread that started it), with its PREF
 SQLite database) and its output in a directory of the session. While a test process uses it,
 Prefect there points at it (as `prefect_test_harness` did), and a `tally` subprocess uses it
 when its environment names it (`PrefectApi.env()`): tally leaves a user's own server alone, so
-it starts none of its own (10–20 s of CPU each). Tests of tally's own server (its start,
+it starts none of its own (5–10 s of CPU each). Tests of tally's own server (its start,
 stale-run marking, what a killed or interrupted tally leaves) keep starting theirs; those not
 about a first run start theirs on a copy of this server's database as it was before any test
 used it (`PrefectApi.seed`): migrated, so that their server skips the migrations (~5 s of CPU
@@ -51,6 +51,7 @@ REQUEST = "wanted"  # a worker wants the server
 READY = "server.json"  # {"url": ...}: it is healthy
 FAILED = "failed"  # why it did not start
 POLL_SECONDS = 0.1
+CLOSE_SECONDS = 15.0  # `stop_server` waits up to 10 s for the server to end
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,10 @@ class SessionServer:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the server; a thread still starting it is left (a daemon: the server dies with
+        it as this process ends)."""
         self._closing.set()
-        self._thread.join()
+        self._thread.join(timeout=CLOSE_SECONDS)
 
     def _serve(self) -> None:
         while not (self.directory / REQUEST).exists():
@@ -123,8 +126,10 @@ class SessionServer:
             with serving(self.directory / "home") as api:
                 _write_atomically(self.directory / READY, json.dumps({"url": api.url}))
                 self._closing.wait()
-        except Exception as error:  # the workers waiting for it say why
-            _write_atomically(self.directory / FAILED, f"{type(error).__name__}: {error}")
+        except BaseException as error:  # the workers waiting for it say why
+            if not (self.directory / READY).exists():
+                _write_atomically(self.directory / FAILED, f"{type(error).__name__}: {error}")
+            raise
 
 
 @contextmanager

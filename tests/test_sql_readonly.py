@@ -10,10 +10,12 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -232,24 +234,48 @@ def tally_sql(
     )
 
 
+class KeptRecords(logging.Handler):
+    """The log records of WARNING and above, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def tally_sql_called(
     settings: Settings,
     home: Path,
     query: str,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> tuple[int, str, str]:
     """`tally_sql(...)` as a call of tally's `main` in this process (the same parsing, guard
-    and message, without starting an interpreter): its exit code, stdout and stderr."""
+    and message, without starting an interpreter): its exit code, stdout and stderr (the file
+    descriptors', so DuckDB's own output too). A warning or log record the program would print
+    on stderr, which pytest takes here, fails the call."""
     config = settings.data_dir.parent / "tally.toml"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(home)
-    capsys.readouterr()
-    code = main(["sql", "--config", str(config), query])
-    printed = capsys.readouterr()
+    capfd.readouterr()
+    handler = KeptRecords()
+    logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("default")  # what a program shows
+            code = main(["sql", "--config", str(config), query])
+    finally:
+        logging.getLogger().removeHandler(handler)
+    printed = capfd.readouterr()
+    shown = [w for w in warned if not issubclass(w.category, HIDDEN_WARNINGS)]
+    assert (shown, handler.records) == ([], []), "the program would print these on stderr"
     return code, printed.out, printed.err
 
 
+# shown by a program only when its own code (__main__) raises them
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 # One refusal is asked of `tally sql` as a program; the others of its `main`, called here
 # (~0.3 CPU-s less each).
 AS_A_PROGRAM = next(iter(REFUSALS.values()))
@@ -262,7 +288,7 @@ def test_tally_sql_refuses_and_writes_nothing(
     out: Path,
     home: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     query = case.render(settings.lake_dir, out)
     before = files(settings.data_dir, out, home)
@@ -271,7 +297,7 @@ def test_tally_sql_refuses_and_writes_nothing(
         done = tally_sql(settings, home, query)
         code, stdout, stderr = done.returncode, done.stdout, done.stderr
     else:
-        code, stdout, stderr = tally_sql_called(settings, home, query, monkeypatch, capsys)
+        code, stdout, stderr = tally_sql_called(settings, home, query, monkeypatch, capfd)
 
     assert code == 2, stderr
     assert stdout == ""
