@@ -234,6 +234,10 @@ def tally_sql(
     )
 
 
+# shown by a program only when its own code (__main__) raises them
+HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
 class KeptRecords(logging.Handler):
     """The log records of WARNING and above, kept."""
 
@@ -274,8 +278,6 @@ def tally_sql_called(
     return code, printed.out, printed.err
 
 
-# shown by a program only when its own code (__main__) raises them
-HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 # One refusal is asked of `tally sql` as a program; the others of its `main`, called here
 # (~0.3 CPU-s less each).
 AS_A_PROGRAM = next(iter(REFUSALS.values()))
