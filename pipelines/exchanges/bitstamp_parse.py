@@ -195,7 +195,7 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> Sequenc
     if table is None:
         return _ohlc_records(market, interval, rows, table)
     named = market  # a name bound once: mypy keeps `market` narrowed to str inside the lambda
-    page = frames.candles(
+    return frames.candles(
         EXCHANGE,
         named,
         interval,
@@ -204,7 +204,6 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> Sequenc
         unit=columns.SECOND,
         make=lambda: _ohlc_records(named, interval, rows, table),
     )
-    return _ohlc_records(named, interval, rows, table) if page is None else page
 
 
 def _ohlc_records(

@@ -124,7 +124,7 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> Sequence[Candl
     table = columns.arrays(payload, 6) if isinstance(payload, list) else None
     if table is None:
         return _candle_records(payload, market, interval, table)
-    page = frames.candles(
+    return frames.candles(
         EXCHANGE,
         market,
         interval,
@@ -133,7 +133,6 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> Sequence[Candl
         unit=columns.MILLISECOND,
         make=lambda: _candle_records(payload, market, interval, table),
     )
-    return _candle_records(payload, market, interval, table) if page is None else page
 
 
 def _candle_records(

@@ -9,8 +9,8 @@ no escape, every key a known field name) and ``extra`` is ``{}``. The page's rec
 by the row parsers' own path, only when a consumer asks for them (`FrameRows`).
 
 Anything else (a value of another type or form, a row whose keys come in another order) makes
-these builders return None: the caller then takes the record path, which accepts the same values
-and names the row and field of what it refuses. The checks here are stricter than the record
+these builders take the record path (the caller's `make`), which accepts the same values and
+names the row and field of what it refuses. The checks here are stricter than the record
 path's, never looser, so a page taken here would have given the very same records.
 """
 
@@ -129,16 +129,16 @@ def candles(
     fields: Sequence[str | int],
     unit: timedelta,
     make: Callable[[], list[T]],
-) -> FrameRows[T] | None:
+) -> Sequence[T]:
     """Candles of a page of rows that hold exactly the `sent` fields, in that order; `fields`
     names (by key, or by position in array rows) the open time (a count of `unit`s), open,
-    high, low, close and volume."""
+    high, low, close and volume. A page that does not fit the columns is `make()`'s records."""
     wire = _wire(sent)
     if wire is None:
-        return None
+        return make()
     time, *prices = (wire[field] for field in fields)
     if not _within(time, unit) or not all(map(_fixed_point, prices)):
-        return None
+        return make()
     names = ("open", "high", "low", "close", "volume")
     frame = pl.select(
         *_constants(exchange=exchange, market=market, interval=interval),
@@ -158,22 +158,23 @@ def public_trades(
     sides: Mapping[str, str],
     unit: timedelta,
     make: Callable[[], list[T]],
-) -> FrameRows[T] | None:
+) -> Sequence[T]:
     """Public trades of a page whose rows hold exactly the `sent` fields; `fields` names the
     keys of ``id``, ``time`` (a count of `unit`s), ``price``, ``amount`` and ``side``, and
-    `sides` what each side code means."""
+    `sides` what each side code means. A page that does not fit the columns is `make()`'s
+    records."""
     wire = _wire(sent)
     if wire is None:
-        return None
+        return make()
     trade_id, time, price, amount, side = (
         wire[fields[name]] for name in ("id", "time", "price", "amount", "side")
     )
     if not _within(time, unit) or not (_fixed_point(price) and _fixed_point(amount)):
-        return None
+        return make()
     if side.text is None or not set(side.values).issubset(sides):
-        return None
+        return make()
     if trade_id.text is not None and not all(trade_id.values):  # an empty id
-        return None
+        return make()
     frame = pl.select(
         *_constants(exchange=exchange, market=market),
         pl.lit(trade_id.series).cast(pl.String).alias("trade_id"),
@@ -203,7 +204,7 @@ def trade_page(
     if table is None:
         return records(None)
     named = {name: table[key] for name, key in fields.items()}
-    page = public_trades(
+    return public_trades(
         exchange,
         market,
         sent_objects(payload, table),
@@ -212,7 +213,6 @@ def trade_page(
         unit=unit,
         make=lambda: records(named),
     )
-    return records(named) if page is None else page
 
 
 class _Field(NamedTuple):
