@@ -269,11 +269,18 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _add_warehouse(commands: Any) -> None:
     warehouse = commands.add_parser(
         "warehouse",
-        help="(re)build data/warehouse.duckdb: the DuckDB views over the lake",
+        help="(re)build data/warehouse.duckdb: the lake's rows and the models over them",
         description=(
-            "Rebuild the warehouse catalog (views over the lake's Parquet files, absolute "
-            "paths) and print each view with its row count."
+            "Bring the warehouse in step with the lake: load the lake files that are new or "
+            "were replaced since the last build, compute the models again (tables and views, "
+            "sql/models.toml), and print each with its row count. Queries read the warehouse, "
+            "never the lake."
         ),
+    )
+    warehouse.add_argument(
+        "--full",
+        action="store_true",
+        help="build everything from nothing instead of from the previous warehouse",
     )
     _config_option(warehouse)
     _wait_option(warehouse)
@@ -285,18 +292,18 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.datadir_lock import data_dir_lock
     from pipelines.exchanges.registry import warehouse_rules
     from pipelines.tables import render
-    from warehouse.build import build, view_row_counts
+    from warehouse.build import build, build_summary, view_row_counts
     from warehouse.connect import connect
 
     settings = load_settings(args.config)
     with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
         _quarantine(settings, "warehouse")
-        result = build(settings, rules=warehouse_rules())
+        result = build(settings, rules=warehouse_rules(), full=args.full)
     with connect(settings.data_dir) as connection:
         counts = view_row_counts(connection, result.views)
     for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):
         print(line)
-    print(f"Warehouse: {result.path}   ({result.seconds:.1f} s)")
+    print(f"Warehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
     return 0
 
 

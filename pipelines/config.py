@@ -128,6 +128,7 @@ class Settings:
     public_trades_days: int = _BUILT_IN.public_trades_days
     rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
     candles_reread_minutes: int = _BUILT_IN.candles_reread_minutes
+    warehouse_memory_limit: str = _BUILT_IN.warehouse_memory_limit
     config_file: Path | None = None  # the file read, None: built-in defaults only
     # where each value came from, by key (`data_dir`, `[bitvavo] api_key`): "file tally.toml",
     # "environment BITVAVO_API_KEY", "argument"; a key not listed has its default
@@ -220,6 +221,7 @@ def load_settings(
         public_trades_days=parsed.public_trades_days,
         rate_budget_dir=budget_dir,
         candles_reread_minutes=parsed.candles_reread_minutes,
+        warehouse_memory_limit=parsed.warehouse_memory_limit,
         config_file=path.resolve() if found else None,
         sources=sources,
     )

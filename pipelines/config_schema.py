@@ -33,6 +33,7 @@ from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES
 
 MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?")  # BTC-EUR, BTC-USD-PERP
+MEMORY_SIZE = re.compile(r"\d+(?:\.\d+)? ?(?:[KMGT]i?B)")  # as DuckDB's memory_limit takes it
 SHOWN_CHARS = 60  # a value longer than this is cut in a message
 
 
@@ -81,6 +82,12 @@ def _one_word(value: str) -> str:
     return value
 
 
+def _memory_size(value: str) -> str:
+    if not MEMORY_SIZE.fullmatch(value):
+        raise ValueError("not a size such as 1GB or 512MB")
+    return value.replace(" ", "")
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -104,6 +111,7 @@ Market = Annotated[str, BeforeValidator(_upper), AfterValidator(_market)]
 Markets = Annotated[list[Market], AfterValidator(_distinct)]
 Url = Annotated[str, AfterValidator(_http_url)]
 Moment = Annotated[Any, AfterValidator(_aware_time)]
+MemorySize = Annotated[str, AfterValidator(_memory_size)]
 ApiText = Annotated[str, AfterValidator(_one_word)]
 
 
@@ -203,6 +211,11 @@ class TopLevel(_Table):
         "change for a while)",
         "a whole number of minutes, 0 or more",
         ge=0,
+    )
+    warehouse_memory_limit: MemorySize = key(
+        "1GB",
+        "the memory `tally warehouse` lets DuckDB use; what does not fit spills to disk",
+        "a size, e.g. 1GB or 512MB",
     )
 
 

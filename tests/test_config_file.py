@@ -28,6 +28,7 @@ EVERY_KEY: dict[str, Any] = {
     "public_trades_days": 3,
     "rate_budget_dir": "budgets",
     "candles_reread_minutes": 45,
+    "warehouse_memory_limit": "512MB",
     "bitstamp": {
         "base_url": "http://127.0.0.1:9",
         "markets": ["BTC-EUR", "ETH-USD"],
@@ -63,7 +64,8 @@ def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
     sources = {row.key: row.source for row in describe_settings(settings)}
     assert values["data_dir"] == str(tmp_path / "lakehouse")
     assert values["rate_budget_dir"] == str(tmp_path / "budgets")
-    for name in ("reporting_currency", "now", "public_trades_days", "candles_reread_minutes"):
+    simple = ("reporting_currency", "now", "public_trades_days", "candles_reread_minutes")
+    for name in (*simple, "warehouse_memory_limit"):
         assert values[name] == EVERY_KEY[name], name
     for section in SECTIONS:
         credentials = settings.exchange(section).credentials

@@ -262,7 +262,7 @@ def test_readers_run_while_a_writer_holds_the_directory_and_writers_do_not(
         )
         assert waited.stderr.splitlines()[1].endswith("after waiting 0.5 s")
         assert built.warehouse_path.stat().st_ino == before  # not rebuilt
-    after = tally("warehouse", cwd=tmp_path)
+    after = tally("warehouse", "--full", cwd=tmp_path)
     assert after.returncode == 0, after.stderr
     assert built.warehouse_path.stat().st_ino != before
 
@@ -306,6 +306,7 @@ def test_a_reader_keeps_the_catalog_it_opened_and_a_new_reader_sees_the_new_one(
         sql_dirs.append(tmp_path / f"v{n}")
         sql_dirs[-1].mkdir()
         (sql_dirs[-1] / "001_version.sql").write_text(f"select {n} as n\n")
+        (sql_dirs[-1] / "models.toml").write_text('[version]\nmaterialized = "table"\n')
 
     def rebuild(n: int) -> None:
         with data_dir_lock(settings.data_dir, command="warehouse"):

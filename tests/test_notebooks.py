@@ -31,6 +31,7 @@ from prefect_api import PrefectApi
 
 from pipelines.demo import DEMO_NOW
 from warehouse.connect import connect
+from warehouse.contracts import broken, contracts
 from warehouse.costbasis import FIAT_CURRENCIES, compute, events_from_warehouse, holdings
 from warehouse.costbasis.prices import PriceBook
 from warehouse.notebook import DATA_DIR_VARIABLE, Warehouse, default_data_dir, frame, readable
@@ -406,6 +407,23 @@ def test_tax_year_shows_what_tally_export_wrote(tax_year: Run, demo_data: Path) 
 
 
 # --- warehouse/notebook.py --------------------------------------------------------------------
+
+
+def test_every_model_of_the_demo_warehouse_keeps_its_contract(
+    warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    """`sql/models.toml`'s keys and not-null columns, and no float, on the demo's data."""
+    declared = contracts()
+    models = warehouse.execute(
+        "select table_name from information_schema.tables where table_schema = 'main'"
+    ).fetchall()
+    assert {name for (name,) in models} <= set(declared)
+    assert [problem for c in declared.values() for problem in broken(warehouse, c)] == []
+    counts = {
+        name: warehouse.execute(f"select count(*) from {name}").fetchone()
+        for name in ("ledger", "fills", "fill_checks", "fees", "prices", "reconcile_balances")
+    }
+    assert all(count and count[0] > 0 for count in counts.values()), counts
 
 
 def test_warehouse_frames_keep_decimals_and_durations_and_are_read_only(demo_data: Path) -> None:

@@ -363,11 +363,11 @@ def test_the_duckdb_shell_opens_the_catalog_from_another_directory(
     assert int(shell.stdout.strip()) == python["n"]
 
 
-def test_no_column_of_any_view_is_floating_point(synced: Settings) -> None:
+def test_no_column_of_any_model_is_floating_point(synced: Settings) -> None:
     columns = rows(
         synced,
         "select table_name, column_name, data_type from duckdb_columns() "
-        "where table_name in (select view_name from duckdb_views() where not internal)",
+        "where schema_name = 'main' and not internal",
     )
     assert {c["table_name"] for c in columns} >= {
         "candles",
@@ -388,7 +388,7 @@ def test_no_column_of_any_view_is_floating_point(synced: Settings) -> None:
 
 def test_build_replaces_the_catalog_whole(synced: Settings) -> None:
     before = synced.warehouse_path.stat().st_ino
-    result = build(synced)
+    result = build(synced, full=True)
     assert synced.warehouse_path.stat().st_ino != before  # renamed over, not edited in place
     assert result.views[:2] == ("candles", "public_trades")
     leftovers = [p.name for p in synced.data_dir.iterdir() if p.name.endswith(".tmp")]

@@ -1,19 +1,31 @@
-"""Build the DuckDB catalog: `data/warehouse.duckdb`, the views of `warehouse/sql/` over the lake.
+"""Build the DuckDB catalog `data/warehouse.duckdb`: the lake's rows in staging tables, and the
+models of `warehouse/sql/` over them.
 
-    result = build(load_settings(), rules=warehouse_rules())
+    result = build(load_settings(), rules=warehouse_rules())             # what changed
+    result = build(load_settings(), rules=warehouse_rules(), full=True)  # everything again
 
-The catalog holds macros and views only (no lake data): the macros first, then the staging views
-over the lake with the exchanges' rules (`warehouse.rules`), then the views people query
-(`warehouse.sources` says what each layer holds). It is rebuilt whole on every build, into a
-temporary file beside the target that is renamed over it once complete, so a reader sees the old
-catalog or the new one, never half of one, and a crashed build leaves the old one in place. Lake
-paths in the views are absolute: the file opens from any directory, in Python or in the `duckdb`
-shell.
+The catalog holds the macros, the staging tables loaded from the lake with the exchanges' rules
+(`warehouse.rules`), then the models people query (`warehouse.sources` says what each layer holds),
+each stored as a table or kept as a view as `sql/models.toml` declares. Queries read the stored
+tables, never the lake, so a sync that lands or replaces a file under a running query cannot break
+it. A build works on a temporary file beside the target (for an incremental build, a copy of it)
+that is renamed over it once complete: a reader sees the old catalog or the new one, never half of
+one, and a crashed build leaves the old one in place.
+
+Incremental by default: a catalog built from the same definitions (SQL, contracts, rules, dataset
+schemas, DuckDB version, lake) loads only the lake files that are new or were replaced
+(`warehouse.staging`) and then computes the models again from staging; one whose lake has not
+changed is left as it is. `full=True` builds everything from nothing. DuckDB's memory is bounded by
+the `warehouse_memory_limit` setting (what does not fit spills to a directory beside the temporary
+file). Lake paths in
+the models are absolute: the file opens from any directory, in Python or in the `duckdb` shell.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,15 +38,18 @@ from pipelines.atomic import fsync_dir, temp_path
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Lake
 from warehouse import rules as exchange_rules
+from warehouse.connect import BUILT_FROM_TABLE, lake_location
+from warehouse.contracts import CONTRACTS_FILE, Contract, view_contracts
 from warehouse.sources import (
+    DATASETS,
     STAGING,
     ViewFile,
     lake_exchanges,
     macro_files,
     render,
-    staging_views,
     view_files,
 )
+from warehouse.staging import stage
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
@@ -47,11 +62,20 @@ class WarehouseBuildError(OperatorError):
     exit_code = ExitCode.DATA
 
 
+# what the catalog was built from (one row): an incremental build needs the same
+BUILT_FROM = f"{STAGING}.{BUILT_FROM_TABLE}"
+# the layout of the catalog itself: a change makes the next build a full one
+CATALOG_FORMAT = "2"
+
+
 @dataclass(frozen=True)
 class BuildResult:
     path: Path
-    views: tuple[str, ...]
+    views: tuple[str, ...]  # every model, tables and views, in order of creation
     seconds: float
+    full: bool  # built from nothing (else: from the previous catalog)
+    staged: tuple[str, ...]  # the datasets whose lake files changed and were loaded again
+    computed: bool  # the models were computed (False: the lake had not changed)
 
 
 def build(
@@ -59,10 +83,13 @@ def build(
     *,
     rules: Mapping[str, exchange_rules.ExchangeRules],
     sql_dir: Path | None = None,
+    full: bool = False,
 ) -> BuildResult:
-    """(Re)create `settings.warehouse_path` from the view files (default: the packaged ones).
+    """Bring `settings.warehouse_path` in step with the lake (`full`: build it anew) from the
+    model files (default: the packaged ones).
 
     `rules`: each exchange's data rules, by name (`pipelines.exchanges.registry.warehouse_rules`).
+    DuckDB may use `settings.warehouse_memory_limit` of memory.
     """
     began = time.monotonic()
     target = settings.warehouse_path
@@ -72,24 +99,32 @@ def build(
     if unruled:
         raise WarehouseBuildError(
             f"the lake holds rows of {', '.join(unruled)}, for which no exchange rules were "
-            f"given (rules for: {', '.join(rules) or 'none'}): every view would leave them out"
+            f"given (rules for: {', '.join(rules) or 'none'}): every model would leave them out"
         )
     files = view_files(sql_dir)
+    declared = _declared(files, sql_dir)
+    fingerprint = _fingerprint(files, sql_dir, rules, lake)
+    names = tuple(v.name for v in files)
     temporary = temp_path(target)
+    spill = temporary.with_name(f"{temporary.name}.spill")
     try:
-        connection = duckdb.connect(str(temporary))
+        connection = None
+        if not full and target.is_file():
+            connection = _previous(target, temporary, spill, settings, fingerprint)
+        incremental = connection is not None
+        if connection is None:
+            connection = _open(temporary, spill, settings.warehouse_memory_limit)
+            _define(connection, sql_dir, rules)
         try:
-            # Each view binds the views it reads, down to the files: read a file's footer once
-            # (a cache of this build's own database, gone with it).
-            connection.execute("set parquet_metadata_cache = true")
-            for macros in macro_files(sql_dir):
-                _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
-            _run(connection, "staging", f"create schema {STAGING}")
-            exchange_rules.write(connection, rules)
-            for staged in staging_views(lake):
-                _run(connection, staged.name, f"create view {staged.name} as\n{staged.sql}")
+            staged = stage(connection, lake, incremental=incremental)
+            if incremental and not staged:
+                return BuildResult(target, names, time.monotonic() - began, False, (), False)
             for view in files:
-                _create_view(connection, view, lake)
+                _create_model(connection, view, declared[view.name], lake)
+            connection.execute(
+                f"create or replace table {BUILT_FROM} as select ? as fingerprint, ? as lake",
+                [fingerprint, lake_location(lake.root)],
+            )
             connection.execute("checkpoint")
         finally:
             connection.close()
@@ -97,13 +132,91 @@ def build(
     finally:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.wal").unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
     fsync_dir(target.parent)
-    return BuildResult(target, tuple(v.name for v in files), time.monotonic() - began)
+    return BuildResult(
+        target, names, time.monotonic() - began, not incremental, tuple(staged), True
+    )
 
 
-def _create_view(connection: duckdb.DuckDBPyConnection, view: ViewFile, lake: Lake) -> None:
-    statement = f"create view {view.name} as\n{render(view.text, lake)}"
-    _run(connection, f"{view.order:03d}_{view.name}.sql", statement)
+def _previous(
+    target: Path, temporary: Path, spill: Path, settings: Settings, fingerprint: str
+) -> duckdb.DuckDBPyConnection | None:
+    """A copy of the previous catalog to build on, open; None when it was built from other
+    definitions or cannot be read (a build from nothing then replaces it)."""
+    shutil.copyfile(target, temporary)
+    try:
+        connection = _open(temporary, spill, settings.warehouse_memory_limit)
+    except duckdb.Error:
+        temporary.unlink()
+        return None
+    if _built_from(connection) == fingerprint:
+        return connection
+    connection.close()
+    temporary.unlink()
+    Path(f"{temporary}.wal").unlink(missing_ok=True)
+    return None
+
+
+def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    config = {"memory_limit": memory_limit, "temp_directory": str(spill)}
+    return duckdb.connect(str(temporary), config=config)
+
+
+def _define(
+    connection: duckdb.DuckDBPyConnection,
+    sql_dir: Path | None,
+    rules: Mapping[str, exchange_rules.ExchangeRules],
+) -> None:
+    """What a new catalog starts with: the macros, the staging schema, the exchanges' rules."""
+    for macros in macro_files(sql_dir):
+        _run(connection, f"{macros.order:03d}_{macros.name}.sql", macros.text)
+    _run(connection, "staging", f"create schema {STAGING}")
+    exchange_rules.write(connection, rules)
+
+
+def _built_from(connection: duckdb.DuckDBPyConnection) -> str | None:
+    try:
+        row = connection.execute(f"select fingerprint from {BUILT_FROM}").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _declared(files: Sequence[ViewFile], sql_dir: Path | None) -> dict[str, Contract]:
+    declared = view_contracts(sql_dir)
+    undeclared = sorted(f.name for f in files if f.name not in declared)
+    unknown = sorted(set(declared) - {f.name for f in files})
+    if undeclared or unknown:
+        raise WarehouseBuildError(
+            f"{CONTRACTS_FILE} must declare every model file and nothing else: "
+            f"undeclared {undeclared}, no such model {unknown}"
+        )
+    return declared
+
+
+def _fingerprint(
+    files: Sequence[ViewFile],
+    sql_dir: Path | None,
+    rules: Mapping[str, exchange_rules.ExchangeRules],
+    lake: Lake,
+) -> str:
+    """What a catalog's tables depend on besides the lake's rows, hashed."""
+    parts = [CATALOG_FORMAT, duckdb.__version__, str(lake.root)]
+    parts += [f"{f.order} {f.name}\n{f.text}" for f in [*macro_files(sql_dir), *files]]
+    parts += [repr(contract) for contract in view_contracts(sql_dir).values()]
+    parts += [f"{name} {rule!r}" for name, rule in rules.items()]
+    parts += [
+        f"{d.name} {dict(d.schema)!r} {d.partition_by!r} {d.key!r}" for d in DATASETS.values()
+    ]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _create_model(
+    connection: duckdb.DuckDBPyConnection, view: ViewFile, contract: Contract, lake: Lake
+) -> None:
+    statement = f"create or replace {contract.materialized} {view.name} as\n"
+    _run(connection, f"{view.order:03d}_{view.name}.sql", statement + render(view.text, lake))
 
 
 def _run(connection: duckdb.DuckDBPyConnection, what: str, statement: str) -> None:
@@ -111,6 +224,16 @@ def _run(connection: duckdb.DuckDBPyConnection, what: str, statement: str) -> No
         connection.execute(statement)
     except duckdb.Error as error:
         raise WarehouseBuildError(f"view {what}: {error}") from error
+
+
+def build_summary(result: BuildResult) -> str:
+    """What a build did, in a few words: "built from nothing", "lake unchanged", "loaded
+    fills, transfers"."""
+    if result.full:
+        return "built from nothing"
+    if not result.computed:
+        return "lake unchanged"
+    return f"loaded {', '.join(result.staged)}"
 
 
 def view_row_counts(

@@ -20,6 +20,8 @@ import duckdb
 
 WAREHOUSE_FILE = "warehouse.duckdb"
 LAKE_DIR = "lake"  # `Settings.lake_dir` is `<data_dir>/lake`
+# the build's record of what it built from (`warehouse.build`), lake included, in schema staging
+BUILT_FROM_TABLE = "built_from"
 
 # off from the moment the database instance starts
 _START_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -71,9 +73,17 @@ def is_remote(lake: str) -> bool:
 
 
 def catalog_lakes(connection: duckdb.DuckDBPyConnection) -> set[str]:
-    """The lakes the catalog's views read. A view reads `<lake>/<dataset>/<glob>`
-    (`warehouse.sources`): the lake is the parent of the directory the glob starts in."""
+    """The lakes the catalog was built over: the one its build recorded (`staging.built_from`),
+    and those its views read. A view reads `<lake>/<dataset>/<glob>` (`warehouse.sources`): the
+    lake is the parent of the directory the glob starts in."""
     lakes = set()
+    recorded = connection.execute(
+        "select 1 from duckdb_tables() where schema_name = 'staging' and table_name = ?",
+        [BUILT_FROM_TABLE],
+    ).fetchall()
+    if recorded:
+        built = connection.execute(f"select lake from staging.{BUILT_FROM_TABLE}").fetchall()
+        lakes |= {lake for (lake,) in built}
     views = connection.execute("select sql from duckdb_views() where not internal").fetchall()
     for (sql,) in views:
         for match in _READS.finditer(sql or ""):

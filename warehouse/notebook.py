@@ -138,10 +138,10 @@ class Warehouse:
         return None if row is None else row[0]
 
     def views(self) -> list[str]:
-        """The warehouse's view names (not its `staging` layer)."""
+        """The names of the warehouse's models, tables and views (not its `staging` layer)."""
         rows = self.connection.execute(
-            "select view_name from duckdb_views() "
-            "where not internal and schema_name = 'main' order by view_name"
+            "select table_name from information_schema.tables "
+            "where table_schema = 'main' order by table_name"
         ).fetchall()
         return [name for (name,) in rows]
 

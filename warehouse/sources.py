@@ -4,19 +4,19 @@ Three layers, created in this order:
 
 1. Macros: `NNN_macros.sql` holds the `create macro` statements (the exact-arithmetic helpers),
    applied as written.
-2. Staging, generated from the lake's dataset definitions: schema `staging` holds, per dataset,
-   `staging.<dataset>_landed`, every landed row (partition columns as text, `filename` the file
-   it came from), the only object that reads the dataset's files, and `staging.<dataset>`, one
-   row per the dataset's key, the newest fetch winning (datasets stamped with a fetch time).
-3. Views: each other `NNN_name.sql` file holds one lower-case `select` (CTEs reading top to
-   bottom); the file name gives the view's name, the number the order of creation (a view may
-   read the views before it). A view reads the lake through staging, and may list a dataset's
-   files through `glob('{lake}/<dataset>/<glob>')`.
+2. Staging, loaded from the lake's dataset definitions (`warehouse.staging`): schema `staging`
+   holds, per dataset, `staging.<dataset>_landed`, every landed row (partition columns as text,
+   `filename` the file it came from), the only table loaded from the dataset's files, and
+   `staging.<dataset>`, one row per the dataset's key, the newest fetch winning (datasets
+   stamped with a fetch time).
+3. Models: each other `NNN_name.sql` file holds one lower-case `select` (CTEs reading top to
+   bottom); the file name gives the model's name, the number the order of creation (a model may
+   read the models before it), and `models.toml` whether it is stored as a table or computed as
+   a view, and its contract (`warehouse.contracts`). A model reads the lake through staging, and
+   may list a dataset's files through `glob('{lake}/<dataset>/<glob>')`.
 
 Lake paths are absolute (`render` replaces `{lake}`), so that the catalog opens from any
-directory. DuckDB binds a view when it is created and refuses a `read_parquet` glob that matches
-no file, so a dataset with nothing landed yet is staged as an empty relation typed like the
-dataset instead (rebuild after a sync to see its rows).
+directory. A dataset with nothing landed yet is staged as an empty table typed like the dataset.
 """
 
 from __future__ import annotations
@@ -57,12 +57,6 @@ class ViewFile:
     text: str
 
 
-@dataclass(frozen=True)
-class StagingView:
-    name: str  # qualified: `staging.<dataset>` or `staging.<dataset>_landed`
-    sql: str
-
-
 def view_files(directory: Path | None = None) -> list[ViewFile]:
     """Every `NNN_name.sql` view file, in order (`directory` defaults to the packaged `sql/`)."""
     return [f for f in _sql_files(directory) if f.name != MACROS]
@@ -88,21 +82,10 @@ def _sql_files(directory: Path | None) -> list[ViewFile]:
     return sorted(files, key=lambda f: (f.order, f.name))
 
 
-def staging_views(lake: Lake) -> list[StagingView]:
-    """The staging layer over `lake`: the landed rows of every dataset, then their newest."""
-    views = []
-    for dataset in DATASETS.values():
-        landed = f"{STAGING}.{dataset.name}_landed"
-        views.append(StagingView(landed, _landed(dataset, lake)))
-        fetch_time = next((c for c in _FETCH_TIMES if c in dataset.schema), None)
-        if fetch_time is not None:
-            newest = (
-                f"select * from {landed}\nqualify row_number() over (\n"
-                f"    partition by {', '.join(dataset.key)}\n"
-                f"    order by {fetch_time} desc, filename desc\n) = 1"
-            )
-            views.append(StagingView(f"{STAGING}.{dataset.name}", newest))
-    return views
+def fetch_time(dataset: Dataset) -> str | None:
+    """The column saying which of two rows with one key is the newer (None: the dataset has
+    none, and is not deduplicated)."""
+    return next((c for c in _FETCH_TIMES if c in dataset.schema), None)
 
 
 def lake_exchanges(lake: Lake) -> set[str]:
@@ -118,18 +101,6 @@ def lake_exchanges(lake: Lake) -> set[str]:
     return found
 
 
-def _landed(dataset: Dataset, lake: Lake) -> str:
-    glob = lake.glob(dataset)
-    if not _has_files(lake, str(Path(glob).relative_to(lake.root))):
-        return f"select * from {_empty_relation(dataset)}"
-    # Hive partition values are typed by their text ('1' reads as a number): keep them text
-    texts = ", ".join(f"{c}::varchar as {c}" for c in dataset.partition_by)
-    columns = f"* replace ({texts})" if texts else "*"
-    hive = "hive_partitioning=true, " if dataset.partition_by else ""
-    options = f"{hive}union_by_name=true, filename=true"
-    return f"select {columns}\nfrom read_parquet({_quote(glob)}, {options})"
-
-
 def render(text: str, lake: Lake) -> str:
     """A view's SQL bound to `lake`: its file listings with absolute paths."""
     read = _READ.search(text)
@@ -142,7 +113,7 @@ def render(text: str, lake: Lake) -> str:
     def listing(match: re.Match[str]) -> str:
         dataset = _dataset(match.group("dataset"))
         glob = _checked_glob(lake, dataset, match.group("glob"))
-        return f"glob({_quote(str(lake.root / glob))})"
+        return f"glob({quote(str(lake.root / glob))})"
 
     rendered = _GLOB.sub(listing, text)
     if "{lake}" in rendered:
@@ -168,15 +139,11 @@ def _checked_glob(lake: Lake, dataset: Dataset, glob: str) -> str:
     return relative
 
 
-def _has_files(lake: Lake, glob: str) -> bool:
-    return any(not p.name.startswith(".") for p in lake.root.glob(glob))
-
-
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _empty_relation(dataset: Dataset) -> str:
+def empty_relation(dataset: Dataset) -> str:
     columns = [
         f"null::{'varchar' if name in dataset.partition_by else duckdb_type(dtype)} as {name}"
         for name, dtype in dataset.schema.items()

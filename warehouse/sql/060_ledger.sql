@@ -107,9 +107,9 @@ bitvavo_fill_legs as (
     select
         exchange,
         account,
-        leg.asset,
-        leg.amount,
-        leg.kind,
+        base_asset as asset,
+        case side when 'buy' then base_amount else -base_amount end as amount,
+        'trade_base' as kind,
         executed_at,
         fill_id as reference,
         source,
@@ -117,21 +117,24 @@ bitvavo_fill_legs as (
         side as event_type,
         market,
         null::bigint as sequence,
-        leg.leg
-    from bitvavo_fills, unnest([
-        {
-            'asset': base_asset,
-            'amount': case side when 'buy' then base_amount else -base_amount end,
-            'kind': 'trade_base',
-            'leg': 1
-        },
-        {
-            'asset': quote_asset,
-            'amount': case side when 'buy' then -quote_amount else quote_amount end,
-            'kind': 'trade_quote',
-            'leg': 2
-        }
-    ]) as legs(leg)
+        1 as leg
+    from bitvavo_fills
+    union all
+    select
+        exchange,
+        account,
+        quote_asset,
+        case side when 'buy' then -quote_amount else quote_amount end,
+        'trade_quote',
+        executed_at,
+        fill_id,
+        source,
+        'trade',
+        side,
+        market,
+        null::bigint,
+        2
+    from bitvavo_fills
 ),
 
 bitvavo_transfers as (

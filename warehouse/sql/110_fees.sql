@@ -43,17 +43,24 @@ priced as (
         and fee_legs.executed_at >= prices.priced_at
 ),
 
+-- every amount as its whole part and the halves of its fraction (`decimal_parts`), once
+parts as (
+    select
+        *,
+        decimal_parts(abs(fee)) as fee_parts,
+        decimal_parts(price) as price_parts
+    from priced
+    where asset <> 'EUR'
+),
+
 -- EUR is its own value: only other assets are multiplied
 valued as (
     select
-        * exclude (price),
-        case
-            when asset = 'EUR' then fee
-            else units_to_decimal(
-                sign(fee) * exact_round(exact_product(decimal_parts(abs(fee)), decimal_parts(price)))
-            )
-        end as value
-    from priced
+        * exclude (price, fee_parts, price_parts),
+        units_to_decimal(sign(fee) * exact_round(exact_product(fee_parts, price_parts))) as value
+    from parts
+    union all
+    select * exclude (price), fee as value from priced where asset = 'EUR'
 ),
 
 final as (

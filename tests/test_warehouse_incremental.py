@@ -1,0 +1,178 @@
+"""`tally warehouse` builds from the previous warehouse: it loads only the lake files that are
+new or were replaced, drops the rows of files that are gone, and computes the models again; the
+result is the same, row for row, as a build from nothing (`--full`). A build whose lake has not
+changed leaves the warehouse as it is; one whose definitions changed starts afresh.
+
+The lake is the benchmark's synthetic one (`benchmarks.warehouse_bench`), small: both accounts'
+fills, ledgers, transfers, candles, snapshots and schedules, every balance reconciling.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from warehouse_build import build
+
+import warehouse
+from benchmarks.warehouse_bench import generate
+from pipelines.config import Settings
+from pipelines.datasets import CANDLES, FILLS, TRANSFERS
+from pipelines.lake import Lake
+from warehouse.build import build_summary
+from warehouse.sources import DATASETS, STAGING, fetch_time, view_files
+
+FILL_COUNT = 300
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic lake, landed once for the module: tests copy it."""
+    data = tmp_path_factory.mktemp("incremental") / "data"
+    generate(Lake(Settings(data_dir=data).lake_dir), FILL_COUNT)
+    return data / "lake"
+
+
+def copied(lake: Path, tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data")
+    shutil.copytree(lake, settings.lake_dir)
+    return settings
+
+
+def partition_of(lake: Lake, path: Path) -> dict[str, str]:
+    """The partition values a lake file's path names (`exchange=bitvavo/account=main/…`)."""
+    relative = path.relative_to(lake.root).parts[1:-1]
+    return dict(part.split("=", 1) for part in relative)
+
+
+def models() -> list[str]:
+    """Every model and every staging table a build writes from the lake."""
+    staged = [f"{STAGING}.{name}_landed" for name in DATASETS]
+    staged += [f"{STAGING}.{n}" for n, d in DATASETS.items() if fetch_time(d) is not None]
+    return [*staged, *(view.name for view in view_files())]
+
+
+def differences(built: Path, other: Path) -> dict[str, tuple[int, int]]:
+    """Per model whose rows differ between two warehouses: the rows only in each (as bags)."""
+    found = {}
+    with duckdb.connect(str(built), read_only=True) as connection:
+        connection.execute(f"attach '{other}' as other (read_only)")
+        connection.execute("set TimeZone = 'UTC'")
+        for name in models():
+            here = f"{built.stem}.{name}"
+            there = f"other.{name}"
+            only_here, only_there = (
+                connection.execute(
+                    f"select count(*) from (select * from {a} except all select * from {b})"
+                ).fetchone()
+                for a, b in ((here, there), (there, here))
+            )
+            if only_here != (0,) or only_there != (0,):
+                found[name] = (
+                    only_here[0] if only_here else -1,
+                    only_there[0] if only_there else -1,
+                )
+    return found
+
+
+def test_an_incremental_build_equals_a_full_one_after_files_land_are_replaced_and_go(
+    lake: Path, tmp_path: Path
+) -> None:
+    settings = copied(lake, tmp_path)
+    assert build(settings).full  # no warehouse yet
+    files = Lake(settings.lake_dir)
+    # a new file: one more fill, landed by a later fetch
+    fill_file = files.files(FILLS.dataset)[-1]
+    partition = partition_of(files, fill_file)
+    newer = pl.read_parquet(fill_file, hive_partitioning=False).head(1)
+    newer = newer.with_columns(
+        *(pl.lit(value).alias(column) for column, value in partition.items()),
+        fill_id=pl.lit("incremental-fill"),
+        fetched_at=pl.col("fetched_at") + timedelta(hours=1),
+    )
+    files.land(FILLS.dataset, newer, stem="trades-later", partition=partition)
+    # a file replaced under its own name: one candle's close changed
+    candle_file = files.files(CANDLES.dataset)[0]
+    candles = pl.read_parquet(candle_file, hive_partitioning=False)
+    first = pl.int_range(pl.len()) == 0
+    replaced = candles.with_columns(
+        close=pl.when(first).then(pl.col("close") * 2).otherwise(pl.col("close"))
+    )
+    replaced.write_parquet(candle_file)
+    # a file gone
+    transfer_file = files.files(TRANSFERS.dataset)[0]
+    gone = pl.read_parquet(transfer_file).height
+    transfer_file.unlink()
+
+    incremental = build(settings)
+    kept = tmp_path / "incremental.duckdb"
+    shutil.copyfile(settings.warehouse_path, kept)
+    full = build(settings, full=True)
+
+    assert (incremental.full, incremental.computed) == (False, True)
+    assert incremental.staged == ("candles", "fills", "transfers")
+    assert build_summary(incremental) == "loaded candles, fills, transfers"
+    assert full.full and build_summary(full) == "built from nothing"
+    assert differences(settings.warehouse_path, kept) == {}
+    with duckdb.connect(str(kept), read_only=True) as connection:
+        (fill,) = connection.execute(
+            "select count(*) from fills where fill_id = 'incremental-fill'"
+        ).fetchone() or (0,)
+        (transfers,) = connection.execute(
+            f"select count(*) from {STAGING}.transfers_landed where filename = ?",
+            [str(transfer_file)],
+        ).fetchone() or (-1,)
+    assert (fill, transfers, gone > 0) == (1, 0, True)
+
+
+def test_a_build_with_nothing_new_leaves_the_warehouse_as_it_is(lake: Path, tmp_path: Path) -> None:
+    settings = copied(lake, tmp_path)
+    build(settings)
+    before = settings.warehouse_path.stat()
+    again = build(settings)
+    after = settings.warehouse_path.stat()
+    assert (again.full, again.computed, again.staged) == (False, False, ())
+    assert build_summary(again) == "lake unchanged"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert [p.name for p in settings.data_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_build_from_changed_definitions_starts_afresh(lake: Path, tmp_path: Path) -> None:
+    settings = copied(lake, tmp_path)
+    sql = tmp_path / "sql"
+    shutil.copytree(Path(warehouse.__file__).parent / "sql", sql)
+    build(settings, sql_dir=sql)
+    fees = sql / "110_fees.sql"
+    fees.write_text(fees.read_text("utf-8") + "\n-- a changed definition\n", "utf-8")
+    changed = build(settings, sql_dir=sql)
+    assert changed.full
+
+
+def test_new_files_with_a_column_the_table_lacks_load_the_dataset_again(
+    lake: Path, tmp_path: Path
+) -> None:
+    settings = copied(lake, tmp_path)
+    build(settings)
+    files = Lake(settings.lake_dir)
+    fill_file = files.files(FILLS.dataset)[-1]
+    widened = pl.read_parquet(fill_file, hive_partitioning=False).with_columns(
+        fill_id=pl.col("fill_id") + "-wide", novel=pl.lit("kept")
+    )
+    widened.write_parquet(fill_file.with_name("trades-widened.parquet"))
+
+    incremental = build(settings)
+    kept = tmp_path / "incremental.duckdb"
+    shutil.copyfile(settings.warehouse_path, kept)
+    build(settings, full=True)
+
+    assert incremental.staged == ("fills",)
+    assert differences(settings.warehouse_path, kept) == {}
+    with duckdb.connect(str(kept), read_only=True) as connection:
+        (novel,) = connection.execute(
+            f"select count(*) from {STAGING}.fills_landed where novel = 'kept'"
+        ).fetchone() or (0,)
+    assert novel == widened.height

@@ -1,0 +1,153 @@
+"""The staging tables: each lake dataset loaded once, kept in step with the lake's files.
+
+    changed = stage(connection, lake, incremental=True)
+
+Per dataset, `staging.<dataset>_landed` holds every landed row (partition columns as text,
+`filename` the file it came from) and `staging.<dataset>` one row per the dataset's key, the
+newest fetch winning (datasets stamped with a fetch time). `staging.landed_files` records each
+file loaded with its size and modification time: the lake's file names say what landed, so an
+incremental build reads only the files that are new or were replaced, drops the rows of files
+that are gone, and deduplicates again only the datasets whose files changed. A dataset whose new
+files do not fit its table (a column it has never had) is loaded again whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from pipelines.lake import Dataset, Lake
+from warehouse.sources import DATASETS, STAGING, empty_relation, fetch_time, quote
+
+FILES = f"{STAGING}.landed_files"
+# (size in bytes, modification time in ns): a file replaced under the same name differs in one
+Stamp = tuple[int, int]
+
+
+def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: bool) -> list[str]:
+    """Bring every staging table in step with `lake`; the names of the datasets that changed
+    (every dataset unless `incremental`)."""
+    connection.execute(
+        f"create table if not exists {FILES} "
+        "(dataset varchar, filename varchar, size bigint, modified_ns bigint)"
+    )
+    changed = []
+    for dataset in DATASETS.values():
+        current = lake_files(lake, dataset)
+        known = _known_files(connection, dataset) if incremental else None
+        if known == current:
+            continue
+        if known is None or not _apply(connection, dataset, known, current):
+            _load(connection, dataset, sorted(current))
+        connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
+        if current:
+            connection.executemany(
+                f"insert into {FILES} values (?, ?, ?, ?)",
+                [[dataset.name, name, *stamp] for name, stamp in sorted(current.items())],
+            )
+        _dedupe(connection, dataset)
+        changed.append(dataset.name)
+    return changed
+
+
+def lake_files(lake: Lake, dataset: Dataset) -> dict[str, Stamp]:
+    """The dataset's files where the lake keeps them, each with its stamp."""
+    files = {}
+    for path in lake.files(dataset):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # moved away (quarantined) while listed
+            continue
+        files[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+def pending(connection: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
+    """The datasets whose files differ from those the staging tables were loaded from."""
+    return [
+        dataset.name
+        for dataset in DATASETS.values()
+        if _known_files(connection, dataset) != lake_files(lake, dataset)
+    ]
+
+
+def _known_files(connection: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Stamp]:
+    rows = connection.execute(
+        f"select filename, size, modified_ns from {FILES} where dataset = ?", [dataset.name]
+    ).fetchall()
+    return {name: (size, modified) for name, size, modified in rows}
+
+
+def _apply(
+    connection: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    known: dict[str, Stamp],
+    current: dict[str, Stamp],
+) -> bool:
+    """Drop the rows of files gone or replaced, add those of files new or replaced; False
+    (nothing changed) when the new files do not fit the table."""
+    stale = sorted(name for name, stamp in known.items() if current.get(name) != stamp)
+    fresh = sorted(name for name, stamp in current.items() if known.get(name) != stamp)
+    landed = f"{STAGING}.{dataset.name}_landed"
+    connection.execute("begin transaction")
+    try:
+        if stale:
+            connection.execute(
+                f"delete from {landed} where filename in (select unnest(?))", [stale]
+            )
+        if fresh:
+            connection.execute(f"insert into {landed} by name {_read(dataset, fresh)}")
+    except duckdb.Error:
+        # (a column the table lacks, a type it cannot take): load the dataset again whole
+        connection.execute("rollback")
+        return False
+    connection.execute("commit")
+    return True
+
+
+def _load(connection: duckdb.DuckDBPyConnection, dataset: Dataset, files: Sequence[str]) -> None:
+    landed = f"{STAGING}.{dataset.name}_landed"
+    source = _read(dataset, files) if files else f"select * from {empty_relation(dataset)}"
+    connection.execute(f"create or replace table {landed} as\n{source}")
+
+
+def _read(dataset: Dataset, files: Sequence[str]) -> str:
+    # Hive partition values are typed by their text ('1' reads as a number): keep them text
+    texts = ", ".join(f"{c}::varchar as {c}" for c in dataset.partition_by)
+    columns = f"* replace ({texts})" if texts else "*"
+    hive = "hive_partitioning=true, " if dataset.partition_by else ""
+    listed = ", ".join(quote(name) for name in files)
+    return (
+        f"select {columns}\nfrom read_parquet([{listed}], {hive}union_by_name=true, filename=true)"
+    )
+
+
+def _dedupe(connection: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """`staging.<dataset>`: a view of the landed rows when no key is landed twice (nothing to
+    choose: the rows are not stored again), else a table of the newest row per key."""
+    stamped = fetch_time(dataset)
+    if stamped is None:  # (the quarantine index: nothing says which row is newer)
+        return
+    landed = f"{STAGING}.{dataset.name}_landed"
+    newest = f"{STAGING}.{dataset.name}"
+    keys = ", ".join(dataset.key)
+    twice = connection.execute(
+        f"select count(*) from (select 1 from {landed} group by {keys} having count(*) > 1)"
+    ).fetchone()
+    for (kind,) in connection.execute(
+        "select 'view' from duckdb_views() where schema_name = ? and view_name = ? union all "
+        "select 'table' from duckdb_tables() where schema_name = ? and table_name = ?",
+        [STAGING, dataset.name] * 2,
+    ).fetchall():
+        connection.execute(f"drop {kind} {newest}")
+    if not (twice and twice[0]):
+        connection.execute(f"create view {newest} as select * from {landed}")
+        return
+    connection.execute(
+        f"create table {newest} as\n"
+        f"select * from {landed}\n"
+        f"qualify row_number() over (\n"
+        f"    partition by {keys}\n"
+        f"    order by {stamped} desc, filename desc\n) = 1"
+    )
