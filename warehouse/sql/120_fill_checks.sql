@@ -48,23 +48,33 @@ with fill_source as (
     select * from staging.fills_landed
 ),
 
--- per fill: its landed rows, and the raw text of the one `fills` keeps (an order-book row
--- first, then the newest fetch)
-landed as (
+-- per fill: how many rows landed for it (every file and source)
+copies as (
+    select exchange, account, market, fill_id, count(*) as landed_copies
+    from fill_source
+    group by all
+),
+
+-- the sources of each fill landed more than once (aggregated over those fills only)
+copy_sources as (
     select
         exchange,
         account,
         market,
         fill_id,
-        count(*) as landed_copies,
-        case
-            when count(*) > 1 then string_agg(distinct source, ', ' order by source)
-        end as landed_sources,
-        arg_max(
-            raw, {'book': source = 'trades', 'fetched_at': fetched_at, 'file': filename}
-        ) as raw
+        string_agg(distinct source, ', ' order by source) as landed_sources
     from fill_source
+    semi join (select * from copies where landed_copies > 1) as copied
+        using (exchange, account, market, fill_id)
     group by all
+),
+
+-- the raw text of the row `fills` keeps (an order-book row first, then the newest fetch): the
+-- one staged row of its source
+kept_raw as (
+    select fills.exchange, fills.account, fills.market, fills.fill_id, staged.raw
+    from fills
+    inner join staging.fills as staged using (exchange, account, market, fill_id, source)
 ),
 
 ledger_rows as (
@@ -84,23 +94,52 @@ match_source as (
 ),
 
 -- per order-book fill: the landed account/history items matched to it, and their problems
-history_links as (
+history_pairs as (
     select
         history_rows.exchange,
         history_rows.account,
         match_source.market,
         match_source.fill_id,
-        bool_or(match_source.status = 'matched') as history_matched,
-        string_agg(
-            distinct match_source.transaction_id, ', ' order by match_source.transaction_id
-        ) filter (where match_source.status = 'matched') as history_items,
-        string_agg(
-            distinct match_source.problem, '; ' order by match_source.problem
-        ) as history_problem
+        match_source.transaction_id,
+        match_source.status,
+        match_source.problem
     from match_source
     inner join history_rows
         on history_rows.account = match_source.account
         and history_rows.id = match_source.transaction_id
+),
+
+-- (most fills have one item: its values are the aggregates, which are computed for the others
+-- only)
+history_counts as (
+    select
+        exchange,
+        account,
+        market,
+        fill_id,
+        count(*) as pairs,
+        bool_or(status = 'matched') as history_matched,
+        any_value(case when status = 'matched' then transaction_id end) as history_items,
+        any_value(problem) as history_problem
+    from history_pairs
+    group by all
+),
+
+history_links as (
+    select * exclude (pairs) from history_counts where pairs = 1
+    union all
+    select
+        exchange,
+        account,
+        market,
+        fill_id,
+        bool_or(status = 'matched') as history_matched,
+        string_agg(distinct transaction_id, ', ' order by transaction_id)
+            filter (where status = 'matched') as history_items,
+        string_agg(distinct problem, '; ' order by problem) as history_problem
+    from history_pairs
+    semi join (select * from history_counts where pairs > 1) as several
+        using (exchange, account, market, fill_id)
     group by all
 ),
 
@@ -118,7 +157,7 @@ market_schedules as (
         schedules.maker,
         schedules.taker,
         schedules.taken_at
-    from (select distinct exchange, account, market from landed) as traded
+    from (select distinct exchange, account, market from copies) as traded
     inner join schedules
         on schedules.exchange = traded.exchange
         and schedules.account = traded.account
@@ -155,9 +194,9 @@ schedule_periods as (
 joined as (
     select
         fills.*,
-        landed.raw,
-        landed.landed_copies,
-        landed.landed_sources,
+        kept_raw.raw,
+        copies.landed_copies,
+        copy_sources.landed_sources,
         case
             when rules.raw_ledger_is_balance_ledger then ledger_rows.id is null
             when fills.source = 'account/history' then false
@@ -176,7 +215,9 @@ joined as (
             else schedule_periods.higher
         end as schedule_rate
     from fills
-    left join landed using (exchange, account, market, fill_id)
+    left join copies using (exchange, account, market, fill_id)
+    left join copy_sources using (exchange, account, market, fill_id)
+    left join kept_raw using (exchange, account, market, fill_id)
     left join ledger_rows
         on ledger_rows.exchange = fills.exchange
         and ledger_rows.account = fills.account
@@ -262,9 +303,9 @@ products as (
         *,
         exact_product(base_parts, price_parts) as computed,
         exact_product(quote_parts, rate_parts) as allowed,
-        decimal_units(abs(fee)) as fee_units,
-        nullif(decimal_units(abs(quote_amount)), 0) as quote_units,
-        decimal_units(abs(price)) as price_units
+        decimal_units_of_text(abs(fee)) as fee_units,
+        nullif(decimal_units_of_text(abs(quote_amount)), 0) as quote_units,
+        decimal_units_of_text(abs(price)) as price_units
     from parts
 ),
 
