@@ -1,6 +1,7 @@
-"""Analytics over the lake: DuckDB views in `data/warehouse.duckdb`, rebuilt by `tally warehouse`.
+"""Analytics over the lake: DuckDB models in `data/warehouse.duckdb`, built by `tally warehouse`.
 
-The views (`sql/NNN_name.sql`, created in that order):
+The models (`sql/NNN_name.sql`, created in that order; `sql/models.toml` says which are stored
+as tables, and each one's key):
 
 - `candles`, `public_trades`: the lake's rows, one per key, the newest fetch winning;
 - `coverage`: per stream, rows, time range and landed windows, and every gap with its reason;
@@ -15,10 +16,15 @@ The views (`sql/NNN_name.sql`, created in that order):
   first, then amount and time), and every transfer that matched nothing;
 - `fees`: every fee that moved a balance, per account, asset, market and month, in its own asset
   and in EUR at the time it was charged;
-- `fill_checks`: per fill, price × amount against the quote amount, the fee against the schedule
-  in force, duplicates, orphans, and Bitvavo account/history items that fit it ambiguously.
+- `fill_check_quote`, `fill_check_fee`, `fill_check_duplicate`, `fill_check_orphan`,
+  `fill_check_history`: per fill, one check each: price × amount against the quote amount, the
+  fee against the schedule in force, duplicates, orphans, and Bitvavo account/history items
+  that fit it ambiguously;
+- `fill_checks`: per fill, the five checks' figures and verdict.
 
-Modules: `sources` (view files, binding them to a lake), `build` (the atomic rebuild),
+Modules: `sources` (model files, binding them to a lake), `staging` (the lake's rows loaded,
+incrementally), `contracts` (each model's declared key and not-null columns), `build` (the
+atomic, incremental build),
 `connect` (read-only connections), `output` (query results as text), `reconcile` (the verdict).
 The warehouse reads the lake only: it never imports `pipelines.exchanges`.
 """

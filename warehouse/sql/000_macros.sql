@@ -94,3 +94,13 @@ create macro timestamptz_difference(a, b) as case
         make_timestamp(epoch_us(a)) - make_timestamp(epoch_us(b))
     else a - b
 end;
+
+-- a unit of the last of `decimals` decimals (0 to 18) as DECIMAL(38, 18): 1, 0.1 … 1e-18
+create macro last_decimal_unit(decimals) as (
+    [
+        '1', '0.1', '0.01', '0.001', '0.0001', '0.00001', '0.000001', '0.0000001',
+        '0.00000001', '0.000000001', '0.0000000001', '0.00000000001', '0.000000000001',
+        '0.0000000000001', '0.00000000000001', '0.000000000000001', '0.0000000000000001',
+        '0.00000000000000001', '0.000000000000000001'
+    ]::decimal(38, 18)[]
+)[decimals + 1];
