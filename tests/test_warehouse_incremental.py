@@ -24,6 +24,7 @@ from pipelines.config import Settings
 from pipelines.datasets import CANDLES, FILLS, TRANSFERS
 from pipelines.lake import Lake
 from warehouse.build import build_summary
+from warehouse.connect import connect
 from warehouse.sources import DATASETS, STAGING, fetch_time, view_files
 
 FILL_COUNT = 300
@@ -176,3 +177,21 @@ def test_new_files_with_a_column_the_table_lacks_load_the_dataset_again(
             f"select count(*) from {STAGING}.fills_landed where novel = 'kept'"
         ).fetchone() or (0,)
     assert novel == widened.height
+
+
+def test_a_reader_never_reads_the_lake_so_files_replaced_under_it_cannot_break_it(
+    lake: Path, tmp_path: Path
+) -> None:
+    """What a sync landing files does to a running notebook's queries: nothing (every model
+    reads the warehouse's own tables; a lake file replaced mid-query once broke them)."""
+    settings = copied(lake, tmp_path)
+    build(settings)
+    names = [view.name for view in view_files()]
+    digest = "select count(*), sum(hash(t)::hugeint) from {} as t"
+    with connect(settings.data_dir) as reader:
+        before = {name: reader.execute(digest.format(name)).fetchone() for name in names}
+        for path in settings.lake_dir.rglob("*.parquet"):
+            path.write_bytes(b"PAR1 cut short")
+        after = {name: reader.execute(digest.format(name)).fetchone() for name in names}
+    assert after == before
+    assert all(rows and rows[0] for rows in before.values() if rows != before["public_trades"])
