@@ -28,14 +28,19 @@ from warehouse.connect import connect
 from warehouse.sources import DATASETS, STAGING, fetch_time, view_files
 
 FILL_COUNT = 300
+CANDLE_HOURS = 24 * 7
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic lake, landed once for the module: tests copy it."""
     data = tmp_path_factory.mktemp("incremental") / "data"
-    generate(Lake(Settings(data_dir=data).lake_dir), FILL_COUNT)
-    return data / "lake"
+    lake = Lake(Settings(data_dir=data).lake_dir)
+    generate(lake, FILL_COUNT)
+    # a week of its two years of hourly candles: enough to price, and cheap to build
+    for path in lake.files(CANDLES.dataset):
+        pl.read_parquet(path, hive_partitioning=False).head(CANDLE_HOURS).write_parquet(path)
+    return lake.root
 
 
 def copied(lake: Path, tmp_path: Path) -> Settings:
