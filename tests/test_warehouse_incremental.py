@@ -119,9 +119,10 @@ def test_an_incremental_build_equals_a_full_one_after_files_land_are_replaced_an
     shutil.copyfile(settings.warehouse_path, kept)
     full = build(settings, full=True)
 
-    assert (incremental.full, incremental.computed) == (False, True)
+    assert not incremental.full
     assert incremental.staged == ("candles", "fills", "transfers")
-    assert build_summary(incremental) == "loaded candles, fills, transfers"
+    assert {"prices", "internal_transfers", "fill_checks"} <= set(incremental.computed)
+    assert build_summary(incremental).startswith("loaded candles, fills, transfers; computed ")
     assert full.full and build_summary(full) == "built from nothing"
     assert differences(settings.warehouse_path, kept) == {}
     with duckdb.connect(str(kept), read_only=True) as connection:
@@ -135,13 +136,35 @@ def test_an_incremental_build_equals_a_full_one_after_files_land_are_replaced_an
     assert (fill, transfers, gone > 0) == (1, 0, True)
 
 
+def test_new_candles_compute_again_only_the_models_that_read_them(
+    lake: Path, tmp_path: Path
+) -> None:
+    settings = copied(lake, tmp_path)
+    build(settings)
+    files = Lake(settings.lake_dir)
+    candle_file = files.files(CANDLES.dataset)[-1]
+    candles = pl.read_parquet(candle_file, hive_partitioning=False)
+    candles.with_columns(close=pl.col("close") + 1).write_parquet(candle_file)
+
+    incremental = build(settings)
+    kept = tmp_path / "incremental.duckdb"
+    shutil.copyfile(settings.warehouse_path, kept)
+    build(settings, full=True)
+
+    assert (incremental.staged, incremental.computed) == (
+        ("candles",),
+        ("candles", "coverage", "prices", "fees"),
+    )
+    assert differences(settings.warehouse_path, kept) == {}
+
+
 def test_a_build_with_nothing_new_leaves_the_warehouse_as_it_is(lake: Path, tmp_path: Path) -> None:
     settings = copied(lake, tmp_path)
     build(settings)
     before = settings.warehouse_path.stat()
     again = build(settings)
     after = settings.warehouse_path.stat()
-    assert (again.full, again.computed, again.staged) == (False, False, ())
+    assert (again.full, again.computed, again.staged) == (False, (), ())
     assert build_summary(again) == "lake unchanged"
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert [p.name for p in settings.data_dir.iterdir() if p.name.endswith(".tmp")] == []

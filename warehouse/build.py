@@ -14,11 +14,11 @@ one, and a crashed build leaves the old one in place.
 
 Incremental by default: a catalog built from the same definitions (SQL, contracts, rules, dataset
 schemas, DuckDB version, lake) loads only the lake files that are new or were replaced
-(`warehouse.staging`) and then computes the models again from staging; one whose lake has not
-changed is left as it is. `full=True` builds everything from nothing. DuckDB's memory is bounded by
-the `warehouse_memory_limit` setting (what does not fit spills to a directory beside the temporary
-file). Lake paths in
-the models are absolute: the file opens from any directory, in Python or in the `duckdb` shell.
+(`warehouse.staging`) and then computes again the models that read what changed
+(`warehouse.lineage`); one whose lake has not changed is left as it is. `full=True` builds
+everything from nothing. DuckDB's memory is bounded by the `warehouse_memory_limit` setting (what
+does not fit spills to a directory beside the temporary file). Lake paths in the models are
+absolute: the file opens from any directory, in Python or in the `duckdb` shell.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pipelines.lake import Lake
 from warehouse import rules as exchange_rules
 from warehouse.connect import BUILT_FROM_TABLE, lake_location
 from warehouse.contracts import CONTRACTS_FILE, Contract, view_contracts
+from warehouse.lineage import stale_models
 from warehouse.sources import (
     DATASETS,
     STAGING,
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 
 
 class WarehouseBuildError(OperatorError):
-    """A view could not be created (names the view file), or the lake holds rows of an exchange
-    that no rules were given for (the views would leave its rows out): a data problem."""
+    """A model could not be created (names its file), or the lake holds rows of an exchange that
+    no rules were given for (the models would leave its rows out): a data problem."""
 
     exit_code = ExitCode.DATA
 
@@ -75,7 +76,7 @@ class BuildResult:
     seconds: float
     full: bool  # built from nothing (else: from the previous catalog)
     staged: tuple[str, ...]  # the datasets whose lake files changed and were loaded again
-    computed: bool  # the models were computed (False: the lake had not changed)
+    computed: tuple[str, ...]  # the models computed (again): those that read what changed
 
 
 def build(
@@ -118,9 +119,11 @@ def build(
         try:
             staged = stage(connection, lake, incremental=incremental)
             if incremental and not staged:
-                return BuildResult(target, names, time.monotonic() - began, False, (), False)
+                return BuildResult(target, names, time.monotonic() - began, False, (), ())
+            stale = set(stale_models(files, staged)) if incremental else set(names)
             for view in files:
-                _create_model(connection, view, declared[view.name], lake)
+                if view.name in stale:
+                    _create_model(connection, view, declared[view.name], lake)
             connection.execute(
                 f"create or replace table {BUILT_FROM} as select ? as fingerprint, ? as lake",
                 [fingerprint, lake_location(lake.root)],
@@ -134,8 +137,9 @@ def build(
         Path(f"{temporary}.wal").unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
     fsync_dir(target.parent)
+    computed = tuple(name for name in names if name in stale)
     return BuildResult(
-        target, names, time.monotonic() - began, not incremental, tuple(staged), True
+        target, names, time.monotonic() - began, not incremental, tuple(staged), computed
     )
 
 
@@ -223,7 +227,7 @@ def _run(connection: duckdb.DuckDBPyConnection, what: str, statement: str) -> No
     try:
         connection.execute(statement)
     except duckdb.Error as error:
-        raise WarehouseBuildError(f"view {what}: {error}") from error
+        raise WarehouseBuildError(f"{what}: {error}") from error
 
 
 def build_summary(result: BuildResult) -> str:
@@ -231,9 +235,9 @@ def build_summary(result: BuildResult) -> str:
     fills, transfers"."""
     if result.full:
         return "built from nothing"
-    if not result.computed:
+    if not result.staged:
         return "lake unchanged"
-    return f"loaded {', '.join(result.staged)}"
+    return f"loaded {', '.join(result.staged)}; computed {', '.join(result.computed) or 'nothing'}"
 
 
 def view_row_counts(

@@ -43,7 +43,7 @@ MACROS = "macros"
 _FETCH_TIMES = ("fetched_at", "detected_at")
 _FILE = re.compile(r"^(\d{3})_([a-z][a-z0-9_]*)\.sql$")
 _READ = re.compile(r"read_parquet\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/")
-_GLOB = re.compile(r"glob\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/(?P<glob>[^']*)'\s*\)")
+GLOB = re.compile(r"glob\(\s*'\{lake\}/(?P<dataset>[a-z_]+)/(?P<glob>[^']*)'\s*\)")
 
 
 class ViewDefinitionError(ValueError):
@@ -115,7 +115,7 @@ def render(text: str, lake: Lake) -> str:
         glob = _checked_glob(lake, dataset, match.group("glob"))
         return f"glob({quote(str(lake.root / glob))})"
 
-    rendered = _GLOB.sub(listing, text)
+    rendered = GLOB.sub(listing, text)
     if "{lake}" in rendered:
         raise ViewDefinitionError("'{lake}' used outside glob('{lake}/…')")
     return rendered
