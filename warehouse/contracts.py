@@ -76,12 +76,14 @@ def broken(connection: duckdb.DuckDBPyConnection, contract: Contract) -> list[st
         ).fetchone()
         if duplicated and duplicated[0]:
             problems.append(f"{contract.model}: {duplicated[0]} keys ({keys}) name several rows")
-    for column in contract.not_null:
-        nulls = connection.execute(
-            f"select count(*) from {contract.model} where {column} is null"
-        ).fetchone()
-        if nulls and nulls[0]:
-            problems.append(f"{contract.model}: {nulls[0]} rows with {column} null")
+    if contract.not_null:
+        counts = ", ".join(f"count(*) filter (where {c} is null)" for c in contract.not_null)
+        nulls = connection.execute(f"select {counts} from {contract.model}").fetchone() or ()
+        problems += [
+            f"{contract.model}: {count} rows with {column} null"
+            for column, count in zip(contract.not_null, nulls, strict=True)
+            if count
+        ]
     schema, _, table = contract.model.rpartition(".")
     floats = connection.execute(
         "select column_name, data_type from duckdb_columns() "

@@ -41,11 +41,16 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
         if known is None or not _apply(connection, dataset, known, current):
             _load(connection, dataset, sorted(current))
         connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
-        if current:
-            connection.executemany(
-                f"insert into {FILES} values (?, ?, ?, ?)",
-                [[dataset.name, name, *stamp] for name, stamp in sorted(current.items())],
-            )
+        listed = sorted(current.items())
+        connection.execute(
+            f"insert into {FILES} select ?, unnest(?), unnest(?), unnest(?)",
+            [
+                dataset.name,
+                [name for name, _ in listed],
+                [size for _, (size, _) in listed],
+                [modified for _, (_, modified) in listed],
+            ],
+        )
         _dedupe(connection, dataset)
         changed.append(dataset.name)
     return changed
