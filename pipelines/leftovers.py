@@ -20,6 +20,7 @@ left alone: `tally export` writes them without the lock, as a reader of the ware
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from pipelines.config import Settings
@@ -38,6 +39,8 @@ def stale_temp_files(data_dir: Path) -> list[Path]:
     warehouse = settings.warehouse_path
     found += warehouse.parent.glob(f".{warehouse.name}.*.tmp")
     found += warehouse.parent.glob(f".{warehouse.name}.*.tmp.wal")
+    # (a directory: what a build killed while it spilled left behind)
+    found += warehouse.parent.glob(f".{warehouse.name}.*.tmp.spill")
     found += data_dir.glob(f".{CACHE_NAME}.*.tmp")
     logging_config = log_file(data_dir).parent
     found += [
@@ -45,7 +48,7 @@ def stale_temp_files(data_dir: Path) -> list[Path]:
         for path in logging_config.glob(".prefect-logging.yml.*.tmp")
         if not _running(path.name.split(".")[-2])
     ]
-    return sorted(path for path in found if path.is_file())
+    return sorted(path for path in found if path.is_file() or path.name.endswith(".tmp.spill"))
 
 
 def _running(pid: str) -> bool:
@@ -65,5 +68,8 @@ def sweep_temp_files(data_dir: Path) -> list[Path]:
     """Remove the writers' temp files; call only with the data directory's lock held."""
     stale = stale_temp_files(data_dir)
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return stale

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.checks.lake import check_rows
+from pipelines.checks.lake import SHOWN, check_rows
 from pipelines.config import Settings
 from pipelines.datadir_lock import data_dir_lock
 from pipelines.lake_check import CACHE_NAME
@@ -34,7 +34,11 @@ def leave_temp_files(data_dir: Path) -> list[Path]:
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
-    return left
+    # a warehouse build killed while it spilled to disk leaves a directory
+    spill = data_dir / f".{settings.warehouse_path.name}.0123abcd.tmp.spill"
+    (spill / "duckdb_temp_storage.tmp").parent.mkdir(parents=True)
+    (spill / "duckdb_temp_storage.tmp").write_bytes(b"spilled")
+    return sorted([*left, spill])
 
 
 def test_a_writer_taking_the_lock_sweeps_every_writers_temp_files(tmp_path: Path) -> None:
@@ -57,6 +61,6 @@ def test_doctor_shows_stray_temp_files(tmp_path: Path) -> None:
     (row,) = [r for r in check_rows(settings) if r.check == "stray temp files"]
     assert row.status == "warn"
     assert row.detail.startswith(f"{len(left)} temp file(s) of a writer: ")
-    assert row.detail.endswith("and 1 more")
+    assert row.detail.endswith(f"and {len(left) - SHOWN} more")
     assert "the next one removes them" in row.fix
     assert all(p.exists() for p in left)  # doctor removes nothing

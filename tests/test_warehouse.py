@@ -393,7 +393,7 @@ def test_build_replaces_the_catalog_whole(synced: Settings) -> None:
     result = build(synced, full=True)
     assert synced.warehouse_path.stat().st_ino != before  # renamed over, not edited in place
     assert result.views[:2] == ("candles", "public_trades")
-    leftovers = [p.name for p in synced.data_dir.iterdir() if p.name.endswith(".tmp")]
+    leftovers = [p.name for p in synced.data_dir.iterdir() if p.name.startswith(".warehouse")]
     assert leftovers == []
     assert all(v["status"] == "ok" for v in verdicts(synced).values())
 

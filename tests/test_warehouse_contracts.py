@@ -4,6 +4,7 @@ keeping every contract is checked in test_notebooks, on the demo's data)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -73,3 +74,15 @@ def test_a_declaration_must_say_how_the_model_is_built(tmp_path: Path) -> None:
     (tmp_path / "models.toml").write_text('[ledger]\nkey = ["exchange"]\n', "utf-8")
     with pytest.raises(ContractError, match=r"\[ledger\] takes materialized \(table or view\)"):
         view_contracts(tmp_path)
+
+
+def test_every_staging_name_a_model_reads_is_one_the_build_creates() -> None:
+    """The lineage of an incremental build (`warehouse.lineage`) finds a model's inputs by
+    name: a staging table read under another spelling would go unseen."""
+    created = {f"{STAGING}.{name}" for name in DATASETS}
+    created |= {f"{STAGING}.{name}_landed" for name in DATASETS}
+    created |= {f"{STAGING}.exchange_rules"}
+    for view in view_files():
+        text = re.sub(r"--[^\n]*", "", view.text)
+        assert set(re.findall(r"\bstaging\.\w+", text)) <= created, view.name
+        assert re.search(r"\bstaging\s*\.\s*\"|\"staging\"", text) is None, view.name

@@ -37,6 +37,7 @@ import duckdb
 from pipelines.atomic import fsync_dir, temp_path
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Lake
+from warehouse import lineage, sources, staging
 from warehouse import rules as exchange_rules
 from warehouse.connect import BUILT_FROM_TABLE, lake_location
 from warehouse.contracts import CONTRACTS_FILE, Contract, view_contracts
@@ -50,7 +51,7 @@ from warehouse.sources import (
     render,
     view_files,
 )
-from warehouse.staging import stage
+from warehouse.staging import StagingError, pending, stage
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
@@ -67,6 +68,7 @@ class WarehouseBuildError(OperatorError):
 BUILT_FROM = f"{STAGING}.{BUILT_FROM_TABLE}"
 # the layout of the catalog itself: a change makes the next build a full one
 CATALOG_FORMAT = "2"
+_LAYOUT_MODULES = (staging, sources, exchange_rules, lineage)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def build(
     names = tuple(v.name for v in files)
     temporary = temp_path(target)
     spill = temporary.with_name(f"{temporary.name}.spill")
+    if not full and _up_to_date(target, fingerprint, lake):
+        return BuildResult(target, names, time.monotonic() - began, False, (), ())
     try:
         connection = None
         if not full and target.is_file():
@@ -117,7 +121,10 @@ def build(
             connection = _open(temporary, spill, settings.warehouse_memory_limit)
             _define(connection, sql_dir, rules)
         try:
-            staged = stage(connection, lake, incremental=incremental)
+            try:
+                staged = stage(connection, lake, incremental=incremental)
+            except StagingError as error:
+                raise WarehouseBuildError(f"staging {error}") from error
             if incremental and not staged:
                 return BuildResult(target, names, time.monotonic() - began, False, (), ())
             stale = set(stale_models(files, staged)) if incremental else set(names)
@@ -131,6 +138,9 @@ def build(
             connection.execute("checkpoint")
         finally:
             connection.close()
+        # a write-ahead log beside the target is the old catalog's (a shell that crashed while
+        # writing it): beside the new one it would be replayed into it, and break it
+        Path(f"{target}.wal").unlink(missing_ok=True)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -162,9 +172,25 @@ def _previous(
     return None
 
 
+def _up_to_date(target: Path, fingerprint: str, lake: Lake) -> bool:
+    """Whether the catalog at `target` was built from these definitions and the lake's files as
+    they are (read in place: nothing to copy)."""
+    if not target.is_file():
+        return False
+    try:
+        with duckdb.connect(str(target), read_only=True) as connection:
+            return _built_from(connection) == fingerprint and not pending(connection, lake)
+    except duckdb.Error:  # (open in this process with other settings: the copy will tell)
+        return False
+
+
 def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    # UTC: the models compute in the session's zone (timestamptz - timestamptz, months), and
+    # the readers' sessions are in UTC; a table built in another zone would hold other values
     config = {"memory_limit": memory_limit, "temp_directory": str(spill)}
-    return duckdb.connect(str(temporary), config=config)
+    connection = duckdb.connect(str(temporary), config=config)
+    connection.execute("set TimeZone = 'UTC'")
+    return connection
 
 
 def _define(
@@ -207,6 +233,9 @@ def _fingerprint(
 ) -> str:
     """What a catalog's tables depend on besides the lake's rows, hashed."""
     parts = [CATALOG_FORMAT, duckdb.__version__, str(lake.root)]
+    # the code that lays out the catalog (staging tables, their types, the rules' columns)
+    parts += [Path(module.__file__ or "").read_text("utf-8") for module in _LAYOUT_MODULES]
+    parts.append(Path(__file__).read_text("utf-8"))
     parts += [f"{f.order} {f.name}\n{f.text}" for f in [*macro_files(sql_dir), *files]]
     parts += [repr(contract) for contract in view_contracts(sql_dir).values()]
     parts += [f"{name} {rule!r}" for name, rule in rules.items()]

@@ -21,8 +21,16 @@ from pipelines.lake import Dataset, Lake
 from warehouse.sources import DATASETS, STAGING, empty_relation, fetch_time, quote
 
 FILES = f"{STAGING}.landed_files"
-# (size in bytes, modification time in ns): a file replaced under the same name differs in one
-Stamp = tuple[int, int]
+# (size in bytes, modification time in ns, inode): the lake replaces a file by renaming a new
+# one over it, so a file replaced under the same name differs at least in its inode
+Stamp = tuple[int, int, int]
+# what a batch of new files that does not fit its table raises (a column it lacks, a type it
+# cannot take): the dataset is loaded again whole
+_MISFIT = (duckdb.BinderException, duckdb.ConversionException, duckdb.CatalogException)
+
+
+class StagingError(Exception):
+    """A dataset's files could not be loaded (names the dataset and DuckDB's error)."""
 
 
 def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: bool) -> list[str]:
@@ -30,7 +38,7 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
     (every dataset unless `incremental`)."""
     connection.execute(
         f"create table if not exists {FILES} "
-        "(dataset varchar, filename varchar, size bigint, modified_ns bigint)"
+        "(dataset varchar, filename varchar, size bigint, modified_ns bigint, inode bigint)"
     )
     changed = []
     for dataset in DATASETS.values():
@@ -38,17 +46,19 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
         known = _known_files(connection, dataset) if incremental else None
         if known == current:
             continue
-        if known is None or not _apply(connection, dataset, known, current):
-            _load(connection, dataset, sorted(current))
+        try:
+            if known is None or not _apply(connection, dataset, known, current):
+                _load(connection, dataset, sorted(current))
+        except duckdb.Error as error:
+            raise StagingError(f"dataset {dataset.name}: {error}") from error
         connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
         listed = sorted(current.items())
         connection.execute(
-            f"insert into {FILES} select ?, unnest(?), unnest(?), unnest(?)",
+            f"insert into {FILES} select ?, unnest(?), unnest(?), unnest(?), unnest(?)",
             [
                 dataset.name,
                 [name for name, _ in listed],
-                [size for _, (size, _) in listed],
-                [modified for _, (_, modified) in listed],
+                *([stamp[i] for _, stamp in listed] for i in range(3)),
             ],
         )
         _dedupe(connection, dataset)
@@ -64,7 +74,7 @@ def lake_files(lake: Lake, dataset: Dataset) -> dict[str, Stamp]:
             stat = path.stat()
         except FileNotFoundError:  # moved away (quarantined) while listed
             continue
-        files[str(path)] = (stat.st_size, stat.st_mtime_ns)
+        files[str(path)] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
     return files
 
 
@@ -79,9 +89,10 @@ def pending(connection: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
 
 def _known_files(connection: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Stamp]:
     rows = connection.execute(
-        f"select filename, size, modified_ns from {FILES} where dataset = ?", [dataset.name]
+        f"select filename, size, modified_ns, inode from {FILES} where dataset = ?",
+        [dataset.name],
     ).fetchall()
-    return {name: (size, modified) for name, size, modified in rows}
+    return {name: (size, modified, inode) for name, size, modified, inode in rows}
 
 
 def _apply(
@@ -103,10 +114,12 @@ def _apply(
             )
         if fresh:
             connection.execute(f"insert into {landed} by name {_read(dataset, fresh)}")
-    except duckdb.Error:
-        # (a column the table lacks, a type it cannot take): load the dataset again whole
+    except _MISFIT:
         connection.execute("rollback")
         return False
+    except BaseException:
+        connection.execute("rollback")
+        raise
     connection.execute("commit")
     return True
 
