@@ -28,10 +28,7 @@ copy_sources as (
 
 final as (
     select
-        fills.exchange,
-        fills.account,
-        fills.market,
-        fills.fill_id,
+        fills.exchange, fills.account, fills.market, fills.fill_id,  -- the fill's key
         coalesce(copies.landed_copies, 0) as landed_copies,
         copy_sources.landed_sources,
         coalesce(copies.landed_copies, 0) > 1 as duplicate

@@ -65,10 +65,7 @@ history_links as (
 
 final as (
     select
-        fills.exchange,
-        fills.account,
-        fills.market,
-        fills.fill_id,
+        fills.exchange, fills.account, fills.market, fills.fill_id,  -- the fill's key
         history_links.fill_id is not null as history_linked,
         history_links.history_matched,
         history_links.history_items,

@@ -13,10 +13,7 @@ with ledger_rows as (
 
 final as (
     select
-        fills.exchange,
-        fills.account,
-        fills.market,
-        fills.fill_id,
+        fills.exchange, fills.account, fills.market, fills.fill_id,  -- the fill's key
         case
             when rules.raw_ledger_is_balance_ledger then ledger_rows.id is null
             when fills.source = 'account/history' then false

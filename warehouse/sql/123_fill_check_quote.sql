@@ -121,10 +121,7 @@ judged as (
 
 final as (
     select
-        exchange,
-        account,
-        market,
-        fill_id,
+        exchange, account, market, fill_id,  -- the fill's key
         computed_quote,
         computed_exact,
         quote_difference,

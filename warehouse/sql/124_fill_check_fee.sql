@@ -154,10 +154,7 @@ judged as (
 
 final as (
     select
-        exchange,
-        account,
-        market,
-        fill_id,
+        exchange, account, market, fill_id,  -- the fill's key
         effective_rate,
         schedule_rate,
         schedule_taken_at,

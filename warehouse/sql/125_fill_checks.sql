@@ -27,10 +27,7 @@ with joined as (
 
 final as (
     select
-        exchange,
-        account,
-        market,
-        fill_id,
+        exchange, account, market, fill_id,  -- the fill's key
         order_id,
         source,
         executed_at,
