@@ -187,7 +187,10 @@ def _up_to_date(target: Path, fingerprint: str, lake: Lake) -> bool:
 def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     # UTC: the models compute in the session's zone (timestamptz - timestamptz, months), and
     # the readers' sessions are in UTC; a table built in another zone would hold other values
-    config = {"memory_limit": memory_limit, "temp_directory": str(spill)}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(spill),
+    }
     connection = duckdb.connect(str(temporary), config=config)
     connection.execute("set TimeZone = 'UTC'")
     return connection
