@@ -5,10 +5,10 @@
 Per dataset, `staging.<dataset>_landed` holds every landed row (partition columns as text,
 `filename` the file it came from) and `staging.<dataset>` one row per the dataset's key, the
 newest fetch winning (datasets stamped with a fetch time). `staging.landed_files` records each
-file loaded with its size and modification time: the lake's file names say what landed, so an
-incremental build reads only the files that are new or were replaced, drops the rows of files
-that are gone, and deduplicates again only the datasets whose files changed. A dataset whose new
-files do not fit its table (a column it has never had) is loaded again whole.
+file loaded with its size, modification time and inode: the lake's file names say what landed,
+so an incremental build reads only the files that are new or were replaced, drops the rows of
+files that are gone, and deduplicates again only the datasets whose files changed. A dataset
+whose new files do not fit its table (a column it has never had) is loaded again whole.
 """
 
 from __future__ import annotations
