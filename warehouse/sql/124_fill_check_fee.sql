@@ -53,7 +53,12 @@ market_schedules as (
 schedule_periods as (
     select
         *,
-        greatest(maker, taker) as higher
+        greatest(maker, taker) as higher,
+        -- each rate as its whole part and the halves of its fraction (`decimal_parts`), once
+        -- per snapshot rather than once per fill
+        decimal_parts(abs(maker)) as maker_parts,
+        decimal_parts(abs(taker)) as taker_parts,
+        decimal_parts(abs(greatest(maker, taker))) as higher_parts
     from (
         select *, taken_at as judges_from, true as in_force
         from market_schedules
@@ -83,6 +88,11 @@ joined as (
             when false then schedule_periods.maker
             else schedule_periods.higher
         end as schedule_rate,
+        case fills.taker
+            when true then schedule_periods.taker_parts
+            when false then schedule_periods.maker_parts
+            else schedule_periods.higher_parts
+        end as rate_parts,
         list_contains(rules.fee_unchecked_sources, fills.source) as fee_unchecked
     from fills
     left join kept_raw as kept using (exchange, account, market, fill_id)
@@ -103,15 +113,13 @@ decimals as (
     from joined
 ),
 
--- every amount as its whole part and the halves of its fraction (`decimal_parts`), once
+-- the quote as its whole part and the halves of its fraction (`decimal_parts`), once
 parts as (
     select
         *,
         decimal_parts(abs(quote_amount)) as quote_parts,
         sign(schedule_rate) as rate_sign,
-        decimal_parts(abs(schedule_rate)) as rate_parts,
-        sign(fee) as fee_sign,
-        decimal_parts(abs(fee)) as fee_parts
+        sign(fee) as fee_sign
     from decimals
 ),
 
@@ -130,7 +138,7 @@ amounts as (
         units_to_decimal(rate_sign * exact_round(allowed)) as allowed_fee,
         -- fee / quote to 12 decimals, half away from zero (one 128-bit division; null for a
         -- fee of 5·10^7 or more, whose units times 2·10^12 would not fit)
-        case when fee_parts['whole'] < 50000000 then (
+        case when abs(fee) < 50000000 then (
             fee_sign * rounded_quotient(fee_units * 1000000000000, quote_units)
         )::decimal(38, 0) * 0.000000000001::decimal(38, 18) end as effective_rate
     from products
