@@ -85,7 +85,10 @@ products as (
     select
         *,
         exact_product(base_parts, price_parts) as computed,
-        decimal_units_of_text(abs(price)) as price_units
+        -- (only the 'leg rounded' rule bounds the difference by the price)
+        case
+            when quote_rule = 'leg rounded' then decimal_units_of_text(abs(price))
+        end as price_units
     from parts
 ),
 
