@@ -1,4 +1,4 @@
-"""Warehouse query speed over a synthetic lake with 1,000,000 fills.
+"""Warehouse build and query speed over a synthetic lake with 1,000,000 fills.
 
 The lake is generated straight as polars frames (no record objects), typed by `pipelines.datasets`
 and landed with `pipelines.lake`, laid out as the flows lay it out: two years of Bitstamp ledger
@@ -8,14 +8,15 @@ the account history listing each of them (and its matches, as the sync derives t
 deposit/withdrawal histories; coins moved between
 the two accounts with matching txids; 1h candles for the EUR prices of every fee asset; fee
 schedules; and balance snapshots equal to each account's exact replay, so that every
-`reconcile_balances` row is 'ok' (checked). Then the catalog is built in a child process (its
-seconds and peak RSS are the build's alone) and each query timed (median of `--runs`, 3 by
-default, on a read-only connection, all cores DuckDB finds), its rows hashed in a fixed order.
-`fill_checks` is timed as a count per status, which needs every check of every fill but not a
-million rows turned into Python objects.
+`reconcile_balances` row is 'ok' (checked). Then the warehouse is built from nothing in a child
+process (its seconds and peak RSS are the build's alone: loading the lake and computing every
+model) and each query timed (median of `--runs`, 3 by default, on a read-only connection, all
+cores DuckDB finds), its rows hashed in a fixed order, so that two builds can be compared by
+their hashes. `fill_checks` is timed as a count per status, which reads every fill's verdict but
+turns no million rows into Python objects.
 
 Run alone with `python -m benchmarks.warehouse_bench [--fills N] [--runs R] [--json FILE]`
-(1,000,000 fills: about two minutes on 2 cores, 8 GB). `--json` writes
+(1,000,000 fills: about a minute and a half on 2 cores, 2 GB). `--json` writes
 `{"fills": N, "build_s": …, "peak_rss_mb": …, "queries": {"reconcile_balances": {"median_s": …,
 "rows_sha256": …}, …}, …}`.
 """
