@@ -69,14 +69,14 @@ def run_demo(data_dir: Path) -> int:
 def _reconcile(settings: Settings) -> bool:
     """Build the warehouse and print the reconciliation; True when every balance agrees."""
     from pipelines.exchanges.registry import warehouse_rules
-    from warehouse.build import build
+    from warehouse.build import build, build_summary
     from warehouse.connect import connect
     from warehouse.reconcile import format_verdicts, reconciliation
 
     result = build(settings, rules=warehouse_rules())
     with connect(settings.data_dir) as connection:
         verdicts = reconciliation(connection)
-    print(f"\nWarehouse: {result.path}   ({result.seconds:.1f} s)")
+    print(f"\nWarehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
     print("\nReported balances against the replayed ledger:")
     print(format_verdicts(verdicts))
     failed = [v for v in verdicts if not v.ok]
