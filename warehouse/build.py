@@ -190,6 +190,9 @@ def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyCon
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "temp_directory": str(spill),
+        # the storage format of this DuckDB (the `duckdb` shell of the same version opens it):
+        # its tables are written about a third faster than in the oldest format it can write
+        "storage_compatibility_version": "latest",
     }
     connection = duckdb.connect(str(temporary), config=config)
     connection.execute("set TimeZone = 'UTC'")
