@@ -106,7 +106,7 @@ def build(
         )
     files = view_files(sql_dir)
     declared = _declared(files, sql_dir)
-    fingerprint = _fingerprint(files, sql_dir, rules, lake)
+    fingerprint = _fingerprint(files, sql_dir, declared, rules, lake)
     names = tuple(v.name for v in files)
     temporary = temp_path(target)
     spill = temporary.with_name(f"{temporary.name}.spill")
@@ -234,6 +234,7 @@ def _declared(files: Sequence[ViewFile], sql_dir: Path | None) -> dict[str, Cont
 def _fingerprint(
     files: Sequence[ViewFile],
     sql_dir: Path | None,
+    declared: Mapping[str, Contract],
     rules: Mapping[str, exchange_rules.ExchangeRules],
     lake: Lake,
 ) -> str:
@@ -243,7 +244,7 @@ def _fingerprint(
     parts += [Path(module.__file__ or "").read_text("utf-8") for module in _LAYOUT_MODULES]
     parts.append(Path(__file__).read_text("utf-8"))
     parts += [f"{f.order} {f.name}\n{f.text}" for f in [*macro_files(sql_dir), *files]]
-    parts += [repr(contract) for contract in view_contracts(sql_dir).values()]
+    parts += [repr(contract) for contract in declared.values()]
     parts += [f"{name} {rule!r}" for name, rule in rules.items()]
     parts += [
         f"{d.name} {dict(d.schema)!r} {d.partition_by!r} {d.key!r}" for d in DATASETS.values()
@@ -266,8 +267,8 @@ def _run(connection: duckdb.DuckDBPyConnection, what: str, statement: str) -> No
 
 
 def build_summary(result: BuildResult) -> str:
-    """What a build did, in a few words: "built from nothing", "lake unchanged", "loaded
-    fills, transfers"."""
+    """What a build did, in a few words: "built from nothing", "lake unchanged", or "loaded
+    candles; computed candles, coverage, prices, fees"."""
     if result.full:
         return "built from nothing"
     if not result.staged:

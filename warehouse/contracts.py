@@ -51,7 +51,9 @@ def view_contracts(directory: Path | None = None) -> dict[str, Contract]:
 
 
 def staging_contracts() -> dict[str, Contract]:
-    """`staging.<dataset>`: one row per the dataset's key, the key never null."""
+    """`staging.<dataset>`: one row per the dataset's key, the key never null. (Declared a
+    table; `warehouse.staging` keeps it as a view of the landed rows while no key was landed
+    twice.)"""
     return {
         f"{STAGING}.{name}": Contract(
             f"{STAGING}.{name}", "table", tuple(dataset.key), tuple(dataset.key)
