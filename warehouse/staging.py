@@ -13,6 +13,7 @@ whose new files do not fit its table (a column it has never had) is loaded again
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import duckdb
@@ -54,11 +55,15 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
         connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
         listed = sorted(current.items())
         connection.execute(
-            f"insert into {FILES} select ?, unnest(?), unnest(?), unnest(?), unnest(?)",
+            f"insert into {FILES} select ?, "
+            f"unnest({_json_list('varchar')}), "
+            f"unnest({_json_list('bigint')}), "
+            f"unnest({_json_list('bigint')}), "
+            f"unnest({_json_list('bigint')})",
             [
                 dataset.name,
-                [name for name, _ in listed],
-                *([stamp[i] for _, stamp in listed] for i in range(3)),
+                json.dumps([name for name, _ in listed]),
+                *(json.dumps([stamp[i] for _, stamp in listed]) for i in range(3)),
             ],
         )
         _dedupe(connection, dataset)
@@ -110,7 +115,8 @@ def _apply(
     try:
         if stale:
             connection.execute(
-                f"delete from {landed} where filename in (select unnest(?))", [stale]
+                f"delete from {landed} where filename in (select unnest({_json_list('varchar')}))",
+                [json.dumps(stale)],
             )
         if fresh:
             connection.execute(f"insert into {landed} by name {_read(dataset, fresh)}")
@@ -122,6 +128,13 @@ def _apply(
         raise
     connection.execute("commit")
     return True
+
+
+def _json_list(element: str) -> str:
+    # a list bound as one JSON text: DuckDB's Python client converts a bound list value by
+    # value and tries to import pandas for each one (without pandas, about 0.1 ms a value:
+    # 0.34 s for the 4,000 values listing the lake of a million fills)
+    return f"from_json(?, '[\"{element}\"]')"
 
 
 def _load(connection: duckdb.DuckDBPyConnection, dataset: Dataset, files: Sequence[str]) -> None:
