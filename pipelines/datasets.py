@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -106,27 +106,60 @@ class RecordDataset:
             series.append(_series(name, values, dtype))
         return pl.DataFrame(series)
 
-    def _typed(self, frame: pl.DataFrame, fetched_at: datetime | None) -> pl.DataFrame | None:
+    def page_frames(self, pages: Iterable[tuple[Sequence[Any], datetime]]) -> list[pl.DataFrame]:
+        """The frames of pages of records, each with its fetch time, in order (for one
+        `chunks.combine`): one frame typed at once when every page with rows is kept as
+        columns (`FrameRows`; polars then works a few calls per chunk instead of per page),
+        else a frame per page. Either way the same rows and values."""
+        listed = [(records, fetched_at) for records, fetched_at in pages if len(records)]
+        kept = [records for records, _ in listed if isinstance(records, FrameRows)]
+        if len(kept) > 1 and len(kept) == len(listed):
+            moments = [_micros(fetched_at) for _, fetched_at in listed]
+            try:  # (pages of another column layout do not concatenate: typed one by one)
+                joined = pl.concat(
+                    [
+                        records.frame.with_columns(pl.lit(moment, pl.Int64).alias("fetched_at"))
+                        for records, moment in zip(kept, moments, strict=True)
+                    ]
+                )
+            except pl.exceptions.PolarsError:
+                joined = None
+            if joined is not None and None not in moments:
+                typed = self._typed(joined, pl.col("fetched_at").cast(TIMESTAMP))
+                if typed is not None:
+                    return [typed]
+        return [self.frame(records, fetched_at=fetched_at) for records, fetched_at in listed]
+
+    def _typed(
+        self, frame: pl.DataFrame, fetched_at: datetime | pl.Expr | None
+    ) -> pl.DataFrame | None:
         """The columns of a `FrameRows` typed as `frame` types its records' values, or None when
         a money column or a naive `fetched_at` needs the record path (see `_money`,
-        `_timestamps`)."""
-        if fetched_at is not None and fetched_at.tzinfo is None:
-            return None
+        `_timestamps`). `fetched_at` may be the expression of a column of them."""
+        if isinstance(fetched_at, datetime):
+            moment = _micros(fetched_at)
+            if moment is None:
+                return None
+            fetched_at = pl.lit(moment, pl.Int64).cast(TIMESTAMP)
+        elif fetched_at is None:
+            fetched_at = pl.lit(None, pl.Int64).cast(TIMESTAMP)
         money = [name for name, dtype in self.dataset.schema.items() if dtype == MONEY]
         casts = _money_casts(frame, money)
         if casts is None:
             return None
-        moment = None if fetched_at is None else (fetched_at - EPOCH) // _MICROSECOND
         columns = [
-            pl.lit(moment, pl.Int64).cast(TIMESTAMP).alias(name)
-            if name == "fetched_at"
-            else casts.get(name, pl.col(name))
+            fetched_at.alias(name) if name == "fetched_at" else casts.get(name, pl.col(name))
             for name in self.dataset.schema
         ]
         try:
             return frame.select(columns)
         except pl.exceptions.InvalidOperationError:
             return None  # over 38 digits: built from Decimals, for the lake to refuse
+
+
+def _micros(moment: datetime) -> int | None:
+    """An aware moment as microseconds since the epoch; None for a naive one."""
+    return None if moment.tzinfo is None else (moment - EPOCH) // _MICROSECOND
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:

@@ -407,3 +407,59 @@ def test_a_price_beyond_decimal_38_18_is_refused_by_the_lake_beside_usual_pages(
     dataset = PUBLIC_TRADES.dataset
     with pytest.raises(LakeError, match="exceeds DECIMAL"):
         Lake(tmp_path).land(dataset, combine(dataset, (), frames), stem="w")
+
+
+def ohlc_page(rows: list[dict[str, str]]) -> Sequence[Any]:
+    return bs.parse_ohlc(body_of("bitstamp ohlc", rows), step=60)
+
+
+def at_minute(minute: int, **prices: str) -> dict[str, str]:
+    return {**OHLC_ROW, "timestamp": str(1577836200 + 60 * minute), **prices}
+
+
+def landed(frames_: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    dataset = CANDLES.dataset
+    return combine(dataset, (), frames_).cast(dict(dataset.schema))
+
+
+def test_pages_of_a_chunk_are_typed_at_once_as_one_by_one() -> None:
+    """`page_frames` types the pages of a chunk kept as columns in one go: the same rows and
+    values, in the same order (a later page's duplicate still wins), as typing each page."""
+    pages = [
+        (ohlc_page([at_minute(0), at_minute(1, open="1.5")]), FETCHED),
+        (frames.subset(ohlc_page([at_minute(2)]), [False]), FETCHED),  # nothing kept
+        (
+            ohlc_page([at_minute(1, open="2.12345678"), at_minute(3)]),
+            datetime(2025, 1, 1, tzinfo=UTC),
+        ),
+    ]
+    one_by_one = [CANDLES.frame(records, fetched_at=at) for records, at in pages]
+    at_once = CANDLES.page_frames(pages)
+    assert len(at_once) == 1  # the chunk's pages were typed together
+    assert at_once[0].schema["open"] == pl.Decimal(38, 8)
+    assert_frame_equal(landed(at_once), landed(one_by_one), check_exact=True)
+    assert landed(at_once)["fetched_at"].to_list()[-2:] == [datetime(2025, 1, 1, tzinfo=UTC)] * 2
+
+
+def test_a_chunk_with_a_page_of_records_is_typed_page_by_page() -> None:
+    kept = ohlc_page([at_minute(0)])
+    made = list(ohlc_page([at_minute(1)]))  # records, not columns
+    pages = [(kept, FETCHED), (made, FETCHED)]
+    typed = CANDLES.page_frames(pages)
+    assert len(typed) == 2
+    one_by_one = [CANDLES.frame(records, fetched_at=at) for records, at in pages]
+    assert_frame_equal(landed(typed), landed(one_by_one), check_exact=True)
+
+
+def test_a_price_beyond_decimal_38_18_in_a_chunk_is_refused_by_the_lake(tmp_path: Path) -> None:
+    """A chunk that cannot be typed at once (a price with 19 places) is typed page by page:
+    the lake refuses that price as it did."""
+    pages = [
+        (ohlc_page([at_minute(0)]), FETCHED),
+        (ohlc_page([at_minute(1, open="0.1234567890123456789")]), FETCHED),
+    ]
+    typed = CANDLES.page_frames(pages)
+    assert len(typed) == 2
+    dataset = CANDLES.dataset
+    with pytest.raises(LakeError, match=r"row 1: 0\.1234567890123456789 has more than 18 decimal"):
+        Lake(tmp_path).land(dataset, combine(dataset, (), typed), stem="w")

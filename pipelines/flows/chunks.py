@@ -143,7 +143,7 @@ def land_plan(
     memory.
     """
     dataset = source.dataset
-    fresh = [source.frame(page.records, fetched_at=page.fetched_at) for page in pages]
+    fresh = source.page_frames((page.records, page.fetched_at) for page in pages)
     files = partition_files(lake, dataset, partition)
     old = read_files(dataset, (files[stem] for stem in plan.replaces if stem in files), partition)
     land_window(
