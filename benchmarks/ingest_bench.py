@@ -1,24 +1,42 @@
-"""Ingestion speed: a year of 1-minute candles and a month of public trades per exchange.
+"""Ingestion speed: landing from memory, backfills over the sandbox, and ccxt beside them.
 
-Each case runs in its own process against one sandbox (real rate limits), so its peak RSS is
-its own. Reported: rows landed, requests used vs the minimum possible (rows ÷ page size, and
-for Bitvavo trades at least one request per 24 h window), wall time, rows per second, peak RSS.
-A one-month 1-minute backfill runs too: peak RSS must not grow with history length.
+- **landing**: a year of 1-minute candle pages per exchange, recorded once from a sandbox, then
+  decoded, parsed, typed and landed in a child process as the candles flow lands them
+  (`benchmarks.landing_replay`): rows landed per CPU-second, peak RSS.
+- **backfill**: the candles flow over the sandbox (real HTTP, real rate limits), a year of
+  1-minute candles per exchange, each in its own process: requests against the fewest that could
+  fetch the span, wall and CPU seconds (the sync alone, imports excluded), the rate-limit floor
+  (the fewest requests at the documented sustained rate: Bitstamp 10,000 per 10 minutes,
+  Bitvavo 1000 weight per minute), peak RSS; and ccxt's own backfill of the same span
+  (`benchmarks.ccxt_backfill`).
+- more cases (a month of candles, Bitvavo public trades for a month, Bitstamp's rolling day)
+  in the printed table: peak RSS must not grow with history length.
 
-Run alone with `python -m benchmarks.ingest_bench`.
+Run alone with `python -m benchmarks.ingest_bench [--json FILE]`; `--json` writes
+`{"landing": {"bitstamp": {"rows_per_cpu_s": …, "peak_rss_mb": …}, "bitvavo": {…}},
+"backfill": {"bitstamp": {"requests": …, "min_requests": …, "wall_s": …, "cpu_s": …,
+"floor_s": …, "ccxt": {…}}, "bitvavo": {…}}, "cases": [...]}`.
+
+The sandbox counts Bitvavo's candle `limit` in intervals (whether the exchange counts rows or
+intervals is not documented; the walk is right either way), so a year of 1-minute candles takes
+at least 365 pages of 1440 there, whatever the hours without trades.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import os
+import pickle
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from benchmarks.landing_replay import record
 from pipelines.config_file import write_config
 from pipelines.sandbox.server import start_sandbox
 from pipelines.sandbox_config import sandbox_document
@@ -27,7 +45,7 @@ from pipelines.tables import LiveTable
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
 
 CHILD = """
-import json, sys
+import json, sys, time
 from datetime import UTC, datetime, timedelta
 from pipelines.config import load_settings
 from pipelines.flows.runtime import Runtime
@@ -39,83 +57,193 @@ config, kind, exchange, market, days = sys.argv[1:6]
 rt = Runtime(load_settings(config))
 now = rt.now()
 start = now - timedelta(days=int(days))
+began = time.process_time()
 if kind == "candles":
     result = sync_candles(rt, exchange, market, "1m", Window(start, now))
 else:
     result = sync_public_trades(rt, exchange, market, since=start)
+cpu = time.process_time() - began
 # VmHWM: this process's own peak (ru_maxrss keeps the parent's peak across the exec)
 status = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print(json.dumps({"rows": sum(result.rows.values()), "requests": result.requests,
-                  "weight": result.weight, "retries": result.retries,
+                  "weight": result.weight, "retries": result.retries, "cpu_s": cpu,
                   "peak_kib": int(status[0].split()[1]) if status else None}))
 """
 
 CASES = (
     # (label, kind, exchange, market, days, page size, fewest requests: "pages" rows ÷ page
-    # size; "days" at least one per 24 h window too (Bitvavo trades); "one" a rolling day)
+    # size; "windows" one per page of `page size` minutes (Bitvavo candles, limit counted in
+    # intervals); "days" at least one per 24 h window too (Bitvavo trades); "one" a rolling day)
     ("bitstamp 1m candles, 1 month", "candles", "bitstamp", "BTC-EUR", 30, 1000, "pages"),
     ("bitstamp 1m candles, 1 year", "candles", "bitstamp", "BTC-EUR", 365, 1000, "pages"),
-    ("bitvavo 1m candles, 1 year", "candles", "bitvavo", "BTC-EUR", 365, 1440, "pages"),
+    ("bitvavo 1m candles, 1 year", "candles", "bitvavo", "BTC-EUR", 365, 1440, "windows"),
     ("bitvavo public trades, 1 month", "trades", "bitvavo", "BTC-EUR", 30, 1000, "days"),
     ("bitstamp public trades, rolling day", "trades", "bitstamp", "BTC-EUR", 1, 1000, "one"),
 )
+# the year-long candle backfills, by exchange: the "backfill" figures
+BACKFILLS = {"bitstamp": "bitstamp 1m candles, 1 year", "bitvavo": "bitvavo 1m candles, 1 year"}
+LANDING_DAYS = 365
+# the documented sustained rates, in requests (weight 1 each) per second
+SUSTAINED_RATE = {"bitstamp": 10_000 / 600, "bitvavo": 1000 / 60}
 
 
 def _minimum(fewest: str, rows: int, page: int, days: int) -> int:
     """The fewest requests that could land `rows` (see `CASES`)."""
     if fewest == "one":
         return 1
+    if fewest == "windows":
+        return math.ceil(days * 1440 / page)
     pages = math.ceil(rows / page) if rows else 1
     return max(pages, days) if fewest == "days" else pages
 
 
-def _run_case(config: Path, kind: str, exchange: str, market: str, days: int) -> dict:
+def _child(args: list[str]) -> dict[str, Any]:
+    """Run `python args…` in a child process: its last line of output as JSON, with its wall
+    seconds as `seconds`."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(config), kind, exchange, market, str(days)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    output = process.stdout.read() if process.stdout else ""
-    if status != 0:
-        raise RuntimeError(f"{kind} {exchange} failed with status {status}")
-    result = json.loads(output.strip().splitlines()[-1])
-    peak_kib = result.pop("peak_kib")  # None where there is no /proc: ru_maxrss, an upper bound
-    result.update(seconds=elapsed, peak_rss_mib=(peak_kib or usage.ru_maxrss) / 1024)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = elapsed
     return result
 
 
-def main() -> None:
-    with (
-        tempfile.TemporaryDirectory() as scratch,
-        start_sandbox(seed=1, days=370, now_ms=NOW_MS) as sandbox,
-    ):
-        table = LiveTable(
-            ("case", "rows", "requests", "minimum", "seconds", "rows/s", "peak RSS MiB")
-        )
-        for label, kind, exchange, market, days, page, fewest in CASES:
-            case_dir = Path(scratch) / label.replace(" ", "_").replace(",", "")
-            case_dir.mkdir()
-            config = case_dir / "tally.toml"
-            document = sandbox_document(sandbox)
-            document["data_dir"] = "."  # its own lake: this directory
-            write_config(config, document)
-            result = _run_case(config, kind, exchange, market, days)
-            minimum = _minimum(fewest, result["rows"], page, days)
-            table.add(
-                (
-                    label,
-                    str(result["rows"]),
-                    str(result["requests"]),
-                    str(minimum),
-                    f"{result['seconds']:.1f}",
-                    f"{result['rows'] / result['seconds']:.0f}",
-                    f"{result['peak_rss_mib']:.0f}",
-                )
+def _run_case(config: Path, kind: str, exchange: str, market: str, days: int) -> dict[str, Any]:
+    result = _child(["-c", CHILD, str(config), kind, exchange, market, str(days)])
+    peak_kib = result.pop("peak_kib")
+    result["peak_rss_mib"] = peak_kib / 1024 if peak_kib else float("nan")
+    return result
+
+
+def landing(scratch: Path) -> dict[str, dict[str, float]]:
+    """Rows landed per CPU-second from recorded pages (`benchmarks.landing_replay`)."""
+    figures = {}
+    with start_sandbox(seed=1, days=LANDING_DAYS + 5, now_ms=NOW_MS) as sandbox:
+        recorded = {
+            exchange: record(sandbox, exchange, "BTC-EUR", days=LANDING_DAYS, now_s=NOW_MS // 1000)
+            for exchange in ("bitstamp", "bitvavo")
+        }
+    for exchange, bodies in recorded.items():
+        pages = scratch / f"{exchange}-pages.pickle"
+        pages.write_bytes(pickle.dumps(bodies))
+        result = _child(["-m", "benchmarks.landing_replay", str(pages), exchange, "BTC-EUR"])
+        figures[exchange] = {
+            "rows": result["rows"],
+            "pages": len(bodies),
+            "cpu_s": result["cpu_s"],
+            "rows_per_cpu_s": result["rows"] / result["cpu_s"],
+            "peak_rss_mb": result["peak_rss_mb"],
+        }
+    return figures
+
+
+def backfill(case: Mapping[str, Any], ccxt: Mapping[str, Any], exchange: str) -> dict[str, Any]:
+    """The "backfill" figures of one exchange's year of 1-minute candles."""
+    floor = case["minimum"] / SUSTAINED_RATE[exchange]
+    return {
+        "rows": case["rows"],
+        "requests": case["requests"],
+        "min_requests": case["minimum"],
+        "wall_s": case["seconds"],
+        "cpu_s": case["cpu_s"],
+        "floor_s": floor,
+        "wall_over_floor": case["seconds"] / floor,
+        "peak_rss_mb": case["peak_rss_mib"],
+        "ccxt": {key: ccxt[key] for key in ("rows", "requests", "wall_s", "cpu_s")},
+    }
+
+
+def run() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        landed = landing(scratch)
+        report_landing(landed)
+        cases: list[dict[str, Any]] = []
+        with start_sandbox(seed=1, days=370, now_ms=NOW_MS) as sandbox:
+            table = LiveTable(
+                ("case", "rows", "requests", "minimum", "seconds", "CPU s", "rows/s", "peak MiB")
             )
+            for label, kind, exchange, market, days, page, fewest in CASES:
+                case_dir = scratch / label.replace(" ", "_").replace(",", "")
+                case_dir.mkdir()
+                config = case_dir / "tally.toml"
+                document = sandbox_document(sandbox)
+                document["data_dir"] = "."  # its own lake: this directory
+                write_config(config, document)
+                result = _run_case(config, kind, exchange, market, days)
+                result.update(label=label, minimum=_minimum(fewest, result["rows"], page, days))
+                cases.append(result)
+                table.add(
+                    (
+                        label,
+                        str(result["rows"]),
+                        str(result["requests"]),
+                        str(result["minimum"]),
+                        f"{result['seconds']:.1f}",
+                        f"{result['cpu_s']:.1f}",
+                        f"{result['rows'] / result['seconds']:.0f}",
+                        f"{result['peak_rss_mib']:.0f}",
+                    )
+                )
+            table.print_aligned()
+            info = scratch / "sandbox.json"
+            info.write_text(json.dumps(sandbox.info()), encoding="utf-8")
+            by_label = {case["label"]: case for case in cases}
+            backfills = {}
+            for exchange, label in BACKFILLS.items():
+                theirs = _child(
+                    ["-m", "benchmarks.ccxt_backfill", str(info), exchange, "365", str(NOW_MS)]
+                )
+                backfills[exchange] = backfill(by_label[label], theirs, exchange)
+    return {"landing": landed, "backfill": backfills, "cases": cases}
+
+
+def report_landing(landed: Mapping[str, Mapping[str, float]]) -> None:
+    table = LiveTable(("landing from memory", "rows", "CPU s", "rows/CPU-s", "peak MiB"))
+    for exchange, figures in landed.items():
+        table.add(
+            (
+                f"{exchange} 1m candles, {LANDING_DAYS} days",
+                f"{figures['rows']:.0f}",
+                f"{figures['cpu_s']:.2f}",
+                f"{figures['rows_per_cpu_s']:,.0f}",
+                f"{figures['peak_rss_mb']:.0f}",
+            )
+        )
     table.print_aligned()
+
+
+def report_backfill(backfills: Mapping[str, Mapping[str, Any]]) -> None:
+    table = LiveTable(
+        ("1-year 1m backfill", "requests", "minimum", "wall s", "floor s", "CPU s", "ccxt CPU s")
+    )
+    for exchange, figures in backfills.items():
+        table.add(
+            (
+                exchange,
+                str(figures["requests"]),
+                str(figures["min_requests"]),
+                f"{figures['wall_s']:.1f}",
+                f"{figures['floor_s']:.1f}",
+                f"{figures['cpu_s']:.1f}",
+                f"{figures['ccxt']['cpu_s']:.1f}",
+            )
+        )
+    table.print_aligned()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ingest_bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    options = parser.parse_args(argv)
+    result = run()
+    report_backfill(result["backfill"])
+    if options.json is not None:
+        options.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

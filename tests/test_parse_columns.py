@@ -419,7 +419,7 @@ def at_minute(minute: int, **prices: str) -> dict[str, str]:
 
 def landed(frames_: Sequence[pl.DataFrame]) -> pl.DataFrame:
     dataset = CANDLES.dataset
-    return combine(dataset, (), frames_).cast(dict(dataset.schema))
+    return combine(dataset, (), frames_).cast(pl.Schema(dataset.schema))
 
 
 def test_pages_of_a_chunk_are_typed_at_once_as_one_by_one() -> None:

@@ -87,6 +87,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         Signer,
         SignInput,
+        decode_body,
     )
     from ._client import FORM_CONTENT_TYPE as FORM_CONTENT_TYPE
     from ._client import logger as logger
@@ -104,6 +105,7 @@ _CLIENT_NAMES = frozenset(
         "RetryPolicy",
         "SignInput",
         "Signer",
+        "decode_body",
         "logger",
     }
 )
@@ -158,6 +160,7 @@ __all__ = [
     "class_for_text",
     "class_or_invalid",
     "date_header",
+    "decode_body",
     "flatten_reason",
     "lower_headers",
     "rate_limit_wait",

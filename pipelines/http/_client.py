@@ -408,7 +408,7 @@ class HttpClient:
             response.status_code,
             now - sent.at,
         )
-        text, data = _decode(response.content)
+        text, data = decode_body(response.content)
         error = self._classify(
             response.status_code, data, endpoint=call.endpoint, headers=response.headers, now=now
         )
@@ -434,8 +434,8 @@ class HttpClient:
         logger.log(level, "%s", error)
 
 
-def _decode(content: bytes) -> tuple[str, object]:
-    """The body as text, and its JSON (floats as Decimal) or `NOT_JSON`."""
+def decode_body(content: bytes) -> tuple[str, object]:
+    """The body as text, and its JSON (floats as Decimal) or `NOT_JSON`: what every reply holds."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:

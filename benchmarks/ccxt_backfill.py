@@ -1,0 +1,88 @@
+"""ccxt's one-year 1-minute candle backfill over the sandbox, for comparison: the loop a ccxt user
+writes (`fetch_ohlcv` forward from `since`, a page of the exchange's largest size at a time; ccxt
+asks each window by its start and end), in this process: candles, requests, wall and CPU seconds.
+
+    python -m benchmarks.ccxt_backfill SANDBOX_INFO_FILE bitstamp DAYS NOW_MS   # one JSON line
+
+ccxt keeps the candles as Python lists of floats: it lands nothing, so its CPU is a floor for
+fetching alone, not for landing exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import ccxt
+
+MINUTE_MS = 60_000
+PAGE = {"bitstamp": 1000, "bitvavo": 1440}
+
+
+class _Bitstamp(ccxt.bitstamp):
+    """ccxt signs `url.replace('https://', '')`: it is given https URLs, sent over http."""
+
+    def sign(
+        self, path: str, api: Any = "public", method: str = "GET", params: Any = None
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = super().sign(path, api, method, params or {})
+        request["url"] = request["url"].replace("https://", "http://", 1)
+        return request
+
+
+def exchange_for(name: str, info: dict[str, Any]) -> Any:
+    served = info[name]
+    if name == "bitstamp":
+        client = _Bitstamp({"apiKey": served["key"], "secret": served["secret"]})
+        api = served["base_url"].replace("http://", "https://", 1) + "/api"
+        client.urls["api"] = {"public": api, "private": api}
+    else:
+        client = ccxt.bitvavo({"apiKey": served["key"], "secret": served["secret"]})
+        root = served["base_url"].removesuffix("/v2")
+        client.urls["api"] = {"public": root, "private": root}
+    client.enableRateLimit = False  # the sandbox's budget is far from reached by one backfill
+    return client
+
+
+def backfill(client: Any, name: str, *, days: int, now_ms: int) -> tuple[int, int]:
+    """(candles, requests) of a `days` backfill of BTC/EUR 1m candles up to `now_ms`."""
+    client.load_markets()
+    requests = 1
+    candles = 0
+    window = PAGE[name] * MINUTE_MS
+    since = now_ms - days * 86_400_000
+    while since < now_ms:
+        page = client.fetch_ohlcv("BTC/EUR", "1m", since=since, limit=PAGE[name])
+        requests += 1
+        candles += len(page)
+        since += window
+    return candles, requests
+
+
+def main(argv: list[str] | None = None) -> None:
+    info_file, name, days, now_ms = argv if argv is not None else sys.argv[1:5]
+    with open(info_file, encoding="utf-8") as file:
+        info = json.load(file)
+    client = exchange_for(name, info)
+    began, cpu = time.perf_counter(), time.process_time()
+    candles, requests = backfill(client, name, days=int(days), now_ms=int(now_ms))
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "rows": candles,
+                "requests": requests,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_mb": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""`python -m benchmarks.ingest_bench`'s parts that decide its figures: the landing replay lands
+exactly the candles of the pages it recorded from the sandbox (a replay that dropped or doubled
+rows would measure nonsense), and the fewest requests of each case."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sandbox_fixtures import sandbox_fixture, world_fixture
+
+from benchmarks.ingest_bench import _minimum
+from benchmarks.landing_replay import record, replay
+from pipelines.datasets import CANDLES
+from pipelines.lake import Lake
+from pipelines.sandbox.server import Sandbox
+
+NOW_MS = 1_711_843_200_000
+DAYS = 3
+
+world = world_fixture(seed=7, days=DAYS + 2, now_ms=NOW_MS)
+sandbox = sandbox_fixture()
+
+
+def candles_sent(bodies: list[bytes], exchange: str) -> dict[datetime, Decimal]:
+    """Open time → close of every candle in the bodies, read with the standard library."""
+    sent = {}
+    for body in bodies:
+        decoded = json.loads(body, parse_float=Decimal)
+        if exchange == "bitstamp":
+            for row in decoded["data"]["ohlc"]:
+                sent[datetime.fromtimestamp(int(row["timestamp"]), UTC)] = Decimal(row["close"])
+        else:
+            for row in decoded:
+                sent[datetime.fromtimestamp(int(row[0]) / 1000, UTC)] = Decimal(row[4])
+    return sent
+
+
+@pytest.mark.parametrize("exchange", ["bitstamp", "bitvavo"])
+def test_the_replay_lands_every_candle_of_the_recorded_pages(
+    sandbox: Sandbox, exchange: str, tmp_path: Path
+) -> None:
+    bodies = record(sandbox, exchange, "BTC-EUR", days=DAYS, now_s=NOW_MS // 1000)
+    sent = candles_sent(bodies, exchange)
+    assert len(sent) > DAYS * 1440 // 2  # a few days of minutes (Bitvavo: minutes without trades)
+
+    rows = replay(bodies, exchange, "BTC-EUR", tmp_path)
+
+    landed = Lake(tmp_path).scan(CANDLES.dataset).collect().sort("open_time")
+    assert rows == landed.height == len(sent)
+    assert dict(zip(landed["open_time"], landed["close"], strict=True)) == sent
+    assert landed["raw"].null_count() == 0
+    assert landed.select(pl.col("exchange").unique()).to_series().to_list() == [exchange]
+
+
+def test_the_fewest_requests_of_each_kind_of_case() -> None:
+    assert _minimum("pages", 525_599, 1000, 365) == 526
+    # Bitvavo counts a candle page in intervals on the sandbox: a year is 365 pages of 1440
+    assert _minimum("windows", 467_720, 1440, 365) == 365
+    assert _minimum("days", 105_310, 1000, 30) == 106
+    assert _minimum("days", 10, 1000, 30) == 30
+    assert _minimum("one", 2989, 1000, 1) == 1
