@@ -213,10 +213,7 @@ def test_retries_body_cut_short_of_content_length(raw_server: Any) -> None:
 
 
 def test_connection_refused_is_retried_then_raised() -> None:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there now
+    port = closed_port()
     client, clock, _ = make_client(
         "bitstamp", f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=3, base_seconds=0.01)
     )
@@ -853,3 +850,34 @@ def test_ban_expiry_and_headers_give_retry_after() -> None:
     assert isinstance(past, RateLimitedError) and (past.retry_after or 0) > 0  # never 0
     bitstamp = classify_bitstamp(429, NOT_JSON, endpoint="e", headers={"retry-after": "4"}, now=T0)
     assert isinstance(bitstamp, RateLimitedError) and bitstamp.retry_after == 4.0
+
+
+def closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    return port
+
+
+def test_a_proxy_from_the_environment_carries_every_request(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client resolves the environment's proxies once (requests would on every send): each
+    request still goes through them, and NO_PROXY still exempts a host."""
+    httpserver.expect_request("/api/v2/eur_usd/").respond_with_json({"buy": "1.1", "sell": "1.0"})
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.delenv("http_proxy", raising=False)
+    proxied, _, _ = make_client("bitstamp", httpserver.url_for("/"), retry=RetryPolicy(1))
+    for _ in range(2):  # (the first resolves the proxies, the second reuses them)
+        with pytest.raises(TransportError):
+            proxied.request("GET", "/api/v2/eur_usd/", endpoint="eur_usd")
+    assert httpserver.log == []
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    direct, _, _ = make_client("bitstamp", httpserver.url_for("/"))
+    for _ in range(2):
+        assert direct.request("GET", "/api/v2/eur_usd/", endpoint="eur_usd").data["buy"] == "1.1"
+    assert len(httpserver.log) == 2
