@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -463,3 +463,27 @@ def test_a_price_beyond_decimal_38_18_in_a_chunk_is_refused_by_the_lake(tmp_path
     dataset = CANDLES.dataset
     with pytest.raises(LakeError, match=r"row 1: 0\.1234567890123456789 has more than 18 decimal"):
         Lake(tmp_path).land(dataset, combine(dataset, (), typed), stem="w")
+
+
+def test_a_window_of_a_page_is_cut_alike_as_columns_and_as_records() -> None:
+    """`between`, `earliest` and `latest` compare by polars on a page kept as columns: the same
+    rows and moments as on its records, both ends of a window included or not as asked."""
+    page = ohlc_page([at_minute(minute) for minute in (3, 0, 2, 1)])
+    assert isinstance(page, frames.FrameRows)
+    records = page.records()
+    opened = [record.open_time for record in records]
+    low, high = opened[3], opened[0]  # minutes 1 and 3
+    for included in (True, False):
+        as_columns = frames.between(page, "open_time", low, high, high_included=included)
+        as_records = frames.between(records, "open_time", low, high, high_included=included)
+        assert isinstance(as_columns, frames.FrameRows)
+        assert list(as_columns) == list(as_records)
+        assert [r.open_time for r in as_records] == [
+            t for t in opened if low <= t and (t <= high if included else t < high)
+        ]
+    for source in (page, records):
+        assert frames.earliest(source, "open_time") == min(opened)
+        assert frames.latest(source, "open_time") == max(opened)
+        assert frames.earliest(frames.subset(source, [False] * 4), "open_time") is None
+    newest = frames.latest(page, "open_time")
+    assert newest is not None and newest.utcoffset() == timedelta(0)

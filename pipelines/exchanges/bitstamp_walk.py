@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipelines.exchanges.frames import subset, values
+from pipelines.exchanges.frames import between, earliest, latest
 from pipelines.exchanges.paging import NoProgress, Page, Paginator
 from pipelines.exchanges.records import Candle, LedgerEntry, OtherEvent, Transfer
 
@@ -55,9 +55,8 @@ class OhlcBackwards(Paginator[OhlcRequest, Page[Candle], Candle]):
         if self._held is not None:
             return self._verdict(response)
         cursor = self._cursor
-        opened = values(response.records, "open_time")
-        self._oldest = min(opened, default=None)
-        inside = subset(response.records, [self.start <= t <= cursor for t in opened])
+        self._oldest = earliest(response.records, "open_time")
+        inside = between(response.records, "open_time", self.start, cursor, high_included=True)
         page = Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
         )
@@ -81,7 +80,7 @@ class OhlcBackwards(Paginator[OhlcRequest, Page[Candle], Candle]):
         """The held page, once the probe shows that its oldest candle is the pair's first."""
         held, oldest, asked = self._held, self._oldest, self._cursor
         assert held is not None and oldest is not None
-        newest = max(values(probe.records, "open_time"), default=None)
+        newest = latest(probe.records, "open_time")
         if newest != oldest:
             got = newest.isoformat() if newest is not None else "nothing"
             raise NoProgress(

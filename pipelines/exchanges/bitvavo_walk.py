@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TypeVar
 
-from pipelines.exchanges.frames import subset, values
+from pipelines.exchanges.frames import between, earliest, subset
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
 from pipelines.exchanges.records import BitvavoHistoryItem, Candle
 from pipelines.http import InvalidRequestError, NotFoundError
@@ -346,8 +346,9 @@ class CandlesBackwards(Paginator[datetime, Page[Candle], Candle]):
 
     def update_state(self, response: Page[Candle]) -> Page[Candle]:
         self._page = response
-        opened = values(response.records, "open_time")
-        inside = subset(response.records, [self.start <= t < self._cursor for t in opened])
+        inside = between(
+            response.records, "open_time", self.start, self._cursor, high_included=False
+        )
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
         )
@@ -356,7 +357,8 @@ class CandlesBackwards(Paginator[datetime, Page[Candle], Candle]):
         page = self._page
         assert page is not None
         if page.received >= self.limit and page.records:
-            oldest = min(values(page.records, "open_time"))
+            oldest = earliest(page.records, "open_time")
+            assert oldest is not None
             if oldest >= self._cursor:
                 raise NoProgress(f"cursor {self._cursor} did not move")
             self._cursor = oldest

@@ -113,6 +113,50 @@ def subset(records: Sequence[T], keep: Sequence[bool]) -> Sequence[T]:
     return FrameRows(records.frame.filter(pl.Series(keep, dtype=pl.Boolean)), make, records.money)
 
 
+def between(
+    records: Sequence[T], name: str, low: datetime, high: datetime, *, high_included: bool
+) -> Sequence[T]:
+    """The records whose moment `name` lies from `low` (included) to `high` (included or not),
+    still as columns when they were (compared there by polars, with no datetime per row)."""
+    if not isinstance(records, FrameRows):
+        return subset(
+            records, [_within_range(t, low, high, high_included) for t in values(records, name)]
+        )
+    moment = pl.col(name).dt.epoch("us")
+    above = moment >= _micros(low)
+    below = moment <= _micros(high) if high_included else moment < _micros(high)
+    return subset(records, records.frame.select(above & below).to_series().to_list())
+
+
+def earliest(records: Sequence[Any], name: str) -> datetime | None:
+    """The earliest moment `name` of the records (by polars when they are columns); None for
+    none."""
+    return _extreme(records, name, latest=False)
+
+
+def latest(records: Sequence[Any], name: str) -> datetime | None:
+    """The latest moment `name` of the records; None for none."""
+    return _extreme(records, name, latest=True)
+
+
+def _extreme(records: Sequence[Any], name: str, *, latest: bool) -> datetime | None:
+    if not isinstance(records, FrameRows):
+        moments = values(records, name)
+        return (max if latest else min)(moments, default=None)
+    micros = records.frame[name].dt.epoch("us")
+    found = micros.max() if latest else micros.min()
+    assert found is None or isinstance(found, int)
+    return None if found is None else EPOCH + _MICROSECOND * found
+
+
+def _within_range(moment: datetime, low: datetime, high: datetime, high_included: bool) -> bool:
+    return low <= moment and (moment <= high if high_included else moment < high)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // _MICROSECOND
+
+
 class Sent(NamedTuple):
     """One field of a page as sent: its key in object rows (None in array rows), its values."""
 
