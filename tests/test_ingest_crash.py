@@ -40,10 +40,10 @@ FAST_RETRY = RetryPolicy(
     max_attempts=12, max_total_seconds=60, base_seconds=0.01, max_backoff_seconds=0.05
 )
 KILLS = 4
-# Each kill comes this share of an uninterrupted run's duration after the process is ready (and
-# within 0.3–2 s): the kills fall at different stages, and together cannot let the run finish.
-KILL_AFTER = (0.10, 0.22)
-KILL_BOUNDS_S = (0.3, 2.0)
+# Each kill comes once the process has landed a file more than the lake held at the last kill,
+# and then a random moment more (mid-fetch, mid-write): the kills fall at different stages,
+# whatever the machine's speed, and together cannot let the run finish.
+KILL_JITTER_S = (0.0, 0.05)
 READY = "ready"
 DONE = "done"
 
@@ -86,6 +86,12 @@ def start_sync(config: Path, data_dir: Path) -> tuple[BaseProcess, Connection]:
 def wait_ready(messages: Connection, timeout: float = 20.0) -> None:
     assert messages.poll(timeout), "the sync process did not start"
     assert messages.recv() == READY
+
+
+def wait_for_a_new_file(process: BaseProcess, lake: Lake, held: int) -> None:
+    """Until the process has landed more than `held` files, or has ended."""
+    while process.is_alive() and len(parquet_files(lake)) <= held:
+        time.sleep(0.005)
 
 
 def received(messages: Connection) -> list[str]:
@@ -135,9 +141,7 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
                 "bitvavo": WeightBudget(headers=WEIGHT_HEADERS),
             },
         )
-        started = time.monotonic()
         backfill(whole)
-        duration = time.monotonic() - started
 
         crashed = Lake(tmp_path / "crashed" / "lake")
         files_at_kill = []
@@ -145,8 +149,8 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
             process, messages = start_sync(config, tmp_path / "crashed")
             try:
                 wait_ready(messages)
-                delay = rng.uniform(*KILL_AFTER) * duration
-                time.sleep(min(max(delay, KILL_BOUNDS_S[0]), KILL_BOUNDS_S[1]))
+                wait_for_a_new_file(process, crashed, files_at_kill[-1] if files_at_kill else 0)
+                time.sleep(rng.uniform(*KILL_JITTER_S))
             finally:
                 process.kill()  # SIGKILL
                 process.join(timeout=10)
