@@ -144,7 +144,7 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
         backfill(whole)
 
         crashed = Lake(tmp_path / "crashed" / "lake")
-        files_at_kill = []
+        files_at_kill: list[int] = []
         for _ in range(KILLS):
             process, messages = start_sync(config, tmp_path / "crashed")
             try:
