@@ -57,16 +57,16 @@ config, kind, exchange, market, days = sys.argv[1:6]
 rt = Runtime(load_settings(config))
 now = rt.now()
 start = now - timedelta(days=int(days))
-began = time.process_time()
+began, wall = time.process_time(), time.perf_counter()
 if kind == "candles":
     result = sync_candles(rt, exchange, market, "1m", Window(start, now))
 else:
     result = sync_public_trades(rt, exchange, market, since=start)
-cpu = time.process_time() - began
+cpu, wall = time.process_time() - began, time.perf_counter() - wall
 # VmHWM: this process's own peak (ru_maxrss keeps the parent's peak across the exec)
 status = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print(json.dumps({"rows": sum(result.rows.values()), "requests": result.requests,
-                  "weight": result.weight, "retries": result.retries, "cpu_s": cpu,
+                  "weight": result.weight, "retries": result.retries, "cpu_s": cpu, "wall_s": wall,
                   "peak_kib": int(status[0].split()[1]) if status else None}))
 """
 
@@ -97,23 +97,24 @@ def _minimum(fewest: str, rows: int, page: int, days: int) -> int:
     return max(pages, days) if fewest == "days" else pages
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _child(what: str, args: list[str]) -> dict[str, Any]:
     """Run `python args…` in a child process: its last line of output as JSON, with its wall
-    seconds as `seconds`."""
+    seconds (start-up and imports included) as `seconds`."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:3])} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["seconds"] = elapsed
     return result
 
 
 def _run_case(config: Path, kind: str, exchange: str, market: str, days: int) -> dict[str, Any]:
-    result = _child(["-c", CHILD, str(config), kind, exchange, market, str(days)])
+    args = ["-c", CHILD, str(config), kind, exchange, market, str(days)]
+    result = _child(f"{kind} {exchange} {days} days", args)
     peak_kib = result.pop("peak_kib")
-    result["peak_rss_mib"] = peak_kib / 1024 if peak_kib else float("nan")
+    result["peak_rss_mb"] = peak_kib / 1024 if peak_kib else float("nan")
     return result
 
 
@@ -128,13 +129,14 @@ def landing(scratch: Path) -> dict[str, dict[str, float]]:
     for exchange, bodies in recorded.items():
         pages = scratch / f"{exchange}-pages.pickle"
         pages.write_bytes(pickle.dumps(bodies))
-        result = _child(["-m", "benchmarks.landing_replay", str(pages), exchange, "BTC-EUR"])
+        args = ["-m", "benchmarks.landing_replay", str(pages), exchange, "BTC-EUR"]
+        result = _child(f"landing {exchange}", args)
         figures[exchange] = {
             "rows": result["rows"],
             "pages": len(bodies),
             "cpu_s": result["cpu_s"],
             "rows_per_cpu_s": result["rows"] / result["cpu_s"],
-            "peak_rss_mb": result["peak_rss_mb"],
+            "peak_rss_mb": result["peak_rss_mb"] or float("nan"),
         }
     return figures
 
@@ -146,11 +148,11 @@ def backfill(case: Mapping[str, Any], ccxt: Mapping[str, Any], exchange: str) ->
         "rows": case["rows"],
         "requests": case["requests"],
         "min_requests": case["minimum"],
-        "wall_s": case["seconds"],
+        "wall_s": case["wall_s"],
         "cpu_s": case["cpu_s"],
         "floor_s": floor,
-        "wall_over_floor": case["seconds"] / floor,
-        "peak_rss_mb": case["peak_rss_mib"],
+        "wall_over_floor": case["wall_s"] / floor,
+        "peak_rss_mb": case["peak_rss_mb"],
         "ccxt": {key: ccxt[key] for key in ("rows", "requests", "wall_s", "cpu_s")},
     }
 
@@ -184,18 +186,19 @@ def run() -> dict[str, Any]:
                         f"{result['seconds']:.1f}",
                         f"{result['cpu_s']:.1f}",
                         f"{result['rows'] / result['seconds']:.0f}",
-                        f"{result['peak_rss_mib']:.0f}",
+                        f"{result['peak_rss_mb']:.0f}",
                     )
                 )
             table.print_aligned()
+        by_label = {case["label"]: case for case in cases}
+        backfills = {}
+        # ccxt on a sandbox of its own (the same world): none of tally's budget is spent there
+        with start_sandbox(seed=1, days=370, now_ms=NOW_MS) as sandbox:
             info = scratch / "sandbox.json"
             info.write_text(json.dumps(sandbox.info()), encoding="utf-8")
-            by_label = {case["label"]: case for case in cases}
-            backfills = {}
             for exchange, label in BACKFILLS.items():
-                theirs = _child(
-                    ["-m", "benchmarks.ccxt_backfill", str(info), exchange, "365", str(NOW_MS)]
-                )
+                args = ["-m", "benchmarks.ccxt_backfill", str(info), exchange, "365", str(NOW_MS)]
+                theirs = _child(f"ccxt {exchange}", args)
                 backfills[exchange] = backfill(by_label[label], theirs, exchange)
     return {"landing": landed, "backfill": backfills, "cases": cases}
 

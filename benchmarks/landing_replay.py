@@ -3,7 +3,7 @@ decoded, parsed, typed and landed in this process exactly as the candles flow do
 client's `decode_body`, the exchange's parser, `chunks.land_plan` a month of candles at a time),
 with no network: rows landed per CPU-second, and the process's peak RSS.
 
-    pages = record(sandbox, "bitstamp", "BTC-EUR", days=365)    # in the benchmark's process
+    pages = record(sandbox, "bitstamp", "BTC-EUR", days=365, now_s=...)  # in the benchmark
     python -m benchmarks.landing_replay PAGES_FILE bitstamp BTC-EUR    # one JSON line
 
 The CPU time is that of the replay alone: imports and a warm-up page come before it.

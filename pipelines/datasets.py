@@ -113,8 +113,8 @@ class RecordDataset:
         else a frame per page. Either way the same rows and values."""
         listed = [(records, fetched_at) for records, fetched_at in pages if len(records)]
         kept = [records for records, _ in listed if isinstance(records, FrameRows)]
-        if len(kept) > 1 and len(kept) == len(listed):
-            moments = [_micros(fetched_at) for _, fetched_at in listed]
+        moments = [_aware_micros(fetched_at) for _, fetched_at in listed]
+        if len(kept) > 1 and len(kept) == len(listed) and None not in moments:
             try:  # (pages of another column layout do not concatenate: typed one by one)
                 joined = pl.concat(
                     [
@@ -124,7 +124,7 @@ class RecordDataset:
                 )
             except pl.exceptions.PolarsError:
                 joined = None
-            if joined is not None and None not in moments:
+            if joined is not None:
                 typed = self._typed(joined, pl.col("fetched_at").cast(TIMESTAMP))
                 if typed is not None:
                     return [typed]
@@ -137,7 +137,7 @@ class RecordDataset:
         a money column or a naive `fetched_at` needs the record path (see `_money`,
         `_timestamps`). `fetched_at` may be the expression of a column of them."""
         if isinstance(fetched_at, datetime):
-            moment = _micros(fetched_at)
+            moment = _aware_micros(fetched_at)
             if moment is None:
                 return None
             fetched_at = pl.lit(moment, pl.Int64).cast(TIMESTAMP)
@@ -157,7 +157,7 @@ class RecordDataset:
             return None  # over 38 digits: built from Decimals, for the lake to refuse
 
 
-def _micros(moment: datetime) -> int | None:
+def _aware_micros(moment: datetime) -> int | None:
     """An aware moment as microseconds since the epoch; None for a naive one."""
     return None if moment.tzinfo is None else (moment - EPOCH) // _MICROSECOND
 

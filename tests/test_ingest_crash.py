@@ -89,8 +89,10 @@ def wait_ready(messages: Connection, timeout: float = 20.0) -> None:
 
 
 def wait_for_a_new_file(process: BaseProcess, lake: Lake, held: int) -> None:
-    """Until the process has landed more than `held` files, or has ended."""
+    """Until the process has landed more than `held` files, or has ended (a minute at most)."""
+    deadline = time.monotonic() + 60
     while process.is_alive() and len(parquet_files(lake)) <= held:
+        assert time.monotonic() < deadline, f"the sync landed nothing past {held} files"
         time.sleep(0.005)
 
 
@@ -156,7 +158,7 @@ def test_killed_backfill_converges_to_the_uninterrupted_lake(tmp_path: Path) -> 
                 process.join(timeout=10)
                 messages.close()
             if process.exitcode == 0:
-                break  # finished first (a much faster run than the measured one): no kill
+                break  # finished before the kill: nothing left to kill
             assert process.exitcode == -signal.SIGKILL
             assert_every_file_opens(crashed)
             files_at_kill.append(len(parquet_files(crashed)))

@@ -32,8 +32,9 @@ class Page(Generic[T]):
 
     `records` may be a filtered subset of what came back (a window's edges); `received` is how
     many rows the exchange actually sent, which is what paging decisions use. A page of market
-    data may hold its records as columns (`frames.FrameRows`: read them with `frames.values`
-    and cut them with `frames.subset`, so that they are made only where a consumer needs them).
+    data may hold its records as columns (`frames.FrameRows`: read them with `frames.values`,
+    `earliest` and `latest`, cut them with `frames.subset` and `between`, so that they are made
+    only where a consumer needs them).
     """
 
     records: Sequence[T]

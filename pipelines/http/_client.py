@@ -172,7 +172,8 @@ class HttpClient:
     `classify` tells which responses are errors (the exchange's `Classifier`); `limiter` paces
     every attempt. `path` given to `request` is appended to base_url's path. `clock` (epoch
     seconds) and `sleep` are the seams tests use to observe waits without waiting. `stats`
-    meters every attempt sent.
+    meters every attempt sent. The proxies (`session`'s and the environment's) are read at the
+    first request and kept.
     """
 
     def __init__(
@@ -403,8 +404,9 @@ class HttpClient:
         return _Sent(response, sent_at)
 
     def _proxies_for(self, prepared: requests.PreparedRequest) -> dict[str, str]:
-        # requests reads the proxies from the environment again on every send (a millisecond, a
-        # fifth of a candle page's CPU); they depend on the scheme and host only, this client's
+        # requests reads the proxies from the environment again on every send (about a
+        # millisecond); they depend on the scheme and host only, the same for every request of
+        # this client: read once, at its first request
         if self._proxies is None:
             self._proxies = requests.utils.resolve_proxies(
                 prepared, dict(self._session.proxies), self._session.trust_env
