@@ -457,3 +457,14 @@ def test_a_malformed_row_fails_the_sync_and_leaves_the_lake_as_it_was(tmp_path: 
             assert failure.value.row_index is not None
     assert before and file_bytes(rt.lake) == before
     assert rt.lake.files(GAPS) == []
+
+
+def test_a_chunk_boundary_costs_no_half_empty_page(
+    synced: tuple[Runtime, dict[str, StreamResult]],
+) -> None:
+    """Bitstamp serves a page of 1000 minutes whatever the chunk: February's walk is stretched
+    into March to whole pages and March's begins where it ended, so the two months' 1m candles
+    cost the fewest pages that hold them (each chunk walked alone: one page more)."""
+    rt, results = synced
+    held = candles(rt.lake, "bitstamp", "1m").height
+    assert results["candles bitstamp 1m"].requests == -(-held // 1000)

@@ -31,7 +31,12 @@ from typing import Any
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitstamp_parse as parse
 from pipelines.exchanges.bitstamp_walk import CryptoOffsets, LedgerSinceId, OhlcBackwards
-from pipelines.exchanges.limits import BITSTAMP_PACING, PUBLIC_TRADE_WINDOWS, BitstampPacing
+from pipelines.exchanges.limits import (
+    BITSTAMP_PACING,
+    OHLC_LIMIT,
+    PUBLIC_TRADE_WINDOWS,
+    BitstampPacing,
+)
 from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     BalanceSnapshot,
@@ -63,7 +68,6 @@ from pipelines.http import (
 logger = logging.getLogger(__name__)
 
 EXCHANGE = "bitstamp"
-OHLC_LIMIT = 1000
 LEDGER_PAGE = 1000
 CRYPTO_PAGE = 1000
 NONCE_REJECTED = "API0004"  # invalid or reused nonce

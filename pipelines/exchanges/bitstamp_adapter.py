@@ -20,7 +20,12 @@ from pipelines.exchanges.ingestion import (
     RollingTrades,
     Stream,
 )
-from pipelines.exchanges.limits import BITSTAMP_PACING, PUBLIC_TRADE_WINDOWS, BitstampPacing
+from pipelines.exchanges.limits import (
+    BITSTAMP_PACING,
+    OHLC_LIMIT,
+    PUBLIC_TRADE_WINDOWS,
+    BitstampPacing,
+)
 from pipelines.exchanges.values import BITSTAMP_INTERVALS
 
 if TYPE_CHECKING:
@@ -108,6 +113,7 @@ INGESTION: Ingestion[BitstampClient] = Ingestion(
             market, interval, start, end
         ),
         fills_empty_intervals=True,
+        page_limit=OHLC_LIMIT,
     ),
     public_trades=RollingTrades(
         poll=lambda client, market, window: client.public_trades(market, window=window),

@@ -38,7 +38,12 @@ from pipelines.exchanges.bitvavo_walk import (
     is_span_refusal,
     walk_backwards,
 )
-from pipelines.exchanges.limits import ACCESS_WINDOW_BOUNDS_MS, ACCESS_WINDOW_MS, MAX_TRADE_SPAN
+from pipelines.exchanges.limits import (
+    ACCESS_WINDOW_BOUNDS_MS,
+    ACCESS_WINDOW_MS,
+    CANDLE_LIMIT,
+    MAX_TRADE_SPAN,
+)
 from pipelines.exchanges.paging import Page, walk
 from pipelines.exchanges.records import (
     AssetInfo,
@@ -67,7 +72,6 @@ from pipelines.http import (
 )
 
 EXCHANGE = "bitvavo"
-CANDLE_LIMIT = 1440
 TRADE_LIMIT = 1000
 TRANSFER_LIMIT = 1000
 HISTORY_PAGE = 100

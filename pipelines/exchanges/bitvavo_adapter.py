@@ -24,6 +24,7 @@ from pipelines.exchanges.ingestion import (
 from pipelines.exchanges.limits import (
     ACCESS_WINDOW_BOUNDS_MS,
     ACCESS_WINDOW_MS,
+    CANDLE_LIMIT,
     MAX_TRADE_SPAN,
     BitvavoOptions,
 )
@@ -90,6 +91,7 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
             market, interval, start, end
         ),
         fills_empty_intervals=False,
+        page_limit=CANDLE_LIMIT,
     ),
     public_trades=HistoryTrades(
         walk=lambda client, market, start, end: client.public_trades_window(market, start, end),

@@ -128,6 +128,17 @@ def between(
     return subset(records, records.frame.select(above & below).to_series().to_list())
 
 
+def split_at(records: Sequence[T], name: str, moment: datetime) -> tuple[Sequence[T], Sequence[T]]:
+    """The records whose moment `name` lies before `moment`, and the others (still as columns
+    when they were)."""
+    if not isinstance(records, FrameRows):
+        early = [t < moment for t in values(records, name)]
+    else:
+        before = pl.col(name).dt.epoch("us") < _micros(moment)
+        early = records.frame.select(before).to_series().to_list()
+    return subset(records, early), subset(records, [not flag for flag in early])
+
+
 def earliest(records: Sequence[Any], name: str) -> datetime | None:
     """The earliest moment `name` of the records (by polars when they are columns); None for
     none."""

@@ -125,6 +125,7 @@ class Candles(Generic[ClientT]):
     walk: Callable[[ClientT, str, str, datetime, datetime], Iterator[Page[Candle]]]
     """`(client, market, interval, start, end) → pages` of every candle opened in [start, end)."""
     fills_empty_intervals: bool  # a zero-volume candle for an interval without trades
+    page_limit: int  # the most candles a page holds: a walk over a multiple of it fills them
 
 
 @dataclass(frozen=True)

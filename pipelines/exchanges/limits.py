@@ -30,7 +30,13 @@ class BitstampPacing(NamedTuple):
 BITSTAMP_PACING: Final = BitstampPacing()
 """The built-in pacing: `[bitstamp]`'s defaults in tally.toml and the clients'."""
 
+OHLC_LIMIT: Final = 1000
+"""`GET /api/v2/ohlc/{pair}/`: the most candles a page holds (`limit` 1–1000)."""
+
 # --- Bitvavo ----------------------------------------------------------------------------------
+
+CANDLE_LIMIT: Final = 1440
+"""`GET /v2/{market}/candles`: the most candles (or intervals: not documented) a page holds."""
 
 MAX_TRADE_SPAN: Final = timedelta(hours=24)
 """`GET /v2/{market}/trades`: the longest `end − start` recent docs allow (open: walked within)."""

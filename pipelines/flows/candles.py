@@ -26,12 +26,12 @@ whatever span the sync asked for (`pipelines.quarantine.holes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
 from pipelines import progress
 from pipelines.datasets import CANDLES
-from pipelines.exchanges.frames import values
+from pipelines.exchanges.frames import split_at, values
 from pipelines.exchanges.paging import Page
 from pipelines.exchanges.records import Candle
 from pipelines.exchanges.registry import get
@@ -46,7 +46,14 @@ from pipelines.flows.chunks import (
     sweep_partition,
 )
 from pipelines.flows.listing import QUIET_INTERVALS, ListingWatch, record_listing
-from pipelines.flows.plan import Window, chunk_unit, final_cutoff, interval_delta, plan_chunks
+from pipelines.flows.plan import (
+    ChunkPlan,
+    Window,
+    chunk_unit,
+    final_cutoff,
+    interval_delta,
+    plan_chunks,
+)
 from pipelines.flows.runtime import Runtime, StreamResult, finish
 from pipelines.flows.settle import read_note, unsettled_from
 from pipelines.http import HttpClient
@@ -86,11 +93,20 @@ def sync_candles(
     watch = _watch(rt, exchange, market, interval, walk) if spans else None
 
     fetched = landed = 0
+    page_span = interval_delta(interval) * get(exchange).ingestion.candles.page_limit
     for planned, stale_from in spans:
         landed_stems = partition_files(lake, dataset, partition)
-        for plan in plan_chunks(planned, chunk_unit(interval), landed_stems, stale_from=stale_from):
+        plans = plan_chunks(planned, chunk_unit(interval), landed_stems, stale_from=stale_from)
+        ahead: list[Page[Candle]] = []  # the next plan's oldest candles, fetched with this one
+        fetched_to: datetime | None = None  # where the fetch of `ahead` ended
+        followers: list[ChunkPlan | None] = [*plans[1:], None] if plans else []
+        for plan, following in zip(plans, followers, strict=True):
+            fetch = _fetch_window(plan, following, fetched_to, page_span)
+            newest_first = list(walk(market, interval, fetch)) if fetch is not None else []
             # Oldest page first: within a page Bitstamp's later duplicate wins (`Lake.land`).
-            pages: Iterable[Page[Candle]] = reversed(list(walk(market, interval, plan.missing)))
+            pages: Iterable[Page[Candle]]
+            pages, ahead = _split([*ahead, *reversed(newest_first)], plan.missing.end)
+            fetched_to = fetch.end if fetch is not None and ahead else None
             if watch is not None:
                 pages = watch.screen(plan.missing, pages)
             rows = land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
@@ -110,6 +126,38 @@ def sync_candles(
     return finish(
         stream, exchange, used, rows=landed_rows, windows=landed, gaps=gaps, first=first, last=last
     )
+
+
+def _fetch_window(
+    plan: ChunkPlan, following: ChunkPlan | None, fetched_to: datetime | None, page_span: timedelta
+) -> Window | None:
+    """What to fetch for `plan` (None: nothing): its missing range from where the fetch for the
+    plan before ended (`fetched_to`); when the next plan's missing range follows on, stretched
+    into it to a whole number of pages. A walk goes newest page first, so only its oldest page
+    can be cut short: the chunks' boundaries then cost no half-empty page."""
+    start = plan.missing.start if fetched_to is None else max(plan.missing.start, fetched_to)
+    end = plan.missing.end
+    if start >= end:
+        return None
+    if following is not None and following.missing.start == end:
+        whole = -(-(end - start) // page_span) * page_span  # rounded up to whole pages
+        end = min(start + whole, following.missing.end)
+    return Window(start, end)
+
+
+def _split(
+    pages: Sequence[Page[Candle]], moment: datetime
+) -> tuple[list[Page[Candle]], list[Page[Candle]]]:
+    """The pages' candles opened before `moment`, and the others, page by page (empty parts
+    left out)."""
+    before: list[Page[Candle]] = []
+    after: list[Page[Candle]] = []
+    for page in pages:
+        parts = split_at(page.records, "open_time", moment)
+        for part, into in zip(parts, (before, after), strict=True):
+            if part:
+                into.append(Page(part, page.endpoint, page.params, page.fetched_at, page.received))
+    return before, after
 
 
 def _hole_windows(rt: Runtime, partition: dict[str, str], cutoff: datetime) -> list[Window]:
