@@ -36,8 +36,10 @@ class _Bitvavo(_Counted, ccxt.bitvavo):
     pass
 
 
-class _Bitstamp(_Counted, ccxt.bitstamp):
-    """ccxt signs `url.replace('https://', '')`: it is given https URLs, sent over http."""
+class HttpsSignedBitstamp(ccxt.bitstamp):
+    """ccxt's Bitstamp signs `url.replace('https://', '')`; against plain http that would sign
+    "http://host/path". So it is given https URLs to sign, and the request goes out over http:
+    the string signed is still the documented host + path."""
 
     def sign(
         self, path: str, api: Any = "public", method: str = "GET", params: Any = None
@@ -45,6 +47,10 @@ class _Bitstamp(_Counted, ccxt.bitstamp):
         request: dict[str, Any] = super().sign(path, api, method, params or {})
         request["url"] = request["url"].replace("https://", "http://", 1)
         return request
+
+
+class _Bitstamp(_Counted, HttpsSignedBitstamp):
+    pass
 
 
 def exchange_for(name: str, info: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ import ccxt
 import pytest
 from sandbox_fixtures import sandbox_fixture, world_fixture
 
+from benchmarks.ccxt_backfill import HttpsSignedBitstamp
 from pipelines.sandbox.server import LOOPBACK, Sandbox
 from pipelines.sandbox.world import World
 
@@ -42,17 +43,8 @@ class LoopbackOnly:
         return super().fetch(url, method, headers, body)  # type: ignore[misc]
 
 
-class Bitstamp(LoopbackOnly, ccxt.bitstamp):
-    """ccxt's Bitstamp signs `url.replace('https://', '')`; against plain http that would sign
-    "http://host/path". So it is given https URLs to sign, and the request goes out over http:
-    the string signed is still the documented host + path."""
-
-    def sign(
-        self, path: str, api: Any = "public", method: str = "GET", params: Any = None
-    ) -> dict[str, Any]:
-        request: dict[str, Any] = super().sign(path, api, method, params or {})
-        request["url"] = request["url"].replace("https://", "http://", 1)
-        return request
+class Bitstamp(LoopbackOnly, HttpsSignedBitstamp):
+    pass
 
 
 class Bitvavo(LoopbackOnly, ccxt.bitvavo):
