@@ -9,7 +9,8 @@ the partition's landed stems; the missing range is fetched (Bitstamp walking bac
 Bitvavo end-anchored), combined with the rows of the files it extends, deduplicated (last wins:
 Bitstamp sometimes serves two candles for one open time) and landed as one file whose stem is the
 range it covers, e.g. `20240301T000000-20240330T235900`. Only one chunk is held in memory at a
-time.
+time. When the next chunk's missing range follows on, a chunk's walk reaches into it to a whole
+number of pages and hands it the candles past its own end: a boundary costs no half-empty page.
 
 Candles are final only when settled (`settle.py`): each file notes when it was read, and a sync
 whose clock has moved on reads again from the oldest candle that was read less than
@@ -98,7 +99,7 @@ def sync_candles(
         landed_stems = partition_files(lake, dataset, partition)
         plans = plan_chunks(planned, chunk_unit(interval), landed_stems, stale_from=stale_from)
         ahead: list[Page[Candle]] = []  # the next plan's oldest candles, fetched with this one
-        fetched_to: datetime | None = None  # where the fetch of `ahead` ended
+        fetched_to: datetime | None = None  # where the fetch for the plan before ended
         followers: list[ChunkPlan | None] = [*plans[1:], None] if plans else []
         for plan, following in zip(plans, followers, strict=True):
             fetch = _fetch_window(plan, following, fetched_to, page_span)
@@ -106,7 +107,8 @@ def sync_candles(
             # Oldest page first: within a page Bitstamp's later duplicate wins (`Lake.land`).
             pages: Iterable[Page[Candle]]
             pages, ahead = _split([*ahead, *reversed(newest_first)], plan.missing.end)
-            fetched_to = fetch.end if fetch is not None and ahead else None
+            # (read up to there, with or without candles: the next plan starts there)
+            fetched_to = fetch.end if fetch is not None and fetch.end > plan.missing.end else None
             if watch is not None:
                 pages = watch.screen(plan.missing, pages)
             rows = land_plan(lake, CANDLES, plan, pages, partition, metadata=read_note(now))
