@@ -1,7 +1,8 @@
 """Landing from memory: a year of 1-minute candle pages, recorded once from the sandbox, then
-decoded, parsed, typed and landed in this process exactly as the candles flow does it (the
-client's `decode_body`, the exchange's parser, `chunks.land_plan` a month of candles at a time),
-with no network: rows landed per CPU-second, and the process's peak RSS.
+read, typed and landed in this process as the candles flow does it, with no network (the
+exchange's reader of the body, else the client's `decode_body` and the parser; then
+`chunks.land_plan` a month of candles at a time): rows landed per CPU-second, and the process's
+peak RSS.
 
     pages = record(sandbox, "bitstamp", "BTC-EUR", days=365, now_s=...)  # in the benchmark
     python -m benchmarks.landing_replay PAGES_FILE bitstamp BTC-EUR    # one JSON line
@@ -80,16 +81,31 @@ def replay(bodies: Sequence[bytes], exchange: str, market: str, lake_dir: Path) 
     from pipelines.flows.plan import ChunkPlan, Window
     from pipelines.lake import Lake
 
+    read: Callable[[bytes], Sequence[Any] | None]
     parse: Callable[[Any], Sequence[Any]]
     if exchange == "bitstamp":
+
+        def read(body: bytes) -> Sequence[Any] | None:
+            return bitstamp_parse.read_ohlc(body, step=MINUTE, market=market)
 
         def parse(data: Any) -> Sequence[Any]:
             return bitstamp_parse.parse_ohlc(data, step=MINUTE, market=market)
 
     else:
 
+        def read(body: bytes) -> Sequence[Any] | None:
+            return bitvavo_parse.read_candles(body, market=market, interval="1m")
+
         def parse(data: Any) -> Sequence[Any]:
             return bitvavo_parse.parse_candles(data, market=market, interval="1m")
+
+    def candles(body: bytes) -> Sequence[Any]:
+        """As the client reads a reply: from the body when it can, else decoded."""
+        made = read(body)
+        if made is not None:
+            return made
+        _, data = http.decode_body(body)
+        return parse(data)
 
     page_size = BITSTAMP_PAGE if exchange == "bitstamp" else BITVAVO_PAGE
     lake = Lake(lake_dir)
@@ -107,8 +123,7 @@ def replay(bodies: Sequence[bytes], exchange: str, market: str, lake_dir: Path) 
         return land_plan(lake, CANDLES, plan, reversed(chunk), partition)
 
     for body in bodies:
-        _, data = http.decode_body(body)
-        chunk.append(Page(parse(data), "candles", {}, fetched_at))
+        chunk.append(Page(candles(body), "candles", {}, fetched_at))
         if len(chunk) * page_size >= MONTH_OF_MINUTES:
             rows += land()
             chunk = []

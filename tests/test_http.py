@@ -881,3 +881,32 @@ def test_a_proxy_from_the_environment_carries_every_request(
     for _ in range(2):
         assert direct.request("GET", "/api/v2/eur_usd/", endpoint="eur_usd").data["buy"] == "1.1"
     assert len(httpserver.log) == 2
+
+
+def test_a_body_the_read_takes_is_not_decoded_and_others_are_classified(
+    httpserver: HTTPServer,
+) -> None:
+    """`read` sees only successful bodies; what it takes is the reply's `read` (no `data`);
+    what it leaves is decoded and classified as always, an error document sent with 200 too."""
+    page = b'[[1,"2"]]'
+    httpserver.expect_ordered_request("/api/v2/ohlc/btceur/").respond_with_data("", status=502)
+    httpserver.expect_ordered_request("/api/v2/ohlc/btceur/").respond_with_data(page)
+    error = '{"status":"error","reason":"Invalid pair","code":"API0001"}'
+    httpserver.expect_ordered_request("/api/v2/ohlc/btceur/").respond_with_data(error)
+    seen: list[bytes] = []
+
+    def read(body: bytes) -> object | None:
+        seen.append(body)
+        return "a page" if body == page else None
+
+    client, _, _ = make_client("bitstamp", httpserver.url_for("/"))
+    reply = client.request("GET", "/api/v2/ohlc/btceur/", endpoint="ohlc", read=read)
+    assert (reply.read, reply.data, reply.text, reply.status) == (
+        "a page",
+        None,
+        page.decode(),
+        200,
+    )
+    with pytest.raises(ExchangeError, match="Invalid pair"):
+        client.request("GET", "/api/v2/ohlc/btceur/", endpoint="ohlc", read=read)
+    assert seen == [page, error.encode()]  # never the 502's

@@ -19,7 +19,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipelines.datasets import CANDLES, PUBLIC_TRADES, RecordDataset
-from pipelines.exact_json import RAW, encode
+from pipelines.exact_json import RAW, encode, encode_json
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges import bitvavo_parse as bv
 from pipelines.exchanges import columns, frames
@@ -68,7 +68,7 @@ TRANSACTION_ROW = {
     "type": "1",
     "amount": "0.00288599",
 }
-CANDLE_ROW = [1702354080000, "38766", "38766", "38766", "38766", "0.00012865"]
+CANDLE_ROW: list[Any] = [1702354080000, "38766", "38766", "38766", "38766", "0.00012865"]
 TRADE_ROW = {
     "id": "041689b3-cbb6-49ec-9964-2fb2d353dd1b",
     "timestamp": 1565672192018,
@@ -487,3 +487,74 @@ def test_a_window_of_a_page_is_cut_alike_as_columns_and_as_records() -> None:
         assert frames.earliest(frames.subset(source, [False] * 4), "open_time") is None
     newest = frames.latest(page, "open_time")
     assert newest is not None and newest.utcoffset() == timedelta(0)
+
+
+# -- reading a compact body without decoding it (`page_text`) ----------------------------------
+
+READERS: dict[str, Callable[[bytes], Sequence[Any] | None]] = {
+    "bitstamp ohlc": lambda body: bs.read_ohlc(body, step=60, market="BTC-USD"),
+    "bitvavo candles": lambda body: bv.read_candles(body, market="BTC-EUR", interval="1m"),
+}
+
+
+def read_alike(name: str, rows: Any) -> Sequence[Any] | None:
+    """What the body reader makes of the compact body of `rows`: None, or exactly what the
+    decoded path makes of it (records, and the lake frame); never a page the decoded path
+    refuses."""
+    body = body_of(name, rows)
+    try:
+        text = encode_json(body).encode()
+    except UnicodeEncodeError:  # a lone surrogate: no such body comes over the wire
+        return None
+    read = READERS[name](text)
+    if read is None:
+        return None
+    kind, decoded = outcome(PARSERS[name], json.loads(text, parse_float=Decimal))
+    assert kind == "records", (rows, decoded)
+    assert isinstance(read, frames.FrameRows)
+    assert list(read) == list(decoded)
+    same_frames(name, read, decoded)
+    return read
+
+
+NEXT_MINUTE: dict[str, Any] = {
+    "bitstamp ohlc": {**OHLC_ROW, "timestamp": "1577836260", "open": "7164.2"},
+    "bitvavo candles": [CANDLE_ROW[0] + 60_000, *CANDLE_ROW[1:4], "38766.5", "0"],
+}
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_the_body_reader_reads_a_usual_page_as_the_decoded_path(name: str) -> None:
+    read = read_alike(name, [USUAL[name], NEXT_MINUTE[name]])
+    assert read is not None and len(read) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "field"), [(n, f) for n, fields in VALUES.items() if n in READERS for f in fields]
+)
+def test_each_value_is_read_from_the_body_as_decoded_or_not_at_all(
+    name: str, field: str | int
+) -> None:
+    usual = USUAL[name]
+    for value in VALUES[name][field]:
+        changed = with_value(usual, field, value)
+        read_alike(name, [usual, changed])
+        read_alike(name, [changed])
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None:
+    for rows in SHAPES[name]:
+        assert read_alike(name, rows) is None, rows
+    usual = [USUAL[name]]
+    spaced = json.dumps(body_of(name, usual), indent=1).encode()
+    assert READERS[name](spaced) is None  # whitespace between tokens: decoded, raw re-encoded
+    if name == "bitstamp ohlc":
+        reordered = [{key: OHLC_ROW[key] for key in reversed(OHLC_ROW)}]
+        assert READERS[name](encode_json(body_of(name, reordered)).encode()) is None
+        other_pair = encode_json({"data": {"pair": "ETH/USD", "ohlc": usual}}).encode()
+        assert READERS[name](other_pair) is None  # (`parse_ohlc` names the mismatch)
+        error = b'{"status":"error","reason":"Invalid pair","code":"API0001"}'
+        assert READERS[name](error) is None
+    else:
+        assert READERS[name](b'{"errorCode":205,"error":"interval parameter is invalid."}') is None

@@ -422,7 +422,7 @@ LIMITS = RateLimits(bitstamp_budget=10, bitstamp_window_ms=6_000)
 PACING = LIMITS.bitstamp_budget * 4 // 5  # what `sandbox_config` sets: one process's budget
 SEED = 23
 NOW_MS = 1_711_843_200_000  # 2024-03-31T00:00:00Z
-INTERVAL, DAYS = "1d", 6 * 365  # pages of yearly chunks: about 8 requests per sync
+INTERVAL, DAYS = "1h", 300  # 7200 hourly candles in pages of 1000: 8 requests per sync
 MARKETS = ("BTC-EUR", "BTC-USD")  # one each: one writer per lake partition
 
 

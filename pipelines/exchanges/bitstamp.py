@@ -233,8 +233,16 @@ class BitstampClient:
             "end": int(end.timestamp()),
             "exclude_current_candle": "true",
         }
-        reply = self._get(f"/api/v2/ohlc/{pair_symbol(market)}/", "ohlc", params)
-        candles = parse.parse_ohlc(reply.data, step=step, market=market)
+        reply = self.http.request(
+            "GET",
+            f"/api/v2/ohlc/{pair_symbol(market)}/",
+            endpoint="ohlc",
+            params=params,
+            read=lambda body: parse.read_ohlc(body, step=step, market=market),
+        )
+        candles = reply.read
+        if candles is None:
+            candles = parse.parse_ohlc(reply.data, step=step, market=market)
         return Page(candles, "ohlc", params, reply.fetched_at)
 
     def ohlc_window(

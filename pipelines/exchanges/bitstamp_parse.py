@@ -7,13 +7,14 @@ not know. Error bodies are http.py's business, not these parsers'.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pipelines.exchanges import columns, frames
+from pipelines.exchanges import columns, frames, page_text
 from pipelines.exchanges.records import (
     BalanceSnapshot,
     Candle,
@@ -203,6 +204,37 @@ def parse_ohlc(payload: Any, *, step: int, market: str | None = None) -> Sequenc
         fields=_OHLC_FIELDS,
         unit=columns.SECOND,
         make=lambda: _ohlc_records(named, interval, rows, table),
+    )
+
+
+_OHLC_ROW = page_text.object_row(
+    _OHLC_FIELDS, (page_text.time_form(page_text.SECONDS_DIGITS), *[page_text.MONEY] * 5)
+)
+_OHLC_BODY = page_text.compiled(
+    rb'\{"data":\{"pair":"([A-Za-z0-9]+/[A-Za-z0-9]+)","ohlc":('
+    + page_text.rows_of(_OHLC_ROW)
+    + rb")\}\}"
+)
+
+
+def read_ohlc(body: bytes, *, step: int, market: str) -> Sequence[Candle] | None:
+    """`parse_ohlc` of a compact body of the usual shape, read without decoding it
+    (`page_text`): the same candles, as columns; None for any other body (decode it, then
+    `parse_ohlc`), and for a pair other than `market`'s (`parse_ohlc` names it)."""
+    interval = STEP_INTERVALS.get(step)
+    found = _OHLC_BODY.fullmatch(body)
+    if interval is None or found is None:
+        return None
+    base, quote = found.group(1).decode().split("/")
+    if market_name(base, quote) != market:
+        return None
+
+    def make() -> list[Candle]:
+        return list(parse_ohlc(json.loads(body, parse_float=Decimal), step=step, market=market))
+
+    rows = page_text.split(found.group(2))
+    return frames.text_candles(
+        EXCHANGE, market, interval, rows, keys=_OHLC_FIELDS, unit=columns.SECOND, make=make
     )
 
 

@@ -193,14 +193,21 @@ class BitvavoClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _get(self, path: str, endpoint: str, params: Mapping[str, object] | None = None) -> Reply:
+    def _get(
+        self,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        read: Callable[[bytes], object | None] | None = None,
+    ) -> Reply:
         try:
-            return self._send(path, endpoint, params)
+            return self._send(path, endpoint, params, read=read)
         except ClockSkewError:
             if self._signer is None:
                 raise
             self.sync_clock()
-            return self._send(path, endpoint, params)
+            return self._send(path, endpoint, params, read=read)
 
     def _send(
         self,
@@ -209,6 +216,7 @@ class BitvavoClient:
         params: Mapping[str, object] | None,
         *,
         signed: bool = True,
+        read: Callable[[bytes], object | None] | None = None,
     ) -> Reply:
         return self.http.request(
             "GET",
@@ -217,6 +225,7 @@ class BitvavoClient:
             params=params,
             weight=WEIGHTS[endpoint],
             signer=self._signer if signed else None,
+            read=read,
         )
 
     def _private(
@@ -262,8 +271,15 @@ class BitvavoClient:
         if interval not in INTERVALS:
             raise ValueError(f"bitvavo candles: interval must be one of {INTERVALS}")
         params = {"interval": interval, "limit": limit, "start": _ms(start), "end": _ms(end)}
-        reply = self._get(f"/{market}/candles", "candles", params)
-        candles = parse.parse_candles(reply.data, market=market, interval=interval)
+        reply = self._get(
+            f"/{market}/candles",
+            "candles",
+            params,
+            read=lambda body: parse.read_candles(body, market=market, interval=interval),
+        )
+        candles = reply.read
+        if candles is None:
+            candles = parse.parse_candles(reply.data, market=market, interval=interval)
         return Page(candles, "candles", params, reply.fetched_at)
 
     def candles_window(

@@ -8,12 +8,14 @@ and integers in markets/assets sometimes strings: all are accepted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from pipelines.exchanges import columns, frames
+from pipelines.exchanges import columns, frames, page_text
 from pipelines.exchanges.records import (
     AssetInfo,
     BalanceSnapshot,
@@ -132,6 +134,34 @@ def parse_candles(payload: Any, *, market: str, interval: str) -> Sequence[Candl
         fields=range(6),
         unit=columns.MILLISECOND,
         make=lambda: _candle_records(payload, market, interval, table),
+    )
+
+
+_CANDLE_BODY = page_text.compiled(
+    page_text.rows_of(
+        page_text.array_row(
+            (page_text.time_form(page_text.MILLISECONDS_DIGITS), *[page_text.MONEY] * 5)
+        )
+    )
+)
+
+
+def read_candles(body: bytes, *, market: str, interval: str) -> Sequence[Candle] | None:
+    """`parse_candles` of a compact body of the usual shape, read without decoding it
+    (`page_text`): the same candles, as columns; None for any other body (decode it, then
+    `parse_candles`)."""
+    if _CANDLE_BODY.fullmatch(body) is None:
+        return None
+    interval = interval_name(interval)
+    market = market_name(*split_market(market))
+
+    def make() -> list[Candle]:
+        payload = json.loads(body, parse_float=Decimal)
+        return list(parse_candles(payload, market=market, interval=interval))
+
+    rows = page_text.split(body)
+    return frames.text_candles(
+        EXCHANGE, market, interval, rows, keys=None, unit=columns.MILLISECOND, make=make
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 
 import polars as pl
 
-from pipelines.exchanges import columns
+from pipelines.exchanges import columns, page_text
 from pipelines.exchanges.values import EPOCH
 
 T = TypeVar("T")
@@ -200,6 +200,34 @@ def candles(
         _time(time, unit).alias("open_time"),
         *(pl.lit(price.series).alias(name) for name, price in zip(names, prices, strict=True)),
         *_json(sent, wire),
+    )
+    return FrameRows(frame, make, frozenset(names))
+
+
+def text_candles(
+    exchange: str,
+    market: str,
+    interval: str,
+    rows: page_text.Rows,
+    *,
+    keys: Sequence[str] | None,
+    unit: timedelta,
+    make: Callable[[], list[T]],
+) -> FrameRows[T]:
+    """`candles` of a page read from its body (`page_text`): rows of six fields, the open time
+    (a count of `unit`s of `page_text.time_form`) then open, high, low, close and volume; `keys`
+    their keys in object rows, None for array rows."""
+
+    def value(index: int) -> pl.Expr:
+        return rows.value(index, 6, None if keys is None else keys[index])
+
+    names = ("open", "high", "low", "close", "volume")
+    frame = rows.frame.select(
+        *_constants(exchange=exchange, market=market, interval=interval),
+        (value(0).cast(pl.Int64) * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time"),
+        *(value(index).alias(name) for index, name in enumerate(names, start=1)),
+        pl.lit("{}", pl.String).alias("extra"),
+        rows.raw().alias("raw"),
     )
     return FrameRows(frame, make, frozenset(names))
 

@@ -78,6 +78,7 @@ class Reply:
     headers: Mapping[str, str] = field(repr=False)
     url: str
     fetched_at: datetime
+    read: Any = field(default=None, repr=False)  # what the request's `read` made of the body
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class _Call:
     weight: int
     signer: Signer | None
     url: str  # exactly as sent (signers sign in headers: no secret in it)
+    read: Callable[[bytes], object | None] | None = None
 
 
 @dataclass
@@ -244,8 +246,14 @@ class HttpClient:
         form: Mapping[str, object] | None = None,
         weight: int = 1,
         signer: Signer | None = None,
+        read: Callable[[bytes], object | None] | None = None,
     ) -> Reply:
-        """Send until success, a fatal error, or the retry policy runs out; return the reply."""
+        """Send until success, a fatal error, or the retry policy runs out; return the reply.
+
+        `read` may take a successful (HTTP 200) body as it is, without decoding its JSON: what
+        it makes of it (None: nothing) is the reply's `read`, and then its `data` is None. It
+        must take only bodies it proves to be of the one success shape it knows (no error
+        document can be one), since such a body is not classified."""
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
         query = _encode(params)
@@ -262,6 +270,7 @@ class HttpClient:
             weight=weight,
             signer=signer,
             url=f"{self._scheme}://{self._host}{quoted}{query}",
+            read=read,
         )
         return self._send(call)
 
@@ -425,6 +434,10 @@ class HttpClient:
             response.status_code,
             now - sent.at,
         )
+        if call.read is not None and response.status_code == 200:
+            made = call.read(response.content)
+            if made is not None:
+                return self._reply(call, response, None, now, read=made)
         text, data = decode_body(response.content)
         error = self._classify(
             response.status_code, data, endpoint=call.endpoint, headers=response.headers, now=now
@@ -434,13 +447,26 @@ class HttpClient:
                 self.limiter.block_until(now + error.retry_after)
             self._fail(call, error, redact)
             raise error
+        return self._reply(call, response, data, now, text=text)
+
+    @staticmethod
+    def _reply(
+        call: _Call,
+        response: requests.Response,
+        data: object,
+        now: float,
+        *,
+        text: str | None = None,
+        read: object = None,
+    ) -> Reply:
         return Reply(
             data=data,
-            text=text,
+            text=response.content.decode("utf-8") if text is None else text,
             status=response.status_code,
             headers=CaseInsensitiveDict(response.headers),
             url=call.url,
             fetched_at=datetime.fromtimestamp(now, UTC),
+            read=read,
         )
 
     def _fail(self, call: _Call, error: ExchangeError, redact: list[str]) -> None:

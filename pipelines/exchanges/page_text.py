@@ -1,0 +1,87 @@
+"""Pages of candles read from the response body itself, without decoding its JSON.
+
+A page of candles is one JSON array of up to 1440 rows of one shape. When the body is compact
+(no whitespace), with its rows' keys in the usual order and every value of its usual form, one
+regular expression of the whole body proves it; the body is then split at its row separators
+(which no value can hold) and polars cuts each row into its values: no Python object per value,
+no JSON decoding. Each row's text is its ``raw``: byte for byte the body's, and byte for byte what
+the decoded path writes (`encode_flat_json`) for such a row.
+
+Any other body (whitespace between tokens, another key order, a number with an exponent, an
+empty page, an error document) is not read here: the caller decodes it, and the decoded path
+accepts the same pages and names the row and field of what it refuses. Whether the exchanges send
+compact JSON, and in which key order, no recording settles (their recorders re-serialised the
+bodies): both forms land the same rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import polars as pl
+
+# The usual form of a value, as its JSON text: money as the fixed-point text
+# `format(Decimal(text), "f")` writes back (no "5.", ".5", "007", exponent); a time as a count
+# (`time_form`). Neither can hold a quote, a backslash, a comma or a bracket.
+MONEY = rb'"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"'
+# The most digits of a time count before the year 5138 (any such time is a `datetime`): in
+# seconds and in milliseconds since the epoch.
+SECONDS_DIGITS = 11
+MILLISECONDS_DIGITS = 14
+
+
+def time_form(digits: int) -> bytes:
+    """A time as a count since the epoch of at most `digits` digits, bare or quoted."""
+    count = rb"[0-9]{1,%d}" % digits
+    return count + rb'|"' + count + rb'"'
+
+
+def object_row(keys: Sequence[str], forms: Sequence[bytes]) -> bytes:
+    """The pattern of a compact JSON object of these keys, in this order, with these forms."""
+    fields = (
+        b'"' + key.encode() + b'":(?:' + form + b")" for key, form in zip(keys, forms, strict=True)
+    )
+    return rb"\{" + b",".join(fields) + rb"\}"
+
+
+def array_row(forms: Sequence[bytes]) -> bytes:
+    """The pattern of a compact JSON array of values of these forms."""
+    return rb"\[" + b",".join(b"(?:" + form + b")" for form in forms) + rb"\]"
+
+
+def rows_of(row: bytes) -> bytes:
+    """The pattern of a JSON array of one or more rows `row`."""
+    return rb"\[" + row + rb"(?:," + row + rb")*\]"
+
+
+class Rows(NamedTuple):
+    """The rows of a page, brackets off (column ``inner``), and the brackets they had."""
+
+    frame: pl.DataFrame
+    opening: str
+    closing: str
+
+    def raw(self) -> pl.Expr:
+        """Each row's text."""
+        return pl.concat_str(pl.lit(self.opening), pl.col("inner"), pl.lit(self.closing))
+
+    def value(self, index: int, count: int, key: str | None) -> pl.Expr:
+        """The text of field `index` of `count` (its key, when the rows are objects, and its
+        quotes taken off)."""
+        prefix = 0 if key is None else len(key) + 3  # '"key":'
+        field = pl.col("inner").str.split_exact(",", count - 1).struct.field(f"field_{index}")
+        return field.str.slice(prefix).str.strip_chars('"')
+
+
+def split(rows_text: bytes) -> Rows:
+    """The rows of `rows_text`, a JSON array of compact rows that a `rows_of` pattern matched
+    (so no value holds a separator)."""
+    opening, closing = rows_text[1:2].decode(), rows_text[-2:-1].decode()
+    inner = rows_text[2:-2].decode().split(closing + "," + opening)
+    return Rows(pl.DataFrame([pl.Series("inner", inner, pl.String)]), opening, closing)
+
+
+def compiled(pattern: bytes) -> re.Pattern[bytes]:
+    return re.compile(pattern, re.DOTALL)
