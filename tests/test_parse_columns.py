@@ -465,9 +465,13 @@ def test_a_price_beyond_decimal_38_18_in_a_chunk_is_refused_by_the_lake(tmp_path
         Lake(tmp_path).land(dataset, combine(dataset, (), typed), stem="w")
 
 
+MINUTE = timedelta(minutes=1)
+
+
 def test_a_window_of_a_page_is_cut_alike_as_columns_and_as_records() -> None:
-    """`between`, `earliest` and `latest` compare by polars on a page kept as columns: the same
-    rows and moments as on its records, both ends of a window included or not as asked."""
+    """`between`, `split_at`, `earliest` and `latest` compare by polars on a page kept as
+    columns: the same rows and moments as on its records, both ends of a window included or not
+    as asked."""
     page = ohlc_page([at_minute(minute) for minute in (3, 0, 2, 1)])
     assert isinstance(page, frames.FrameRows)
     records = page.records()
@@ -481,6 +485,15 @@ def test_a_window_of_a_page_is_cut_alike_as_columns_and_as_records() -> None:
         assert [r.open_time for r in as_records] == [
             t for t in opened if low <= t and (t <= high if included else t < high)
         ]
+    for moment in (low, min(opened), max(opened) + MINUTE, min(opened) - MINUTE):
+        as_columns = frames.split_at(page, "open_time", moment)
+        as_records = frames.split_at(records, "open_time", moment)
+        assert [list(part) for part in as_columns] == [list(part) for part in as_records]
+        assert [r.open_time for r in as_records[0]] == [t for t in opened if t < moment]
+        assert [r.open_time for r in as_records[1]] == [t for t in opened if t >= moment]
+    for wide in (True, False):  # a window holding the whole page keeps it as it is
+        whole = min(opened), max(opened) + MINUTE
+        assert frames.between(page, "open_time", *whole, high_included=wide) is page
     for source in (page, records):
         assert frames.earliest(source, "open_time") == min(opened)
         assert frames.latest(source, "open_time") == max(opened)

@@ -122,6 +122,14 @@ def between(
         return subset(
             records, [_within_range(t, low, high, high_included) for t in values(records, name)]
         )
+    first, last = earliest(records, name), latest(records, name)
+    if (
+        first is not None
+        and last is not None
+        and low <= first
+        and _within_range(last, low, high, high_included)
+    ):
+        return records  # (the usual page: no row to drop)
     moment = pl.col(name).dt.epoch("us")
     above = moment >= _micros(low)
     below = moment <= _micros(high) if high_included else moment < _micros(high)
@@ -133,9 +141,14 @@ def split_at(records: Sequence[T], name: str, moment: datetime) -> tuple[Sequenc
     when they were)."""
     if not isinstance(records, FrameRows):
         early = [t < moment for t in values(records, name)]
-    else:
-        before = pl.col(name).dt.epoch("us") < _micros(moment)
-        early = records.frame.select(before).to_series().to_list()
+        return subset(records, early), subset(records, [not flag for flag in early])
+    first, last = earliest(records, name), latest(records, name)
+    if last is not None and last < moment:
+        return records, []  # (the usual page: all before)
+    if first is not None and first >= moment:
+        return [], records
+    before = pl.col(name).dt.epoch("us") < _micros(moment)
+    early = records.frame.select(before).to_series().to_list()
     return subset(records, early), subset(records, [not flag for flag in early])
 
 
