@@ -115,16 +115,25 @@ class RecordDataset:
         kept = [records for records, _ in listed if isinstance(records, FrameRows)]
         moments = [_aware_micros(fetched_at) for _, fetched_at in listed]
         if len(kept) > 1 and len(kept) == len(listed) and None not in moments:
+            # pages that hold only some of their columns, all completed alike: completed at once
+            complete = kept[0].complete
+            alike = complete is not None and all(page.complete == complete for page in kept)
             try:  # (pages of another column layout do not concatenate: typed one by one)
                 joined = pl.concat(
                     [
-                        records.frame.with_columns(pl.lit(moment, pl.Int64).alias("fetched_at"))
-                        for records, moment in zip(kept, moments, strict=True)
+                        (page.held if alike else page.frame).with_columns(
+                            pl.lit(moment, pl.Int64).alias("fetched_at")
+                        )
+                        for page, moment in zip(kept, moments, strict=True)
                     ]
                 )
             except pl.exceptions.PolarsError:
                 joined = None
             if joined is not None:
+                if alike:
+                    assert complete is not None
+                    fetched = joined["fetched_at"]
+                    joined = complete(joined).with_columns(fetched)
                 typed = self._typed(joined, pl.col("fetched_at").cast(TIMESTAMP))
                 if typed is not None:
                     return [typed]

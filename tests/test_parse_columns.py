@@ -571,3 +571,27 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
         assert READERS[name](error) is None
     else:
         assert READERS[name](b'{"errorCode":205,"error":"interval parameter is invalid."}') is None
+
+
+def test_pages_read_from_their_body_are_completed_and_typed_at_once() -> None:
+    """Pages read from their body hold their rows' text and open times; a chunk of them is cut
+    into columns and typed in one go: the rows and values typing each page gives, in order,
+    beside a page that was decoded too."""
+
+    def read(rows: list[dict[str, str]]) -> Sequence[Any]:
+        page = READERS["bitstamp ohlc"](encode_json(body_of("bitstamp ohlc", rows)).encode())
+        assert isinstance(page, frames.FrameRows) and page.complete is not None
+        assert page.held.columns == ["inner", "open_time"]  # the rest is cut when asked for
+        return page
+
+    later = datetime(2025, 1, 1, tzinfo=UTC)
+    text_pages = [
+        (read([at_minute(0), at_minute(1, open="1.5")]), FETCHED),
+        (read([at_minute(1, open="2.12345678"), at_minute(3)]), later),
+    ]
+    decoded = bs.parse_ohlc(body_of("bitstamp ohlc", [at_minute(4)]), step=60, market="BTC-USD")
+    for pages in (text_pages, [*text_pages, (decoded, later)]):
+        one_by_one = [CANDLES.frame(records, fetched_at=at) for records, at in pages]
+        at_once = CANDLES.page_frames(pages)
+        assert len(at_once) == 1
+        assert_frame_equal(landed(at_once), landed(one_by_one), check_exact=True)

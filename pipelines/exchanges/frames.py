@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar, overload
@@ -47,15 +48,32 @@ _ESCAPED = re.compile(r'["\\\x00-\x09\x0b-\x1f]')
 class FrameRows(Sequence[T]):
     """The rows of one page as a frame of its dataset's columns (`fetched_at` aside, money as
     fixed-point text: `pipelines.datasets` types it). Used as a sequence, it is the page's
-    records, made once by `make` when first asked for."""
+    records, made once by `make` when first asked for.
+
+    With `complete`, the page holds only some of its columns (`held`: at least its moments) and
+    `complete` makes the others from them when `frame` is first asked for; the same `complete`
+    can make the columns of several such pages at once (`pipelines.datasets`, a chunk's)."""
 
     def __init__(
-        self, frame: pl.DataFrame, make: Callable[[], list[T]], money: frozenset[str]
+        self,
+        frame: pl.DataFrame,
+        make: Callable[[], list[T]],
+        money: frozenset[str],
+        complete: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> None:
-        self.frame = frame
+        self.held = frame
         self.money = money  # the columns of money text
+        self.complete = complete
+        self._frame = frame if complete is None else None
         self._make = make
         self._records: list[T] | None = None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            assert self.complete is not None
+            self._frame = self.complete(self.held)
+        return self._frame
 
     def records(self) -> list[T]:
         if self._records is None:
@@ -63,7 +81,7 @@ class FrameRows(Sequence[T]):
         return self._records
 
     def __len__(self) -> int:
-        return self.frame.height
+        return self.held.height
 
     @overload
     def __getitem__(self, index: int) -> T: ...
@@ -83,14 +101,15 @@ class FrameRows(Sequence[T]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"FrameRows({self.frame.height} rows)"
+        return f"FrameRows({self.held.height} rows)"
 
 
 def values(records: Sequence[Any], name: str) -> list[Any]:
     """Field `name` of every record (from the frame's column, without making the records)."""
     if not isinstance(records, FrameRows):
         return [getattr(record, name) for record in records]
-    column = records.frame[name]
+    held = records.held
+    column = held[name] if name in held.columns else records.frame[name]
     if column.dtype == TIMESTAMP:
         return [EPOCH + _MICROSECOND * us for us in column.dt.epoch("us")]
     if name in records.money:
@@ -110,7 +129,8 @@ def subset(records: Sequence[T], keep: Sequence[bool]) -> Sequence[T]:
     def make() -> list[T]:
         return [record for record, kept in zip(records, keep, strict=True) if kept]
 
-    return FrameRows(records.frame.filter(pl.Series(keep, dtype=pl.Boolean)), make, records.money)
+    kept = records.held.filter(pl.Series(keep, dtype=pl.Boolean))
+    return FrameRows(kept, make, records.money, records.complete)
 
 
 def between(
@@ -133,7 +153,7 @@ def between(
     moment = pl.col(name).dt.epoch("us")
     above = moment >= _micros(low)
     below = moment <= _micros(high) if high_included else moment < _micros(high)
-    return subset(records, records.frame.select(above & below).to_series().to_list())
+    return subset(records, records.held.select(above & below).to_series().to_list())
 
 
 def split_at(records: Sequence[T], name: str, moment: datetime) -> tuple[Sequence[T], Sequence[T]]:
@@ -148,7 +168,7 @@ def split_at(records: Sequence[T], name: str, moment: datetime) -> tuple[Sequenc
     if first is not None and first >= moment:
         return [], records
     before = pl.col(name).dt.epoch("us") < _micros(moment)
-    early = records.frame.select(before).to_series().to_list()
+    early = records.held.select(before).to_series().to_list()
     return subset(records, early), subset(records, [not flag for flag in early])
 
 
@@ -167,10 +187,10 @@ def _extreme(records: Sequence[Any], name: str, *, latest: bool) -> datetime | N
     if not isinstance(records, FrameRows):
         moments = values(records, name)
         return (max if latest else min)(moments, default=None)
-    micros = records.frame[name].dt.epoch("us")
-    found = micros.max() if latest else micros.min()
-    assert found is None or isinstance(found, int)
-    return None if found is None else EPOCH + _MICROSECOND * found
+    column = records.held[name]
+    found = column.max() if latest else column.min()
+    assert found is None or isinstance(found, datetime)
+    return None if found is None else found.astimezone(EPOCH.tzinfo)
 
 
 def _within_range(moment: datetime, low: datetime, high: datetime, high_included: bool) -> bool:
@@ -229,20 +249,45 @@ def text_candles(
 ) -> FrameRows[T]:
     """`candles` of a page read from its body (`page_text`): rows of six fields, the open time
     (a count of `unit`s of `page_text.time_form`) then open, high, low, close and volume; `keys`
-    their keys in object rows, None for array rows."""
-
-    def value(index: int) -> pl.Expr:
-        return rows.value(index, 6, None if keys is None else keys[index])
-
-    names = ("open", "high", "low", "close", "volume")
-    frame = rows.frame.select(
-        *_constants(exchange=exchange, market=market, interval=interval),
-        (value(0).cast(pl.Int64) * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time"),
-        *(value(index).alias(name) for index, name in enumerate(names, start=1)),
-        pl.lit("{}", pl.String).alias("extra"),
-        rows.raw().alias("raw"),
+    their keys in object rows, None for array rows. The page holds its rows' text and open
+    times; its other columns are cut from the text when asked for (`_TextCandles`), for a
+    chunk's pages at once."""
+    opened = rows.value(0, 6, None if keys is None else keys[0]).cast(pl.Int64)
+    held = rows.frame.with_columns(
+        (opened * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time")
     )
-    return FrameRows(frame, make, frozenset(names))
+    complete = _TextCandles(exchange, market, interval, rows.opening, rows.closing, keys)
+    return FrameRows(held, make, frozenset(_CANDLE_PRICES), complete)
+
+
+_CANDLE_PRICES = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class _TextCandles:
+    """The columns of candle pages read from their text (`text_candles`): any number of such
+    pages of one market, interval and row layout, concatenated, at once."""
+
+    exchange: str
+    market: str
+    interval: str
+    opening: str
+    closing: str
+    keys: Sequence[str] | None
+
+    def __call__(self, held: pl.DataFrame) -> pl.DataFrame:
+        rows = page_text.Rows(held, self.opening, self.closing)
+        keys = self.keys
+        return held.select(
+            *_constants(exchange=self.exchange, market=self.market, interval=self.interval),
+            pl.col("open_time"),
+            *(
+                rows.value(index, 6, None if keys is None else keys[index]).alias(name)
+                for index, name in enumerate(_CANDLE_PRICES, start=1)
+            ),
+            pl.lit("{}", pl.String).alias("extra"),
+            rows.raw().alias("raw"),
+        )
 
 
 def public_trades(
