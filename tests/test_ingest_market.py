@@ -468,3 +468,25 @@ def test_a_chunk_boundary_costs_no_half_empty_page(
     rt, results = synced
     held = candles(rt.lake, "bitstamp", "1m").height
     assert results["candles bitstamp 1m"].requests == -(-held // 1000)
+
+
+@pytest.mark.parametrize("exchange", ["bitstamp", "bitvavo"])
+def test_a_span_off_the_minute_across_a_chunk_boundary_lands_every_candle(
+    world: World, sandbox: Sandbox, exchange: str, tmp_path: Path
+) -> None:
+    """A span that starts between two open times (a backfill's own start) puts the walks' ends
+    off the grid too: the candle each end falls in is still read, once."""
+    span = Window(datetime(2024, 2, 28, 3, 17, 30, tzinfo=UTC), NOW)
+    rt = make_runtime(sandbox, tmp_path, lambda: NOW)
+    sync_candles(rt, exchange, MARKET, "1m", span)
+    cutoff = final_cutoff(NOW, "1m", SETTLE)
+    first_open = datetime(2024, 2, 28, 3, 18, tzinfo=UTC)
+    tape = world.market(exchange, SYMBOLS[exchange]).candles(60, ms(first_open), ms(cutoff))
+    frame = candles(rt.lake, exchange, "1m")
+    opens = [ms(t) for t in frame["open_time"]]
+    assert len(opens) == len(set(opens))
+    if exchange == "bitvavo":  # a minute without trades has no candle
+        assert opens == [t.open_ms for t in tape]
+    else:  # Bitstamp fills them: every minute
+        assert opens == list(range(ms(first_open), ms(cutoff), 60_000))
+    assert ms(datetime(2024, 3, 1, tzinfo=UTC)) - 60_000 in opens  # the last of February

@@ -562,6 +562,13 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
     usual = [USUAL[name]]
     spaced = json.dumps(body_of(name, usual), indent=1).encode()
     assert READERS[name](spaced) is None  # whitespace between tokens: decoded, raw re-encoded
+    zero_led = (
+        b'{"data":{"pair":"BTC/USD","ohlc":[{"timestamp":007,"open":"1","high":"1","low":"1",'
+        b'"close":"1","volume":"1"}]}}'
+        if name == "bitstamp ohlc"
+        else b'[[007,"1","1","1","1","1"]]'
+    )
+    assert READERS[name](zero_led) is None  # not JSON: the decoded path refuses it
     if name == "bitstamp ohlc":
         reordered = [{key: OHLC_ROW[key] for key in reversed(OHLC_ROW)}]
         assert READERS[name](encode_json(body_of(name, reordered)).encode()) is None

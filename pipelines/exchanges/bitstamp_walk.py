@@ -17,6 +17,9 @@ from datetime import datetime, timedelta
 from pipelines.exchanges.frames import between, earliest, latest
 from pipelines.exchanges.paging import NoProgress, Page, Paginator
 from pipelines.exchanges.records import Candle, LedgerEntry, OtherEvent, Transfer
+from pipelines.exchanges.values import EPOCH
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class OhlcBackwards(Paginator[OhlcRequest, Page[Candle], Candle]):
         self.pair, self.step, self.start, self.end, self.limit = pair, step, start, end, limit
 
     def init_request(self) -> OhlcRequest | None:
-        self._cursor = self.end - timedelta(seconds=self.step)  # window end exclusive, `end` not
+        self._cursor = _last_open_before(self.end, self.step)  # window end exclusive, `end` not
         self._oldest: datetime | None = None
         self._held: Page[Candle] | None = None  # the page waiting for the probe's verdict
         self._done = False
@@ -92,6 +95,15 @@ class OhlcBackwards(Paginator[OhlcRequest, Page[Candle], Candle]):
             )
         self._held, self._done = None, True
         return held
+
+
+def _last_open_before(moment: datetime, step: int) -> datetime:
+    """The latest open time before `moment` of candles of `step` seconds (opening on multiples
+    of `step` since the epoch): `moment` less a step when it is one, else the open time of the
+    candle it falls in."""
+    step_us = step * 1_000_000
+    micros = (moment - EPOCH) // _MICROSECOND
+    return EPOCH + _MICROSECOND * ((micros - 1) // step_us * step_us)
 
 
 class LedgerSinceId(Paginator[int, Page[LedgerEntry], LedgerEntry]):

@@ -56,15 +56,15 @@ class FrameRows(Sequence[T]):
 
     def __init__(
         self,
-        frame: pl.DataFrame,
+        held: pl.DataFrame,
         make: Callable[[], list[T]],
         money: frozenset[str],
         complete: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> None:
-        self.held = frame
+        self.held = held  # every column, unless `complete` makes some of them
         self.money = money  # the columns of money text
         self.complete = complete
-        self._frame = frame if complete is None else None
+        self._frame = held if complete is None else None
         self._make = make
         self._records: list[T] | None = None
 
@@ -184,6 +184,7 @@ def latest(records: Sequence[Any], name: str) -> datetime | None:
 
 
 def _extreme(records: Sequence[Any], name: str, *, latest: bool) -> datetime | None:
+    # (of a column the page holds: its moments always are)
     if not isinstance(records, FrameRows):
         moments = values(records, name)
         return (max if latest else min)(moments, default=None)

@@ -33,9 +33,9 @@ MILLISECONDS_DIGITS = 14
 
 
 def time_form(digits: int) -> bytes:
-    """A time as a count since the epoch of at most `digits` digits, bare or quoted."""
-    count = rb"[0-9]{1,%d}" % digits
-    return count + rb'|"' + count + rb'"'
+    """A time as a count since the epoch of at most `digits` digits: a JSON number (no leading
+    zero), or a string of digits (read as the same count by the decoded path)."""
+    return rb'0|[1-9][0-9]{0,%d}|"[0-9]{1,%d}"' % (digits - 1, digits)
 
 
 def object_row(keys: Sequence[str], forms: Sequence[bytes]) -> bytes:
