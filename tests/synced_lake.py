@@ -75,7 +75,13 @@ class Candles:
     span: Window | None = None
     # what the OHLC and candles endpoints read of the variants (pipelines/sandbox/*_api.py)
     options: ClassVar[frozenset[str]] = frozenset(
-        {"bitstamp-ohlc-before-listing", "bitvavo-candles-settle", "bitvavo-error-text"}
+        {
+            "bitstamp-ohlc-before-listing",
+            "bitvavo-candles-settle",
+            "bitvavo-error-text",
+            "bitstamp-json-spacing",
+            "bitvavo-json-spacing",
+        }
     )
 
     def run(self, rt: Runtime, world: World) -> None:

@@ -36,6 +36,7 @@ from pipelines.checks.behaviours import (
     probe_error_text,
     probe_history_amounts,
     probe_history_ids,
+    probe_json_spacing,
     probe_ohlc_before_listing,
     probe_perps,
     probe_trades_end,
@@ -85,6 +86,8 @@ REALITIES = (
         bitvavo_history_amounts="rounded",
         bitvavo_error_text="documented",
         bitvavo_candles_settle=30,
+        bitstamp_json_spacing="spaced",
+        bitvavo_json_spacing="spaced",
     ),
     Variants(
         bitvavo_history_ids="order",
@@ -103,6 +106,8 @@ READ_ENDPOINTS = {
     "bitvavo {market}/trades",
     "bitvavo {market}/candles",
     "bitvavo withdrawalHistory",
+    "bitstamp eur_usd",
+    "bitvavo time",
 }
 """Every endpoint a probe may touch: reads only (no order, withdrawal or key endpoint exists in
 the clients, and none may be asked)."""
@@ -213,6 +218,8 @@ def probed(
                 "bitvavo-trades-end": lambda: probe_trades_end(rt),
                 "bitvavo-withdrawal-amount": lambda: probe_withdrawal_amount(rt),
                 "bitvavo-error-text": lambda: probe_error_text(rt),
+                "bitstamp-json-spacing": lambda: probe_json_spacing(rt, "bitstamp"),
+                "bitvavo-json-spacing": lambda: probe_json_spacing(rt, "bitvavo"),
                 SETTLE: lambda: probe_candles_settle(rt),
             }
             rows, sent = {}, {}
@@ -269,6 +276,8 @@ def test_each_probe_costs_what_its_row_says_on_read_endpoints_only(probed: Probe
             "bitstamp crypto-transactions": (1, 1),
         },
         "bitvavo-error-text": {"bitvavo {market}/candles": (1, 1)},
+        "bitstamp-json-spacing": {"bitstamp eur_usd": (1, 1)},
+        "bitvavo-json-spacing": {"bitvavo time": (1, 1)},
         SETTLE: {},
         # read by the sample they share, not by the probes themselves
         "bitvavo-history-ids": {},
@@ -311,7 +320,7 @@ def test_run_probes_gives_every_row_once_sharing_one_history_sample(probed: Prob
             expected[name] = (was[0] + count, was[1] + weight)
     assert sent == expected
     only_bitstamp = run_probes(probed.rt, ["bitstamp"])
-    assert [row.subject for row in only_bitstamp] == ["bitstamp"] * 3
+    assert [row.subject for row in only_bitstamp] == ["bitstamp"] * 4
 
 
 # --- nothing to settle, no key, a wrong key ----------------------------------------------------
@@ -383,8 +392,10 @@ def test_without_keys_the_account_probes_skip_and_ask_nothing(world: World, tmp_
     assert set(sent) == {
         "bitstamp ohlc/{pair}",
         "bitstamp markets",
+        "bitstamp eur_usd",
         "bitvavo {market}/trades",
         "bitvavo {market}/candles",
+        "bitvavo time",
     }
 
 

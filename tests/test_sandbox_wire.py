@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.sandbox.wire import dumps, fixed
+from pipelines.sandbox.wire import dumps, fixed, spaced
 
 
 def test_decimals_keep_their_exact_digits_and_strings_stay_strings():
@@ -43,3 +43,11 @@ def test_fixed_pads_but_never_rounds():
     assert fixed(Decimal("0"), 8) == "0.00000000"
     assert fixed(Decimal("1.123456789"), 8) == "1.123456789"
     assert fixed(Decimal("60123"), 0) == "60123"
+
+
+def test_spaced_json_is_the_same_value_with_a_space_after_each_separator() -> None:
+    value = {"a": "x, y: z", "b": [1, Decimal("0.10"), {"c": 'q"\\,:'}], "d": None}
+    compact = dumps(value)
+    written = spaced(compact)
+    assert written == (b'{"a": "x, y: z", "b": [1, 0.10, {"c": "q\\"\\\\,:"}], "d": null}')
+    assert json.loads(written, parse_float=Decimal) == json.loads(compact, parse_float=Decimal)

@@ -69,6 +69,8 @@ def test_every_option_value_is_played_once() -> None:
         "bitvavo-withdrawal-amount",
         "bitvavo-history-amounts",
         "bitvavo-error-text",
+        "bitstamp-json-spacing",
+        "bitvavo-json-spacing",
     }
     assert all(len(v.changed()) == 1 for v in every_variant())
 

@@ -280,8 +280,13 @@ class BitstampClient:
         return self._get("/api/v2/markets/", "markets")
 
     def eur_usd(self) -> FxRate:
-        reply = self._get("/api/v2/eur_usd/", "eur_usd")
+        reply = self.eur_usd_reply()
         return parse.parse_eur_usd(reply.data, taken_at=reply.fetched_at)
+
+    def eur_usd_reply(self) -> Reply:
+        """`GET /api/v2/eur_usd/` as it came (its body's text too: how Bitstamp writes JSON)."""
+        reply: Reply = self._get("/api/v2/eur_usd/", "eur_usd")
+        return reply
 
     # -- account -------------------------------------------------------------------------------
 

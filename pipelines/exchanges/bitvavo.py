@@ -250,7 +250,11 @@ class BitvavoClient:
     # -- public market data --------------------------------------------------------------------
 
     def time(self) -> datetime:
-        return parse.parse_time(self._get("/time", "time").data)
+        return parse.parse_time(self.time_reply().data)
+
+    def time_reply(self) -> Reply:
+        """`GET /time` as it came (its body's text too: how Bitvavo writes JSON)."""
+        return self._get("/time", "time")
 
     def markets(self) -> list[MarketInfo]:
         return parse.parse_markets(self._get("/markets", "markets").data)

@@ -32,7 +32,7 @@ from pipelines.sandbox.permissions import missing_permissions as missing_permiss
 from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.routing import Request
 from pipelines.sandbox.variants import Variants
-from pipelines.sandbox.wire import dumps
+from pipelines.sandbox.wire import dumps, spaced
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
         if outcome.delay > 0:
             self.server.stopping.wait(outcome.delay)
         payload = reply.payload if isinstance(reply.payload, bytes) else dumps(reply.payload)
+        app = self.server.app
+        if "json" in reply.content_type and app.variants.json_spacing(app.exchange) == "spaced":
+            payload = spaced(payload)
         if outcome.truncate == "short_body":
             payload = payload[: len(payload) // 2]
         self.send_response(reply.status)

@@ -29,6 +29,9 @@ NAME=VALUE`) switches single points.
 - `bitvavo-error-text` = parameter | documented: an errorCode 205 names its parameter as real
   logs show ("price parameter is invalid."), or as the errors page documents ("Invalid
   parameter: price").
+- `bitstamp-json-spacing`, `bitvavo-json-spacing` = compact | spaced: the exchange writes its
+  JSON without whitespace, or with a space after every `,` and `:` (as Python's `json.dumps`
+  does); the recorded bodies were re-serialised by their recorders, so they do not tell.
 
 The first value is the default.
 """
@@ -49,6 +52,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bitvavo-withdrawal-amount": ("net", "gross", "mixed"),
     "bitvavo-history-amounts": ("exact", "rounded", "fee"),
     "bitvavo-error-text": ("parameter", "documented"),
+    "bitstamp-json-spacing": ("compact", "spaced"),
+    "bitvavo-json-spacing": ("compact", "spaced"),
 }
 MINUTES = ("bitvavo-candles-settle",)
 MAX_SETTLE_MINUTES = 24 * 60
@@ -68,6 +73,8 @@ class Variants:
     bitvavo_withdrawal_amount: str = "net"
     bitvavo_history_amounts: str = "exact"
     bitvavo_error_text: str = "parameter"
+    bitstamp_json_spacing: str = "compact"
+    bitvavo_json_spacing: str = "compact"
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -80,6 +87,11 @@ class Variants:
                 f"sandbox variant bitvavo-candles-settle={settle!r}: "
                 f"whole minutes from 0 to {MAX_SETTLE_MINUTES}"
             )
+
+    def json_spacing(self, exchange: str) -> str:
+        """How `exchange` writes its JSON: "compact" or "spaced"."""
+        spacing: str = getattr(self, f"{exchange}_json_spacing")
+        return spacing
 
     def changed(self) -> dict[str, str]:
         """The options that differ from the default, as `{"name": "value"}`."""

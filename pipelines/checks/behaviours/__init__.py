@@ -28,8 +28,10 @@ Requests (Bitvavo weight) per probe, every attempt counted (each module says how
 | bitstamp-crypto-limit | crypto-transactions with limit 1, then 1000 | 1–2 |
 | bitstamp-ohlc-before-listing | daily OHLC with `end` in 2011, then at its candle | 1–2 |
 | bitstamp-perps | `/markets/` | 1 |
+| bitstamp-json-spacing | `/api/v2/eur_usd/`, its body as sent | 1 |
+| bitvavo-json-spacing | `/v2/time`, its body as sent | 1 (1) |
 
-At most 12 Bitvavo requests of weight 44 in all (of the key's 1000 a minute), and 6 Bitstamp
+At most 13 Bitvavo requests of weight 45 in all (of the key's 1000 a minute), and 7 Bitstamp
 requests (the withdrawal probe's one included).
 
 Each probe module declares its `PROBES` (`probe.Probe`: the variant, the exchange's adapter,
@@ -53,6 +55,7 @@ from pipelines.checks.behaviours import (
     bitvavo_history,
     bitvavo_trades,
     bitvavo_withdrawals,
+    json_spacing,
 )
 from pipelines.checks.behaviours.bitstamp import (
     probe_crypto_limit,
@@ -69,6 +72,7 @@ from pipelines.checks.behaviours.bitvavo_history import (
 )
 from pipelines.checks.behaviours.bitvavo_trades import probe_trades_end, probe_trades_span
 from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amount
+from pipelines.checks.behaviours.json_spacing import probe_json_spacing
 from pipelines.checks.behaviours.probe import Probe, ProbeRun, runtime_client
 from pipelines.checks.behaviours.realities import HANDLING, MEANINGS
 from pipelines.checks.behaviours.rows import Spend, check_name, failed, has_key, unsettled
@@ -94,6 +98,7 @@ __all__ = [
     "probe_error_text",
     "probe_history_amounts",
     "probe_history_ids",
+    "probe_json_spacing",
     "probe_ohlc_before_listing",
     "probe_perps",
     "probe_trades_end",
@@ -110,6 +115,7 @@ PROBES: tuple[Probe, ...] = (
     *bitvavo_withdrawals.PROBES,
     *bitvavo_errors.PROBES,
     *bitvavo_candles.PROBES,
+    *json_spacing.PROBES,
 )
 
 

@@ -52,6 +52,14 @@ MEANINGS: Mapping[str, Mapping[str, str]] = {
         'Invalid parameter: market")',
     },
     "bitvavo-candles-settle": {},
+    "bitstamp-json-spacing": {
+        "compact": "Bitstamp writes its JSON without whitespace",
+        "spaced": "Bitstamp writes its JSON with a space after every separator",
+    },
+    "bitvavo-json-spacing": {
+        "compact": "Bitvavo writes its JSON without whitespace",
+        "spaced": "Bitvavo writes its JSON with a space after every separator",
+    },
     "bitstamp-crypto-limit": {
         "per-list": "crypto-transactions `limit`/`offset` slice the deposits and the withdrawals "
         "each on its own",
@@ -95,6 +103,10 @@ HANDLING: Mapping[str, str] = {
     "keeps no filler before a listing)",
     "bitstamp-perps": "tally names a perpetual BASE-QUOTE-PERP and never maps it onto a spot "
     "market",
+    "bitstamp-json-spacing": "tally reads compact candle pages straight from the body and "
+    "decodes any other, landing the same rows either way",
+    "bitvavo-json-spacing": "tally reads compact candle pages straight from the body and "
+    "decodes any other, landing the same rows either way",
 }
 
 
