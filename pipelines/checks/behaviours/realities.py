@@ -80,6 +80,11 @@ MEANINGS: Mapping[str, Mapping[str, str]] = {
 """Per open point, per reality, what the exchange does (`bitvavo-candles-settle` is a number
 of minutes, not a choice; its probe cannot settle it)."""
 
+_SPACING_HANDLED = (
+    "tally reads compact candle pages straight from the body and decodes any other, landing the "
+    "same rows either way"
+)
+
 HANDLING: Mapping[str, str] = {
     "bitvavo-history-ids": "tally matches history trades to fills by market, side, time and "
     "amounts, per fill or per order, never by id alone",
@@ -103,10 +108,8 @@ HANDLING: Mapping[str, str] = {
     "keeps no filler before a listing)",
     "bitstamp-perps": "tally names a perpetual BASE-QUOTE-PERP and never maps it onto a spot "
     "market",
-    "bitstamp-json-spacing": "tally reads compact candle pages straight from the body and "
-    "decodes any other, landing the same rows either way",
-    "bitvavo-json-spacing": "tally reads compact candle pages straight from the body and "
-    "decodes any other, landing the same rows either way",
+    "bitstamp-json-spacing": _SPACING_HANDLED,
+    "bitvavo-json-spacing": _SPACING_HANDLED,
 }
 
 
