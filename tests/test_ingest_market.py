@@ -19,10 +19,12 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
+from sandbox_clients import bitvavo_client
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import ClockedWorld, sandbox_runtime
 
 from pipelines.datasets import CANDLES, GAPS, PUBLIC_TRADES
+from pipelines.exchanges import frames
 from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.exchanges.values import RowParseError
@@ -490,3 +492,23 @@ def test_a_span_off_the_minute_across_a_chunk_boundary_lands_every_candle(
     else:  # Bitstamp fills them: every minute
         assert opens == list(range(ms(first_open), ms(cutoff), 60_000))
     assert ms(datetime(2024, 3, 1, tzinfo=UTC)) - 60_000 in opens  # the last of February
+
+
+def test_the_bitvavo_trades_walk_reads_pages_from_their_body_and_makes_no_record(
+    world: World, sandbox: Sandbox
+) -> None:
+    """Each sandbox page of public trades is read from its body (`read_public_trades`), and
+    the walk pages, deduplicates and cuts it by its columns: no record is made for any row,
+    and the trades walked are exactly the world's."""
+    client = bitvavo_client(sandbox)
+    start, end = NOW - timedelta(hours=30), NOW - timedelta(hours=6)
+    pages = list(client.public_trades_window("BTC-EUR", start, end))
+    assert len(pages) > 2
+    walked = []
+    for page in pages:
+        rows = page.records
+        assert isinstance(rows, frames.FrameRows) and rows.complete is not None
+        walked += frames.values(rows, "trade_id")
+        assert rows._records is None  # (nothing asked for a record)
+    market = world.market("bitvavo", SYMBOLS["bitvavo"])
+    assert sorted(walked) == sorted(market.trade_uuid(t) for t in market.trades(ms(start), ms(end)))

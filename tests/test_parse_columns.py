@@ -507,6 +507,7 @@ def test_a_window_of_a_page_is_cut_alike_as_columns_and_as_records() -> None:
 READERS: dict[str, Callable[[bytes], Sequence[Any] | None]] = {
     "bitstamp ohlc": lambda body: bs.read_ohlc(body, step=60, market="BTC-USD"),
     "bitvavo candles": lambda body: bv.read_candles(body, market="BTC-EUR", interval="1m"),
+    "bitvavo trades": lambda body: bv.read_public_trades(body, market="BTC-EUR"),
 }
 
 
@@ -533,6 +534,7 @@ def read_alike(name: str, rows: Any) -> Sequence[Any] | None:
 NEXT_MINUTE: dict[str, Any] = {
     "bitstamp ohlc": {**OHLC_ROW, "timestamp": "1577836260", "open": "7164.2"},
     "bitvavo candles": [CANDLE_ROW[0] + 60_000, *CANDLE_ROW[1:4], "38766.5", "0"],
+    "bitvavo trades": {**TRADE_ROW, "id": "fb1712f2-e183-457c-b9e5-ff0d31fccd1f", "side": "buy"},
 }
 
 
@@ -567,6 +569,8 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
         b'"close":"1","volume":"1"}]}}'
         if name == "bitstamp ohlc"
         else b'[[007,"1","1","1","1","1"]]'
+        if name == "bitvavo candles"
+        else b'[{"id":"a","timestamp":007,"amount":"1","price":"1","side":"buy"}]'
     )
     assert READERS[name](zero_led) is None  # not JSON: the decoded path refuses it
     if name == "bitstamp ohlc":
@@ -578,6 +582,9 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
         assert READERS[name](error) is None
     else:
         assert READERS[name](b'{"errorCode":205,"error":"interval parameter is invalid."}') is None
+    if name == "bitvavo trades":
+        sorted_keys = [dict(sorted(TRADE_ROW.items()))]
+        assert READERS[name](encode_json(body_of(name, sorted_keys)).encode()) is None
 
 
 def test_pages_read_from_their_body_are_completed_and_typed_at_once() -> None:

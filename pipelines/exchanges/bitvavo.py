@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
@@ -34,10 +34,12 @@ from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.bitvavo_walk import (
     CandlesBackwards,
     HistoryPages,
+    PageColumns,
     TradeSpan,
     is_span_refusal,
     walk_backwards,
 )
+from pipelines.exchanges.frames import values
 from pipelines.exchanges.limits import (
     ACCESS_WINDOW_BOUNDS_MS,
     ACCESS_WINDOW_MS,
@@ -311,13 +313,16 @@ class BitvavoClient:
         """One page: up to `limit` newest trades from `start` to `end` (whether `end` itself is
         included is not settled), before `trade_id_to` when given."""
         params = _trade_params(start, end, limit, trade_id_to)
-        reply = self._get(f"/{market}/trades", "public_trades", params)
-        return Page(
-            parse.parse_public_trades(reply.data, market=market),
+        reply = self._get(
+            f"/{market}/trades",
             "public_trades",
             params,
-            reply.fetched_at,
+            read=lambda body: parse.read_public_trades(body, market=market),
         )
+        trades = reply.read
+        if trades is None:
+            trades = parse.parse_public_trades(reply.data, market=market)
+        return Page(trades, "public_trades", params, reply.fetched_at)
 
     def public_trades_window(
         self, market: str, start: datetime, end: datetime, *, limit: int = TRADE_LIMIT
@@ -467,35 +472,43 @@ T = TypeVar("T", bound=_Trade)
 
 @dataclass(frozen=True)
 class _Trades(Generic[T]):
-    """How the backwards walk reads one kind of trade: its endpoint, its id (sent as
-    `tradeIdTo`; with the market, the key a row is seen once by) and its time."""
+    """How the backwards walk reads one kind of trade: its endpoint, the field of its id (sent
+    as `tradeIdTo`; the key a row is seen once by, the walk being of one market) and of its
+    time."""
 
     endpoint: str
-    trade_id: Callable[[T], str]
-    moment: Callable[[T], datetime]
+    id_field: str
+    time_field: str
 
     def walk(
         self, page: Callable[..., Page[T]], market: str, start: datetime, end: datetime, limit: int
     ) -> Iterator[Page[T]]:
         """Every trade of `market` in [start, end), once, newest page first; `page(market,
         start=, end=, limit=, trade_id_to=)` asks for one page."""
+        id_field, time_field = self.id_field, self.time_field
         return walk_backwards(
             lambda s, e, id_to: page(market, start=s, end=e, limit=limit, trade_id_to=id_to),
             start,
             end,
-            key=lambda t: (t.market, self.trade_id(t)),
-            moment=self.moment,
-            trade_id=self.trade_id,
+            key=lambda t: getattr(t, id_field),  # (one market)
+            moment=lambda t: getattr(t, time_field),
+            trade_id=lambda t: getattr(t, id_field),
             exchange=EXCHANGE,
             endpoint=self.endpoint,
             limit=limit,
+            columns=self.columns,
         )
 
+    def columns(self, rows: Sequence[T]) -> PageColumns:
+        """The walk's `PageColumns` of a page, from its columns when it has them (no record
+        made)."""
+        ids = values(rows, self.id_field)
+        keys: list[Hashable] = list(ids)
+        return PageColumns(keys, values(rows, self.time_field), ids)
 
-_PUBLIC_TRADES: _Trades[PublicTrade] = _Trades(
-    "public_trades", lambda t: t.trade_id, lambda t: t.traded_at
-)
-_FILLS: _Trades[Fill] = _Trades("trades", lambda f: f.fill_id, lambda f: f.executed_at)
+
+_PUBLIC_TRADES: _Trades[PublicTrade] = _Trades("public_trades", "trade_id", "traded_at")
+_FILLS: _Trades[Fill] = _Trades("trades", "fill_id", "executed_at")
 
 
 def _trade_params(

@@ -215,6 +215,29 @@ def parse_public_trades(payload: Any, *, market: str) -> Sequence[PublicTrade]:
     )
 
 
+def read_public_trades(body: bytes, *, market: str) -> Sequence[PublicTrade] | None:
+    """`parse_public_trades` of a compact body of the usual shape, read without decoding it
+    (`page_text`): the same trades, as columns; None for any other body (decode it, then
+    `parse_public_trades`)."""
+    if _TRADE_BODY.fullmatch(body) is None:
+        return None
+    market = market_name(*split_market(market))
+
+    def make() -> list[PublicTrade]:
+        payload = json.loads(body, parse_float=Decimal)
+        return list(parse_public_trades(payload, market=market))
+
+    return frames.text_public_trades(
+        EXCHANGE,
+        market,
+        page_text.split(body),
+        keys=_TRADE_ROW,
+        names=("trade_id", "traded_at", "amount", "price", "side"),
+        unit=columns.MILLISECOND,
+        make=make,
+    )
+
+
 _TRADE_KEYS = {
     "id": "id",
     "time": "timestamp",
@@ -222,6 +245,25 @@ _TRADE_KEYS = {
     "amount": "amount",
     "side": "side",
 }
+
+# the keys of a public trade in the order a recorded page lists them
+_TRADE_ROW = ("id", "timestamp", "amount", "price", "side")
+# the usual page of public trades, compact, in that order; ids of letters, digits and dashes
+# (UUIDs)
+_TRADE_BODY = page_text.compiled(
+    page_text.rows_of(
+        page_text.object_row(
+            _TRADE_ROW,
+            (
+                rb'"[0-9A-Za-z-]+"',
+                page_text.time_form(page_text.MILLISECONDS_DIGITS),
+                page_text.MONEY,
+                page_text.MONEY,
+                rb'"(?:buy|sell)"',
+            ),
+        )
+    )
+)
 
 
 def _trade_records(

@@ -38,7 +38,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pipelines.exchanges.frames import between, earliest, subset
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
@@ -89,11 +89,13 @@ def walk_backwards(
     endpoint: str,
     limit: int,
     trade_id: Callable[[R], str] | None = None,
+    columns: Columns[R] | None = None,
 ) -> Iterator[Page[R]]:
     """Every row with `start <= moment < end`, each once (by `key`), newest page first.
 
     `trade_id` gives the id to send as `tradeIdTo`; None for an endpoint without one (then a
-    page's worth of rows in one millisecond is a `PagingLoopError`).
+    page's worth of rows in one millisecond is a `PagingLoopError`). `columns`, when given,
+    reads the same keys, moments and ids a page at a time (`Backwards`).
     """
 
     def ask(query: TradeQuery) -> Page[R] | None:
@@ -113,8 +115,22 @@ def walk_backwards(
         trade_id=trade_id,
         exchange=exchange,
         endpoint=endpoint,
+        columns=columns,
     )
     return walk(ask, paginator, exchange=exchange, endpoint=endpoint)
+
+
+class PageColumns(NamedTuple):
+    """What a walk reads of a page's rows, a list per field: their keys, their moments and
+    their trade ids (None for rows without one)."""
+
+    keys: list[Hashable]
+    moments: list[datetime]
+    ids: list[str] | None
+
+
+Columns = Callable[[Sequence[R]], PageColumns]
+"""`columns(rows)`: the `PageColumns` of a page's rows (from its columns, when it has them)."""
 
 
 class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
@@ -123,6 +139,9 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     Two probes, requests with ids that name no trade (`HIGHEST_ID`, `LOWEST_ID`), answer once
     per walk whether `tradeIdTo` compares ids as strings (`_probe_answered`); their pages are
     never yielded, and a refusal of one is an answer, not an error.
+
+    The walk reads a page's keys, moments and ids a field at a time (`columns`, when given, else
+    `key`, `moment` and `trade_id` row by row): a page kept as columns is not made into records.
     """
 
     def __init__(
@@ -136,10 +155,12 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         trade_id: Callable[[R], str] | None,
         exchange: str,
         endpoint: str,
+        columns: Columns[R] | None = None,
     ) -> None:
         self.start, self.end, self.limit = start, end, limit
         self.key, self.moment, self.trade_id = key, moment, trade_id
         self.exchange, self.endpoint = exchange, endpoint
+        self.columns = columns
 
     def init_request(self) -> TradeQuery | None:
         if self.trade_id is not None and self.limit < 2:
@@ -151,14 +172,16 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         self._inclusive = False  # a page held a row at exactly its `end`
         self._end_read = True  # every row at exactly `request_end` is read (or outside)
         self._request_end = self.end
-        self._anchor: R | None = None  # the row whose id goes as tradeIdTo
+        self._anchor: tuple[str, datetime] | None = None  # (id, moment): its id goes as tradeIdTo
         self._ties: list[bool] = []  # per two rows of one ms on a page by time: id-descending?
         self._checked = False  # whether tradeIdTo compares ids as strings is checked
         self._id_to: str | None = None  # the last request's tradeIdTo
         self._page: Page[R] | None = None  # the last page
-        self._new: list[R] = []  # its rows not seen before
-        self._probing: list[Page[R]] | None = None  # the probes' pages, while probing
-        self._after_probe: tuple[datetime, bool, R] | None = None  # (crowded, within, last)
+        self._read = PageColumns([], [], [])  # its columns
+        self._new = 0  # how many of its rows were not seen before
+        self._probing: list[PageColumns] | None = None  # the probes' pages, while probing
+        # (crowded, within, last) after a crowded page, while probing
+        self._after_probe: tuple[datetime, bool, tuple[str, datetime]] | None = None
         if self.end <= self.start:
             return None
         return self._request()
@@ -168,9 +191,19 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return f"tradeIdTo {request.trade_id_to}"
         return f"end {request.end.isoformat()}"
 
+    def _columns(self, rows: Sequence[R]) -> PageColumns:
+        if self.columns is not None:
+            return self.columns(rows)
+        trade_id = self.trade_id
+        return PageColumns(
+            list(map(self.key, rows)),
+            list(map(self.moment, rows)),
+            None if trade_id is None else list(map(trade_id, rows)),
+        )
+
     def _request(self) -> TradeQuery:
-        anchor, trade_id = self._anchor, self.trade_id
-        self._id_to = None if anchor is None or trade_id is None else trade_id(anchor)
+        anchor = self._anchor
+        self._id_to = None if anchor is None or self.trade_id is None else anchor[0]
         return TradeQuery(self._request_end, self._id_to)
 
     def update_state(self, response: Page[R] | None) -> Page[R] | None:
@@ -178,13 +211,20 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             self._probe_answered(response)
             return None
         assert response is not None
-        key, moment, rows = self.key, self.moment, response.records
-        fresh = [key(row) not in self._seen for row in rows]
-        new = [row for row, unseen in zip(rows, fresh, strict=True) if unseen]
-        self._seen.update(key(row) for row in new)
-        self._per_ms.update(moment(row) for row in new)
-        self._page, self._new = response, new
-        keep = [f and self.start <= moment(r) < self.end for r, f in zip(rows, fresh, strict=True)]
+        rows = response.records
+        read = self._columns(rows)
+        seen = self._seen
+        fresh = [key not in seen for key in read.keys]
+        seen.update(key for key, unseen in zip(read.keys, fresh, strict=True) if unseen)
+        self._per_ms.update(
+            moment for moment, unseen in zip(read.moments, fresh, strict=True) if unseen
+        )
+        self._page, self._read, self._new = response, read, sum(fresh)
+        start, end = self.start, self.end
+        keep = [
+            unseen and start <= moment < end
+            for unseen, moment in zip(fresh, read.moments, strict=True)
+        ]
         inside = subset(rows, keep)  # still columns, when the page came as columns
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
@@ -203,30 +243,31 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return self._next_in_crowd(self._anchor, self._id_to)
         return self._next_by_time()
 
-    def _next_in_crowd(self, anchor: R, id_to: str) -> TradeQuery | None:
+    def _next_in_crowd(self, anchor: tuple[str, datetime], id_to: str) -> TradeQuery | None:
         """After a page by `tradeIdTo` through the crowded millisecond of `anchor`."""
-        assert self.trade_id is not None and self._page is not None
-        moment, trade_id = self.moment, self.trade_id
-        rows, page = self._page.records, self._page
-        crowded = moment(anchor)
-        full = bool(rows) and page.received >= self.limit
-        within = full and min(moment(row) for row in rows) >= crowded
-        last = rows[-1] if rows else anchor
-        if within and moment(last) > crowded:
+        assert self._page is not None and self._read.ids is not None
+        moments, ids, page = self._read.moments, self._read.ids, self._page
+        crowded = anchor[1]
+        full = bool(ids) and page.received >= self.limit
+        within = full and min(moments) >= crowded
+        last = (ids[-1], moments[-1]) if ids else anchor
+        if within and last[1] > crowded:
             detail = (
                 f"the page before tradeIdTo {id_to} ends on a newer trade "
-                f"({trade_id(last)} at {moment(last).isoformat()})"
+                f"({last[0]} at {last[1].isoformat()})"
             )
             raise TradeIdToError(self.exchange, self.endpoint, detail)
-        if within and not self._new and trade_id(last) == id_to:
+        if within and not self._new and last[0] == id_to:
             raise NoProgress(f"a full page at tradeIdTo {id_to} brought no new row")
-        if not self._checked and all(trade_id(row) <= id_to for row in rows):
+        if not self._checked and all(trade_id <= id_to for trade_id in ids):
             self._checked = True  # the page reads as if ids were compared as strings: are they?
             self._probing, self._after_probe = [], (crowded, within, last)
             return TradeQuery(self._request_end, HIGHEST_ID, probe=True)
         return self._after_crowded(crowded, within, last)
 
-    def _after_crowded(self, crowded: datetime, within: bool, last: R) -> TradeQuery | None:
+    def _after_crowded(
+        self, crowded: datetime, within: bool, last: tuple[str, datetime]
+    ) -> TradeQuery | None:
         if within:
             self._anchor = last  # rows read before (ids compared as strings) are no loop
             self._request_end = _id_end(crowded, self._inclusive)
@@ -244,34 +285,34 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     def _next_by_time(self) -> TradeQuery | None:
         """After a page by time."""
         assert self._page is not None
-        moment, trade_id, limit = self.moment, self.trade_id, self.limit
-        rows, page = self._page.records, self._page
-        if trade_id is not None:
-            self._ties += _tie_order(rows, moment, trade_id)
-        at_end = any(moment(row) == self._request_end for row in rows)
+        limit, page = self.limit, self._page
+        moments, ids = self._read.moments, self._read.ids
+        if ids is not None:
+            self._ties += _tie_order(moments, ids)
+        at_end = self._request_end in moments
         self._inclusive = self._inclusive or at_end
-        if page.received < limit or not rows:
+        if page.received < limit or not moments:
             return None
-        oldest = min(moment(row) for row in rows)
+        oldest = min(moments)
         if oldest < self.start:  # the exchange ignored `start`: the page reached below it
             return None
         if self._new:
             self._request_end, self._end_read = oldest + ONE_MS, True
             crowded = self._per_ms[oldest] + self._per_ms[oldest + ONE_MS] >= limit
-            if crowded and trade_id is not None:
-                self._anchor = rows[-1]
-                self._request_end = _id_end(moment(self._anchor), self._inclusive)
+            if crowded and ids is not None:
+                self._anchor = (ids[-1], moments[-1])
+                self._request_end = _id_end(moments[-1], self._inclusive)
             return self._request()
         if at_end and self._end_read:  # read inclusively, every row at `end` read: step back
             self._request_end, self._end_read = self._request_end - ONE_MS, False
             if self._request_end < self.start:
                 return None
             return self._request()
-        if trade_id is None:
+        if ids is None:
             end = self._request_end.isoformat()
             raise NoProgress(f"a full page at end {end} brought no new row")
-        self._anchor = rows[-1]  # more rows in one millisecond than a page holds
-        self._request_end = _id_end(moment(self._anchor), self._inclusive)
+        self._anchor = (ids[-1], moments[-1])  # more rows in one millisecond than a page holds
+        self._request_end = _id_end(moments[-1], self._inclusive)
         return self._request()
 
     def _probe_answered(self, response: Page[R] | None) -> None:
@@ -287,7 +328,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return
         if not self._probing:  # the highest id's page
             if response.records:
-                self._probing.append(response)  # it selects trades: ask the lowest id
+                self._probing.append(self._columns(response.records))  # ask the lowest id
             else:
                 self._probing = None
             return
@@ -296,7 +337,8 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return
         highest = self._probing[0]
         self._probing = None
-        ties = self._ties + _tie_order(highest.records, self.moment, self.trade_id)
+        assert highest.ids is not None
+        ties = self._ties + _tie_order(highest.moments, highest.ids)
         if not ties or not all(ties):
             detail = (
                 "tradeIdTo compares trade ids as strings, but the trades of one millisecond "
@@ -309,11 +351,13 @@ HIGHEST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 LOWEST_ID = "00000000-0000-0000-0000-000000000000"
 
 
-def _tie_order(
-    rows: Sequence[R], moment: Callable[[R], datetime], trade_id: Callable[[R], str]
-) -> list[bool]:
+def _tie_order(moments: Sequence[datetime], ids: Sequence[str]) -> list[bool]:
     """For every two neighbouring rows of one millisecond: is the first one's id the greater?"""
-    return [trade_id(a) > trade_id(b) for a, b in pairwise(rows) if moment(a) == moment(b)]
+    return [
+        a_id > b_id
+        for (a_moment, a_id), (b_moment, b_id) in pairwise(zip(moments, ids, strict=True))
+        if a_moment == b_moment
+    ]
 
 
 def _id_end(crowded: datetime, inclusive: bool) -> datetime:

@@ -291,6 +291,65 @@ class _TextCandles:
         )
 
 
+def text_public_trades(
+    exchange: str,
+    market: str,
+    rows: page_text.Rows,
+    *,
+    keys: Sequence[str],
+    names: Sequence[str],
+    unit: timedelta,
+    make: Callable[[], list[T]],
+) -> FrameRows[T]:
+    """`public_trades` of a page read from its body (`page_text`): object rows of the fields
+    `keys`, in that order, each the dataset column of `names` (``trade_id``, ``traded_at`` (a
+    count of `unit`s of `page_text.time_form`), ``price``, ``amount``, ``side``: the sides as
+    the dataset writes them). The page holds its rows' text, trade ids and times; its other
+    columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages at once."""
+    count = len(keys)
+    at = {name: index for index, name in enumerate(names)}
+    id_at, time_at = at["trade_id"], at["traded_at"]
+    held = rows.frame.with_columns(
+        rows.value(id_at, count, keys[id_at]).alias("trade_id"),
+        (rows.value(time_at, count, keys[time_at]).cast(pl.Int64) * (unit // _MICROSECOND))
+        .cast(TIMESTAMP)
+        .alias("traded_at"),
+    )
+    complete = _TextTrades(exchange, market, rows.opening, rows.closing, tuple(keys), tuple(names))
+    return FrameRows(held, make, frozenset({"price", "amount"}), complete)
+
+
+@dataclass(frozen=True)
+class _TextTrades:
+    """The columns of public-trade pages read from their text (`text_public_trades`): any
+    number of such pages of one market and row layout, concatenated, at once."""
+
+    exchange: str
+    market: str
+    opening: str
+    closing: str
+    keys: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def __call__(self, held: pl.DataFrame) -> pl.DataFrame:
+        rows = page_text.Rows(held, self.opening, self.closing)
+        count = len(self.keys)
+        cut = {
+            name: rows.value(index, count, key)
+            for index, (key, name) in enumerate(zip(self.keys, self.names, strict=True))
+        }
+        return held.select(
+            *_constants(exchange=self.exchange, market=self.market),
+            pl.col("trade_id"),
+            pl.col("traded_at"),
+            cut["price"].alias("price"),
+            cut["amount"].alias("amount"),
+            cut["side"].alias("side"),
+            pl.lit("{}", pl.String).alias("extra"),
+            rows.raw().alias("raw"),
+        )
+
+
 def public_trades(
     exchange: str,
     market: str,
