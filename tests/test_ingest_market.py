@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 import requests
 from polars.testing import assert_frame_equal
-from sandbox_clients import bitvavo_client
+from sandbox_clients import bitstamp_client, bitvavo_client
 from sandbox_fixtures import sandbox_fixture, world_fixture
 from sandbox_runtime import ClockedWorld, sandbox_runtime
 
@@ -512,3 +512,17 @@ def test_the_bitvavo_trades_walk_reads_pages_from_their_body_and_makes_no_record
         assert rows._records is None  # (nothing asked for a record)
     market = world.market("bitvavo", SYMBOLS["bitvavo"])
     assert sorted(walked) == sorted(market.trade_uuid(t) for t in market.trades(ms(start), ms(end)))
+
+
+def test_bitstamps_rolling_window_is_read_from_its_body(world: World, sandbox: Sandbox) -> None:
+    """The sandbox's rolling window of Bitstamp trades is read from its body
+    (`read_transactions`), and lands the world's trades of the last hour."""
+    page = bitstamp_client(sandbox).public_trades("BTC-EUR", window="hour")
+    rows = page.records
+    assert isinstance(rows, frames.FrameRows) and rows.complete is not None
+    frame = PUBLIC_TRADES.frame(rows, fetched_at=page.fetched_at)
+    market = world.market("bitstamp", SYMBOLS["bitstamp"])
+    now = world.now_ms()
+    tape = market.trades(now - 3_600_000, now + 1)
+    assert sorted(frame["trade_id"].to_list()) == sorted(str(t.seq) for t in tape)
+    assert len(tape) > 10

@@ -508,6 +508,7 @@ READERS: dict[str, Callable[[bytes], Sequence[Any] | None]] = {
     "bitstamp ohlc": lambda body: bs.read_ohlc(body, step=60, market="BTC-USD"),
     "bitvavo candles": lambda body: bv.read_candles(body, market="BTC-EUR", interval="1m"),
     "bitvavo trades": lambda body: bv.read_public_trades(body, market="BTC-EUR"),
+    "bitstamp transactions": lambda body: bs.read_transactions(body, market="BTC-USD"),
 }
 
 
@@ -535,6 +536,7 @@ NEXT_MINUTE: dict[str, Any] = {
     "bitstamp ohlc": {**OHLC_ROW, "timestamp": "1577836260", "open": "7164.2"},
     "bitvavo candles": [CANDLE_ROW[0] + 60_000, *CANDLE_ROW[1:4], "38766.5", "0"],
     "bitvavo trades": {**TRADE_ROW, "id": "fb1712f2-e183-457c-b9e5-ff0d31fccd1f", "side": "buy"},
+    "bitstamp transactions": {**TRANSACTION_ROW, "tid": "90574282", "type": "0"},
 }
 
 
@@ -571,6 +573,8 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
         else b'[[007,"1","1","1","1","1"]]'
         if name == "bitvavo candles"
         else b'[{"id":"a","timestamp":007,"amount":"1","price":"1","side":"buy"}]'
+        if name == "bitvavo trades"
+        else b'[{"date":007,"tid":"1","price":"1","type":"0","amount":"1"}]'
     )
     assert READERS[name](zero_led) is None  # not JSON: the decoded path refuses it
     if name == "bitstamp ohlc":
@@ -580,10 +584,12 @@ def test_bodies_of_another_shape_are_left_to_the_decoded_path(name: str) -> None
         assert READERS[name](other_pair) is None  # (`parse_ohlc` names the mismatch)
         error = b'{"status":"error","reason":"Invalid pair","code":"API0001"}'
         assert READERS[name](error) is None
+    elif name == "bitstamp transactions":
+        assert READERS[name](b'{"error":"Bitstamp.net is under scheduled maintenance."}') is None
     else:
         assert READERS[name](b'{"errorCode":205,"error":"interval parameter is invalid."}') is None
-    if name == "bitvavo trades":
-        sorted_keys = [dict(sorted(TRADE_ROW.items()))]
+    if name in ("bitvavo trades", "bitstamp transactions"):
+        sorted_keys = [dict(sorted(USUAL[name].items()))]
         assert READERS[name](encode_json(body_of(name, sorted_keys)).encode()) is None
 
 

@@ -188,8 +188,15 @@ class BitstampClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _get(self, path: str, endpoint: str, params: Mapping[str, object] | None = None) -> Any:
-        return self.http.request("GET", path, endpoint=endpoint, params=params)
+    def _get(
+        self,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        read: Callable[[bytes], object | None] | None = None,
+    ) -> Any:
+        return self.http.request("GET", path, endpoint=endpoint, params=params, read=read)
 
     def _post(self, path: str, endpoint: str, form: Mapping[str, object] | None = None) -> Reply:
         """A signed POST; a rejected nonce or timestamp is signed afresh and sent once more."""
@@ -268,8 +275,15 @@ class BitstampClient:
                 f"bitstamp transactions: window must be one of {list(PUBLIC_TRADE_WINDOWS)}"
             )
         params = {"time": window}
-        reply = self._get(f"/api/v2/transactions/{pair_symbol(market)}/", "transactions", params)
-        trades = parse.parse_transactions(reply.data, market=market)
+        reply = self._get(
+            f"/api/v2/transactions/{pair_symbol(market)}/",
+            "transactions",
+            params,
+            read=lambda body: parse.read_transactions(body, market=market),
+        )
+        trades = reply.read
+        if trades is None:
+            trades = parse.parse_transactions(reply.data, market=market)
         return Page(trades, "transactions", params, reply.fetched_at)
 
     def markets(self) -> list[MarketInfo]:

@@ -233,6 +233,7 @@ def read_public_trades(body: bytes, *, market: str) -> Sequence[PublicTrade] | N
         page_text.split(body),
         keys=_TRADE_ROW,
         names=("trade_id", "traded_at", "amount", "price", "side"),
+        sides={side: side for side in _SIDES},
         unit=columns.MILLISECOND,
         make=make,
     )

@@ -298,14 +298,16 @@ def text_public_trades(
     *,
     keys: Sequence[str],
     names: Sequence[str],
+    sides: Mapping[str, str],
     unit: timedelta,
     make: Callable[[], list[T]],
 ) -> FrameRows[T]:
     """`public_trades` of a page read from its body (`page_text`): object rows of the fields
     `keys`, in that order, each the dataset column of `names` (``trade_id``, ``traded_at`` (a
-    count of `unit`s of `page_text.time_form`), ``price``, ``amount``, ``side``: the sides as
-    the dataset writes them). The page holds its rows' text, trade ids and times; its other
-    columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages at once."""
+    count of `unit`s of `page_text.time_form`), ``price``, ``amount``, ``side``: a code of
+    `sides`, which says what each means). The page holds its rows' text, trade ids and times;
+    its other columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages
+    at once."""
     count = len(keys)
     at = {name: index for index, name in enumerate(names)}
     id_at, time_at = at["trade_id"], at["traded_at"]
@@ -315,7 +317,15 @@ def text_public_trades(
         .cast(TIMESTAMP)
         .alias("traded_at"),
     )
-    complete = _TextTrades(exchange, market, rows.opening, rows.closing, tuple(keys), tuple(names))
+    complete = _TextTrades(
+        exchange,
+        market,
+        rows.opening,
+        rows.closing,
+        tuple(keys),
+        tuple(names),
+        tuple(sides.items()),
+    )
     return FrameRows(held, make, frozenset({"price", "amount"}), complete)
 
 
@@ -330,6 +340,7 @@ class _TextTrades:
     closing: str
     keys: tuple[str, ...]
     names: tuple[str, ...]
+    sides: tuple[tuple[str, str], ...]  # (code, side)
 
     def __call__(self, held: pl.DataFrame) -> pl.DataFrame:
         rows = page_text.Rows(held, self.opening, self.closing)
@@ -344,7 +355,7 @@ class _TextTrades:
             pl.col("traded_at"),
             cut["price"].alias("price"),
             cut["amount"].alias("amount"),
-            cut["side"].alias("side"),
+            cut["side"].replace_strict(dict(self.sides), return_dtype=pl.String).alias("side"),
             pl.lit("{}", pl.String).alias("extra"),
             rows.raw().alias("raw"),
         )

@@ -1,6 +1,7 @@
-"""Pages of candles read from the response body itself, without decoding its JSON.
+"""Pages of candles and public trades read from the response body itself, without decoding its
+JSON.
 
-A page of candles is one JSON array of up to 1440 rows of one shape. When the body is compact
+A page of candles or trades is one JSON array of up to 1440 rows of one shape. When the body is compact
 (no whitespace), with its rows' keys in the usual order and every value of its usual form, one
 regular expression of the whole body proves it; the body is then split at its row separators
 (which no value can hold) and polars cuts each row into its values: no Python object per value,
