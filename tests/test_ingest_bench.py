@@ -1,6 +1,7 @@
 """`python -m benchmarks.ingest_bench`'s parts that decide its figures: the landing replay lands
 exactly the candles of the pages it recorded from the sandbox (a replay that dropped or doubled
-rows would measure nonsense), and the fewest requests of each case."""
+rows would measure nonsense), the fewest requests of each case, and the "trades" section (a few
+days of it: tally lands every trade the sandbox's world holds, ccxt's figures add up)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import polars as pl
 import pytest
 from sandbox_fixtures import sandbox_fixture, world_fixture
 
-from benchmarks.ingest_bench import _minimum
+from benchmarks.ingest_bench import _minimum, trade_span, trades
 from benchmarks.landing_replay import record, replay
 from pipelines.datasets import CANDLES
 from pipelines.exchanges import bitstamp_parse, bitvavo_parse
@@ -102,3 +103,42 @@ def test_the_sandboxs_pages_read_from_their_body_and_decoded_land_alike(
         assert read_page is not None and read(spaced) is None
         expected = CANDLES.frame(parse(json.loads(spaced, parse_float=Decimal)), fetched_at=at)
         assert CANDLES.frame(read_page, fetched_at=at).equals(expected)
+
+
+def test_the_trades_section_holds_tally_and_ccxt_against_the_worlds_trades(
+    tmp_path: Path,
+) -> None:
+    figures = trades(tmp_path, days=DAYS)
+
+    assert set(figures) == {"bitvavo"}
+    ours = figures["bitvavo"]
+    assert set(ours) == {
+        "trades",
+        "truth",
+        "lost",
+        "requests",
+        "cpu_s",
+        "cpu_us_per_trade",
+        "peak_rss_mb",
+        "ccxt",
+    }
+    assert ours["truth"] > DAYS * 1000  # a few days of BTC-EUR trades (about 3500 a day)
+    assert ours["lost"] == 0
+    assert ours["trades"] == ours["truth"]
+    # a page holds at most 1000 trades, and each of a request's at most 24 h
+    assert ours["requests"] >= max(ours["truth"] // 1000, DAYS)
+    assert ours["cpu_s"] > 0 and ours["peak_rss_mb"] > 0
+    assert ours["cpu_us_per_trade"] == pytest.approx(ours["cpu_s"] / ours["trades"] * 1e6)
+    theirs = ours["ccxt"]
+    assert set(theirs) == {"trades", "lost", "requests", "cpu_s"}
+    assert theirs["requests"] > ours["truth"] // 1000
+    assert theirs["cpu_s"] > 0
+    assert theirs["trades"] + theirs["lost"] == ours["truth"]  # nothing outside the world's
+
+
+def test_the_trades_span_is_the_flows_own() -> None:
+    start, end = trade_span(NOW_MS, 30)
+    assert start == NOW_MS - 30 * 86_400_000
+    assert end == NOW_MS - 60_000  # the last whole minute at least 60 s old
+    start, end = trade_span(NOW_MS + 150_500, 1)  # 2 min 30.5 s past midnight: 1 min 30.5 s
+    assert (start, end) == (NOW_MS + 150_500 - 86_400_000, NOW_MS + 60_000)
