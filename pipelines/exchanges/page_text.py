@@ -1,12 +1,12 @@
 """Pages of candles and public trades read from the response body itself, without decoding its
 JSON.
 
-A page of candles or trades is one JSON array of up to 1440 rows of one shape. When the body is compact
-(no whitespace), with its rows' keys in the usual order and every value of its usual form, one
-regular expression of the whole body proves it; the body is then split at its row separators
-(which no value can hold) and polars cuts each row into its values: no Python object per value,
-no JSON decoding. Each row's text is its ``raw``: byte for byte the body's, and byte for byte what
-the decoded path writes (`encode_flat_json`) for such a row.
+A page of candles or trades is one JSON array of up to 1440 rows of one shape. When the body
+is compact (no whitespace), with its rows' keys in the usual order and every value of its usual
+form, one regular expression of the whole body proves it; the body is then split at its row
+separators (which no value can hold) and polars cuts each row into its values: no Python object
+per value, no JSON decoding. Each row's text is its ``raw``: byte for byte the body's, and byte
+for byte what the decoded path writes (`encode_flat_json`) for such a row.
 
 Any other body (whitespace between tokens, another key order, a number with an exponent, an
 empty page, an error document) is not read here: the caller decodes it, and the decoded path
