@@ -253,7 +253,7 @@ def text_candles(
     their keys in object rows, None for array rows. The page holds its rows' text and open
     times; its other columns are cut from the text when asked for (`_TextCandles`), for a
     chunk's pages at once."""
-    opened = rows.value(0, 6, None if keys is None else keys[0]).cast(pl.Int64)
+    opened = rows.texts(None if keys is None else keys[0]).cast(pl.Int64)
     held = rows.frame.with_columns(
         (opened * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time")
     )
@@ -308,14 +308,11 @@ def text_public_trades(
     `sides`, which says what each means). The page holds its rows' text, trade ids and times;
     its other columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages
     at once."""
-    count = len(keys)
     at = {name: index for index, name in enumerate(names)}
     id_at, time_at = at["trade_id"], at["traded_at"]
+    traded = rows.texts(keys[time_at]).cast(pl.Int64) * (unit // _MICROSECOND)
     held = rows.frame.with_columns(
-        rows.value(id_at, count, keys[id_at]).alias("trade_id"),
-        (rows.value(time_at, count, keys[time_at]).cast(pl.Int64) * (unit // _MICROSECOND))
-        .cast(TIMESTAMP)
-        .alias("traded_at"),
+        rows.texts(keys[id_at]).alias("trade_id"), traded.cast(TIMESTAMP).alias("traded_at")
     )
     complete = _TextTrades(
         exchange,
