@@ -312,7 +312,7 @@ _TRANSACTIONS_BODY = page_text.compiled(
             _TRANSACTION_ROW,
             (
                 page_text.time_form(page_text.SECONDS_DIGITS),
-                rb'"[0-9A-Za-z-]+"',
+                rb'"[0-9A-Za-z-]++"',
                 page_text.MONEY,
                 rb'"[01]"',
                 page_text.MONEY,

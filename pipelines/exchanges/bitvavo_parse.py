@@ -256,7 +256,7 @@ _TRADE_BODY = page_text.compiled(
         page_text.object_row(
             _TRADE_ROW,
             (
-                rb'"[0-9A-Za-z-]+"',
+                rb'"[0-9A-Za-z-]++"',
                 page_text.time_form(page_text.MILLISECONDS_DIGITS),
                 page_text.MONEY,
                 page_text.MONEY,
