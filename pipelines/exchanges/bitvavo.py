@@ -39,7 +39,7 @@ from pipelines.exchanges.bitvavo_walk import (
     is_span_refusal,
     walk_backwards,
 )
-from pipelines.exchanges.frames import values
+from pipelines.exchanges.frames import micros, values
 from pipelines.exchanges.limits import (
     ACCESS_WINDOW_BOUNDS_MS,
     ACCESS_WINDOW_MS,
@@ -504,7 +504,7 @@ class _Trades(Generic[T]):
         made)."""
         ids = values(rows, self.id_field)
         keys: list[Hashable] = list(ids)
-        return PageColumns(keys, values(rows, self.time_field), ids)
+        return PageColumns(keys, micros(rows, self.time_field), ids)
 
 
 _PUBLIC_TRADES: _Trades[PublicTrade] = _Trades("public_trades", "trade_id", "traded_at")

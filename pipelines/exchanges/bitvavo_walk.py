@@ -43,6 +43,7 @@ from typing import NamedTuple, TypeVar
 from pipelines.exchanges.frames import between, earliest, subset
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
 from pipelines.exchanges.records import BitvavoHistoryItem, Candle
+from pipelines.exchanges.values import EPOCH
 from pipelines.http import InvalidRequestError, NotFoundError
 
 R = TypeVar("R")
@@ -121,11 +122,12 @@ def walk_backwards(
 
 
 class PageColumns(NamedTuple):
-    """What a walk reads of a page's rows, a list per field: their keys, their moments and
-    their trade ids (None for rows without one)."""
+    """What a walk reads of a page's rows, a list per field: their keys, their moments (in
+    microseconds since the epoch: integers hash and compare faster than datetimes) and their
+    trade ids (None for rows without one)."""
 
     keys: list[Hashable]
-    moments: list[datetime]
+    moments: list[int]
     ids: list[str] | None
 
 
@@ -168,11 +170,12 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
                 f"{self.exchange} {self.endpoint}: paging by tradeIdTo needs a limit of 2 or more"
             )
         self._seen: set[Hashable] = set()
-        self._per_ms: Counter[datetime] = Counter()
+        self._start, self._end = _micros(self.start), _micros(self.end)
+        self._per_ms: Counter[int] = Counter()
         self._inclusive = False  # a page held a row at exactly its `end`
         self._end_read = True  # every row at exactly `request_end` is read (or outside)
-        self._request_end = self.end
-        self._anchor: tuple[str, datetime] | None = None  # (id, moment): its id goes as tradeIdTo
+        self._request_end = self._end  # (µs, as every moment here)
+        self._anchor: tuple[str, int] | None = None  # (id, moment): its id goes as tradeIdTo
         self._ties: list[bool] = []  # per two rows of one ms on a page by time: id-descending?
         self._checked = False  # whether tradeIdTo compares ids as strings is checked
         self._id_to: str | None = None  # the last request's tradeIdTo
@@ -181,7 +184,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         self._new = 0  # how many of its rows were not seen before
         self._probing: list[PageColumns] | None = None  # the probes' pages, while probing
         # (crowded, within, last) after a crowded page, while probing
-        self._after_probe: tuple[datetime, bool, tuple[str, datetime]] | None = None
+        self._after_probe: tuple[int, bool, tuple[str, int]] | None = None
         if self.end <= self.start:
             return None
         return self._request()
@@ -197,14 +200,14 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         trade_id = self.trade_id
         return PageColumns(
             list(map(self.key, rows)),
-            list(map(self.moment, rows)),
+            [_micros(moment) for moment in map(self.moment, rows)],
             None if trade_id is None else list(map(trade_id, rows)),
         )
 
     def _request(self) -> TradeQuery:
         anchor = self._anchor
         self._id_to = None if anchor is None or self.trade_id is None else anchor[0]
-        return TradeQuery(self._request_end, self._id_to)
+        return TradeQuery(_moment(self._request_end), self._id_to)
 
     def update_state(self, response: Page[R] | None) -> Page[R] | None:
         if self._probing is not None:
@@ -220,7 +223,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             moment for moment, unseen in zip(read.moments, fresh, strict=True) if unseen
         )
         self._page, self._read, self._new = response, read, sum(fresh)
-        start, end = self.start, self.end
+        start, end = self._start, self._end
         keep = [
             unseen and start <= moment < end
             for unseen, moment in zip(fresh, read.moments, strict=True)
@@ -233,7 +236,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     def next_request(self) -> TradeQuery | None:
         if self._probing is not None:
             if len(self._probing) == 1:  # the highest id selected trades: ask the lowest
-                return TradeQuery(self._request_end, LOWEST_ID, probe=True)
+                return TradeQuery(_moment(self._request_end), LOWEST_ID, probe=True)
             self._probing = None
         if self._after_probe is not None:
             crowded, within, last = self._after_probe
@@ -243,7 +246,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return self._next_in_crowd(self._anchor, self._id_to)
         return self._next_by_time()
 
-    def _next_in_crowd(self, anchor: tuple[str, datetime], id_to: str) -> TradeQuery | None:
+    def _next_in_crowd(self, anchor: tuple[str, int], id_to: str) -> TradeQuery | None:
         """After a page by `tradeIdTo` through the crowded millisecond of `anchor`."""
         assert self._page is not None and self._read.ids is not None
         moments, ids, page = self._read.moments, self._read.ids, self._page
@@ -254,7 +257,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if within and last[1] > crowded:
             detail = (
                 f"the page before tradeIdTo {id_to} ends on a newer trade "
-                f"({last[0]} at {last[1].isoformat()})"
+                f"({last[0]} at {_moment(last[1]).isoformat()})"
             )
             raise TradeIdToError(self.exchange, self.endpoint, detail)
         if within and not self._new and last[0] == id_to:
@@ -262,11 +265,11 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if not self._checked and all(trade_id <= id_to for trade_id in ids):
             self._checked = True  # the page reads as if ids were compared as strings: are they?
             self._probing, self._after_probe = [], (crowded, within, last)
-            return TradeQuery(self._request_end, HIGHEST_ID, probe=True)
+            return TradeQuery(_moment(self._request_end), HIGHEST_ID, probe=True)
         return self._after_crowded(crowded, within, last)
 
     def _after_crowded(
-        self, crowded: datetime, within: bool, last: tuple[str, datetime]
+        self, crowded: int, within: bool, last: tuple[str, int]
     ) -> TradeQuery | None:
         if within:
             self._anchor = last  # rows read before (ids compared as strings) are no loop
@@ -274,10 +277,10 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return self._request()
         # every row of the crowded millisecond is read: on by time, below it
         self._anchor = None
-        if crowded <= self.start:
+        if crowded <= self._start:
             return None
         if self._inclusive:
-            self._request_end, self._end_read = crowded - ONE_MS, False
+            self._request_end, self._end_read = crowded - _MS, False
         else:
             self._request_end, self._end_read = crowded, True
         return self._request()
@@ -294,22 +297,22 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if page.received < limit or not moments:
             return None
         oldest = min(moments)
-        if oldest < self.start:  # the exchange ignored `start`: the page reached below it
+        if oldest < self._start:  # the exchange ignored `start`: the page reached below it
             return None
         if self._new:
-            self._request_end, self._end_read = oldest + ONE_MS, True
-            crowded = self._per_ms[oldest] + self._per_ms[oldest + ONE_MS] >= limit
+            self._request_end, self._end_read = oldest + _MS, True
+            crowded = self._per_ms[oldest] + self._per_ms[oldest + _MS] >= limit
             if crowded and ids is not None:
                 self._anchor = (ids[-1], moments[-1])
                 self._request_end = _id_end(moments[-1], self._inclusive)
             return self._request()
         if at_end and self._end_read:  # read inclusively, every row at `end` read: step back
-            self._request_end, self._end_read = self._request_end - ONE_MS, False
-            if self._request_end < self.start:
+            self._request_end, self._end_read = self._request_end - _MS, False
+            if self._request_end < self._start:
                 return None
             return self._request()
         if ids is None:
-            end = self._request_end.isoformat()
+            end = _moment(self._request_end).isoformat()
             raise NoProgress(f"a full page at end {end} brought no new row")
         self._anchor = (ids[-1], moments[-1])  # more rows in one millisecond than a page holds
         self._request_end = _id_end(moments[-1], self._inclusive)
@@ -351,7 +354,7 @@ HIGHEST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 LOWEST_ID = "00000000-0000-0000-0000-000000000000"
 
 
-def _tie_order(moments: Sequence[datetime], ids: Sequence[str]) -> list[bool]:
+def _tie_order(moments: Sequence[int], ids: Sequence[str]) -> list[bool]:
     """For every two neighbouring rows of one millisecond: is the first one's id the greater?"""
     return [
         a_id > b_id
@@ -360,11 +363,23 @@ def _tie_order(moments: Sequence[datetime], ids: Sequence[str]) -> list[bool]:
     ]
 
 
-def _id_end(crowded: datetime, inclusive: bool) -> datetime:
+def _id_end(crowded: int, inclusive: bool) -> int:
     """The `end` sent with `tradeIdTo` while paging through `crowded`: no later millisecond
     where the reading of `end` is known, so that a string-ordered `tradeIdTo` sends no newer
     row already read."""
-    return crowded if inclusive else crowded + ONE_MS
+    return crowded if inclusive else crowded + _MS
+
+
+_MS = 1000  # a millisecond in µs
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def _moment(micros: int) -> datetime:
+    return EPOCH + micros * _MICROSECOND
 
 
 # --- candles and account history ------------------------------------------------------------

@@ -117,6 +117,16 @@ def values(records: Sequence[Any], name: str) -> list[Any]:
     return column.to_list()
 
 
+def micros(records: Sequence[Any], name: str) -> list[int]:
+    """Moment `name` of every record in microseconds since the epoch (from the frame's column,
+    without a datetime per row, when the records are columns)."""
+    if not isinstance(records, FrameRows):
+        return [(getattr(record, name) - EPOCH) // _MICROSECOND for record in records]
+    held = records.held
+    column = held[name] if name in held.columns else records.frame[name]
+    return column.dt.epoch("us").to_list()
+
+
 def subset(records: Sequence[T], keep: Sequence[bool]) -> Sequence[T]:
     """The records whose `keep` is True, still as columns when they were."""
     if not isinstance(records, FrameRows):
