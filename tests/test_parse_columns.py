@@ -348,6 +348,35 @@ def test_a_filtered_page_is_typed_as_its_kept_records() -> None:
     assert frames.subset(records, [False, True]) == records[1:]
 
 
+@pytest.mark.parametrize(
+    "keep",
+    [
+        [False, True, True, False],  # a run in the middle: sliced
+        [True, False, True, True],  # a hole: filtered
+        [False, False, False, True],
+        [True, True, True, False],
+        [True, False, False, True],
+    ],
+)
+@pytest.mark.parametrize("read", [False, True], ids=["decoded", "read from the body"])
+def test_a_page_cut_by_any_mask_keeps_the_rows_the_records_keep(
+    keep: list[bool], read: bool
+) -> None:
+    rows = [at_minute(minute, open=f"{minute}.5") for minute in range(4)]
+    body = body_of("bitstamp ohlc", rows)
+    if read:
+        page = READERS["bitstamp ohlc"](encode_json(body).encode())
+    else:
+        page = bs.parse_ohlc(body, step=60, market="BTC-USD")
+    assert isinstance(page, frames.FrameRows)
+    records = list(page)
+    kept = frames.subset(page, keep)
+    expected = [record for record, flag in zip(records, keep, strict=True) if flag]
+    assert isinstance(kept, frames.FrameRows) and list(kept) == expected
+    made, wanted = (CANDLES.frame(x, fetched_at=FETCHED) for x in (kept, expected))
+    assert_frame_equal(made, wanted, check_exact=True)
+
+
 def test_values_of_a_page_kept_as_columns_are_its_records_values() -> None:
     rows = [OHLC_ROW, {**OHLC_ROW, "timestamp": "1577836260", "volume": "0.0"}]
     page = bs.parse_ohlc(body_of("bitstamp ohlc", rows), step=60)

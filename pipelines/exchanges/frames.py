@@ -139,7 +139,11 @@ def subset(records: Sequence[T], keep: Sequence[bool]) -> Sequence[T]:
     def make() -> list[T]:
         return [record for record, kept in zip(records, keep, strict=True) if kept]
 
-    kept = records.held.filter(pl.Series(keep, dtype=pl.Boolean))
+    first, end = keep.index(True), len(keep) - keep[::-1].index(True)
+    if all(keep[first:end]):  # (the usual cut: rows at a page's ends dropped) a slice, no copy
+        kept = records.held.slice(first, end - first)
+    else:
+        kept = records.held.filter(pl.Series(keep, dtype=pl.Boolean))
     return FrameRows(kept, make, records.money, records.complete)
 
 
