@@ -14,7 +14,9 @@ import pytest
 from pipelines.cycles import relax_cycle_collector
 
 if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
+    from postgres_server import PostgresServer
     from prefect_api import PrefectApi, SessionServer
+    from prefect_server import PrefectServer
     from synced_lake import SyncedLakeFactory
 
 # The test processes hold big session objects (sandbox worlds, lakes' frames) that Python's default
@@ -33,6 +35,7 @@ PREFECT_SERVER_INPUT = "tally_prefect_server"  # the workers' key for `SessionSe
 # missing here runs after these, in xdist's order; update a figure when a file grows a lot.
 LONG_FILES = {
     "tests/test_notebooks.py": 128,
+    "tests/test_prefect_postgres.py": 120,  # mostly waiting (a lost run is noticed after 45 s)
     "tests/test_exports.py": 104,
     "tests/test_variants.py": 60,
     "tests/test_datadir_lock.py": 51,
@@ -96,6 +99,14 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput[PREFECT_SERVER_INPUT] = str(_session_prefect.directory)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "scale: Prefect on PostgreSQL with several workers (tests/test_prefect_postgres.py); "
+        "`-m scale` runs them alone, `-m 'not scale'` leaves them out",
+    )
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _session_prefect
     if _session_prefect is not None:
@@ -125,6 +136,30 @@ def prefect_api(
     shared = getattr(request.config, "workerinput", {}).get(PREFECT_SERVER_INPUT)
     with borrowed_server(Path(shared), client_home) if shared else own_server(client_home) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server of the session with a database `prefect`
+    (postgres_server.py); skipped where PostgreSQL is not installed."""
+    from postgres_server import find_bindir, postgres_server
+
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (no initdb; TALLY_PG_BINDIR names its bin/)")
+    with postgres_server("prefect") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def prefect_on_postgres(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on the `postgres` database (prefect_server.py): the session's
+    own, apart from `prefect_api`'s (SQLite)."""
+    from prefect_server import prefect_server_on
+
+    with prefect_server_on(postgres, tmp_path_factory.mktemp("prefect-on-postgres")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

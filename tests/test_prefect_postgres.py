@@ -1,0 +1,403 @@
+"""Prefect at scale, part by part: a Prefect server on PostgreSQL, a work pool of process workers
+that share deployments' runs, a rate limit that processes share through the server, and a run
+whose worker is killed run again by the other worker (docs/prefect-postgres-notes.md).
+
+Everything runs on loopback: a throwaway PostgreSQL (`postgres`), `prefect server start` on it
+(`prefect_on_postgres`), `prefect worker start` processes started here, and flows of
+`scale_flows.py` deployed from this directory. No exchange and no tally flow: the parts first.
+
+The module is marked `scale` (and `slow`): `pytest -m scale` runs it alone, `-m "not scale"`
+leaves it out. Its time is mostly waiting: for processes to import Prefect, for the workers to
+poll, and (the last test) for the server to notice a lost run (its heartbeat's `within`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+import pytest
+import requests
+from postgres_server import PostgresServer
+from prefect_api import PrefectApi, pointed_at
+from prefect_server import PREFECT, PrefectServer
+from process_tree import Started, descendants, kill_seen
+
+pytestmark = [pytest.mark.scale, pytest.mark.slow]
+
+TESTS = Path(__file__).resolve().parent
+RATE_WORKER = TESTS / "rate_limit_worker.py"
+COMMAND_SECONDS = 90.0  # one `prefect ...` CLI call (importing Prefect is slow on busy cores)
+WORKERS_SECONDS = 90.0  # until both workers have registered with the server
+RUN_SECONDS = 120.0  # from asking for a run to its end, on an idle worker
+HEARTBEAT_SECONDS = 30  # the flow runs' heartbeats: Prefect's minimum (PREFECT_FLOWS_...)
+LOST_AFTER = timedelta(seconds=45)  # no heartbeat for this long: the run is lost
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+WORKER_SETTINGS = {
+    "PREFECT_WORKER_QUERY_SECONDS": "2",  # poll for runs every 2 s (default 10)
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),  # the flow runs inherit it
+    "PREFECT_LOGGING_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Pool:
+    """A work pool of type `process` and the workers started for it (by name)."""
+
+    name: str
+    workers: dict[str, Started]
+
+    def report(self) -> str:
+        return "\n".join(worker.tail() for worker in self.workers.values())
+
+
+@pytest.fixture(scope="module")
+def api(
+    prefect_on_postgres: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectServer]:
+    """The PostgreSQL-backed server, with this process's Prefect pointed at it."""
+    server = prefect_on_postgres
+    with pointed_at(PrefectApi(server.url, server.home), tmp_path_factory.mktemp("client")):
+        yield server
+
+
+def start_pool(server: PrefectServer, name: str, directory: Path, count: int = 2) -> Pool:
+    """Create the work pool `name` (the runbook's CLI) and start `count` workers for it, each
+    running at most one flow run at a time (`--limit 1`), so that runs asked for together
+    spread over the workers. Returns once every worker has registered with the server."""
+    directory.mkdir(parents=True, exist_ok=True)
+    created = subprocess.run(
+        [*PREFECT, "work-pool", "create", name, "--type", "process"],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+        check=False,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    pool = Pool(name, {})
+    for number in range(1, count + 1):
+        worker = f"{name}-w{number}"
+        home = directory / f"{worker}-home"
+        pool.workers[worker] = Started.start(
+            worker,
+            [
+                *PREFECT,
+                "worker",
+                "start",
+                *("--pool", name, "--type", "process"),
+                *("--name", worker, "--limit", "1"),
+            ],
+            logs=directory,
+            env=server.env(home=home, **WORKER_SETTINGS),
+            cwd=directory,
+        )
+    try:
+        _wait_online(server, pool)
+    except BaseException:
+        stop_pool(pool)
+        raise
+    return pool
+
+
+def stop_pool(pool: Pool) -> None:
+    for worker in pool.workers.values():
+        worker.stop()
+
+
+def _wait_online(server: PrefectServer, pool: Pool) -> None:
+    deadline = time.monotonic() + WORKERS_SECONDS
+    online: set[str] = set()
+    while time.monotonic() < deadline:
+        for worker in pool.workers.values():
+            assert worker.process.poll() is None, pool.report()
+        reply = requests.post(f"{server.url}/work_pools/{pool.name}/workers/filter", timeout=10)
+        reply.raise_for_status()
+        online = {w["name"] for w in reply.json() if w["status"] == "ONLINE"}
+        if online >= set(pool.workers):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"workers online after {WORKERS_SECONDS} s: {sorted(online)}\n{pool.report()}")
+
+
+@pytest.fixture(scope="module")
+def pool(api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    started = start_pool(api, "scale", tmp_path_factory.mktemp("pool"))
+    try:
+        yield started
+    finally:
+        stop_pool(started)
+
+
+def deploy(entrypoint: str, name: str, pool: Pool) -> str:
+    """Deploy `scale_flows.py:<entrypoint>` from this directory to `pool`: no image, no build,
+    no push; the worker runs it from here. Returns `flow-name/deployment-name`."""
+    from prefect import Flow, flow
+
+    source = cast(
+        Flow[..., Any],
+        flow.from_source(source=str(TESTS), entrypoint=f"scale_flows.py:{entrypoint}"),
+    )
+    source.deploy(
+        name=name,
+        work_pool_name=pool.name,
+        build=False,
+        push=False,
+        print_next_steps=False,
+        ignore_warnings=True,
+    )
+    return f"{source.name}/{name}"
+
+
+def ask(deployment: str, **parameters: Any) -> UUID:
+    """A new run of `deployment` (not waited for)."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = cast(FlowRun, run_deployment(deployment, parameters=parameters, timeout=0))
+    return run.id
+
+
+def read_run(run_id: UUID) -> Any:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def wait_ended(run_id: UUID, seconds: float, pool: Pool) -> Any:
+    """The flow run once in a terminal state; fails the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    run = read_run(run_id)
+    while time.monotonic() < deadline:
+        if run.state_type is not None and run.state_type.value in TERMINAL:
+            return run
+        time.sleep(1)
+        run = read_run(run_id)
+    pytest.fail(f"flow run {run_id} still {run.state_name} after {seconds:g} s\n{pool.report()}")
+
+
+def test_the_server_keeps_its_state_in_postgresql(
+    prefect_on_postgres: PrefectServer, postgres: PostgresServer
+) -> None:
+    server = prefect_on_postgres
+    assert requests.get(f"{server.url}/health", timeout=10).json() is True
+    tables = {
+        name
+        for (name,) in postgres.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    }
+    assert {
+        "alembic_version",
+        "flow_run",
+        "deployment",
+        "work_pool",
+        "worker",
+        "automation",
+        "concurrency_limit_v2",
+        "events",
+    } <= tables, sorted(tables)
+    assert postgres.fetch("SELECT version_num FROM alembic_version")  # migrated
+    assert not list(server.home.glob("*.db")), "a SQLite database beside PostgreSQL"
+    print(
+        f"prefect server healthy on PostgreSQL {postgres.version} after "
+        f"{server.startup_seconds:.1f} s (migrations on an empty database included)"
+    )
+
+
+def test_runs_asked_together_run_on_both_workers(pool: Pool) -> None:
+    deployment = deploy("hello", "hello", pool)
+    asked = time.monotonic()
+    runs = [ask(deployment, seconds=8) for _ in pool.workers]
+    ended = [wait_ended(run, RUN_SECONDS, pool) for run in runs]
+    took = time.monotonic() - asked
+    assert [run.state_type.value for run in ended] == ["COMPLETED"] * len(runs), pool.report()
+    assert all(run.work_pool_name == pool.name for run in ended)
+    # each worker runs one flow run at a time: the second run went to the other worker
+    names = sorted(run.labels["prefect.worker.name"] for run in ended)
+    assert names == sorted(pool.workers), (names, pool.report())
+    print(f"{len(runs)} runs on {names} in {took:.1f} s")
+
+
+def test_a_rate_limit_is_one_budget_for_two_processes(api: PrefectServer) -> None:
+    """Two processes each take `count` slots of one global concurrency limit with slot decay
+    (`rate_limit`): together they stay within the limit's budget.
+
+    Prefect's server grants a slot when the limit's active slots, decayed by
+    floor(decay × seconds since its last change), leave room; a grant stores the decayed
+    count plus one, refusals change nothing. Over the grants g_1..g_m in any time span T,
+    then, m ≤ limit + decay × T (each grant adds one slot, at most decay × T decay in
+    between, and at most `limit` are held). Each grant happened between the sending of its
+    request and its answer (one clock: one machine): for every span [sent_i, answered_j]
+    the grants whose request lies wholly inside it are counted against that bound.
+    """
+    limit, decay, count = 4, 4.0, 12
+    name = f"rate-{os.getpid()}-{time.monotonic_ns()}"
+    created = requests.post(
+        f"{api.url}/v2/concurrency_limits/",
+        json={"name": name, "limit": limit, "slot_decay_per_second": decay},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(RATE_WORKER), name, str(count)],
+            env=api.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready", process.communicate()
+        start = time.time() + 0.5  # both are told before either is waited for
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start}\n")
+            process.stdin.flush()
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+
+    grants = sorted(
+        (sent, answered)
+        for r in results
+        for sent, answered, status in r["attempts"]
+        if status == 200
+    )
+    refused = sum(1 for r in results for *_, status in r["attempts"] if status == 423)
+    assert len(grants) == 2 * count, results  # every call took exactly one slot
+    assert [len(r["calls"]) for r in results] == [count, count]
+    worst = 0.0
+    for sent, _ in grants:
+        for _, answered in grants:
+            if answered <= sent:
+                continue
+            inside = sum(1 for s, a in grants if s >= sent and a <= answered)
+            allowed = limit + decay * (answered - sent)
+            assert inside <= allowed, (inside, allowed, sent - start, answered - start)
+            worst = max(worst, inside / allowed)
+    # the two were paced as one: together no faster than one budget
+    span = grants[-1][1] - grants[0][0]
+    assert span >= (2 * count - limit) / decay
+    # and they did take turns: each had a grant while the other still had some to take
+    ends = [
+        max(answered for _, answered, status in r["attempts"] if status == 200) for r in results
+    ]
+    firsts = [min(sent for sent, _, status in r["attempts"] if status == 200) for r in results]
+    assert firsts[0] < ends[1] and firsts[1] < ends[0]
+    rate = (2 * count - limit) / span
+    print(
+        f"{2 * count} slots of limit={limit} decay={decay}/s in {span:.2f} s: "
+        f"{rate:.2f}/s after the burst ({rate / decay:.0%} of the decay), {refused} refusals "
+        f"(423), fullest span at {worst:.0%} of its bound"
+    )
+
+
+def lost_run_automation(within: timedelta) -> Any:
+    """An automation that puts a flow run back to Scheduled when no heartbeat of it came for
+    `within` since it started running or since its last heartbeat (nor an end): its process
+    is gone, with its worker or machine. Any worker of its pool then runs it again. `within`
+    must well exceed the flow runs' heartbeat interval (PREFECT_FLOWS_HEARTBEAT_FREQUENCY), or
+    live runs are taken for lost ones."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    ends = ("Completed", "Failed", "Cancelled", "Crashed", "Scheduled")
+    return Automation(
+        name="reschedule-lost-flow-runs",
+        description="A flow run with no heartbeat is lost: run it again on any worker.",
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            # Running too: a run killed before its first heartbeat reached the server
+            # would otherwise never be missed
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in ends)},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=within,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="Rescheduled",
+                message="no heartbeat: its worker is gone; run again by any worker",
+                force=False,  # Running -> Scheduled is allowed as it is
+            )
+        ],
+    )
+
+
+def test_a_run_whose_worker_is_killed_runs_again_on_the_other(
+    api: PrefectServer, tmp_path: Path
+) -> None:
+    from prefect import get_client
+
+    automation = lost_run_automation(LOST_AFTER).create()
+    kill_pool: Pool | None = None
+    try:
+        kill_pool = start_pool(api, "scale-kill", tmp_path / "pool")
+        deployment = deploy("sleepy", "sleepy", kill_pool)
+        marker = tmp_path / "marker"
+        run_id = ask(deployment, seconds=10, marker=str(marker))
+        deadline = time.monotonic() + RUN_SECONDS
+        while not marker.exists() or not marker.read_text().endswith("\n"):
+            assert time.monotonic() < deadline, kill_pool.report()
+            time.sleep(0.2)
+        flow_pid, worker_pid, _ = marker.read_text().split()
+        by_pid = {worker.pid: worker for worker in kill_pool.workers.values()}
+        assert int(worker_pid) in by_pid, (worker_pid, kill_pool.report())
+        victim = by_pid.pop(int(worker_pid))
+        (survivor,) = by_pid.values()
+        # the machine dies: the worker and the flow run's process (a session of its own)
+        family = descendants(victim.pid)
+        assert int(flow_pid) in family
+        os.kill(victim.pid, signal.SIGKILL)
+        kill_seen(family)
+        killed = time.monotonic()
+        assert read_run(run_id).state_type.value == "RUNNING"
+
+        run = wait_ended(run_id, LOST_AFTER.total_seconds() + RUN_SECONDS, kill_pool)
+        took = time.monotonic() - killed
+        assert run.state_type.value == "COMPLETED", kill_pool.report()
+        assert run.run_count == 2
+        assert run.labels["prefect.worker.name"] == survivor.name
+        lines = marker.read_text().splitlines()
+        assert [int(line.split()[1]) for line in lines] == [victim.pid, survivor.pid]
+        with get_client(sync_client=True) as client:
+            states = [state.name for state in client.read_flow_run_states(run_id)]
+        assert "Rescheduled" in states and states[-1] == "Completed", states
+        assert "Running" in states[states.index("Rescheduled") :], states
+        print(
+            f"killed {victim.name} with its run; {survivor.name} ran it to Completed "
+            f"{took:.1f} s later (lost after {LOST_AFTER.total_seconds():g} s without a "
+            f"heartbeat; heartbeats every {HEARTBEAT_SECONDS} s); states {states}"
+        )
+    finally:
+        if kill_pool is not None:
+            stop_pool(kill_pool)
+        with get_client(sync_client=True) as client:
+            client.delete_automation(automation.id)
