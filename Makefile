@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 # from source again, about 3 CPU-seconds each.
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: venv test lint format demo bench lock clean
+.PHONY: venv test test-scale lint format demo bench lock clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,14 @@ $(STAMP): requirements.lock pyproject.toml
 # leaves its core to the others (about 8% sooner than two).
 PYTEST_ARGS ?= -n 3 --dist loadfile
 
+# `make test` leaves out the tests of running on several machines (PostgreSQL, a Prefect server
+# on it and its workers: about two minutes, mostly waiting for a lost run to be noticed);
+# `make test-scale` runs them, and CI runs both.
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not scale"
+
+test-scale: venv
+	$(BIN)/python -m pytest -m scale
 
 lint: venv
 	$(BIN)/ruff format --check .
