@@ -196,9 +196,9 @@ def _as(user: str | None) -> dict[str, Any]:
 
 
 def _initdb(bindir: Path, directory: Path, user: str | None) -> None:
-    done = subprocess.run(
+    _tool(
+        bindir / "initdb",
         [
-            str(bindir / "initdb"),
             *("-D", str(directory / "data")),
             *("-U", SUPERUSER),
             "--auth=trust",
@@ -206,6 +206,21 @@ def _initdb(bindir: Path, directory: Path, user: str | None) -> None:
             "--locale=C",
             "--no-sync",
         ],
+        directory,
+        user,
+    )
+
+
+def _createdb(bindir: Path, directory: Path, port: int, database: str) -> None:
+    """Create `database` through the server (a client: any user may run it)."""
+    args = [*("-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER), database]
+    _tool(bindir / "createdb", args, directory, None)
+
+
+def _tool(program: Path, args: list[str], directory: Path, user: str | None) -> None:
+    """Run one of PostgreSQL's binaries to its end (as `user`); its output when it fails."""
+    done = subprocess.run(
+        [str(program), *args],
         cwd=directory,
         env=_server_env(),
         stdin=subprocess.DEVNULL,
@@ -215,26 +230,9 @@ def _initdb(bindir: Path, directory: Path, user: str | None) -> None:
         **_as(user),
     )
     if done.returncode != 0:
-        raise RuntimeError(f"initdb exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-
-
-def _createdb(bindir: Path, directory: Path, port: int, database: str) -> None:
-    """Create `database` through the server (a client: any user may run it)."""
-    done = subprocess.run(
-        [
-            str(bindir / "createdb"),
-            *("-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER),
-            database,
-        ],
-        cwd=directory,
-        env=_server_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"createdb exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(
+            f"{program.name} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
 
 
 def _server_env() -> dict[str, str]:

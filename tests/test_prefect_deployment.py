@@ -10,24 +10,22 @@ sandbox accounts' rows.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import requests
 from prefect_api import PrefectApi
+from process_tree import Started
 
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
@@ -47,28 +45,10 @@ DEPLOYMENT = "account/account-daily"
 SERVER_START_SECONDS = 120.0  # importing the server is slow on 2 busy cores
 COMMAND_SECONDS = 90.0  # one `prefect ...` CLI call (importing prefect is slow on 2 busy cores)
 RUN_SECONDS = 150.0  # from asking for the run to its Completed state
-STOP_SECONDS = 15.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # Environment that must not leak into the subprocesses: another Prefect profile or server,
 # or real exchange keys (they would win over the sandbox keys in the config file).
 FOREIGN = ("PREFECT_", "BITSTAMP_", "BITVAVO_")
-
-
-@dataclass
-class Started:
-    """A process this test started, with its output captured in a file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    sink: IO[bytes]
-
-    def tail(self, lines: int = 40) -> str:
-        self.sink.flush()
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.name} (pid {self.process.pid}, rc {self.process.poll()}) ---\n" + (
-            "\n".join(text)
-        )
 
 
 class Processes:
@@ -80,18 +60,7 @@ class Processes:
         self.started: list[Started] = []
 
     def start(self, name: str, args: Sequence[str]) -> Started:
-        log = self.logs / f"{name}.log"
-        sink = log.open("wb")
-        process = subprocess.Popen(
-            list(args),
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started = Started(name, process, log, sink)
+        started = Started.start(name, args, logs=self.logs, env=self.env, cwd=ROOT)
         self.started.append(started)
         return started
 
@@ -116,55 +85,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for started in reversed(self.started):
-            _stop(started.process)
-            started.sink.close()
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, then SIGKILL it and every descendant seen before: the process
-    worker starts each flow run in a session of its own, out of reach of the group signal."""
-    family = _descendants(process.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_SECONDS)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for pid, started in family.items():
-        if _start_time(pid) == started:  # still the same process, not a reused pid
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_SECONDS)
-
-
-def _start_time(pid: int) -> str | None:
-    """The start time of `pid` from /proc (Linux), None when it is gone or unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]  # field 22; the command name may hold spaces
-
-
-def _descendants(root: int) -> dict[int, str]:
-    """Every live descendant of `root`, with its start time (empty where /proc is missing)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            parent = int(entry.joinpath("stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    found: dict[int, str] = {}
-    pending = list(children.get(root, []))
-    while pending:
-        pid = pending.pop()
-        started = _start_time(pid)
-        if started is not None:
-            found[pid] = started
-            pending += children.get(pid, [])
-    return found
+            started.stop()
 
 
 def _free_port() -> int:
