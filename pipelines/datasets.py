@@ -119,16 +119,13 @@ class RecordDataset:
             complete = kept[0].complete
             alike = complete is not None and all(page.complete == complete for page in kept)
             try:  # (pages of another column layout do not concatenate: typed one by one)
-                joined = pl.concat(
-                    [
-                        (page.held if alike else page.frame).with_columns(
-                            pl.lit(moment, pl.Int64).alias("fetched_at")
-                        )
-                        for page, moment in zip(kept, moments, strict=True)
-                    ]
-                )
+                joined = pl.concat([page.held if alike else page.frame for page in kept])
             except pl.exceptions.PolarsError:
                 joined = None
+            if joined is not None:  # each row's fetch time, its page's
+                pairs = zip(kept, moments, strict=True)
+                each = [moment for page, moment in pairs for _ in range(len(page))]
+                joined = joined.hstack([pl.Series("fetched_at", each, pl.Int64)])
             if joined is not None:
                 if alike:
                     assert complete is not None

@@ -124,6 +124,8 @@ def micros(records: Sequence[Any], name: str) -> list[int]:
         return [(getattr(record, name) - EPOCH) // _MICROSECOND for record in records]
     held = records.held
     column = held[name] if name in held.columns else records.frame[name]
+    if column.dtype == TIMESTAMP:  # (its integers are microseconds: no polars query)
+        return column.to_physical().to_list()
     return column.dt.epoch("us").to_list()
 
 
@@ -268,9 +270,7 @@ def text_candles(
     times; its other columns are cut from the text when asked for (`_TextCandles`), for a
     chunk's pages at once."""
     opened = rows.texts(None if keys is None else keys[0]).cast(pl.Int64)
-    held = rows.frame.with_columns(
-        (opened * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time")
-    )
+    held = rows.frame.hstack([(opened * (unit // _MICROSECOND)).cast(TIMESTAMP).alias("open_time")])
     complete = _TextCandles(exchange, market, interval, rows.opening, rows.closing, keys)
     return FrameRows(held, make, frozenset(_CANDLE_PRICES), complete)
 
@@ -325,8 +325,8 @@ def text_public_trades(
     at = {name: index for index, name in enumerate(names)}
     id_at, time_at = at["trade_id"], at["traded_at"]
     traded = rows.texts(keys[time_at]).cast(pl.Int64) * (unit // _MICROSECOND)
-    held = rows.frame.with_columns(
-        rows.texts(keys[id_at]).alias("trade_id"), traded.cast(TIMESTAMP).alias("traded_at")
+    held = rows.frame.hstack(
+        [rows.texts(keys[id_at]).alias("trade_id"), traded.cast(TIMESTAMP).alias("traded_at")]
     )
     complete = _TextTrades(
         exchange,
