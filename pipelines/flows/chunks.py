@@ -146,8 +146,7 @@ def land_plan(
     fresh = source.page_frames((page.records, page.fetched_at) for page in pages)
     files = partition_files(lake, dataset, partition)
     old = read_files(dataset, (files[stem] for stem in plan.replaces if stem in files), partition)
-    land_window(
-        lake,
+    landed = lake.land(
         dataset,
         combine(dataset, old, fresh),
         stem=plan.target.stem,
@@ -155,6 +154,8 @@ def land_plan(
         metadata=metadata,
     )
     drop_replaced(files, plan.replaces, keep=plan.target.stem)
+    if not old:  # every key landed is new: the lake counted them (one row per key)
+        return landed.rows
     return changed_keys(dataset, old, fresh)
 
 
