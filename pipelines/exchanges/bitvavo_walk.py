@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
+from itertools import compress, pairwise
 from typing import NamedTuple, TypeVar
 
 from pipelines.exchanges.frames import between, earliest, subset
@@ -218,10 +218,8 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         read = self._columns(rows)
         seen = self._seen
         fresh = [key not in seen for key in read.keys]
-        seen.update(key for key, unseen in zip(read.keys, fresh, strict=True) if unseen)
-        self._per_ms.update(
-            moment for moment, unseen in zip(read.moments, fresh, strict=True) if unseen
-        )
+        seen.update(compress(read.keys, fresh))
+        self._per_ms.update(compress(read.moments, fresh))
         self._page, self._read, self._new = response, read, sum(fresh)
         start, end = self._start, self._end
         keep = [
