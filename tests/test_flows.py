@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from pipelines import config_file
 from pipelines.cli import main
 from pipelines.config import load_settings
 from pipelines.datasets import CANDLES, FILLS, PUBLIC_TRADES
+from pipelines.flows.artifacts import RECONCILIATION_KEY, SUMMARY_KEY
 from pipelines.flows.markets import UnknownMarketError
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -76,7 +79,9 @@ def test_sync_flow_lands_both_exchanges_and_is_idempotent(
     # Two Bitstamp markets are enough here; the sandbox config lists all of them.
     document["bitstamp"]["markets"] = ["BTC-EUR", "EUR-USD"]
     config_file.write_config(config, document)
-    first = sync_flow(str(config))
+    state = sync_flow(str(config), return_state=True)
+    first = state.result()
+    assert_published(state.state_details.flow_run_id, first)
     lake = Lake(load_settings(config).lake_dir)
     counts = {
         d.name: lake.scan(d).collect().height
@@ -91,6 +96,32 @@ def test_sync_flow_lands_both_exchanges_and_is_idempotent(
         d.name: lake.scan(d).collect().height
         for d in (CANDLES.dataset, FILLS.dataset, PUBLIC_TRADES.dataset)
     } == counts
+
+
+def assert_published(flow_run_id: UUID | None, results: list[dict[str, Any]]) -> None:
+    """The run's artifacts: the summary table (a record per stream, then the total) and the
+    reconciliation verdict of the warehouse it rebuilt, as the Prefect API serves them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    assert flow_run_id is not None
+    mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=mine)}
+    assert set(artifacts) == {SUMMARY_KEY, RECONCILIATION_KEY}
+    summary = artifacts[SUMMARY_KEY]
+    assert summary.type == "table"
+    # (the API serves a table's rows as JSON text)
+    assert isinstance(summary.data, str)
+    table: list[dict[str, Any]] = json.loads(summary.data)
+    assert [row["stream"] for row in table] == [*sorted(r["stream"] for r in results), "total"]
+    landed = {r["stream"]: sum(r["rows"].values()) for r in results}
+    assert {row["stream"]: row["rows"] for row in table[:-1]} == landed
+    assert table[-1]["rows"] == sum(landed.values()) > 0
+    verdict = artifacts[RECONCILIATION_KEY]
+    assert verdict.type == "markdown" and isinstance(verdict.data, str)
+    assert verdict.data.startswith("**All ") and "| exchange | account | asset |" in verdict.data
+    assert "| bitstamp |" in verdict.data and "| bitvavo |" in verdict.data
 
 
 # --- the configured markets: checked once per run, before any task ---------------------------

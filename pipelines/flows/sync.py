@@ -28,6 +28,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.datadir_lock import data_dir_lock
 from pipelines.datasets import ALL, FILLS, OTHER_EVENTS, TRANSFERS
 from pipelines.exchanges.registry import get
+from pipelines.flows.artifacts import publish
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.public_trades import STREAM as PUBLIC_TRADES_STREAM
@@ -247,6 +248,7 @@ def sync_flow(
     _quarantine(rt.settings)
     _refresh_warehouse(rt.settings)
     print(summary_table(results))
+    publish(rt.settings, results)
     return results
 
 
@@ -308,6 +310,7 @@ def backfill_flow(
     results = _progress(futures, f"backfill {exchange} {market} {interval}")
     _refresh_warehouse(rt.settings)
     print(summary_table(results))
+    publish(rt.settings, results)
     return results
 
 
@@ -324,24 +327,37 @@ def lost_data(results: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def summary_table(results: Sequence[dict[str, Any]]) -> str:
-    """The run summary: per stream, rows landed per dataset, requests, weight, retries, gaps."""
-    header = ("stream", "rows", "windows", "requests", "weight", "retries", "gaps")
-    rows: list[tuple[str, ...]] = [header]
-    totals = [0, 0, 0, 0, 0, 0]
+SUMMARY_COLUMNS = ("stream", "rows", "windows", "requests", "weight", "retries", "gaps")
+
+
+def summary_records(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run summary, a record per stream and a last one for the total: `landed` (rows per
+    dataset, "candles 10, raw 5", or "-"), then the numbers of `SUMMARY_COLUMNS`: rows landed,
+    windows, requests, weight, retries and gaps."""
+    records: list[dict[str, Any]] = []
+    totals = dict.fromkeys(SUMMARY_COLUMNS[1:], 0)
     for result in sorted(results, key=lambda r: r["stream"]):
+        numbers = {
+            "rows": sum(result["rows"].values()),
+            "windows": result["windows"],
+            "requests": result["requests"],
+            "weight": result["weight"],
+            "retries": result["retries"],
+            "gaps": len(result["gaps"]),
+        }
+        totals = {name: totals[name] + numbers[name] for name in totals}
         landed = ", ".join(f"{k} {v}" for k, v in sorted(result["rows"].items()) if v) or "-"
-        numbers = [
-            sum(result["rows"].values()),
-            result["windows"],
-            result["requests"],
-            result["weight"],
-            result["retries"],
-            len(result["gaps"]),
-        ]
-        totals = [a + b for a, b in zip(totals, numbers, strict=True)]
-        rows.append((result["stream"], landed, *map(str, numbers[1:])))
-    rows.append(("total", str(totals[0]), *map(str, totals[1:])))
+        records.append({"stream": result["stream"], "landed": landed, **numbers})
+    records.append({"stream": "total", "landed": str(totals["rows"]), **totals})
+    return records
+
+
+def summary_table(results: Sequence[dict[str, Any]]) -> str:
+    """The run summary (`summary_records`) as a text table, rows per dataset under "rows"."""
+    rows: list[tuple[str, ...]] = [SUMMARY_COLUMNS]
+    for record in summary_records(results):
+        shown = {**record, "rows": record["landed"]}
+        rows.append(tuple(str(shown[name]) for name in SUMMARY_COLUMNS))
     return "\n".join(render(rows))
 
 
