@@ -22,7 +22,7 @@ from pipelines.status import StreamStatus, format_status
 from warehouse.exports.summary import lines as summary_lines
 from warehouse.exports.writer import Export, Table
 from warehouse.output import format_table as query_table
-from warehouse.reconcile import Verdict, format_verdicts
+from warehouse.reconcile import Verdict, format_verdicts, verdict_headline, verdicts_markdown
 
 ROWS = [("name", "n", "note"), ("candles", "239", "x"), ("ab", "1234567", "")]
 
@@ -210,6 +210,17 @@ def test_reconciliation_verdicts_right_align_the_amounts() -> None:
         "bitvavo   main     EUR          10     12.25       -2.25  "
         "MISMATCH (diverged after fill 7 at 2024-01-02 03:04:05)"
     )
+    assert verdicts_markdown(verdicts) == (
+        "**1 of 2 balance(s) do not reconcile.**\n"
+        "\n"
+        "| exchange | account | asset | reported | computed | difference | status |\n"
+        "|---|---|---|---:|---:|---:|---|\n"
+        "| bitstamp | main | BTC | 1.5 | 1.5 | 0 | ok |\n"
+        "| bitvavo | main | EUR | 10 | 12.25 | -2.25 | "
+        "MISMATCH (diverged after fill 7 at 2024-01-02 03:04:05) |"
+    )
+    assert verdict_headline(verdicts[:1]) == "All 1 balances reconcile exactly."
+    assert verdicts_markdown([]) == "**Nothing to reconcile: no balance snapshot has landed.**"
 
 
 def test_summary_export_figures_on_screen() -> None:
