@@ -14,7 +14,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +37,7 @@ from pipelines.exchanges.records import (
     Transfer,
     WithdrawalFee,
 )
-from pipelines.exchanges.values import EPOCH
+from pipelines.exchanges.values import to_epoch_us
 from pipelines.lake import MONEY, TIMESTAMP, Dataset, LakeError
 from pipelines.lake_datasets import GAPS, MOVEMENTS, QUARANTINED_FILES
 
@@ -66,7 +66,6 @@ __all__ = [
 _QUANTUM = Decimal(1).scaleb(-18)
 _MONEY_LIMIT = Decimal(10) ** 20
 _DECIMAL_OR_NONE = frozenset({Decimal, type(None)})
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +164,7 @@ class RecordDataset:
 
 def _aware_micros(moment: datetime) -> int | None:
     """An aware moment as microseconds since the epoch; None for a naive one."""
-    return None if moment.tzinfo is None else (moment - EPOCH) // _MICROSECOND
+    return None if moment.tzinfo is None else to_epoch_us(moment)
 
 
 def _series(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
@@ -235,7 +234,7 @@ def _places(text: pl.Expr) -> pl.Expr:
 def _timestamps(name: str, values: list[Any]) -> pl.Series:
     """Aware datetimes as UTC microseconds (polars converts datetime objects slowly)."""
     try:
-        micros = [None if v is None else (v - EPOCH) // _MICROSECOND for v in values]
+        micros = [None if v is None else to_epoch_us(v) for v in values]
     except TypeError:  # a naive datetime, or not a datetime at all: polars decides
         return pl.Series(name, values, dtype=TIMESTAMP, strict=True)
     return pl.Series(name, micros, pl.Int64).cast(TIMESTAMP)

@@ -43,7 +43,7 @@ from typing import NamedTuple, TypeVar
 from pipelines.exchanges.frames import between, earliest, subset
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
 from pipelines.exchanges.records import BitvavoHistoryItem, Candle
-from pipelines.exchanges.values import EPOCH
+from pipelines.exchanges.values import from_epoch_us, to_epoch_us
 from pipelines.http import InvalidRequestError, NotFoundError
 
 R = TypeVar("R")
@@ -170,7 +170,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
                 f"{self.exchange} {self.endpoint}: paging by tradeIdTo needs a limit of 2 or more"
             )
         self._seen: set[Hashable] = set()
-        self._start, self._end = _micros(self.start), _micros(self.end)
+        self._start, self._end = to_epoch_us(self.start), to_epoch_us(self.end)
         self._per_ms: Counter[int] = Counter()
         self._inclusive = False  # a page held a row at exactly its `end`
         self._end_read = True  # every row at exactly `request_end` is read (or outside)
@@ -200,14 +200,14 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         trade_id = self.trade_id
         return PageColumns(
             list(map(self.key, rows)),
-            [_micros(moment) for moment in map(self.moment, rows)],
+            [to_epoch_us(moment) for moment in map(self.moment, rows)],
             None if trade_id is None else list(map(trade_id, rows)),
         )
 
     def _request(self) -> TradeQuery:
         anchor = self._anchor
         self._id_to = None if anchor is None or self.trade_id is None else anchor[0]
-        return TradeQuery(_moment(self._request_end), self._id_to)
+        return TradeQuery(from_epoch_us(self._request_end), self._id_to)
 
     def update_state(self, response: Page[R] | None) -> Page[R] | None:
         if self._probing is not None:
@@ -234,7 +234,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     def next_request(self) -> TradeQuery | None:
         if self._probing is not None:
             if len(self._probing) == 1:  # the highest id selected trades: ask the lowest
-                return TradeQuery(_moment(self._request_end), LOWEST_ID, probe=True)
+                return TradeQuery(from_epoch_us(self._request_end), LOWEST_ID, probe=True)
             self._probing = None
         if self._after_probe is not None:
             crowded, within, last = self._after_probe
@@ -255,7 +255,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if within and last[1] > crowded:
             detail = (
                 f"the page before tradeIdTo {id_to} ends on a newer trade "
-                f"({last[0]} at {_moment(last[1]).isoformat()})"
+                f"({last[0]} at {from_epoch_us(last[1]).isoformat()})"
             )
             raise TradeIdToError(self.exchange, self.endpoint, detail)
         if within and not self._new and last[0] == id_to:
@@ -263,7 +263,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if not self._checked and all(trade_id <= id_to for trade_id in ids):
             self._checked = True  # the page reads as if ids were compared as strings: are they?
             self._probing, self._after_probe = [], (crowded, within, last)
-            return TradeQuery(_moment(self._request_end), HIGHEST_ID, probe=True)
+            return TradeQuery(from_epoch_us(self._request_end), HIGHEST_ID, probe=True)
         return self._after_crowded(crowded, within, last)
 
     def _after_crowded(
@@ -310,7 +310,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
                 return None
             return self._request()
         if ids is None:
-            end = _moment(self._request_end).isoformat()
+            end = from_epoch_us(self._request_end).isoformat()
             raise NoProgress(f"a full page at end {end} brought no new row")
         self._anchor = (ids[-1], moments[-1])  # more rows in one millisecond than a page holds
         self._request_end = _id_end(moments[-1], self._inclusive)
@@ -369,15 +369,6 @@ def _id_end(crowded: int, inclusive: bool) -> int:
 
 
 _MS = 1000  # a millisecond in µs
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // _MICROSECOND
-
-
-def _moment(micros: int) -> datetime:
-    return EPOCH + micros * _MICROSECOND
 
 
 # --- candles and account history ------------------------------------------------------------

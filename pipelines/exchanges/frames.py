@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 import polars as pl
 
 from pipelines.exchanges import columns, page_text
-from pipelines.exchanges.values import EPOCH
+from pipelines.exchanges.values import EPOCH, to_epoch_us
 
 T = TypeVar("T")
 
@@ -108,8 +108,7 @@ def values(records: Sequence[Any], name: str) -> list[Any]:
     """Field `name` of every record (from the frame's column, without making the records)."""
     if not isinstance(records, FrameRows):
         return [getattr(record, name) for record in records]
-    held = records.held
-    column = held[name] if name in held.columns else records.frame[name]
+    column = _column(records, name)
     if column.dtype == TIMESTAMP:
         return [EPOCH + _MICROSECOND * us for us in column.dt.epoch("us")]
     if name in records.money:
@@ -121,12 +120,17 @@ def micros(records: Sequence[Any], name: str) -> list[int]:
     """Moment `name` of every record in microseconds since the epoch (from the frame's column,
     without a datetime per row, when the records are columns)."""
     if not isinstance(records, FrameRows):
-        return [(getattr(record, name) - EPOCH) // _MICROSECOND for record in records]
-    held = records.held
-    column = held[name] if name in held.columns else records.frame[name]
+        return [to_epoch_us(getattr(record, name)) for record in records]
+    column = _column(records, name)
     if column.dtype == TIMESTAMP:  # (its integers are microseconds: no polars query)
         return column.to_physical().to_list()
     return column.dt.epoch("us").to_list()
+
+
+def _column(records: FrameRows[Any], name: str) -> pl.Series:
+    """Column `name` of a page: held, else cut from its rows (`FrameRows.frame`)."""
+    held = records.held
+    return held[name] if name in held.columns else records.frame[name]
 
 
 def subset(records: Sequence[T], keep: Sequence[bool]) -> Sequence[T]:
@@ -167,8 +171,8 @@ def between(
     ):
         return records  # (the usual page: no row to drop)
     moment = pl.col(name).dt.epoch("us")
-    above = moment >= _micros(low)
-    below = moment <= _micros(high) if high_included else moment < _micros(high)
+    above = moment >= to_epoch_us(low)
+    below = moment <= to_epoch_us(high) if high_included else moment < to_epoch_us(high)
     return subset(records, records.held.select(above & below).to_series().to_list())
 
 
@@ -183,7 +187,7 @@ def split_at(records: Sequence[T], name: str, moment: datetime) -> tuple[Sequenc
         return records, []  # (the usual page: all before)
     if first is not None and first >= moment:
         return [], records
-    before = pl.col(name).dt.epoch("us") < _micros(moment)
+    before = pl.col(name).dt.epoch("us") < to_epoch_us(moment)
     early = records.held.select(before).to_series().to_list()
     return subset(records, early), subset(records, [not flag for flag in early])
 
@@ -212,10 +216,6 @@ def _extreme(records: Sequence[Any], name: str, *, latest: bool) -> datetime | N
 
 def _within_range(moment: datetime, low: datetime, high: datetime, high_included: bool) -> bool:
     return low <= moment and (moment <= high if high_included else moment < high)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // _MICROSECOND
 
 
 class Sent(NamedTuple):

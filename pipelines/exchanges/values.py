@@ -127,6 +127,14 @@ def from_epoch_us(value: object) -> datetime:
     return EPOCH + timedelta(microseconds=to_int(value))
 
 
+def to_epoch_us(moment: datetime) -> int:
+    """`moment` (aware) as microseconds since the epoch: `from_epoch_us`'s inverse."""
+    return (moment - EPOCH) // _MICROSECOND
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def parse_bitstamp_datetime(value: object) -> datetime:
     """``"YYYY-MM-DD HH:MM:SS[.ffffff]"``, naive on the wire, UTC in fact."""
     if not isinstance(value, str):
