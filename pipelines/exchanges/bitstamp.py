@@ -247,9 +247,7 @@ class BitstampClient:
             params=params,
             read=lambda body: parse.read_ohlc(body, step=step, market=market),
         )
-        candles = reply.read
-        if candles is None:
-            candles = parse.parse_ohlc(reply.data, step=step, market=market)
+        candles = reply.read_or(lambda data: parse.parse_ohlc(data, step=step, market=market))
         return Page(candles, "ohlc", params, reply.fetched_at)
 
     def ohlc_window(
@@ -281,9 +279,7 @@ class BitstampClient:
             params,
             read=lambda body: parse.read_transactions(body, market=market),
         )
-        trades = reply.read
-        if trades is None:
-            trades = parse.parse_transactions(reply.data, market=market)
+        trades = reply.read_or(lambda data: parse.parse_transactions(data, market=market))
         return Page(trades, "transactions", params, reply.fetched_at)
 
     def markets(self) -> list[MarketInfo]:

@@ -283,9 +283,9 @@ class BitvavoClient:
             params,
             read=lambda body: parse.read_candles(body, market=market, interval=interval),
         )
-        candles = reply.read
-        if candles is None:
-            candles = parse.parse_candles(reply.data, market=market, interval=interval)
+        candles = reply.read_or(
+            lambda data: parse.parse_candles(data, market=market, interval=interval)
+        )
         return Page(candles, "candles", params, reply.fetched_at)
 
     def candles_window(
@@ -319,9 +319,7 @@ class BitvavoClient:
             params,
             read=lambda body: parse.read_public_trades(body, market=market),
         )
-        trades = reply.read
-        if trades is None:
-            trades = parse.parse_public_trades(reply.data, market=market)
+        trades = reply.read_or(lambda data: parse.parse_public_trades(data, market=market))
         return Page(trades, "public_trades", params, reply.fetched_at)
 
     def public_trades_window(

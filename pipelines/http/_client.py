@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -68,6 +68,9 @@ class SignInput:
 Signer = Callable[[SignInput], Mapping[str, str]]
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Reply:
     """A successful response: parsed JSON (floats as Decimal) and the body exactly as received."""
@@ -79,6 +82,11 @@ class Reply:
     url: str
     fetched_at: datetime
     read: Any = field(default=None, repr=False)  # what the request's `read` made of the body
+
+    def read_or(self, parse: Callable[[Any], T]) -> T:
+        """What the request's `read` made of the body, else `parse` of the decoded JSON (the
+        body was decoded because `read` left it)."""
+        return self.read if self.read is not None else parse(self.data)
 
 
 @dataclass(frozen=True)
