@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from operator import attrgetter
+from typing import Generic, TypeVar
 
 from pipelines.credentials import Credentials
 from pipelines.exchanges import bitvavo_parse as parse
@@ -460,12 +461,7 @@ class BitvavoClient:
         )
 
 
-class _Trade(Protocol):
-    @property
-    def market(self) -> str: ...
-
-
-T = TypeVar("T", bound=_Trade)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -483,14 +479,14 @@ class _Trades(Generic[T]):
     ) -> Iterator[Page[T]]:
         """Every trade of `market` in [start, end), once, newest page first; `page(market,
         start=, end=, limit=, trade_id_to=)` asks for one page."""
-        id_field, time_field = self.id_field, self.time_field
+        trade_id = attrgetter(self.id_field)
         return walk_backwards(
             lambda s, e, id_to: page(market, start=s, end=e, limit=limit, trade_id_to=id_to),
             start,
             end,
-            key=lambda t: getattr(t, id_field),  # (one market)
-            moment=lambda t: getattr(t, time_field),
-            trade_id=lambda t: getattr(t, id_field),
+            key=trade_id,  # (one market)
+            moment=attrgetter(self.time_field),
+            trade_id=trade_id,
             exchange=EXCHANGE,
             endpoint=self.endpoint,
             limit=limit,
