@@ -356,17 +356,18 @@ class _TextTrades:
     def __call__(self, held: pl.DataFrame) -> pl.DataFrame:
         rows = page_text.Rows(held, self.opening, self.closing)
         count = len(self.keys)
-        cut = {
-            name: rows.value(index, count, key)
-            for index, (key, name) in enumerate(zip(self.keys, self.names, strict=True))
-        }
+        at = {name: index for index, name in enumerate(self.names)}
+
+        def cut(name: str) -> pl.Expr:
+            return rows.value(at[name], count, self.keys[at[name]])
+
         return held.select(
             *_constants(exchange=self.exchange, market=self.market),
             pl.col("trade_id"),
             pl.col("traded_at"),
-            cut["price"].alias("price"),
-            cut["amount"].alias("amount"),
-            cut["side"].replace_strict(dict(self.sides), return_dtype=pl.String).alias("side"),
+            cut("price").alias("price"),
+            cut("amount").alias("amount"),
+            cut("side").replace_strict(dict(self.sides), return_dtype=pl.String).alias("side"),
             pl.lit("{}", pl.String).alias("extra"),
             rows.raw().alias("raw"),
         )

@@ -86,10 +86,7 @@ class Rows(NamedTuple):
         """The text of field `index` of `count` (its key, when the rows are objects, and its
         quotes taken off)."""
         prefix = 0 if key is None else len(key) + 3  # '"key":'
-        if index == 0:  # (the first field: one split, not one per field)
-            field = pl.col("inner").str.splitn(",", 2).struct.field("field_0")
-        else:
-            field = pl.col("inner").str.split_exact(",", count - 1).struct.field(f"field_{index}")
+        field = pl.col("inner").str.split_exact(",", count - 1).struct.field(f"field_{index}")
         return field.str.slice(prefix).str.strip_chars('"')
 
 
