@@ -219,7 +219,9 @@ def test_the_server_keeps_its_state_in_postgresql(
 def test_runs_asked_together_run_on_both_workers(pool: Pool) -> None:
     deployment = deploy("hello", "hello", pool)
     asked = time.monotonic()
-    runs = [ask(deployment, seconds=8) for _ in pool.workers]
+    # each run lasts long enough (15 s) for the other worker to poll (every 2 s) and start its
+    # flow run process, even on two busy cores: the split below does not hang on a race
+    runs = [ask(deployment, seconds=15) for _ in pool.workers]
     ended = [wait_ended(run, RUN_SECONDS, pool) for run in runs]
     took = time.monotonic() - asked
     assert [run.state_type.value for run in ended] == ["COMPLETED"] * len(runs), pool.report()
