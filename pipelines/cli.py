@@ -130,6 +130,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.wait is None:
         refuse_if_locked(settings.data_dir)  # a second writer hears it at once
+    _prefect_for_blocks(settings)
     # Before Prefect starts: credentials, base URLs, clocks and markets, in seconds; a problem
     # raises one line each and nothing is fetched or written (the flow is told the markets are
     # checked).
@@ -204,9 +205,22 @@ def _run_doctor(args: argparse.Namespace) -> int:
         report = failed_configuration(str(args.config or "tally.toml"), error)
     else:
         exchanges = tuple(dict.fromkeys(args.exchange or settings.exchanges))
+        _prefect_for_blocks(settings)
         report = run_doctor(DoctorContext(settings, exchanges, args.config))
     print(format_json(report) if args.json else format_table(report))
     return int(report.exit_code)
+
+
+def _prefect_for_blocks(settings: Settings) -> None:
+    """Before the checks load a key pair from Prefect Secret blocks (and so import Prefect):
+    Prefect's settings as this data directory's flow runs have them (`prepare_prefect`: its
+    home and profile, hence its API, and its logging)."""
+    from pipelines.config import kept_in_blocks
+
+    if kept_in_blocks(settings):
+        from pipelines.flows.prefect_env import prepare_prefect
+
+        prepare_prefect(settings.data_dir)
 
 
 def _add_status(commands: Any) -> None:

@@ -33,6 +33,13 @@ Secrets come from `BITSTAMP_API_KEY`, `BITSTAMP_API_SECRET`, `BITVAVO_API_KEY` a
 `BITVAVO_API_SECRET`; a config file may also carry `api_key`/`api_secret` (the sandbox's own
 throw-away keys are written that way), and the environment wins over the file. Half a pair is an
 error naming the missing variable.
+
+Or a section names two Prefect Secret blocks, `api_key_block` and `api_secret_block`: then the
+pair comes from them alone, read when a client of that exchange is first needed
+(`ExchangeSettings.load_credentials`; `load_settings` never asks Prefect), so that a worker on
+another machine needs no environment. Such a pair comes from one place: a block named while the
+environment variable or the file's value of either half is set is an error naming both (neither
+wins silently: a forgotten variable on a worker would otherwise sync another account's key).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from pipelines.config_schema import (
+    SECRET_BLOCK_KEYS,
     SECRET_KEYS,
     SECTIONS,
     TOP_LEVEL_KEYS,
@@ -56,10 +64,11 @@ from pipelines.config_schema import (
     key_name,
     problem_lines,
 )
-from pipelines.credentials import Credentials, env_name
+from pipelines.credentials import Credentials, CredentialsRef, env_name
 from pipelines.exchanges.ingestion import NoOptions, Options
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
+from pipelines.secret_refs import PrefectSecretBlock
 from pipelines.tables import render
 
 DEFAULT_CONFIG_FILE = Path("tally.toml")
@@ -83,13 +92,16 @@ class ExchangeSettings(Generic[OptionsT]):
     in the typed shape its adapter declares (`Exchange.ingestion.config.shape`, a NamedTuple;
     validated by `load_settings`): `settings.options.access_window_ms`. Options may be given by
     name instead (`access_window_ms=…`); one not given has its default. Hashable and picklable.
+
+    `credentials` is None when no key pair is configured, else the pair at hand or where it is
+    kept (`CredentialsRef`): `load_credentials()` gives the pair itself.
     """
 
     name: str
     base_url: str
     markets: tuple[str, ...]
     intervals: tuple[str, ...]
-    credentials: Credentials | None
+    credentials: Credentials | CredentialsRef | None
     options: OptionsT
 
     def __init__(
@@ -98,7 +110,7 @@ class ExchangeSettings(Generic[OptionsT]):
         base_url: str,
         markets: tuple[str, ...],
         intervals: tuple[str, ...],
-        credentials: Credentials | None = None,
+        credentials: Credentials | CredentialsRef | None = None,
         options: Options | None = None,
         **given: Any,
     ) -> None:
@@ -117,6 +129,11 @@ class ExchangeSettings(Generic[OptionsT]):
             ("options", options),
         ):
             object.__setattr__(self, field_name, value)
+
+    def load_credentials(self) -> Credentials | None:
+        """The key pair, read now when it is kept elsewhere (once per process): raises
+        `pipelines.secret_refs.SecretUnavailable` naming the block that cannot be read."""
+        return None if self.credentials is None else self.credentials.resolve()
 
 
 @dataclass(frozen=True)
@@ -164,7 +181,8 @@ class Settings:
 
 # base_url, markets and intervals of each exchange (and its pacing), as built in.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    name: getattr(_BUILT_IN, name).model_dump(exclude=set(SECRET_KEYS)) for name in EXCHANGE_NAMES
+    name: getattr(_BUILT_IN, name).model_dump(exclude={*SECRET_KEYS, *SECRET_BLOCK_KEYS})
+    for name in EXCHANGE_NAMES
 }
 
 
@@ -190,14 +208,21 @@ def load_settings(
     except ValidationError as error:
         problems.extend(problem_lines(str(path), error))
     sources = {name: origin for name in TOP_LEVEL_KEYS if name in raw}
-    credentials: dict[str, Credentials | None] = {}
+    credentials: dict[str, Credentials | CredentialsRef | None] = {}
     for name in EXCHANGE_NAMES:
         table = raw.get(name, {})
         table = table if isinstance(table, Mapping) else {}
         sources.update({key_name(name, key): origin for key in table if key not in SECRET_KEYS})
-        credentials[name], pair_problem = _credentials(name, table, environ, str(path), sources)
-        if pair_problem:
-            problems.append(pair_problem)
+        blocks = _blocks(name, table, environ, str(path), sources)
+        if isinstance(blocks, list):
+            problems.extend(blocks)
+            credentials[name] = None
+        elif blocks is not None:
+            credentials[name] = blocks
+        else:
+            credentials[name], pair_problem = _credentials(name, table, environ, str(path), sources)
+            if pair_problem:
+                problems.append(pair_problem)
     if problems or parsed is None:
         raise ConfigError(*problems)
 
@@ -278,14 +303,64 @@ def _credentials(
     )
 
 
+def _blocks(
+    exchange: str,
+    table: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file: str,
+    sources: dict[str, str],
+) -> CredentialsRef | list[str] | None:
+    """The pair kept in the Prefect Secret blocks `table` names (not read here), the lines
+    saying why it cannot be (half a pair named, or a half also set in the environment or the
+    file), or None when no block is named."""
+    named = {
+        half: name
+        for half, block_key in zip(SECRET_KEYS, SECRET_BLOCK_KEYS, strict=True)
+        if isinstance(name := table.get(block_key), str) and name
+    }
+    if not named:
+        return None
+    problems = []
+    if len(named) == 1:
+        [(half, _)] = named.items()
+        [missing] = [other for other in SECRET_KEYS if other != half]
+        problems.append(
+            f"{file}: {key_name(exchange, f'{half}_block')} is set but {missing}_block is not: "
+            "name the Prefect Secret blocks of both halves"
+        )
+    blocks = ", ".join(f"{half}_block = {name!r}" for half, name in named.items())
+    for half in SECRET_KEYS:
+        variable = env_name(exchange, half)
+        if environ.get(variable):
+            problems.append(
+                f"environment: {variable} is set and [{exchange}] of {file} names Prefect "
+                f"Secret blocks ({blocks}): a key pair comes from one place: unset {variable} "
+                "or remove the block names"
+            )
+        if table.get(half) is not None:
+            problems.append(
+                f"{file}: {key_name(exchange, half)} is set and [{exchange}] names Prefect "
+                f"Secret blocks ({blocks}): a key pair comes from one place: remove {half} or "
+                "the block names"
+            )
+    if problems:
+        return problems
+    refs = CredentialsRef(
+        PrefectSecretBlock(named["api_key"]), PrefectSecretBlock(named["api_secret"])
+    )
+    for half, ref in zip(SECRET_KEYS, (refs.key, refs.secret), strict=True):
+        sources[key_name(exchange, half)] = ref.where
+    return refs
+
+
 def _exchange_settings(
-    name: str, parsed: TopLevel, credentials: Credentials | None
+    name: str, parsed: TopLevel, credentials: Credentials | CredentialsRef | None
 ) -> ExchangeSettings:
     section = getattr(parsed, name)
     tuning = {
         key: value
         for key, value in section.model_dump().items()
-        if key not in ("base_url", "markets", "intervals", *SECRET_KEYS)
+        if key not in ("base_url", "markets", "intervals", *SECRET_KEYS, *SECRET_BLOCK_KEYS)
     }
     return ExchangeSettings(
         name,
@@ -295,6 +370,15 @@ def _exchange_settings(
         credentials,
         **tuning,
     )
+
+
+def kept_in_blocks(settings: Settings) -> list[str]:
+    """The exchanges whose key pair is kept in Prefect Secret blocks (read when needed)."""
+    return [
+        name
+        for name, exchange in settings.exchanges.items()
+        if isinstance(exchange.credentials, CredentialsRef)
+    ]
 
 
 # --- what `tally config` (and `tally doctor`) show ---------------------------------------------
@@ -319,10 +403,13 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
         if exchange not in settings.exchanges:
             continue
         current = settings.exchanges[exchange]
+        blocks = current.credentials if isinstance(current.credentials, CredentialsRef) else None
         values = {
             "base_url": current.base_url,
             "markets": current.markets,
             "intervals": current.intervals,
+            "api_key_block": getattr(blocks.key, "name", None) if blocks else None,
+            "api_secret_block": getattr(blocks.secret, "name", None) if blocks else None,
             **current.options._asdict(),
         }
         for name in SECTIONS[exchange].model_fields:
@@ -336,9 +423,11 @@ def describe_settings(settings: Settings) -> list[SettingRow]:
     return rows
 
 
-def _masked(exchange: str, credentials: Credentials | None, half: str) -> str:
+def _masked(exchange: str, credentials: Credentials | CredentialsRef | None, half: str) -> str:
     if credentials is None:
         return f"not set ({env_name(exchange, half)})"
+    if isinstance(credentials, CredentialsRef):  # not read here: a sync reads it
+        return "in its Prefect Secret block, read when a client needs it"
     return f"set, id {credentials.key_id}" if half == "api_key" else "set"
 
 

@@ -27,10 +27,11 @@ from pydantic import (
     create_model,
 )
 
-from pipelines.credentials import env_name
+from pipelines.credentials import api_text, env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES
+from pipelines.secret_refs import BLOCK_NAME
 
 MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?")  # BTC-EUR, BTC-USD-PERP
 MEMORY_SIZE = re.compile(r"\d+(?:\.\d+)? ?(?:[KMGT]i?B)")  # as DuckDB's memory_limit takes it
@@ -71,14 +72,15 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def api_text(value: object) -> bool:
-    """Whether `value` can be an API key or secret: text without spaces or line breaks."""
-    return isinstance(value, str) and all(c.isprintable() and not c.isspace() for c in value)
-
-
 def _one_word(value: str) -> str:
     if not api_text(value):
         raise ValueError("has spaces or line breaks")
+    return value
+
+
+def _block_name(value: str) -> str:
+    if not re.fullmatch(BLOCK_NAME, value):
+        raise ValueError("not a block name")
     return value
 
 
@@ -113,6 +115,7 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Moment = Annotated[Any, AfterValidator(_aware_time)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
 ApiText = Annotated[str, AfterValidator(_one_word)]
+BlockName = Annotated[str, AfterValidator(_block_name)]
 
 
 def _intervals(allowed: Sequence[str]) -> Any:
@@ -129,6 +132,17 @@ def _api_key(exchange: str, half: str) -> Any:
         None,
         f"the API {half} (the environment variable {variable} wins; better kept there)",
         "text without spaces or line breaks, as the exchange shows it",
+    )
+
+
+def _api_block(exchange: str, half: str) -> Any:
+    other = "secret" if half == "key" else "key"
+    return key(
+        None,
+        f"the Prefect Secret block holding the API {half}, loaded when a client first needs it "
+        f"(named with api_{other}_block; then neither {env_name(exchange, f'api_{half}')} nor "
+        f"api_{half} may be set)",
+        "a Prefect block name: lowercase letters, digits and dashes",
     )
 
 
@@ -159,6 +173,8 @@ def _section(exchange: Exchange) -> type[_Table]:
         ),
         "api_key": (ApiText | None, _api_key(exchange.name, "key")),
         "api_secret": (ApiText | None, _api_key(exchange.name, "secret")),
+        "api_key_block": (BlockName | None, _api_block(exchange.name, "key")),
+        "api_secret_block": (BlockName | None, _api_block(exchange.name, "secret")),
     }
     for option in spec.options:
         fields[option.name] = (
@@ -231,6 +247,8 @@ ConfigFile: type[TopLevel] = create_model(
 )
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple(k for k in ConfigFile.model_fields if k not in SECTIONS)
 SECRET_KEYS = ("api_key", "api_secret")
+# the names of the Prefect Secret blocks holding them (names, not secrets: shown as they are)
+SECRET_BLOCK_KEYS = ("api_key_block", "api_secret_block")
 
 
 def allowed(section: str | None, name: str) -> str:

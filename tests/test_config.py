@@ -49,9 +49,10 @@ def test_file_and_environment(tmp_path: Path) -> None:
     assert settings.data_dir == tmp_path / "lakehouse"
     assert bitvavo.base_url == "http://127.0.0.1:9/v2"
     assert bitvavo.markets == ("BTC-EUR",)
-    assert bitvavo.credentials is not None
-    assert bitvavo.credentials.key.reveal() == "env-key"
-    assert bitvavo.credentials.secret.reveal() == "file-secret"
+    credentials = bitvavo.load_credentials()
+    assert credentials is not None
+    assert credentials.key.reveal() == "env-key"
+    assert credentials.secret.reveal() == "file-secret"
 
 
 def test_unknown_setting_is_an_error(tmp_path: Path) -> None:

@@ -48,13 +48,27 @@ EVERY_KEY: dict[str, Any] = {
         "access_window_ms": 20_000,
     },
 }
+# The same with each key pair named as Prefect Secret blocks instead (a pair comes from one
+# place: a file cannot have both).
+EVERY_KEY_WITH_BLOCKS: dict[str, Any] = {
+    **EVERY_KEY,
+    **{
+        section: {
+            **{k: v for k, v in EVERY_KEY[section].items() if k not in ("api_key", "api_secret")},
+            "api_key_block": f"{section}-key",
+            "api_secret_block": f"{section}-secret",
+        }
+        for section in SECTIONS
+    },
+}
 
 
 def test_the_document_names_every_key_of_the_schema() -> None:
     """So that a key added to the schema must be added to the round trip below."""
     assert {k for k in EVERY_KEY if k not in SECTIONS} == set(TOP_LEVEL_KEYS)
     for section, model in SECTIONS.items():
-        assert set(EVERY_KEY[section]) == set(model.model_fields), section
+        both = set(EVERY_KEY[section]) | set(EVERY_KEY_WITH_BLOCKS[section])
+        assert both == set(model.model_fields), section
 
 
 def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
@@ -68,7 +82,7 @@ def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
     for name in (*simple, "warehouse_memory_limit"):
         assert values[name] == EVERY_KEY[name], name
     for section in SECTIONS:
-        credentials = settings.exchange(section).credentials
+        credentials = settings.exchange(section).load_credentials()
         assert credentials is not None
         assert credentials.key.reveal() == EVERY_KEY[section]["api_key"]
         assert credentials.secret.reveal() == EVERY_KEY[section]["api_secret"]
@@ -77,12 +91,30 @@ def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
             assert sources[key] == f"file {path}", key
             if not name.startswith("api_"):
                 assert values[key] == value, key
+        for name in ("api_key_block", "api_secret_block"):
+            assert values[key_name(section, name)] is None
+    sources = {k: v for k, v in sources.items() if not k.endswith("_block")}
     assert set(sources.values()) == {f"file {path}"}, "a key kept its default"
 
 
-def test_read_config_gives_back_the_document(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "tally.toml", config_document(**EVERY_KEY))
-    assert read_config(path) == EVERY_KEY
+def test_block_names_written_are_read_back_as_given(tmp_path: Path) -> None:
+    """Not read from Prefect: `load_settings` only notes where each key pair is kept."""
+    path = write_config(tmp_path / "tally.toml", config_document(**EVERY_KEY_WITH_BLOCKS))
+    settings = load_settings(path, environ={})
+    rows = {row.key: (row.value, row.source) for row in describe_settings(settings)}
+    for section in SECTIONS:
+        for half in ("key", "secret"):
+            name = f"{section}-{half}"
+            assert rows[key_name(section, f"api_{half}_block")] == (name, f"file {path}")
+            value, source = rows[key_name(section, f"api_{half}")]
+            assert source == f"Prefect Secret block {name!r}"
+            assert "Prefect Secret block" in value
+
+
+@pytest.mark.parametrize("document", [EVERY_KEY, EVERY_KEY_WITH_BLOCKS], ids=["keys", "blocks"])
+def test_read_config_gives_back_the_document(tmp_path: Path, document: dict[str, Any]) -> None:
+    path = write_config(tmp_path / "tally.toml", config_document(**document))
+    assert read_config(path) == document
 
 
 def test_none_leaves_a_key_out_and_a_misspelt_key_is_refused() -> None:
@@ -129,9 +161,10 @@ def test_the_sandbox_document_points_at_the_sandbox(scaled: Sandbox, tmp_path: P
     for name, served in scaled.info().items():
         exchange = settings.exchange(name)
         assert exchange.base_url == served["base_url"]
-        assert exchange.credentials is not None
-        assert exchange.credentials.key.reveal() == served["key"]
-        assert exchange.credentials.secret.reveal() == served["secret"]
+        credentials = exchange.load_credentials()
+        assert credentials is not None
+        assert credentials.key.reveal() == served["key"]
+        assert credentials.secret.reveal() == served["secret"]
         listed = {f"{m.base}-{m.quote}" for (e, _), m in scaled.world.markets.items() if e == name}
         assert list(exchange.markets) == sorted(listed)
     # a scaled window: 4/5 of its budget, as the default takes 8,000 of the real 10,000

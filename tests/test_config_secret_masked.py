@@ -68,6 +68,6 @@ def test_tally_config_and_doctor_never_show_the_secret(
 def test_a_good_secret_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "tally.toml"
     path.write_text(f'[bitvavo]\napi_key = "{SECRET}"\napi_secret = "{SECRET}x"\n')
-    credentials = load_settings(path, environ={}).exchange("bitvavo").credentials
+    credentials = load_settings(path, environ={}).exchange("bitvavo").load_credentials()
     assert credentials is not None
     assert credentials.secret.reveal() == f"{SECRET}x"

@@ -230,7 +230,7 @@ def test_half_a_key_pair_names_the_missing_variable(tmp_path: Path) -> None:
     assert "BITSTAMP_API_KEY" in line and "env-secret" not in line
     # the other half from the other place makes a pair (the environment wins half by half)
     settings = load_settings(path, environ={"BITVAVO_API_SECRET": "env-secret"})
-    credentials = settings.exchange("bitvavo").credentials
+    credentials = settings.exchange("bitvavo").load_credentials()
     assert credentials is not None
     assert (credentials.key.reveal(), credentials.secret.reveal()) == ("file-key", "env-secret")
 

@@ -84,9 +84,10 @@ def test_tally_sandbox_serves_until_sigterm_and_writes_info_and_config(tmp_path:
         for name in ("bitstamp", "bitvavo"):
             exchange = settings.exchange(name)
             assert exchange.base_url == info[name]["base_url"]
-            assert exchange.credentials is not None
-            assert exchange.credentials.key.reveal() == info[name]["key"]
-            assert exchange.credentials.secret.reveal() == info[name]["secret"]
+            credentials = exchange.load_credentials()
+            assert credentials is not None
+            assert credentials.key.reveal() == info[name]["key"]
+            assert credentials.secret.reveal() == info[name]["secret"]
             assert exchange.markets
         assert "BTC-EUR" in settings.exchange("bitvavo").markets
         bitstamp = settings.exchange("bitstamp")

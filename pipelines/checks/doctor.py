@@ -162,7 +162,7 @@ def behaviour_rows(ctx: DoctorContext) -> list[CheckRow]:
             if not probe.reachable:
                 reason = "not reachable"
             elif not probe.key_accepted:
-                reason = "its key was not accepted"
+                reason = "its key was not loaded or not accepted"
             else:
                 reason = "its key lacks a read permission"
             rows.append(

@@ -6,9 +6,11 @@ limiters of their own: a handful of requests) and the rows found so far. Its ste
 - `reach`: the market list (`GET /api/v2/markets/`, `GET /v2/markets`), which proves the base
   URL answers and gives the listed markets; Bitstamp's `Date` header gives its clock.
 - `clock`: Bitvavo's `GET /v2/time`; Bitstamp's reading from `reach`.
-- `credentials`: the first of the exchange's account reads (the balances), signed: the key and
-  secret are accepted or not; for `tally doctor` then every other account read once, one row
-  each, and the warning about trade and withdraw rights.
+- `credentials`: a pair kept in Prefect Secret blocks loaded (a failed row naming each block
+  that cannot be, even when the exchange does not answer); then the first of the exchange's
+  account reads (the balances), signed: the key and secret are accepted or not; for
+  `tally doctor` then every other account read once, one row each, and the warning about trade
+  and withdraw rights.
 
 What differs between exchanges (the requests, how the clock is read, how a client is built) is
 declared by each exchange's adapter (`ExchangeChecks`); this module is the same for every one.
@@ -36,6 +38,7 @@ from pipelines.checks.clock import ClockReading, clock_row, from_date_header, fr
 from pipelines.checks.failures import env_names, explain
 from pipelines.checks.permissions import trade_withdraw_row
 from pipelines.config import ExchangeSettings, Settings
+from pipelines.credentials import CredentialsRef
 from pipelines.exchanges import registry
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.checks_facts import ExchangeChecks, ReadCall
@@ -45,6 +48,7 @@ from pipelines.exchanges.records import MarketInfo
 from pipelines.flows.markets import MarketProblem, market_problems
 from pipelines.flows.runtime import ACCOUNT
 from pipelines.http import ExchangeError, PermissionDeniedError, RetryPolicy
+from pipelines.secret_refs import SecretUnavailable
 
 TIMEOUT_S = 3.0
 # One quick retry of a refused connection or a 5xx; none after a timeout (3 s + a wait > 3 s).
@@ -116,7 +120,7 @@ class ExchangeProbe:
         kind = "signed" if signed else "public"
         if kind not in self._clients:
             config = self.config
-            credentials = config.credentials if signed else None
+            credentials = config.load_credentials() if signed else None
             connection = Connection(
                 credentials,
                 ACCOUNT,
@@ -193,6 +197,8 @@ class ExchangeProbe:
         account read too, one row each (doctor)."""
         if self.config.credentials is None:
             return  # told by `credentials_rows`, without a request
+        if not self._loaded():
+            return
         if not self.reachable:
             self.add("credentials", "skip", "not checked: the exchange did not answer")
             return
@@ -207,7 +213,7 @@ class ExchangeProbe:
             self.add(
                 "credentials",
                 "ok",
-                f"key and secret accepted ({first.request}); {_source(self.name)}",
+                f"key and secret accepted ({first.request}); {self._source()}",
             )
         self._permission_row(first, outcome)
         if not (every_read and self.key_accepted):
@@ -215,6 +221,34 @@ class ExchangeProbe:
         for read in others:
             self._permission_row(read, self._read(read))
         self.add_row(trade_withdraw_row(self.name))
+
+    def _source(self) -> str:
+        credentials = self.config.credentials
+        if isinstance(credentials, CredentialsRef):
+            return f"from {credentials.where}"
+        key_var, _ = env_names(self.name)
+        return f"from {key_var}" if os.environ.get(key_var) else "from tally.toml"
+
+    def _loaded(self) -> bool:
+        """Whether the key pair is at hand; when it is kept in Prefect Secret blocks, loaded
+        now, else a failed row naming each block that cannot be (no value, ever)."""
+        credentials = self.config.credentials
+        if not isinstance(credentials, CredentialsRef):
+            return True
+        self.waiting_for = ("credentials", credentials.where)
+        try:
+            credentials.resolve()
+        except SecretUnavailable as error:
+            self.add(
+                "credentials",
+                "fail",
+                "; ".join(error.lines),
+                "save a Secret block of that name on the Prefect server that PREFECT_API_URL "
+                f"names, or correct api_key_block and api_secret_block under [{self.name}] in "
+                "tally.toml",
+            )
+            return False
+        return True
 
     def _read(self, read: ReadCall, check: str = "permission") -> ExchangeError | str | None:
         """Make `read`: None when it answered, its error, or why it was skipped."""
@@ -239,11 +273,6 @@ class ExchangeProbe:
             self.add_row(CheckRow("permission", subject, "fail", explained.detail, explained.fix))
         else:
             self.failed(outcome)
-
-
-def _source(exchange: str) -> str:
-    key_var, _ = env_names(exchange)
-    return f"from {key_var}" if os.environ.get(key_var) else "from tally.toml"
 
 
 @dataclass(frozen=True, slots=True)

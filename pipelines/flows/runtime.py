@@ -10,6 +10,10 @@ object per process (`pipelines.http.shared_limiter`) whose state lives in a file
 `Settings.budget_dir` (`SharedRequestBudget`, `SharedWeightBudget`), so that concurrent tasks,
 and other processes using the same key and directory (`tally sync`, Prefect flow runs in a
 process worker), pace together.
+
+A key pair kept in Prefect Secret blocks is read when the first client of its exchange is made
+(`ExchangeSettings.load_credentials`, once per process), never before: a runtime that asks only
+one exchange, or none, never asks Prefect for the other's.
 """
 
 from __future__ import annotations
@@ -66,8 +70,9 @@ class Runtime:
         with self._lock:
             if name not in self._clients:
                 config = self.settings.exchange(name)
+                credentials = config.load_credentials()
                 how = Connection(
-                    config.credentials, ACCOUNT, self._limiter(config), self.retry, self.timeout
+                    credentials, ACCOUNT, self._limiter(config), self.retry, self.timeout
                 )
                 self._clients[name] = get(name).ingestion.client(config, how)
             return self._clients[name]
@@ -85,8 +90,10 @@ class Runtime:
 
     def shared_budget(self, config: ExchangeSettings) -> Limiter:
         """The limiter of `config`'s exchange and key shared by every process using the same
-        budget directory (one object per process and file), as its adapter makes it."""
-        credentials = config.credentials
+        budget directory (one object per process and file), as its adapter makes it. Named by
+        the key's fingerprint, the same whether the key came from the environment, the file or a
+        Prefect Secret block."""
+        credentials = config.load_credentials()
         path = budget_path(
             self.settings.budget_dir, config.name, credentials.fingerprint if credentials else None
         )
