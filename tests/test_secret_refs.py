@@ -28,10 +28,10 @@ def assert_hidden(text: str, secret: str = VALUE) -> None:
         assert fragment not in text, f"{fragment!r} of the secret shown in {text!r}"
 
 
-def save(name: str, value: object) -> None:
+def save(name: str, value: str | dict[str, str]) -> None:
     from prefect.blocks.system import Secret as SecretBlock
 
-    SecretBlock(value=value).save(name, overwrite=True)
+    SecretBlock(value=value).save(name, overwrite=True)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -81,9 +81,11 @@ def test_a_block_holding_a_json_object_is_refused_without_its_value(name: str) -
 def test_no_prefect_api_configured_is_told_without_asking(prefect_api: PrefectApi) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        with pytest.raises(SecretUnavailable) as raised:
-            PrefectSecretBlock("somewhere").resolve()
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        pytest.raises(SecretUnavailable) as raised,
+    ):
+        PrefectSecretBlock("somewhere").resolve()
     assert str(raised.value) == (
         "Prefect Secret block 'somewhere' cannot be loaded: no Prefect API is configured "
         "(set PREFECT_API_URL to the server that holds it)"
@@ -104,9 +106,11 @@ def test_an_api_that_does_not_answer_is_told_naming_the_block(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = f"http://127.0.0.1:{closed_port}/api"
-    with temporary_settings(updates={PREFECT_API_URL: url}):
-        with pytest.raises(SecretUnavailable) as raised:
-            PrefectSecretBlock("far-away").resolve()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: url}),
+        pytest.raises(SecretUnavailable) as raised,
+    ):
+        PrefectSecretBlock("far-away").resolve()
     line = str(raised.value)
     assert line.startswith(
         f"Prefect Secret block 'far-away' cannot be loaded: the Prefect API at {url} does not "
@@ -117,9 +121,11 @@ def test_an_api_that_does_not_answer_is_told_naming_the_block(
 def test_the_api_url_is_shown_without_its_password(prefect_api: PrefectApi) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: "http://me:hunter2@127.0.0.1:9/api"}):
-        with pytest.raises(SecretUnavailable) as raised:
-            PrefectSecretBlock("far-away").resolve()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://me:hunter2@127.0.0.1:9/api"}),
+        pytest.raises(SecretUnavailable) as raised,
+    ):
+        PrefectSecretBlock("far-away").resolve()
     assert "http://127.0.0.1:9/api" in str(raised.value)
     assert "hunter2" not in str(raised.value) and "me:" not in str(raised.value)
 
