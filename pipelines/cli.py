@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -130,12 +131,12 @@ def _run_sync(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.wait is None:
         refuse_if_locked(settings.data_dir)  # a second writer hears it at once
-    _prefect_for_blocks(settings)
     # Before Prefect starts: credentials, base URLs, clocks and markets, in seconds; a problem
     # raises one line each and nothing is fetched or written (the flow is told the markets are
     # checked).
-    for warning in run_preflight(settings, args.exchange, args.what):
-        print(f"tally sync: warning: {warning}", file=sys.stderr)
+    with _prefect_for_blocks(settings):
+        for warning in run_preflight(settings, args.exchange, args.what):
+            print(f"tally sync: warning: {warning}", file=sys.stderr)
     with data_dir_lock(settings.data_dir, command="sync", wait=args.wait):
         _quarantine(settings, "sync")
         # The flows' own progress lines (INFO) go to the Prefect UI and
@@ -205,22 +206,37 @@ def _run_doctor(args: argparse.Namespace) -> int:
         report = failed_configuration(str(args.config or "tally.toml"), error)
     else:
         exchanges = tuple(dict.fromkeys(args.exchange or settings.exchanges))
-        _prefect_for_blocks(settings)
-        report = run_doctor(DoctorContext(settings, exchanges, args.config))
+        with _prefect_for_blocks(settings):
+            report = run_doctor(DoctorContext(settings, exchanges, args.config))
     print(format_json(report) if args.json else format_table(report))
     return int(report.exit_code)
 
 
-def _prefect_for_blocks(settings: Settings) -> None:
-    """Before the checks load a key pair from Prefect Secret blocks (and so import Prefect):
+@contextmanager
+def _prefect_for_blocks(settings: Settings) -> Iterator[None]:
+    """For checks that load a key pair from Prefect Secret blocks (and so import Prefect):
     Prefect's settings as this data directory's flow runs have them (`prepare_prefect`: its
-    home and profile, hence its API, and its logging)."""
+    home and profile, hence its API, and its logging to `<data_dir>/logs`), and on the way out
+    the events of the blocks loaded delivered (else Prefect's worker says, on the terminal, that
+    it is still sending them as the process ends)."""
     from pipelines.config import kept_in_blocks
 
-    if kept_in_blocks(settings):
-        from pipelines.flows.prefect_env import prepare_prefect
+    if not kept_in_blocks(settings):
+        yield
+        return
+    from pipelines.flows.prefect_env import prepare_prefect
 
-        prepare_prefect(settings.data_dir)
+    prepare_prefect(settings.data_dir)
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()  # as importing Prefect's flows would: its records to its log file
+    try:
+        yield
+    finally:
+        if "prefect.events.worker" in sys.modules:
+            from pipelines.flows.prefect_server import drain_workers
+
+            drain_workers()
 
 
 def _add_status(commands: Any) -> None:
