@@ -4,12 +4,15 @@ Prefect server (`prefect_api`), with no key in the environment.
 A sync flow run of Bitvavo's account loads the blocks, signs with them and lands rows; the key
 and the secret appear in no flow-run parameter, no log record (captured here, and as the API
 keeps them), no result and no file of the data directory. A block that is missing ends the flow
-run, `tally sync`'s checks and `tally doctor`'s credentials row with a line naming it."""
+run, `tally sync`'s checks and `tally doctor`'s credentials row with a line naming it; one that
+hangs, the checks at their deadline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ import pytest
 from cli_runner import tally
 from prefect_api import PrefectApi
 from sandbox_fixtures import sandbox_fixture, world_fixture
+from sandbox_stats import grown, requests_by_endpoint
 
 from pipelines import config_file
 from pipelines.config import load_settings
@@ -78,31 +82,36 @@ def every_log_record() -> Iterator[list[logging.LogRecord]]:
             logging.getLogger(name).setLevel(level)
 
 
-def save_blocks(sandbox: Sandbox, *, secret: bool = True) -> tuple[str, str]:
-    """Bitvavo's sandbox key (and secret) saved as Secret blocks of names no other test uses."""
+def save_blocks(
+    sandbox: Sandbox, *, secret: bool = True, exchange: str = "bitvavo"
+) -> tuple[str, str]:
+    """The exchange's sandbox key (and secret) saved as Secret blocks of names no other test
+    uses."""
     from prefect.blocks.system import Secret as SecretBlock
     from pydantic import SecretStr
 
-    names = (f"bitvavo-key-{uuid4().hex[:8]}", f"bitvavo-secret-{uuid4().hex[:8]}")
-    served = sandbox.info()["bitvavo"]
+    names = (f"{exchange}-key-{uuid4().hex[:8]}", f"{exchange}-secret-{uuid4().hex[:8]}")
+    served = sandbox.info()[exchange]
     SecretBlock(value=SecretStr(served["key"])).save(names[0])
     if secret:
         SecretBlock(value=SecretStr(served["secret"])).save(names[1])
     return names
 
 
-def write_config(sandbox: Sandbox, directory: Path, blocks: tuple[str, str]) -> Path:
-    """The sandbox's tally.toml with Bitvavo's pair named as blocks (no key in the file)."""
+def write_config(
+    sandbox: Sandbox, directory: Path, blocks: tuple[str, str], exchange: str = "bitvavo"
+) -> Path:
+    """The sandbox's tally.toml with the exchange's pair named as blocks (no key in the file)."""
     document = sandbox_document(sandbox)
-    section = document["bitvavo"]
+    section = document[exchange]
     del section["api_key"], section["api_secret"]
     section["api_key_block"], section["api_secret_block"] = blocks
     directory.mkdir(parents=True, exist_ok=True)
     return config_file.write_config(directory / "tally.toml", document)
 
 
-def secrets(sandbox: Sandbox) -> list[str]:
-    served = sandbox.info()["bitvavo"]
+def secrets(sandbox: Sandbox, exchange: str = "bitvavo") -> list[str]:
+    served = sandbox.info()[exchange]
     return [served["key"], served["secret"]]
 
 
@@ -220,3 +229,61 @@ def test_tally_sync_and_doctor_name_a_missing_block_before_any_work(
         }
     ]
     assert_hidden(sync.stdout + sync.stderr + doctor.stdout + doctor.stderr, secrets(sandbox))
+
+
+@pytest.fixture
+def silent_api() -> Iterator[str]:
+    """A Prefect API URL whose port takes connections and never answers (a hung server)."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)  # never accepted: a request is sent and waits for ever
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}/api"
+
+
+def test_a_prefect_api_that_hangs_is_told_within_the_checks_deadline(
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path, silent_api: str
+) -> None:
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipelines.checks.exchange import Deadline, ExchangeProbe, run_steps
+
+    settings = load_settings(write_config(sandbox, tmp_path, ("hung-key", "hung-secret")))
+    probe = ExchangeProbe(settings, "bitvavo")
+    with (
+        temporary_settings(updates={PREFECT_API_URL: silent_api}),
+        # the probe's thread reads Prefect's global settings, not this context's
+        prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()),
+    ):
+        run_steps([probe], lambda p: p.credentials(every_read=False), Deadline(1.0))
+    assert [dataclasses.astuple(row) for row in probe.snapshot()] == [
+        (
+            "credentials",
+            "bitvavo",
+            "fail",
+            "no answer within 1 s (loading Prefect Secret block 'hung-key' and Prefect Secret "
+            "block 'hung-secret')",
+            "check that the Prefect API (PREFECT_API_URL) answers",
+        )
+    ]
+
+
+def test_a_missing_block_stops_a_market_data_sync_before_any_request(
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Bitstamp's candles need no key, but its rate budget is named by the key: the sync would
+    need the blocks, so its checks load them first."""
+    from pipelines.checks.preflight import PreflightError, run_preflight
+
+    key_block, secret_block = save_blocks(sandbox, secret=False, exchange="bitstamp")
+    config = write_config(sandbox, tmp_path, (key_block, secret_block), exchange="bitstamp")
+    before = requests_by_endpoint(sandbox)
+    with pytest.raises(PreflightError) as raised:
+        run_preflight(load_settings(config), ["bitstamp"], "candles")
+    (line,) = raised.value.lines
+    assert line.startswith(
+        f"bitstamp: Prefect Secret block {secret_block!r} cannot be loaded: not found at "
+    )
+    assert raised.value.exit_code == 3
+    assert grown(before, requests_by_endpoint(sandbox)) == {}
+    assert_hidden(line, secrets(sandbox, "bitstamp"))

@@ -7,8 +7,9 @@ network; 2 configuration; 1 data). A new check is one more entry; today's:
 - configuration: the file read, and every setting's effective value and source (secrets
   masked, as `tally config` shows them);
 - credentials: a key and secret configured for each exchange (local);
-- exchanges: base URL reachable, clock, key and secret accepted, every account read permitted,
-  and the warning that a key's trade/withdraw rights cannot be read (`exchange.py`);
+- exchanges: base URL reachable, clock, a key pair kept in Prefect Secret blocks loaded (a
+  failed row naming each block that cannot be), key and secret accepted, every account read
+  permitted, and the warning that a key's trade/withdraw rights cannot be read (`exchange.py`);
 - markets: every configured market a listed spot market;
 - lake: every lake file readable, stray temp files, and what the quarantine holds
   (`pipelines/checks/lake.py`);

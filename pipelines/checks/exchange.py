@@ -51,6 +51,7 @@ from pipelines.http import ExchangeError, PermissionDeniedError, RetryPolicy
 from pipelines.secret_refs import SecretUnavailable
 
 TIMEOUT_S = 3.0
+LOADING_BLOCKS = "Prefect Secret blocks"  # what a probe waits for while it loads its key pair
 # One quick retry of a refused connection or a 5xx; none after a timeout (3 s + a wait > 3 s).
 RETRY = RetryPolicy(max_attempts=2, max_total_seconds=TIMEOUT_S, base_seconds=0.2)
 
@@ -97,12 +98,22 @@ class ExchangeProbe:
     def close(self, deadline_s: float) -> None:
         """The deadline passed: record what was still awaited; later rows are dropped."""
         check, what = self.waiting_for
-        self.add(
-            check,
-            "fail",
-            f"no answer within {deadline_s:g} s ({what} at {self.config.base_url})",
-            f"check the network connection and base_url under [{self.name}] in tally.toml",
-        )
+        if what == LOADING_BLOCKS:
+            credentials = self.config.credentials
+            where = credentials.where if isinstance(credentials, CredentialsRef) else what
+            self.add(
+                check,
+                "fail",
+                f"no answer within {deadline_s:g} s (loading {where})",
+                "check that the Prefect API (PREFECT_API_URL) answers",
+            )
+        else:
+            self.add(
+                check,
+                "fail",
+                f"no answer within {deadline_s:g} s ({what} at {self.config.base_url})",
+                f"check the network connection and base_url under [{self.name}] in tally.toml",
+            )
         with self._lock:
             self._closed = True
 
@@ -197,7 +208,7 @@ class ExchangeProbe:
         account read too, one row each (doctor)."""
         if self.config.credentials is None:
             return  # told by `credentials_rows`, without a request
-        if not self._loaded():
+        if not self.load_key_pair():
             return
         if not self.reachable:
             self.add("credentials", "skip", "not checked: the exchange did not answer")
@@ -229,13 +240,13 @@ class ExchangeProbe:
         key_var, _ = env_names(self.name)
         return f"from {key_var}" if os.environ.get(key_var) else "from tally.toml"
 
-    def _loaded(self) -> bool:
+    def load_key_pair(self) -> bool:
         """Whether the key pair is at hand; when it is kept in Prefect Secret blocks, loaded
         now, else a failed row naming each block that cannot be (no value, ever)."""
         credentials = self.config.credentials
         if not isinstance(credentials, CredentialsRef):
             return True
-        self.waiting_for = ("credentials", credentials.where)
+        self.waiting_for = ("credentials", LOADING_BLOCKS)
         try:
             credentials.resolve()
         except SecretUnavailable as error:

@@ -2,7 +2,9 @@
 
 In order, stopping at the first stage that finds a problem:
 
-1. credentials exist for the account streams asked for (local: no request);
+1. credentials exist for the account streams asked for (local: no request), and a key pair kept
+   in Prefect Secret blocks loads (every stream of that exchange needs it: the key names its
+   rate budget);
 2. each base URL answers with its market list, and every configured market is listed
    (both exchanges at once; a typo fetches nothing else);
 3. the local clock against each exchange's, and one cheap signed read per exchange whose
@@ -53,6 +55,8 @@ def run_preflight(settings: Settings, exchanges: Sequence[str] | None, what: str
     probes = [ExchangeProbe(settings, name) for name in names]
     deadline = Deadline(DEADLINE_S)
     try:
+        run_steps(probes, _load_key_pair, deadline)
+        _stop_on_problems(probes, account)
         run_steps(probes, ExchangeProbe.reach, deadline)
         _stop_on_problems(probes, account)
 
@@ -72,6 +76,10 @@ def run_preflight(settings: Settings, exchanges: Sequence[str] | None, what: str
         for probe in probes:
             probe.shutdown()
     return [line(row) for probe in probes for row in probe.snapshot() if row.status == "warn"]
+
+
+def _load_key_pair(probe: ExchangeProbe) -> None:
+    probe.load_key_pair()  # a failed row when it cannot be
 
 
 def _stop_on_problems(probes: Sequence[ExchangeProbe], account: bool) -> None:

@@ -1,7 +1,8 @@
 """Prefect flows: thin glue that plans streams and maps tasks over them.
 
 Tasks take only plain parameters (a config file path, names, times) — never secrets, which the
-task process reads from its environment or config file — and return small `StreamResult`
+task process reads from its environment, its config file or the Prefect Secret blocks the file
+names (when a client is first made) — and return small `StreamResult`
 dictionaries, never data. A task is retried by Prefect only for a retryable exchange error
 (the HTTP layer has already retried it with back-off); a fatal error fails it at once.
 """
