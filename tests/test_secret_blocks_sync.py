@@ -287,3 +287,25 @@ def test_a_missing_block_stops_a_market_data_sync_before_any_request(
     assert raised.value.exit_code == 3
     assert grown(before, requests_by_endpoint(sandbox)) == {}
     assert_hidden(line, secrets(sandbox, "bitstamp"))
+
+
+def test_a_refused_key_from_blocks_is_checked_in_its_blocks(
+    prefect_api: PrefectApi, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from prefect.blocks.system import Secret as SecretBlock
+    from pydantic import SecretStr
+
+    from pipelines.checks.preflight import PreflightError, run_preflight
+
+    key_block, secret_block = save_blocks(sandbox, secret=False)
+    SecretBlock(value=SecretStr("f" * 128)).save(secret_block)  # not the sandbox's secret
+    config = write_config(sandbox, tmp_path, (key_block, secret_block))
+    with pytest.raises(PreflightError) as raised:
+        run_preflight(load_settings(config), ["bitvavo"], "account")
+    (line,) = raised.value.lines
+    assert line.startswith("bitvavo: the API key was refused: ")
+    assert line.endswith(
+        f"; check the key and secret in Prefect Secret block {key_block!r} and Prefect Secret "
+        f"block {secret_block!r}"
+    )
+    assert_hidden(line, [*secrets(sandbox), "f" * 128])

@@ -149,7 +149,11 @@ class ExchangeProbe:
 
     def failed(self, error: ExchangeError) -> None:
         explained = explain(error, self.config.base_url)
-        self.add(explained.check, "fail", explained.detail, explained.fix)
+        fix = explained.fix
+        credentials = self.config.credentials
+        if explained.check == "credentials" and isinstance(credentials, CredentialsRef):
+            fix = f"check the key and secret in {credentials.where}"  # not the variables
+        self.add(explained.check, "fail", explained.detail, fix)
 
     # --- steps ---------------------------------------------------------------------------
 
