@@ -109,7 +109,8 @@ class CredentialsRef:
 
     @property
     def where(self) -> str:
-        """`Prefect Secret blocks 'bitvavo-api-key' and 'bitvavo-api-secret'`: no value."""
+        """`Prefect Secret block 'bitvavo-api-key' and Prefect Secret block 'bitvavo-api-secret'`:
+        names, no value."""
         return f"{self.key.where} and {self.secret.where}"
 
     def resolve(self) -> Credentials:
