@@ -102,7 +102,8 @@ def test_each_adapter_declares_its_config_section() -> None:
         declared = adapter.ingestion.config
         fields = list(model.model_fields)
         own = [option.name for option in declared.options]
-        assert fields == ["base_url", "markets", "intervals", "api_key", "api_secret", *own]
+        common = ["base_url", "markets", "intervals", "api_key", "api_secret"]
+        assert fields == [*common, "api_key_block", "api_secret_block", *own]
         defaults = model().model_dump()
         assert defaults["base_url"] == declared.base_url
         assert tuple(defaults["markets"]) == declared.markets
