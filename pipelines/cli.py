@@ -224,7 +224,7 @@ def _run_status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     report = inspect_lake(settings)  # moves nothing: unreadable files are left out and listed
     unreadable = {bad.path for bad in report.unreadable}
-    print(format_status(stream_status(Lake(settings.lake_dir), skip=unreadable)))
+    print(format_status(stream_status(Lake.of(settings), skip=unreadable)))
     if held := format_quarantine(report):
         print(held)
     return 0

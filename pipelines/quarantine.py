@@ -180,7 +180,7 @@ def quarantine_lake(
     (`tally warehouse`, whose views would read them) those lines then raise an `OperatorError`
     (exit 1), after the others have moved."""
     now = now or datetime.now(UTC)
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=True)
     movable, refused = plan(check.bad)
     try:
@@ -209,7 +209,7 @@ def quarantine_lake(
 
 def inspect_lake(settings: Settings) -> QuarantineReport:
     """What `quarantine_lake` would find, moving and writing nothing."""
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=False)
     notes = tuple(note for _, note in held_notes(settings))
     return QuarantineReport(check, notes=notes, unreadable=check.bad, refused=plan(check.bad)[1])

@@ -97,7 +97,7 @@ def build(
     began = time.monotonic()
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     unruled = sorted(lake_exchanges(lake) - set(rules))
     if unruled:
         raise WarehouseBuildError(
