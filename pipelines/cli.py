@@ -299,7 +299,7 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
         _quarantine(settings, "warehouse")
         result = build(settings, rules=warehouse_rules(), full=args.full)
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         counts = view_row_counts(connection, result.views)
     for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):
         print(line)
@@ -346,7 +346,7 @@ def _run_sql(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     try:
-        connection = connect(settings.data_dir, lake=settings.lake_dir)
+        connection = connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3)
     except WarehouseMissingError as error:
         print(f"tally sql: {error}", file=sys.stderr)
         return 2
@@ -359,7 +359,7 @@ def _run_sql(args: argparse.Namespace) -> int:
             raise
         except duckdb.Error as error:  # one line; a query that does not run: exit 2
             # a damaged lake file also comes as invalid input: it names the file
-            damaged = "parquet" in str(error).lower() or str(settings.lake_dir) in str(error)
+            damaged = "parquet" in str(error).lower() or settings.lake_location in str(error)
             query = isinstance(error, query_errors) and not damaged
             code = ExitCode.USAGE if query else ExitCode.DATA
             raise OperatorError(_one_line(error), exit_code=code) from error
@@ -471,7 +471,7 @@ def _run_export(args: argparse.Namespace) -> int:
             timezone=args.timezone,
             on=args.date,
         )
-        connection = connect(settings.data_dir)
+        connection = connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3)
     except (ExportOptionError, WarehouseMissingError) as error:
         print(f"tally export: {error}", file=sys.stderr)
         return 2

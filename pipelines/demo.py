@@ -74,7 +74,7 @@ def _reconcile(settings: Settings) -> bool:
     from warehouse.reconcile import format_verdicts, reconciliation
 
     result = build(settings, rules=warehouse_rules())
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         verdicts = reconciliation(connection)
     print(f"\nWarehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
     print("\nReported balances against the replayed ledger:")
@@ -98,7 +98,7 @@ def export_year(settings: Settings, year: int) -> bool:
     from warehouse.exports.run import format_failures, format_written, run_exports
 
     options = ExportOptions(year=year, currency=settings.reporting_currency)
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         report = run_exports(connection, FORMATS, options, settings.exports_dir)
     print(f"\nExports of {year} ({options.currency}, method {options.method}):")
     if report.written:

@@ -37,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 import polars as pl
 
 from pipelines.exit_codes import ExitCode, OperatorError
-from pipelines.lake_store import LakeFile, ObjectPath, lake_root, put_file, readable
+from pipelines.lake_store import FileInfo, LakeFile, ObjectPath, lake_root, put_file, readable
 from pipelines.s3_settings import S3Settings
 
 MONEY = pl.Decimal(38, 18)
@@ -150,6 +150,31 @@ class Lake(Generic[RootT]):
     @property
     def remote(self) -> bool:
         return isinstance(self.root, ObjectPath)
+
+    @property
+    def s3(self) -> S3Settings | None:
+        """How to reach the lake's object store (None: a local lake)."""
+        return self.root.store.settings if isinstance(self.root, ObjectPath) else None
+
+    def listed(self, dataset: Dataset) -> list[FileInfo]:
+        """`files(dataset)` with their stamps (`FileInfo`): one listing on S3, a `stat` each
+        locally (a file gone meanwhile is left out)."""
+        if isinstance(self.root, ObjectPath):
+            top = self.dataset_dir(dataset)
+            pattern = "/".join([*(f"{name}=*" for name in dataset.partition_by), "*.parquet"])
+            return [
+                FileInfo(path, size, mtime_ns, 0)
+                for path, size, mtime_ns in top.matching(pattern)
+                if not path.name.startswith(".")
+            ]
+        found = []
+        for path in self.files(dataset):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # moved away (quarantined) while listed
+                continue
+            found.append(FileInfo(path, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return found
 
     # -- paths ---------------------------------------------------------------------------------
 

@@ -34,18 +34,43 @@ from pipelines.s3_settings import S3Settings, split_lake_url
 S3_SCHEME = "s3://"
 
 
+class S3Store:
+    """The object store a lake is on: its settings, and pyarrow's filesystem over them (made on
+    first use, once per process: a pickled store makes its own)."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self._fs: Any = None
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = self.settings.filesystem()
+        return self._fs
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self.settings, "_fs": None}
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.settings!r})"
+
+
 @dataclass(frozen=True, order=True)
 class ObjectPath:
-    """An object (or a prefix) in a bucket, with the filesystem that reaches it."""
+    """An object (or a prefix) in a bucket, with the store that reaches it."""
 
     bucket: str
     key: str  # without a leading or trailing "/"; "" is the bucket itself
-    fs: Any = field(compare=False, repr=False, hash=False)
+    store: S3Store = field(compare=False, repr=False, hash=False)
 
     @classmethod
-    def from_url(cls, url: str, fs: Any) -> ObjectPath:
+    def from_url(cls, url: str, store: S3Store) -> ObjectPath:
         bucket, prefix = split_lake_url(url)
-        return cls(bucket, prefix, fs)
+        return cls(bucket, prefix, store)
+
+    @property
+    def fs(self) -> Any:
+        return self.store.fs
 
     # -- the path ------------------------------------------------------------------------------
 
@@ -54,7 +79,7 @@ class ObjectPath:
 
     def __truediv__(self, part: str | PurePosixPath) -> ObjectPath:
         tail = str(part).strip("/")
-        return ObjectPath(self.bucket, f"{self.key}/{tail}" if self.key else tail, self.fs)
+        return ObjectPath(self.bucket, f"{self.key}/{tail}" if self.key else tail, self.store)
 
     @property
     def path(self) -> str:
@@ -75,7 +100,7 @@ class ObjectPath:
 
     @property
     def parent(self) -> ObjectPath:
-        return ObjectPath(self.bucket, self.key.rpartition("/")[0], self.fs)
+        return ObjectPath(self.bucket, self.key.rpartition("/")[0], self.store)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -130,13 +155,18 @@ class ObjectPath:
     def glob(self, pattern: str) -> Iterator[ObjectPath]:
         """Objects under this prefix matching `pattern` segment by segment (`*` stays within a
         segment, as `Path.glob` without `**`)."""
+        for found, _, _ in self.matching(pattern):
+            yield found
+
+    def matching(self, pattern: str) -> Iterator[tuple[ObjectPath, int, int]]:
+        """`glob` with each object's size and modification time (ns, whole seconds)."""
         wanted = pattern.split("/")
-        for found, _, _ in self._listing():
+        for found, size, mtime_ns in self._listing():
             relative = found.key[len(self.key) :].lstrip("/").split("/")
             if len(relative) == len(wanted) and all(
                 fnmatch.fnmatchcase(part, want) for part, want in zip(relative, wanted, strict=True)
             ):
-                yield found
+                yield found, size, mtime_ns
 
     def rglob(self, pattern: str) -> Iterator[ObjectPath]:
         for found, _, _ in self._listing():
@@ -151,7 +181,7 @@ class ObjectPath:
         for found in self.fs.get_file_info(selector):
             if found.type == FileType.File:
                 bucket, _, key = found.path.partition("/")
-                yield ObjectPath(bucket, key, self.fs), found.size, found.mtime_ns
+                yield ObjectPath(bucket, key, self.store), found.size, found.mtime_ns
 
 
 LakeFile = Path | ObjectPath
@@ -174,7 +204,7 @@ def lake_root(location: str, s3: S3Settings | None = None) -> LakeFile:
     `AWS_*` environment) or a directory."""
     if is_object_url(location):
         settings = s3 if s3 is not None else S3Settings.from_environment(os.environ)
-        return ObjectPath.from_url(location, settings.filesystem())
+        return ObjectPath.from_url(location, S3Store(settings))
     return Path(location).resolve()
 
 

@@ -25,6 +25,7 @@ from pipelines.datasets import (
 )
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.lake import Dataset, Lake
+from pipelines.lake_duckdb import open_object_store
 from pipelines.tables import render
 
 
@@ -60,6 +61,8 @@ _STREAMS: tuple[tuple[Dataset, str, str], ...] = (
 
 def stream_status(lake: Lake, *, skip: Collection[Path] = ()) -> list[StreamStatus]:
     con = duckdb.connect()
+    if lake.s3 is not None:
+        open_object_store(con, lake.location, lake.s3)
     gaps = _gap_counts(con, lake, skip)
     statuses = []
     for dataset, label, time_column in _STREAMS:

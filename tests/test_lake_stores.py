@@ -15,7 +15,7 @@ from s3_server import S3Server, s3_fixture
 from test_lake import CANDLES, T0, candle_frame
 
 from pipelines.lake import Lake, UnreadableFileError
-from pipelines.lake_store import ObjectPath, list_files, put_file
+from pipelines.lake_store import ObjectPath, S3Store, list_files, put_file
 from pipelines.s3_settings import S3Settings
 
 s3 = s3_fixture(bucket="tally-lake-stores")
@@ -34,7 +34,7 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake[Any]]:
         return
     server: S3Server = request.getfixturevalue("s3")
     url = server.url(f"t{next(_PREFIXES)}", "lake")
-    root = ObjectPath.from_url(url, s3_settings(server).filesystem())
+    root = ObjectPath.from_url(url, S3Store(s3_settings(server)))
     yield Lake(root)
 
 
