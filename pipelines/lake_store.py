@@ -131,7 +131,7 @@ class ObjectPath:
         return bool(self.fs.get_file_info(self.path).type == FileType.File)
 
     def is_dir(self) -> bool:
-        return any(True for _ in self._listing())
+        return any(True for _ in self.listing())
 
     def unlink(self, missing_ok: bool = False) -> None:
         try:
@@ -161,7 +161,7 @@ class ObjectPath:
     def matching(self, pattern: str) -> Iterator[tuple[ObjectPath, int, int]]:
         """`glob` with each object's size and modification time (ns, whole seconds)."""
         wanted = pattern.split("/")
-        for found, size, mtime_ns in self._listing():
+        for found, size, mtime_ns in self.listing():
             relative = found.key[len(self.key) :].lstrip("/").split("/")
             if len(relative) == len(wanted) and all(
                 fnmatch.fnmatchcase(part, want) for part, want in zip(relative, wanted, strict=True)
@@ -169,11 +169,11 @@ class ObjectPath:
                 yield found, size, mtime_ns
 
     def rglob(self, pattern: str) -> Iterator[ObjectPath]:
-        for found, _, _ in self._listing():
+        for found, _, _ in self.listing():
             if fnmatch.fnmatchcase(found.name, pattern):
                 yield found
 
-    def _listing(self) -> Iterator[tuple[ObjectPath, int, int]]:
+    def listing(self) -> Iterator[tuple[ObjectPath, int, int]]:
         """Every object under this prefix: (object, size, mtime_ns); one request per 1,000."""
         from pyarrow.fs import FileSelector, FileType
 
@@ -233,7 +233,7 @@ def readable(file: LakeFile) -> Path | IO[bytes]:
 def list_files(base: LakeFile) -> list[FileInfo]:
     """Every file under `base` with its stamp, hidden names included, sorted by name."""
     if isinstance(base, ObjectPath):
-        return [FileInfo(*found, 0) for found in sorted(base._listing())]
+        return [FileInfo(*found, 0) for found in sorted(base.listing())]
     found = []
     for directory, _, names in os.walk(base):
         for name in names:

@@ -3,7 +3,9 @@ loopback S3 server (`tests/s3_server.py`), through the same `Lake` API."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +16,12 @@ import pytest
 from s3_server import S3Server, s3_fixture
 from test_lake import CANDLES, T0, candle_frame
 
+from pipelines.checks.warehouse import warehouse_rows
+from pipelines.config import Settings
+from pipelines.datasets import CANDLES as CANDLE_STREAM
 from pipelines.lake import Lake, UnreadableFileError
 from pipelines.lake_store import ObjectPath, S3Store, list_files, put_file
+from pipelines.quarantine import holes, inspect_lake, quarantine_dir, quarantine_lake
 from pipelines.s3_settings import S3Settings
 
 s3 = s3_fixture(bucket="tally-lake-stores")
@@ -132,3 +138,54 @@ def test_secret_never_shows(s3: S3Server) -> None:
     assert settings.secret == s3.secret
     assert s3.secret not in repr(settings)
     assert settings.endpoint == s3.endpoint and not settings.use_ssl
+
+
+# --- the check and the quarantine over both stores --------------------------------------------
+
+BROKEN = (
+    "candles/exchange=bitvavo/market=BTC-EUR/interval=1h/20240101T000000-20240102T000000.parquet"
+)
+MISPLACED = "candles/stray.parquet"
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "local":
+        return Settings(data_dir=tmp_path / "data")
+    server: S3Server = request.getfixturevalue("s3")
+    url = server.url(f"t{next(_PREFIXES)}", "lake")
+    return Settings(data_dir=tmp_path / "data", lake_url=url, s3=s3_settings(server))
+
+
+def test_a_damaged_file_is_found_and_quarantined(settings: Settings) -> None:
+    lake = Lake.of(settings)
+    assert lake.remote == (settings.lake_url is not None)
+    for relative, data in ((BROKEN, b"PAR1 cut short"), (MISPLACED, b"anything")):
+        put_file(lake.root / relative, lambda handle, data=data: handle.write(data))
+    found = inspect_lake(settings)
+    assert {(bad.relative, bad.kind) for bad in found.unreadable} == {
+        (BROKEN, "footer"),
+        (MISPLACED, "placement"),
+    }
+    report = quarantine_lake(settings, now=T0)
+    assert {note.path for note in report.moved} == {BROKEN, MISPLACED}
+    assert not (lake.root / BROKEN).exists() and not (lake.root / MISPLACED).exists()
+    held = quarantine_dir(settings)
+    assert (held / BROKEN).read_bytes() == b"PAR1 cut short"
+    (note,) = (n for n in report.notes if n.path == BROKEN)
+    assert note.sha256 == hashlib.sha256(b"PAR1 cut short").hexdigest() and note.waiting
+    assert json.loads((held / f"{BROKEN}.json").read_text())["original"] == str(lake.root / BROKEN)
+    # the index is in the lake, and tells the candles stream the hole to fetch again
+    (hole,) = holes(
+        lake, CANDLE_STREAM.dataset, exchange="bitvavo", market="BTC-EUR", interval="1h"
+    )
+    assert hole.stem == "20240101T000000-20240102T000000"
+    assert inspect_lake(settings).unreadable == ()
+
+
+def test_the_doctor_sees_a_lake_newer_than_the_warehouse(settings: Settings) -> None:
+    lake = Lake.of(settings)
+    assert warehouse_rows(settings)[0].status == "skip"
+    lake.land(CANDLES, candle_frame(["1"]), stem="w1")
+    (row,) = warehouse_rows(settings)
+    assert row.status == "fail" and "not built yet" in row.detail
