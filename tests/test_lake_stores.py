@@ -160,8 +160,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def test_a_damaged_file_is_found_and_quarantined(settings: Settings) -> None:
     lake = Lake.of(settings)
     assert lake.remote == (settings.lake_url is not None)
-    for relative, data in ((BROKEN, b"PAR1 cut short"), (MISPLACED, b"anything")):
-        put_file(lake.root / relative, lambda handle, data=data: handle.write(data))
+    put_file(lake.root / BROKEN, lambda handle: handle.write(b"PAR1 cut short"))
+    put_file(lake.root / MISPLACED, lambda handle: handle.write(b"anything"))
     found = inspect_lake(settings)
     assert {(bad.relative, bad.kind) for bad in found.unreadable} == {
         (BROKEN, "footer"),
