@@ -292,6 +292,7 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.datadir_lock import data_dir_lock
     from pipelines.exchanges.registry import warehouse_rules
     from pipelines.tables import render
+    from pipelines.lake_duckdb import SHELL_INIT_FILE
     from warehouse.build import build, build_summary, view_row_counts
     from warehouse.connect import connect
 
@@ -304,6 +305,9 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):
         print(line)
     print(f"Warehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
+    if settings.lake_url:  # the shell needs httpfs and the lake's secret: the init file has them
+        init = settings.data_dir / SHELL_INIT_FILE
+        print(f"Shell (with the AWS_* variables set): duckdb -readonly -init {init} {result.path}")
     return 0
 
 

@@ -59,7 +59,7 @@ def run_demo(data_dir: Path) -> int:
 
     print("\nWhat the lake holds now:")
     print(format_status(stream_status(Lake.of(settings))))
-    print(f"\nLake: {settings.lake_dir}   ({time.monotonic() - began:.0f} s)")
+    print(f"\nLake: {settings.lake_location}   ({time.monotonic() - began:.0f} s)")
     reconciled = _reconcile(settings)
     exported = export_year(settings, DEMO_NOW.year - 1)
     sys.stdout.flush()

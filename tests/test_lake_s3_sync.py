@@ -166,3 +166,19 @@ def test_the_duckdb_shell_reads_the_s3_warehouse_and_lake(
         staged = catalog.execute("select count(*) from staging.candles_landed").fetchone()
     assert expected is not None and staged is not None
     assert (coverage, candles) == (expected[0], staged[0]) and candles > 0
+
+
+def test_the_guarded_connection_reads_the_lake_url_and_nothing_else(
+    on_s3: tuple[Settings, BuildResult], s3: S3Server
+) -> None:
+    settings, _ = on_s3
+    location = Lake.of(settings).location
+    outside = s3.url("elsewhere", "x.parquet")
+    s3.filesystem().open_output_stream(f"{s3.bucket}/elsewhere/x.parquet").close()
+    with connect(settings.data_dir, lake=location, s3=settings.s3) as connection:
+        inside = connection.execute(f"select count(*) from glob('{location}/candles/*/*/*/*')")
+        assert (inside.fetchone() or (0,))[0] > 0
+        with pytest.raises(duckdb.PermissionException):
+            connection.execute(f"select * from read_parquet('{outside}')")
+        with pytest.raises(duckdb.Error):
+            connection.execute("set s3_endpoint = 'elsewhere:1'")
