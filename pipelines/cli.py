@@ -291,8 +291,8 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock
     from pipelines.exchanges.registry import warehouse_rules
-    from pipelines.tables import render
     from pipelines.lake_duckdb import SHELL_INIT_FILE
+    from pipelines.tables import render
     from warehouse.build import build, build_summary, view_row_counts
     from warehouse.connect import connect
 
