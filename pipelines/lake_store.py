@@ -21,6 +21,7 @@ There is no directory and no temp object on S3: a prefix exists while an object 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -204,8 +205,14 @@ def lake_root(location: str, s3: S3Settings | None = None) -> LakeFile:
     `AWS_*` environment) or a directory."""
     if is_object_url(location):
         settings = s3 if s3 is not None else S3Settings.from_environment(os.environ)
-        return ObjectPath.from_url(location, S3Store(settings))
+        return ObjectPath.from_url(location, s3_store(settings))
     return Path(location).resolve()
+
+
+@functools.cache
+def s3_store(settings: S3Settings) -> S3Store:
+    """One store (and one pyarrow filesystem, its connections) per settings in a process."""
+    return S3Store(settings)
 
 
 def is_object_url(location: str) -> bool:
