@@ -254,7 +254,7 @@ def _run_status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     report = inspect_lake(settings)  # moves nothing: unreadable files are left out and listed
     unreadable = {bad.path for bad in report.unreadable}
-    print(format_status(stream_status(Lake(settings.lake_dir), skip=unreadable)))
+    print(format_status(stream_status(Lake.of(settings), skip=unreadable)))
     if held := format_quarantine(report):
         print(held)
     return 0
@@ -321,6 +321,7 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from pipelines.config import load_settings
     from pipelines.datadir_lock import data_dir_lock
     from pipelines.exchanges.registry import warehouse_rules
+    from pipelines.lake_duckdb import SHELL_INIT_FILE
     from pipelines.tables import render
     from warehouse.build import build, build_summary, view_row_counts
     from warehouse.connect import connect
@@ -329,11 +330,14 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
         _quarantine(settings, "warehouse")
         result = build(settings, rules=warehouse_rules(), full=args.full)
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         counts = view_row_counts(connection, result.views)
     for line in render([(name, str(rows)) for name, rows in counts], right={1}, fixed={1: 10}):
         print(line)
     print(f"Warehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
+    if settings.lake_url:  # the shell needs httpfs and the lake's secret: the init file has them
+        init = settings.data_dir / SHELL_INIT_FILE
+        print(f"Shell (with the AWS_* variables set): duckdb -readonly -init {init} {result.path}")
     return 0
 
 
@@ -376,7 +380,7 @@ def _run_sql(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     try:
-        connection = connect(settings.data_dir, lake=settings.lake_dir)
+        connection = connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3)
     except WarehouseMissingError as error:
         print(f"tally sql: {error}", file=sys.stderr)
         return 2
@@ -389,7 +393,7 @@ def _run_sql(args: argparse.Namespace) -> int:
             raise
         except duckdb.Error as error:  # one line; a query that does not run: exit 2
             # a damaged lake file also comes as invalid input: it names the file
-            damaged = "parquet" in str(error).lower() or str(settings.lake_dir) in str(error)
+            damaged = "parquet" in str(error).lower() or settings.lake_location in str(error)
             query = isinstance(error, query_errors) and not damaged
             code = ExitCode.USAGE if query else ExitCode.DATA
             raise OperatorError(_one_line(error), exit_code=code) from error
@@ -501,7 +505,7 @@ def _run_export(args: argparse.Namespace) -> int:
             timezone=args.timezone,
             on=args.date,
         )
-        connection = connect(settings.data_dir)
+        connection = connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3)
     except (ExportOptionError, WarehouseMissingError) as error:
         print(f"tally export: {error}", file=sys.stderr)
         return 2

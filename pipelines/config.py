@@ -68,6 +68,7 @@ from pipelines.credentials import Credentials, CredentialsRef, env_name
 from pipelines.exchanges.ingestion import NoOptions, Options
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
+from pipelines.s3_settings import S3Settings
 from pipelines.secret_refs import PrefectSecretBlock
 from pipelines.tables import render
 
@@ -146,6 +147,10 @@ class Settings:
     rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
     candles_reread_minutes: int = _BUILT_IN.candles_reread_minutes
     warehouse_memory_limit: str = _BUILT_IN.warehouse_memory_limit
+    # `s3://bucket/prefix`: the lake on object storage (`s3` says how to reach it); None:
+    # `<data_dir>/lake`
+    lake_url: str | None = None
+    s3: S3Settings | None = field(default=None, compare=False)
     config_file: Path | None = None  # the file read, None: built-in defaults only
     # where each value came from, by key (`data_dir`, `[bitvavo] api_key`): "file tally.toml",
     # "environment BITVAVO_API_KEY", "argument"; a key not listed has its default
@@ -154,6 +159,11 @@ class Settings:
     @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
+
+    @property
+    def lake_location(self) -> str:
+        """Where the lake is: `lake_url`, else the absolute directory `<data_dir>/lake`."""
+        return self.lake_url or str(self.lake_dir)
 
     @property
     def warehouse_path(self) -> Path:
@@ -247,6 +257,8 @@ def load_settings(
         rate_budget_dir=budget_dir,
         candles_reread_minutes=parsed.candles_reread_minutes,
         warehouse_memory_limit=parsed.warehouse_memory_limit,
+        lake_url=parsed.lake_url,
+        s3=S3Settings.from_environment(environ) if parsed.lake_url else None,
         config_file=path.resolve() if found else None,
         sources=sources,
     )

@@ -31,6 +31,7 @@ from pipelines.credentials import api_text, env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES
+from pipelines.s3_settings import LakeUrlError, lake_url_text
 from pipelines.secret_refs import BLOCK_NAME
 
 MARKET = re.compile(r"[A-Z0-9]+-[A-Z0-9]+(?:-[A-Z0-9]+)?")  # BTC-EUR, BTC-USD-PERP
@@ -90,6 +91,13 @@ def _memory_size(value: str) -> str:
     return value.replace(" ", "")
 
 
+def _lake_url(value: str) -> str:
+    try:
+        return lake_url_text(value)
+    except LakeUrlError as error:
+        raise ValueError(str(error)) from None
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -114,6 +122,7 @@ Markets = Annotated[list[Market], AfterValidator(_distinct)]
 Url = Annotated[str, AfterValidator(_http_url)]
 Moment = Annotated[Any, AfterValidator(_aware_time)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
+LakeUrl = Annotated[str | None, AfterValidator(lambda v: None if v is None else _lake_url(v))]
 ApiText = Annotated[str, AfterValidator(_one_word)]
 BlockName = Annotated[str, AfterValidator(_block_name)]
 
@@ -227,6 +236,12 @@ class TopLevel(_Table):
         "change for a while)",
         "a whole number of minutes, 0 or more",
         ge=0,
+    )
+    lake_url: LakeUrl = key(
+        None,
+        "put the lake on S3-compatible storage instead of <data_dir>/lake; endpoint and keys "
+        "from the AWS_* variables",
+        "s3://bucket/prefix",
     )
     warehouse_memory_limit: MemorySize = key(
         "1GB",

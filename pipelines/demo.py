@@ -58,8 +58,8 @@ def run_demo(data_dir: Path) -> int:
     from pipelines.status import format_status, stream_status
 
     print("\nWhat the lake holds now:")
-    print(format_status(stream_status(Lake(settings.lake_dir))))
-    print(f"\nLake: {settings.lake_dir}   ({time.monotonic() - began:.0f} s)")
+    print(format_status(stream_status(Lake.of(settings))))
+    print(f"\nLake: {settings.lake_location}   ({time.monotonic() - began:.0f} s)")
     reconciled = _reconcile(settings)
     exported = export_year(settings, DEMO_NOW.year - 1)
     sys.stdout.flush()
@@ -74,7 +74,7 @@ def _reconcile(settings: Settings) -> bool:
     from warehouse.reconcile import format_verdicts, reconciliation
 
     result = build(settings, rules=warehouse_rules())
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         verdicts = reconciliation(connection)
     print(f"\nWarehouse: {result.path}   ({result.seconds:.1f} s, {build_summary(result)})")
     print("\nReported balances against the replayed ledger:")
@@ -98,7 +98,7 @@ def export_year(settings: Settings, year: int) -> bool:
     from warehouse.exports.run import format_failures, format_written, run_exports
 
     options = ExportOptions(year=year, currency=settings.reporting_currency)
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         report = run_exports(connection, FORMATS, options, settings.exports_dir)
     print(f"\nExports of {year} ({options.currency}, method {options.method}):")
     if report.written:

@@ -31,17 +31,19 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 import polars as pl
 
-from pipelines.atomic import write_with
 from pipelines.exit_codes import ExitCode, OperatorError
+from pipelines.lake_store import FileInfo, LakeFile, ObjectPath, lake_root, put_file, readable
+from pipelines.s3_settings import S3Settings
 
 MONEY = pl.Decimal(38, 18)
 TIMESTAMP = pl.Datetime("us", "UTC")
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._+\-]+$")
+RootT = TypeVar("RootT", Path, ObjectPath)
 
 
 class LakeError(Exception):
@@ -53,7 +55,7 @@ class UnreadableFileError(OperatorError):
 
     exit_code = ExitCode.DATA
 
-    def __init__(self, path: Path, error: BaseException | str) -> None:
+    def __init__(self, path: LakeFile, error: BaseException | str) -> None:
         self.path = path
         self.reason = error if isinstance(error, str) else error_text(error)
         super().__init__(
@@ -70,7 +72,7 @@ def error_text(error: BaseException) -> str:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[None]:
+def reading(path: LakeFile) -> Iterator[None]:
     """Turn a reader's failure on the file `path` into an `UnreadableFileError` naming it."""
     try:
         yield
@@ -101,24 +103,85 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class LandResult:
+class LandResult(Generic[RootT]):
     dataset: str
-    files: tuple[Path, ...]
+    files: tuple[RootT, ...]
     rows: int
 
 
-class Lake:
-    """A lake rooted at `root` (created on first write)."""
+class LakeSettings(Protocol):
+    """What `Lake.of` reads (`pipelines.config.Settings`)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).resolve()
+    @property
+    def lake_location(self) -> str: ...
+
+    @property
+    def s3(self) -> S3Settings | None: ...
+
+
+class Lake(Generic[RootT]):
+    """A lake rooted at `root` (a directory, created on first write; or an S3 prefix, given as
+    an `ObjectPath` or an `s3://bucket/prefix` URL reached through the `AWS_*` environment)."""
+
+    # Typed by its root: `Lake(tmp_path)` is a `Lake[Path]` whose files are `Path`s; a lake
+    # from the settings (`Lake.of`) may be either.
+    @overload
+    def __init__(self: Lake[Path], root: Path | str) -> None: ...
+    @overload
+    def __init__(self: Lake[ObjectPath], root: ObjectPath) -> None: ...
+    def __init__(self, root: LakeFile | str) -> None:
+        self.root: RootT = cast(
+            RootT, root if isinstance(root, ObjectPath) else lake_root(str(root))
+        )
+
+    @staticmethod
+    def of(settings: LakeSettings) -> Lake[Any]:
+        """The lake the settings name: `lake_url` on S3, else `<data_dir>/lake`."""
+        root = lake_root(settings.lake_location, settings.s3)
+        if isinstance(root, ObjectPath):
+            return Lake(root)
+        return Lake(root)  # the other overload
+
+    @property
+    def location(self) -> str:
+        """The root as text: an absolute directory or `s3://bucket/prefix`."""
+        return str(self.root)
+
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.root, ObjectPath)
+
+    @property
+    def s3(self) -> S3Settings | None:
+        """How to reach the lake's object store (None: a local lake)."""
+        return self.root.store.settings if isinstance(self.root, ObjectPath) else None
+
+    def listed(self, dataset: Dataset) -> list[FileInfo]:
+        """`files(dataset)` with their stamps (`FileInfo`): one listing on S3, a `stat` each
+        locally (a file gone meanwhile is left out)."""
+        if isinstance(self.root, ObjectPath):
+            top = self.dataset_dir(dataset)
+            pattern = "/".join([*(f"{name}=*" for name in dataset.partition_by), "*.parquet"])
+            return [
+                FileInfo(path, size, mtime_ns, 0)
+                for path, size, mtime_ns in top.matching(pattern)
+                if not path.name.startswith(".")
+            ]
+        found = []
+        for path in self.files(dataset):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # moved away (quarantined) while listed
+                continue
+            found.append(FileInfo(path, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return found
 
     # -- paths ---------------------------------------------------------------------------------
 
-    def dataset_dir(self, dataset: Dataset) -> Path:
+    def dataset_dir(self, dataset: Dataset) -> RootT:
         return self.root / dataset.name
 
-    def partition_dir(self, dataset: Dataset, values: Mapping[str, Any]) -> Path:
+    def partition_dir(self, dataset: Dataset, values: Mapping[str, Any]) -> RootT:
         path = self.dataset_dir(dataset)
         for column in dataset.partition_by:
             if column not in values:
@@ -135,19 +198,20 @@ class Lake:
             else str(self.dataset_dir(dataset) / "*.parquet")
         )
 
-    def files(self, dataset: Dataset, **partition: Any) -> list[Path]:
+    def files(self, dataset: Dataset, **partition: Any) -> list[RootT]:
         """Landed files, optionally narrowed to a partition prefix (in `partition_by` order).
 
         Only files where the dataset keeps them (`<col>=<value>/…` in `partition_by` order, as
         `glob` for DuckDB): a file put anywhere else is never read as part of the dataset."""
         base = self.dataset_dir(dataset)
-        columns = list(dataset.partition_by)
-        while columns and columns[0] in partition:
-            column = columns.pop(0)
-            base = base / f"{column}={_partition_text(dataset, column, partition[column])}"
-        if not base.is_dir():
+        rest: list[str] = list(dataset.partition_by)
+        while rest and rest[0] in partition:
+            name = rest.pop(0)
+            base = base / f"{name}={_partition_text(dataset, name, partition[name])}"
+        pattern = "/".join([*(f"{name}=*" for name in rest), "*.parquet"])
+        # on S3 one listing of the prefix: there is no directory to ask for first
+        if isinstance(base, Path) and not base.is_dir():
             return []
-        pattern = "/".join([*(f"{column}=*" for column in columns), "*.parquet"])
         return sorted(p for p in base.glob(pattern) if not p.name.startswith("."))
 
     # -- writing -------------------------------------------------------------------------------
@@ -196,7 +260,7 @@ class Lake:
             target = self.partition_dir(dataset, values) / f"{stem}.parquet"
             if target.exists():
                 with reading(target):
-                    old = pl.read_parquet(target).select(dataset.file_columns)
+                    old = pl.read_parquet(readable(target)).select(dataset.file_columns)
                 old = old.cast({c: t for c, t in dataset.schema.items() if c in old.columns})
                 part = _dedupe(dataset, pl.concat([old, part], how="vertical"))
             written.append(self._write_file(target, part))
@@ -230,9 +294,9 @@ class Lake:
             yield values, part.select(dataset.file_columns)
 
     def _write_file(
-        self, target: Path, frame: pl.DataFrame, metadata: Mapping[str, str] | None = None
-    ) -> Path:
-        return write_with(
+        self, target: RootT, frame: pl.DataFrame, metadata: Mapping[str, str] | None = None
+    ) -> RootT:
+        put_file(
             target,
             lambda handle: frame.write_parquet(
                 handle,
@@ -244,6 +308,7 @@ class Lake:
                 metadata=dict(metadata) if metadata else None,
             ),
         )
+        return target
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -253,12 +318,16 @@ class Lake:
         if not files:
             return pl.LazyFrame(schema=dict(dataset.schema))
         frames = []
+        top = self.dataset_dir(dataset)
         for path in files:
             with reading(path):  # the footer only: a file cut short or overwritten fails here
-                pl.read_parquet_schema(path)
-            values = _partition_values(path.relative_to(self.dataset_dir(dataset)))
+                stream = readable(path)
+                pl.read_parquet_schema(stream)
+            if not isinstance(stream, Path):
+                stream.seek(0)
+            values = _partition_values(_relative(path, top))
             frames.append(
-                pl.scan_parquet(path).with_columns(
+                pl.scan_parquet(stream).with_columns(
                     pl.lit(values[c]).cast(dataset.schema[c]).alias(c) for c in dataset.partition_by
                 )
             )
@@ -267,10 +336,10 @@ class Lake:
         )
 
     @staticmethod
-    def notes(path: Path) -> dict[str, str]:
+    def notes(path: LakeFile) -> dict[str, str]:
         """The key-value notes a landed file carries in its footer (`land(metadata=)`)."""
         with reading(path):
-            stored = pl.read_parquet_metadata(path)
+            stored = pl.read_parquet_metadata(readable(path))
         return {k: v for k, v in stored.items() if not k.startswith("ARROW:")}
 
     def stems(self, dataset: Dataset, **partition: Any) -> set[str]:
@@ -316,7 +385,14 @@ def _partition_text(dataset: Dataset, column: str, value: Any) -> str:
     return text
 
 
-def _partition_values(relative: Path) -> dict[str, str]:
+def _relative(path: LakeFile, top: LakeFile) -> PurePath:
+    if isinstance(path, ObjectPath) and isinstance(top, ObjectPath):
+        return path.relative_to(top)
+    assert isinstance(path, Path) and isinstance(top, Path)
+    return path.relative_to(top)
+
+
+def _partition_values(relative: PurePath) -> dict[str, str]:
     return dict(part.split("=", 1) for part in relative.parts[:-1])
 
 

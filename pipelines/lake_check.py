@@ -48,11 +48,14 @@ from pipelines.lake import (
     _check_exact_money,
     error_text,
 )
+from pipelines.lake_store import LakeFile, ObjectPath
 
 CACHE_NAME = ".lake-verified.json"
 MISPLACED = "not where dataset"
 _CACHE_VERSION = 1
 Kind = str
+Stamp = tuple[int, int, int]
+"""A file's version: (size, mtime_ns, inode) locally; (size, mtime_ns to the second, 0) on S3."""
 """How a file failed: "placement", "footer", "page" or "columns"."""
 
 
@@ -62,7 +65,7 @@ class LakeReadError(OperatorError):
 
     exit_code = ExitCode.DATA
 
-    def __init__(self, path: Path, error: BaseException) -> None:
+    def __init__(self, path: LakeFile, error: BaseException) -> None:
         self.path = path
         text = error.strerror if isinstance(error, OSError) and error.strerror else None
         super().__init__(
@@ -84,19 +87,15 @@ class Verified:
     first: str | None  # ISO time of the dataset's time column, smallest and largest
     last: str | None
 
-    def same_version(self, stat: os.stat_result) -> bool:
-        return (self.size, self.mtime_ns, self.inode) == (
-            stat.st_size,
-            stat.st_mtime_ns,
-            stat.st_ino,
-        )
+    def same_version(self, stamp: Stamp) -> bool:
+        return (self.size, self.mtime_ns, self.inode) == stamp
 
 
 @dataclass(frozen=True)
 class BadFile:
     """A lake file that cannot be read, with the reader's reason and what it last held."""
 
-    path: Path  # absolute
+    path: LakeFile  # absolute (a path, or an object of a lake on S3)
     relative: str  # to the lake root, e.g. "fills/exchange=bitstamp/account=main/x.parquet"
     dataset: Dataset
     reason: str
@@ -109,9 +108,9 @@ class BadFile:
         """Not where its dataset keeps files: never read as part of it."""
         return self.kind == "placement"
 
-    def same_version(self, stat: os.stat_result) -> bool:
-        """Whether `stat` is of the version of the file that was checked."""
-        return self.version == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    def same_version(self, stamp: Stamp) -> bool:
+        """Whether `stamp` (`stamp_of`) is of the version of the file that was checked."""
+        return self.version == stamp
 
 
 @dataclass(frozen=True)
@@ -133,40 +132,49 @@ def check_lake(
     bad: list[BadFile] = []
     files = read_fully = 0
     for dataset in datasets:
-        for relative in _listing(lake, dataset):
+        for relative, listed in _listing(lake, dataset):
             path = lake.root / relative
-            try:
-                stat = os.stat(path)
-            except FileNotFoundError:  # replaced by a writer while a reader checks
-                continue
+            if listed is None:
+                try:
+                    stamp = stamp_of(os.stat(path))
+                except FileNotFoundError:  # replaced by a writer while a reader checks
+                    continue
+            else:
+                stamp = listed
             files += 1
             earlier = known.get(relative)
-            if earlier is not None and earlier.same_version(stat):
+            if earlier is not None and earlier.same_version(stamp):
                 kept[relative] = earlier
                 continue
             read_fully += 1
-            failure, verified = check_file(lake, dataset, path, stat)
+            failure, verified = check_file(lake, dataset, path, stamp)
             if failure is None and verified is not None:
                 kept[relative] = verified
             elif failure is not None and path.exists():
                 kind, reason = failure
-                version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-                bad.append(BadFile(path, relative, dataset, reason, earlier, kind, version))
+                bad.append(BadFile(path, relative, dataset, reason, earlier, kind, stamp))
     if save and cache is not None and kept != known:
         save_cache(cache, kept)
     return LakeCheck(files, read_fully, tuple(bad), time.monotonic() - began)
 
 
+def stamp_of(stat: os.stat_result) -> Stamp:
+    """A local file's version: (size, mtime_ns, inode)."""
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 def check_file(
-    lake: Lake, dataset: Dataset, path: Path, stat: os.stat_result
+    lake: Lake, dataset: Dataset, path: LakeFile, stamp: Stamp
 ) -> tuple[tuple[Kind, str] | None, Verified | None]:
     """((how, why) the file cannot be read, None) or (None, what it holds); raises
-    `LakeReadError` when the environment, not the file, fails the read."""
+    `LakeReadError` when the environment, not the file, fails the read (on S3: any failure to
+    fetch the object, which says nothing of its bytes)."""
     misplaced = _placement(lake, dataset, path)
     if misplaced:
         return ("placement", misplaced), None
+    source: Path | pa.BufferReader = path if isinstance(path, Path) else _fetched(path)
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(source)
         schema = pl.from_arrow(parquet.schema_arrow.empty_table()).schema  # type: ignore[union-attr]
     except (OSError, pa.ArrowException) as error:
         _raise_if_environment(path, error)
@@ -189,10 +197,17 @@ def check_file(
     if column is not None and column in frame.columns and frame.height:
         series = frame[column].cast(dataset.schema[column])
         first, last = _iso(series.min()), _iso(series.max())
-    return None, Verified(stat.st_size, stat.st_mtime_ns, stat.st_ino, frame.height, first, last)
+    return None, Verified(*stamp, frame.height, first, last)
 
 
-def _raise_if_environment(path: Path, error: BaseException) -> None:
+def _fetched(path: ObjectPath) -> pa.BufferReader:
+    try:
+        return pa.BufferReader(path.read_bytes())
+    except OSError as error:
+        raise LakeReadError(path, error) from error
+
+
+def _raise_if_environment(path: LakeFile, error: BaseException) -> None:
     """Raise `LakeReadError` for an error of the machine: an `OSError` with an errno (pyarrow
     sets one for a failed system call: EMFILE, EIO, EACCES; a damaged file's errors carry none)
     or pyarrow out of memory."""
@@ -202,16 +217,24 @@ def _raise_if_environment(path: Path, error: BaseException) -> None:
         raise LakeReadError(path, error) from error
 
 
-def _listing(lake: Lake, dataset: Dataset) -> list[str]:
+def _listing(lake: Lake, dataset: Dataset) -> list[tuple[str, Stamp | None]]:
     """Every Parquet file under the dataset's directory relative to the lake root, sorted: what
-    `Lake.files` lists and the files placed where it does not look (misplaced). Walked with
+    `Lake.files` lists and the files placed where it does not look (misplaced); with its stamp
+    on S3 (the listing's: size, time to the second, 0), None locally (`stat` it). Walked with
     `os.walk`, several times faster than globbing `Path`s in a lake of many files."""
     top = lake.dataset_dir(dataset)
+    if isinstance(top, ObjectPath):
+        prefix = f"{top.parent.key}/" if top.parent.key else ""
+        return [
+            (found.key.removeprefix(prefix), (size, mtime_ns, 0))
+            for found, size, mtime_ns in sorted(top.listing())
+            if found.name.endswith(".parquet") and not found.name.startswith(".")
+        ]
     found = []
     for directory, _, names in os.walk(top, onerror=_walk_error):
         base = os.path.relpath(directory, lake.root).replace(os.sep, "/")
         found += [f"{base}/{n}" for n in names if n.endswith(".parquet") and not n.startswith(".")]
-    return sorted(found)
+    return [(relative, None) for relative in sorted(found)]
 
 
 def _walk_error(error: OSError) -> None:
@@ -229,7 +252,7 @@ def time_column(dataset: Dataset) -> str | None:
     return None
 
 
-def _placement(lake: Lake, dataset: Dataset, path: Path) -> str | None:
+def _placement(lake: Lake, dataset: Dataset, path: LakeFile) -> str | None:
     parts = path.relative_to(lake.dataset_dir(dataset)).parts[:-1]
     names = [part.split("=", 1)[0] if "=" in part else None for part in parts]
     if names == list(dataset.partition_by):

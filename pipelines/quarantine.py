@@ -5,7 +5,8 @@
 
 `quarantine_lake` checks every lake file (`lake_check`: placement, footer, columns, pages; a file
 verified before and unchanged since is skipped) and moves each unreadable one from
-`<data_dir>/lake/<path>` to `<data_dir>/quarantine/<path>`, with a note beside it
+`<data_dir>/lake/<path>` (or the lake's prefix on S3: copied, then deleted) to
+`<data_dir>/quarantine/<path>`, with a note beside it
 (`<name>.parquet.json`: the original path, dataset, partition, the window or id range its name
 tells, what it held when last verified, size, sha256, when, the reader's error, and what happens
 next).
@@ -50,14 +51,15 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.atomic import write_text
+from pipelines.atomic import write_bytes, write_text
 from pipelines.config import Settings
 from pipelines.datasets import ALL, GAPS, PUBLIC_TRADES, QUARANTINED_FILES
 from pipelines.exchanges.ingestion import RollingTrades
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import TIMESTAMP, Dataset, Lake, UnreadableFileError
-from pipelines.lake_check import CACHE_NAME, BadFile, LakeCheck, check_lake
+from pipelines.lake_check import CACHE_NAME, BadFile, LakeCheck, check_lake, stamp_of
+from pipelines.lake_store import LakeFile, ObjectPath
 
 QUARANTINE_DIR = "quarantine"
 LAKE_DIR = "lake"  # how paths are shown: relative to the data directory
@@ -120,7 +122,7 @@ class Note:
     held_at: str
     restored_at: datetime | None = None
 
-    def to_json(self, original: Path) -> str:
+    def to_json(self, original: LakeFile) -> str:
         data: dict[str, Any] = {"original": str(original)}
         for name, value in dataclasses.asdict(self).items():
             data[name] = value.isoformat() if isinstance(value, datetime) else value
@@ -180,7 +182,7 @@ def quarantine_lake(
     (`tally warehouse`, whose views would read them) those lines then raise an `OperatorError`
     (exit 1), after the others have moved."""
     now = now or datetime.now(UTC)
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=True)
     movable, refused = plan(check.bad)
     try:
@@ -209,7 +211,7 @@ def quarantine_lake(
 
 def inspect_lake(settings: Settings) -> QuarantineReport:
     """What `quarantine_lake` would find, moving and writing nothing."""
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     check = check_lake(lake, CHECKED, settings.data_dir / CACHE_NAME, save=False)
     notes = tuple(note for _, note in held_notes(settings))
     return QuarantineReport(check, notes=notes, unreadable=check.bad, refused=plan(check.bad)[1])
@@ -276,14 +278,19 @@ def held_notes(settings: Settings) -> list[tuple[Path, Note]]:
 def _move(settings: Settings, lake: Lake, bad: BadFile, now: datetime) -> Note | None:
     """Write `bad`'s note in the quarantine, then move the file beside it (under a new name if
     one of the same path is held). None, moving nothing, when the file is gone or is no longer
-    the version that was checked (a writer replaced it: the next run checks it again)."""
+    the version that was checked (a writer replaced it: the next run checks it again).
+
+    An object of a lake on S3 is copied, noted, then deleted (if its listing still shows the
+    version checked): a copy then a delete, not a rename."""
     held = quarantine_dir(settings) / bad.relative
     if held.exists():
         held = held.with_name(f"{held.stem}.{now.strftime(_STAMP)}{held.suffix}")
+    if isinstance(bad.path, ObjectPath):
+        return _copy_then_delete(settings, lake, bad, bad.path, held, now)
     try:
         with bad.path.open("rb") as handle:
             stat = os.fstat(handle.fileno())
-            if not bad.same_version(stat):
+            if not bad.same_version(stamp_of(stat)):
                 return None
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
     except FileNotFoundError:
@@ -294,7 +301,7 @@ def _move(settings: Settings, lake: Lake, bad: BadFile, now: datetime) -> Note |
     note_path = held.with_name(f"{held.name}.json")
     _write_text(note_path, note.to_json(bad.path))
     try:
-        if not bad.same_version(os.stat(bad.path)):
+        if not bad.same_version(stamp_of(os.stat(bad.path))):
             note_path.unlink()
             return None
         shutil.move(bad.path, held)
@@ -304,6 +311,34 @@ def _move(settings: Settings, lake: Lake, bad: BadFile, now: datetime) -> Note |
     except OSError:
         note_path.unlink(missing_ok=True)
         raise
+    return note
+
+
+def _copy_then_delete(
+    settings: Settings, lake: Lake, bad: BadFile, source: ObjectPath, held: Path, now: datetime
+) -> Note | None:
+    try:
+        before = source.info()
+        if not bad.same_version((before.size, before.mtime_ns, before.version)):
+            return None
+        data = source.read_bytes()
+    except FileNotFoundError:
+        return None
+    note = describe(lake, bad, now=now, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    note = dataclasses.replace(note, held_at=held.relative_to(settings.data_dir).as_posix())
+    held.parent.mkdir(parents=True, exist_ok=True)
+    note_path = held.with_name(f"{held.name}.json")
+    write_bytes(held, data)
+    _write_text(note_path, note.to_json(source))
+    try:
+        after = source.info()
+        if not bad.same_version((after.size, after.mtime_ns, after.version)):
+            raise FileNotFoundError(str(source))  # replaced meanwhile: keep the new version
+        source.unlink()
+    except FileNotFoundError:
+        note_path.unlink(missing_ok=True)
+        held.unlink(missing_ok=True)
+        return None
     return note
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 
@@ -25,6 +24,8 @@ from pipelines.datasets import (
 )
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.lake import Dataset, Lake
+from pipelines.lake_duckdb import open_object_store
+from pipelines.lake_store import LakeFile
 from pipelines.tables import render
 
 
@@ -58,8 +59,10 @@ _STREAMS: tuple[tuple[Dataset, str, str], ...] = (
 )
 
 
-def stream_status(lake: Lake, *, skip: Collection[Path] = ()) -> list[StreamStatus]:
+def stream_status(lake: Lake, *, skip: Collection[LakeFile] = ()) -> list[StreamStatus]:
     con = duckdb.connect()
+    if lake.s3 is not None:
+        open_object_store(con, lake.location, lake.s3)
     gaps = _gap_counts(con, lake, skip)
     statuses = []
     for dataset, label, time_column in _STREAMS:
@@ -78,7 +81,7 @@ def stream_status(lake: Lake, *, skip: Collection[Path] = ()) -> list[StreamStat
     return statuses
 
 
-def _source(lake: Lake, dataset: Dataset, skip: Collection[Path]) -> str | None:
+def _source(lake: Lake, dataset: Dataset, skip: Collection[LakeFile]) -> str | None:
     """What `read_parquet` reads: the dataset's glob, or its readable files when some are not
     (None when there is nothing to read)."""
     files = lake.files(dataset)
@@ -91,7 +94,7 @@ def _source(lake: Lake, dataset: Dataset, skip: Collection[Path]) -> str | None:
 
 
 def _gap_counts(
-    con: duckdb.DuckDBPyConnection, lake: Lake, skip: Collection[Path]
+    con: duckdb.DuckDBPyConnection, lake: Lake, skip: Collection[LakeFile]
 ) -> dict[str, int]:
     source = _source(lake, GAPS, skip)
     if source is None:

@@ -29,6 +29,7 @@ EVERY_KEY: dict[str, Any] = {
     "rate_budget_dir": "budgets",
     "candles_reread_minutes": 45,
     "warehouse_memory_limit": "512MB",
+    "lake_url": "s3://a-bucket/the/lake",
     "bitstamp": {
         "base_url": "http://127.0.0.1:9",
         "markets": ["BTC-EUR", "ETH-USD"],
@@ -79,7 +80,7 @@ def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
     assert values["data_dir"] == str(tmp_path / "lakehouse")
     assert values["rate_budget_dir"] == str(tmp_path / "budgets")
     simple = ("reporting_currency", "now", "public_trades_days", "candles_reread_minutes")
-    for name in (*simple, "warehouse_memory_limit"):
+    for name in (*simple, "warehouse_memory_limit", "lake_url"):
         assert values[name] == EVERY_KEY[name], name
     for section in SECTIONS:
         credentials = settings.exchange(section).load_credentials()

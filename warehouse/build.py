@@ -18,7 +18,9 @@ schemas, DuckDB version, lake) loads only the lake files that are new or were re
 (`warehouse.lineage`); one whose lake has not changed is left as it is. `full=True` builds
 everything from nothing. DuckDB's memory is bounded by the `warehouse_memory_limit` setting (what
 does not fit spills to a directory beside the temporary file). Lake paths in the models are
-absolute: the file opens from any directory, in Python or in the `duckdb` shell.
+absolute: the file opens from any directory, in Python or in the `duckdb` shell. A lake on
+object storage (`lake_url`) is read through `httpfs` with the lake's secret, and each build writes
+`<data_dir>/duckdb-s3.sql`, the shell's init file for it (`pipelines.lake_duckdb.shell_init`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from pipelines.atomic import fsync_dir, temp_path
+from pipelines.atomic import fsync_dir, temp_path, write_text
 from pipelines.exit_codes import ExitCode, OperatorError
 from pipelines.lake import Lake
+from pipelines.lake_duckdb import SHELL_INIT_FILE, open_object_store, shell_init
 from warehouse import lineage, sources, staging
 from warehouse import rules as exchange_rules
 from warehouse.connect import BUILT_FROM_TABLE, lake_location
@@ -97,7 +100,7 @@ def build(
     began = time.monotonic()
     target = settings.warehouse_path
     target.parent.mkdir(parents=True, exist_ok=True)
-    lake = Lake(settings.lake_dir)
+    lake = Lake.of(settings)
     unruled = sorted(lake_exchanges(lake) - set(rules))
     if unruled:
         raise WarehouseBuildError(
@@ -115,10 +118,10 @@ def build(
     try:
         connection = None
         if not full and target.is_file():
-            connection = _previous(target, temporary, spill, settings, fingerprint)
+            connection = _previous(target, temporary, spill, settings, fingerprint, lake)
         incremental = connection is not None
         if connection is None:
-            connection = _open(temporary, spill, settings.warehouse_memory_limit)
+            connection = _open(temporary, spill, settings.warehouse_memory_limit, lake)
             _define(connection, sql_dir, rules)
         try:
             try:
@@ -133,7 +136,7 @@ def build(
                     _create_model(connection, view, declared[view.name], lake)
             connection.execute(
                 f"create or replace table {BUILT_FROM} as select ? as fingerprint, ? as lake",
-                [fingerprint, lake_location(lake.root)],
+                [fingerprint, lake_location(lake.location)],
             )
             connection.execute("checkpoint")
         finally:
@@ -147,6 +150,8 @@ def build(
         Path(f"{temporary}.wal").unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
     fsync_dir(target.parent)
+    if lake.remote:  # what the `duckdb` shell needs to read the lake's views (no key in it)
+        write_text(settings.data_dir / SHELL_INIT_FILE, shell_init(lake.location))
     computed = tuple(name for name in names if name in stale)
     return BuildResult(
         target, names, time.monotonic() - began, not incremental, tuple(staged), computed
@@ -154,13 +159,18 @@ def build(
 
 
 def _previous(
-    target: Path, temporary: Path, spill: Path, settings: Settings, fingerprint: str
+    target: Path,
+    temporary: Path,
+    spill: Path,
+    settings: Settings,
+    fingerprint: str,
+    lake: Lake,
 ) -> duckdb.DuckDBPyConnection | None:
     """A copy of the previous catalog to build on, open; None when it was built from other
     definitions or cannot be read (a build from nothing then replaces it)."""
     shutil.copyfile(target, temporary)
     try:
-        connection = _open(temporary, spill, settings.warehouse_memory_limit)
+        connection = _open(temporary, spill, settings.warehouse_memory_limit, lake)
     except duckdb.Error:
         temporary.unlink()
         return None
@@ -184,7 +194,7 @@ def _up_to_date(target: Path, fingerprint: str, lake: Lake) -> bool:
         return False
 
 
-def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+def _open(temporary: Path, spill: Path, memory_limit: str, lake: Lake) -> duckdb.DuckDBPyConnection:
     # UTC: the models compute in the session's zone (timestamptz - timestamptz, months), and
     # the readers' sessions are in UTC; a table built in another zone would hold other values
     config: dict[str, str | bool | int | float | list[str]] = {
@@ -196,6 +206,8 @@ def _open(temporary: Path, spill: Path, memory_limit: str) -> duckdb.DuckDBPyCon
     }
     connection = duckdb.connect(str(temporary), config=config)
     connection.execute("set TimeZone = 'UTC'")
+    if lake.s3 is not None:  # a lake on object storage: httpfs and the lake's secret
+        open_object_store(connection, lake.location, lake.s3)
     return connection
 
 

@@ -6,17 +6,23 @@ external access is off except for the lake (the one its views read by absolute p
 catalog copied elsewhere still reads it, and the data directory's own; any other file, the
 network and other databases are refused), no extension is installed or loaded, not even
 automatically, and no setting can be changed afterwards (`SET`, `RESET`, `PRAGMA threads=…`).
+A lake on object storage (`s3://…`) is the exception to "no extension": `httpfs` is loaded from
+its package by path, with a secret scoped to the lake (`pipelines.lake_duckdb`), before the lock.
 What these settings cannot tell apart — a `COPY … TO` into the lake, a table function that
 changes state — is refused by `warehouse.readonly` for the SQL a person types.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from pipelines.lake_duckdb import open_object_store
+from pipelines.s3_settings import S3Settings
 
 WAREHOUSE_FILE = "warehouse.duckdb"
 LAKE_DIR = "lake"  # `Settings.lake_dir` is `<data_dir>/lake`
@@ -41,10 +47,13 @@ def warehouse_path(data_dir: Path | str) -> Path:
     return Path(data_dir).resolve() / WAREHOUSE_FILE
 
 
-def connect(data_dir: Path | str, *, lake: Path | str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    data_dir: Path | str, *, lake: Path | str | None = None, s3: S3Settings | None = None
+) -> duckdb.DuckDBPyConnection:
     """A guarded read-only connection to `<data_dir>/warehouse.duckdb` (build it with `tally
-    warehouse`) that can read the lake its views read, `lake` (default `<data_dir>/lake`), and
-    nothing else."""
+    warehouse`) that can read the lake its views read, `lake` (default `<data_dir>/lake`; or
+    `s3://bucket/prefix`, reached with `s3`, default the `AWS_*` environment), and nothing
+    else."""
     path = warehouse_path(data_dir)
     if not path.is_file():
         raise WarehouseMissingError(f"no warehouse at {path}: run `tally warehouse` first")
@@ -52,7 +61,7 @@ def connect(data_dir: Path | str, *, lake: Path | str | None = None) -> duckdb.D
     connection = duckdb.connect(str(path), read_only=True, config=_START_CONFIG)
     try:
         # a catalog copied elsewhere still reads the lake it was built over
-        _guard(connection, path, sorted({own, *catalog_lakes(connection)}))
+        _guard(connection, path, sorted({own, *catalog_lakes(connection)}), s3)
     except BaseException:
         connection.close()
         raise
@@ -97,7 +106,12 @@ def catalog_lakes(connection: duckdb.DuckDBPyConnection) -> set[str]:
     return lakes
 
 
-def _guard(connection: duckdb.DuckDBPyConnection, path: Path, lakes: list[str]) -> None:
+def _guard(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    lakes: list[str],
+    s3: S3Settings | None = None,
+) -> None:
     # DuckDB shares one database instance among the connections a process opens to a file: a
     # second connection finds the settings locked by the first, and must find them as it would
     # have set them.
@@ -108,10 +122,12 @@ def _guard(connection: duckdb.DuckDBPyConnection, path: Path, lakes: list[str]) 
                 f"{path} is already open in this process with other settings (reading {allowed})"
             )
         return
-    if any(is_remote(lake) for lake in lakes):
-        # The seam for a lake on object storage (issue 16): its reader is loaded here, while the
-        # configuration is still open; installing it and its credentials are that issue's part.
-        connection.execute("load httpfs")
+    remote = [lake for lake in lakes if is_remote(lake)]
+    if remote:
+        # a lake on object storage: its reader and credentials, while the configuration is open
+        settings = s3 if s3 is not None else S3Settings.from_environment(os.environ)
+        for lake in remote:
+            open_object_store(connection, lake, settings)
     connection.execute("set allowed_directories = ?", [lakes])
     connection.execute("set enable_external_access = false")
     # Times come back in UTC whatever the machine's zone (the lake's times are UTC); GLOBAL, so

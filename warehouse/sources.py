@@ -95,7 +95,13 @@ def lake_exchanges(lake: Lake) -> set[str]:
     for dataset in DATASETS.values():
         if dataset.partition_by[:1] != ("exchange",):
             continue
-        for partition in lake.dataset_dir(dataset).glob("exchange=*"):
+        top = lake.dataset_dir(dataset)
+        if not isinstance(top, Path):  # one listing: the exchange of each file the lake holds
+            found |= {
+                f.relative_to(top).parts[0].removeprefix("exchange=") for f in lake.files(dataset)
+            }
+            continue
+        for partition in top.glob("exchange=*"):
             if any(not p.name.startswith(".") for p in partition.rglob("*.parquet")):
                 found.add(partition.name.removeprefix("exchange="))
     return found
@@ -131,7 +137,7 @@ def _dataset(name: str) -> Dataset:
 def _checked_glob(lake: Lake, dataset: Dataset, glob: str) -> str:
     """`<dataset>/<glob>`, which must be the lake's own glob of the dataset."""
     relative = f"{dataset.name}/{glob}"
-    expected = str(Path(lake.glob(dataset)).relative_to(lake.root))
+    expected = lake.glob(dataset).removeprefix(f"{lake.location}/")
     if relative != expected:
         raise ViewDefinitionError(
             f"dataset {dataset.name} is globbed as {expected}, not {relative}"

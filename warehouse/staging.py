@@ -9,12 +9,18 @@ file loaded with its size, modification time and inode: the lake's file names sa
 so an incremental build reads only the files that are new or were replaced, drops the rows of
 files that are gone, and deduplicates again only the datasets whose files changed. A dataset
 whose new files do not fit its table (a column it has never had) is loaded again whole.
+
+On object storage the stamp is the listing's (size, time to the second, 0): an object replaced
+within the same second by one of the same size would keep it. So an object whose time is not
+before the second the staging began is recorded with a stamp that matches nothing (git's
+"racily clean" rule), and the next build reads it again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import duckdb
 
@@ -27,6 +33,7 @@ FILES = f"{STAGING}.landed_files"
 Stamp = tuple[int, int, int]
 # what a batch of new files that does not fit its table raises (a column it lacks, a type it
 # cannot take): the dataset is loaded again whole
+RACY = -1  # the version recorded for an object listed in the second its staging began
 _MISFIT = (duckdb.BinderException, duckdb.ConversionException, duckdb.CatalogException)
 
 
@@ -34,9 +41,17 @@ class StagingError(Exception):
     """A dataset's files could not be loaded (names the dataset and DuckDB's error)."""
 
 
-def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: bool) -> list[str]:
+def stage(
+    connection: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    *,
+    incremental: bool,
+    clock: Callable[[], float] = time.time,
+) -> list[str]:
     """Bring every staging table in step with `lake`; the names of the datasets that changed
-    (every dataset unless `incremental`)."""
+    (every dataset unless `incremental`). `clock` (epoch seconds) dates the start, for the
+    racy-second rule of a lake on object storage."""
+    racy_from = int(clock()) * 1_000_000_000 if lake.remote else None
     connection.execute(
         f"create table if not exists {FILES} "
         "(dataset varchar, filename varchar, size bigint, modified_ns bigint, inode bigint)"
@@ -53,7 +68,7 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
         except duckdb.Error as error:
             raise StagingError(f"dataset {dataset.name}: {error}") from error
         connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
-        listed = sorted(current.items())
+        listed = sorted(_recorded(current, racy_from).items())
         connection.execute(
             f"insert into {FILES} select ?, "
             f"unnest({_json_list('varchar')}), "
@@ -73,14 +88,18 @@ def stage(connection: duckdb.DuckDBPyConnection, lake: Lake, *, incremental: boo
 
 def lake_files(lake: Lake, dataset: Dataset) -> dict[str, Stamp]:
     """The dataset's files where the lake keeps them, each with its stamp."""
-    files = {}
-    for path in lake.files(dataset):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # moved away (quarantined) while listed
-            continue
-        files[str(path)] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    return files
+    return {str(f.file): (f.size, f.mtime_ns, f.version) for f in lake.listed(dataset)}
+
+
+def _recorded(current: dict[str, Stamp], racy_from: int | None) -> dict[str, Stamp]:
+    """The stamps to record: those of objects from the staging's own second or later made to
+    match nothing."""
+    if racy_from is None:
+        return current
+    return {
+        name: (size, mtime, RACY) if mtime >= racy_from else (size, mtime, version)
+        for name, (size, mtime, version) in current.items()
+    }
 
 
 def pending(connection: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
@@ -26,6 +25,7 @@ from pipelines.exchanges.records import Movement
 from pipelines.flows.runtime import StreamResult, finish
 from pipelines.http import HttpClient, Usage
 from pipelines.lake import Dataset, Lake, reading
+from pipelines.lake_store import LakeFile, readable
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -63,7 +63,7 @@ def stamped_frame(
     return source.frame([_Fetched(record, fetched_at) for record, fetched_at in rows])
 
 
-def file_path(lake: Lake, dataset: Dataset, stem: str, partition: Mapping[str, Any]) -> Path:
+def file_path(lake: Lake, dataset: Dataset, stem: str, partition: Mapping[str, Any]) -> LakeFile:
     return lake.partition_dir(dataset, partition) / f"{stem}.parquet"
 
 
@@ -75,7 +75,7 @@ def read_stem(
     if not path.exists():
         return None
     with reading(path):
-        stored = pl.read_parquet(path)
+        stored = pl.read_parquet(readable(path))
     return stored.select(
         (pl.lit(partition[name]) if name in dataset.partition_by else pl.col(name))
         .cast(dtype)
@@ -212,7 +212,7 @@ def column_range(
         return None, None
     with reading(path):
         row = (
-            pl.scan_parquet(path)
+            pl.scan_parquet(readable(path))
             .select(pl.col(column).min().alias("first"), pl.col(column).max().alias("last"))
             .collect()
             .row(0)

@@ -30,7 +30,7 @@ def publish(settings: Settings, results: Sequence[dict[str, Any]]) -> None:
         table=summary_records(results),
         description="Per stream: rows landed per dataset, windows, requests, weight, retries, gaps",
     )
-    with connect(settings.data_dir) as connection:
+    with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:
         verdicts = reconciliation(connection)
     create_markdown_artifact(
         key=RECONCILIATION_KEY,

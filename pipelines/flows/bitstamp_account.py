@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
@@ -67,6 +66,7 @@ from pipelines.flows.account_lake import (
 )
 from pipelines.flows.runtime import ACCOUNT, Runtime, StreamResult
 from pipelines.lake import Lake, reading
+from pipelines.lake_store import LakeFile, readable
 from pipelines.quarantine import holes
 
 LEDGER_PARTITION = {"account": ACCOUNT}
@@ -126,7 +126,7 @@ def bitstamp_ledger(rt: Runtime) -> StreamResult:
     return meter.result(first=first_at, last=last_at)
 
 
-def _ledger_path(lake: Lake, stem: str) -> Path:
+def _ledger_path(lake: Lake, stem: str) -> LakeFile:
     return file_path(lake, BITSTAMP_LEDGER.dataset, stem, LEDGER_PARTITION)
 
 
@@ -139,9 +139,9 @@ def _ledger_stems(lake: Lake) -> dict[str, tuple[int, int]]:
     return stems
 
 
-def _row_count(path: Path) -> int:
+def _row_count(path: LakeFile) -> int:
     with reading(path):
-        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        return int(pl.scan_parquet(readable(path)).select(pl.len()).collect().item())
 
 
 def _resume(lake: Lake, stems: dict[str, tuple[int, int]]) -> tuple[int, int]:

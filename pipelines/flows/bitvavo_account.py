@@ -86,6 +86,7 @@ from pipelines.flows.gaps import record_gap
 from pipelines.flows.runtime import ACCOUNT, Runtime, StreamResult
 from pipelines.http import InvalidRequestError
 from pipelines.lake import Lake, reading
+from pipelines.lake_store import readable
 from pipelines.quarantine import holes
 
 PARTITION = {"exchange": EXCHANGE, "account": ACCOUNT}
@@ -178,7 +179,7 @@ def held_assets(lake: Lake) -> set[str]:
         return set()
     with reading(path):
         latest = (
-            pl.scan_parquet(path)
+            pl.scan_parquet(readable(path))
             .filter(pl.col("taken_at") == pl.col("taken_at").max(), pl.col("total") != 0)
             .select("asset")
             .collect()

@@ -24,17 +24,20 @@ from pipelines.datasets import RecordDataset
 from pipelines.exchanges.paging import Page
 from pipelines.flows.plan import ChunkPlan, Window, chunk_of
 from pipelines.lake import Dataset, Lake, reading
+from pipelines.lake_store import LakeFile, readable
 
 SETTLE = timedelta(seconds=60)
 """Candles and trades are final only this long after they closed (`plan.final_cutoff`)."""
 
 
-def partition_files(lake: Lake, dataset: Dataset, partition: Mapping[str, Any]) -> dict[str, Path]:
+def partition_files(
+    lake: Lake, dataset: Dataset, partition: Mapping[str, Any]
+) -> dict[str, LakeFile]:
     """The partition's landed files by stem (hidden temp files excluded)."""
     return {path.stem: path for path in lake.files(dataset, **partition)}
 
 
-def landed_windows(files: Mapping[str, Path]) -> list[Window]:
+def landed_windows(files: Mapping[str, LakeFile]) -> list[Window]:
     """The windows named by the stems (stems that are not windows are ignored), sorted."""
     return sorted(w for w in map(Window.from_stem, files) if w is not None)
 
@@ -42,7 +45,7 @@ def landed_windows(files: Mapping[str, Path]) -> list[Window]:
 def sweep_partition(lake: Lake, dataset: Dataset, partition: Mapping[str, Any]) -> int:
     """Remove temp files a killed writer left in this partition (only this stream writes it)."""
     directory = lake.partition_dir(dataset, partition)
-    if not directory.is_dir():
+    if not isinstance(directory, Path) or not directory.is_dir():  # S3: no temp objects
         return 0
     stale = list(directory.glob(".*.tmp"))
     for path in stale:
@@ -76,13 +79,13 @@ def drop_superseded(lake: Lake, dataset: Dataset, partition: Mapping[str, Any], 
 
 
 def read_files(
-    dataset: Dataset, paths: Iterable[Path], partition: Mapping[str, Any]
+    dataset: Dataset, paths: Iterable[LakeFile], partition: Mapping[str, Any]
 ) -> list[pl.DataFrame]:
     """Exactly these files (not the whole partition), typed as declared, partition columns set."""
     frames = []
     for path in paths:
         with reading(path):
-            stored = pl.read_parquet(path)
+            stored = pl.read_parquet(readable(path))
         frames.append(
             stored.select(
                 (
@@ -120,7 +123,7 @@ def land_window(
     stem: str,
     partition: Mapping[str, Any],
     metadata: Mapping[str, str] | None = None,
-) -> Path:
+) -> LakeFile:
     """Land `frame` as the partition's window `stem`, writing an empty file for no rows."""
     (path,) = lake.land(dataset, frame, stem=stem, partition=partition, metadata=metadata).files
     return path
@@ -174,7 +177,7 @@ def changed_keys(
     return new.join(held, on=list(columns), how="anti", nulls_equal=True).height
 
 
-def drop_replaced(files: Mapping[str, Path], stems: Iterable[str], keep: str) -> None:
+def drop_replaced(files: Mapping[str, LakeFile], stems: Iterable[str], keep: str) -> None:
     """Unlink the replaced windows' files once their replacement `keep` has landed."""
     for stem in stems:
         if stem != keep and stem in files:
@@ -197,10 +200,10 @@ def held_range(
     return _extreme(ordered, column, "min"), _extreme(reversed(ordered), column, "max")
 
 
-def _extreme(files: Iterable[tuple[Window, Path]], column: str, which: str) -> datetime | None:
+def _extreme(files: Iterable[tuple[Window, LakeFile]], column: str, which: str) -> datetime | None:
     for _, path in files:
         with reading(path):
-            series = pl.read_parquet(path, columns=[column])[column]
+            series = pl.read_parquet(readable(path), columns=[column])[column]
         value = _as_moment(series.min() if which == "min" else series.max())
         if value is not None:
             return value

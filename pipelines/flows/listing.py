@@ -39,6 +39,7 @@ from pipelines.exchanges.records import Candle
 from pipelines.flows.gaps import record_gap
 from pipelines.flows.plan import Window, floor_time, interval_delta
 from pipelines.lake import Lake, reading
+from pipelines.lake_store import readable
 
 QUIET_INTERVALS = 1000  # one Bitstamp OHLC page
 REASON = (
@@ -148,7 +149,7 @@ def record_listing(
     path = lake.partition_dir(GAPS, {"exchange": exchange}) / f"{stem}.parquet"
     if path.exists():  # what an earlier sync found empty before this end still is
         with reading(path):
-            held = pl.read_parquet(path).filter(pl.col("gap_end") <= gap.end)
+            held = pl.read_parquet(readable(path)).filter(pl.col("gap_end") <= gap.end)
         if held.height:
             held_start = held["gap_start"].min()
             assert isinstance(held_start, datetime)

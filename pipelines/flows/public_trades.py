@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 
@@ -61,6 +60,7 @@ from pipelines.flows.gaps import record_gap as record_any_gap
 from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult, finish
 from pipelines.lake import Lake
+from pipelines.lake_store import LakeFile
 from pipelines.quarantine import holes
 
 STREAM = "public_trades"
@@ -230,7 +230,7 @@ def _merge_day(
     day: Window,
     covered: Window,
     fresh: pl.DataFrame,
-    files: Mapping[str, Path],
+    files: Mapping[str, LakeFile],
     partition: Mapping[str, str],
 ) -> tuple[int, int]:
     """Merge the poll's trades of `day` into the day's file; returns (new rows, files landed)."""

@@ -58,7 +58,7 @@ class Runtime:
         # imported here: asking an exchange alone (`tally sync`'s market check) needs no polars
         from pipelines.lake import Lake
 
-        return Lake(self.settings.lake_dir)
+        return Lake.of(self.settings)
 
     def now(self) -> datetime:
         if self.clock is not None:
