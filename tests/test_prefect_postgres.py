@@ -424,6 +424,7 @@ FAN_OUT_NOW = datetime(2024, 3, 31, tzinfo=UTC)
 # the fan-out's child with the most work (Bitstamp's candles since its oldest ledger row: some
 # 250 requests, seconds): still running when the test sees it Running and kills its worker
 KILLED_CHILD = "candles bitstamp"
+FETCH_MOMENTS = ("fetched_at", "taken_at")  # when a row was fetched (a snapshot taken)
 CHILDREN = {f"{stream} {exchange}" for stream in STREAMS for exchange in ("bitstamp", "bitvavo")}
 
 
@@ -439,16 +440,16 @@ def config_in(sandbox: Sandbox, directory: Path) -> Path:
 
 
 def lake_values(config: Path) -> dict[str, pl.DataFrame]:
-    """Every dataset's rows in the lake of `config`, in key order, but when they were fetched."""
+    """Every dataset's rows in the lake of `config`, in key order, but the moments of their
+    fetch (`FETCH_MOMENTS`: the wall clock's, not the sandbox's frozen one)."""
     lake = Lake(load_settings(config).lake_dir)
-    return {
-        name: lake.scan(source.dataset)
-        .collect()
-        .drop("fetched_at", strict=False)
-        .sort(list(source.dataset.key))
-        for name, source in ALL.items()
-        if lake.files(source.dataset)
-    }
+    frames = {}
+    for name, source in ALL.items():
+        if lake.files(source.dataset):
+            key = [column for column in source.dataset.key if column not in FETCH_MOMENTS]
+            frame = lake.scan(source.dataset).collect().drop(FETCH_MOMENTS, strict=False)
+            frames[name] = frame.sort([*key, *(c for c in frame.columns if c not in key)])
+    return frames
 
 
 class Killer(Thread):
