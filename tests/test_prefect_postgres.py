@@ -42,7 +42,7 @@ from test_flows import assert_published
 from pipelines.config import load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import ALL
-from pipelines.flows.fanout import STREAMS
+from pipelines.flows.fanout import STREAMS, Child, ChildRunsFailedError, run_children
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox_config import sandbox_document
@@ -492,6 +492,19 @@ class Killer(Thread):
         return False
 
 
+def fan_out_failure(deployment: str, config: Path, child: Child) -> str:
+    """What a parent that asked for `child` alone failed with (it must fail)."""
+    from prefect import flow
+
+    @flow(name="fan-out-of-one")
+    def parent() -> list[dict[str, Any]]:
+        return run_children(deployment, str(config), [child])
+
+    with pytest.raises(ChildRunsFailedError) as failed:
+        parent()
+    return str(failed.value)
+
+
 def child_runs(deployment: str) -> list[Any]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -541,6 +554,9 @@ def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
             assert state.is_completed(), (state, fan_pool.report())
             runs = {run.name: run for run in child_runs(child)}
             report = fan_pool.report()
+            # a child that fails fails its parent, which names it (candles without a span)
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
+                failure = fan_out_failure(child, fanned, Child("bitvavo", "candles"))
         finally:
             if killer is not None:
                 killer.done.set()
@@ -574,6 +590,8 @@ def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
     # both workers ran child runs: the victim the killed one, the survivor the rest
     ran_on = {run.labels["prefect.worker.name"] for run in runs.values()}
     assert ran_on | {victim.name} == set(fan_pool.workers)
+    assert failure.startswith("stream run(s) did not complete: candles bitvavo (Failed: "), failure
+    assert "candles need candles_start and candles_end" in failure, failure
     # the lake: the same rows, value for value, as the plain sync's
     expected, found = lake_values(plain), lake_values(fanned)
     assert set(found) == set(expected) and expected
