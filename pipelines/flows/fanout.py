@@ -33,18 +33,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 
-from pipelines.datadir_lock import data_dir_lock
+from pipelines.datadir_lock import Holder, data_dir_lock
 from pipelines.flows import sync
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import floor_time
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 STREAMS = ("account", "candles", "trades")
 RESULTS_KEY = "stream-results"  # the table artifact of a child's results
@@ -208,7 +213,8 @@ def fan_out_sync(
     return results
 
 
-def _exclusive(data_dir: Any) -> Any:
+def _exclusive(data_dir: Path) -> AbstractContextManager[Holder]:
+    """The data directory's lock, exclusive: the parent's sweeps and rebuild."""
     return data_dir_lock(
         data_dir,
         command="flow sync (fan-out)",
@@ -255,17 +261,17 @@ def run_children(
     return _results(runs)
 
 
-def _names(children: Any) -> str:
+def _names(children: Iterable[Child]) -> str:
     return ", ".join(child.name for child in children)
 
 
-def _wait(runs: dict[UUID, Any]) -> list[Any]:
+def _wait(runs: dict[UUID, Child]) -> list[FlowRun]:
     """The flow runs `runs` once every one has ended, logging each end."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     logger = get_run_logger()
-    ended: dict[UUID, Any] = {}
+    ended: dict[UUID, FlowRun] = {}
     with get_client(sync_client=True) as client:
         while len(ended) < len(runs):
             time.sleep(POLL_SECONDS)
