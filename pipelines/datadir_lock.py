@@ -20,6 +20,12 @@ The lock is re-entrant within a process: `tally sync` holds it and runs `sync_fl
 it too (as it must when a deployment runs it); the inner block then holds nothing new, and the
 lock is released when the last block of the process ends.
 
+A writer of part of the lake only (a fan-out's child flow run: one exchange × stream, see
+`pipelines.flows.fanout`) takes the lock *shared* (`shared=True`): such writers run beside each
+other, and exclude (and are excluded by) every exclusive writer, whose sweeps and warehouse
+rebuilds must see the lake still. A shared holder writes no holder line, sweeps nothing and
+leaves the file in place when it is done (other shared holders may still hold it).
+
 `refuse_if_locked` peeks with a shared lock, so that two peeks never refuse each other; a
 writer that finds the lock taken without `wait` retries for `GRACE_SECONDS` before it refuses,
 so that a peek of that instant is not mistaken for a holder. A refusal names the holder the
@@ -110,6 +116,7 @@ class _Held:
     fd: int
     holder: Holder
     depth: int = 1
+    shared: bool = False
 
 
 _HELD: dict[Path, _Held] = {}  # data directories this process holds, by resolved path
@@ -175,6 +182,7 @@ def data_dir_lock(
     wait: float | None = None,
     notice: Callable[[str], None] = stderr_line,
     sweep: bool = True,
+    shared: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Holder]:
@@ -183,10 +191,13 @@ def data_dir_lock(
     `wait` None: fail at once (`DataDirLockedError`) when another process holds it; a number
     of seconds (`math.inf`: no limit): wait that long, saying so once through `notice`.
     Once held, stale temp files in the directory are swept (`sweep`; see `leftovers.py`).
+    `shared`: held beside other shared holders, never beside an exclusive one; nothing is
+    written or swept (see the module docstring).
     When this process holds it already, the block runs inside that hold (nothing is taken,
-    written or swept). A directory that cannot be created raises `DataDirUnwritableError`.
+    written or swept; an exclusive block inside a shared hold is refused: a `RuntimeError`).
+    A directory that cannot be created raises `DataDirUnwritableError`.
     """
-    if _enter_held(data_dir):
+    if _enter_held(data_dir, shared):
         try:
             yield _HELD[data_dir.resolve()].holder
         finally:
@@ -197,7 +208,18 @@ def data_dir_lock(
     except OSError as error:
         raise _unwritable(data_dir, error) from error
     path = lock_path(data_dir)
-    fd = _acquire(path, data_dir, wait, notice, clock, sleep)
+    kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    fd = _acquire(path, data_dir, wait, notice, clock, sleep, kind)
+    if shared:
+        with _HELD_LOCK:
+            _HELD[data_dir.resolve()] = _Held(
+                os.getpid(), fd, Holder.me(command, datetime.now(UTC)), shared=True
+            )
+        try:
+            yield _HELD[data_dir.resolve()].holder
+        finally:
+            _leave(data_dir)
+        return
     try:
         holder = Holder.me(command, datetime.now(UTC))
         os.ftruncate(fd, 0)  # a killed holder's line may still be there
@@ -220,12 +242,14 @@ def data_dir_lock(
         _leave(data_dir)
 
 
-def _enter_held(data_dir: Path) -> bool:
+def _enter_held(data_dir: Path, shared: bool) -> bool:
     """Count one more block in this process's hold of `data_dir`, if it has one."""
     with _HELD_LOCK:
         held = _HELD.get(data_dir.resolve())
         if held is None or held.pid != os.getpid():
             return False
+        if held.shared and not shared:
+            raise RuntimeError(f"data directory {data_dir} is held shared by this process")
         held.depth += 1
         return True
 
@@ -239,6 +263,9 @@ def _leave(data_dir: Path) -> None:
         if held.depth:
             return
         del _HELD[key]
+        if held.shared:
+            os.close(held.fd)  # other shared holders may still hold the file: it stays
+            return
         # Removed while still held: a waiter that opened this file sees that it is gone once
         # it gets the lock, and opens the next one (`_open_locked`).
         lock_path(data_dir).unlink(missing_ok=True)
@@ -266,21 +293,22 @@ def _acquire(
     notice: Callable[[str], None],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    kind: int = fcntl.LOCK_EX,
 ) -> int:
-    fd = _open_locked(path, data_dir)
+    fd = _open_locked(path, data_dir, kind)
     if fd is not None:
         return fd
     if wait is None:
         grace_end = clock() + GRACE_SECONDS
         while (left := grace_end - clock()) > 0:
             sleep(min(GRACE_STEP_SECONDS, left))
-            if (fd := _open_locked(path, data_dir)) is not None:
+            if (fd := _open_locked(path, data_dir, kind)) is not None:
                 return fd
         raise _refusal(data_dir, sleep)
     limit = "" if math.isinf(wait) else f" (at most {wait:g} s)"
     notice(f"waiting for data directory {data_dir}{limit}: in use by {_who(data_dir, sleep)}")
     deadline = clock() + wait
-    while (fd := _open_locked(path, data_dir)) is None:
+    while (fd := _open_locked(path, data_dir, kind)) is None:
         left = deadline - clock()
         if left <= 0:
             raise DataDirLockedError(
@@ -291,7 +319,7 @@ def _acquire(
     return fd
 
 
-def _open_locked(path: Path, data_dir: Path) -> int | None:
+def _open_locked(path: Path, data_dir: Path, kind: int = fcntl.LOCK_EX) -> int | None:
     """A descriptor of `path` holding its lock, or None while another process holds it."""
     while True:
         # O_CLOEXEC (also Python's default): a child such as the Prefect server must not
@@ -301,7 +329,7 @@ def _open_locked(path: Path, data_dir: Path) -> int | None:
         except OSError as error:
             raise _unwritable(data_dir, error) from error
         try:
-            locked = _try_lock(fd)
+            locked = _try_lock(fd, kind)
             if locked and _is_current(fd, path):
                 return fd
         except BaseException:

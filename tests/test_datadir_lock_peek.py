@@ -168,3 +168,44 @@ def test_an_unwritable_data_directory_is_one_line_naming_it_and_the_os_error(
     assert code == 2
     assert err.startswith(f"tally warehouse: cannot write the data directory {data_dir}: ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_shared_holders_run_beside_each_other_and_never_beside_a_writer(tmp_path: Path) -> None:
+    """A fan-out's children hold the directory shared (`shared=True`): another shared holder
+    (a descriptor of its own, as another process's) is let in, an exclusive one is not, and
+    the file stays when a shared holder is done (others may hold it still)."""
+    stale = stale_lock_file(tmp_path)
+    temp = tmp_path / "lake" / "candles" / ".2024.0123abcd.tmp"  # another child's, being written
+    temp.parent.mkdir(parents=True)
+    temp.write_bytes(b"half")
+    with data_dir_lock(tmp_path, command="flow sync-stream", wait=None, shared=True) as me:
+        assert me.pid == os.getpid() and held_here(tmp_path) == me
+        assert read_holder(tmp_path) == stale  # a shared holder writes no line
+        with flocked(tmp_path, fcntl.LOCK_SH):  # another child
+            pass
+        with flocked_attempt(tmp_path) as taken:
+            assert not taken, "an exclusive writer got in beside a shared holder"
+        with pytest.raises(RuntimeError, match="held shared"):
+            data_dir_lock(tmp_path, command="sync").__enter__()
+        with data_dir_lock(tmp_path, command="flow sync-stream", shared=True):  # re-entrant
+            pass
+        with flocked_attempt(tmp_path) as taken:
+            assert not taken, "the inner block released the lock"
+    assert temp.exists(), "a shared holder swept a temp file"
+    assert lock_path(tmp_path).exists() and held_here(tmp_path) is None
+    with data_dir_lock(tmp_path, command="sync", wait=None) as writer:  # free for a writer
+        assert read_holder(tmp_path) == writer
+    assert not temp.exists(), "a writer sweeps it (its name is a temp file's)"
+
+
+def test_a_shared_holder_is_refused_while_a_writer_holds_the_directory(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with flocked(tmp_path, fcntl.LOCK_EX), pytest.raises(DataDirLockedError):
+        data_dir_lock(
+            tmp_path,
+            command="flow sync-stream",
+            shared=True,
+            clock=clock.monotonic,
+            sleep=clock.sleep,
+        ).__enter__()
+    assert held_here(tmp_path) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from pipelines.sandbox_config import sandbox_document
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2024, 3, 31, tzinfo=UTC)
+FAN_OUT_CHILD = "sync-stream"  # prefect.yaml's deployment of the fan-out's child flow
 
 
 def _deployments() -> list[dict[str, Any]]:
@@ -40,6 +42,7 @@ def _load_flow(entrypoint: str) -> object:
     spec = importlib.util.spec_from_file_location(f"entry_{name}", ROOT / path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as Prefect's loader does (a dataclass needs its module)
     spec.loader.exec_module(module)
     return getattr(module, name)
 
@@ -50,8 +53,20 @@ def test_every_deployment_imports_and_its_parameters_validate(deployment: dict) 
 
     flow = _load_flow(str(deployment["entrypoint"]))
     assert isinstance(flow, Flow)
-    flow.validate_parameters(dict(deployment.get("parameters") or {}))
-    assert deployment["concurrency_limit"] == 1
+    parameters = dict(deployment.get("parameters") or {})
+    if deployment["name"] == FAN_OUT_CHILD:
+        # its runs are asked for by a fan-out parent, with every parameter; side by side
+        parameters = {"config": None, "exchange": "bitstamp", "stream": "account"}
+        assert "concurrency_limit" not in deployment
+    else:
+        assert deployment["concurrency_limit"] == 1
+    flow.validate_parameters(parameters)
+    fan_out = parameters.get("fan_out")
+    if fan_out is not None:  # names the child deployment as `flow name/deployment name`
+        (child,) = [d for d in _deployments() if d["name"] == FAN_OUT_CHILD]
+        child_flow = _load_flow(str(child["entrypoint"]))
+        assert isinstance(child_flow, Flow)
+        assert fan_out == f"{child_flow.name}/{child['name']}"
 
 
 def test_scheduled_deployments_poll_bitstamp_trades_inside_their_window() -> None:

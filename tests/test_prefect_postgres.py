@@ -4,7 +4,9 @@ whose worker is killed run again by the other worker (docs/prefect-postgres-note
 
 Everything runs on loopback: a throwaway PostgreSQL (`postgres`), `prefect server start` on it
 (`prefect_on_postgres`), `prefect worker start` processes started here, and flows of
-`scale_flows.py` deployed from this directory. No exchange and no tally flow: the parts first.
+`scale_flows.py` deployed from this directory: the parts first. Then tally's own fan-out
+(`pipelines/flows/fanout.py`): a sync of a sandbox served by this process whose streams run on
+two workers, one of them killed in the middle, against a plain sync of the same sandbox.
 
 The module is marked `scale` (and `slow`): `pytest -m scale` runs it alone, `-m "not scale"`
 leaves it out. Its time is mostly waiting: for processes to import Prefect, for the workers to
@@ -21,21 +23,34 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from threading import Event, Thread
 from typing import Any, cast
 from uuid import UUID
 
+import polars as pl
 import pytest
 import requests
+from polars.testing import assert_frame_equal
 from postgres_server import PostgresServer
 from prefect_api import PrefectApi, pointed_at
 from prefect_server import PREFECT, PrefectServer
 from process_tree import Started, descendants, kill_seen
+from test_flows import assert_published
+
+from pipelines.config import load_settings
+from pipelines.config_file import write_config
+from pipelines.datasets import ALL
+from pipelines.flows.fanout import STREAMS, Child, ChildRunsFailedError, run_children
+from pipelines.lake import Lake
+from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox_config import sandbox_document
 
 pytestmark = [pytest.mark.scale, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 RATE_WORKER = TESTS / "rate_limit_worker.py"
 COMMAND_SECONDS = 90.0  # one `prefect ...` CLI call (importing Prefect is slow on busy cores)
 WORKERS_SECONDS = 90.0  # until both workers have registered with the server
@@ -139,16 +154,16 @@ def pool(api: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         stop_pool(started)
 
 
-def deploy(entrypoint: str, name: str, pool: Pool) -> str:
-    """Deploy `scale_flows.py:<entrypoint>` from this directory to `pool`: no image, no build,
-    no push; the worker runs it from here. Returns `flow-name/deployment-name`."""
+def deploy(entrypoint: str, name: str, pool: Pool, source: Path = TESTS) -> str:
+    """Deploy `scale_flows.py:<entrypoint>` from this directory (or `entrypoint`, a `path:flow`,
+    from `source`) to `pool`: no image, no build, no push; the worker runs it from there.
+    Returns `flow-name/deployment-name`."""
     from prefect import Flow, flow
 
-    source = cast(
-        Flow[..., Any],
-        flow.from_source(source=str(TESTS), entrypoint=f"scale_flows.py:{entrypoint}"),
-    )
-    source.deploy(
+    if ":" not in entrypoint:
+        entrypoint = f"scale_flows.py:{entrypoint}"
+    deployed = cast(Flow[..., Any], flow.from_source(source=str(source), entrypoint=entrypoint))
+    deployed.deploy(
         name=name,
         work_pool_name=pool.name,
         build=False,
@@ -156,7 +171,7 @@ def deploy(entrypoint: str, name: str, pool: Pool) -> str:
         print_next_steps=False,
         ignore_warnings=True,
     )
-    return f"{source.name}/{name}"
+    return f"{deployed.name}/{name}"
 
 
 def ask(deployment: str, **parameters: Any) -> UUID:
@@ -403,3 +418,188 @@ def test_a_run_whose_worker_is_killed_runs_again_on_the_other(
             stop_pool(kill_pool)
         with get_client(sync_client=True) as client:
             client.delete_automation(automation.id)
+
+
+FAN_OUT_NOW = datetime(2024, 3, 31, tzinfo=UTC)
+# the fan-out's child with the most work (Bitstamp's candles since its oldest ledger row: some
+# 250 requests, seconds): still running when the test sees it Running and kills its worker
+KILLED_CHILD = "candles bitstamp"
+FETCH_MOMENTS = ("fetched_at", "taken_at")  # when a row was fetched (a snapshot taken)
+CHILDREN = {f"{stream} {exchange}" for stream in STREAMS for exchange in ("bitstamp", "bitvavo")}
+
+
+def config_in(sandbox: Sandbox, directory: Path) -> Path:
+    """`directory`/tally.toml on `sandbox` (as `tally sandbox --write-config` writes it), its
+    data in `directory`/data (an absolute path: a worker reads it from its own directory)."""
+    directory.mkdir(parents=True)
+    document = sandbox_document(sandbox)
+    document["data_dir"] = str(directory / "data")
+    config = directory / "tally.toml"
+    write_config(config, document)
+    return config
+
+
+def lake_values(config: Path) -> dict[str, pl.DataFrame]:
+    """Every dataset's rows in the lake of `config`, in key order, but the moments of their
+    fetch (`FETCH_MOMENTS`: the wall clock's, not the sandbox's frozen one)."""
+    lake = Lake(load_settings(config).lake_dir)
+    frames = {}
+    for name, source in ALL.items():
+        if lake.files(source.dataset):
+            key = [column for column in source.dataset.key if column not in FETCH_MOMENTS]
+            frame = lake.scan(source.dataset).collect().drop(FETCH_MOMENTS, strict=False)
+            frames[name] = frame.sort([*key, *(c for c in frame.columns if c not in key)])
+    return frames
+
+
+class Killer(Thread):
+    """Once the flow run named `child` is Running, kills the worker running it and that worker's
+    descendants (the flow run's process): a machine lost in the middle of a sync."""
+
+    def __init__(self, server: PrefectServer, pool: Pool, child: str) -> None:
+        super().__init__(daemon=True)
+        self.server, self.pool, self.child = server, pool, child
+        self.done = Event()
+        self.victim: Started | None = None
+        self.run_id: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.done.is_set():
+                if self._kill_when_running():
+                    return
+                time.sleep(0.1)
+        except BaseException as error:
+            self.error = error
+
+    def _kill_when_running(self) -> bool:
+        reply = requests.post(
+            f"{self.server.url}/flow_runs/filter",
+            json={"flow_runs": {"name": {"any_": [self.child]}}},
+            timeout=10,
+        )
+        reply.raise_for_status()
+        for run in reply.json():
+            worker = run["labels"].get("prefect.worker.name")
+            if run["state_type"] == "RUNNING" and worker in self.pool.workers:
+                victim = self.pool.workers[worker]
+                family = descendants(victim.pid)
+                os.kill(victim.pid, signal.SIGKILL)
+                kill_seen(family)
+                self.victim, self.run_id = victim, run["id"]
+                return True
+        return False
+
+
+def fan_out_failure(deployment: str, config: Path, child: Child) -> str:
+    """What a parent that asked for `child` alone failed with (it must fail)."""
+    from prefect import flow
+
+    @flow(name="fan-out-of-one")
+    def parent() -> list[dict[str, Any]]:
+        return run_children(deployment, str(config), [child])
+
+    with pytest.raises(ChildRunsFailedError) as failed:
+        parent()
+    return str(failed.value)
+
+
+def child_runs(deployment: str) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    with get_client(sync_client=True) as client:
+        ours = client.read_deployment_by_name(deployment).id
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[ours]))
+        )
+
+
+def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
+    api: PrefectServer, tmp_path: Path
+) -> None:
+    """A sync with `fan_out` runs its six streams (account, candles, trades × two exchanges) as
+    runs of a `sync-stream` deployment on two workers (`--limit 1`); the worker running
+    Bitstamp's candles is killed with that run's process as soon as it runs. The lost-run
+    automation puts the run back to Scheduled, the other worker runs it again, and the parent
+    (run here, so that both workers are free for its children) ends Completed with a lake equal,
+    value for value, to that of a plain sync of the same sandbox in one process."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from pipelines.flows.sync import sync_flow
+
+    with start_sandbox(seed=3, days=10, now_ms=int(FAN_OUT_NOW.timestamp() * 1000)) as sandbox:
+        plain = config_in(sandbox, tmp_path / "plain")
+        plain_results = sync_flow(str(plain))
+        fanned = config_in(sandbox, tmp_path / "fan-out")
+        automation = lost_run_automation(LOST_AFTER).create()
+        fan_pool: Pool | None = None
+        killer: Killer | None = None
+        try:
+            fan_pool = start_pool(api, "fan-out", tmp_path / "pool")
+            child = deploy("pipelines/flows/fanout.py:stream_flow", "sync-stream", fan_pool, ROOT)
+            killer = Killer(api, fan_pool, KILLED_CHILD)
+            killer.start()
+            began = time.monotonic()
+            # heartbeats, as a worker's flow runs send them: the automation must not take
+            # the parent for lost while it waits
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
+                state = sync_flow(str(fanned), fan_out=child, return_state=True)
+            took = time.monotonic() - began
+            killer.done.set()
+            killer.join(timeout=30)
+            assert killer.error is None, killer.error
+            assert state.is_completed(), (state, fan_pool.report())
+            runs = {run.name: run for run in child_runs(child)}
+            report = fan_pool.report()
+            # a child that fails fails its parent, which names it (candles without a span)
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
+                failure = fan_out_failure(child, fanned, Child("bitvavo", "candles"))
+        finally:
+            if killer is not None:
+                killer.done.set()
+            if fan_pool is not None:
+                stop_pool(fan_pool)
+            with get_client(sync_client=True) as client:
+                client.delete_automation(automation.id)
+
+    results = state.result()
+    assert_published(state.state_details.flow_run_id, results)
+    assert sorted(r["stream"] for r in results) == sorted(r["stream"] for r in plain_results)
+    # every stream ran as a child run linked to the parent, and completed
+    assert set(runs) == CHILDREN, sorted(runs)
+    assert all(run.parent_task_run_id is not None for run in runs.values())
+    assert {name: run.state_type.value for name, run in runs.items()} == dict.fromkeys(
+        CHILDREN, "COMPLETED"
+    ), report
+    # the killed run ran again, on the other worker; nothing else ran twice
+    victim = killer.victim
+    assert victim is not None, f"{KILLED_CHILD} was never seen running\n{report}"
+    killed = runs[KILLED_CHILD]
+    assert str(killed.id) == killer.run_id
+    (survivor,) = set(fan_pool.workers) - {victim.name}
+    assert killed.run_count == 2 and killed.labels["prefect.worker.name"] == survivor
+    with get_client(sync_client=True) as client:
+        states = [s.name for s in client.read_flow_run_states(killed.id)]
+    assert "Rescheduled" in states and states[-1] == "Completed", states
+    assert {name: run.run_count for name, run in runs.items() if name != KILLED_CHILD} == (
+        dict.fromkeys(CHILDREN - {KILLED_CHILD}, 1)
+    )
+    # both workers ran child runs: the victim the killed one, the survivor the rest
+    ran_on = {run.labels["prefect.worker.name"] for run in runs.values()}
+    assert ran_on | {victim.name} == set(fan_pool.workers)
+    assert failure.startswith("stream run(s) did not complete: candles bitvavo (Failed: "), failure
+    assert "candles need candles_start and candles_end" in failure, failure
+    # the lake: the same rows, value for value, as the plain sync's
+    expected, found = lake_values(plain), lake_values(fanned)
+    assert set(found) == set(expected) and expected
+    for name, frame in expected.items():
+        assert_frame_equal(found[name], frame, check_exact=True)
+    print(
+        f"fan-out sync of {len(runs)} child runs on {sorted(fan_pool.workers)} in {took:.1f} s, "
+        f"{victim.name} killed with {KILLED_CHILD}; states of the killed run {states}; "
+        f"{sum(frame.height for frame in found.values())} rows in {len(found)} datasets, "
+        "equal to the plain sync's"
+    )

@@ -192,7 +192,6 @@ def _progress(futures: Iterable[PrefectFuture[Any]], label: str) -> list[Any]:
 
 
 @flow(name="sync", log_prints=True)
-@writes_the_data_dir("sync")
 def sync_flow(
     config: str | None = None,
     exchanges: list[str] | None = None,
@@ -200,9 +199,33 @@ def sync_flow(
     candles_since: datetime | None = None,
     markets_checked: bool = False,
     lake_checked: bool = False,
+    fan_out: str | None = None,
 ) -> list[dict[str, Any]]:
     """Everything new: account history first (it says where history starts), then the candles
-    that value it and the configured markets' public trades.
+    that value it and the configured markets' public trades (`_sync_here`).
+
+    `fan_out` names a deployment of `pipelines.flows.fanout.stream_flow` ("sync-stream/
+    sync-stream" in prefect.yaml): the streams then run as runs of it, one per exchange ×
+    stream, on any worker of its pool (`fan_out_sync`). Without it, everything runs here."""
+    if fan_out:
+        from pipelines.flows.fanout import fan_out_sync
+
+        return fan_out_sync(
+            fan_out, config, exchanges, what, candles_since, markets_checked, lake_checked
+        )
+    return _sync_here(config, exchanges, what, candles_since, markets_checked, lake_checked)
+
+
+@writes_the_data_dir("sync")
+def _sync_here(
+    config: str | None,
+    exchanges: list[str] | None,
+    what: list[str] | None,
+    candles_since: datetime | None,
+    markets_checked: bool,
+    lake_checked: bool,
+) -> list[dict[str, Any]]:
+    """The streams as tasks of this flow run, holding the data directory for the whole run.
 
     Before any task, the configured markets are compared with the exchanges' market lists
     (`check_markets`, with this flow's own clients), unless `markets_checked` says the caller
@@ -271,21 +294,27 @@ def _quarantine(settings: Settings) -> None:
 
 
 @flow(name="market-data", log_prints=True)
-def market_data_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+def market_data_flow(
+    config: str | None = None, exchanges: list[str] | None = None, fan_out: str | None = None
+) -> list[Any]:
     """Hourly: public trades (Bitstamp's only exist inside a rolling window) and fresh candles."""
-    return sync_flow(config, exchanges, ["trades", "candles"])
+    return sync_flow(config, exchanges, ["trades", "candles"], fan_out=fan_out)
 
 
 @flow(name="candles", log_prints=True)
-def candles_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+def candles_flow(
+    config: str | None = None, exchanges: list[str] | None = None, fan_out: str | None = None
+) -> list[Any]:
     """Daily: candles of every configured market and interval since the account began."""
-    return sync_flow(config, exchanges, ["candles"])
+    return sync_flow(config, exchanges, ["candles"], fan_out=fan_out)
 
 
 @flow(name="account", log_prints=True)
-def account_flow(config: str | None = None, exchanges: list[str] | None = None) -> list[Any]:
+def account_flow(
+    config: str | None = None, exchanges: list[str] | None = None, fan_out: str | None = None
+) -> list[Any]:
     """Daily: both accounts' ledgers, fills, transfers, balances and fees."""
-    return sync_flow(config, exchanges, ["account"])
+    return sync_flow(config, exchanges, ["account"], fan_out=fan_out)
 
 
 @flow(name="backfill", log_prints=True)
