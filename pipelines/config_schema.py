@@ -29,6 +29,7 @@ from pydantic import (
 
 from pipelines.credentials import env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
+from pipelines.database_url import masked_url, url_problem
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES
 
@@ -88,6 +89,13 @@ def _memory_size(value: str) -> str:
     return value.replace(" ", "")
 
 
+def _database_url(value: str) -> str:
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -113,6 +121,7 @@ Url = Annotated[str, AfterValidator(_http_url)]
 Moment = Annotated[Any, AfterValidator(_aware_time)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
 ApiText = Annotated[str, AfterValidator(_one_word)]
+DatabaseUrlText = Annotated[str, AfterValidator(_database_url)]
 
 
 def _intervals(allowed: Sequence[str]) -> Any:
@@ -205,6 +214,13 @@ class TopLevel(_Table):
         "<data_dir>/.ratelimit",
         "a directory as text",
     )
+    rate_budget_url: DatabaseUrlText | None = key(
+        None,
+        "a PostgreSQL database where syncs using one key share its rate budget, on every "
+        "machine that names it (instead of rate_budget_dir); the password from PGPASSWORD or "
+        "~/.pgpass",
+        "a URL postgresql://USER@HOST:PORT/DATABASE",
+    )
     candles_reread_minutes: int = key(
         180,
         "a candle read sooner than this after its close is read again (the newest candles "
@@ -231,6 +247,7 @@ ConfigFile: type[TopLevel] = create_model(
 )
 TOP_LEVEL_KEYS: tuple[str, ...] = tuple(k for k in ConfigFile.model_fields if k not in SECTIONS)
 SECRET_KEYS = ("api_key", "api_secret")
+URL_KEYS = ("rate_budget_url",)  # a password they may hold is masked in messages
 
 
 def allowed(section: str | None, name: str) -> str:
@@ -274,6 +291,11 @@ def _problem(file: str, loc: tuple[int | str, ...], kind: str, value: object) ->
     where, rule = key_name(section, name), allowed(section, name)
     if name in SECRET_KEYS:  # never a part of a key or secret, whatever its shape
         return f"{file}: {where} = {hidden(value)}: expected {rule}"
+    if name in URL_KEYS:  # a URL's password never shown
+        text = masked_url(value) if isinstance(value, str) else None
+        problem = url_problem(value) if isinstance(value, str) else None
+        said = shown(text) if text is not None else hidden(value)
+        return f"{file}: {where} = {said}: {problem + '; ' if problem else ''}expected {rule}"
     if rest and isinstance(rest[0], int):
         return f"{file}: {where} has {shown(value)}: expected {rule}"
     if kind == "list_type":
