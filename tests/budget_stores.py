@@ -61,13 +61,15 @@ class BudgetStore:
         """The keys of tally.toml that put a sync's budgets in this store."""
         return {} if self.server is None else {"rate_budget_url": str(self.url)}
 
+    def fetch(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of `query` ($1 placeholders) in this store's database."""
+        assert self.server is not None, "a store on files has no database"
+        return self.server.fetch(query, *args, database=self.database)
+
     def raw(self, place: BudgetPlace) -> str:
         """The document as stored (the file's text, the row's `document`)."""
         if isinstance(place, BudgetRow):
-            assert self.server is not None
-            rows = self.server.fetch(
-                f"SELECT document FROM {TABLE} WHERE name = $1", place.name, database=self.database
-            )
+            rows = self.fetch(f"SELECT document FROM {TABLE} WHERE name = $1", place.name)
             return str(rows[0][0]) if rows else ""
         return place.read_text(encoding="utf-8") if place.exists() else ""
 

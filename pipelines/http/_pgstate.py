@@ -23,10 +23,10 @@ longer for the row raises instead of hanging). A connection found dropped when a
 what it changed was not stored) and the next edit reconnects. Errors name the URL with its
 password masked (`DatabaseUrl`).
 
-Fork: a child gets its own mutex, and the connection it inherited is cut off in the child only
-(its socket there is replaced by `/dev/null` before it is closed, so that closing it sends nothing
-on the parent's connection); the child connects anew on its first edit. A child forked inside an
-edit cannot finish it (the parent's transaction is the parent's): that edit raises in the child.
+Fork: a child gets its own mutex and drops the connection it inherited without closing it
+(closing would end the parent's session; psycopg frees a connection made by another process
+without a word to the server); the child connects anew on its first edit. A child forked inside
+an edit cannot finish it (the transaction is the parent's): that edit raises in the child.
 """
 
 from __future__ import annotations
@@ -229,12 +229,11 @@ class PgState:
 
     def _after_fork_in_child(self) -> None:
         # The thread that held the mutex does not exist here (or is this one, inside an edit it
-        # cannot finish): a new mutex. The connection is the parent's: cut off from it here.
+        # cannot finish): a new mutex. The connection is the parent's: never used, nor closed,
+        # here (psycopg does not end, when it frees it, a connection another process made).
         self._mutex = threading.Lock()
         self._holder = None
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            _cut_off(connection)
+        self._connection = None
 
 
 def _prepare(connection: psycopg.Connection[Any]) -> None:
@@ -250,20 +249,6 @@ def _prepare(connection: psycopg.Connection[Any]) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
         connection.execute(_CREATE)
     connection.commit()
-
-
-def _cut_off(connection: psycopg.Connection[Any]) -> None:
-    """Close an inherited connection in this process only: its descriptor here is pointed at
-    /dev/null first, so that libpq's goodbye goes nowhere instead of ending the parent's
-    session. (No lock of psycopg's is taken: its holder may be a thread the fork left behind.)"""
-    with contextlib.suppress(Exception):
-        descriptor = connection.pgconn.socket
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            os.dup2(null, descriptor, inheritable=False)
-        finally:
-            os.close(null)
-        connection.pgconn.finish()
 
 
 def _after_fork_in_child() -> None:
