@@ -331,7 +331,7 @@ def test_two_processes_pacing_through_one_budget_stay_within_it(budget_store: Bu
     for process in processes:
         process.join(120)
     assert [process.exitcode for process in processes] == [0, 0]
-    granted = list(times)
+    granted: list[float] = times[:]
     assert min(granted) >= T0
     assert most_in_any_window(granted, SPAN) == CAPACITY  # never more, and all of it
     assert most_in_any_window(granted, 1.0) <= PER_SECOND
@@ -384,7 +384,7 @@ def test_two_processes_each_learn_the_bitvavo_budget_from_the_others_headers(
     assert [process.exitcode for process in processes] == [0, 0]
     # The second learnt 50 from the first's header, the first 40 from the second's; then the
     # second spent what was left less the first's weight in flight: 40 - 5.
-    assert list(seen) == [40, 50, 35]
+    assert seen[:] == [40, 50, 35]
 
 
 # ----------------------------------------------------------------------------- stale and crashed

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pipelines.database_url import DatabaseUrl
+from pipelines.exit_codes import ExitCode, OperatorError
 
 from ._statefile import CHECKSUM, VERSION, document_line, parse_line
 
@@ -71,8 +72,11 @@ _UPDATE = f"UPDATE {TABLE} SET document = %s, updated_at = now() WHERE name = %s
 _OPEN: weakref.WeakSet[PgState] = weakref.WeakSet()
 
 
-class BudgetDatabaseError(ConnectionError):
-    """The rate budget's database could not be reached or used (the message masks the password)."""
+class BudgetDatabaseError(OperatorError, ConnectionError):
+    """The rate budget's database could not be reached or used (the message masks the password):
+    a problem of the setup, as a Prefect server that does not start (exit 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class PgState:
