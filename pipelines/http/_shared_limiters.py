@@ -12,11 +12,11 @@ HTTP call:
   in its slot until the whole slot has left the window, so the budget errs on the safe side by at
   most one slot. A 429's block holds for every process.
 - `SharedWeightBudget` (Bitvavo): `WeightBudget` whose header state (remaining, reset time, the
-  learnt clock skew, probing, last send, bans) and in-flight weight live in the file, so that a
-  second process does not spend weight the first already used or has in flight.
+  learnt clock skew, probing, last send, bans) and in-flight weight live in the file or row, so
+  that a second process does not spend weight the first already used or has in flight.
 
-Unreadable state (a write torn by a crash, another version): the budget is taken as spent, so
-no process sends for one window (`StateFile` detects a torn write by a checksum).
+Unreadable state (a write torn by a crash, another version, a row edited by hand): the budget is
+taken as spent, so no process sends for one window (a checksum detects a torn write).
 
 Stale state: a crashed holder's lock is released by the kernel (by PostgreSQL when its
 connection ends or idles inside a transaction); slots that left the window are
