@@ -324,6 +324,36 @@ def test_a_child_that_exits_leaves_its_parents_session_alone(store: BudgetStore)
     assert backend_pid(state) == before
 
 
+def edit_and_fork(state: PgState) -> int:
+    """Fork inside an edit. In the parent: the child's pid. The child ends here: exit 3 when
+    its side of the edit was refused, 4 when it went through (the parent's transaction)."""
+    child = -1
+    try:
+        with state.edit() as document:
+            document["n"] = 2
+            child = os.fork()
+    except RuntimeError:
+        if child == 0:
+            os._exit(3)
+        raise
+    if child == 0:
+        os._exit(4)
+    return child
+
+
+def test_a_child_forked_inside_an_edit_cannot_finish_it(store: BudgetStore):
+    state = PgState(store.url, "b")
+    with state.edit() as document:
+        document["n"] = 1
+    before = backend_pid(state)
+    child = edit_and_fork(state)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    with state.edit() as document:
+        assert document["n"] == 2  # the parent's edit, stored by the parent
+    assert backend_pid(state) == before
+
+
 # ------------------------------------------------------------------------ a sync's settings
 
 

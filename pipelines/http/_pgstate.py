@@ -115,14 +115,18 @@ class PgState:
         with self._mutex:
             self._holder = threading.get_ident()
             try:
+                process = os.getpid()
                 connection, text = self._locked_document()
                 try:
                     state, recovered = self._read(text)
                     before = None if recovered else json.dumps(state, sort_keys=True)
                     yield state
                 except BaseException:
-                    self._rollback(connection)
+                    if os.getpid() == process:
+                        self._rollback(connection)
                     raise
+                if os.getpid() != process:  # the transaction is the parent's: leave it be
+                    raise RuntimeError(f"{self}: forked inside an edit, which only the parent ends")
                 self._write(connection, state, before)
             finally:
                 self._holder = None
@@ -197,7 +201,11 @@ class PgState:
                     connect_timeout=CONNECT_TIMEOUT_SECONDS,
                     application_name=APPLICATION_NAME,
                 )
-                _prepare(connection)
+                try:
+                    _prepare(connection)
+                except BaseException:
+                    connection.close()
+                    raise
             except psycopg.Error as error:
                 if time.monotonic() + pause > deadline:
                     raise self._error("could not connect to", error) from None
@@ -232,12 +240,15 @@ class PgState:
             self._connection = None
 
     def _after_fork_in_child(self) -> None:
-        # The thread that held the mutex does not exist here (or is this one, inside an edit it
-        # cannot finish): a new mutex. The connection is the parent's: never used, nor closed,
-        # here (psycopg does not end, when it frees it, a connection another process made).
+        # The connection is the parent's: never used, nor closed, here (psycopg does not end,
+        # when it frees it, a connection another process made).
+        self._connection = None
+        if self._holder == threading.get_ident():
+            return  # forked inside `edit`: this thread leaves it (and releases the mutex)
+        # The thread that may have held the mutex does not exist here: it would never be
+        # released.
         self._mutex = threading.Lock()
         self._holder = None
-        self._connection = None
 
 
 def _prepare(connection: psycopg.Connection[Any]) -> None:
