@@ -300,8 +300,9 @@ def test_a_child_forked_while_a_thread_edits_has_its_own_connection(
 
 
 def drop_inherited(state: PgState, done: Any) -> None:
-    """A child that drops its copy of the parent's state and collects its garbage, as a child
-    that lives on does (libpq says goodbye on the socket of a connection it frees)."""
+    """A child that closes and drops its copy of the parent's state and collects its garbage,
+    as a child that lives on does (libpq would say goodbye on the socket of a connection it
+    frees, were it the child's to free)."""
     state.close()
     del state
     gc.collect()
@@ -315,7 +316,7 @@ def test_a_child_that_exits_leaves_its_parents_session_alone(store: BudgetStore)
     before = backend_pid(state)
     context = multiprocessing.get_context("fork")
     done = context.Event()
-    child = context.Process(target=drop_inherited, args=(state, done))
+    child = context.Process(target=ends_with_exit(drop_inherited), args=(state, done))
     child.start()
     child.join(60)
     assert child.exitcode == 0 and done.is_set()
