@@ -23,7 +23,9 @@ with the nearest valid name.
 
 `rate_budget_dir` is where every sync keeps the rate budget it shares with the other processes
 using the same key; point several data directories that use one key at one directory (on one
-machine) so that they share it too. `now` makes every sync treat that moment as the present: for
+machine) so that they share it too; `rate_budget_url` (a `postgresql://` URL, its password
+better in `PGPASSWORD` or `~/.pgpass`) keeps the budgets in that database instead, shared by the
+syncs on every machine that names it. `now` makes every sync treat that moment as the present: for
 a sandbox whose clock is frozen (`tally sandbox --now …` writes it). `candles_reread_minutes` is
 how long after its close a candle may still change: every sync reads again the candles it read
 less than this long after they closed (Bitvavo's newest candles come back incomplete for a
@@ -65,6 +67,7 @@ from pipelines.config_schema import (
     problem_lines,
 )
 from pipelines.credentials import Credentials, CredentialsRef, env_name
+from pipelines.database_url import DatabaseUrl
 from pipelines.exchanges.ingestion import NoOptions, Options
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.exit_codes import OperatorError
@@ -145,6 +148,8 @@ class Settings:
     now: datetime | None = None  # a frozen present (sandbox); None: the wall clock
     public_trades_days: int = _BUILT_IN.public_trades_days
     rate_budget_dir: Path | None = None  # None: `<data_dir>/.ratelimit`
+    # The budgets in PostgreSQL instead of `budget_dir` (shared across machines); password masked.
+    rate_budget_url: DatabaseUrl | None = None
     candles_reread_minutes: int = _BUILT_IN.candles_reread_minutes
     warehouse_memory_limit: str = _BUILT_IN.warehouse_memory_limit
     # `s3://bucket/prefix`: the lake on object storage (`s3` says how to reach it); None:
@@ -255,6 +260,7 @@ def load_settings(
         now=parsed.now,
         public_trades_days=parsed.public_trades_days,
         rate_budget_dir=budget_dir,
+        rate_budget_url=DatabaseUrl(parsed.rate_budget_url) if parsed.rate_budget_url else None,
         candles_reread_minutes=parsed.candles_reread_minutes,
         warehouse_memory_limit=parsed.warehouse_memory_limit,
         lake_url=parsed.lake_url,
@@ -444,8 +450,8 @@ def _masked(exchange: str, credentials: Credentials | CredentialsRef | None, hal
 
 
 def _plain(value: object) -> Any:
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, Path | DatabaseUrl):
+        return str(value)  # a URL's password masked
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, tuple):

@@ -29,6 +29,7 @@ from pydantic import (
 
 from pipelines.credentials import api_text, env_name
 from pipelines.currencies import DEFAULT_REPORTING_CURRENCY, REPORTING_CURRENCIES
+from pipelines.database_url import masked_url, url_problem
 from pipelines.exchanges.adapter import Exchange
 from pipelines.exchanges.registry import EXCHANGES
 from pipelines.s3_settings import LakeUrlError, lake_url_text
@@ -98,6 +99,13 @@ def _lake_url(value: str) -> str:
         raise ValueError(str(error)) from None
 
 
+def _database_url(value: str) -> str:
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -125,6 +133,7 @@ MemorySize = Annotated[str, AfterValidator(_memory_size)]
 LakeUrl = Annotated[str | None, AfterValidator(lambda v: None if v is None else _lake_url(v))]
 ApiText = Annotated[str, AfterValidator(_one_word)]
 BlockName = Annotated[str, AfterValidator(_block_name)]
+DatabaseUrlText = Annotated[str, AfterValidator(_database_url)]
 
 
 def _intervals(allowed: Sequence[str]) -> Any:
@@ -230,6 +239,13 @@ class TopLevel(_Table):
         "<data_dir>/.ratelimit",
         "a directory as text",
     )
+    rate_budget_url: DatabaseUrlText | None = key(
+        None,
+        "a PostgreSQL database where syncs using one key share its rate budget, on every "
+        "machine that names it (instead of rate_budget_dir); the password from PGPASSWORD or "
+        "~/.pgpass",
+        "a URL postgresql://USER@HOST:PORT/DATABASE",
+    )
     candles_reread_minutes: int = key(
         180,
         "a candle read sooner than this after its close is read again (the newest candles "
@@ -264,6 +280,7 @@ TOP_LEVEL_KEYS: tuple[str, ...] = tuple(k for k in ConfigFile.model_fields if k 
 SECRET_KEYS = ("api_key", "api_secret")
 # the names of the Prefect Secret blocks holding them (names, not secrets: shown as they are)
 SECRET_BLOCK_KEYS = ("api_key_block", "api_secret_block")
+URL_KEYS = ("rate_budget_url",)  # a password they may hold is masked in messages
 
 
 def allowed(section: str | None, name: str) -> str:
@@ -307,6 +324,11 @@ def _problem(file: str, loc: tuple[int | str, ...], kind: str, value: object) ->
     where, rule = key_name(section, name), allowed(section, name)
     if name in SECRET_KEYS:  # never a part of a key or secret, whatever its shape
         return f"{file}: {where} = {hidden(value)}: expected {rule}"
+    if name in URL_KEYS:  # a URL's password never shown
+        text = masked_url(value) if isinstance(value, str) else None
+        problem = url_problem(value) if isinstance(value, str) else None
+        said = shown(text) if text is not None else hidden(value)
+        return f"{file}: {where} = {said}: {problem + '; ' if problem else ''}expected {rule}"
     if rest and isinstance(rest[0], int):
         return f"{file}: {where} has {shown(value)}: expected {rule}"
     if kind == "list_type":

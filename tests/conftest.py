@@ -14,6 +14,7 @@ import pytest
 from pipelines.cycles import relax_cycle_collector
 
 if TYPE_CHECKING:  # imported when a test asks for them: collection stays light
+    from budget_stores import BudgetStore
     from postgres_server import PostgresServer
     from prefect_api import PrefectApi, SessionServer
     from prefect_server import PrefectServer
@@ -148,6 +149,17 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.fail("PostgreSQL is not installed (no initdb; TALLY_PG_BINDIR names its bin/)")
     with postgres_server("prefect") as server:
         yield server
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def budget_store(request: pytest.FixtureRequest, tmp_path: Path) -> BudgetStore:
+    """Where a shared-budget test keeps its budgets: a directory, then rows of the session's
+    PostgreSQL server (budget_stores.py); the test runs once on each."""
+    from budget_stores import BudgetStore
+
+    if request.param == "file":
+        return BudgetStore.on_files(tmp_path)
+    return BudgetStore.on_postgres(request.getfixturevalue("postgres"), tmp_path)
 
 
 @pytest.fixture(scope="session")

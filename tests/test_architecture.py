@@ -102,8 +102,9 @@ def test_no_import_statement_of_a_layer_names_what_it_must_not_import(layer: Lay
             assert within(names, forbidden) == [], f"{path} imports {forbidden}"
 
 
-HEAVY = ("requests", "tenacity", "polars")
-"""What the HTTP client and the lake need; listing exchanges or reading settings needs none."""
+HEAVY = ("requests", "tenacity", "polars", "psycopg")
+"""What the HTTP client, the lake and the budgets in PostgreSQL need; listing exchanges or
+reading settings needs none."""
 
 LIGHT = ("pipelines.config", "pipelines.exchanges.registry", "pipelines.cli")
 """Imported by every command, `tally --help` included: they load none of `HEAVY`."""

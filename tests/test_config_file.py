@@ -27,6 +27,7 @@ EVERY_KEY: dict[str, Any] = {
     "now": "2024-03-31T12:30:00Z",
     "public_trades_days": 3,
     "rate_budget_dir": "budgets",
+    "rate_budget_url": "postgresql://tally:pw-in-url@db.example:5433/budgets",
     "candles_reread_minutes": 45,
     "warehouse_memory_limit": "512MB",
     "lake_url": "s3://a-bucket/the/lake",
@@ -79,6 +80,10 @@ def test_every_key_written_is_read_back_as_given(tmp_path: Path) -> None:
     sources = {row.key: row.source for row in describe_settings(settings)}
     assert values["data_dir"] == str(tmp_path / "lakehouse")
     assert values["rate_budget_dir"] == str(tmp_path / "budgets")
+    assert values["rate_budget_url"] == "postgresql://tally:****@db.example:5433/budgets"
+    assert settings.rate_budget_url is not None
+    assert settings.rate_budget_url.reveal() == EVERY_KEY["rate_budget_url"]
+    assert "pw-in-url" not in repr(settings)
     simple = ("reporting_currency", "now", "public_trades_days", "candles_reread_minutes")
     for name in (*simple, "warehouse_memory_limit", "lake_url"):
         assert values[name] == EVERY_KEY[name], name

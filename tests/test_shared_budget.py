@@ -9,12 +9,14 @@ from `/_sandbox/stats` and counted in each of its rate windows.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import json
 import math
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from typing import Any
 
 import pytest
 import requests
+from budget_stores import BudgetStore
 from fakeclock import T0, FakeClock
 from forked import ends_with_exit
 from test_limiters import bitvavo_headers
@@ -36,12 +39,16 @@ from pipelines.exchanges.bitvavo_errors import WEIGHT_HEADERS
 from pipelines.exchanges.limits import BITSTAMP_PACING
 from pipelines.flows.runtime import Runtime
 from pipelines.http import (
+    BudgetPlace,
+    BudgetRow,
     RequestBudget,
     SharedRequestBudget,
     SharedWeightBudget,
     WeightBudget,
     budget_path,
 )
+from pipelines.http._shared_limiters import _process_start as process_start
+from pipelines.http._shared_limiters import host_identity
 from pipelines.http._statefile import StateFile
 from pipelines.sandbox.ratelimit import RateLimits
 from pipelines.sandbox.server import Sandbox, start_sandbox
@@ -61,11 +68,11 @@ def never_sleep(seconds: float) -> None:
 
 
 def weight_budget(
-    path: str | Path, clock: Callable[[], float], sleep: Callable[[float], None]
+    where: BudgetPlace | str, clock: Callable[[], float], sleep: Callable[[float], None]
 ) -> SharedWeightBudget:
-    """A `SharedWeightBudget` on `path` that spends the whole window (no reserve, no pacing)."""
+    """A `SharedWeightBudget` at `where` that spends the whole window (no reserve, no pacing)."""
     return SharedWeightBudget(
-        path, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=sleep
+        where, headers=WEIGHT_HEADERS, reserve=0, pace_below=0.0, clock=clock, sleep=sleep
     )
 
 
@@ -135,12 +142,14 @@ def test_a_sync_uses_the_budget_in_its_data_directory_unless_told(tmp_path: Path
 # --------------------------------------------------------------------------- SharedRequestBudget
 
 
-def test_two_request_budgets_on_one_file_never_grant_more_than_the_window(tmp_path: Path):
+def test_two_request_budgets_on_one_store_never_grant_more_than_the_window(
+    budget_store: BudgetStore,
+):
     clock = FakeClock()
     capacity, span = 10, 10.0
     budgets = [
         SharedRequestBudget(
-            tmp_path / "b.json", capacity, span, 100, clock=clock, sleep=clock.sleep
+            budget_store.place("b"), capacity, span, 100, clock=clock, sleep=clock.sleep
         )
         for _ in range(2)
     ]
@@ -158,10 +167,10 @@ def test_two_request_budgets_on_one_file_never_grant_more_than_the_window(tmp_pa
     assert times[-1] - T0 <= (len(times) / capacity - 1) * span * (1 + 1 / 60) + 1e-6
 
 
-def test_threads_on_two_budget_objects_share_one_budget(tmp_path: Path):
+def test_threads_on_two_budget_objects_share_one_budget(budget_store: BudgetStore):
     budgets = [
         SharedRequestBudget(
-            tmp_path / "b.json", 200, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
+            budget_store.place("b"), 200, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
         )
         for _ in range(2)
     ]
@@ -183,10 +192,10 @@ def test_threads_on_two_budget_objects_share_one_budget(tmp_path: Path):
     assert sum(granted) == 200
 
 
-def test_the_per_second_limit_is_shared_too(tmp_path: Path):
+def test_the_per_second_limit_is_shared_too(budget_store: BudgetStore):
     clock = FakeClock()
     budgets = [
-        SharedRequestBudget(tmp_path / "b.json", 8000, 600.0, 3, clock=clock, sleep=clock.sleep)
+        SharedRequestBudget(budget_store.place("b"), 8000, 600.0, 3, clock=clock, sleep=clock.sleep)
         for _ in range(3)
     ]
     times = []
@@ -196,10 +205,10 @@ def test_the_per_second_limit_is_shared_too(tmp_path: Path):
     assert most_in_any_window(times, 1.0) == 3
 
 
-def test_a_block_by_one_process_holds_for_the_others(tmp_path: Path):
+def test_a_block_by_one_process_holds_for_the_others(budget_store: BudgetStore):
     clock = FakeClock()
     first, second = (
-        SharedRequestBudget(tmp_path / "b.json", 100, 60.0, 10, clock=clock, sleep=clock.sleep)
+        SharedRequestBudget(budget_store.place("b"), 100, 60.0, 10, clock=clock, sleep=clock.sleep)
         for _ in range(2)
     )
     first.block_until(T0 + 7.5)
@@ -207,14 +216,14 @@ def test_a_block_by_one_process_holds_for_the_others(tmp_path: Path):
     assert clock() >= T0 + 7.5 and clock.sleeps
 
 
-def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: int) -> None:
-    """Child process: a budget on `path` at a frozen time; acquire until it would wait."""
+def grab_until_exhausted(where: BudgetPlace, kind: str, ready: Any, counts: Any, slot: int) -> None:
+    """Child process: a budget at `where` at a frozen time; acquire until it would wait."""
     if kind == "request":
         budget: Any = SharedRequestBudget(
-            path, 150, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
+            where, 150, 60.0, 1000, clock=lambda: T0, sleep=never_sleep
         )
     else:
-        budget = weight_budget(path, clock=lambda: T0, sleep=never_sleep)
+        budget = weight_budget(where, clock=lambda: T0, sleep=never_sleep)
     ready.wait()
     granted = 0
     try:
@@ -225,13 +234,13 @@ def grab_until_exhausted(path: str, kind: str, ready: Any, counts: Any, slot: in
         counts[slot] = granted
 
 
-def run_children(path: Path, kind: str, children: int = 2) -> list[int]:
+def run_children(where: BudgetPlace, kind: str, children: int = 2) -> list[int]:
     context = multiprocessing.get_context("fork")
     ready = context.Event()
     counts = context.Array("i", [-1] * children)
     processes = [
         context.Process(
-            target=ends_with_exit(grab_until_exhausted), args=(str(path), kind, ready, counts, slot)
+            target=ends_with_exit(grab_until_exhausted), args=(where, kind, ready, counts, slot)
         )
         for slot in range(children)
     ]
@@ -244,14 +253,14 @@ def run_children(path: Path, kind: str, children: int = 2) -> list[int]:
     return counts[:]
 
 
-def test_two_processes_share_one_request_budget(tmp_path: Path):
-    counts = run_children(tmp_path / "b.json", "request")
+def test_two_processes_share_one_request_budget(budget_store: BudgetStore):
+    counts = run_children(budget_store.place("b"), "request")
     assert min(counts) >= 0
     assert sum(counts) == 150  # per-process budgets would have granted 150 each
 
 
-def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
-    path = tmp_path / "v.json"
+def test_two_processes_share_one_bitvavo_budget(budget_store: BudgetStore):
+    path = budget_store.place("v")
     clock = FakeClock()
     seed = weight_budget(path, clock=clock, sleep=clock.sleep)
     seed.acquire(1)
@@ -265,6 +274,117 @@ def test_two_processes_share_one_bitvavo_budget(tmp_path: Path):
     assert after.remaining == 0
     after.acquire(1)
     assert T0 + 30 <= clock() <= T0 + 31
+
+
+class ProcessClock:
+    """A fake wall clock that forked processes share (shared memory): it moves only when a
+    process sleeps, to the end of that sleep (the time it last read plus the wait), and never
+    back. `last` is what this process read last: the time its budget granted at, once
+    `acquire` returns (the budget reads the clock inside its edit, then grants or sleeps).
+    Each sleep also pauses a millisecond of real time, so that the other process gets its turn
+    rather than one running through its requests alone; no assertion depends on it."""
+
+    def __init__(self, context: Any, start: float = T0) -> None:
+        self._now = context.Value("d", start)
+        self.last = start
+
+    def __call__(self) -> float:
+        with self._now.get_lock():
+            self.last = float(self._now.value)
+        return self.last
+
+    def sleep(self, seconds: float) -> None:
+        with self._now.get_lock():
+            self._now.value = max(self._now.value, self.last + seconds)
+        time.sleep(0.001)
+
+
+CAPACITY, SPAN, PER_SECOND, GRANTS = 10, 10.0, 3, 30
+
+
+def pace(where: BudgetPlace, clock: ProcessClock, both: Any, times: Any, slot: int) -> None:
+    """Child process: `GRANTS` requests through the budget at `where`, each grant's time kept;
+    the second waits until both processes have had their first."""
+    budget = SharedRequestBudget(where, CAPACITY, SPAN, PER_SECOND, clock=clock, sleep=clock.sleep)
+    for index in range(GRANTS):
+        budget.acquire()
+        times[slot * GRANTS + index] = clock.last
+        if index == 0:
+            both.wait(60)
+
+
+def test_two_processes_pacing_through_one_budget_stay_within_it(budget_store: BudgetStore):
+    """Two processes that each want three windows' worth, on one clock that moves as they
+    sleep: together they never exceed a window's requests, nor the per-second limit, and they
+    use the budget (a window holds all it allows)."""
+    context = multiprocessing.get_context("fork")
+    clock = ProcessClock(context)
+    both = context.Barrier(2)
+    times = context.Array("d", [0.0] * 2 * GRANTS)
+    place = budget_store.place("b")
+    processes = [
+        context.Process(target=ends_with_exit(pace), args=(place, clock, both, times, slot))
+        for slot in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [process.exitcode for process in processes] == [0, 0]
+    granted: list[float] = times[:]
+    assert min(granted) >= T0
+    assert most_in_any_window(granted, SPAN) == CAPACITY  # never more, and all of it
+    assert most_in_any_window(granted, 1.0) <= PER_SECOND
+    # Each process alone would have sent its 30 in 3 windows; the 60 together take 6.
+    assert max(granted) - T0 >= (2 * GRANTS / CAPACITY - 1) * SPAN
+
+
+def learn_in_turn(where: BudgetPlace, turns: list[Any], seen: Any, slot: int) -> None:
+    """Child process `slot` of two, in lockstep through `turns` (events), on a frozen clock:
+    each learns the budget from the other's headers (see the test)."""
+    budget = weight_budget(where, clock=lambda: T0, sleep=never_sleep)
+    if slot == 0:
+        budget.acquire(1)  # the probe
+        budget.observe(bitvavo_headers(50, T0 + 60), 1)
+        turns[0].set()
+        assert turns[1].wait(60)
+        seen[0] = budget.remaining  # what the other's response said
+        budget.acquire(5)  # in flight, never answered
+        turns[2].set()
+    else:
+        assert turns[0].wait(60)
+        seen[1] = budget.remaining  # what the other's response said
+        budget.acquire(10)
+        budget.observe(bitvavo_headers(40, T0 + 60), 10)
+        turns[1].set()
+        assert turns[2].wait(60)
+        granted = 0
+        with contextlib.suppress(Exhausted):
+            while True:
+                budget.acquire(1)
+                granted += 1
+        seen[2] = granted
+
+
+def test_two_processes_each_learn_the_bitvavo_budget_from_the_others_headers(
+    budget_store: BudgetStore,
+):
+    context = multiprocessing.get_context("fork")
+    turns = [context.Event() for _ in range(3)]
+    seen = context.Array("i", [-1] * 3)
+    place = budget_store.place("v")
+    processes = [
+        context.Process(target=ends_with_exit(learn_in_turn), args=(place, turns, seen, slot))
+        for slot in range(2)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0, 0]
+    # The second learnt 50 from the first's header, the first 40 from the second's; then the
+    # second spent what was left less the first's weight in flight: 40 - 5.
+    assert seen[:] == [40, 50, 35]
 
 
 # ----------------------------------------------------------------------------- stale and crashed
@@ -318,8 +438,8 @@ def test_a_writer_killed_before_truncating_leaves_a_readable_document(tmp_path: 
         SharedRequestBudget(path, 3, 60.0, 10, clock=clock, sleep=never_sleep).acquire()
 
 
-def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
-    path = tmp_path / "v.json"
+def test_weight_in_flight_of_a_gone_process_is_dropped(budget_store: BudgetStore):
+    path = budget_store.place("v")
     clock = FakeClock()
     budget = weight_budget(path, clock=clock, sleep=clock.sleep)
     budget.acquire(1)
@@ -333,7 +453,7 @@ def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
         ).stdout
     )
     host = budget._host
-    with StateFile(path).edit() as state:
+    with budget_store.state(path).edit() as state:
         state["in_flight"] = {
             "gone": {"host": host, "pid": gone_pid, "weight": 40, "at": T0},
             "hung": {"host": "elsewhere", "pid": 1, "weight": 30, "at": T0 - 121},
@@ -347,17 +467,77 @@ def test_weight_in_flight_of_a_gone_process_is_dropped(tmp_path: Path):
         weight_budget(path, clock=clock, sleep=never_sleep).acquire(1)
 
 
-def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Path):
-    path = tmp_path / "b.json"
+def test_only_a_pid_of_this_host_tells_that_its_process_is_gone(budget_store: BudgetStore):
+    """Budgets shared across machines: another host's pid means nothing here, even when that
+    host has the same name (two containers, cloned machines), nor may a live pid of this host
+    keep weight in flight that a process started earlier booked (its pid was reused)."""
+    path = budget_store.place("v")
+    clock = FakeClock()
+    budget = weight_budget(path, clock=clock, sleep=clock.sleep)
+    budget.acquire(1)
+    budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
+    host, name = host_identity(), socket.gethostname()
+    assert host.startswith(name) and host != name  # boot id and pid namespace (Linux)
+    gone = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    old = T0 - 110  # 10 s short of `stale_seconds` (120)
+    with budget_store.state(path).edit() as state:
+        state["in_flight"] = {
+            # a live pid here, but not the process that booked it (another start time)
+            "reused": {"host": host, "pid": os.getpid(), "started": "1", "weight": 40, "at": T0},
+            # a pid that is gone here, booked on a namesake host: it may be running there
+            "namesake": {"host": f"{name}/another-boot/1", "pid": gone, "weight": 20, "at": old},
+            "old entry": {"host": name, "pid": gone, "weight": 10, "at": old},  # no identity
+        }
+    budget.acquire(10)  # 100 - 40 (spent: its process is gone) - 30 in flight elsewhere
+    assert budget.remaining == 60
+    grabber = weight_budget(path, clock=clock, sleep=never_sleep)
+    grabber.acquire(20)  # 60 - 30 - 10 (in flight here) = 20 left
+    with pytest.raises(Exhausted):
+        grabber.acquire(1)
+
+    clock.now += 11  # the other hosts' entries have not changed for `stale_seconds`: gone
+    assert grabber.remaining == 30  # their 30 count as spent; ours (11 s old) are in flight
+    with pytest.raises(Exhausted):
+        grabber.acquire(1)  # 30 - 10 - 20 in flight here: nothing left
+
+
+def test_a_live_process_of_this_host_keeps_its_weight_in_flight(budget_store: BudgetStore):
+    path = budget_store.place("v")
+    clock = FakeClock()
+    budget = weight_budget(path, clock=clock, sleep=clock.sleep)
+    budget.acquire(1)
+    budget.observe(bitvavo_headers(100, T0 + 60, limit=100), 1)
+    me = {"host": host_identity(), "pid": os.getpid(), "weight": 40, "at": T0}
+    with budget_store.state(path).edit() as state:
+        state["in_flight"] = {
+            "with start": {**me, "started": process_start(os.getpid())},
+            "without": {**me, "weight": 30},
+        }
+    grabber = weight_budget(path, clock=clock, sleep=never_sleep)
+    grabber.acquire(30)  # 100 - 70 in flight
+    with pytest.raises(Exhausted):
+        grabber.acquire(1)
+    assert grabber.remaining == 100
+
+
+def test_state_from_a_clock_that_went_back_waits_at_most_one_window(budget_store: BudgetStore):
+    path = budget_store.place("b")
     future = T0 + 86_400
-    with StateFile(path).edit() as state:
+    with budget_store.state(path).edit() as state:
         state["windows"] = {"60.0": {"slot": 1.0, "counts": {str(math.floor(future)): 100}}}
     clock = FakeClock()
     SharedRequestBudget(path, 100, 60.0, 10, clock=clock, sleep=clock.sleep).acquire()
     assert 60.0 < clock() - T0 <= 61.0  # the future slot counts as now: one window (+ a slot)
 
-    weights = tmp_path / "v.json"
-    with StateFile(weights).edit() as state:
+    weights = budget_store.place("v")
+    with budget_store.state(weights).edit() as state:
         state.update(reset_at=future, observed_reset=future, last_send=future, remaining=0)
         state.update(blocked_until=future)
     clock = FakeClock()
@@ -371,11 +551,10 @@ def test_state_from_a_clock_that_went_back_waits_at_most_one_window(tmp_path: Pa
 # ------------------------------------------------------------------------------ SharedWeightBudget
 
 
-def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
+def test_two_weight_budgets_share_headers_and_weight_in_flight(budget_store: BudgetStore):
     clock = FakeClock()
-    first, second = (
-        weight_budget(tmp_path / "v.json", clock=clock, sleep=clock.sleep) for _ in range(2)
-    )
+    place = budget_store.place("v")
+    first, second = (weight_budget(place, clock=clock, sleep=clock.sleep) for _ in range(2))
     first.acquire(1)  # the probe: alone until its response confirms the budget
     clock.on_sleep = lambda _: first.observe(bitvavo_headers(20, T0 + 60), 1)
     second.acquire(1)
@@ -386,7 +565,7 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
     first.acquire(5)
     first.acquire(5)  # 10 of the 19 in flight in the first
     second.acquire(5)
-    third = weight_budget(tmp_path / "v.json", clock=clock, sleep=never_sleep)
+    third = weight_budget(place, clock=clock, sleep=never_sleep)
     with pytest.raises(Exhausted) as waited:
         third.acquire(5)  # 19 - 10 - 5 = 4 left: not enough, so it waits for the reset
     assert clock() + waited.value.args[0] >= T0 + 60
@@ -401,11 +580,11 @@ def test_two_weight_budgets_share_headers_and_weight_in_flight(tmp_path: Path):
         alone.acquire(5)
 
 
-def test_a_ban_seen_by_one_process_holds_for_the_others(tmp_path: Path):
+def test_a_ban_seen_by_one_process_holds_for_the_others(budget_store: BudgetStore):
     clock = FakeClock()
     first, second = (
         SharedWeightBudget(
-            tmp_path / "v.json", headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep
+            budget_store.place("v"), headers=WEIGHT_HEADERS, clock=clock, sleep=clock.sleep
         )
         for _ in range(2)
     )
@@ -426,8 +605,9 @@ INTERVAL, DAYS = "1h", 300  # 7200 hourly candles in pages of 1000: 8 requests p
 MARKETS = ("BTC-EUR", "BTC-USD")  # one each: one writer per lake partition
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
+    """A sandbox of the test's own: what it served and counted is the test's alone."""
     world = World(seed=SEED, days=10, now_ms=NOW_MS)
     with start_sandbox(seed=SEED, world=world, rate_limits=LIMITS) as running:
         yield running
@@ -437,11 +617,11 @@ def served(sandbox: Sandbox) -> dict[str, Any]:
     return requests.get(sandbox.bitstamp.stats_url, timeout=5).json()
 
 
-def start_syncs(sandbox: Sandbox, root: Path) -> list[subprocess.Popen[str]]:
-    """Two sync processes with one config (one key, one data directory)."""
+def start_syncs(sandbox: Sandbox, root: Path, **extra: Any) -> list[subprocess.Popen[str]]:
+    """Two sync processes with one config (one key, one data directory, `extra` keys)."""
     root.mkdir(parents=True)
     config = root / "tally.toml"
-    config_file.write_config(config, sandbox_document(sandbox))
+    config_file.write_config(config, {**sandbox_document(sandbox), **extra})
     assert f"requests_per_window = {PACING}" in config.read_text(encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return [
@@ -482,9 +662,17 @@ def refused(stats: dict[str, Any]) -> tuple[int, int]:
     return stats["responses"].get("429", 0), stats["rate_limited"]
 
 
-def test_two_concurrent_syncs_with_one_key_get_no_429(sandbox: Sandbox, tmp_path: Path):
+# On PostgreSQL too, left to `-m scale` (10-20 s): `make test` runs the same two syncs on a file,
+# and the budget on a row is the same code as on a file (the tests above run on both).
+@pytest.mark.parametrize(
+    "budget_store", ["file", pytest.param("postgresql", marks=pytest.mark.scale)], indirect=True
+)
+def test_two_concurrent_syncs_with_one_key_get_no_429(
+    sandbox: Sandbox, budget_store: BudgetStore, tmp_path: Path
+):
     root = tmp_path / "syncs"
-    runs = run_together(start_syncs(sandbox, root), LIMITS.bitstamp_window_ms / 1000)
+    processes = start_syncs(sandbox, root, **budget_store.config())
+    runs = run_together(processes, LIMITS.bitstamp_window_ms / 1000)
 
     stats = served(sandbox)
     assert refused(stats) == (0, 0)  # no 429, no 400.002
@@ -493,7 +681,12 @@ def test_two_concurrent_syncs_with_one_key_get_no_429(sandbox: Sandbox, tmp_path
     assert stats["requests"] == total
     fingerprint = Credentials.from_strings(sandbox.bitstamp.key, "-").fingerprint
     budgets = (root / "data" / ".ratelimit").glob("bitstamp-*.json")
-    assert [path.name for path in budgets] == [f"bitstamp-{fingerprint}.json"]
+    if budget_store.kind == "file":
+        assert [path.name for path in budgets] == [f"bitstamp-{fingerprint}.json"]
+    else:  # in the database instead, in the row of that name
+        assert list(budgets) == []
+        row = BudgetRow(budget_store.url, f"bitstamp-{fingerprint}")
+        assert json.loads(budget_store.raw(row))["windows"]
 
     # They overlapped: each had sent its first request before either sent its second...
     assert max(run["first"] for run in runs) < min(run["last"] for run in runs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges import bitstamp_checks, bitstamp_warehouse
@@ -31,7 +30,7 @@ from pipelines.exchanges.values import BITSTAMP_INTERVALS
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitstamp import BitstampClient
-    from pipelines.http import Limiter
+    from pipelines.http import BudgetPlace, Limiter
 
 
 def _client(config: ExchangeSettings[BitstampPacing], how: Connection) -> BitstampClient:
@@ -46,14 +45,14 @@ def _client(config: ExchangeSettings[BitstampPacing], how: Connection) -> Bitsta
     )
 
 
-def _budget(config: ExchangeSettings[BitstampPacing], path: Path) -> Limiter:
-    """Bitstamp sends no rate headers: processes count their requests in the shared file."""
+def _budget(config: ExchangeSettings[BitstampPacing], where: BudgetPlace) -> Limiter:
+    """Bitstamp sends no rate headers: processes count their requests in the shared file or row."""
     from pipelines.http import SharedRequestBudget, shared_limiter
 
     return shared_limiter(
         config.name,
-        str(path),
-        lambda: SharedRequestBudget(path, *config.options),
+        str(where),
+        lambda: SharedRequestBudget(where, *config.options),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges import bitvavo_checks, bitvavo_warehouse
@@ -33,7 +32,7 @@ from pipelines.exchanges.values import BITVAVO_INTERVALS
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitvavo import BitvavoClient
-    from pipelines.http import Limiter
+    from pipelines.http import BudgetPlace, Limiter
 
 _SHORTEST, _LONGEST = ACCESS_WINDOW_BOUNDS_MS
 
@@ -50,12 +49,12 @@ def _client(config: ExchangeSettings[BitvavoOptions], how: Connection) -> Bitvav
     )
 
 
-def _budget(config: ExchangeSettings, path: Path) -> Limiter:
+def _budget(config: ExchangeSettings, where: BudgetPlace) -> Limiter:
     """Bitvavo tells the weight left in every response: processes share what it said last."""
     from pipelines.http import SharedWeightBudget, shared_limiter
 
     return shared_limiter(
-        config.name, str(path), lambda: SharedWeightBudget(path, headers=WEIGHT_HEADERS)
+        config.name, str(where), lambda: SharedWeightBudget(where, headers=WEIGHT_HEADERS)
     )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypedDict
 
 from pipelines.exchanges.client import ClientT
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from pipelines.credentials import Credentials
     from pipelines.exchanges.paging import Page
     from pipelines.exchanges.records import Candle, PublicTrade
-    from pipelines.http import Limiter, RetryPolicy
+    from pipelines.http import BudgetPlace, Limiter, RetryPolicy
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -111,8 +110,8 @@ class ClientOptions(TypedDict):
 ClientFactory = Callable[["ExchangeSettings", Connection], ClientT]
 """`(settings, connection) → a client of the exchange`."""
 
-BudgetFactory = Callable[["ExchangeSettings", Path], "Limiter"]
-"""`(settings, budget file) → the limiter every process using that file shares`."""
+BudgetFactory = Callable[["ExchangeSettings", "BudgetPlace"], "Limiter"]
+"""`(settings, budget file or PostgreSQL row) → the limiter every process using it shares`."""
 
 
 # --- market data ------------------------------------------------------------------------------

@@ -29,7 +29,15 @@ from pipelines.config import ExchangeSettings, Settings
 from pipelines.exchanges.client import ExchangeClient
 from pipelines.exchanges.ingestion import Connection
 from pipelines.exchanges.registry import get
-from pipelines.http import DEFAULT_RETRY, Limiter, RetryPolicy, Usage, budget_path
+from pipelines.http import (
+    DEFAULT_RETRY,
+    BudgetPlace,
+    BudgetRow,
+    Limiter,
+    RetryPolicy,
+    Usage,
+    budget_name,
+)
 
 if TYPE_CHECKING:
     from pipelines.lake import Lake
@@ -90,14 +98,16 @@ class Runtime:
 
     def shared_budget(self, config: ExchangeSettings) -> Limiter:
         """The limiter of `config`'s exchange and key shared by every process using the same
-        budget directory (one object per process and file), as its adapter makes it. Named by
-        the key's fingerprint, the same whether the key came from the environment, the file or a
-        Prefect Secret block."""
+        budget directory, or the same database when `rate_budget_url` is set (one object per
+        process and file or row), as its adapter makes it. Named by the key's fingerprint, the
+        same whether the key came from the environment, the file or a Prefect Secret block."""
         credentials = config.load_credentials()
-        path = budget_path(
-            self.settings.budget_dir, config.name, credentials.fingerprint if credentials else None
+        name = budget_name(config.name, credentials.fingerprint if credentials else None)
+        url = self.settings.rate_budget_url
+        where: BudgetPlace = (
+            BudgetRow(url, name) if url else self.settings.budget_dir / f"{name}.json"
         )
-        return get(config.name).ingestion.budget(config, path)
+        return get(config.name).ingestion.budget(config, where)
 
     def close(self) -> None:
         with self._lock:

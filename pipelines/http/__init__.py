@@ -31,9 +31,10 @@ or raises a header value or anything a signer returned.
 Modules: `_errors` (the hierarchy above), `_classify` (`Classifier`, `ErrorRules` and the pieces
 classifiers share: status and wording to class, Retry-After, `Date`, rate-limit waits), `_limiters`
 (`Limiter`, `RequestBudget`, `WeightBudget`, `WeightHeaders`, `shared_limiter`), `_shared_limiters`
-(`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`: one budget per key across processes,
-kept in a `_statefile.StateFile`), `_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`),
-`_stats` (`HttpStats`, `Usage`), `_common`.
+(`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`, `BudgetRow`: one budget per key
+across processes, kept in a `_statefile.StateFile` or, across machines, a `_pgstate.PgState`),
+`_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`), `_stats` (`HttpStats`, `Usage`),
+`_common`.
 Import from `pipelines.http`, not from the private modules; `_client`'s names are loaded when
 first used, so that importing the package for its errors, rules or budgets stays light.
 """
@@ -75,7 +76,15 @@ from ._errors import (
     TransportError,
 )
 from ._limiters import Limiter, RequestBudget, WeightBudget, WeightHeaders, shared_limiter
-from ._shared_limiters import SharedRequestBudget, SharedWeightBudget, budget_path
+from ._pgstate import BudgetDatabaseError
+from ._shared_limiters import (
+    BudgetPlace,
+    BudgetRow,
+    SharedRequestBudget,
+    SharedWeightBudget,
+    budget_name,
+    budget_path,
+)
 from ._stats import EndpointStats, HttpStats, Usage
 
 if TYPE_CHECKING:
@@ -126,6 +135,9 @@ __all__ = [
     "NOT_JSON",
     "USER_AGENT",
     "AuthenticationError",
+    "BudgetDatabaseError",
+    "BudgetPlace",
+    "BudgetRow",
     "Classifier",
     "ClockSkewError",
     "EndpointStats",
@@ -155,6 +167,7 @@ __all__ = [
     "Usage",
     "WeightBudget",
     "WeightHeaders",
+    "budget_name",
     "budget_path",
     "class_for_status",
     "class_for_text",

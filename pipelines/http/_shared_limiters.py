@@ -1,48 +1,61 @@
-"""Rate budgets shared by every process of one machine that uses the same key: a `StateFile`.
+"""Rate budgets shared by every process that uses the same key: a `StateFile`, or a `PgState`.
 
 Two `tally sync` processes, or Prefect flow runs in a process worker, each have their own
 in-process limiter; with one key they would together spend twice its budget. The limiters here
 keep their bookkeeping in `<directory>/<exchange>-<key fingerprint>.json` instead (`budget_path`:
-16 hex digits of the key's SHA-256, never the key), under a lock held only for that
-bookkeeping, never while sleeping or during the HTTP call:
+16 hex digits of the key's SHA-256, never the key), or in the row of that name in PostgreSQL
+(`BudgetRow`), under a lock held only for that bookkeeping, never while sleeping or during the
+HTTP call:
 
 - `SharedRequestBudget` (Bitstamp, no rate headers): the per-window and per-second limits of
   `RequestBudget` as sliding windows over time slots (1/60 of a window each). A request counts
   in its slot until the whole slot has left the window, so the budget errs on the safe side by at
   most one slot. A 429's block holds for every process.
 - `SharedWeightBudget` (Bitvavo): `WeightBudget` whose header state (remaining, reset time, the
-  learnt clock skew, probing, last send, bans) and in-flight weight live in the file, so that a
-  second process does not spend weight the first already used or has in flight.
+  learnt clock skew, probing, last send, bans) and in-flight weight live in the file or row, so
+  that a second process does not spend weight the first already used or has in flight.
 
-Unreadable state (a write torn by a crash, another version): the budget is taken as spent, so
-no process sends for one window (`StateFile` detects a torn write by a checksum).
+Unreadable state (a write torn by a crash, another version, a row edited by hand): the budget is
+taken as spent, so no process sends for one window (a checksum detects a torn write).
 
-Stale state: a crashed holder's lock is released by the kernel; slots that left the window are
+Stale state: a crashed holder's lock is released by the kernel (by PostgreSQL when its
+connection ends or idles inside a transaction); slots that left the window are
 dropped; weight in flight is kept per process and dropped when that process is gone (same host)
 or after `stale_seconds`; a reset time in the past rolls over as `WeightBudget` does. Clock
 jumps: state stamped in the future (the clock went back) is pulled to the present, so no wait
 exceeds one window (or a ban's length); a jump forward can release a window early, within the
 margin the default pacing keeps below the exchanges' limits.
 
-Scope: one machine. Processes share a budget when they use the same directory (by default the
-data directory's `.ratelimit`; the `rate_budget_dir` setting lets several data directories that
-use one key share one). Across machines, a Prefect server backed by PostgreSQL could hold the
-budget instead with its global concurrency limits (a limit with slot decay, taken through
-`prefect.concurrency.sync.rate_limit` before each request); that is not wired in, so the default
-path needs no Prefect server.
+Scope: one machine, or several. Processes share a budget when they use the same directory (by
+default the data directory's `.ratelimit`; the `rate_budget_dir` setting lets several data
+directories that use one key share one), or the same PostgreSQL database (`rate_budget_url`):
+then the document is a row (`BudgetRow`, kept by `_pgstate.PgState`, the same `edit()` under a
+row lock), and processes on every machine that name that database share the budget. Weight in
+flight is then owned by a process of a host: a process of this host whose pid is gone (or now
+belongs to a process started later) is dropped at once; one of another host only after
+`stale_seconds`, as its pid means nothing here. Hosts are told apart by name, boot id and pid
+namespace (`host_identity`), so that two containers or two machines with one host name are not
+taken for one. The budgets' times are each process's wall clock: machines sharing a budget keep
+their clocks in step (NTP); an offset of a second or two errs by that many seconds' requests in
+a window, inside the margin the default pacing keeps below the exchanges' limits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import re
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Protocol, Unpack
+
+from pipelines.database_url import DatabaseUrl
 
 from ._common import Timing, clock_and_sleep
 from ._limiters import (
@@ -53,6 +66,7 @@ from ._limiters import (
     report_requests_left,
     request_rules,
 )
+from ._pgstate import PgState
 from ._statefile import StateFile
 
 SLOTS_PER_WINDOW = 60
@@ -61,37 +75,81 @@ MAX_BLOCK_SECONDS = 1800.0
 """No block or ban read from the file lasts longer than this from now (a ban is at most 15 min)."""
 
 
-def budget_path(directory: Path | str, exchange: str, fingerprint: str | None) -> Path:
-    """`<directory>/<exchange>-<fingerprint>.json`, or `<exchange>-public.json` without a key.
+def budget_name(exchange: str, fingerprint: str | None) -> str:
+    """`<exchange>-<fingerprint>`, or `<exchange>-public` without a key.
 
     `fingerprint` is `Credentials.fingerprint` (16 hex digits of the key's SHA-256); anything
-    else is refused, so that a key can never end up in a file name.
+    else is refused, so that a key can never end up in a file name or a row's name.
     """
     if fingerprint is None:
-        return Path(directory) / f"{exchange}-public.json"
+        return f"{exchange}-public"
     if not _FINGERPRINT.fullmatch(fingerprint):
-        raise ValueError("budget_path takes a key fingerprint (16 hex digits), not a key")
-    return Path(directory) / f"{exchange}-{fingerprint}.json"
+        raise ValueError("a budget is named by a key fingerprint (16 hex digits), not a key")
+    return f"{exchange}-{fingerprint}"
 
 
-class _OnFile:
-    """A budget whose state lives in a `StateFile`."""
+def budget_path(directory: Path | str, exchange: str, fingerprint: str | None) -> Path:
+    """`<directory>/<exchange>-<fingerprint>.json` (`budget_name`)."""
+    return Path(directory) / f"{budget_name(exchange, fingerprint)}.json"
 
-    _file: StateFile
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """A budget kept in PostgreSQL: the row `name` (`budget_name`) of the database at `url`."""
+
+    url: DatabaseUrl
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.url}#{self.name}"
+
+
+BudgetPlace = Path | BudgetRow
+"""Where a shared budget lives: a file (one machine) or a PostgreSQL row (several)."""
+
+
+class _State(Protocol):
+    def edit(self) -> AbstractContextManager[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _state(where: BudgetPlace | str, recover: Callable[[], dict[str, Any]]) -> _State:
+    if isinstance(where, BudgetRow):
+        return PgState(where.url, where.name, recover)
+    return StateFile(where, recover)
+
+
+class _Stored:
+    """A budget whose state lives in a `StateFile` or a `PgState`."""
+
+    _where: BudgetPlace
+    _file: _State
+
+    def _keep_at(self, where: BudgetPlace | str, recover: Callable[[], dict[str, Any]]) -> None:
+        self._where = where if isinstance(where, BudgetRow) else Path(where)
+        self._file = _state(self._where, recover)
+
+    @property
+    def where(self) -> BudgetPlace:
+        return self._where
 
     @property
     def path(self) -> Path:
-        return self._file.path
+        """The budget's file (a budget kept in PostgreSQL has none)."""
+        if isinstance(self._where, BudgetRow):
+            raise AttributeError(f"{self!r} is kept in PostgreSQL, not in a file")
+        return self._where
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self._where)!r})"
 
     def close(self) -> None:
         self._file.close()
 
 
-class SharedRequestBudget(_OnFile, Limiter):
-    """Bitstamp: `RequestBudget`'s limits, shared through the file at `path`.
+class SharedRequestBudget(_Stored, Limiter):
+    """Bitstamp: `RequestBudget`'s limits, shared through the file or row `where`.
 
     At most `requests_per_window` per sliding `window_seconds` and `max_requests_per_second`
     per second (over `max(1, 1/rate)` seconds, as `RequestBudget`) for all processes together.
@@ -101,7 +159,7 @@ class SharedRequestBudget(_OnFile, Limiter):
 
     def __init__(
         self,
-        path: Path | str,
+        where: BudgetPlace | str,
         requests_per_window: int,
         window_seconds: float,
         max_requests_per_second: float,
@@ -110,8 +168,8 @@ class SharedRequestBudget(_OnFile, Limiter):
         self._rules = request_rules(
             "SharedRequestBudget", requests_per_window, window_seconds, max_requests_per_second
         )
-        self._file = StateFile(path, recover=self._assume_spent)
         self._clock, self._sleep = clock_and_sleep(timing)
+        self._keep_at(where, self._assume_spent)
 
     def _assume_spent(self) -> dict[str, Any]:
         """An unreadable file: its windows may be full, so nobody sends for the longest one."""
@@ -200,25 +258,27 @@ _STATE_FIELDS = (
 )
 
 
-class SharedWeightBudget(_OnFile, WeightBudget):
-    """Bitvavo: `WeightBudget` (same options and pacing) whose state lives in the file at `path`.
+class SharedWeightBudget(_Stored, WeightBudget):
+    """Bitvavo: `WeightBudget` (same options and pacing) whose state lives in the file or row
+    `where`.
 
     Each object (one per process in practice) books its weight in flight under its own entry
-    with its host, process id and the time it last changed; an entry whose process is gone (on
-    this host) or that did not change for `stale_seconds` is dropped.
+    with its host (`host_identity`), process id, the process's start and the time the entry last
+    changed; an entry whose process is gone (on this host) or that did not change for
+    `stale_seconds` (on any host) is dropped.
     """
 
     def __init__(
         self,
-        path: Path | str,
+        where: BudgetPlace | str,
         *,
         stale_seconds: float = 120.0,
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self._file = StateFile(path, recover=self._assume_spent)
+        self._keep_at(where, self._assume_spent)
         self._stale = float(stale_seconds)
-        self._host = socket.gethostname()
+        self._host = host_identity()
         self._owners: dict[int, str] = {}
 
     @property
@@ -271,7 +331,9 @@ class SharedWeightBudget(_OnFile, WeightBudget):
     def _gone(self, entry: Mapping[str, Any], now: float) -> bool:
         if now - float(entry["at"]) > self._stale:
             return True
-        return entry["host"] == self._host and not _process_alive(int(entry["pid"]))
+        if entry["host"] != self._host:
+            return False  # its pid means nothing here: only its age tells
+        return not _process_alive(int(entry["pid"]), entry.get("started"))
 
     def _store(self, state: dict[str, Any], change: int, now: float) -> None:
         for name in _STATE_FIELDS:
@@ -284,6 +346,7 @@ class SharedWeightBudget(_OnFile, WeightBudget):
             flights[self._owner] = {
                 "host": self._host,
                 "pid": os.getpid(),
+                "started": _process_start(os.getpid()),
                 "weight": weight,
                 "at": at,
             }
@@ -297,11 +360,38 @@ class SharedWeightBudget(_OnFile, WeightBudget):
             super().block_until(epoch_seconds)
 
 
-def _process_alive(pid: int) -> bool:
+@functools.cache
+def host_identity() -> str:
+    """`<host name>/<boot id>/<pid namespace>`: equal for two processes only when each can see
+    the other's pid (one kernel, one boot, one pid namespace). Without /proc (not Linux): the
+    host name alone."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return fields[19] if len(fields) > 19 else None  # field 22: starttime
+
+
+def _process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process `pid` of this host runs, and is the one that started at `started`
+    (when known: a pid is reused once its process is gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process: alive
-    return True
+        pass  # someone else's process: alive
+    if started is None:
+        return True
+    now = _process_start(pid)
+    return now is None or now == started

@@ -87,7 +87,7 @@ class StateFile:
                     state["version"] = VERSION
                     after = json.dumps(state, sort_keys=True)
                     if after != before:
-                        _write(fd, _line(state, after))
+                        _write(fd, document_line(state, after))
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
@@ -98,7 +98,7 @@ class StateFile:
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         if not data:
             return {}, False
-        state = _parse(data.split(b"\n", 1)[0])
+        state = parse_line(data.split(b"\n", 1)[0])
         if state is None:
             logger.warning("%s is torn, corrupt or of another version: recovering", self.path)
             return self._recover(), True
@@ -123,16 +123,16 @@ class StateFile:
         self._fd = None
 
 
-def _line(state: dict[str, Any], body: str) -> bytes:
+def document_line(state: dict[str, Any], body: str) -> bytes:
     """`state` (already dumped as `body`) with the CRC-32 of `body`, as one line."""
     checksum = f"{zlib.crc32(body.encode()):08x}"
     return (json.dumps({**state, CHECKSUM: checksum}, sort_keys=True) + "\n").encode()
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    """The document of a first line, or None when it is not one that `_line` wrote."""
+def parse_line(first: bytes) -> dict[str, Any] | None:
+    """The document of a first line, or None when it is not one that `document_line` wrote."""
     try:
-        state = json.loads(line)
+        state = json.loads(first)
     except ValueError:
         return None
     if not isinstance(state, dict) or state.get("version") != VERSION:
