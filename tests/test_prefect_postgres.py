@@ -155,19 +155,23 @@ def start_pool(
     return pool
 
 
-def mount_namespaces() -> bool:
-    """Whether this machine lets a process have mounts of its own (`unshare --user --mount`:
-    no privilege needed where user namespaces are enabled)."""
+def mount_namespaces(directory: Path) -> bool:
+    """Whether this machine lets a process have mounts of its own (`on_own_machine`, tried in
+    `directory`: no privilege needed where user namespaces are enabled)."""
+    mine, path = directory / "mine", directory / "path"
+    mine.mkdir(parents=True)
+    path.mkdir()
+    (mine / "seen").touch()
     try:
         done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", "--mount", "true"],
+            on_own_machine(["test", "-e", str(path / "seen")], mine, path),
             capture_output=True,
             timeout=COMMAND_SECONDS,
             check=False,
         )
     except OSError:
         return False
-    return done.returncode == 0
+    return done.returncode == 0 and not (path / "seen").exists()
 
 
 def on_own_machine(command: list[str], mine: Path, path: Path) -> list[str]:
@@ -602,7 +606,7 @@ def test_a_fan_out_sync_into_s3_on_two_workers_equals_a_plain_one_and_a_killed_o
     budget = {"rate_budget_url": postgres.url(database)}
     for name, value in s3.environment().items():  # the parent reads the lake here
         monkeypatch.setenv(name, value)
-    separate = mount_namespaces()
+    separate = mount_namespaces(tmp_path / "namespaces")
     with start_sandbox(seed=3, days=10, now_ms=int(FAN_OUT_NOW.timestamp() * 1000)) as sandbox:
         plain = config_in(sandbox, tmp_path / "plain", **budget)
         plain_results = sync_flow(str(plain))
@@ -683,6 +687,14 @@ def test_a_fan_out_sync_into_s3_on_two_workers_equals_a_plain_one_and_a_killed_o
     }
     budget_rows = postgres.fetch(f"SELECT name FROM {BUDGET_TABLE}", database=database)
     assert {name.split("-")[0] for (name,) in budget_rows} == {"bitstamp", "bitvavo"}
+    # the children's stream locks there (pipelines/stream_lock.py) are all released, the
+    # killed child's with its session (its rerun could not have run otherwise)
+    held = postgres.fetch(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND d.datname = $1",
+        database,
+    )
+    assert held == [(0,)]
     # the lake is in the bucket, and every data directory holds only local things
     settings = load_settings(fanned)
     plain_settings = load_settings(plain)
