@@ -242,8 +242,8 @@ class TopLevel(_Table):
     rate_budget_url: DatabaseUrlText | None = key(
         None,
         "a PostgreSQL database where syncs using one key share its rate budget, on every "
-        "machine that names it (instead of rate_budget_dir); the password from PGPASSWORD or "
-        "~/.pgpass",
+        "machine that names it (instead of rate_budget_dir), and where a fan-out's children "
+        "lock their streams; the password from PGPASSWORD or ~/.pgpass",
         "a URL postgresql://USER@HOST:PORT/DATABASE",
     )
     candles_reread_minutes: int = key(

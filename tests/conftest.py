@@ -36,7 +36,7 @@ PREFECT_SERVER_INPUT = "tally_prefect_server"  # the workers' key for `SessionSe
 # missing here runs after these, in xdist's order; update a figure when a file grows a lot.
 LONG_FILES = {
     "tests/test_notebooks.py": 128,
-    "tests/test_prefect_postgres.py": 245,  # mostly waiting (a lost run is noticed after 45 s)
+    "tests/test_prefect_postgres.py": 190,  # mostly waiting (a lost run is noticed after 45 s)
     "tests/test_exports.py": 104,
     "tests/test_variants.py": 60,
     "tests/test_datadir_lock.py": 51,

@@ -1,12 +1,15 @@
 """Prefect at scale, part by part: a Prefect server on PostgreSQL, a work pool of process workers
-that share deployments' runs, a rate limit that processes share through the server, and a run
-whose worker is killed run again by the other worker (docs/prefect-postgres-notes.md).
+that share deployments' runs and a rate limit that processes share through the server
+(docs/prefect-postgres-notes.md); then issue 16's end-to-end test.
 
 Everything runs on loopback: a throwaway PostgreSQL (`postgres`), `prefect server start` on it
 (`prefect_on_postgres`), `prefect worker start` processes started here, and flows of
 `scale_flows.py` deployed from this directory: the parts first. Then tally's own fan-out
-(`pipelines/flows/fanout.py`): a sync of a sandbox served by this process whose streams run on
-two workers, one of them killed in the middle, against a plain sync of the same sandbox.
+(`pipelines/flows/fanout.py`): a sync of a sandbox served by this process into a lake on S3 (a
+moto server of this process), its rate budgets in a PostgreSQL row, whose streams run on two
+workers with data directories of their own, one of them killed in the middle (a run whose
+worker is killed runs again on the other), against a plain sync of the same sandbox: the same
+warehouse, and no rate-limit refusal served.
 
 The module is marked `scale` (and `slow`): `pytest -m scale` runs it alone, `-m "not scale"`
 leaves it out. Its time is mostly waiting: for processes to import Prefect, for the workers to
@@ -21,7 +24,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,17 +41,28 @@ from postgres_server import PostgresServer
 from prefect_api import PrefectApi, pointed_at
 from prefect_server import PREFECT, PrefectServer
 from process_tree import Started, descendants, kill_seen
+from s3_server import S3Server, s3_fixture
 from test_flows import assert_published
 
-from pipelines.config import load_settings
+from pipelines.config import Settings, load_settings
 from pipelines.config_file import write_config
 from pipelines.datasets import ALL
-from pipelines.flows.fanout import STREAMS, Child, ChildRunsFailedError, run_children
+from pipelines.flows.fanout import (
+    STREAM_LOCKS,
+    STREAMS,
+    Child,
+    ChildRunsFailedError,
+    run_children,
+)
+from pipelines.http._pgstate import TABLE as BUDGET_TABLE
 from pipelines.lake import Lake
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox_config import sandbox_document
+from warehouse.connect import connect
 
 pytestmark = [pytest.mark.scale, pytest.mark.slow]
+
+s3 = s3_fixture(bucket="tally-fan-out")
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -86,10 +101,20 @@ def api(
         yield server
 
 
-def start_pool(server: PrefectServer, name: str, directory: Path, count: int = 2) -> Pool:
+def start_pool(
+    server: PrefectServer,
+    name: str,
+    directory: Path,
+    count: int = 2,
+    *,
+    env: Mapping[str, str] | None = None,
+    own: Path | None = None,
+) -> Pool:
     """Create the work pool `name` (the runbook's CLI) and start `count` workers for it, each
     running at most one flow run at a time (`--limit 1`), so that runs asked for together
-    spread over the workers. Returns once every worker has registered with the server."""
+    spread over the workers, with `env` added to their environment. With `own`, a directory,
+    each worker sees a directory of its own at that path (`on_own_machine`). Returns once every
+    worker has registered with the server."""
     directory.mkdir(parents=True, exist_ok=True)
     created = subprocess.run(
         [*PREFECT, "work-pool", "create", name, "--type", "process"],
@@ -104,17 +129,22 @@ def start_pool(server: PrefectServer, name: str, directory: Path, count: int = 2
     for number in range(1, count + 1):
         worker = f"{name}-w{number}"
         home = directory / f"{worker}-home"
+        command = [
+            *PREFECT,
+            "worker",
+            "start",
+            *("--pool", name, "--type", "process"),
+            *("--name", worker, "--limit", "1"),
+        ]
+        if own is not None:
+            mine = directory / f"{worker}-own"
+            mine.mkdir()
+            command = on_own_machine(command, mine, own)
         pool.workers[worker] = Started.start(
             worker,
-            [
-                *PREFECT,
-                "worker",
-                "start",
-                *("--pool", name, "--type", "process"),
-                *("--name", worker, "--limit", "1"),
-            ],
+            command,
             logs=directory,
-            env=server.env(home=home, **WORKER_SETTINGS),
+            env=server.env(home=home, **WORKER_SETTINGS, **(env or {})),
             cwd=directory,
         )
     try:
@@ -123,6 +153,36 @@ def start_pool(server: PrefectServer, name: str, directory: Path, count: int = 2
         stop_pool(pool)
         raise
     return pool
+
+
+def mount_namespaces(directory: Path) -> bool:
+    """Whether this machine lets a process have mounts of its own (`on_own_machine`, tried in
+    `directory`: no privilege needed where user namespaces are enabled)."""
+    mine, path = directory / "mine", directory / "path"
+    mine.mkdir(parents=True)
+    path.mkdir()
+    (mine / "seen").touch()
+    try:
+        done = subprocess.run(
+            on_own_machine(["test", "-e", str(path / "seen")], mine, path),
+            capture_output=True,
+            timeout=COMMAND_SECONDS,
+            check=False,
+        )
+    except OSError:
+        return False
+    return done.returncode == 0 and not (path / "seen").exists()
+
+
+def on_own_machine(command: list[str], mine: Path, path: Path) -> list[str]:
+    """`command` in a mount namespace of its own where `path` is `mine` (a bind mount), as on a
+    machine of its own with the same checkout and config: everything else is shared. The
+    command replaces the shell, so that its pid is the one started (and killed)."""
+    script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+    return [
+        *("unshare", "--user", "--map-root-user", "--mount", "--"),
+        *("sh", "-c", script, "sh", str(mine), str(path), *command),
+    ]
 
 
 def stop_pool(pool: Pool) -> None:
@@ -368,58 +428,6 @@ def lost_run_automation(within: timedelta) -> Any:
     )
 
 
-def test_a_run_whose_worker_is_killed_runs_again_on_the_other(
-    api: PrefectServer, tmp_path: Path
-) -> None:
-    from prefect import get_client
-
-    automation = lost_run_automation(LOST_AFTER).create()
-    kill_pool: Pool | None = None
-    try:
-        kill_pool = start_pool(api, "scale-kill", tmp_path / "pool")
-        deployment = deploy("sleepy", "sleepy", kill_pool)
-        marker = tmp_path / "marker"
-        run_id = ask(deployment, seconds=10, marker=str(marker))
-        deadline = time.monotonic() + RUN_SECONDS
-        while not marker.exists() or not marker.read_text().endswith("\n"):
-            assert time.monotonic() < deadline, kill_pool.report()
-            time.sleep(0.2)
-        flow_pid, worker_pid, _ = marker.read_text().split()
-        by_pid = {worker.pid: worker for worker in kill_pool.workers.values()}
-        assert int(worker_pid) in by_pid, (worker_pid, kill_pool.report())
-        victim = by_pid.pop(int(worker_pid))
-        (survivor,) = by_pid.values()
-        # the machine dies: the worker and the flow run's process (a session of its own)
-        family = descendants(victim.pid)
-        assert int(flow_pid) in family
-        os.kill(victim.pid, signal.SIGKILL)
-        kill_seen(family)
-        killed = time.monotonic()
-        assert read_run(run_id).state_type.value == "RUNNING"
-
-        run = wait_ended(run_id, LOST_AFTER.total_seconds() + RUN_SECONDS, kill_pool)
-        took = time.monotonic() - killed
-        assert run.state_type.value == "COMPLETED", kill_pool.report()
-        assert run.run_count == 2
-        assert run.labels["prefect.worker.name"] == survivor.name
-        lines = marker.read_text().splitlines()
-        assert [int(line.split()[1]) for line in lines] == [victim.pid, survivor.pid]
-        with get_client(sync_client=True) as client:
-            states = [state.name for state in client.read_flow_run_states(run_id)]
-        assert "Rescheduled" in states and states[-1] == "Completed", states
-        assert "Running" in states[states.index("Rescheduled") :], states
-        print(
-            f"killed {victim.name} with its run; {survivor.name} ran it to Completed "
-            f"{took:.1f} s later (lost after {LOST_AFTER.total_seconds():g} s without a "
-            f"heartbeat; heartbeats every {HEARTBEAT_SECONDS} s); states {states}"
-        )
-    finally:
-        if kill_pool is not None:
-            stop_pool(kill_pool)
-        with get_client(sync_client=True) as client:
-            client.delete_automation(automation.id)
-
-
 FAN_OUT_NOW = datetime(2024, 3, 31, tzinfo=UTC)
 # the fan-out's child with the most work (Bitstamp's candles since its oldest ledger row: some
 # 250 requests, seconds): still running when the test sees it Running and kills its worker
@@ -428,21 +436,22 @@ FETCH_MOMENTS = ("fetched_at", "taken_at")  # when a row was fetched (a snapshot
 CHILDREN = {f"{stream} {exchange}" for stream in STREAMS for exchange in ("bitstamp", "bitvavo")}
 
 
-def config_in(sandbox: Sandbox, directory: Path) -> Path:
-    """`directory`/tally.toml on `sandbox` (as `tally sandbox --write-config` writes it), its
-    data in `directory`/data (an absolute path: a worker reads it from its own directory)."""
+def config_in(sandbox: Sandbox, directory: Path, **keys: str) -> Path:
+    """`directory`/tally.toml on `sandbox` (as `tally sandbox --write-config` writes it) with
+    `keys` added, its data in `directory`/data (an absolute path: a worker reads it from its
+    own directory)."""
     directory.mkdir(parents=True)
-    document = sandbox_document(sandbox)
+    document = {**sandbox_document(sandbox), **keys}
     document["data_dir"] = str(directory / "data")
     config = directory / "tally.toml"
     write_config(config, document)
     return config
 
 
-def lake_values(config: Path) -> dict[str, pl.DataFrame]:
-    """Every dataset's rows in the lake of `config`, in key order, but the moments of their
+def lake_values(settings: Settings) -> dict[str, pl.DataFrame]:
+    """Every dataset's rows in the lake of `settings`, in key order, but the moments of their
     fetch (`FETCH_MOMENTS`: the wall clock's, not the sandbox's frozen one)."""
-    lake = Lake(load_settings(config).lake_dir)
+    lake = Lake.of(settings)
     frames = {}
     for name, source in ALL.items():
         if lake.files(source.dataset):
@@ -450,6 +459,58 @@ def lake_values(config: Path) -> dict[str, pl.DataFrame]:
             frame = lake.scan(source.dataset).collect().drop(FETCH_MOMENTS, strict=False)
             frames[name] = frame.sort([*key, *(c for c in frame.columns if c not in key)])
     return frames
+
+
+def warehouse_values(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every model's rows (tables and views) in the warehouse of `settings`, read over its
+    lake, sorted, with the lake's location cut out of any text and every moment after the
+    sandbox's frozen now masked: the wall clock's (when a page was fetched, a balance snapshot
+    taken, the warehouse built), which two syncs cannot share (as tests/test_lake_s3_sync.py)."""
+    location = Lake.of(settings).location
+    with connect(settings.data_dir, lake=location, s3=settings.s3) as connection:
+        names = [
+            name
+            for (name,) in connection.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'main' order by table_name"
+            ).fetchall()
+        ]
+        return {
+            name: sorted(
+                (
+                    tuple(_masked(value, location) for value in row)
+                    for row in connection.execute(f'select * from "{name}"').fetchall()
+                ),
+                key=repr,
+            )
+            for name in names
+        }
+
+
+def _masked(value: Any, location: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(location, "<lake>")
+    if isinstance(value, datetime):
+        now = FAN_OUT_NOW if value.tzinfo is not None else FAN_OUT_NOW.replace(tzinfo=None)
+        return "<wall clock>" if value > now else value
+    return value
+
+
+def served(sandbox: Sandbox) -> dict[str, dict[str, int]]:
+    """What each exchange of `sandbox` refused for its rate limits (`GET /_sandbox/stats`):
+    429s served (Bitvavo's errorCode 110 among them), Bitstamp's 400.002 / Bitvavo's limit
+    refusals (`rate_limited`), bans started (Bitvavo) and requests refused while banned (105)."""
+    found = {}
+    for side in (sandbox.bitstamp, sandbox.bitvavo):
+        stats = requests.get(side.stats_url, timeout=10).json()
+        found[stats["exchange"]] = {
+            "requests": stats["requests"],
+            "429": stats["responses"].get("429", 0),
+            "rate_limited": stats["rate_limited"],
+            "bans": stats["bans"],
+            "banned_requests": stats["banned_requests"],
+        }
+    return found
 
 
 class Killer(Thread):
@@ -516,29 +577,53 @@ def child_runs(deployment: str) -> list[Any]:
         )
 
 
-def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
-    api: PrefectServer, tmp_path: Path
+def test_a_fan_out_sync_into_s3_on_two_workers_equals_a_plain_one_and_a_killed_one_loses_nothing(
+    api: PrefectServer,
+    postgres: PostgresServer,
+    s3: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A sync with `fan_out` runs its six streams (account, candles, trades × two exchanges) as
-    runs of a `sync-stream` deployment on two workers (`--limit 1`); the worker running
-    Bitstamp's candles is killed with that run's process as soon as it runs. The lost-run
-    automation puts the run back to Scheduled, the other worker runs it again, and the parent
-    (run here, so that both workers are free for its children) ends Completed with a lake equal,
-    value for value, to that of a plain sync of the same sandbox in one process."""
+    """Issue 16's end-to-end test. A sync with `fan_out` of a sandbox into a lake on S3 (the
+    loopback moto server) runs its six streams (account, candles, trades × two exchanges) as
+    runs of a `sync-stream` deployment on two workers (`--limit 1`) of the Prefect server on
+    PostgreSQL, every process sharing one rate budget per key in a row of a PostgreSQL database
+    of the test's own (`rate_budget_url`), each worker with a data directory of its own at the
+    config's path (a mount namespace: as on machines of their own, only caches are local). The
+    worker running Bitstamp's candles is killed with that run's process as soon as it runs: the
+    lost-run automation puts the run back to Scheduled, the other worker runs it again, and the
+    parent (run here, so that both workers are free for its children) ends Completed, having
+    rebuilt its warehouse over the bucket. That warehouse equals, model by model and value for
+    value (but the wall clock's moments), the one of a plain sync of the same sandbox in one
+    process into a local lake, and the sandbox served no 429, no 400.002 and no ban."""
     from prefect import get_client
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from pipelines.flows.sync import sync_flow
 
+    database = f"budgets_{uuid.uuid4().hex[:10]}"
+    postgres.execute(f'CREATE DATABASE "{database}"')
+    budget = {"rate_budget_url": postgres.url(database)}
+    for name, value in s3.environment().items():  # the parent reads the lake here
+        monkeypatch.setenv(name, value)
+    separate = mount_namespaces(tmp_path / "namespaces")
     with start_sandbox(seed=3, days=10, now_ms=int(FAN_OUT_NOW.timestamp() * 1000)) as sandbox:
-        plain = config_in(sandbox, tmp_path / "plain")
+        plain = config_in(sandbox, tmp_path / "plain", **budget)
         plain_results = sync_flow(str(plain))
-        fanned = config_in(sandbox, tmp_path / "fan-out")
+        fanned = config_in(sandbox, tmp_path / "fan-out", lake_url=s3.url("fan-out"), **budget)
+        parent_dir = load_settings(fanned).data_dir
+        parent_dir.mkdir()  # the workers' own directories are mounted on it
         automation = lost_run_automation(LOST_AFTER).create()
         fan_pool: Pool | None = None
         killer: Killer | None = None
         try:
-            fan_pool = start_pool(api, "fan-out", tmp_path / "pool")
+            fan_pool = start_pool(
+                api,
+                "fan-out",
+                tmp_path / "pool",
+                env=s3.environment(),
+                own=parent_dir if separate else None,
+            )
             child = deploy("pipelines/flows/fanout.py:stream_flow", "sync-stream", fan_pool, ROOT)
             killer = Killer(api, fan_pool, KILLED_CHILD)
             killer.start()
@@ -564,6 +649,7 @@ def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
                 stop_pool(fan_pool)
             with get_client(sync_client=True) as client:
                 client.delete_automation(automation.id)
+        refusals = served(sandbox)
 
     results = state.result()
     assert_published(state.state_details.flow_run_id, results)
@@ -584,6 +670,7 @@ def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
     with get_client(sync_client=True) as client:
         states = [s.name for s in client.read_flow_run_states(killed.id)]
     assert "Rescheduled" in states and states[-1] == "Completed", states
+    assert "Running" in states[states.index("Rescheduled") :], states
     assert {name: run.run_count for name, run in runs.items() if name != KILLED_CHILD} == (
         dict.fromkeys(CHILDREN - {KILLED_CHILD}, 1)
     )
@@ -592,14 +679,66 @@ def test_a_fan_out_sync_runs_on_both_workers_and_a_killed_one_loses_nothing(
     assert ran_on | {victim.name} == set(fan_pool.workers)
     assert failure.startswith("stream run(s) did not complete: candles bitvavo (Failed: "), failure
     assert "candles need candles_start and candles_end" in failure, failure
+
+    # the sandbox refused nothing for its rate limits, to anyone: one budget per key (the row)
+    assert refusals == {
+        exchange: {**counts, "429": 0, "rate_limited": 0, "bans": 0, "banned_requests": 0}
+        for exchange, counts in refusals.items()
+    }
+    budget_rows = postgres.fetch(f"SELECT name FROM {BUDGET_TABLE}", database=database)
+    assert {name.split("-")[0] for (name,) in budget_rows} == {"bitstamp", "bitvavo"}
+    # the children's stream locks there (pipelines/stream_lock.py) are all released, the
+    # killed child's with its session (its rerun could not have run otherwise)
+    held = postgres.fetch(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND d.datname = $1",
+        database,
+    )
+    assert held == [(0,)]
+    # the lake is in the bucket, and every data directory holds only local things
+    settings = load_settings(fanned)
+    plain_settings = load_settings(plain)
+    assert Lake.of(settings).location == s3.url("fan-out") and not settings.lake_dir.exists()
+    directories = [settings.data_dir]
+    if separate:
+        own = [tmp_path / "pool" / f"{name}-own" for name in fan_pool.workers]
+        # the children locked their streams in their worker's own directory, none in the
+        # parent's: each stream in the directory of the worker that ran it to its end (and the
+        # killed one, and the failing child above, maybe in the other's too)
+        locked = {d.name: {p.name for p in (d / STREAM_LOCKS).iterdir()} for d in own}
+        assert not (settings.data_dir / STREAM_LOCKS).exists()
+        for directory in own:
+            worker = directory.name.removesuffix("-own")
+            ended_here = {
+                f"{run.parameters['exchange']}-{run.parameters['stream']}"
+                for run in runs.values()
+                if run.labels["prefect.worker.name"] == worker
+            }
+            assert ended_here <= locked[directory.name], (worker, locked)
+        assert set().union(*locked.values()) >= {
+            f"{exchange}-{stream}" for stream in STREAMS for exchange in ("bitstamp", "bitvavo")
+        }, locked
+        assert not any((d / "lake").exists() for d in own)
+        directories += own
+    assert not [p for d in directories for p in d.rglob("*.parquet")]
+    assert not [p for d in directories for p in d.rglob(".ratelimit/*")]  # in the database
+
     # the lake: the same rows, value for value, as the plain sync's
-    expected, found = lake_values(plain), lake_values(fanned)
+    expected, found = lake_values(plain_settings), lake_values(settings)
     assert set(found) == set(expected) and expected
     for name, frame in expected.items():
         assert_frame_equal(found[name], frame, check_exact=True)
+    # the warehouse built over the bucket: every model equal to the plain sync's
+    ours, theirs = warehouse_values(settings), warehouse_values(plain_settings)
+    assert set(ours) == set(theirs) and len(theirs) > 10, sorted(ours)
+    for name, rows in theirs.items():
+        assert ours[name] == rows, name
+    assert sum(map(len, ours.values())) > 0
     print(
-        f"fan-out sync of {len(runs)} child runs on {sorted(fan_pool.workers)} in {took:.1f} s, "
-        f"{victim.name} killed with {KILLED_CHILD}; states of the killed run {states}; "
-        f"{sum(frame.height for frame in found.values())} rows in {len(found)} datasets, "
-        "equal to the plain sync's"
+        f"fan-out sync of {len(runs)} child runs on {sorted(fan_pool.workers)} "
+        f"({'each with a data directory of its own' if separate else 'one data directory'}) "
+        f"into {s3.url('fan-out')} in {took:.1f} s, {victim.name} killed with {KILLED_CHILD}; "
+        f"states of the killed run {states}; {sum(f.height for f in found.values())} rows in "
+        f"{len(found)} datasets and {len(ours)} models equal to the plain sync's; sandbox "
+        f"served {refusals}"
     )

@@ -18,7 +18,11 @@ another deployment's plain sync) writes beside them, plus an exclusive lock of i
 market-data and a candles fan-out at once) run it one after the other. The parent holds the
 data directory's lock exclusively only for its sweeps and the warehouse rebuild, never while its
 children run (they would wait for it). These locks are `flock`s: they span one machine. Across
-machines (workers with data directories of their own on a shared lake) one writer per stream
+machines (workers with data directories of their own on a shared lake), when `rate_budget_url`
+names a PostgreSQL database every worker reaches, a child also holds its stream's advisory lock
+there (`pipelines.stream_lock`: per lake location, exchange and stream, released at its end or
+with its session): two children of one stream on different machines write one after the other,
+the second saying on whom it waits. Without that database, one writer per stream across machines
 comes from the fan-out itself: the parent deployment runs one run at a time
 (`concurrency_limit: 1`), asks for each stream once (the idempotency key names the parent run
 and the stream, so that a parent run again after its own worker died finds its children instead
@@ -32,9 +36,10 @@ for ever by that automation: a child fails at once in its `MAX_RUNS + 1`-th run.
 from __future__ import annotations
 
 import json
+import socket
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,10 +48,12 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 
+from pipelines.config import Settings
 from pipelines.datadir_lock import Holder, data_dir_lock
 from pipelines.flows import sync
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import floor_time
+from pipelines.stream_lock import stream_lock
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -129,6 +136,7 @@ def stream_flow(
             notice=notice,
             sweep=False,
         ),
+        _across_machines(settings, exchange, stream, notice),
     ):
         results = _run_stream(config, exchange, stream, candles_start, candles_end, trades_since)
     create_table_artifact(
@@ -137,6 +145,30 @@ def stream_flow(
         description=f"{stream} {exchange}: one record per stream landed (read by the parent)",
     )
     return results
+
+
+def _across_machines(
+    settings: Settings,
+    exchange: str,
+    stream: str,
+    notice: Callable[[str], None],
+    wait: float | None = sync.LOCK_WAIT_SECONDS,
+) -> AbstractContextManager[None]:
+    """The stream's lock in the `rate_budget_url` database (module docstring), or nothing
+    when there is none. A local lake is named with its host: another machine's directory of
+    the same path is another lake."""
+    if settings.rate_budget_url is None:
+        return nullcontext()
+    lake = settings.lake_url or f"{socket.gethostname()}:{settings.lake_dir}"
+    return stream_lock(
+        settings.rate_budget_url,
+        lake,
+        exchange,
+        stream,
+        command=f"flow sync-stream {exchange} {stream}",
+        wait=wait,
+        notice=notice,
+    )
 
 
 def _run_stream(

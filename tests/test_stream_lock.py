@@ -1,0 +1,212 @@
+"""One writer per stream across machines: `pipelines.stream_lock` on a real PostgreSQL (the
+session's `postgres` server, a database of this module's own), between processes and sessions;
+and the fan-out's child taking it when `rate_budget_url` is set."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from postgres_server import PostgresServer
+
+from pipelines.config import load_settings
+from pipelines.config_file import config_document, write_config
+from pipelines.database_url import DatabaseUrl
+from pipelines.stream_lock import StreamLockedError, lock_key, stream_lock
+
+TESTS = Path(__file__).resolve().parent
+WORKER = TESTS / "stream_lock_worker.py"
+LAKE = "s3://bucket/lake"
+HOST = socket.gethostname()
+
+
+@pytest.fixture(scope="module")
+def url(postgres: PostgresServer) -> DatabaseUrl:
+    database = f"streams_{uuid.uuid4().hex[:10]}"
+    postgres.execute(f'CREATE DATABASE "{database}"')
+    return DatabaseUrl(postgres.url(database))
+
+
+@pytest.fixture
+def holders() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def start(
+    holders: list[subprocess.Popen[str]], url: DatabaseUrl, stream: str = "candles"
+) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), url.reveal(), LAKE, "bitstamp", stream],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
+    )
+    holders.append(process)
+    assert line(process) == "asking"
+    return process
+
+
+def take(lock: AbstractContextManager[None]) -> None:
+    """Take `lock` and leave it."""
+    with lock:
+        pass
+
+
+def line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
+def release(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("\n")
+    process.stdin.flush()
+
+
+def holder_names(url: DatabaseUrl, postgres: PostgresServer, key: int) -> list[str]:
+    """The application names of the sessions holding `key`'s advisory lock."""
+    rows = postgres.fetch(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+        (key >> 32) & 0xFFFFFFFF,
+        key & 0xFFFFFFFF,
+        database=url.reveal().rsplit("/", 1)[1],
+    )
+    return [name for (name,) in rows]
+
+
+def test_two_processes_asking_for_one_stream_run_one_after_the_other(
+    url: DatabaseUrl, postgres: PostgresServer, holders: list[subprocess.Popen[str]]
+) -> None:
+    key = lock_key(LAKE, "bitstamp", "candles")
+    first = start(holders, url)
+    assert line(first) == "held"
+    assert holder_names(url, postgres, key) == [f"tally test pid {first.pid} on {HOST}"]
+    second = start(holders, url)
+    # it waits, and says on whom
+    assert line(second) == (
+        f"notice waiting for stream bitstamp candles of lake {LAKE} (at most 60 s): "
+        f"in use by tally test pid {first.pid} on {HOST}"
+    )
+    assert holder_names(url, postgres, key) == [f"tally test pid {first.pid} on {HOST}"]
+    release(first)
+    assert line(first) == "released"
+    assert line(second) == "held"  # only now
+    assert holder_names(url, postgres, key) == [f"tally test pid {second.pid} on {HOST}"]
+    release(second)
+    assert line(second) == "released"
+    assert [p.wait(timeout=30) for p in (first, second)] == [0, 0]
+    assert holder_names(url, postgres, key) == []
+
+
+def test_a_killed_holder_leaves_the_stream_free(
+    url: DatabaseUrl, holders: list[subprocess.Popen[str]]
+) -> None:
+    holder = start(holders, url, "trades")
+    assert line(holder) == "held"
+    with pytest.raises(StreamLockedError, match=f"in use by tally test pid {holder.pid}"):
+        take(stream_lock(url, LAKE, "bitstamp", "trades"))
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    noticed: list[str] = []
+    # its session ends with its socket: the lock is free (the wait is a bound, not a margin)
+    take(stream_lock(url, LAKE, "bitstamp", "trades", wait=30, notice=noticed.append))
+
+
+def test_other_streams_exchanges_and_lakes_do_not_wait(url: DatabaseUrl) -> None:
+    with (
+        stream_lock(url, LAKE, "bitstamp", "account"),
+        stream_lock(url, LAKE, "bitstamp", "candles"),
+        stream_lock(url, LAKE, "bitvavo", "account"),
+        stream_lock(url, "s3://bucket/other", "bitstamp", "account"),
+        pytest.raises(StreamLockedError) as refused,
+    ):
+        take(stream_lock(url, LAKE, "bitstamp", "account"))
+    assert str(refused.value) == (
+        f"stream bitstamp account of lake {LAKE} is in use by "
+        f"tally sync-stream pid {os.getpid()} on {HOST}"
+    )
+    take(stream_lock(url, LAKE, "bitstamp", "account"))  # released at the block's end
+
+
+def test_a_waiter_gives_up_after_its_wait(url: DatabaseUrl) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    noticed: list[str] = []
+    waiter = stream_lock(
+        url,
+        LAKE,
+        "bitvavo",
+        "trades",
+        wait=2,
+        notice=noticed.append,
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    with (
+        stream_lock(url, LAKE, "bitvavo", "trades", command="first"),
+        pytest.raises(StreamLockedError) as refused,
+    ):
+        take(waiter)
+    me = f"tally first pid {os.getpid()} on {HOST}"
+    assert noticed == [
+        f"waiting for stream bitvavo trades of lake {LAKE} (at most 2 s): in use by {me}"
+    ]
+    assert str(refused.value) == (
+        f"stream bitvavo trades of lake {LAKE} is still in use by {me} after waiting 2 s"
+    )
+    assert sum(slept) == 2 and len(slept) == 4
+
+
+def test_an_unreachable_database_is_named_without_its_password() -> None:
+    from postgres_server import free_port
+
+    url = DatabaseUrl(f"postgresql://tally:hunter2@127.0.0.1:{free_port()}/nowhere")
+    with pytest.raises(Exception) as failed:
+        take(stream_lock(url, LAKE, "bitstamp", "candles"))
+    assert type(failed.value).__name__ == "StreamLockDatabaseError"
+    assert "hunter2" not in str(failed.value)
+    assert str(failed.value).startswith(
+        "could not connect to the stream locks' database postgresql://tally:****@127.0.0.1:"
+    )
+
+
+def test_a_fan_out_child_locks_its_stream_in_the_rate_budget_database(
+    url: DatabaseUrl, tmp_path: Path
+) -> None:
+    """`stream_flow` takes the lock of its stream in the lake it writes (a local lake named
+    with its host) when `rate_budget_url` is set, and none without."""
+    from pipelines.flows.fanout import _across_machines
+
+    config = tmp_path / "tally.toml"
+    write_config(config, config_document(data_dir="data", rate_budget_url=url.reveal()))
+    settings = load_settings(config)
+    lake = f"{HOST}:{settings.lake_dir}"
+    with stream_lock(url, lake, "bitstamp", "candles", command="elsewhere"):
+        with pytest.raises(StreamLockedError, match="in use by tally elsewhere pid"):
+            take(_across_machines(settings, "bitstamp", "candles", print, wait=None))
+        take(_across_machines(settings, "bitstamp", "trades", print, wait=None))
+    plain = tmp_path / "plain.toml"
+    write_config(plain, config_document(data_dir="data"))
+    with stream_lock(url, lake, "bitstamp", "candles"):
+        take(_across_machines(load_settings(plain), "bitstamp", "candles", print, wait=None))
