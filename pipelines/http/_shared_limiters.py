@@ -284,7 +284,11 @@ class SharedWeightBudget(_Stored, WeightBudget):
     @property
     def _owner(self) -> str:
         """This object's entry in the file, in this process (a forked child gets its own)."""
-        return self._owners.setdefault(os.getpid(), uuid.uuid4().hex)
+        pid = os.getpid()
+        owner = self._owners.get(pid)
+        if owner is None:
+            owner = self._owners[pid] = uuid.uuid4().hex
+        return owner
 
     def _assume_spent(self) -> dict[str, Any]:
         """An unreadable file: the window may be used up (and weight in flight), so nobody sends

@@ -23,6 +23,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import threading
 import weakref
 import zlib
@@ -80,29 +81,29 @@ class StateFile:
                 fd = self._descriptor()
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    state, recovered = self._read(fd)
-                    before = None if recovered else json.dumps(state, sort_keys=True)
+                    state, before = self._read(fd)
                     yield state
                     state.pop(CHECKSUM, None)
                     state["version"] = VERSION
                     after = json.dumps(state, sort_keys=True)
                     if after != before:
-                        _write(fd, document_line(state, after))
+                        _write(fd, _line(after))
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 self._holder = None
 
-    def _read(self, fd: int) -> tuple[dict[str, Any], bool]:
-        """The document, and whether it was recovered (then it must be written back)."""
+    def _read(self, fd: int) -> tuple[dict[str, Any], str | None]:
+        """The document, and its text as `edit` writes it (None when it was recovered: then it
+        must be written back)."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         if not data:
-            return {}, False
-        state = parse_line(data.split(b"\n", 1)[0])
-        if state is None:
+            return {}, "{}"
+        read = _parse(data.split(b"\n", 1)[0])
+        if read is None:
             logger.warning("%s is torn, corrupt or of another version: recovering", self.path)
-            return self._recover(), True
-        return state, False
+            return self._recover(), None
+        return read
 
     def close(self) -> None:
         with self._mutex:
@@ -123,25 +124,47 @@ class StateFile:
         self._fd = None
 
 
-def document_line(state: dict[str, Any], body: str) -> bytes:
-    """`state` (already dumped as `body`) with the CRC-32 of `body`, as one line."""
-    checksum = f"{zlib.crc32(body.encode()):08x}"
-    return (json.dumps({**state, CHECKSUM: checksum}, sort_keys=True) + "\n").encode()
+def _line(body: str) -> bytes:
+    """The document dumped as `body` (keys sorted), with the CRC-32 of `body` as its last key,
+    as one line."""
+    checksum = f'"{CHECKSUM}": "{zlib.crc32(body.encode()):08x}"}}'
+    return (body[:-1] + (", " if body != "{}" else "") + checksum + "\n").encode()
 
 
-def parse_line(first: bytes) -> dict[str, Any] | None:
-    """The document of a first line, or None when it is not one that `document_line` wrote."""
+# the end of a line that `_line` wrote: its checksum, last (a line that lists its keys otherwise,
+# e.g. sorted, is read by dumping its document again)
+_LAST_CHECKSUM = re.compile(rb', "%s": "([0-9a-f]{8})"\}\Z' % CHECKSUM.encode())
+
+
+def _parse(line: bytes) -> tuple[dict[str, Any], str] | None:
+    """The document of a first line and its text without the checksum (keys sorted), or None
+    when it is not one that `_line` wrote."""
     try:
-        state = json.loads(first)
+        state = json.loads(line)
     except ValueError:
         return None
     if not isinstance(state, dict) or state.get("version") != VERSION:
         return None
     checksum = state.pop(CHECKSUM, None)
-    body = json.dumps(state, sort_keys=True).encode()
+    last = _LAST_CHECKSUM.search(line)
+    if last is not None and last.group(1).decode() == checksum:
+        body = line[: last.start()] + b"}"  # (the text the checksum was made of)
+    else:
+        body = json.dumps(state, sort_keys=True).encode()
     if checksum != f"{zlib.crc32(body):08x}":
         return None
-    return state
+    return state, body.decode()
+
+
+def document_line(state: dict[str, Any], body: str) -> bytes:
+    """`state` (already dumped as `body`, keys sorted) with the CRC-32 of `body`, as one line."""
+    return _line(body)
+
+
+def parse_line(first: bytes) -> dict[str, Any] | None:
+    """The document of a first line, or None when it is not one that `document_line` wrote."""
+    read = _parse(first)
+    return None if read is None else read[0]
 
 
 def _write(fd: int, data: bytes) -> None:
