@@ -569,7 +569,9 @@ def read_alike(name: str, rows: Any) -> Sequence[Any] | None:
 
 def test_a_row_reader_takes_a_whole_page_of_its_rows_and_nothing_else() -> None:
     reader = page_text.RowReader(
-        ("a", "t", "v"), (page_text.ID, page_text.time_capture(14), page_text.MONEY)
+        ("a", "t", "v"),
+        (rb'"[0-9A-Za-z-]++"', page_text.time_form(14), page_text.MONEY),
+        captured=("a", "t"),
     )
     read = reader.read(b'[{"a":"x1","t":5,"v":"1.5"},{"a":"y","t":"007","v":"2"}]')
     assert read is not None

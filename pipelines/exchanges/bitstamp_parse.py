@@ -310,12 +310,13 @@ _TRANSACTION_ROW = ("date", "tid", "price", "type", "amount")
 _TRANSACTIONS_BODY = page_text.RowReader(
     _TRANSACTION_ROW,
     (
-        page_text.time_capture(page_text.SECONDS_DIGITS),
-        page_text.ID,
+        page_text.time_form(page_text.SECONDS_DIGITS),
+        rb'"[0-9A-Za-z-]++"',
         page_text.MONEY,
         rb'"[01]"',
         page_text.MONEY,
     ),
+    captured=("date", "tid"),
 )
 _TRADE_KEYS = {"id": "tid", "time": "date", "price": "price", "amount": "amount", "side": "type"}
 

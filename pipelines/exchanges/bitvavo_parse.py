@@ -255,12 +255,13 @@ _TRADE_ROW = ("id", "timestamp", "amount", "price", "side")
 _TRADE_BODY = page_text.RowReader(
     _TRADE_ROW,
     (
-        page_text.ID,
-        page_text.time_capture(page_text.MILLISECONDS_DIGITS),
+        rb'"[0-9A-Za-z-]++"',
+        page_text.time_form(page_text.MILLISECONDS_DIGITS),
         page_text.MONEY,
         page_text.MONEY,
         rb'"(?:buy|sell)"',
     ),
+    captured=("id", "timestamp"),
 )
 
 

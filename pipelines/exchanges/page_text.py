@@ -90,69 +90,40 @@ class Rows(NamedTuple):
         return field.str.slice(prefix).str.strip_chars('"')
 
 
-class Capture(NamedTuple):
-    """The form of a field whose values a `RowReader` gives: a pattern with one group (the
-    value's text, quotes off) or two (alternatives: the one that matched holds the text)."""
-
-    form: bytes
-    groups: int
-
-
-ID = Capture(rb'"([0-9A-Za-z-]++)"', 1)
-"""An id of letters, digits and dashes, as a string."""
-
-
-def time_capture(digits: int) -> Capture:
-    """`time_form(digits)`, captured: the count's digits."""
-    return Capture(rb'(0|[1-9][0-9]{0,%d}+)|"([0-9]{1,%d}+)"' % (digits - 1, digits), 2)
-
-
 class RowReader:
     """Pages of compact object rows of `keys`, in that order, of the `forms` (`rows_of` of
-    `object_row`), read in one pass of one regular expression: the rows (`Rows`), and the text
-    of each `Capture`d field, by key.
+    `object_row`), read with one regular expression: the rows (`Rows`), and the text of the
+    fields `captured` (values of digits, letters and dashes, quotes off), by key.
 
     Each match is a row and the separator after it (a comma, or the closing bracket at the end
     of the body); the matches, which never overlap, tile the body after its opening bracket
     exactly when their lengths add up to its length: the page is then what `rows_of` of the
-    same row matches."""
+    same row matches. (One group per pattern: `findall` then makes strings, no tuple per row
+    for the garbage collector to count.)"""
 
-    def __init__(self, keys: Sequence[str], forms: Sequence[bytes | Capture]) -> None:
-        fields = []
-        self._captured: dict[str, tuple[int, int]] = {}  # key: (column, groups)
-        column = 1  # the row's own text is the first
-        for key, form in zip(keys, forms, strict=True):
-            if isinstance(form, Capture):
-                self._captured[key] = (column, form.groups)
-                column += form.groups
-                form = form.form
-            fields.append(b'"' + key.encode() + b'":(?:' + form + b")")
-        self._columns = column
-        pattern = rb"\{(" + b",".join(fields) + rb")\}(?:,|\]\Z)"
+    def __init__(
+        self, keys: Sequence[str], forms: Sequence[bytes], captured: Sequence[str]
+    ) -> None:
+        row = object_row(keys, forms)
         # (of the body's text: the matches are strings, as the frame and the walk want them;
         # a body that is not ASCII holds what no form takes)
+        pattern = rb"\{(" + row[2:-2] + rb")\}(?:,|\]\Z)"
         self.pattern = re.compile(pattern.decode("ascii"))
+        self.captured = {key: _text_field_pattern(key) for key in captured}
 
     def read(self, body: bytes) -> tuple[Rows, dict[str, list[str]]] | None:
         """The rows of `body` and the captured fields' texts; None when `body` is no page of
         such rows (or of none)."""
         if body[:1] != b"[" or body[-1:] != b"]" or not body.isascii():
             return None
-        found = self.pattern.findall(body.decode("ascii"), 1)
-        if not found:
+        text = body.decode("ascii")
+        inner = self.pattern.findall(text, 1)
+        if not inner or sum(map(len, inner)) + 3 * len(inner) != len(text) - 1:
             return None
-        columns: list[tuple[str, ...]] = (
-            list(zip(*found, strict=True)) if self._columns > 1 else [tuple(found)]
-        )
-        inner = columns[0]
-        if sum(map(len, inner)) + 3 * len(inner) != len(body) - 1:
-            return None
-        texts = {}
-        for key, (column, groups) in self._captured.items():
-            values = columns[column]
-            if groups == 2 and any(columns[column + 1]):
-                values = tuple(a or b for a, b in zip(values, columns[column + 1], strict=True))
-            texts[key] = list(values)
+        texts = {key: pattern.findall(text) for key, pattern in self.captured.items()}
+        for key, found in texts.items():
+            if len(found) != len(inner):  # (a key of the row's: once in each)
+                raise ValueError(f"field {key!r}: {len(found)} values in {len(inner)} rows")
         frame = pl.DataFrame([pl.Series("inner", inner, pl.String)])
         return Rows(frame, "{", "}", body), texts
 
@@ -172,6 +143,11 @@ def _field_pattern(key: str | None) -> re.Pattern[bytes]:
     if key is None:
         return re.compile(rb'\["?([0-9A-Za-z-]+)')
     return re.compile(b'"' + re.escape(key.encode()) + rb'":"?([0-9A-Za-z-]+)')
+
+
+@functools.cache
+def _text_field_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(_field_pattern(key).pattern.decode("ascii"))
 
 
 def compiled(pattern: bytes) -> re.Pattern[bytes]:
