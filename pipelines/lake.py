@@ -235,7 +235,8 @@ class Lake(Generic[RootT]):
         _check_stem(stem)
         typed = self._conform(dataset, frame)
         if partition is not None and _all_in(dataset, typed, partition):
-            parts = [(dict(partition), typed.select(dataset.file_columns))]  # (the usual case)
+            values = {c: partition[c] for c in dataset.partition_by}
+            parts = [(values, typed.select(dataset.file_columns))]  # (the usual case)
         else:
             parts = list(self._split(dataset, typed))
         if partition is not None:
