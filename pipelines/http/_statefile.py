@@ -23,7 +23,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import weakref
 import zlib
@@ -87,7 +86,7 @@ class StateFile:
                     state["version"] = VERSION
                     after = json.dumps(state, sort_keys=True)
                     if after != before:
-                        _write(fd, _line(after))
+                        _write(fd, document_line(state, after))
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
@@ -124,21 +123,21 @@ class StateFile:
         self._fd = None
 
 
-def _line(body: str) -> bytes:
-    """The document dumped as `body` (keys sorted), with the CRC-32 of `body` as its last key,
-    as one line."""
-    checksum = f'"{CHECKSUM}": "{zlib.crc32(body.encode()):08x}"}}'
-    return (body[:-1] + (", " if body != "{}" else "") + checksum + "\n").encode()
+def document_line(state: dict[str, Any], body: str) -> bytes:
+    """`state` (already dumped as `body`) with the CRC-32 of `body`, as one line."""
+    checksum = f"{zlib.crc32(body.encode()):08x}"
+    return (json.dumps({**state, CHECKSUM: checksum}, sort_keys=True) + "\n").encode()
 
 
-# the end of a line that `_line` wrote: its checksum, last (a line that lists its keys otherwise,
-# e.g. sorted, is read by dumping its document again)
-_LAST_CHECKSUM = re.compile(rb', "%s": "([0-9a-f]{8})"\}\Z' % CHECKSUM.encode())
+def parse_line(first: bytes) -> dict[str, Any] | None:
+    """The document of a first line, or None when it is not one that `document_line` wrote."""
+    read = _parse(first)
+    return None if read is None else read[0]
 
 
 def _parse(line: bytes) -> tuple[dict[str, Any], str] | None:
-    """The document of a first line and its text without the checksum (keys sorted), or None
-    when it is not one that `_line` wrote."""
+    """`parse_line`, with the document's text as `document_line` was given it (keys sorted,
+    no checksum): what the checksum was made of."""
     try:
         state = json.loads(line)
     except ValueError:
@@ -146,25 +145,10 @@ def _parse(line: bytes) -> tuple[dict[str, Any], str] | None:
     if not isinstance(state, dict) or state.get("version") != VERSION:
         return None
     checksum = state.pop(CHECKSUM, None)
-    last = _LAST_CHECKSUM.search(line)
-    if last is not None and last.group(1).decode() == checksum:
-        body = line[: last.start()] + b"}"  # (the text the checksum was made of)
-    else:
-        body = json.dumps(state, sort_keys=True).encode()
-    if checksum != f"{zlib.crc32(body):08x}":
+    body = json.dumps(state, sort_keys=True)
+    if checksum != f"{zlib.crc32(body.encode()):08x}":
         return None
-    return state, body.decode()
-
-
-def document_line(state: dict[str, Any], body: str) -> bytes:
-    """`state` (already dumped as `body`, keys sorted) with the CRC-32 of `body`, as one line."""
-    return _line(body)
-
-
-def parse_line(first: bytes) -> dict[str, Any] | None:
-    """The document of a first line, or None when it is not one that `document_line` wrote."""
-    read = _parse(first)
-    return None if read is None else read[0]
+    return state, body
 
 
 def _write(fd: int, data: bytes) -> None:
