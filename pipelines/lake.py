@@ -234,7 +234,11 @@ class Lake(Generic[RootT]):
         """
         _check_stem(stem)
         typed = self._conform(dataset, frame)
-        parts = list(self._split(dataset, typed))
+        if partition is not None and _all_in(dataset, typed, partition):
+            values = {c: partition[c] for c in dataset.partition_by}
+            parts = [(values, typed.select(dataset.file_columns))]  # (the usual case)
+        else:
+            parts = list(self._split(dataset, typed))
         if partition is not None:
             wanted = {c: str(partition[c]) for c in dataset.partition_by}
             strays = [v for v, _ in parts if {c: str(x) for c, x in v.items()} != wanted]
@@ -351,10 +355,24 @@ class Lake(Generic[RootT]):
         return self.scan(dataset, **partition).select(pl.col(column).max()).collect().item()
 
 
+def _all_in(dataset: Dataset, frame: pl.DataFrame, partition: Mapping[str, Any]) -> bool:
+    """Whether every row of `frame` belongs to `partition`, told by its text columns alone (as
+    `land` compares them: by their text); False when another column type says otherwise."""
+    columns = dataset.partition_by
+    if not columns or any(frame.schema[c] != pl.String for c in columns):
+        return False
+    inside = pl.all_horizontal(pl.col(c) == str(partition[c]) for c in columns)
+    return bool(frame.select(inside.fill_null(False).all()).item())
+
+
 def _dedupe(dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
     # Inside one partition the partition columns are constant and absent from the frame.
     key = [c for c in dataset.key if c in frame.columns]
-    deduped = frame.unique(subset=key, keep="last", maintain_order=True)
+    distinct = frame.select(pl.col(key).n_unique()).row(0) if key and frame.height else ()
+    if frame.height in distinct:  # one key column alone tells every row apart: no repeat
+        deduped = frame
+    else:
+        deduped = frame.unique(subset=key, keep="last", maintain_order=True)
     order = list(dataset.sort_by or dataset.key)
     order = [c for c in order if c in deduped.columns]
     return deduped.sort(order) if order else deduped

@@ -156,6 +156,22 @@ def test_a_document_stays_readable_across_writes(tmp_path: Path):
         assert state["count"] == 3 and "recovered" not in state
 
 
+def test_a_document_is_written_back_only_when_an_edit_changed_it(tmp_path: Path):
+    path = tmp_path / "s.json"
+    with StateFile(path).edit() as state:
+        state["count"] = 1
+    written = path.read_bytes()
+    path.write_bytes(written + b"an old tail")  # (only the first line counts)
+    with StateFile(path).edit() as state:
+        assert state["count"] == 1  # read, not changed: not written
+    assert path.read_bytes() == written + b"an old tail"
+    with StateFile(path).edit() as state:
+        state["count"] = 2
+    with StateFile(path, recover=lambda: {"recovered": True}).edit() as state:
+        assert state == {"count": 2, "version": 2}
+    assert b"an old tail" not in path.read_bytes()
+
+
 # ------------------------------------------------------------------------------------------ fork
 
 

@@ -71,6 +71,31 @@ def test_duplicate_keys_inside_a_window_keep_the_last(tmp_path: Path) -> None:
     assert lake.scan(CANDLES).collect()["close"].to_list() == [Decimal("1"), Decimal("9")]
 
 
+def test_a_window_landed_in_its_partition_keeps_the_last_of_repeated_keys(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    partition = {"exchange": "bitvavo", "market": "BTC-EUR"}
+    frame = pl.concat([candle_frame(["1", "2", "3"]), candle_frame(["9"], start=1)])
+    result = lake.land(CANDLES, frame, stem="w1", partition=partition)
+    assert result.rows == 3
+    back = lake.scan(CANDLES, **partition).collect()
+    assert back["close"].to_list() == [Decimal("1"), Decimal("9"), Decimal("3")]
+    distinct = candle_frame(["5", "6"], start=7)  # no key repeated
+    assert lake.land(CANDLES, distinct, stem="w2", partition=partition).rows == 2
+
+
+def test_a_row_outside_the_partition_given_is_refused(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    partition = {"exchange": "bitvavo", "market": "BTC-EUR"}
+    stray = pl.concat([candle_frame(["1", "2"]), candle_frame(["3"], start=2, market="ETH-EUR")])
+    missing = candle_frame(["1", "2"]).with_columns(
+        pl.when(pl.col("close") == 2).then(None).otherwise(pl.col("market")).alias("market")
+    )
+    for frame in (stray, missing):
+        with pytest.raises(LakeError):
+            lake.land(CANDLES, frame, stem="w1", partition=partition)
+    assert lake.files(CANDLES) == []
+
+
 def test_merge_upserts_on_key_newest_wins(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     lake.merge(CANDLES, candle_frame(["1", "2"]))

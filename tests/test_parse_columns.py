@@ -22,7 +22,7 @@ from pipelines.datasets import CANDLES, PUBLIC_TRADES, RecordDataset
 from pipelines.exact_json import RAW, encode, encode_json
 from pipelines.exchanges import bitstamp_parse as bs
 from pipelines.exchanges import bitvavo_parse as bv
-from pipelines.exchanges import columns, frames
+from pipelines.exchanges import columns, frames, page_text
 from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.values import RowParseError
 from pipelines.flows.chunks import combine
@@ -558,7 +558,45 @@ def read_alike(name: str, rows: Any) -> Sequence[Any] | None:
     assert isinstance(read, frames.FrameRows)
     assert list(read) == list(decoded)
     same_frames(name, read, decoded)
+    if name in ("bitvavo trades", "bitstamp transactions"):  # ids and times kept as lists too
+        assert set(read.lists) == {"trade_id", "traded_at"}
+        assert frames.values(read, "trade_id") == [trade.trade_id for trade in decoded]
+        assert frames.values(read, "traded_at") == [trade.traded_at for trade in decoded]
+        moments = read.held["traded_at"].dt.epoch("us").to_list()
+        assert frames.micros(read, "traded_at") == moments
     return read
+
+
+def test_a_row_reader_takes_a_whole_page_of_its_rows_and_nothing_else() -> None:
+    reader = page_text.RowReader(
+        ("a", "t", "v"),
+        (rb'"[0-9A-Za-z-]++"', page_text.time_form(14), page_text.MONEY),
+        captured=("a", "t"),
+    )
+    read = reader.read(b'[{"a":"x1","t":5,"v":"1.5"},{"a":"y","t":"007","v":"2"}]')
+    assert read is not None
+    rows, texts = read
+    assert rows.frame["inner"].to_list() == [
+        '"a":"x1","t":5,"v":"1.5"',
+        '"a":"y","t":"007","v":"2"',
+    ]
+    assert texts == {"a": ["x1", "y"], "t": ["5", "007"]}
+    row = b'{"a":"x1","t":5,"v":"1"}'
+    for body in (
+        b"[]",
+        b"[" + row + b",]",
+        b"[" + row + b" " + row + b"]",
+        b"[" + row + b"," + row + b"] ",
+        b" [" + row + b"]",
+        b"[" + row + b"],[" + row + b"]",
+        b"[" + row + b',{"t":5,"a":"x1","v":"1"}]',  # another key order
+        b'[{"a":"x1","t":05,"v":"1"}]',
+        b'[{"a":"x1","t":5,"v":"1."}]',
+        b'[{"a":"\xc3\xa9","t":5,"v":"1"}]',
+        b"[" + row + b"," + row,
+        row,
+    ):
+        assert reader.read(body) is None, body
 
 
 NEXT_MINUTE: dict[str, Any] = {

@@ -285,7 +285,8 @@ def read_transactions(body: bytes, *, market: str) -> Sequence[PublicTrade] | No
     """`parse_transactions` of a compact body of the usual shape, read without decoding it
     (`page_text`): the same trades, as columns; None for any other body (decode it, then
     `parse_transactions`)."""
-    if _TRANSACTIONS_BODY.fullmatch(body) is None:
+    read = _TRANSACTIONS_BODY.read(body)
+    if read is None:
         return None
 
     def make() -> list[PublicTrade]:
@@ -294,7 +295,7 @@ def read_transactions(body: bytes, *, market: str) -> Sequence[PublicTrade] | No
     return frames.text_public_trades(
         EXCHANGE,
         market,
-        page_text.split(body),
+        read,
         keys=_TRANSACTION_ROW,
         names=("traded_at", "trade_id", "price", "side", "amount"),
         sides=_TAKER_SIDES,
@@ -306,19 +307,16 @@ def read_transactions(body: bytes, *, market: str) -> Sequence[PublicTrade] | No
 # the keys of a public trade in the order a recorded page lists them
 _TRANSACTION_ROW = ("date", "tid", "price", "type", "amount")
 # the usual page of public trades, compact, in that order (ids and taker codes as strings)
-_TRANSACTIONS_BODY = page_text.compiled(
-    page_text.rows_of(
-        page_text.object_row(
-            _TRANSACTION_ROW,
-            (
-                page_text.time_form(page_text.SECONDS_DIGITS),
-                rb'"[0-9A-Za-z-]++"',
-                page_text.MONEY,
-                rb'"[01]"',
-                page_text.MONEY,
-            ),
-        )
-    )
+_TRANSACTIONS_BODY = page_text.RowReader(
+    _TRANSACTION_ROW,
+    (
+        page_text.time_form(page_text.SECONDS_DIGITS),
+        rb'"[0-9A-Za-z-]++"',
+        page_text.MONEY,
+        rb'"[01]"',
+        page_text.MONEY,
+    ),
+    captured=("date", "tid"),
 )
 _TRADE_KEYS = {"id": "tid", "time": "date", "price": "price", "amount": "amount", "side": "type"}
 

@@ -219,7 +219,8 @@ def read_public_trades(body: bytes, *, market: str) -> Sequence[PublicTrade] | N
     """`parse_public_trades` of a compact body of the usual shape, read without decoding it
     (`page_text`): the same trades, as columns; None for any other body (decode it, then
     `parse_public_trades`)."""
-    if _TRADE_BODY.fullmatch(body) is None:
+    read = _TRADE_BODY.read(body)
+    if read is None:
         return None
     market = market_name(*split_market(market))
 
@@ -230,7 +231,7 @@ def read_public_trades(body: bytes, *, market: str) -> Sequence[PublicTrade] | N
     return frames.text_public_trades(
         EXCHANGE,
         market,
-        page_text.split(body),
+        read,
         keys=_TRADE_ROW,
         names=("trade_id", "traded_at", "amount", "price", "side"),
         sides={side: side for side in _SIDES},
@@ -251,19 +252,16 @@ _TRADE_KEYS = {
 _TRADE_ROW = ("id", "timestamp", "amount", "price", "side")
 # the usual page of public trades, compact, in that order; ids of letters, digits and dashes
 # (UUIDs)
-_TRADE_BODY = page_text.compiled(
-    page_text.rows_of(
-        page_text.object_row(
-            _TRADE_ROW,
-            (
-                rb'"[0-9A-Za-z-]++"',
-                page_text.time_form(page_text.MILLISECONDS_DIGITS),
-                page_text.MONEY,
-                page_text.MONEY,
-                rb'"(?:buy|sell)"',
-            ),
-        )
-    )
+_TRADE_BODY = page_text.RowReader(
+    _TRADE_ROW,
+    (
+        rb'"[0-9A-Za-z-]++"',
+        page_text.time_form(page_text.MILLISECONDS_DIGITS),
+        page_text.MONEY,
+        page_text.MONEY,
+        rb'"(?:buy|sell)"',
+    ),
+    captured=("id", "timestamp"),
 )
 
 

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import compress, pairwise
+from itertools import compress, islice
 from typing import NamedTuple, TypeVar
 
 from pipelines.exchanges.frames import between, earliest, subset
@@ -222,10 +222,14 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         self._per_ms.update(compress(read.moments, fresh))
         self._page, self._read, self._new = response, read, sum(fresh)
         start, end = self._start, self._end
-        keep = [
-            unseen and start <= moment < end
-            for unseen, moment in zip(fresh, read.moments, strict=True)
-        ]
+        moments = read.moments
+        if moments and start <= min(moments) and max(moments) < end:
+            keep = fresh  # (the usual page: every row inside the span)
+        else:
+            keep = [
+                unseen and start <= moment < end
+                for unseen, moment in zip(fresh, moments, strict=True)
+            ]
         inside = subset(rows, keep)  # still columns, when the page came as columns
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
@@ -354,11 +358,13 @@ LOWEST_ID = "00000000-0000-0000-0000-000000000000"
 
 def _tie_order(moments: Sequence[int], ids: Sequence[str]) -> list[bool]:
     """For every two neighbouring rows of one millisecond: is the first one's id the greater?"""
-    return [
-        a_id > b_id
-        for (a_moment, a_id), (b_moment, b_id) in pairwise(zip(moments, ids, strict=True))
-        if a_moment == b_moment
-    ]
+    # (flat: zip then makes no tuple per row to keep; the later ones are one shorter)
+    later_moments = islice(moments, 1, None)
+    later_ids = islice(ids, 1, None)
+    pairs = zip(
+        moments[: len(moments) - 1], later_moments, ids[: len(ids) - 1], later_ids, strict=True
+    )
+    return [a_id > b_id for a_moment, b_moment, a_id, b_id in pairs if a_moment == b_moment]
 
 
 def _id_end(crowded: int, inclusive: bool) -> int:

@@ -52,7 +52,9 @@ class FrameRows(Sequence[T]):
 
     With `complete`, the page holds only some of its columns (`held`: at least its moments) and
     `complete` makes the others from them when `frame` is first asked for; the same `complete`
-    can make the columns of several such pages at once (`pipelines.datasets`, a chunk's)."""
+    can make the columns of several such pages at once (`pipelines.datasets`, a chunk's).
+    `lists` may hold some held columns as lists too (a moment as `micros` gives it): `values`
+    and `micros` give those without a polars call."""
 
     def __init__(
         self,
@@ -60,10 +62,13 @@ class FrameRows(Sequence[T]):
         make: Callable[[], list[T]],
         money: frozenset[str],
         complete: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        lists: Mapping[str, list[Any]] | None = None,
     ) -> None:
         self.held = held  # every column, unless `complete` makes some of them
         self.money = money  # the columns of money text
         self.complete = complete
+        # held columns also kept as lists, as `values` gives them (moments: as `micros`)
+        self.lists: Mapping[str, list[Any]] = lists or {}
         self._frame = held if complete is None else None
         self._make = make
         self._records: list[T] | None = None
@@ -108,6 +113,8 @@ def values(records: Sequence[Any], name: str) -> list[Any]:
     """Field `name` of every record (from the frame's column, without making the records)."""
     if not isinstance(records, FrameRows):
         return [getattr(record, name) for record in records]
+    if name in records.lists and records.held[name].dtype != TIMESTAMP:
+        return list(records.lists[name])
     column = _column(records, name)
     if column.dtype == TIMESTAMP:
         return [EPOCH + _MICROSECOND * us for us in column.dt.epoch("us")]
@@ -121,6 +128,8 @@ def micros(records: Sequence[Any], name: str) -> list[int]:
     without a datetime per row, when the records are columns)."""
     if not isinstance(records, FrameRows):
         return [to_epoch_us(getattr(record, name)) for record in records]
+    if name in records.lists:
+        return list(records.lists[name])
     column = _column(records, name)
     if column.dtype == TIMESTAMP:  # (its integers are microseconds: no polars query)
         return column.to_physical().to_list()
@@ -308,7 +317,7 @@ class _TextCandles:
 def text_public_trades(
     exchange: str,
     market: str,
-    rows: page_text.Rows,
+    read: tuple[page_text.Rows, Mapping[str, list[str]]],
     *,
     keys: Sequence[str],
     names: Sequence[str],
@@ -316,18 +325,19 @@ def text_public_trades(
     unit: timedelta,
     make: Callable[[], list[T]],
 ) -> FrameRows[T]:
-    """`public_trades` of a page read from its body (`page_text`): object rows of the fields
-    `keys`, in that order, each the dataset column of `names` (``trade_id``, ``traded_at`` (a
-    count of `unit`s of `page_text.time_form`), ``price``, ``amount``, ``side``: a code of
-    `sides`, which says what each means). The page holds its rows' text, trade ids and times;
-    its other columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages
-    at once."""
+    """`public_trades` of a page read from its body (`page_text.RowReader`): object rows of the
+    fields `keys`, in that order, each the dataset column of `names` (``trade_id``,
+    ``traded_at`` (a count of `unit`s of `page_text.time_form`), ``price``, ``amount``,
+    ``side``: a code of `sides`, which says what each means), their ids and times captured.
+    The page holds its rows' text, trade ids and times (also as lists: `FrameRows.lists`); its
+    other columns are cut from the text when asked for (`_TextTrades`), for a chunk's pages at
+    once."""
+    rows, texts = read
     at = {name: index for index, name in enumerate(names)}
-    id_at, time_at = at["trade_id"], at["traded_at"]
-    traded = rows.texts(keys[time_at]).cast(pl.Int64) * (unit // _MICROSECOND)
-    held = rows.frame.hstack(
-        [rows.texts(keys[id_at]).alias("trade_id"), traded.cast(TIMESTAMP).alias("traded_at")]
-    )
+    ids = texts[keys[at["trade_id"]]]
+    counts = pl.Series("traded_at", texts[keys[at["traded_at"]]], pl.String).cast(pl.Int64)
+    moments = counts * (unit // _MICROSECOND)
+    held = rows.frame.hstack([pl.Series("trade_id", ids, pl.String), moments.cast(TIMESTAMP)])
     complete = _TextTrades(
         exchange,
         market,
@@ -337,7 +347,8 @@ def text_public_trades(
         tuple(names),
         tuple(sides.items()),
     )
-    return FrameRows(held, make, frozenset({"price", "amount"}), complete)
+    lists = {"trade_id": ids, "traded_at": moments.to_list()}
+    return FrameRows(held, make, frozenset({"price", "amount"}), complete, lists)
 
 
 @dataclass(frozen=True)

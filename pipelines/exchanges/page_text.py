@@ -90,6 +90,44 @@ class Rows(NamedTuple):
         return field.str.slice(prefix).str.strip_chars('"')
 
 
+class RowReader:
+    """Pages of compact object rows of `keys`, in that order, of the `forms` (`rows_of` of
+    `object_row`), read with one regular expression: the rows (`Rows`), and the text of the
+    fields `captured` (values of digits, letters and dashes, quotes off), by key.
+
+    Each match is a row and the separator after it (a comma, or the closing bracket at the end
+    of the body); the matches, which never overlap, tile the body after its opening bracket
+    exactly when their lengths add up to its length: the page is then what `rows_of` of the
+    same row matches. (One group per pattern: `findall` then makes strings, no tuple per row
+    for the garbage collector to count.)"""
+
+    def __init__(
+        self, keys: Sequence[str], forms: Sequence[bytes], captured: Sequence[str]
+    ) -> None:
+        row = object_row(keys, forms)
+        # (of the body's text: the matches are strings, as the frame and the walk want them;
+        # a body that is not ASCII holds what no form takes)
+        pattern = rb"\{(" + row[2:-2] + rb")\}(?:,|\]\Z)"
+        self.pattern = re.compile(pattern.decode("ascii"))
+        self.captured = {key: _text_field_pattern(key) for key in captured}
+
+    def read(self, body: bytes) -> tuple[Rows, dict[str, list[str]]] | None:
+        """The rows of `body` and the captured fields' texts; None when `body` is no page of
+        such rows (or of none)."""
+        if body[:1] != b"[" or body[-1:] != b"]" or not body.isascii():
+            return None
+        text = body.decode("ascii")
+        inner = self.pattern.findall(text, 1)
+        if not inner or sum(map(len, inner)) + 3 * len(inner) != len(text) - 1:
+            return None
+        texts = {key: pattern.findall(text) for key, pattern in self.captured.items()}
+        for key, found in texts.items():
+            if len(found) != len(inner):  # (a key of the row's: once in each)
+                raise ValueError(f"field {key!r}: {len(found)} values in {len(inner)} rows")
+        frame = pl.DataFrame([pl.Series("inner", inner, pl.String)])
+        return Rows(frame, "{", "}", body), texts
+
+
 def split(rows_text: bytes) -> Rows:
     """The rows of `rows_text`, a JSON array of compact rows that a `rows_of` pattern matched
     (so no value holds a separator)."""
@@ -105,6 +143,11 @@ def _field_pattern(key: str | None) -> re.Pattern[bytes]:
     if key is None:
         return re.compile(rb'\["?([0-9A-Za-z-]+)')
     return re.compile(b'"' + re.escape(key.encode()) + rb'":"?([0-9A-Za-z-]+)')
+
+
+@functools.cache
+def _text_field_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(_field_pattern(key).pattern.decode("ascii"))
 
 
 def compiled(pattern: bytes) -> re.Pattern[bytes]:

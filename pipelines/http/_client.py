@@ -30,6 +30,7 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity
 
 from pipelines import progress
 
@@ -172,6 +173,7 @@ class _Spent:
 @dataclass(frozen=True)
 class _Sent:
     response: requests.Response
+    body: bytes  # read whole (and decoded, as `response.content` would be)
     at: float  # the client's clock when it was sent
 
 
@@ -217,7 +219,14 @@ class HttpClient:
         self.limiter = limiter
         self.retry = retry
         self.timeout = timeout
-        self._user_agent = user_agent
+        self._headers = {
+            "Host": self._host,
+            "User-Agent": user_agent,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        for header in self._headers.items():
+            check_header_validity(header)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -370,13 +379,12 @@ class HttpClient:
         return self._handle_response(call, outcome, redact)
 
     def _build_request(self, call: _Call) -> tuple[requests.PreparedRequest, list[str]]:
-        """The request of this attempt, signed afresh, and the signer's values to redact."""
-        headers = {
-            "Host": self._host,
-            "User-Agent": self._user_agent,
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-        }
+        """The request of this attempt, signed afresh, and the signer's values to redact.
+
+        Built as `requests.Request(...).prepare()` builds it from these headers and this body,
+        without its URL parsing and cookie jar: the URL is sent exactly as encoded (and signed),
+        and no cookie is ever sent."""
+        headers = CaseInsensitiveDict(self._headers)
         if call.content_type:
             headers["Content-Type"] = call.content_type
         redact: list[str] = []
@@ -392,33 +400,50 @@ class HttpClient:
                 )
             )
             redact = _secret_values(auth)
+            for header in auth.items():
+                check_header_validity(header)
             headers.update(auth)
-        prepared = requests.Request(
-            call.method, call.url, headers=headers, data=call.body.encode() or None
-        ).prepare()
-        prepared.url = call.url  # exactly what was signed: no re-quoting
+        body = call.body.encode() or None
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        elif call.method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+        prepared = requests.PreparedRequest()
+        prepared.method = call.method
+        prepared.url = call.url
+        prepared.headers = headers
+        prepared.body = body
         return prepared, redact
 
     def _send_single_request(
         self, call: _Call, prepared: requests.PreparedRequest
     ) -> _Sent | ExchangeError:
-        """The wire: the response, or the transport failure that stands for it (returned, not
-        raised: the requests exception holds the signed request's headers and must not stay
-        reachable as the failure's __context__)."""
+        """The wire: the response and its body, or the transport failure that stands for it
+        (returned, not raised: the requests exception holds the signed request's headers and
+        must not stay reachable as the failure's __context__).
+
+        Sent by the session's adapter, as `Session.send` sends it without following redirects
+        (the session's hooks and cookies never applied: the request is not prepared by the
+        session); the body is read in one piece, with the exceptions `Response.content` raises
+        (it would read it in pieces of 10 kB)."""
         sent_at = self._clock()
+        session = self._session
         try:
-            response = self._session.send(
+            response = session.get_adapter(call.url).send(
                 prepared,
+                stream=True,
                 timeout=self.timeout,
-                allow_redirects=False,
+                verify=session.verify,  # type: ignore[arg-type]  # (as Session.send passes it)
+                cert=session.cert,
                 proxies=self._proxies_for(prepared),
             )
+            body = b"".join(response.iter_content(None))
         except requests.exceptions.RequestException as exc:
             failure = _transport_failure(self.exchange, call.endpoint, exc)
             if failure is None:
                 raise
             return failure
-        return _Sent(response, sent_at)
+        return _Sent(response, body, sent_at)
 
     def _proxies_for(self, prepared: requests.PreparedRequest) -> dict[str, str]:
         # requests reads the proxies from the environment again on every send (about a
@@ -443,10 +468,10 @@ class HttpClient:
             now - sent.at,
         )
         if call.read is not None and response.status_code == 200:
-            made = call.read(response.content)
+            made = call.read(sent.body)
             if made is not None:
-                return self._reply(call, response, None, now, read=made)
-        text, data = decode_body(response.content)
+                return self._reply(call, sent, None, now, read=made)
+        text, data = decode_body(sent.body)
         error = self._classify(
             response.status_code, data, endpoint=call.endpoint, headers=response.headers, now=now
         )
@@ -455,12 +480,12 @@ class HttpClient:
                 self.limiter.block_until(now + error.retry_after)
             self._fail(call, error, redact)
             raise error
-        return self._reply(call, response, data, now, text=text)
+        return self._reply(call, sent, data, now, text=text)
 
     @staticmethod
     def _reply(
         call: _Call,
-        response: requests.Response,
+        sent: _Sent,
         data: object,
         now: float,
         *,
@@ -469,9 +494,9 @@ class HttpClient:
     ) -> Reply:
         return Reply(
             data=data,
-            text=response.content.decode("utf-8") if text is None else text,
-            status=response.status_code,
-            headers=CaseInsensitiveDict(response.headers),
+            text=sent.body.decode("utf-8") if text is None else text,
+            status=sent.response.status_code,
+            headers=sent.response.headers,  # (the response's own: nothing else holds it)
             url=call.url,
             fetched_at=datetime.fromtimestamp(now, UTC),
             read=read,

@@ -284,7 +284,11 @@ class SharedWeightBudget(_Stored, WeightBudget):
     @property
     def _owner(self) -> str:
         """This object's entry in the file, in this process (a forked child gets its own)."""
-        return self._owners.setdefault(os.getpid(), uuid.uuid4().hex)
+        pid = os.getpid()
+        owner = self._owners.get(pid)
+        if owner is None:
+            owner = self._owners[pid] = uuid.uuid4().hex
+        return owner
 
     def _assume_spent(self) -> dict[str, Any]:
         """An unreadable file: the window may be used up (and weight in flight), so nobody sends
@@ -346,7 +350,7 @@ class SharedWeightBudget(_Stored, WeightBudget):
             flights[self._owner] = {
                 "host": self._host,
                 "pid": os.getpid(),
-                "started": _process_start(os.getpid()),
+                "started": _own_start(os.getpid()),
                 "weight": weight,
                 "at": at,
             }
@@ -370,6 +374,13 @@ def host_identity() -> str:
         parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
         parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
     return "/".join(parts)
+
+
+@functools.cache
+def _own_start(pid: int) -> str | None:
+    """`_process_start` of this process, whose pid is `pid` (read once per pid: a forked child
+    has its own)."""
+    return _process_start(pid)
 
 
 def _process_start(pid: int) -> str | None:

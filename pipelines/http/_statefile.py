@@ -80,8 +80,7 @@ class StateFile:
                 fd = self._descriptor()
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    state, recovered = self._read(fd)
-                    before = None if recovered else json.dumps(state, sort_keys=True)
+                    state, before = self._read(fd)
                     yield state
                     state.pop(CHECKSUM, None)
                     state["version"] = VERSION
@@ -93,16 +92,17 @@ class StateFile:
             finally:
                 self._holder = None
 
-    def _read(self, fd: int) -> tuple[dict[str, Any], bool]:
-        """The document, and whether it was recovered (then it must be written back)."""
+    def _read(self, fd: int) -> tuple[dict[str, Any], str | None]:
+        """The document, and its text as `edit` writes it (None when it was recovered: then it
+        must be written back)."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         if not data:
-            return {}, False
-        state = parse_line(data.split(b"\n", 1)[0])
-        if state is None:
+            return {}, "{}"
+        read = _parse(data.split(b"\n", 1)[0])
+        if read is None:
             logger.warning("%s is torn, corrupt or of another version: recovering", self.path)
-            return self._recover(), True
-        return state, False
+            return self._recover(), None
+        return read
 
     def close(self) -> None:
         with self._mutex:
@@ -131,17 +131,24 @@ def document_line(state: dict[str, Any], body: str) -> bytes:
 
 def parse_line(first: bytes) -> dict[str, Any] | None:
     """The document of a first line, or None when it is not one that `document_line` wrote."""
+    read = _parse(first)
+    return None if read is None else read[0]
+
+
+def _parse(line: bytes) -> tuple[dict[str, Any], str] | None:
+    """`parse_line`, with the document's text as `document_line` was given it (keys sorted,
+    no checksum): what the checksum was made of."""
     try:
-        state = json.loads(first)
+        state = json.loads(line)
     except ValueError:
         return None
     if not isinstance(state, dict) or state.get("version") != VERSION:
         return None
     checksum = state.pop(CHECKSUM, None)
-    body = json.dumps(state, sort_keys=True).encode()
-    if checksum != f"{zlib.crc32(body):08x}":
+    body = json.dumps(state, sort_keys=True)
+    if checksum != f"{zlib.crc32(body.encode()):08x}":
         return None
-    return state
+    return state, body
 
 
 def _write(fd: int, data: bytes) -> None:
