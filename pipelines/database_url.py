@@ -10,13 +10,14 @@ place, pickling refuses it, and only `reveal()` (the code that connects) returns
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from pipelines.credentials import Secret
 
 SCHEMES = ("postgresql", "postgres")
 MASK = "****"
-_USERINFO = re.compile(r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@")
+# `%` not followed by two hex digits, or `%00` (libpq refuses both, quoting the text around them)
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
 
 
 class DatabaseUrl:
@@ -44,6 +45,15 @@ class DatabaseUrl:
 
     def __str__(self) -> str:
         return self._shown
+
+    def scrub(self, text: str) -> str:
+        """`text` (a driver's message, say) with the whole URL shown masked and every form of
+        its password (as written and percent-decoded, in the user part or a `password=`
+        parameter) replaced by `MASK`: libpq quotes the password itself in some messages."""
+        text = text.replace(self.reveal(), self._shown)
+        for secret in sorted(_password_forms(self.reveal()), key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
 
     def __repr__(self) -> str:
         return f"DatabaseUrl({self._shown!r})"
@@ -73,6 +83,12 @@ def url_problem(url: str) -> str | None:
         return f"its scheme is not {' or '.join(s + '://' for s in SCHEMES)}"
     if not parts.path.strip("/"):
         return "it names no database (…/DATABASE)"
+    if parts.netloc.count("@") > 1 or "@" in url.partition("://")[2].removeprefix(parts.netloc):
+        return "it has an '@' not percent-encoded (as %40) in its password, host or path"
+    if parts.fragment or url.endswith("#"):
+        return "it has a '#' not percent-encoded (as %23)"
+    if _BAD_ESCAPE.search(url):
+        return "it has a '%' not followed by two hex digits (a '%' is written %25), or %00"
     return None
 
 
@@ -88,10 +104,13 @@ def _masked(url: str) -> tuple[str, bool]:
     """`url` with its password (in the user part or as a parameter) replaced by `MASK`, and
     whether it had one."""
     parts = urlsplit(url)
+    if "@" in url.partition("://")[2].removeprefix(parts.netloc):
+        # a password with an unencoded '/', '?' or '#' ends the netloc early: hide it all
+        raise ValueError("an '@' outside the netloc")
     netloc, query, found = parts.netloc, parts.query, False
-    user = _USERINFO.match(netloc)
-    if user and user.group("password") is not None:
-        netloc = f"{user.group('user')}:{MASK}@{netloc[user.end() :]}"
+    userinfo, at, host = netloc.rpartition("@")  # the last '@': a password may hold one
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
         found = True
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(name == "password" for name, _ in pairs):
@@ -100,3 +119,18 @@ def _masked(url: str) -> tuple[str, bool]:
     if not found:
         return url, False
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), True
+
+
+def _password_forms(url: str) -> set[str]:
+    """Every nonempty password in `url`, as written and percent-decoded."""
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    written = [userinfo.partition(":")[2]] if at and ":" in userinfo else []
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote(name) == "password":
+            written.append(value)
+    forms = set(written)
+    forms.update(unquote(w) for w in written)
+    forms.update(unquote_plus(w) for w in written)
+    return {form for form in forms if form}

@@ -166,7 +166,5 @@ def _who(connection: psycopg.Connection[Any], key: int) -> str:
 def _error(url: DatabaseUrl, doing: str, error: Exception) -> StreamLockDatabaseError:
     text = str(error).strip()
     detail = text.splitlines()[0] if text else type(error).__name__
-    secret = url.reveal()
-    if secret in detail:
-        detail = detail.replace(secret, str(url))
+    detail = url.scrub(detail)  # libpq quotes a password it cannot parse
     return StreamLockDatabaseError(f"{doing} the stream locks' database {url}: {detail}")

@@ -226,9 +226,7 @@ class PgState:
 
     def _error(self, doing: str, error: Exception) -> BudgetDatabaseError:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        secret = self.url.reveal()
-        if secret in detail:  # never seen from libpq; the URL must not leak through it anyway
-            detail = detail.replace(secret, str(self.url))
+        detail = self.url.scrub(detail)  # libpq quotes a password it cannot parse
         return BudgetDatabaseError(f"{doing} the rate budget {self.name!r} in {self.url}: {detail}")
 
     def close(self) -> None:
