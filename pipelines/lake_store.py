@@ -146,12 +146,13 @@ class ObjectPath:
             return bytes(stream.read())
 
     def info(self) -> FileInfo:
+        """Size and modification time (to the whole second, as `listing()` gives it)."""
         from pyarrow.fs import FileType
 
         found = self.fs.get_file_info(self.path)
         if found.type != FileType.File:
             raise FileNotFoundError(f"{self} does not exist")
-        return FileInfo(self, found.size, found.mtime_ns, 0)
+        return FileInfo(self, found.size, whole_seconds(found.mtime_ns), 0)
 
     def glob(self, pattern: str) -> Iterator[ObjectPath]:
         """Objects under this prefix matching `pattern` segment by segment (`*` stays within a
@@ -175,14 +176,22 @@ class ObjectPath:
                 yield found
 
     def listing(self) -> Iterator[tuple[ObjectPath, int, int]]:
-        """Every object under this prefix: (object, size, mtime_ns); one request per 1,000."""
+        """Every object under this prefix: (object, size, mtime_ns to the whole second, as
+        `info()` gives it); one request per 1,000."""
         from pyarrow.fs import FileSelector, FileType
 
         selector = FileSelector(self.path, recursive=True, allow_not_found=True)
         for found in self.fs.get_file_info(selector):
             if found.type == FileType.File:
                 bucket, _, key = found.path.partition("/")
-                yield ObjectPath(bucket, key, self.store), found.size, found.mtime_ns
+                yield ObjectPath(bucket, key, self.store), found.size, whole_seconds(found.mtime_ns)
+
+
+def whole_seconds(mtime_ns: int) -> int:
+    """An object's modification time rounded down to the second. A listing's stamp may have
+    milliseconds (MinIO's do) where the same object's `Last-Modified` header, which `info()`
+    reads, has whole seconds: both are rounded so that one object's stamps compare equal."""
+    return mtime_ns - mtime_ns % 1_000_000_000
 
 
 LakeFile = Path | ObjectPath

@@ -189,3 +189,29 @@ def test_the_doctor_sees_a_lake_newer_than_the_warehouse(settings: Settings) -> 
     lake.land(CANDLES, candle_frame(["1"]), stem="w1")
     (row,) = warehouse_rows(settings)
     assert row.status == "fail" and "not built yet" in row.detail
+
+
+@pytest.fixture
+def listed_with_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's listings say `…T12:00:05.000Z`; MinIO's say `…T12:00:05.789Z`, while the same
+    object's `Last-Modified` header has whole seconds: the server made to list as MinIO does."""
+    from moto.core.serialize import TimestampSerializer
+
+    # the format moto's listings use (its headers use RFC 1123, whole seconds)
+    monkeypatch.setattr(TimestampSerializer, "ISO8601_MICRO_ZEROED", "%Y-%m-%dT%H:%M:%S.789Z")
+
+
+def test_a_listing_stamp_with_milliseconds_matches_the_header_stamp(
+    s3: S3Server, listed_with_milliseconds: None, tmp_path: Path
+) -> None:
+    url = s3.url(f"t{next(_PREFIXES)}", "lake")
+    settings = Settings(data_dir=tmp_path / "data", lake_url=url, s3=s3_settings(s3))
+    lake = Lake.of(settings)
+    put_file(lake.root / BROKEN, lambda handle: handle.write(b"PAR1 cut short"))
+    (listed,) = list(lake.root.listing())
+    found, _, mtime_ns = listed
+    assert mtime_ns % 1_000_000_000 == 0  # whole seconds, as the header gives them
+    assert found.info().mtime_ns == mtime_ns
+    report = quarantine_lake(settings, now=T0)
+    assert {note.path for note in report.moved} == {BROKEN}
+    assert not (lake.root / BROKEN).exists()
