@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.s3_settings import S3Settings
+from pipelines.s3_settings import DEFAULT_REGION, S3Settings
 
 
 def httpfs_extension() -> Path:
@@ -57,13 +57,19 @@ def shell_init(lake: str) -> str:
     `httpfs` by path and a secret built from the `AWS_*` variables when the shell starts (no key
     in the file). Open the catalog with `duckdb -readonly -init data/duckdb-s3.sql
     data/warehouse.duckdb` with the variables set."""
-    endpoint = (
-        "coalesce(nullif(getenv('AWS_ENDPOINT_URL_S3'), ''), "
-        "nullif(getenv('AWS_ENDPOINT_URL'), ''), 'https://s3.amazonaws.com')"
+    # as `S3Settings.from_environment` reads them: the endpoint's host:port (AWS's endpoint of
+    # the region when none is set), the region with the same default
+    given = (
+        "coalesce(nullif(getenv('AWS_ENDPOINT_URL_S3'), ''),"
+        " nullif(getenv('AWS_ENDPOINT_URL'), ''))"
     )
     region = (
         "coalesce(nullif(getenv('AWS_REGION'), ''), nullif(getenv('AWS_DEFAULT_REGION'), ''),"
-        " 'us-east-1')"
+        f" {quote_literal(DEFAULT_REGION)})"
+    )
+    endpoint = (
+        f"coalesce(regexp_replace({given}, '^[a-zA-Z]+://([^/]*).*$', '\\1'),"
+        f" 's3.' || {region} || '.amazonaws.com')"
     )
     scope = lake if lake.endswith("/") else f"{lake}/"
     return (
@@ -74,8 +80,8 @@ def shell_init(lake: str) -> str:
         "    key_id getenv('AWS_ACCESS_KEY_ID'), secret getenv('AWS_SECRET_ACCESS_KEY'),\n"
         "    session_token getenv('AWS_SESSION_TOKEN'),\n"
         f"    region {region},\n"
-        f"    endpoint regexp_replace({endpoint}, '^https?://', ''),\n"
-        f"    url_style 'path', use_ssl not starts_with({endpoint}, 'http://'),\n"
+        f"    endpoint {endpoint},\n"
+        f"    url_style 'path', use_ssl not starts_with(coalesce({given}, ''), 'http://'),\n"
         f"    scope {quote_literal(scope)});\n"
         "set TimeZone = 'UTC';\n"
         ".output\n"
