@@ -32,7 +32,12 @@ from pipelines.lake_store import ObjectPath
 from warehouse.build import BuildResult
 from warehouse.connect import connect
 from warehouse.sources import DATASETS, STAGING
-from warehouse.staging import pending, stage
+from warehouse.staging import (
+    RACY_MARGIN_SECONDS,
+    SERVER_CLOCK_BEHIND_SECONDS,
+    pending,
+    stage,
+)
 
 s3 = s3_fixture(bucket="tally-sync")
 # test_warehouse_checks.py's world and lake (the session syncs it once for several modules)
@@ -186,27 +191,66 @@ def test_the_guarded_connection_reads_the_lake_url_and_nothing_else(
             connection.execute("set s3_endpoint = 'elsewhere:1'")
 
 
-def test_objects_of_the_staging_second_are_read_again_by_the_next_build(
-    on_s3: tuple[Settings, BuildResult],
-) -> None:
-    """The listing's times are whole seconds: an object from the second a staging began (or
-    later) might be replaced unseen within it, so it is recorded to match nothing."""
-    settings, _ = on_s3
-    lake = Lake.of(settings)
+def newest_seconds(lake: Lake, dataset: Any) -> int:
+    return max(f.mtime_ns for f in lake.listed(dataset)) // 10**9
+
+
+def staged_then_pending(lake: Lake, clock: float) -> set[str]:
+    """A staging from nothing at `clock` (this machine's time), then what the next build would
+    read again."""
     assert lake.s3 is not None
-    newest = max(f.mtime_ns for d in DATASETS.values() for f in lake.listed(d)) // 10**9
-    held = {d.name for d in DATASETS.values() if lake.listed(d)}
-    racy = {
-        d.name
-        for d in DATASETS.values()
-        if any(f.mtime_ns >= newest * 10**9 for f in lake.listed(d))
-    }
     with duckdb.connect() as connection:
         open_object_store(connection, lake.location, lake.s3)
         connection.execute(f"create schema {STAGING}")
-        assert set(stage(connection, lake, incremental=False, clock=lambda: newest)) >= held
+        stage(connection, lake, incremental=False, clock=lambda: clock)
+        return set(pending(connection, lake))
+
+
+def test_objects_of_the_staging_second_are_read_again_by_the_next_build(
+    on_s3: tuple[Settings, BuildResult],
+) -> None:
+    """The listing's times are whole seconds: an object from the seconds before a staging began
+    (or later) might be replaced unseen within its second, so it is recorded to match nothing."""
+    settings, _ = on_s3
+    lake = Lake.of(settings)
+    assert lake.s3 is not None
+    held = [d for d in DATASETS.values() if lake.listed(d)]
+    newest = max(newest_seconds(lake, d) for d in held)
+    # the newest object of a dataset is racy while its time is within the server's clock's
+    # allowance of the start
+    racy = {d.name for d in held if newest_seconds(lake, d) >= newest - SERVER_CLOCK_BEHIND_SECONDS}
+    with duckdb.connect() as connection:
+        open_object_store(connection, lake.location, lake.s3)
+        connection.execute(f"create schema {STAGING}")
+        assert set(stage(connection, lake, incremental=False, clock=lambda: newest)) >= {
+            d.name for d in held
+        }
         assert set(pending(connection, lake)) == racy != set()
-        later = stage(connection, lake, incremental=True, clock=lambda: newest + 1)
-        assert set(later) == racy  # those datasets only, read again
+        later = newest + SERVER_CLOCK_BEHIND_SECONDS + RACY_MARGIN_SECONDS + 1
+        assert set(stage(connection, lake, incremental=True, clock=lambda: later)) == racy
         assert pending(connection, lake) == []
-        assert stage(connection, lake, incremental=True, clock=lambda: newest + 1) == []
+        assert stage(connection, lake, incremental=True, clock=lambda: later) == []
+
+
+@pytest.mark.parametrize("ahead", [1, RACY_MARGIN_SECONDS, 30, SERVER_CLOCK_BEHIND_SECONDS])
+def test_an_object_of_the_newest_second_is_racy_when_this_clock_is_ahead_of_the_servers(
+    on_s3: tuple[Settings, BuildResult], ahead: int
+) -> None:
+    """This machine's clock `ahead` seconds past the newest listed time (the server's clock
+    behind, or the object written just before the staging): the newest objects are racy."""
+    settings, _ = on_s3
+    lake = Lake.of(settings)
+    held = [d for d in DATASETS.values() if lake.listed(d)]
+    newest = max(newest_seconds(lake, d) for d in held)
+    newest_dataset = next(d.name for d in held if newest_seconds(lake, d) == newest)
+    assert newest_dataset in staged_then_pending(lake, newest + ahead)
+
+
+def test_objects_older_than_every_allowance_are_not_read_again(
+    on_s3: tuple[Settings, BuildResult],
+) -> None:
+    settings, _ = on_s3
+    lake = Lake.of(settings)
+    newest = max(newest_seconds(lake, d) for d in DATASETS.values() if lake.listed(d))
+    later = newest + SERVER_CLOCK_BEHIND_SECONDS + RACY_MARGIN_SECONDS + 1
+    assert staged_then_pending(lake, later) == set()

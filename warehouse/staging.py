@@ -11,9 +11,12 @@ files that are gone, and deduplicates again only the datasets whose files change
 whose new files do not fit its table (a column it has never had) is loaded again whole.
 
 On object storage the stamp is the listing's (size, time to the second, 0): an object replaced
-within the same second by one of the same size would keep it. So an object whose time is not
-before the second the staging began is recorded with a stamp that matches nothing (git's
-"racily clean" rule), and the next build reads it again.
+within the same second by one of the same size would keep it. So an object that may have been
+written as the staging listed it is recorded with a stamp that matches nothing (git's "racily
+clean" rule), and the next build reads it again. Its time is the S3 server's, the start's this
+machine's: an object is taken as racy from `RACY_MARGIN_SECONDS` before the earlier of the
+staging's start and the newest time listed in its dataset (the server's clock is at least
+there), the latter counted while it is at most `SERVER_CLOCK_BEHIND_SECONDS` before the start.
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ FILES = f"{STAGING}.landed_files"
 Stamp = tuple[int, int, int]
 # what a batch of new files that does not fit its table raises (a column it lacks, a type it
 # cannot take): the dataset is loaded again whole
-RACY = -1  # the version recorded for an object listed in the second its staging began
+RACY = -1  # the version recorded for an object that may have been written as it was listed
+# Stamps are whole seconds (rounded down: 1 s), a listing of many pages takes a few seconds, and
+# the nodes of an S3 cluster stamp with their own clocks (NTP keeps them well within a second):
+# 5 s covers these, and costs only the objects of the last seconds read again by the next build.
+RACY_MARGIN_SECONDS = 5
+# A server's clock up to this far behind this machine's is covered by the newest listed time
+# (a dataset being written has its newest object at about the server's "now"); the newest
+# objects of a dataset are read again by builds within this long of their landing.
+SERVER_CLOCK_BEHIND_SECONDS = 60
 _MISFIT = (duckdb.BinderException, duckdb.ConversionException, duckdb.CatalogException)
 
 
@@ -50,8 +61,8 @@ def stage(
 ) -> list[str]:
     """Bring every staging table in step with `lake`; the names of the datasets that changed
     (every dataset unless `incremental`). `clock` (epoch seconds) dates the start, for the
-    racy-second rule of a lake on object storage."""
-    racy_from = int(clock()) * 1_000_000_000 if lake.remote else None
+    racy rule of a lake on object storage."""
+    started = int(clock()) * 1_000_000_000 if lake.remote else None
     connection.execute(
         f"create table if not exists {FILES} "
         "(dataset varchar, filename varchar, size bigint, modified_ns bigint, inode bigint)"
@@ -68,7 +79,7 @@ def stage(
         except duckdb.Error as error:
             raise StagingError(f"dataset {dataset.name}: {error}") from error
         connection.execute(f"delete from {FILES} where dataset = ?", [dataset.name])
-        listed = sorted(_recorded(current, racy_from).items())
+        listed = sorted(_recorded(current, started).items())
         connection.execute(
             f"insert into {FILES} select ?, "
             f"unnest({_json_list('varchar')}), "
@@ -91,15 +102,25 @@ def lake_files(lake: Lake, dataset: Dataset) -> dict[str, Stamp]:
     return {str(f.file): (f.size, f.mtime_ns, f.version) for f in lake.listed(dataset)}
 
 
-def _recorded(current: dict[str, Stamp], racy_from: int | None) -> dict[str, Stamp]:
-    """The stamps to record: those of objects from the staging's own second or later made to
-    match nothing."""
-    if racy_from is None:
+def _recorded(current: dict[str, Stamp], started: int | None) -> dict[str, Stamp]:
+    """The stamps to record: those of objects that may have been written as they were listed
+    (see the module's docstring) made to match nothing. `started`: ns, None for a local lake."""
+    if started is None or not current:
         return current
+    racy_from = racy_threshold(started, max(mtime for _, mtime, _ in current.values()))
     return {
         name: (size, mtime, RACY) if mtime >= racy_from else (size, mtime, version)
         for name, (size, mtime, version) in current.items()
     }
+
+
+def racy_threshold(started: int, newest: int) -> int:
+    """The time (ns) from which a listed object is racy: a margin before the staging's start
+    (this machine's clock) or before the newest time listed (the server's), the earlier."""
+    anchor = started
+    if newest >= started - SERVER_CLOCK_BEHIND_SECONDS * 1_000_000_000:
+        anchor = min(started, newest)
+    return anchor - RACY_MARGIN_SECONDS * 1_000_000_000
 
 
 def pending(connection: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:
