@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from s3_server import S3Server, s3_fixture
 from sandbox_runtime import FAST_RETRY, frozen_at, write_sandbox_config
@@ -31,6 +33,7 @@ from pipelines.lake_duckdb import SHELL_INIT_FILE, open_object_store
 from pipelines.lake_store import ObjectPath
 from warehouse.build import BuildResult
 from warehouse.connect import connect
+from warehouse.readonly import ReadOnlyError, read
 from warehouse.sources import DATASETS, STAGING
 from warehouse.staging import (
     RACY_MARGIN_SECONDS,
@@ -254,3 +257,35 @@ def test_objects_older_than_every_allowance_are_not_read_again(
     newest = max(newest_seconds(lake, d) for d in DATASETS.values() if lake.listed(d))
     later = newest + SERVER_CLOCK_BEHIND_SECONDS + RACY_MARGIN_SECONDS + 1
     assert staged_then_pending(lake, later) == set()
+
+
+def test_the_read_only_guard_refuses_a_path_that_climbs_out_of_the_lake(
+    on_s3: tuple[Settings, BuildResult], s3: S3Server
+) -> None:
+    """`allowed_directories` compares an object URL as text: `<lake>/../x` starts with the lake
+    and may name an object outside it. The read-only check refuses `..` and computed paths."""
+    settings, _ = on_s3
+    location = Lake.of(settings).location
+    inside = f"{location}/candles/*/*/*/*.parquet"
+    climbing = f"{location}/../../elsewhere/x.parquet"
+    with s3.filesystem().open_output_stream(f"{s3.bucket}/elsewhere/x.parquet") as out:
+        pq.write_table(pa.table({"stolen": [1]}), out)
+    queries: list[tuple[str, list[object] | None]] = [
+        (f"select * from read_parquet('{climbing}')", None),
+        (f"select * from '{climbing}'", None),
+        (f"select * from read_parquet(['{inside}', '{climbing}'])", None),
+        (f"select * from parquet_schema('{climbing}')", None),
+        ("select * from read_parquet(?)", [climbing]),
+        ("select * from read_parquet(?)", [[inside, climbing]]),
+        (f"select * from read_parquet('{location}/..' || '/../elsewhere/x.parquet')", None),
+    ]
+    with connect(settings.data_dir, lake=location, s3=settings.s3) as connection:
+        for sql, params in queries:
+            with pytest.raises(ReadOnlyError) as refused:
+                read(connection, sql, params)
+            assert "refused" in str(refused.value)
+        # the lake's own files still read, by a path or a parameter
+        row = read(connection, f"select count(*) from read_parquet('{inside}')").fetchone()
+        assert row is not None and row[0] > 0
+        row = read(connection, "select count(*) from read_parquet(?)", [inside]).fetchone()
+        assert row is not None and row[0] > 0

@@ -9,7 +9,9 @@ state (`checkpoint()`, `enable_logging()`) or runs SQL of its own (`query('…')
 here, before anything runs: DuckDB's own parser splits the query into statements, and each must
 be a SELECT (DESCRIBE, SHOW, SUMMARIZE, VALUES, FROM-first and the PRAGMAs that only read are
 SELECTs to DuckDB), an EXPLAIN of one, or a CALL of a table function that reads. Every table
-function a SELECT names, at any depth, must be one that reads.
+function a SELECT names, at any depth, must be one that reads. The files it reads are named by
+constants or parameters, never computed, and no URL among them has a `..` segment: DuckDB's
+`allowed_directories` compares an object URL as text, `s3://bucket/lake/../other` included.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ _READER_PREFIX = "duckdb_"
 # scalar functions with an effect beyond their result (write_log: DuckDB's log, which may be a file)
 WRITING_FUNCTIONS = frozenset({"write_log", "nextval"})
 
+# the table functions whose first argument names files (a path, a glob or a list of them)
+_FILE_READERS = ("read_", "parquet_", "sniff_csv", "glob")
+# a `..` segment: DuckDB's `allowed_directories` compares an object URL as text, and a store may
+# resolve `s3://bucket/lake/../other/x` outside the lake
+_DOT_DOT = re.compile(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
+_PATH_HINT = "name the lake's files by their paths, without '..' and not computed in the query"
 _COMMENT = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
 _EXPLAIN = re.compile(r"explain\s+(?:analy[sz]e\s+)?(?:\([^()]*\)\s*)?(?P<inner>.*)\Z", re.S | re.I)
 _CALL = re.compile(r"call\s+(?P<call>.*)\Z", re.S | re.I)
@@ -138,6 +146,7 @@ def read(
     DuckDB's permission error for a file outside the lake becomes a `ReadOnlyError` too."""
     try:
         check(connection, sql)  # parsing reads files too: IMPORT DATABASE reads its schema.sql
+        _check_parameters(params)
         return connection.execute(sql, params)
     except ReadOnlyError:
         raise
@@ -182,6 +191,9 @@ def _check_select(connection: duckdb.DuckDBPyConnection, text: str) -> None:
     if tree.get("error"):
         message = tree.get("error_message", "cannot be read")
         raise ReadOnlyError(f"a query DuckDB cannot check is refused: {message}", _DEFAULT_HINT)
+    for path in _paths(tree):
+        if _climbs(path):
+            raise ReadOnlyError("a URL with a '..' segment is refused", _PATH_HINT)
     for table_function, name in _functions(tree):
         if table_function and not (name in READERS or name.startswith(_READER_PREFIX)):
             raise ReadOnlyError(f"the table function {name}() is refused", _FUNCTION_HINT)
@@ -205,6 +217,52 @@ def _functions(node: Any) -> Iterator[tuple[bool, str]]:
     elif isinstance(node, list):
         for value in node:
             yield from _functions(value)
+
+
+def _paths(node: Any) -> Iterator[str]:
+    """The file paths a serialized query names: tables named by a path (`from 'x.parquet'`)
+    and the first argument of the table functions that read files, which must be a constant
+    (or a list of them) or a parameter (checked by `_check_parameters`)."""
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE":
+            yield str(node.get("table_name", ""))
+        if node.get("type") == "TABLE_FUNCTION":
+            function = node.get("function") or {}
+            name = str(function.get("function_name", "")).lower()
+            children = function.get("children") or []
+            if name.startswith(_FILE_READERS) and children:
+                first = children[0]
+                if first.get("function_name") == "list_value":
+                    items = first.get("children") or []
+                else:
+                    items = [first]
+                for item in items:
+                    if item.get("type") == "VALUE_CONSTANT":
+                        yield str((item.get("value") or {}).get("value") or "")
+                    elif item.get("type") != "VALUE_PARAMETER":
+                        raise ReadOnlyError(f"a path computed in {name}() is refused", _PATH_HINT)
+        for value in node.values():
+            yield from _paths(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _paths(value)
+
+
+def _climbs(path: str) -> bool:
+    """Whether `path` is a URL (`s3://…`) with a `..` segment (a local path DuckDB resolves
+    itself before it compares it with the lake's directory)."""
+    return "://" in path and _DOT_DOT.search(path) is not None
+
+
+def _check_parameters(params: Params) -> None:
+    """A parameter may name a file: no URL among them may have a `..` segment."""
+    values: list[object] = list(params.values() if isinstance(params, Mapping) else params or [])
+    while values:
+        value = values.pop()
+        if isinstance(value, str) and _climbs(value):
+            raise ReadOnlyError("a parameter with a URL with a '..' segment is refused", _PATH_HINT)
+        if isinstance(value, list | tuple):
+            values.extend(value)
 
 
 def _keyword(kind: duckdb.StatementType, body: str) -> str:
