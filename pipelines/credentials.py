@@ -71,6 +71,13 @@ class Secret:
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled or serialised")
 
+    # immutable: a copy is the same Secret (`dataclasses.asdict` deep-copies what it holds)
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Secret:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:

@@ -37,10 +37,10 @@ def open_object_store(
     values.append(lake if lake.endswith("/") else f"{lake}/")
     if settings.key_id is not None and settings.secret is not None:
         options += ["key_id ?", "secret ?"]
-        values += [settings.key_id, settings.secret]
+        values += [settings.key_id, settings.secret.reveal()]
         if settings.session_token is not None:
             options.append("session_token ?")
-            values.append(settings.session_token)
+            values.append(settings.session_token.reveal())
     name = "lake_" + re.sub(r"[^a-z0-9]", "_", lake.lower())
     connection.execute(f"create or replace secret {name} ({', '.join(options)})", values)
 

@@ -37,7 +37,8 @@ S3_SCHEME = "s3://"
 
 class S3Store:
     """The object store a lake is on: its settings, and pyarrow's filesystem over them (made on
-    first use, once per process: a pickled store makes its own)."""
+    first use, once per process: a pickled store makes its own, without the settings' key, from
+    the `AWS_*` variables or other default credentials of the process that unpickles it)."""
 
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
@@ -50,7 +51,8 @@ class S3Store:
         return self._fs
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"settings": self.settings, "_fs": None}
+        # no key in a pickle: the store unpickled signs with its own process's default chain
+        return {"settings": self.settings.without_credentials(), "_fs": None}
 
     def __repr__(self) -> str:
         return f"S3Store({self.settings!r})"

@@ -6,7 +6,8 @@ credentials come from the environment, as every S3 client reads them: `AWS_ENDPO
 `AWS_ENDPOINT_URL` (unset: AWS itself), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 `AWS_SESSION_TOKEN`, `AWS_REGION` or `AWS_DEFAULT_REGION`. One `S3Settings` feeds pyarrow
 (`endpoint_override`: pyarrow ignores the endpoint variable) and DuckDB (a secret whose values
-are bound parameters). The secret key and session token never show in `repr` or a message.
+are bound parameters). The secret key and session token are `Secret`s: never in `repr`,
+`asdict`, a pickle or a message; revealed only where pyarrow and DuckDB take them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from pipelines.credentials import Secret
 
 DEFAULT_REGION = "us-east-1"
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -31,8 +34,8 @@ class S3Settings:
     endpoint_url: str | None = None  # "http://127.0.0.1:9000"; None: AWS
     region: str = DEFAULT_REGION
     key_id: str | None = None
-    secret: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
+    secret: Secret | None = field(default=None, repr=False)
+    session_token: Secret | None = field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> S3Settings:
@@ -42,9 +45,14 @@ class S3Settings:
             endpoint_url=endpoint.rstrip("/") if endpoint else None,
             region=region,
             key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
-            secret=environ.get("AWS_SECRET_ACCESS_KEY") or None,
-            session_token=environ.get("AWS_SESSION_TOKEN") or None,
+            secret=_secret(environ.get("AWS_SECRET_ACCESS_KEY")),
+            session_token=_secret(environ.get("AWS_SESSION_TOKEN")),
         )
+
+    def without_credentials(self) -> S3Settings:
+        """These settings with no key: a client made from them uses the default chain (the
+        `AWS_*` variables, `~/.aws`, an instance's role) of the process that makes it."""
+        return S3Settings(self.endpoint_url, self.region)
 
     @property
     def use_ssl(self) -> bool:
@@ -65,10 +73,14 @@ class S3Settings:
         if self.endpoint_url is not None:
             options["endpoint_override"] = self.endpoint_url
         if self.key_id is not None and self.secret is not None:
-            options.update(access_key=self.key_id, secret_key=self.secret)
+            options.update(access_key=self.key_id, secret_key=self.secret.reveal())
             if self.session_token is not None:
-                options["session_token"] = self.session_token
+                options["session_token"] = self.session_token.reveal()
         return S3FileSystem(**options)
+
+
+def _secret(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
 
 
 def split_lake_url(url: str) -> tuple[str, str]:
