@@ -100,7 +100,26 @@ def configuration_rows(ctx: DoctorContext) -> list[CheckRow]:
         for setting in describe_settings(ctx.settings)
         if not setting.key.startswith("[") or setting.key[1:].split("]")[0] in ctx.exchanges
     ]
-    return rows
+    return rows + shared_lake_rows(ctx.settings)
+
+
+def shared_lake_rows(settings: Settings) -> list[CheckRow]:
+    """A warning when the lake is shared (`lake_url`) and the rate budgets are not: machines
+    that sync into one lake with one key each keep their own budget of it."""
+    if settings.lake_url is None or settings.rate_budget_url is not None:
+        return []
+    return [
+        CheckRow(
+            "configuration",
+            "rate_budget_url",
+            "warn",
+            "lake_url is set, rate_budget_url is not: each machine keeps its own rate budgets"
+            " (and stream locks), so syncs on several machines with one key can together go"
+            " over an exchange's limit",
+            'set rate_budget_url = "postgresql://USER@HOST:PORT/DATABASE", the same in every'
+            " tally.toml whose syncs use these keys (ignore on a single machine)",
+        )
+    ]
 
 
 def exchange_rows(ctx: DoctorContext) -> list[CheckRow]:
