@@ -27,7 +27,10 @@ ENVIRONMENT = {
 
 def assert_hidden(text: str | bytes) -> None:
     for secret in (SECRET, TOKEN):
-        assert (secret.encode() if isinstance(text, bytes) else secret) not in text
+        if isinstance(text, bytes):
+            assert secret.encode() not in text
+        else:
+            assert secret not in text
 
 
 def test_the_secret_and_token_are_secrets_revealed_only_on_demand() -> None:
