@@ -36,23 +36,22 @@ for ever by that automation: a child fails at once in its `MAX_RUNS + 1`-th run.
 from __future__ import annotations
 
 import json
-import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 
 from pipelines.config import Settings
-from pipelines.datadir_lock import Holder, data_dir_lock
+from pipelines.datadir_lock import data_dir_lock
 from pipelines.flows import sync
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import floor_time
+from pipelines.lake_lock import lake_name, lake_writer
 from pipelines.stream_lock import stream_lock
 
 if TYPE_CHECKING:
@@ -147,28 +146,34 @@ def stream_flow(
     return results
 
 
+@contextmanager
 def _across_machines(
     settings: Settings,
     exchange: str,
     stream: str,
     notice: Callable[[str], None],
     wait: float | None = sync.LOCK_WAIT_SECONDS,
-) -> AbstractContextManager[None]:
-    """The stream's lock in the `rate_budget_url` database (module docstring), or nothing
-    when there is none. A local lake is named with its host: another machine's directory of
-    the same path is another lake."""
+) -> Iterator[None]:
+    """When `rate_budget_url` is set: the lake's lock shared (`lake_lock`: no plain sync or
+    parent sweep of any machine deletes meanwhile) and the stream's lock in that database
+    (module docstring). Nothing without it."""
     if settings.rate_budget_url is None:
-        return nullcontext()
-    lake = settings.lake_url or f"{socket.gethostname()}:{settings.lake_dir}"
-    return stream_lock(
-        settings.rate_budget_url,
-        lake,
-        exchange,
-        stream,
-        command=f"flow sync-stream {exchange} {stream}",
-        wait=wait,
-        notice=notice,
-    )
+        yield
+        return
+    command = f"flow sync-stream {exchange} {stream}"
+    with (
+        lake_writer(settings, shared=True, command=command, wait=wait, notice=notice),
+        stream_lock(
+            settings.rate_budget_url,
+            lake_name(settings),
+            exchange,
+            stream,
+            command=command,
+            wait=wait,
+            notice=notice,
+        ),
+    ):
+        yield
 
 
 def _run_stream(
@@ -215,7 +220,7 @@ def fan_out_sync(
         raise ValueError(f"what must be among {sync.WHAT}")
     names = sync._selected(exchanges, rt)
     if not lake_checked:
-        with _exclusive(rt.settings.data_dir):
+        with _exclusive(rt.settings):
             sync._quarantine(rt.settings)
     if not markets_checked:
         try:
@@ -237,7 +242,7 @@ def fan_out_sync(
             since = now - timedelta(days=rt.settings.public_trades_days)
             children.append(Child(name, "trades", trades_since=since))
     results += run_children(deployment, config, children)
-    with _exclusive(rt.settings.data_dir):
+    with _exclusive(rt.settings):
         sync._quarantine(rt.settings)
         sync._refresh_warehouse(rt.settings)
         print(sync.summary_table(results))
@@ -245,14 +250,10 @@ def fan_out_sync(
     return results
 
 
-def _exclusive(data_dir: Path) -> AbstractContextManager[Holder]:
-    """The data directory's lock, exclusive: the parent's sweeps and rebuild."""
-    return data_dir_lock(
-        data_dir,
-        command="flow sync (fan-out)",
-        wait=sync.LOCK_WAIT_SECONDS,
-        notice=get_run_logger().warning,
-    )
+def _exclusive(settings: Settings) -> AbstractContextManager[None]:
+    """The data directory's lock, and the lake's when `rate_budget_url` is set, exclusive:
+    the parent's sweeps and rebuild."""
+    return sync.writer_locks(settings, "flow sync (fan-out)")
 
 
 def run_children(
