@@ -60,6 +60,12 @@ class StreamLockDatabaseError(OperatorError):
     exit_code = ExitCode.USAGE
 
 
+class StreamLockLostError(OperatorError):
+    """A lock this process held is no longer held (its session ended): stop writing."""
+
+    exit_code = ExitCode.USAGE
+
+
 def lock_key(lake: str, exchange: str, stream: str) -> int:
     """The advisory lock's key (a signed 64-bit integer) of `stream` of `exchange` in the lake
     at `lake` (its location: `s3://bucket/prefix` or a host and directory)."""
@@ -77,7 +83,7 @@ def _key(*parts: str) -> int:
 
 
 class HeldLock:
-    """An advisory lock held by a session of its own."""
+    """An advisory lock held by a session of its own; `check()` says it still is."""
 
     def __init__(
         self, connection: psycopg.Connection[Any] | None, key: int, what: str, shared: bool
@@ -86,6 +92,27 @@ class HeldLock:
         self.key = key
         self.what = what
         self.shared = shared
+
+    def check(self) -> None:
+        """`StreamLockLostError` unless this session still holds the lock: its connection may
+        have dropped (a server restart, a network cut), and another machine may hold it now."""
+        import psycopg
+
+        if self._connection is None:  # re-entered: the outer holder's check covers it
+            return
+        try:
+            row = self._connection.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND objsubid = 1 AND mode = %s"
+                " AND classid::bigint = %s AND objid::bigint = %s",
+                (_mode(self.shared), *_halves(self.key)),
+            ).fetchone()
+        except psycopg.Error as error:
+            text = str(error).strip()
+            detail = text.splitlines()[0] if text else type(error).__name__
+            raise StreamLockLostError(f"lost the lock of {self.what}: {detail}") from None
+        if row is None:
+            raise StreamLockLostError(f"lost the lock of {self.what}: no longer held")
 
 
 @contextmanager
@@ -104,7 +131,7 @@ def stream_lock(
     """Hold the lock of `exchange` × `stream` in the lake `lake` for the block (see the module
     docstring). `wait` None: `StreamLockedError` at once when another session holds it; a
     number of seconds (`math.inf`: no limit): wait that long, saying so once through
-    `notice`. The block gets the `HeldLock`."""
+    `notice`. The block gets the `HeldLock` (its `check()` before each write)."""
     with _advisory(
         url,
         lock_key(lake, exchange, stream),

@@ -23,6 +23,7 @@ from pipelines.config_file import config_document, write_config
 from pipelines.database_url import DatabaseUrl
 from pipelines.stream_lock import (
     StreamLockedError,
+    StreamLockLostError,
     lake_key,
     lake_lock,
     lock_key,
@@ -343,3 +344,40 @@ def _other_session_lake_lock(url: DatabaseUrl, lake: str) -> AbstractContextMana
     """The exclusive lake lock as another process would ask for it (this process's re-entrance
     does not apply: the child holds it shared)."""
     return lake_lock(url, lake, shared=False, command="elsewhere")
+
+
+def test_a_lost_stream_lock_refuses_the_next_write(
+    url: DatabaseUrl, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The child's session is cut (here: its server process terminated, as a database restart
+    or a network cut would end it): its next lake write fails naming the stream, nothing lands."""
+    from pipelines.flows.fanout import _across_machines
+    from pipelines.lake_store import put_file
+
+    settings = load_settings(rate_budget_settings(tmp_path, url))
+    lake = f"{HOST}:{settings.lake_dir}"
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    with (
+        pytest.raises(StreamLockLostError) as lost,
+        _across_machines(settings, "bitvavo", "trades", print, wait=None),
+    ):
+        put_file(first, lambda handle: handle.write(b"landed"))
+        [(_, _, pid)] = holding(url, postgres, lock_key(lake, "bitvavo", "trades"))
+        postgres.execute("SELECT pg_terminate_backend($1)", pid)
+        # another machine may take the stream now
+        with stream_lock(url, lake, "bitvavo", "trades", wait=30, notice=print):
+            pass
+        put_file(second, lambda handle: handle.write(b"too late"))
+    assert str(lost.value).startswith(f"lost the lock of stream bitvavo trades of lake {lake}: ")
+    assert "\n" not in str(lost.value)
+    assert first.read_bytes() == b"landed" and not second.exists()
+    put_file(second, lambda handle: handle.write(b"no guard left"))  # the guard ends with it
+
+
+def test_a_held_lock_checks_its_own_session(url: DatabaseUrl, postgres: PostgresServer) -> None:
+    with stream_lock(url, LAKE, "bitstamp", "checked") as held:
+        held.check()  # still held
+        [(_, _, pid)] = holding(url, postgres, lock_key(LAKE, "bitstamp", "checked"))
+        postgres.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(StreamLockLostError, match="lost the lock of stream bitstamp checked"):
+            held.check()

@@ -53,6 +53,7 @@ from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import floor_time
 from pipelines.lake_lock import lake_name, lake_writer
 from pipelines.stream_lock import stream_lock
+from pipelines.write_guard import write_guard
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -156,13 +157,14 @@ def _across_machines(
 ) -> Iterator[None]:
     """When `rate_budget_url` is set: the lake's lock shared (`lake_lock`: no plain sync or
     parent sweep of any machine deletes meanwhile) and the stream's lock in that database
-    (module docstring). Nothing without it."""
+    (module docstring), both checked before every lake write of this process (`write_guard`):
+    a lock lost with its session stops the run at its next write. Nothing without it."""
     if settings.rate_budget_url is None:
         yield
         return
     command = f"flow sync-stream {exchange} {stream}"
     with (
-        lake_writer(settings, shared=True, command=command, wait=wait, notice=notice),
+        lake_writer(settings, shared=True, command=command, wait=wait, notice=notice) as lake,
         stream_lock(
             settings.rate_budget_url,
             lake_name(settings),
@@ -171,9 +173,16 @@ def _across_machines(
             command=command,
             wait=wait,
             notice=notice,
-        ),
+        ) as held,
     ):
-        yield
+        held_locks = [held] if lake is None else [lake, held]
+
+        def check() -> None:
+            for lock in held_locks:
+                lock.check()
+
+        with write_guard(check):
+            yield
 
 
 def _run_stream(
