@@ -5,7 +5,8 @@
 The parent (`sync_flow` with `fan_out`, which calls `fan_out_sync`) plans as a plain sync does,
 then asks for one run of the `fan_out` deployment per exchange × stream (`account`, `candles`,
 `trades`) with `run_deployment(..., timeout=0)` (linked to it as subflow runs), polls their
-states until every one has ended, reads back each child's results (the table artifact
+states until every one has ended (at most `CHILDREN_WAIT_SECONDS`, a day: then the parent fails
+naming those still running or pending), reads back each child's results (the table artifact
 `RESULTS_KEY` of its run: results are not persisted, and a child may run on another machine)
 and fails naming every child that did not end Completed. The accounts go first, as in a plain
 sync: they say where the candles start. Last, the parent alone sweeps the lake, rebuilds the
@@ -62,6 +63,7 @@ STREAMS = ("account", "candles", "trades")
 RESULTS_KEY = "stream-results"  # the table artifact of a child's results
 STREAM_LOCKS = ".streams"  # under the data directory: one lock directory per exchange × stream
 POLL_SECONDS = 2.0  # how often the parent reads its children's states
+CHILDREN_WAIT_SECONDS = 24 * 3600  # the parent fails naming the children not ended by then
 MAX_RUNS = 3  # a child run more often than this (rescheduled after lost runs) fails
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 _DATETIMES = ("first", "last")
@@ -266,10 +268,14 @@ def _exclusive(settings: Settings) -> AbstractContextManager[None]:
 
 
 def run_children(
-    deployment: str, config: str | None, children: Sequence[Child]
+    deployment: str,
+    config: str | None,
+    children: Sequence[Child],
+    wait_seconds: float = CHILDREN_WAIT_SECONDS,
 ) -> list[dict[str, Any]]:
-    """Ask for a run of `deployment` per child, wait for them all, and return their results;
-    `ChildRunsFailedError` names those that did not end Completed."""
+    """Ask for a run of `deployment` per child, wait for them all (at most `wait_seconds`), and
+    return their results; `ChildRunsFailedError` names those that did not end Completed, or
+    had not ended in time."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.runtime import flow_run
@@ -292,7 +298,7 @@ def run_children(
         )
         runs[run.id] = child
     logger.info(f"asked for {len(runs)} run(s) of {deployment}: {_names(runs.values())}")
-    ended = _wait(runs)
+    ended = _wait(runs, seconds=wait_seconds)
     failed = [
         f"{runs[run.id].name} ({run.state_name}: {run.state.message if run.state else ''})"
         for run in ended
@@ -307,27 +313,53 @@ def _names(children: Iterable[Child]) -> str:
     return ", ".join(child.name for child in children)
 
 
-def _wait(runs: dict[UUID, Child]) -> list[FlowRun]:
-    """The flow runs `runs` once every one has ended, logging each end."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+def _wait(
+    runs: dict[UUID, Child],
+    *,
+    seconds: float = CHILDREN_WAIT_SECONDS,
+    read: Callable[[list[UUID]], list[FlowRun]] | None = None,
+    log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[FlowRun]:
+    """The flow runs `runs` once every one has ended, logging each end (`read` reads the
+    states of the runs it is given: the Prefect API's by default). `ChildRunsFailedError`
+    names those still not ended after `seconds`."""
+    if read is None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    logger = get_run_logger()
+        with get_client(sync_client=True) as client:
+
+            def from_api(ids: list[UUID]) -> list[FlowRun]:
+                return client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+                )
+
+            return _wait(runs, seconds=seconds, read=from_api, log=log, clock=clock, sleep=sleep)
+    say = log or get_run_logger().info
+    deadline = clock() + seconds
     ended: dict[UUID, FlowRun] = {}
-    with get_client(sync_client=True) as client:
-        while len(ended) < len(runs):
-            time.sleep(POLL_SECONDS)
-            waiting = [run_id for run_id in runs if run_id not in ended]
-            found = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=waiting))
+    last: dict[UUID, str] = {}
+    while len(ended) < len(runs):
+        if clock() >= deadline:
+            left = [
+                f"{child.name} ({last.get(run_id, 'not found')})"
+                for run_id, child in runs.items()
+                if run_id not in ended
+            ]
+            raise ChildRunsFailedError(
+                f"stream run(s) still not ended after {seconds:g} s: {', '.join(left)}"
             )
-            for run in found:
-                if run.state_type is not None and run.state_type.value in TERMINAL:
-                    ended[run.id] = run
-                    logger.info(
-                        f"{runs[run.id].name}: {run.state_name} "
-                        f"({len(ended)}/{len(runs)} ended, run {run.run_count} time(s))"
-                    )
+        sleep(POLL_SECONDS)
+        for run in read([run_id for run_id in runs if run_id not in ended]):
+            last[run.id] = run.state_name or "no state"
+            if run.state_type is not None and run.state_type.value in TERMINAL:
+                ended[run.id] = run
+                say(
+                    f"{runs[run.id].name}: {run.state_name} "
+                    f"({len(ended)}/{len(runs)} ended, run {run.run_count} time(s))"
+                )
     return list(ended.values())
 
 
