@@ -11,6 +11,13 @@ stream, held by a connection of its own for the block and released at its end
 (`pg_advisory_unlock`, then the connection is closed). Two children of the same stream, on any
 machines, then write one after the other; other streams, and other lakes, do not wait.
 
+`lake_lock` is the whole lake's lock (key: a hash of its location), taken shared by the
+children and exclusively by whatever else writes or deletes the lake's objects
+(`pipelines.lake_lock`); it is re-entrant within a process. The block of either gets a
+`HeldLock` whose `check()` asks, on the lock's own connection, whether its session still holds
+it (`StreamLockLostError` if not, or if the connection is gone): a dropped session frees the
+lock for another machine, and the holder must stop writing.
+
 A holder that dies releases the lock with its session: at once when its process ends (the
 kernel closes its socket), or when the server gives up on a machine that vanished (the session
 sets TCP keepalives: some 60 s). A second holder waits, saying once through `notice` on whom

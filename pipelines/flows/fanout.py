@@ -20,11 +20,14 @@ market-data and a candles fan-out at once) run it one after the other. The paren
 data directory's lock exclusively only for its sweeps and the warehouse rebuild, never while its
 children run (they would wait for it). These locks are `flock`s: they span one machine. Across
 machines (workers with data directories of their own on a shared lake), when `rate_budget_url`
-names a PostgreSQL database every worker reaches, a child also holds its stream's advisory lock
-there (`pipelines.stream_lock`: per lake location, exchange and stream, released at its end or
-with its session): two children of one stream on different machines write one after the other,
-the second saying on whom it waits. Without that database, one writer per stream across machines
-comes from the fan-out itself: the parent deployment runs one run at a time
+names a PostgreSQL database every worker reaches, a child also holds the lake's advisory lock
+there shared and its stream's exclusively (`pipelines.lake_lock`, `pipelines.stream_lock`):
+two children of one stream on different machines write one after the other, the second saying
+on whom it waits, and no plain sync or parent sweep of any machine (which hold the lake's lock
+exclusively: `sync.writer_locks`) writes or deletes beside them. Before each object it writes
+or deletes, a child checks that its session still holds both (`write_guard`): a lock lost with
+its connection stops it at its next write. Without that database, one writer per stream across
+machines comes from the fan-out itself: the parent deployment runs one run at a time
 (`concurrency_limit: 1`), asks for each stream once (the idempotency key names the parent run
 and the stream, so that a parent run again after its own worker died finds its children instead
 of asking again), and a child is run again only after its first process is declared lost (the
