@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -137,7 +137,10 @@ def _run_sync(args: argparse.Namespace) -> int:
     with _prefect_for_blocks(settings):
         for warning in run_preflight(settings, args.exchange, args.what):
             print(f"tally sync: warning: {warning}", file=sys.stderr)
-    with data_dir_lock(settings.data_dir, command="sync", wait=args.wait):
+    with (
+        data_dir_lock(settings.data_dir, command="sync", wait=args.wait),
+        _lake_writer(settings, "sync", args.wait),
+    ):
         _quarantine(settings, "sync")
         # The flows' own progress lines (INFO) go to the Prefect UI and
         # <data_dir>/logs/prefect.log.
@@ -260,6 +263,19 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake_writer(
+    settings: Settings, command: str, wait: float | None
+) -> AbstractContextManager[object]:
+    """The lake's lock, exclusive, when `rate_budget_url` is set (`pipelines.lake_lock`): no
+    fan-out child of any machine writes while this command lands or moves objects."""
+    from pipelines.lake_lock import lake_writer
+
+    def notice(text: str) -> None:
+        print(f"tally {command}: {text}", file=sys.stderr, flush=True)
+
+    return lake_writer(settings, shared=False, command=command, wait=wait, notice=notice)
+
+
 def _quarantine(settings: Settings, command: str) -> None:
     """Before a writer reads the lake: move its unreadable files to the quarantine, one line
     each on stderr."""
@@ -327,7 +343,10 @@ def _run_warehouse(args: argparse.Namespace) -> int:
     from warehouse.connect import connect
 
     settings = load_settings(args.config)
-    with data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait):
+    with (
+        data_dir_lock(settings.data_dir, command="warehouse", wait=args.wait),
+        _lake_writer(settings, "warehouse", args.wait),
+    ):
         _quarantine(settings, "warehouse")
         result = build(settings, rules=warehouse_rules(), full=args.full)
     with connect(settings.data_dir, lake=settings.lake_location, s3=settings.s3) as connection:

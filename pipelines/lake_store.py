@@ -31,6 +31,7 @@ from typing import IO, Any, BinaryIO
 
 from pipelines.atomic import write_with
 from pipelines.s3_settings import S3Settings, split_lake_url
+from pipelines.write_guard import check_writes
 
 S3_SCHEME = "s3://"
 
@@ -137,6 +138,7 @@ class ObjectPath:
         return any(True for _ in self.listing())
 
     def unlink(self, missing_ok: bool = False) -> None:
+        check_writes()
         try:
             self.fs.delete_file(self.path)
         except FileNotFoundError:
@@ -231,7 +233,9 @@ def is_object_url(location: str) -> bool:
 
 
 def put_file(target: LakeFile, render: Callable[[BinaryIO], object]) -> LakeFile:
-    """Write the file `render` writes, atomically: a reader sees the old file or the new one."""
+    """Write the file `render` writes, atomically: a reader sees the old file or the new one.
+    The checks of `write_guard` pass first (else what they raise)."""
+    check_writes()
     if isinstance(target, Path):
         return write_with(target, render)
     buffer = io.BytesIO()

@@ -5,7 +5,8 @@
 The parent (`sync_flow` with `fan_out`, which calls `fan_out_sync`) plans as a plain sync does,
 then asks for one run of the `fan_out` deployment per exchange × stream (`account`, `candles`,
 `trades`) with `run_deployment(..., timeout=0)` (linked to it as subflow runs), polls their
-states until every one has ended, reads back each child's results (the table artifact
+states until every one has ended (at most `CHILDREN_WAIT_SECONDS`, a day: then the parent fails
+naming those still running or pending), reads back each child's results (the table artifact
 `RESULTS_KEY` of its run: results are not persisted, and a child may run on another machine)
 and fails naming every child that did not end Completed. The accounts go first, as in a plain
 sync: they say where the candles start. Last, the parent alone sweeps the lake, rebuilds the
@@ -19,11 +20,14 @@ market-data and a candles fan-out at once) run it one after the other. The paren
 data directory's lock exclusively only for its sweeps and the warehouse rebuild, never while its
 children run (they would wait for it). These locks are `flock`s: they span one machine. Across
 machines (workers with data directories of their own on a shared lake), when `rate_budget_url`
-names a PostgreSQL database every worker reaches, a child also holds its stream's advisory lock
-there (`pipelines.stream_lock`: per lake location, exchange and stream, released at its end or
-with its session): two children of one stream on different machines write one after the other,
-the second saying on whom it waits. Without that database, one writer per stream across machines
-comes from the fan-out itself: the parent deployment runs one run at a time
+names a PostgreSQL database every worker reaches, a child also holds the lake's advisory lock
+there shared and its stream's exclusively (`pipelines.lake_lock`, `pipelines.stream_lock`):
+two children of one stream on different machines write one after the other, the second saying
+on whom it waits, and no plain sync or parent sweep of any machine (which hold the lake's lock
+exclusively: `sync.writer_locks`) writes or deletes beside them. Before each object it writes
+or deletes, a child checks that its session still holds both (`write_guard`): a lock lost with
+its connection stops it at its next write. Without that database, one writer per stream across
+machines comes from the fan-out itself: the parent deployment runs one run at a time
 (`concurrency_limit: 1`), asks for each stream once (the idempotency key names the parent run
 and the stream, so that a parent run again after its own worker died finds its children instead
 of asking again), and a child is run again only after its first process is declared lost (the
@@ -36,24 +40,24 @@ for ever by that automation: a child fails at once in its `MAX_RUNS + 1`-th run.
 from __future__ import annotations
 
 import json
-import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
 
 from pipelines.config import Settings
-from pipelines.datadir_lock import Holder, data_dir_lock
+from pipelines.datadir_lock import data_dir_lock
 from pipelines.flows import sync
 from pipelines.flows.markets import check_markets
 from pipelines.flows.plan import floor_time
+from pipelines.lake_lock import lake_name, lake_writer
 from pipelines.stream_lock import stream_lock
+from pipelines.write_guard import write_guard
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -62,6 +66,7 @@ STREAMS = ("account", "candles", "trades")
 RESULTS_KEY = "stream-results"  # the table artifact of a child's results
 STREAM_LOCKS = ".streams"  # under the data directory: one lock directory per exchange × stream
 POLL_SECONDS = 2.0  # how often the parent reads its children's states
+CHILDREN_WAIT_SECONDS = 24 * 3600  # the parent fails naming the children not ended by then
 MAX_RUNS = 3  # a child run more often than this (rescheduled after lost runs) fails
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 _DATETIMES = ("first", "last")
@@ -147,28 +152,42 @@ def stream_flow(
     return results
 
 
+@contextmanager
 def _across_machines(
     settings: Settings,
     exchange: str,
     stream: str,
     notice: Callable[[str], None],
     wait: float | None = sync.LOCK_WAIT_SECONDS,
-) -> AbstractContextManager[None]:
-    """The stream's lock in the `rate_budget_url` database (module docstring), or nothing
-    when there is none. A local lake is named with its host: another machine's directory of
-    the same path is another lake."""
+) -> Iterator[None]:
+    """When `rate_budget_url` is set: the lake's lock shared (`lake_lock`: no plain sync or
+    parent sweep of any machine deletes meanwhile) and the stream's lock in that database
+    (module docstring), both checked before every lake write of this process (`write_guard`):
+    a lock lost with its session stops the run at its next write. Nothing without it."""
     if settings.rate_budget_url is None:
-        return nullcontext()
-    lake = settings.lake_url or f"{socket.gethostname()}:{settings.lake_dir}"
-    return stream_lock(
-        settings.rate_budget_url,
-        lake,
-        exchange,
-        stream,
-        command=f"flow sync-stream {exchange} {stream}",
-        wait=wait,
-        notice=notice,
-    )
+        yield
+        return
+    command = f"flow sync-stream {exchange} {stream}"
+    with (
+        lake_writer(settings, shared=True, command=command, wait=wait, notice=notice) as lake,
+        stream_lock(
+            settings.rate_budget_url,
+            lake_name(settings),
+            exchange,
+            stream,
+            command=command,
+            wait=wait,
+            notice=notice,
+        ) as held,
+    ):
+        held_locks = [held] if lake is None else [lake, held]
+
+        def check() -> None:
+            for lock in held_locks:
+                lock.check()
+
+        with write_guard(check):
+            yield
 
 
 def _run_stream(
@@ -215,7 +234,7 @@ def fan_out_sync(
         raise ValueError(f"what must be among {sync.WHAT}")
     names = sync._selected(exchanges, rt)
     if not lake_checked:
-        with _exclusive(rt.settings.data_dir):
+        with _exclusive(rt.settings):
             sync._quarantine(rt.settings)
     if not markets_checked:
         try:
@@ -237,7 +256,7 @@ def fan_out_sync(
             since = now - timedelta(days=rt.settings.public_trades_days)
             children.append(Child(name, "trades", trades_since=since))
     results += run_children(deployment, config, children)
-    with _exclusive(rt.settings.data_dir):
+    with _exclusive(rt.settings):
         sync._quarantine(rt.settings)
         sync._refresh_warehouse(rt.settings)
         print(sync.summary_table(results))
@@ -245,21 +264,21 @@ def fan_out_sync(
     return results
 
 
-def _exclusive(data_dir: Path) -> AbstractContextManager[Holder]:
-    """The data directory's lock, exclusive: the parent's sweeps and rebuild."""
-    return data_dir_lock(
-        data_dir,
-        command="flow sync (fan-out)",
-        wait=sync.LOCK_WAIT_SECONDS,
-        notice=get_run_logger().warning,
-    )
+def _exclusive(settings: Settings) -> AbstractContextManager[None]:
+    """The data directory's lock, and the lake's when `rate_budget_url` is set, exclusive:
+    the parent's sweeps and rebuild."""
+    return sync.writer_locks(settings, "flow sync (fan-out)")
 
 
 def run_children(
-    deployment: str, config: str | None, children: Sequence[Child]
+    deployment: str,
+    config: str | None,
+    children: Sequence[Child],
+    wait_seconds: float = CHILDREN_WAIT_SECONDS,
 ) -> list[dict[str, Any]]:
-    """Ask for a run of `deployment` per child, wait for them all, and return their results;
-    `ChildRunsFailedError` names those that did not end Completed."""
+    """Ask for a run of `deployment` per child, wait for them all (at most `wait_seconds`), and
+    return their results; `ChildRunsFailedError` names those that did not end Completed, or
+    had not ended in time."""
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.runtime import flow_run
@@ -282,7 +301,7 @@ def run_children(
         )
         runs[run.id] = child
     logger.info(f"asked for {len(runs)} run(s) of {deployment}: {_names(runs.values())}")
-    ended = _wait(runs)
+    ended = _wait(runs, seconds=wait_seconds)
     failed = [
         f"{runs[run.id].name} ({run.state_name}: {run.state.message if run.state else ''})"
         for run in ended
@@ -297,27 +316,53 @@ def _names(children: Iterable[Child]) -> str:
     return ", ".join(child.name for child in children)
 
 
-def _wait(runs: dict[UUID, Child]) -> list[FlowRun]:
-    """The flow runs `runs` once every one has ended, logging each end."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+def _wait(
+    runs: dict[UUID, Child],
+    *,
+    seconds: float = CHILDREN_WAIT_SECONDS,
+    read: Callable[[list[UUID]], list[FlowRun]] | None = None,
+    log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[FlowRun]:
+    """The flow runs `runs` once every one has ended, logging each end (`read` reads the
+    states of the runs it is given: the Prefect API's by default). `ChildRunsFailedError`
+    names those still not ended after `seconds`."""
+    if read is None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    logger = get_run_logger()
+        with get_client(sync_client=True) as client:
+
+            def from_api(ids: list[UUID]) -> list[FlowRun]:
+                return client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+                )
+
+            return _wait(runs, seconds=seconds, read=from_api, log=log, clock=clock, sleep=sleep)
+    say = log or get_run_logger().info
+    deadline = clock() + seconds
     ended: dict[UUID, FlowRun] = {}
-    with get_client(sync_client=True) as client:
-        while len(ended) < len(runs):
-            time.sleep(POLL_SECONDS)
-            waiting = [run_id for run_id in runs if run_id not in ended]
-            found = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=waiting))
+    last: dict[UUID, str] = {}
+    while len(ended) < len(runs):
+        if clock() >= deadline:
+            left = [
+                f"{child.name} ({last.get(run_id, 'not found')})"
+                for run_id, child in runs.items()
+                if run_id not in ended
+            ]
+            raise ChildRunsFailedError(
+                f"stream run(s) still not ended after {seconds:g} s: {', '.join(left)}"
             )
-            for run in found:
-                if run.state_type is not None and run.state_type.value in TERMINAL:
-                    ended[run.id] = run
-                    logger.info(
-                        f"{runs[run.id].name}: {run.state_name} "
-                        f"({len(ended)}/{len(runs)} ended, run {run.run_count} time(s))"
-                    )
+        sleep(POLL_SECONDS)
+        for run in read([run_id for run_id in runs if run_id not in ended]):
+            last[run.id] = run.state_name or "no state"
+            if run.state_type is not None and run.state_type.value in TERMINAL:
+                ended[run.id] = run
+                say(
+                    f"{runs[run.id].name}: {run.state_name} "
+                    f"({len(ended)}/{len(runs)} ended, run {run.run_count} time(s))"
+                )
     return list(ended.values())
 
 

@@ -35,6 +35,7 @@ from pipelines.flows.plan import Window, chunks, floor_time
 from pipelines.flows.public_trades import STREAM as PUBLIC_TRADES_STREAM
 from pipelines.flows.runtime import Runtime
 from pipelines.http import RetryableError
+from pipelines.lake_lock import lake_writer
 from pipelines.quarantine import moved_lines, quarantine_lake
 from pipelines.tables import render
 
@@ -61,10 +62,11 @@ def runtime(config: str | None) -> Runtime:
 
 
 def writes_the_data_dir(name: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
-    """The decorated flow holds its data directory's writer lock while it runs (`datadir_lock`):
-    re-entrant when this process holds it already (`tally sync`, `tally demo`), else waited for
-    at most `LOCK_WAIT_SECONDS`, saying so in the run's log. Its `config` parameter names the
-    settings, hence the directory."""
+    """The decorated flow holds its data directory's writer lock while it runs (`datadir_lock`),
+    and the lake's exclusively when `rate_budget_url` is set (`writer_locks`): re-entrant when
+    this process holds them already (`tally sync`, `tally demo`), else waited for at most
+    `LOCK_WAIT_SECONDS`, saying so in the run's log. Its `config` parameter names the settings,
+    hence the directory and the lake."""
 
     def decorate(function: Callable[_P, _T]) -> Callable[_P, _T]:
         signature = inspect.signature(function)
@@ -73,16 +75,29 @@ def writes_the_data_dir(name: str) -> Callable[[Callable[_P, _T]], Callable[_P, 
         def locked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            data_dir = _settings_for(bound.arguments["config"]).data_dir
-            notice = get_run_logger().warning
-            with data_dir_lock(
-                data_dir, command=f"flow {name}", wait=LOCK_WAIT_SECONDS, notice=notice
-            ):
+            settings = _settings_for(bound.arguments["config"])
+            with writer_locks(settings, f"flow {name}"):
                 return function(*args, **kwargs)
 
         return locked
 
     return decorate
+
+
+@contextmanager
+def writer_locks(settings: Settings, command: str) -> Iterator[None]:
+    """What a writer of the whole lake holds: the data directory's lock, and the lake's lock
+    exclusively when `rate_budget_url` is set (`lake_lock`: no fan-out child of any machine
+    writes meanwhile); each waited for at most `LOCK_WAIT_SECONDS`, saying so in the run's log."""
+    with (
+        data_dir_lock(settings.data_dir, command=command, wait=LOCK_WAIT_SECONDS, notice=_warn),
+        lake_writer(settings, shared=False, command=command, wait=LOCK_WAIT_SECONDS, notice=_warn),
+    ):
+        yield
+
+
+def _warn(text: str) -> None:
+    get_run_logger().warning(text)
 
 
 def _only_retryable(task: Any, task_run: Any, state: Any) -> bool:
