@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -607,6 +608,12 @@ def test_a_fan_out_sync_into_s3_on_two_workers_equals_a_plain_one_and_a_killed_o
     for name, value in s3.environment().items():  # the parent reads the lake here
         monkeypatch.setenv(name, value)
     separate = mount_namespaces(tmp_path / "namespaces")
+    if not separate:  # said where a reader of the run sees it: a part of the test not checked
+        warnings.warn(
+            "no mount namespaces here: the workers share the parent's data directory, and "
+            "that each keeps only caches of its own is not checked",
+            stacklevel=1,
+        )
     with start_sandbox(seed=3, days=10, now_ms=int(FAN_OUT_NOW.timestamp() * 1000)) as sandbox:
         plain = config_in(sandbox, tmp_path / "plain", **budget)
         plain_results = sync_flow(str(plain))
