@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import socket
 import sys
@@ -50,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.exit_codes import ExitCode, OperatorError
+from pipelines.lock_wait import wait_for
 
 LOCK_FILE = ".lock"
 POLL_SECONDS = 0.2
@@ -305,18 +305,17 @@ def _acquire(
             if (fd := _open_locked(path, data_dir, kind)) is not None:
                 return fd
         raise _refusal(data_dir, sleep)
-    limit = "" if math.isinf(wait) else f" (at most {wait:g} s)"
-    notice(f"waiting for data directory {data_dir}{limit}: in use by {_who(data_dir, sleep)}")
-    deadline = clock() + wait
-    while (fd := _open_locked(path, data_dir, kind)) is None:
-        left = deadline - clock()
-        if left <= 0:
-            raise DataDirLockedError(
-                f"data directory {data_dir} is still in use by {_who(data_dir, sleep)} "
-                f"after waiting {wait:g} s"
-            )
-        sleep(min(POLL_SECONDS, left))
-    return fd
+    return wait_for(
+        lambda: _open_locked(path, data_dir, kind),
+        what=f"data directory {data_dir}",
+        holder=lambda: _who(data_dir, sleep),
+        wait=wait,
+        notice=notice,
+        clock=clock,
+        sleep=sleep,
+        poll_seconds=POLL_SECONDS,
+        refused=DataDirLockedError,
+    )
 
 
 def _open_locked(path: Path, data_dir: Path, kind: int = fcntl.LOCK_EX) -> int | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import socket
 import threading
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.database_url import DatabaseUrl
 from pipelines.exit_codes import ExitCode, OperatorError
+from pipelines.lock_wait import wait_for
 
 if TYPE_CHECKING:
     import psycopg
@@ -236,17 +236,17 @@ def _advisory(
             if not _try(connection, key, shared):
                 if wait is None:
                     raise StreamLockedError(f"{what} is in use by {_who(connection, key)}")
-                limit = "" if math.isinf(wait) else f" (at most {wait:g} s)"
-                notice(f"waiting for {what}{limit}: in use by {_who(connection, key)}")
-                deadline = clock() + wait
-                while not _try(connection, key, shared):
-                    left = deadline - clock()
-                    if left <= 0:
-                        raise StreamLockedError(
-                            f"{what} is still in use by {_who(connection, key)} "
-                            f"after waiting {wait:g} s"
-                        )
-                    sleep(min(POLL_SECONDS, left))
+                wait_for(
+                    lambda: True if _try(connection, key, shared) else None,
+                    what=what,
+                    holder=lambda: _who(connection, key),
+                    wait=wait,
+                    notice=notice,
+                    clock=clock,
+                    sleep=sleep,
+                    poll_seconds=POLL_SECONDS,
+                    refused=StreamLockedError,
+                )
         except psycopg.Error as error:
             raise _error(url, f"could not lock {what} in", error) from None
         try:
