@@ -28,3 +28,34 @@ def ends_with_exit(target: Callable[..., None]) -> Callable[..., None]:
         os._exit(0)
 
     return run
+
+
+def run_forked(
+    context: Any,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    children: int,
+    *,
+    timeout: float,
+    started: Callable[[], object] | None = None,
+) -> list[int | None]:
+    """Fork `children` processes of `target(*args, slot)` (through `ends_with_exit`), call
+    `started()` once all are started, wait for each at most `timeout` seconds, and give their
+    exit codes in slot order (None: still running at the end, then killed)."""
+    processes = [
+        context.Process(target=ends_with_exit(target), args=(*args, slot))
+        for slot in range(children)
+    ]
+    for process in processes:
+        process.start()
+    if started is not None:
+        started()
+    try:
+        for process in processes:
+            process.join(timeout)
+        return [process.exitcode for process in processes]
+    finally:
+        for process in processes:
+            if process.exitcode is None:
+                process.kill()
+                process.join()

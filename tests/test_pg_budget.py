@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from budget_stores import BudgetStore
 from fakeclock import FakeClock
-from forked import ends_with_exit
+from forked import ends_with_exit, run_forked
 from postgres_server import PostgresServer, free_port
 from test_shared_budget import Exhausted, never_sleep, write_config
 
@@ -84,18 +84,8 @@ def test_edits_from_several_processes_are_serialised(store: BudgetStore):
     children, times = 4, 40
     context = multiprocessing.get_context("fork")
     start = context.Barrier(children)
-    processes = [
-        context.Process(
-            target=ends_with_exit(add_ones),
-            args=(store.url.reveal(), "counter", times, start, slot),
-        )
-        for slot in range(children)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-    assert [process.exitcode for process in processes] == [0] * children
+    args = (store.url.reveal(), "counter", times, start)
+    assert run_forked(context, add_ones, args, children, timeout=120) == [0] * children
 
     document = count_in(store, "counter")
     assert document["count"] == children * times  # a lost update would leave it lower

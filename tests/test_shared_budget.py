@@ -29,7 +29,7 @@ import pytest
 import requests
 from budget_stores import BudgetStore
 from fakeclock import T0, FakeClock
-from forked import ends_with_exit
+from forked import run_forked
 from test_limiters import bitvavo_headers
 
 from pipelines import config_file
@@ -238,18 +238,9 @@ def run_children(where: BudgetPlace, kind: str, children: int = 2) -> list[int]:
     context = multiprocessing.get_context("fork")
     ready = context.Event()
     counts = context.Array("i", [-1] * children)
-    processes = [
-        context.Process(
-            target=ends_with_exit(grab_until_exhausted), args=(where, kind, ready, counts, slot)
-        )
-        for slot in range(children)
-    ]
-    for process in processes:
-        process.start()
-    ready.set()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
+    args = (where, kind, ready, counts)
+    exits = run_forked(context, grab_until_exhausted, args, children, timeout=60, started=ready.set)
+    assert exits == [0] * children
     return counts[:]
 
 
@@ -322,15 +313,7 @@ def test_two_processes_pacing_through_one_budget_stay_within_it(budget_store: Bu
     both = context.Barrier(2)
     times = context.Array("d", [0.0] * 2 * GRANTS)
     place = budget_store.place("b")
-    processes = [
-        context.Process(target=ends_with_exit(pace), args=(place, clock, both, times, slot))
-        for slot in range(2)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-    assert [process.exitcode for process in processes] == [0, 0]
+    assert run_forked(context, pace, (place, clock, both, times), 2, timeout=120) == [0, 0]
     granted: list[float] = times[:]
     assert min(granted) >= T0
     assert most_in_any_window(granted, SPAN) == CAPACITY  # never more, and all of it
@@ -373,15 +356,7 @@ def test_two_processes_each_learn_the_bitvavo_budget_from_the_others_headers(
     turns = [context.Event() for _ in range(3)]
     seen = context.Array("i", [-1] * 3)
     place = budget_store.place("v")
-    processes = [
-        context.Process(target=ends_with_exit(learn_in_turn), args=(place, turns, seen, slot))
-        for slot in range(2)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-    assert [process.exitcode for process in processes] == [0, 0]
+    assert run_forked(context, learn_in_turn, (place, turns, seen), 2, timeout=60) == [0, 0]
     # The second learnt 50 from the first's header, the first 40 from the second's; then the
     # second spent what was left less the first's weight in flight: 40 - 5.
     assert seen[:] == [40, 50, 35]
