@@ -576,11 +576,11 @@ def test_a_row_reader_takes_a_whole_page_of_its_rows_and_nothing_else() -> None:
     read = reader.read(b'[{"a":"x1","t":5,"v":"1.5"},{"a":"y","t":"007","v":"2"}]')
     assert read is not None
     rows, texts = read
-    assert rows.frame["inner"].to_list() == [
-        '"a":"x1","t":5,"v":"1.5"',
-        '"a":"y","t":"007","v":"2"',
+    assert rows.frame["row"].to_list() == [
+        '{"a":"x1","t":5,"v":"1.5"}',
+        '{"a":"y","t":"007","v":"2"}',
     ]
-    assert texts == {"a": ["x1", "y"], "t": ["5", "007"]}
+    assert texts == {"a": ["x1", "y"], "t": ["5", '"007"']}  # (a time as sent)
     row = b'{"a":"x1","t":5,"v":"1"}'
     for body in (
         b"[]",

@@ -335,8 +335,8 @@ def text_public_trades(
     rows, texts = read
     at = {name: index for index, name in enumerate(names)}
     ids = texts[keys[at["trade_id"]]]
-    counts = pl.Series("traded_at", texts[keys[at["traded_at"]]], pl.String).cast(pl.Int64)
-    moments = counts * (unit // _MICROSECOND)
+    sent = pl.Series("traded_at", texts[keys[at["traded_at"]]], pl.String)
+    moments = sent.str.strip_chars('"').cast(pl.Int64) * (unit // _MICROSECOND)
     held = rows.frame.hstack([pl.Series("trade_id", ids, pl.String), moments.cast(TIMESTAMP)])
     complete = _TextTrades(
         exchange,
@@ -372,13 +372,18 @@ class _TextTrades:
         def cut(name: str) -> pl.Expr:
             return rows.value(at[name], count, self.keys[at[name]])
 
+        side = cut("side")
+        # (the page's form admits no other code: codes that name their side need no mapping)
+        if any(code != name for code, name in self.sides):
+            side = side.replace_strict(dict(self.sides), return_dtype=pl.String)
+
         return held.select(
             *_constants(exchange=self.exchange, market=self.market),
             pl.col("trade_id"),
             pl.col("traded_at"),
             cut("price").alias("price"),
             cut("amount").alias("amount"),
-            cut("side").replace_strict(dict(self.sides), return_dtype=pl.String).alias("side"),
+            side.alias("side"),
             pl.lit("{}", pl.String).alias("extra"),
             rows.raw().alias("raw"),
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import NamedTuple
 
 import polars as pl
@@ -61,13 +62,18 @@ def rows_of(row: bytes) -> bytes:
 
 
 class Rows(NamedTuple):
-    """The rows of a page, brackets off (column ``inner``), the brackets they had, and the text
-    they were split from (empty for rows gathered from several pages)."""
+    """The rows of a page, the text they were split from (empty for rows gathered from several
+    pages) and the brackets they had: in column ``row``, each row's whole text (a `RowReader`'s
+    rows), else in column ``inner`` its text inside the brackets (`split`'s)."""
 
     frame: pl.DataFrame
     opening: str
     closing: str
     text: bytes = b""
+
+    @property
+    def _whole(self) -> bool:
+        return "row" in self.frame.columns
 
     def texts(self, key: str | None) -> pl.Series:
         """The text of field `key` of every row (object rows), or of its first field (array
@@ -80,36 +86,52 @@ class Rows(NamedTuple):
 
     def raw(self) -> pl.Expr:
         """Each row's text."""
+        if self._whole:
+            return pl.col("row")
         return pl.concat_str(pl.lit(self.opening), pl.col("inner"), pl.lit(self.closing))
 
     def value(self, index: int, count: int, key: str | None) -> pl.Expr:
         """The text of field `index` of `count` (its key, when the rows are objects, and its
         quotes taken off)."""
         prefix = 0 if key is None else len(key) + 3  # '"key":'
-        field = pl.col("inner").str.split_exact(",", count - 1).struct.field(f"field_{index}")
-        return field.str.slice(prefix).str.strip_chars('"')
+        quotes = '"'
+        column = "inner"
+        if self._whole:  # the first field follows the opening bracket; the last, the closing
+            column = "row"
+            prefix += index == 0
+            quotes += self.closing if index == count - 1 else ""
+        field = pl.col(column).str.split_exact(",", count - 1).struct.field(f"field_{index}")
+        return field.str.slice(prefix).str.strip_chars(quotes)
 
 
 class RowReader:
     """Pages of compact object rows of `keys`, in that order, of the `forms` (`rows_of` of
-    `object_row`), read with one regular expression: the rows (`Rows`), and the text of the
-    fields `captured` (values of digits, letters and dashes, quotes off), by key.
+    `object_row`), read with one regular expression: the rows (`Rows`, whole), and the text of
+    the fields `captured`, by key. A captured value of a form that is always a string (a quote,
+    then no alternative, then a quote) comes without its quotes; any other comes as sent (a
+    time count may be a number or a string of digits).
 
     Each match is a row and the separator after it (a comma, or the closing bracket at the end
     of the body); the matches, which never overlap, tile the body after its opening bracket
     exactly when their lengths add up to its length: the page is then what `rows_of` of the
-    same row matches. (One group per pattern: `findall` then makes strings, no tuple per row
-    for the garbage collector to count.)"""
+    same row matches. One `findall` gives the rows and the captured fields: a tuple per row,
+    turned into a list per field."""
 
     def __init__(
         self, keys: Sequence[str], forms: Sequence[bytes], captured: Sequence[str]
     ) -> None:
-        row = object_row(keys, forms)
+        groups = [
+            _captured(form) if key in captured else form
+            for key, form in zip(keys, forms, strict=True)
+        ]
+        row = object_row(keys, groups)
         # (of the body's text: the matches are strings, as the frame and the walk want them;
         # a body that is not ASCII holds what no form takes)
-        pattern = rb"\{(" + row[2:-2] + rb")\}(?:,|\]\Z)"
+        pattern = b"(" + row + rb")(?:,|\]\Z)"
         self.pattern = re.compile(pattern.decode("ascii"))
-        self.captured = {key: _text_field_pattern(key) for key in captured}
+        self.captured = [key for key in keys if key in captured]
+        if len(self.captured) != len(set(captured)):
+            raise ValueError(f"captured keys {list(captured)} are not all among {list(keys)}")
 
     def read(self, body: bytes) -> tuple[Rows, dict[str, list[str]]] | None:
         """The rows of `body` and the captured fields' texts; None when `body` is no page of
@@ -117,15 +139,28 @@ class RowReader:
         if body[:1] != b"[" or body[-1:] != b"]" or not body.isascii():
             return None
         text = body.decode("ascii")
-        inner = self.pattern.findall(text, 1)
-        if not inner or sum(map(len, inner)) + 3 * len(inner) != len(text) - 1:
+        found = self.pattern.findall(text, 1)
+        if not found:
             return None
-        texts = {key: pattern.findall(text) for key, pattern in self.captured.items()}
-        for key, found in texts.items():
-            if len(found) != len(inner):  # (a key of the row's: once in each)
-                raise ValueError(f"field {key!r}: {len(found)} values in {len(inner)} rows")
-        frame = pl.DataFrame([pl.Series("inner", inner, pl.String)])
+        if not self.captured:  # (one group: strings, not tuples)
+            rows, texts = found, {}
+        else:
+            rows = list(map(itemgetter(0), found))
+            texts = {
+                key: list(map(itemgetter(at), found)) for at, key in enumerate(self.captured, 1)
+            }
+        if sum(map(len, rows)) + len(rows) != len(text) - 1:
+            return None
+        frame = pl.DataFrame([pl.Series("row", rows, pl.String)])
         return Rows(frame, "{", "}", body), texts
+
+
+def _captured(form: bytes) -> bytes:
+    """`form` with its value as a group: inside the quotes of a form that is always a string."""
+    inner = form[1:-1]
+    if form[:1] == b'"' == form[-1:] and b"|" not in inner and b'"' not in inner:
+        return b'"(' + inner + b')"'
+    return b"(" + form + b")"
 
 
 def split(rows_text: bytes) -> Rows:
