@@ -129,7 +129,7 @@ class RecordDataset:
                 if alike:
                     assert complete is not None
                     fetched = joined["fetched_at"]
-                    joined = complete(joined).with_columns(fetched)
+                    joined = complete(joined).hstack([fetched])  # (it makes no fetch time)
                 typed = self._typed(joined, pl.col("fetched_at").cast(TIMESTAMP))
                 if typed is not None:
                     return [typed]

@@ -28,7 +28,7 @@ read the lake (`pipelines.quarantine`), so a reader meets one only if it broke d
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -233,10 +233,11 @@ class Lake(Generic[RootT]):
         `metadata` goes into each file's footer (see `notes`).
         """
         _check_stem(stem)
-        typed = self._conform(dataset, frame)
-        if partition is not None and _all_in(dataset, typed, partition):
+        typed, inside = self._conform_within(dataset, frame, partition)
+        if inside:
+            assert partition is not None
             values = {c: partition[c] for c in dataset.partition_by}
-            parts = [(values, typed.select(dataset.file_columns))]  # (the usual case)
+            parts = [(values, _columns(typed, dataset.file_columns))]  # (the usual case)
         else:
             parts = list(self._split(dataset, typed))
         if partition is not None:
@@ -272,6 +273,15 @@ class Lake(Generic[RootT]):
         return LandResult(dataset.name, tuple(written), rows)
 
     def _conform(self, dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
+        return self._conform_within(dataset, frame, None)[0]
+
+    def _conform_within(
+        self, dataset: Dataset, frame: pl.DataFrame, partition: Mapping[str, Any] | None
+    ) -> tuple[pl.DataFrame, bool]:
+        """`frame` typed as declared, checked, deduplicated and sorted; and whether every row
+        belongs to `partition` (`_inside`; False without one). The facts checked come from
+        one polars query. (Eager frames: a lazy query's `collect` starts polars' streaming
+        engine, which costs several times more on frames of a day's rows.)"""
         missing = [c for c in dataset.schema if c not in frame.columns]
         if missing:
             raise LakeError(f"dataset {dataset.name}: frame lacks columns {missing}")
@@ -282,10 +292,22 @@ class Lake(Generic[RootT]):
             if dtype == MONEY and frame.schema[column] != MONEY:
                 _check_exact_money(dataset, column, frame[column])
         typed = frame.select([pl.col(c).cast(t, strict=True) for c, t in dataset.schema.items()])
-        nulls = [c for c in dataset.key if typed[c].null_count()]
+        key, order = list(dataset.key), _order(dataset, dataset.schema)
+        inside = _inside(dataset, partition)
+        facts = typed.select(
+            *(pl.col(c).null_count().alias(f"nulls {c}") for c in key),
+            *(pl.col(c).n_unique().alias(f"distinct {c}") for c in key),
+            (inside if inside is not None else pl.lit(False)).alias("inside"),
+        )
+        fact = facts.row(0, named=True)
+        nulls = [c for c in key if fact[f"nulls {c}"]]
         if nulls:
             raise LakeError(f"dataset {dataset.name}: key columns with nulls: {nulls}")
-        return _dedupe(dataset, typed)
+        if key and typed.height and typed.height not in (fact[f"distinct {c}"] for c in key):
+            rows = _dedupe(dataset, typed)  # a key repeated: the last one wins
+        else:
+            rows = typed.sort(order) if order else typed
+        return rows, bool(fact["inside"])
 
     def _split(
         self, dataset: Dataset, frame: pl.DataFrame
@@ -355,14 +377,28 @@ class Lake(Generic[RootT]):
         return self.scan(dataset, **partition).select(pl.col(column).max()).collect().item()
 
 
-def _all_in(dataset: Dataset, frame: pl.DataFrame, partition: Mapping[str, Any]) -> bool:
-    """Whether every row of `frame` belongs to `partition`, told by its text columns alone (as
-    `land` compares them: by their text); False when another column type says otherwise."""
+def _inside(dataset: Dataset, partition: Mapping[str, Any] | None) -> pl.Expr | None:
+    """Whether every row of a typed frame belongs to `partition`, told by its text columns
+    alone (as `land` compares them: by their text); None when another column type (or no
+    partition) leaves it to `_split`."""
     columns = dataset.partition_by
-    if not columns or any(frame.schema[c] != pl.String for c in columns):
-        return False
+    if partition is None or not columns:
+        return None
+    if any(dataset.schema[c] != pl.String for c in columns):
+        return None
     inside = pl.all_horizontal(pl.col(c) == str(partition[c]) for c in columns)
-    return bool(frame.select(inside.fill_null(False).all()).item())
+    return inside.fill_null(False).all()
+
+
+def _columns(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+    """The columns `names` of `frame`, as they are (no polars query)."""
+    return pl.DataFrame([frame.get_column(name) for name in names])
+
+
+def _order(dataset: Dataset, columns: Iterable[str]) -> list[str]:
+    """The columns rows are sorted by (`sort_by`, else the key), those among `columns`."""
+    present = set(columns)
+    return [c for c in dataset.sort_by or dataset.key if c in present]
 
 
 def _dedupe(dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
@@ -373,8 +409,7 @@ def _dedupe(dataset: Dataset, frame: pl.DataFrame) -> pl.DataFrame:
         deduped = frame
     else:
         deduped = frame.unique(subset=key, keep="last", maintain_order=True)
-    order = list(dataset.sort_by or dataset.key)
-    order = [c for c in order if c in deduped.columns]
+    order = _order(dataset, deduped.columns)
     return deduped.sort(order) if order else deduped
 
 

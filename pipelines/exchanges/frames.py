@@ -335,8 +335,11 @@ def text_public_trades(
     rows, texts = read
     at = {name: index for index, name in enumerate(names)}
     ids = texts[keys[at["trade_id"]]]
-    sent = pl.Series("traded_at", texts[keys[at["traded_at"]]], pl.String)
-    moments = sent.str.strip_chars('"').cast(pl.Int64) * (unit // _MICROSECOND)
+    times = texts[keys[at["traded_at"]]]
+    sent = pl.Series("traded_at", times, pl.String)
+    if '"' in "".join(times):  # some sent as strings of digits (a polars query: only then)
+        sent = sent.str.strip_chars('"')
+    moments = sent.cast(pl.Int64) * (unit // _MICROSECOND)
     held = rows.frame.hstack([pl.Series("trade_id", ids, pl.String), moments.cast(TIMESTAMP)])
     complete = _TextTrades(
         exchange,

@@ -110,6 +110,8 @@ def combine(
     frames = [*old, *new]
     if not frames:
         return pl.DataFrame(schema=dict(dataset.schema))
+    if len(frames) == 1 and frames[0].columns == list(dataset.schema):
+        return frames[0]  # (the usual chunk: fresh rows alone, in order; no polars query)
     # Relaxed: fresh Decimal columns carry the scale the exchange sent; the lake refuses any
     # that DECIMAL(38,18) would round.
     return pl.concat(frames, how="vertical_relaxed").select(list(dataset.schema))
