@@ -280,8 +280,8 @@ class Lake(Generic[RootT]):
     ) -> tuple[pl.DataFrame, bool]:
         """`frame` typed as declared, checked, deduplicated and sorted; and whether every row
         belongs to `partition` (`_inside`; False without one). The facts checked come from
-        one polars query. (Eager frames: a lazy query's `collect` starts polars' streaming
-        engine, which costs several times more on frames of a day's rows.)"""
+        one polars query. (Eager frames: a lazy query's `collect` lets polars pick its
+        engine, the streaming one, which costs twice as much on a day's rows.)"""
         missing = [c for c in dataset.schema if c not in frame.columns]
         if missing:
             raise LakeError(f"dataset {dataset.name}: frame lacks columns {missing}")
