@@ -18,6 +18,7 @@ through the crowded millisecond, never ends on its short page, and trusts none o
 rows: once a page by `tradeIdTo` comes back short or reaches an older millisecond, every row
 of the crowded millisecond is read, and the walk goes on by time from `end` = that millisecond
 (deduplicated on the key), so that rows a string-ordered `tradeIdTo` skipped are read too.
+
 A walk may cap the span of its requests (`span`: Bitvavo refuses public trades requests whose
 `end - start` exceeds 24 h). Each request then asks `start` = the later of the walk's start and
 its `end - span`, so that a walk of any length pages on across days with full pages. A short (or
@@ -26,10 +27,11 @@ the walk goes on below it with `end` = the window's start + 1 ms (which reads th
 exactly that start whichever way `start` and `end` are read; rows seen are dropped by the key).
 Only a short page of a window that starts at the walk's start ends the walk.
 
-Every page by time (no `tradeIdTo`) leaves every row of the walk later than its oldest row read:
-its request's `end` is the oldest millisecond read so far + 1 ms (or a millisecond all of whose
-rows are read), and the page holds every row between. A page by `tradeIdTo` tells nothing of the
-kind (`read_after`): it may have skipped rows of older milliseconds.
+Every page by time (no `tradeIdTo`) leaves every row of the walk later than its oldest row read
+(`read_after`), so that a caller may use the rows above it before the walk ends: every row after
+its request's `end` was read before it was asked (and the rows at `end` too, unless the page
+holds them), and the page holds every row from its oldest up to `end`. A page by `tradeIdTo`
+tells nothing of the kind: it may have skipped rows of older milliseconds.
 
 What no walk could page is an error: a full page that brings no new row, or a request asked
 twice (`PagingLoopError`, e.g. `tradeIdTo` ignored); a page by `tradeIdTo` that ends on a row
