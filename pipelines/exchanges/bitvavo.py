@@ -8,8 +8,9 @@ withdrawals or keys. Parsing lives in `bitvavo_parse`. Paging (docs/exchanges.md
 - trades (public and account), deposits and withdrawals page backwards by `end` = the oldest
   timestamp already seen + 1 ms, deduplicated on id: right whether `end` is inclusive or
   exclusive, and trades crowded into one millisecond page on by `tradeIdTo` (`bitvavo_walk`).
-  A public trades request spans at most 24 h; account trades shrink their span when refused
-  with errorCode 205 and keep the accepted span for the rest of the run.
+  A public trades request spans at most 24 h (a longer range is one walk of 24 h windows);
+  account trades shrink their span when refused with errorCode 205 and keep the accepted span
+  for the rest of the run.
 - account/history is page-numbered; `toDate` is pinned for the whole walk so that new items do
   not shift the pages under us.
 
@@ -38,6 +39,7 @@ from pipelines.exchanges.bitvavo_walk import (
     PageColumns,
     TradeSpan,
     is_span_refusal,
+    read_after,
     walk_backwards,
 )
 from pipelines.exchanges.frames import micros, values
@@ -331,6 +333,16 @@ class BitvavoClient:
             raise ValueError(f"bitvavo public_trades: one window spans at most {MAX_TRADE_SPAN}")
         return _PUBLIC_TRADES.walk(self.public_trades, market, start, end, limit)
 
+    def public_trades_range(
+        self, market: str, start: datetime, end: datetime, *, limit: int = TRADE_LIMIT
+    ) -> Iterator[Page[PublicTrade]]:
+        """Every public trade with timestamp in [start, end), of any length, each once, newest
+        page first: one backwards walk whose requests span at most 24 h each, so that pages run
+        on across days. `trades_read_after(page)` tells what a page leaves read."""
+        return _PUBLIC_TRADES.walk(
+            self.public_trades, market, start, end, limit, span=MAX_TRADE_SPAN
+        )
+
     # -- account -------------------------------------------------------------------------------
 
     def trades(
@@ -475,10 +487,18 @@ class _Trades(Generic[T]):
     time_field: str
 
     def walk(
-        self, page: Callable[..., Page[T]], market: str, start: datetime, end: datetime, limit: int
+        self,
+        page: Callable[..., Page[T]],
+        market: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        *,
+        span: timedelta | None = None,
     ) -> Iterator[Page[T]]:
         """Every trade of `market` in [start, end), once, newest page first; `page(market,
-        start=, end=, limit=, trade_id_to=)` asks for one page."""
+        start=, end=, limit=, trade_id_to=)` asks for one page, over at most `span` when
+        given."""
         trade_id = attrgetter(self.id_field)
         return walk_backwards(
             lambda s, e, id_to: page(market, start=s, end=e, limit=limit, trade_id_to=id_to),
@@ -491,6 +511,7 @@ class _Trades(Generic[T]):
             endpoint=self.endpoint,
             limit=limit,
             columns=self.columns,
+            span=span,
         )
 
     def columns(self, rows: Sequence[T]) -> PageColumns:
@@ -502,6 +523,14 @@ class _Trades(Generic[T]):
 
 
 _PUBLIC_TRADES: _Trades[PublicTrade] = _Trades("public_trades", "trade_id", "traded_at")
+
+
+def trades_read_after(page: Page[PublicTrade]) -> datetime | None:
+    """Once `page` of a public trades walk is yielded, every trade of the walk later than this
+    has been yielded; None when the page does not tell (`bitvavo_walk.read_after`)."""
+    return read_after(page, _PUBLIC_TRADES.time_field)
+
+
 _FILLS: _Trades[Fill] = _Trades("trades", "fill_id", "executed_at")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipelines.exchanges import bitvavo_checks, bitvavo_warehouse
@@ -32,6 +33,8 @@ from pipelines.exchanges.values import BITVAVO_INTERVALS
 if TYPE_CHECKING:
     from pipelines.config import ExchangeSettings
     from pipelines.exchanges.bitvavo import BitvavoClient
+    from pipelines.exchanges.paging import Page
+    from pipelines.exchanges.records import PublicTrade
     from pipelines.http import BudgetPlace, Limiter
 
 _SHORTEST, _LONGEST = ACCESS_WINDOW_BOUNDS_MS
@@ -47,6 +50,12 @@ def _client(config: ExchangeSettings[BitvavoOptions], how: Connection) -> Bitvav
         access_window_ms=config.options.access_window_ms,
         **how.options(),
     )
+
+
+def _trades_read_after(page: Page[PublicTrade]) -> datetime | None:
+    from pipelines.exchanges.bitvavo import trades_read_after
+
+    return trades_read_after(page)
 
 
 def _budget(config: ExchangeSettings, where: BudgetPlace) -> Limiter:
@@ -93,7 +102,8 @@ INGESTION: Ingestion[BitvavoClient] = Ingestion(
         page_limit=CANDLE_LIMIT,
     ),
     public_trades=HistoryTrades(
-        walk=lambda client, market, start, end: client.public_trades_window(market, start, end),
+        walk=lambda client, market, start, end: client.public_trades_range(market, start, end),
+        read_after=_trades_read_after,
         first_span=MAX_TRADE_SPAN,
     ),
     streams=(

@@ -18,6 +18,21 @@ through the crowded millisecond, never ends on its short page, and trusts none o
 rows: once a page by `tradeIdTo` comes back short or reaches an older millisecond, every row
 of the crowded millisecond is read, and the walk goes on by time from `end` = that millisecond
 (deduplicated on the key), so that rows a string-ordered `tradeIdTo` skipped are read too.
+
+A walk may cap the span of its requests (`span`: Bitvavo refuses public trades requests whose
+`end - start` exceeds 24 h). Each request then asks `start` = the later of the walk's start and
+its `end - span`, so that a walk of any length pages on across days with full pages. A short (or
+empty) page of such a capped window does not end the walk: every row of the window is read, and
+the walk goes on below it with `end` = the window's start + 1 ms (which reads the rows at
+exactly that start whichever way `start` and `end` are read; rows seen are dropped by the key).
+Only a short page of a window that starts at the walk's start ends the walk.
+
+Every page by time (no `tradeIdTo`) leaves every row of the walk later than its oldest row read
+(`read_after`), so that a caller may use the rows above it before the walk ends: every row after
+its request's `end` was read before it was asked (and the rows at `end` too, unless the page
+holds them), and the page holds every row from its oldest up to `end`. A page by `tradeIdTo`
+tells nothing of the kind: it may have skipped rows of older milliseconds.
+
 What no walk could page is an error: a full page that brings no new row, or a request asked
 twice (`PagingLoopError`, e.g. `tradeIdTo` ignored); a page by `tradeIdTo` that ends on a row
 newer than the one it names (`TradeIdToError`); and ids compared as strings while the pages list
@@ -38,7 +53,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import compress, islice
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pipelines.exchanges.frames import between, earliest, subset
 from pipelines.exchanges.paging import NoProgress, Page, Paginator, walk
@@ -71,9 +86,10 @@ class TradeIdToError(RuntimeError):
 
 @dataclass(frozen=True)
 class TradeQuery:
-    """One request of a backwards walk: rows up to `end`, before `trade_id_to` when given. A
-    probe asks how `tradeIdTo` compares ids; a refusal of it is an answer (None)."""
+    """One request of a backwards walk: rows from `start` up to `end`, before `trade_id_to` when
+    given. A probe asks how `tradeIdTo` compares ids; a refusal of it is an answer (None)."""
 
+    start: datetime
     end: datetime
     trade_id_to: str | None = None
     probe: bool = False
@@ -91,19 +107,21 @@ def walk_backwards(
     limit: int,
     trade_id: Callable[[R], str] | None = None,
     columns: Columns[R] | None = None,
+    span: timedelta | None = None,
 ) -> Iterator[Page[R]]:
     """Every row with `start <= moment < end`, each once (by `key`), newest page first.
 
     `trade_id` gives the id to send as `tradeIdTo`; None for an endpoint without one (then a
     page's worth of rows in one millisecond is a `PagingLoopError`). `columns`, when given,
-    reads the same keys, moments and ids a page at a time (`Backwards`).
+    reads the same keys, moments and ids a page at a time (`Backwards`). `span`, when given, is
+    the longest `end - start` one request may ask for (None: every request asks from `start`).
     """
 
     def ask(query: TradeQuery) -> Page[R] | None:
         if not query.probe:
-            return fetch(start, query.end, query.trade_id_to)
+            return fetch(query.start, query.end, query.trade_id_to)
         try:
-            return fetch(start, query.end, query.trade_id_to)
+            return fetch(query.start, query.end, query.trade_id_to)
         except (InvalidRequestError, NotFoundError):  # an id that names no trade, refused
             return None
 
@@ -117,8 +135,18 @@ def walk_backwards(
         exchange=exchange,
         endpoint=endpoint,
         columns=columns,
+        span=span,
     )
     return walk(ask, paginator, exchange=exchange, endpoint=endpoint)
+
+
+def read_after(page: Page[Any], moment: str) -> datetime | None:
+    """Once `page` of a backwards walk is yielded, every row of the walk whose field `moment`
+    is later than this has been yielded (rows at it may still come); None when the page does not
+    tell (a page by `tradeIdTo`, or one that brought no new row)."""
+    if "tradeIdTo" in page.params:
+        return None
+    return earliest(page.records, moment)
 
 
 class PageColumns(NamedTuple):
@@ -144,6 +172,8 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
 
     The walk reads a page's keys, moments and ids a field at a time (`columns`, when given, else
     `key`, `moment` and `trade_id` row by row): a page kept as columns is not made into records.
+
+    With a `span`, no request asks for more than `span` between its `start` and its `end`.
     """
 
     def __init__(
@@ -158,8 +188,11 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         exchange: str,
         endpoint: str,
         columns: Columns[R] | None = None,
+        span: timedelta | None = None,
     ) -> None:
-        self.start, self.end, self.limit = start, end, limit
+        if span is not None and span <= ONE_MS:
+            raise ValueError(f"{exchange} {endpoint}: a request span must exceed 1 ms")
+        self.start, self.end, self.limit, self.span = start, end, limit, span
         self.key, self.moment, self.trade_id = key, moment, trade_id
         self.exchange, self.endpoint = exchange, endpoint
         self.columns = columns
@@ -171,6 +204,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             )
         self._seen: set[Hashable] = set()
         self._start, self._end = to_epoch_us(self.start), to_epoch_us(self.end)
+        self._span = None if self.span is None else self.span // _US
         self._per_ms: Counter[int] = Counter()
         self._inclusive = False  # a page held a row at exactly its `end`
         self._end_read = True  # every row at exactly `request_end` is read (or outside)
@@ -207,7 +241,18 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     def _request(self) -> TradeQuery:
         anchor = self._anchor
         self._id_to = None if anchor is None or self.trade_id is None else anchor[0]
-        return TradeQuery(from_epoch_us(self._request_end), self._id_to)
+        return self._query(self._id_to)
+
+    def _query(self, trade_id_to: str | None, *, probe: bool = False) -> TradeQuery:
+        """The request up to `_request_end`, from the start of its window."""
+        end = self._request_end
+        return TradeQuery(
+            from_epoch_us(self._window_start(end)), from_epoch_us(end), trade_id_to, probe
+        )
+
+    def _window_start(self, end: int) -> int:
+        """The `start` of a request up to `end`: the walk's, or `end - span` when later."""
+        return self._start if self._span is None else max(self._start, end - self._span)
 
     def update_state(self, response: Page[R] | None) -> Page[R] | None:
         if self._probing is not None:
@@ -238,7 +283,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
     def next_request(self) -> TradeQuery | None:
         if self._probing is not None:
             if len(self._probing) == 1:  # the highest id selected trades: ask the lowest
-                return TradeQuery(from_epoch_us(self._request_end), LOWEST_ID, probe=True)
+                return self._query(LOWEST_ID, probe=True)
             self._probing = None
         if self._after_probe is not None:
             crowded, within, last = self._after_probe
@@ -267,7 +312,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         if not self._checked and all(trade_id <= id_to for trade_id in ids):
             self._checked = True  # the page reads as if ids were compared as strings: are they?
             self._probing, self._after_probe = [], (crowded, within, last)
-            return TradeQuery(from_epoch_us(self._request_end), HIGHEST_ID, probe=True)
+            return self._query(HIGHEST_ID, probe=True)
         return self._after_crowded(crowded, within, last)
 
     def _after_crowded(
@@ -296,8 +341,13 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             self._ties += _tie_order(moments, ids)
         at_end = self._request_end in moments
         self._inclusive = self._inclusive or at_end
-        if page.received < limit or not moments:
-            return None
+        if page.received < limit or not moments:  # every row of the request's window is read
+            window_start = self._window_start(self._request_end)
+            if window_start <= self._start:
+                return None
+            # a capped window: on below it, its start read again (inclusive or not)
+            self._request_end, self._end_read = window_start + _MS, True
+            return self._request()
         oldest = min(moments)
         if oldest < self._start:  # the exchange ignored `start`: the page reached below it
             return None
@@ -375,6 +425,7 @@ def _id_end(crowded: int, inclusive: bool) -> int:
 
 
 _MS = 1000  # a millisecond in µs
+_US = timedelta(microseconds=1)
 
 
 # --- candles and account history ------------------------------------------------------------

@@ -129,10 +129,14 @@ class Candles(Generic[ClientT]):
 
 @dataclass(frozen=True)
 class HistoryTrades(Generic[ClientT]):
-    """Public trades with their full history, walked one window at a time."""
+    """Public trades with their full history, walked backwards over a range of any length."""
 
     walk: Callable[[ClientT, str, datetime, datetime], Iterator[Page[PublicTrade]]]
-    """`(client, market, start, end) → pages` of every trade in the window (at most a day)."""
+    """`(client, market, start, end) → pages` of every trade in [start, end), newest first
+    (any length: the client keeps each request within what the exchange accepts)."""
+    read_after: Callable[[Page[PublicTrade]], datetime | None]
+    """`(page of walk) → the moment after which every trade of the walk has been yielded` once
+    that page is (None: the page does not tell), so that a day can land before the walk ends."""
     first_span: timedelta  # how far back a first sync reaches when not told
 
 

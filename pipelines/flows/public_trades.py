@@ -9,8 +9,13 @@ rolling window polled (`RollingTrades`).
 
 **Bitvavo** has the full history: the span from `since` (else from the earliest landed window,
 else the last 24 h) to the last whole minute at least 60 s old is cut into UTC days and planned
-with `plan_chunks` like candles; each day's missing range (≤ 24 h) is walked by the client
-(`bitvavo_walk`: right whether `end` is inclusive or exclusive, deduplicated on the trade id).
+with `plan_chunks` like candles. The oldest day's missing range is walked and landed first,
+alone; then each run of days whose missing ranges join is walked as one backwards walk by the
+client (`bitvavo_walk`: requests of at most 24 h, pages running on across days, right whether
+`end` is inclusive or exclusive, deduplicated on the trade id), its rows split into their days,
+and a day lands as soon as the walk has read every trade of it (`HistoryTrades.read_after`),
+newest first. Landing the oldest day first keeps a broken backfill resumable: a sync with
+`since=None` starts at the earliest landed window and plans every day after it still missing.
 A day in progress has a stem ending at the last final minute; the next sync fetches only what
 follows. A day file moved to the quarantine (unreadable) is planned again first, whatever
 `since` says (`pipelines.quarantine.holes`).
@@ -31,7 +36,7 @@ cannot hide it. Coverage is the stems minus the recorded gaps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -39,13 +44,14 @@ import polars as pl
 from pipelines import progress
 from pipelines.datasets import PUBLIC_TRADES
 from pipelines.exchanges.client import ExchangeClient
-from pipelines.exchanges.frames import values
+from pipelines.exchanges.frames import latest, split_at, values
 from pipelines.exchanges.ingestion import HistoryTrades, RollingTrades
+from pipelines.exchanges.paging import Page
+from pipelines.exchanges.records import PublicTrade
 from pipelines.exchanges.registry import get
 from pipelines.flows.chunks import (
     SETTLE,
     combine,
-    done_share,
     drop_replaced,
     drop_superseded,
     held_range,
@@ -57,7 +63,7 @@ from pipelines.flows.chunks import (
     sweep_partition,
 )
 from pipelines.flows.gaps import record_gap as record_any_gap
-from pipelines.flows.plan import Window, chunk_of, final_cutoff, plan_chunks
+from pipelines.flows.plan import ChunkPlan, Window, chunk_of, final_cutoff, plan_chunks
 from pipelines.flows.runtime import Runtime, StreamResult, finish
 from pipelines.lake import Lake
 from pipelines.lake_store import LakeFile
@@ -128,15 +134,71 @@ def _sync_history(
         spans.append(Window(start, end))
     fetched = landed = 0
     for span in spans:
-        for plan in plan_chunks(span, "day", partition_files(lake, dataset, partition)):
-            pages = served.walk(client, market, plan.missing.start, plan.missing.end)
-            rows = land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
-            fetched += rows
-            landed += 1
-            progress.landed(
-                dataset.name, rows, done=done_share(Window(start, end), plan.target.end)
-            )
+        plans = plan_chunks(span, "day", partition_files(lake, dataset, partition))
+        missing = sum((plan.missing.end - plan.missing.start for plan in plans), timedelta())
+        walked = timedelta()
+        for run in walk_order(plans):
+            for plan, rows in _land_run(lake, client, served, market, partition, run):
+                fetched += rows
+                landed += 1
+                walked += plan.missing.end - plan.missing.start
+                progress.landed(dataset.name, rows, done=walked / missing)
     return fetched, landed, ()
+
+
+def walk_order(plans: Sequence[ChunkPlan]) -> list[list[ChunkPlan]]:
+    """The walks that carry out `plans` (oldest first), in order: the oldest plan alone, then
+    each run of plans whose missing ranges join end to start.
+
+    A walk lands its newest day first. The oldest day lands first so that a sync that stops
+    midway leaves it landed: a sync with `since=None` starts at the earliest landed window, and
+    so plans again every day after it that a broken walk left missing.
+    """
+    walks: list[list[ChunkPlan]] = []
+    for plan in plans:
+        if len(walks) > 1 and walks[-1][-1].missing.end == plan.missing.start:
+            walks[-1].append(plan)
+        else:
+            walks.append([plan])
+    return walks
+
+
+def _land_run(
+    lake: Lake,
+    client: ExchangeClient,
+    served: HistoryTrades[ExchangeClient],
+    market: str,
+    partition: Mapping[str, str],
+    run: Sequence[ChunkPlan],
+) -> Iterator[tuple[ChunkPlan, int]]:
+    """Walk the joined missing ranges of `run` (oldest first) as one backwards walk, and land
+    each plan, newest first, as soon as the walk has read every trade of it; yields each plan
+    landed and its rows. Only the pages of plans not yet landed are held."""
+    waiting: list[tuple[ChunkPlan, list[Page[PublicTrade]]]] = [
+        (plan, []) for plan in reversed(run)
+    ]
+    floor = run[-1].missing.end  # every trade from here on is landed
+    for page in served.walk(client, market, run[0].missing.start, floor):
+        rest = page.records
+        newest = latest(rest, "traded_at")
+        if newest is not None and newest >= floor:
+            raise RuntimeError(
+                f"public trades {market}: the walk yielded a trade at {newest.isoformat()}, "
+                f"of a day landed already (from {floor.isoformat()})"
+            )
+        for plan, pages in waiting:
+            if not len(rest):
+                break
+            rest, mine = split_at(rest, "traded_at", plan.missing.start)
+            if len(mine):
+                pages.append(Page(mine, page.endpoint, page.params, page.fetched_at))
+        read = served.read_after(page)
+        while waiting and read is not None and read < waiting[0][0].missing.start:
+            plan, pages = waiting.pop(0)
+            yield plan, land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
+            floor = plan.missing.start
+    for plan, pages in waiting:
+        yield plan, land_plan(lake, PUBLIC_TRADES, plan, pages, partition)
 
 
 # -- rolling window (Bitstamp): merged into day files, gaps recorded -----------------------------
