@@ -213,6 +213,43 @@ def test_a_range_of_days_is_one_walk_of_24h_requests(
     assert served(sandbox)["endpoints"]["{market}/trades"]["requests"] == len(pages)
 
 
+def test_a_long_walk_holds_the_keys_of_a_page_or_two_only(
+    serve: Callable[[Variants], Sandbox], world: World
+) -> None:
+    """The walk forgets the keys (and millisecond counts) of pages later than any request it
+    can still send: a walk of days holds what a walk of a day did, not every key it read."""
+    sandbox = serve(Variants())
+    bitvavo = client(sandbox)
+    stop = NOW.replace(hour=0, minute=0)
+    start = stop - timedelta(days=3)
+    run: Backwards[PublicTrade] = Backwards(
+        start,
+        stop,
+        key=lambda t: t.trade_id,
+        moment=lambda t: t.traded_at,
+        limit=TRADE_LIMIT,
+        trade_id=lambda t: t.trade_id,
+        exchange="bitvavo",
+        endpoint="public_trades",
+        span=MAX_TRADE_SPAN,
+    )
+    got: list[str] = []
+    held: list[int] = []
+    request = run.init_request()
+    while request is not None:
+        page = bitvavo.public_trades(
+            "BTC-EUR", start=request.start, end=request.end, trade_id_to=request.trade_id_to
+        )
+        yielded = run.update_state(page)
+        assert yielded is not None
+        got += [t.trade_id for t in yielded.records]
+        held.append(max(len(run._seen), sum(len(page[2]) for page in run._recent)))
+        request = run.next_request()
+    assert sorted(got) == truth(world, "BTC-EUR", start, stop)
+    assert len(got) > 8 * TRADE_LIMIT and len(held) > 8
+    assert max(held) <= 2 * TRADE_LIMIT
+
+
 def test_a_range_before_and_into_the_tapes_start_reads_its_empty_days_through(
     serve: Callable[[Variants], Sandbox], world: World
 ) -> None:

@@ -48,7 +48,7 @@ The walk is the paginator `Backwards`, driven by `paging.walk`; candles (`Candle
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,12 +205,15 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         self._seen: set[Hashable] = set()
         self._start, self._end = to_epoch_us(self.start), to_epoch_us(self.end)
         self._span = None if self.span is None else self.span // _US
-        self._per_ms: Counter[int] = Counter()
+        # the pages whose keys `_seen` holds, newest first: their oldest moment, their keys and
+        # how many of their new rows each millisecond holds
+        self._recent: deque[tuple[int, list[Hashable], Counter[int]]] = deque()
         self._inclusive = False  # a page held a row at exactly its `end`
         self._end_read = True  # every row at exactly `request_end` is read (or outside)
         self._request_end = self._end  # (µs, as every moment here)
         self._anchor: tuple[str, int] | None = None  # (id, moment): its id goes as tradeIdTo
-        self._ties: list[bool] = []  # per two rows of one ms on a page by time: id-descending?
+        # on the pages by time so far: two rows of one ms side by side, and all id-descending
+        self._tie_seen, self._ties_descending = False, True
         self._checked = False  # whether tradeIdTo compares ids as strings is checked
         self._id_to: str | None = None  # the last request's tradeIdTo
         self._page: Page[R] | None = None  # the last page
@@ -261,10 +264,13 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         assert response is not None
         rows = response.records
         read = self._columns(rows)
+        self._forget_above(self._request_end + _MS)
         seen = self._seen
         fresh = [key not in seen for key in read.keys]
         seen.update(compress(read.keys, fresh))
-        self._per_ms.update(compress(read.moments, fresh))
+        if read.moments:
+            per_ms = Counter(compress(read.moments, fresh))
+            self._recent.append((min(read.moments), read.keys, per_ms))
         self._page, self._read, self._new = response, read, sum(fresh)
         start, end = self._start, self._end
         moments = read.moments
@@ -279,6 +285,27 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         return Page(
             inside, response.endpoint, response.params, response.fetched_at, response.received
         )
+
+    def _forget_above(self, bound: int) -> None:
+        """Forget the keys and millisecond counts of pages wholly later than `bound`: no request
+        from here on asks for rows after `_request_end`, which never grows, so they cannot come
+        again. The walk then holds a page or two of keys, however long its span."""
+        recent = self._recent
+        while recent and recent[0][0] > bound:
+            self._seen.difference_update(recent.popleft()[1])
+
+    def _rows_at(self, moment: int) -> int:
+        """How many distinct rows the walk has read at `moment` (on the pages it holds)."""
+        return sum(per_ms[moment] for _, _, per_ms in self._recent)
+
+    def _note_ties(self, moments: Sequence[int], ids: Sequence[str]) -> None:
+        """Note how a page by time lists the rows of one millisecond, until the probe that needs
+        it is done, or an id-ascending pair has settled its answer."""
+        if self._checked or not self._ties_descending:
+            return
+        order = _tie_order(moments, ids)
+        self._tie_seen = self._tie_seen or bool(order)
+        self._ties_descending = all(order)
 
     def next_request(self) -> TradeQuery | None:
         if self._probing is not None:
@@ -338,7 +365,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         limit, page = self.limit, self._page
         moments, ids = self._read.moments, self._read.ids
         if ids is not None:
-            self._ties += _tie_order(moments, ids)
+            self._note_ties(moments, ids)
         at_end = self._request_end in moments
         self._inclusive = self._inclusive or at_end
         if page.received < limit or not moments:  # every row of the request's window is read
@@ -353,7 +380,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
             return None
         if self._new:
             self._request_end, self._end_read = oldest + _MS, True
-            crowded = self._per_ms[oldest] + self._per_ms[oldest + _MS] >= limit
+            crowded = self._rows_at(oldest) + self._rows_at(oldest + _MS) >= limit
             if crowded and ids is not None:
                 self._anchor = (ids[-1], moments[-1])
                 self._request_end = _id_end(moments[-1], self._inclusive)
@@ -393,8 +420,8 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         highest = self._probing[0]
         self._probing = None
         assert highest.ids is not None
-        ties = self._ties + _tie_order(highest.moments, highest.ids)
-        if not ties or not all(ties):
+        ties = _tie_order(highest.moments, highest.ids)
+        if not (self._tie_seen or ties) or not (self._ties_descending and all(ties)):
             detail = (
                 "tradeIdTo compares trade ids as strings, but the trades of one millisecond "
                 "are not listed by id"
