@@ -149,7 +149,9 @@ def land_plan(
     """
     dataset = source.dataset
     fresh = source.page_frames((page.records, page.fetched_at) for page in pages)
-    files = partition_files(lake, dataset, partition)
+    # (listed only when the chunk replaces files: a backfill's day after day would otherwise
+    # list a partition that grows by a file a day)
+    files = partition_files(lake, dataset, partition) if plan.replaces else {}
     old = read_files(dataset, (files[stem] for stem in plan.replaces if stem in files), partition)
     landed = lake.land(
         dataset,
