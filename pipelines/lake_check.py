@@ -31,11 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.atomic import write_text
 from pipelines.exit_codes import ExitCode, OperatorError
@@ -49,6 +47,9 @@ from pipelines.lake import (
     error_text,
 )
 from pipelines.lake_store import LakeFile, ObjectPath
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CACHE_NAME = ".lake-verified.json"
 MISPLACED = "not where dataset"
@@ -172,6 +173,9 @@ def check_file(
     misplaced = _placement(lake, dataset, path)
     if misplaced:
         return ("placement", misplaced), None
+    import pyarrow as pa  # (here: pyarrow imports numpy, whose BLAS threads spin for a while)
+    import pyarrow.parquet as pq
+
     source: Path | pa.BufferReader = path if isinstance(path, Path) else _fetched(path)
     try:
         parquet = pq.ParquetFile(source)
@@ -201,6 +205,8 @@ def check_file(
 
 
 def _fetched(path: ObjectPath) -> pa.BufferReader:
+    import pyarrow as pa
+
     try:
         return pa.BufferReader(path.read_bytes())
     except OSError as error:
@@ -211,6 +217,8 @@ def _raise_if_environment(path: LakeFile, error: BaseException) -> None:
     """Raise `LakeReadError` for an error of the machine: an `OSError` with an errno (pyarrow
     sets one for a failed system call: EMFILE, EIO, EACCES; a damaged file's errors carry none)
     or pyarrow out of memory."""
+    import pyarrow as pa
+
     if isinstance(error, pa.ArrowMemoryError) or (
         isinstance(error, OSError) and error.errno is not None
     ):
