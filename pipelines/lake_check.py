@@ -173,8 +173,11 @@ def check_file(
     misplaced = _placement(lake, dataset, path)
     if misplaced:
         return ("placement", misplaced), None
-    import pyarrow as pa  # (here: pyarrow imports numpy, whose BLAS threads spin for a while)
-    import pyarrow.parquet as pq
+    try:  # (here, not at the top: pyarrow imports numpy, whose BLAS threads spin a while)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except OSError as error:  # no descriptor left to import it: the machine fails the read
+        raise LakeReadError(path, error) from error
 
     source: Path | pa.BufferReader = path if isinstance(path, Path) else _fetched(path)
     try:
