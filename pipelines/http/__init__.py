@@ -33,8 +33,9 @@ classifiers share: status and wording to class, Retry-After, `Date`, rate-limit 
 (`Limiter`, `RequestBudget`, `WeightBudget`, `WeightHeaders`, `shared_limiter`), `_shared_limiters`
 (`SharedRequestBudget`, `SharedWeightBudget`, `budget_path`, `BudgetRow`: one budget per key
 across processes, kept in a `_statefile.StateFile` or, across machines, a `_pgstate.PgState`),
-`_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`), `_stats` (`HttpStats`, `Usage`),
-`_common`.
+`_client` (`HttpClient`, `SignInput`, `Reply`, `RetryPolicy`), `_transport` (the wire under
+`HttpClient`: requests' adapter's sending, with its pool and proxies kept), `_stats` (`HttpStats`,
+`Usage`), `_common`.
 Import from `pipelines.http`, not from the private modules; `_client`'s names are loaded when
 first used, so that importing the package for its errors, rules or budgets stays light.
 """

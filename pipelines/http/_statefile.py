@@ -56,6 +56,7 @@ class StateFile:
         self._holder: int | None = None  # the thread inside `edit`
         self._fd: int | None = None
         self._fd_pid = -1
+        self._known: tuple[bytes, str] | None = None  # a first line that `_parse` took, its text
         _OPEN.add(self)
 
     def __repr__(self) -> str:
@@ -80,29 +81,41 @@ class StateFile:
                 fd = self._descriptor()
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    state, before = self._read(fd)
+                    state, before, size = self._read(fd)
                     yield state
                     state.pop(CHECKSUM, None)
                     state["version"] = VERSION
-                    after = json.dumps(state, sort_keys=True)
+                    after = _dump(state)
                     if after != before:
-                        _write(fd, document_line(state, after))
+                        line = document_line(state, after)
+                        _write(fd, line, size)
+                        self._known = (line[:-1], after)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 self._holder = None
 
-    def _read(self, fd: int) -> tuple[dict[str, Any], str | None]:
-        """The document, and its text as `edit` writes it (None when it was recovered: then it
-        must be written back)."""
-        data = os.pread(fd, os.fstat(fd).st_size, 0)
+    def _read(self, fd: int) -> tuple[dict[str, Any], str | None, int]:
+        """The document, its text as `edit` writes it (None when it was recovered: then it must
+        be written back), and the file's size."""
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size, 0)
         if not data:
-            return {}, "{}"
-        read = _parse(data.split(b"\n", 1)[0])
+            return {}, "{}", size
+        first = data.split(b"\n", 1)[0]
+        known = self._known
+        if known is not None and first == known[0]:
+            # The line this object last wrote or read, checksum and all: what `_parse` would
+            # make of it, without dumping the document again to check its checksum.
+            state = json.loads(first)
+            del state[CHECKSUM]
+            return state, known[1], size
+        read = _parse(first)
         if read is None:
             logger.warning("%s is torn, corrupt or of another version: recovering", self.path)
-            return self._recover(), None
-        return read
+            return self._recover(), None, size
+        self._known = (first, read[1])
+        return read[0], read[1], size
 
     def close(self) -> None:
         with self._mutex:
@@ -125,8 +138,17 @@ class StateFile:
 
 def document_line(state: dict[str, Any], body: str) -> bytes:
     """`state` (already dumped as `body`) with the CRC-32 of `body`, as one line."""
-    checksum = f"{zlib.crc32(body.encode()):08x}"
-    return (json.dumps({**state, CHECKSUM: checksum}, sort_keys=True) + "\n").encode()
+    member = f'"{CHECKSUM}": "{zlib.crc32(body.encode()):08x}"'
+    # `body` with the checksum member where `json.dumps(..., sort_keys=True)` would put it:
+    # after the members whose keys sort before it, which begin `body` as they would begin the
+    # dump of those members alone.
+    head = {key: value for key, value in state.items() if key < CHECKSUM}
+    if not head:
+        line = "{" + member + ("}" if body == "{}" else ", " + body[1:])
+    else:
+        cut = len(_dump(head)) - 1
+        line = body[:cut] + ", " + member + body[cut:]
+    return (line + "\n").encode()
 
 
 def parse_line(first: bytes) -> dict[str, Any] | None:
@@ -145,18 +167,23 @@ def _parse(line: bytes) -> tuple[dict[str, Any], str] | None:
     if not isinstance(state, dict) or state.get("version") != VERSION:
         return None
     checksum = state.pop(CHECKSUM, None)
-    body = json.dumps(state, sort_keys=True)
+    body = _dump(state)
     if checksum != f"{zlib.crc32(body.encode()):08x}":
         return None
     return state, body
 
 
-def _write(fd: int, data: bytes) -> None:
-    """`data` at the start of the file, which then ends after it."""
+_dump = json.JSONEncoder(sort_keys=True).encode
+"""`json.dumps(..., sort_keys=True)`, without making an encoder each time."""
+
+
+def _write(fd: int, data: bytes, size: int) -> None:
+    """`data` at the start of the file of `size` bytes, which then ends after it."""
     written = 0
     while written < len(data):  # a short write (a full disk) would leave a torn line
         written += os.pwrite(fd, data[written:], written)
-    os.ftruncate(fd, len(data))
+    if len(data) < size:  # (no longer: it ends after `data` already)
+        os.ftruncate(fd, len(data))
 
 
 def _after_fork_in_child() -> None:
