@@ -564,6 +564,9 @@ def read_alike(name: str, rows: Any) -> Sequence[Any] | None:
         assert frames.values(read, "traded_at") == [trade.traded_at for trade in decoded]
         moments = read.held["traded_at"].dt.epoch("us").to_list()
         assert frames.micros(read, "traded_at") == moments
+        times = [trade.traded_at for trade in decoded]
+        assert frames.earliest(read, "traded_at") == min(times, default=None)
+        assert frames.latest(read, "traded_at") == max(times, default=None)
     return read
 
 

@@ -217,6 +217,9 @@ def _extreme(records: Sequence[Any], name: str, *, latest: bool) -> datetime | N
     if not isinstance(records, FrameRows):
         moments = values(records, name)
         return (max if latest else min)(moments, default=None)
+    if name in records.lists and records.held[name].dtype == TIMESTAMP:  # (as micros: no query)
+        found_us = (max if latest else min)(records.lists[name], default=None)
+        return None if found_us is None else EPOCH + _MICROSECOND * found_us
     column = records.held[name]
     found = column.max() if latest else column.min()
     assert found is None or isinstance(found, datetime)
