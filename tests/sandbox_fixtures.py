@@ -5,11 +5,15 @@ A test module that serves one frozen simulated world says
     world = world_fixture(seed=23, days=5, now_ms=NOW_MS)
     sandbox = sandbox_fixture()
     perps_sandbox = sandbox_fixture(variants=Variants(bitstamp_perps="on"))
+    serve = fresh_sandboxes_fixture(rate_scale=100.0)  # serve(Variants(...)) in a test
 
 pytest registers each under the name it is assigned to. `world_fixture` builds a `World` once per
 module, or shares the one a synced lake of the process was built from (`shared_world`);
 `sandbox_fixture` serves that module's `world` fixture (with the world's own seed) for the whole
-module and stops it afterwards.
+module and stops it afterwards; `fresh_sandboxes_fixture` gives a test a function that starts a
+fresh sandbox (its own request counts and rate budget) of given variants over the module's
+`world`, each stopped after the test. `served(sandbox)` reads a Bitvavo sandbox's
+`/_sandbox/stats`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from pipelines.sandbox.server import Sandbox, start_sandbox
 from pipelines.sandbox.variants import Variants
@@ -56,3 +61,28 @@ def sandbox_fixture(
             yield running
 
     return sandbox
+
+
+def fresh_sandboxes_fixture(*, rate_scale: float = 1.0) -> Callable[..., Any]:
+    @pytest.fixture
+    def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
+        running: list[Sandbox] = []
+
+        def start(variants: Variants) -> Sandbox:
+            sandbox = start_sandbox(
+                seed=world.seed, world=world, variants=variants, rate_scale=rate_scale
+            )
+            running.append(sandbox.__enter__())
+            return running[-1]
+
+        yield start
+        for sandbox in running:
+            sandbox.__exit__(None, None, None)
+
+    return serve
+
+
+def served(sandbox: Sandbox) -> dict[str, Any]:
+    """The Bitvavo sandbox's request counts (`/_sandbox/stats`)."""
+    stats: dict[str, Any] = requests.get(sandbox.bitvavo.stats_url, timeout=5).json()
+    return stats

@@ -19,9 +19,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-import requests
 from sandbox_clients import bitvavo_client as client
-from sandbox_fixtures import world_fixture
+from sandbox_fixtures import fresh_sandboxes_fixture, served, world_fixture
 from sandbox_runtime import sandbox_runtime
 
 from pipelines.datasets import PUBLIC_TRADES
@@ -37,8 +36,9 @@ from pipelines.exchanges.records import PublicTrade
 from pipelines.flows.chunks import SETTLE, land_plan, partition_files, read_files
 from pipelines.flows.plan import ChunkPlan, Window, final_cutoff, plan_chunks
 from pipelines.flows.public_trades import sync_public_trades, walk_order
+from pipelines.flows.runtime import StreamResult
 from pipelines.lake import Lake
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
@@ -60,23 +60,8 @@ def at(ms_: int) -> datetime:
     return datetime.fromtimestamp(ms_ / 1000, UTC)
 
 
-@pytest.fixture
-def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
-    """A fresh sandbox (its own request counts and rate budget) per call, over the world."""
-    running: list[Sandbox] = []
-
-    def start(variants: Variants) -> Sandbox:
-        sandbox = start_sandbox(seed=SEED, world=world, variants=variants, rate_scale=RATE_SCALE)
-        running.append(sandbox.__enter__())
-        return running[-1]
-
-    yield start
-    for sandbox in running:
-        sandbox.__exit__(None, None, None)
-
-
-def served(sandbox: Sandbox) -> dict[str, Any]:
-    return requests.get(sandbox.bitvavo.stats_url, timeout=5).json()
+# a fresh sandbox (its own request counts and rate budget) per call, over the module's world
+serve = fresh_sandboxes_fixture(rate_scale=RATE_SCALE)
 
 
 class Recorded:
@@ -330,17 +315,24 @@ def assert_same_files(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame
         assert got[stem].rows() == frame.rows(), stem  # value by value, Decimals as Decimals
 
 
+def synced(
+    sandbox: Sandbox, data: Path, market: str, since: datetime, now: datetime
+) -> tuple[StreamResult, dict[str, pl.DataFrame]]:
+    """A public-trades sync of `market` from `since` at `now` into `data`: its result and the
+    files it landed (`lake_days`)."""
+    rt = sandbox_runtime(sandbox, data, now=now)
+    try:
+        return sync_public_trades(rt, "bitvavo", market, since=since), lake_days(rt.lake, market)
+    finally:
+        rt.close()
+
+
 def test_a_month_lands_the_day_by_day_files_in_fewer_requests(
     serve: Callable[[Variants], Sandbox], world: World, tmp_path: Path
 ) -> None:
     since = NOW - timedelta(days=30)
     sandbox = serve(Variants())
-    rt = sandbox_runtime(sandbox, tmp_path / "sync", now=NOW)
-    try:
-        result = sync_public_trades(rt, "bitvavo", "BTC-EUR", since=since)
-        got = lake_days(rt.lake, "BTC-EUR")
-    finally:
-        rt.close()
+    result, got = synced(sandbox, tmp_path / "sync", "BTC-EUR", since, NOW)
     reference, day_requests = day_by_day(sandbox, tmp_path / "ref", "BTC-EUR", since, NOW)
     want = lake_days(reference, "BTC-EUR")
     assert len(want) == 31
@@ -371,12 +363,7 @@ def test_sparse_and_empty_days_land_as_day_by_day(
 ) -> None:
     since, now = SPARSE[case]
     sandbox = serve(Variants(bitvavo_trades_end=end))
-    rt = sandbox_runtime(sandbox, tmp_path / "sync", now=now)
-    try:
-        result = sync_public_trades(rt, "bitvavo", "ADA-EUR", since=since)
-        got = lake_days(rt.lake, "ADA-EUR")
-    finally:
-        rt.close()
+    result, got = synced(sandbox, tmp_path / "sync", "ADA-EUR", since, now)
     reference, day_requests = day_by_day(sandbox, tmp_path / "ref", "ADA-EUR", since, now)
     want = lake_days(reference, "ADA-EUR")
     heights = [frame.height for frame in want.values()]

@@ -14,16 +14,15 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-import requests
 from sandbox_clients import bitvavo_client as client
-from sandbox_fixtures import world_fixture
+from sandbox_fixtures import fresh_sandboxes_fixture, served, world_fixture
 from sandbox_runtime import sandbox_runtime
 
 from pipelines.datasets import FILLS, PUBLIC_TRADES
@@ -39,7 +38,7 @@ from pipelines.http import (
     RetryPolicy,
 )
 from pipelines.lake import Lake
-from pipelines.sandbox.server import Sandbox, start_sandbox
+from pipelines.sandbox.server import Sandbox
 from pipelines.sandbox.variants import Variants
 from pipelines.sandbox.world import World
 
@@ -70,27 +69,11 @@ def at(ms_: int) -> datetime:
 world = world_fixture(seed=SEED, days=DAYS, now_ms=NOW_MS)
 
 
-@pytest.fixture
-def serve(world: World) -> Iterator[Callable[[Variants], Sandbox]]:
-    """A fresh sandbox (and so a fresh rate budget) per call, all over the module's world.
-
-    The budget is scaled up (`RATE_SCALE`): walks in pages of two rows spend more than half of
-    Bitvavo's real 1000 a minute, and the client would then pace them to the window's reset,
-    up to a minute of waiting that proves nothing here (test_clients_sandbox.py tests pacing)."""
-    running: list[Sandbox] = []
-
-    def start(variants: Variants) -> Sandbox:
-        sandbox = start_sandbox(seed=SEED, world=world, variants=variants, rate_scale=RATE_SCALE)
-        running.append(sandbox.__enter__())
-        return running[-1]
-
-    yield start
-    for sandbox in running:
-        sandbox.__exit__(None, None, None)
-
-
-def served(sandbox: Sandbox) -> dict[str, Any]:
-    return requests.get(sandbox.bitvavo.stats_url, timeout=5).json()
+# A fresh sandbox (and so a fresh rate budget) per call, all over the module's world.
+# The budget is scaled up (`RATE_SCALE`): walks in pages of two rows spend more than half of
+# Bitvavo's real 1000 a minute, and the client would then pace them to the window's reset,
+# up to a minute of waiting that proves nothing here (test_clients_sandbox.py tests pacing).
+serve = fresh_sandboxes_fixture(rate_scale=RATE_SCALE)
 
 
 def account_truth(world: World, market: str) -> list[str]:
