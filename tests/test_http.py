@@ -95,6 +95,25 @@ def make_client(
 # ---------------------------------------------------------------------------- raw socket server
 
 
+def loopback_listener() -> tuple[socket.socket, str]:
+    """A socket listening on a free loopback port, and the base URL to reach it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def read_head(conn: socket.socket) -> bytes | None:
+    """The head of the request arriving on `conn`; None when the client closes before its end."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\r\n\r\n")[0]
+
+
 class RawServer:
     """Speaks just enough HTTP/1.1 to misbehave: per connection, "reset", "truncate" or "ok"."""
 
@@ -102,10 +121,7 @@ class RawServer:
         self.script = script
         self.body = body
         self.connections = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sock, self.url = loopback_listener()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -116,12 +132,7 @@ class RawServer:
             except OSError:
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                read_head(conn)
                 action = self.script[min(self.connections, len(self.script) - 1)]
                 self.connections += 1
                 if action == "reset":

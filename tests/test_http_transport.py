@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from pytest_httpserver import HTTPServer
-from test_http import closed_port, make_client
+from test_http import closed_port, loopback_listener, make_client, read_head
 
 from pipelines.http import RetryPolicy, TransportError
 from pipelines.http._transport import Transport
@@ -32,11 +32,8 @@ class ScriptServer:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.heads: list[bytes] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
+        self.sock, self.url = loopback_listener()
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -49,13 +46,10 @@ class ScriptServer:
 
     def _one(self, conn: socket.socket) -> None:
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            self.heads.append(data.split(b"\r\n\r\n")[0])
+            head = read_head(conn)
+            if head is None:
+                return
+            self.heads.append(head)
             with contextlib.suppress(OSError):  # (the client may have gone)
                 self.answer(conn)
 
