@@ -41,6 +41,7 @@ from pipelines.checks.behaviours import (
     probe_perps,
     probe_trades_end,
     probe_trades_span,
+    probe_trades_start,
     probe_withdrawal_amount,
     run_probes,
 )
@@ -80,6 +81,7 @@ REALITIES = (
         bitstamp_crypto_limit="combined",
         bitvavo_trades_span="24h",
         bitvavo_trades_end="exclusive",
+        bitvavo_trades_start="exclusive",
         bitstamp_ohlc_before_listing="first",
         bitstamp_perps="on",
         bitvavo_withdrawal_amount="gross",
@@ -216,6 +218,7 @@ def probed(
                 "bitvavo-history-amounts": lambda: probe_history_amounts(rt, sample),
                 "bitvavo-trades-span": lambda: probe_trades_span(rt),
                 "bitvavo-trades-end": lambda: probe_trades_end(rt),
+                "bitvavo-trades-start": lambda: probe_trades_start(rt),
                 "bitvavo-withdrawal-amount": lambda: probe_withdrawal_amount(rt),
                 "bitvavo-error-text": lambda: probe_error_text(rt),
                 "bitstamp-json-spacing": lambda: probe_json_spacing(rt, "bitstamp"),
@@ -270,6 +273,7 @@ def test_each_probe_costs_what_its_row_says_on_read_endpoints_only(probed: Probe
             "bitvavo trades": (1, 5) if v.bitvavo_trades_span == "none" else (2, 10)
         },
         "bitvavo-trades-end": {"bitvavo {market}/trades": (2, 10)},
+        "bitvavo-trades-start": {"bitvavo {market}/trades": (2, 10)},
         "bitvavo-withdrawal-amount": {
             "bitvavo withdrawalHistory": (1, 5),
             "bitvavo account/history": (1, 1),

@@ -63,6 +63,7 @@ def test_every_option_value_is_played_once() -> None:
         "bitstamp-crypto-limit",
         "bitvavo-trades-span",
         "bitvavo-trades-end",
+        "bitvavo-trades-start",
         "bitstamp-ohlc-before-listing",
         "bitvavo-candles-settle",
         "bitstamp-perps",

@@ -20,12 +20,15 @@ of the crowded millisecond is read, and the walk goes on by time from `end` = th
 (deduplicated on the key), so that rows a string-ordered `tradeIdTo` skipped are read too.
 
 A walk may cap the span of its requests (`span`: Bitvavo refuses public trades requests whose
-`end - start` exceeds 24 h). Each request then asks `start` = the later of the walk's start and
-its `end - span`, so that a walk of any length pages on across days with full pages. A short (or
-empty) page of such a capped window does not end the walk: every row of the window is read, and
-the walk goes on below it with `end` = the window's start + 1 ms (which reads the rows at
-exactly that start whichever way `start` and `end` are read; rows seen are dropped by the key).
-Only a short page of a window that starts at the walk's start ends the walk.
+`end - start` exceeds 24 h). Each request then asks `start` = the later of the walk's start
+- 1 ms and its `end - span`, so that a walk of any length pages on across days with full pages.
+A short (or empty) page of such a capped window does not end the walk: every row of the window
+is read, and the walk goes on below it with `end` = the window's start + 1 ms (which reads the
+rows at exactly that start whichever way `start` and `end` are read; rows seen are dropped by
+the key). Only a short page of a window that starts before the walk's start ends the walk:
+whether a request's `start` is inclusive is not settled either (`bitvavo-trades-start`), and a
+window from the walk's start - 1 ms holds the rows at exactly the walk's start either way (the
+rows before the start are dropped).
 
 Every page by time (no `tradeIdTo`) leaves every row of the walk later than its oldest row read
 (`read_after`), so that a caller may use the rows above it before the walk ends: every row after
@@ -254,8 +257,11 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         )
 
     def _window_start(self, end: int) -> int:
-        """The `start` of a request up to `end`: the walk's, or `end - span` when later."""
-        return self._start if self._span is None else max(self._start, end - self._span)
+        """The `start` of a request up to `end`: the walk's, or with a span the later of the
+        walk's - 1 ms and `end - span`."""
+        if self._span is None:
+            return self._start
+        return max(self._start - _MS, end - self._span)
 
     def update_state(self, response: Page[R] | None) -> Page[R] | None:
         if self._probing is not None:
@@ -370,7 +376,7 @@ class Backwards(Paginator[TradeQuery, Page[R] | None, R]):
         self._inclusive = self._inclusive or at_end
         if page.received < limit or not moments:  # every row of the request's window is read
             window_start = self._window_start(self._request_end)
-            if window_start <= self._start:
+            if self._span is None or window_start < self._start:
                 return None
             # a capped window: on below it, its start read again (inclusive or not)
             self._request_end, self._end_read = window_start + _MS, True

@@ -10,7 +10,8 @@ empty candles); `bitvavo-candles-settle` serves the newest candles unsettled (`s
 Variants (`variants.py`): `bitvavo-trades-span=24h` makes account `/v2/trades` refuse a
 `start`–`end` span over 24 h with errorCode 205, as public trades always do;
 `bitvavo-trades-end=exclusive` makes public and account trades leave out the trades at exactly
-`end` (default: included); `bitvavo-history-amounts` shows `/account/history`'s order-book
+`end` (default: included), `bitvavo-trades-start=exclusive` those at exactly `start`;
+`bitvavo-history-amounts` shows `/account/history`'s order-book
 amounts exactly, rounded or with the fee inside (`bitvavo_account.py`);
 `bitvavo-error-text=documented` words every errorCode 205 as the errors page documents it
 ("Invalid parameter: market") instead of as real logs show it ("market parameter is invalid.").
@@ -254,6 +255,10 @@ class BitvavoApp(ExchangeApp):
         """The first millisecond a trades request with this `end` leaves out."""
         return end if self.variants.bitvavo_trades_end == "exclusive" else end + 1
 
+    def _start_from(self, start: int) -> int:
+        """The first millisecond a trades request with this `start` takes in."""
+        return start + 1 if self.variants.bitvavo_trades_start == "exclusive" else start
+
     # --- public endpoints ----------------------------------------------------------------
 
     def _time(self, request: Request, path: Mapping[str, str]) -> Reply:
@@ -383,6 +388,7 @@ class BitvavoApp(ExchangeApp):
         limit, start, end = self._limit_start_end(params, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
         now = self._now()
         lower, upper = self._trades_span(start, end, now)
+        lower = lower if start is None else self._start_from(start)
         stop = upper + 1 if end is None or end > now else self._end_stop(end)
         id_from, id_to = params.get("tradeIdFrom"), params.get("tradeIdTo")
         if id_from is None and id_to is None:
@@ -423,7 +429,7 @@ class BitvavoApp(ExchangeApp):
         rows = [
             row
             for row in account.trades(market, now)
-            if (start is None or int(row["timestamp"]) >= start)
+            if (start is None or int(row["timestamp"]) >= self._start_from(start))
             and (stop is None or int(row["timestamp"]) < stop)
         ]
         ascending = rows[::-1]

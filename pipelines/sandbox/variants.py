@@ -14,6 +14,8 @@ NAME=VALUE`) switches single points.
   `start`–`end` span over 24 h.
 - `bitvavo-trades-end` = inclusive | exclusive: public and account trades include, or exclude,
   trades at exactly `end`.
+- `bitvavo-trades-start` = inclusive | exclusive: public and account trades include, or exclude,
+  trades at exactly `start`.
 - `bitstamp-ohlc-before-listing` = empty | first | zero: OHLC with an `end` before a pair's
   listing returns nothing, the first candles after listing, or zero-volume fillers.
 - `bitvavo-candles-settle` = MINUTES (0): the candles of the last MINUTES come back incomplete
@@ -47,6 +49,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "bitstamp-crypto-limit": ("per-list", "combined"),
     "bitvavo-trades-span": ("none", "24h"),
     "bitvavo-trades-end": ("inclusive", "exclusive"),
+    "bitvavo-trades-start": ("inclusive", "exclusive"),
     "bitstamp-ohlc-before-listing": ("empty", "first", "zero"),
     "bitstamp-perps": ("off", "on"),
     "bitvavo-withdrawal-amount": ("net", "gross", "mixed"),
@@ -67,6 +70,7 @@ class Variants:
     bitstamp_crypto_limit: str = "per-list"
     bitvavo_trades_span: str = "none"
     bitvavo_trades_end: str = "inclusive"
+    bitvavo_trades_start: str = "inclusive"
     bitstamp_ohlc_before_listing: str = "empty"
     bitvavo_candles_settle: int = 0
     bitstamp_perps: str = "off"

@@ -22,6 +22,7 @@ Requests (Bitvavo weight) per probe, every attempt counted (each module says how
 | bitvavo-history-amounts | the same sample, read once: quote amounts vs fills | shared |
 | bitvavo-trades-span | account trades over 91 days, then over 24 h | 1–2 (5–10) |
 | bitvavo-trades-end | public trades with `end` = a trade's own time | 1–2 (5–10) |
+| bitvavo-trades-start | public trades with `start` = a trade's own time | 1–2 (5–10) |
 | bitvavo-withdrawal-amount | withdrawalHistory vs history vs Bitstamp deposits | 1–2 (5–6) + 1 |
 | bitvavo-error-text | candles of a market that cannot exist | 1 (1) |
 | bitvavo-candles-settle | not probed: a few requests cannot bound a lag | 0 |
@@ -31,7 +32,7 @@ Requests (Bitvavo weight) per probe, every attempt counted (each module says how
 | bitstamp-json-spacing | `/api/v2/eur_usd/`, its body as sent | 1 |
 | bitvavo-json-spacing | `/v2/time`, its body as sent | 1 (1) |
 
-At most 13 Bitvavo requests of weight 45 in all (of the key's 1000 a minute), and 7 Bitstamp
+At most 15 Bitvavo requests of weight 55 in all (of the key's 1000 a minute), and 7 Bitstamp
 requests (the withdrawal probe's one included).
 
 Each probe module declares its `PROBES` (`probe.Probe`: the variant, the exchange's adapter,
@@ -70,7 +71,11 @@ from pipelines.checks.behaviours.bitvavo_history import (
     probe_history_amounts,
     probe_history_ids,
 )
-from pipelines.checks.behaviours.bitvavo_trades import probe_trades_end, probe_trades_span
+from pipelines.checks.behaviours.bitvavo_trades import (
+    probe_trades_end,
+    probe_trades_span,
+    probe_trades_start,
+)
 from pipelines.checks.behaviours.bitvavo_withdrawals import probe_withdrawal_amount
 from pipelines.checks.behaviours.json_spacing import probe_json_spacing
 from pipelines.checks.behaviours.probe import Probe, ProbeRun, runtime_client
@@ -103,6 +108,7 @@ __all__ = [
     "probe_perps",
     "probe_trades_end",
     "probe_trades_span",
+    "probe_trades_start",
     "probe_withdrawal_amount",
     "run_probes",
 ]

@@ -1,4 +1,5 @@
-"""Probes of Bitvavo's trades endpoints: the span account trades accept, and what `end` means.
+"""Probes of Bitvavo's trades endpoints: the span account trades accept, and what `end` and
+`start` mean.
 
 - `bitvavo-trades-span`: account `/v2/trades` of a market over the span one sync window asks
   for (`CHUNK`, 91 days), limit 1. Accepted: `none`. Refused with a 205 about the span: the same
@@ -7,8 +8,12 @@
   the newest trade with `end` = that trade's timestamp (limit 1). A trade at exactly `end`
   comes back: `inclusive`; an older one or none: `exclusive`. 2 requests, weight 10 (1 and 5
   when the market had no trade lately: skipped), public.
-  Account trades are taken to read `end` as public trades do; tally's walks are right either
-  way.
+- `bitvavo-trades-start`: the newest public trade of a market in the last `RECENT` (limit 1),
+  then the trades from `start` = that trade's timestamp to now (limit 1000). The trade at
+  exactly `start` comes back: `inclusive`; only later ones, or none: `exclusive`. 2 requests,
+  weight 10 (1 and 5 when the market had no trade lately: skipped), public.
+  Account trades are taken to read `end` and `start` as public trades do; tally's walks are
+  right either way.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pipelines.http import InvalidRequestError
 EXCHANGE = BITVAVO.name
 SPAN = "bitvavo-trades-span"
 END = "bitvavo-trades-end"
+START = "bitvavo-trades-start"
 RECENT = timedelta(hours=12)
 DEFAULT_MARKET = "BTC-EUR"
 
@@ -101,6 +107,31 @@ def probe_trades_end(rt: Runtime, market: str | None = None) -> CheckRow:
     return decide(EXCHANGE, END, evidence, spend, nothing="")
 
 
+def probe_trades_start(rt: Runtime, market: str | None = None) -> CheckRow:
+    """Whether a trades request includes the trades at exactly its `start` (public trades)."""
+    market = market or _market(rt)
+    spend = Spend()
+    client = spend.use(rt.client_as(EXCHANGE, BitvavoClient))
+    now = rt.now()
+    newest = client.public_trades(market, start=now - RECENT, end=now, limit=1).records
+    if not newest:
+        hours = int(RECENT.total_seconds() // 3600)
+        return unsettled(EXCHANGE, START, f"{market} had no trade in the last {hours} h", spend)
+    trade = newest[0]
+    moment = trade.traded_at
+    page = client.public_trades(market, start=moment, end=now, limit=1000)
+    asked = f"/{market}/trades with start {_ms(moment)}, the time of trade {trade.trade_id},"
+    evidence = Evidence()
+    times = [got.traded_at for got in page.records]
+    if moment in times:
+        evidence.add({"inclusive"}, f"{asked} returned trades at exactly start")
+    elif all(time > moment for time in times):
+        evidence.add({"exclusive"}, f"{asked} returned {len(times)} trades, none at start")
+    else:
+        evidence.add((), f"{asked} returned a trade before start.")
+    return decide(EXCHANGE, START, evidence, spend, nothing="")
+
+
 def _market(rt: Runtime) -> str:
     markets = rt.settings.exchange(EXCHANGE).markets
     return markets[0] if markets else DEFAULT_MARKET
@@ -114,4 +145,5 @@ def _ms(moment: datetime) -> str:
 PROBES = (
     Probe(SPAN, BITVAVO, True, lambda r: probe_trades_span(r.rt)),
     Probe(END, BITVAVO, False, lambda r: probe_trades_end(r.rt)),
+    Probe(START, BITVAVO, False, lambda r: probe_trades_start(r.rt)),
 )

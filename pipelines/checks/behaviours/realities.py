@@ -37,6 +37,10 @@ MEANINGS: Mapping[str, Mapping[str, str]] = {
         "inclusive": "a trades request's `end` includes the trades at exactly `end`",
         "exclusive": "a trades request's `end` leaves out the trades at exactly `end`",
     },
+    "bitvavo-trades-start": {
+        "inclusive": "a trades request's `start` includes the trades at exactly `start`",
+        "exclusive": "a trades request's `start` leaves out the trades at exactly `start`",
+    },
     "bitvavo-withdrawal-amount": {
         "net": "a withdrawal's amount excludes its fee, in withdrawalHistory and "
         "/account/history: the amount is what arrives",
@@ -94,6 +98,8 @@ HANDLING: Mapping[str, str] = {
     "the accepted span for the rest of the run",
     "bitvavo-trades-end": "tally pages with `end` = the oldest millisecond seen + 1 ms and "
     "drops repeated ids, so no trade is lost either way",
+    "bitvavo-trades-start": "a walk of 24 h windows goes on below a short window with `end` = "
+    "its start + 1 ms, so the trades at a window's start are read either way",
     "bitvavo-withdrawal-amount": "the warehouse decides where a withdrawal's fee is from the "
     "txids that reached your other account (transfers.fee_basis) and matches the two listings "
     "whether or not they agree",
